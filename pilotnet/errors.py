@@ -1,0 +1,50 @@
+"""The project's error values.
+
+Every failure a user or a peer can cause is a :class:`PilotError` carrying a
+stable ``code`` (what scripts branch on), a message naming what is wrong, and
+where useful a ``hint`` saying what to do about it.  The codes are the ones
+``pilotctl --json`` reports.
+"""
+
+INVALID_ARGUMENT = "invalid_argument"
+NOT_FOUND = "not_found"
+ALREADY_EXISTS = "already_exists"
+NOT_RUNNING = "not_running"
+CONNECTION_FAILED = "connection_failed"
+TIMEOUT = "timeout"
+INTERNAL = "internal"
+
+
+class PilotError(Exception):
+    """Base of every error pilotnet raises on purpose."""
+
+    code = INTERNAL
+
+    def __init__(self, message, *, hint=None, code=None):
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+        if code is not None:
+            self.code = code
+
+    def __str__(self):
+        if self.hint:
+            return f"{self.message} (hint: {self.hint})"
+        return self.message
+
+
+class DecodeError(PilotError):
+    """Bytes or text that do not form a valid message.
+
+    The only exception any decoder in :mod:`pilotnet.wire` or
+    :mod:`pilotnet.crypto` lets escape on malformed input, so callers on the
+    network path can catch exactly one thing, count it and drop the input.
+    """
+
+    code = INVALID_ARGUMENT
+
+
+class CryptoError(PilotError):
+    """A frame that failed authentication, a replayed or stale nonce, a bad key."""
+
+    code = INVALID_ARGUMENT
