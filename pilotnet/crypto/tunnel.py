@@ -65,8 +65,8 @@ class ReplayWindow:
     """Which of the last 256 counters have been accepted.
 
     ``highest`` is the largest accepted counter; bit ``i`` of ``seen`` stands
-    for counter ``highest - i``.  A Python int is the bitmap: shifting it is a
-    single C operation however far the window slides.
+    for counter ``highest - i``.  A Python int is the bitmap, so sliding the
+    window is one shift.
     """
 
     __slots__ = ("highest", "seen")
@@ -89,7 +89,10 @@ class ReplayWindow:
         """Record an authenticated ``counter`` (call only after :meth:`is_fresh`)."""
         highest = self.highest
         if counter > highest:
-            self.seen = ((self.seen << (counter - highest)) | 1) & _WINDOW_MASK
+            jump = counter - highest
+            # A jump past the whole window forgets everything (and must not
+            # shift a bitmap by up to 2**64 bits).
+            self.seen = 1 if jump >= REPLAY_WINDOW else ((self.seen << jump) | 1) & _WINDOW_MASK
             self.highest = counter
         else:
             self.seen |= 1 << (highest - counter)
