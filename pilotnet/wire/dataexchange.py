@@ -1,0 +1,243 @@
+"""Data exchange frames (port 1001): typed messages and files between agents.
+
+A frame is the shared ``type u32 | length u32 | payload`` framing of
+:mod:`pilotnet.wire.typedframe`.  Types 1 TEXT, 2 BINARY, 3 JSON and 4 FILE
+have names; any other type is carried unchanged and called ``UNKNOWN(n)``.
+A FILE payload starts with its name::
+
+    name_len u16 | name | file bytes          (the frame length covers all three)
+
+File names come from peers and end up as paths on our disk, so they are held
+to the stricter rules of the current reference and a little more: at most 255
+bytes of UTF-8, no ``/``, ``\\``, NUL or ``..`` anywhere, not ``.``.  What is
+left is already a bare base name.  An empty name is allowed (an unnamed file,
+which the service acknowledges but does not save).
+
+:class:`DataStreamDecoder` yields a file's name before its first byte so a
+receiver can open the destination and stream 16 MiB to it without holding it;
+:class:`DataFrameReader` gives whole :class:`DataFrame` values for chat-sized
+messages.
+"""
+
+import struct
+from typing import NamedTuple
+
+from pilotnet.errors import DecodeError
+from pilotnet.wire import typedframe
+from pilotnet.wire.typedframe import FrameData, FrameEnd, FrameStart
+
+TYPE_TEXT = 1
+TYPE_BINARY = 2
+TYPE_JSON = 3
+TYPE_FILE = 4
+TYPE_NAMES = {TYPE_TEXT: "TEXT", TYPE_BINARY: "BINARY", TYPE_JSON: "JSON", TYPE_FILE: "FILE"}
+
+MAX_PAYLOAD = typedframe.MAX_PAYLOAD
+MAX_FILE_NAME = 255
+_NAME_LENGTH = struct.Struct(">H")
+_NAME_LENGTH_SIZE = _NAME_LENGTH.size
+_FORBIDDEN_IN_NAME = ("/", "\\", "\0", "..")
+
+
+def type_name(frame_type):
+    """``TEXT``, ``BINARY``, ``JSON``, ``FILE`` or ``UNKNOWN(n)``, as replies and logs spell it."""
+    return TYPE_NAMES.get(frame_type) or f"UNKNOWN({frame_type})"
+
+
+class DataFrame(NamedTuple):
+    """One data exchange message; ``file_name`` is ``""`` unless it is a named FILE."""
+
+    frame_type: int
+    payload: bytes
+    file_name: str = ""
+
+    @property
+    def type_name(self):
+        return type_name(self.frame_type)
+
+
+class DataFrameStart(NamedTuple):
+    """A frame begins: ``length`` content bytes follow (for FILE, after the name)."""
+
+    frame_type: int
+    length: int
+    file_name: str
+
+
+def check_file_name(name):
+    """Return ``name`` if it is a safe bare file name, else :class:`DecodeError` saying why."""
+    if not isinstance(name, str):
+        raise DecodeError(f"file name must be text, not {type(name).__name__}")
+    try:
+        size = len(name.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise DecodeError(f"file name {name!r} cannot be encoded as UTF-8") from None
+    if size > MAX_FILE_NAME:
+        raise DecodeError(f"file name is {size} bytes, longer than the limit of {MAX_FILE_NAME}")
+    for forbidden in _FORBIDDEN_IN_NAME:
+        if forbidden in name:
+            raise DecodeError(
+                f"file name {name!r} contains {forbidden!r}; only a bare file name is accepted",
+                hint="send the base name of the file, without directories",
+            )
+    if name == ".":
+        raise DecodeError("file name '.' is not a file")
+    return name
+
+
+def _decode_file_name(raw):
+    try:
+        name = bytes(raw).decode("utf-8")
+    except UnicodeDecodeError:
+        raise DecodeError(f"file name {bytes(raw)!r} is not valid UTF-8") from None
+    return check_file_name(name)
+
+
+def _file_name_header(file_name):
+    name = check_file_name(file_name).encode("utf-8")
+    return _NAME_LENGTH.pack(len(name)) + name
+
+
+def encode_frame_header(frame_type, length, file_name=""):
+    """The first write of a frame whose ``length`` content bytes are written separately.
+
+    For FILE the name header rides with the frame header, so the content can
+    be streamed from disk as the second and later writes.
+    """
+    if frame_type == TYPE_FILE:
+        name_header = _file_name_header(file_name)
+        return typedframe.encode_header(frame_type, len(name_header) + length) + name_header
+    if file_name:
+        raise DecodeError(f"only FILE frames carry a file name, not {type_name(frame_type)}")
+    return typedframe.encode_header(frame_type, length)
+
+
+def encode_frame(frame_type, payload, file_name=""):
+    """``[header, payload]``: the reference's two writes (for FILE the name leads the payload)."""
+    if frame_type == TYPE_FILE:
+        return typedframe.encode_frame(frame_type, _file_name_header(file_name) + bytes(payload))
+    if file_name:
+        raise DecodeError(f"only FILE frames carry a file name, not {type_name(frame_type)}")
+    return typedframe.encode_frame(frame_type, payload)
+
+
+def encode_ack(frame):
+    """The service's reply to ``frame``: a TEXT frame ``ACK <TYPE> <n> bytes``."""
+    return encode_frame(TYPE_TEXT, ack_text(frame.frame_type, len(frame.payload)).encode("ascii"))
+
+
+def ack_text(frame_type, content_length):
+    """``ACK <TYPE> <n> bytes``; ``n`` counts content bytes, not a FILE's name header."""
+    return f"ACK {type_name(frame_type)} {content_length} bytes"
+
+
+def error_text(frame_type, reason):
+    """``ERR <TYPE> save failed: <reason>``, the reply when a frame could not be stored."""
+    return f"ERR {type_name(frame_type)} save failed: {reason}"
+
+
+def _check_name_length(name_length, payload_length):
+    if name_length > MAX_FILE_NAME:
+        raise DecodeError(f"file name length {name_length} exceeds the limit of {MAX_FILE_NAME}")
+    if _NAME_LENGTH_SIZE + name_length > payload_length:
+        raise DecodeError(f"file name length {name_length} overruns the {payload_length}-byte FILE payload")
+
+
+def _short_file_payload(payload_length):
+    return DecodeError(f"FILE payload is {payload_length} bytes, too short for its name length")
+
+
+def split_file_payload(payload):
+    """``(file_name, content)`` of a whole FILE payload."""
+    if len(payload) < _NAME_LENGTH_SIZE:
+        raise _short_file_payload(len(payload))
+    (name_length,) = _NAME_LENGTH.unpack_from(payload)
+    _check_name_length(name_length, len(payload))
+    end = _NAME_LENGTH_SIZE + name_length
+    return _decode_file_name(payload[_NAME_LENGTH_SIZE:end]), bytes(payload[end:])
+
+
+class DataStreamDecoder:
+    """Incremental reader of data exchange frames.
+
+    ``feed(bytes)`` returns :class:`DataFrameStart`, :class:`FrameData` and
+    :class:`FrameEnd` events.  For FILE frames the name header is held back
+    until complete (at most 257 bytes), then reported in the start event; the
+    data events carry file content only.
+    """
+
+    __slots__ = ("_frames", "_pending_file", "_name_buffer")
+
+    def __init__(self):
+        self._frames = typedframe.FrameStreamDecoder()
+        self._pending_file = None  # FrameStart of a FILE whose name is still arriving
+        self._name_buffer = bytearray()
+
+    @property
+    def at_boundary(self):
+        return self._frames.at_boundary
+
+    def feed(self, data):
+        events = []
+        for event in self._frames.feed(data):
+            if isinstance(event, FrameStart):
+                if event.frame_type == TYPE_FILE:
+                    self._pending_file = event
+                else:
+                    events.append(DataFrameStart(event.frame_type, event.length, ""))
+            elif self._pending_file is None:
+                events.append(event)
+            elif isinstance(event, FrameData):
+                self._take_name_bytes(event.data, events)
+            else:
+                # Only a FILE payload shorter than 2 bytes can end before its
+                # name: longer names were refused when their length arrived.
+                raise _short_file_payload(self._pending_file.length)
+        return events
+
+    def _take_name_bytes(self, data, events):
+        # Buffer only the name header; content is passed on as it came.
+        view = memoryview(data)
+        view = self._buffer_name_bytes(view, _NAME_LENGTH_SIZE)
+        if len(self._name_buffer) < _NAME_LENGTH_SIZE:
+            return
+        (name_length,) = _NAME_LENGTH.unpack_from(self._name_buffer)
+        _check_name_length(name_length, self._pending_file.length)
+        header_size = _NAME_LENGTH_SIZE + name_length
+        view = self._buffer_name_bytes(view, header_size)
+        if len(self._name_buffer) < header_size:
+            return
+        file_name = _decode_file_name(self._name_buffer[_NAME_LENGTH_SIZE:])
+        events.append(DataFrameStart(TYPE_FILE, self._pending_file.length - header_size, file_name))
+        if view:
+            events.append(FrameData(bytes(view)))
+        self._pending_file = None
+        self._name_buffer.clear()
+
+    def _buffer_name_bytes(self, view, wanted):
+        needed = max(0, wanted - len(self._name_buffer))
+        self._name_buffer += view[:needed]
+        return view[needed:]
+
+
+class DataFrameReader:
+    """Whole :class:`DataFrame` values from stream bytes (for messages, not big files)."""
+
+    __slots__ = ("_frames",)
+
+    def __init__(self):
+        self._frames = typedframe.FrameReader()
+
+    @property
+    def at_boundary(self):
+        return self._frames.at_boundary
+
+    def feed(self, data):
+        messages = []
+        for frame in self._frames.feed(data):
+            if frame.frame_type == TYPE_FILE:
+                file_name, content = split_file_payload(frame.payload)
+                messages.append(DataFrame(TYPE_FILE, content, file_name))
+            else:
+                messages.append(DataFrame(frame.frame_type, frame.payload))
+        return messages

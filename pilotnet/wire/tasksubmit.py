@@ -1,0 +1,300 @@
+"""Task submission frames (port 1003): JSON bodies in typed frames.
+
+Frames are the shared ``type u32 | length u32 | payload`` framing of
+:mod:`pilotnet.wire.typedframe` with a JSON payload of at most 2^24 bytes:
+
+====  ==============  ==========================================================
+type  name            body
+====  ==============  ==========================================================
+1     SUBMIT          request ``{task_id, task_description, from_addr, to_addr}``;
+                      the response uses the same type: ``{task_id, status, message}``
+2     RESULT          legacy, never sent by current peers; carried, not built
+3     STATUS_UPDATE   ``{task_id, status, justification}``
+4     SEND_RESULTS    ``{task_id, result_type, result_text?, filename?,
+                      file_data?, completed_at, time_idle_ms?, time_staged_ms?,
+                      time_cpu_ms?}`` (``?`` = left out when empty or zero)
+====  ==============  ==========================================================
+
+Bodies are written with :mod:`pilotnet.wire.gojson` in the reference's field
+order, so they are byte-identical to what a Go peer writes.  Reading is
+lenient where Go is (unknown fields ignored, missing optional fields are
+empty) and strict where it matters (types, statuses, sizes).  The per-field
+size caps are those newer reference versions enforce before storing a task.
+"""
+
+import base64
+import binascii
+import os
+import re
+from typing import NamedTuple
+
+from pilotnet.errors import DecodeError
+from pilotnet.wire import gojson, typedframe
+
+TYPE_SUBMIT = 1
+TYPE_RESULT = 2
+TYPE_STATUS_UPDATE = 3
+TYPE_SEND_RESULTS = 4
+TYPE_NAMES = {
+    TYPE_SUBMIT: "SUBMIT",
+    TYPE_RESULT: "RESULT",
+    TYPE_STATUS_UPDATE: "STATUS_UPDATE",
+    TYPE_SEND_RESULTS: "SEND_RESULTS",
+}
+
+STATUS_ACCEPTED = 200
+STATUS_REJECTED = 400
+RESPONSE_STATUSES = (STATUS_ACCEPTED, STATUS_REJECTED)
+
+NEW = "NEW"
+ACCEPTED = "ACCEPTED"
+DECLINED = "DECLINED"
+EXECUTING = "EXECUTING"
+COMPLETED = "COMPLETED"
+SUCCEEDED = "SUCCEEDED"
+CANCELLED = "CANCELLED"
+EXPIRED = "EXPIRED"
+TASK_STATUSES = frozenset((NEW, ACCEPTED, DECLINED, EXECUTING, COMPLETED, SUCCEEDED, CANCELLED, EXPIRED))
+
+RESULT_TEXT = "text"
+RESULT_FILE = "file"
+RESULT_TYPES = (RESULT_TEXT, RESULT_FILE)
+
+MAX_DESCRIPTION = 16 * 1024
+MAX_JUSTIFICATION = 4 * 1024
+MAX_RESULT_TEXT = 1024 * 1024
+MAX_RESULT_FILE_NAME = 256
+MAX_RESULT_FILE_BYTES = 15 * 1024 * 1024
+_MAX_MS = (1 << 63) - 1  # Go int64
+# Task IDs name files on the receiver's disk, so only the reference's own
+# form is accepted: 16 random bytes as 8-4-4-4-12 lower-case hex.
+_TASK_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\Z")
+
+# Frames are the shared typed framing; re-exported so services import one module.
+encode_frame = typedframe.encode_frame
+FrameReader = typedframe.FrameReader
+
+
+class SubmitRequest(NamedTuple):
+    task_id: str
+    task_description: str
+    from_addr: str
+    to_addr: str
+
+
+class SubmitResponse(NamedTuple):
+    task_id: str
+    status: int
+    message: str
+
+
+class StatusUpdate(NamedTuple):
+    task_id: str
+    status: str
+    justification: str
+
+
+class TaskResults(NamedTuple):
+    """A SEND_RESULTS body; ``file_data`` is raw bytes (base64 only on the wire)."""
+
+    task_id: str
+    result_type: str
+    completed_at: str
+    result_text: str = ""
+    filename: str = ""
+    file_data: bytes = b""
+    time_idle_ms: int = 0
+    time_staged_ms: int = 0
+    time_cpu_ms: int = 0
+
+
+def new_task_id():
+    """A fresh task ID in the reference's form (16 random bytes as 8-4-4-4-12 hex)."""
+    raw = os.urandom(16).hex()
+    return f"{raw[:8]}-{raw[8:12]}-{raw[12:16]}-{raw[16:20]}-{raw[20:]}"
+
+
+def _check_task_id(task_id, what):
+    if not _TASK_ID.match(task_id):
+        raise DecodeError(
+            f"{what}: field 'task_id' = {task_id[:64]!r} is not a task ID "
+            f"(expected 8-4-4-4-12 lower-case hex)"
+        )
+
+
+def _check_size(text, limit, what, field):
+    size = len(text.encode("utf-8", "surrogatepass"))
+    if size > limit:
+        raise DecodeError(f"{what}: field {field!r} is {size} bytes, more than the limit of {limit}")
+
+
+def _check_choice(value, allowed, what, field):
+    if value not in allowed:
+        raise DecodeError(f"{what}: field {field!r} = {value!r} is not one of {', '.join(map(str, sorted(allowed)))}")
+
+
+# -- SUBMIT -----------------------------------------------------------------
+
+def _validate_submit_request(request, what="SUBMIT request"):
+    _check_task_id(request.task_id, what)
+    _check_size(request.task_description, MAX_DESCRIPTION, what, "task_description")
+    return request
+
+
+def encode_submit_request(request):
+    _validate_submit_request(request)
+    return gojson.dumps({
+        "task_id": request.task_id,
+        "task_description": request.task_description,
+        "from_addr": request.from_addr,
+        "to_addr": request.to_addr,
+    })
+
+
+def decode_submit_request(body):
+    what = "SUBMIT request"
+    document = gojson.loads_object(body, what)
+    return _validate_submit_request(SubmitRequest(
+        task_id=gojson.get_str(document, "task_id", what),
+        task_description=gojson.get_str(document, "task_description", what, ""),
+        from_addr=gojson.get_str(document, "from_addr", what, ""),
+        to_addr=gojson.get_str(document, "to_addr", what, ""),
+    ), what)
+
+
+def _validate_submit_response(response, what="SUBMIT response"):
+    _check_task_id(response.task_id, what)
+    _check_choice(response.status, RESPONSE_STATUSES, what, "status")
+    return response
+
+
+def encode_submit_response(response):
+    _validate_submit_response(response)
+    return gojson.dumps({
+        "task_id": response.task_id,
+        "status": response.status,
+        "message": response.message,
+    })
+
+
+def decode_submit_response(body):
+    what = "SUBMIT response"
+    document = gojson.loads_object(body, what)
+    return _validate_submit_response(SubmitResponse(
+        task_id=gojson.get_str(document, "task_id", what),
+        status=gojson.get_int(document, "status", what, -(1 << 63), _MAX_MS),
+        message=gojson.get_str(document, "message", what, ""),
+    ), what)
+
+
+# -- STATUS_UPDATE ----------------------------------------------------------
+
+def _validate_status_update(update, what="STATUS_UPDATE"):
+    _check_task_id(update.task_id, what)
+    _check_choice(update.status, TASK_STATUSES, what, "status")
+    _check_size(update.justification, MAX_JUSTIFICATION, what, "justification")
+    return update
+
+
+def encode_status_update(update):
+    _validate_status_update(update)
+    return gojson.dumps({
+        "task_id": update.task_id,
+        "status": update.status,
+        "justification": update.justification,
+    })
+
+
+def decode_status_update(body):
+    what = "STATUS_UPDATE"
+    document = gojson.loads_object(body, what)
+    return _validate_status_update(StatusUpdate(
+        task_id=gojson.get_str(document, "task_id", what),
+        status=gojson.get_str(document, "status", what),
+        justification=gojson.get_str(document, "justification", what, ""),
+    ), what)
+
+
+# -- SEND_RESULTS -----------------------------------------------------------
+
+def _validate_results(results, what="SEND_RESULTS"):
+    _check_task_id(results.task_id, what)
+    _check_choice(results.result_type, RESULT_TYPES, what, "result_type")
+    _check_size(results.result_text, MAX_RESULT_TEXT, what, "result_text")
+    _check_size(results.filename, MAX_RESULT_FILE_NAME, what, "filename")
+    if len(results.file_data) > MAX_RESULT_FILE_BYTES:
+        raise DecodeError(
+            f"{what}: field 'file_data' is {len(results.file_data)} bytes, "
+            f"more than the limit of {MAX_RESULT_FILE_BYTES}"
+        )
+    for field in ("time_idle_ms", "time_staged_ms", "time_cpu_ms"):
+        if not 0 <= getattr(results, field) <= _MAX_MS:
+            raise DecodeError(f"{what}: field {field!r} must be a non-negative int64")
+    return results
+
+
+def encode_results(results):
+    """The SEND_RESULTS body; empty strings, empty file data and zero timings are left out."""
+    _validate_results(results)
+    document = {"task_id": results.task_id, "result_type": results.result_type}
+    if results.result_text:
+        document["result_text"] = results.result_text
+    if results.filename:
+        document["filename"] = results.filename
+    if results.file_data:
+        document["file_data"] = base64.b64encode(results.file_data).decode("ascii")
+    document["completed_at"] = results.completed_at
+    for field in ("time_idle_ms", "time_staged_ms", "time_cpu_ms"):
+        if getattr(results, field):
+            document[field] = getattr(results, field)
+    return gojson.dumps(document)
+
+
+def _decode_file_data(text, what):
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise DecodeError(f"{what}: field 'file_data' is not valid base64") from None
+
+
+def decode_results(body):
+    what = "SEND_RESULTS"
+    document = gojson.loads_object(body, what)
+    timings = {
+        field: gojson.get_int(document, field, what, 0, _MAX_MS, 0)
+        for field in ("time_idle_ms", "time_staged_ms", "time_cpu_ms")
+    }
+    return _validate_results(TaskResults(
+        task_id=gojson.get_str(document, "task_id", what),
+        result_type=gojson.get_str(document, "result_type", what),
+        completed_at=gojson.get_str(document, "completed_at", what, ""),
+        result_text=gojson.get_str(document, "result_text", what, ""),
+        filename=gojson.get_str(document, "filename", what, ""),
+        file_data=_decode_file_data(gojson.get_str(document, "file_data", what, ""), what),
+        **timings,
+    ), what)
+
+
+# -- requests the service receives ------------------------------------------
+
+_BODY_DECODERS = {
+    TYPE_STATUS_UPDATE: decode_status_update,
+    TYPE_SEND_RESULTS: decode_results,
+}
+
+
+def decode_request(frame):
+    """The body a daemon receives on port 1003, decoded according to ``frame``'s type.
+
+    SUBMIT is a request here (the response shares its type number but travels
+    the other way); RESULT and unknown types are refused since no current
+    peer sends them and the service would not know what to do with them.
+    """
+    if frame.frame_type == TYPE_SUBMIT:
+        return decode_submit_request(frame.payload)
+    decoder = _BODY_DECODERS.get(frame.frame_type)
+    if decoder is None:
+        name = TYPE_NAMES.get(frame.frame_type, f"unknown type {frame.frame_type}")
+        raise DecodeError(f"task frame: {name} is not a request the task service accepts")
+    return decoder(frame.payload)
+
