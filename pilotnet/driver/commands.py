@@ -1,0 +1,215 @@
+"""The local control protocol: AMP commands between the daemon and its clients.
+
+Clients (``pilotctl``, the SDK) connect to the daemon's Unix socket and call
+the commands below.  The daemon calls the *push* commands on the client:
+accepted connections, received stream data, closed streams and datagrams.
+
+Values are limited by AMP to 65,535 bytes each, so bulk data travels in chunks
+of at most :data:`MAX_CHUNK` bytes, several in flight at once.  A ``Write``
+answers when the daemon has taken the chunk into the stream's send buffer, and
+a ``Received`` push is answered when the client has taken the data: answering
+late is how each side applies backpressure to the other.
+
+Errors travel as :class:`CommandFailed`, whose AMP description is the JSON of
+``{"code", "message", "hint"}``, so clients get the daemon's stable error code
+back, not just text.
+"""
+
+import json
+
+from twisted.protocols import amp
+
+from pilotnet.errors import PilotError, INTERNAL
+
+# Leave room for the AMP key and framing inside the 65,535-byte value limit.
+MAX_CHUNK = 60 * 1024
+
+
+class JSON(amp.Argument):
+    """A JSON document as one AMP value (so at most 64 KiB of JSON)."""
+
+    def toString(self, value):
+        return json.dumps(value, separators=(",", ":")).encode("utf-8")
+
+    def fromString(self, data):
+        return json.loads(data.decode("utf-8"))
+
+
+class CommandFailed(PilotError):
+    """A command the daemon refused, with the stable error code it gave.
+
+    AMP carries a known error across as its class plus ``str(error)`` and
+    rebuilds it on the other side from that one string.  So ``str()`` of a
+    CommandFailed is the JSON of its fields, and the constructor accepts that
+    JSON back: code and hint survive the trip.
+    """
+
+    def __init__(self, message, *, code=INTERNAL, hint=None):
+        carried = _parse_description(message)
+        if carried is not None:
+            message, code, hint = carried
+        super().__init__(message, code=code, hint=hint)
+
+    @classmethod
+    def from_error(cls, error):
+        return cls(error.message, code=error.code, hint=error.hint)
+
+    def __str__(self):
+        return json.dumps({"code": self.code, "message": self.message, "hint": self.hint})
+
+
+def _parse_description(text):
+    if not (isinstance(text, str) and text.startswith("{")):
+        return None
+    try:
+        fields = json.loads(text)
+        return str(fields["message"]), str(fields["code"]), fields.get("hint")
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+COMMAND_FAILED = b"PILOT_COMMAND_FAILED"
+_ERRORS = {CommandFailed: COMMAND_FAILED}
+
+
+class Command(amp.Command):
+    """Base of every pilot command: errors come back as :class:`CommandFailed`."""
+
+    errors = _ERRORS
+
+
+# -- the node ---------------------------------------------------------------
+
+class Info(Command):
+    """Node identity, counters, peers and connections (``pilotctl info``)."""
+
+    arguments = []
+    response = [(b"info", JSON())]
+
+
+class Peers(Command):
+    """The peers the tunnel knows, with their path (direct or relay) and crypto state."""
+
+    arguments = []
+    response = [(b"peers", JSON())]
+
+
+class Connections(Command):
+    """Every stream connection with the engine's counters."""
+
+    arguments = []
+    response = [(b"connections", JSON())]
+
+
+# -- registry operations the daemon performs on the node's behalf -------------
+
+class ResolveHostname(Command):
+    arguments = [(b"hostname", amp.Unicode())]
+    response = [(b"result", JSON())]
+
+
+class Lookup(Command):
+    arguments = [(b"node_id", amp.Integer())]
+    response = [(b"result", JSON())]
+
+
+class SetHostname(Command):
+    """Set (or with ``""`` clear) the node's hostname; the daemon keeps it across re-registration."""
+
+    arguments = [(b"hostname", amp.Unicode())]
+    response = [(b"result", JSON())]
+
+
+class SetVisibility(Command):
+    arguments = [(b"public", amp.Boolean())]
+    response = [(b"result", JSON())]
+
+
+class SetTags(Command):
+    arguments = [(b"tags", amp.ListOf(amp.Unicode()))]
+    response = [(b"result", JSON())]
+
+
+class SetTaskExec(Command):
+    arguments = [(b"enabled", amp.Boolean())]
+    response = [(b"result", JSON())]
+
+
+class Deregister(Command):
+    arguments = []
+    response = [(b"result", JSON())]
+
+
+# -- ports, streams and datagrams -------------------------------------------
+
+class Bind(Command):
+    """Listen on a virtual port: streams to it are accepted and its datagrams delivered to this client."""
+
+    arguments = [(b"port", amp.Integer())]
+    response = [(b"port", amp.Integer())]
+
+
+class Unbind(Command):
+    arguments = [(b"port", amp.Integer())]
+    response = []
+
+
+class Dial(Command):
+    """Open a stream to ``address`` (``N:XXXX.XXXX.XXXX``) and ``port``."""
+
+    arguments = [(b"address", amp.Unicode()), (b"port", amp.Integer()), (b"timeout", amp.Float(optional=True))]
+    response = [
+        (b"conn_id", amp.Integer()), (b"local_port", amp.Integer()),
+        (b"remote_address", amp.Unicode()), (b"remote_port", amp.Integer()),
+    ]
+
+
+class Write(Command):
+    """Queue ``data`` (at most :data:`MAX_CHUNK` bytes) on a stream; answered once buffered."""
+
+    arguments = [(b"conn_id", amp.Integer()), (b"data", amp.String())]
+    response = []
+
+
+class Close(Command):
+    """Close a stream gracefully (FIN after the queued data)."""
+
+    arguments = [(b"conn_id", amp.Integer())]
+    response = []
+
+
+class SendDatagram(Command):
+    arguments = [(b"address", amp.Unicode()), (b"port", amp.Integer()), (b"data", amp.String())]
+    response = []
+
+
+# -- pushes: the daemon calls these on the client ---------------------------
+
+class Accepted(Command):
+    arguments = [
+        (b"port", amp.Integer()), (b"conn_id", amp.Integer()),
+        (b"remote_address", amp.Unicode()), (b"remote_port", amp.Integer()),
+    ]
+    response = []
+
+
+class Received(Command):
+    arguments = [(b"conn_id", amp.Integer()), (b"data", amp.String())]
+    response = []
+
+
+class StreamClosed(Command):
+    """The stream ended: ``code`` is empty for a clean close by the peer, else the error code."""
+
+    arguments = [
+        (b"conn_id", amp.Integer()), (b"code", amp.Unicode()), (b"message", amp.Unicode()),
+    ]
+    response = []
+
+
+class DatagramReceived(Command):
+    arguments = [
+        (b"src_address", amp.Unicode()), (b"src_port", amp.Integer()),
+        (b"dst_port", amp.Integer()), (b"data", amp.String()),
+    ]
+    response = []
