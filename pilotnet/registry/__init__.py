@@ -1,0 +1,8 @@
+"""The registry: node directory, trust, relayed handshakes and networks over TCP.
+
+The wire protocol is the Go reference's length-prefixed JSON (see
+:mod:`pilotnet.registry.framing`), so Go daemons register here unchanged.  The
+request handling (:mod:`pilotnet.registry.handlers`) is a plain object fed a
+request and ``now``; :mod:`pilotnet.registry.server` is the Twisted shell and
+:mod:`pilotnet.registry.store` keeps acknowledged changes in SQLite.
+"""

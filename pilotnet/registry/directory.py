@@ -1,0 +1,293 @@
+"""The registry's state: nodes, their indexes, trust consents, handshake inboxes, networks.
+
+Plain data with the invariants kept in one place (a hostname maps to at most
+one live node, a public key keeps its node ID even after the node is gone).
+Every mutation records which stored entity it changed, so the shell can write
+exactly those to the store before it acknowledges the request; heartbeats only
+move ``last_seen``, which is written lazily (see :meth:`Directory.take_seen`).
+
+Stored entities are ``(kind, key) -> JSON value`` pairs; ``None`` means
+deleted.  Kinds: ``node``, ``key`` (public key -> node ID), ``owner`` (owner ->
+node ID), ``consent`` ("a:b": a consents to trust b), ``inbox`` (relayed
+handshake requests and responses waiting for a node), ``network``,
+``counter``.
+"""
+
+from dataclasses import dataclass, field, asdict
+
+from pilotnet.errors import ALREADY_EXISTS
+from pilotnet.registry.requests import RequestError
+from pilotnet.wire.address import Addr
+
+BACKBONE = 0
+
+
+@dataclass(slots=True)
+class Node:
+    id: int
+    public_key: str
+    owner: str = ""
+    real_addr: str = ""
+    public: bool = False
+    hostname: str = ""
+    tags: list = field(default_factory=list)
+    polo_score: int = 0
+    task_exec: bool = False
+    last_seen: float = 0.0
+    lan_addrs: list = field(default_factory=list)
+    version: str = ""
+
+
+@dataclass(slots=True)
+class Network:
+    id: int
+    name: str
+    join_rule: str
+    token: str
+    members: set
+    created: float
+
+
+@dataclass(slots=True)
+class HandshakeRequest:
+    from_node_id: int
+    justification: str
+    timestamp: float
+
+
+@dataclass(slots=True)
+class HandshakeResponse:
+    from_node_id: int
+    accept: bool
+    timestamp: float
+
+
+def address_text(network, node_id):
+    return str(Addr(network, node_id))
+
+
+class Directory:
+    """All registry state, in memory; the store holds a copy of every acknowledged change."""
+
+    def __init__(self, started=0.0):
+        self.started = started
+        self.nodes = {}
+        self.key_index = {}
+        self.owner_index = {}
+        self.hostname_index = {}
+        self.consents = set()
+        self.handshake_requests = {}
+        self.handshake_responses = {}
+        self.networks = {}
+        self.next_node = 1
+        self.next_net = 1
+        self._dirty = set()
+        self._seen = set()
+
+    # -- change tracking ---------------------------------------------------
+
+    def _mark(self, kind, key):
+        self._dirty.add((kind, key))
+
+    def take_changes(self):
+        """The entities changed since the last call, as ``(kind, key, value or None)``."""
+        changes = [(kind, key, self.entity(kind, key)) for kind, key in self._dirty]
+        self._dirty.clear()
+        return changes
+
+    def take_seen(self):
+        """Nodes whose ``last_seen`` moved (heartbeats) since the last call."""
+        changes = [("node", str(i), self.entity("node", str(i))) for i in self._seen]
+        self._seen.clear()
+        return changes
+
+    def entity(self, kind, key):
+        """The stored form of one entity, or ``None`` if it no longer exists."""
+        if kind == "node":
+            node = self.nodes.get(int(key))
+            return None if node is None else asdict(node)
+        if kind == "key":
+            return self.key_index.get(key)
+        if kind == "owner":
+            return self.owner_index.get(key)
+        if kind == "consent":
+            a, b = (int(part) for part in key.split(":"))
+            return True if (a, b) in self.consents else None
+        if kind == "inbox":
+            node_id = int(key)
+            requests = self.handshake_requests.get(node_id, [])
+            responses = self.handshake_responses.get(node_id, [])
+            if not requests and not responses:
+                return None
+            return {"requests": [asdict(r) for r in requests],
+                    "responses": [asdict(r) for r in responses]}
+        if kind == "network":
+            network = self.networks.get(int(key))
+            if network is None:
+                return None
+            stored = asdict(network)
+            stored["members"] = sorted(network.members)
+            return stored
+        if kind == "counter":
+            return getattr(self, key)
+        raise ValueError(f"unknown entity kind {kind!r}")
+
+    def restore(self, kind, key, value):
+        """Put back one entity read from the store (no change is recorded)."""
+        if kind == "node":
+            node = Node(**value)
+            self.nodes[node.id] = node
+            if node.hostname:
+                self.hostname_index[node.hostname] = node.id
+        elif kind == "key":
+            self.key_index[key] = value
+        elif kind == "owner":
+            self.owner_index[key] = value
+        elif kind == "consent":
+            a, b = (int(part) for part in key.split(":"))
+            self.consents.add((a, b))
+        elif kind == "inbox":
+            node_id = int(key)
+            self.handshake_requests[node_id] = [HandshakeRequest(**r) for r in value["requests"]]
+            self.handshake_responses[node_id] = [HandshakeResponse(**r) for r in value["responses"]]
+        elif kind == "network":
+            value = dict(value, members=set(value["members"]))
+            self.networks[value["id"]] = Network(**value)
+        elif kind == "counter":
+            setattr(self, key, value)
+        else:
+            raise ValueError(f"unknown entity kind {kind!r}")
+
+    # -- nodes ---------------------------------------------------------------
+
+    def allocate_node_id(self):
+        node_id = self.next_node
+        if node_id > 0xFFFFFFFE:
+            raise RequestError("node ID space exhausted")
+        self.next_node += 1
+        self._mark("counter", "next_node")
+        return node_id
+
+    def save_node(self, node):
+        """Insert or update ``node``; call after changing any of its fields."""
+        self.nodes[node.id] = node
+        self._mark("node", str(node.id))
+
+    def remove_node(self, node_id):
+        """Delete a live node, freeing its hostname; its key keeps the ID reserved."""
+        node = self.nodes.pop(node_id, None)
+        if node is None:
+            return None
+        if node.hostname and self.hostname_index.get(node.hostname) == node_id:
+            del self.hostname_index[node.hostname]
+        self._mark("node", str(node_id))
+        return node
+
+    def touch(self, node, now):
+        node.last_seen = now
+        self._seen.add(node.id)
+
+    def index_key(self, public_key, node_id):
+        self.key_index[public_key] = node_id
+        self._mark("key", public_key)
+
+    def unindex_key(self, public_key):
+        self.key_index.pop(public_key, None)
+        self._mark("key", public_key)
+
+    def index_owner(self, owner, node_id):
+        self.owner_index[owner] = node_id
+        self._mark("owner", owner)
+
+    def hostname_holder(self, hostname):
+        return self.hostname_index.get(hostname)
+
+    def set_hostname(self, node, hostname):
+        """Attach ``hostname`` (validated by the caller) or clear it with ""."""
+        holder = self.hostname_index.get(hostname) if hostname else None
+        if holder is not None and holder != node.id:
+            raise RequestError(f'hostname "{hostname}" already in use by node {holder}',
+                               code=ALREADY_EXISTS)
+        if node.hostname and self.hostname_index.get(node.hostname) == node.id:
+            del self.hostname_index[node.hostname]
+        node.hostname = hostname
+        if hostname:
+            self.hostname_index[hostname] = node.id
+        self.save_node(node)
+
+    def stale_nodes(self, now, threshold):
+        """IDs of nodes not seen for longer than ``threshold`` seconds."""
+        cutoff = now - threshold
+        return [node.id for node in self.nodes.values() if node.last_seen < cutoff]
+
+    # -- trust ---------------------------------------------------------------
+
+    def consent(self, node_id, peer_id):
+        self.consents.add((node_id, peer_id))
+        self._mark("consent", f"{node_id}:{peer_id}")
+
+    def withdraw(self, node_id, peer_id):
+        self.consents.discard((node_id, peer_id))
+        self._mark("consent", f"{node_id}:{peer_id}")
+
+    def trust_pair(self, a, b):
+        """True when both nodes consented to trust each other."""
+        return (a, b) in self.consents and (b, a) in self.consents
+
+    def trust_pair_count(self):
+        return sum(1 for a, b in self.consents if a < b and (b, a) in self.consents)
+
+    # -- handshake inboxes ---------------------------------------------------
+
+    def pending_requests(self, node_id):
+        return self.handshake_requests.get(node_id, [])
+
+    def add_request(self, node_id, request):
+        self.handshake_requests.setdefault(node_id, []).append(request)
+        self._mark("inbox", str(node_id))
+
+    def add_response(self, node_id, response):
+        self.handshake_responses.setdefault(node_id, []).append(response)
+        self._mark("inbox", str(node_id))
+
+    def drain_inbox(self, node_id):
+        """Remove and return the node's pending requests and responses."""
+        requests = self.handshake_requests.pop(node_id, [])
+        responses = self.handshake_responses.pop(node_id, [])
+        if requests or responses:
+            self._mark("inbox", str(node_id))
+        return requests, responses
+
+    # -- networks ------------------------------------------------------------
+
+    def allocate_network_id(self):
+        network_id = self.next_net
+        if network_id > 0xFFFF:
+            raise RequestError("network ID space exhausted")
+        self.next_net += 1
+        self._mark("counter", "next_net")
+        return network_id
+
+    def save_network(self, network):
+        self.networks[network.id] = network
+        self._mark("network", str(network.id))
+
+    def network_by_name(self, name):
+        for network in self.networks.values():
+            if network.name == name:
+                return network
+        return None
+
+    def networks_of(self, node_id):
+        """The node's networks: the backbone, then every network it is a member of."""
+        return [BACKBONE] + sorted(n.id for n in self.networks.values() if node_id in n.members)
+
+    def share_network(self, a, b):
+        """True when both nodes are members of some network other than the backbone."""
+        return any(a in n.members and b in n.members for n in self.networks.values())
+
+    def leave_all_networks(self, node_id):
+        for network in self.networks.values():
+            if node_id in network.members:
+                network.members.discard(node_id)
+                self._mark("network", str(network.id))

@@ -1,0 +1,681 @@
+"""The registry's request handlers: one request and ``now`` in, one reply out.
+
+No sockets and no clock here: the Twisted shell (:mod:`pilotnet.registry.server`)
+feeds decoded requests with the peer's address and the time, writes the reply,
+and persists the entities the request changed before it does so.
+
+Where the reference trusts the caller more than it should, we ask for more
+(see docs/registry.md, "Differences from the reference"):
+
+* a trust pair -- which unlocks a private node's endpoint -- needs both nodes'
+  signed consent (``report_trust``, or ``request_handshake`` on one side and an
+  accepting ``respond_handshake`` on the other), not one side's word;
+* ``punch`` applies the same visibility gate as ``resolve``;
+* ``resolve_hostname`` hides private nodes from requesters who could not resolve them;
+* owner-based recovery only takes over a node ID whose node is offline;
+* polo score updates are bounded and rate limited per source address.
+"""
+
+import base64
+import binascii
+import hmac
+
+from twisted.logger import Logger
+
+from pilotnet.errors import PilotError, NOT_FOUND, ALREADY_EXISTS, INTERNAL
+from pilotnet.registry import requests as fields
+from pilotnet.registry.challenges import signature_valid
+from pilotnet.registry.directory import (
+    BACKBONE, Directory, HandshakeRequest, HandshakeResponse, Network, Node, address_text,
+)
+from pilotnet.registry.ratelimit import RateLimiter
+from pilotnet.registry.requests import RequestError
+from pilotnet.registry.validation import check_hostname, check_network_name, normalize_tags
+
+PROTOCOL_VERSION = 1
+MAX_INBOX = 100
+MAX_JUSTIFICATION = 1024
+MAX_POLO = 1_000_000
+BEACON_TTL = 60.0
+JOIN_RULES = ("open", "token")
+# Messages that accept the admin token in place of the node's signature.
+ADMIN_OVERRIDABLE = frozenset({
+    "set_visibility", "set_task_exec", "set_hostname", "set_tags", "deregister",
+    "join_network", "leave_network",
+})
+
+
+def error_reply(error):
+    """The wire form of a refused request: the reference's shape plus our stable code."""
+    return {"type": "error", "error": error.message, "code": error.code}
+
+
+def _not_found(node_id):
+    return RequestError(f"node {node_id}: node not found", code=NOT_FOUND)
+
+
+def _public_key(request, field):
+    value = fields.text(request, field)
+    try:
+        raw = base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        raise RequestError(f"invalid {field}: not valid base64") from None
+    if len(raw) != 32:
+        raise RequestError(f"invalid {field}: an Ed25519 public key is 32 bytes, not {len(raw)}")
+    return value
+
+
+def _split_port(listen_addr):
+    """The port of a ``host:port`` / ``[v6]:port`` text, or None if it has none."""
+    host, colon, port = listen_addr.rpartition(":")
+    if not colon or not host or not port.isdigit() or not port.isascii():
+        return None
+    number = int(port)
+    return number if 0 < number <= 0xFFFF else None
+
+
+def _join_host_port(host, port):
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def observed_endpoint(listen_addr, peer):
+    """The endpoint to publish for a node: the TCP source IP with the port it announced.
+
+    A node cannot claim somebody else's IP this way.  An unparsable
+    ``listen_addr`` falls back to the TCP source address itself; an empty one
+    registers the node without an endpoint (identity only).
+    """
+    if not listen_addr:
+        return ""
+    host, source_port = peer
+    port = _split_port(listen_addr)
+    return _join_host_port(host, port if port is not None else source_port)
+
+
+class Registry:
+    """Directory, trust and relay logic of the registry, driven by requests."""
+
+    log = Logger()
+
+    def __init__(self, directory=None, *, admin_token="", stale_after=300.0,
+                 register_limiter=None, polo_limiter=None):
+        self.directory = directory if directory is not None else Directory()
+        self.admin_token = admin_token
+        self.stale_after = stale_after
+        if register_limiter is None:
+            register_limiter = RateLimiter(burst=10, window=60.0)
+        if polo_limiter is None:
+            polo_limiter = RateLimiter(burst=30, window=60.0)
+        self.register_limiter = register_limiter
+        self.polo_limiter = polo_limiter
+        self.beacons = {}
+        self._handlers = {
+            "register": self._register,
+            "heartbeat": self._heartbeat,
+            "lookup": self._lookup,
+            "resolve": self._resolve,
+            "resolve_hostname": self._resolve_hostname,
+            "set_hostname": self._set_hostname,
+            "set_tags": self._set_tags,
+            "set_visibility": self._set_visibility,
+            "set_task_exec": self._set_task_exec,
+            "deregister": self._deregister,
+            "report_trust": self._report_trust,
+            "revoke_trust": self._revoke_trust,
+            "check_trust": self._check_trust,
+            "request_handshake": self._request_handshake,
+            "poll_handshakes": self._poll_handshakes,
+            "respond_handshake": self._respond_handshake,
+            "punch": self._punch,
+            "rotate_key": self._rotate_key,
+            "get_polo_score": self._get_polo_score,
+            "update_polo_score": self._update_polo_score,
+            "set_polo_score": self._set_polo_score,
+            "list_nodes": self._list_nodes,
+            "list_networks": self._list_networks,
+            "create_network": self._create_network,
+            "join_network": self._join_network,
+            "leave_network": self._leave_network,
+            "beacon_register": self._beacon_register,
+            "beacon_list": self._beacon_list,
+        }
+
+    @property
+    def message_types(self):
+        return tuple(self._handlers)
+
+    def handle(self, request, peer, now):
+        """The reply to one decoded request from ``peer`` = ``(host, port)``.
+
+        Every refusal comes back as an error reply; an unexpected exception is
+        logged and answered ``internal error`` so one bad request never takes
+        the connection, let alone the process, down with it.
+        """
+        kind = request.get("type")
+        handler = self._handlers.get(kind) if isinstance(kind, str) else None
+        try:
+            if handler is None:
+                shown = kind if isinstance(kind, str) else ""
+                raise RequestError(f'unknown message type: "{shown}"')
+            return handler(request, peer, now)
+        except PilotError as error:
+            return error_reply(error)
+        except Exception:
+            self.log.failure("registry: {kind} request failed", kind=kind)
+            return error_reply(PilotError("internal error", code=INTERNAL))
+
+    # -- shared checks -------------------------------------------------------
+
+    def _node(self, node_id):
+        node = self.directory.nodes.get(node_id)
+        if node is None:
+            raise _not_found(node_id)
+        return node
+
+    def _is_admin(self, request):
+        token = request.get("admin_token")
+        if not self.admin_token or not isinstance(token, str) or not token:
+            return False
+        return hmac.compare_digest(token.encode("utf-8"), self.admin_token.encode("utf-8"))
+
+    def _require_admin(self, request):
+        if not self.admin_token:
+            raise RequestError("network creation is disabled (the registry has no admin token)")
+        if not self._is_admin(request):
+            raise RequestError("invalid admin token")
+
+    def _authenticate(self, request, kind, values, signer_id):
+        """The signing node, after checking its signature over the request's challenge."""
+        node = self._node(signer_id)
+        if kind in ADMIN_OVERRIDABLE and self._is_admin(request):
+            return node
+        signature = request.get("signature")
+        if not signature:
+            raise RequestError("signature required for authenticated node")
+        if not isinstance(signature, str) or not signature_valid(
+                node.public_key, kind, values, signature):
+            raise RequestError("signature verification failed")
+        return node
+
+    def visible_to(self, target, requester_id):
+        """May ``requester_id`` learn ``target``'s endpoint?  (reference §1.10)"""
+        return (target.public or target.id == requester_id
+                or self.directory.trust_pair(target.id, requester_id)
+                or self.directory.share_network(target.id, requester_id))
+
+    def _attach_hostname(self, node, hostname):
+        """Register-time hostname: attached if valid and free, else reported, never fatal."""
+        try:
+            check_hostname(hostname)
+            holder = self.directory.hostname_holder(hostname)
+            if holder is not None and holder != node.id:
+                raise RequestError(f'hostname "{hostname}" already in use')
+            self.directory.set_hostname(node, hostname)
+        except RequestError as error:
+            return error.message
+        return None
+
+    # -- registration and liveness -------------------------------------------
+
+    def _register(self, request, peer, now):
+        if not request.get("public_key"):
+            raise RequestError("registration requires public_key")
+        public_key = _public_key(request, "public_key")
+        listen_addr = fields.text(request, "listen_addr", max_length=262)
+        owner = fields.text(request, "owner", max_length=256)
+        hostname = fields.text(request, "hostname", max_length=256)
+        lan_addrs = fields.strings(request, "lan_addrs", max_items=16, max_length=262)
+        version = fields.text(request, "version", max_length=64)
+        directory = self.directory
+        host = peer[0]
+        known_id = directory.key_index.get(public_key)
+        if known_id is None and not self.register_limiter.allow(host, now):
+            raise RequestError(f"rate limited: too many registrations from {host}")
+
+        node = directory.nodes.get(known_id) if known_id is not None else None
+        if known_id is None and owner and owner in directory.owner_index:
+            known_id = directory.owner_index[owner]
+            node = directory.nodes.get(known_id)
+            if node is not None:
+                raise RequestError(
+                    f"owner {owner} belongs to node {known_id}, which is online with another key",
+                    hint="use rotate_key signed with the current key, or wait until the node is reaped",
+                    code=ALREADY_EXISTS)
+            self.log.info("registry: owner {owner} recovers node {node_id} with a new key",
+                          owner=owner, node_id=known_id)
+            # The lost key must not come back as a second key of the same node.
+            for stale_key in [k for k, v in directory.key_index.items() if v == known_id]:
+                directory.unindex_key(stale_key)
+        if known_id is None:
+            known_id = directory.allocate_node_id()
+        if node is None:
+            node = Node(id=known_id, public_key=public_key)
+        if directory.key_index.get(public_key) != known_id:
+            directory.index_key(public_key, known_id)
+        if owner and not node.owner:
+            node.owner = owner
+            directory.index_owner(owner, known_id)
+        node.real_addr = observed_endpoint(listen_addr, peer)
+        node.lan_addrs = lan_addrs
+        node.version = version
+        node.last_seen = now
+        directory.save_node(node)
+
+        reply = {
+            "type": "register_ok", "node_id": node.id, "network_id": BACKBONE,
+            "address": address_text(BACKBONE, node.id), "public_key": public_key,
+            "observed_addr": node.real_addr, "protocol_version": PROTOCOL_VERSION,
+        }
+        if hostname:
+            hostname_error = self._attach_hostname(node, hostname)
+            if hostname_error:
+                reply["hostname_error"] = hostname_error
+        if node.hostname:
+            reply["hostname"] = node.hostname
+        return reply
+
+    def _heartbeat(self, request, peer, now):
+        node_id = fields.uint(request, "node_id")
+        listen_addr = fields.text(request, "listen_addr", max_length=262)
+        node = self._authenticate(request, "heartbeat",
+                                  {"node_id": node_id, "listen_addr": listen_addr}, node_id)
+        if listen_addr:
+            node.real_addr = observed_endpoint(listen_addr, peer)
+            self.directory.save_node(node)
+        self.directory.touch(node, now)
+        return {"type": "heartbeat_ok", "time": int(now)}
+
+    def reap(self, now):
+        """Remove nodes silent for longer than ``stale_after``; returns their IDs.
+
+        A reaped node keeps its key (same ID when it comes back), its
+        non-backbone memberships, trust consents and inbox; its hostname is freed.
+        """
+        reaped = self.directory.stale_nodes(now, self.stale_after)
+        for node_id in reaped:
+            self.directory.remove_node(node_id)
+        self.register_limiter.purge(now)
+        self.polo_limiter.purge(now)
+        for beacon_id in [b for b, (_, expires) in self.beacons.items() if expires <= now]:
+            del self.beacons[beacon_id]
+        if reaped:
+            self.log.info("registry: reaped {count} stale nodes", count=len(reaped))
+        return reaped
+
+    def online_count(self, now):
+        cutoff = now - self.stale_after
+        return sum(1 for node in self.directory.nodes.values() if node.last_seen >= cutoff)
+
+    def _deregister(self, request, peer, now):
+        node_id = fields.uint(request, "node_id")
+        if node_id not in self.directory.nodes:
+            return {"type": "deregister_ok"}
+        self._authenticate(request, "deregister", {"node_id": node_id}, node_id)
+        self.directory.leave_all_networks(node_id)
+        self.directory.remove_node(node_id)
+        return {"type": "deregister_ok"}
+
+    def _rotate_key(self, request, peer, now):
+        node_id = fields.uint(request, "node_id")
+        node = self._node(node_id)
+        signature = request.get("signature")
+        if not isinstance(signature, str) or not signature or not signature_valid(
+                node.public_key, "rotate_key", {"node_id": node_id}, signature):
+            raise RequestError("rotate_key requires a valid signature")
+        new_key = _public_key(request, "new_public_key")
+        holder = self.directory.key_index.get(new_key)
+        if holder is not None and holder != node_id:
+            raise RequestError(f"public key already registered to node {holder}",
+                               code=ALREADY_EXISTS)
+        self.directory.unindex_key(node.public_key)
+        node.public_key = new_key
+        self.directory.index_key(new_key, node_id)
+        self.directory.save_node(node)
+        return {"type": "rotate_key_ok", "node_id": node_id,
+                "address": address_text(BACKBONE, node_id), "public_key": new_key}
+
+    # -- reading the directory ------------------------------------------------
+
+    def _lookup(self, request, peer, now):
+        node = self._node(fields.uint(request, "node_id"))
+        reply = {
+            "type": "lookup_ok", "node_id": node.id, "address": address_text(BACKBONE, node.id),
+            "networks": self.directory.networks_of(node.id), "public_key": node.public_key,
+            "public": node.public, "polo_score": node.polo_score,
+        }
+        if node.hostname:
+            reply["hostname"] = node.hostname
+        if node.tags:
+            reply["tags"] = list(node.tags)
+        if node.task_exec:
+            reply["task_exec"] = True
+        if node.public and node.real_addr:
+            reply["real_addr"] = node.real_addr
+        if node.version:
+            reply["version"] = node.version
+        return reply
+
+    def _resolve(self, request, peer, now):
+        node_id = fields.uint(request, "node_id")
+        requester_id = fields.uint(request, "requester_id")
+        if requester_id not in self.directory.nodes:
+            raise RequestError(f"resolve denied: requester node {requester_id} is not registered",
+                               code=NOT_FOUND)
+        self._authenticate(request, "resolve",
+                           {"node_id": node_id, "requester_id": requester_id}, requester_id)
+        target = self._node(node_id)
+        if not self.visible_to(target, requester_id):
+            raise RequestError(
+                f"resolve denied: node {node_id} is private (establish mutual trust first)")
+        reply = {"type": "resolve_ok", "node_id": node_id, "real_addr": target.real_addr,
+                 "public_key": target.public_key}
+        if target.lan_addrs:
+            reply["lan_addrs"] = list(target.lan_addrs)
+        return reply
+
+    def _resolve_hostname(self, request, peer, now):
+        hostname = fields.text(request, "hostname", max_length=256)
+        if not hostname:
+            raise RequestError("hostname required")
+        requester_id = fields.uint(request, "requester_id", default=0)
+        node_id = self.directory.hostname_holder(hostname)
+        node = self.directory.nodes.get(node_id) if node_id is not None else None
+        # A private node's name is as unknown to strangers as a name nobody holds.
+        if node is None or not self.visible_to(node, requester_id):
+            raise RequestError(f'hostname "{hostname}" not found', code=NOT_FOUND)
+        return {"type": "resolve_hostname_ok", "node_id": node.id,
+                "address": address_text(BACKBONE, node.id), "public": node.public,
+                "hostname": node.hostname}
+
+    def _list_nodes(self, request, peer, now):
+        network_id = fields.uint(request, "network_id", fields.MAX_U16, default=0)
+        directory = self.directory
+        if network_id == BACKBONE:
+            if not self._is_admin(request):
+                raise RequestError("listing backbone nodes is not permitted "
+                                   "(use lookup with a specific node_id)")
+            members = sorted(directory.nodes)
+        else:
+            network = directory.networks.get(network_id)
+            if network is None:
+                raise RequestError(f"network {network_id}: network not found", code=NOT_FOUND)
+            members = sorted(network.members)
+        listed = []
+        for node_id in members:
+            entry = {"node_id": node_id, "address": address_text(network_id, node_id)}
+            node = directory.nodes.get(node_id)
+            if node is None:
+                entry["offline"] = True
+            else:
+                entry.update(public=node.public, polo_score=node.polo_score)
+                if node.hostname:
+                    entry["hostname"] = node.hostname
+                if node.tags:
+                    entry["tags"] = list(node.tags)
+                if node.task_exec:
+                    entry["task_exec"] = True
+                if node.public and node.real_addr:
+                    entry["real_addr"] = node.real_addr
+            listed.append(entry)
+        return {"type": "list_nodes_ok", "network_id": network_id, "nodes": listed}
+
+    # -- node settings -----------------------------------------------------------
+
+    def _set_hostname(self, request, peer, now):
+        node_id = fields.uint(request, "node_id")
+        hostname = fields.text(request, "hostname", max_length=256)
+        node = self._authenticate(request, "set_hostname", {"node_id": node_id}, node_id)
+        try:
+            check_hostname(hostname)
+        except RequestError as error:
+            raise RequestError(f"invalid hostname: {error.message}") from None
+        self.directory.set_hostname(node, hostname)
+        return {"type": "set_hostname_ok", "node_id": node_id, "hostname": hostname}
+
+    def _set_tags(self, request, peer, now):
+        node_id = fields.uint(request, "node_id")
+        raw_tags = fields.strings(request, "tags", max_items=64, max_length=64)
+        node = self._authenticate(request, "set_tags", {"node_id": node_id}, node_id)
+        node.tags = normalize_tags(raw_tags)
+        self.directory.save_node(node)
+        return {"type": "set_tags_ok", "node_id": node_id, "tags": list(node.tags)}
+
+    def _set_visibility(self, request, peer, now):
+        node_id = fields.uint(request, "node_id")
+        public = fields.flag(request, "public")
+        node = self._authenticate(request, "set_visibility", {"node_id": node_id}, node_id)
+        node.public = public
+        self.directory.save_node(node)
+        return {"type": "set_visibility_ok", "node_id": node_id,
+                "visibility": "public" if public else "private"}
+
+    def _set_task_exec(self, request, peer, now):
+        node_id = fields.uint(request, "node_id")
+        enabled = fields.flag(request, "enabled")
+        node = self._authenticate(request, "set_task_exec", {"node_id": node_id}, node_id)
+        node.task_exec = enabled
+        self.directory.save_node(node)
+        return {"type": "set_task_exec_ok", "node_id": node_id, "task_exec": enabled}
+
+    # -- trust ------------------------------------------------------------------
+
+    def _pair(self, request, kind):
+        node_id = fields.uint(request, "node_id")
+        peer_id = fields.uint(request, "peer_id")
+        self._authenticate(request, kind, {"node_id": node_id, "peer_id": peer_id}, node_id)
+        return node_id, peer_id
+
+    def _report_trust(self, request, peer, now):
+        node_id, peer_id = self._pair(request, "report_trust")
+        if peer_id == node_id:
+            raise RequestError("cannot report trust in yourself")
+        self._node(peer_id)
+        self.directory.consent(node_id, peer_id)
+        return {"type": "report_trust_ok",
+                "mutual": self.directory.trust_pair(node_id, peer_id)}
+
+    def _revoke_trust(self, request, peer, now):
+        node_id, peer_id = self._pair(request, "revoke_trust")
+        directory = self.directory
+        if (node_id, peer_id) not in directory.consents:
+            raise RequestError(f"no trust pair between {node_id} and {peer_id}", code=NOT_FOUND)
+        directory.withdraw(node_id, peer_id)
+        return {"type": "revoke_trust_ok"}
+
+    def _check_trust(self, request, peer, now):
+        node_id = fields.uint(request, "node_id")
+        peer_id = fields.uint(request, "peer_id")
+        trusted = (self.directory.trust_pair(node_id, peer_id)
+                   or self.directory.share_network(node_id, peer_id))
+        return {"type": "check_trust_ok", "trusted": trusted}
+
+    def _inbox_room(self, node_id, pending):
+        if len(pending) >= MAX_INBOX:
+            raise RequestError(f"handshake inbox full for node {node_id}")
+
+    def _request_handshake(self, request, peer, now):
+        from_id = fields.uint(request, "from_node_id")
+        to_id = fields.uint(request, "to_node_id")
+        justification = fields.text(request, "justification", max_length=MAX_JUSTIFICATION)
+        self._authenticate(request, "request_handshake",
+                           {"from_node_id": from_id, "to_node_id": to_id}, from_id)
+        if to_id == from_id:
+            raise RequestError("cannot request a handshake with yourself")
+        self._node(to_id)
+        pending = self.directory.pending_requests(to_id)
+        self._inbox_room(to_id, pending)
+        if any(item.from_node_id == from_id for item in pending):
+            raise RequestError(f"handshake request already pending from node {from_id}",
+                               code=ALREADY_EXISTS)
+        self.directory.add_request(to_id, HandshakeRequest(from_id, justification, now))
+        self.directory.consent(from_id, to_id)
+        return {"type": "request_handshake_ok", "status": "delivered"}
+
+    def _poll_handshakes(self, request, peer, now):
+        node_id = fields.uint(request, "node_id")
+        self._authenticate(request, "poll_handshakes", {"node_id": node_id}, node_id)
+        pending, responses = self.directory.drain_inbox(node_id)
+        nodes = self.directory.nodes
+        listed = []
+        for item in pending:
+            entry = {"from_node_id": item.from_node_id, "justification": item.justification,
+                     "timestamp": int(item.timestamp)}
+            sender = nodes.get(item.from_node_id)
+            if sender is not None:
+                entry["public_key"] = sender.public_key
+            listed.append(entry)
+        return {"type": "poll_handshakes_ok", "requests": listed,
+                "responses": [{"from_node_id": r.from_node_id, "accept": r.accept,
+                               "timestamp": int(r.timestamp)} for r in responses]}
+
+    def _respond_handshake(self, request, peer, now):
+        node_id, peer_id = self._pair(request, "respond_handshake")
+        accept = fields.flag(request, "accept")
+        if peer_id == node_id:
+            raise RequestError("cannot respond to a handshake with yourself")
+        self._node(peer_id)
+        self._inbox_room(peer_id, self.directory.handshake_responses.get(peer_id, []))
+        if accept:
+            self.directory.consent(node_id, peer_id)
+        elif (node_id, peer_id) in self.directory.consents:
+            self.directory.withdraw(node_id, peer_id)
+        self.directory.add_response(peer_id, HandshakeResponse(node_id, accept, now))
+        return {"type": "respond_handshake_ok", "accept": accept, "peer_id": peer_id}
+
+    def _punch(self, request, peer, now):
+        requester_id = fields.uint(request, "requester_id")
+        node_a = fields.uint(request, "node_a")
+        node_b = fields.uint(request, "node_b")
+        if requester_id not in (node_a, node_b):
+            raise RequestError("punch denied: requester must be participant")
+        self._authenticate(request, "punch", {"node_a": node_a, "node_b": node_b}, requester_id)
+        a, b = self._node(node_a), self._node(node_b)
+        other = b if requester_id == node_a else a
+        if not self.visible_to(other, requester_id):
+            raise RequestError(
+                f"punch denied: node {other.id} is private (establish mutual trust first)")
+        return {"type": "punch_ok", "node_a": node_a, "node_a_addr": a.real_addr,
+                "node_b": node_b, "node_b_addr": b.real_addr}
+
+    # -- polo score ---------------------------------------------------------------
+
+    def _polo_reply(self, kind, node):
+        return {"type": kind, "node_id": node.id, "address": address_text(BACKBONE, node.id),
+                "polo_score": node.polo_score}
+
+    def _get_polo_score(self, request, peer, now):
+        return self._polo_reply("get_polo_score_ok", self._node(fields.uint(request, "node_id")))
+
+    def _change_polo(self, request, peer, now, kind, compute):
+        """Unauthenticated, as in the reference, so bounded, rate limited and logged."""
+        node = self._node(fields.uint(request, "node_id"))
+        value = compute(node)
+        if not self.polo_limiter.allow(peer[0], now):
+            raise RequestError(f"rate limited: too many polo score changes from {peer[0]}")
+        old, node.polo_score = node.polo_score, max(-MAX_POLO, min(MAX_POLO, value))
+        self.directory.save_node(node)
+        self.log.info("registry: {kind} node {node_id} {old} -> {new} from {source}",
+                      kind=kind, node_id=node.id, old=old, new=node.polo_score, source=peer[0])
+        return self._polo_reply(f"{kind}_ok", node)
+
+    def _update_polo_score(self, request, peer, now):
+        delta = fields.integer(request, "delta", MAX_POLO)
+        return self._change_polo(request, peer, now, "update_polo_score",
+                                 lambda node: node.polo_score + delta)
+
+    def _set_polo_score(self, request, peer, now):
+        score = fields.integer(request, "polo_score", MAX_POLO)
+        return self._change_polo(request, peer, now, "set_polo_score", lambda node: score)
+
+    # -- networks -------------------------------------------------------------------
+
+    def _network(self, network_id):
+        network = self.directory.networks.get(network_id)
+        if network is None:
+            raise RequestError(f"network {network_id}: network not found", code=NOT_FOUND)
+        return network
+
+    def _list_networks(self, request, peer, now):
+        directory = self.directory
+        listed = [{"id": BACKBONE, "name": "backbone", "members": len(directory.nodes),
+                   "join_rule": "open", "created": int(directory.started)}]
+        for network in sorted(directory.networks.values(), key=lambda n: n.id):
+            listed.append({"id": network.id, "name": network.name,
+                           "members": len(network.members), "join_rule": network.join_rule,
+                           "created": int(network.created)})
+        return {"type": "list_networks_ok", "networks": listed}
+
+    def _create_network(self, request, peer, now):
+        self._require_admin(request)
+        node_id = fields.uint(request, "node_id")
+        name = fields.text(request, "name", max_length=256)
+        join_rule = fields.text(request, "join_rule", default="open") or "open"
+        token = fields.text(request, "token", max_length=256)
+        self._node(node_id)
+        check_network_name(name)
+        if join_rule not in JOIN_RULES:
+            raise RequestError(f'invalid join_rule "{join_rule}" (this registry supports '
+                               f'{" and ".join(JOIN_RULES)})')
+        if join_rule == "token" and not token:
+            raise RequestError("token required for a network with join_rule token")
+        if self.directory.network_by_name(name) is not None:
+            raise RequestError(f'network name "{name}" already exists', code=ALREADY_EXISTS)
+        network = Network(id=self.directory.allocate_network_id(), name=name,
+                          join_rule=join_rule, token=token, members={node_id}, created=now)
+        self.directory.save_network(network)
+        return {"type": "create_network_ok", "network_id": network.id, "name": name,
+                "join_rule": join_rule}
+
+    def _membership(self, request, kind):
+        node_id = fields.uint(request, "node_id")
+        network_id = fields.uint(request, "network_id", fields.MAX_U16)
+        self._authenticate(request, kind, {"node_id": node_id, "network_id": network_id},
+                           node_id)
+        return node_id, network_id
+
+    def _join_network(self, request, peer, now):
+        node_id, network_id = self._membership(request, "join_network")
+        if network_id == BACKBONE:
+            raise RequestError("cannot join the backbone network")
+        network = self._network(network_id)
+        if node_id in network.members:
+            raise RequestError(f"node {node_id} is already a member of network {network_id}",
+                               code=ALREADY_EXISTS)
+        if network.join_rule == "token" and not self._is_admin(request):
+            token = fields.text(request, "token", max_length=256)
+            if not hmac.compare_digest(token.encode("utf-8"), network.token.encode("utf-8")):
+                raise RequestError(f"invalid token for network {network_id}")
+        network.members.add(node_id)
+        self.directory.save_network(network)
+        return {"type": "join_network_ok", "network_id": network_id,
+                "address": address_text(network_id, node_id)}
+
+    def _leave_network(self, request, peer, now):
+        node_id, network_id = self._membership(request, "leave_network")
+        if network_id == BACKBONE:
+            raise RequestError("cannot leave the backbone network")
+        network = self._network(network_id)
+        if node_id not in network.members:
+            raise RequestError(f"node {node_id} is not a member of network {network_id}",
+                               code=NOT_FOUND)
+        network.members.discard(node_id)
+        self.directory.save_network(network)
+        return {"type": "leave_network_ok", "network_id": network_id}
+
+    # -- beacons ----------------------------------------------------------------------
+
+    def _beacon_register(self, request, peer, now):
+        beacon_id = fields.uint(request, "beacon_id")
+        if beacon_id == 0:
+            raise RequestError("beacon_id required")
+        addr = fields.text(request, "addr", max_length=262)
+        if _split_port(addr) is None:
+            raise RequestError(f'invalid addr "{addr}": expected host:port')
+        self.beacons[beacon_id] = (addr, now + BEACON_TTL)
+        return {"type": "beacon_register_ok", "beacon_id": beacon_id}
+
+    def _beacon_list(self, request, peer, now):
+        beacons = [{"id": beacon_id, "addr": addr}
+                   for beacon_id, (addr, expires) in sorted(self.beacons.items())
+                   if expires > now]
+        return {"type": "beacon_list_ok", "beacons": beacons}

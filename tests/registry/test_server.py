@@ -1,0 +1,137 @@
+"""The registry over real TCP sockets on 127.0.0.1."""
+
+import struct
+
+from twisted.internet import reactor
+from twisted.internet.defer import Deferred, inlineCallbacks, gatherResults
+from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
+from twisted.internet.protocol import Protocol
+from twisted.internet.task import Clock
+from twisted.trial.unittest import TestCase
+
+from pilotnet.registry.challenges import sign_request
+from pilotnet.registry.client import RegistryError, connect_registry
+from pilotnet.registry import server as server_module
+from pilotnet.registry.framing import MAX_MESSAGE
+from pilotnet.registry.handlers import Registry
+from pilotnet.registry.ratelimit import RateLimiter
+from pilotnet.registry.server import RegistryFactory, RegistryServer
+from tests.registry.fixtures import identity
+
+
+class _RawClient(Protocol):
+    """Records what the server sends and when it hangs up."""
+
+    def __init__(self):
+        self.received = b""
+        self.closed = Deferred()
+
+    def dataReceived(self, data):
+        self.received += data
+
+    def connectionLost(self, reason):
+        self.closed.callback(None)
+
+
+class RegistryOverTCPTests(TestCase):
+    def setUp(self):
+        self.clock = Clock()
+        self.clock.advance(1_700_000_000)
+        registry = Registry(register_limiter=RateLimiter(burst=100, window=60.0))
+        self.factory = RegistryFactory(RegistryServer(registry, self.clock), max_connections=3)
+        self.port = reactor.listenTCP(0, self.factory, interface="127.0.0.1")
+        self.addCleanup(self.port.stopListening)
+
+    @inlineCallbacks
+    def client(self):
+        client = yield connect_registry(reactor, f"tcp:127.0.0.1:{self.port.getHost().port}")
+        self.addCleanup(client.transport.abortConnection)
+        return client
+
+    @inlineCallbacks
+    def raw(self):
+        raw = _RawClient()
+        endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", self.port.getHost().port)
+        yield connectProtocol(endpoint, raw)
+        self.addCleanup(raw.transport.abortConnection)
+        return raw
+
+    @inlineCallbacks
+    def test_register_and_pipelined_requests_in_order(self):
+        client = yield self.client()
+        alice = identity(1)
+        registered = yield client.request({"type": "register", "public_key": alice.public_key_b64,
+                                           "listen_addr": "0.0.0.0:4000"})
+        node_id = registered["node_id"]
+        self.assertEqual(registered["observed_addr"], "127.0.0.1:4000")
+        replies = yield gatherResults([
+            client.request(sign_request(alice, {"type": "heartbeat", "node_id": node_id})),
+            client.request({"type": "lookup", "node_id": node_id}),
+            client.request({"type": "list_networks"}),
+        ])
+        self.assertEqual([r["type"] for r in replies],
+                         ["heartbeat_ok", "lookup_ok", "list_networks_ok"])
+
+    @inlineCallbacks
+    def test_error_reply_keeps_the_connection(self):
+        client = yield self.client()
+        with self.assertRaises(RegistryError) as raised:
+            yield client.request({"type": "lookup", "node_id": 42})
+        self.assertEqual(raised.exception.message, "node 42: node not found")
+        self.assertEqual(raised.exception.code, "not_found")
+        reply = yield client.request({"type": "beacon_list"})
+        self.assertEqual(reply["beacons"], [])
+
+    @inlineCallbacks
+    def test_bad_json_answered_and_connection_kept(self):
+        raw = yield self.raw()
+        raw.transport.write(struct.pack(">I", 3) + b"{x}" + struct.pack(">I", 2) + b"{}")
+        while raw.received.count(b'"type":"error"') < 2:
+            yield _tick()
+        self.assertIn(b"invalid JSON message", raw.received)
+        self.assertIn(b'unknown message type: \\"\\"', raw.received)
+
+    @inlineCallbacks
+    def test_oversized_message_closes_the_connection(self):
+        raw = yield self.raw()
+        raw.transport.write(struct.pack(">I", MAX_MESSAGE + 1))
+        yield raw.closed
+        self.assertIn(b"exceeds the 4194304-byte limit", raw.received)
+
+    @inlineCallbacks
+    def test_idle_connection_closed_after_five_minutes(self):
+        raw = yield self.raw()
+        while not self.factory.connections:
+            yield _tick()
+        self.clock.advance(299)
+        self.assertFalse(raw.closed.called)
+        self.clock.advance(2)
+        yield raw.closed
+
+    @inlineCallbacks
+    def test_connection_cap(self):
+        clients = []
+        for _ in range(3):
+            clients.append((yield self.client()))
+        refused = yield self.raw()
+        yield refused.closed
+        reply = yield clients[0].request({"type": "beacon_list"})
+        self.assertEqual(reply["type"], "beacon_list_ok")
+
+    @inlineCallbacks
+    def test_flooding_client_disconnected(self):
+        self.patch(server_module, "HARD_REQUEST_RATE", 20)
+        raw = yield self.raw()
+        frame = struct.pack(">I", 22) + b'{"type":"beacon_list"}'
+        raw.transport.write(frame * 50)
+        yield raw.closed
+        # Replies still in the send buffer are dropped with the connection.
+        self.assertLessEqual(raw.received.count(b"beacon_list_ok"), 20)
+        client = yield self.client()
+        yield client.request({"type": "beacon_list"})
+
+
+def _tick():
+    waiting = Deferred()
+    reactor.callLater(0.001, waiting.callback, None)
+    return waiting
