@@ -24,7 +24,8 @@ from typing import NamedTuple
 
 from pilotnet.errors import DecodeError
 from pilotnet.wire import typedframe
-from pilotnet.wire.typedframe import FrameData, FrameEnd, FrameStart
+# FrameData and FrameEnd are also DataStreamDecoder's events: services import them from here.
+from pilotnet.wire.typedframe import FrameData, FrameEnd, FrameStart  # noqa: F401
 
 TYPE_TEXT = 1
 TYPE_BINARY = 2

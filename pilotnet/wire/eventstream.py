@@ -104,8 +104,7 @@ class EventDecoder:
 
     def _next_event(self):
         buffer, start = self._buffer, self._offset
-        available = len(buffer) - start
-        if available < _TOPIC_LENGTH.size:
+        if len(buffer) - start < _TOPIC_LENGTH.size:
             return None
         (topic_length,) = _TOPIC_LENGTH.unpack_from(buffer, start)
         _check_topic_length(topic_length)

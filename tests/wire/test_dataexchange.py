@@ -150,6 +150,16 @@ class PropertyTests(SynchronousTestCase):
                 pass
 
     @SETTINGS
+    @given(st.binary(max_size=300), chunk_sizes)
+    def test_random_file_payloads_only_raise_decode_error(self, payload, sizes):
+        wire = struct.pack(">II", dx.TYPE_FILE, len(payload)) + payload
+        for decoder in (dx.DataFrameReader(), dx.DataStreamDecoder()):
+            try:
+                feed_all(decoder, wire, sizes)
+            except DecodeError:
+                pass
+
+    @SETTINGS
     @given(frames, st.data())
     def test_truncated_frame_needs_more_data(self, message, data):
         wire = b"".join(dx.encode_frame(*message))
