@@ -1,0 +1,225 @@
+"""The send side: unsent bytes, segmentation, and the retransmission queue with its SACK scoreboard.
+
+Segments keep the boundaries they were first sent with until they are
+acknowledged, because Go receivers drop any segment that starts before the
+next expected byte instead of trimming it: a retransmission must be the very
+same segment.
+
+The queue is a list with a moving head index rather than a deque so that SACK
+blocks can be located by bisection; acknowledged entries are sliced off in
+batches, which keeps the per-segment cost constant.
+"""
+
+from bisect import bisect_left
+from collections import deque
+from operator import attrgetter
+
+from pilotnet.wire.sack import MAGIC as SACK_MAGIC
+from pilotnet.wire.sack import looks_like_sack
+
+# Compact the queue once this many acknowledged entries sit before the head.
+_COMPACT_AFTER = 512
+_segment_start = attrgetter("start")
+
+
+class Segment:
+    """One transmitted segment awaiting acknowledgment (``payload`` None for our FIN)."""
+
+    __slots__ = ("start", "end", "payload", "sent_at", "transmissions", "sacked", "episode", "mark")
+
+    def __init__(self, start, end, payload, sent_at):
+        self.start = start
+        self.end = end
+        self.payload = payload
+        self.sent_at = sent_at
+        self.transmissions = 1
+        self.sacked = False
+        #: The recovery episode in which it was last resent (0: never).
+        self.episode = 0
+        #: Our next sequence number when it was last sent: if the peer SACKs
+        #: anything at or beyond it, that transmission was lost.
+        self.mark = end
+
+
+class SendQueue:
+    """Bytes the application wrote, from unsent through unacknowledged to acknowledged.
+
+    ``una`` is the oldest unacknowledged position, ``nxt`` the next new one;
+    both are absolute (see :mod:`pilotnet.transport.seqnum`).
+    """
+
+    def __init__(self, mss, first_seq):
+        self.mss = mss
+        self.una = first_seq
+        self.nxt = first_seq
+        self.segments = []
+        self.head = 0
+        #: Bytes of queued segments the peer reported by SACK.
+        self.sacked_bytes = 0
+        #: The highest position any SACK block reached.
+        self.high_sacked = first_seq
+        #: Bytes written and not yet segmented.
+        self.unsent = 0
+        self.fin_queued = False
+        self.fin_sent = False
+        self._chunks = deque()
+        self._chunk_offset = 0
+
+    # -- the application side -------------------------------------------------
+
+    def write(self, data):
+        self._chunks.append(bytes(data))
+        self.unsent += len(data)
+
+    @property
+    def buffered(self):
+        """Bytes written and not yet acknowledged: what backpressure should look at."""
+        return self.unsent + (self.nxt - self.una)
+
+    # -- cutting new segments -------------------------------------------------
+
+    def cut(self, size, now):
+        """Segment the next ``size`` unsent bytes (``size <= unsent``) and queue it."""
+        payload = self._take(size)
+        if payload.startswith(SACK_MAGIC) and looks_like_sack(payload):
+            # A Go receiver would swallow this segment as a SACK blob; sending
+            # "SACK" on its own makes the next segment start with the count byte.
+            self._untake(payload[4:])
+            payload = payload[:4]
+        start = self.nxt
+        end = self.nxt = start + len(payload)
+        segment = Segment(start, end, payload, now)
+        self.segments.append(segment)
+        return segment
+
+    def cut_fin(self, now):
+        """Queue our FIN: it takes one sequence number and is retransmitted like data."""
+        start = self.nxt
+        self.nxt = start + 1
+        self.fin_sent = True
+        segment = Segment(start, start + 1, None, now)
+        self.segments.append(segment)
+        return segment
+
+    def _take(self, size):
+        chunks = self._chunks
+        offset = self._chunk_offset
+        first = chunks[0]
+        available = len(first) - offset
+        self.unsent -= size
+        if available > size:
+            self._chunk_offset = offset + size
+            return first[offset:offset + size]
+        if available == size:
+            chunks.popleft()
+            self._chunk_offset = 0
+            return first[offset:] if offset else first
+        parts = [first[offset:]]
+        chunks.popleft()
+        needed = size - available
+        while needed:
+            chunk = chunks[0]
+            if len(chunk) > needed:
+                parts.append(chunk[:needed])
+                self._chunk_offset = needed
+                break
+            parts.append(chunks.popleft())
+            needed -= len(chunk)
+        else:
+            self._chunk_offset = 0
+        return b"".join(parts)
+
+    def _untake(self, data):
+        if self._chunk_offset:
+            self._chunks[0] = self._chunks[0][self._chunk_offset:]
+            self._chunk_offset = 0
+        self._chunks.appendleft(data)
+        self.unsent += len(data)
+
+    # -- acknowledgments ------------------------------------------------------
+
+    def first_unacked(self):
+        return self.segments[self.head] if self.head < len(self.segments) else None
+
+    def first_unsacked(self):
+        segments = self.segments
+        for index in range(self.head, len(segments)):
+            if not segments[index].sacked:
+                return segments[index]
+        return None
+
+    def acknowledge(self, ack, now):
+        """Drop segments wholly below ``ack``; return a Karn-valid RTT sample or None."""
+        segments = self.segments
+        index = self.head
+        count = len(segments)
+        rtt = None
+        while index < count:
+            segment = segments[index]
+            if segment.end > ack:
+                break
+            if segment.sacked:
+                self.sacked_bytes -= segment.end - segment.start
+            elif segment.transmissions == 1:
+                rtt = now - segment.sent_at
+            index += 1
+        if index > _COMPACT_AFTER and index * 2 > count:
+            del segments[:index]
+            index = 0
+        self.head = index
+        self.una = ack
+        if self.high_sacked < ack:
+            self.high_sacked = ack
+        return rtt
+
+    def apply_sack(self, blocks):
+        """Mark segments lying wholly inside a block; return the bytes newly marked."""
+        segments = self.segments
+        count = len(segments)
+        una = self.una
+        nxt = self.nxt
+        newly = 0
+        for left, right in blocks:
+            if left < una:
+                left = una
+            if right > nxt:
+                right = nxt
+            if left >= right:
+                continue
+            index = bisect_left(segments, left, self.head, count, key=_segment_start)
+            while index < count:
+                segment = segments[index]
+                if segment.end > right:
+                    break
+                if not segment.sacked:
+                    segment.sacked = True
+                    newly += segment.end - segment.start
+                index += 1
+            if right > self.high_sacked:
+                self.high_sacked = right
+        self.sacked_bytes += newly
+        return newly
+
+    def lost_segments(self, episode, limit):
+        """Segments presumed lost in recovery ``episode``, oldest first.
+
+        Every unSACKed segment below ``limit`` not yet resent in this episode,
+        plus those resent in it whose resend was itself overtaken by SACKed data.
+        """
+        lost = []
+        high = self.high_sacked
+        segments = self.segments
+        for index in range(self.head, len(segments)):
+            segment = segments[index]
+            if segment.start >= limit:
+                break
+            if segment.sacked or (segment.episode == episode and high <= segment.mark):
+                continue
+            lost.append(segment)
+        return lost
+
+    def mark_resent(self, segment, episode, now):
+        segment.transmissions += 1
+        segment.episode = episode
+        segment.mark = self.nxt
+        segment.sent_at = now

@@ -1,0 +1,98 @@
+"""Demultiplexing stream packets: connections by 4-tuple, listeners, limits.
+
+Kept out of the engine because the daemon owns ports.  A connection is found
+by (local port, remote address including network, remote port), as the Go
+reference does.  A SYN for an unknown 4-tuple creates an acceptor if the port
+listens and the limits allow, and is otherwise answered with RST; any other
+packet matching nothing is dropped silently (the reference never resets those).
+"""
+
+from typing import NamedTuple
+
+from pilotnet.transport.config import DEFAULT_CONFIG
+from pilotnet.transport.connection import StreamConnection
+from pilotnet.transport.states import State
+from pilotnet.wire.packet import FLAG_ACK, FLAG_RST, FLAG_SYN, PROTO_STREAM, Packet
+
+MAX_CONNECTIONS_PER_PORT = 1024
+MAX_CONNECTIONS = 65536
+
+
+class Routed(NamedTuple):
+    """What :meth:`ConnectionTable.route` did with a packet."""
+
+    #: The connection that took the packet, or None.
+    connection: StreamConnection | None
+    #: True when the packet was a SYN that created ``connection``.
+    accepted: bool
+    #: A packet to send back when no connection took it (an RST), or None.
+    reply: Packet | None
+
+
+class ConnectionTable:
+    def __init__(self, config=DEFAULT_CONFIG, *, max_per_port=MAX_CONNECTIONS_PER_PORT,
+                 max_connections=MAX_CONNECTIONS):
+        self.config = config
+        self.max_per_port = max_per_port
+        self.max_connections = max_connections
+        self.listening = set()
+        self.unmatched = 0
+        self._connections = {}
+        self._per_port = {}
+
+    def __len__(self):
+        return len(self._connections)
+
+    def __iter__(self):
+        return iter(list(self._connections.values()))
+
+    def listen(self, port):
+        self.listening.add(port)
+
+    def unlisten(self, port):
+        self.listening.discard(port)
+
+    def add(self, conn):
+        """Register a connection we dial (or any built outside :meth:`route`)."""
+        self._connections[(conn.local_port, conn.remote, conn.remote_port)] = conn
+        self._per_port[conn.local_port] = self._per_port.get(conn.local_port, 0) + 1
+
+    def find(self, local_port, remote, remote_port):
+        return self._connections.get((local_port, remote, remote_port))
+
+    def remove(self, conn):
+        if self._connections.pop((conn.local_port, conn.remote, conn.remote_port), None) is conn:
+            left = self._per_port[conn.local_port] - 1
+            if left:
+                self._per_port[conn.local_port] = left
+            else:
+                del self._per_port[conn.local_port]
+
+    def reap(self):
+        """Forget every CLOSED connection; returns them."""
+        closed = [conn for conn in self._connections.values() if conn.state is State.CLOSED]
+        for conn in closed:
+            self.remove(conn)
+        return closed
+
+    def route(self, packet, now):
+        conn = self._connections.get((packet.dst_port, packet.src, packet.src_port))
+        if conn is not None:
+            conn.receive(packet, now)
+            return Routed(conn, False, None)
+        flags = packet.flags
+        if flags & FLAG_SYN and not flags & (FLAG_ACK | FLAG_RST):
+            port = packet.dst_port
+            if (port in self.listening and len(self._connections) < self.max_connections
+                    and self._per_port.get(port, 0) < self.max_per_port):
+                conn = StreamConnection.accept(packet, now, self.config)
+                self.add(conn)
+                return Routed(conn, True, None)
+            return Routed(None, False, reset_for(packet))
+        self.unmatched += 1
+        return Routed(None, False, None)
+
+
+def reset_for(packet):
+    """The RST answering ``packet``: addresses and ports swapped, everything else zero."""
+    return Packet(PROTO_STREAM, packet.dst, packet.src, packet.dst_port, packet.src_port, flags=FLAG_RST)
