@@ -13,7 +13,6 @@ from twisted.application.service import MultiService, Service
 from twisted.internet.protocol import DatagramProtocol
 from twisted.logger import Logger
 
-from pilotnet.beacon.core import BeaconCore
 from pilotnet.errors import PilotError, INVALID_ARGUMENT
 
 EXPIRE_INTERVAL = 60.0

@@ -81,3 +81,40 @@ class RegistryClientProtocol(Protocol):
 def connect_registry(reactor, description):
     """Connect to the registry at an endpoint string such as ``tcp:127.0.0.1:9000``."""
     return connectProtocol(clientFromString(reactor, description), RegistryClientProtocol())
+
+
+class RegistryConnection:
+    """One lazily opened, reopened-on-loss connection to a registry.
+
+    For long-lived clients (a beacon announcing itself, a daemon's heartbeat):
+    ``request`` connects when there is no live connection, so a registry
+    restart costs one failed request, not a stuck client.
+    """
+
+    def __init__(self, reactor, description):
+        self._reactor = reactor
+        self._description = description
+        self._client = None
+
+    def request(self, message):
+        client = self._client
+        if client is not None and client.transport is not None and client.transport.connected:
+            return client.request(message)
+        connecting = connect_registry(self._reactor, self._description)
+
+        def connected(client):
+            self._client = client
+            return client.request(message)
+
+        def unreachable(failure):
+            if failure.check(PilotError):
+                return failure
+            raise RegistryError(f"cannot reach the registry at {self._description}: "
+                                f"{failure.getErrorMessage()}", code=CONNECTION_FAILED)
+
+        return connecting.addCallbacks(connected, unreachable)
+
+    def close(self):
+        if self._client is not None and self._client.transport is not None:
+            self._client.transport.loseConnection()
+        self._client = None

@@ -1,0 +1,67 @@
+"""Options and start-up plumbing shared by the ``pilot-*`` twistd plugins.
+
+``--log-format json`` swaps twistd's log observer for JSON lines (one
+``twisted.logger`` event per line, fields intact), and ``--ports-file``
+records the addresses actually bound, which is how anything that started a
+server on port 0 (tests, scripts) learns where it listens.
+"""
+
+import json
+import os
+import sys
+
+from twisted.logger import jsonFileLogObserver
+from twisted.python import usage
+
+
+def json_log_observer():
+    """twistd ``logger`` factory: JSON lines on standard output."""
+    return jsonFileLogObserver(sys.stdout, recordSeparator="")
+
+
+class ServerOptions(usage.Options):
+    """Base of the plugins' options: logging format and the ports file."""
+
+    optParameters = [
+        ["log-format", None, "text", "Log output format: text or json (JSON lines)."],
+        ["ports-file", None, None,
+         "Write the bound addresses to this JSON file once listening (useful with port 0)."],
+    ]
+
+    def postOptions(self):
+        if self["log-format"] not in ("text", "json"):
+            raise usage.UsageError("--log-format must be text or json")
+        if self["log-format"] == "json" and self.parent is not None:
+            # twistd builds its logger from its own options after parsing ours.
+            self.parent["logger"] = f"{__name__}.json_log_observer"
+
+    @staticmethod
+    def positive_number(text, name):
+        try:
+            value = float(text)
+        except ValueError:
+            raise usage.UsageError(f"--{name} must be a number of seconds") from None
+        if value <= 0:
+            raise usage.UsageError(f"--{name} must be positive")
+        return value
+
+
+class PortsFile:
+    """Writes ``{"name": {"host": ..., "port": ...}}`` once every named listener is up."""
+
+    def __init__(self, path, names):
+        self._path = path
+        self._waiting = set(names)
+        self._bound = {}
+
+    def listening(self, name, address):
+        self._bound[name] = {"host": address.host, "port": address.port}
+        self._waiting.discard(name)
+        if self._path and not self._waiting:
+            temporary = f"{self._path}.tmp"
+            with open(temporary, "w") as handle:
+                json.dump(self._bound, handle)
+            os.replace(temporary, self._path)
+
+    def reporter(self, name):
+        return lambda address: self.listening(name, address)

@@ -1,0 +1,71 @@
+"""The plugins' options and service composition (no process)."""
+
+import json
+import os
+
+from twisted.application.service import IServiceCollection
+from twisted.internet import reactor
+from twisted.internet.error import CannotListenError
+from twisted.internet.protocol import Factory
+from twisted.python import usage
+from twisted.trial.unittest import TestCase
+
+from pilotnet import rendezvous_tap
+from pilotnet.beacon import tap as beacon_tap
+from pilotnet.registry import tap as registry_tap
+
+
+class OptionTests(TestCase):
+    def test_defaults_listen_on_loopback(self):
+        options = rendezvous_tap.Options()
+        options.parseOptions([])
+        self.assertEqual(options["registry"], "tcp:9000:interface=127.0.0.1")
+        self.assertEqual(options["beacon"], ("127.0.0.1", 9001))
+        self.assertEqual(options["stale-after"], 300.0)
+        self.assertIsNone(options["store"])
+
+    def test_rejects_bad_values(self):
+        for argv in (["--log-format", "xml"], ["--stale-after", "-1"], ["--beacon", "nowhere"],
+                     ["--peer", "1.2.3.4"], ["--beacon-id", "0"], ["--max-connections", "x"]):
+            self.assertRaises(usage.UsageError, rendezvous_tap.Options().parseOptions, argv)
+
+    def test_json_logs_configure_twistds_logger(self):
+        parent = {"logger": None}
+        options = registry_tap.Options()
+        options.parent = parent
+        options.parseOptions(["--log-format", "json"])
+        self.assertEqual(parent["logger"],
+                         "pilotnet.registry.plugin_options.json_log_observer")
+
+    def test_peers_repeat(self):
+        options = beacon_tap.Options()
+        options.parseOptions(["--peer", "192.0.2.1:9001", "--peer", "[::1]:9002"])
+        self.assertEqual(options["peers"], [("192.0.2.1", 9001), ("::1", 9002)])
+
+
+class ServiceTests(TestCase):
+    def test_rendezvous_service_writes_its_ports(self):
+        directory = self.mktemp()
+        os.makedirs(directory)
+        ports_file = os.path.join(directory, "ports.json")
+        options = rendezvous_tap.Options()
+        options.parseOptions(["--registry", "tcp:0:interface=127.0.0.1", "--beacon",
+                              "127.0.0.1:0", "--ports-file", ports_file,
+                              "--store", os.path.join(directory, "r.db")])
+        service = rendezvous_tap.makeService(options)
+        self.assertTrue(IServiceCollection.providedBy(service))
+        service.startService()
+        self.addCleanup(service.stopService)
+        with open(ports_file) as handle:
+            ports = json.load(handle)
+        self.assertEqual(sorted(ports), ["beacon", "registry"])
+        self.assertNotEqual(ports["registry"]["port"], 0)
+        self.assertEqual(ports["beacon"]["host"], "127.0.0.1")
+
+    def test_bind_failure_stops_start_up(self):
+        taken = reactor.listenTCP(0, Factory(), interface="127.0.0.1")
+        self.addCleanup(taken.stopListening)
+        options = registry_tap.Options()
+        options.parseOptions(["--registry", f"tcp:{taken.getHost().port}:interface=127.0.0.1"])
+        service = registry_tap.makeService(options)
+        self.assertRaises(CannotListenError, service.startService)
