@@ -6,34 +6,28 @@ compact separators, ``<``, ``>``, ``&``, U+2028 and U+2029 escaped), so what we
 send is byte-identical to what the reference would send for the same object.
 """
 
-import json
 import struct
 
 from pilotnet.errors import DecodeError
+from pilotnet.wire import gojson
 
 # Larger bodies are refused and the connection closed, as the reference does.
 MAX_MESSAGE = 4 * 1024 * 1024
 
 _LENGTH = struct.Struct(">I")
 
-# Escapes Go's encoder applies on top of plain JSON.  None of these characters
-# can appear in JSON outside a string, so replacing them in the text is exact.
-_GO_ESCAPES = (
-    ("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026"),
-    ("\u2028", "\\u2028"), ("\u2029", "\\u2029"),
-)
+
+def _sorted(value):
+    if isinstance(value, dict):
+        return {key: _sorted(value[key]) for key in sorted(value)}
+    if isinstance(value, (list, tuple)):
+        return [_sorted(item) for item in value]
+    return value
 
 
 def go_json(value):
-    """The bytes Go's ``json.Marshal`` produces for a map-shaped ``value``."""
-    text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
-                      allow_nan=False)
-    for raw, escaped in _GO_ESCAPES:
-        if raw in text:
-            text = text.replace(raw, escaped)
-    # A lone surrogate (possible after decoding "\ud800") is not UTF-8; Go
-    # would write U+FFFD, we write "?": either way the output stays valid.
-    return text.encode("utf-8", "replace")
+    """The bytes Go's ``json.Marshal`` produces for a map: :func:`gojson.dumps` with sorted keys."""
+    return gojson.dumps(_sorted(value))
 
 
 def encode_message(value):
@@ -44,20 +38,9 @@ def encode_message(value):
     return _LENGTH.pack(len(body)) + body
 
 
-def _refuse_constant(name):
-    raise ValueError(f"{name} is not valid JSON")
-
-
 def decode_body(body):
     """The JSON object in one message body; :class:`DecodeError` if it is not one."""
-    try:
-        text = bytes(body).decode("utf-8")
-        value = json.loads(text, parse_constant=_refuse_constant)
-    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
-        raise DecodeError(f"invalid JSON message: {exc}") from None
-    if not isinstance(value, dict):
-        raise DecodeError(f"a message must be a JSON object, not {type(value).__name__}")
-    return value
+    return gojson.loads_object(body, "registry message")
 
 
 class FrameDecoder:

@@ -88,7 +88,7 @@ class RegistryOverTCPTests(TestCase):
         raw.transport.write(struct.pack(">I", 3) + b"{x}" + struct.pack(">I", 2) + b"{}")
         while raw.received.count(b'"type":"error"') < 2:
             yield _tick()
-        self.assertIn(b"invalid JSON message", raw.received)
+        self.assertIn(b"registry message: not valid JSON", raw.received)
         self.assertIn(b'unknown message type: \\"\\"', raw.received)
 
     @inlineCallbacks
