@@ -1,0 +1,674 @@
+"""The Twisted SDK: a connection to the local pilot daemon over its AMP control socket.
+
+Everything returns a :class:`~twisted.internet.defer.Deferred`, so the API
+reads naturally from ``async def`` code driven by ``Deferred.fromCoroutine``
+(or ``ensureDeferred``)::
+
+    async def main(reactor):
+        daemon = await connect(reactor)
+        stream = await daemon.dial("agent-b", 7)
+        await stream.write(b"hello")
+        print(await stream.read())
+        await stream.close()
+
+Reading is *pull*: :meth:`Stream.read` gives the next bytes that arrived (or
+``b""`` once the stream has ended), :meth:`Stream.read_exactly` waits for a
+given amount, and ``async for chunk in stream`` iterates until the end.  Pull
+was chosen over a push callback because it gives backpressure for free: the
+daemon's ``Received`` pushes are answered only while the client's buffer has
+room, so a slow reader slows the sender instead of filling memory.
+
+Writes are chunked to :data:`~pilotnet.driver.commands.MAX_CHUNK` and a few
+chunks are kept in flight per stream; :meth:`Stream.write` fires when the
+daemon has buffered all of its data.
+
+Failures are :class:`~pilotnet.errors.PilotError` values with stable codes:
+``not_running`` when the daemon cannot be reached or goes away, and the
+daemon's own codes (carried by :class:`~pilotnet.driver.commands.CommandFailed`)
+for refused commands.
+"""
+
+import json
+import os
+from collections import deque
+from pathlib import Path
+from typing import NamedTuple
+
+from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.error import ConnectError, ConnectionClosed
+from twisted.protocols import amp
+
+from pilotnet.driver import commands
+from pilotnet.driver.targets import parse_port, parse_target, unresolvable
+from pilotnet.errors import CONNECTION_FAILED, INVALID_ARGUMENT, NOT_RUNNING, PilotError
+from pilotnet.wire.address import Addr
+
+# Chunks of one stream's writes in flight at once: enough to keep the daemon's
+# send buffer fed (AMP round trips overlap), few enough to bound memory.
+WRITE_WINDOW = 8
+# Bytes a stream buffers before the client stops answering Received pushes.
+RECEIVE_BUFFER_LIMIT = 1024 * 1024
+# Datagrams kept per bound port for a reader that is not reading; more are dropped.
+DATAGRAM_BACKLOG = 1024
+
+
+def pilot_home(environ=None):
+    """The node's home directory: ``$PILOT_HOME`` or ``~/.pilot``."""
+    environ = os.environ if environ is None else environ
+    home = environ.get("PILOT_HOME")
+    return Path(home).expanduser() if home else Path.home() / ".pilot"
+
+
+def default_socket_path(environ=None, home=None):
+    """Where the daemon listens: ``$PILOT_SOCKET``, else ``socket`` in config.json, else ``<home>/pilot.sock``.
+
+    The same precedence as the reference's ``pilotctl`` (environment over
+    configuration over default), so the SDK finds the daemon pilotctl finds.
+    """
+    environ = os.environ if environ is None else environ
+    if environ.get("PILOT_SOCKET"):
+        return environ["PILOT_SOCKET"]
+    home = pilot_home(environ) if home is None else Path(home)
+    try:
+        configured = json.loads((home / "config.json").read_text()).get("socket")
+    except (OSError, ValueError, AttributeError):
+        configured = None
+    if isinstance(configured, str) and configured:
+        return configured
+    return str(home / "pilot.sock")
+
+
+def not_running_error():
+    """The error for a daemon that cannot be reached (the reference's wording)."""
+    return PilotError(
+        "daemon is not running", code=NOT_RUNNING, hint="start the daemon with: pilotctl daemon start"
+    )
+
+
+def connect(reactor=None, socket_path=None, timeout=5.0):
+    """Connect to the daemon's control socket; a Deferred of a :class:`Daemon`.
+
+    Fails with ``not_running`` when nothing listens at ``socket_path``
+    (default: :func:`default_socket_path`).
+    """
+    if reactor is None:
+        from twisted.internet import reactor
+    from twisted.internet.endpoints import UNIXClientEndpoint, connectProtocol
+
+    path = socket_path or default_socket_path()
+    protocol = _ControlProtocol()
+    connecting = connectProtocol(UNIXClientEndpoint(reactor, path, timeout=timeout), protocol)
+
+    def refused(failure):
+        failure.trap(ConnectError, OSError)
+        raise not_running_error()
+
+    return connecting.addCallbacks(lambda _: Daemon(protocol, reactor), refused)
+
+
+def _translate(failure):
+    """Turn transport-level failures of a call into the error values users see."""
+    if failure.check(PilotError):
+        return failure
+    if failure.check(ConnectionClosed):
+        raise PilotError(
+            "lost the connection to the daemon", code=NOT_RUNNING,
+            hint="check the daemon: pilotctl daemon status",
+        )
+    if failure.check(amp.TooLong):
+        raise PilotError("value too large for one control message", code=INVALID_ARGUMENT)
+    if failure.check(amp.UnhandledCommand):
+        raise PilotError("the daemon does not support this command; is it up to date?")
+    if failure.check(amp.UnknownRemoteError, amp.RemoteAmpError):
+        raise PilotError(f"the daemon failed: {failure.value}")
+    return failure
+
+
+class _OneShot:
+    """An event that happens once, with a fresh Deferred for every waiter."""
+
+    def __init__(self):
+        self._waiters = []
+        self.happened = False
+        self.value = None
+
+    def wait(self):
+        if self.happened:
+            return succeed(self.value)
+        waiter = Deferred()
+        self._waiters.append(waiter)
+        return waiter
+
+    def fire(self, value=None):
+        if self.happened:
+            return
+        self.happened, self.value = True, value
+        waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            waiter.callback(value)
+
+
+class _Queue:
+    """Items waiting for readers; ``fail`` ends it, so waiting readers get the error."""
+
+    def __init__(self, limit=None):
+        self._items = deque()
+        self._getters = deque()
+        self._limit = limit
+        self.error = None
+
+    def put(self, item):
+        """Hand ``item`` to a waiting reader or keep it; False if the queue is full or ended."""
+        if self.error is not None:
+            return False
+        if self._getters:
+            self._getters.popleft().callback(item)
+            return True
+        if self._limit is not None and len(self._items) >= self._limit:
+            return False
+        self._items.append(item)
+        return True
+
+    def get(self):
+        if self._items:
+            return succeed(self._items.popleft())
+        if self.error is not None:
+            return fail(self.error)
+        getter = Deferred(lambda d: self._getters.remove(d))
+        self._getters.append(getter)
+        return getter
+
+    def fail(self, error):
+        """End the queue; returns the items nobody took."""
+        self.error = error
+        getters, self._getters = self._getters, deque()
+        for getter in getters:
+            getter.errback(error)
+        left, self._items = list(self._items), deque()
+        return left
+
+
+class Datagram(NamedTuple):
+    src_address: Addr
+    src_port: int
+    dst_port: int
+    data: bytes
+
+
+class Stream:
+    """A reliable byte stream to a remote port, from :meth:`Daemon.dial` or :meth:`Listener.accept`."""
+
+    def __init__(self, daemon, conn_id, local_port, remote_address, remote_port):
+        self._daemon = daemon
+        self.conn_id = conn_id
+        self.local_port = local_port
+        self.remote_address = remote_address
+        self.remote_port = remote_port
+        self._buffer = bytearray()
+        self._readers = deque()
+        self._held_pushes = deque()
+        self._ended = False
+        self._end_error = None
+        self._chunks = deque()
+        self._in_flight = 0
+        self._write_error = None
+        self._flushed = []
+        self._closing = None
+        self._closed = _OneShot()
+
+    def __repr__(self):
+        return f"<Stream {self.conn_id} :{self.local_port} -> {self.remote_address}:{self.remote_port}>"
+
+    # -- reading --------------------------------------------------------------
+
+    def read(self, max_bytes=None):
+        """The next bytes available (at most ``max_bytes``); ``b""`` at the end of the stream.
+
+        Errbacks with the :class:`PilotError` that ended the stream, once the
+        data received before it has been read.
+        """
+        return self._enqueue_reader(max_bytes, exact=False)
+
+    def read_exactly(self, size):
+        """Exactly ``size`` bytes; fails with ``connection_failed`` if the stream ends first."""
+        return self._enqueue_reader(size, exact=True)
+
+    def __aiter__(self):
+        return self
+
+    async def __anext__(self):
+        data = await self.read()
+        if not data:
+            raise StopAsyncIteration
+        return data
+
+    def _enqueue_reader(self, size, exact):
+        if size is not None and size <= 0:
+            return succeed(b"")
+        entry = [None, size, exact]
+        entry[0] = Deferred(lambda d: self._readers.remove(entry))
+        self._readers.append(entry)
+        self._serve_readers()
+        return entry[0]
+
+    def _serve_readers(self):
+        while self._readers:
+            reader, size, exact = self._readers[0]
+            if exact and len(self._buffer) >= size or not exact and self._buffer:
+                take = len(self._buffer) if size is None else size
+                data = bytes(self._buffer[:take])
+                del self._buffer[:take]
+            elif self._end_error is not None:
+                data = self._end_error
+            elif self._ended:
+                data = b""
+                if exact:
+                    data = PilotError(
+                        f"stream ended after {len(self._buffer)} of {size} bytes", code=CONNECTION_FAILED
+                    )
+            else:
+                break
+            self._readers.popleft()
+            if isinstance(data, Exception):
+                reader.errback(data)
+            else:
+                reader.callback(data)
+        self._release_pushes()
+
+    def _release_pushes(self):
+        while self._held_pushes and (len(self._buffer) < RECEIVE_BUFFER_LIMIT or self._ended):
+            self._held_pushes.popleft().callback({})
+
+    def _received(self, data):
+        """A Received push: buffer it; answer late while the buffer is full (backpressure)."""
+        if self._ended:
+            return {}
+        self._buffer += data
+        self._serve_readers()
+        if len(self._buffer) < RECEIVE_BUFFER_LIMIT:
+            return {}
+        held = Deferred()
+        self._held_pushes.append(held)
+        return held
+
+    # -- writing --------------------------------------------------------------
+
+    def write(self, data):
+        """Send ``data``; fires once the daemon has buffered all of it."""
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            return fail(PilotError(
+                f"stream data must be bytes, not {type(data).__name__}", code=INVALID_ARGUMENT
+            ))
+        if self._write_error is not None:
+            return fail(self._write_error)
+        if self._closing is not None or self._ended:
+            return fail(PilotError(f"stream {self.conn_id} is closed", code=CONNECTION_FAILED))
+        data = bytes(data)
+        if not data:
+            return succeed(None)
+        done = Deferred()
+        last = range(0, len(data), commands.MAX_CHUNK)[-1]
+        for offset in range(0, len(data), commands.MAX_CHUNK):
+            self._chunks.append((data[offset:offset + commands.MAX_CHUNK], done if offset == last else None))
+        self._pump()
+        return done
+
+    def _pump(self):
+        while self._chunks and self._in_flight < WRITE_WINDOW:
+            chunk, done = self._chunks.popleft()
+            self._in_flight += 1
+            sending = self._daemon._call(commands.Write, conn_id=self.conn_id, data=chunk)
+            sending.addCallbacks(self._chunk_written, self._chunk_failed, (done,), None, (done,))
+
+    def _chunk_written(self, _, done):
+        self._in_flight -= 1
+        if done is not None:
+            if self._write_error is None:
+                done.callback(None)
+            else:
+                done.errback(self._write_error)
+        self._pump()
+        self._check_flushed()
+
+    def _chunk_failed(self, failure, done):
+        self._in_flight -= 1
+        if self._write_error is None:
+            self._write_error = failure.value
+        queued, self._chunks = self._chunks, deque()
+        for pending in [done] + [last for _, last in queued]:
+            if pending is not None:
+                pending.errback(self._write_error)
+        self._check_flushed()
+
+    def _check_flushed(self):
+        if not self._chunks and not self._in_flight:
+            waiters, self._flushed = self._flushed, []
+            for waiter in waiters:
+                waiter.callback(None)
+
+    def _wait_flushed(self):
+        if not self._chunks and not self._in_flight:
+            return succeed(None)
+        waiter = Deferred()
+        self._flushed.append(waiter)
+        return waiter
+
+    # -- closing --------------------------------------------------------------
+
+    @property
+    def closed(self):
+        """A Deferred firing when the stream is over: ``None`` if it ended cleanly, else the PilotError."""
+        return self._closed.wait()
+
+    def close(self):
+        """Close after the data already written has been buffered; never fails."""
+        if self._closing is None:
+            if self._ended:
+                self._closing = succeed(None)
+            else:
+                self._closing = self._wait_flushed()
+                self._closing.addCallback(lambda _: self._daemon._call(commands.Close, conn_id=self.conn_id))
+                self._closing.addBoth(lambda _: self._end(None))
+        closing = Deferred()
+        self._closing.addBoth(lambda result: closing.callback(None) or result)
+        return closing
+
+    def _end(self, error):
+        """The stream is over, by either side or by losing the daemon; wake everyone."""
+        if self._ended:
+            return
+        self._ended = True
+        self._end_error = error
+        if error is not None and self._write_error is None:
+            self._write_error = error
+        self._daemon._forget_stream(self)
+        self._serve_readers()
+        self._closed.fire(error)
+
+
+class Listener:
+    """A bound port: streams dialled to it (:meth:`accept`) and datagrams sent to it (:meth:`receive_datagram`).
+
+    One object for both because binding a port at the daemon claims both, and
+    a port can be bound by one client only.
+    """
+
+    def __init__(self, daemon, port):
+        self._daemon = daemon
+        self.port = port
+        self._streams = _Queue()
+        self._datagrams = _Queue(limit=DATAGRAM_BACKLOG)
+        self._closing = None
+        self.dropped_datagrams = 0
+
+    def __repr__(self):
+        return f"<Listener :{self.port}>"
+
+    def accept(self):
+        """The next stream a peer opened to this port."""
+        return self._streams.get()
+
+    def receive_datagram(self):
+        """The next :class:`Datagram` sent to this port."""
+        return self._datagrams.get()
+
+    def __aiter__(self):
+        return self
+
+    async def __anext__(self):
+        return await self.accept()
+
+    def close(self):
+        """Unbind the port; pending and later accepts fail; never fails itself."""
+        if self._closing is None:
+            self._stop(PilotError(f"listener on port {self.port} is closed", code=CONNECTION_FAILED))
+            self._closing = self._daemon._call(commands.Unbind, port=self.port)
+            self._closing.addErrback(lambda _: None)
+        closing = Deferred()
+        self._closing.addBoth(lambda result: closing.callback(None) or result)
+        return closing
+
+    def _stop(self, error):
+        self._daemon._listeners.pop(self.port, None)
+        for stream in self._streams.fail(error):
+            stream.close()
+        self._datagrams.fail(error)
+
+    def _accepted(self, stream):
+        self._streams.put(stream)
+
+    def _datagram(self, datagram):
+        if not self._datagrams.put(datagram):
+            self.dropped_datagrams += 1
+
+
+class Daemon:
+    """A connection to the local daemon: queries, registry operations, streams, ports, datagrams."""
+
+    def __init__(self, protocol, reactor):
+        self._protocol = protocol
+        self.reactor = reactor
+        self._streams = {}
+        self._listeners = {}
+        self._lost_error = None
+        self._disconnected = _OneShot()
+        protocol.daemon = self
+
+    # -- plumbing ---------------------------------------------------------------
+
+    def _call(self, command, **arguments):
+        if self._lost_error is not None:
+            return fail(self._lost_error)
+        return self._protocol.callRemote(command, **arguments).addErrback(_translate)
+
+    def _result(self, command, key, **arguments):
+        return self._call(command, **arguments).addCallback(lambda answer: answer[key])
+
+    def _forget_stream(self, stream):
+        if self._streams.get(stream.conn_id) is stream:
+            del self._streams[stream.conn_id]
+
+    def _connection_lost(self):
+        self._lost_error = PilotError(
+            "lost the connection to the daemon", code=NOT_RUNNING,
+            hint="check the daemon: pilotctl daemon status",
+        )
+        for stream in list(self._streams.values()):
+            stream._end(self._lost_error)
+        for listener in list(self._listeners.values()):
+            listener._stop(self._lost_error)
+        self._disconnected.fire(None)
+
+    @property
+    def disconnected(self):
+        """A Deferred firing (with ``None``) when the control connection is gone."""
+        return self._disconnected.wait()
+
+    def close(self):
+        """Disconnect; the daemon closes this client's streams and unbinds its ports."""
+        if self._lost_error is None:
+            self._protocol.transport.loseConnection()
+        return self.disconnected
+
+    # -- the node -----------------------------------------------------------
+
+    def info(self):
+        """The node's Info JSON (identity, counters, ``peer_list``, ``conn_list``)."""
+        return self._result(commands.Info, "info")
+
+    def peers(self):
+        return self._result(commands.Peers, "peers")
+
+    def connections(self):
+        return self._result(commands.Connections, "connections")
+
+    # -- registry operations -------------------------------------------------------
+
+    def resolve_hostname(self, hostname):
+        """The registry's answer for ``hostname`` (``node_id``, ``address``, ``public``, ...)."""
+        return self._result(commands.ResolveHostname, "result", hostname=hostname)
+
+    def lookup(self, node_id):
+        return self._result(commands.Lookup, "result", node_id=node_id)
+
+    def set_hostname(self, hostname):
+        """Set the node's hostname; ``""`` clears it."""
+        return self._result(commands.SetHostname, "result", hostname=hostname)
+
+    def set_visibility(self, public):
+        return self._result(commands.SetVisibility, "result", public=bool(public))
+
+    def set_tags(self, tags):
+        return self._result(commands.SetTags, "result", tags=list(tags))
+
+    def set_task_exec(self, enabled):
+        return self._result(commands.SetTaskExec, "result", enabled=bool(enabled))
+
+    def deregister(self):
+        return self._result(commands.Deregister, "result")
+
+    def resolve(self, target):
+        """The :class:`Addr` of an address, a node ID or a hostname (see :mod:`pilotnet.driver.targets`)."""
+        try:
+            address = parse_target(target)
+        except PilotError as error:
+            return fail(error)
+        if address is not None:
+            return succeed(address)
+
+        def resolved(answer):
+            try:
+                return Addr.parse(answer["address"])
+            except (KeyError, TypeError, PilotError):
+                raise unresolvable(target) from None
+
+        def refused(failure):
+            if failure.check(PilotError) and failure.value.code == NOT_RUNNING:
+                return failure
+            raise unresolvable(target)
+
+        return self.resolve_hostname(target).addCallbacks(resolved, refused)
+
+    # -- streams, ports, datagrams ---------------------------------------------------
+
+    def dial(self, target, port, timeout=None):
+        """Open a :class:`Stream` to ``port`` on ``target`` (address, node ID or hostname)."""
+        try:
+            port = parse_port(port)
+        except PilotError as error:
+            return fail(error)
+        arguments = {} if timeout is None else {"timeout": float(timeout)}
+
+        def dial(address):
+            return self._call(commands.Dial, address=str(address), port=port, **arguments)
+
+        def opened(answer):
+            stream = Stream(
+                self, answer["conn_id"], answer["local_port"],
+                Addr.parse(answer["remote_address"]), answer["remote_port"],
+            )
+            self._streams[stream.conn_id] = stream
+            return stream
+
+        return self.resolve(target).addCallback(dial).addCallback(opened)
+
+    def listen(self, port):
+        """Bind ``port``: a :class:`Listener` for the streams and datagrams sent to it."""
+        try:
+            port = parse_port(port)
+        except PilotError as error:
+            return fail(error)
+
+        def bound(answer):
+            listener = Listener(self, answer["port"])
+            self._listeners[listener.port] = listener
+            return listener
+
+        return self._call(commands.Bind, port=port).addCallback(bound)
+
+    def send_datagram(self, target, port, data):
+        """Send one datagram (unreliable, at most one chunk) to ``port`` on ``target``."""
+        try:
+            port = parse_port(port)
+        except PilotError as error:
+            return fail(error)
+        if not isinstance(data, (bytes, bytearray)):
+            return fail(PilotError(f"datagram data must be bytes, not {type(data).__name__}", code=INVALID_ARGUMENT))
+        if len(data) > commands.MAX_CHUNK:
+            return fail(PilotError(
+                f"datagram too large: {len(data)} bytes (at most {commands.MAX_CHUNK})", code=INVALID_ARGUMENT
+            ))
+
+        def send(address):
+            return self._call(commands.SendDatagram, address=str(address), port=port, data=bytes(data))
+
+        return self.resolve(target).addCallback(send).addCallback(lambda _: None)
+
+    def close_connection(self, conn_id):
+        """Close any of the daemon's connections by id (``pilotctl disconnect``)."""
+        stream = self._streams.get(conn_id)
+        if stream is not None:
+            return stream.close()
+        return self._call(commands.Close, conn_id=conn_id).addCallback(lambda _: None)
+
+    # -- pushes from the daemon -----------------------------------------------------
+
+    def _accepted(self, port, conn_id, remote_address, remote_port):
+        listener = self._listeners.get(port)
+        if listener is None:
+            raise commands.CommandFailed(f"port {port} is not bound by this client", code=CONNECTION_FAILED)
+        stream = Stream(self, conn_id, port, Addr.parse(remote_address), remote_port)
+        self._streams[conn_id] = stream
+        listener._accepted(stream)
+        return {}
+
+    def _received(self, conn_id, data):
+        stream = self._streams.get(conn_id)
+        if stream is None:
+            return {}
+        return stream._received(data)
+
+    def _stream_closed(self, conn_id, code, message):
+        stream = self._streams.get(conn_id)
+        if stream is not None:
+            stream._end(PilotError(message or code, code=code) if code else None)
+        return {}
+
+    def _datagram_received(self, src_address, src_port, dst_port, data):
+        listener = self._listeners.get(dst_port)
+        if listener is not None:
+            listener._datagram(Datagram(Addr.parse(src_address), src_port, dst_port, data))
+        return {}
+
+
+class _ControlProtocol(amp.AMP):
+    """The client end of the control socket: routes the daemon's pushes to the :class:`Daemon`."""
+
+    daemon = None
+
+    @commands.Accepted.responder
+    def accepted(self, port, conn_id, remote_address, remote_port):
+        return self.daemon._accepted(port, conn_id, remote_address, remote_port)
+
+    @commands.Received.responder
+    def received(self, conn_id, data):
+        return self.daemon._received(conn_id, data)
+
+    @commands.StreamClosed.responder
+    def stream_closed(self, conn_id, code, message):
+        return self.daemon._stream_closed(conn_id, code, message)
+
+    @commands.DatagramReceived.responder
+    def datagram_received(self, src_address, src_port, dst_port, data):
+        return self.daemon._datagram_received(src_address, src_port, dst_port, data)
+
+    def connectionLost(self, reason):
+        super().connectionLost(reason)
+        if self.daemon is not None:
+            self.daemon._connection_lost()
+
+
+__all__ = [
+    "Daemon", "Datagram", "Listener", "Stream",
+    "connect", "default_socket_path", "not_running_error", "pilot_home",
+]

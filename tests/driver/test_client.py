@@ -1,0 +1,323 @@
+"""The Twisted SDK against a fake daemon on a real Unix socket."""
+
+import os
+
+from twisted.internet import reactor
+from twisted.internet.defer import Deferred, ensureDeferred
+from twisted.trial.unittest import TestCase
+
+from pilotnet.driver import client
+from pilotnet.driver.commands import MAX_CHUNK
+from pilotnet.errors import (
+    ALREADY_EXISTS, CONNECTION_FAILED, INVALID_ARGUMENT, NOT_FOUND, NOT_RUNNING, TIMEOUT, PilotError,
+)
+from pilotnet.wire.address import Addr
+from tests.driver.fakedaemon import AGENT_B, NODE
+from tests.driver.support import FakeDaemonMixin, bounded
+
+
+class ConnectTests(TestCase):
+    def test_missing_socket_is_not_running_with_a_hint(self):
+        d = client.connect(reactor, socket_path=os.path.join(self.mktemp(), "none.sock"))
+        failure = self.failureResultOf(d, PilotError) if d.called else None
+        if failure is None:
+            return self.assertFailure(bounded(d), PilotError).addCallback(self.check_not_running)
+        self.check_not_running(failure.value)
+
+    def check_not_running(self, error):
+        self.assertEqual(error.code, NOT_RUNNING)
+        self.assertEqual(error.message, "daemon is not running")
+        self.assertEqual(error.hint, "start the daemon with: pilotctl daemon start")
+
+
+class DefaultSocketPathTests(TestCase):
+    def test_environment_wins(self):
+        self.assertEqual(client.default_socket_path({"PILOT_SOCKET": "/x.sock", "PILOT_HOME": "/h"}), "/x.sock")
+
+    def test_home_default(self):
+        self.assertEqual(client.default_socket_path({"PILOT_HOME": "/nonexistent/h"}), "/nonexistent/h/pilot.sock")
+
+    def test_config_socket_over_default(self):
+        home = self.mktemp()
+        os.makedirs(home)
+        with open(os.path.join(home, "config.json"), "w") as config:
+            config.write('{"socket": "/run/p.sock"}')
+        self.assertEqual(client.default_socket_path({"PILOT_HOME": home}), "/run/p.sock")
+
+    def test_broken_config_is_ignored(self):
+        home = self.mktemp()
+        os.makedirs(home)
+        with open(os.path.join(home, "config.json"), "w") as config:
+            config.write("[not json")
+        self.assertEqual(client.default_socket_path({"PILOT_HOME": home}), os.path.join(home, "pilot.sock"))
+
+
+class DaemonTestCase(FakeDaemonMixin, TestCase):
+    async def connected(self):
+        self.start_fake_daemon()
+        daemon = await bounded(client.connect(reactor, socket_path=self.socket_path))
+        self.addCleanup(daemon.close)
+        return daemon
+
+    def run_async(self, function):
+        return bounded(ensureDeferred(function()))
+
+    async def assert_fails(self, deferred, code):
+        try:
+            await bounded(deferred)
+        except PilotError as error:
+            self.assertEqual(error.code, code, error.message)
+            return error
+        self.fail(f"expected a {code} error")
+
+
+class QueryTests(DaemonTestCase):
+    def test_info_peers_connections(self):
+        async def check():
+            daemon = await self.connected()
+            info = await daemon.info()
+            self.assertEqual(info["address"], str(NODE))
+            peers = await daemon.peers()
+            self.assertEqual([p["path"] for p in peers], ["direct", "relay"])
+            self.assertEqual(await daemon.connections(), [])
+        return self.run_async(check)
+
+    def test_registry_operations(self):
+        async def check():
+            daemon = await self.connected()
+            self.assertEqual((await daemon.set_hostname("alpha"))["hostname"], "alpha")
+            self.assertEqual((await daemon.info())["hostname"], "alpha")
+            self.assertEqual((await daemon.set_visibility(True))["visibility"], "public")
+            self.assertEqual((await daemon.set_tags(["a", "b"]))["tags"], ["a", "b"])
+            self.assertEqual((await daemon.set_task_exec(True))["task_exec"], True)
+            self.assertEqual((await daemon.lookup(9))["address"], str(AGENT_B))
+            self.assertEqual((await daemon.deregister())["type"], "deregister_ok")
+            error = await self.assert_fails(daemon.set_tags(["a", "b", "c", "d"]), INVALID_ARGUMENT)
+            self.assertIn("maximum 3 tags", error.message)
+            await self.assert_fails(daemon.lookup(77), NOT_FOUND)
+        return self.run_async(check)
+
+
+class ResolveTests(DaemonTestCase):
+    def test_every_spelling(self):
+        async def check():
+            daemon = await self.connected()
+            self.assertEqual(await daemon.resolve("0:0000.0000.0009"), AGENT_B)
+            self.assertEqual(await daemon.resolve("9"), AGENT_B)
+            self.assertEqual(await daemon.resolve("agent-b"), AGENT_B)
+            self.assertEqual(await daemon.resolve(Addr(1, 2)), Addr(1, 2))
+        return self.run_async(check)
+
+    def test_unknown_hostname(self):
+        async def check():
+            daemon = await self.connected()
+            error = await self.assert_fails(daemon.resolve("nobody"), NOT_FOUND)
+            self.assertEqual(
+                error.message,
+                'cannot resolve "nobody" — is the hostname correct and is there mutual trust? '
+                "(see: pilotctl handshake)",
+            )
+        return self.run_async(check)
+
+    def test_malformed_targets(self):
+        async def check():
+            daemon = await self.connected()
+            for target in ("1:0002.0000.0001", "0:zz", "", "99999999999", 5):
+                await self.assert_fails(daemon.resolve(target), INVALID_ARGUMENT)
+        return self.run_async(check)
+
+
+class StreamTests(DaemonTestCase):
+    def test_echo_round_trip_of_many_chunks(self):
+        payload = bytes(range(256)) * (5 * MAX_CHUNK // 256 + 7)
+
+        async def check():
+            daemon = await self.connected()
+            stream = await daemon.dial("agent-b", 7)
+            self.assertEqual((stream.remote_address, stream.remote_port), (AGENT_B, 7))
+            await stream.write(payload)
+            self.assertEqual(await stream.read_exactly(len(payload)), payload)
+            await stream.close()
+            self.assertIsNone(await stream.closed)
+            self.assertEqual(await stream.read(), b"")
+        return self.run_async(check)
+
+    def test_dial_errors(self):
+        async def check():
+            daemon = await self.connected()
+            await self.assert_fails(daemon.dial("agent-b", 1234), CONNECTION_FAILED)
+            await self.assert_fails(daemon.dial("99", 7), TIMEOUT)
+            await self.assert_fails(daemon.dial("agent-b", 70000), INVALID_ARGUMENT)
+            await self.assert_fails(daemon.dial("agent-b", "seven"), INVALID_ARGUMENT)
+            await self.assert_fails(daemon.dial("ghost", 7), NOT_FOUND)
+        return self.run_async(check)
+
+    def test_write_needs_bytes_and_an_open_stream(self):
+        async def check():
+            daemon = await self.connected()
+            stream = await daemon.dial("agent-b", 7)
+            await self.assert_fails(stream.write("text"), INVALID_ARGUMENT)
+            await stream.close()
+            await self.assert_fails(stream.write(b"late"), CONNECTION_FAILED)
+        return self.run_async(check)
+
+    def test_listener_accepts_and_peer_close_ends_the_stream(self):
+        async def check():
+            daemon = await self.connected()
+            listener = await daemon.listen(5000)
+            dialled = await daemon.dial(str(NODE), 5000)
+            accepted = await bounded(listener.accept())
+            self.assertEqual(accepted.local_port, 5000)
+            await dialled.write(b"question")
+            self.assertEqual(await accepted.read_exactly(8), b"question")
+            await accepted.write(b"answer")
+            self.assertEqual(await dialled.read(), b"answer")
+            await dialled.close()
+            chunks = [chunk async for chunk in accepted]
+            self.assertEqual(chunks, [])
+            self.assertIsNone(await accepted.closed)
+            await self.assert_fails(accepted.read_exactly(1), CONNECTION_FAILED)
+        return self.run_async(check)
+
+    def test_async_iteration_over_a_listener(self):
+        async def check():
+            daemon = await self.connected()
+            listener = await daemon.listen(5001)
+            await daemon.dial("self", 5001)
+            async for stream in listener:
+                self.assertEqual(stream.local_port, 5001)
+                break
+        return self.run_async(check)
+
+    def test_binding_twice_and_closing_a_listener(self):
+        async def check():
+            daemon = await self.connected()
+            listener = await daemon.listen(5002)
+            await self.assert_fails(daemon.listen(5002), ALREADY_EXISTS)
+            waiting = listener.accept()
+            await listener.close()
+            await self.assert_fails(waiting, CONNECTION_FAILED)
+            again = await daemon.listen(5002)
+            self.assertEqual(again.port, 5002)
+        return self.run_async(check)
+
+    def test_disconnect_by_id(self):
+        async def check():
+            daemon = await self.connected()
+            stream = await daemon.dial("agent-b", 7)
+            await daemon.close_connection(stream.conn_id)
+            self.assertIsNone(await stream.closed)
+            await daemon.close_connection(12345)
+        return self.run_async(check)
+
+
+class DatagramTests(DaemonTestCase):
+    def test_datagram_reaches_the_bound_port(self):
+        async def check():
+            daemon = await self.connected()
+            listener = await daemon.listen(6000)
+            await daemon.send_datagram("agent-b", 6000, b"ping")
+            datagram = await bounded(listener.receive_datagram())
+            self.assertEqual((datagram.src_address, datagram.dst_port, datagram.data), (NODE, 6000, b"ping"))
+        return self.run_async(check)
+
+    def test_bad_datagrams(self):
+        async def check():
+            daemon = await self.connected()
+            await self.assert_fails(daemon.send_datagram("agent-b", 6000, "text"), INVALID_ARGUMENT)
+            await self.assert_fails(daemon.send_datagram("agent-b", 6000, b"x" * (MAX_CHUNK + 1)), INVALID_ARGUMENT)
+            await self.assert_fails(daemon.send_datagram("agent-b", -1, b"x"), INVALID_ARGUMENT)
+        return self.run_async(check)
+
+
+class DaemonDeathTests(DaemonTestCase):
+    def test_everything_ends_with_not_running(self):
+        async def check():
+            daemon = await self.connected()
+            stream = await daemon.dial("agent-b", 7)
+            listener = await daemon.listen(7000)
+            reading = stream.read()
+            accepting = listener.accept()
+            self.fake.disconnect_everyone()
+            await bounded(daemon.disconnected)
+            self.assertEqual((await stream.closed).code, NOT_RUNNING)
+            await self.assert_fails(reading, NOT_RUNNING)
+            await self.assert_fails(accepting, NOT_RUNNING)
+            await self.assert_fails(daemon.info(), NOT_RUNNING)
+            await self.assert_fails(stream.write(b"x"), NOT_RUNNING)
+            await stream.close()
+        return self.run_async(check)
+
+
+class RecordingDaemon:
+    """Stands in for :class:`client.Daemon` below a Stream: records calls, answers on demand."""
+
+    def __init__(self):
+        self.calls = []
+
+    def _call(self, command, **arguments):
+        answer = Deferred()
+        self.calls.append((command.__name__, arguments, answer))
+        return answer
+
+    def _forget_stream(self, stream):
+        pass
+
+
+class StreamUnitTests(TestCase):
+    def make_stream(self):
+        self.daemon = RecordingDaemon()
+        return client.Stream(self.daemon, 1, 49152, AGENT_B, 7)
+
+    def test_big_writes_are_chunked_with_a_bounded_window(self):
+        stream = self.make_stream()
+        written = stream.write(b"x" * (MAX_CHUNK * 20))
+        self.assertEqual(len(self.daemon.calls), client.WRITE_WINDOW)
+        while self.daemon.calls:
+            name, arguments, answer = self.daemon.calls.pop(0)
+            self.assertEqual(name, "Write")
+            self.assertLessEqual(len(arguments["data"]), MAX_CHUNK)
+            answer.callback({})
+        self.assertIsNone(self.successResultOf(written))
+
+    def test_a_failed_chunk_fails_the_write_and_later_writes(self):
+        stream = self.make_stream()
+        written = stream.write(b"x" * (MAX_CHUNK * 20))
+        self.daemon.calls[0][2].errback(PilotError("gone", code=CONNECTION_FAILED))
+        self.assertEqual(self.failureResultOf(written, PilotError).value.code, CONNECTION_FAILED)
+        self.failureResultOf(stream.write(b"more"), PilotError)
+
+    def test_close_waits_for_buffered_writes(self):
+        stream = self.make_stream()
+        stream.write(b"data")
+        closing = stream.close()
+        self.assertEqual([c[0] for c in self.daemon.calls], ["Write"])
+        self.daemon.calls.pop(0)[2].callback({})
+        self.assertEqual([c[0] for c in self.daemon.calls], ["Close"])
+        self.daemon.calls.pop(0)[2].callback({})
+        self.assertIsNone(self.successResultOf(closing))
+        self.assertIsNone(self.successResultOf(stream.closed))
+
+    def test_received_is_answered_late_while_the_buffer_is_full(self):
+        stream = self.make_stream()
+        self.assertEqual(stream._received(b"a" * (client.RECEIVE_BUFFER_LIMIT - 1)), {})
+        held = stream._received(b"bb")
+        self.assertNoResult(held)
+        self.assertEqual(len(self.successResultOf(stream.read(10))), 10)
+        self.assertEqual(self.successResultOf(held), {})
+
+    def test_error_is_raised_after_the_data_before_it(self):
+        stream = self.make_stream()
+        stream._received(b"tail")
+        stream._end(PilotError("reset", code=CONNECTION_FAILED))
+        self.assertEqual(self.successResultOf(stream.read()), b"tail")
+        self.failureResultOf(stream.read(), PilotError)
+        self.assertEqual(self.successResultOf(stream.closed).code, CONNECTION_FAILED)
+
+    def test_a_cancelled_read_leaves_the_queue(self):
+        stream = self.make_stream()
+        reading = stream.read()
+        reading.cancel()
+        self.failureResultOf(reading)
+        stream._received(b"later")
+        self.assertEqual(self.successResultOf(stream.read()), b"later")
