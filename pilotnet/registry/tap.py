@@ -32,10 +32,17 @@ class RegistryOptions(ServerOptions):
         ["stale-after", None, "300", "Seconds without heartbeat before a node is reaped."],
         ["max-connections", None, str(MAX_CONNECTIONS), "Concurrent client connections."],
         ["registrations-per-minute", None, "10", "New keys registered per source IP per minute."],
+        ["tls-cert", None, None, "PEM certificate for --tls (self-signed one generated if unset)."],
+        ["tls-key", None, None, "PEM private key of --tls-cert."],
+    ]
+    optFlags = [
+        ["tls", None, "Speak TLS on the registry listener; clients pin the logged fingerprint."],
     ]
 
     def postOptions(self):
         super().postOptions()
+        if bool(self["tls-cert"]) != bool(self["tls-key"]):
+            raise usage.UsageError("--tls-cert and --tls-key go together")
         self["stale-after"] = self.positive_number(self["stale-after"], "stale-after")
         for name in ("max-connections", "registrations-per-minute"):
             try:
@@ -98,6 +105,8 @@ def make_registry_service(reactor, options, on_listening=lambda address: None):
         register_limiter=RateLimiter(burst=options["registrations-per-minute"], window=60.0))
     server = RegistryServer(registry, reactor, store)
     factory = RegistryFactory(server, max_connections=options["max-connections"])
+    if options["tls"]:
+        factory = _with_tls(factory, options)
 
     def listening(address):
         log.info("registry listening on {address}", address=address)
@@ -115,6 +124,17 @@ def make_registry_service(reactor, options, on_listening=lambda address: None):
     housekeeping.clock = reactor
     housekeeping.setServiceParent(service)
     return service
+
+
+def _with_tls(factory, options):
+    from pilotnet.registry import tls
+    if options["tls-cert"]:
+        key, certificate = tls.load_certificate(options["tls-cert"], options["tls-key"])
+    else:
+        key, certificate = tls.self_signed_certificate()
+    log.info("registry TLS certificate fingerprint (sha256): {fingerprint}",
+             fingerprint=tls.fingerprint(certificate))
+    return tls.tls_factory(factory, key, certificate)
 
 
 Options = RegistryOptions

@@ -5,6 +5,9 @@ import os
 
 from twisted.application.service import IServiceCollection
 from twisted.internet import reactor
+from twisted.internet.defer import inlineCallbacks
+from twisted.internet.endpoints import SSL4ClientEndpoint, connectProtocol
+from twisted.internet.ssl import CertificateOptions
 from twisted.internet.error import CannotListenError
 from twisted.internet.protocol import Factory
 from twisted.python import usage
@@ -13,6 +16,8 @@ from twisted.trial.unittest import TestCase
 from pilotnet import rendezvous_tap
 from pilotnet.beacon import tap as beacon_tap
 from pilotnet.registry import tap as registry_tap
+from pilotnet.registry.client import RegistryClientProtocol
+from pilotnet.registry.tls import fingerprint
 
 
 class OptionTests(TestCase):
@@ -69,3 +74,31 @@ class ServiceTests(TestCase):
         options.parseOptions(["--registry", f"tcp:{taken.getHost().port}:interface=127.0.0.1"])
         service = registry_tap.makeService(options)
         self.assertRaises(CannotListenError, service.startService)
+
+
+class TLSTests(TestCase):
+    @inlineCallbacks
+    def test_tls_listener_with_a_pinnable_self_signed_certificate(self):
+        logged = []
+        self.patch(registry_tap.log, "info", lambda fmt, **fields: logged.append(fields))
+        options = registry_tap.Options()
+        options.parseOptions(["--registry", "tcp:0:interface=127.0.0.1", "--tls"])
+        bound = []
+        service = registry_tap.make_registry_service(reactor, options, bound.append)
+        service.startService()
+        self.addCleanup(service.stopService)
+        pinned = next(fields["fingerprint"] for fields in logged if "fingerprint" in fields)
+
+        # Verification is by pin, as the daemon does it, not by a CA.
+        endpoint = SSL4ClientEndpoint(reactor, "127.0.0.1", bound[0].port,
+                                      CertificateOptions(verify=False))
+        client = yield connectProtocol(endpoint, RegistryClientProtocol())
+        self.addCleanup(client.transport.abortConnection)
+        reply = yield client.request({"type": "list_networks"})
+        self.assertEqual(reply["type"], "list_networks_ok")
+        certificate = client.transport.getPeerCertificate().to_cryptography()
+        self.assertEqual(fingerprint(certificate), pinned)
+
+    def test_cert_and_key_go_together(self):
+        self.assertRaises(usage.UsageError, registry_tap.Options().parseOptions,
+                          ["--tls", "--tls-cert", "c.pem"])
