@@ -13,8 +13,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-from OpenSSL import crypto
-from twisted.internet.ssl import CertificateOptions
+from OpenSSL import SSL
 from twisted.protocols.tls import TLSMemoryBIOFactory
 
 
@@ -54,8 +53,25 @@ def fingerprint(certificate):
     return hashlib.sha256(certificate.public_bytes(serialization.Encoding.DER)).hexdigest()
 
 
+class _ServerContext:
+    """A TLS 1.2+ server context holding cryptography key objects directly.
+
+    (Twisted's ``CertificateOptions`` wants pyOpenSSL key objects, which
+    pyOpenSSL now deprecates.)
+    """
+
+    def __init__(self, key, certificate):
+        context = SSL.Context(SSL.TLS_SERVER_METHOD)
+        context.set_min_proto_version(SSL.TLS1_2_VERSION)
+        context.use_certificate(certificate)
+        context.use_privatekey(key)
+        context.check_privatekey()
+        self._context = context
+
+    def getContext(self):
+        return self._context
+
+
 def tls_factory(factory, key, certificate):
     """``factory`` wrapped so every connection speaks TLS first."""
-    options = CertificateOptions(privateKey=crypto.PKey.from_cryptography_key(key),
-                                 certificate=crypto.X509.from_cryptography(certificate))
-    return TLSMemoryBIOFactory(options, False, factory)
+    return TLSMemoryBIOFactory(_ServerContext(key, certificate), False, factory)
