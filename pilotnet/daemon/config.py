@@ -1,0 +1,121 @@
+"""The daemon's settings: command-line flags over ``<home>/config.json`` over defaults.
+
+The home directory (``~/.pilot``, or ``$PILOT_HOME``, or ``--home``) holds
+everything a node keeps: identity, trust, config, log, pid file and by default
+the control socket.  Defaults point at a registry and beacon on 127.0.0.1,
+never at anybody's public servers.
+"""
+
+import json
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+from pilotnet.errors import INVALID_ARGUMENT, PilotError
+
+DEFAULT_REGISTRY = "127.0.0.1:9000"
+DEFAULT_BEACON = "127.0.0.1:9001"
+DEFAULT_LISTEN = "0.0.0.0:0"
+
+
+class ConfigError(PilotError):
+    code = INVALID_ARGUMENT
+
+
+def default_home():
+    return Path(os.environ.get("PILOT_HOME") or Path.home() / ".pilot")
+
+
+@dataclass
+class DaemonConfig:
+    home: Path = field(default_factory=default_home)
+    registry: str = DEFAULT_REGISTRY
+    beacon: str = DEFAULT_BEACON
+    listen: str = DEFAULT_LISTEN
+    socket: str = ""
+    endpoint: str = ""
+    identity: str = ""
+    hostname: str = ""
+    owner: str = ""
+    public: bool = False
+    encrypt: bool = True
+    echo: bool = True
+    keepalive: float = 60.0
+    idle_timeout: float = 120.0
+    max_conns_per_port: int = 1024
+    max_conns_total: int = 65536
+    syn_rate_limit: int = 100
+    log_format: str = "text"
+
+    @property
+    def socket_path(self):
+        return Path(self.socket) if self.socket else self.home / "pilot.sock"
+
+    @property
+    def identity_path(self):
+        return Path(self.identity) if self.identity else self.home / "identity.json"
+
+    @property
+    def config_path(self):
+        return self.home / "config.json"
+
+    @classmethod
+    def build(cls, flags, config_file=None):
+        """Flags (a dict; ``None`` = not given) over the config file over defaults."""
+        home = Path(flags.get("home") or default_home()).expanduser()
+        path = Path(config_file).expanduser() if config_file else home / "config.json"
+        settings = {"home": home}
+        settings.update(_read_config_file(path, required=bool(config_file)))
+        settings.update({key: value for key, value in flags.items() if value is not None})
+        settings["home"] = home
+        known = {f.name: f for f in fields(cls)}
+        values = {}
+        for key, value in settings.items():
+            key = key.replace("-", "_")
+            if key not in known:
+                continue  # config.json also holds pilotctl's keys
+            values[key] = _coerce(key, value, known[key].type)
+        return cls(**values)
+
+
+def _read_config_file(path, *, required):
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        if required:
+            raise ConfigError(f"config file {path} does not exist") from None
+        return {}
+    except OSError as error:
+        raise ConfigError(f"cannot read config file {path}: {error.strerror}") from None
+    try:
+        document = json.loads(text)
+    except ValueError as error:
+        raise ConfigError(f"config file {path} is not valid JSON: {error}") from None
+    if not isinstance(document, dict):
+        raise ConfigError(f"config file {path} must hold a JSON object")
+    return document
+
+
+def _coerce(key, value, kind):
+    if kind in (bool, "bool"):
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "1", "yes", "on", ""):
+            return True
+        if isinstance(value, str) and value.lower() in ("false", "0", "no", "off"):
+            return False
+        raise ConfigError(f"{key}: expected true or false, got {value!r}")
+    if kind in (int, "int", float, "float"):
+        number_type = int if kind in (int, "int") else float
+        try:
+            number = number_type(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{key}: expected a number, got {value!r}") from None
+        if number < 0:
+            raise ConfigError(f"{key}: must not be negative")
+        return number
+    if kind in (Path, "Path"):
+        return Path(value).expanduser()
+    if not isinstance(value, str):
+        raise ConfigError(f"{key}: expected text, got {value!r}")
+    return value

@@ -1,0 +1,212 @@
+"""The control socket: AMP between the daemon and ``pilotctl`` / the SDK.
+
+One :class:`ControlProtocol` per connected client.  It is that client's
+representative inside the daemon: ports the client binds and streams it opens
+or accepts belong to it, and all of them are released when it disconnects.
+Pushes toward the client (accepted streams, data, closes, datagrams) are AMP
+calls on the client; a ``Received`` push is answered when the client has taken
+the data, and until then the stream's receive window stays consumed, which is
+how a slow reader slows the sender down.
+"""
+
+import os
+
+from twisted.internet import defer
+from twisted.internet.protocol import Factory
+from twisted.logger import Logger
+from twisted.protocols import amp
+from zope.interface import implementer
+
+from pilotnet.daemon.streams import IStreamOwner
+from pilotnet.driver import commands
+from pilotnet.errors import INTERNAL, INVALID_ARGUMENT, PilotError
+from pilotnet.wire.address import Addr
+
+log = Logger()
+
+
+def _parse_address(text):
+    try:
+        return Addr.parse(text)
+    except PilotError as error:
+        raise commands.CommandFailed(error.message, code=INVALID_ARGUMENT) from None
+
+
+def _port(number):
+    if not 0 <= number <= 0xFFFF:
+        raise commands.CommandFailed(f"port {number} is out of range (0-65535)", code=INVALID_ARGUMENT)
+    return number
+
+
+def translating_errors(function):
+    """Turn the project's errors into CommandFailed, keeping their code and hint.
+
+    Anything else is a bug: it is logged here and reported as ``internal``
+    rather than leaking a traceback to the client.
+    """
+
+    def translate(failure):
+        if failure.check(commands.CommandFailed):
+            return failure
+        if failure.check(PilotError):
+            raise commands.CommandFailed.from_error(failure.value)
+        log.failure("control command failed", failure)
+        raise commands.CommandFailed(f"internal error: {failure.getErrorMessage()}", code=INTERNAL)
+
+    def wrapper(*args, **kwargs):
+        return defer.maybeDeferred(function, *args, **kwargs).addErrback(translate)
+
+    wrapper.__name__ = function.__name__
+    wrapper.__doc__ = function.__doc__
+    return wrapper
+
+
+@implementer(IStreamOwner)
+class ControlProtocol(amp.AMP):
+    def __init__(self, node):
+        super().__init__()
+        self.node = node
+
+    def connectionLost(self, reason):
+        super().connectionLost(reason)
+        self.node.streams.release(self)
+
+    # -- node ------------------------------------------------------------------
+
+    @commands.Info.responder
+    @translating_errors
+    def info(self):
+        return {"info": self.node.info()}
+
+    @commands.Peers.responder
+    @translating_errors
+    def peers(self):
+        return {"peers": self.node.peer_list()}
+
+    @commands.Connections.responder
+    @translating_errors
+    def connections(self):
+        return {"connections": self.node.streams.describe()}
+
+    # -- registry operations ---------------------------------------------------
+
+    def _result(self, deferred):
+        return deferred.addCallback(lambda reply: {"result": reply})
+
+    @commands.ResolveHostname.responder
+    @translating_errors
+    def resolve_hostname(self, hostname):
+        return self._result(self.node.resolve_hostname(hostname))
+
+    @commands.Lookup.responder
+    @translating_errors
+    def lookup(self, node_id):
+        return self._result(self.node.lookup(node_id))
+
+    @commands.SetHostname.responder
+    @translating_errors
+    def set_hostname(self, hostname):
+        return self._result(self.node.set_hostname(hostname))
+
+    @commands.SetVisibility.responder
+    @translating_errors
+    def set_visibility(self, public):
+        return self._result(self.node.set_visibility(public))
+
+    @commands.SetTags.responder
+    @translating_errors
+    def set_tags(self, tags):
+        return self._result(self.node.set_tags(tags))
+
+    @commands.SetTaskExec.responder
+    @translating_errors
+    def set_task_exec(self, enabled):
+        return self._result(self.node.set_task_exec(enabled))
+
+    @commands.Deregister.responder
+    @translating_errors
+    def deregister(self):
+        return self._result(self.node.deregister())
+
+    # -- ports, streams, datagrams ----------------------------------------------
+
+    @commands.Bind.responder
+    @translating_errors
+    def bind(self, port):
+        self.node.streams.bind(_port(port), self)
+        return {"port": port}
+
+    @commands.Unbind.responder
+    @translating_errors
+    def unbind(self, port):
+        self.node.streams.unbind(_port(port), self)
+        return {}
+
+    @commands.Dial.responder
+    @translating_errors
+    def dial(self, address, port, timeout=None):
+        dialing = self.node.dial(_parse_address(address), _port(port), self, timeout=timeout)
+        return dialing.addCallback(lambda conn: {
+            "conn_id": conn.conn_id, "local_port": conn.local_port,
+            "remote_address": str(conn.remote), "remote_port": conn.remote_port,
+        })
+
+    @commands.Write.responder
+    @translating_errors
+    def write(self, conn_id, data):
+        if len(data) > commands.MAX_CHUNK:
+            raise commands.CommandFailed(
+                f"write of {len(data)} bytes exceeds the {commands.MAX_CHUNK}-byte chunk limit",
+                code=INVALID_ARGUMENT)
+        return self.node.streams.write(conn_id, data, self).addCallback(lambda _: {})
+
+    @commands.Close.responder
+    @translating_errors
+    def close(self, conn_id):
+        self.node.streams.close(conn_id, self)
+        return {}
+
+    @commands.SendDatagram.responder
+    @translating_errors
+    def send_datagram(self, address, port, data):
+        return self.node.send_datagram(_parse_address(address), _port(port), data).addCallback(lambda _: {})
+
+    # -- IStreamOwner: pushes to the client ------------------------------------------
+
+    def stream_accepted(self, port, conn):
+        return self.callRemote(
+            commands.Accepted, port=port, conn_id=conn.conn_id,
+            remote_address=str(conn.remote), remote_port=conn.remote_port,
+        ).addErrback(self._push_failed)
+
+    def stream_data(self, conn_id, data):
+        return self.callRemote(commands.Received, conn_id=conn_id, data=data).addErrback(self._push_failed)
+
+    def stream_closed(self, conn_id, code, message):
+        return self.callRemote(
+            commands.StreamClosed, conn_id=conn_id, code=code or "", message=message or "",
+        ).addErrback(self._push_failed)
+
+    def datagram(self, src, src_port, dst_port, data):
+        return self.callRemote(
+            commands.DatagramReceived, src_address=str(src), src_port=src_port, dst_port=dst_port, data=data,
+        ).addErrback(self._push_failed)
+
+    def _push_failed(self, failure):
+        # The client went away or refused a push; its streams are released on disconnect.
+        return None
+
+
+class ControlFactory(Factory):
+    def __init__(self, node):
+        self.node = node
+
+    def buildProtocol(self, addr):
+        return ControlProtocol(self.node)
+
+
+def prepare_socket_path(path):
+    """Remove a stale socket file left by a daemon that died (a live one is the caller's check)."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if path.is_socket() or path.exists():
+        os.unlink(path)

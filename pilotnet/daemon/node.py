@@ -1,0 +1,422 @@
+"""The node: everything a pilot daemon runs, composed as one Twisted service.
+
+Start-up order matters and is the reference's: open the tunnel socket, ask the
+beacon which endpoint it sees, register that endpoint and our Ed25519 key with
+the registry (which assigns or returns our node ID), then keep all of it fresh:
+heartbeats (re-registering after three failures, re-applying hostname,
+visibility and tags), beacon keepalives that hold our NAT mapping open, and
+keepalive pings to peers.  The control socket opens once the first
+registration attempt has finished, so a client that can talk to the daemon
+finds it registered (or learns why not).
+"""
+
+import os
+import time
+
+from twisted.application import service
+from twisted.application.internet import TimerService
+from twisted.internet import defer, error as internet_error
+from twisted.internet.endpoints import UNIXServerEndpoint
+from twisted.logger import Logger
+
+from pilotnet import __version__
+from pilotnet.crypto.identity import Identity
+from pilotnet.crypto.tunnel import TunnelKeyPair
+from pilotnet.daemon.beacon_link import BeaconLink
+from pilotnet.daemon.control import ControlFactory, prepare_socket_path
+from pilotnet.daemon.echo import EchoService
+from pilotnet.daemon.registry_link import RegistryKeys, RegistryLink, Resolver, split_host_port
+from pilotnet.daemon.streams import Streams
+from pilotnet.daemon.tunnel import Tunnel
+from pilotnet.errors import INVALID_ARGUMENT, NOT_RUNNING, TIMEOUT, PilotError
+from pilotnet.transport.config import StreamConfig
+from pilotnet.wire.address import EPHEMERAL_PORT_MIN, MAX_PORT, PORT_ECHO, Addr
+from pilotnet.wire.packet import FLAG_ACK, PROTO_CONTROL, PROTO_DATAGRAM, PROTO_STREAM, Packet
+
+log = Logger()
+
+BEACON_KEEPALIVE = 25.0
+PEER_KEEPALIVE = 25.0
+DIRECT_RETRY = 60.0
+# A peer we heard nothing from for this long (despite keepalive pings) is re-resolved before use.
+PEER_SILENCE = 2.5 * PEER_KEEPALIVE
+HEARTBEAT_FAILURES_BEFORE_REREGISTER = 3
+MAX_TAGS = 3
+
+
+class NodeService(service.MultiService):
+    def __init__(self, config, reactor):
+        super().__init__()
+        self.config = config
+        self.reactor = reactor
+        self.started_at = None
+        self.node_id = None
+        self.address = None
+        self.registered = defer.Deferred()
+        self.heartbeat_failures = 0
+        self.tags = []
+        self._next_datagram_port = EPHEMERAL_PORT_MIN
+        self._udp_port = None
+        self._control_port = None
+
+        config.home.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.identity = Identity.load_or_create(config.identity_path)
+        self.key_pair = TunnelKeyPair.generate()
+
+        self.registry = RegistryLink(reactor, config.registry, self.identity)
+        self.registry.setServiceParent(self)
+        self.resolver = Resolver(self.registry, reactor)
+        self.tunnel = Tunnel(
+            identity=self.identity, key_pair=self.key_pair, peer_keys=RegistryKeys(self.registry),
+            clock=reactor, on_packet=self._packet_received, encrypt=config.encrypt,
+        )
+        self.beacon = BeaconLink(self.tunnel, reactor)
+        stream_config = StreamConfig(idle_timeout=config.idle_timeout or None,
+                                     keepalive_interval=config.keepalive or None)
+        self.streams = Streams(
+            clock=reactor, transmit=self._transmit, config=stream_config,
+            max_per_port=config.max_conns_per_port, max_connections=config.max_conns_total,
+            syn_rate=config.syn_rate_limit, on_relay_hint=self._direct_path_failed,
+        )
+        for interval, job in ((config.keepalive, self._heartbeat), (BEACON_KEEPALIVE, self.beacon.keepalive),
+                              (PEER_KEEPALIVE, self._ping_peers), (DIRECT_RETRY, self._retry_direct)):
+            TimerService(interval, job).setServiceParent(self)
+        if config.echo:
+            EchoService(self.streams, PORT_ECHO, reactor)
+
+    # -- lifecycle -------------------------------------------------------------
+
+    def startService(self):
+        self.started_at = time.monotonic()
+        host, port = split_host_port(self.config.listen)
+        self._udp_port = self.reactor.listenUDP(port, self.tunnel, interface=host)
+        log.info("tunnel listening on UDP {host}:{port}", host=host, port=self.tunnel.local_port())
+        super().startService()
+        self._bring_up().addErrback(lambda f: log.failure("start-up failed", f))
+
+    @defer.inlineCallbacks
+    def _bring_up(self):
+        yield self._locate_beacon()
+        try:
+            yield self._register()
+        except PilotError as error:
+            log.warn("registration failed: {reason}; retrying with the heartbeat", reason=error.message)
+        yield self._open_control_socket()
+
+    @defer.inlineCallbacks
+    def _locate_beacon(self):
+        if not self.config.beacon:
+            return
+        host, port = split_host_port(self.config.beacon)
+        try:
+            address = yield self.reactor.resolve(host)
+        except internet_error.DNSLookupError:
+            log.warn("cannot resolve beacon host {host}; running without a beacon", host=host)
+            return
+        self.tunnel.beacon_address = (address, port)
+
+    @defer.inlineCallbacks
+    def _register(self):
+        listen_addr = self.config.endpoint
+        if not listen_addr:
+            observed = yield self.beacon.discover()
+            if observed is not None:
+                listen_addr = str(observed)
+            else:
+                listen_addr = f"0.0.0.0:{self.tunnel.local_port()}"
+        request = {"type": "register", "public_key": self.identity.public_key_b64,
+                   "listen_addr": listen_addr, "version": f"pilotnet/{__version__}"}
+        if self.config.owner:
+            request["owner"] = self.config.owner
+        if self.config.hostname:
+            request["hostname"] = self.config.hostname
+        reply = yield self.registry.request(request)
+        self.node_id = reply["node_id"]
+        self.address = Addr(0, self.node_id)
+        self.registry.node_id = self.node_id
+        self.tunnel.node_id = self.node_id
+        self.heartbeat_failures = 0
+        if reply.get("hostname_error"):
+            log.warn("hostname not registered: {reason}", reason=reply["hostname_error"])
+        log.info("registered as {address} (node {node})", address=str(self.address), node=self.node_id)
+        self.beacon.keepalive()
+        yield self._reapply_settings()
+        if not self.registered.called:
+            self.registered.callback(self.node_id)
+
+    @defer.inlineCallbacks
+    def _reapply_settings(self):
+        if self.config.public:
+            yield self.registry.signed({"type": "set_visibility", "node_id": self.node_id, "public": True})
+        if self.tags:
+            yield self.registry.signed({"type": "set_tags", "node_id": self.node_id, "tags": self.tags})
+
+    @defer.inlineCallbacks
+    def _open_control_socket(self):
+        path = self.config.socket_path
+        prepare_socket_path(path)
+        endpoint = UNIXServerEndpoint(self.reactor, str(path), mode=0o600, wantPID=False)
+        self._control_port = yield endpoint.listen(ControlFactory(self))
+        os.chmod(path, 0o600)
+        log.info("control socket at {path}", path=str(path))
+
+    @defer.inlineCallbacks
+    def stopService(self):
+        self.streams.abort_all()
+        if self._control_port is not None:
+            yield self._control_port.stopListening()
+        yield super().stopService()
+        if self._udp_port is not None:
+            yield self._udp_port.stopListening()
+
+    # -- housekeeping --------------------------------------------------------------
+
+    @defer.inlineCallbacks
+    def _heartbeat(self):
+        if self.node_id is None:
+            if self.started_at is not None and self._control_port is not None:
+                yield self._try_register()
+            return
+        try:
+            yield self.registry.signed({"type": "heartbeat", "node_id": self.node_id})
+        except PilotError as error:
+            self.heartbeat_failures += 1
+            log.warn("heartbeat failed ({count}): {reason}", count=self.heartbeat_failures, reason=error.message)
+            if self.heartbeat_failures >= HEARTBEAT_FAILURES_BEFORE_REREGISTER:
+                yield self._try_register()
+            return
+        self.heartbeat_failures = 0
+        self.beacon.keepalive()
+
+    @defer.inlineCallbacks
+    def _try_register(self):
+        try:
+            yield self._register()
+        except PilotError as error:
+            log.warn("re-registration failed: {reason}", reason=error.message)
+
+    def _ping_peers(self):
+        """Keep NAT mappings open and peers' dead-peer detectors quiet."""
+        if self.node_id is None:
+            return
+        for peer in self.tunnel.peers():
+            if peer.session is not None or not self.config.encrypt:
+                self._send_ping(peer.node)
+
+    @defer.inlineCallbacks
+    def _direct_path_failed(self, node):
+        """A dial got no answer on the direct path (third SYN expiry).
+
+        The peer may have restarted on a new port: ask the registry again and
+        retry directly if its endpoint moved; otherwise go through the relay.
+        """
+        moved = yield self._refresh_endpoint(node)
+        if not moved:
+            self.tunnel.use_relay(node)
+
+    @defer.inlineCallbacks
+    def _refresh_endpoint(self, node):
+        """Re-resolve ``node``; True when its endpoint changed and the tunnel now uses the new one."""
+        self.resolver.forget(node)
+        try:
+            endpoint = yield self.resolver.endpoint(node)
+        except PilotError:
+            return False
+        peer = self.tunnel.peer(node)
+        if peer is None or (peer.endpoint is not None and tuple(peer.endpoint[:2]) == endpoint):
+            return False
+        log.info("node {node} moved to {endpoint}", node=node, endpoint=f"{endpoint[0]}:{endpoint[1]}")
+        peer.endpoint = endpoint
+        self.tunnel.try_direct(node)
+        self.beacon.request_punch(node)
+        self.tunnel.add_peer(node, endpoint)
+        return True
+
+    @defer.inlineCallbacks
+    def _retry_direct(self):
+        """Peers on the relay get a direct probe; a direct answer moves them back."""
+        for peer in self.tunnel.peers():
+            if not peer.via_relay:
+                continue
+            yield self._refresh_endpoint(peer.node)
+            if peer.endpoint is not None:
+                self.tunnel.try_direct(peer.node)
+                self._send_ping(peer.node)
+                self.reactor.callLater(3.0, self._settle_path, peer)
+
+    def _settle_path(self, peer):
+        if self.tunnel.peer(peer.node) is peer and self.reactor.seconds() - peer.last_direct > 3.0:
+            self.tunnel.use_relay(peer.node)
+
+    def _send_ping(self, node):
+        packet = Packet(PROTO_CONTROL, Addr(0, self.node_id), Addr(0, node), self._datagram_port(), 0,
+                        flags=FLAG_ACK, seq=1)
+        self.tunnel.send(node, packet.encode())
+
+    # -- packets ---------------------------------------------------------------------
+
+    def _transmit(self, packet):
+        self.tunnel.send(packet.dst.node, packet.encode())
+
+    def _packet_received(self, packet, peer):
+        if packet.dst.node != self.node_id:
+            return
+        protocol = packet.protocol
+        if protocol == PROTO_STREAM:
+            self.streams.stream_packet(packet)
+        elif protocol == PROTO_DATAGRAM:
+            self.streams.datagram_packet(packet)
+        elif protocol == PROTO_CONTROL:
+            self.streams.peer_alive(peer.node)
+            if packet.dst_port == 0 and packet.src_port != 0:
+                # Answer pings, but never one from port 0: its pong would be a ping
+                # again and two nodes would bounce it forever.
+                pong = Packet(PROTO_CONTROL, packet.dst, packet.src, 0, packet.src_port, flags=FLAG_ACK,
+                              seq=packet.seq, ack=(packet.seq + 1) & 0xFFFFFFFF, payload=packet.payload)
+                self.tunnel.send(peer.node, pong.encode())
+
+    def _datagram_port(self):
+        port = self._next_datagram_port
+        self._next_datagram_port = EPHEMERAL_PORT_MIN if port >= MAX_PORT else port + 1
+        return port
+
+    # -- what clients ask for ------------------------------------------------------------
+
+    def _require_registered(self):
+        if self.node_id is None:
+            raise PilotError("the daemon is not registered with the registry yet", code=NOT_RUNNING,
+                             hint=f"check that the registry at {self.config.registry} is reachable")
+
+    @defer.inlineCallbacks
+    def ensure_tunnel(self, node):
+        """Make sure ``node`` can be reached: resolve its endpoint and start the key exchange."""
+        self._require_registered()
+        if node == self.node_id:
+            raise PilotError("cannot connect to our own node", code=INVALID_ARGUMENT)
+        peer = self.tunnel.peer(node)
+        if peer is not None and peer.session is not None:
+            if self.reactor.seconds() - peer.last_heard > PEER_SILENCE:
+                # Quiet for long enough to have restarted elsewhere: check before dialing.
+                yield self._refresh_endpoint(node)
+            return peer
+        try:
+            endpoint = yield self.resolver.endpoint(node)
+        except PilotError as error:
+            raise PilotError(f"cannot resolve node {node}: {error.message}", code=error.code,
+                             hint="is the node registered, and is there mutual trust? (pilotctl handshake)") from None
+        self.beacon.request_punch(node)
+        return self.tunnel.add_peer(node, endpoint)
+
+    @defer.inlineCallbacks
+    def dial(self, remote, port, owner, timeout=None):
+        yield self.ensure_tunnel(remote.node)
+        local = Addr(remote.network, self.node_id)
+        dialing = self.streams.dial(local, remote, port, owner)
+        if timeout:
+            dialing.addTimeout(timeout, self.reactor)
+        try:
+            stream = yield dialing
+        except defer.TimeoutError:
+            raise PilotError(f"dial {remote}:{port} timed out after {timeout:g}s", code=TIMEOUT) from None
+        return stream
+
+    @defer.inlineCallbacks
+    def send_datagram(self, remote, port, data):
+        if not data:
+            raise PilotError("a datagram needs a payload", code=INVALID_ARGUMENT)
+        yield self.ensure_tunnel(remote.node)
+        packet = Packet(PROTO_DATAGRAM, Addr(remote.network, self.node_id), remote, self._datagram_port(),
+                        port, payload=data)
+        try:
+            wire = packet.encode()
+        except ValueError as error:
+            raise PilotError(str(error), code=INVALID_ARGUMENT) from None
+        self.tunnel.send(remote.node, wire)
+
+    def resolve_hostname(self, hostname):
+        if not hostname:
+            raise PilotError("resolve_hostname: missing hostname", code=INVALID_ARGUMENT)
+        request = {"type": "resolve_hostname", "hostname": hostname}
+        if self.node_id is not None:
+            request["requester_id"] = self.node_id
+        return self.registry.request(request)
+
+    def lookup(self, node_id):
+        return self.registry.request({"type": "lookup", "node_id": node_id})
+
+    @defer.inlineCallbacks
+    def set_hostname(self, hostname):
+        self._require_registered()
+        reply = yield self.registry.signed({"type": "set_hostname", "node_id": self.node_id, "hostname": hostname})
+        self.config.hostname = hostname
+        return reply
+
+    @defer.inlineCallbacks
+    def set_visibility(self, public):
+        self._require_registered()
+        reply = yield self.registry.signed({"type": "set_visibility", "node_id": self.node_id, "public": public})
+        self.config.public = public
+        return reply
+
+    @defer.inlineCallbacks
+    def set_tags(self, tags):
+        self._require_registered()
+        if len(tags) > MAX_TAGS:
+            raise PilotError(f"set_tags: maximum {MAX_TAGS} tags allowed", code=INVALID_ARGUMENT)
+        reply = yield self.registry.signed({"type": "set_tags", "node_id": self.node_id, "tags": list(tags)})
+        self.tags = list(reply.get("tags", tags))
+        return reply
+
+    def set_task_exec(self, enabled):
+        self._require_registered()
+        return self.registry.signed({"type": "set_task_exec", "node_id": self.node_id, "enabled": enabled})
+
+    def deregister(self):
+        self._require_registered()
+        return self.registry.signed({"type": "deregister", "node_id": self.node_id})
+
+    # -- observation --------------------------------------------------------------------
+
+    def peer_list(self):
+        rows = []
+        for peer in self.tunnel.peers():
+            row = peer.describe()
+            row["address"] = str(Addr(0, peer.node))
+            rows.append(row)
+        return rows
+
+    def info(self):
+        peers = self.tunnel.peers()
+        counters = self.tunnel.counters
+        connections = self.streams.describe()
+        return {
+            "node_id": self.node_id,
+            "address": str(self.address) if self.address else None,
+            "hostname": self.config.hostname,
+            "public": self.config.public,
+            "tags": self.tags,
+            "uptime_secs": round(time.monotonic() - self.started_at, 3) if self.started_at else 0.0,
+            "connections": sum(1 for c in connections if c["state"] in ("ESTABLISHED", "SYN_SENT", "SYN_RECV")),
+            "ports": self.streams.bound_ports(),
+            "peers": len(peers),
+            "encrypted_peers": sum(1 for p in peers if p.session is not None),
+            "authenticated_peers": sum(1 for p in peers if p.authenticated),
+            "encrypt": self.config.encrypt,
+            "identity": True,
+            "identity_path": str(self.config.identity_path),
+            "public_key": self.identity.public_key_b64,
+            "owner": self.config.owner,
+            "registry": self.config.registry,
+            "beacon": self.config.beacon,
+            "socket": str(self.config.socket_path),
+            "tunnel_port": self.tunnel.local_port() if self._udp_port is not None else None,
+            "endpoint": str(self.beacon.observed) if self.beacon.observed else None,
+            "version": __version__,
+            "bytes_sent": counters.bytes_sent,
+            "bytes_recv": counters.bytes_recv,
+            "pkts_sent": counters.pkts_sent,
+            "pkts_recv": counters.pkts_recv,
+            "tunnel": counters.as_dict(),
+            "peer_list": self.peer_list(),
+            "conn_list": connections[:200],
+        }

@@ -1,0 +1,145 @@
+"""The daemon's connection to the registry: registration, heartbeats, lookups.
+
+One TCP connection, kept up by a :class:`~twisted.application.internet.ClientService`
+that reconnects with backoff whenever it drops, so a registry restart costs the
+daemon a few failed heartbeats and nothing else.  Requests made while the
+registry is unreachable fail with ``connection_failed`` after one attempt
+instead of hanging.
+
+Also the :class:`~pilotnet.daemon.tunnel.IPeerKeys` the tunnel verifies PILA
+frames against: a node's Ed25519 key comes from the registry's ``lookup`` and
+is cached until the tunnel asks us to forget it.
+"""
+
+import base64
+import binascii
+
+from twisted.application import service
+from twisted.application.internet import ClientService, backoffPolicy
+from twisted.internet import defer
+from twisted.internet.endpoints import clientFromString
+from twisted.internet.protocol import Factory
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from pilotnet.daemon.tunnel import IPeerKeys
+from pilotnet.errors import CONNECTION_FAILED, NOT_FOUND, PilotError
+from pilotnet.registry.challenges import sign_request
+from pilotnet.registry.client import RegistryClientProtocol, RegistryError
+
+log = Logger()
+
+RESOLVE_CACHE_SECONDS = 30.0
+
+
+def registry_endpoint(address):
+    """``host:port`` (or a full endpoint string) to a client endpoint description."""
+    if address.startswith(("tcp:", "unix:", "tls:", "ssl:")):
+        return address
+    host, _, port = address.rpartition(":")
+    escaped_host = host.strip("[]").replace(":", "\\:")  # endpoint strings escape colons
+    return f"tcp:host={escaped_host}:port={port}:timeout=5"
+
+
+def split_host_port(text):
+    """``("1.2.3.4", 5)`` from ``"1.2.3.4:5"`` or ``"[::1]:5"``."""
+    host, colon, port = text.rpartition(":")
+    if not colon or not port.isdigit():
+        raise PilotError(f"invalid endpoint {text!r}: expected host:port")
+    return host.strip("[]"), int(port)
+
+
+class RegistryLink(service.Service):
+    """Requests to the registry over one self-healing connection."""
+
+    def __init__(self, reactor, address, identity):
+        self.reactor = reactor
+        self.address = address
+        self.identity = identity
+        self.node_id = None
+        factory = Factory.forProtocol(RegistryClientProtocol)
+        self._client = ClientService(
+            clientFromString(reactor, registry_endpoint(address)), factory,
+            retryPolicy=backoffPolicy(initialDelay=0.25, maxDelay=5.0), clock=reactor,
+        )
+
+    def startService(self):
+        super().startService()
+        self._client.startService()
+
+    def stopService(self):
+        super().stopService()
+        return self._client.stopService()
+
+    @defer.inlineCallbacks
+    def request(self, message, *, sign=False):
+        """Send ``message`` (signed by our identity if ``sign``) and return the reply dict."""
+        if sign:
+            message = sign_request(self.identity, message)
+        try:
+            protocol = yield self._client.whenConnected(failAfterFailures=1)
+        except Exception as error:
+            raise PilotError(
+                f"cannot reach registry at {self.address}: {error}", code=CONNECTION_FAILED,
+                hint=f"check that the registry is running at {self.address}",
+            ) from None
+        reply = yield protocol.request(message)
+        return reply
+
+    def signed(self, message):
+        """``message`` signed by this node's identity (the registry checks it)."""
+        return self.request(message, sign=True)
+
+
+@implementer(IPeerKeys)
+class RegistryKeys:
+    """Peers' Ed25519 keys as the registry holds them, cached."""
+
+    def __init__(self, registry):
+        self.registry = registry
+        self._keys = {}
+
+    @defer.inlineCallbacks
+    def public_key(self, node):
+        key = self._keys.get(node)
+        if key is not None:
+            return key
+        try:
+            reply = yield self.registry.request({"type": "lookup", "node_id": node})
+        except RegistryError as error:
+            raise PilotError(f"no registry key for node {node}: {error.message}", code=NOT_FOUND) from None
+        try:
+            key = base64.b64decode(reply.get("public_key", ""), validate=True)
+        except (binascii.Error, ValueError, TypeError):
+            key = b""
+        if len(key) != 32:
+            raise PilotError(f"the registry holds no valid key for node {node}", code=NOT_FOUND)
+        self._keys[node] = key
+        return key
+
+    def forget(self, node):
+        self._keys.pop(node, None)
+
+
+class Resolver:
+    """Real endpoints of peers (registry ``resolve``), cached briefly."""
+
+    def __init__(self, registry, clock):
+        self.registry = registry
+        self.clock = clock
+        self._cache = {}
+
+    @defer.inlineCallbacks
+    def endpoint(self, node):
+        cached = self._cache.get(node)
+        now = self.clock.seconds()
+        if cached is not None and now - cached[1] < RESOLVE_CACHE_SECONDS:
+            return cached[0]
+        reply = yield self.registry.signed(
+            {"type": "resolve", "node_id": node, "requester_id": self.registry.node_id})
+        endpoint = split_host_port(reply.get("real_addr") or "")
+        self._cache[node] = (endpoint, now)
+        return endpoint
+
+    def forget(self, node):
+        self._cache.pop(node, None)

@@ -1,0 +1,391 @@
+"""Ports and streams: the stream engine on real timers, owned by local clients.
+
+:class:`Streams` is the Twisted shell around :mod:`pilotnet.transport`.  Each
+connection gets exactly one reactor timer, moved only when the engine's next
+deadline moves earlier (a later deadline lets the timer fire early and re-arm),
+so a busy stream costs no timer work per packet.
+
+Every bound port and every stream belongs to an :class:`IStreamOwner` (a
+control-socket client).  Owners hear about accepted streams, data, closes and
+datagrams for their ports; when an owner goes away its ports are unbound and
+its streams closed.
+
+Flow control both ways: a ``write`` is answered once the stream's unsent and
+unacknowledged bytes drop below :data:`SEND_HIGH_WATER`; received bytes count
+against the advertised window until the owner has acknowledged the push that
+carried them.
+"""
+
+from twisted.internet import defer
+from twisted.logger import Logger
+from zope.interface import Interface
+
+from pilotnet.driver.commands import MAX_CHUNK
+from pilotnet.errors import ALREADY_EXISTS, CONNECTION_FAILED, INVALID_ARGUMENT, NOT_FOUND, PilotError
+from pilotnet.transport.connection import StreamConnection
+from pilotnet.transport.events import StreamEvent
+from pilotnet.transport.states import State
+from pilotnet.transport.table import ConnectionTable, reset_for
+from pilotnet.wire.address import EPHEMERAL_PORT_MIN, MAX_PORT
+from pilotnet.wire.packet import FLAG_ACK, FLAG_RST, FLAG_SYN
+
+log = Logger()
+
+SEND_HIGH_WATER = 1024 * 1024
+# Tracked SYN sources for per-source rate limiting; beyond this new sources wait.
+MAX_SYN_SOURCES = 4096
+PER_SOURCE_SYN_RATE = 10.0
+
+
+class IStreamOwner(Interface):
+    """A local client that owns ports and streams (the control socket's protocol)."""
+
+    def stream_accepted(port, conn):
+        """A stream to ``port`` was accepted: ``conn`` has conn_id, remote, remote_port."""
+
+    def stream_data(conn_id, data):
+        """Bytes arrived; the returned Deferred fires when the owner has taken them."""
+
+    def stream_closed(conn_id, code, message):
+        """The stream ended: ``code`` empty for a clean end of the peer's data."""
+
+    def datagram(src, src_port, dst_port, data):
+        """A datagram arrived for a port this owner bound."""
+
+
+class TokenBucket:
+    __slots__ = ("rate", "burst", "tokens", "stamp")
+
+    def __init__(self, rate, now, burst=None):
+        self.rate = rate
+        self.burst = burst if burst is not None else rate
+        self.tokens = self.burst
+        self.stamp = now
+
+    def take(self, now):
+        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
+        self.stamp = now
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return True
+        return False
+
+
+class Stream:
+    """The daemon's handle on one connection: its owner, timer, and pending work."""
+
+    __slots__ = (
+        "conn_id", "conn", "owner", "timer", "timer_at", "dialing", "announced", "writers",
+        "pushing", "closed_told",
+    )
+
+    def __init__(self, conn_id, conn, owner):
+        self.conn_id = conn_id
+        self.conn = conn
+        self.owner = owner
+        self.timer = None
+        self.timer_at = None
+        self.dialing = None
+        self.announced = False
+        self.writers = []
+        self.pushing = 0
+        self.closed_told = False
+
+    @property
+    def local_port(self):
+        return self.conn.local_port
+
+    @property
+    def remote(self):
+        return self.conn.remote
+
+    @property
+    def remote_port(self):
+        return self.conn.remote_port
+
+
+class Streams:
+    """Listeners, connections, datagram delivery and port allocation for one node."""
+
+    def __init__(self, *, clock, transmit, config, max_per_port, max_connections, syn_rate,
+                 on_relay_hint=None, admit=None):
+        self.clock = clock
+        self.transmit = transmit
+        self.config = config
+        self.table = ConnectionTable(config, max_per_port=max_per_port, max_connections=max_connections)
+        self.on_relay_hint = on_relay_hint
+        self.admit = admit
+        self._owners = {}
+        self._streams = {}
+        self._by_conn = {}
+        self._next_id = 1
+        self._next_ephemeral = EPHEMERAL_PORT_MIN
+        self._syn_bucket = TokenBucket(syn_rate, clock.seconds())
+        self._syn_sources = {}
+        self.refused_syns = 0
+
+    # -- ports -----------------------------------------------------------------
+
+    def bind(self, port, owner):
+        holder = self._owners.get(port)
+        if holder is not None and holder is not owner:
+            raise PilotError(f"port {port} already bound", code=ALREADY_EXISTS)
+        self._owners[port] = owner
+        self.table.listen(port)
+
+    def unbind(self, port, owner):
+        if self._owners.get(port) is not owner:
+            raise PilotError(f"port {port} is not bound by this client", code=NOT_FOUND)
+        del self._owners[port]
+        self.table.unlisten(port)
+
+    def bound_ports(self):
+        return sorted(self._owners)
+
+    def release(self, owner):
+        """The owner went away: unbind its ports and close its streams."""
+        for port in [p for p, o in self._owners.items() if o is owner]:
+            self.unbind(port, owner)
+        for stream in [s for s in self._streams.values() if s.owner is owner]:
+            stream.owner = None
+            stream.conn.close(self.clock.seconds())
+            self._service(stream)
+
+    def allocate_port(self):
+        """The next free ephemeral port (TIME_WAIT connections do not hold theirs)."""
+        in_use = {conn.local_port for conn in self.table if conn.state not in (State.CLOSED, State.TIME_WAIT)}
+        in_use.update(self._owners)
+        for _ in range(MAX_PORT - EPHEMERAL_PORT_MIN + 1):
+            port = self._next_ephemeral
+            self._next_ephemeral = EPHEMERAL_PORT_MIN if port >= MAX_PORT else port + 1
+            if port not in in_use:
+                return port
+        raise PilotError("no free ephemeral port", code=CONNECTION_FAILED)
+
+    # -- streams: application side ------------------------------------------------
+
+    def _register(self, conn, owner):
+        stream = Stream(self._next_id, conn, owner)
+        self._next_id += 1
+        self._streams[stream.conn_id] = stream
+        self._by_conn[conn] = stream
+        return stream
+
+    def dial(self, local, remote, remote_port, owner):
+        """Open a stream; Deferred firing with the :class:`Stream` once established."""
+        if len(self.table) >= self.table.max_connections:
+            raise PilotError("too many connections", code=CONNECTION_FAILED)
+        conn = StreamConnection(local, self.allocate_port(), remote, remote_port, self.config)
+        self.table.add(conn)
+        stream = self._register(conn, owner)
+        stream.dialing = defer.Deferred()
+        conn.open(self.clock.seconds())
+        dialing = stream.dialing
+        self._service(stream)
+        return dialing
+
+    def _stream(self, conn_id, owner):
+        stream = self._streams.get(conn_id)
+        if stream is None or stream.owner is not owner:
+            raise PilotError(f"connection {conn_id} not found", code=NOT_FOUND)
+        return stream
+
+    def write(self, conn_id, data, owner):
+        stream = self._stream(conn_id, owner)
+        conn = stream.conn
+        conn.send(data, self.clock.seconds())
+        self._service(stream)
+        if conn.send_buffered < SEND_HIGH_WATER:
+            return defer.succeed(None)
+        waiting = defer.Deferred()
+        stream.writers.append(waiting)
+        return waiting
+
+    def close(self, conn_id, owner):
+        stream = self._stream(conn_id, owner)
+        stream.conn.close(self.clock.seconds())
+        self._service(stream)
+
+    def abort_all(self):
+        """Daemon shutdown: tell every peer (RST) and drop everything."""
+        now = self.clock.seconds()
+        for stream in list(self._streams.values()):
+            stream.conn.abort(now)
+            self._service(stream)
+
+    # -- packets from the network ----------------------------------------------------
+
+    def stream_packet(self, packet):
+        now = self.clock.seconds()
+        flags = packet.flags
+        if flags & FLAG_SYN and not flags & (FLAG_ACK | FLAG_RST):
+            if self.table.find(packet.dst_port, packet.src, packet.src_port) is None:
+                if not self._admit_syn(packet, now):
+                    return
+        routed = self.table.route(packet, now)
+        if routed.reply is not None:
+            self.transmit(routed.reply)
+            return
+        conn = routed.connection
+        if conn is None:
+            return
+        stream = self._by_conn.get(conn)
+        if stream is None:
+            stream = self._register(conn, self._owners.get(conn.local_port))
+        self._service(stream)
+
+    def _admit_syn(self, packet, now):
+        """Rate limits and the trust gate; a refused SYN is dropped silently, as the reference does."""
+        if self.admit is not None and not self.admit(packet):
+            self.refused_syns += 1
+            return False
+        source = packet.src.node
+        bucket = self._syn_sources.get(source)
+        if bucket is None:
+            if len(self._syn_sources) >= MAX_SYN_SOURCES:
+                self._forget_idle_sources(now)
+            if len(self._syn_sources) >= MAX_SYN_SOURCES:
+                self.refused_syns += 1
+                return False
+            bucket = self._syn_sources[source] = TokenBucket(PER_SOURCE_SYN_RATE, now)
+        if not (bucket.take(now) and self._syn_bucket.take(now)):
+            self.refused_syns += 1
+            return False
+        return True
+
+    def _forget_idle_sources(self, now):
+        for source in [s for s, b in self._syn_sources.items() if now - b.stamp > 10.0]:
+            del self._syn_sources[source]
+
+    def datagram_packet(self, packet):
+        """Deliver a datagram to the client that bound its port (nobody else sees it)."""
+        owner = self._owners.get(packet.dst_port)
+        if owner is not None and packet.payload:
+            owner.datagram(packet.src, packet.src_port, packet.dst_port, packet.payload)
+
+    def peer_alive(self, node):
+        """Any authenticated frame from ``node``: its connections need no keepalive verdict yet."""
+        now = self.clock.seconds()
+        for stream in self._streams.values():
+            if stream.conn.remote.node == node:
+                stream.conn.note_peer_alive(now)
+
+    # -- the engine's outputs ----------------------------------------------------------
+
+    def _service(self, stream):
+        conn = stream.conn
+        if conn.events:
+            self._handle_events(stream, conn.take_events())
+        if conn.outbox:
+            transmit = self.transmit
+            for packet in conn.take_packets():
+                transmit(packet)
+        self._deliver(stream)
+        if stream.writers and conn.send_buffered < SEND_HIGH_WATER:
+            writers, stream.writers = stream.writers, []
+            for waiting in writers:
+                waiting.callback(None)
+        if conn.state is State.CLOSED:
+            self._forget(stream)
+        else:
+            self._arm(stream)
+
+    def _deliver(self, stream):
+        conn = stream.conn
+        chunks = conn.take_delivered(consume=stream.owner is None)
+        if not chunks or stream.owner is None:
+            return
+        data = b"".join(chunks) if len(chunks) > 1 else chunks[0]
+        for start in range(0, len(data), MAX_CHUNK):
+            piece = data[start:start + MAX_CHUNK]
+            stream.pushing += 1
+            pushed = defer.maybeDeferred(stream.owner.stream_data, stream.conn_id, piece)
+            pushed.addBoth(self._pushed, stream, len(piece))
+
+    def _pushed(self, result, stream, size):
+        stream.pushing -= 1
+        conn = stream.conn
+        if conn.state is not State.CLOSED:
+            conn.consumed(size)
+            self._service(stream)
+
+    def _handle_events(self, stream, events):
+        for event in events:
+            if event is StreamEvent.ESTABLISHED:
+                if stream.dialing is not None:
+                    dialing, stream.dialing = stream.dialing, None
+                    stream.announced = True
+                    dialing.callback(stream)
+                elif stream.owner is not None and not stream.announced:
+                    stream.announced = True
+                    stream.owner.stream_accepted(stream.local_port, stream)
+            elif event is StreamEvent.RELAY_HINT:
+                if self.on_relay_hint is not None:
+                    self.on_relay_hint(stream.remote.node)
+            elif event is StreamEvent.PEER_CLOSED:
+                self._tell_closed(stream, "", "")
+            elif event is StreamEvent.CLOSED:
+                error = stream.conn.error
+                if stream.dialing is not None:
+                    dialing, stream.dialing = stream.dialing, None
+                    dialing.errback(error or PilotError("connection closed while dialing",
+                                                        code=CONNECTION_FAILED))
+                    stream.owner = None
+                elif error is not None:
+                    self._tell_closed(stream, error.code, error.message)
+                else:
+                    self._tell_closed(stream, "", "")
+                failure = error or PilotError(f"connection {stream.conn_id} is closed", code=CONNECTION_FAILED)
+                writers, stream.writers = stream.writers, []
+                for waiting in writers:
+                    waiting.errback(failure)
+
+    def _tell_closed(self, stream, code, message):
+        """Tell the owner once, and only about a stream it knows (dialed, or accepted and announced)."""
+        if stream.announced and not stream.closed_told and stream.owner is not None:
+            stream.closed_told = True
+            stream.owner.stream_closed(stream.conn_id, code, message)
+
+    def _arm(self, stream):
+        deadline = stream.conn.next_deadline()
+        if deadline is None:
+            if stream.timer is not None and stream.timer.active():
+                stream.timer.cancel()
+            stream.timer = None
+            return
+        timer = stream.timer
+        if timer is not None and timer.active() and stream.timer_at <= deadline:
+            return  # fires early at worst, and re-arms then
+        if timer is not None and timer.active():
+            timer.cancel()
+        stream.timer_at = deadline
+        stream.timer = self.clock.callLater(max(0.0, deadline - self.clock.seconds()), self._fire, stream)
+
+    def _fire(self, stream):
+        stream.timer = None
+        conn = stream.conn
+        conn.tick(self.clock.seconds())
+        self._service(stream)
+
+    def _forget(self, stream):
+        if stream.timer is not None and stream.timer.active():
+            stream.timer.cancel()
+        stream.timer = None
+        self.table.remove(stream.conn)
+        self._streams.pop(stream.conn_id, None)
+        self._by_conn.pop(stream.conn, None)
+
+    # -- observation ---------------------------------------------------------------------
+
+    def __len__(self):
+        return len(self._streams)
+
+    def describe(self):
+        rows = []
+        for stream in self._streams.values():
+            conn = stream.conn
+            row = {"id": stream.conn_id, "local_port": conn.local_port, "remote_addr": str(conn.remote),
+                   "remote_port": conn.remote_port}
+            row.update(conn.stats())
+            rows.append(row)
+        return rows

@@ -1,0 +1,64 @@
+"""``twistd pilot-daemon``: options and service construction."""
+
+from twisted.python import usage
+
+from pilotnet.daemon.config import DaemonConfig
+
+
+class Options(usage.Options):
+    synopsis = "[options]"
+    longdesc = (
+        "Run a Pilot node: register with the registry, keep encrypted tunnels to peers, carry "
+        "streams and datagrams, and serve pilotctl and the SDK on a local control socket. "
+        "Flags override <home>/config.json, which overrides the defaults."
+    )
+
+    optFlags = [
+        ["public", None, "make this node's endpoint visible to every node"],
+        ["no-encrypt", None, "send tunnel frames in clear (for debugging only)"],
+        ["no-echo", None, "do not run the echo service on port 7"],
+    ]
+    optParameters = [
+        ["home", None, None, "directory for identity, config, log and socket [~/.pilot or $PILOT_HOME]"],
+        ["config", None, None, "config file [<home>/config.json]"],
+        ["registry", None, None, "registry host:port [127.0.0.1:9000]"],
+        ["beacon", None, None, "beacon host:port [127.0.0.1:9001]"],
+        ["listen", None, None, "UDP host:port for tunnels [0.0.0.0:0]"],
+        ["socket", None, None, "control socket path [<home>/pilot.sock]"],
+        ["endpoint", None, None, "public host:port to register instead of asking the beacon"],
+        ["identity", None, None, "identity file [<home>/identity.json]"],
+        ["hostname", None, None, "hostname to register"],
+        ["owner", None, None, "owner (email) recorded with the registration"],
+        ["keepalive", None, None, "seconds between heartbeats and keepalive probes [60]"],
+        ["idle-timeout", None, None, "seconds before an idle stream is closed [120]"],
+        ["max-conns-per-port", None, None, "stream limit per port [1024]"],
+        ["max-conns-total", None, None, "stream limit in all [65536]"],
+        ["syn-rate-limit", None, None, "new streams accepted per second [100]"],
+        ["log-format", None, None, "text or json [text]"],
+    ]
+
+    def postOptions(self):
+        flags = {
+            key.replace("-", "_"): value
+            for key, value in self.items()
+            if key not in ("config", "public", "no-encrypt", "no-echo") and value is not None
+        }
+        if self["public"]:
+            flags["public"] = True
+        if self["no-encrypt"]:
+            flags["encrypt"] = False
+        if self["no-echo"]:
+            flags["echo"] = False
+        if flags.get("log_format") not in (None, "text", "json"):
+            raise usage.UsageError("--log-format must be text or json")
+        try:
+            self.config = DaemonConfig.build(flags, self["config"])
+        except Exception as error:
+            raise usage.UsageError(str(error)) from None
+
+
+def makeService(options):
+    from twisted.internet import reactor
+
+    from pilotnet.daemon.node import NodeService
+    return NodeService(options.config, reactor)

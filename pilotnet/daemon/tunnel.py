@@ -1,0 +1,501 @@
+"""The tunnel: one UDP socket carrying every frame to and from every peer.
+
+Outbound, :meth:`Tunnel.send` seals a packet for a peer (PILS) and writes it
+to the peer's direct endpoint or, when the peer is reached through the relay,
+to the beacon in a relay envelope.  Packets for a peer whose key exchange has
+not finished wait in a small per-peer queue; with encryption on nothing is
+ever sent in clear.
+
+Inbound, :meth:`Tunnel.datagramReceived` demultiplexes beacon messages (first
+byte below 0x10, accepted only from the beacon's address) and tunnel frames:
+
+- PILA: the peer's X25519 key signed by its Ed25519 identity, checked against
+  the key the registry holds for that node (:class:`IPeerKeys`); a new or
+  changed key makes a new session and we answer with our own PILA;
+- PILS: opened with the peer's session; the inner packet must claim the
+  sender's own node as its source (the reference does not check this);
+- PILT: accepted only when encryption is off (in clear anyone could forge it);
+- PILK: answered with our PILA, so a peer that offers an unauthenticated key
+  moves to the authenticated exchange;
+- PILP: punches only open NAT mappings; nothing to do.
+
+A sealed frame from a node we hold no session for (we restarted, or our PILA
+was lost) is answered with a PILA flagged "request", rate-limited per node,
+which is what makes both sides re-key after either one restarts.
+
+Paths follow authenticated ingress: a frame that opened correctly from a
+direct address makes that address the peer's endpoint; a frame that arrived
+through the relay moves the peer to the relay only if nothing came directly
+recently, so one racing relayed frame does not demote a working direct path.
+"""
+
+import socket
+from collections import OrderedDict, deque
+
+from twisted.internet.protocol import DatagramProtocol
+from twisted.logger import Logger
+from zope.interface import Interface
+
+from pilotnet.crypto.tunnel import TunnelSession, build_auth_key_offer, check_auth_key_offer
+from pilotnet.errors import CryptoError, DecodeError, PilotError
+from pilotnet.wire import beacon
+from pilotnet.wire.packet import Packet
+from pilotnet.wire.tunnel import (
+    FLAG_REQUEST, FLAG_RESPONSE, MAGIC_AUTH_KEY, MAGIC_KEY, MAGIC_PLAINTEXT, MAGIC_PUNCH, MAGIC_SEALED,
+    decode_auth_key_offer, decode_key_offer, plaintext_frame,
+)
+
+log = Logger()
+
+# Packets waiting for a key exchange: per peer, and how many peers may wait.
+QUEUE_PER_PEER = 64
+MAX_WAITING_PEERS = 256
+# How often we re-send our PILA to a peer that has not answered yet.
+KEY_EXCHANGE_RETRY = 1.0
+# Answers to "request" PILAs and recovery PILAs for unknown sessions, per node.
+KEY_REPLY_INTERVAL = 2.0
+# A relayed frame moves a peer to the relay only after this long without direct traffic.
+DIRECT_PATH_GRACE = 5.0
+# Concurrent registry key lookups triggered by inbound PILAs (a flood must not flood the registry).
+MAX_KEY_LOOKUPS = 64
+# Remembered rate-limit entries for nodes we have no peer state for.
+MAX_RATE_ENTRIES = 4096
+SOCKET_BUFFER = 8 * 1024 * 1024
+PUNCH_BURST = 3
+
+
+class IPeerKeys(Interface):
+    """Where the tunnel learns which Ed25519 key a node really has (the registry)."""
+
+    def public_key(node):
+        """Deferred firing with the node's 32-byte Ed25519 public key."""
+
+    def forget(node):
+        """Drop a cached key, so the next :meth:`public_key` asks again."""
+
+
+class Peer:
+    """What the tunnel knows about one remote node."""
+
+    __slots__ = (
+        "node", "endpoint", "via_relay", "session", "authenticated", "queue", "last_direct",
+        "last_heard", "offer_sent_at", "frames_sent", "frames_received",
+    )
+
+    def __init__(self, node, endpoint=None):
+        self.node = node
+        self.endpoint = endpoint
+        self.via_relay = False
+        self.session = None
+        self.authenticated = False
+        self.queue = None
+        self.last_direct = float("-inf")
+        self.last_heard = float("-inf")
+        self.offer_sent_at = float("-inf")
+        self.frames_sent = 0
+        self.frames_received = 0
+
+    @property
+    def path(self):
+        return "relay" if self.via_relay else "direct"
+
+    def describe(self):
+        host_port = None
+        if self.endpoint is not None:
+            host, port = self.endpoint[:2]
+            host_port = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        return {
+            "node_id": self.node,
+            "endpoint": host_port,
+            "path": self.path,
+            "encrypted": self.session is not None,
+            "authenticated": self.authenticated,
+            "frames_sent": self.frames_sent,
+            "frames_received": self.frames_received,
+        }
+
+
+class TunnelCounters:
+    __slots__ = (
+        "pkts_sent", "pkts_recv", "bytes_sent", "bytes_recv", "auth_failures", "replays",
+        "malformed", "no_session", "queue_drops", "send_errors", "plaintext_refused",
+        "spoofed_source", "key_exchanges",
+    )
+
+    def __init__(self):
+        for name in self.__slots__:
+            setattr(self, name, 0)
+
+    def as_dict(self):
+        return {name: getattr(self, name) for name in self.__slots__}
+
+
+class Tunnel(DatagramProtocol):
+    """The daemon's UDP endpoint for frames and beacon messages.
+
+    ``on_packet(packet, peer)`` receives every authenticated inbound packet;
+    ``on_beacon(message)`` every beacon message that came from the beacon.
+    The local node ID is set (:attr:`node_id`) once the registry assigned it:
+    until then there is nothing we could sign a PILA for.
+    """
+
+    def __init__(self, *, identity, key_pair, peer_keys, clock, on_packet, on_beacon=None, encrypt=True):
+        self.identity = identity
+        self.key_pair = key_pair
+        self.peer_keys = peer_keys
+        self.clock = clock
+        self.on_packet = on_packet
+        self.on_beacon = on_beacon
+        self.encrypt = encrypt
+        self.node_id = None
+        self.beacon_address = None
+        self.counters = TunnelCounters()
+        self._peers = {}
+        self._waiting_peers = 0
+        self._key_lookups = 0
+        self._reply_times = OrderedDict()
+        self._own_offers = {}
+
+    # -- setup -----------------------------------------------------------
+
+    def startProtocol(self):
+        handle = self.transport.getHandle()
+        for option in (socket.SO_RCVBUF, socket.SO_SNDBUF):
+            try:
+                handle.setsockopt(socket.SOL_SOCKET, option, SOCKET_BUFFER)
+            except OSError:
+                pass
+        force = getattr(socket, "SO_RCVBUFFORCE", None)
+        if force is not None:
+            try:  # beyond the system limit, when we are allowed to
+                handle.setsockopt(socket.SOL_SOCKET, force, SOCKET_BUFFER)
+            except OSError:
+                pass
+
+    def local_port(self):
+        return self.transport.getHost().port
+
+    # -- peers -------------------------------------------------------------
+
+    def peer(self, node):
+        return self._peers.get(node)
+
+    def peers(self):
+        return list(self._peers.values())
+
+    def add_peer(self, node, endpoint):
+        """Learn (or refresh) a peer's direct endpoint and start the key exchange."""
+        peer = self._peers.get(node)
+        if peer is None:
+            peer = self._peers[node] = Peer(node, endpoint)
+        elif endpoint is not None and peer.endpoint is None:
+            peer.endpoint = endpoint
+        if self.encrypt and peer.session is None:
+            self._offer_key(peer)
+        return peer
+
+    def use_relay(self, node):
+        """Reach ``node`` through the beacon from now on (the direct path failed)."""
+        peer = self._peers.get(node)
+        if peer is not None and self.beacon_address is not None:
+            peer.via_relay = True
+            if self.encrypt and peer.session is None:
+                self._offer_key(peer, force=True)
+
+    def try_direct(self, node):
+        """Go back to the direct endpoint (a probe will tell whether it works)."""
+        peer = self._peers.get(node)
+        if peer is not None and peer.endpoint is not None:
+            peer.via_relay = False
+
+    def drop_peer(self, node):
+        """Forget a peer's session and path (trust revoked, or the peer is gone)."""
+        peer = self._peers.pop(node, None)
+        if peer is not None and peer.queue:
+            self._waiting_peers -= 1
+
+    # -- sending -------------------------------------------------------------
+
+    def send(self, node, packet_bytes):
+        """Send one marshalled packet to ``node`` (queued while its key exchange runs)."""
+        peer = self._peers.get(node)
+        if peer is None:
+            peer = self._peers[node] = Peer(node)
+        if not self.encrypt:
+            self._transmit(peer, plaintext_frame(packet_bytes))
+            return
+        session = peer.session
+        if session is None:
+            self._enqueue(peer, packet_bytes)
+            self._offer_key(peer)
+            return
+        try:
+            frame = session.seal(packet_bytes)
+        except CryptoError:
+            # Counter exhausted: start over with a fresh exchange.
+            peer.session = None
+            self._enqueue(peer, packet_bytes)
+            self._offer_key(peer, force=True)
+            return
+        self._transmit(peer, frame)
+
+    def _transmit(self, peer, frame):
+        if peer.via_relay:
+            destination = self.beacon_address
+            frame = beacon.relay_envelope(self.node_id or 0, peer.node, frame)
+        else:
+            destination = peer.endpoint
+        if destination is None:
+            self.counters.send_errors += 1
+            return
+        try:
+            self.transport.write(frame, destination)
+        except OSError:
+            self.counters.send_errors += 1
+            return
+        counters = self.counters
+        counters.pkts_sent += 1
+        counters.bytes_sent += len(frame)
+        peer.frames_sent += 1
+
+    def _enqueue(self, peer, packet_bytes):
+        queue = peer.queue
+        if queue is None:
+            if self._waiting_peers >= MAX_WAITING_PEERS:
+                self.counters.queue_drops += 1
+                return
+            queue = peer.queue = deque(maxlen=QUEUE_PER_PEER)
+            self._waiting_peers += 1
+        if len(queue) == QUEUE_PER_PEER:
+            self.counters.queue_drops += 1
+        queue.append(packet_bytes)
+
+    def _flush(self, peer):
+        queue = peer.queue
+        if not queue:
+            return
+        peer.queue = None
+        self._waiting_peers -= 1
+        for packet_bytes in queue:
+            self.send(peer.node, packet_bytes)
+
+    def send_to_address(self, data, address):
+        """Raw datagram to a real address (beacon messages, punches)."""
+        try:
+            self.transport.write(data, address)
+        except OSError:
+            self.counters.send_errors += 1
+
+    def punch(self, address):
+        """A burst of PILP frames toward ``address`` to open our NAT mapping for it."""
+        for _ in range(PUNCH_BURST):
+            self.send_to_address(MAGIC_PUNCH, address)
+
+    # -- key exchange ----------------------------------------------------------
+
+    def _our_offer(self, flags):
+        offer = self._own_offers.get(flags)
+        if offer is None:
+            offer = self._own_offers[flags] = build_auth_key_offer(
+                self.identity, self.node_id, self.key_pair, flags=flags).encode()
+        return offer
+
+    def _offer_key(self, peer, *, force=False, flags=0):
+        if self.node_id is None:
+            return
+        now = self.clock.seconds()
+        if not force and now - peer.offer_sent_at < KEY_EXCHANGE_RETRY:
+            return
+        peer.offer_sent_at = now
+        self.counters.key_exchanges += 1
+        self._transmit(peer, self._our_offer(flags))
+
+    def _reply_allowed(self, node):
+        """At most one unsolicited key reply per node per interval (bounded memory)."""
+        now = self.clock.seconds()
+        last = self._reply_times.get(node)
+        if last is not None and now - last < KEY_REPLY_INTERVAL:
+            return False
+        self._reply_times[node] = now
+        self._reply_times.move_to_end(node)
+        while len(self._reply_times) > MAX_RATE_ENTRIES:
+            self._reply_times.popitem(last=False)
+        return True
+
+    def _answer_with_offer(self, node, address, via_relay, flags):
+        """Send our PILA back the way the triggering frame came."""
+        if self.node_id is None:
+            return
+        frame = self._our_offer(flags)
+        if via_relay:
+            if self.beacon_address is not None:
+                self.send_to_address(beacon.relay_envelope(self.node_id, node, frame), self.beacon_address)
+        else:
+            self.send_to_address(frame, address)
+
+    def _on_auth_offer(self, data, address, via_relay, relay_sender):
+        try:
+            offer = decode_auth_key_offer(data)
+        except DecodeError:
+            self.counters.malformed += 1
+            return
+        if relay_sender is not None and relay_sender != offer.node:
+            self.counters.spoofed_source += 1
+            return
+        if offer.node == self.node_id or self._key_lookups >= MAX_KEY_LOOKUPS:
+            return
+        self._key_lookups += 1
+        lookup = self.peer_keys.public_key(offer.node)
+
+        def retry_if_changed(registered):
+            if registered != offer.ed25519_public:
+                # The node may have rotated its key since we cached it: ask once more.
+                self.peer_keys.forget(offer.node)
+                return self.peer_keys.public_key(offer.node)
+            return registered
+
+        def finished(result):
+            self._key_lookups -= 1
+            return result
+
+        lookup.addCallback(retry_if_changed)
+        lookup.addBoth(finished)
+        lookup.addCallback(self._accept_offer, offer, address, via_relay)
+        lookup.addErrback(self._offer_refused, offer)
+
+    def _offer_refused(self, failure, offer):
+        self.counters.auth_failures += 1
+        failure.trap(PilotError)
+        log.info("refused key exchange from node {node}: {reason}", node=offer.node,
+                 reason=failure.value.message)
+
+    def _accept_offer(self, registered_key, offer, address, via_relay):
+        check_auth_key_offer(offer, registered_key)
+        peer = self._peers.get(offer.node)
+        if peer is None:
+            peer = self._peers[offer.node] = Peer(offer.node)
+        self._note_ingress(peer, address, via_relay)
+        peer.authenticated = True
+        session = peer.session
+        if session is None or session.peer_public_key != offer.x25519_public:
+            peer.session = TunnelSession.with_peer(self.key_pair, self.node_id, offer.x25519_public)
+            log.info("tunnel keyed with node {node} ({path})", node=offer.node, path=peer.path)
+            self._answer_with_offer(offer.node, address, via_relay, FLAG_RESPONSE)
+            self._flush(peer)
+        elif offer.flags & FLAG_REQUEST and self._reply_allowed(offer.node):
+            self._answer_with_offer(offer.node, address, via_relay, FLAG_RESPONSE)
+
+    # -- receiving ---------------------------------------------------------------
+
+    def datagramReceived(self, data, address):
+        if not data:
+            return
+        counters = self.counters
+        counters.pkts_recv += 1
+        counters.bytes_recv += len(data)
+        if data[0] < beacon.BEACON_TYPE_LIMIT:
+            self._beacon_datagram(data, address)
+        else:
+            self._frame(data, address, False, None)
+
+    def _frame(self, data, address, via_relay, relay_sender):
+        magic = data[:4]
+        if magic == MAGIC_SEALED:
+            self._on_sealed(data, address, via_relay, relay_sender)
+        elif magic == MAGIC_AUTH_KEY:
+            if self.encrypt:
+                self._on_auth_offer(data, address, via_relay, relay_sender)
+        elif magic == MAGIC_PLAINTEXT:
+            self._on_plaintext(data, address, via_relay)
+        elif magic == MAGIC_KEY:
+            self._on_key_offer(data, address, via_relay)
+        elif magic != MAGIC_PUNCH:
+            self.counters.malformed += 1
+
+    def _on_sealed(self, data, address, via_relay, relay_sender):
+        if len(data) < 8:
+            self.counters.malformed += 1
+            return
+        node = int.from_bytes(data[4:8], "big")
+        peer = self._peers.get(node)
+        session = peer.session if peer is not None else None
+        if session is None:
+            self.counters.no_session += 1
+            if self.encrypt and self._reply_allowed(node):
+                self._answer_with_offer(node, address, via_relay, FLAG_REQUEST)
+            return
+        if relay_sender is not None and relay_sender != node:
+            self.counters.spoofed_source += 1
+            return
+        try:
+            packet = Packet.decode(session.open(data))
+        except CryptoError:
+            self.counters.auth_failures += 1
+            return
+        except DecodeError:
+            self.counters.malformed += 1
+            return
+        if packet.src.node != node:
+            self.counters.spoofed_source += 1
+            return
+        self._note_ingress(peer, address, via_relay)
+        peer.frames_received += 1
+        self.on_packet(packet, peer)
+
+    def _on_plaintext(self, data, address, via_relay):
+        if self.encrypt:
+            self.counters.plaintext_refused += 1
+            return
+        try:
+            packet = Packet.decode(data, 4)
+        except DecodeError:
+            self.counters.malformed += 1
+            return
+        node = packet.src.node
+        peer = self._peers.get(node)
+        if peer is None:
+            peer = self._peers[node] = Peer(node)
+        self._note_ingress(peer, address, via_relay)
+        peer.frames_received += 1
+        self.on_packet(packet, peer)
+
+    def _on_key_offer(self, data, address, via_relay):
+        try:
+            offer = decode_key_offer(data)
+        except DecodeError:
+            self.counters.malformed += 1
+            return
+        if self.encrypt and self._reply_allowed(offer.node):
+            self._answer_with_offer(offer.node, address, via_relay, 0)
+
+    def _note_ingress(self, peer, address, via_relay):
+        now = self.clock.seconds()
+        peer.last_heard = now
+        if via_relay:
+            if now - peer.last_direct > DIRECT_PATH_GRACE:
+                peer.via_relay = True
+        else:
+            peer.last_direct = now
+            peer.endpoint = address
+            peer.via_relay = False
+
+    def _beacon_datagram(self, data, address):
+        if address != self.beacon_address:
+            # Only the beacon may tell us where to punch or hand us relayed frames.
+            self.counters.malformed += 1
+            return
+        try:
+            message = beacon.decode(data)
+        except DecodeError:
+            self.counters.malformed += 1
+            return
+        if type(message) is beacon.RelayDeliver:
+            if len(message.frame) >= 4:
+                self._frame(message.frame, address, True, message.sender)
+            return
+        if type(message) is beacon.PunchCommand:
+            host, port = message.endpoint
+            if host not in ("0.0.0.0", "::") and port:
+                self.punch((host, port))
+        if self.on_beacon is not None:
+            self.on_beacon(message)
