@@ -1,0 +1,206 @@
+"""The tunnel: key exchange, sealing, queueing, recovery after restarts, paths, refusal of forgeries."""
+
+from twisted.internet.task import Clock
+from twisted.trial.unittest import SynchronousTestCase
+
+from pilotnet.crypto.identity import Identity
+from pilotnet.crypto.tunnel import TunnelKeyPair, build_auth_key_offer
+from pilotnet.daemon.tunnel import QUEUE_PER_PEER, Tunnel
+from pilotnet.wire import beacon
+from pilotnet.wire.address import Addr
+from pilotnet.wire.packet import PROTO_DATAGRAM, Packet
+from pilotnet.wire.tunnel import MAGIC_AUTH_KEY, MAGIC_PLAINTEXT, MAGIC_SEALED, plaintext_frame
+from tests.daemon.fakes import DatagramNetwork, StaticKeys
+
+A_ADDR = ("127.0.0.1", 1001)
+B_ADDR = ("127.0.0.1", 1002)
+BEACON = ("127.0.0.1", 9001)
+
+
+def datagram(src, dst, payload=b"hi"):
+    return Packet(PROTO_DATAGRAM, Addr(0, src), Addr(0, dst), 49152, 1000, payload=payload).encode()
+
+
+class Node:
+    def __init__(self, network, clock, keys, node_id, address, *, encrypt=True):
+        self.identity = Identity.generate()
+        keys.keys[node_id] = self.identity.public_key
+        self.received = []
+        self.tunnel = Tunnel(identity=self.identity, key_pair=TunnelKeyPair.generate(), peer_keys=keys,
+                             clock=clock, on_packet=lambda packet, peer: self.received.append(packet),
+                             encrypt=encrypt)
+        self.tunnel.node_id = node_id
+        self.tunnel.beacon_address = BEACON
+        network.attach(self.tunnel, address)
+
+
+class TunnelTests(SynchronousTestCase):
+    def setUp(self):
+        self.clock = Clock()
+        self.network = DatagramNetwork()
+        self.keys = StaticKeys()
+        self.a = Node(self.network, self.clock, self.keys, 1, A_ADDR)
+        self.b = Node(self.network, self.clock, self.keys, 2, B_ADDR)
+
+    def restart_b(self):
+        self.b = Node(self.network, self.clock, self.keys, 2, B_ADDR)
+
+    def test_packets_wait_for_the_key_exchange_then_arrive_sealed(self):
+        self.a.tunnel.add_peer(2, B_ADDR)
+        for index in range(3):
+            self.a.tunnel.send(2, datagram(1, 2, b"%d" % index))
+        self.assertTrue(all(data[:4] == MAGIC_AUTH_KEY for _, _, data in self.network.sent))
+        self.network.deliver()
+        self.assertEqual([p.payload for p in self.b.received], [b"0", b"1", b"2"])
+        self.a.tunnel.send(2, datagram(1, 2, b"later"))
+        self.assertEqual(self.network.sent[-1][2][:4], MAGIC_SEALED)
+        self.network.deliver()
+        self.assertEqual(self.b.received[-1].payload, b"later")
+        peer = self.b.tunnel.peer(1)
+        self.assertTrue(peer.authenticated)
+        self.assertEqual(peer.endpoint, A_ADDR)
+
+    def test_nothing_goes_out_in_clear(self):
+        self.a.tunnel.send(2, datagram(1, 2, b"secret"))
+        self.a.tunnel.add_peer(2, B_ADDR)
+        self.a.tunnel.send(2, datagram(1, 2, b"secret"))
+        self.network.deliver()
+        for _, _, data in self.network.sent:
+            self.assertNotIn(b"secret", data)
+
+    def test_queue_is_bounded(self):
+        self.a.tunnel.add_peer(2, B_ADDR)
+        for index in range(QUEUE_PER_PEER + 10):
+            self.a.tunnel.send(2, datagram(1, 2, b"%d" % index))
+        self.assertEqual(self.a.tunnel.counters.queue_drops, 10)
+        self.network.deliver()
+        self.assertEqual(len(self.b.received), QUEUE_PER_PEER)
+        self.assertEqual(self.b.received[0].payload, b"10")
+
+    def test_a_forged_pila_is_refused(self):
+        intruder = Identity.generate()
+        offer = build_auth_key_offer(intruder, 1, TunnelKeyPair.generate())
+        self.b.tunnel.datagramReceived(offer.encode(), ("127.0.0.1", 6666))
+        self.assertIsNone(self.b.tunnel.peer(1))
+        self.assertEqual(self.b.tunnel.counters.auth_failures, 1)
+        self.assertFalse(self.network.sent)
+
+    def test_unknown_node_pila_is_refused(self):
+        stranger = Identity.generate()
+        offer = build_auth_key_offer(stranger, 99, TunnelKeyPair.generate())
+        self.b.tunnel.datagramReceived(offer.encode(), ("127.0.0.1", 6666))
+        self.assertEqual(self.b.tunnel.counters.auth_failures, 1)
+
+    def test_recovery_after_the_peer_restarts_with_new_keys(self):
+        self.a.tunnel.add_peer(2, B_ADDR)
+        self.network.deliver()
+        self.restart_b()
+        self.a.tunnel.send(2, datagram(1, 2, b"after restart"))
+        self.network.deliver()
+        # b had no session: it asked for a key exchange, a re-keyed; the first packet is lost.
+        self.assertEqual(self.b.tunnel.counters.no_session, 1)
+        self.a.tunnel.send(2, datagram(1, 2, b"again"))
+        self.network.deliver()
+        self.assertEqual([p.payload for p in self.b.received], [b"again"])
+
+    def test_recovery_after_we_restart(self):
+        self.a.tunnel.add_peer(2, B_ADDR)
+        self.network.deliver()
+        self.b.tunnel.send(1, datagram(2, 1, b"to a"))
+        self.network.deliver()
+        self.assertEqual(len(self.a.received), 1)
+        self.restart_b()
+        self.b.tunnel.add_peer(1, A_ADDR)  # what the daemon's dial does after resolving
+        self.b.tunnel.send(1, datagram(2, 1, b"from new b"))
+        self.network.deliver()
+        self.assertEqual(self.a.received[-1].payload, b"from new b")
+
+    def test_packet_claiming_another_source_is_dropped(self):
+        self.a.tunnel.add_peer(2, B_ADDR)
+        self.network.deliver()
+        self.a.tunnel.send(2, datagram(7, 2, b"spoofed"))
+        self.network.deliver()
+        self.assertEqual(self.b.received, [])
+        self.assertEqual(self.b.tunnel.counters.spoofed_source, 1)
+
+    def test_replayed_frame_is_dropped(self):
+        self.a.tunnel.add_peer(2, B_ADDR)
+        self.network.deliver()
+        self.a.tunnel.send(2, datagram(1, 2))
+        frame = self.network.sent[-1][2]
+        self.network.deliver()
+        self.b.tunnel.datagramReceived(frame, A_ADDR)
+        self.assertEqual(len(self.b.received), 1)
+        self.assertEqual(self.b.tunnel.counters.auth_failures, 1)
+
+    def test_plaintext_refused_when_encrypting(self):
+        self.b.tunnel.datagramReceived(plaintext_frame(datagram(1, 2)), A_ADDR)
+        self.assertEqual(self.b.received, [])
+        self.assertEqual(self.b.tunnel.counters.plaintext_refused, 1)
+
+    def test_plaintext_mode(self):
+        a = Node(self.network, self.clock, self.keys, 3, ("127.0.0.1", 1003), encrypt=False)
+        b = Node(self.network, self.clock, self.keys, 4, ("127.0.0.1", 1004), encrypt=False)
+        a.tunnel.add_peer(4, ("127.0.0.1", 1004))
+        a.tunnel.send(4, datagram(3, 4, b"clear"))
+        self.assertEqual(self.network.sent[-1][2][:4], MAGIC_PLAINTEXT)
+        self.network.deliver()
+        self.assertEqual(b.received[0].payload, b"clear")
+
+    def test_relay_path(self):
+        self.a.tunnel.add_peer(2, B_ADDR)
+        self.network.deliver()
+        self.a.tunnel.use_relay(2)
+        self.a.tunnel.send(2, datagram(1, 2, b"via beacon"))
+        source, destination, data = self.network.sent[-1]
+        self.assertEqual(destination, BEACON)
+        relay = beacon.decode(data)
+        self.assertEqual((relay.sender, relay.destination), (1, 2))
+        # The beacon hands it to b as a relay delivery.
+        self.b.tunnel.datagramReceived(beacon.encode(beacon.RelayDeliver(1, relay.frame)), BEACON)
+        self.assertEqual(self.b.received[-1].payload, b"via beacon")
+
+    def test_relayed_frame_does_not_demote_a_working_direct_path(self):
+        self.a.tunnel.add_peer(2, B_ADDR)
+        self.network.deliver()
+        self.a.tunnel.use_relay(2)
+        self.a.tunnel.send(2, datagram(1, 2))
+        relay = beacon.decode(self.network.sent[-1][2])
+        self.b.tunnel.datagramReceived(beacon.encode(beacon.RelayDeliver(1, relay.frame)), BEACON)
+        self.assertEqual(self.b.tunnel.peer(1).path, "direct")
+        self.clock.advance(10)
+        self.a.tunnel.send(2, datagram(1, 2))
+        relay = beacon.decode(self.network.sent[-1][2])
+        self.b.tunnel.datagramReceived(beacon.encode(beacon.RelayDeliver(1, relay.frame)), BEACON)
+        self.assertEqual(self.b.tunnel.peer(1).path, "relay")
+
+    def test_relay_delivery_with_a_mismatched_sender_is_dropped(self):
+        self.a.tunnel.add_peer(2, B_ADDR)
+        self.network.deliver()
+        self.a.tunnel.send(2, datagram(1, 2))
+        frame = self.network.sent[-1][2]
+        self.b.tunnel.datagramReceived(beacon.encode(beacon.RelayDeliver(5, frame)), BEACON)
+        self.assertEqual(self.b.tunnel.counters.spoofed_source, 1)
+
+    def test_beacon_messages_only_from_the_beacon(self):
+        command = beacon.encode(beacon.PunchCommand(beacon.Endpoint("198.51.100.7", 4000)))
+        self.a.tunnel.datagramReceived(command, ("127.0.0.1", 5555))
+        self.assertFalse(self.network.sent)
+        self.a.tunnel.datagramReceived(command, BEACON)
+        self.assertEqual([d for _, d, _ in self.network.sent], [("198.51.100.7", 4000)] * 3)
+
+    def test_garbage_is_counted_not_raised(self):
+        for junk in (b"PILS", b"PILA" + bytes(10), b"PILK", b"\x02\x09", b"ZZZZZZ", b"PILT" + bytes(5)):
+            self.a.tunnel.datagramReceived(junk, B_ADDR)
+        self.assertGreater(self.a.tunnel.counters.malformed + self.a.tunnel.counters.no_session, 0)
+
+    def test_key_offer_resend_is_rate_limited(self):
+        self.a.tunnel.add_peer(2, B_ADDR)
+        for _ in range(5):
+            self.a.tunnel.send(2, datagram(1, 2))
+        offers = [d for _, _, d in self.network.sent if d[:4] == MAGIC_AUTH_KEY]
+        self.assertEqual(len(offers), 1)
+        self.clock.advance(1.5)
+        self.a.tunnel.send(2, datagram(1, 2))
+        offers = [d for _, _, d in self.network.sent if d[:4] == MAGIC_AUTH_KEY]
+        self.assertEqual(len(offers), 2)
