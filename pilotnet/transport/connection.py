@@ -79,7 +79,6 @@ class StreamConnection:
         self._peer_fin_seq = None
         self._probe_interval = config.window_probe_initial
         self._syn_interval = config.syn_initial_rto
-        self._syn_sent_at = 0.0
         self._syn_expiries = 0
         self._syn_retransmissions = 0
         self._heard_at = 0.0
@@ -126,7 +125,7 @@ class StreamConnection:
     def open(self, now):
         """Dial: send the SYN and start its backoff timer."""
         self._set_state(Trigger.OPEN)
-        self._syn_sent_at = self._heard_at = now
+        self._heard_at = now
         self._syn_at = now + self._syn_interval
         self._send_syn()
 
@@ -145,8 +144,6 @@ class StreamConnection:
         self._recv.nxt = packet.seq + 1
         self._take_window(packet.window)
         self._syn_at = None
-        if self._syn_retransmissions == 0:
-            self._rtt.sample(now - self._syn_sent_at)
         self._establish(now)
         self._send_ack()
         self._push(now)
@@ -384,7 +381,9 @@ class StreamConnection:
             self._on_new_ack(ack, now)
             if self.state is State.CLOSED:
                 return True
-        elif ack == una and snd.nxt > una and not payload and not window_changed and sack_blocks is None:
+        elif (ack == una and snd.nxt > una and not payload and not window_changed and sack_blocks is None
+              and window != 1):
+            # (Window 1 is a full receiver answering our window probes, not a loss signal.)
             self.duplicate_acks += 1
             self._dupacks += 1
             if cc.in_recovery and not cc.after_timeout:
@@ -407,7 +406,7 @@ class StreamConnection:
               or snd.sacked_bytes > (self.config.dupack_threshold - 1) * self._mss) and snd.nxt > snd.una:
             self.fast_retransmits += 1
             cc.enter_fast_recovery(snd.nxt - snd.una - snd.sacked_bytes, snd.nxt)
-            self._recover(now)
+            self._recover(now, force_first=True)
         return True
 
     def _on_new_ack(self, ack, now):
@@ -438,8 +437,12 @@ class StreamConnection:
         if self._nagle_at is not None and snd.nxt == ack:
             self._nagle_at = None
 
-    def _recover(self, now):
-        """Resend what SACK and the episode say is lost, as far as the window allows."""
+    def _recover(self, now, force_first=False):
+        """Resend what SACK and the episode say is lost, as far as the window allows.
+
+        ``force_first`` sends the first lost segment whatever the window: the
+        retransmission that opens an episode must not wait (RFC 6675).
+        """
         snd = self._send
         cc = self._cc
         head = snd.first_unacked()
@@ -459,8 +462,9 @@ class StreamConnection:
         cwnd = cc.cwnd
         episode = cc.episode
         for segment in lost:
-            if pipe >= cwnd:
+            if pipe >= cwnd and not force_first:
                 break
+            force_first = False
             if segment.transmissions >= self.config.max_transmissions:
                 break  # the retransmission timer decides this segment's fate
             size = segment.end - segment.start
@@ -680,7 +684,7 @@ class StreamConnection:
         else:
             cc.enter_timeout_recovery(snd.nxt - snd.una - snd.sacked_bytes, snd.nxt)
             self._rtt.back_off()
-            self._recover(now)
+            self._recover(now, force_first=True)
             if segment.episode != cc.episode:
                 snd.mark_resent(segment, cc.episode, now)
                 self._resend(segment)
