@@ -28,7 +28,7 @@ from pilotnet.daemon.echo import EchoService
 from pilotnet.daemon.registry_link import RegistryKeys, RegistryLink, Resolver, split_host_port
 from pilotnet.daemon.streams import Streams
 from pilotnet.daemon.tunnel import Tunnel
-from pilotnet.errors import INVALID_ARGUMENT, NOT_RUNNING, TIMEOUT, PilotError
+from pilotnet.errors import INVALID_ARGUMENT, NOT_FOUND, NOT_RUNNING, TIMEOUT, PilotError
 from pilotnet.transport.config import StreamConfig
 from pilotnet.wire.address import EPHEMERAL_PORT_MIN, MAX_PORT, PORT_ECHO, Addr
 from pilotnet.wire.packet import FLAG_ACK, PROTO_CONTROL, PROTO_DATAGRAM, PROTO_STREAM, Packet
@@ -182,7 +182,9 @@ class NodeService(service.MultiService):
         except PilotError as error:
             self.heartbeat_failures += 1
             log.warn("heartbeat failed ({count}): {reason}", count=self.heartbeat_failures, reason=error.message)
-            if self.heartbeat_failures >= HEARTBEAT_FAILURES_BEFORE_REREGISTER:
+            # A registry that no longer knows us (it restarted without its store, or
+            # reaped us) gets our registration back at once, not three beats later.
+            if error.code == NOT_FOUND or self.heartbeat_failures >= HEARTBEAT_FAILURES_BEFORE_REREGISTER:
                 yield self._try_register()
             return
         self.heartbeat_failures = 0

@@ -1,8 +1,14 @@
 """``twistd pilot-daemon``: options and service construction."""
 
+import os
+
 from twisted.python import usage
 
 from pilotnet.daemon.config import DaemonConfig
+from pilotnet.errors import PilotError
+
+# sun_path holds 108 bytes including the terminating NUL.
+MAX_UNIX_PATH = 107
 
 
 class Options(usage.Options):
@@ -53,8 +59,12 @@ class Options(usage.Options):
             raise usage.UsageError("--log-format must be text or json")
         try:
             self.config = DaemonConfig.build(flags, self["config"])
-        except Exception as error:
+        except PilotError as error:
             raise usage.UsageError(str(error)) from None
+        if len(os.fsencode(self.config.socket_path)) > MAX_UNIX_PATH:
+            raise usage.UsageError(
+                f"control socket path {self.config.socket_path} is longer than {MAX_UNIX_PATH} bytes, "
+                "which Unix sockets cannot use; choose a shorter one with --socket")
 
 
 def makeService(options):

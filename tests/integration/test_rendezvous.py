@@ -10,7 +10,7 @@ from pilotnet.crypto.identity import Identity
 from pilotnet.registry.challenges import sign_request
 from pilotnet.registry.client import RegistryError, connect_registry
 from pilotnet.wire import beacon as wire
-from tests.integration.rendezvous_process import RendezvousProcess
+from tests.integration.processes import RendezvousProcess
 
 
 class _Node(DatagramProtocol):

@@ -1,0 +1,119 @@
+"""Two real daemons and a rendezvous: encrypted streams, datagrams, restarts."""
+
+import hashlib
+import os
+
+from twisted.internet.defer import ensureDeferred
+from twisted.trial.unittest import TestCase
+
+from tests.integration.processes import DaemonProcess, RendezvousProcess, wait_until
+
+
+def pattern(size):
+    block = hashlib.sha256(b"pilotnet").digest() * 32
+    return (block * (size // len(block) + 1))[:size]
+
+
+class TwoDaemonsTests(TestCase):
+    timeout = 120
+
+    async def network(self, extra=()):
+        base = self.mktemp()
+        self.rendezvous = await RendezvousProcess(self, os.path.join(base, "rendezvous")).start()
+        self.alpha = await DaemonProcess(self, os.path.join(base, "alpha"), self.rendezvous, *extra,
+                                         hostname="alpha").start()
+        self.beta = await DaemonProcess(self, os.path.join(base, "beta"), self.rendezvous, *extra,
+                                        hostname="beta").start()
+
+    def test_echo_through_an_encrypted_tunnel(self):
+        return ensureDeferred(self._echo())
+
+    async def _echo(self):
+        await self.network()
+        daemon = await self.alpha.connect()
+        stream = await daemon.dial(self.beta.address, 7)
+        payload = pattern(1_000_000)
+        await stream.write(payload)
+        echoed = await stream.read_exactly(len(payload))
+        self.assertEqual(hashlib.sha256(echoed).hexdigest(), hashlib.sha256(payload).hexdigest())
+        await stream.close()
+        peers = await daemon.peers()
+        [peer] = peers
+        self.assertEqual(peer["node_id"], self.beta.node_id)
+        self.assertEqual(peer["path"], "direct")
+        self.assertTrue(peer["encrypted"])
+        self.assertTrue(peer["authenticated"])
+
+    def test_stream_between_two_clients_both_ways(self):
+        return ensureDeferred(self._both_ways())
+
+    async def _both_ways(self):
+        await self.network()
+        server = await self.beta.connect()
+        listener = await server.listen(1000)
+        client = await self.alpha.connect()
+        outgoing = await client.dial("beta", 1000)
+        incoming = await listener.accept()
+        self.assertEqual(str(incoming.remote_address), self.alpha.address)
+        await outgoing.write(b"ping from alpha")
+        self.assertEqual(await incoming.read_exactly(15), b"ping from alpha")
+        await incoming.write(b"pong from beta")
+        self.assertEqual(await outgoing.read_exactly(14), b"pong from beta")
+        await outgoing.close()
+        self.assertEqual(await incoming.read(), b"")
+
+    def test_datagrams_reach_only_the_bound_port(self):
+        return ensureDeferred(self._datagrams())
+
+    async def _datagrams(self):
+        await self.network()
+        receiver = await self.beta.connect()
+        listener = await receiver.listen(4000)
+        other = await receiver.listen(4001)
+        sender = await self.alpha.connect()
+        for index in range(3):
+            await sender.send_datagram(self.beta.address, 4000, b"datagram %d" % index)
+        elsewhere = other.receive_datagram()
+        received = sorted([(await listener.receive_datagram()) for _ in range(3)])
+        self.assertEqual([d.data for d in received], [b"datagram %d" % i for i in range(3)])
+        self.assertEqual({str(d.src_address) for d in received}, {self.alpha.address})
+        self.assertFalse(elsewhere.called)
+
+    def test_a_restarted_daemon_keeps_its_address_and_peers_reconnect(self):
+        return ensureDeferred(self._restart())
+
+    async def _restart(self):
+        await self.network()
+        client = await self.alpha.connect()
+        stream = await client.dial(self.beta.address, 7)
+        await stream.write(b"before")
+        self.assertEqual(await stream.read_exactly(6), b"before")
+        address = self.beta.address
+        await self.beta.stop()
+        self.beta = await DaemonProcess(self, self.beta.directory, self.rendezvous, hostname="beta").start()
+        self.assertEqual(self.beta.address, address)
+        stream = await client.dial(address, 7, timeout=30)
+        await stream.write(b"after")
+        self.assertEqual(await stream.read_exactly(5), b"after")
+
+    def test_daemons_survive_a_registry_restart(self):
+        return ensureDeferred(self._registry_restart())
+
+    async def _registry_restart(self):
+        await self.network(extra=("--keepalive", "1"))
+        await self.rendezvous.stop()
+        await self.rendezvous.start()
+        client = await self.alpha.connect()
+
+        async def resolvable():
+            try:
+                answer = await client.resolve_hostname("beta")
+            except Exception:
+                return False
+            return answer
+
+        # The registry lost its memory (no store): the daemons must re-register by themselves.
+        await wait_until(resolvable, "beta to re-register", timeout=60, interval=0.5)
+        stream = await client.dial("beta", 7, timeout=30)
+        await stream.write(b"still here")
+        self.assertEqual(await stream.read_exactly(10), b"still here")
