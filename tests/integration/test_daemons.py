@@ -19,7 +19,8 @@ class TwoDaemonsTests(TestCase):
 
     async def network(self, extra=()):
         base = self.mktemp()
-        self.rendezvous = await RendezvousProcess(self, os.path.join(base, "rendezvous")).start()
+        store = os.path.abspath(os.path.join(base, "registry.db"))
+        self.rendezvous = await RendezvousProcess(self, os.path.join(base, "rendezvous"), "--store", store).start()
         self.alpha = await DaemonProcess(self, os.path.join(base, "alpha"), self.rendezvous, *extra,
                                          hostname="alpha").start()
         self.beta = await DaemonProcess(self, os.path.join(base, "beta"), self.rendezvous, *extra,
@@ -78,6 +79,7 @@ class TwoDaemonsTests(TestCase):
         self.assertEqual([d.data for d in received], [b"datagram %d" % i for i in range(3)])
         self.assertEqual({str(d.src_address) for d in received}, {self.alpha.address})
         self.assertFalse(elsewhere.called)
+        elsewhere.addErrback(lambda failure: None)  # fails when the client disconnects
 
     def test_a_restarted_daemon_keeps_its_address_and_peers_reconnect(self):
         return ensureDeferred(self._restart())
@@ -97,6 +99,7 @@ class TwoDaemonsTests(TestCase):
         self.assertEqual(await stream.read_exactly(5), b"after")
 
     def test_daemons_survive_a_registry_restart(self):
+        """The registry restarts from its store; the daemons reconnect and carry on."""
         return ensureDeferred(self._registry_restart())
 
     async def _registry_restart(self):
@@ -112,8 +115,7 @@ class TwoDaemonsTests(TestCase):
                 return False
             return answer
 
-        # The registry lost its memory (no store): the daemons must re-register by themselves.
-        await wait_until(resolvable, "beta to re-register", timeout=60, interval=0.5)
+        await wait_until(resolvable, "the registry to answer again", timeout=60, interval=0.5)
         stream = await client.dial("beta", 7, timeout=30)
         await stream.write(b"still here")
         self.assertEqual(await stream.read_exactly(10), b"still here")
