@@ -58,8 +58,10 @@ class StreamConfig:
     keepalive_interval: float | None = 30.0
     #: A probe falling due with this many earlier probes unanswered resets the connection.
     keepalive_max_missed: int = 3
-    #: How long a FIN that overtook data waits for the missing bytes before ending the stream.
-    fin_reorder_wait: float = 10.0
+    #: How long a FIN that overtook data waits for the missing bytes (restarted by
+    #: every byte that arrives) before ending the stream: longer than a sender's
+    #: whole retransmission schedule, because only peers that never resend (Go UP) should hit it.
+    fin_reorder_wait: float = 90.0
 
     #: Our initial sequence number.  The reference always uses 0; other values
     #: exist so that tests can exercise 32-bit wrap-around.

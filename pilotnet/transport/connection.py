@@ -119,6 +119,10 @@ class StreamConnection:
         conn._take_window(syn.window)
         conn._heard_at = now
         conn._state_at = now + config.syn_received_timeout
+        # Go acceptors rely on the dialer's SYN retransmission alone, but a
+        # dialer that lost our SYN|ACK's answer may have nothing to send: we
+        # repeat the SYN|ACK so its final ACK comes again (Go dialers ignore the extra).
+        conn._syn_at = now + conn._syn_interval
         conn._send_syn_ack()
         return conn
 
@@ -150,7 +154,7 @@ class StreamConnection:
 
     def _establish(self, now):
         self._set_state(Trigger.SYN_ACK if self.state is State.SYN_SENT else Trigger.ACK)
-        self._state_at = None
+        self._state_at = self._syn_at = None
         self._heard_at = now
         self.events.append(StreamEvent.ESTABLISHED)
 
@@ -382,8 +386,9 @@ class StreamConnection:
             if self.state is State.CLOSED:
                 return True
         elif (ack == una and snd.nxt > una and not payload and not window_changed and sack_blocks is None
-              and window != 1):
-            # (Window 1 is a full receiver answering our window probes, not a loss signal.)
+              and window > 1):
+            # Window 1 is a full receiver answering our window probes and window
+            # 0 a Go keepalive probe: neither is a loss signal.
             self.duplicate_acks += 1
             self._dupacks += 1
             if cc.in_recovery and not cc.after_timeout:
@@ -491,9 +496,11 @@ class StreamConnection:
         outcome = recv.accept(seq, payload)
         if outcome == IN_ORDER:
             self.bytes_received += recv.nxt - nxt
-            if self._peer_fin_seq is not None and recv.nxt >= self._peer_fin_seq:
-                self._accept_peer_fin(now)
-                return
+            if self._peer_fin_seq is not None:
+                if recv.nxt >= self._peer_fin_seq:
+                    self._accept_peer_fin(now)
+                    return
+                self._fin_hold_at = now + self.config.fin_reorder_wait
             if had_holes:
                 self._send_ack()
                 return
@@ -637,6 +644,12 @@ class StreamConnection:
 
     def _on_syn_timer(self, now):
         config = self.config
+        if self.state is State.SYN_RECV:
+            self._syn_interval = min(self._syn_interval * 2, config.syn_max_rto)
+            self._syn_at = now + self._syn_interval
+            self.retransmissions += 1
+            self._send_syn_ack()
+            return
         if self._syn_retransmissions >= config.syn_max_retransmissions:
             self._finish(DialTimeout(
                 f"no answer from {self.remote}:{self.remote_port} after "

@@ -55,9 +55,15 @@ class HandshakeTests(SynchronousTestCase):
         self.assertIs(conn.state, State.ESTABLISHED)
         self.assertEqual(conn.take_delivered(), [b"hello"])
 
-    def test_acceptor_gives_up_without_final_ack(self):
+    def test_acceptor_repeats_syn_ack_then_gives_up_without_final_ack(self):
         conn = StreamConnection.accept(from_peer(FLAG_SYN), 0.0, QUIET)
-        self.assertEqual(conn.next_deadline(), 10.0)
+        conn.take_packets()
+        times = []
+        while conn.next_deadline() is not None and conn.next_deadline() < 10.0:
+            times.append(conn.next_deadline())
+            conn.tick(times[-1])
+        self.assertEqual(times, [1, 3, 7])
+        self.assertEqual([p.flags for p in conn.take_packets()], [FLAG_SYN | FLAG_ACK] * 3)
         conn.tick(10.0)
         self.assertIs(conn.state, State.CLOSED)
         self.assertEqual(conn.take_events(), [StreamEvent.TIMED_OUT, StreamEvent.CLOSED])
