@@ -69,10 +69,10 @@ def parse_port(value, what="port"):
         port = int(value)
     else:
         raise PilotError(
-            f"invalid {what} {value!r}: must be a number from 0 to {MAX_PORT}", code=INVALID_ARGUMENT
+            f'invalid {what} "{value}": must be a number from 0 to {MAX_PORT}', code=INVALID_ARGUMENT
         )
     if not 0 <= port <= MAX_PORT:
         raise PilotError(
-            f"invalid {what} {value!r}: must be a number from 0 to {MAX_PORT}", code=INVALID_ARGUMENT
+            f'invalid {what} "{value}": must be a number from 0 to {MAX_PORT}', code=INVALID_ARGUMENT
         )
     return port

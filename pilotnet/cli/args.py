@@ -1,0 +1,104 @@
+"""The reference ``pilotctl``'s argument rules, and typed access to what they produce.
+
+* ``--json`` (and our ``--home DIR``) may appear anywhere and apply to the whole run;
+* ``--key=value``; ``--key value`` when the next token does not start with ``--``;
+  a bare ``--flag`` means ``"true"``; everything else is positional;
+* single-dash options are not options (they are positional or values);
+* booleans are true for ``true``, ``1`` or empty; durations are Go's syntax
+  (``30s``, ``1m30s``, ``250ms``) or a plain number of seconds.
+"""
+
+import re
+
+from pilotnet.errors import INVALID_ARGUMENT, PilotError
+
+_DURATION_PART = re.compile(r"([0-9]+(?:\.[0-9]*)?|\.[0-9]+)(ns|us|µs|ms|s|m|h)")
+_UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+_NUMBER = re.compile(r"[0-9]+(?:\.[0-9]*)?|\.[0-9]+")
+
+
+def invalid(message, hint=None):
+    return PilotError(message, code=INVALID_ARGUMENT, hint=hint)
+
+
+def split_globals(argv):
+    """``(json_mode, home or None, remaining argv)``: the options that apply to every command."""
+    json_mode, home, rest = False, None, []
+    tokens = iter(argv)
+    for token in tokens:
+        if token == "--json":
+            json_mode = True
+        elif token.startswith("--home="):
+            home = token[len("--home="):]
+        elif token == "--home":
+            home = next(tokens, "")
+        else:
+            rest.append(token)
+    return json_mode, home, rest
+
+
+def parse_duration(text, what):
+    """Seconds from ``30s`` / ``2m`` / ``1h30m`` / ``1.5``; ``invalid_argument`` otherwise."""
+    if _NUMBER.fullmatch(text):
+        return float(text)
+    position, seconds = 0, 0.0
+    for match in _DURATION_PART.finditer(text):
+        if match.start() != position:
+            break
+        seconds += float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+        position = match.end()
+    if position == 0 or position != len(text):
+        raise invalid(f'invalid duration "{text}" for {what}: use e.g. 30s, 2m or a number of seconds')
+    return seconds
+
+
+def parse_number(text, what, maximum):
+    """A whole number from 0 to ``maximum`` written in ASCII digits; ``invalid_argument`` otherwise."""
+    if not re.fullmatch(r"[0-9]+", text) or int(text) > maximum:
+        raise invalid(f'invalid {what} "{text}": expected a number from 0 to {maximum}')
+    return int(text)
+
+
+class Args:
+    """One command's flags and positional arguments."""
+
+    def __init__(self, tokens):
+        self.flags = {}
+        self.positional = []
+        index = 0
+        while index < len(tokens):
+            token = tokens[index]
+            if token.startswith("--") and len(token) > 2:
+                key, equals, value = token[2:].partition("=")
+                if not equals:
+                    if index + 1 < len(tokens) and not tokens[index + 1].startswith("--"):
+                        index += 1
+                        value = tokens[index]
+                    else:
+                        value = "true"
+                self.flags[key] = value
+            else:
+                self.positional.append(token)
+            index += 1
+
+    def has(self, name):
+        return name in self.flags
+
+    def text(self, name, default=None):
+        return self.flags.get(name, default)
+
+    def boolean(self, name):
+        return self.flags.get(name, "false") in ("true", "1", "")
+
+    def integer(self, name, default, minimum=0):
+        if name not in self.flags:
+            return default
+        value = self.flags[name]
+        if not re.fullmatch(r"-?[0-9]+", value) or int(value) < minimum:
+            raise invalid(f'invalid value "{value}" for --{name}: expected a whole number >= {minimum}')
+        return int(value)
+
+    def duration(self, name, default):
+        if name not in self.flags:
+            return default
+        return parse_duration(self.flags[name], f"--{name}")

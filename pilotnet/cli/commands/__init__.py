@@ -1,0 +1,1 @@
+"""The commands of ``pilotctl``, one module per family (see :mod:`pilotnet.cli.catalogue`)."""

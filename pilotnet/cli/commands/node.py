@@ -1,0 +1,110 @@
+"""``info``, ``peers``, ``connections``, ``disconnect``: what the daemon knows right now."""
+
+from pilotnet.cli.args import parse_number
+from pilotnet.cli.output import Output, format_bytes, format_uptime, table
+
+MAX_ROWS = 50
+
+
+async def info(context, args):
+    info = await (await context.daemon()).info()
+    return Output(info, _info_text(info))
+
+
+def _info_text(info):
+    lines = [
+        "Pilot Protocol Daemon",
+        f"  Node ID:     {info.get('node_id')}",
+        f"  Address:     {info.get('address')}",
+    ]
+    if info.get("hostname"):
+        lines.append(f"  Hostname:    {info['hostname']}")
+    lines += [
+        f"  Uptime:      {format_uptime(info.get('uptime_secs', 0))}",
+        f"  Connections: {info.get('connections', 0)}",
+        f"  Ports:       {info.get('ports', 0)}",
+        f"  Peers:       {info.get('peers', 0)}",
+    ]
+    if info.get("encrypt"):
+        lines.append(
+            f"  Encryption:  enabled (X25519 + AES-256-GCM), {info.get('encrypted_peers', 0)}/"
+            f"{info.get('peers', 0)} peers encrypted, {info.get('authenticated_peers', 0)} authenticated"
+        )
+    else:
+        lines.append("  Encryption:  disabled")
+    if info.get("identity"):
+        lines.append(f"  Identity:    persistent (Ed25519 {str(info.get('public_key', ''))[:16]}...)")
+    else:
+        lines.append("  Identity:    ephemeral (not persisted)")
+    if info.get("owner"):
+        lines.append(f"  Owner:       {info['owner']}")
+    lines += [
+        f"  Traffic:     {format_bytes(info.get('bytes_sent', 0))} sent / {format_bytes(info.get('bytes_recv', 0))} recv",
+        f"  Packets:     {info.get('pkts_sent', 0)} sent / {info.get('pkts_recv', 0)} recv",
+    ]
+    connections = info.get("conn_list") or []
+    if connections:
+        lines += ["", "Active connections:"]
+        rows = [
+            [c.get("id"), c.get("local_port"), c.get("remote_addr"), c.get("remote_port"), c.get("state")]
+            for c in connections[:MAX_ROWS]
+        ]
+        lines.append(_indent(table(["ID", "LOCAL", "REMOTE ADDR", "RPORT", "STATE"], rows)))
+    return "\n".join(lines)
+
+
+def _indent(text):
+    return "\n".join("  " + line for line in text.splitlines())
+
+
+async def peers(context, args):
+    peers = await (await context.daemon()).peers()
+    search = (args.text("search") or "").lower()
+    if search:
+        peers = [
+            peer for peer in peers
+            if any(search in str(peer.get(key, "")).lower() for key in ("node_id", "address", "endpoint"))
+        ]
+    data = {"peers": peers, "total": len(peers)}
+    if not peers:
+        return Output(data, "no peers")
+    rows = [[
+        peer.get("node_id"), peer.get("address", ""), peer.get("endpoint", ""), peer.get("path", ""),
+        "yes (AES-256-GCM)" if peer.get("encrypted") else "no",
+        "yes (Ed25519)" if peer.get("authenticated") else "no",
+    ] for peer in peers]
+    return Output(data, table(["NODE ID", "ADDRESS", "ENDPOINT", "PATH", "ENCRYPTED", "AUTH"], rows))
+
+
+async def connections(context, args):
+    connections = await (await context.daemon()).connections()
+    data = {"connections": connections, "total": len(connections)}
+    if not connections:
+        return Output(data, "no connections")
+    header = ["ID", "LOCAL", "REMOTE ADDR", "RPORT", "STATE", "CWND", "FLIGHT", "SRTT", "UNACK", "OOO",
+              "PEERWIN", "RCVWIN"]
+    lines = []
+    for c in connections[:MAX_ROWS]:
+        row = [
+            c.get("id"), c.get("local_port"), c.get("remote_addr"), c.get("remote_port"), c.get("state"),
+            c.get("cwnd", "-"), c.get("flight", "-"), f"{c.get('srtt_ms', 0):.1f}ms", c.get("unacked", "-"),
+            c.get("ooo", "-"), c.get("peer_window", "-"), c.get("recv_window", "-"),
+        ]
+        lines.append((row, (
+            f"    tx={format_bytes(c.get('bytes_sent', 0))} rx={format_bytes(c.get('bytes_recv', 0))} "
+            f"retx={c.get('retransmits', 0)} fast-retx={c.get('fast_retransmits', 0)} "
+            f"sack={c.get('sacked', 0)} dup-ack={c.get('dup_acks', 0)}"
+        )))
+    rendered = table(header, [row for row, _ in lines]).splitlines()
+    text = [rendered[0]]
+    for row_text, (_, counters) in zip(rendered[1:], lines):
+        text += [row_text, counters]
+    if len(connections) > MAX_ROWS:
+        text.append(f"... and {len(connections) - MAX_ROWS} more (see --json)")
+    return Output(data, "\n".join(text))
+
+
+async def disconnect(context, args):
+    conn_id = parse_number(args.positional[0], "connection ID", 2**32 - 1)
+    await (await context.daemon()).close_connection(conn_id)
+    return {"conn_id": conn_id}

@@ -1,0 +1,84 @@
+"""The node's home directory (``--home``, ``$PILOT_HOME`` or ``~/.pilot``) and its config.json.
+
+``pilotctl`` keeps the same files there as the daemon: ``config.json``,
+``pilot.pid``, ``pilot.log`` and, by default, the control socket
+``pilot.sock``.  Settings follow the reference's precedence for ordinary
+commands: environment over config.json over the built-in default.
+"""
+
+import json
+import os
+from pathlib import Path
+
+from pilotnet.driver.client import default_socket_path, pilot_home
+from pilotnet.errors import INVALID_ARGUMENT, PilotError
+
+# Defaults point at this machine, never at the reference's public servers.
+DEFAULT_REGISTRY = "127.0.0.1:9000"
+DEFAULT_BEACON = "127.0.0.1:9001"
+
+
+class Home:
+    def __init__(self, path, environ):
+        self.path = Path(path).expanduser() if path else pilot_home(environ)
+        self.environ = environ
+
+    @property
+    def config_path(self):
+        return self.path / "config.json"
+
+    @property
+    def pid_path(self):
+        return self.path / "pilot.pid"
+
+    @property
+    def log_path(self):
+        return self.path / "pilot.log"
+
+    def ensure(self):
+        """Create the directory owner-only (0700) if it is missing."""
+        self.path.mkdir(mode=0o700, parents=True, exist_ok=True)
+
+    def load_config(self):
+        """config.json as a dict; ``{}`` when absent; ``invalid_argument`` when it is not a JSON object."""
+        try:
+            text = self.config_path.read_text()
+        except FileNotFoundError:
+            return {}
+        except OSError as error:
+            raise PilotError(f"cannot read {self.config_path}: {error.strerror}", code=INVALID_ARGUMENT) from None
+        try:
+            config = json.loads(text)
+        except ValueError:
+            config = None
+        if not isinstance(config, dict):
+            raise PilotError(
+                f"{self.config_path} is not a JSON object", code=INVALID_ARGUMENT,
+                hint="fix or remove it: pilotctl init rewrites it",
+            )
+        return config
+
+    def save_config(self, config):
+        self.ensure()
+        temporary = self.config_path.with_suffix(".tmp")
+        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "w") as file:
+            json.dump(config, file, indent=2, sort_keys=True)
+            file.write("\n")
+        os.replace(temporary, self.config_path)
+
+    def socket_path(self):
+        return default_socket_path(self.environ, self.path)
+
+    def setting(self, key, environment_variable, default):
+        """``$ENVIRONMENT_VARIABLE``, else config.json's ``key``, else ``default``."""
+        if self.environ.get(environment_variable):
+            return self.environ[environment_variable]
+        value = self.load_config().get(key)
+        return value if isinstance(value, str) and value else default
+
+    def registry(self):
+        return self.setting("registry", "PILOT_REGISTRY", DEFAULT_REGISTRY)
+
+    def beacon(self):
+        return self.setting("beacon", "PILOT_BEACON", DEFAULT_BEACON)

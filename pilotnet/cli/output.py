@@ -1,0 +1,124 @@
+"""What ``pilotctl`` prints: the ``--json`` envelope, errors, and human formatting.
+
+The JSON is written the way the reference's Go encoder writes a map: keys
+sorted, compact, UTF-8 kept, ``<``, ``>``, ``&`` escaped, and whole floats
+without a fractional part, so scripts comparing output byte for byte keep
+working.
+"""
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from pilotnet.wire.gojson import _GO_ESCAPES
+
+
+@dataclass
+class Output:
+    """A command's result: ``data`` for ``--json``, ``text`` (if any) for people.
+
+    A command returning a plain dict gets the default human form, the data
+    as indented JSON.
+    """
+
+    data: Any
+    text: str = None
+
+
+def _go_numbers(value):
+    if isinstance(value, float) and value.is_integer() and abs(value) < 1e21:
+        return int(value)
+    if isinstance(value, dict):
+        return {key: _go_numbers(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_go_numbers(item) for item in value]
+    return value
+
+
+def go_json(value, indent=None):
+    """``value`` as Go's ``json.Marshal`` (or ``MarshalIndent`` with ``indent``) writes a map."""
+    separators = (",", ": ") if indent else (",", ":")
+    text = json.dumps(_go_numbers(value), sort_keys=True, ensure_ascii=False, indent=indent, separators=separators)
+    return text.translate(_GO_ESCAPES)
+
+
+def envelope(data):
+    return go_json({"data": data, "status": "ok"})
+
+
+def error_document(error):
+    document = {"code": error.code, "message": error.message, "status": "error"}
+    if error.hint:
+        document["hint"] = error.hint
+    return go_json(document)
+
+
+def human_error(error):
+    lines = [f"error: {error.message}"]
+    if error.hint:
+        lines.append(f"hint:  {error.hint}")
+    return "\n".join(lines)
+
+
+def format_bytes(count):
+    """``512 B``, ``1.5 KB``, ``2.0 MB``, ``1.1 GB`` (1024-based, one decimal)."""
+    if count < 1024:
+        return f"{count} B"
+    for unit in ("KB", "MB", "GB"):
+        count /= 1024
+        if count < 1024 or unit == "GB":
+            return f"{count:.1f} {unit}"
+
+
+def format_uptime(seconds):
+    """``HH:MM:SS`` (hours keep counting past a day)."""
+    seconds = int(seconds)
+    return f"{seconds // 3600:02d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+def _decimal(whole, fraction, digits):
+    fraction_text = str(fraction).rjust(digits, "0").rstrip("0")
+    return f"{whole}.{fraction_text}" if fraction_text else str(whole)
+
+
+def go_duration(seconds):
+    """A duration as Go's ``time.Duration.String`` writes it: ``812.5µs``, ``1.234ms``, ``2m3.5s``."""
+    nanos = round(seconds * 1e9)
+    if nanos == 0:
+        return "0s"
+    sign, nanos = ("-", -nanos) if nanos < 0 else ("", nanos)
+    if nanos < 1000:
+        return f"{sign}{nanos}ns"
+    if nanos < 1_000_000:
+        return f"{sign}{_decimal(nanos // 1000, nanos % 1000, 3)}µs"
+    if nanos < 1_000_000_000:
+        return f"{sign}{_decimal(nanos // 1_000_000, nanos % 1_000_000, 6)}ms"
+    whole_seconds, fraction = divmod(nanos, 1_000_000_000)
+    hours, rest = divmod(whole_seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    text = f"{_decimal(secs, fraction, 9)}s"
+    if hours or minutes:
+        text = f"{minutes}m{text}"
+    if hours:
+        text = f"{hours}h{text}"
+    return sign + text
+
+
+def table(header, rows):
+    """Left-aligned columns two spaces apart, like Go's tabwriter output in the reference."""
+    widths = [len(title) for title in header]
+    for row in rows:
+        widths = [max(width, len(str(cell))) for width, cell in zip(widths, row)]
+    lines = []
+    for row in [header] + rows:
+        cells = [str(cell).ljust(width) for cell, width in zip(row, widths)]
+        lines.append("  ".join(cells).rstrip())
+    return "\n".join(lines)
+
+
+class Exit(Exception):
+    """End the run with this exit code and print nothing more (``daemon status --check``)."""
+
+    def __init__(self, code):
+        super().__init__(code)
+        self.code = code

@@ -1,0 +1,65 @@
+"""Running pilotctl command lines in-process against the fake daemon, capturing what they print."""
+
+import io
+import json
+import os
+
+from twisted.internet import reactor
+
+from pilotnet.cli.runner import run
+from tests.driver.support import FakeDaemonMixin, bounded
+
+
+class ImmediateClock:
+    """The reactor's time, but waits between probes and polls end at once (no real pauses in tests)."""
+
+    def seconds(self):
+        return reactor.seconds()
+
+    def callLater(self, delay, function, *args, **kwargs):
+        return reactor.callLater(0, function, *args, **kwargs)
+
+
+class Result:
+    def __init__(self, code, stdout, stderr):
+        self.code = code
+        self.stdout = stdout
+        self.stderr = stderr
+
+    @property
+    def data(self):
+        document = json.loads(self.stdout)
+        assert document["status"] == "ok", document
+        return document["data"]
+
+    @property
+    def error(self):
+        return json.loads(self.stderr)
+
+    def __repr__(self):
+        return f"<exit {self.code} stdout={self.stdout!r} stderr={self.stderr!r}>"
+
+
+class TTY(io.StringIO):
+    def isatty(self):
+        return True
+
+
+class PilotctlMixin(FakeDaemonMixin):
+    """``self.pilotctl(*argv)`` runs a command line; ``self.home`` has the fake daemon's socket."""
+
+    clock = None
+
+    def environment(self):
+        return {"PILOT_HOME": self.home}
+
+    async def pilotctl(self, *argv, stdin=None):
+        stdout, stderr = io.StringIO(), io.StringIO()
+        code = await bounded(run(
+            list(argv), environ=self.environment(), stdout=stdout, stderr=stderr,
+            stdin=stdin if stdin is not None else TTY(), reactor=reactor, clock=self.clock,
+        ))
+        return Result(code, stdout.getvalue(), stderr.getvalue())
+
+    def home_file(self, name):
+        return os.path.join(self.home, name)

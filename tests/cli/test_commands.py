@@ -1,0 +1,301 @@
+"""Every pilotctl command in-process against the fake daemon: human and JSON output, errors, exit codes."""
+
+import io
+import json
+import shutil
+import tempfile
+
+from twisted.internet import reactor
+from twisted.internet.defer import ensureDeferred
+from twisted.internet.task import deferLater
+from twisted.trial.unittest import TestCase
+
+from pilotnet.cli import catalogue
+from pilotnet.driver import client
+from tests.cli.support import ImmediateClock, PilotctlMixin
+from tests.driver.support import bounded
+from tests.driver.fakedaemon import AGENT_B, NODE
+
+NEEDS_DAEMON = [
+    ["info"], ["peers"], ["connections"], ["disconnect", "3"], ["set-hostname", "a"], ["clear-hostname"],
+    ["find", "a"], ["set-public"], ["set-private"], ["set-tags", "a"], ["clear-tags"], ["enable-tasks"],
+    ["disable-tasks"], ["lookup", "9"], ["deregister"], ["ping", "a"], ["traceroute", "a"], ["bench", "a"],
+    ["connect", "a", "--message", "m"], ["send", "a", "1", "--data", "d"], ["recv", "1"], ["listen", "1"],
+]
+
+
+def run_async(test):
+    def wrapper(self):
+        return bounded(ensureDeferred(test(self)), 30)
+    wrapper.__name__ = test.__name__
+    return wrapper
+
+
+class NoDaemonTests(PilotctlMixin, TestCase):
+    def setUp(self):
+        self.home = tempfile.mkdtemp(prefix="pilot-test-")
+        self.addCleanup(shutil.rmtree, self.home, True)
+
+    @run_async
+    async def test_every_daemon_command_says_not_running(self):
+        covered = {argv[0] for argv in NEEDS_DAEMON}
+        self.assertEqual(covered, {c.name for c in catalogue.COMMANDS} - {
+            "init", "config", "context", "daemon start", "daemon stop", "daemon status"})
+        for argv in NEEDS_DAEMON:
+            result = await self.pilotctl(*argv, "--json")
+            self.assertEqual(result.code, 1, argv)
+            self.assertEqual(result.stdout, "")
+            self.assertEqual(result.stderr, '{"code":"not_running","hint":"start the daemon with: pilotctl daemon '
+                                            'start","message":"daemon is not running","status":"error"}\n', argv)
+        human = await self.pilotctl("info")
+        self.assertEqual(human.stderr, "error: daemon is not running\nhint:  start the daemon with: pilotctl daemon start\n")
+
+    @run_async
+    async def test_usage_and_unknown_commands(self):
+        bare = await self.pilotctl()
+        self.assertEqual((bare.code, bare.stdout), (2, ""))
+        self.assertIn("usage: pilotctl", bare.stderr)
+        unknown = await self.pilotctl("frobnicate")
+        self.assertEqual(unknown.code, 2)
+        self.assertTrue(unknown.stderr.startswith("unknown command: frobnicate\n"))
+        unknown_json = await self.pilotctl("frobnicate", "--json")
+        self.assertEqual(unknown_json.code, 1)
+        self.assertEqual(unknown_json.error, {
+            "code": "invalid_argument", "hint": "run 'pilotctl context' for the full command list",
+            "message": "unknown command: frobnicate", "status": "error"})
+        daemon = await self.pilotctl("daemon", "restart", "--json")
+        self.assertEqual((daemon.code, daemon.error["code"]), (1, "invalid_argument"))
+
+    @run_async
+    async def test_bad_input_is_invalid_argument_before_any_daemon_call(self):
+        for argv in (["ping"], ["ping", "a", "--count", "x"], ["ping", "a", "--timeout", "soon"],
+                     ["connect", "a", "99999", "--message", "m"], ["send", "a", "port", "--data", "x"],
+                     ["send", "a", "7"], ["recv", "-1"], ["listen", "x"], ["bench", "a", "lots"],
+                     ["bench", "a", "0"], ["disconnect", "first"], ["lookup", "node"], ["set-tags", "a", "b", "c", "d"],
+                     ["info", "--verbose"], ["config", "--set", "novalue"], ["ping", "1:0002.0000.0001"],
+                     ["connect", "a"]):
+            result = await self.pilotctl(*argv, "--json")
+            self.assertEqual(result.code, 1, argv)
+            self.assertEqual(result.error["code"], "invalid_argument", (argv, result))
+
+    @run_async
+    async def test_init_config_context(self):
+        init = await self.pilotctl("init", "--registry", "10.0.0.1:9000", "--hostname=alpha", "--json")
+        self.assertEqual(init.code, 0)
+        self.assertEqual(init.data["registry"], "10.0.0.1:9000")
+        self.assertEqual(init.data["beacon"], "127.0.0.1:9001")
+        self.assertEqual(init.data["socket"], self.home_file("pilot.sock"))
+        with open(self.home_file("config.json")) as config:
+            self.assertEqual(json.load(config), {"registry": "10.0.0.1:9000", "hostname": "alpha"})
+        shown = await self.pilotctl("config", "--json")
+        self.assertEqual(shown.data["hostname"], "alpha")
+        self.assertEqual(shown.data["pid_file"], self.home_file("pilot.pid"))
+        set_key = await self.pilotctl("config", "--set", "beacon=10.0.0.1:9001")
+        self.assertEqual(json.loads(set_key.stdout), {"key": "beacon", "value": "10.0.0.1:9001"})
+        context = await self.pilotctl("context", "--json")
+        self.assertEqual(context.data["version"], "1.2")
+        self.assertIn("daemon start", context.data["commands"])
+
+    @run_async
+    async def test_a_broken_config_is_a_clear_error(self):
+        with open(self.home_file("config.json"), "w") as config:
+            config.write("[]")
+        result = await self.pilotctl("config", "--json")
+        self.assertEqual(result.error["code"], "invalid_argument")
+        self.assertIn("config.json is not a JSON object", result.error["message"])
+
+
+class CommandTests(PilotctlMixin, TestCase):
+    clock = ImmediateClock()
+
+    def setUp(self):
+        self.start_fake_daemon()
+
+    @run_async
+    async def test_info(self):
+        result = await self.pilotctl("info", "--json")
+        self.assertEqual(result.code, 0)
+        self.assertEqual(result.data["address"], str(NODE))
+        self.assertTrue(result.stdout.startswith('{"data":{"address":'))
+        self.assertTrue(result.stdout.endswith(',"status":"ok"}\n'))
+        human = await self.pilotctl("info")
+        self.assertIn("  Uptime:      01:02:05\n", human.stdout)
+        self.assertIn("  Encryption:  enabled (X25519 + AES-256-GCM), 2/2 peers encrypted, 1 authenticated\n",
+                      human.stdout)
+        self.assertIn("  Traffic:     1.5 KB sent / 2.0 MB recv\n", human.stdout)
+
+    @run_async
+    async def test_peers_show_the_path(self):
+        result = await self.pilotctl("peers", "--json")
+        self.assertEqual(result.data["total"], 2)
+        self.assertEqual([p["path"] for p in result.data["peers"]], ["direct", "relay"])
+        searched = await self.pilotctl("peers", "--search", "40001", "--json")
+        self.assertEqual([p["node_id"] for p in searched.data["peers"]], [AGENT_B.node])
+        human = await self.pilotctl("peers")
+        self.assertIn("PATH", human.stdout.splitlines()[0])
+        self.assertIn("relay", human.stdout)
+
+    @run_async
+    async def test_connections_and_disconnect(self):
+        empty = await self.pilotctl("connections")
+        self.assertEqual(empty.stdout, "no connections\n")
+        listening = await self.pilotctl("disconnect", "77", "--json")
+        self.assertEqual(listening.data, {"conn_id": 77})
+
+    @run_async
+    async def test_hostname_tags_visibility_tasks(self):
+        result = await self.pilotctl("set-hostname", "alpha")
+        self.assertEqual(result.stdout, "hostname set: alpha\n")
+        with open(self.home_file("config.json")) as config:
+            self.assertEqual(json.load(config)["hostname"], "alpha")
+        self.assertEqual((await self.pilotctl("clear-hostname")).stdout, "hostname cleared\n")
+        self.assertEqual((await self.pilotctl("set-tags", "gpu", "ml")).stdout, "tags set: #gpu #ml\n")
+        self.assertEqual((await self.pilotctl("clear-tags", "--json")).data, {"tags": []})
+        self.assertEqual((await self.pilotctl("set-public", "--json")).data["visibility"], "public")
+        self.assertEqual((await self.pilotctl("set-private", "--json")).data["visibility"], "private")
+        self.assertEqual((await self.pilotctl("enable-tasks", "--json")).data["task_exec"], True)
+        self.assertEqual((await self.pilotctl("disable-tasks", "--json")).data["task_exec"], False)
+        self.assertEqual((await self.pilotctl("deregister", "--json")).data, {"type": "deregister_ok"})
+        too_many = await self.pilotctl("set-tags", "a", "b", "c", "d")
+        self.assertEqual(too_many.stderr, "error: set-tags: maximum 3 tags allowed, got 4\n")
+
+    @run_async
+    async def test_find_and_lookup(self):
+        found = await self.pilotctl("find", "agent-b")
+        self.assertEqual(found.stdout, "Hostname:  agent-b\nNode ID:   9\nAddress:   0:0000.0000.0009\nVisible:   public\n")
+        missing = await self.pilotctl("find", "ghost", "--json")
+        self.assertEqual(missing.error, {
+            "code": "not_found", "hint": 'establish trust first: pilotctl handshake ghost "reason"',
+            "message": 'cannot find "ghost" — hostname not found or no mutual trust', "status": "error"})
+        self.assertEqual((await self.pilotctl("lookup", "9", "--json")).data["address"], str(AGENT_B))
+        self.assertEqual((await self.pilotctl("lookup", "70", "--json")).error["code"], "not_found")
+
+    @run_async
+    async def test_unknown_hostname_target(self):
+        result = await self.pilotctl("ping", "ghost", "--json")
+        self.assertEqual(result.code, 1)
+        self.assertEqual(result.error["code"], "not_found")
+        self.assertEqual(result.error["message"], 'cannot resolve "ghost" — is the hostname correct and is there '
+                                                  "mutual trust? (see: pilotctl handshake)")
+
+    @run_async
+    async def test_ping(self):
+        result = await self.pilotctl("ping", "agent-b", "--count", "3")
+        self.assertEqual(result.code, 0)
+        lines = result.stdout.splitlines()
+        self.assertEqual(lines[0], "PING 0:0000.0000.0009")
+        self.assertEqual([line.split(" time=")[0] for line in lines[1:]],
+                         ["seq=0 bytes=6", "seq=1 bytes=6", "seq=2 bytes=6"])
+        self.assertEqual(result.stderr, 'resolved "agent-b" → 0:0000.0000.0009\n')
+        as_json = await self.pilotctl("ping", "9", "--count", "2", "--json")
+        self.assertEqual(as_json.data["target"], str(AGENT_B))
+        self.assertEqual([r["bytes"] for r in as_json.data["results"]], [6, 6])
+        self.assertFalse(as_json.data["timeout"])
+
+    @run_async
+    async def test_ping_fails_when_every_probe_fails(self):
+        result = await self.pilotctl("ping", "99", "--count", "2")
+        self.assertEqual(result.code, 1)
+        self.assertEqual(result.stdout.count("error: cannot connect to 0:0000.0000.0063 port 7: dial timeout"), 2)
+        self.assertIn("error: no reply from 0:0000.0000.0063: all 2 probes failed", result.stderr)
+
+    @run_async
+    async def test_traceroute(self):
+        result = await self.pilotctl("traceroute", "0:0000.0000.0009", "--json")
+        self.assertEqual(len(result.data["rtt_samples"]), 3)
+        self.assertEqual(result.data["target"], str(AGENT_B))
+        human = await self.pilotctl("traceroute", "9")
+        self.assertTrue(human.stdout.startswith("TRACEROUTE 0:0000.0000.0009\n  1  0:0000.0000.0009  setup="))
+
+    @run_async
+    async def test_bench_checks_the_data(self):
+        result = await self.pilotctl("bench", "agent-b", "0.5", "--json")
+        self.assertEqual(result.code, 0, result)
+        self.assertEqual(result.data["sent_bytes"], 512 * 1024)
+        self.assertEqual(result.data["recv_bytes"], 512 * 1024)
+        human = await self.pilotctl("bench", "agent-b", "0.25")
+        self.assertIn("BENCH 0:0000.0000.0009 — sending 0.2 MB via echo port", human.stdout)
+        self.assertIn("100%", human.stderr)
+        self.assertIn("  Echoed:   256.0 KB in ", human.stdout)
+
+    @run_async
+    async def test_connect_and_send(self):
+        result = await self.pilotctl("connect", "agent-b", "7", "--message", "hello", "--json")
+        self.assertEqual(result.data, {"target": str(AGENT_B), "port": 7, "sent": 5, "response": "hello"})
+        piped = await self.pilotctl("connect", "9", "7", stdin=io.StringIO("line one\nline two\n"))
+        self.assertEqual(piped.stdout, "line one\nline two\n")
+        sent = await self.pilotctl("send", "agent-b", "7", "--data", "x")
+        self.assertEqual(sent.stdout, "x\n")
+        refused = await self.pilotctl("send", "agent-b", "1234", "--data", "x", "--json")
+        self.assertEqual(refused.error, {
+            "code": "connection_failed", "hint": "check that 0:0000.0000.0009 is reachable: pilotctl ping 0:0000.0000.0009",
+            "message": "cannot connect to 0:0000.0000.0009 port 1234: connection refused", "status": "error"})
+        interactive = await self.pilotctl("connect", "agent-b", "--json")
+        self.assertEqual(interactive.error["message"], "--message is required (interactive mode not supported)")
+
+    @run_async
+    async def test_connect_times_out_without_a_response(self):
+        listener = await self.pilotctl_listener(2000)
+        result = await self.pilotctl("connect", "self", "2000", "--message", "hi", "--timeout", "0.05", "--json")
+        self.assertEqual(result.error["code"], "timeout")
+        self.assertEqual(result.error["message"], "no response within 50ms")
+        await listener.close()
+
+    async def pilotctl_listener(self, port):
+        return await (await self.sdk()).listen(port)
+
+    async def sdk(self):
+        """An SDK connection of the test's own, playing the remote side."""
+        daemon = await client.connect(reactor, self.home_file("pilot.sock"))
+        self.addCleanup(daemon.close)
+        return daemon
+
+    @run_async
+    async def test_recv(self):
+        daemon = await self.sdk()
+        receiving = ensureDeferred(self.pilotctl("recv", "3000", "--count", "2", "--json"))
+        for text in (b"first", b"second"):
+            await self.bound(3000)
+            stream = await daemon.dial(str(NODE), 3000)
+            await stream.write(text)
+            await stream.closed
+        result = await receiving
+        self.assertEqual(result.data, {"messages": [
+            {"seq": 0, "port": 3000, "data": "first", "bytes": 5},
+            {"seq": 1, "port": 3000, "data": "second", "bytes": 6}], "timeout": False})
+
+    @run_async
+    async def test_recv_and_listen_time_out(self):
+        recv = await self.pilotctl("recv", "3001", "--timeout", "0.05", "--json")
+        self.assertEqual(recv.data, {"messages": [], "timeout": True})
+        human = await self.pilotctl("listen", "3001", "--count", "1", "--timeout", "0.05")
+        self.assertEqual((human.code, human.stdout), (0, ""))
+
+    @run_async
+    async def test_listen_for_datagrams(self):
+        daemon = await self.sdk()
+        listening = ensureDeferred(self.pilotctl("listen", "4000", "--count", "2", "--json"))
+        await self.bound(4000)
+        await daemon.send_datagram("agent-b", 4000, b"one")
+        await daemon.send_datagram("agent-b", 4000, b"two")
+        result = await listening
+        self.assertEqual([m["data"] for m in result.data["messages"]], ["one", "two"])
+        self.assertEqual(result.data["messages"][0]["src_addr"], str(NODE))
+
+    @run_async
+    async def test_listen_unbounded_prints_ndjson(self):
+        daemon = await self.sdk()
+        listening = ensureDeferred(self.pilotctl("listen", "4001", "--timeout", "0.5", "--json"))
+        await self.bound(4001)
+        await daemon.send_datagram("agent-b", 4001, b"one")
+        result = await listening
+        self.assertEqual(result.code, 0)
+        self.assertEqual(json.loads(result.stdout.splitlines()[0])["data"], "one")
+
+    async def bound(self, port):
+        """Wait (bounded) until the command under test has bound ``port`` at the fake daemon."""
+        for _ in range(500):
+            if port in self.fake.node.ports:
+                return
+            await deferLater(reactor, 0.01, lambda: None)
+        self.fail(f"port {port} was never bound")
