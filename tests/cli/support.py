@@ -5,9 +5,20 @@ import json
 import os
 
 from twisted.internet import reactor
+from twisted.internet.defer import ensureDeferred
 
 from pilotnet.cli.runner import run
 from tests.driver.support import FakeDaemonMixin, bounded
+
+
+def run_async(test):
+    """An ``async def`` test method as a trial test whose whole run is bounded."""
+
+    def wrapper(self):
+        return bounded(ensureDeferred(test(self)), 30)
+
+    wrapper.__name__ = test.__name__
+    return wrapper
 
 
 class ImmediateClock:

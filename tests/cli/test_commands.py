@@ -12,8 +12,7 @@ from twisted.trial.unittest import TestCase
 
 from pilotnet.cli import catalogue
 from pilotnet.driver import client
-from tests.cli.support import ImmediateClock, PilotctlMixin
-from tests.driver.support import bounded
+from tests.cli.support import ImmediateClock, PilotctlMixin, run_async
 from tests.driver.fakedaemon import AGENT_B, NODE
 
 NEEDS_DAEMON = [
@@ -22,13 +21,6 @@ NEEDS_DAEMON = [
     ["disable-tasks"], ["lookup", "9"], ["deregister"], ["ping", "a"], ["traceroute", "a"], ["bench", "a"],
     ["connect", "a", "--message", "m"], ["send", "a", "1", "--data", "d"], ["recv", "1"], ["listen", "1"],
 ]
-
-
-def run_async(test):
-    def wrapper(self):
-        return bounded(ensureDeferred(test(self)), 30)
-    wrapper.__name__ = test.__name__
-    return wrapper
 
 
 class NoDaemonTests(PilotctlMixin, TestCase):

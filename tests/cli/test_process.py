@@ -1,0 +1,105 @@
+"""The real ``pilotctl`` process against the fake daemon running as its own process."""
+
+import json
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+from twisted.internet import reactor
+from twisted.internet.defer import Deferred
+from twisted.internet.protocol import ProcessProtocol
+from twisted.trial.unittest import TestCase
+
+import pilotnet
+from tests.cli.support import run_async
+from tests.driver.support import bounded
+
+ROOT = str(Path(pilotnet.__file__).resolve().parent.parent)
+
+
+class Collect(ProcessProtocol):
+    """Gathers a process's output; ``ready`` fires on the first stdout line, ``ended`` with the exit code."""
+
+    def __init__(self, stdin=b""):
+        self.stdin = stdin
+        self.out = b""
+        self.err = b""
+        self.ready = Deferred()
+        self.ended = Deferred()
+
+    def connectionMade(self):
+        self.transport.write(self.stdin)
+        self.transport.closeStdin()
+
+    def outReceived(self, data):
+        self.out += data
+        if b"\n" in self.out and not self.ready.called:
+            self.ready.callback(self.out)
+
+    def errReceived(self, data):
+        self.err += data
+
+    def processEnded(self, reason):
+        self.ended.callback(reason.value.exitCode)
+
+
+class ProcessTests(TestCase):
+    def setUp(self):
+        self.home = tempfile.mkdtemp(prefix="pilot-test-")
+        self.addCleanup(shutil.rmtree, self.home, True)
+        self.environment = {
+            "PILOT_HOME": self.home, "PYTHONPATH": ROOT, "PATH": os.environ.get("PATH", ""),
+        }
+
+    def spawn(self, argv, protocol):
+        process = reactor.spawnProcess(protocol, sys.executable, [sys.executable] + argv, env=self.environment)
+
+        def kill():
+            if not protocol.ended.called:
+                process.signalProcess("KILL")
+            return protocol.ended
+
+        self.addCleanup(kill)
+        return process
+
+    async def start_fake_daemon(self):
+        protocol = Collect()
+        self.spawn(["-m", "tests.driver.fakedaemon", os.path.join(self.home, "pilot.sock")], protocol)
+        self.assertEqual(await bounded(protocol.ready), b"ready\n")
+
+    async def pilotctl(self, *argv, stdin=b""):
+        protocol = Collect(stdin)
+        self.spawn(["-m", "pilotnet.cli.main"] + list(argv), protocol)
+        code = await bounded(protocol.ended, 30)
+        return code, protocol.out.decode(), protocol.err.decode()
+
+    @run_async
+    async def test_without_a_daemon(self):
+        code, out, err = await self.pilotctl("info", "--json")
+        self.assertEqual((code, out), (1, ""))
+        self.assertEqual(json.loads(err), {"code": "not_running", "hint": "start the daemon with: pilotctl daemon start",
+                                           "message": "daemon is not running", "status": "error"})
+        code, out, err = await self.pilotctl()
+        self.assertEqual(code, 2)
+        self.assertIn("usage: pilotctl", err)
+
+    @run_async
+    async def test_against_the_fake_daemon(self):
+        await self.start_fake_daemon()
+        code, out, err = await self.pilotctl("--json", "info")
+        self.assertEqual((code, err), (0, ""))
+        self.assertEqual(json.loads(out)["data"]["address"], "0:0000.0000.0005")
+        code, out, err = await self.pilotctl("ping", "agent-b", "--count", "1")
+        self.assertEqual(code, 0, err)
+        self.assertTrue(out.startswith("PING 0:0000.0000.0009\nseq=0 bytes=6 time="))
+        code, out, err = await self.pilotctl("bench", "agent-b", "1")
+        self.assertEqual(code, 0, err)
+        self.assertIn("  Echoed:   1.0 MB in ", out)
+        self.assertIn("100%", err)
+        code, out, err = await self.pilotctl("connect", "agent-b", "7", stdin=b"piped\n")
+        self.assertEqual((code, out), (0, "piped\n"))
+        code, out, err = await self.pilotctl("send", "agent-b", "70000", "--data", "x")
+        self.assertEqual((code, out), (1, ""))
+        self.assertEqual(err, 'error: invalid port "70000": must be a number from 0 to 65535\n')
