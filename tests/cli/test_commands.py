@@ -11,6 +11,7 @@ from twisted.internet.task import deferLater
 from twisted.trial.unittest import TestCase
 
 from pilotnet.cli import catalogue
+from pilotnet.cli.commands import node
 from pilotnet.driver import client
 from tests.cli.support import ImmediateClock, PilotctlMixin, run_async
 from tests.driver.fakedaemon import AGENT_B, NODE
@@ -291,3 +292,25 @@ class CommandTests(PilotctlMixin, TestCase):
                 return
             await deferLater(reactor, 0.01, lambda: None)
         self.fail(f"port {port} was never bound")
+
+
+class ConnectionRowTests(TestCase):
+    """The connections table reads the counters under either the documented or the engine's own names."""
+
+    def test_documented_names(self):
+        row, counters = node._connection_rows({
+            "id": 1, "local_port": 49152, "remote_addr": "0:0000.0000.0009", "remote_port": 7,
+            "state": "ESTABLISHED", "cwnd": 10, "flight": 2, "srtt_ms": 1.25, "unacked": 3, "ooo": 0,
+            "peer_window": 64, "recv_window": 32, "bytes_sent": 2048, "bytes_recv": 10, "retransmits": 4,
+            "fast_retransmits": 1, "sacked": 5, "dup_acks": 6,
+        })
+        self.assertEqual(row[5:], [10, 2, "1.2ms", 3, 0, 64, 32])
+        self.assertEqual(counters, "    tx=2.0 KB rx=10 B retx=4 fast-retx=1 sack=5 dup-ack=6")
+
+    def test_engine_names(self):
+        row, counters = node._connection_rows({
+            "id": 1, "state": "TIME_WAIT", "srtt": 0.0078, "out_of_order": 2, "receive_window": 512,
+            "bytes_received": 100, "retransmissions": 3, "sacked_bytes": 7, "duplicate_acks": 8,
+        })
+        self.assertEqual(row[5:], ["-", "-", "7.8ms", "-", 2, "-", 512])
+        self.assertEqual(counters, "    tx=0 B rx=100 B retx=3 fast-retx=0 sack=7 dup-ack=8")

@@ -32,7 +32,7 @@ class DaemonCommandTests(TestCase):
     def test_options_become_twistd_arguments(self):
         command = lifecycle.daemon_command({"home": "/h", "socket": "/h/s", "public": True, "listen": "0.0.0.0:0"})
         self.assertEqual(command[1:], [
-            "-m", "twisted.scripts.twistd", "-n", "--pidfile=", "pilot-daemon",
+            "-c", lifecycle.TWISTD, "-n", "--pidfile=", "pilot-daemon",
             "--home", "/h", "--socket", "/h/s", "--public", "--listen", "0.0.0.0:0",
         ])
 

@@ -30,9 +30,14 @@ PASSED_OPTIONS = ("listen", "endpoint", "identity", "owner", "config", "log-form
 PASSED_SWITCHES = ("public", "no-encrypt", "no-echo")
 
 
+# ``python -m twisted.scripts.twistd`` does nothing (the module has no main
+# guard); this runs twistd with the same interpreter and packages as pilotctl.
+TWISTD = "from twisted.scripts.twistd import run; run()"
+
+
 def daemon_command(options):
     """The command line that runs the daemon in the foreground, for ``options`` (flag name → value)."""
-    command = [sys.executable, "-m", "twisted.scripts.twistd", "-n", "--pidfile=", "pilot-daemon"]
+    command = [sys.executable, "-c", TWISTD, "-n", "--pidfile=", "pilot-daemon"]
     for name, value in options.items():
         command += [f"--{name}"] if value is True else [f"--{name}", value]
     return command

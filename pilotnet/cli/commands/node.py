@@ -22,7 +22,7 @@ def _info_text(info):
     lines += [
         f"  Uptime:      {format_uptime(info.get('uptime_secs', 0))}",
         f"  Connections: {info.get('connections', 0)}",
-        f"  Ports:       {info.get('ports', 0)}",
+        f"  Ports:       {_count(info.get('ports', 0))}",
         f"  Peers:       {info.get('peers', 0)}",
     ]
     if info.get("encrypt"):
@@ -53,6 +53,11 @@ def _info_text(info):
     return "\n".join(lines)
 
 
+def _count(value):
+    """A count the daemon may report as a number or as the list of what it counts."""
+    return len(value) if isinstance(value, (list, tuple)) else value
+
+
 def _indent(text):
     return "\n".join("  " + line for line in text.splitlines())
 
@@ -76,6 +81,41 @@ async def peers(context, args):
     return Output(data, table(["NODE ID", "ADDRESS", "ENDPOINT", "PATH", "ENCRYPTED", "AUTH"], rows))
 
 
+def _first(connection, *keys, default="-"):
+    """The first of ``keys`` the daemon reported: counter names differ between daemon versions."""
+    for key in keys:
+        if connection.get(key) is not None:
+            return connection[key]
+    return default
+
+
+def _srtt(connection):
+    if connection.get("srtt_ms") is not None:
+        return f"{connection['srtt_ms']:.1f}ms"
+    if connection.get("srtt") is not None:
+        return f"{connection['srtt'] * 1000:.1f}ms"
+    return "-"
+
+
+def _connection_rows(connection):
+    row = [
+        connection.get("id"), connection.get("local_port"), connection.get("remote_addr"),
+        connection.get("remote_port"), connection.get("state"), _first(connection, "cwnd"),
+        _first(connection, "flight"), _srtt(connection), _first(connection, "unacked"),
+        _first(connection, "ooo", "out_of_order"), _first(connection, "peer_window"),
+        _first(connection, "recv_window", "receive_window"),
+    ]
+    counters = (
+        f"    tx={format_bytes(_first(connection, 'bytes_sent', default=0))} "
+        f"rx={format_bytes(_first(connection, 'bytes_recv', 'bytes_received', default=0))} "
+        f"retx={_first(connection, 'retransmits', 'retransmissions', default=0)} "
+        f"fast-retx={_first(connection, 'fast_retransmits', default=0)} "
+        f"sack={_first(connection, 'sacked', 'sacked_bytes', default=0)} "
+        f"dup-ack={_first(connection, 'dup_acks', 'duplicate_acks', default=0)}"
+    )
+    return row, counters
+
+
 async def connections(context, args):
     connections = await (await context.daemon()).connections()
     data = {"connections": connections, "total": len(connections)}
@@ -83,21 +123,10 @@ async def connections(context, args):
         return Output(data, "no connections")
     header = ["ID", "LOCAL", "REMOTE ADDR", "RPORT", "STATE", "CWND", "FLIGHT", "SRTT", "UNACK", "OOO",
               "PEERWIN", "RCVWIN"]
-    lines = []
-    for c in connections[:MAX_ROWS]:
-        row = [
-            c.get("id"), c.get("local_port"), c.get("remote_addr"), c.get("remote_port"), c.get("state"),
-            c.get("cwnd", "-"), c.get("flight", "-"), f"{c.get('srtt_ms', 0):.1f}ms", c.get("unacked", "-"),
-            c.get("ooo", "-"), c.get("peer_window", "-"), c.get("recv_window", "-"),
-        ]
-        lines.append((row, (
-            f"    tx={format_bytes(c.get('bytes_sent', 0))} rx={format_bytes(c.get('bytes_recv', 0))} "
-            f"retx={c.get('retransmits', 0)} fast-retx={c.get('fast_retransmits', 0)} "
-            f"sack={c.get('sacked', 0)} dup-ack={c.get('dup_acks', 0)}"
-        )))
-    rendered = table(header, [row for row, _ in lines]).splitlines()
+    shown = [_connection_rows(connection) for connection in connections[:MAX_ROWS]]
+    rendered = table(header, [row for row, _ in shown]).splitlines()
     text = [rendered[0]]
-    for row_text, (_, counters) in zip(rendered[1:], lines):
+    for row_text, (_, counters) in zip(rendered[1:], shown):
         text += [row_text, counters]
     if len(connections) > MAX_ROWS:
         text.append(f"... and {len(connections) - MAX_ROWS} more (see --json)")
