@@ -275,8 +275,18 @@ class Stream:
                 reader.callback(data)
         self._release_pushes()
 
+    def _has_room(self):
+        """Whether to take more data now.
+
+        Beyond the buffer limit the answer is no (backpressure), except while
+        a write is in progress: a program that writes everything before it
+        reads, against a peer that answers as it reads (an echo), would
+        otherwise wait on its write while the peer waits on it to read.
+        """
+        return self._ended or len(self._buffer) < RECEIVE_BUFFER_LIMIT or bool(self._chunks or self._in_flight)
+
     def _release_pushes(self):
-        while self._held_pushes and (len(self._buffer) < RECEIVE_BUFFER_LIMIT or self._ended):
+        while self._held_pushes and self._has_room():
             self._held_pushes.popleft().callback({})
 
     def _received(self, data):
@@ -285,7 +295,7 @@ class Stream:
             return {}
         self._buffer += data
         self._serve_readers()
-        if len(self._buffer) < RECEIVE_BUFFER_LIMIT:
+        if self._has_room():
             return {}
         held = Deferred()
         self._held_pushes.append(held)
@@ -311,6 +321,7 @@ class Stream:
         for offset in range(0, len(data), commands.MAX_CHUNK):
             self._chunks.append((data[offset:offset + commands.MAX_CHUNK], done if offset == last else None))
         self._pump()
+        self._release_pushes()
         return done
 
     def _pump(self):

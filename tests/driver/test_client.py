@@ -306,6 +306,19 @@ class StreamUnitTests(TestCase):
         self.assertEqual(len(self.successResultOf(stream.read(10))), 10)
         self.assertEqual(self.successResultOf(held), {})
 
+    def test_no_backpressure_while_writing(self):
+        # Write everything, then read, against an echo: holding the echo back
+        # while our own write waits on the peer would deadlock both.
+        stream = self.make_stream()
+        held = stream._received(b"a" * client.RECEIVE_BUFFER_LIMIT)
+        self.assertNoResult(held)
+        writing = stream.write(b"x")
+        self.assertEqual(self.successResultOf(held), {})
+        self.assertEqual(stream._received(b"more"), {})
+        self.daemon.calls.pop(0)[2].callback({})
+        self.successResultOf(writing)
+        self.assertNoResult(stream._received(b"full again"))
+
     def test_error_is_raised_after_the_data_before_it(self):
         stream = self.make_stream()
         stream._received(b"tail")
