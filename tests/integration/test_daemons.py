@@ -3,15 +3,30 @@
 import hashlib
 import os
 
+from twisted.internet import reactor
 from twisted.internet.defer import ensureDeferred
 from twisted.trial.unittest import TestCase
 
+from tests.integration.lossy_relay import LossyRelay
 from tests.integration.processes import DaemonProcess, RendezvousProcess, wait_until
 
 
 def pattern(size):
     block = hashlib.sha256(b"pilotnet").digest() * 32
     return (block * (size // len(block) + 1))[:size]
+
+
+async def read_all(stream, size):
+    """Read ``size`` bytes as they come (consuming them, so flow control keeps moving)."""
+    chunks = []
+    received = 0
+    while received < size:
+        chunk = await stream.read()
+        if not chunk:
+            raise AssertionError(f"stream ended after {received} of {size} bytes")
+        chunks.append(chunk)
+        received += len(chunk)
+    return b"".join(chunks)
 
 
 class TwoDaemonsTests(TestCase):
@@ -33,9 +48,10 @@ class TwoDaemonsTests(TestCase):
         await self.network()
         daemon = await self.alpha.connect()
         stream = await daemon.dial(self.beta.address, 7)
-        payload = pattern(1_000_000)
-        await stream.write(payload)
-        echoed = await stream.read_exactly(len(payload))
+        payload = pattern(3_000_000)
+        writing = stream.write(payload)  # read while writing: the echo must drain
+        echoed = await read_all(stream, len(payload))
+        await writing
         self.assertEqual(hashlib.sha256(echoed).hexdigest(), hashlib.sha256(payload).hexdigest())
         await stream.close()
         peers = await daemon.peers()
@@ -119,3 +135,33 @@ class TwoDaemonsTests(TestCase):
         stream = await client.dial("beta", 7, timeout=30)
         await stream.write(b"still here")
         self.assertEqual(await stream.read_exactly(10), b"still here")
+
+
+class LossyPathTests(TestCase):
+    timeout = 120
+
+    def test_data_arrives_intact_across_ten_percent_loss(self):
+        return ensureDeferred(self._lossy())
+
+    async def _lossy(self):
+        base = self.mktemp()
+        rendezvous = await RendezvousProcess(self, os.path.join(base, "rendezvous")).start()
+        # beta's tunnel port is only known once it runs, so the relay is pointed at it afterwards:
+        # beta registers the relay's address as its endpoint from the start.
+        relay = LossyRelay(None, loss=0.10, seed=7)
+        port = reactor.listenUDP(0, relay, interface="127.0.0.1")
+        self.addCleanup(port.stopListening)
+        beta = await DaemonProcess(self, os.path.join(base, "beta"), rendezvous,
+                                   "--endpoint", f"127.0.0.1:{port.getHost().port}").start()
+        relay.target = ("127.0.0.1", beta.info["tunnel_port"])
+        alpha = await DaemonProcess(self, os.path.join(base, "alpha"), rendezvous).start()
+        client = await alpha.connect()
+        stream = await client.dial(beta.address, 7, timeout=60)
+        payload = pattern(3_000_000)
+        writing = stream.write(payload)  # read while writing: the echo must drain
+        echoed = await read_all(stream, len(payload))
+        await writing
+        self.assertEqual(hashlib.sha256(echoed).digest(), hashlib.sha256(payload).digest())
+        self.assertGreater(relay.dropped, 50)
+        [connection] = [c for c in await client.connections() if c["remote_port"] == 7]
+        self.assertGreater(connection["retransmissions"], 0)
