@@ -50,7 +50,8 @@ def run(argv, environ=None, stdout=None, stderr=None, stdin=None, reactor=None, 
     except PilotError as error:
         return succeed(_report_error(context, error))
     running = maybeDeferred(handler, context, args)
-    running.addCallbacks(lambda result: _report_result(context, result), lambda f: _report_failure(context, f))
+    running.addCallback(lambda result: _report_result(context, result))
+    running.addErrback(lambda failure: _report_failure(context, failure))
 
     def disconnect(code):
         closing = maybeDeferred(context.close)
