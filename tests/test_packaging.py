@@ -1,0 +1,76 @@
+"""Packaging: every package is listed, and a wheel carries what an installed pilotnet needs.
+
+setup.cfg lists packages explicitly (automatic discovery drops the twistd
+plugins from wheels), so a new sub-package that is not listed would work from
+a checkout and vanish from an install.  These tests catch that.
+"""
+
+import configparser
+import os
+import subprocess
+import sys
+import tempfile
+import zipfile
+from pathlib import Path
+
+from twisted.trial.unittest import SkipTest, TestCase
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def listed_packages():
+    config = configparser.ConfigParser()
+    config.read(ROOT / "setup.cfg")
+    return {line.strip() for line in config["options"]["packages"].splitlines() if line.strip()}
+
+
+def source_packages():
+    found = set()
+    for init in (ROOT / "pilotnet").rglob("__init__.py"):
+        found.add(".".join(init.parent.relative_to(ROOT).parts))
+    return found
+
+
+class PackageListTests(TestCase):
+    def test_every_package_is_listed(self):
+        missing = source_packages() - listed_packages()
+        self.assertEqual(missing, set(), f"add {sorted(missing)} to packages in setup.cfg")
+
+    def test_plugin_directory_has_no_init(self):
+        self.assertFalse((ROOT / "twisted" / "__init__.py").exists())
+        self.assertFalse((ROOT / "twisted" / "plugins" / "__init__.py").exists())
+
+
+class WheelTests(TestCase):
+    timeout = 300
+
+    def test_wheel_installs_the_plugins_and_nothing_of_the_tests(self):
+        if not (ROOT / "setup.cfg").exists():
+            raise SkipTest("not running from a checkout")
+        with tempfile.TemporaryDirectory() as directory:
+            build = subprocess.run(
+                [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--wheel-dir", directory, str(ROOT)],
+                capture_output=True, text=True)
+            self.assertEqual(build.returncode, 0, build.stderr[-3000:])
+            [wheel] = Path(directory).glob("pilotnet-*.whl")
+            with zipfile.ZipFile(wheel) as archive:
+                names = archive.namelist()
+                archive.extractall(os.path.join(directory, "site"))
+            self.assertIn("twisted/plugins/pilotnet_daemon.py", names)
+            self.assertIn("twisted/plugins/pilotnet_servers.py", names)
+            self.assertFalse([n for n in names if n.startswith("tests/")])
+            self.assertFalse([n for n in names if n.endswith("dropin.cache")])
+            packaged = {os.path.dirname(n).replace("/", ".") for n in names if n.endswith("__init__.py")}
+            self.assertEqual(packaged, source_packages())
+            # From the unpacked wheel alone, twistd finds every pilotnet command.
+            probe = (
+                "import sys; sys.path.insert(0, sys.argv[1]);"
+                "from twisted.plugin import getPlugins; from twisted.application.service import IServiceMaker;"
+                "import twisted.plugins;"
+                "print(sorted(p.tapname for p in getPlugins(IServiceMaker) if p.tapname.startswith('pilot-')))"
+            )
+            found = subprocess.run([sys.executable, "-c", probe, os.path.join(directory, "site")],
+                                   capture_output=True, text=True)
+            self.assertEqual(found.returncode, 0, found.stderr[-3000:])
+            self.assertEqual(found.stdout.strip(),
+                             "['pilot-beacon', 'pilot-daemon', 'pilot-registry', 'pilot-rendezvous']")
