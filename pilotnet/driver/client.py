@@ -278,12 +278,17 @@ class Stream:
     def _has_room(self):
         """Whether to take more data now.
 
-        Beyond the buffer limit the answer is no (backpressure), except while
-        a write is in progress: a program that writes everything before it
-        reads, against a peer that answers as it reads (an echo), would
-        otherwise wait on its write while the peer waits on it to read.
+        Beyond the buffer limit the answer is no (backpressure), with two
+        exceptions that would otherwise deadlock: a ``read_exactly`` larger
+        than the limit needs the buffer to grow to its size; and while a write
+        is in progress, a program that writes everything before it reads,
+        against a peer that answers as it reads (an echo), would wait on its
+        write while the peer waits on it to read.
         """
-        return self._ended or len(self._buffer) < RECEIVE_BUFFER_LIMIT or bool(self._chunks or self._in_flight)
+        limit = RECEIVE_BUFFER_LIMIT
+        if self._readers and self._readers[0][2]:
+            limit = max(limit, self._readers[0][1])
+        return self._ended or len(self._buffer) < limit or bool(self._chunks or self._in_flight)
 
     def _release_pushes(self):
         while self._held_pushes and self._has_room():

@@ -319,6 +319,14 @@ class StreamUnitTests(TestCase):
         self.successResultOf(writing)
         self.assertNoResult(stream._received(b"full again"))
 
+    def test_a_large_exact_read_lets_the_buffer_grow_to_its_size(self):
+        stream = self.make_stream()
+        size = client.RECEIVE_BUFFER_LIMIT * 3
+        reading = stream.read_exactly(size)
+        for _ in range(3):
+            self.assertEqual(stream._received(b"a" * client.RECEIVE_BUFFER_LIMIT), {})
+        self.assertEqual(len(self.successResultOf(reading)), size)
+
     def test_error_is_raised_after_the_data_before_it(self):
         stream = self.make_stream()
         stream._received(b"tail")
