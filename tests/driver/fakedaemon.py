@@ -7,6 +7,8 @@ that also answers as ``agent-b`` (``0:0000.0000.0009``):
 
 * dialling a port bound by any connected client connects the two clients;
 * port 7 echoes what is written;
+* a ``Write`` is answered once the reading client has answered the
+  ``Received`` push carrying it: the real daemon's backpressure, simplified;
 * node 99 (``0:0000.0000.0063``) never answers (``timeout``); every other
   unbound port refuses (``connection_failed``);
 * datagrams to a bound port are delivered to the client that bound it.
@@ -217,13 +219,17 @@ class FakeDaemonProtocol(amp.AMP):
 
     @commands.Write.responder
     def write(self, conn_id, data):
+        """Deliver the chunk; answer once the reader took it, so a reader that holds back slows the writer."""
         connection = self._connection(conn_id)
         connection.bytes_sent += len(data)
-        if connection.peer is None:
-            self.push(commands.Received, conn_id=conn_id, data=data)
-        else:
-            connection.peer.owner.push(commands.Received, conn_id=connection.peer.conn_id, data=data)
-        return {}
+        reader, reader_id = (self, conn_id) if connection.peer is None else (
+            connection.peer.owner, connection.peer.conn_id)
+        delivering = reader.callRemote(commands.Received, conn_id=reader_id, data=data)
+
+        def undeliverable(failure):
+            raise CommandFailed(f"connection {conn_id} is gone", code=CONNECTION_FAILED)
+
+        return delivering.addCallbacks(lambda _: {}, undeliverable)
 
     @commands.Close.responder
     def close(self, conn_id):

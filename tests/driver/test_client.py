@@ -142,6 +142,20 @@ class StreamTests(DaemonTestCase):
             self.assertEqual(await stream.read(), b"")
         return self.run_async(check)
 
+    def test_write_everything_then_read_under_backpressure(self):
+        payload = bytes(range(256)) * (3 * client.RECEIVE_BUFFER_LIMIT // 256)
+
+        async def check():
+            daemon = await self.connected()
+            stream = await daemon.dial("agent-b", 7)
+            await stream.write(payload)
+            self.assertEqual(await stream.read_exactly(len(payload)), payload)
+            await stream.write(payload)
+            received = b"".join([await stream.read(client.RECEIVE_BUFFER_LIMIT) for _ in range(3)])
+            received += await stream.read_exactly(len(payload) - len(received))
+            self.assertEqual(received, payload)
+        return self.run_async(check)
+
     def test_dial_errors(self):
         async def check():
             daemon = await self.connected()
