@@ -10,7 +10,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from pilotnet.wire.gojson import _GO_ESCAPES
+from pilotnet.wire.gojson import GO_ESCAPES
 
 
 @dataclass
@@ -39,7 +39,7 @@ def go_json(value, indent=None):
     """``value`` as Go's ``json.Marshal`` (or ``MarshalIndent`` with ``indent``) writes a map."""
     separators = (",", ": ") if indent else (",", ":")
     text = json.dumps(_go_numbers(value), sort_keys=True, ensure_ascii=False, indent=indent, separators=separators)
-    return text.translate(_GO_ESCAPES)
+    return text.translate(GO_ESCAPES)
 
 
 def envelope(data):

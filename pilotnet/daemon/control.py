@@ -163,7 +163,7 @@ class ControlProtocol(amp.AMP):
     @commands.Close.responder
     @translating_errors
     def close(self, conn_id):
-        self.node.streams.close(conn_id, self)
+        self.node.streams.close(conn_id)
         return {}
 
     @commands.SendDatagram.responder

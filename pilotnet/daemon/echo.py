@@ -28,7 +28,7 @@ class EchoService:
     def stream_closed(self, conn_id, code, message):
         if not code:
             try:
-                self.streams.close(conn_id, self)
+                self.streams.close(conn_id)
             except PilotError:
                 pass  # already gone
 

@@ -21,7 +21,7 @@ from twisted.logger import Logger
 from zope.interface import Interface
 
 from pilotnet.driver.commands import MAX_CHUNK
-from pilotnet.errors import ALREADY_EXISTS, CONNECTION_FAILED, INVALID_ARGUMENT, NOT_FOUND, PilotError
+from pilotnet.errors import ALREADY_EXISTS, CONNECTION_FAILED, NOT_FOUND, PilotError
 from pilotnet.transport.connection import StreamConnection
 from pilotnet.transport.events import StreamEvent
 from pilotnet.transport.states import State
@@ -121,6 +121,8 @@ class Streams:
         self._next_id = 1
         self._next_ephemeral = EPHEMERAL_PORT_MIN
         self._syn_bucket = TokenBucket(syn_rate, clock.seconds())
+        self._to_deliver = []
+        self._delivery_scheduled = False
         self._syn_sources = {}
         self.refused_syns = 0
 
@@ -201,8 +203,11 @@ class Streams:
         stream.writers.append(waiting)
         return waiting
 
-    def close(self, conn_id, owner):
-        stream = self._stream(conn_id, owner)
+    def close(self, conn_id):
+        """Close any connection by id: ``pilotctl disconnect`` closes streams other clients opened."""
+        stream = self._streams.get(conn_id)
+        if stream is None:
+            raise PilotError(f"connection {conn_id} not found", code=NOT_FOUND)
         stream.conn.close(self.clock.seconds())
         self._service(stream)
 
@@ -275,12 +280,16 @@ class Streams:
     def _service(self, stream):
         conn = stream.conn
         if conn.events:
-            self._handle_events(stream, conn.take_events())
+            events = conn.take_events()
+            if conn.has_delivered:
+                self._deliver(stream)  # data that came with a close reaches the owner before the close
+            self._handle_events(stream, events)
         if conn.outbox:
             transmit = self.transmit
             for packet in conn.take_packets():
                 transmit(packet)
-        self._deliver(stream)
+        if conn.has_delivered and stream not in self._to_deliver:
+            self._schedule_delivery(stream)
         if stream.writers and conn.send_buffered < SEND_HIGH_WATER:
             writers, stream.writers = stream.writers, []
             for waiting in writers:
@@ -289,6 +298,27 @@ class Streams:
             self._forget(stream)
         else:
             self._arm(stream)
+
+    def _schedule_delivery(self, stream):
+        """Deliver after this reactor iteration: every datagram read in it is then in one push.
+
+        Twisted reads many datagrams per wake-up; pushing each segment's
+        kilobyte to the client as its own AMP call would cost a round trip per
+        segment.
+        """
+        self._to_deliver.append(stream)
+        if not self._delivery_scheduled:
+            self._delivery_scheduled = True
+            self.clock.callLater(0, self._deliver_pending)
+
+    def _deliver_pending(self):
+        self._delivery_scheduled = False
+        pending, self._to_deliver = self._to_deliver, []
+        for stream in pending:
+            self._deliver(stream)
+            conn = stream.conn
+            if conn.outbox or conn.events:
+                self._service(stream)
 
     def _deliver(self, stream):
         conn = stream.conn
@@ -381,11 +411,43 @@ class Streams:
         return len(self._streams)
 
     def describe(self):
-        rows = []
-        for stream in self._streams.values():
-            conn = stream.conn
-            row = {"id": stream.conn_id, "local_port": conn.local_port, "remote_addr": str(conn.remote),
-                   "remote_port": conn.remote_port}
-            row.update(conn.stats())
-            rows.append(row)
-        return rows
+        """Every connection as ``pilotctl connections`` shows it (the reference's field names)."""
+        return [connection_row(stream) for stream in self._streams.values()]
+
+
+def _milliseconds(seconds):
+    return None if seconds is None else round(seconds * 1000, 3)
+
+
+def connection_row(stream):
+    conn = stream.conn
+    stats = conn.stats()
+    return {
+        "id": stream.conn_id,
+        "local_port": conn.local_port,
+        "remote_addr": str(conn.remote),
+        "remote_port": conn.remote_port,
+        "state": stats["state"],
+        "cong_win": stats["cwnd"],
+        "ssthresh": stats["ssthresh"],
+        "in_flight": stats["flight"],
+        "unacked": stats["send_buffered"],
+        "srtt_ms": _milliseconds(stats["srtt"]),
+        "rttvar_ms": _milliseconds(stats["rttvar"]),
+        "rto_ms": _milliseconds(stats["rto"]),
+        "ooo_buf": stats["out_of_order"],
+        "peer_recv_win": stats["peer_window"],
+        "recv_win": stats["receive_window"],
+        "bytes_sent": stats["bytes_sent"],
+        "bytes_recv": stats["bytes_received"],
+        "segs_sent": stats["segments_sent"],
+        "segs_recv": stats["segments_received"],
+        "retransmits": stats["retransmissions"],
+        "fast_retx": stats["fast_retransmits"],
+        "timeouts": stats["timeouts"],
+        "sacked_bytes": stats["sacked_bytes"],
+        "dup_acks": stats["duplicate_acks"],
+        "window_probes": stats["window_probes"],
+        "keepalives_sent": stats["keepalives_sent"],
+        "dropped": stats["dropped"],
+    }

@@ -160,6 +160,10 @@ class Tunnel(DatagramProtocol):
 
     def startProtocol(self):
         handle = self.transport.getHandle()
+        # The per-packet path writes straight to the socket: Twisted's write()
+        # re-validates the address text on every call, which costs more than
+        # the encryption.  A full buffer or an ICMP error surfaces as OSError.
+        self._sendto = getattr(handle, "sendto", self.transport.write)
         for option in (socket.SO_RCVBUF, socket.SO_SNDBUF):
             try:
                 handle.setsockopt(socket.SOL_SOCKET, option, SOCKET_BUFFER)
@@ -249,7 +253,7 @@ class Tunnel(DatagramProtocol):
             self.counters.send_errors += 1
             return
         try:
-            self.transport.write(frame, destination)
+            self._sendto(frame, destination)
         except OSError:
             self.counters.send_errors += 1
             return

@@ -211,6 +211,11 @@ class StreamConnection:
             self.consumed(sum(map(len, chunks)))
         return chunks
 
+    @property
+    def has_delivered(self):
+        """Bytes are waiting for :meth:`take_delivered`."""
+        return bool(self._recv.delivered)
+
     def consumed(self, count):
         """The application has processed ``count`` delivered bytes."""
         recv = self._recv

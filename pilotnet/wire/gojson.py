@@ -22,7 +22,7 @@ import json
 
 from pilotnet.errors import DecodeError
 
-_GO_ESCAPES = str.maketrans({
+GO_ESCAPES = str.maketrans({
     "<": "\\u003c",
     ">": "\\u003e",
     "&": "\\u0026",
@@ -49,7 +49,7 @@ def _refuse_floats(value):
 def dumps(value):
     """``value`` (dicts keep their key order) as the bytes Go's json.Marshal writes."""
     _refuse_floats(value)
-    text = _ENCODER.encode(value).translate(_GO_ESCAPES)
+    text = _ENCODER.encode(value).translate(GO_ESCAPES)
     return text.translate(_SURROGATES).encode("utf-8")
 
 

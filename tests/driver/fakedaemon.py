@@ -49,11 +49,12 @@ class FakeConnection:
     def describe(self):
         return {
             "id": self.conn_id, "local_port": self.local_port, "remote_addr": str(self.remote_address),
-            "remote_port": self.remote_port, "state": "ESTABLISHED", "cwnd": 14600, "ssthresh": 65535,
-            "flight": 0, "srtt_ms": 0.4, "rttvar_ms": 0.1, "rto_ms": 200, "unacked": 0, "ooo": 0,
-            "peer_window": 65535, "recv_window": 65535, "bytes_sent": self.bytes_sent,
+            "remote_port": self.remote_port, "state": "ESTABLISHED", "cong_win": 14600, "ssthresh": 65535,
+            "in_flight": 0, "srtt_ms": 0.4, "rttvar_ms": 0.1, "rto_ms": 200, "unacked": 0, "ooo_buf": 0,
+            "peer_recv_win": 512, "recv_win": 512, "bytes_sent": self.bytes_sent,
             "bytes_recv": self.bytes_recv, "segs_sent": 3, "segs_recv": 3, "retransmits": 0,
-            "fast_retransmits": 0, "sacked": 0, "dup_acks": 0,
+            "fast_retx": 0, "timeouts": 0, "sacked_bytes": 0, "dup_acks": 0, "window_probes": 0,
+            "keepalives_sent": 0, "dropped": 0,
         }
 
 

@@ -164,4 +164,4 @@ class LossyPathTests(TestCase):
         self.assertEqual(hashlib.sha256(echoed).digest(), hashlib.sha256(payload).digest())
         self.assertGreater(relay.dropped, 50)
         [connection] = [c for c in await client.connections() if c["remote_port"] == 7]
-        self.assertGreater(connection["retransmissions"], 0)
+        self.assertGreater(connection["retransmits"], 0)

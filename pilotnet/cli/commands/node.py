@@ -22,7 +22,7 @@ def _info_text(info):
     lines += [
         f"  Uptime:      {format_uptime(info.get('uptime_secs', 0))}",
         f"  Connections: {info.get('connections', 0)}",
-        f"  Ports:       {_count(info.get('ports', 0))}",
+        f"  Ports:       {info.get('ports', 0)}",
         f"  Peers:       {info.get('peers', 0)}",
     ]
     if info.get("encrypt"):
@@ -53,11 +53,6 @@ def _info_text(info):
     return "\n".join(lines)
 
 
-def _count(value):
-    """A count the daemon may report as a number or as the list of what it counts."""
-    return len(value) if isinstance(value, (list, tuple)) else value
-
-
 def _indent(text):
     return "\n".join("  " + line for line in text.splitlines())
 
@@ -81,37 +76,21 @@ async def peers(context, args):
     return Output(data, table(["NODE ID", "ADDRESS", "ENDPOINT", "PATH", "ENCRYPTED", "AUTH"], rows))
 
 
-def _first(connection, *keys, default="-"):
-    """The first of ``keys`` the daemon reported: counter names differ between daemon versions."""
-    for key in keys:
-        if connection.get(key) is not None:
-            return connection[key]
-    return default
-
-
-def _srtt(connection):
-    if connection.get("srtt_ms") is not None:
-        return f"{connection['srtt_ms']:.1f}ms"
-    if connection.get("srtt") is not None:
-        return f"{connection['srtt'] * 1000:.1f}ms"
-    return "-"
+def _milliseconds(value):
+    return "-" if value is None else f"{value:.1f}ms"
 
 
 def _connection_rows(connection):
     row = [
-        connection.get("id"), connection.get("local_port"), connection.get("remote_addr"),
-        connection.get("remote_port"), connection.get("state"), _first(connection, "cwnd"),
-        _first(connection, "flight"), _srtt(connection), _first(connection, "unacked"),
-        _first(connection, "ooo", "out_of_order"), _first(connection, "peer_window"),
-        _first(connection, "recv_window", "receive_window"),
+        connection["id"], connection["local_port"], connection["remote_addr"], connection["remote_port"],
+        connection["state"], connection["cong_win"], connection["in_flight"],
+        _milliseconds(connection["srtt_ms"]), connection["unacked"], connection["ooo_buf"],
+        connection["peer_recv_win"], connection["recv_win"],
     ]
     counters = (
-        f"    tx={format_bytes(_first(connection, 'bytes_sent', default=0))} "
-        f"rx={format_bytes(_first(connection, 'bytes_recv', 'bytes_received', default=0))} "
-        f"retx={_first(connection, 'retransmits', 'retransmissions', default=0)} "
-        f"fast-retx={_first(connection, 'fast_retransmits', default=0)} "
-        f"sack={_first(connection, 'sacked', 'sacked_bytes', default=0)} "
-        f"dup-ack={_first(connection, 'dup_acks', 'duplicate_acks', default=0)}"
+        f"    tx={format_bytes(connection['bytes_sent'])} rx={format_bytes(connection['bytes_recv'])} "
+        f"retx={connection['retransmits']} fast-retx={connection['fast_retx']} "
+        f"sack={connection['sacked_bytes']} dup-ack={connection['dup_acks']}"
     )
     return row, counters
 
