@@ -331,6 +331,7 @@ class StreamConnection:
             # A FIN again while we are closing: acknowledge with a plain ACK and
             # never a FIN, which ends the FIN|ACK ping-pong of older Go peers.
             self._send_ack()
+            self._linger(now)
             return
         recv = self._recv
         nxt = recv.nxt
@@ -363,6 +364,16 @@ class StreamConnection:
         elif state is State.LAST_ACK:
             self._set_state(Trigger.FIN_ACKED)
             self._finish(None, transitioned=True)
+
+    def _linger(self, now):
+        """The peer is still retransmitting to us in TIME_WAIT: our last ACK was lost.
+
+        Stay until its next retransmission can reach us (its RTO may be as long
+        as ``max_rto``), or it would retransmit into a closed connection and
+        give up with an error after every byte was in fact delivered.
+        """
+        if self.state is State.TIME_WAIT:
+            self._state_at = max(self._state_at, now + max(self.config.time_wait, 2 * self.config.max_rto))
 
     def _enter_time_wait(self, now):
         self._state_at = now + self.config.time_wait
@@ -491,6 +502,7 @@ class StreamConnection:
         if self.state not in RECEIVING:
             self.dropped += 1
             self._send_ack()
+            self._linger(now)
             return
         nxt = recv.nxt
         seq = nxt + (((wire_seq - nxt + SEQ_HALF) & SEQ_MASK) - SEQ_HALF)
@@ -535,13 +547,25 @@ class StreamConnection:
         self._ack_owed = 0
         self._ack_at = None
 
+    def _send_fin(self, segment):
+        """Our FIN, carrying our cumulative ACK too.
+
+        The reference's FIN carries no acknowledgment; ours does (JF peers read
+        an ACK on a FIN, older ones ignore it).  Otherwise, when the last ACK of
+        the peer's data is lost, the FIN that follows it cannot repair the loss
+        and the sender retransmits into a connection the peer already closed.
+        """
+        recv = self._recv
+        window = self._advertised = recv.window()
+        self.outbox.append(self._packet(FLAG_FIN | FLAG_ACK, segment.start & SEQ_MASK, recv.nxt & SEQ_MASK, window))
+
     def _send_rst(self):
         self.outbox.append(self._packet(FLAG_RST, 0, 0, 0))
 
     def _resend(self, segment):
         self.retransmissions += 1
         if segment.payload is None:
-            self.outbox.append(self._packet(FLAG_FIN, segment.start & SEQ_MASK, 0, 0))
+            self._send_fin(segment)
             return
         recv = self._recv
         window = self._advertised = recv.window()
@@ -588,8 +612,7 @@ class StreamConnection:
                     if not snd.unsent:
                         self._nagle_at = None
         if snd.fin_queued and not snd.fin_sent and not snd.unsent:
-            segment = snd.cut_fin(now)
-            self.outbox.append(self._packet(FLAG_FIN, segment.start & SEQ_MASK, 0, 0))
+            self._send_fin(snd.cut_fin(now))
         if self._rto_at is None and snd.nxt > snd.una:
             self._rto_at = now + self._rtt.rto
 
@@ -613,6 +636,11 @@ class StreamConnection:
         if self.state not in SYNCHRONIZED or self.state is State.TIME_WAIT:
             return None
         config = self.config
+        snd = self._send
+        if snd.nxt != snd.una:
+            # With something in flight the retransmission timer judges the peer;
+            # keepalives and the idle timer would only add contradicting verdicts.
+            return None
         deadline = None
         if config.keepalive_interval is not None:
             last = self._heard_at if self._heard_at > self._keepalive_sent_at else self._keepalive_sent_at
@@ -689,6 +717,12 @@ class StreamConnection:
             self._probe_interval = min(self._probe_interval * 2, self.config.window_probe_max)
             return
         if segment.transmissions >= self.config.max_transmissions:
+            if segment.payload is None and (self.state is State.LAST_ACK or self.state is State.CLOSING):
+                # Only our FIN is unacknowledged and the peer's FIN came in: every byte
+                # both ways was delivered.  The peer's final ACK was lost and it has
+                # left TIME_WAIT since; that is a finished connection, not a failure.
+                self._finish(None)
+                return
             self._send_rst()
             self._finish(RetransmissionTimeout(
                 f"{self.remote}:{self.remote_port} acknowledged nothing after "

@@ -267,8 +267,8 @@ class CloseTests(SynchronousTestCase):
         conn.send(b"abc", 1.0)
         conn.close(1.0)
         packets = conn.take_packets()
-        self.assertEqual([(p.flags, p.seq) for p in packets], [(FLAG_ACK, 1), (FLAG_FIN, 4)])
-        self.assertEqual((packets[1].ack, packets[1].window), (0, 0))
+        self.assertEqual([(p.flags, p.seq) for p in packets], [(FLAG_ACK, 1), (FLAG_FIN | FLAG_ACK, 4)])
+        self.assertEqual(packets[1].ack, 1)  # our FIN acknowledges what we received
         self.assertIs(conn.state, State.FIN_WAIT)
         conn.receive(ack(5), 1.1)
         self.assertIs(conn.state, State.FIN_WAIT)
@@ -292,7 +292,7 @@ class CloseTests(SynchronousTestCase):
         conn.close(1.2)
         self.assertIs(conn.state, State.LAST_ACK)
         (fin,) = conn.take_packets()
-        self.assertEqual((fin.flags, fin.seq), (FLAG_FIN, 14))
+        self.assertEqual((fin.flags, fin.seq), (FLAG_FIN | FLAG_ACK, 14))
         conn.receive(ack(15, seq=2), 1.3)
         self.assertIs(conn.state, State.CLOSED)
         self.assertEqual(conn.take_events(), [StreamEvent.PEER_CLOSED, StreamEvent.CLOSED])
@@ -311,7 +311,7 @@ class CloseTests(SynchronousTestCase):
         conn.close(1.0)
         conn.take_packets()
         conn.tick(2.0)
-        self.assertEqual([(p.flags, p.seq) for p in conn.take_packets()], [(FLAG_FIN, 1)])
+        self.assertEqual([(p.flags, p.seq) for p in conn.take_packets()], [(FLAG_FIN | FLAG_ACK, 1)])
 
     def test_fin_that_overtakes_data_waits_for_it(self):
         conn = established()
@@ -372,7 +372,7 @@ class LivenessTests(SynchronousTestCase):
         self.assertEqual(conn.next_deadline(), 120)
         conn.tick(120)
         self.assertIs(conn.state, State.FIN_WAIT)
-        self.assertEqual([p.flags for p in conn.take_packets()], [FLAG_FIN])
+        self.assertEqual([p.flags for p in conn.take_packets()], [FLAG_FIN | FLAG_ACK])
 
 
 class StatsTests(SynchronousTestCase):

@@ -55,8 +55,12 @@ class SimulatedLinkTests(SynchronousTestCase):
         data_a, data_b = rnd.randbytes(size_a), rnd.randbytes(size_b)
         # At 30% loss a segment is lost 8 times in a row with probability
         # 0.3**8, which a multi-megabyte transfer does meet: the reference's
-        # give-up rule is tested elsewhere, here it only needs more room.
-        config = StreamConfig(mss=mss, max_transmissions=20)
+        # give-up rule is tested elsewhere, here it only needs more room.  For
+        # the same reason TIME_WAIT is longer than the reference's 10 s: when
+        # our last ACK is lost, the peer's retransmission (its RTO may be
+        # seconds by then) must still find us, and at 30% loss each way two or
+        # three attempts in 10 s all fail too often.
+        config = StreamConfig(mss=mss, max_transmissions=20, time_wait=60.0)
         link = SimLink(impairment, config=config, seed=seed, wire=True)
         self.assertTrue(exchange(link, data_a, data_b, limit=3600), (link.a, link.b))
         self.assertEqual(bytes(link.received["b"]), data_a)
