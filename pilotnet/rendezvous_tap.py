@@ -11,7 +11,7 @@ from twisted.application.service import MultiService
 from twisted.internet.defer import maybeDeferred
 
 from pilotnet.beacon.tap import BeaconOptions, make_beacon_service
-from pilotnet.registry.plugin_options import PortsFile
+from pilotnet.plugin_options import PortsFile
 from pilotnet.registry.tap import RegistryOptions, make_registry_service
 
 LOCAL_PEER = ("127.0.0.1", 0)

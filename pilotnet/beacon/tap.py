@@ -10,7 +10,7 @@ from twisted.python import usage
 from pilotnet.beacon.core import BeaconCore, MAX_NODES
 from pilotnet.beacon.server import BeaconService, parse_udp_address
 from pilotnet.errors import PilotError
-from pilotnet.registry.plugin_options import PortsFile, ServerOptions
+from pilotnet.plugin_options import PortsFile, ServerOptions
 
 DEFAULT_ADDRESS = "127.0.0.1:9001"
 

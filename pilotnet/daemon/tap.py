@@ -65,6 +65,9 @@ class Options(usage.Options):
             raise usage.UsageError(
                 f"control socket path {self.config.socket_path} is longer than {MAX_UNIX_PATH} bytes, "
                 "which Unix sockets cannot use; choose a shorter one with --socket")
+        if self.config.log_format == "json" and self.parent is not None:
+            # twistd builds its log observer from its own options after parsing ours.
+            self.parent["logger"] = "pilotnet.plugin_options.json_log_observer"
 
 
 def makeService(options):

@@ -12,7 +12,7 @@ from twisted.python.failure import Failure
 
 from pilotnet.registry.directory import Directory
 from pilotnet.registry.handlers import Registry
-from pilotnet.registry.plugin_options import PortsFile, ServerOptions
+from pilotnet.plugin_options import PortsFile, ServerOptions
 from pilotnet.registry.ratelimit import RateLimiter
 from pilotnet.registry.server import MAX_CONNECTIONS, RegistryFactory, RegistryServer
 from pilotnet.registry.store import RegistryStore

@@ -40,7 +40,7 @@ class OptionTests(TestCase):
         options.parent = parent
         options.parseOptions(["--log-format", "json"])
         self.assertEqual(parent["logger"],
-                         "pilotnet.registry.plugin_options.json_log_observer")
+                         "pilotnet.plugin_options.json_log_observer")
 
     def test_peers_repeat(self):
         options = beacon_tap.Options()
