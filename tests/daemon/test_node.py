@@ -1,5 +1,7 @@
 """The node's own packet handling: pings, and what it refuses to answer."""
 
+from pathlib import Path
+
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -15,7 +17,7 @@ PEER = Addr(0, 6)
 
 class ControlPacketTests(SynchronousTestCase):
     def setUp(self):
-        config = DaemonConfig(home=self.mktemp(), echo=False)
+        config = DaemonConfig(home=Path(self.mktemp()), echo=False)
         self.node = NodeService(config, Clock())
         self.node.node_id = ME.node
         self.sent = []
