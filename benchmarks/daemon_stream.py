@@ -1,0 +1,223 @@
+"""Two real daemons on loopback: throughput, round trips, memory and start-up, next to the ceiling.
+
+    python -m benchmarks.daemon_stream [--megabytes 40] [--json]
+
+Starts a rendezvous and two daemons (every port 0, homes in a temporary
+directory), then measures in one run:
+
+- one-way stream throughput through the SDK (a client on alpha writes, a
+  client on beta reads), and ``pilotctl bench`` (echo round trip);
+- the raw encrypted-UDP ceiling of this machine (benchmarks.udp_ceiling),
+  and the ratio of the SDK figure to it;
+- 64-byte round trips on an open stream (p50, p99) and ``pilotctl ping``;
+- each daemon's resident memory while idle, and its start-up time (process
+  spawn until its control socket answers with a registered node).
+"""
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+from twisted.internet import defer, task
+
+from benchmarks import udp_ceiling
+from pilotnet.driver.client import connect
+
+TWISTD = "from twisted.scripts.twistd import run; run()"
+READY_TIMEOUT = 30.0
+
+
+class LocalNetwork:
+    """A rendezvous and named daemons as subprocesses, all on ephemeral ports."""
+
+    def __init__(self, reactor):
+        self.reactor = reactor
+        self.directory = tempfile.mkdtemp(prefix="pilotnet-bench-")
+        self.processes = []
+        self.daemons = {}
+
+    def spawn(self, *args, env=None):
+        process = subprocess.Popen([sys.executable, "-c", TWISTD, "-n", "--pidfile=", *args],
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                   env=dict(os.environ, **(env or {})))
+        self.processes.append(process)
+        return process
+
+    async def wait_for(self, check, what):
+        deadline = time.monotonic() + READY_TIMEOUT
+        while True:
+            result = check()
+            if isinstance(result, defer.Deferred) or hasattr(result, "__await__"):
+                result = await result
+            if result:
+                return result
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"timed out waiting for {what}")
+            await task.deferLater(self.reactor, 0.02)
+
+    async def start_rendezvous(self):
+        ports_file = os.path.join(self.directory, "ports.json")
+        self.spawn("pilot-rendezvous", "--registry", "tcp:0:interface=127.0.0.1", "--beacon", "127.0.0.1:0",
+                   "--ports-file", ports_file)
+        await self.wait_for(lambda: os.path.exists(ports_file), "the rendezvous")
+        with open(ports_file) as handle:
+            self.ports = json.load(handle)
+
+    async def start_daemon(self, name):
+        home = os.path.join(self.directory, name)
+        socket_path = os.path.join(home, "pilot.sock")
+        started = time.monotonic()
+        process = self.spawn("pilot-daemon", "--home", home, "--hostname", name, "--public",
+                             "--listen", "127.0.0.1:0",
+                             "--registry", f"127.0.0.1:{self.ports['registry']['port']}",
+                             "--beacon", f"127.0.0.1:{self.ports['beacon']['port']}")
+
+        async def registered():
+            if not os.path.exists(socket_path):
+                return None
+            try:
+                daemon = await connect(self.reactor, socket_path, timeout=2.0)
+            except Exception:
+                return None
+            info = await daemon.info()
+            daemon.close()
+            return info if info.get("node_id") else None
+
+        info = await self.wait_for(registered, f"daemon {name}")
+        self.daemons[name] = {"home": home, "socket": socket_path, "pid": process.pid, "info": info,
+                              "startup": time.monotonic() - started}
+        return self.daemons[name]
+
+    def rss_megabytes(self, name):
+        with open(f"/proc/{self.daemons[name]['pid']}/status") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+        return float("nan")
+
+    def pilotctl(self, name, *args):
+        daemon = self.daemons[name]
+        env = dict(os.environ, PILOT_HOME=daemon["home"], PILOT_SOCKET=daemon["socket"])
+        done = subprocess.run([sys.executable, "-m", "pilotnet.cli.main", *args, "--json"],
+                              capture_output=True, text=True, env=env, timeout=300)
+        if done.returncode != 0:
+            raise RuntimeError(f"pilotctl {' '.join(args)} failed: {done.stderr}")
+        return json.loads(done.stdout)["data"]
+
+    def stop(self):
+        for process in self.processes:
+            process.terminate()
+        for process in self.processes:
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+async def one_way_throughput(reactor, network, megabytes):
+    sender = await connect(reactor, network.daemons["alpha"]["socket"])
+    receiver = await connect(reactor, network.daemons["beta"]["socket"])
+    listener = await receiver.listen(5001)
+    total = megabytes * 1024 * 1024
+    stream = await sender.dial("beta", 5001)
+    incoming = await listener.accept()
+    chunk = os.urandom(60 * 1024)
+    started = time.perf_counter()
+
+    async def write_all():
+        sent = 0
+        while sent < total:
+            piece = chunk[: total - sent]
+            await stream.write(piece)
+            sent += len(piece)
+
+    writing = defer.ensureDeferred(write_all())
+    received = 0
+    while received < total:
+        data = await incoming.read()
+        if not data:
+            raise RuntimeError(f"stream ended after {received} bytes")
+        received += len(data)
+    elapsed = time.perf_counter() - started
+    await writing
+    await stream.close()
+    sender.close()
+    receiver.close()
+    return total / elapsed / 1e6
+
+
+async def round_trips(reactor, network, count=1000):
+    client = await connect(reactor, network.daemons["alpha"]["socket"])
+    stream = await client.dial("beta", 7)
+    message = b"x" * 64
+    samples = []
+    for _ in range(count):
+        started = time.perf_counter()
+        await stream.write(message)
+        await stream.read_exactly(len(message))
+        samples.append((time.perf_counter() - started) * 1000)
+    await stream.close()
+    client.close()
+    samples.sort()
+    return statistics.median(samples), samples[int(len(samples) * 0.99) - 1]
+
+
+async def run(reactor, megabytes, as_json):
+    rows = []
+    network = LocalNetwork(reactor)
+    try:
+        await network.start_rendezvous()
+        for name in ("alpha", "beta"):
+            await network.start_daemon(name)
+        await task.deferLater(reactor, 1.0)
+        rows.append(("daemon idle RSS (alpha)", network.rss_megabytes("alpha"), "MB", None))
+        rows.append(("daemon start to ready (alpha)", network.daemons["alpha"]["startup"], "s", None))
+
+        ceiling, _ = udp_ceiling.measure(3.0)
+        sdk = await one_way_throughput(reactor, network, megabytes)
+        rows.append(("raw encrypted UDP, one way (ceiling)", ceiling, "MB/s", None))
+        rows.append(("stream via SDK, one way", sdk, "MB/s", ("ratio to ceiling", sdk / ceiling)))
+        bench = network.pilotctl("alpha", "bench", "beta", str(min(megabytes, 20)))
+        rows.append(("pilotctl bench (echo), send rate", bench["send_mbps"], "MB/s", None))
+        rows.append(("pilotctl bench (echo), round trip", bench["total_mbps"], "MB/s", None))
+        p50, p99 = await round_trips(reactor, network)
+        rows.append(("64-byte round trip on an open stream, p50", p50, "ms", None))
+        rows.append(("64-byte round trip on an open stream, p99", p99, "ms", None))
+        ping = network.pilotctl("alpha", "ping", "beta", "--count", "10")
+        rtts = sorted(r["rtt_ms"] for r in ping["results"] if "rtt_ms" in r)
+        rows.append(("pilotctl ping (new connection each), p50", statistics.median(rtts), "ms", None))
+        rows.append(("daemon RSS after the run (alpha)", network.rss_megabytes("alpha"), "MB", None))
+    finally:
+        network.stop()
+    report(rows, as_json)
+
+
+def report(rows, as_json):
+    if as_json:
+        print(json.dumps([{"figure": name, "value": round(value, 3), "unit": unit,
+                           **({"ratio_name": ratio[0], "ratio": round(ratio[1], 3)} if ratio else {})}
+                          for name, value, unit, ratio in rows], indent=2))
+        return
+    width = max(len(name) for name, *_ in rows)
+    for name, value, unit, ratio in rows:
+        extra = f"   ({ratio[0]}: {ratio[1]:.2f})" if ratio else ""
+        print(f"{name:<{width}}  {value:9.2f} {unit}{extra}")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--megabytes", type=int, default=40)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    task.react(lambda reactor: defer.ensureDeferred(run(reactor, args.megabytes, args.json)))
+
+
+if __name__ == "__main__":
+    main()

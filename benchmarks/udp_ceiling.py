@@ -1,0 +1,106 @@
+"""The raw encrypted-UDP ceiling: how fast one Python process can seal and another open.
+
+Two processes on loopback, like two daemons, but with nothing between the
+socket and the cipher: the sender seals 1024-byte payloads into PILS frames
+(our packet codec and tunnel crypto) and writes them as fast as it can; the
+receiver opens and decodes every frame it gets.  The payload rate the receiver
+sees bounds what any stream between two daemons can reach on this machine.
+
+    python -m benchmarks.udp_ceiling [--seconds 3]
+"""
+
+import argparse
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+
+from pilotnet.crypto.tunnel import TunnelKeyPair, TunnelSession
+from pilotnet.errors import PilotError
+from pilotnet.wire.address import Addr
+from pilotnet.wire.packet import FLAG_ACK, PROTO_STREAM, Packet
+
+PAYLOAD = 1024
+KEY = bytes(range(32))
+SENDER_NODE = 1
+
+
+def _receive(seconds, report):
+    receiver = TunnelSession(KEY, 2)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 * 1024 * 1024)
+    sock.bind(("127.0.0.1", 0))
+    sock.settimeout(1.0)
+    print(sock.getsockname()[1], flush=True)
+    received = frames = 0
+    started = None
+    while True:
+        try:
+            data = sock.recv(65535)
+        except socket.timeout:
+            if started is not None:
+                break
+            continue
+        if started is None:
+            started = time.perf_counter()
+        try:
+            packet = Packet.decode(receiver.open(data))
+        except PilotError:
+            continue
+        frames += 1
+        received += len(packet.payload)
+        if time.perf_counter() - started >= seconds:
+            break
+    elapsed = time.perf_counter() - started
+    report.write(json.dumps({"bytes": received, "frames": frames, "seconds": elapsed}) + "\n")
+
+
+def _send(port, seconds):
+    sender = TunnelSession(KEY, SENDER_NODE, prefix=b"\x00\x00\x00\x01")
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    packet = Packet(PROTO_STREAM, Addr(0, 1), Addr(0, 2), 49152, 1000, flags=FLAG_ACK, payload=os.urandom(PAYLOAD))
+    deadline = time.perf_counter() + seconds + 1.0
+    destination = ("127.0.0.1", port)
+    while time.perf_counter() < deadline:
+        packet.seq = (packet.seq + PAYLOAD) & 0xFFFFFFFF
+        try:
+            sock.sendto(sender.seal(packet.encode()), destination)
+        except BlockingIOError:
+            pass
+
+
+def measure(seconds=3.0):
+    """Payload MB/s received one way, sender and receiver in their own processes."""
+    receiver = subprocess.Popen([sys.executable, "-m", "benchmarks.udp_ceiling", "--role", "receive",
+                                 "--seconds", str(seconds)], stdout=subprocess.PIPE, text=True)
+    try:
+        port = int(receiver.stdout.readline())
+        sender = subprocess.Popen([sys.executable, "-m", "benchmarks.udp_ceiling", "--role", "send",
+                                   "--port", str(port), "--seconds", str(seconds)])
+        result = json.loads(receiver.stdout.readline())
+        sender.wait(timeout=seconds + 10)
+    finally:
+        receiver.kill()
+        receiver.wait()
+    return result["bytes"] / result["seconds"] / 1e6, result["frames"] / result["seconds"]
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--role", choices=("measure", "send", "receive"), default="measure")
+    parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument("--port", type=int)
+    args = parser.parse_args()
+    if args.role == "receive":
+        _receive(args.seconds, sys.stdout)
+    elif args.role == "send":
+        _send(args.port, args.seconds)
+    else:
+        mbps, frames = measure(args.seconds)
+        print(f"encrypted UDP one way: {mbps:.1f} MB/s of payload, {frames:,.0f} frames/s")
+
+
+if __name__ == "__main__":
+    main()
