@@ -8,6 +8,8 @@ per-connection request rate (over the soft rate reading pauses briefly, over
 the hard rate the connection is closed) and the message size limit.
 """
 
+import time
+
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
 from twisted.protocols.policies import TimeoutMixin
@@ -15,6 +17,7 @@ from twisted.protocols.policies import TimeoutMixin
 from pilotnet.errors import DecodeError, PilotError, INTERNAL
 from pilotnet.registry.framing import FrameDecoder, decode_body, encode_message
 from pilotnet.registry.handlers import error_reply
+from pilotnet.registry.metrics import MALFORMED, RegistryMetrics
 from pilotnet.registry.ratelimit import RateLimiter
 
 IDLE_TIMEOUT = 300.0
@@ -25,30 +28,43 @@ THROTTLE_DELAY = 0.01
 
 
 class RegistryServer:
-    """One registry: the request handlers, the store behind them, and the clock."""
+    """One registry: the request handlers, the store behind them, and the clock.
+
+    ``metrics`` is this registry's :class:`~pilotnet.registry.metrics.RegistryMetrics`,
+    created here once and fed every answered request; serve it with
+    :func:`pilotnet.registry.metrics.metrics_text`.  ``timer`` measures request
+    durations for it (a monotonic clock, not the scheduling one).
+    """
 
     log = Logger()
 
-    def __init__(self, registry, clock, store=None):
+    def __init__(self, registry, clock, store=None, timer=time.perf_counter):
         self.registry = registry
         self.clock = clock
         self.store = store
         self.malformed = 0
+        self.metrics = RegistryMetrics(registry, clock)
+        self._timer = timer
 
     def answer(self, body, peer):
         """The reply to one message body, after its changes are stored."""
+        started = self._timer()
         try:
             request = decode_body(body)
         except DecodeError as error:
             self.malformed += 1
-            return error_reply(error)
+            reply = error_reply(error)
+            self.metrics.observe(MALFORMED, reply, self._timer() - started)
+            return reply
         reply = self.registry.handle(request, peer, self.clock.seconds())
         try:
             self.commit()
         except Exception:
             # Not stored means not acknowledged: the client must retry.
             self.log.failure("registry: could not store a change")
-            return error_reply(PilotError("internal error: change not stored", code=INTERNAL))
+            reply = error_reply(PilotError("internal error: change not stored", code=INTERNAL))
+        self.metrics.observe(self.metrics.label(request.get("type")), reply,
+                             self._timer() - started)
         return reply
 
     def commit(self):
