@@ -71,6 +71,9 @@ class Directory:
 
     def __init__(self, started=0.0):
         self.started = started
+        self._clear()
+
+    def _clear(self):
         self.nodes = {}
         self.key_index = {}
         self.owner_index = {}
@@ -157,6 +160,49 @@ class Directory:
             setattr(self, key, value)
         else:
             raise ValueError(f"unknown entity kind {kind!r}")
+
+    def entities(self):
+        """Every stored entity as ``(kind, key, value)``: a full snapshot of the state."""
+        keys = [("node", str(node_id)) for node_id in self.nodes]
+        keys += [("key", key) for key in self.key_index]
+        keys += [("owner", owner) for owner in self.owner_index]
+        keys += [("consent", f"{a}:{b}") for a, b in self.consents]
+        keys += [("inbox", str(node_id))
+                 for node_id in set(self.handshake_requests) | set(self.handshake_responses)]
+        keys += [("network", str(network_id)) for network_id in self.networks]
+        keys += [("counter", "next_node"), ("counter", "next_net")]
+        snapshot = [(kind, key, self.entity(kind, key)) for kind, key in keys]
+        return [entity for entity in snapshot if entity[2] is not None]
+
+    def replace(self, entities):
+        """Drop all state and restore ``entities`` (a standby taking a primary's snapshot)."""
+        self._clear()
+        for kind, key, value in entities:
+            self.restore(kind, key, value)
+
+    def apply(self, kind, key, value):
+        """Put one changed entity in place, ``None`` deleting it (no change is recorded)."""
+        if kind == "node":
+            old = self.nodes.pop(int(key), None)
+            if old is not None and self.hostname_index.get(old.hostname) == old.id:
+                del self.hostname_index[old.hostname]
+        elif value is None:
+            if kind == "key":
+                self.key_index.pop(key, None)
+            elif kind == "owner":
+                self.owner_index.pop(key, None)
+            elif kind == "consent":
+                a, b = (int(part) for part in key.split(":"))
+                self.consents.discard((a, b))
+            elif kind == "inbox":
+                self.handshake_requests.pop(int(key), None)
+                self.handshake_responses.pop(int(key), None)
+            elif kind == "network":
+                self.networks.pop(int(key), None)
+            else:
+                raise ValueError(f"cannot delete entity kind {kind!r}")
+        if value is not None:
+            self.restore(kind, key, value)
 
     # -- nodes ---------------------------------------------------------------
 

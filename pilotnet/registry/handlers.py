@@ -38,6 +38,13 @@ MAX_JUSTIFICATION = 1024
 MAX_POLO = 1_000_000
 BEACON_TTL = 60.0
 JOIN_RULES = ("open", "token")
+# What a standby answers (the reference's list); every other request is refused.
+# beacon_register too: a beacon's announcement is soft local state, not replicated.
+STANDBY_READS = frozenset({
+    "lookup", "resolve", "resolve_hostname", "list_networks", "list_nodes", "heartbeat",
+    "poll_handshakes", "beacon_list", "beacon_register", "get_polo_score", "check_trust",
+})
+STANDBY_REFUSAL = "standby mode: write operations not accepted (use primary)"
 # Messages that accept the admin token in place of the node's signature.
 ADMIN_OVERRIDABLE = frozenset({
     "set_visibility", "set_task_exec", "set_hostname", "set_tags", "deregister",
@@ -109,6 +116,8 @@ class Registry:
         self.register_limiter = register_limiter
         self.polo_limiter = polo_limiter
         self.beacons = {}
+        # A standby (following a primary) answers only STANDBY_READS.
+        self.read_only = False
         self._handlers = {
             "register": self._register,
             "heartbeat": self._heartbeat,
@@ -157,6 +166,8 @@ class Registry:
             if handler is None:
                 shown = kind if isinstance(kind, str) else ""
                 raise RequestError(f'unknown message type: "{shown}"')
+            if self.read_only and kind not in STANDBY_READS:
+                raise RequestError(STANDBY_REFUSAL)
             return handler(request, peer, now)
         except PilotError as error:
             return error_reply(error)

@@ -18,6 +18,8 @@ from pilotnet.errors import DecodeError, PilotError, INTERNAL
 from pilotnet.registry.framing import FrameDecoder, decode_body, encode_message
 from pilotnet.registry.handlers import error_reply
 from pilotnet.registry.metrics import MALFORMED, RegistryMetrics
+from pilotnet.registry.replication import SUBSCRIBE
+from pilotnet.registry.requests import RequestError
 from pilotnet.registry.ratelimit import RateLimiter
 
 IDLE_TIMEOUT = 300.0
@@ -38,16 +40,21 @@ class RegistryServer:
 
     log = Logger()
 
-    def __init__(self, registry, clock, store=None, timer=time.perf_counter):
+    def __init__(self, registry, clock, store=None, timer=time.perf_counter, replication=None):
         self.registry = registry
         self.clock = clock
         self.store = store
+        self.replication = replication
         self.malformed = 0
         self.metrics = RegistryMetrics(registry, clock)
         self._timer = timer
 
-    def answer(self, body, peer):
-        """The reply to one message body, after its changes are stored."""
+    def answer(self, body, peer, transport=None):
+        """The reply to one message body, after its changes are stored.
+
+        ``None`` when the message turned ``transport`` into a replication
+        subscriber: from then on the primary only writes to it.
+        """
         started = self._timer()
         try:
             request = decode_body(body)
@@ -56,6 +63,10 @@ class RegistryServer:
             reply = error_reply(error)
             self.metrics.observe(MALFORMED, reply, self._timer() - started)
             return reply
+        if request.get("type") == SUBSCRIBE and not self.registry.read_only:
+            if self.replication is None:
+                return error_reply(RequestError("replication not configured"))
+            return self.replication.subscribe(request, self.registry.directory, transport)
         reply = self.registry.handle(request, peer, self.clock.seconds())
         try:
             self.commit()
@@ -68,18 +79,23 @@ class RegistryServer:
         return reply
 
     def commit(self):
+        self._store(self.registry.directory.take_changes())
+
+    def _store(self, changes):
         if self.store is not None:
-            self.store.write(self.registry.directory.take_changes())
-        else:
-            self.registry.directory.take_changes()
+            self.store.write(changes)
+        if self.replication is not None:
+            self.replication.publish(changes)
 
     def housekeeping(self):
-        """Reap stale nodes and write the last-seen times heartbeats moved."""
-        self.registry.reap(self.clock.seconds())
+        """Reap stale nodes and write the last-seen times heartbeats moved.
+
+        A standby never reaps: the primary's deletions reach it as changes.
+        """
+        if not self.registry.read_only:
+            self.registry.reap(self.clock.seconds())
         self.commit()
-        seen = self.registry.directory.take_seen()
-        if self.store is not None:
-            self.store.write(seen)
+        self._store(self.registry.directory.take_seen())
 
 
 class RegistryProtocol(Protocol, TimeoutMixin):
@@ -94,11 +110,14 @@ class RegistryProtocol(Protocol, TimeoutMixin):
         self._soft = RateLimiter(burst=SOFT_REQUEST_RATE, window=1.0)
         self._hard = RateLimiter(burst=HARD_REQUEST_RATE, window=1.0)
         self.callLater = server.clock.callLater
+        self._following = False
 
     def connectionMade(self):
         self.setTimeout(IDLE_TIMEOUT)
 
     def dataReceived(self, data):
+        if self._following:
+            return
         self.resetTimeout()
         try:
             bodies = self._decoder.feed(data)
@@ -117,7 +136,13 @@ class RegistryProtocol(Protocol, TimeoutMixin):
                 self.transport.abortConnection()
                 return
             throttled |= not self._soft.allow(None, now)
-            self.transport.write(encode_message(self._server.answer(body, self._peer)))
+            reply = self._server.answer(body, self._peer, self.transport)
+            if reply is None:
+                # A standby now follows us over this connection; it sends nothing more.
+                self.setTimeout(None)
+                self._following = True
+                return
+            self.transport.write(encode_message(reply))
         if throttled:
             self.transport.pauseProducing()
             self.callLater(THROTTLE_DELAY, self._resume)
@@ -132,6 +157,8 @@ class RegistryProtocol(Protocol, TimeoutMixin):
     def connectionLost(self, reason):
         self.setTimeout(None)
         self.factory.connections.discard(self)
+        if self._server.replication is not None:
+            self._server.replication.unsubscribe(self.transport)
 
 
 class _RefuseProtocol(Protocol):

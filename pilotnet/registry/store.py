@@ -49,14 +49,22 @@ class RegistryStore:
 
     def write(self, changes):
         """Apply ``(kind, key, value or None)`` changes in one transaction."""
-        if not changes:
-            return
+        if changes:
+            self._transaction(changes, replace=False)
+
+    def replace_all(self, entities):
+        """Make ``entities`` the whole stored state, in one transaction."""
+        self._transaction(entities, replace=True)
+
+    def _transaction(self, changes, replace):
         upserts = [(kind, key, json.dumps(value, separators=(",", ":")))
                    for kind, key, value in changes if value is not None]
         deletes = [(kind, key) for kind, key, value in changes if value is None]
         db = self._db
         db.execute("BEGIN")
         try:
+            if replace:
+                db.execute("DELETE FROM entities")
             if upserts:
                 db.executemany("INSERT OR REPLACE INTO entities (kind, key, value) "
                                "VALUES (?, ?, ?)", upserts)
