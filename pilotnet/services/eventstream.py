@@ -1,0 +1,168 @@
+"""The event stream broker on port 1002: publish/subscribe between agents.
+
+The broker holds subscriptions (:class:`Subscriber` objects: a pattern and a
+way to deliver) in a :class:`~pilotnet.wire.topics.SubscriptionIndex`, so a
+published event reaches every matching subscriber in one walk over its topic,
+never its own publisher, and each subscriber once.
+
+Peers speak the reference's framing on port 1002 (:class:`EventStreamService`):
+the first event on a connection is its subscription, every later one a
+publish.  Local agents subscribe and publish through the control socket with
+the same :class:`Subscriber` interface.
+
+A slow subscriber never blocks the others: each has a bounded queue of bytes
+not yet accepted by its stream; an event that would overflow it is dropped
+for that subscriber only and counted (``dropped``), visible in the stats.
+"""
+
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from pilotnet.daemon.streams import IStreamOwner
+from pilotnet.errors import PilotError
+from pilotnet.wire.address import PORT_EVENT_STREAM
+from pilotnet.wire.eventstream import EventDecoder, encode_event
+from pilotnet.wire.topics import SubscriptionIndex
+
+log = Logger()
+
+# Bytes of events a subscriber may have waiting before new ones are dropped for it.
+SUBSCRIBER_QUEUE_LIMIT = 4 * 1024 * 1024
+
+
+class Subscriber:
+    """One subscription: a pattern, a description for stats, and a delivery function.
+
+    ``deliver(topic, payload, encoded)`` returns a Deferred that fires when the
+    event has been taken (or None when it was taken at once); ``encoded`` is
+    the event's wire form, shared by every stream subscriber.
+    """
+
+    __slots__ = ("pattern", "name", "deliver", "pending", "delivered", "dropped")
+
+    def __init__(self, pattern, name, deliver):
+        self.pattern = pattern
+        self.name = name
+        self.deliver = deliver
+        self.pending = 0
+        self.delivered = 0
+        self.dropped = 0
+
+    def describe(self):
+        return {"pattern": self.pattern, "subscriber": self.name, "delivered": self.delivered,
+                "dropped": self.dropped, "queued_bytes": self.pending}
+
+
+class EventBroker:
+    def __init__(self, queue_limit=SUBSCRIBER_QUEUE_LIMIT):
+        self.queue_limit = queue_limit
+        self.index = SubscriptionIndex()
+        self.subscribers = set()
+        self.published = 0
+
+    def subscribe(self, subscriber):
+        self.index.add(subscriber.pattern, subscriber)
+        self.subscribers.add(subscriber)
+        return subscriber
+
+    def unsubscribe(self, subscriber):
+        if subscriber in self.subscribers:
+            self.subscribers.discard(subscriber)
+            self.index.remove(subscriber.pattern, subscriber)
+
+    def publish(self, topic, payload, publisher=None):
+        """Hand the event to every matching subscriber but ``publisher``; returns how many took it."""
+        self.published += 1
+        encoded = None
+        reached = 0
+        for subscriber in self.index.match(topic):
+            if subscriber is publisher:
+                continue
+            if encoded is None:
+                encoded = encode_event(topic, payload)
+            size = len(encoded)
+            if subscriber.pending + size > self.queue_limit:
+                subscriber.dropped += 1
+                continue
+            subscriber.pending += size
+            subscriber.delivered += 1
+            reached += 1
+            taken = subscriber.deliver(topic, payload, encoded)
+            if taken is None:
+                subscriber.pending -= size
+            else:
+                taken.addBoth(self._taken, subscriber, size)
+        return reached
+
+    @staticmethod
+    def _taken(result, subscriber, size):
+        subscriber.pending -= size
+        return None
+
+    def stats(self):
+        return {"published": self.published,
+                "subscribers": [s.describe() for s in self.subscribers]}
+
+
+class _Connection:
+    """One peer's stream to the broker: its decoder and, once it sent one, its subscription."""
+
+    __slots__ = ("decoder", "subscriber")
+
+    def __init__(self):
+        self.decoder = EventDecoder()
+        self.subscriber = None
+
+
+@implementer(IStreamOwner)
+class EventStreamService:
+    def __init__(self, streams, broker, port=PORT_EVENT_STREAM):
+        self.streams = streams
+        self.broker = broker
+        self._connections = {}
+        streams.bind(port, self)
+
+    def stream_accepted(self, port, stream):
+        self._connections[stream.conn_id] = _Connection()
+
+    def stream_data(self, conn_id, data):
+        connection = self._connections.get(conn_id)
+        if connection is None:
+            return None
+        try:
+            events = connection.decoder.feed(data)
+        except PilotError as error:
+            log.info("event stream connection {conn} refused: {reason}", conn=conn_id, reason=error.message)
+            self._drop(conn_id)
+            return None
+        for event in events:
+            if connection.subscriber is None:
+                connection.subscriber = self.broker.subscribe(Subscriber(
+                    event.topic, f"stream {conn_id}", self._writer(conn_id)))
+            else:
+                self.broker.publish(event.topic, event.payload, connection.subscriber)
+        return None
+
+    def _writer(self, conn_id):
+        def deliver(topic, payload, encoded):
+            try:
+                return self.streams.write(conn_id, encoded, self)
+            except PilotError:
+                self._drop(conn_id)
+                return None
+        return deliver
+
+    def stream_closed(self, conn_id, code, message):
+        self._drop(conn_id)
+
+    def datagram(self, src, src_port, dst_port, data):
+        pass
+
+    def _drop(self, conn_id):
+        connection = self._connections.pop(conn_id, None)
+        if connection is not None and connection.subscriber is not None:
+            self.broker.unsubscribe(connection.subscriber)
+        try:
+            self.streams.close(conn_id)
+        except PilotError:
+            pass
