@@ -47,6 +47,10 @@ class RegistryStore:
             count += 1
         return count
 
+    def count(self):
+        """How many entities are stored (0 for a new store)."""
+        return self._db.execute("SELECT COUNT(*) FROM entities").fetchone()[0]
+
     def write(self, changes):
         """Apply ``(kind, key, value or None)`` changes in one transaction."""
         if changes:
