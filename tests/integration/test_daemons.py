@@ -7,6 +7,7 @@ from twisted.internet import reactor
 from twisted.internet.defer import ensureDeferred
 from twisted.trial.unittest import TestCase
 
+from pilotnet.driver.secure import secure_client, secure_server
 from tests.integration.lossy_relay import LossyRelay
 from tests.integration.processes import DaemonProcess, RendezvousProcess, wait_until
 
@@ -190,3 +191,31 @@ class RelayFallbackTests(TestCase):
         [peer] = await client.peers()
         self.assertEqual(peer["path"], "relay")
         self.assertTrue(peer["encrypted"] and peer["authenticated"])
+
+
+class SecureChannelTests(TestCase):
+    timeout = 60
+
+    def test_secure_channel_round_trip_between_two_programs(self):
+        return ensureDeferred(self._secure())
+
+    async def _secure(self):
+        base = self.mktemp()
+        rendezvous = await RendezvousProcess(self, os.path.join(base, "rendezvous")).start()
+        alpha = await DaemonProcess(self, os.path.join(base, "alpha"), rendezvous).start()
+        beta = await DaemonProcess(self, os.path.join(base, "beta"), rendezvous).start()
+        server_daemon = await beta.connect()
+        listener = await server_daemon.listen(443)
+        client_daemon = await alpha.connect()
+        stream = await client_daemon.dial(beta.address, 443)
+
+        async def serve():
+            channel = await secure_server(await listener.accept())
+            request = await channel.read()
+            await channel.write(b"sealed reply to " + request)
+
+        serving = ensureDeferred(serve())
+        channel = await secure_client(stream)
+        await channel.write(b"a secret")
+        self.assertEqual(await channel.read(), b"sealed reply to a secret")
+        await serving
