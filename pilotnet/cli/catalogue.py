@@ -99,7 +99,7 @@ COMMANDS = [
     _command("daemon start",
              "[--registry ADDR] [--beacon ADDR] [--listen ADDR] [--endpoint ADDR] [--socket PATH] "
              "[--identity PATH] [--hostname NAME] [--owner NAME] [--config PATH] [--log-format FMT] "
-             "[--public] [--no-encrypt] [--no-echo] [--foreground]",
+             "[--public] [--trust-auto-approve] [--no-encrypt] [--no-echo] [--foreground]",
              "start the daemon in the background and wait until it answers",
              "pid, node_id, address, hostname, socket, log_file", "lifecycle:start"),
     _command("daemon stop", "", "stop the daemon (SIGTERM, SIGKILL after 10s)", "pid [, forced]",
@@ -132,6 +132,18 @@ COMMANDS = [
              "registry:disable_tasks"),
     _command("lookup", "<node_id>", "a node's registry record", "the registry's lookup reply", "registry:lookup"),
     _command("deregister", "", "remove this node from the registry", "type", "registry:deregister"),
+    # trust
+    _command("handshake", "<node_id|address|hostname> [justification...]",
+             "ask a node for mutual trust (direct, or relayed by the registry)", "status, node_id",
+             "trust:handshake"),
+    _command("approve", "<node_id>", "approve a pending handshake request", "status, node_id", "trust:approve"),
+    _command("reject", "<node_id> [reason...]", "reject a pending handshake request", "status, node_id",
+             "trust:reject"),
+    _command("pending", "", "handshake requests waiting for approval",
+             "pending[{node_id, public_key, justification, received_at}]", "trust:pending"),
+    _command("trust", "", "trusted peers", "trusted[{node_id, public_key, approved_at, mutual, network}]",
+             "trust:trust"),
+    _command("untrust", "<node_id>", "revoke trust in a node at once", "node_id", "trust:untrust"),
     # diagnostics
     _command("ping", f"<address|hostname> [--count N] {_TIMEOUT}",
              "round trips to the echo port, a fresh connection per probe",

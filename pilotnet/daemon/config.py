@@ -38,6 +38,7 @@ class DaemonConfig:
     hostname: str = ""
     owner: str = ""
     public: bool = False
+    trust_auto_approve: bool = False
     encrypt: bool = True
     echo: bool = True
     keepalive: float = 60.0

@@ -32,6 +32,12 @@ def _parse_address(text):
         raise commands.CommandFailed(error.message, code=INVALID_ARGUMENT) from None
 
 
+def _node(number):
+    if not 0 < number <= 0xFFFFFFFF:
+        raise commands.CommandFailed(f"node ID {number} is out of range (1-4294967295)", code=INVALID_ARGUMENT)
+    return number
+
+
 def _port(number):
     if not 0 <= number <= 0xFFFF:
         raise commands.CommandFailed(f"port {number} is out of range (0-65535)", code=INVALID_ARGUMENT)
@@ -127,6 +133,38 @@ class ControlProtocol(amp.AMP):
     @translating_errors
     def deregister(self):
         return self._result(self.node.deregister())
+
+    # -- trust -------------------------------------------------------------------
+
+    @commands.Handshake.responder
+    @translating_errors
+    def handshake(self, node_id, justification):
+        return self._result(self.node.trust.request(_node(node_id), justification))
+
+    @commands.Approve.responder
+    @translating_errors
+    def approve(self, node_id):
+        return self._result(self.node.trust.approve(_node(node_id)))
+
+    @commands.Reject.responder
+    @translating_errors
+    def reject(self, node_id, reason):
+        return self._result(self.node.trust.reject(_node(node_id), reason))
+
+    @commands.Revoke.responder
+    @translating_errors
+    def revoke(self, node_id):
+        return self._result(self.node.trust.revoke(_node(node_id)))
+
+    @commands.Pending.responder
+    @translating_errors
+    def pending(self):
+        return self._result(self.node.trust.pending())
+
+    @commands.Trusted.responder
+    @translating_errors
+    def trusted(self):
+        return {"result": self.node.trust.trusted()}
 
     # -- ports, streams, datagrams ----------------------------------------------
 

@@ -25,8 +25,11 @@ from pilotnet.crypto.tunnel import TunnelKeyPair
 from pilotnet.daemon.beacon_link import BeaconLink
 from pilotnet.daemon.control import ControlFactory, prepare_socket_path
 from pilotnet.daemon.echo import EchoService
+from pilotnet.daemon.handshake import HandshakeCourier, HandshakePort, Verifier
 from pilotnet.daemon.registry_link import RegistryKeys, RegistryLink, Resolver, split_host_port
 from pilotnet.daemon.streams import Streams
+from pilotnet.daemon.trust import FILE_NAME as TRUST_FILE, TrustState
+from pilotnet.daemon.trust_manager import TrustManager
 from pilotnet.daemon.tunnel import Tunnel
 from pilotnet.errors import INVALID_ARGUMENT, NOT_FOUND, NOT_RUNNING, TIMEOUT, PilotError
 from pilotnet.transport.config import StreamConfig
@@ -65,9 +68,10 @@ class NodeService(service.MultiService):
 
         self.registry = RegistryLink(reactor, config.registry, self.identity)
         self.registry.setServiceParent(self)
-        self.resolver = Resolver(self.registry, reactor)
+        self.resolver = Resolver(self.registry, reactor, public_host=lambda: self.beacon.public_host())
+        self.peer_keys = RegistryKeys(self.registry)
         self.tunnel = Tunnel(
-            identity=self.identity, key_pair=self.key_pair, peer_keys=RegistryKeys(self.registry),
+            identity=self.identity, key_pair=self.key_pair, peer_keys=self.peer_keys,
             clock=reactor, on_packet=self._packet_received, encrypt=config.encrypt,
         )
         self.beacon = BeaconLink(self.tunnel, reactor)
@@ -83,6 +87,15 @@ class NodeService(service.MultiService):
             TimerService(interval, job).setServiceParent(self)
         if config.echo:
             EchoService(self.streams, PORT_ECHO, reactor)
+        self.trust = TrustManager(
+            clock=reactor, state=TrustState.load(config.identity_path.parent / TRUST_FILE),
+            identity=self.identity, registry=self.registry,
+            courier=HandshakeCourier(self.dial, self.streams, reactor), peer_keys=self.peer_keys,
+            settings=config, abort_streams=self.streams.abort_peer, drop_tunnel=self._drop_tunnel,
+        )
+        self.streams.admit = self.trust.admit
+        self.handshakes = Verifier(reactor, self.peer_keys, lambda: self.node_id)
+        HandshakePort(self.streams, reactor, self.handshakes, self.trust.received)
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -130,6 +143,9 @@ class NodeService(service.MultiService):
             request["owner"] = self.config.owner
         if self.config.hostname:
             request["hostname"] = self.config.hostname
+        lan_addrs = self.beacon.lan_addresses()
+        if lan_addrs:  # peers behind our NAT reach us there (see Resolver)
+            request["lan_addrs"] = lan_addrs
         reply = yield self.registry.request(request)
         self.node_id = reply["node_id"]
         self.address = Addr(0, self.node_id)
@@ -141,6 +157,7 @@ class NodeService(service.MultiService):
         log.info("registered as {address} (node {node})", address=str(self.address), node=self.node_id)
         self.beacon.keepalive()
         yield self._reapply_settings()
+        yield self.trust.registered(self.node_id)
         if not self.registered.called:
             self.registered.callback(self.node_id)
 
@@ -162,6 +179,7 @@ class NodeService(service.MultiService):
 
     @defer.inlineCallbacks
     def stopService(self):
+        self.trust.stop()
         self.streams.abort_all()
         if self._control_port is not None:
             yield self._control_port.stopListening()
@@ -189,6 +207,7 @@ class NodeService(service.MultiService):
             return
         self.heartbeat_failures = 0
         self.beacon.keepalive()
+        yield self.trust.poll()
 
     @defer.inlineCallbacks
     def _try_register(self):
@@ -249,6 +268,11 @@ class NodeService(service.MultiService):
     def _settle_path(self, peer):
         if self.tunnel.peer(peer.node) is peer and self.reactor.seconds() - peer.last_direct > 3.0:
             self.tunnel.use_relay(peer.node)
+
+    def _drop_tunnel(self, node):
+        """Trust ended: forget the peer's session, path and endpoint (a new tunnel needs trust again)."""
+        self.tunnel.drop_peer(node)
+        self.resolver.forget(node)
 
     def _send_ping(self, node):
         packet = Packet(PROTO_CONTROL, Addr(0, self.node_id), Addr(0, node), self._datagram_port(), 0,
@@ -420,6 +444,8 @@ class NodeService(service.MultiService):
             "pkts_sent": counters.pkts_sent,
             "pkts_recv": counters.pkts_recv,
             "tunnel": counters.as_dict(),
+            "handshake_pending_count": len(self.trust.state.pending),
+            "trust": {**self.trust.describe(), "refused_messages": dict(self.handshakes.rejected)},
             "peer_list": self.peer_list(),
             "conn_list": connections[:200],
         }

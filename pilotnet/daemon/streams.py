@@ -211,6 +211,13 @@ class Streams:
         stream.conn.close(self.clock.seconds())
         self._service(stream)
 
+    def abort_peer(self, node):
+        """Trust in ``node`` ended: reset every stream with it now (its owners hear of the reset)."""
+        now = self.clock.seconds()
+        for stream in [s for s in self._streams.values() if s.conn.remote.node == node]:
+            stream.conn.abort(now)
+            self._service(stream)
+
     def abort_all(self):
         """Daemon shutdown: tell every peer (RST) and drop everything."""
         now = self.clock.seconds()
@@ -263,7 +270,9 @@ class Streams:
             del self._syn_sources[source]
 
     def datagram_packet(self, packet):
-        """Deliver a datagram to the client that bound its port (nobody else sees it)."""
+        """Deliver a datagram to the client that bound its port (nobody else sees it), if the gate admits it."""
+        if self.admit is not None and not self.admit(packet):
+            return
         owner = self._owners.get(packet.dst_port)
         if owner is not None and packet.payload:
             owner.datagram(packet.src, packet.src_port, packet.dst_port, packet.payload)

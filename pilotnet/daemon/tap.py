@@ -23,6 +23,7 @@ class Options(usage.Options):
         ["public", None, "make this node's endpoint visible to every node"],
         ["no-encrypt", None, "send tunnel frames in clear (for debugging only)"],
         ["no-echo", None, "do not run the echo service on port 7"],
+        ["trust-auto-approve", None, "approve every valid handshake request without asking the operator"],
     ]
     optParameters = [
         ["home", None, None, "directory for identity, config, log and socket [~/.pilot or $PILOT_HOME]"],
@@ -47,10 +48,12 @@ class Options(usage.Options):
         flags = {
             key.replace("-", "_"): value
             for key, value in self.items()
-            if key not in ("config", "public", "no-encrypt", "no-echo") and value is not None
+            if key not in ("config", "public", "no-encrypt", "no-echo", "trust-auto-approve") and value is not None
         }
         if self["public"]:
             flags["public"] = True
+        if self["trust-auto-approve"]:
+            flags["trust_auto_approve"] = True
         if self["no-encrypt"]:
             flags["encrypt"] = False
         if self["no-echo"]:

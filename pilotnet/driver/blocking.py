@@ -149,6 +149,24 @@ class Daemon:
     def deregister(self):
         return self._run("deregister", self._handle.deregister)
 
+    def handshake(self, target, justification=""):
+        return self._run(f"handshake with {target}", self._handle.handshake, target, justification)
+
+    def approve(self, node_id):
+        return self._run(f"approving node {node_id}", self._handle.approve, node_id)
+
+    def reject(self, node_id, reason=""):
+        return self._run(f"rejecting node {node_id}", self._handle.reject, node_id, reason)
+
+    def revoke(self, node_id):
+        return self._run(f"revoking node {node_id}", self._handle.revoke, node_id)
+
+    def pending(self):
+        return self._run("pending", self._handle.pending)
+
+    def trusted(self):
+        return self._run("trusted", self._handle.trusted)
+
     def close_connection(self, conn_id):
         return self._run(f"closing connection {conn_id}", self._handle.close_connection, conn_id)
 

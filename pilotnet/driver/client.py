@@ -565,6 +565,35 @@ class Daemon:
 
         return self.resolve_hostname(target).addCallbacks(resolved, refused)
 
+    # -- trust ------------------------------------------------------------------------
+
+    def handshake(self, target, justification=""):
+        """Ask ``target`` (address, node ID or hostname) for mutual trust: ``{"status": "sent", "node_id"}``."""
+        if isinstance(target, int) and not isinstance(target, bool):
+            target = str(target)
+        return self.resolve(target).addCallback(
+            lambda address: self._result(commands.Handshake, "result", node_id=address.node,
+                                         justification=justification))
+
+    def approve(self, node_id):
+        """Approve a pending request: ``{"status": "approved", "node_id"}``."""
+        return self._result(commands.Approve, "result", node_id=int(node_id))
+
+    def reject(self, node_id, reason=""):
+        return self._result(commands.Reject, "result", node_id=int(node_id), reason=reason)
+
+    def revoke(self, node_id):
+        """End trust at once; fails with ``not_found`` when ``node_id`` was not trusted."""
+        return self._result(commands.Revoke, "result", node_id=int(node_id))
+
+    def pending(self):
+        """Requests waiting for approval: a list of ``{node_id, public_key, justification, received_at}``."""
+        return self._result(commands.Pending, "result").addCallback(lambda result: result["pending"])
+
+    def trusted(self):
+        """Trusted peers: a list of ``{node_id, public_key, approved_at, mutual, network}``."""
+        return self._result(commands.Trusted, "result").addCallback(lambda result: result["trusted"])
+
     # -- streams, ports, datagrams ---------------------------------------------------
 
     def dial(self, target, port, timeout=None):

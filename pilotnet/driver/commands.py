@@ -140,6 +140,46 @@ class Deregister(Command):
     response = [(b"result", JSON())]
 
 
+# -- trust (reference IPC 0x0F sub-commands) ---------------------------------
+
+class Handshake(Command):
+    """Ask ``node_id`` for mutual trust; ``{"status": "sent", "node_id"}``."""
+
+    arguments = [(b"node_id", amp.Integer()), (b"justification", amp.Unicode())]
+    response = [(b"result", JSON())]
+
+
+class Approve(Command):
+    arguments = [(b"node_id", amp.Integer())]
+    response = [(b"result", JSON())]
+
+
+class Reject(Command):
+    arguments = [(b"node_id", amp.Integer()), (b"reason", amp.Unicode())]
+    response = [(b"result", JSON())]
+
+
+class Revoke(Command):
+    """End trust in ``node_id`` at once (streams reset, tunnel dropped, peer told)."""
+
+    arguments = [(b"node_id", amp.Integer())]
+    response = [(b"result", JSON())]
+
+
+class Pending(Command):
+    """``{"pending": [{node_id, public_key, justification, received_at}]}``."""
+
+    arguments = []
+    response = [(b"result", JSON())]
+
+
+class Trusted(Command):
+    """``{"trusted": [{node_id, public_key, approved_at, mutual, network}]}``."""
+
+    arguments = []
+    response = [(b"result", JSON())]
+
+
 # -- ports, streams and datagrams -------------------------------------------
 
 class Bind(Command):

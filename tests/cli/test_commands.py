@@ -21,6 +21,7 @@ NEEDS_DAEMON = [
     ["find", "a"], ["set-public"], ["set-private"], ["set-tags", "a"], ["clear-tags"], ["enable-tasks"],
     ["disable-tasks"], ["lookup", "9"], ["deregister"], ["ping", "a"], ["traceroute", "a"], ["bench", "a"],
     ["connect", "a", "--message", "m"], ["send", "a", "1", "--data", "d"], ["recv", "1"], ["listen", "1"],
+    ["handshake", "5", "why"], ["approve", "5"], ["reject", "5"], ["pending"], ["trust"], ["untrust", "5"],
 ]
 
 

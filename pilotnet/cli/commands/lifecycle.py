@@ -27,7 +27,7 @@ PROBE_TIMEOUT = 3.0
 
 # pilotctl flags handed to the daemon unchanged: value options, then switches.
 PASSED_OPTIONS = ("listen", "endpoint", "identity", "owner", "config", "log-format")
-PASSED_SWITCHES = ("public", "no-encrypt", "no-echo")
+PASSED_SWITCHES = ("public", "trust-auto-approve", "no-encrypt", "no-echo")
 
 
 # ``python -m twisted.scripts.twistd`` does nothing (the module has no main

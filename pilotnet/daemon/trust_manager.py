@@ -1,0 +1,452 @@
+"""The trust flows: asking, approving, rejecting, revoking, and the gate on the data plane.
+
+Reference controlplane §5.3, with these choices:
+
+* **Direct first, relayed otherwise.**  A request goes to the peer's port 444
+  when the peer can be reached (it is public, or we already trust each other's
+  endpoints) and the message fits one Go segment; otherwise through the
+  registry (``request_handshake``).  A private node's endpoint cannot be
+  resolved before trust, so between two private nodes the relay is the way.
+* **Relayed answers arrive in seconds.**  The registry inbox is polled after
+  every heartbeat, every :data:`FAST_POLL_INTERVAL` seconds while a request of
+  ours is unanswered (for at most :data:`FAST_POLL_WINDOW`), and before
+  ``pending`` is listed.  An approval also goes direct: once both sides
+  consented the registry lets the approver resolve the requester, and the
+  requester's gate lets port-444 messages in from a node it asked.
+* **Answers we did not ask for create nothing.**  An accept counts only from a
+  node we asked (``outgoing``, which is persisted) or already trust.
+* **Revoke is felt at once on both sides.**  Our streams with the peer are
+  reset, the gate closes, a ``handshake_revoke`` goes over the still-open
+  tunnel, then the tunnel is dropped and our consent withdrawn at the
+  registry; a relayed refusal (``respond_handshake`` with accept false) tells
+  the peer even if the direct message was lost, and a refusal from a peer we
+  trust is taken as its revocation.
+* **The gate** (:meth:`TrustManager.admit`): a private node takes SYNs and
+  datagrams only from peers it trusts, from the registry's ``check_trust``
+  (shared network, trust pair; cached briefly and asked in the background, so
+  the peer's retransmitted SYN gets in), and port-444 messages from nodes it
+  is waiting to hear from.  Everything else is dropped silently and counted.
+
+Every change is a structured log event (``trust_event``, ``peer``, ``reason``).
+"""
+
+from twisted.internet import defer
+from twisted.logger import Logger
+
+from pilotnet.crypto.identity import b64encode
+from pilotnet.daemon.handshake import GO_SEGMENT, PORT
+from pilotnet.errors import ALREADY_EXISTS, INVALID_ARGUMENT, NOT_FOUND, NOT_RUNNING, PilotError
+from pilotnet.wire import handshake
+from pilotnet.wire.packet import PROTO_DATAGRAM
+
+log = Logger()
+
+FAST_POLL_INTERVAL = 1.0
+FAST_POLL_WINDOW = 120.0
+REVOKE_DELIVERY_TIMEOUT = 3.0
+VERDICT_TRUSTED_TTL = 30.0
+VERDICT_UNTRUSTED_TTL = 5.0
+MAX_VERDICTS = 4096
+
+
+def _b64_key(key):
+    return b64encode(key) if key else ""
+
+
+class TrustManager:
+    """Trust for one node.
+
+    Collaborators: ``state`` (:class:`pilotnet.daemon.trust.TrustState`),
+    ``registry`` (``request``/``signed`` returning Deferreds of replies),
+    ``courier`` (:class:`pilotnet.daemon.handshake.HandshakeCourier`),
+    ``peer_keys`` (registry keys), ``abort_streams(node)`` and
+    ``drop_tunnel(node)``; ``settings`` has ``public`` and
+    ``trust_auto_approve`` (read live: visibility can change at run time).
+    """
+
+    def __init__(self, *, clock, state, identity, registry, courier, peer_keys, settings,
+                 abort_streams, drop_tunnel):
+        self.clock = clock
+        self.state = state
+        self.identity = identity
+        self.registry = registry
+        self.courier = courier
+        self.peer_keys = peer_keys
+        self.settings = settings
+        self.abort_streams = abort_streams
+        self.drop_tunnel = drop_tunnel
+        self.node_id = None
+        self.refused = {"syn": 0, "datagram": 0}
+        self.unsolicited = 0
+        self._verdicts = {}
+        self._asking = set()
+        self._polling = None
+        self._poll_again = False
+        self._fast_until = 0.0
+        self._fast_timer = None
+
+    # -- helpers -------------------------------------------------------------------
+
+    def _event(self, event, node, **fields):
+        log.info("trust: {trust_event} node {peer}", trust_event=event, peer=node, **fields)
+
+    def _now(self):
+        return self.clock.seconds()
+
+    def _check_peer(self, node):
+        if self.node_id is None:
+            raise PilotError("the daemon is not registered with the registry yet", code=NOT_RUNNING)
+        if node == self.node_id:
+            raise PilotError("cannot handshake with our own node", code=INVALID_ARGUMENT)
+
+    def _message(self, kind, node, justification="", reason=""):
+        message = handshake.build_message(kind, self.identity, self.node_id, node, int(self._now()),
+                                          justification=justification, reason=reason)
+        while reason and len(handshake.encode_message(message)) > GO_SEGMENT:
+            reason = reason[:-max(1, (len(handshake.encode_message(message)) - GO_SEGMENT) // 6)]
+            message = message._replace(reason=reason)
+        return message
+
+    def _send_quietly(self, node, kind, reason=""):
+        """A best-effort direct message (the relay carries the same news)."""
+        sending = self.courier.send(node, self._message(kind, node, reason=reason))
+        sending.addErrback(lambda failure: log.debug(
+            "direct {kind} to node {peer} not delivered: {why}", kind=kind, peer=node,
+            why=failure.getErrorMessage()))
+        return sending
+
+    @defer.inlineCallbacks
+    def _registry(self, what, request):
+        """A signed registry request whose failure is logged, not raised: the flows carry on."""
+        try:
+            reply = yield self.registry.signed(request)
+        except PilotError as error:
+            log.warn("{what} for node {peer} failed: {reason}", what=what, peer=request.get("peer_id"),
+                     reason=error.message)
+            return None
+        return reply
+
+    def _consent(self, node):
+        """Our consent at the registry, and the relayed answer for a request that came that way."""
+        me = self.node_id
+        return defer.gatherResults([
+            self._registry("report_trust", {"type": "report_trust", "node_id": me, "peer_id": node}),
+            self._registry("respond_handshake",
+                           {"type": "respond_handshake", "node_id": me, "peer_id": node, "accept": True}),
+        ])
+
+    def _withdraw(self, node, notify):
+        me = self.node_id
+        steps = [self._registry("revoke_trust", {"type": "revoke_trust", "node_id": me, "peer_id": node})]
+        if notify:
+            steps.append(self._registry(
+                "respond_handshake", {"type": "respond_handshake", "node_id": me, "peer_id": node, "accept": False}))
+        return defer.gatherResults(steps)
+
+    @defer.inlineCallbacks
+    def _key_of(self, node, offered=""):
+        if offered:
+            return offered
+        try:
+            key = yield self.peer_keys.public_key(node)
+        except PilotError:
+            return ""
+        return _b64_key(key)
+
+    # -- operator commands ---------------------------------------------------------------
+
+    @defer.inlineCallbacks
+    def request(self, node, justification=""):
+        """Ask ``node`` for mutual trust: direct when possible, else relayed; ``{"status": "sent"}``."""
+        self._check_peer(node)
+        sent = {"status": "sent", "node_id": node}
+        if self.state.is_trusted(node):
+            return sent
+        if node in self.state.pending:
+            yield self.approve(node)  # they asked first: asking back is consenting
+            return sent
+        self.state.ask(node)
+        message = self._message(handshake.REQUEST, node, justification=justification)
+        path = "relay"
+        if len(handshake.encode_message(message)) <= GO_SEGMENT:
+            try:
+                yield self.courier.send(node, message)
+                path = "direct"
+            except PilotError as error:
+                log.debug("direct handshake to node {peer} failed ({why}); relaying", peer=node,
+                          why=error.message)
+        if path == "relay":
+            try:
+                yield self.registry.signed({"type": "request_handshake", "from_node_id": self.node_id,
+                                            "to_node_id": node, "justification": justification})
+            except PilotError as error:
+                if error.code != ALREADY_EXISTS:
+                    self.state.answered(node)
+                    raise PilotError(f"handshake request: {error.message}", code=error.code,
+                                     hint=error.hint) from None
+        self._event("handshake.sent", node, path=path)
+        self._poll_fast()
+        return sent
+
+    @defer.inlineCallbacks
+    def approve(self, node):
+        self._check_peer(node)
+        request = self.state.take_pending(node)
+        if request is not None:
+            self.state.trust(node, request.public_key, self._now(), mutual=False)
+            self._event("handshake.approved", node)
+            yield self._consent(node)
+            self._send_quietly(node, handshake.ACCEPT)
+        return {"status": "approved", "node_id": node}
+
+    @defer.inlineCallbacks
+    def reject(self, node, reason=""):
+        self._check_peer(node)
+        request = self.state.take_pending(node)
+        if request is not None:
+            self._event("handshake.rejected", node, reason=reason)
+            yield self._registry("respond_handshake", {"type": "respond_handshake", "node_id": self.node_id,
+                                                       "peer_id": node, "accept": False})
+            self._send_quietly(node, handshake.REJECT, reason=reason)
+        return {"status": "rejected", "node_id": node}
+
+    @defer.inlineCallbacks
+    def revoke(self, node):
+        self._check_peer(node)
+        if not self.state.is_trusted(node):
+            raise PilotError(f"handshake revoke: node {node} was not trusted", code=NOT_FOUND)
+        self._close_gate(node)
+        self._event("trust.revoked", node)
+        self.abort_streams(node)
+        sending = self.courier.send(node, self._message(handshake.REVOKE, node), REVOKE_DELIVERY_TIMEOUT)
+        delivered = yield sending.addCallbacks(lambda _: True, lambda _: False)
+        self.drop_tunnel(node)
+        yield self._withdraw(node, notify=True)
+        return {"status": "revoked", "node_id": node, "notified": delivered}
+
+    @defer.inlineCallbacks
+    def pending(self):
+        """The pending list, after fetching what the registry relayed since the last poll."""
+        yield self.poll()
+        return {"pending": self.state.pending_list()}
+
+    def trusted(self):
+        return {"trusted": self.state.trusted_list()}
+
+    def _close_gate(self, node):
+        self.state.forget(node)
+        self._verdicts[node] = (False, self._now() + VERDICT_TRUSTED_TTL)
+
+    # -- what peers send -------------------------------------------------------------------
+
+    def received(self, message):
+        """A verified port-444 message."""
+        node = message.node_id
+        key = _b64_key(message.public_key)
+        if message.kind == handshake.REQUEST:
+            return self._incoming_request(node, key, message.justification, "direct")
+        if message.kind == handshake.ACCEPT:
+            return self._accepted(node, key, "direct")
+        if message.kind == handshake.REJECT:
+            return self._refused(node, message.reason, "direct")
+        return self._revoked_by_peer(node, "direct")
+
+    @defer.inlineCallbacks
+    def _incoming_request(self, node, key, justification, path):
+        self._event("handshake.received", node, path=path, justification=justification)
+        state = self.state
+        if state.is_trusted(node):
+            reason = "already_trusted"
+        elif node in state.outgoing:
+            reason = "mutual"
+        else:
+            network = yield self._shared_network(node)
+            if network:
+                reason = "same_network"
+            elif self.settings.trust_auto_approve:
+                reason = "auto_approve"
+            else:
+                if state.add_pending(node, key, justification, self._now()):
+                    self._event("handshake.pending", node, path=path)
+                else:
+                    log.warn("pending handshake table full; request from node {peer} dropped", peer=node)
+                return
+        if reason != "already_trusted":
+            key = yield self._key_of(node, key)
+            state.trust(node, key, self._now(), mutual=reason == "mutual",
+                        network=network if reason == "same_network" else 0)
+            self._event("handshake.auto_approved", node, reason=reason, path=path)
+        yield self._consent(node)
+        self._send_quietly(node, handshake.ACCEPT)
+
+    @defer.inlineCallbacks
+    def _accepted(self, node, key, path):
+        if node not in self.state.outgoing and not self.state.is_trusted(node):
+            self.unsolicited += 1
+            log.warn("accept from node {peer} we did not ask; ignored", peer=node, trust_event="handshake.unsolicited")
+            return
+        key = yield self._key_of(node, key)
+        if self.state.trust(node, key, self._now(), mutual=True):
+            self._event("handshake.accepted", node, path=path)
+            yield self._registry("report_trust", {"type": "report_trust", "node_id": self.node_id, "peer_id": node})
+
+    def _refused(self, node, reason, path):
+        if node in self.state.outgoing:
+            self.state.answered(node)
+            self._event("handshake.rejected_by_peer", node, reason=reason, path=path)
+        elif self.state.is_trusted(node) and path == "relay":
+            return self._revoked_by_peer(node, path)
+        return None
+
+    @defer.inlineCallbacks
+    def _revoked_by_peer(self, node, path):
+        was_trusted = self.state.is_trusted(node)
+        self._close_gate(node)
+        if was_trusted:
+            self._event("trust.revoked_by_peer", node, path=path)
+            self.abort_streams(node)
+            self.drop_tunnel(node)
+            yield self._withdraw(node, notify=False)
+
+    @defer.inlineCallbacks
+    def _shared_network(self, node):
+        """The lowest non-backbone network both nodes are in, else 0."""
+        try:
+            ours, theirs = yield defer.gatherResults([
+                self.registry.request({"type": "lookup", "node_id": self.node_id}),
+                self.registry.request({"type": "lookup", "node_id": node}),
+            ], consumeErrors=True)
+        except defer.FirstError:
+            return 0
+        shared = set(ours.get("networks") or ()) & set(theirs.get("networks") or ()) - {0}
+        return min(shared) if shared else 0
+
+    # -- the relay -----------------------------------------------------------------------
+
+    def poll(self):
+        """Fetch and handle what the registry relayed; concurrent calls share one poll."""
+        if self.node_id is None:
+            return defer.succeed(None)
+        if self._polling is not None:
+            self._poll_again = True
+            waiting = defer.Deferred()
+            self._polling.addBoth(lambda result: waiting.callback(None) or result)
+            return waiting
+        self._polling = self._poll_once()
+        self._polling.addBoth(self._polled)
+        return self._polling
+
+    def _polled(self, result):
+        self._polling = None
+        if self._poll_again:
+            self._poll_again = False
+            self.poll()
+        return None
+
+    @defer.inlineCallbacks
+    def _poll_once(self):
+        reply = yield self._registry("poll_handshakes", {"type": "poll_handshakes", "node_id": self.node_id})
+        if not reply:
+            return
+        for entry in reply.get("requests") or ():
+            try:
+                yield self._incoming_request(int(entry["from_node_id"]), str(entry.get("public_key") or ""),
+                                             str(entry.get("justification") or ""), "relay")
+            except (KeyError, TypeError, ValueError):
+                log.warn("malformed relayed handshake request ignored: {entry!r}", entry=entry)
+        for entry in reply.get("responses") or ():
+            try:
+                node = int(entry["from_node_id"])
+                accept = bool(entry["accept"])
+            except (KeyError, TypeError, ValueError):
+                log.warn("malformed relayed handshake response ignored: {entry!r}", entry=entry)
+                continue
+            if accept:
+                yield self._accepted(node, "", "relay")
+            else:
+                yield self._refused(node, "", "relay")
+
+    def _poll_fast(self):
+        """Poll every second for a while: the answer to our request may come through the relay."""
+        self._fast_until = self._now() + FAST_POLL_WINDOW
+        if self._fast_timer is None or not self._fast_timer.active():
+            self._fast_timer = self.clock.callLater(FAST_POLL_INTERVAL, self._fast_tick)
+
+    def _fast_tick(self):
+        self._fast_timer = None
+        if not self.state.outgoing or self._now() >= self._fast_until:
+            return
+        self.poll().addBoth(lambda _: self._rearm())
+
+    def _rearm(self):
+        if self._fast_timer is None and self.state.outgoing and self._now() < self._fast_until:
+            self._fast_timer = self.clock.callLater(FAST_POLL_INTERVAL, self._fast_tick)
+
+    def stop(self):
+        if self._fast_timer is not None and self._fast_timer.active():
+            self._fast_timer.cancel()
+        self._fast_timer = None
+
+    # -- registration ---------------------------------------------------------------------
+
+    def registered(self, node_id):
+        """(Re-)registered: re-report every trusted peer (the registry may have lost our consents)."""
+        self.node_id = node_id
+        reports = [self._registry("report_trust", {"type": "report_trust", "node_id": node_id, "peer_id": node})
+                   for node in sorted(self.state.trusted)]
+        if self.state.outgoing:
+            self._poll_fast()
+        return defer.gatherResults(reports)
+
+    # -- the gate ----------------------------------------------------------------------------
+
+    def admit(self, packet):
+        """May this SYN or datagram in?  Refusals are dropped silently and counted."""
+        if self.settings.public:
+            return True
+        node = packet.src.node
+        if self.state.is_trusted(node):
+            return True
+        if packet.dst_port == PORT and node in self.state.outgoing:
+            return True
+        if self._registry_trusts(node):
+            return True
+        kind = "datagram" if packet.protocol == PROTO_DATAGRAM else "syn"
+        self.refused[kind] += 1
+        log.info("trust: {trust_event} node {peer} port {port}", trust_event=f"{kind}.rejected", peer=node,
+                 port=packet.dst_port)
+        return False
+
+    def _registry_trusts(self, node):
+        verdict = self._verdicts.get(node)
+        now = self._now()
+        if verdict is not None and verdict[1] > now:
+            return verdict[0]
+        if node not in self._asking and self.node_id is not None:
+            self._asking.add(node)
+            asking = self.registry.request({"type": "check_trust", "node_id": self.node_id, "peer_id": node})
+            asking.addCallbacks(lambda reply: bool(reply.get("trusted")), lambda failure: False)
+            asking.addCallback(self._remember_verdict, node)
+        return False
+
+    def _remember_verdict(self, trusted, node):
+        self._asking.discard(node)
+        verdicts = self._verdicts
+        if len(verdicts) >= MAX_VERDICTS:
+            now = self._now()
+            for key in [k for k, (_, expiry) in verdicts.items() if expiry <= now]:
+                del verdicts[key]
+            if len(verdicts) >= MAX_VERDICTS:
+                verdicts.clear()
+        current = verdicts.get(node)
+        if current is not None and current[0] is False and current[1] > self._now():
+            return  # we just revoked: the registry may not know yet
+        ttl = VERDICT_TRUSTED_TTL if trusted else VERDICT_UNTRUSTED_TTL
+        verdicts[node] = (trusted, self._now() + ttl)
+
+    # -- observation --------------------------------------------------------------------------
+
+    def describe(self):
+        return {"trusted": len(self.state.trusted), "pending": len(self.state.pending),
+                "outgoing": len(self.state.outgoing), "refused_syns": self.refused["syn"],
+                "refused_datagrams": self.refused["datagram"], "unsolicited_accepts": self.unsolicited}
