@@ -48,10 +48,13 @@ def measure():
             receiver.open(sender.seal(wire))
 
         aead = AESGCM(bytes(32))
-        nonce = bytes(12)
         aad = b"\x00\x00\x00\x01"
+        counter = iter(range(1, 1 << 62))
 
         def bare_round():
+            # A fresh nonce per packet, as any real use needs (the cipher is
+            # measurably faster when handed the same nonce object again).
+            nonce = bytes(4) + next(counter).to_bytes(8, "big")
             aead.decrypt(nonce, aead.encrypt(nonce, wire, aad), aad)
 
         pils = microseconds_per_call(pils_round, 20000)
