@@ -32,6 +32,7 @@ Every change is a structured log event (``trust_event``, ``peer``, ``reason``).
 
 from twisted.internet import defer
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from pilotnet.crypto.identity import b64encode
 from pilotnet.daemon.handshake import GO_SEGMENT, PORT
@@ -332,16 +333,18 @@ class TrustManager:
             waiting = defer.Deferred()
             self._polling.addBoth(lambda result: waiting.callback(None) or result)
             return waiting
-        self._polling = self._poll_once()
-        self._polling.addBoth(self._polled)
-        return self._polling
+        polling = self._polling = defer.Deferred()
+        self._poll_once().addBoth(self._polled, polling)
+        return polling
 
-    def _polled(self, result):
+    def _polled(self, result, polling):
+        if isinstance(result, Failure):
+            log.failure("handling relayed handshakes failed", result)
         self._polling = None
+        polling.callback(None)
         if self._poll_again:
             self._poll_again = False
             self.poll()
-        return None
 
     @defer.inlineCallbacks
     def _poll_once(self):

@@ -1,0 +1,237 @@
+"""The trust flows and the gate, on a fake clock with a recording registry and courier."""
+
+import json
+from pathlib import Path
+
+from twisted.internet import defer
+from twisted.internet.task import Clock
+from twisted.trial.unittest import SynchronousTestCase
+
+from pilotnet.crypto.identity import Identity, b64encode
+from pilotnet.daemon.trust import MAX_PENDING, TrustState
+from pilotnet.daemon.trust_manager import FAST_POLL_INTERVAL, TrustManager
+from pilotnet.errors import ALREADY_EXISTS, NOT_FOUND, PilotError
+from pilotnet.wire import handshake
+from pilotnet.wire.address import Addr
+from pilotnet.wire.packet import FLAG_SYN, PROTO_DATAGRAM, PROTO_STREAM, Packet
+from tests.daemon.fakes import StaticKeys
+
+ME, PEER = 5, 6
+NOW = 1_700_000_000
+
+
+class FakeRegistry:
+    """Records signed requests; ``inbox`` is what the next poll returns."""
+
+    def __init__(self):
+        self.signed_requests = []
+        self.inbox = {"requests": [], "responses": []}
+        self.networks = {}
+        self.trusted_pairs = set()
+        self.fail = {}
+
+    def signed(self, request):
+        self.signed_requests.append(request)
+        if request["type"] in self.fail:
+            return defer.fail(self.fail[request["type"]])
+        if request["type"] == "poll_handshakes":
+            reply, self.inbox = self.inbox, {"requests": [], "responses": []}
+            return defer.succeed(reply)
+        return defer.succeed({"type": request["type"] + "_ok"})
+
+    def request(self, request):
+        if request["type"] == "lookup":
+            return defer.succeed({"networks": self.networks.get(request["node_id"], [0])})
+        if request["type"] == "check_trust":
+            return defer.succeed({"trusted": request["peer_id"] in self.trusted_pairs})
+        raise AssertionError(request)
+
+    def kinds(self):
+        return [(r["type"], r.get("accept")) for r in self.signed_requests]
+
+
+class FakeCourier:
+    def __init__(self):
+        self.sent = []
+        self.reachable = True
+
+    def send(self, node, message, timeout=None):
+        self.sent.append((node, message.kind))
+        if self.reachable:
+            return defer.succeed(None)
+        return defer.fail(PilotError("cannot resolve", code=NOT_FOUND))
+
+
+class Settings:
+    public = False
+    trust_auto_approve = False
+
+
+class FlowTests(SynchronousTestCase):
+    def setUp(self):
+        self.clock = Clock()
+        self.clock.advance(NOW)
+        self.path = Path(self.mktemp())
+        self.peer = Identity.generate()
+        self.registry = FakeRegistry()
+        self.courier = FakeCourier()
+        self.settings = Settings()
+        self.aborted, self.dropped = [], []
+        self.trust = self.manager()
+
+    def manager(self):
+        trust = TrustManager(
+            clock=self.clock, state=TrustState.load(self.path), identity=Identity.generate(),
+            registry=self.registry, courier=self.courier, peer_keys=StaticKeys({PEER: self.peer.public_key}),
+            settings=self.settings, abort_streams=self.aborted.append, drop_tunnel=self.dropped.append)
+        self.successResultOf(trust.registered(ME))
+        return trust
+
+    def from_peer(self, kind, **fields):
+        return handshake.build_message(kind, self.peer, PEER, ME, NOW, **fields)
+
+    def syn(self, port=7, protocol=PROTO_STREAM):
+        return Packet(protocol, Addr(0, PEER), Addr(0, ME), 49152, port, flags=FLAG_SYN)
+
+    def test_request_direct_then_accept_creates_mutual_trust_and_reports_it(self):
+        self.assertEqual(self.successResultOf(self.trust.request(PEER, "hi")), {"status": "sent", "node_id": PEER})
+        self.assertEqual(self.courier.sent, [(PEER, handshake.REQUEST)])
+        self.assertNotIn(("request_handshake", None), self.registry.kinds())
+        self.successResultOf(self.trust.received(self.from_peer(handshake.ACCEPT)))
+        [peer] = self.trust.trusted()["trusted"]
+        self.assertEqual((peer["node_id"], peer["mutual"], peer["public_key"]),
+                         (PEER, True, self.peer.public_key_b64))
+        self.assertIn(("report_trust", None), self.registry.kinds())
+
+    def test_unreachable_peer_gets_a_relayed_request_and_the_relayed_answer_is_polled_soon(self):
+        self.courier.reachable = False
+        self.successResultOf(self.trust.request(PEER, "hi"))
+        self.assertIn(("request_handshake", None), self.registry.kinds())
+        self.registry.inbox["responses"] = [{"from_node_id": PEER, "accept": True, "timestamp": NOW}]
+        self.clock.advance(FAST_POLL_INTERVAL)
+        self.assertTrue(self.trust.state.is_trusted(PEER))
+        self.assertEqual(self.trust.state.outgoing, set())
+
+    def test_a_request_already_relayed_is_still_sent(self):
+        self.courier.reachable = False
+        self.registry.fail["request_handshake"] = PilotError("already pending", code=ALREADY_EXISTS)
+        self.assertEqual(self.successResultOf(self.trust.request(PEER))["status"], "sent")
+
+    def test_pending_then_approve(self):
+        self.successResultOf(self.trust.received(self.from_peer(handshake.REQUEST, justification="please")))
+        self.assertEqual([(r["node_id"], r["justification"]) for r in self.successResultOf(self.trust.pending())["pending"]],
+                         [(PEER, "please")])
+        self.assertFalse(self.trust.admit(self.syn()))
+        self.assertEqual(self.successResultOf(self.trust.approve(PEER)), {"status": "approved", "node_id": PEER})
+        self.assertFalse(self.trust.trusted()["trusted"][0]["mutual"])
+        self.assertIn(("respond_handshake", True), self.registry.kinds())
+        self.assertIn((PEER, handshake.ACCEPT), self.courier.sent)
+        self.assertTrue(self.trust.admit(self.syn()))
+
+    def test_reject_clears_the_request_and_answers_with_a_refusal(self):
+        self.successResultOf(self.trust.received(self.from_peer(handshake.REQUEST)))
+        self.successResultOf(self.trust.reject(PEER, "no"))
+        self.assertEqual(self.trust.state.pending, {})
+        self.assertIn(("respond_handshake", False), self.registry.kinds())
+        self.assertIn((PEER, handshake.REJECT), self.courier.sent)
+
+    def test_mutual_requests_approve_without_the_operator(self):
+        self.courier.reachable = False
+        self.successResultOf(self.trust.request(PEER))
+        self.registry.inbox["requests"] = [{"from_node_id": PEER, "justification": "",
+                                            "public_key": self.peer.public_key_b64}]
+        self.successResultOf(self.trust.poll())
+        self.assertTrue(self.trust.trusted()["trusted"][0]["mutual"])
+        self.assertIn(("respond_handshake", True), self.registry.kinds())
+
+    def test_a_shared_network_approves(self):
+        self.registry.networks = {ME: [0, 3], PEER: [0, 3]}
+        self.successResultOf(self.trust.received(self.from_peer(handshake.REQUEST)))
+        self.assertEqual(self.trust.trusted()["trusted"][0]["network"], 3)
+
+    def test_the_backbone_is_not_a_shared_network(self):
+        self.successResultOf(self.trust.received(self.from_peer(handshake.REQUEST)))
+        self.assertEqual((self.trust.trusted()["trusted"], len(self.trust.state.pending)), ([], 1))
+
+    def test_auto_approve_approves_everything_valid(self):
+        self.settings.trust_auto_approve = True
+        self.successResultOf(self.trust.received(self.from_peer(handshake.REQUEST)))
+        self.assertFalse(self.trust.trusted()["trusted"][0]["mutual"])
+
+    def test_an_accept_nobody_asked_for_creates_nothing(self):
+        self.successResultOf(self.trust.received(self.from_peer(handshake.ACCEPT)))
+        self.assertEqual((self.trust.trusted()["trusted"], self.trust.unsolicited), ([], 1))
+
+    def test_revoke_resets_streams_tells_the_peer_drops_the_tunnel_and_closes_the_gate(self):
+        self.successResultOf(self.trust.received(self.from_peer(handshake.REQUEST)))
+        self.successResultOf(self.trust.approve(PEER))
+        self.registry.trusted_pairs.add(PEER)  # the registry may lag behind
+        self.assertEqual(self.successResultOf(self.trust.revoke(PEER))["status"], "revoked")
+        self.assertEqual((self.aborted, self.dropped), ([PEER], [PEER]))
+        self.assertIn((PEER, handshake.REVOKE), self.courier.sent)
+        self.assertIn(("revoke_trust", None), self.registry.kinds())
+        self.assertFalse(self.trust.admit(self.syn()))
+        failure = self.failureResultOf(self.trust.revoke(PEER), PilotError)
+        self.assertEqual(failure.value.message, f"handshake revoke: node {PEER} was not trusted")
+
+    def test_revoke_by_the_peer_directly_or_through_the_relay(self):
+        self.trust.state.trust(PEER, "", NOW, mutual=True)
+        self.successResultOf(self.trust.received(self.from_peer(handshake.REVOKE)))
+        self.assertEqual((self.trust.state.trusted, self.aborted), ({}, [PEER]))
+        self.trust.state.trust(PEER, "", NOW, mutual=True)
+        self.registry.inbox["responses"] = [{"from_node_id": PEER, "accept": False}]
+        self.successResultOf(self.trust.poll())
+        self.assertEqual(self.trust.state.trusted, {})
+
+    def test_gate(self):
+        self.assertFalse(self.trust.admit(self.syn()))
+        self.assertFalse(self.trust.admit(self.syn(1000, PROTO_DATAGRAM)))
+        self.assertEqual(self.trust.refused, {"syn": 1, "datagram": 1})
+        self.trust.state.ask(PEER)
+        self.assertTrue(self.trust.admit(self.syn(444)))  # the answer we wait for
+        self.assertFalse(self.trust.admit(self.syn(7)))
+        self.settings.public = True
+        self.assertTrue(self.trust.admit(self.syn(7)))
+
+    def test_gate_asks_the_registry_in_the_background(self):
+        self.registry.trusted_pairs.add(PEER)
+        self.assertFalse(self.trust.admit(self.syn()))  # asked now, answered for the retransmission
+        self.assertTrue(self.trust.admit(self.syn()))
+
+    def test_state_survives_a_restart_and_is_re_reported(self):
+        self.successResultOf(self.trust.received(self.from_peer(handshake.REQUEST)))
+        self.successResultOf(self.trust.approve(PEER))
+        self.registry.signed_requests.clear()
+        restarted = self.manager()
+        self.assertEqual(restarted.trusted(), self.trust.trusted())
+        self.assertEqual(self.registry.kinds(), [("report_trust", None)])
+
+
+class StateFileTests(SynchronousTestCase):
+    def test_the_reference_format_and_a_go_file(self):
+        path = Path(self.mktemp())
+        state = TrustState(path)
+        state.trust(6, "a2V5", NOW, mutual=True)
+        state.add_pending(7, "", "why", NOW)
+        document = json.loads(path.read_text())
+        self.assertEqual(document["trusted"], [{"node_id": 6, "public_key": "a2V5",
+                                                "approved_at": "2023-11-14T22:13:20Z", "mutual": True}])
+        self.assertEqual(document["pending"], [{"node_id": 7, "justification": "why",
+                                                "received_at": "2023-11-14T22:13:20Z"}])
+        path.write_text(json.dumps({"trusted": [{"node_id": 9, "public_key": b64encode(b"k" * 32),
+                                                 "approved_at": "2023-11-14T22:13:20.123456789Z",
+                                                 "mutual": False, "network": 2}]}))
+        loaded = TrustState.load(path)
+        self.assertEqual((loaded.trusted[9].network, int(loaded.trusted[9].approved_at)), (2, NOW))
+
+    def test_a_damaged_file_is_set_aside(self):
+        path = Path(self.mktemp())
+        path.write_text("{not json")
+        self.assertEqual(TrustState.load(path).trusted, {})
+        self.assertTrue(path.with_name("trust.json.damaged").exists() or Path(str(path) + ".damaged").exists())
+
+    def test_pending_is_bounded(self):
+        state = TrustState()
+        for node in range(MAX_PENDING):
+            self.assertTrue(state.add_pending(node + 10, "", "", NOW))
+        self.assertFalse(state.add_pending(1, "", "", NOW))
