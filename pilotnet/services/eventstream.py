@@ -38,12 +38,14 @@ class Subscriber:
     the event's wire form, shared by every stream subscriber.
     """
 
-    __slots__ = ("pattern", "name", "deliver", "pending", "delivered", "dropped")
+    __slots__ = ("pattern", "name", "deliver", "local", "pending", "delivered", "dropped")
 
-    def __init__(self, pattern, name, deliver):
+    def __init__(self, pattern, name, deliver, *, local=False):
         self.pattern = pattern
         self.name = name
         self.deliver = deliver
+        #: A client of this daemon (through the control socket) rather than a peer's stream.
+        self.local = local
         self.pending = 0
         self.delivered = 0
         self.dropped = 0
@@ -59,23 +61,58 @@ class EventBroker:
         self.index = SubscriptionIndex()
         self.subscribers = set()
         self.published = 0
+        self._local_by_pattern = {}
+        #: Called with no arguments whenever the set of local patterns changes.
+        self.on_local_patterns_changed = None
 
     def subscribe(self, subscriber):
         self.index.add(subscriber.pattern, subscriber)
         self.subscribers.add(subscriber)
+        if subscriber.local:
+            holders = self._local_by_pattern.setdefault(subscriber.pattern, set())
+            holders.add(subscriber)
+            if len(holders) == 1:
+                self._patterns_changed()
         return subscriber
 
     def unsubscribe(self, subscriber):
         if subscriber in self.subscribers:
             self.subscribers.discard(subscriber)
             self.index.remove(subscriber.pattern, subscriber)
+            holders = self._local_by_pattern.get(subscriber.pattern)
+            if subscriber.local and holders is not None:
+                holders.discard(subscriber)
+                if not holders:
+                    del self._local_by_pattern[subscriber.pattern]
+                    self._patterns_changed()
+
+    def local_patterns(self):
+        """Patterns local clients subscribe to: what this daemon asks its peers for."""
+        return set(self._local_by_pattern)
+
+    def _patterns_changed(self):
+        if self.on_local_patterns_changed is not None:
+            self.on_local_patterns_changed()
 
     def publish(self, topic, payload, publisher=None):
         """Hand the event to every matching subscriber but ``publisher``; returns how many took it."""
         self.published += 1
+        return self._hand_out(self.index.match(topic), topic, payload, publisher)
+
+    def deliver_forwarded(self, pattern, topic, payload):
+        """An event a peer's broker forwarded for our subscription ``pattern``.
+
+        It goes only to local clients subscribed with exactly that pattern:
+        each pattern has its own subscription at the peer, so a client whose
+        pattern also matched another subscription's event gets it once, and
+        nothing forwarded is ever forwarded again (no loops between brokers).
+        """
+        return self._hand_out(self._local_by_pattern.get(pattern, ()), topic, payload, None)
+
+    def _hand_out(self, subscribers, topic, payload, publisher):
         encoded = None
         reached = 0
-        for subscriber in self.index.match(topic):
+        for subscriber in subscribers:
             if subscriber is publisher:
                 continue
             if encoded is None:
