@@ -1,7 +1,7 @@
 """``twistd pilot-rendezvous``: registry and beacon in one process, one reactor.
 
     twistd -n pilot-rendezvous --registry tcp:9000:interface=127.0.0.1 \\
-        --beacon 127.0.0.1:9001 --store registry.db
+        --beacon 127.0.0.1:9001 --store registry.db --http tcp:8080:interface=127.0.0.1
 
 The beacon announces itself to the registry beside it directly (no socket),
 so other beacons using the same registry find it as a peer.
@@ -23,9 +23,11 @@ class Options(RegistryOptions, BeaconOptions):
 
 def makeService(options):
     from twisted.internet import reactor
-    ports = PortsFile(options["ports-file"], ["registry", "beacon"])
+    names = ["registry", "beacon"] + (["http"] if options["http"] else [])
+    ports = PortsFile(options["ports-file"], names)
     service = MultiService()
-    registry = make_registry_service(reactor, options, ports.reporter("registry"))
+    registry = make_registry_service(reactor, options, ports.reporter("registry"),
+                                     ports.reporter("http"))
     registry.setServiceParent(service)
     server = registry.registry_server
 

@@ -48,6 +48,8 @@ class RegistryServer:
         self.malformed = 0
         self.metrics = RegistryMetrics(registry, clock)
         self._timer = timer
+        # Called with each commit's changes (the dashboard watches the directory this way).
+        self.commit_observers = []
 
     def answer(self, body, peer, transport=None):
         """The reply to one message body, after its changes are stored.
@@ -79,7 +81,10 @@ class RegistryServer:
         return reply
 
     def commit(self):
-        self._store(self.registry.directory.take_changes())
+        changes = self.registry.directory.take_changes()
+        self._store(changes)
+        for observer in self.commit_observers:
+            observer(changes)
 
     def _store(self, changes):
         if self.store is not None:
