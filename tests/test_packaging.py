@@ -74,3 +74,34 @@ class WheelTests(TestCase):
             self.assertEqual(found.returncode, 0, found.stderr[-3000:])
             self.assertEqual(found.stdout.strip(),
                              "['pilot-beacon', 'pilot-daemon', 'pilot-registry', 'pilot-rendezvous']")
+            # The dashboard's templates and static files travel inside the wheel...
+            self.assertIn("pilotnet/dashboard/templates/index.html", names)
+            self.assertIn("pilotnet/dashboard/templates/static/dashboard.js", names)
+            # ...and a page renders from the unpacked wheel alone, away from the checkout.
+            rendered = subprocess.run([sys.executable, "-c", RENDER_FROM_WHEEL, os.path.join(directory, "site")],
+                                      capture_output=True, text=True, cwd=directory)
+            self.assertEqual(rendered.returncode, 0, rendered.stderr[-3000:])
+            self.assertEqual(rendered.stdout.splitlines(), [os.path.join(directory, "site", "pilotnet", "dashboard", "templates"),
+                                                            "200 True"])
+
+
+# Serves "/" of a dashboard over an empty registry with the pilotnet found first on sys.path.
+RENDER_FROM_WHEEL = """
+import sys
+sys.path.insert(0, sys.argv[1])
+from treq.testing import StubTreq
+from twisted.internet.task import Clock
+from pilotnet.dashboard import rendering
+from pilotnet.dashboard.service import Dashboard
+from pilotnet.registry.handlers import Registry
+from pilotnet.registry.server import RegistryServer
+print(rendering.template_directory())
+clock = Clock()
+client = StubTreq(Dashboard(RegistryServer(Registry(), clock), clock).site().resource)
+response = client.get("http://polo.test/")
+client.flush()
+response = response.result
+body = response.content()
+client.flush()
+print(response.code, b"Node directory" in body.result)
+"""
