@@ -62,6 +62,17 @@ class HandshakeResponse:
     timestamp: float
 
 
+_NODE_FIELDS = tuple(Node.__dataclass_fields__)
+
+
+def _node_value(node):
+    """A node's stored form (``dataclasses.asdict`` deep-copies; this runs per request)."""
+    value = {name: getattr(node, name) for name in _NODE_FIELDS}
+    value["tags"] = list(node.tags)
+    value["lan_addrs"] = list(node.lan_addrs)
+    return value
+
+
 def address_text(network, node_id):
     return str(Addr(network, node_id))
 
@@ -108,7 +119,7 @@ class Directory:
         """The stored form of one entity, or ``None`` if it no longer exists."""
         if kind == "node":
             node = self.nodes.get(int(key))
-            return None if node is None else asdict(node)
+            return None if node is None else _node_value(node)
         if kind == "key":
             return self.key_index.get(key)
         if kind == "owner":

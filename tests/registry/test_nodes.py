@@ -88,6 +88,19 @@ class HeartbeatTests(SynchronousTestCase):
         reply = self.r.ok({"type": "heartbeat", "node_id": self.node}, signer=self.alice)
         self.assertEqual(reply["time"], int(self.r.now))
 
+    def test_remembered_heartbeat_signature_is_per_key_and_signature(self):
+        beat = {"type": "heartbeat", "node_id": self.node}
+        self.r.ok(beat, signer=self.alice)
+        self.r.ok(beat, signer=self.alice)
+        self.assertEqual(self.r.error(beat, signer=identity(2)), "signature verification failed")
+        self.assertEqual(self.r.error(dict(beat, listen_addr="1.2.3.4:5"), signer=identity(2)),
+                         "signature verification failed")
+        new = identity(5)
+        self.r.ok({"type": "rotate_key", "node_id": self.node,
+                   "new_public_key": new.public_key_b64}, signer=self.alice)
+        self.assertEqual(self.r.error(beat, signer=self.alice), "signature verification failed")
+        self.r.ok(beat, signer=new)
+
     def test_missing_forged_and_unknown(self):
         self.assertEqual(self.r.error({"type": "heartbeat", "node_id": self.node}),
                          "signature required for authenticated node")
