@@ -1,6 +1,6 @@
 """Registry load: requests per second at 10k and 100k nodes, memory, and reactor stalls.
 
-    python -m benchmarks.registry_load [--nodes 10000,100000] [--seconds 4] [--json]
+    python -m benchmarks.registry_load [--nodes 10000,100000] [--seconds 3] [--json]
 
 Starts ``twistd pilot-registry`` with a SQLite store (port 0, temporary
 directory) and drives it from client *processes*, so the figures are the
@@ -327,7 +327,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--nodes", default="10000,100000",
                         help="directory sizes to measure at, ascending (comma separated)")
-    parser.add_argument("--seconds", type=float, default=4.0, help="length of each load phase")
+    parser.add_argument("--seconds", type=float, default=3.0, help="length of each load phase")
     parser.add_argument("--workers", type=int, default=3, help="client processes")
     parser.add_argument("--connections", type=int, default=80,
                         help="connections per client process")
