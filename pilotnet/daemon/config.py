@@ -41,6 +41,9 @@ class DaemonConfig:
     trust_auto_approve: bool = False
     encrypt: bool = True
     echo: bool = True
+    dataexchange: bool = True
+    eventstream: bool = True
+    tasksubmit: bool = True
     keepalive: float = 60.0
     idle_timeout: float = 120.0
     max_conns_per_port: int = 1024

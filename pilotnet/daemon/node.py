@@ -32,6 +32,10 @@ from pilotnet.daemon.trust import FILE_NAME as TRUST_FILE, TrustState
 from pilotnet.daemon.trust_manager import TrustManager
 from pilotnet.daemon.tunnel import Tunnel
 from pilotnet.errors import INVALID_ARGUMENT, NOT_FOUND, NOT_RUNNING, TIMEOUT, PilotError
+from pilotnet.services.dataexchange import DataExchangeService
+from pilotnet.services.eventstream import EventBroker, EventStreamService
+from pilotnet.services.federation import Federation
+from pilotnet.services.tasks import TaskService
 from pilotnet.transport.config import StreamConfig
 from pilotnet.wire.address import EPHEMERAL_PORT_MIN, MAX_PORT, PORT_ECHO, Addr
 from pilotnet.wire.packet import FLAG_ACK, PROTO_CONTROL, PROTO_DATAGRAM, PROTO_STREAM, Packet
@@ -41,6 +45,9 @@ log = Logger()
 BEACON_KEEPALIVE = 25.0
 PEER_KEEPALIVE = 25.0
 DIRECT_RETRY = 60.0
+# Event subscriptions at trusted peers are reconciled this often (and on every change).
+FEDERATION_REFRESH = 15.0
+TASK_HOUSEKEEPING = 10.0
 # A peer we heard nothing from for this long (despite keepalive pings) is re-resolved before use.
 PEER_SILENCE = 2.5 * PEER_KEEPALIVE
 HEARTBEAT_FAILURES_BEFORE_REREGISTER = 3
@@ -96,6 +103,24 @@ class NodeService(service.MultiService):
         self.streams.admit = self.trust.admit
         self.handshakes = Verifier(reactor, self.peer_keys, lambda: self.node_id)
         HandshakePort(self.streams, reactor, self.handshakes, self.trust.received)
+        self._start_services(config, reactor)
+
+    def _start_services(self, config, reactor):
+        """The built-in services on ports 1001-1003 (echo is started above, before trust)."""
+        self.events = EventBroker()
+        if config.dataexchange:
+            DataExchangeService(self.streams, config.home, reactor)
+        if config.eventstream:
+            EventStreamService(self.streams, self.events)
+            self.federation = Federation(
+                self.events, self.streams,
+                dial=lambda node, port, owner: self.dial(Addr(0, node), port, owner),
+                peers=lambda: list(self.trust.state.trusted))
+            TimerService(FEDERATION_REFRESH, self.federation.refresh).setServiceParent(self)
+        if config.tasksubmit:
+            self.tasks = TaskService(self.streams, config.home, reactor, polo_score=self.polo_score,
+                                     adjust_polo=self.adjust_polo, local_node=lambda: self.node_id)
+            TimerService(TASK_HOUSEKEEPING, self.tasks.housekeeping).setServiceParent(self)
 
     # -- lifecycle -------------------------------------------------------------
 
@@ -369,6 +394,17 @@ class NodeService(service.MultiService):
 
     def lookup(self, node_id):
         return self.registry.request({"type": "lookup", "node_id": node_id})
+
+    @defer.inlineCallbacks
+    def polo_score(self, node_id):
+        reply = yield self.registry.request({"type": "get_polo_score", "node_id": node_id})
+        return int(reply.get("polo_score", 0))
+
+    def adjust_polo(self, node_id, delta):
+        """Change a node's polo score (task rewards and penalties); failures are only logged."""
+        changing = self.registry.request({"type": "update_polo_score", "node_id": node_id, "delta": delta})
+        changing.addErrback(lambda failure: log.warn("polo score update for node {node} failed: {reason}",
+                                                     node=node_id, reason=failure.getErrorMessage()))
 
     @defer.inlineCallbacks
     def set_hostname(self, hostname):

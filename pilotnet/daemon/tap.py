@@ -11,6 +11,18 @@ from pilotnet.errors import PilotError
 MAX_UNIX_PATH = 107
 
 
+# Each on/off flag and the setting it gives: (name in DaemonConfig, value when the flag is present).
+SWITCHES = {
+    "public": ("public", True),
+    "trust-auto-approve": ("trust_auto_approve", True),
+    "no-encrypt": ("encrypt", False),
+    "no-echo": ("echo", False),
+    "no-dataexchange": ("dataexchange", False),
+    "no-eventstream": ("eventstream", False),
+    "no-tasksubmit": ("tasksubmit", False),
+}
+
+
 class Options(usage.Options):
     synopsis = "[options]"
     longdesc = (
@@ -23,6 +35,9 @@ class Options(usage.Options):
         ["public", None, "make this node's endpoint visible to every node"],
         ["no-encrypt", None, "send tunnel frames in clear (for debugging only)"],
         ["no-echo", None, "do not run the echo service on port 7"],
+        ["no-dataexchange", None, "do not run the data exchange service on port 1001"],
+        ["no-eventstream", None, "do not run the event stream broker on port 1002"],
+        ["no-tasksubmit", None, "do not run the task submission service on port 1003"],
         ["trust-auto-approve", None, "approve every valid handshake request without asking the operator"],
     ]
     optParameters = [
@@ -48,16 +63,11 @@ class Options(usage.Options):
         flags = {
             key.replace("-", "_"): value
             for key, value in self.items()
-            if key not in ("config", "public", "no-encrypt", "no-echo", "trust-auto-approve") and value is not None
+            if key != "config" and key not in SWITCHES and value is not None
         }
-        if self["public"]:
-            flags["public"] = True
-        if self["trust-auto-approve"]:
-            flags["trust_auto_approve"] = True
-        if self["no-encrypt"]:
-            flags["encrypt"] = False
-        if self["no-echo"]:
-            flags["echo"] = False
+        for switch, (setting, value) in SWITCHES.items():
+            if self[switch]:
+                flags[setting] = value
         if flags.get("log_format") not in (None, "text", "json"):
             raise usage.UsageError("--log-format must be text or json")
         try:
