@@ -6,6 +6,8 @@ hold open is the tunnel's.  The tunnel hands us the beacon messages that came
 from the beacon's address (and carries out punch commands itself).
 """
 
+import socket
+
 from twisted.internet import defer
 from twisted.logger import Logger
 
@@ -53,9 +55,36 @@ class BeaconLink:
         return result
 
     def keepalive(self):
-        """Re-register our node with the beacon (refreshes its entry and our NAT mapping)."""
+        """Re-register our node with the beacon (refreshes its entry and our NAT mapping).
+
+        Peers we reach only through the relay get a punch request as well: when
+        their NAT (or ours) has started allowing a direct path, the punched PILAs
+        get through and the tunnel moves to it (paths follow authenticated ingress).
+        """
         if self.tunnel.node_id is not None:
             self._send(beacon.Discover(self.tunnel.node_id))
+            for peer in self.tunnel.peers():
+                if peer.via_relay:
+                    self.request_punch(peer.node)
+
+    def public_host(self):
+        """The IP the beacon sees us at, or None before it answered."""
+        return self.observed.host if self.observed is not None else None
+
+    def lan_addresses(self):
+        """Our tunnel's ``host:port`` on the local network, when a NAT stands between us and the beacon.
+
+        Registered as ``lan_addrs``, so a peer behind the same NAT reaches us on
+        the LAN instead of through a hairpin that most routers do not do.
+        """
+        if self.address is None or self.observed is None:
+            return []
+        host = self.tunnel.transport.getHost().host
+        if host in ("0.0.0.0", "::"):
+            host = _source_address_toward(self.address)
+        if host is None or host == self.observed.host:
+            return []
+        return [str(beacon.Endpoint(host, self.tunnel.local_port()))]
 
     def request_punch(self, target):
         """Ask the beacon to have ``target`` and us punch toward each other."""
@@ -69,3 +98,14 @@ class BeaconLink:
             self.observed = message.endpoint
             for waiting in list(self._waiting):
                 waiting.callback(message.endpoint)
+
+
+def _source_address_toward(address):
+    """The local IP the kernel would send from to reach ``address`` (no packet is sent)."""
+    family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
+    try:
+        with socket.socket(family, socket.SOCK_DGRAM) as probe:
+            probe.connect(address[:2])
+            return probe.getsockname()[0]
+    except OSError:
+        return None

@@ -121,12 +121,33 @@ class RegistryKeys:
         self._keys.pop(node, None)
 
 
-class Resolver:
-    """Real endpoints of peers (registry ``resolve``), cached briefly."""
+def choose_endpoint(reply, own_public_host):
+    """Where to reach a resolved node: its LAN address when it is behind our own NAT.
 
-    def __init__(self, registry, clock):
+    Two nodes the beacon sees at the same public IP sit behind the same NAT,
+    where the public endpoint would need a hairpin most routers refuse; the
+    node's registered LAN address reaches it directly.
+    """
+    real = split_host_port(reply.get("real_addr") or "")
+    lan_addrs = reply.get("lan_addrs") or []
+    if own_public_host is not None and real[0] == own_public_host and lan_addrs:
+        try:
+            return split_host_port(str(lan_addrs[0]))
+        except PilotError:
+            pass
+    return real
+
+
+class Resolver:
+    """Real endpoints of peers (registry ``resolve``), cached briefly.
+
+    ``public_host`` tells the public IP the beacon sees us at (None while unknown).
+    """
+
+    def __init__(self, registry, clock, public_host=lambda: None):
         self.registry = registry
         self.clock = clock
+        self.public_host = public_host
         self._cache = {}
 
     @defer.inlineCallbacks
@@ -137,7 +158,7 @@ class Resolver:
             return cached[0]
         reply = yield self.registry.signed(
             {"type": "resolve", "node_id": node, "requester_id": self.registry.node_id})
-        endpoint = split_host_port(reply.get("real_addr") or "")
+        endpoint = choose_endpoint(reply, self.public_host())
         self._cache[node] = (endpoint, now)
         return endpoint
 

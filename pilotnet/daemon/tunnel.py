@@ -17,7 +17,8 @@ byte below 0x10, accepted only from the beacon's address) and tunnel frames:
 - PILT: accepted only when encryption is off (in clear anyone could forge it);
 - PILK: answered with our PILA, so a peer that offers an unauthenticated key
   moves to the authenticated exchange;
-- PILP: punches only open NAT mappings; nothing to do.
+- PILP: punches only open NAT mappings; nothing to do (a punch is followed
+  by our PILA, which is what the peer can authenticate and answer).
 
 A sealed frame from a node we hold no session for (we restarted, or our PILA
 was lost) is answered with a PILA flagged "request", rate-limited per node,
@@ -291,9 +292,17 @@ class Tunnel(DatagramProtocol):
             self.counters.send_errors += 1
 
     def punch(self, address):
-        """A burst of PILP frames toward ``address`` to open our NAT mapping for it."""
+        """A burst of PILP frames toward ``address`` to open our NAT mapping for it, then our PILA.
+
+        The PILA is what lets a punch that gets through be used: the peer
+        authenticates it and learns the address it really came from (behind a
+        symmetric NAT that is a port nobody could have predicted), so its
+        replies, and the path, follow.  A PILP alone carries no identity.
+        """
         for _ in range(PUNCH_BURST):
             self.send_to_address(MAGIC_PUNCH, address)
+        if self.encrypt and self.node_id is not None:
+            self.send_to_address(self._our_offer(0), address)
 
     # -- key exchange ----------------------------------------------------------
 
@@ -378,7 +387,13 @@ class Tunnel(DatagramProtocol):
         peer = self._peers.get(offer.node)
         if peer is None:
             peer = self._peers[offer.node] = Peer(offer.node)
+        was_relayed = peer.via_relay
         self._note_ingress(peer, address, via_relay)
+        # A punched PILA moved a relayed peer to the direct path: we answer on it
+        # (below), so the peer, still on the relay, sees the direct path work too.
+        opened = was_relayed and not peer.via_relay
+        if opened:
+            log.info("direct path to node {node} opened", node=offer.node)
         peer.authenticated = True
         session = peer.session
         if session is None or session.peer_public_key != offer.x25519_public:
@@ -386,7 +401,7 @@ class Tunnel(DatagramProtocol):
             log.info("tunnel keyed with node {node} ({path})", node=offer.node, path=peer.path)
             self._answer_with_offer(offer.node, address, via_relay, FLAG_RESPONSE)
             self._flush(peer)
-        elif offer.flags & FLAG_REQUEST and self._reply_allowed(offer.node):
+        elif (offer.flags & FLAG_REQUEST or opened) and self._reply_allowed(offer.node):
             self._answer_with_offer(offer.node, address, via_relay, FLAG_RESPONSE)
 
     # -- receiving ---------------------------------------------------------------

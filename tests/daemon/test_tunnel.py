@@ -187,7 +187,8 @@ class TunnelTests(SynchronousTestCase):
         self.a.tunnel.datagramReceived(command, ("127.0.0.1", 5555))
         self.assertFalse(self.network.sent)
         self.a.tunnel.datagramReceived(command, BEACON)
-        self.assertEqual([d for _, d, _ in self.network.sent], [("198.51.100.7", 4000)] * 3)
+        # Three PILPs and our PILA (see test_nat_traversal).
+        self.assertEqual([d for _, d, _ in self.network.sent], [("198.51.100.7", 4000)] * 4)
 
     def test_garbage_is_counted_not_raised(self):
         for junk in (b"PILS", b"PILA" + bytes(10), b"PILK", b"\x02\x09", b"ZZZZZZ", b"PILT" + bytes(5)):
