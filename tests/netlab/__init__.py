@@ -1,0 +1,1 @@
+"""The network lab: daemons in network namespaces behind real iptables NATs and lossy links."""
