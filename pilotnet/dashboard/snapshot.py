@@ -9,6 +9,8 @@ not a scan and sort of 100,000 nodes:
 * the online and task-executor sets;
 * each sort order as a list of node IDs, made on first use, with the
   position of every node in it (to order a small result without re-sorting);
+* the last queries' filtered and ordered results, so paging through them or
+  many viewers asking the same thing costs a slice;
 * the public parts of ``/api/stats`` that do not change between builds.
 
 Nothing here exposes an IP, a key or an endpoint: :class:`Row` has no field
@@ -26,19 +28,25 @@ from pilotnet.registry.directory import BACKBONE, address_text
 # a larger one is taken by walking the precomputed order.
 SMALL_RESULT = 8
 MAX_CACHED_SEARCHES = 256
+MAX_CACHED_RESULTS = 32
 UNKNOWN_VERSION = "unknown"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Row:
+    """One node as the dashboard may show it (treat as read-only)."""
+
     id: int
-    address: str
     hostname: str
     online: bool
     polo_score: int
     trust_links: int
     tags: tuple
     task_exec: bool
+
+    @property
+    def address(self):
+        return address_text(BACKBONE, self.id)
 
     def public(self):
         """The node as ``/api/nodes`` and ``/api/stats`` show it."""
@@ -86,19 +94,28 @@ class Snapshot:
         self.executors = set()
         self.tag_index = {}
         versions = Counter()
+        link_count = links.get
+        tag_index = self.tag_index
         for node_id, node in nodes.items():
-            row = Row(node_id, address_text(BACKBONE, node_id),
-                      node.hostname if node.public else "", node.last_seen >= cutoff,
-                      node.polo_score, links[node_id], tuple(node.tags), node.task_exec)
-            self.rows[node_id] = row
-            if row.online:
+            online = node.last_seen >= cutoff
+            tags = tuple(node.tags)
+            self.rows[node_id] = Row(node_id, node.hostname if node.public else "", online,
+                                     node.polo_score, link_count(node_id, 0), tags,
+                                     node.task_exec)
+            if online:
                 self.online.add(node_id)
-            if row.task_exec:
+            if node.task_exec:
                 self.executors.add(node_id)
-            for tag in row.tags:
-                self.tag_index.setdefault(tag, []).append(node_id)
-            versions[_version(node.version)] += 1
-        self.versions = dict(sorted(versions.items(), key=lambda item: (-item[1], item[0])))
+            for tag in tags:
+                if tag in tag_index:
+                    tag_index[tag].append(node_id)
+                else:
+                    tag_index[tag] = [node_id]
+            versions[node.version] += 1
+        merged = Counter()
+        for version, count in versions.items():
+            merged[_version(version)] += count
+        self.versions = dict(sorted(merged.items(), key=lambda item: (-item[1], item[0])))
         self.networks = [{"id": BACKBONE, "name": "backbone", "members": len(nodes),
                           "online_members": len(self.online)}]
         for network in sorted(directory.networks.values(), key=lambda n: n.id):
@@ -107,7 +124,8 @@ class Snapshot:
                 "online_members": sum(1 for m in network.members if m in self.online)})
         self._orders = {}
         self._ranks = {}
-        self._searches = {}
+        self._matches = {}
+        self._results = {}
         self._lists = None
 
     # -- figures ------------------------------------------------------------
@@ -150,50 +168,52 @@ class Snapshot:
             rank = self._ranks[sort] = {node_id: n for n, node_id in enumerate(self.order(sort))}
         return rank
 
-    def tagged(self, text):
-        """IDs of nodes with a tag containing ``text`` (already lower case, no ``#``)."""
-        found = self._searches.get(text)
-        if found is None:
+    def matching(self, tag, online, tasks):
+        """IDs of nodes passing the filters (``None`` for no filter), cached per snapshot.
+
+        ``tag`` (lower case, no ``#``) matches any tag containing it: the
+        distinct tags are scanned, not the nodes.
+        """
+        key = (tag, online, tasks)
+        if key in self._matches:
+            return self._matches[key]
+        found = None
+        if tag:
             found = set()
-            for tag, ids in self.tag_index.items():
-                if text in tag:
+            for name, ids in self.tag_index.items():
+                if tag in name:
                     found.update(ids)
-            if len(self._searches) >= MAX_CACHED_SEARCHES:
-                self._searches.clear()
-            self._searches[text] = found
+        for wanted, chosen in ((online, self.online), (tasks, self.executors)):
+            if wanted:
+                found = chosen if found is None else found & chosen
+        if len(self._matches) >= MAX_CACHED_SEARCHES:
+            self._matches.clear()
+        self._matches[key] = found
+        return found
+
+    def ordered(self, query):
+        """IDs of every node ``query`` selects, in its sort order, cached per snapshot."""
+        key = (query.tag, query.online, query.tasks, query.sort)
+        found = self._results.get(key)
+        if found is None:
+            matches = self.matching(query.tag, query.online, query.tasks)
+            order = self.order(query.sort)
+            if matches is None:
+                found = order
+            elif len(matches) * SMALL_RESULT < len(order):
+                found = sorted(matches, key=self._rank(query.sort).__getitem__)
+            else:
+                found = [node_id for node_id in order if node_id in matches]
+            if len(self._results) >= MAX_CACHED_RESULTS:
+                self._results.clear()
+            self._results[key] = found
         return found
 
     def select(self, query):
         """The page of rows ``query`` asks for (a page past the end shows the last one)."""
-        matches = None
-        if query.tag:
-            matches = self.tagged(query.tag)
-        for wanted, chosen in ((query.online, self.online), (query.tasks, self.executors)):
-            if wanted:
-                matches = chosen if matches is None else matches & chosen
-        order = self.order(query.sort)
-        total = len(order) if matches is None else len(matches)
-        pages = max(1, -(-total // PAGE_SIZE))
+        found = self.ordered(query)
+        pages = max(1, -(-len(found) // PAGE_SIZE))
         number = min(query.page, pages)
         start = (number - 1) * PAGE_SIZE
-        if matches is None:
-            chosen = order[start:start + PAGE_SIZE]
-        elif len(matches) * SMALL_RESULT < len(order):
-            chosen = sorted(matches, key=self._rank(query.sort).__getitem__)[start:start + PAGE_SIZE]
-        else:
-            chosen = self._walk(order, matches, start)
-        return Page([self.rows[i] for i in chosen], total, number, pages)
-
-    @staticmethod
-    def _walk(order, matches, start):
-        chosen = []
-        skip = start
-        for node_id in order:
-            if node_id in matches:
-                if skip:
-                    skip -= 1
-                    continue
-                chosen.append(node_id)
-                if len(chosen) == PAGE_SIZE:
-                    break
-        return chosen
+        return Page([self.rows[i] for i in found[start:start + PAGE_SIZE]], len(found), number,
+                    pages)
