@@ -7,8 +7,15 @@ Pushes toward the client (accepted streams, data, closes, datagrams) are AMP
 calls on the client; a ``Received`` push is answered when the client has taken
 the data, and until then the stream's receive window stays consumed, which is
 how a slow reader slows the sender down.
+
+The client's event subscriptions live in the daemon's broker as local
+:class:`~pilotnet.services.eventstream.Subscriber` objects (which is what
+makes the daemon ask trusted peers for those patterns); each event is an
+``EventReceived`` push, answered late by a slow client, so its bytes stay in
+that subscriber's bounded queue and overflow drops events for it alone.
 """
 
+import itertools
 import os
 
 from twisted.internet import defer
@@ -19,10 +26,15 @@ from zope.interface import implementer
 
 from pilotnet.daemon.streams import IStreamOwner
 from pilotnet.driver import commands
-from pilotnet.errors import INTERNAL, INVALID_ARGUMENT, PilotError
+from pilotnet.errors import INTERNAL, INVALID_ARGUMENT, NOT_FOUND, PilotError
+from pilotnet.services.eventstream import Subscriber
 from pilotnet.wire.address import Addr
+from pilotnet.wire.eventstream import MAX_TOPIC
 
 log = Logger()
+
+# Subscription ids, unique in the daemon so stats name each subscription once.
+_subscription_numbers = itertools.count(1)
 
 
 def _parse_address(text):
@@ -42,6 +54,14 @@ def _port(number):
     if not 0 <= number <= 0xFFFF:
         raise commands.CommandFailed(f"port {number} is out of range (0-65535)", code=INVALID_ARGUMENT)
     return number
+
+
+def _topic(text, what="topic"):
+    size = len(text.encode("utf-8"))
+    if not 0 < size <= MAX_TOPIC:
+        raise commands.CommandFailed(f"{what} must be 1 to {MAX_TOPIC} bytes, not {size}", code=INVALID_ARGUMENT,
+                                     hint="topics are dot-separated words, such as metrics.cpu")
+    return text
 
 
 def translating_errors(function):
@@ -72,10 +92,14 @@ class ControlProtocol(amp.AMP):
     def __init__(self, node):
         super().__init__()
         self.node = node
+        self._subscriptions = {}
 
     def connectionLost(self, reason):
         super().connectionLost(reason)
         self.node.streams.release(self)
+        for subscriber in self._subscriptions.values():
+            self.node.events.unsubscribe(subscriber)
+        self._subscriptions.clear()
 
     # -- node ------------------------------------------------------------------
 
@@ -208,6 +232,38 @@ class ControlProtocol(amp.AMP):
     @translating_errors
     def send_datagram(self, address, port, data):
         return self.node.send_datagram(_parse_address(address), _port(port), data).addCallback(lambda _: {})
+
+    # -- events ------------------------------------------------------------------------
+
+    @commands.Subscribe.responder
+    @translating_errors
+    def subscribe(self, pattern):
+        number = next(_subscription_numbers)
+
+        def deliver(topic, payload, encoded):
+            return self.callRemote(commands.EventReceived, subscription=number, topic=topic,
+                                   payload=payload).addErrback(self._push_failed)
+
+        subscriber = Subscriber(_topic(pattern, "pattern"), f"local subscription {number}", deliver,
+                                local=True)
+        self._subscriptions[number] = self.node.events.subscribe(subscriber)
+        return {"subscription": number}
+
+    @commands.Unsubscribe.responder
+    @translating_errors
+    def unsubscribe(self, subscription):
+        subscriber = self._subscriptions.pop(subscription, None)
+        if subscriber is None:
+            raise commands.CommandFailed(f"no subscription {subscription}", code=NOT_FOUND)
+        self.node.events.unsubscribe(subscriber)
+        return {}
+
+    @commands.Publish.responder
+    @translating_errors
+    def publish(self, topic, payload):
+        # Events this client publishes never come back to its own subscriptions.
+        delivered = self.node.events.publish(_topic(topic), payload, self._subscriptions.values())
+        return {"delivered": delivered}
 
     # -- IStreamOwner: pushes to the client ------------------------------------------
 

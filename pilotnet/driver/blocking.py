@@ -25,6 +25,13 @@ stops answering is caught by the per-call ``timeout`` (default
 accepts), which fails with ``timeout``.  Errors are the same
 :class:`~pilotnet.errors.PilotError` values as the Twisted API raises.
 
+Events have the same shape as in the issue's examples::
+
+    events = daemon.open_event_stream()
+    events.publish("metrics.cpu", b"42")
+    for event in events.subscribe("metrics.*"):
+        print(event.topic, event.data)
+
 Do not call it from the reactor thread itself (a Twisted program should use
 :mod:`pilotnet.driver.client`); that would deadlock, so it raises instead.
 """
@@ -170,6 +177,10 @@ class Daemon:
     def close_connection(self, conn_id):
         return self._run(f"closing connection {conn_id}", self._handle.close_connection, conn_id)
 
+    def open_event_stream(self):
+        """An :class:`EventStream`: publish and subscribe through this daemon's broker."""
+        return EventStream(self._handle.open_event_stream(), self)
+
     def dial(self, target, port, timeout=None):
         """A :class:`Stream` to ``port`` on ``target``; ``timeout`` bounds the dial (default: the daemon's)."""
         wait = self.timeout if timeout is None else timeout
@@ -261,3 +272,60 @@ class Listener:
 
     def close(self):
         self._daemon._run(f"closing port {self.port}", self._listener.close)
+
+
+class EventStream:
+    """Blocking publish/subscribe through the local daemon (see :class:`pilotnet.driver.client.EventStream`)."""
+
+    def __init__(self, events, daemon):
+        self._events = events
+        self._daemon = daemon
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.close()
+
+    def publish(self, topic, data):
+        """Publish ``data`` (bytes or text) on ``topic``; returns how many subscribers it reached."""
+        return self._daemon._run(f"publishing on {topic!r}", self._events.publish, topic, data)
+
+    def subscribe(self, pattern):
+        """A :class:`Subscription`, returned once the daemon holds it; iterate it for events."""
+        subscription = self._daemon._run(
+            f"subscribing to {pattern!r}", lambda: self._events.subscribe(pattern).ready)
+        return Subscription(subscription, self._daemon)
+
+    def close(self):
+        self._daemon._run("closing the event stream", self._events.close)
+
+
+class Subscription:
+    """Blocking events of one pattern: ``get(timeout)``, iteration until :meth:`close`, a context manager."""
+
+    def __init__(self, subscription, daemon):
+        self._subscription = subscription
+        self._daemon = daemon
+        self.pattern = subscription.pattern
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc_info):
+        self.close()
+
+    def __iter__(self):
+        while True:
+            event = self.get()
+            if event is None:
+                return
+            yield event
+
+    def get(self, timeout=None):
+        """The next :class:`~pilotnet.driver.client.Event` (``None`` once closed); ``timeout`` fails with ``timeout``."""
+        return _run(self._daemon._reactor, f"waiting for events on {self.pattern!r}", timeout,
+                    self._subscription.get)
+
+    def close(self):
+        self._daemon._run(f"unsubscribing from {self.pattern!r}", self._subscription.close)

@@ -22,6 +22,14 @@ Writes are chunked to :data:`~pilotnet.driver.commands.MAX_CHUNK` and a few
 chunks are kept in flight per stream; :meth:`Stream.write` fires when the
 daemon has buffered all of its data.
 
+Events (publish/subscribe) go through the daemon's own broker, which
+federates with trusted peers' brokers, so nothing else needs deploying::
+
+    events = daemon.open_event_stream()
+    await events.publish("metrics.cpu", b"42")
+    async for event in events.subscribe("metrics.*"):
+        print(event.topic, event.data)
+
 Failures are :class:`~pilotnet.errors.PilotError` values with stable codes:
 ``not_running`` when the daemon cannot be reached or goes away, and the
 daemon's own codes (carried by :class:`~pilotnet.driver.commands.CommandFailed`)
@@ -34,7 +42,7 @@ from collections import deque
 from pathlib import Path
 from typing import NamedTuple
 
-from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.defer import Deferred, fail, gatherResults, succeed
 from twisted.internet.error import ConnectError, ConnectionClosed
 from twisted.protocols import amp
 
@@ -50,6 +58,9 @@ WRITE_WINDOW = 8
 RECEIVE_BUFFER_LIMIT = 1024 * 1024
 # Datagrams kept per bound port for a reader that is not reading; more are dropped.
 DATAGRAM_BACKLOG = 1024
+# Events a subscription buffers before the client stops answering EventReceived
+# pushes; the daemon's broker then queues (and beyond its limit drops) for it.
+EVENT_BUFFER_LIMIT = 256
 
 
 def pilot_home(environ=None):
@@ -458,6 +469,510 @@ class Listener:
             self.dropped_datagrams += 1
 
 
+class Event(NamedTuple):
+    """One published event: its ``topic`` and its ``data`` (bytes)."""
+
+    topic: str
+    data: bytes
+
+
+class Subscription:
+    """The events matching one pattern, in arrival order; from :meth:`EventStream.subscribe`.
+
+    ``await subscription.get()`` gives the next :class:`Event`, and ``async
+    for event in subscription`` iterates until :meth:`close` (or fails with
+    ``not_running`` if the daemon goes away).  ``ready`` fires once the
+    daemon holds the subscription: events published after that reach it.
+
+    A consumer that stops reading stops answering the daemon's pushes after
+    :data:`EVENT_BUFFER_LIMIT` events; from then on the daemon's broker
+    queues, then drops, events for this subscription only.
+    """
+
+    def __init__(self, daemon, pattern):
+        self._daemon = daemon
+        self.pattern = pattern
+        self.id = None
+        self._events = deque()
+        self._getters = deque()
+        self._held = deque()
+        self._end = None
+        self._closing = None
+        self._ready = _OneShot()
+        subscribing = daemon._call(commands.Subscribe, pattern=pattern)
+        subscribing.addCallbacks(self._subscribed, self._failed)
+
+    def __repr__(self):
+        return f"<Subscription {self.id} {self.pattern!r}>"
+
+    @property
+    def ready(self):
+        """A Deferred firing with this subscription once the daemon holds it (or with its error)."""
+        return self._ready.wait().addCallback(lambda error: fail(error) if error is not None else self)
+
+    def _subscribed(self, answer):
+        self.id = answer["subscription"]
+        if self._end is not None:
+            # Closed while subscribing: undo it at the daemon.
+            self._daemon._call(commands.Unsubscribe, subscription=self.id).addErrback(lambda _: None)
+        else:
+            self._daemon._subscriptions[self.id] = self
+        self._ready.fire(None)
+
+    def _failed(self, failure):
+        error = failure.value if failure.check(PilotError) else PilotError(failure.getErrorMessage())
+        self._stop(error)
+        self._ready.fire(error)
+
+    def get(self):
+        if self._items:
+            return succeed(self._items.popleft())
+        if self.error is not None:
+            return fail(self.error)
+        getter = Deferred(lambda d: self._getters.remove(d))
+        self._getters.append(getter)
+        return getter
+
+    def fail(self, error):
+        """End the queue; returns the items nobody took."""
+        self.error = error
+        getters, self._getters = self._getters, deque()
+        for getter in getters:
+            getter.errback(error)
+        left, self._items = list(self._items), deque()
+        return left
+
+
+class Datagram(NamedTuple):
+    src_address: Addr
+    src_port: int
+    dst_port: int
+    data: bytes
+
+
+class Stream:
+    """A reliable byte stream to a remote port, from :meth:`Daemon.dial` or :meth:`Listener.accept`."""
+
+    def __init__(self, daemon, conn_id, local_port, remote_address, remote_port):
+        self._daemon = daemon
+        self.conn_id = conn_id
+        self.local_port = local_port
+        self.remote_address = remote_address
+        self.remote_port = remote_port
+        self._buffer = bytearray()
+        self._readers = deque()
+        self._held_pushes = deque()
+        self._ended = False
+        self._end_error = None
+        self._chunks = deque()
+        self._in_flight = 0
+        self._write_error = None
+        self._flushed = []
+        self._closing = None
+        self._closed = _OneShot()
+
+    def __repr__(self):
+        return f"<Stream {self.conn_id} :{self.local_port} -> {self.remote_address}:{self.remote_port}>"
+
+    # -- reading --------------------------------------------------------------
+
+    def read(self, max_bytes=None):
+        """The next bytes available (at most ``max_bytes``); ``b""`` at the end of the stream.
+
+        Errbacks with the :class:`PilotError` that ended the stream, once the
+        data received before it has been read.
+        """
+        return self._enqueue_reader(max_bytes, exact=False)
+
+    def read_exactly(self, size):
+        """Exactly ``size`` bytes; fails with ``connection_failed`` if the stream ends first."""
+        return self._enqueue_reader(size, exact=True)
+
+    def __aiter__(self):
+        return self
+
+    async def __anext__(self):
+        data = await self.read()
+        if not data:
+            raise StopAsyncIteration
+        return data
+
+    def _enqueue_reader(self, size, exact):
+        if size is not None and size <= 0:
+            return succeed(b"")
+        entry = [None, size, exact]
+        entry[0] = Deferred(lambda d: self._readers.remove(entry))
+        self._readers.append(entry)
+        self._serve_readers()
+        return entry[0]
+
+    def _serve_readers(self):
+        while self._readers:
+            reader, size, exact = self._readers[0]
+            if exact and len(self._buffer) >= size or not exact and self._buffer:
+                take = len(self._buffer) if size is None else size
+                data = bytes(self._buffer[:take])
+                del self._buffer[:take]
+            elif self._end_error is not None:
+                data = self._end_error
+            elif self._ended:
+                data = b""
+                if exact:
+                    data = PilotError(
+                        f"stream ended after {len(self._buffer)} of {size} bytes", code=CONNECTION_FAILED
+                    )
+            else:
+                break
+            self._readers.popleft()
+            if isinstance(data, Exception):
+                reader.errback(data)
+            else:
+                reader.callback(data)
+        self._release_pushes()
+
+    def _has_room(self):
+        """Whether to take more data now.
+
+        Beyond the buffer limit the answer is no (backpressure), with two
+        exceptions that would otherwise deadlock: a ``read_exactly`` larger
+        than the limit needs the buffer to grow to its size; and while a write
+        is in progress, a program that writes everything before it reads,
+        against a peer that answers as it reads (an echo), would wait on its
+        write while the peer waits on it to read.
+        """
+        limit = RECEIVE_BUFFER_LIMIT
+        if self._readers and self._readers[0][2]:
+            limit = max(limit, self._readers[0][1])
+        return self._ended or len(self._buffer) < limit or bool(self._chunks or self._in_flight)
+
+    def _release_pushes(self):
+        while self._held_pushes and self._has_room():
+            self._held_pushes.popleft().callback({})
+
+    def _received(self, data):
+        """A Received push: buffer it; answer late while the buffer is full (backpressure)."""
+        if self._ended:
+            return {}
+        self._buffer += data
+        self._serve_readers()
+        if self._has_room():
+            return {}
+        held = Deferred()
+        self._held_pushes.append(held)
+        return held
+
+    # -- writing --------------------------------------------------------------
+
+    def write(self, data):
+        """Send ``data``; fires once the daemon has buffered all of it."""
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            return fail(PilotError(
+                f"stream data must be bytes, not {type(data).__name__}", code=INVALID_ARGUMENT
+            ))
+        if self._write_error is not None:
+            return fail(self._write_error)
+        if self._closing is not None or self._ended:
+            return fail(PilotError(f"stream {self.conn_id} is closed", code=CONNECTION_FAILED))
+        data = bytes(data)
+        if not data:
+            return succeed(None)
+        done = Deferred()
+        last = range(0, len(data), commands.MAX_CHUNK)[-1]
+        for offset in range(0, len(data), commands.MAX_CHUNK):
+            self._chunks.append((data[offset:offset + commands.MAX_CHUNK], done if offset == last else None))
+        self._pump()
+        self._release_pushes()
+        return done
+
+    def _pump(self):
+        while self._chunks and self._in_flight < WRITE_WINDOW:
+            chunk, done = self._chunks.popleft()
+            self._in_flight += 1
+            sending = self._daemon._call(commands.Write, conn_id=self.conn_id, data=chunk)
+            sending.addCallbacks(self._chunk_written, self._chunk_failed, (done,), None, (done,))
+
+    def _chunk_written(self, _, done):
+        self._in_flight -= 1
+        if done is not None:
+            if self._write_error is None:
+                done.callback(None)
+            else:
+                done.errback(self._write_error)
+        self._pump()
+        self._check_flushed()
+
+    def _chunk_failed(self, failure, done):
+        self._in_flight -= 1
+        if self._write_error is None:
+            self._write_error = failure.value
+        queued, self._chunks = self._chunks, deque()
+        for pending in [done] + [last for _, last in queued]:
+            if pending is not None:
+                pending.errback(self._write_error)
+        self._check_flushed()
+
+    def _check_flushed(self):
+        if not self._chunks and not self._in_flight:
+            waiters, self._flushed = self._flushed, []
+            for waiter in waiters:
+                waiter.callback(None)
+
+    def _wait_flushed(self):
+        if not self._chunks and not self._in_flight:
+            return succeed(None)
+        waiter = Deferred()
+        self._flushed.append(waiter)
+        return waiter
+
+    # -- closing --------------------------------------------------------------
+
+    @property
+    def closed(self):
+        """A Deferred firing when the stream is over: ``None`` if it ended cleanly, else the PilotError."""
+        return self._closed.wait()
+
+    def close(self):
+        """Close after the data already written has been buffered; never fails."""
+        if self._closing is None:
+            if self._ended:
+                self._closing = succeed(None)
+            else:
+                self._closing = self._wait_flushed()
+                self._closing.addCallback(lambda _: self._daemon._call(commands.Close, conn_id=self.conn_id))
+                self._closing.addBoth(lambda _: self._end(None))
+        closing = Deferred()
+        self._closing.addBoth(lambda result: closing.callback(None) or result)
+        return closing
+
+    def _end(self, error):
+        """The stream is over, by either side or by losing the daemon; wake everyone."""
+        if self._ended:
+            return
+        self._ended = True
+        self._end_error = error
+        if error is not None and self._write_error is None:
+            self._write_error = error
+        self._daemon._forget_stream(self)
+        self._serve_readers()
+        self._closed.fire(error)
+
+
+class Listener:
+    """A bound port: streams dialled to it (:meth:`accept`) and datagrams sent to it (:meth:`receive_datagram`).
+
+    One object for both because binding a port at the daemon claims both, and
+    a port can be bound by one client only.
+    """
+
+    def __init__(self, daemon, port):
+        self._daemon = daemon
+        self.port = port
+        self._streams = _Queue()
+        self._datagrams = _Queue(limit=DATAGRAM_BACKLOG)
+        self._closing = None
+        self.dropped_datagrams = 0
+
+    def __repr__(self):
+        return f"<Listener :{self.port}>"
+
+    def accept(self):
+        """The next stream a peer opened to this port."""
+        return self._streams.get()
+
+    def receive_datagram(self):
+        """The next :class:`Datagram` sent to this port."""
+        return self._datagrams.get()
+
+    def __aiter__(self):
+        return self
+
+    async def __anext__(self):
+        return await self.accept()
+
+    def close(self):
+        """Unbind the port; pending and later accepts fail; never fails itself."""
+        if self._closing is None:
+            self._stop(PilotError(f"listener on port {self.port} is closed", code=CONNECTION_FAILED))
+            self._closing = self._daemon._call(commands.Unbind, port=self.port)
+            self._closing.addErrback(lambda _: None)
+        closing = Deferred()
+        self._closing.addBoth(lambda result: closing.callback(None) or result)
+        return closing
+
+    def _stop(self, error):
+        self._daemon._listeners.pop(self.port, None)
+        for stream in self._streams.fail(error):
+            stream.close()
+        self._datagrams.fail(error)
+
+    def _accepted(self, stream):
+        self._streams.put(stream)
+
+    def _datagram(self, datagram):
+        if not self._datagrams.put(datagram):
+            self.dropped_datagrams += 1
+
+
+class Event(NamedTuple):
+    """One published event: its ``topic`` and its ``data`` (bytes)."""
+
+    topic: str
+    data: bytes
+
+
+class Subscription:
+    """The events matching one pattern, in arrival order; from :meth:`EventStream.subscribe`.
+
+    ``await subscription.get()`` gives the next :class:`Event`, and ``async
+    for event in subscription`` iterates until :meth:`close` (or fails with
+    ``not_running`` if the daemon goes away).  ``ready`` fires once the
+    daemon holds the subscription: events published after that reach it.
+
+    A consumer that stops reading stops answering the daemon's pushes after
+    :data:`EVENT_BUFFER_LIMIT` events; from then on the daemon's broker
+    queues, then drops, events for this subscription only.
+    """
+
+    def __init__(self, daemon, pattern):
+        self._daemon = daemon
+        self.pattern = pattern
+        self.id = None
+        self._events = deque()
+        self._getters = deque()
+        self._held = deque()
+        self._end = None
+        self._closing = None
+        self.ready = daemon._call(commands.Subscribe, pattern=pattern).addCallback(self._subscribed)
+        self.ready.addErrback(self._failed)
+
+    def __repr__(self):
+        return f"<Subscription {self.id} {self.pattern!r}>"
+
+    def _subscribed(self, answer):
+        self.id = answer["subscription"]
+        if self._closing is not None or self._end is not None:
+            self._daemon._call(commands.Unsubscribe, subscription=self.id).addErrback(lambda _: None)
+        else:
+            self._daemon._subscriptions[self.id] = self
+        return self
+
+    def _failed(self, failure):
+        failure.trap(PilotError)
+        self._stop(failure.value)
+        return failure
+
+    def get(self):
+        """A Deferred of the next :class:`Event`; ``None`` after :meth:`close`.
+
+        Fails with the PilotError that ended the subscription (the daemon went
+        away, or refused the pattern).
+        """
+        if self._events:
+            event = self._events.popleft()
+            if self._held:
+                self._held.popleft().callback({})
+            return succeed(event)
+        if self._end is not None:
+            return fail(self._end) if isinstance(self._end, Exception) else succeed(None)
+        getter = Deferred(lambda d: self._getters.remove(d))
+        self._getters.append(getter)
+        return getter
+
+    def __aiter__(self):
+        return self
+
+    async def __anext__(self):
+        event = await self.get()
+        if event is None:
+            raise StopAsyncIteration
+        return event
+
+    def _received(self, topic, payload):
+        if self._end is not None:
+            return {}
+        event = Event(topic, payload)
+        if self._getters:
+            self._getters.popleft().callback(event)
+            return {}
+        self._events.append(event)
+        if len(self._events) < EVENT_BUFFER_LIMIT:
+            return {}
+        held = Deferred()
+        self._held.append(held)
+        return held
+
+    def close(self):
+        """Unsubscribe; waiting and later ``get`` calls give ``None``; never fails."""
+        if self._closing is None:
+            subscribed = self.id is not None and self._end is None
+            self._stop(True)
+            if not subscribed:
+                self._closing = succeed(None)  # nothing held at the daemon, or undone once it answers
+            else:
+                self._closing = self._daemon._call(commands.Unsubscribe, subscription=self.id)
+                self._closing.addErrback(lambda _: None)
+        closing = Deferred()
+        self._closing.addBoth(lambda result: closing.callback(None) or result)
+        return closing
+
+    def _stop(self, end):
+        """End the subscription: ``True`` for a clean end, else the PilotError."""
+        if self._end is not None:
+            return
+        self._end = end
+        self._daemon._subscriptions.pop(self.id, None)
+        held, self._held = self._held, deque()
+        for answer in held:
+            answer.callback({})
+        getters, self._getters = self._getters, deque()
+        for getter in getters:
+            if isinstance(end, Exception):
+                getter.errback(end)
+            else:
+                getter.callback(None)
+
+
+class EventStream:
+    """Publish and subscribe through the local daemon's event broker (:meth:`Daemon.open_event_stream`).
+
+    Topics are dot-separated words; subscription patterns use the documented
+    wildcards (``metrics.*`` matches ``metrics.cpu`` and ``metrics.cpu.load``,
+    ``pipeline.*.done`` exactly one word in the middle, ``*`` everything).
+    Events reach subscribers on this daemon and, through it, subscribers on
+    trusted peers' daemons; never this client's own subscriptions.
+    """
+
+    def __init__(self, daemon):
+        self._daemon = daemon
+        self._subscriptions = []
+
+    def publish(self, topic, data):
+        """Publish ``data`` (bytes or text, at most one control chunk) on ``topic``.
+
+        Fires with the number of local subscribers and peer links it reached.
+        """
+        if isinstance(data, str):
+            data = data.encode("utf-8")
+        if not isinstance(data, (bytes, bytearray)):
+            return fail(PilotError(f"event data must be bytes or text, not {type(data).__name__}",
+                                   code=INVALID_ARGUMENT))
+        if len(data) > commands.MAX_CHUNK:
+            return fail(PilotError(f"event too large: {len(data)} bytes (at most {commands.MAX_CHUNK})",
+                                   code=INVALID_ARGUMENT))
+        return self._daemon._result(commands.Publish, "delivered", topic=topic, payload=bytes(data))
+
+    def subscribe(self, pattern):
+        """A :class:`Subscription` to ``pattern``: an async iterator of :class:`Event`."""
+        subscription = Subscription(self._daemon, pattern)
+        self._subscriptions.append(subscription)
+        return subscription
+
+    def close(self):
+        """Close every subscription made through this stream."""
+        subscriptions, self._subscriptions = self._subscriptions, []
+        return gatherResults([subscription.close() for subscription in subscriptions]).addCallback(lambda _: None)
+
+
 class Daemon:
     """A connection to the local daemon: queries, registry operations, streams, ports, datagrams."""
 
@@ -466,6 +981,7 @@ class Daemon:
         self.reactor = reactor
         self._streams = {}
         self._listeners = {}
+        self._subscriptions = {}
         self._lost_error = None
         self._disconnected = _OneShot()
         protocol.daemon = self
@@ -493,6 +1009,8 @@ class Daemon:
             stream._end(self._lost_error)
         for listener in list(self._listeners.values()):
             listener._stop(self._lost_error)
+        for subscription in list(self._subscriptions.values()):
+            subscription._stop(self._lost_error)
         self._disconnected.fire(None)
 
     @property
@@ -649,6 +1167,10 @@ class Daemon:
 
         return self.resolve(target).addCallback(send).addCallback(lambda _: None)
 
+    def open_event_stream(self):
+        """An :class:`EventStream`: publish and subscribe through this daemon's broker."""
+        return EventStream(self)
+
     def close_connection(self, conn_id):
         """Close any of the daemon's connections by id (``pilotctl disconnect``)."""
         stream = self._streams.get(conn_id)
@@ -685,6 +1207,12 @@ class Daemon:
             listener._datagram(Datagram(Addr.parse(src_address), src_port, dst_port, data))
         return {}
 
+    def _event_received(self, subscription, topic, payload):
+        target = self._subscriptions.get(subscription)
+        if target is None:
+            return {}
+        return target._received(topic, payload)
+
 
 class _ControlProtocol(amp.AMP):
     """The client end of the control socket: routes the daemon's pushes to the :class:`Daemon`."""
@@ -707,6 +1235,10 @@ class _ControlProtocol(amp.AMP):
     def datagram_received(self, src_address, src_port, dst_port, data):
         return self.daemon._datagram_received(src_address, src_port, dst_port, data)
 
+    @commands.EventReceived.responder
+    def event_received(self, subscription, topic, payload):
+        return self.daemon._event_received(subscription, topic, payload)
+
     def connectionLost(self, reason):
         super().connectionLost(reason)
         if self.daemon is not None:
@@ -714,6 +1246,6 @@ class _ControlProtocol(amp.AMP):
 
 
 __all__ = [
-    "Daemon", "Datagram", "Listener", "Stream",
+    "Daemon", "Datagram", "Event", "EventStream", "Listener", "Stream", "Subscription",
     "connect", "default_socket_path", "not_running_error", "pilot_home",
 ]

@@ -253,3 +253,44 @@ class DatagramReceived(Command):
         (b"dst_port", amp.Integer()), (b"data", amp.String()),
     ]
     response = []
+
+
+# -- local publish/subscribe through this daemon's event broker ---------------
+#
+# An agent talks only to its own daemon: the daemon's broker delivers to local
+# subscribers and federates with trusted peers' brokers (see
+# pilotnet.services.federation), so no broker needs to be deployed anywhere.
+
+class Subscribe(Command):
+    """Subscribe this client to ``pattern`` (documented wildcards); returns the subscription's id.
+
+    Matching events arrive as :class:`EventReceived` pushes until
+    :class:`Unsubscribe` or the client disconnects.
+    """
+
+    arguments = [(b"pattern", amp.Unicode())]
+    response = [(b"subscription", amp.Integer())]
+
+
+class Unsubscribe(Command):
+    arguments = [(b"subscription", amp.Integer())]
+    response = []
+
+
+class Publish(Command):
+    """Publish one event (payload at most :data:`MAX_CHUNK` bytes); never delivered back to this client."""
+
+    arguments = [(b"topic", amp.Unicode()), (b"payload", amp.String())]
+    response = [(b"delivered", amp.Integer())]
+
+
+class EventReceived(Command):
+    """Push: an event for one of the client's subscriptions.
+
+    Answered when the client has taken it; until then the event's bytes count
+    against that subscription's bounded queue in the broker, where overflow
+    drops events for this subscriber only.
+    """
+
+    arguments = [(b"subscription", amp.Integer()), (b"topic", amp.Unicode()), (b"payload", amp.String())]
+    response = []

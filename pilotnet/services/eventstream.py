@@ -95,8 +95,15 @@ class EventBroker:
             self.on_local_patterns_changed()
 
     def publish(self, topic, payload, publisher=None):
-        """Hand the event to every matching subscriber but ``publisher``; returns how many took it."""
+        """Hand the event to every matching subscriber but the publisher's; returns how many took it.
+
+        ``publisher`` is the publishing stream's subscriber, or the collection
+        of a local client's subscribers (a client may hold several, and none
+        of them gets its own events back).
+        """
         self.published += 1
+        if publisher is None or isinstance(publisher, Subscriber):
+            publisher = () if publisher is None else (publisher,)
         return self._hand_out(self.index.match(topic), topic, payload, publisher)
 
     def deliver_forwarded(self, pattern, topic, payload):
@@ -107,13 +114,13 @@ class EventBroker:
         pattern also matched another subscription's event gets it once, and
         nothing forwarded is ever forwarded again (no loops between brokers).
         """
-        return self._hand_out(self._local_by_pattern.get(pattern, ()), topic, payload, None)
+        return self._hand_out(self._local_by_pattern.get(pattern, ()), topic, payload, ())
 
-    def _hand_out(self, subscribers, topic, payload, publisher):
+    def _hand_out(self, subscribers, topic, payload, excluded):
         encoded = None
         reached = 0
         for subscriber in subscribers:
-            if subscriber is publisher:
+            if subscriber in excluded:
                 continue
             if encoded is None:
                 encoded = encode_event(topic, payload)

@@ -1,0 +1,143 @@
+"""Publish/subscribe through the SDK, against the daemon's real control protocol and event broker.
+
+The node behind the control socket is a stand-in holding only what the
+event commands use (the broker, and streams to release on disconnect), so
+these tests cover the AMP commands, the responders and the SDK together.
+"""
+
+import os
+import shutil
+import tempfile
+
+from twisted.internet import reactor
+from twisted.internet.defer import ensureDeferred
+from twisted.internet.endpoints import UNIXServerEndpoint
+from twisted.internet.task import deferLater
+from twisted.trial.unittest import TestCase
+
+from pilotnet.daemon.control import ControlFactory
+from pilotnet.driver import client
+from pilotnet.errors import INVALID_ARGUMENT, NOT_FOUND, NOT_RUNNING, PilotError
+from pilotnet.services.eventstream import EventBroker
+from tests.driver.support import bounded
+
+
+class _Streams:
+    def release(self, owner):
+        pass
+
+
+class _Node:
+    def __init__(self, queue_limit):
+        self.events = EventBroker(queue_limit=queue_limit)
+        self.streams = _Streams()
+
+
+class EventStreamTests(TestCase):
+    queue_limit = 4 * 1024 * 1024
+
+    async def _start(self):
+        directory = tempfile.mkdtemp(prefix="pilot-events-")
+        self.addCleanup(shutil.rmtree, directory, True)
+        self.socket_path = os.path.join(directory, "pilot.sock")
+        self.node = _Node(self.queue_limit)
+        self.factory = ControlFactory(self.node)
+        self.port = await UNIXServerEndpoint(reactor, self.socket_path).listen(self.factory)
+        self.addCleanup(self.port.stopListening)
+
+    async def _client(self):
+        daemon = await bounded(client.connect(reactor, self.socket_path))
+        self.addCleanup(daemon.close)
+        return daemon
+
+    def test_wildcard_delivery_and_no_echo_to_the_publisher(self):
+        async def run():
+            await self._start()
+            alice, bob = await self._client(), await self._client()
+            published = alice.open_event_stream()
+            own = await published.subscribe("metrics.*").ready
+            metrics = await bob.open_event_stream().subscribe("metrics.*").ready
+            exact = await bob.open_event_stream().subscribe("metrics.cpu").ready
+            self.assertEqual(await published.publish("metrics.cpu.load", b"0.5"), 1)
+            self.assertEqual(await published.publish("metrics.cpu", "42"), 2)
+            self.assertEqual(await published.publish("metrics", b"nobody"), 0)
+            self.assertEqual(await bounded(metrics.get()), client.Event("metrics.cpu.load", b"0.5"))
+            self.assertEqual(await bounded(metrics.get()), client.Event("metrics.cpu", b"42"))
+            self.assertEqual(await bounded(exact.get()), client.Event("metrics.cpu", b"42"))
+            self.assertEqual(len(own._events), 0)
+            await exact.close()
+            self.assertIsNone(await exact.get())
+            self.assertEqual(await published.publish("metrics.cpu", b"1"), 1)
+        return ensureDeferred(run())
+
+    def test_async_iteration_ends_at_close(self):
+        async def run():
+            await self._start()
+            alice, bob = await self._client(), await self._client()
+            subscription = await bob.open_event_stream().subscribe("*").ready
+            for n in range(3):
+                await alice.open_event_stream().publish(f"t.{n}", b"x")
+            seen = []
+            async for event in subscription:
+                seen.append(event.topic)
+                if len(seen) == 3:
+                    await subscription.close()
+            self.assertEqual(seen, ["t.0", "t.1", "t.2"])
+            self.assertEqual(len(self.node.events.subscribers), 0)
+        return ensureDeferred(run())
+
+    def test_disconnect_removes_the_subscriptions_and_fails_readers(self):
+        async def run():
+            await self._start()
+            bob = await bounded(client.connect(reactor, self.socket_path))
+            subscription = await bob.open_event_stream().subscribe("a.*").ready
+            waiting = subscription.get()
+            self.assertEqual(self.node.events.local_patterns(), {"a.*"})
+            await bob.close()
+            error = await self.assertFailure(bounded(waiting), PilotError)
+            self.assertEqual(error.code, NOT_RUNNING)
+            for _ in range(50):  # the daemon notices the disconnect within a few turns
+                if not self.node.events.subscribers:
+                    break
+                await bounded(_turn())
+            self.assertEqual(self.node.events.local_patterns(), set())
+        return ensureDeferred(run())
+
+    def test_stalled_subscriber_drops_only_its_own_events(self):
+        """A subscriber that stops reading loses events itself; the publisher and others carry on."""
+        async def run():
+            self.patch(client, "EVENT_BUFFER_LIMIT", 4)
+            self.queue_limit = 10 * 1100  # room in the broker for ten events beyond the client's four
+            await self._start()
+            publisher, stalled, healthy = await self._client(), await self._client(), await self._client()
+            stuck = await stalled.open_event_stream().subscribe("load").ready
+            reading = await healthy.open_event_stream().subscribe("load").ready
+            events = publisher.open_event_stream()
+            total = 200
+            for n in range(total):
+                await bounded(events.publish("load", bytes([n % 256]) * 1024))
+                self.assertEqual((await bounded(reading.get())).data[0], n % 256)
+            records = {r["subscriber"]: r for r in self.node.events.stats()["subscribers"]}
+            self.assertGreater(records[f"local subscription {stuck.id}"]["dropped"], total // 2)
+            self.assertEqual(records[f"local subscription {reading.id}"]["dropped"], 0)
+            first = await bounded(stuck.get())
+            self.assertEqual(first.data[0], 0)
+        return ensureDeferred(run())
+
+    def test_refusals_carry_codes(self):
+        async def run():
+            await self._start()
+            daemon = await self._client()
+            events = daemon.open_event_stream()
+            error = await self.assertFailure(events.subscribe("").ready, PilotError)
+            self.assertEqual(error.code, INVALID_ARGUMENT)
+            error = await self.assertFailure(events.publish("x" * 2000, b""), PilotError)
+            self.assertEqual(error.code, INVALID_ARGUMENT)
+            error = await self.assertFailure(daemon._call(client.commands.Unsubscribe, subscription=99),
+                                             PilotError)
+            self.assertEqual(error.code, NOT_FOUND)
+        return ensureDeferred(run())
+
+
+def _turn():
+    return deferLater(reactor, 0, lambda: None)
