@@ -37,11 +37,16 @@ def run(*command, check=True):
 
 
 def unavailable_reason():
-    """Why namespaces cannot be created here, or None when they can."""
+    """Why namespaces cannot be created here, or None when they can (tried, not guessed)."""
     if os.geteuid() != 0:
         return "the network lab needs root to create network namespaces"
     if shutil.which("ip") is None:
         return "the network lab needs the ip command (iproute2)"
+    probe = f"{PREFIX}{os.getpid()}-probe"
+    created = run("ip", "netns", "add", probe, check=False)
+    if created.returncode != 0:
+        return f"network namespaces cannot be created here: {created.stderr.strip()}"
+    run("ip", "netns", "delete", probe, check=False)
     return None
 
 
@@ -55,8 +60,8 @@ def _pid_alive(pid):
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except PermissionError:
-        return True
+    except PermissionError:  # alive, someone else's
+        pass
     return True
 
 
