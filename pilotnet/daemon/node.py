@@ -168,8 +168,10 @@ class NodeService(service.MultiService):
             request["owner"] = self.config.owner
         if self.config.hostname:
             request["hostname"] = self.config.hostname
-        lan_addrs = self.beacon.lan_addresses()
-        if lan_addrs:  # peers behind our NAT reach us there (see Resolver)
+        # Peers behind our NAT reach us on a LAN address (see Resolver), unless the
+        # operator fixed the endpoint: then that is the one way in, as configured.
+        lan_addrs = [] if self.config.endpoint else self.beacon.lan_addresses()
+        if lan_addrs:
             request["lan_addrs"] = lan_addrs
         reply = yield self.registry.request(request)
         self.node_id = reply["node_id"]
