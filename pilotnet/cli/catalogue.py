@@ -164,20 +164,60 @@ COMMANDS = [
     _command("listen", f"<port> [--count N] {_TIMEOUT}", "print the datagrams sent to a port",
              "messages[{src_addr, src_port, data, bytes}], timeout (NDJSON lines when --count is 0)",
              "messaging:listen"),
+    _command("send-message", "<address|hostname> --data TEXT [--type KIND]",
+             "send a text, json or binary message to a node's inbox (port 1001)", "target, type, bytes, ack",
+             "mailbox:send_message"),
+    _command("send-file", "<address|hostname> <path>", "send a file to a node (port 1001), with progress",
+             "filename, bytes, destination, ack", "mailbox:send_file"),
+    _command("received", "[--clear]", "files other nodes sent here",
+             "files[{name, bytes, modified, path}], total, dir; or cleared", "mailbox:received"),
+    _command("inbox", "[--clear]", "messages other nodes sent here",
+             "messages[{type, from, data, bytes, received_at}], total, dir; or cleared", "mailbox:inbox"),
+    # events
+    _command("publish", "[address|hostname] <topic> --data TEXT",
+             "publish an event (through the local daemon unless a node is named)", "target, topic, bytes",
+             "events:publish"),
+    _command("subscribe", f"[address|hostname] <topic> [--count N] {_TIMEOUT}",
+             "print events matching a topic pattern (metrics.* matches metrics.cpu and metrics.cpu.load)",
+             "events[{topic, data, bytes}], timeout (NDJSON lines when --count is 0)", "events:subscribe"),
+    # tasks
+    _command("task submit", '<address|hostname> --task TEXT', "ask a node to carry out a task",
+             "target, task_id, task, status, message, accepted", "tasks:submit"),
+    _command("task accept", "--id ID", "accept a task received within the last minute",
+             "task_id, status, message", "tasks:accept"),
+    _command("task decline", "--id ID --justification TEXT", "decline a received task",
+             "task_id, status, justification, message", "tasks:decline"),
+    _command("task execute", "", "start the first accepted task", "task_id, task_description, status, from",
+             "tasks:execute"),
+    _command("task send-results", "--id ID [--results TEXT] [--file PATH]",
+             "send a task's results (text, or a document/data file) to its submitter",
+             "task_id, status, sent_to, sent_type [, filename, file_size]", "tasks:send_results"),
+    _command("task list", "[--type KIND]", "received and submitted tasks",
+             "tasks[{task_id, description, status, from, to, created_at, category}]", "tasks:list_tasks"),
+    _command("task queue", "", "received tasks waiting to be carried out",
+             "queue[{task_id, description, from, created_at}], count", "tasks:queue"),
 ]
 
 BY_NAME = {command.name: command for command in COMMANDS}
+#: Commands with sub-commands (``daemon start``, ``task submit``).
+GROUPS = ("daemon", "task")
 
 
 def find(argv):
-    """``(command, remaining argv)`` for a command line, or ``(None, argv)``: ``daemon`` has sub-commands."""
+    """``(command, remaining argv)`` for a command line, or ``(None, argv)``; groups have sub-commands."""
     if not argv:
         return None, argv
-    if argv[0] == "daemon" and len(argv) > 1:
-        command = BY_NAME.get(f"daemon {argv[1]}")
+    if argv[0] in GROUPS and len(argv) > 1:
+        command = BY_NAME.get(f"{argv[0]} {argv[1]}")
         if command is not None:
             return command, argv[2:]
     return BY_NAME.get(argv[0]), argv[1:]
+
+
+def group_usage(group):
+    """``usage: pilotctl daemon start|stop|status``: a group named without a known sub-command."""
+    subcommands = [c.name.split(" ", 1)[1] for c in COMMANDS if c.name.startswith(group + " ")]
+    return f"usage: pilotctl {group} {'|'.join(subcommands)}"
 
 
 def usage_screen():

@@ -33,8 +33,8 @@ def run(argv, environ=None, stdout=None, stderr=None, stdin=None, reactor=None, 
     )
     command, rest = catalogue.find(argv)
     if command is None:
-        if argv and argv[0] == "daemon":
-            return succeed(_report_error(context, invalid("usage: pilotctl daemon start|stop|status")))
+        if argv and argv[0] in catalogue.GROUPS:
+            return succeed(_report_error(context, invalid(catalogue.group_usage(argv[0]))))
         if argv and json_mode:
             return succeed(_report_error(context, invalid(
                 f"unknown command: {argv[0]}", hint="run 'pilotctl context' for the full command list"

@@ -265,6 +265,11 @@ class ControlProtocol(amp.AMP):
         delivered = self.node.events.publish(_topic(topic), payload, self._subscriptions.values())
         return {"delivered": delivered}
 
+    @commands.EventStats.responder
+    @translating_errors
+    def event_stats(self):
+        return {"stats": self.node.events.stats()}
+
     # -- IStreamOwner: pushes to the client ------------------------------------------
 
     def stream_accepted(self, port, conn):

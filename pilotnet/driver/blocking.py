@@ -177,6 +177,9 @@ class Daemon:
     def close_connection(self, conn_id):
         return self._run(f"closing connection {conn_id}", self._handle.close_connection, conn_id)
 
+    def event_stats(self):
+        return self._run("event stats", self._handle.event_stats)
+
     def open_event_stream(self):
         """An :class:`EventStream`: publish and subscribe through this daemon's broker."""
         return EventStream(self._handle.open_event_stream(), self)

@@ -1171,6 +1171,10 @@ class Daemon:
         """An :class:`EventStream`: publish and subscribe through this daemon's broker."""
         return EventStream(self)
 
+    def event_stats(self):
+        """The broker's counters: events published, and per subscription delivered/dropped/queued."""
+        return self._result(commands.EventStats, "stats")
+
     def close_connection(self, conn_id):
         """Close any of the daemon's connections by id (``pilotctl disconnect``)."""
         stream = self._streams.get(conn_id)

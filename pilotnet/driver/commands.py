@@ -294,3 +294,14 @@ class EventReceived(Command):
 
     arguments = [(b"subscription", amp.Integer()), (b"topic", amp.Unicode()), (b"payload", amp.String())]
     response = []
+
+
+class EventStats(Command):
+    """The broker's counters: ``{published, subscribers: [{pattern, subscriber, delivered, dropped, queued_bytes}]}``.
+
+    Remote subscriptions (peers' daemons and port-1002 clients) appear as
+    ``stream <conn>``, this daemon's clients as ``local subscription <id>``.
+    """
+
+    arguments = []
+    response = [(b"stats", JSON())]

@@ -33,7 +33,9 @@ class _Node:
         self.streams = _Streams()
 
 
-class EventStreamTests(TestCase):
+class ControlSocketMixin:
+    """A real control server on a Unix socket in front of a stand-in node with a real broker."""
+
     queue_limit = 4 * 1024 * 1024
 
     async def _start(self):
@@ -50,6 +52,8 @@ class EventStreamTests(TestCase):
         self.addCleanup(daemon.close)
         return daemon
 
+
+class EventStreamTests(ControlSocketMixin, TestCase):
     def test_wildcard_delivery_and_no_echo_to_the_publisher(self):
         async def run():
             await self._start()

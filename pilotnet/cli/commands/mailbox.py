@@ -1,0 +1,144 @@
+"""``send-message``, ``send-file``, ``received``, ``inbox``: the data exchange service (port 1001).
+
+Sending speaks the reference's typed frames to the peer's port 1001 and
+reads back the one ACK frame it answers each frame with.  Files are streamed
+from disk in control-sized chunks, never read whole.  ``received`` and
+``inbox`` list what this node's daemon stored under ``<home>/received`` and
+``<home>/inbox``.
+"""
+
+import json
+import os
+import time
+from pathlib import Path
+
+from pilotnet.cli.args import invalid
+from pilotnet.cli.output import Output, format_bytes, table
+from pilotnet.driver.commands import MAX_CHUNK
+from pilotnet.errors import NOT_FOUND, PilotError
+from pilotnet.wire import dataexchange as wire
+from pilotnet.wire.address import PORT_DATA_EXCHANGE
+
+TIMEOUT = 30.0
+MESSAGE_TYPES = {"text": wire.TYPE_TEXT, "json": wire.TYPE_JSON, "binary": wire.TYPE_BINARY}
+PROGRESS_WIDTH = 30
+
+
+async def _read_ack(context, stream):
+    """The service's reply frame (best effort: ``""`` if the peer closed without one)."""
+    reader = wire.DataFrameReader()
+    while True:
+        data = await context.within(stream.read(), TIMEOUT, "no acknowledgement within 30s")
+        if not data:
+            return ""
+        frames = reader.feed(data)
+        if frames:
+            return frames[0].payload.decode("utf-8", "replace")
+
+
+async def send_message(context, args):
+    kind = args.text("type", "text")
+    if kind not in MESSAGE_TYPES:
+        raise invalid(f'invalid --type "{kind}": expected text, json or binary')
+    if not args.has("data"):
+        raise invalid("--data is required", hint="usage: pilotctl send-message <target> --data TEXT")
+    payload = args.text("data").encode("utf-8")
+    if kind == "json":
+        try:
+            json.loads(payload)
+        except ValueError:
+            raise invalid("--data is not valid JSON (--type json)") from None
+    address = await context.resolve(args.positional[0])
+    stream = await context.dial(address, PORT_DATA_EXCHANGE, TIMEOUT)
+    try:
+        header, body = wire.encode_frame(MESSAGE_TYPES[kind], payload)
+        await stream.write(header + body)
+        ack = await _read_ack(context, stream)
+    finally:
+        await stream.close()
+    return Output({"target": str(address), "type": kind, "bytes": len(payload), "ack": ack},
+                  f"sent {len(payload)} bytes to {address} ({ack or 'no acknowledgement'})")
+
+
+def _progress(context, sent, total):
+    done = PROGRESS_WIDTH if total == 0 else PROGRESS_WIDTH * sent // total
+    percent = 100 if total == 0 else 100 * sent // total
+    context.note(f"\r[{'#' * done}{'.' * (PROGRESS_WIDTH - done)}] {percent:3d}% {format_bytes(sent)}", end="")
+
+
+async def send_file(context, args):
+    path = Path(args.positional[1])
+    if not path.is_file():
+        raise PilotError(f"file not found: {path}", code=NOT_FOUND)
+    size = path.stat().st_size
+    if size > wire.MAX_PAYLOAD - 2 - wire.MAX_FILE_NAME:
+        raise invalid(f"file is {size} bytes; the data exchange carries at most 16 MiB per file")
+    name = wire.check_file_name(path.name)
+    address = await context.resolve(args.positional[0])
+    stream = await context.dial(address, PORT_DATA_EXCHANGE, TIMEOUT)
+    try:
+        await stream.write(wire.encode_frame_header(wire.TYPE_FILE, size, name))
+        sent = 0
+        with path.open("rb") as handle:
+            while chunk := handle.read(MAX_CHUNK):
+                await stream.write(chunk)
+                sent += len(chunk)
+                _progress(context, sent, size)
+        _progress(context, sent, size)
+        context.note("")
+        ack = await _read_ack(context, stream)
+    finally:
+        await stream.close()
+    return Output({"filename": name, "bytes": sent, "destination": str(address), "ack": ack},
+                  f"sent {name} ({format_bytes(sent)}) to {address} ({ack or 'no acknowledgement'})")
+
+
+def _clear(directory):
+    if not directory.is_dir():
+        raise PilotError(f"{directory} does not exist", code=NOT_FOUND)
+    cleared = 0
+    for entry in directory.iterdir():
+        if entry.is_file():
+            entry.unlink()
+            cleared += 1
+    return Output({"cleared": cleared}, f"cleared {cleared} items from {directory}")
+
+
+def _rfc3339(seconds):
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds))
+
+
+async def received(context, args):
+    directory = context.home.path / "received"
+    if args.boolean("clear"):
+        return _clear(directory)
+    files = []
+    if directory.is_dir():
+        for entry in sorted(directory.iterdir()):
+            if entry.is_file() and not entry.name.startswith("."):
+                stat = entry.stat()
+                files.append({"name": entry.name, "bytes": stat.st_size, "modified": _rfc3339(stat.st_mtime),
+                              "path": str(entry)})
+    rows = [[f["name"], format_bytes(f["bytes"]), f["modified"]] for f in files]
+    text = table(["NAME", "SIZE", "RECEIVED"], rows) + f"\ntotal: {len(files)}" if files else "no files received"
+    return Output({"files": files, "total": len(files), "dir": str(directory)}, text)
+
+
+async def inbox(context, args):
+    directory = context.home.path / "inbox"
+    if args.boolean("clear"):
+        return _clear(directory)
+    messages = []
+    if directory.is_dir():
+        for entry in sorted(directory.glob("*.json")):
+            try:
+                messages.append(json.loads(entry.read_text()))
+            except (OSError, ValueError):
+                continue
+    lines = [f"Inbox ({len(messages)} messages):"]
+    for message in messages:
+        data = str(message.get("data", ""))
+        lines.append(f"  [{message.get('received_at')}] from {message.get('from')} type={message.get('type')}")
+        lines.append(f"    {data[:80]}{'…' if len(data) > 80 else ''}")
+    lines.append("clear with: pilotctl inbox --clear")
+    return Output({"messages": messages, "total": len(messages), "dir": str(directory)}, "\n".join(lines))

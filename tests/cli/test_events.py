@@ -1,0 +1,42 @@
+"""``pilotctl publish`` and ``subscribe`` on the local broker, in-process against the daemon's real control protocol."""
+
+import io
+import json
+
+from twisted.internet import reactor
+from twisted.internet.defer import ensureDeferred
+from twisted.internet.task import deferLater
+from twisted.trial.unittest import TestCase
+
+from pilotnet.cli.runner import run as pilotctl
+from tests.driver.support import bounded
+from tests.driver.test_events import ControlSocketMixin
+
+
+class LocalEventCommandTests(ControlSocketMixin, TestCase):
+
+    def pilotctl(self, *argv):
+        out, err = io.StringIO(), io.StringIO()
+        running = pilotctl(list(argv), environ={"PILOT_SOCKET": self.socket_path, "PILOT_HOME": self.mktemp()},
+                           stdout=out, stderr=err, reactor=reactor)
+        return running.addCallback(lambda code: (code, out.getvalue(), err.getvalue()))
+
+    def test_subscribe_prints_events_published_by_another_client(self):
+        async def run():
+            await self._start()
+            self.node.info = lambda: {"address": "0:0000.0000.0005"}
+            listening = self.pilotctl("subscribe", "metrics.*", "--count", "2", "--json")
+            while not self.node.events.subscribers:
+                await deferLater(reactor, 0.01, lambda: None)
+            publisher = await self._client()
+            await publisher.open_event_stream().publish("metrics.cpu", b"1")
+            await publisher.open_event_stream().publish("other", b"no")
+            code, out, err = await self.pilotctl("publish", "metrics.cpu.load", "--data", "2", "--json")
+            self.assertEqual(code, 0, err)
+            self.assertEqual(json.loads(out)["data"]["topic"], "metrics.cpu.load")
+            code, out, err = await bounded(listening)
+            self.assertEqual(code, 0, err)
+            self.assertEqual(json.loads(out)["data"], {"events": [
+                {"topic": "metrics.cpu", "data": "1", "bytes": 1},
+                {"topic": "metrics.cpu.load", "data": "2", "bytes": 1}], "timeout": False})
+        return ensureDeferred(run())

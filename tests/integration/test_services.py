@@ -1,0 +1,267 @@
+"""The built-in services with real processes: data exchange, federated pub/sub, task submission.
+
+Every daemon is a real ``twistd pilot-daemon`` registered at a real
+rendezvous; commands are the real ``pilotctl`` (or the SDK over the control
+socket).  Waits are bounded polls; nothing asserts on wall time.
+"""
+
+import io
+import json
+import os
+import struct
+from pathlib import Path
+
+from twisted.internet import reactor
+from twisted.internet.defer import ensureDeferred
+from twisted.internet.task import Clock
+from twisted.trial.unittest import TestCase
+
+from pilotnet.cli.runner import run as run_pilotctl
+from pilotnet.wire.address import PORT_DATA_EXCHANGE
+from tests.integration.processes import DaemonProcess, RendezvousProcess, pilotctl, wait_until
+
+
+def run(test):
+    def wrapper(self):
+        return ensureDeferred(test(self))
+
+    wrapper.__name__ = test.__name__
+    return wrapper
+
+
+class ServiceTests(TestCase):
+    timeout = 180
+
+    async def start(self, *names):
+        base = self.mktemp()
+        self.rendezvous = await RendezvousProcess(self, os.path.join(base, "rendezvous")).start()
+        daemons = []
+        for name in names:
+            daemons.append(await DaemonProcess(self, os.path.join(base, name), self.rendezvous, hostname=name).start())
+        return daemons
+
+    def on(self, daemon, *args):
+        return pilotctl(self, daemon.home, *args, socket_path=daemon.socket_path)
+
+    async def ok(self, daemon, *args):
+        result = await self.on(daemon, *args, "--json")
+        self.assertEqual(result.code, 0, result)
+        return result.json()["data"]
+
+    async def trust_each_other(self, *daemons):
+        """Mutual handshakes between every pair (they approve themselves): federation uses the trust list."""
+        clients = {daemon: await daemon.connect() for daemon in daemons}
+        for daemon in daemons:
+            for other in daemons:
+                if other is not daemon:
+                    await clients[daemon].handshake(str(other.node_id), "services test")
+
+        async def all_trusted():
+            for daemon in daemons:
+                trusted = {peer["node_id"] for peer in await clients[daemon].trusted()}
+                if not {d.node_id for d in daemons if d is not daemon} <= trusted:
+                    return False
+            return True
+
+        await wait_until(all_trusted, "mutual trust between every pair")
+        return clients
+
+    # -- data exchange -------------------------------------------------------------------
+
+    @run
+    async def test_messages_and_files_arrive_with_their_content(self):
+        alpha, beta = await self.start("alpha", "beta")
+        sent = await self.ok(alpha, "send-message", beta.address, "--data", "hello beta")
+        self.assertEqual(sent, {"target": beta.address, "type": "text", "bytes": 10, "ack": "ACK TEXT 10 bytes"})
+        sent = await self.ok(alpha, "send-message", "beta", "--data", '{"n": 1}', "--type", "json")
+        self.assertEqual(sent["ack"], "ACK JSON 8 bytes")
+        inbox = await self.ok(beta, "inbox")
+        self.assertEqual(inbox["total"], 2)
+        by_type = {message["type"]: message for message in inbox["messages"]}
+        self.assertEqual((by_type["TEXT"]["data"], by_type["TEXT"]["from"]), ("hello beta", alpha.address))
+        self.assertEqual(json.loads(by_type["JSON"]["data"]), {"n": 1})
+        human = await self.on(beta, "inbox")
+        self.assertIn(f"from {alpha.address} type=TEXT", human.stdout)
+
+        content = os.urandom(300 * 1024)
+        source = Path(self.mktemp())
+        source.mkdir()
+        (source / "report.bin").write_bytes(content)
+        for _ in range(2):
+            human = await self.on(alpha, "send-file", beta.address, str(source / "report.bin"))
+            self.assertEqual(human.code, 0, human)
+            self.assertIn("100%", human.stderr)
+            self.assertIn("ACK FILE 307200 bytes", human.stdout)
+        received = await self.ok(beta, "received")
+        self.assertEqual(received["total"], 2)  # the second did not overwrite the first
+        for entry in received["files"]:
+            self.assertTrue(entry["name"].startswith("report-") and entry["name"].endswith(".bin"), entry)
+            self.assertEqual(Path(entry["path"]).read_bytes(), content)
+        self.assertEqual(await self.ok(beta, "inbox", "--clear"), {"cleared": 2})
+        self.assertEqual((await self.ok(beta, "inbox"))["total"], 0)
+
+    @run
+    async def test_hostile_file_names_are_neutralised(self):
+        alpha, beta = await self.start("alpha", "beta")
+        client = await alpha.connect()
+        received = Path(beta.home) / "received"
+        for hostile in ("../escaped.txt", "..", "sub/dir.txt", "/etc/passwd"):
+            stream = await client.dial(beta.address, PORT_DATA_EXCHANGE)
+            name = hostile.encode()
+            payload = struct.pack(">H", len(name)) + name + b"owned"
+            await stream.write(struct.pack(">II", 4, len(payload)) + payload)
+            # The service refuses the frame and closes the connection without saving anything.
+            self.assertEqual(await stream.read(), b"")
+        self.assertFalse((Path(beta.home) / "escaped.txt").exists())
+        self.assertFalse(Path(beta.home, "..", "escaped.txt").exists())
+        self.assertEqual([p.name for p in received.iterdir()] if received.exists() else [], [])
+        # A name with directories is sent as its base name by pilotctl.
+        nested = Path(self.mktemp(), "deep")
+        nested.mkdir(parents=True)
+        (nested / "notes.txt").write_text("fine")
+        await self.ok(alpha, "send-file", beta.address, str(nested / ".." / "deep" / "notes.txt"))
+        [entry] = (await self.ok(beta, "received"))["files"]
+        self.assertEqual(Path(entry["path"]).parent, received)
+        self.assertEqual(Path(entry["path"]).read_text(), "fine")
+
+    # -- events --------------------------------------------------------------------------------
+
+    async def wait_for_links(self, publisher_client, patterns):
+        """Until the publisher's broker holds the peers' subscriptions (federation links) for ``patterns``."""
+        async def linked():
+            stats = await publisher_client.event_stats()
+            held = [s["pattern"] for s in stats["subscribers"] if s["subscriber"].startswith("stream ")]
+            return all(held.count(pattern) >= count for pattern, count in patterns.items())
+
+        await wait_until(linked, f"federation links for {patterns}")
+
+    @run
+    async def test_pubsub_across_three_daemons(self):
+        alpha, beta, gamma = await self.start("alpha", "beta", "gamma")
+        clients = await self.trust_each_other(alpha, beta, gamma)
+        events = clients[alpha].open_event_stream()
+        own = await events.subscribe("metrics.*").ready  # the publisher's own subscription: never fed
+        wildcard = await clients[beta].open_event_stream().subscribe("metrics.*").ready
+        exact = await clients[gamma].open_event_stream().subscribe("metrics.cpu").ready
+        also_exact = await clients[gamma].open_event_stream().subscribe("metrics.cpu").ready
+        await self.wait_for_links(clients[alpha], {"metrics.*": 1, "metrics.cpu": 1})
+
+        for topic, data in [("metrics.cpu", b"41"), ("metrics.cpu.load", b"0.7"), ("metrics", b"no"),
+                            ("other.cpu", b"no"), ("metricsX.cpu", b"no")]:
+            await events.publish(topic, data)
+        # The last one through pilotctl, on alpha's local broker.
+        await self.ok(alpha, "publish", "metrics.cpu", "--data", "end")
+
+        async def until_end(subscription):
+            seen = []
+            while not seen or seen[-1].data != b"end":
+                seen.append(await subscription.get().addTimeout(30, reactor))
+            return [(event.topic, event.data) for event in seen]
+
+        self.assertEqual(await until_end(wildcard),
+                         [("metrics.cpu", b"41"), ("metrics.cpu.load", b"0.7"), ("metrics.cpu", b"end")])
+        self.assertEqual(await until_end(exact), [("metrics.cpu", b"41"), ("metrics.cpu", b"end")])
+        self.assertEqual(await until_end(also_exact), [("metrics.cpu", b"41"), ("metrics.cpu", b"end")])
+        # No duplicates arrive later, and the publisher got nothing back.
+        await events.publish("metrics.cpu", b"after")
+        self.assertEqual((await exact.get().addTimeout(30, reactor)).data, b"after")
+        self.assertEqual(len(exact._events), 0)
+        # The publishing client got none of its own events; pilotctl's (another client) it did.
+        self.assertEqual(list(own._events), [("metrics.cpu", b"end")])
+        # A local client on alpha other than the publisher does get alpha's events.
+        local = await (await alpha.connect()).open_event_stream().subscribe("metrics.*").ready
+        await events.publish("metrics.mem", b"1")
+        self.assertEqual((await local.get().addTimeout(30, reactor)).topic, "metrics.mem")
+
+        # pilotctl subscribe (local broker, bounded) sees events published on another daemon.
+        listening = ensureDeferred(self.ok(beta, "subscribe", "metrics.*", "--count", "2", "--timeout", "60s"))
+
+        async def cli_linked():
+            stats = await clients[beta].event_stats()
+            return sum(1 for s in stats["subscribers"]
+                       if s["pattern"] == "metrics.*" and s["subscriber"].startswith("local ")) >= 2
+
+        await wait_until(cli_linked, "pilotctl's subscription on beta")
+        await events.publish("metrics.disk", b"a")
+        await events.publish("metrics.disk.io", b"b")
+        received = await listening
+        self.assertEqual(received, {"events": [{"topic": "metrics.disk", "data": "a", "bytes": 1},
+                                               {"topic": "metrics.disk.io", "data": "b", "bytes": 1}],
+                                    "timeout": False})
+
+    @run
+    async def test_a_stalled_subscriber_stalls_nobody_else(self):
+        alpha, beta = await self.start("alpha", "beta")
+        clients = await self.trust_each_other(alpha, beta)
+        stalled = await (await beta.connect()).open_event_stream().subscribe("load").ready
+        healthy = await clients[beta].open_event_stream().subscribe("load").ready
+        await self.wait_for_links(clients[alpha], {"load": 1})
+        events = clients[alpha].open_event_stream()
+        payload = b"x" * 4096
+        # 5.6 MB in all: more than the stalled subscriber's client buffer and broker queue together.
+        # In batches the healthy subscriber keeps up with, so alpha's queue for beta never overflows.
+        for batch in range(14):
+            for n in range(100):
+                await events.publish("load", payload)
+            for n in range(100):
+                await healthy.get().addTimeout(30, reactor)
+        stats = await clients[beta].event_stats()
+        records = {s["subscriber"]: s for s in stats["subscribers"]}
+        self.assertGreater(records[f"local subscription {stalled.id}"]["dropped"], 0)
+        self.assertEqual(records[f"local subscription {healthy.id}"]["dropped"], 0)
+
+    # -- tasks --------------------------------------------------------------------------------
+
+    @run
+    async def test_task_life_cycle(self):
+        alpha, beta = await self.start("alpha", "beta")
+        submitted = await self.ok(alpha, "task", "submit", "beta", "--task", "summarise the logs")
+        self.assertEqual((submitted["status"], submitted["accepted"], submitted["message"]),
+                         (200, True, "Task received with status NEW"))
+        task_id = submitted["task_id"]
+        mine = json.loads((Path(alpha.home) / "tasks" / "submitted" / f"{task_id}.json").read_text())
+        self.assertEqual((mine["to_node"], mine["status"]), (beta.node_id, "NEW"))
+
+        queue = await self.ok(beta, "task", "queue")
+        self.assertEqual([(q["task_id"], q["from"]) for q in queue["queue"]], [(task_id, alpha.address)])
+        accepted = await self.ok(beta, "task", "accept", "--id", task_id)
+        self.assertEqual(accepted, {"task_id": task_id, "status": "ACCEPTED", "message": "Task accepted"})
+        again = await self.on(beta, "task", "accept", "--id", task_id, "--json")
+        self.assertEqual(again.error()["code"], "invalid_state")
+
+        def submitted_status():
+            return json.loads((Path(alpha.home) / "tasks" / "submitted" / f"{task_id}.json").read_text())["status"]
+
+        await wait_until(lambda: submitted_status() == "ACCEPTED", "the submitter to learn of the acceptance")
+        executing = await self.ok(beta, "task", "execute")
+        self.assertEqual((executing["task_id"], executing["status"], executing["from"]),
+                         (task_id, "EXECUTING", alpha.address))
+        refused = await self.on(beta, "task", "send-results", "--id", task_id, "--file", __file__, "--json")
+        self.assertEqual(refused.error()["code"], "invalid_argument")  # source code is not a result
+        done = await self.ok(beta, "task", "send-results", "--id", task_id, "--results", "all quiet")
+        self.assertEqual((done["status"], done["sent_to"], done["sent_type"]), ("SUCCEEDED", alpha.address, "text"))
+        await wait_until(lambda: submitted_status() == "COMPLETED", "the submitter to store the results")
+        result = Path(alpha.home) / "tasks" / "results" / f"{task_id}_result.txt"
+        self.assertEqual(result.read_text(), "all quiet")
+        listing = await self.ok(alpha, "task", "list", "--type", "submitted")
+        self.assertEqual([(t["task_id"], t["status"]) for t in listing["tasks"]], [(task_id, "COMPLETED")])
+        none_left = await self.on(beta, "task", "execute", "--json")
+        self.assertEqual(none_left.error()["code"], "not_found")
+
+    @run
+    async def test_a_task_not_accepted_in_time_expires(self):
+        alpha, beta = await self.start("alpha", "beta")
+        task_id = (await self.ok(alpha, "task", "submit", beta.address, "--task", "late"))["task_id"]
+        # pilotctl on beta, in this process, with a clock past the one-minute accept deadline.
+        later = Clock()
+        later.advance(reactor.seconds() + 61)
+        stdout, stderr = io.StringIO(), io.StringIO()
+        code = await run_pilotctl(["--json", "task", "accept", "--id", task_id],
+                                  environ={"PILOT_HOME": beta.home, "PILOT_SOCKET": beta.socket_path},
+                                  stdout=stdout, stderr=stderr, reactor=reactor, clock=later)
+        self.assertEqual(code, 1)
+        self.assertEqual(json.loads(stderr.getvalue())["code"], "expired")
+        declined = await self.ok(beta, "task", "decline", "--id", task_id, "--justification", "too late")
+        self.assertEqual(declined["status"], "DECLINED")
+        missing = await self.on(beta, "task", "accept", "--id", "0" * 8 + "-0000-0000-0000-" + "0" * 12, "--json")
+        self.assertEqual(missing.error()["code"], "not_found")
