@@ -56,7 +56,7 @@ async def datagram_arrives(sender, receiver, payload):
     await wait_until(delivered, f"a datagram from {sender.hostname} to {receiver.hostname}",
                      timeout=DATAGRAM_TIMEOUT, interval=0.5)
     datagram = await arrived
-    listener.close()
+    await listener.close()
     return datagram
 
 
