@@ -9,16 +9,17 @@ import io
 import json
 import os
 import struct
+import sys
 from pathlib import Path
 
 from twisted.internet import reactor
-from twisted.internet.defer import ensureDeferred
+from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.internet.task import Clock
 from twisted.trial.unittest import TestCase
 
 from pilotnet.cli.runner import run as run_pilotctl
 from pilotnet.wire.address import PORT_DATA_EXCHANGE
-from tests.integration.processes import DaemonProcess, RendezvousProcess, pilotctl, wait_until
+from tests.integration.processes import DaemonProcess, RendezvousProcess, _Collect, pilotctl, wait_until
 
 
 def run(test):
@@ -29,7 +30,9 @@ def run(test):
     return wrapper
 
 
-class ServiceTests(TestCase):
+class NetworkMixin:
+    """A rendezvous and named daemons, pilotctl on each, and mutual trust between them."""
+
     timeout = 180
 
     async def start(self, *names):
@@ -66,6 +69,8 @@ class ServiceTests(TestCase):
         await wait_until(all_trusted, "mutual trust between every pair")
         return clients
 
+
+class ServiceTests(NetworkMixin, TestCase):
     # -- data exchange -------------------------------------------------------------------
 
     @run
@@ -210,6 +215,24 @@ class ServiceTests(TestCase):
         self.assertGreater(records[f"local subscription {stalled.id}"]["dropped"], 0)
         self.assertEqual(records[f"local subscription {healthy.id}"]["dropped"], 0)
 
+    @run
+    async def test_pilotctl_at_a_named_node_speaks_port_1002(self):
+        alpha, beta = await self.start("alpha", "beta")
+        alpha_client = await alpha.connect()
+        listening = ensureDeferred(self.on(beta, "subscribe", "alpha", "chat.*", "--count", "1", "--timeout", "30s"))
+
+        async def subscribed():
+            stats = await alpha_client.event_stats()
+            return any(s["pattern"] == "chat.*" for s in stats["subscribers"])
+
+        await wait_until(subscribed, "beta's subscription at alpha's broker")
+        published = await self.ok(beta, "publish", alpha.address, "chat.room", "--data", "hi")
+        self.assertEqual(published, {"target": alpha.address, "topic": "chat.room", "bytes": 2})
+        result = await listening
+        self.assertEqual(result.code, 0, result)
+        self.assertEqual(result.stdout, "[chat.room] hi\n")
+        self.assertIn(f'subscribed to "chat.*" on {alpha.address}', result.stderr)
+
     # -- tasks --------------------------------------------------------------------------------
 
     @run
@@ -265,3 +288,78 @@ class ServiceTests(TestCase):
         self.assertEqual(declined["status"], "DECLINED")
         missing = await self.on(beta, "task", "accept", "--id", "0" * 8 + "-0000-0000-0000-" + "0" * 12, "--json")
         self.assertEqual(missing.error()["code"], "not_found")
+
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+
+class ExampleTests(NetworkMixin, TestCase):
+    """The example pipelines, each role a real process on a real daemon, checked by their output."""
+
+    def example(self, daemon, script, *args):
+        """Start ``examples/<script> args`` as an agent of ``daemon``; a Deferred of (exit code, stdout)."""
+        collect = _Collect()
+        env = dict(os.environ, PILOT_SOCKET=daemon.socket_path, PILOT_HOME=daemon.home)
+        process = reactor.spawnProcess(collect, sys.executable, [sys.executable, str(EXAMPLES / script), *args],
+                                       env=env)
+
+        def kill():
+            if collect.ended.called:
+                return None
+            process.signalProcess("KILL")
+            return collect.ended
+
+        self.addCleanup(kill)
+        ended = Deferred()
+        collect.ended.addCallback(lambda code: ended.callback((code, collect.stdout.decode(), collect.stderr.decode()))
+                                  or code)
+        return ended.addTimeout(60, reactor)
+
+    async def links(self, client, *patterns):
+        async def held():
+            stats = await client.event_stats()
+            linked = {s["pattern"] for s in stats["subscribers"] if s["subscriber"].startswith("stream ")}
+            return set(patterns) <= linked
+
+        await wait_until(held, f"federation links for {patterns}")
+
+    @run
+    async def test_monitoring_pipeline(self):
+        alpha, beta = await self.start("alpha", "beta")
+        clients = await self.trust_each_other(alpha, beta)
+        aggregator = self.example(beta, "monitoring_pipeline.py", "aggregator", "--count", "4")
+        alerter = self.example(alpha, "monitoring_pipeline.py", "alerter", "--count", "2")
+        await self.links(clients[alpha], "metrics.*")
+        await self.links(clients[beta], "alerts.*")
+        for role, values in (("cpu", "50,95"), ("memory", "40,93")):
+            code, out, err = await self.example(alpha, "monitoring_pipeline.py", role, "--values", values)
+            self.assertEqual(code, 0, err)
+        code, out, err = await aggregator
+        self.assertEqual(code, 0, err)
+        self.assertEqual(sorted(out.splitlines()), sorted([
+            "aggregator ready", "metrics.cpu value=50 avg=50.0", "metrics.cpu value=95 avg=72.5",
+            "metrics.memory value=40 avg=40.0", "metrics.memory value=93 avg=66.5"]))
+        code, out, err = await alerter
+        self.assertEqual(code, 0, err)
+        self.assertEqual(sorted(out.splitlines()), [
+            "ALERT cpu at 95 (threshold 80)", "ALERT memory at 93 (threshold 90)", "alerter ready"])
+
+    @run
+    async def test_workflow_pipeline(self):
+        alpha, beta = await self.start("alpha", "beta")
+        clients = await self.trust_each_other(alpha, beta)
+        report = self.example(alpha, "workflow_pipeline.py", "report", "--count", "5")
+        analyse = self.example(alpha, "workflow_pipeline.py", "analyse", "--count", "5")
+        handle = self.example(beta, "workflow_pipeline.py", "handle", "--count", "5")
+        await self.links(clients[beta], "pipeline.stage1.output", "pipeline.*.complete")
+        await self.links(clients[alpha], "pipeline.stage2.result.*")
+        code, out, err = await self.example(beta, "workflow_pipeline.py", "ingest", "--values", "12,97,40,99,3")
+        self.assertEqual(code, 0, err)
+        for stage in (analyse, handle):
+            code, out, err = await stage
+            self.assertEqual(code, 0, err)
+        code, out, err = await report
+        self.assertEqual(code, 0, err)
+        self.assertEqual(sorted(out.splitlines()), [
+            "REPORT item1 value=12 archived", "REPORT item2 value=97 escalated", "REPORT item3 value=40 archived",
+            "REPORT item4 value=99 escalated", "REPORT item5 value=3 archived", "report ready"])
