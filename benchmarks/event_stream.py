@@ -1,0 +1,152 @@
+"""Events across two real daemons: events/s from one publisher to 1 and 10 subscribers, and latency.
+
+    python -m benchmarks.event_stream [--events 5000] [--json]
+
+Starts a rendezvous and two daemons that trust each other (every port 0).
+Subscribers are SDK clients of beta, the publisher an SDK client of alpha, so
+each event goes publisher → alpha's broker → the federation link → beta's
+broker → each subscriber, the path agents use.  Measured in one run:
+
+- delivered events/s (sum over subscribers) and published events/s, for 64 B
+  and 1 KiB payloads, with one and with ten subscribers; publishes are kept
+  ``WINDOW`` deep in flight, as a busy agent would;
+- publish-to-deliver latency (one event at a time), p50 and p99.
+
+All clients share this process and its reactor, so the figures include the
+SDK's own cost on both ends.  Events a broker dropped (a subscriber too slow
+for its bounded queue) are reported, not hidden.
+"""
+
+import argparse
+import statistics
+import struct
+import time
+
+from twisted.internet import defer, task
+
+from benchmarks.daemon_stream import LocalNetwork, report
+from pilotnet.driver.client import connect
+
+WINDOW = 64
+LATENCY_SAMPLES = 500
+_STAMP = struct.Struct(">d")
+
+
+async def trust(network, reactor):
+    clients = {name: await connect(reactor, network.daemons[name]["socket"]) for name in ("alpha", "beta")}
+    await clients["alpha"].handshake(str(network.daemons["beta"]["info"]["node_id"]), "benchmark")
+    await clients["beta"].handshake(str(network.daemons["alpha"]["info"]["node_id"]), "benchmark")
+
+    async def mutual():
+        counts = [len(await client.trusted()) for client in clients.values()]
+        return counts == [1, 1]
+
+    await network.wait_for(mutual, "mutual trust")
+    return clients
+
+
+async def subscribers(network, reactor, publisher_client, pattern, count):
+    """``count`` clients of beta subscribed to ``pattern``, once alpha holds beta's link for it."""
+    subscriptions = []
+    for _ in range(count):
+        client = await connect(reactor, network.daemons["beta"]["socket"])
+        subscriptions.append((client, await client.open_event_stream().subscribe(pattern).ready))
+
+    async def linked():
+        stats = await publisher_client.event_stats()
+        return any(s["pattern"] == pattern and s["subscriber"].startswith("stream ") for s in stats["subscribers"])
+
+    await network.wait_for(linked, f"the federation link for {pattern}")
+    return subscriptions
+
+
+async def drain(reactor, subscription, expected, idle=2.0):
+    """Events taken until ``expected`` arrived, or none came for ``idle`` seconds (some were dropped)."""
+    taken = 0
+    while taken < expected:
+        try:
+            event = await subscription.get().addTimeout(idle, reactor)
+        except defer.TimeoutError:
+            break
+        if event is None:
+            break
+        taken += 1
+    return taken
+
+
+async def throughput(network, reactor, publisher_client, size, fan_out, events):
+    pattern = f"bench.rate.{size}.{fan_out}"
+    subscriptions = await subscribers(network, reactor, publisher_client, pattern, fan_out)
+    stream = publisher_client.open_event_stream()
+    payload = b"x" * size
+    draining = [defer.ensureDeferred(drain(reactor, s, events)) for _, s in subscriptions]
+    started = time.perf_counter()
+    in_flight = set()
+    for _ in range(events):
+        publishing = stream.publish(pattern, payload)
+        in_flight.add(publishing)
+        publishing.addBoth(lambda result, d=publishing: in_flight.discard(d) or result)
+        if len(in_flight) >= WINDOW:
+            await defer.DeferredList(list(in_flight), fireOnOneCallback=True)
+    await defer.DeferredList(list(in_flight))
+    published = time.perf_counter() - started
+    delivered = sum(await defer.gatherResults(draining))
+    elapsed = time.perf_counter() - started
+    for client, subscription in subscriptions:
+        await subscription.close()
+        client.close()
+    return events / published, delivered / elapsed, fan_out * events - delivered
+
+
+async def latency(network, reactor, publisher_client):
+    pattern = "bench.latency"
+    [(client, subscription)] = await subscribers(network, reactor, publisher_client, pattern, 1)
+    stream = publisher_client.open_event_stream()
+    samples = []
+    for _ in range(LATENCY_SAMPLES):
+        sent = time.perf_counter()
+        await stream.publish(pattern, _STAMP.pack(sent) + b"x" * 56)
+        event = await subscription.get()
+        samples.append((time.perf_counter() - _STAMP.unpack_from(event.data)[0]) * 1000)
+    await subscription.close()
+    client.close()
+    samples.sort()
+    return statistics.median(samples), samples[int(len(samples) * 0.99) - 1]
+
+
+async def run(reactor, events, as_json):
+    rows = []
+    network = LocalNetwork(reactor)
+    try:
+        await network.start_rendezvous()
+        for name in ("alpha", "beta"):
+            await network.start_daemon(name)
+        clients = await trust(network, reactor)
+        for size in (64, 1024):
+            for fan_out in (1, 10):
+                published, delivered, dropped = await throughput(network, reactor, clients["alpha"], size,
+                                                                 fan_out, events)
+                label = f"{size} B to {fan_out} subscriber{'s' if fan_out > 1 else ''}"
+                rows.append((f"events delivered/s, {label}", delivered, "ev/s",
+                             ("dropped", dropped) if dropped else None))
+                rows.append((f"events published/s, {label}", published, "ev/s", None))
+        p50, p99 = await latency(network, reactor, clients["alpha"])
+        rows.append(("publish-to-deliver latency, p50", p50, "ms", None))
+        rows.append(("publish-to-deliver latency, p99", p99, "ms", None))
+        for client in clients.values():
+            client.close()
+    finally:
+        network.stop()
+    report(rows, as_json)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=5000, help="events per measurement")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    task.react(lambda reactor: defer.ensureDeferred(run(reactor, args.events, args.json)))
+
+
+if __name__ == "__main__":
+    main()
