@@ -238,6 +238,12 @@ class ServiceTests(NetworkMixin, TestCase):
     @run
     async def test_task_life_cycle(self):
         alpha, beta = await self.start("alpha", "beta")
+        client = await alpha.connect()
+
+        async def polo():
+            return [(await client.lookup(node))["polo_score"] for node in (alpha.node_id, beta.node_id)]
+
+        before = await polo()
         submitted = await self.ok(alpha, "task", "submit", "beta", "--task", "summarise the logs")
         self.assertEqual((submitted["status"], submitted["accepted"], submitted["message"]),
                          (200, True, "Task received with status NEW"))
@@ -264,6 +270,10 @@ class ServiceTests(NetworkMixin, TestCase):
         done = await self.ok(beta, "task", "send-results", "--id", task_id, "--results", "all quiet")
         self.assertEqual((done["status"], done["sent_to"], done["sent_type"]), ("SUCCEEDED", alpha.address, "text"))
         await wait_until(lambda: submitted_status() == "COMPLETED", "the submitter to store the results")
+        # The submitter pays a point, the executor earns the reward (1 for so short a task).
+        expected = [before[0] - 1, before[1] + 1]
+        await wait_until(lambda: ensureDeferred(polo()).addCallback(lambda now: now == expected),
+                         "the polo scores to move")
         result = Path(alpha.home) / "tasks" / "results" / f"{task_id}_result.txt"
         self.assertEqual(result.read_text(), "all quiet")
         listing = await self.ok(alpha, "task", "list", "--type", "submitted")

@@ -10,7 +10,7 @@ the first event on the stream is the subscription, later ones are publishes.
 from twisted.internet.defer import Deferred
 
 from pilotnet.cli.args import invalid
-from pilotnet.cli.commands.messaging import _Deadline, _until_deadline
+from pilotnet.cli.commands.messaging import Deadline, until_deadline
 from pilotnet.cli.output import Output, go_duration, go_json
 from pilotnet.wire.address import PORT_EVENT_STREAM
 from pilotnet.wire.eventstream import EventDecoder, encode_event
@@ -91,13 +91,13 @@ async def _open(context, target, topic):
 async def subscribe(context, args):
     target, topic = _target_and_topic(args)
     count = args.integer("count", 0)
-    deadline = _Deadline(context.reactor, args.duration("timeout", None))
+    deadline = Deadline(context.reactor, args.duration("timeout", None))
     source, where = await _open(context, target, topic)
     context.note(f'subscribed to "{topic}" on {where} — waiting for events...')
     events, timed_out = [], False
     try:
         while count == 0 or len(events) < count:
-            event = await _until_deadline(context, deadline, Deferred.fromCoroutine(source.get()))
+            event = await until_deadline(context, deadline, Deferred.fromCoroutine(source.get()))
             if event is None:
                 timed_out = deadline.end is not None and deadline.remaining() == 0
                 break

@@ -8,14 +8,13 @@ from disk in control-sized chunks, never read whole.  ``received`` and
 """
 
 import json
-import os
-import time
 from pathlib import Path
 
 from pilotnet.cli.args import invalid
 from pilotnet.cli.output import Output, format_bytes, table
 from pilotnet.driver.commands import MAX_CHUNK
 from pilotnet.errors import NOT_FOUND, PilotError
+from pilotnet.services.dataexchange import rfc3339
 from pilotnet.wire import dataexchange as wire
 from pilotnet.wire.address import PORT_DATA_EXCHANGE
 
@@ -104,10 +103,6 @@ def _clear(directory):
     return Output({"cleared": cleared}, f"cleared {cleared} items from {directory}")
 
 
-def _rfc3339(seconds):
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds))
-
-
 async def received(context, args):
     directory = context.home.path / "received"
     if args.boolean("clear"):
@@ -117,7 +112,7 @@ async def received(context, args):
         for entry in sorted(directory.iterdir()):
             if entry.is_file() and not entry.name.startswith("."):
                 stat = entry.stat()
-                files.append({"name": entry.name, "bytes": stat.st_size, "modified": _rfc3339(stat.st_mtime),
+                files.append({"name": entry.name, "bytes": stat.st_size, "modified": rfc3339(stat.st_mtime),
                               "path": str(entry)})
     rows = [[f["name"], format_bytes(f["bytes"]), f["modified"]] for f in files]
     text = table(["NAME", "SIZE", "RECEIVED"], rows) + f"\ntotal: {len(files)}" if files else "no files received"

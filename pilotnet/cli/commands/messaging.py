@@ -59,7 +59,7 @@ async def send(context, args):
     return await _exchange(context, args.positional[0], port, args.text("data"), timeout)
 
 
-class _Deadline:
+class Deadline:
     """What is left of one ``--timeout`` shared by several waits."""
 
     def __init__(self, clock, seconds):
@@ -71,7 +71,7 @@ class _Deadline:
         return None if self.end is None else max(0.0, self.end - self.clock.seconds())
 
 
-async def _until_deadline(context, deadline, deferred):
+async def until_deadline(context, deadline, deferred):
     """The result of ``deferred``, or ``None`` once the deadline passes."""
     try:
         return await context.within(deferred, deadline.remaining(), "deadline")
@@ -84,18 +84,18 @@ async def _until_deadline(context, deadline, deferred):
 async def recv(context, args):
     port = parse_port(args.positional[0])
     count = args.integer("count", 1, minimum=1)
-    deadline = _Deadline(context.reactor, args.duration("timeout", 30.0))
+    deadline = Deadline(context.reactor, args.duration("timeout", 30.0))
     listener = await (await context.daemon()).listen(port)
     messages, timed_out = [], False
     try:
         while len(messages) < count:
-            stream = await _until_deadline(context, deadline, listener.accept())
+            stream = await until_deadline(context, deadline, listener.accept())
             if stream is None:
                 timed_out = True
                 break
             seq = len(messages)
             try:
-                data = await _until_deadline(context, deadline, stream.read(MAX_RESPONSE))
+                data = await until_deadline(context, deadline, stream.read(MAX_RESPONSE))
             except PilotError as error:
                 messages.append({"seq": seq, "port": port, "error": error.message})
                 continue
@@ -116,12 +116,12 @@ async def recv(context, args):
 async def listen(context, args):
     port = parse_port(args.positional[0])
     count = args.integer("count", 0)
-    deadline = _Deadline(context.reactor, args.duration("timeout", None))
+    deadline = Deadline(context.reactor, args.duration("timeout", None))
     listener = await (await context.daemon()).listen(port)
     messages, timed_out = [], False
     try:
         while count == 0 or len(messages) < count:
-            datagram = await _until_deadline(context, deadline, listener.receive_datagram())
+            datagram = await until_deadline(context, deadline, listener.receive_datagram())
             if datagram is None:
                 timed_out = True
                 break

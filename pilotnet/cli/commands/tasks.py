@@ -8,13 +8,12 @@ frame per connection to its port 1003, as the reference does), which updates
 the submitter's copy, stores results and adjusts polo scores.
 """
 
-import time
 from pathlib import Path
 
 from pilotnet.cli.args import invalid
 from pilotnet.cli.output import Output
 from pilotnet.errors import INVALID_ARGUMENT, NOT_FOUND, PilotError
-from pilotnet.services.tasks import ACCEPT_DEADLINE, TaskStore, check_result_file_name
+from pilotnet.services.tasks import ACCEPT_DEADLINE, TaskStore, check_result_file_name, rfc3339
 from pilotnet.wire import tasksubmit as wire
 from pilotnet.wire.address import PORT_TASK_SUBMIT, Addr
 from pilotnet.wire.typedframe import FrameReader, encode_frame
@@ -22,10 +21,6 @@ from pilotnet.wire.typedframe import FrameReader, encode_frame
 TIMEOUT = 30.0
 INVALID_STATE = "invalid_state"
 EXPIRED = "expired"
-
-
-def _rfc3339(seconds):
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds))
 
 
 def _store(context):
@@ -77,7 +72,7 @@ async def submit(context, args):
     if accepted:
         now = context.clock.seconds()
         _store(context).save("submitted", {
-            "task_id": request.task_id, "task_description": description, "created_at": _rfc3339(now),
+            "task_id": request.task_id, "task_description": description, "created_at": rfc3339(now),
             "status": wire.NEW, "status_justification": "", "from": own, "to": str(address),
             "to_node": address.node, "created_ts": now,
         })
@@ -116,7 +111,7 @@ async def accept(context, args):
     now = context.clock.seconds()
     if now - task.get("created_ts", now) > ACCEPT_DEADLINE:
         raise PilotError(f"task {task_id} expired: it was not accepted within 1 minute", code=EXPIRED)
-    task.update(status=wire.ACCEPTED, accepted_at=_rfc3339(now), accepted_ts=now)
+    task.update(status=wire.ACCEPTED, accepted_at=rfc3339(now), accepted_ts=now)
     _store(context).save("received", task)
     message = "Task accepted" if await _notify(context, task, wire.ACCEPTED) else \
         "Task accepted (submitter notification failed)"
@@ -142,7 +137,7 @@ async def execute(context, args):
         raise PilotError("no accepted tasks to execute", code=NOT_FOUND, hint="accept one first: pilotctl task queue")
     task = accepted[0]  # by task ID, as the reference picks
     now = context.clock.seconds()
-    task.update(status=wire.EXECUTING, execute_started_at=_rfc3339(now), execute_ts=now)
+    task.update(status=wire.EXECUTING, execute_started_at=rfc3339(now), execute_ts=now)
     _store(context).save("received", task)
     await _notify(context, task, wire.EXECUTING)
     return Output({"task_id": task["task_id"], "task_description": task["task_description"],
@@ -173,11 +168,11 @@ async def send_results(context, args):
         if not path.is_file():
             raise PilotError(f"file not found: {path}", code=NOT_FOUND)
         content = path.read_bytes()
-        results = wire.TaskResults(task_id, wire.RESULT_FILE, _rfc3339(now), filename=path.name,
+        results = wire.TaskResults(task_id, wire.RESULT_FILE, rfc3339(now), filename=path.name,
                                    file_data=content, **_timings(task, now))
         data.update(sent_type="file", filename=path.name, file_size=len(content))
     else:
-        results = wire.TaskResults(task_id, wire.RESULT_TEXT, _rfc3339(now), result_text=args.text("results"),
+        results = wire.TaskResults(task_id, wire.RESULT_TEXT, rfc3339(now), result_text=args.text("results"),
                                    **_timings(task, now))
         data["sent_type"] = "text"
     try:
