@@ -8,8 +8,10 @@ Tasks are JSON files, one per task, so they survive restarts and ``pilotctl
 task`` can read them: ``<home>/tasks/received/<id>.json`` for work we were
 given, ``submitted/`` for work we handed out, ``results/`` for what came back.
 Executor-side timers follow the reference: a NEW task not accepted within a
-minute is cancelled; a task at the head of the queue for an hour expires and
-costs the executor one point of polo score.
+minute is cancelled (``accept_deadline``); a task still waiting at the head of
+the queue for an hour expires and costs the executor one point of polo score.
+Unlike the reference, a task ``pilotctl`` has moved on (executing, declined,
+done) leaves the queue at the next housekeeping, so it can never "expire".
 """
 
 import json
@@ -106,9 +108,11 @@ class TaskService:
     ``local_node`` is a callable giving our node ID (known after registration).
     """
 
-    def __init__(self, streams, home, clock, *, polo_score, adjust_polo, local_node, port=PORT_TASK_SUBMIT):
+    def __init__(self, streams, home, clock, *, polo_score, adjust_polo, local_node, port=PORT_TASK_SUBMIT,
+                 accept_deadline=ACCEPT_DEADLINE):
         self.streams = streams
         self.clock = clock
+        self.accept_deadline = accept_deadline
         self.store = TaskStore(home)
         self.polo_score = polo_score
         self.adjust_polo = adjust_polo
@@ -240,10 +244,13 @@ class TaskService:
     def housekeeping(self):
         now = self.clock.seconds()
         for task in self.store.list("received"):
-            if task.get("status") == wire.NEW and now - task.get("created_ts", now) > ACCEPT_DEADLINE:
+            if task.get("status") == wire.NEW and now - task.get("created_ts", now) > self.accept_deadline:
                 task["status"] = wire.CANCELLED
                 task["status_justification"] = "no response within 1 minute"
                 self.store.save("received", task)
+                self._dequeue(task["task_id"], now)
+            elif task.get("status") not in (wire.NEW, wire.ACCEPTED):
+                # pilotctl moved it on (executing, done, declined): it no longer waits, so it cannot expire.
                 self._dequeue(task["task_id"], now)
         if self.queue and self._head_since is not None and now - self._head_since > QUEUE_HEAD_LIMIT:
             task_id = self.queue[0]

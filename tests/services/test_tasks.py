@@ -107,3 +107,22 @@ class TaskServiceTests(SynchronousTestCase):
         self.assertEqual(self.service.store.load("received", TASK)["status"], "EXPIRED")
         self.assertEqual(self.adjusted, [(5, -1)])
         self.assertEqual(self.service.queue, [])
+
+    def test_a_task_moved_on_by_pilotctl_leaves_the_queue_and_never_expires(self):
+        self.submit()
+        task = self.service.store.load("received", TASK)
+        task["status"] = "EXECUTING"
+        self.service.store.save("received", task)
+        self.service.housekeeping()
+        self.assertEqual(self.service.queue, [])
+        self.clock.advance(3601)
+        self.service.housekeeping()
+        self.assertEqual(self.service.store.load("received", TASK)["status"], "EXECUTING")
+        self.assertEqual(self.adjusted, [])
+
+    def test_the_accept_deadline_is_configurable(self):
+        self.service.accept_deadline = 5.0
+        self.submit()
+        self.clock.advance(6)
+        self.service.housekeeping()
+        self.assertEqual(self.service.store.load("received", TASK)["status"], "CANCELLED")
