@@ -46,6 +46,7 @@ class DaemonConfig:
     tasksubmit: bool = True
     keepalive: float = 60.0
     idle_timeout: float = 120.0
+    mss: int = 1024
     max_conns_per_port: int = 1024
     max_conns_total: int = 65536
     syn_rate_limit: int = 100

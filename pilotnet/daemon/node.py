@@ -82,7 +82,7 @@ class NodeService(service.MultiService):
             clock=reactor, on_packet=self._packet_received, encrypt=config.encrypt,
         )
         self.beacon = BeaconLink(self.tunnel, reactor)
-        stream_config = StreamConfig(idle_timeout=config.idle_timeout or None,
+        stream_config = StreamConfig(mss=config.mss, idle_timeout=config.idle_timeout or None,
                                      keepalive_interval=config.keepalive or None)
         self.streams = Streams(
             clock=reactor, transmit=self._transmit, config=stream_config,

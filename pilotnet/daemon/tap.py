@@ -9,6 +9,8 @@ from pilotnet.errors import PilotError
 
 # sun_path holds 108 bytes including the terminating NUL.
 MAX_UNIX_PATH = 107
+# A segment plus packet header and sealing (70 bytes) and a relay envelope (9) must fit one UDP datagram.
+MIN_MSS, MAX_MSS = 64, 65_000
 
 
 # Each on/off flag and the setting it gives: (name in DaemonConfig, value when the flag is present).
@@ -53,6 +55,7 @@ class Options(usage.Options):
         ["owner", None, None, "owner (email) recorded with the registration"],
         ["keepalive", None, None, "seconds between heartbeats and keepalive probes [60]"],
         ["idle-timeout", None, None, "seconds before an idle stream is closed [120]"],
+        ["mss", None, None, "largest stream segment payload in bytes; every Go peer accepts 1024 [1024]"],
         ["max-conns-per-port", None, None, "stream limit per port [1024]"],
         ["max-conns-total", None, None, "stream limit in all [65536]"],
         ["syn-rate-limit", None, None, "new streams accepted per second [100]"],
@@ -74,6 +77,8 @@ class Options(usage.Options):
             self.config = DaemonConfig.build(flags, self["config"])
         except PilotError as error:
             raise usage.UsageError(str(error)) from None
+        if not MIN_MSS <= self.config.mss <= MAX_MSS:
+            raise usage.UsageError(f"--mss must be between {MIN_MSS} and {MAX_MSS} bytes")
         if len(os.fsencode(self.config.socket_path)) > MAX_UNIX_PATH:
             raise usage.UsageError(
                 f"control socket path {self.config.socket_path} is longer than {MAX_UNIX_PATH} bytes, "
