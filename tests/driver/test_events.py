@@ -13,13 +13,14 @@ from twisted.internet import reactor
 from twisted.internet.defer import ensureDeferred
 from twisted.internet.endpoints import UNIXServerEndpoint
 from twisted.internet.task import deferLater
+from twisted.internet.threads import deferToThread
 from twisted.trial.unittest import TestCase
 
 from pilotnet.daemon.control import ControlFactory
-from pilotnet.driver import client
-from pilotnet.errors import INVALID_ARGUMENT, NOT_FOUND, NOT_RUNNING, PilotError
+from pilotnet.driver import blocking, client
+from pilotnet.errors import INVALID_ARGUMENT, NOT_FOUND, NOT_RUNNING, TIMEOUT, PilotError
 from pilotnet.services.eventstream import EventBroker
-from tests.driver.support import bounded
+from tests.driver.support import WAIT, bounded
 
 
 class _Streams:
@@ -126,6 +127,33 @@ class EventStreamTests(ControlSocketMixin, TestCase):
             self.assertEqual(records[f"local subscription {reading.id}"]["dropped"], 0)
             first = await bounded(stuck.get())
             self.assertEqual(first.data[0], 0)
+        return ensureDeferred(run())
+
+    def test_blocking_api_has_the_same_shape(self):
+        """``for event in stream.subscribe(pattern)`` in a plain thread, as scripts use it."""
+        def agent():
+            with blocking.connect(self.socket_path, timeout=WAIT) as daemon:
+                stream = daemon.open_event_stream()
+                seen = []
+                with stream.subscribe("metrics.*") as subscription:
+                    publisher = blocking.connect(self.socket_path, timeout=WAIT)
+                    publisher.open_event_stream().publish("metrics.cpu", b"42")
+                    publisher.open_event_stream().publish("metrics.cpu.load", "0.5")
+                    publisher.close()
+                    for event in subscription:
+                        seen.append((event.topic, event.data))
+                        if len(seen) == 2:
+                            break
+                    with self.assertRaises(PilotError) as raised:
+                        subscription.get(timeout=0.05)
+                    self.assertEqual(raised.exception.code, TIMEOUT)
+                return seen, daemon.event_stats()["published"]
+
+        async def run():
+            await self._start()
+            seen, published = await bounded(deferToThread(agent))
+            self.assertEqual(seen, [("metrics.cpu", b"42"), ("metrics.cpu.load", b"0.5")])
+            self.assertEqual(published, 2)
         return ensureDeferred(run())
 
     def test_refusals_carry_codes(self):
