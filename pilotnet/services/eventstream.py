@@ -167,6 +167,9 @@ class EventStreamService:
         streams.bind(port, self)
 
     def stream_accepted(self, port, stream):
+        # Events are small and wanted now: holding them back for Nagle's 40 ms
+        # would be the whole of their latency.
+        stream.conn.nodelay = True
         self._connections[stream.conn_id] = _Connection()
 
     def stream_data(self, conn_id, data):

@@ -97,6 +97,7 @@ class Federation:
 
     def _opened(self, stream, link):
         link.conn_id = stream.conn_id
+        stream.conn.nodelay = True  # events are latency-bound (see EventStreamService)
         if self.links.get((link.peer, link.pattern)) is not link:
             self.streams.close(stream.conn_id)  # no longer wanted while it was opening
             return

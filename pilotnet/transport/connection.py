@@ -63,7 +63,8 @@ class StreamConnection:
         self.events = []
 
         self._mss = config.mss
-        self._nodelay = config.nodelay
+        #: Send sub-MSS writes at once (Nagle off); owners of latency-bound streams set it.
+        self.nodelay = config.nodelay
         self._isn = config.initial_sequence
         self._send = SendQueue(config.mss, self._isn + 1)
         self._recv = ReceiveBuffer(config)
@@ -583,7 +584,7 @@ class StreamConnection:
             pipe = snd.nxt - snd.una - snd.sacked_bytes - self._lost_pending
             if pipe < window:
                 mss = self._mss
-                hold_small = not (self._nodelay or flush or snd.fin_queued)
+                hold_small = not (self.nodelay or flush or snd.fin_queued)
                 recv = self._recv
                 ack = recv.nxt & SEQ_MASK
                 win = recv.window()

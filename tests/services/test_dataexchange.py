@@ -4,6 +4,7 @@ import json
 import os
 import stat
 from pathlib import Path
+from types import SimpleNamespace
 
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
@@ -21,6 +22,7 @@ class FakeStream:
         self.conn_id = conn_id
         self.remote = PEER
         self.remote_port = 49152
+        self.conn = SimpleNamespace(nodelay=False)
 
 
 class FakeStreams:
