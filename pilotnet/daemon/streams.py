@@ -76,7 +76,7 @@ class Stream:
 
     __slots__ = (
         "conn_id", "conn", "owner", "timer", "timer_at", "dialing", "announced", "writers",
-        "pushing", "closed_told",
+        "closed_told",
     )
 
     def __init__(self, conn_id, conn, owner):
@@ -88,7 +88,6 @@ class Stream:
         self.dialing = None
         self.announced = False
         self.writers = []
-        self.pushing = 0
         self.closed_told = False
 
     @property
@@ -337,12 +336,10 @@ class Streams:
         data = b"".join(chunks) if len(chunks) > 1 else chunks[0]
         for start in range(0, len(data), MAX_CHUNK):
             piece = data[start:start + MAX_CHUNK]
-            stream.pushing += 1
             pushed = defer.maybeDeferred(stream.owner.stream_data, stream.conn_id, piece)
             pushed.addBoth(self._pushed, stream, len(piece))
 
     def _pushed(self, result, stream, size):
-        stream.pushing -= 1
         conn = stream.conn
         if conn.state is not State.CLOSED:
             conn.consumed(size)
