@@ -53,6 +53,19 @@ class LifecycleTests(PilotctlMixin, TestCase):
             pass
 
     @run_async
+    async def test_daemon_flags_are_passed_on(self):
+        seen = []
+
+        def recording(options):
+            seen.append(options)
+            return fake_daemon_command(options)
+
+        self.patch(lifecycle, "daemon_command", recording)
+        started = await self.pilotctl("daemon", "start", "--mss", "4096", "--listen", "127.0.0.1:0", "--json")
+        self.assertEqual(started.code, 0, started)
+        self.assertEqual((seen[0]["mss"], seen[0]["listen"]), ("4096", "127.0.0.1:0"))
+
+    @run_async
     async def test_start_status_stop(self):
         started = await self.pilotctl("daemon", "start", "--json")
         self.assertEqual(started.code, 0, started)
