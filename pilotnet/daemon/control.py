@@ -13,6 +13,12 @@ The client's event subscriptions live in the daemon's broker as local
 makes the daemon ask trusted peers for those patterns); each event is an
 ``EventReceived`` push, answered late by a slow client, so its bytes stay in
 that subscriber's bounded queue and overflow drops events for it alone.
+
+Events are coalesced both ways, because an AMP round trip per event capped
+the event stream at a few thousand events/s: ``PublishBatch`` carries many
+events in one box, and what the broker hands one subscription within a
+reactor iteration goes out as one ``EventsReceived`` push (as
+:meth:`Streams._schedule_delivery` does for stream data).
 """
 
 import itertools
@@ -29,7 +35,7 @@ from pilotnet.driver import commands
 from pilotnet.errors import INTERNAL, INVALID_ARGUMENT, NOT_FOUND, PilotError
 from pilotnet.services.eventstream import Subscriber
 from pilotnet.wire.address import Addr
-from pilotnet.wire.eventstream import MAX_TOPIC
+from pilotnet.wire.eventstream import MAX_TOPIC, EventDecoder
 
 log = Logger()
 
@@ -93,6 +99,10 @@ class ControlProtocol(amp.AMP):
         super().__init__()
         self.node = node
         self._subscriptions = {}
+        #: Subscription number -> :class:`_PushBatch` of events not yet pushed.
+        self._outgoing = {}
+        self._push_scheduled = False
+        self.clock = None
 
     def connectionLost(self, reason):
         super().connectionLost(reason)
@@ -241,8 +251,7 @@ class ControlProtocol(amp.AMP):
         number = next(_subscription_numbers)
 
         def deliver(topic, payload, encoded):
-            return self.callRemote(commands.EventReceived, subscription=number, topic=topic,
-                                   payload=payload).addErrback(self._push_failed)
+            return self._queue_push(number, topic, payload, encoded)
 
         subscriber = Subscriber(_topic(pattern, "pattern"), f"local subscription {number}", deliver,
                                 local=True)
@@ -264,6 +273,64 @@ class ControlProtocol(amp.AMP):
         # Events this client publishes never come back to its own subscriptions.
         delivered = self.node.events.publish(_topic(topic), payload, self._subscriptions.values())
         return {"delivered": delivered}
+
+    @commands.PublishBatch.responder
+    @translating_errors
+    def publish_batch(self, events):
+        """Publish each event in order; one result (count or error) per event, so none hides another's error."""
+        decoder = EventDecoder()
+        try:
+            decoded = decoder.feed(events)
+        except PilotError as error:
+            raise commands.CommandFailed(f"malformed event batch: {error.message}", code=INVALID_ARGUMENT)
+        if not decoder.at_boundary:
+            raise commands.CommandFailed("malformed event batch: it ends inside an event", code=INVALID_ARGUMENT)
+        publish, own = self.node.events.publish, self._subscriptions.values()
+        results = []
+        for event in decoded:
+            try:
+                results.append(publish(_topic(event.topic), event.payload, own))
+            except PilotError as error:
+                results.append({"code": error.code, "message": error.message, "hint": error.hint})
+        return {"results": results}
+
+    def _queue_push(self, number, topic, payload, encoded):
+        """Queue one event for subscription ``number``; returns the Deferred of its push being answered.
+
+        Every event queued in this reactor iteration for the subscription
+        shares one push (split at :data:`~pilotnet.driver.commands.MAX_CHUNK`),
+        and the broker keeps their bytes counted until the client answers it.
+        """
+        batch = self._outgoing.get(number)
+        if batch is not None and batch.size + len(encoded) > commands.MAX_CHUNK:
+            del self._outgoing[number]
+            self._push(number, batch)
+            batch = None
+        if batch is None:
+            batch = self._outgoing[number] = _PushBatch()
+            if not self._push_scheduled:
+                self._push_scheduled = True
+                if self.clock is None:
+                    from twisted.internet import reactor
+                    self.clock = reactor
+                self.clock.callLater(0, self._push_pending)
+        batch.add(topic, payload, encoded)
+        return batch.taken
+
+    def _push_pending(self):
+        self._push_scheduled = False
+        pending, self._outgoing = self._outgoing, {}
+        for number, batch in pending.items():
+            self._push(number, batch)
+
+    def _push(self, number, batch):
+        if len(batch.encoded) == 1:
+            pushing = self.callRemote(commands.EventReceived, subscription=number, topic=batch.topic,
+                                      payload=batch.payload)
+        else:
+            pushing = self.callRemote(commands.EventsReceived, subscription=number,
+                                      events=b"".join(batch.encoded))
+        pushing.addErrback(self._push_failed).chainDeferred(batch.taken)
 
     @commands.EventStats.responder
     @translating_errors
@@ -294,6 +361,23 @@ class ControlProtocol(amp.AMP):
     def _push_failed(self, failure):
         # The client went away or refused a push; its streams are released on disconnect.
         return None
+
+
+class _PushBatch:
+    """Events for one subscription waiting for the next push, and the Deferred their push answers."""
+
+    __slots__ = ("encoded", "size", "topic", "payload", "taken")
+
+    def __init__(self):
+        self.encoded = []
+        self.size = 0
+        self.topic = self.payload = None
+        self.taken = defer.Deferred()
+
+    def add(self, topic, payload, encoded):
+        self.encoded.append(encoded)
+        self.size += len(encoded)
+        self.topic, self.payload = topic, payload  # a lone event goes as a plain EventReceived
 
 
 class ControlFactory(Factory):

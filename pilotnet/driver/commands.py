@@ -305,3 +305,31 @@ class EventStats(Command):
 
     arguments = []
     response = [(b"stats", JSON())]
+
+
+class PublishBatch(Command):
+    """Publish several events in order, in one round trip instead of one each.
+
+    ``events`` is the events' port-1002 wire framing
+    (:func:`pilotnet.wire.eventstream.encode_event`) back to back, at most
+    :data:`MAX_CHUNK` bytes in all.  ``results`` holds one entry per event, in
+    order: the number of subscribers it reached, or the ``{code, message,
+    hint}`` of the error that refused that event alone (the others are still
+    published), so batching loses no error reporting.
+    """
+
+    arguments = [(b"events", amp.String())]
+    response = [(b"results", JSON())]
+
+
+class EventsReceived(Command):
+    """Push: several events for one subscription, in order (framed as in :class:`PublishBatch`).
+
+    The daemon coalesces what its broker handed a subscription in one reactor
+    iteration, so a burst costs one push rather than one per event.  Answered,
+    like :class:`EventReceived`, when the client has taken them all: until
+    then their bytes count against the subscription's bounded queue.
+    """
+
+    arguments = [(b"subscription", amp.Integer()), (b"events", amp.String())]
+    response = []

@@ -10,7 +10,7 @@ import shutil
 import tempfile
 
 from twisted.internet import reactor
-from twisted.internet.defer import ensureDeferred
+from twisted.internet.defer import ensureDeferred, gatherResults
 from twisted.internet.endpoints import UNIXServerEndpoint
 from twisted.internet.task import deferLater
 from twisted.internet.threads import deferToThread
@@ -168,6 +168,47 @@ class EventStreamTests(ControlSocketMixin, TestCase):
             error = await self.assertFailure(daemon._call(client.commands.Unsubscribe, subscription=99),
                                              PilotError)
             self.assertEqual(error.code, NOT_FOUND)
+        return ensureDeferred(run())
+
+    def test_burst_is_batched_in_order_with_per_event_results(self):
+        """Publishes in one reactor iteration share a PublishBatch; each still gets its own count or error."""
+        async def run():
+            await self._start()
+            alice, bob = await self._client(), await self._client()
+            subscription = await bob.open_event_stream().subscribe("burst.*").ready
+            events = alice.open_event_stream()
+            publishing = [events.publish(f"burst.{n}", b"%d" % n) for n in range(300)]
+            refused = events.publish("", b"no topic")  # passes the SDK, refused by the daemon alone
+            publishing += [events.publish(f"burst.{n}", b"%d" % n) for n in range(300, 600)]
+            error = await self.assertFailure(bounded(refused), PilotError)
+            self.assertEqual(error.code, INVALID_ARGUMENT)
+            self.assertEqual(await bounded(gatherResults(publishing)), [1] * 600)
+            seen = [await bounded(subscription.get()) for _ in range(600)]
+            self.assertEqual([event.topic for event in seen], [f"burst.{n}" for n in range(600)])
+            self.assertEqual(seen[599].data, b"599")
+            self.assertEqual(self.node.events.published, 600)
+        return ensureDeferred(run())
+
+    def test_burst_to_a_stalled_subscriber_drops_only_its_events(self):
+        """Coalesced pushes keep backpressure: a stalled reader's batches stay queued, then overflow for it alone."""
+        async def run():
+            self.patch(client, "EVENT_BUFFER_LIMIT", 4)
+            self.queue_limit = 20 * 1100
+            await self._start()
+            publisher, stalled, healthy = await self._client(), await self._client(), await self._client()
+            stuck = await stalled.open_event_stream().subscribe("load").ready
+            reading = await healthy.open_event_stream().subscribe("load").ready
+            events = publisher.open_event_stream()
+            total = 400
+            for start in range(0, total, 10):  # bursts smaller than the broker queue, so "healthy" keeps up
+                await bounded(gatherResults([events.publish("load", (b"%04d" % n) * 256)
+                                             for n in range(start, start + 10)]))
+                for n in range(start, start + 10):
+                    self.assertEqual((await bounded(reading.get())).data[:4], b"%04d" % n)
+            records = {r["subscriber"]: r for r in self.node.events.stats()["subscribers"]}
+            self.assertGreater(records[f"local subscription {stuck.id}"]["dropped"], total // 2)
+            self.assertEqual(records[f"local subscription {reading.id}"]["dropped"], 0)
+            self.assertEqual((await bounded(stuck.get())).data[:4], b"0000")
         return ensureDeferred(run())
 
 
