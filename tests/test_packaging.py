@@ -105,3 +105,18 @@ body = response.content()
 client.flush()
 print(response.code, b"Node directory" in body.result)
 """
+
+
+class InstalledCommandsTests(TestCase):
+    def test_twistd_finds_every_pilot_command_outside_the_checkout(self):
+        """The editable install must not hide twisted/plugins (users start daemons from anywhere)."""
+        probe = (
+            "from twisted.plugin import getPlugins; from twisted.application.service import IServiceMaker;"
+            "print(sorted(p.tapname for p in getPlugins(IServiceMaker) if p.tapname.startswith('pilot-')))"
+        )
+        with tempfile.TemporaryDirectory() as elsewhere:
+            found = subprocess.run([sys.executable, "-c", probe], cwd=elsewhere, capture_output=True,
+                                   text=True, env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"})
+        self.assertEqual(found.returncode, 0, found.stderr[-3000:])
+        self.assertEqual(found.stdout.strip(), "['pilot-beacon', 'pilot-daemon', 'pilot-registry', 'pilot-rendezvous']",
+                         "reinstall with: pip install --config-settings editable_mode=compat -e .")
