@@ -280,7 +280,7 @@ def run(sizes, seconds, workers, connections):
             row["rss_mib"] = bench.rss_mib()
             figures["sizes"].append(row)
         # Registrations well below capacity: any heartbeat delay now is the reactor
-        # held up (by SQLite commits), not requests queueing behind each other.
+        # held up (by database or other blocking work), not requests queueing.
         results, latency = bench.register(
             list(range(registered + 1, registered + PACED_REGISTRATIONS + 1)), 1,
             PACED_CONNECTIONS)

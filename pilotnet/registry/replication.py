@@ -162,7 +162,7 @@ class StandbyState:
                 entities, self._pending = self._pending, []
                 self.directory.replace(entities)
                 if self.store is not None:
-                    self.store.replace_all(entities)
+                    self.store.commit_replace(entities).addErrback(self._not_stored)
                 self.synchronised = True
                 self.log.info("standby: snapshot of {count} entities applied",
                               count=len(entities))
@@ -171,11 +171,15 @@ class StandbyState:
             for entity_kind, key, value in changes:
                 self.directory.apply(entity_kind, key, value)
             if self.store is not None:
-                self.store.write(changes)
+                self.store.commit(changes).addErrback(self._not_stored)
         elif kind == "error":
             raise PilotError(f"primary refused replication: {message.get('error')}")
         elif kind != "heartbeat":
             raise DecodeError(f"unexpected replication message {kind!r}")
+
+    def _not_stored(self, failure):
+        # The directory has the change; the next snapshot (after a restart) repairs the file.
+        self.log.failure("standby: could not store the primary's changes", failure)
 
     def lost(self):
         """A broken stream leaves a partial snapshot that must not be applied."""

@@ -10,8 +10,10 @@ the hard rate the connection is closed) and the message size limit.
 
 import time
 
+from twisted.internet.defer import Deferred, gatherResults, maybeDeferred, succeed
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from twisted.protocols.policies import TimeoutMixin
 
 from pilotnet.errors import DecodeError, PilotError, INTERNAL
@@ -52,10 +54,19 @@ class RegistryServer:
         self.commit_observers = []
 
     def answer(self, body, peer, transport=None):
-        """The reply to one message body, after its changes are stored.
+        """A Deferred of :meth:`respond`'s reply."""
+        return maybeDeferred(self.respond, body, peer, transport)
 
-        ``None`` when the message turned ``transport`` into a replication
-        subscriber: from then on the primary only writes to it.
+    def respond(self, body, peer, transport=None):
+        """The reply to one message body, or a Deferred of it when it waits for a commit.
+
+        The request is handled (in memory) at once; a reply that changed stored
+        state waits for the store's commit, so an acknowledged change survives
+        ``kill -9`` while the reactor keeps serving others.  Replies with nothing
+        to store (reads, heartbeats) are returned directly: a Deferred per
+        request would double the cost of a lookup.  The reply is ``None`` when
+        the message turned ``transport`` into a replication subscriber: from
+        then on the primary only writes to it.
         """
         started = self._timer()
         try:
@@ -70,37 +81,65 @@ class RegistryServer:
                 return error_reply(RequestError("replication not configured"))
             return self.replication.subscribe(request, self.registry.directory, transport)
         reply = self.registry.handle(request, peer, self.clock.seconds())
-        try:
-            self.commit()
-        except Exception:
+        label = self.metrics.label(request.get("type"))
+        changes = self.registry.directory.take_changes()
+
+        def stored(_):
+            self._committed(None, changes)
+            return reply
+
+        def not_stored(failure):
             # Not stored means not acknowledged: the client must retry.
-            self.log.failure("registry: could not store a change")
-            reply = error_reply(PilotError("internal error: change not stored", code=INTERNAL))
-        self.metrics.observe(self.metrics.label(request.get("type")), reply,
-                             self._timer() - started)
-        return reply
+            self.log.failure("registry: could not store a change", failure)
+            return error_reply(PilotError("internal error: change not stored", code=INTERNAL))
+
+        def observed(reply):
+            self.metrics.observe(label, reply, self._timer() - started)
+            return reply
+
+        if self.store is not None and changes:
+            return self.store.commit(changes).addCallback(stored).addErrback(
+                not_stored).addCallback(observed)
+        try:
+            return observed(stored(None))
+        except Exception:
+            return observed(not_stored(Failure()))
 
     def commit(self):
+        """Store the changes handled so far; a Deferred that fires once they are committed.
+
+        Standbys and observers hear of a change only after it is committed, and
+        in commit order (the store fires its Deferreds in submission order).
+        """
         changes = self.registry.directory.take_changes()
-        self._store(changes)
+        return self._store(changes).addCallback(self._committed, changes)
+
+    def _committed(self, _, changes):
+        self._publish(changes)
         for observer in self.commit_observers:
             observer(changes)
 
-    def _store(self, changes):
-        if self.store is not None:
-            self.store.write(changes)
+    def _publish(self, changes):
         if self.replication is not None:
             self.replication.publish(changes)
+
+    def _store(self, changes):
+        return self.store.commit(changes) if self.store is not None and changes else succeed(None)
 
     def housekeeping(self):
         """Reap stale nodes and write the last-seen times heartbeats moved.
 
         A standby never reaps: the primary's deletions reach it as changes.
+        The writes run in the store's writer thread; the Deferred fires when
+        both are committed (so a timer never overlaps two flushes).
         """
         if not self.registry.read_only:
             self.registry.reap(self.clock.seconds())
-        self.commit()
-        self._store(self.registry.directory.take_seen())
+        committed = self.commit()
+        seen = self.registry.directory.take_seen()
+        flushed = self._store(seen).addCallback(lambda _: self._publish(seen))
+        return gatherResults([committed, flushed], consumeErrors=True).addErrback(
+            lambda failure: self.log.failure("registry: housekeeping not stored", failure))
 
 
 class RegistryProtocol(Protocol, TimeoutMixin):
@@ -116,6 +155,10 @@ class RegistryProtocol(Protocol, TimeoutMixin):
         self._hard = RateLimiter(burst=HARD_REQUEST_RATE, window=1.0)
         self.callLater = server.clock.callLater
         self._following = False
+        # Replies leave in request order: while one waits for its commit, later
+        # ones (even reads, ready at once) queue behind it on this chain.
+        self._replies = succeed(None)
+        self._waiting = 0
 
     def connectionMade(self):
         self.setTimeout(IDLE_TIMEOUT)
@@ -141,16 +184,36 @@ class RegistryProtocol(Protocol, TimeoutMixin):
                 self.transport.abortConnection()
                 return
             throttled |= not self._soft.allow(None, now)
-            reply = self._server.answer(body, self._peer, self.transport)
-            if reply is None:
-                # A standby now follows us over this connection; it sends nothing more.
-                self.setTimeout(None)
-                self._following = True
+            reply = self._server.respond(body, self._peer, self.transport)
+            if isinstance(reply, Deferred) or self._waiting:
+                self._reply_in_turn(reply)
+            else:
+                self._send(reply)
+            if self._following:
                 return
-            self.transport.write(encode_message(reply))
         if throttled:
             self.transport.pauseProducing()
             self.callLater(THROTTLE_DELAY, self._resume)
+
+    def _reply_in_turn(self, reply):
+        self._waiting += 1
+        self._replies.addCallback(lambda _: reply)
+        self._replies.addCallback(self._send).addErrback(self._unsent).addCallback(self._sent)
+
+    def _sent(self, _):
+        self._waiting -= 1
+
+    def _send(self, reply):
+        if reply is None:
+            # A standby now follows us over this connection; it sends nothing more.
+            self.setTimeout(None)
+            self._following = True
+        else:
+            self.transport.write(encode_message(reply))
+
+    def _unsent(self, failure):
+        # Logged and dropped, so one broken reply does not stall the ones after it.
+        self.log.failure("registry: could not answer {peer}", failure, peer=self._peer)
 
     def _resume(self):
         if self.transport.connected:

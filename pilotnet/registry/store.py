@@ -9,13 +9,27 @@ process crash cannot undo (only an operating-system crash or power loss can
 lose the last commits; ``durable=True`` adds an fsync per commit for that).
 
 Heartbeats only move ``last_seen``; those are written by the periodic
-:meth:`RegistryStore.write` of :meth:`Directory.take_seen`, so after a crash a
+:meth:`RegistryStore.commit` of :meth:`Directory.take_seen`, so after a crash a
 node's ``last_seen`` may lag by one flush interval.
+
+A commit (and the WAL checkpoint SQLite runs inside one) can take tens of
+milliseconds, so a serving registry does no database work on the reactor:
+after :meth:`RegistryStore.use_thread` every :meth:`~RegistryStore.commit` runs
+in one writer thread, and the changes of requests that arrive while a commit is
+running are written together in the next transaction (group commit).  The
+returned Deferreds fire on the reactor in submission order, which is the order
+the changes happened in memory.  Without a thread (tests, snapshot import) the
+same code runs inline.
 """
 
 import json
 import os
 import sqlite3
+
+from twisted.internet.defer import Deferred, maybeDeferred, succeed
+from twisted.internet.threads import deferToThreadPool
+from twisted.python.failure import Failure
+from twisted.python.threadpool import ThreadPool
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS entities (
@@ -30,7 +44,10 @@ CREATE TABLE IF NOT EXISTS entities (
 class RegistryStore:
     """The SQLite file behind one registry."""
 
-    def __init__(self, path, *, durable=False):
+    def __init__(self, path, *, durable=False, run=maybeDeferred):
+        """``run(work)`` is where commits execute, returning a Deferred of
+        ``work()``: inline by default, the writer thread after :meth:`use_thread`
+        (tests inject one that runs when they say)."""
         self.path = os.fspath(path)
         directory = os.path.dirname(os.path.abspath(self.path))
         os.makedirs(directory, mode=0o700, exist_ok=True)
@@ -38,6 +55,73 @@ class RegistryStore:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
         self._db.execute(_SCHEMA)
+        self._run = run
+        self._pool = None
+        self._queue = []  # [(changes, replace, deferred)] waiting for the running commit
+        self._busy = False
+
+    def use_thread(self, reactor):
+        """Run commits from now on in a single writer thread owned by this store.
+
+        One thread keeps transactions in order and SQLite single-writer; the
+        synchronous methods must not be used after this (they would race it).
+        """
+        self._pool = ThreadPool(minthreads=1, maxthreads=1, name="registry-store")
+        self._pool.start()
+        self._run = lambda work: deferToThreadPool(reactor, self._pool, work)
+
+    def commit(self, changes):
+        """Store ``(kind, key, value or None)`` changes; a Deferred that fires once committed."""
+        return self._submit(changes, replace=False)
+
+    def commit_replace(self, entities):
+        """Make ``entities`` the whole stored state, after every earlier commit."""
+        return self._submit(entities, replace=True)
+
+    def _submit(self, changes, replace):
+        done = Deferred()
+        self._queue.append((changes, replace, done))
+        if not self._busy:
+            self._next()
+        return done
+
+    def _next(self):
+        """Write everything queued in one transaction; then fire its Deferreds, in order."""
+        if not self._queue:
+            self._busy = False
+            return
+        self._busy = True
+        batch, self._queue = self._queue, []
+        merged, replace = {}, False
+        for changes, whole, _ in batch:
+            if whole:
+                merged, replace = {}, True
+            for kind, key, value in changes:
+                merged[kind, key] = value  # the latest value of an entity wins
+        rows = [(kind, key, value) for (kind, key), value in merged.items()]
+
+        def finished(result):
+            for _, _, done in batch:
+                if isinstance(result, Failure):
+                    done.errback(result)
+                else:
+                    done.callback(None)
+            self._next()
+
+        self._run(lambda: self._transaction(rows, replace)).addBoth(finished)
+
+    def shutdown(self):
+        """Commit what is queued, then close the file and stop the writer thread."""
+        if not self._busy:
+            return maybeDeferred(self._close)
+        return self._submit([], replace=False).addBoth(lambda _: self._close())
+
+    def _close(self):
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.stop()
+        self.close()
+        return succeed(None)
 
     def load_into(self, directory):
         """Restore every stored entity into ``directory``; returns how many."""

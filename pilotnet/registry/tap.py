@@ -119,8 +119,7 @@ class _StoreCloser(Service):
 
     def stopService(self):
         super().stopService()
-        self._server.housekeeping()
-        self._server.store.close()
+        return self._server.housekeeping().addCallback(lambda _: self._server.store.shutdown())
 
 
 def make_registry_service(reactor, options, on_listening=lambda address: None,
@@ -132,6 +131,8 @@ def make_registry_service(reactor, options, on_listening=lambda address: None,
     if options["store"]:
         store = RegistryStore(options["store"])
         restored = store.load_into(directory)
+        # From here on commits run in the store's writer thread, off the reactor.
+        store.use_thread(reactor)
         log.info("registry: restored {count} entities from {path}",
                  count=restored, path=options["store"])
     else:

@@ -30,7 +30,7 @@ class RegistryMetricsTests(TestCase):
     def send(self, request, signer=None):
         if signer is not None:
             request = sign_request(signer, request)
-        return self.server.answer(_body(request), ("127.0.0.1", 5000))
+        return self.successResultOf(self.server.answer(_body(request), ("127.0.0.1", 5000)))
 
     def register(self, who):
         return self.send({"type": "register", "public_key": who.public_key_b64,

@@ -32,6 +32,7 @@ class _Pair:
     """A primary server and a standby state joined by the replication stream's bytes."""
 
     def __init__(self, test, token=TOKEN, store=None):
+        self.test = test
         self.clock = Clock()
         self.clock.advance(1_700_000_000)
         registry = Registry(register_limiter=RateLimiter(burst=1000, window=60.0))
@@ -44,7 +45,7 @@ class _Pair:
     def send(self, request, signer=None):
         if signer is not None:
             request = sign_request(signer, request)
-        return self.primary.answer(json.dumps(request).encode(), PEER)
+        return self.test.successResultOf(self.primary.answer(json.dumps(request).encode(), PEER))
 
     def register(self, who, **fields):
         return self.send({"type": "register", "public_key": who.public_key_b64,
@@ -52,7 +53,7 @@ class _Pair:
 
     def subscribe(self, token=TOKEN):
         body = json.dumps({"type": "subscribe_replication", "token": token}).encode()
-        return self.primary.answer(body, PEER, self.transport)
+        return self.test.successResultOf(self.primary.answer(body, PEER, self.transport))
 
     def deliver(self):
         """Feed what the primary wrote to the standby; returns the message types."""

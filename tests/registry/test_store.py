@@ -33,7 +33,7 @@ class StoreTests(SynchronousTestCase):
     def ask(self, server, request, signer=None):
         if signer is not None:
             request = sign_request(signer, request)
-        reply = server.answer(go_json(request), PEER)
+        reply = self.successResultOf(server.answer(go_json(request), PEER))
         self.assertNotEqual(reply["type"], "error", reply)
         return reply
 
@@ -94,5 +94,5 @@ class StoreTests(SynchronousTestCase):
 
     def test_malformed_body_counted(self):
         server = self.open()
-        self.assertEqual(server.answer(b"{", PEER)["type"], "error")
+        self.assertEqual(self.successResultOf(server.answer(b"{", PEER))["type"], "error")
         self.assertEqual(server.malformed, 1)
