@@ -165,17 +165,26 @@ async def round_trips(reactor, network, count=1000):
         samples.append((time.perf_counter() - started) * 1000)
     await stream.close()
     client.close()
-    samples.sort()
+    return median_and_p99(samples)
+
+
+def median_and_p99(samples):
+    samples = sorted(samples)
     return statistics.median(samples), samples[int(len(samples) * 0.99) - 1]
+
+
+async def start_pair(network):
+    """A rendezvous and daemons alpha and beta."""
+    await network.start_rendezvous()
+    for name in ("alpha", "beta"):
+        await network.start_daemon(name)
 
 
 async def run(reactor, megabytes, as_json):
     rows = []
     network = LocalNetwork(reactor)
     try:
-        await network.start_rendezvous()
-        for name in ("alpha", "beta"):
-            await network.start_daemon(name)
+        await start_pair(network)
         await task.deferLater(reactor, 1.0)
         rows.append(("daemon idle RSS (alpha)", network.rss_megabytes("alpha"), "MB", None))
         rows.append(("daemon start to ready (alpha)", network.daemons["alpha"]["startup"], "s", None))

@@ -18,13 +18,12 @@ for its bounded queue) are reported, not hidden.
 """
 
 import argparse
-import statistics
 import struct
 import time
 
 from twisted.internet import defer, task
 
-from benchmarks.daemon_stream import LocalNetwork, report
+from benchmarks.daemon_stream import LocalNetwork, median_and_p99, report, start_pair
 from pilotnet.driver.client import connect
 
 WINDOW = 64
@@ -110,17 +109,14 @@ async def latency(network, reactor, publisher_client):
         samples.append((time.perf_counter() - _STAMP.unpack_from(event.data)[0]) * 1000)
     await subscription.close()
     client.close()
-    samples.sort()
-    return statistics.median(samples), samples[int(len(samples) * 0.99) - 1]
+    return median_and_p99(samples)
 
 
 async def run(reactor, events, as_json):
     rows = []
     network = LocalNetwork(reactor)
     try:
-        await network.start_rendezvous()
-        for name in ("alpha", "beta"):
-            await network.start_daemon(name)
+        await start_pair(network)
         clients = await trust(network, reactor)
         for size in (64, 1024):
             for fan_out in (1, 10):
