@@ -17,7 +17,7 @@ import subprocess
 import sys
 import time
 
-from pilotnet.crypto.tunnel import TunnelKeyPair, TunnelSession
+from pilotnet.crypto.tunnel import TunnelSession
 from pilotnet.errors import PilotError
 from pilotnet.wire.address import Addr
 from pilotnet.wire.packet import FLAG_ACK, PROTO_STREAM, Packet

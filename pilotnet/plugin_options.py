@@ -10,6 +10,7 @@ import json
 import os
 import sys
 
+from twisted.application.service import Service
 from twisted.logger import jsonFileLogObserver
 from twisted.python import usage
 
@@ -65,3 +66,16 @@ class PortsFile:
 
     def reporter(self, name):
         return lambda address: self.listening(name, address)
+
+
+class ListeningService(Service):
+    """A service that holds one listening port (set by ``startService``); stopping it stops listening."""
+
+    port = None
+
+    def stopService(self):
+        super().stopService()
+        port, self.port = self.port, None
+        if port is not None:
+            return port.stopListening()
+        return None

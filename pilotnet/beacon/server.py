@@ -9,11 +9,12 @@ there every 30 s and learns the other beacons from it (``beacon_register`` /
 import ipaddress
 
 from twisted.application.internet import TimerService
-from twisted.application.service import MultiService, Service
+from twisted.application.service import MultiService
 from twisted.internet.protocol import DatagramProtocol
 from twisted.logger import Logger
 
 from pilotnet.errors import PilotError, INVALID_ARGUMENT
+from pilotnet.plugin_options import ListeningService
 
 EXPIRE_INTERVAL = 60.0
 SYNC_INTERVAL = 10.0
@@ -80,25 +81,18 @@ class BeaconProtocol(DatagramProtocol):
                 self.core.dropped["send_failed"] += 1
 
 
-class _UDPListener(Service):
+class _UDPListener(ListeningService):
     def __init__(self, reactor, protocol, host, port, on_listening):
         self._reactor = reactor
         self._protocol = protocol
         self._host = host
         self._port = port
         self._on_listening = on_listening
-        self.port = None
 
     def startService(self):
         super().startService()
         self.port = self._reactor.listenUDP(self._port, self._protocol, interface=self._host)
         self._on_listening(self.port.getHost())
-
-    def stopService(self):
-        super().stopService()
-        port, self.port = self.port, None
-        if port is not None:
-            return port.stopListening()
 
 
 class BeaconService(MultiService):

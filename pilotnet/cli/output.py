@@ -42,6 +42,19 @@ def go_json(value, indent=None):
     return text.translate(GO_ESCAPES)
 
 
+def stream_or_collect(context, count, record, collected):
+    """One received item of ``listen``/``subscribe``.
+
+    Unbounded (``--count 0``) commands print each item as its own NDJSON line
+    under ``--json`` as it arrives; bounded ones keep it for the final envelope.
+    """
+    if count == 0:
+        if context.json:
+            context.emit(go_json(record))
+    else:
+        collected.append(record)
+
+
 def envelope(data):
     return go_json({"data": data, "status": "ok"})
 

@@ -25,7 +25,7 @@ from pilotnet.errors import ALREADY_EXISTS, CONNECTION_FAILED, NOT_FOUND, PilotE
 from pilotnet.transport.connection import StreamConnection
 from pilotnet.transport.events import StreamEvent
 from pilotnet.transport.states import State
-from pilotnet.transport.table import ConnectionTable, reset_for
+from pilotnet.transport.table import ConnectionTable
 from pilotnet.wire.address import EPHEMERAL_PORT_MIN, MAX_PORT
 from pilotnet.wire.packet import FLAG_ACK, FLAG_RST, FLAG_SYN
 

@@ -14,7 +14,7 @@ from pilotnet.errors import PilotError
 from pilotnet.registry import replication
 from pilotnet.registry.directory import Directory
 from pilotnet.registry.handlers import Registry
-from pilotnet.plugin_options import PortsFile, ServerOptions
+from pilotnet.plugin_options import ListeningService, PortsFile, ServerOptions
 from pilotnet.registry.ratelimit import RateLimiter
 from pilotnet.registry.server import MAX_CONNECTIONS, RegistryFactory, RegistryServer
 from pilotnet.registry.snapshot import import_go_snapshot
@@ -86,14 +86,13 @@ class RegistryOptions(ServerOptions):
                  path=self["import-snapshot"])
 
 
-class _StreamListener(Service):
+class _StreamListener(ListeningService):
     """Listens on a server endpoint; a bind failure stops start-up with its reason."""
 
     def __init__(self, endpoint, factory, on_listening):
         self._endpoint = endpoint
         self._factory = factory
         self._on_listening = on_listening
-        self.port = None
 
     def startService(self):
         super().startService()
@@ -103,12 +102,6 @@ class _StreamListener(Service):
             outcome[0].raiseException()
         self.port = outcome[0]
         self._on_listening(self.port.getHost())
-
-    def stopService(self):
-        super().stopService()
-        port, self.port = self.port, None
-        if port is not None:
-            return port.stopListening()
 
 
 class _StoreCloser(Service):

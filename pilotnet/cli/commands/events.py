@@ -11,7 +11,7 @@ from twisted.internet.defer import Deferred
 
 from pilotnet.cli.args import invalid
 from pilotnet.cli.commands.messaging import Deadline, until_deadline
-from pilotnet.cli.output import Output, go_duration, go_json
+from pilotnet.cli.output import Output, go_duration, stream_or_collect
 from pilotnet.wire.address import PORT_EVENT_STREAM
 from pilotnet.wire.eventstream import EventDecoder, encode_event
 
@@ -104,11 +104,7 @@ async def subscribe(context, args):
             topic_of, payload = event
             record = {"topic": topic_of, "data": payload.decode("utf-8", "replace"), "bytes": len(payload)}
             context.say(f"[{topic_of}] {record['data']}")
-            if count == 0:
-                if context.json:
-                    context.emit(go_json(record))
-            else:
-                events.append(record)
+            stream_or_collect(context, count, record, events)
     finally:
         await source.close()
     if timed_out:

@@ -3,7 +3,7 @@
 from twisted.internet.defer import Deferred
 
 from pilotnet.cli.args import invalid
-from pilotnet.cli.output import Output, go_duration, go_json
+from pilotnet.cli.output import Output, go_duration, stream_or_collect
 from pilotnet.driver.targets import parse_port
 from pilotnet.errors import TIMEOUT, PilotError
 
@@ -130,11 +130,7 @@ async def listen(context, args):
                 "data": _text(datagram.data), "bytes": len(datagram.data),
             }
             context.say(f"[{message['src_addr']}:{message['src_port']}] {message['data']}")
-            if count == 0:
-                if context.json:
-                    context.emit(go_json(message))
-            else:
-                messages.append(message)
+            stream_or_collect(context, count, message, messages)
     finally:
         await listener.close()
     if count == 0:
