@@ -104,11 +104,21 @@ class _StreamListener(ListeningService):
         self._on_listening(self.port.getHost())
 
 
-class _StoreCloser(Service):
-    """Writes the last-seen times and closes the store when the process stops."""
+class _StoreWriter(Service):
+    """Runs the store's writer thread while the registry runs; flushes and closes it at the end.
 
-    def __init__(self, server):
+    The thread starts in ``startService``, not when the service is built:
+    twistd builds services before it daemonizes, and a thread does not
+    survive the fork (commits would then wait forever).
+    """
+
+    def __init__(self, server, reactor):
         self._server = server
+        self._reactor = reactor
+
+    def startService(self):
+        super().startService()
+        self._server.store.use_thread(self._reactor)
 
     def stopService(self):
         super().stopService()
@@ -124,8 +134,6 @@ def make_registry_service(reactor, options, on_listening=lambda address: None,
     if options["store"]:
         store = RegistryStore(options["store"])
         restored = store.load_into(directory)
-        # From here on commits run in the store's writer thread, off the reactor.
-        store.use_thread(reactor)
         log.info("registry: restored {count} entities from {path}",
                  count=restored, path=options["store"])
     else:
@@ -148,7 +156,7 @@ def make_registry_service(reactor, options, on_listening=lambda address: None,
     # Services stop in reverse order: the listener before the store closes.  It
     # starts before the timer, so a port in use stops start-up early.
     if store is not None:
-        _StoreCloser(server).setServiceParent(service)
+        _StoreWriter(server, reactor).setServiceParent(service)
     _StreamListener(serverFromString(reactor, options["registry"]), factory,
                     listening).setServiceParent(service)
     housekeeping = TimerService(HOUSEKEEPING_INTERVAL, server.housekeeping)
