@@ -69,14 +69,14 @@ class LocalNetwork:
         with open(ports_file) as handle:
             self.ports = json.load(handle)
 
-    async def start_daemon(self, name):
+    async def start_daemon(self, name, *options):
         home = os.path.join(self.directory, name)
         socket_path = os.path.join(home, "pilot.sock")
         started = time.monotonic()
         process = self.spawn("pilot-daemon", "--home", home, "--hostname", name, "--public",
                              "--listen", "127.0.0.1:0",
                              "--registry", f"127.0.0.1:{self.ports['registry']['port']}",
-                             "--beacon", f"127.0.0.1:{self.ports['beacon']['port']}")
+                             "--beacon", f"127.0.0.1:{self.ports['beacon']['port']}", *options)
 
         async def registered():
             if not os.path.exists(socket_path):
@@ -173,11 +173,11 @@ def median_and_p99(samples):
     return statistics.median(samples), samples[int(len(samples) * 0.99) - 1]
 
 
-async def start_pair(network):
-    """A rendezvous and daemons alpha and beta."""
+async def start_pair(network, *options):
+    """A rendezvous and daemons alpha and beta (``options``: extra pilot-daemon flags for both)."""
     await network.start_rendezvous()
     for name in ("alpha", "beta"):
-        await network.start_daemon(name)
+        await network.start_daemon(name, *options)
 
 
 async def run(reactor, megabytes, as_json):

@@ -1,12 +1,13 @@
 """The raw encrypted-UDP ceiling: how fast one Python process can seal and another open.
 
 Two processes on loopback, like two daemons, but with nothing between the
-socket and the cipher: the sender seals 1024-byte payloads into PILS frames
+socket and the cipher: the sender seals payloads of one segment's size
+(1024 bytes unless told, what a stream sends across a network) into PILS frames
 (our packet codec and tunnel crypto) and writes them as fast as it can; the
 receiver opens and decodes every frame it gets.  The payload rate the receiver
 sees bounds what any stream between two daemons can reach on this machine.
 
-    python -m benchmarks.udp_ceiling [--seconds 3]
+    python -m benchmarks.udp_ceiling [--seconds 3] [--payload 1024]
 """
 
 import argparse
@@ -22,7 +23,7 @@ from pilotnet.errors import PilotError
 from pilotnet.wire.address import Addr
 from pilotnet.wire.packet import FLAG_ACK, PROTO_STREAM, Packet
 
-PAYLOAD = 1024
+DEFAULT_PAYLOAD = 1024
 KEY = bytes(range(32))
 SENDER_NODE = 1
 
@@ -57,28 +58,29 @@ def _receive(seconds, report):
     report.write(json.dumps({"bytes": received, "frames": frames, "seconds": elapsed}) + "\n")
 
 
-def _send(port, seconds):
+def _send(port, seconds, size):
     sender = TunnelSession(KEY, SENDER_NODE, prefix=b"\x00\x00\x00\x01")
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    packet = Packet(PROTO_STREAM, Addr(0, 1), Addr(0, 2), 49152, 1000, flags=FLAG_ACK, payload=os.urandom(PAYLOAD))
+    packet = Packet(PROTO_STREAM, Addr(0, 1), Addr(0, 2), 49152, 1000, flags=FLAG_ACK, payload=os.urandom(size))
     deadline = time.perf_counter() + seconds + 1.0
     destination = ("127.0.0.1", port)
     while time.perf_counter() < deadline:
-        packet.seq = (packet.seq + PAYLOAD) & 0xFFFFFFFF
+        packet.seq = (packet.seq + size) & 0xFFFFFFFF
         try:
             sock.sendto(sender.seal(packet.encode()), destination)
         except BlockingIOError:
             pass
 
 
-def measure(seconds=3.0):
+def measure(seconds=3.0, payload=DEFAULT_PAYLOAD):
     """Payload MB/s received one way, sender and receiver in their own processes."""
     receiver = subprocess.Popen([sys.executable, "-m", "benchmarks.udp_ceiling", "--role", "receive",
                                  "--seconds", str(seconds)], stdout=subprocess.PIPE, text=True)
     try:
         port = int(receiver.stdout.readline())
         sender = subprocess.Popen([sys.executable, "-m", "benchmarks.udp_ceiling", "--role", "send",
-                                   "--port", str(port), "--seconds", str(seconds)])
+                                   "--port", str(port), "--seconds", str(seconds),
+                                   "--payload", str(payload)])
         result = json.loads(receiver.stdout.readline())
         sender.wait(timeout=seconds + 10)
     finally:
@@ -92,14 +94,15 @@ def main():
     parser.add_argument("--role", choices=("measure", "send", "receive"), default="measure")
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--port", type=int)
+    parser.add_argument("--payload", type=int, default=DEFAULT_PAYLOAD, help="bytes of payload per frame")
     args = parser.parse_args()
     if args.role == "receive":
         _receive(args.seconds, sys.stdout)
     elif args.role == "send":
-        _send(args.port, args.seconds)
+        _send(args.port, args.seconds, args.payload)
     else:
-        mbps, frames = measure(args.seconds)
-        print(f"encrypted UDP one way: {mbps:.1f} MB/s of payload, {frames:,.0f} frames/s")
+        mbps, frames = measure(args.seconds, args.payload)
+        print(f"encrypted UDP one way, {args.payload}-byte payloads: {mbps:.1f} MB/s, {frames:,.0f} frames/s")
 
 
 if __name__ == "__main__":

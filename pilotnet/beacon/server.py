@@ -19,6 +19,8 @@ from pilotnet.plugin_options import ListeningService
 EXPIRE_INTERVAL = 60.0
 SYNC_INTERVAL = 10.0
 REGISTRY_INTERVAL = 30.0
+#: Relayed frames may be as large as a UDP datagram (Twisted reads only 8192 bytes unless told).
+MAX_DATAGRAM = 65535
 
 
 def parse_udp_address(text):
@@ -91,7 +93,8 @@ class _UDPListener(ListeningService):
 
     def startService(self):
         super().startService()
-        self.port = self._reactor.listenUDP(self._port, self._protocol, interface=self._host)
+        self.port = self._reactor.listenUDP(self._port, self._protocol, interface=self._host,
+                                            maxPacketSize=MAX_DATAGRAM)
         self._on_listening(self.port.getHost())
 
 

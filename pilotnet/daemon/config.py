@@ -47,6 +47,8 @@ class DaemonConfig:
     keepalive: float = 60.0
     idle_timeout: float = 120.0
     mss: int = 1024
+    #: Segment size for peers on this host (0: use ``mss`` for them too); see pilotnet.daemon.paths.
+    local_mss: int = 32768
     max_conns_per_port: int = 1024
     max_conns_total: int = 65536
     syn_rate_limit: int = 100

@@ -26,11 +26,12 @@ from pilotnet.daemon.beacon_link import BeaconLink
 from pilotnet.daemon.control import ControlFactory, prepare_socket_path
 from pilotnet.daemon.echo import EchoService
 from pilotnet.daemon.handshake import HandshakeCourier, HandshakePort, Verifier
+from pilotnet.daemon.paths import SegmentSizes
 from pilotnet.daemon.registry_link import RegistryKeys, RegistryLink, Resolver, split_host_port
 from pilotnet.daemon.streams import Streams
 from pilotnet.daemon.trust import FILE_NAME as TRUST_FILE, TrustState
 from pilotnet.daemon.trust_manager import TrustManager
-from pilotnet.daemon.tunnel import Tunnel
+from pilotnet.daemon.tunnel import MAX_DATAGRAM, Tunnel
 from pilotnet.errors import INVALID_ARGUMENT, NOT_FOUND, NOT_RUNNING, TIMEOUT, PilotError
 from pilotnet.services.dataexchange import DataExchangeService
 from pilotnet.services.eventstream import EventBroker, EventStreamService
@@ -84,8 +85,9 @@ class NodeService(service.MultiService):
         self.beacon = BeaconLink(self.tunnel, reactor)
         stream_config = StreamConfig(mss=config.mss, idle_timeout=config.idle_timeout or None,
                                      keepalive_interval=config.keepalive or None)
+        self.segment_sizes = SegmentSizes(stream_config, config.local_mss, self.tunnel.direct_endpoint)
         self.streams = Streams(
-            clock=reactor, transmit=self._transmit, config=stream_config,
+            clock=reactor, transmit=self._transmit, config=stream_config, config_for=self.segment_sizes.config_for,
             max_per_port=config.max_conns_per_port, max_connections=config.max_conns_total,
             syn_rate=config.syn_rate_limit, on_relay_hint=self._direct_path_failed,
         )
@@ -127,7 +129,7 @@ class NodeService(service.MultiService):
     def startService(self):
         self.started_at = time.monotonic()
         host, port = split_host_port(self.config.listen)
-        self._udp_port = self.reactor.listenUDP(port, self.tunnel, interface=host)
+        self._udp_port = self.reactor.listenUDP(port, self.tunnel, interface=host, maxPacketSize=MAX_DATAGRAM)
         log.info("tunnel listening on UDP {host}:{port}", host=host, port=self.tunnel.local_port())
         super().startService()
         self._bring_up().addErrback(lambda f: log.failure("start-up failed", f))

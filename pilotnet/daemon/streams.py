@@ -107,11 +107,12 @@ class Streams:
     """Listeners, connections, datagram delivery and port allocation for one node."""
 
     def __init__(self, *, clock, transmit, config, max_per_port, max_connections, syn_rate,
-                 on_relay_hint=None, admit=None):
+                 on_relay_hint=None, admit=None, config_for=None):
         self.clock = clock
         self.transmit = transmit
         self.config = config
-        self.table = ConnectionTable(config, max_per_port=max_per_port, max_connections=max_connections)
+        self.table = ConnectionTable(config, max_per_port=max_per_port, max_connections=max_connections,
+                                     config_for=config_for)
         self.on_relay_hint = on_relay_hint
         self.admit = admit
         self._owners = {}
@@ -176,7 +177,7 @@ class Streams:
         """Open a stream; Deferred firing with the :class:`Stream` once established."""
         if len(self.table) >= self.table.max_connections:
             raise PilotError("too many connections", code=CONNECTION_FAILED)
-        conn = StreamConnection(local, self.allocate_port(), remote, remote_port, self.config)
+        conn = StreamConnection(local, self.allocate_port(), remote, remote_port, self.table.config_for(remote))
         self.table.add(conn)
         stream = self._register(conn, owner)
         stream.dialing = defer.Deferred()
@@ -434,6 +435,7 @@ def connection_row(stream):
         "remote_addr": str(conn.remote),
         "remote_port": conn.remote_port,
         "state": stats["state"],
+        "mss": stats["mss"],
         "cong_win": stats["cwnd"],
         "ssthresh": stats["ssthresh"],
         "in_flight": stats["flight"],

@@ -56,6 +56,7 @@ class Options(usage.Options):
         ["keepalive", None, None, "seconds between heartbeats and keepalive probes [60]"],
         ["idle-timeout", None, None, "seconds before an idle stream is closed [120]"],
         ["mss", None, None, "largest stream segment payload in bytes; every Go peer accepts 1024 [1024]"],
+        ["local-mss", None, None, "segment payload for peers on this host, whose path never leaves it; 0 uses --mss [32768]"],
         ["max-conns-per-port", None, None, "stream limit per port [1024]"],
         ["max-conns-total", None, None, "stream limit in all [65536]"],
         ["syn-rate-limit", None, None, "new streams accepted per second [100]"],
@@ -79,6 +80,8 @@ class Options(usage.Options):
             raise usage.UsageError(str(error)) from None
         if not MIN_MSS <= self.config.mss <= MAX_MSS:
             raise usage.UsageError(f"--mss must be between {MIN_MSS} and {MAX_MSS} bytes")
+        if self.config.local_mss and not MIN_MSS <= self.config.local_mss <= MAX_MSS:
+            raise usage.UsageError(f"--local-mss must be 0 or between {MIN_MSS} and {MAX_MSS} bytes")
         if len(os.fsencode(self.config.socket_path)) > MAX_UNIX_PATH:
             raise usage.UsageError(
                 f"control socket path {self.config.socket_path} is longer than {MAX_UNIX_PATH} bytes, "

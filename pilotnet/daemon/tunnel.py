@@ -62,6 +62,9 @@ MAX_KEY_LOOKUPS = 64
 # Remembered rate-limit entries for nodes we have no peer state for.
 MAX_RATE_ENTRIES = 4096
 SOCKET_BUFFER = 8 * 1024 * 1024
+#: Largest datagram we read: the UDP maximum, since a segment may be up to 65 535
+#: bytes (Twisted reads 8192 unless told, which would truncate larger frames).
+MAX_DATAGRAM = 65535
 PUNCH_BURST = 3
 
 
@@ -184,6 +187,13 @@ class Tunnel(DatagramProtocol):
 
     def peer(self, node):
         return self._peers.get(node)
+
+    def direct_endpoint(self, node):
+        """Where frames for ``node`` go when they go straight to it; None if unknown or relayed."""
+        peer = self._peers.get(node)
+        if peer is None or peer.via_relay:
+            return None
+        return peer.endpoint
 
     def peers(self):
         return list(self._peers.values())

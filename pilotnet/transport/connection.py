@@ -796,6 +796,7 @@ class StreamConnection:
         rtt = self._rtt
         return {
             "state": self.state.name,
+            "mss": self._mss,
             "bytes_sent": self.bytes_sent,
             "bytes_received": self.bytes_received,
             "segments_sent": self.segments_sent,

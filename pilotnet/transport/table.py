@@ -30,9 +30,16 @@ class Routed(NamedTuple):
 
 
 class ConnectionTable:
+    """Connections by 4-tuple; ``config_for(remote)`` picks each new acceptor's configuration.
+
+    Most owners use one configuration for every connection; the daemon gives
+    peers on the same host larger segments (see :mod:`pilotnet.daemon.paths`).
+    """
+
     def __init__(self, config=DEFAULT_CONFIG, *, max_per_port=MAX_CONNECTIONS_PER_PORT,
-                 max_connections=MAX_CONNECTIONS):
+                 max_connections=MAX_CONNECTIONS, config_for=None):
         self.config = config
+        self.config_for = config_for or (lambda remote: config)
         self.max_per_port = max_per_port
         self.max_connections = max_connections
         self.listening = set()
@@ -85,7 +92,7 @@ class ConnectionTable:
             port = packet.dst_port
             if (port in self.listening and len(self._connections) < self.max_connections
                     and self._per_port.get(port, 0) < self.max_per_port):
-                conn = StreamConnection.accept(packet, now, self.config)
+                conn = StreamConnection.accept(packet, now, self.config_for(packet.src))
                 self.add(conn)
                 return Routed(conn, True, None)
             return Routed(None, False, reset_for(packet))

@@ -25,6 +25,8 @@ class OptionsTests(SynchronousTestCase):
     def test_defaults(self):
         config = self.parse()
         self.assertEqual((config.registry, config.beacon, config.mss), ("127.0.0.1:9000", "127.0.0.1:9001", 1024))
+        self.assertEqual(config.local_mss, 32768)
+        self.assertEqual(self.parse("--local-mss", "0").local_mss, 0)
         self.assertTrue(config.encrypt and config.echo and config.dataexchange and config.eventstream)
         self.assertFalse(config.public)
 
@@ -42,6 +44,7 @@ class OptionsTests(SynchronousTestCase):
         self.assertEqual((config.registry, config.hostname, config.mss), ("10.0.0.1:9000", "from-flag", 1400))
 
     def test_refusals(self):
-        for args in (("--mss", "10"), ("--mss", "70000"), ("--mss", "lots"), ("--log-format", "xml"),
+        for args in (("--mss", "10"), ("--mss", "70000"), ("--mss", "lots"), ("--local-mss", "70000"),
+                     ("--local-mss", "-1"), ("--log-format", "xml"),
                      ("--keepalive", "-1"), ("--socket", "/" + "s" * 200)):
             self.assertRaises(usage.UsageError, self.parse, *args)

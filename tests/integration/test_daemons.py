@@ -54,6 +54,11 @@ class TwoDaemonsTests(TestCase):
         echoed = await read_all(stream, len(payload))
         await writing
         self.assertEqual(hashlib.sha256(echoed).hexdigest(), hashlib.sha256(payload).hexdigest())
+        # Both daemons are on this host: segments of 32 KiB, one datagram each (Twisted
+        # would cut any datagram beyond 8 KiB unless the tunnel reads the UDP maximum).
+        [connection] = [c for c in await daemon.connections() if c["remote_port"] == 7]
+        self.assertEqual(connection["mss"], 32768)
+        self.assertLess(connection["segs_sent"], len(payload) // 16384)
         await stream.close()
         peers = await daemon.peers()
         [peer] = peers
@@ -154,10 +159,12 @@ class LossyPathTests(TestCase):
         self.addCleanup(port.stopListening)
         # No beacon for beta: nobody learns its real address, so every datagram to it
         # crosses the relay (a beacon would have the peers punch a direct path).
-        beta = await DaemonProcess(self, os.path.join(base, "beta"), rendezvous,
+        # The relay stands for a network: network-sized segments, as between two machines.
+        network = ("--local-mss", "0")
+        beta = await DaemonProcess(self, os.path.join(base, "beta"), rendezvous, *network,
                                    "--endpoint", f"127.0.0.1:{port.getHost().port}", "--beacon", "").start()
         relay.target = ("127.0.0.1", beta.info["tunnel_port"])
-        alpha = await DaemonProcess(self, os.path.join(base, "alpha"), rendezvous).start()
+        alpha = await DaemonProcess(self, os.path.join(base, "alpha"), rendezvous, *network).start()
         client = await alpha.connect()
         stream = await client.dial(beta.address, 7, timeout=60)
         payload = pattern(3_000_000)

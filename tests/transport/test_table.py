@@ -1,3 +1,5 @@
+from dataclasses import replace
+
 from twisted.trial.unittest import SynchronousTestCase
 
 from pilotnet.transport import ConnectionTable, State
@@ -16,6 +18,16 @@ class ConnectionTableTests(SynchronousTestCase):
         again = table.route(ack(1), 0.1)
         self.assertIs(again.connection, routed.connection)
         self.assertIs(again.connection.state, State.ESTABLISHED)
+
+    def test_acceptors_take_the_configuration_chosen_for_their_peer(self):
+        chosen = replace(QUIET, mss=4096)
+        asked = []
+        table = ConnectionTable(QUIET, config_for=lambda remote: asked.append(remote) or chosen)
+        table.listen(LOCAL_PORT)
+        routed = table.route(from_peer(FLAG_SYN), 0.0)
+        self.assertIs(routed.connection.config, chosen)
+        self.assertEqual(routed.connection.stats()["mss"], 4096)
+        self.assertEqual(asked, [REMOTE])
 
     def test_syn_without_listener_is_reset_with_swapped_addresses(self):
         routed = ConnectionTable(QUIET).route(from_peer(FLAG_SYN), 0.0)
