@@ -3,12 +3,10 @@
 Commands never print JSON themselves and never check ``--json`` to decide
 where a line goes: :meth:`Context.say` and :meth:`Context.note` print only
 for people, and the runner prints the envelope.  The reactor and clock are
-injected so tests can drive commands in-process.
+injected so tests can drive commands in-process.  Twisted and the SDK are
+imported on first use, so commands that need neither start without them.
 """
 
-from twisted.internet.defer import TimeoutError
-
-from pilotnet.driver import client
 from pilotnet.driver.targets import parse_target
 from pilotnet.errors import CONNECTION_FAILED, INVALID_ARGUMENT, NOT_RUNNING, TIMEOUT, PilotError
 
@@ -43,6 +41,8 @@ class Context:
     async def daemon(self):
         """The connection to the daemon, opened on first use (``not_running`` if there is none)."""
         if self._daemon is None:
+            from pilotnet.driver import client
+
             self._daemon = await client.connect(self.reactor, self.home.socket_path())
         return self._daemon
 
@@ -71,6 +71,8 @@ class Context:
         """The result of ``deferred``, or a ``timeout`` error with ``message`` after ``seconds``."""
         if seconds is None:
             return await deferred
+        from twisted.internet.defer import TimeoutError
+
         try:
             return await deferred.addTimeout(seconds, self.reactor)
         except TimeoutError:

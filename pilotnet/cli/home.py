@@ -4,13 +4,17 @@
 ``pilot.pid``, ``pilot.log`` and, by default, the control socket
 ``pilot.sock``.  Settings follow the reference's precedence for ordinary
 commands: environment over config.json over the built-in default.
+
+The SDK owns the rules for the home and socket paths; it is imported when a
+path is first needed, so ``pilotctl context`` and argument errors start
+without Twisted.
 """
 
 import json
 import os
+from functools import cached_property
 from pathlib import Path
 
-from pilotnet.driver.client import default_socket_path, pilot_home
 from pilotnet.errors import INVALID_ARGUMENT, PilotError
 
 # Defaults point at this machine, never at the reference's public servers.
@@ -20,8 +24,16 @@ DEFAULT_BEACON = "127.0.0.1:9001"
 
 class Home:
     def __init__(self, path, environ):
-        self.path = Path(path).expanduser() if path else pilot_home(environ)
+        self._path = path
         self.environ = environ
+
+    @cached_property
+    def path(self):
+        if self._path:
+            return Path(self._path).expanduser()
+        from pilotnet.driver.client import pilot_home
+
+        return pilot_home(self.environ)
 
     @property
     def config_path(self):
@@ -68,6 +80,8 @@ class Home:
         os.replace(temporary, self.config_path)
 
     def socket_path(self):
+        from pilotnet.driver.client import default_socket_path
+
         return default_socket_path(self.environ, self.path)
 
     def setting(self, key, environment_variable, default):

@@ -4,15 +4,18 @@ Exit codes: 0 success, 1 any error, 2 the usage screen (no command, or an
 unknown one in human mode).  No traceback ever reaches the user: an
 unexpected exception becomes an ``internal`` error like any other.
 
-:func:`run` does the work and returns a Deferred of the exit code, so tests
-drive commands in-process on trial's reactor; :func:`pilotnet.cli.main.main`
-runs the reactor only when a command actually needs it.
+:func:`start` does the work as far as it goes without the reactor: the usage
+screen, argument errors and the commands that need no daemon (``context``,
+``config``, ``init``) finish there, before Twisted is even imported, which
+takes most of a command's start-up time.  :func:`pilotnet.cli.main.main` runs
+the reactor only when :func:`start` hands back a Deferred.  :func:`run` always
+returns a Deferred of the exit code, so tests drive commands in-process on
+trial's reactor.
 """
 
 import os
 import sys
-
-from twisted.internet.defer import maybeDeferred, succeed
+from inspect import isawaitable
 
 from pilotnet.cli import catalogue
 from pilotnet.cli.args import Args, invalid, split_globals
@@ -26,6 +29,14 @@ EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
 def run(argv, environ=None, stdout=None, stderr=None, stdin=None, reactor=None, clock=None):
     """Run one command line; a Deferred firing with the exit code."""
+    from twisted.internet.defer import Deferred, succeed
+
+    outcome = start(argv, environ, stdout, stderr, stdin, reactor, clock)
+    return outcome if isinstance(outcome, Deferred) else succeed(outcome)
+
+
+def start(argv, environ=None, stdout=None, stderr=None, stdin=None, reactor=None, clock=None):
+    """Run one command line: the exit code if it finished at once, else a Deferred firing with it."""
     json_mode, home, argv = split_globals(list(argv))
     context = Context(
         json_mode, Home(home, os.environ if environ is None else environ),
@@ -34,24 +45,28 @@ def run(argv, environ=None, stdout=None, stderr=None, stdin=None, reactor=None, 
     command, rest = catalogue.find(argv)
     if command is None:
         if argv and argv[0] in catalogue.GROUPS:
-            return succeed(_report_error(context, invalid(catalogue.group_usage(argv[0]))))
+            return _report_error(context, invalid(catalogue.group_usage(argv[0])))
         if argv and json_mode:
-            return succeed(_report_error(context, invalid(
+            return _report_error(context, invalid(
                 f"unknown command: {argv[0]}", hint="run 'pilotctl context' for the full command list"
-            )))
+            ))
         if argv:
             context.stderr.write(f"unknown command: {argv[0]}\n\n")
         context.stderr.write(catalogue.usage_screen() + "\n")
-        return succeed(EXIT_USAGE)
+        return EXIT_USAGE
     try:
         args = Args(rest)
         command.check(args)
-        handler = command.load()
-    except PilotError as error:
-        return succeed(_report_error(context, error))
-    running = maybeDeferred(handler, context, args)
+        result = command.load()(context, args)
+        if not isawaitable(result):
+            return _report_result(context, result)
+    except Exception as error:
+        return _report_exception(context, error)
+    from twisted.internet.defer import ensureDeferred, maybeDeferred
+
+    running = ensureDeferred(result)
     running.addCallback(lambda result: _report_result(context, result))
-    running.addErrback(lambda failure: _report_failure(context, failure))
+    running.addErrback(lambda failure: _report_exception(context, failure.value))
 
     def disconnect(code):
         closing = maybeDeferred(context.close)
@@ -74,12 +89,12 @@ def _report_result(context, result):
     return EXIT_OK
 
 
-def _report_failure(context, failure):
-    if failure.check(Exit):
-        return failure.value.code
-    if failure.check(PilotError):
-        return _report_error(context, failure.value)
-    return _report_error(context, PilotError(f"internal error: {failure.getErrorMessage()}", code=INTERNAL))
+def _report_exception(context, error):
+    if isinstance(error, Exit):
+        return error.code
+    if isinstance(error, PilotError):
+        return _report_error(context, error)
+    return _report_error(context, PilotError(f"internal error: {error}", code=INTERNAL))
 
 
 def _report_error(context, error):
