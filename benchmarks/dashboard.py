@@ -1,6 +1,6 @@
 """Dashboard latency with a large directory: /api/stats and /api/nodes?tag=... at 100,000 nodes.
 
-    python -m benchmarks.dashboard [--nodes 100000] [--repeat 50]
+    python -m benchmarks.dashboard [--nodes 100000] [--repeat 50] [--json]
 
 Fills a registry through its own request handlers (registrations, then tags,
 visibility and task flags set with the admin token), then serves the Klein app
@@ -9,11 +9,13 @@ of one request, without socket noise.  Each figure is the median (and p95) of
 ``--repeat`` requests once the snapshot is built; the snapshot build itself (paid
 once per change, at most once a second) is printed separately, and next to the
 indexed directory query the same query done as a scan-and-sort over every
-node, measured in the same run.
+node, measured in the same run.  ``--json`` prints the same figures as a JSON list of
+``{"figure", "value", "unit"}`` instead (times in ms).
 """
 
 import argparse
 import base64
+import json
 import os
 import statistics
 import time
@@ -94,27 +96,43 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--nodes", type=int, default=100_000)
     parser.add_argument("--repeat", type=int, default=50)
+    parser.add_argument("--json", action="store_true")
     options = parser.parse_args()
+    figures = []
+
+    def figure(name, seconds):
+        figures.append({"figure": name, "value": round(1000 * seconds, 3), "unit": "ms"})
+
+    def say(text):
+        if not options.json:
+            print(text)
+
     clock = Clock()
     clock.advance(1_800_000_000)
     registry = Registry(admin_token=ADMIN, register_limiter=RateLimiter(burst=10**9, window=60.0))
     started = time.perf_counter()
     fill(registry, options.nodes, clock.seconds())
-    print(f"filled {options.nodes} nodes in {time.perf_counter() - started:.1f} s")
+    figures.append({"figure": "directory size", "value": options.nodes, "unit": "nodes"})
+    say(f"filled {options.nodes} nodes in {time.perf_counter() - started:.1f} s")
     server = RegistryServer(registry, clock)
     dashboard = Dashboard(server, clock)
     client = StubTreq(dashboard.site().resource)
 
     started = time.perf_counter()
     snapshot = dashboard.snapshot()
-    print(f"snapshot build (once per change, at most 1/s): {1000 * (time.perf_counter() - started):.0f} ms")
+    build = time.perf_counter() - started
+    figure("snapshot build", build)
+    say(f"snapshot build (once per change, at most 1/s): {1000 * build:.0f} ms")
     for path in QUERIES:
         first = time.perf_counter()
         size = len(fetch(client, path))
         first = time.perf_counter() - first
         median, p95 = timed(lambda: fetch(client, path), options.repeat)
-        print(f"{path:55s} first {1000 * first:7.2f} ms  median {1000 * median:7.2f} ms  "
-              f"p95 {1000 * p95:7.2f} ms  ({size} bytes)")
+        figure(f"GET {path}, first", first)
+        figure(f"GET {path}, median", median)
+        figure(f"GET {path}, p95", p95)
+        say(f"{path:55s} first {1000 * first:7.2f} ms  median {1000 * median:7.2f} ms  "
+            f"p95 {1000 * p95:7.2f} ms  ({size} bytes)")
 
     # Uncached: a different tag each time (sort orders already built, as after any first view).
     queries = iter([NodeQuery(tag=f"team-{n}", online=True, sort="polo-desc")
@@ -123,8 +141,13 @@ def main():
     query = NodeQuery(tag="team-7", online=True, sort="polo-desc")
     naive, _ = timed(lambda: scan_and_sort(snapshot, query), max(3, options.repeat // 10))
     assert [r.id for r in snapshot.select(query).rows] == [r.id for r in scan_and_sort(snapshot, query)]
-    print(f"uncached directory query tag=team-N&online=1&sort=polo-desc: indexed "
-          f"{1000 * indexed:.2f} ms, scan-and-sort {1000 * naive:.1f} ms ({naive / indexed:.0f}x)")
+    figure("uncached directory query, indexed", indexed)
+    figure("uncached directory query, scan-and-sort", naive)
+    say(f"uncached directory query tag=team-N&online=1&sort=polo-desc: indexed "
+        f"{1000 * indexed:.2f} ms, scan-and-sort {1000 * naive:.1f} ms ({naive / indexed:.0f}x)")
+    if options.json:
+        print(json.dumps(figures, indent=2))
+
 
 if __name__ == "__main__":
     main()

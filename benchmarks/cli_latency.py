@@ -1,0 +1,85 @@
+"""``pilotctl`` command latency: a whole command, process start to exit, against a running daemon.
+
+    python -m benchmarks.cli_latency [--runs 20] [--json]
+
+Agents call ``pilotctl`` once per action from a shell, so what they wait for
+is a fresh process every time: interpreter start, imports, one request to the
+daemon, exit.  Starts a rendezvous and one daemon (benchmarks.daemon_stream's
+LocalNetwork), then times ``--runs`` runs of each, one after the other:
+
+- ``pilotctl info --json``: one request to the daemon;
+- ``pilotctl context --json``: a command that needs no daemon;
+- ``python -c pass``: the bare interpreter start, the floor every Python
+  command pays on this machine (``.pth`` files in site-packages included), and
+  the baseline the two commands are compared with.
+
+``pilotctl`` is the console script installed next to this interpreter (what a
+virtualenv puts on PATH; wrappers such as version-manager shims add their own
+start-up time and are left out); ``python -m pilotnet.cli.main`` when there is
+none, as in a checkout that was never installed.
+"""
+
+import argparse
+import os
+import subprocess
+import sys
+import sysconfig
+import time
+
+from twisted.internet import defer, task
+
+from benchmarks.daemon_stream import LocalNetwork, median_and_p99, report
+
+
+def pilotctl_command():
+    """The console script beside this interpreter, else the module run by this interpreter."""
+    script = os.path.join(sysconfig.get_path("scripts"), "pilotctl")
+    if os.access(script, os.X_OK):
+        return [script]
+    return [sys.executable, "-m", "pilotnet.cli.main"]
+
+
+def wall_times(command, runs, env):
+    """Milliseconds from spawn to exit of ``runs`` runs of ``command`` (each must succeed)."""
+    samples = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        done = subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, timeout=60)
+        samples.append((time.perf_counter() - started) * 1000)
+        if done.returncode != 0:
+            raise RuntimeError(f"{' '.join(command)} failed: {done.stderr.decode(errors='replace')}")
+    return samples
+
+
+async def run(reactor, runs, as_json):
+    network = LocalNetwork(reactor)
+    try:
+        await network.start_rendezvous()
+        daemon = await network.start_daemon("alpha")
+        env = dict(os.environ, PILOT_HOME=daemon["home"], PILOT_SOCKET=daemon["socket"])
+        pilotctl = pilotctl_command()
+        measured = [
+            ("pilotctl info --json", wall_times(pilotctl + ["info", "--json"], runs, env)),
+            ("pilotctl context --json (no daemon)", wall_times(pilotctl + ["context", "--json"], runs, env)),
+            ("python -c pass (interpreter start)", wall_times([sys.executable, "-c", "pass"], runs, env)),
+        ]
+    finally:
+        network.stop()
+    rows = []
+    for name, samples in measured:
+        p50, p99 = median_and_p99(samples)
+        rows.append((f"{name}, p50", p50, "ms", None))
+        rows.append((f"{name}, p99", p99, "ms", None))
+    report(rows, as_json)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=20, help="runs of each command")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    task.react(lambda reactor: defer.ensureDeferred(run(reactor, args.runs, args.json)))
+
+
+if __name__ == "__main__":
+    main()
