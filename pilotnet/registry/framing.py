@@ -45,9 +45,30 @@ def encode_message(value):
     return _LENGTH.pack(len(body)) + body
 
 
+def _refuse_constant(name):
+    raise ValueError(f"{name} is not JSON")
+
+
+# Built once: ``json.loads`` with a keyword argument builds a new decoder per call.
+_DECODER = json.JSONDecoder(parse_constant=_refuse_constant)
+
+
 def decode_body(body):
-    """The JSON object in one message body; :class:`DecodeError` if it is not one."""
-    return gojson.loads_object(body, "registry message")
+    """The JSON object in one message body; :class:`DecodeError` if it is not one.
+
+    The rules are :func:`pilotnet.wire.gojson.loads_object`'s (strict UTF-8, no
+    ``NaN``/``Infinity``, bounded nesting), with the decoder built once since
+    this runs for every request.
+    """
+    try:
+        value = _DECODER.decode(body.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise DecodeError("registry message: not valid UTF-8") from None
+    except (ValueError, RecursionError) as exc:
+        raise DecodeError(f"registry message: not valid JSON ({exc})") from None
+    if not isinstance(value, dict):
+        raise DecodeError(f"registry message: expected a JSON object, got {type(value).__name__}")
+    return value
 
 
 class FrameDecoder:
@@ -57,24 +78,44 @@ class FrameDecoder:
     announced length above :data:`MAX_MESSAGE` raises :class:`DecodeError`
     before any of the body is buffered, so a hostile length cannot make us
     hold 4 GiB.
+
+    Cost is linear in the bytes fed, however they are split: complete messages
+    are sliced straight out of the read (one copy each), and a partial one is
+    appended to a buffer that is parsed again only once it holds the bytes the
+    message still needs, so a large body arriving in many reads is not
+    re-copied per read.
     """
 
     def __init__(self, max_message=MAX_MESSAGE):
         self._buffer = bytearray()
+        self._needed = 0  # bytes the buffer must hold before it can yield a message
         self._max_message = max_message
 
     def feed(self, data):
-        self._buffer += data
+        buffer = self._buffer
+        if buffer:
+            buffer += data
+            if len(buffer) < self._needed:
+                return []
+            data = bytes(buffer)
+            buffer.clear()
         bodies = []
-        while len(self._buffer) >= 4:
-            (length,) = _LENGTH.unpack_from(self._buffer)
+        offset, end = 0, len(data)
+        needed = 4
+        while end - offset >= 4:
+            (length,) = _LENGTH.unpack_from(data, offset)
             if length > self._max_message:
                 raise DecodeError(
                     f"message of {length} bytes exceeds the {self._max_message}-byte limit")
-            if len(self._buffer) < 4 + length:
+            needed = 4 + length
+            if end - offset < needed:
                 break
-            bodies.append(bytes(self._buffer[4:4 + length]))
-            del self._buffer[:4 + length]
+            bodies.append(data[offset + 4:offset + needed])
+            offset += needed
+            needed = 4
+        if offset < end:
+            buffer += memoryview(data)[offset:]
+            self._needed = needed
         return bodies
 
     @property

@@ -1,4 +1,4 @@
-"""Per-key token buckets, fed ``now`` so tests drive them with a fake clock."""
+"""Token buckets, fed ``now`` so tests drive them with a fake clock."""
 
 
 class RateLimiter:
@@ -32,3 +32,30 @@ class RateLimiter:
 
     def __len__(self):
         return len(self._buckets)
+
+
+class TokenBucket:
+    """One bucket of ``burst`` tokens, refilled continuously at ``rate`` per second.
+
+    The per-connection request limits use one each and take a whole read's
+    requests in one call, so the check costs one call per read, not one per
+    request.
+    """
+
+    __slots__ = ("burst", "rate", "_tokens", "_last")
+
+    def __init__(self, burst, rate):
+        self.burst = burst
+        self.rate = rate
+        self._tokens = float(burst)
+        self._last = None
+
+    def take(self, count, now):
+        """Take up to ``count`` tokens; returns how many there were (all of them when under the rate)."""
+        tokens = self._tokens
+        if self._last is not None:
+            tokens = min(self.burst, tokens + (now - self._last) * self.rate)
+        granted = min(count, int(tokens))
+        self._tokens = tokens - granted
+        self._last = now
+        return granted

@@ -22,7 +22,7 @@ from pilotnet.registry.handlers import error_reply
 from pilotnet.registry.metrics import MALFORMED, RegistryMetrics
 from pilotnet.registry.replication import SUBSCRIBE
 from pilotnet.registry.requests import RequestError
-from pilotnet.registry.ratelimit import RateLimiter
+from pilotnet.registry.ratelimit import TokenBucket
 
 IDLE_TIMEOUT = 300.0
 MAX_CONNECTIONS = 10_000
@@ -76,34 +76,38 @@ class RegistryServer:
             reply = error_reply(error)
             self.metrics.observe(MALFORMED, reply, self._timer() - started)
             return reply
-        if request.get("type") == SUBSCRIBE and not self.registry.read_only:
+        kind = request.get("type")
+        if kind == SUBSCRIBE and not self.registry.read_only:
             if self.replication is None:
                 return error_reply(RequestError("replication not configured"))
             return self.replication.subscribe(request, self.registry.directory, transport)
         reply = self.registry.handle(request, peer, self.clock.seconds())
-        label = self.metrics.label(request.get("type"))
+        label = self.metrics.label(kind)
         changes = self.registry.directory.take_changes()
-
-        def stored(_):
-            self._committed(None, changes)
-            return reply
-
-        def not_stored(failure):
-            # Not stored means not acknowledged: the client must retry.
-            self.log.failure("registry: could not store a change", failure)
-            return error_reply(PilotError("internal error: change not stored", code=INTERNAL))
-
-        def observed(reply):
+        if not changes:
             self.metrics.observe(label, reply, self._timer() - started)
             return reply
-
-        if self.store is not None and changes:
-            return self.store.commit(changes).addCallback(stored).addErrback(
-                not_stored).addCallback(observed)
+        if self.store is not None:
+            return self.store.commit(changes).addCallback(self._stored, reply, changes).addErrback(
+                self._not_stored).addCallback(self._observed, label, started)
         try:
-            return observed(stored(None))
+            reply = self._stored(None, reply, changes)
         except Exception:
-            return observed(not_stored(Failure()))
+            reply = self._not_stored(Failure())
+        return self._observed(reply, label, started)
+
+    def _stored(self, _, reply, changes):
+        self._committed(None, changes)
+        return reply
+
+    def _not_stored(self, failure):
+        # Not stored means not acknowledged: the client must retry.
+        self.log.failure("registry: could not store a change", failure)
+        return error_reply(PilotError("internal error: change not stored", code=INTERNAL))
+
+    def _observed(self, reply, label, started):
+        self.metrics.observe(label, reply, self._timer() - started)
+        return reply
 
     def commit(self):
         """Store the changes handled so far; a Deferred that fires once they are committed.
@@ -151,8 +155,8 @@ class RegistryProtocol(Protocol, TimeoutMixin):
         self._server = server
         self._peer = peer
         self._decoder = FrameDecoder()
-        self._soft = RateLimiter(burst=SOFT_REQUEST_RATE, window=1.0)
-        self._hard = RateLimiter(burst=HARD_REQUEST_RATE, window=1.0)
+        self._soft = TokenBucket(SOFT_REQUEST_RATE, SOFT_REQUEST_RATE)
+        self._hard = TokenBucket(HARD_REQUEST_RATE, HARD_REQUEST_RATE)
         self.callLater = server.clock.callLater
         self._following = False
         # Replies leave in request order: while one waits for its commit, later
@@ -175,15 +179,17 @@ class RegistryProtocol(Protocol, TimeoutMixin):
             self.transport.write(encode_message(error_reply(error)))
             self.transport.loseConnection()
             return
+        if not bodies:
+            return
         now = self._server.clock.seconds()
-        throttled = False
+        count = len(bodies)
+        if self._hard.take(count, now) < count:
+            self.log.info("registry: closing {peer}: over {rate} requests/s",
+                          peer=self._peer, rate=HARD_REQUEST_RATE)
+            self.transport.abortConnection()
+            return
+        throttled = self._soft.take(count, now) < count
         for body in bodies:
-            if not self._hard.allow(None, now):
-                self.log.info("registry: closing {peer}: over {rate} requests/s",
-                              peer=self._peer, rate=HARD_REQUEST_RATE)
-                self.transport.abortConnection()
-                return
-            throttled |= not self._soft.allow(None, now)
             reply = self._server.respond(body, self._peer, self.transport)
             if isinstance(reply, Deferred) or self._waiting:
                 self._reply_in_turn(reply)

@@ -38,10 +38,50 @@ class FramingTests(SynchronousTestCase):
         self.assertEqual([decode_body(b) for b in bodies], [{"type": "lookup", "node_id": 5}] * 3)
         self.assertEqual(decoder.buffered, 0)
 
+    def test_many_messages_in_one_read(self):
+        messages = [{"type": "lookup", "node_id": n} for n in range(500)]
+        data = b"".join(encode_message(m) for m in messages)
+        decoder = FrameDecoder()
+        self.assertEqual([decode_body(b) for b in decoder.feed(data)], messages)
+        self.assertEqual(decoder.buffered, 0)
+
+    def test_one_message_over_many_reads(self):
+        body = json.dumps({"type": "set_tags", "tags": ["x" * 60] * 2000}).encode()
+        data = struct.pack(">I", len(body)) + body
+        decoder = FrameDecoder()
+        for start in range(0, len(data) - 1000, 1000):
+            self.assertEqual(decoder.feed(data[start:start + 1000]), [])
+        self.assertEqual(decoder.feed(data[start + 1000:]), [body])
+        self.assertEqual(decoder.buffered, 0)
+
+    @settings(max_examples=300, deadline=None)
+    @given(st.lists(st.binary(max_size=300), max_size=20), st.data())
+    def test_any_split_yields_the_same_bodies(self, bodies, data):
+        stream = b"".join(struct.pack(">I", len(b)) + b for b in bodies)
+        cuts = sorted(data.draw(st.lists(st.integers(0, len(stream)), max_size=30)))
+        decoder = FrameDecoder(max_message=300)
+        received = []
+        for start, stop in zip([0] + cuts, cuts + [len(stream)]):
+            received += decoder.feed(stream[start:stop])
+        self.assertEqual(received, bodies)
+        self.assertTrue(all(type(body) is bytes for body in received))
+        self.assertEqual(decoder.buffered, 0)
+
     def test_oversized_length_refused_before_buffering(self):
         decoder = FrameDecoder()
         with self.assertRaises(DecodeError):
             decoder.feed(struct.pack(">I", MAX_MESSAGE + 1) + b"{")
+
+    def test_oversized_length_after_a_complete_message_refused(self):
+        decoder = FrameDecoder(max_message=32)
+        with self.assertRaises(DecodeError):
+            decoder.feed(encode_message({}) + struct.pack(">I", 33))
+
+    def test_oversized_length_split_across_reads_refused(self):
+        decoder = FrameDecoder(max_message=32)
+        self.assertEqual(decoder.feed(b"\x00\x00"), [])
+        with self.assertRaises(DecodeError):
+            decoder.feed(b"\x00\x21{")
 
     def test_limit_itself_allowed(self):
         decoder = FrameDecoder()

@@ -6,13 +6,15 @@ from twisted.internet import reactor
 from twisted.internet.defer import Deferred, inlineCallbacks, gatherResults
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.internet.protocol import Protocol
+from twisted.internet.address import IPv4Address
 from twisted.internet.task import Clock
-from twisted.trial.unittest import TestCase
+from twisted.internet.testing import StringTransport
+from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from pilotnet.registry.challenges import sign_request
 from pilotnet.registry.client import RegistryError, connect_registry
 from pilotnet.registry import server as server_module
-from pilotnet.registry.framing import MAX_MESSAGE
+from pilotnet.registry.framing import MAX_MESSAGE, FrameDecoder
 from pilotnet.registry.handlers import Registry
 from pilotnet.registry.ratelimit import RateLimiter
 from pilotnet.registry.server import RegistryFactory, RegistryServer
@@ -135,3 +137,41 @@ def _tick():
     waiting = Deferred()
     reactor.callLater(0.001, waiting.callback, None)
     return waiting
+
+
+class RequestRateTests(SynchronousTestCase):
+    """The per-connection limits, counted per read (StringTransport, a Clock)."""
+
+    def setUp(self):
+        self.clock = Clock()
+        self.clock.advance(1_700_000_000)
+        factory = RegistryFactory(RegistryServer(Registry(), self.clock))
+        self.protocol = factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", 40000))
+        self.transport = StringTransport()
+        self.protocol.makeConnection(self.transport)
+
+    def send(self, count):
+        body = b'{"type":"beacon_list"}'
+        self.protocol.dataReceived((struct.pack(">I", len(body)) + body) * count)
+
+    def replies(self):
+        return FrameDecoder().feed(self.transport.value())
+
+    def test_under_the_soft_rate_nothing_pauses(self):
+        for _ in range(20):
+            self.send(9)
+            self.clock.advance(0.1)
+        self.assertEqual(len(self.replies()), 180)
+        self.assertEqual(self.transport.producerState, "producing")
+
+    def test_over_the_soft_rate_all_answered_then_reading_pauses(self):
+        self.send(server_module.SOFT_REQUEST_RATE + 50)
+        self.assertEqual(len(self.replies()), server_module.SOFT_REQUEST_RATE + 50)
+        self.assertEqual(self.transport.producerState, "paused")
+        self.clock.advance(server_module.THROTTLE_DELAY)
+        self.assertEqual(self.transport.producerState, "producing")
+
+    def test_over_the_hard_rate_the_connection_is_dropped_unanswered(self):
+        self.send(server_module.HARD_REQUEST_RATE + 1)
+        self.assertEqual(self.replies(), [])
+        self.assertTrue(self.transport.disconnecting)
