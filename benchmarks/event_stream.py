@@ -8,8 +8,9 @@ each event goes publisher → alpha's broker → the federation link → beta's
 broker → each subscriber, the path agents use.  Measured in one run:
 
 - delivered events/s (sum over subscribers) and published events/s, for 64 B
-  and 1 KiB payloads, with one and with ten subscribers; publishes are kept
-  ``WINDOW`` deep in flight, as a busy agent would;
+  and 1 KiB payloads, with one and with ten subscribers; the publisher
+  publishes without waiting for each event's answer and waits only when the
+  SDK's flow control says so (``EventStream.drain``), as a busy agent would;
 - publish-to-deliver latency (one event at a time), p50 and p99.
 
 All clients share this process and its reactor, so the figures include the
@@ -26,7 +27,6 @@ from twisted.internet import defer, task
 from benchmarks.daemon_stream import LocalNetwork, median_and_p99, report, start_pair
 from pilotnet.driver.client import connect
 
-WINDOW = 64
 LATENCY_SAMPLES = 500
 _STAMP = struct.Struct(">d")
 
@@ -60,34 +60,45 @@ async def subscribers(network, reactor, publisher_client, pattern, count):
 
 
 async def drain(reactor, subscription, expected, idle=2.0):
-    """Events taken until ``expected`` arrived, or none came for ``idle`` seconds (some were dropped)."""
+    """Events taken until ``expected`` arrived, or none came for ``idle`` seconds (some were dropped).
+
+    Iterates as a consumer would (``async for``); a watchdog, not a timeout
+    per event, ends a subscription that went quiet.
+    """
     taken = 0
-    while taken < expected:
-        try:
-            event = await subscription.get().addTimeout(idle, reactor)
-        except defer.TimeoutError:
-            break
-        if event is None:
-            break
-        taken += 1
+    seen = -1
+
+    def watch():
+        nonlocal seen
+        if taken == seen:
+            subscription.close()  # ends the iteration below
+        seen = taken
+
+    watchdog = task.LoopingCall(watch)
+    watchdog.clock = reactor
+    watchdog.start(idle, now=False)
+    try:
+        async for _ in subscription:
+            taken += 1
+            if taken == expected:
+                break
+    finally:
+        watchdog.stop()
     return taken
 
 
 async def throughput(network, reactor, publisher_client, size, fan_out, events):
+    """Publish ``events`` as fast as the daemon takes them (``publish`` then ``drain``), as a busy agent would."""
     pattern = f"bench.rate.{size}.{fan_out}"
     subscriptions = await subscribers(network, reactor, publisher_client, pattern, fan_out)
     stream = publisher_client.open_event_stream()
     payload = b"x" * size
     draining = [defer.ensureDeferred(drain(reactor, s, events)) for _, s in subscriptions]
     started = time.perf_counter()
-    in_flight = set()
-    for _ in range(events):
-        publishing = stream.publish(pattern, payload)
-        in_flight.add(publishing)
-        publishing.addBoth(lambda result, d=publishing: in_flight.discard(d) or result)
-        if len(in_flight) >= WINDOW:
-            await defer.DeferredList(list(in_flight), fireOnOneCallback=True)
-    await defer.DeferredList(list(in_flight))
+    for _ in range(events - 1):
+        stream.publish(pattern, payload)
+        await stream.drain()
+    await stream.publish(pattern, payload)  # answered last: every event was published
     published = time.perf_counter() - started
     delivered = sum(await defer.gatherResults(draining))
     elapsed = time.perf_counter() - started

@@ -10,15 +10,17 @@ how a slow reader slows the sender down.
 
 The client's event subscriptions live in the daemon's broker as local
 :class:`~pilotnet.services.eventstream.Subscriber` objects (which is what
-makes the daemon ask trusted peers for those patterns); each event is an
-``EventReceived`` push, answered late by a slow client, so its bytes stay in
-that subscriber's bounded queue and overflow drops events for it alone.
+makes the daemon ask trusted peers for those patterns); events reach the
+client as ``EventsReceived`` pushes, answered late by a slow client, so their
+bytes stay in that subscriber's bounded queue and overflow drops events for it
+alone.
 
 Events are coalesced both ways, because an AMP round trip per event capped
 the event stream at a few thousand events/s: ``PublishBatch`` carries many
 events in one box, and what the broker hands one subscription within a
 reactor iteration goes out as one ``EventsReceived`` push (as
-:meth:`Streams._schedule_delivery` does for stream data).
+:meth:`Streams._schedule_delivery` does for stream data).  Both carry the
+events' wire frames, which the broker passes on without re-encoding them.
 """
 
 import itertools
@@ -35,7 +37,7 @@ from pilotnet.driver import commands
 from pilotnet.errors import INTERNAL, INVALID_ARGUMENT, NOT_FOUND, PilotError
 from pilotnet.services.eventstream import Subscriber
 from pilotnet.wire.address import Addr
-from pilotnet.wire.eventstream import MAX_TOPIC, EventDecoder
+from pilotnet.wire.eventstream import MAX_TOPIC, split_events
 
 log = Logger()
 
@@ -249,12 +251,8 @@ class ControlProtocol(amp.AMP):
     @translating_errors
     def subscribe(self, pattern):
         number = next(_subscription_numbers)
-
-        def deliver(topic, payload, encoded):
-            return self._queue_push(number, topic, payload, encoded)
-
-        subscriber = Subscriber(_topic(pattern, "pattern"), f"local subscription {number}", deliver,
-                                local=True)
+        subscriber = Subscriber(_topic(pattern, "pattern"), f"local subscription {number}",
+                                lambda frames: self._queue_push(number, frames), local=True)
         self._subscriptions[number] = self.node.events.subscribe(subscriber)
         return {"subscription": number}
 
@@ -278,44 +276,53 @@ class ControlProtocol(amp.AMP):
     @translating_errors
     def publish_batch(self, events):
         """Publish each event in order; one result (count or error) per event, so none hides another's error."""
-        decoder = EventDecoder()
         try:
-            decoded = decoder.feed(events)
+            decoded = split_events(events, frames=True)
         except PilotError as error:
             raise commands.CommandFailed(f"malformed event batch: {error.message}", code=INVALID_ARGUMENT)
-        if not decoder.at_boundary:
-            raise commands.CommandFailed("malformed event batch: it ends inside an event", code=INVALID_ARGUMENT)
-        publish, own = self.node.events.publish, self._subscriptions.values()
+        publish, own = self.node.events.publish_frames, self._subscriptions.values()
+        if all(topic for topic, _ in decoded):
+            return {"results": publish(decoded, own)}
         results = []
-        for event in decoded:
+        for topic, frame in decoded:  # the framing carries an empty topic; publishing refuses it
             try:
-                results.append(publish(_topic(event.topic), event.payload, own))
+                results.append(publish([(_topic(topic), frame)], own)[0])
             except PilotError as error:
                 results.append({"code": error.code, "message": error.message, "hint": error.hint})
         return {"results": results}
 
-    def _queue_push(self, number, topic, payload, encoded):
-        """Queue one event for subscription ``number``; returns the Deferred of its push being answered.
+    def _queue_push(self, number, frames):
+        """Queue events for subscription ``number``; returns the Deferred of their push being answered.
 
         Every event queued in this reactor iteration for the subscription
-        shares one push (split at :data:`~pilotnet.driver.commands.MAX_CHUNK`),
-        and the broker keeps their bytes counted until the client answers it.
+        shares one push (split at :data:`~pilotnet.driver.commands.MAX_CHUNK`,
+        a larger event going alone), and the broker keeps their bytes counted
+        until the client answers it.  Pushes of one subscription are answered
+        in order, so the last one's answer means all were taken.
         """
         batch = self._outgoing.get(number)
-        if batch is not None and batch.size + len(encoded) > commands.MAX_CHUNK:
-            del self._outgoing[number]
-            self._push(number, batch)
-            batch = None
         if batch is None:
-            batch = self._outgoing[number] = _PushBatch()
-            if not self._push_scheduled:
-                self._push_scheduled = True
-                if self.clock is None:
-                    from twisted.internet import reactor
-                    self.clock = reactor
-                self.clock.callLater(0, self._push_pending)
-        batch.add(topic, payload, encoded)
+            batch = self._new_batch(number)
+        size = sum(map(len, frames))
+        if batch.size + size <= commands.MAX_CHUNK:
+            batch.add(frames, size)
+            return batch.taken
+        for frame in frames:
+            if batch.size and batch.size + len(frame) > commands.MAX_CHUNK:
+                self._push(number, self._outgoing.pop(number))
+                batch = self._new_batch(number)
+            batch.add((frame,), len(frame))
         return batch.taken
+
+    def _new_batch(self, number):
+        batch = self._outgoing[number] = _PushBatch()
+        if not self._push_scheduled:
+            self._push_scheduled = True
+            if self.clock is None:
+                from twisted.internet import reactor
+                self.clock = reactor
+            self.clock.callLater(0, self._push_pending)
+        return batch
 
     def _push_pending(self):
         self._push_scheduled = False
@@ -324,12 +331,7 @@ class ControlProtocol(amp.AMP):
             self._push(number, batch)
 
     def _push(self, number, batch):
-        if len(batch.encoded) == 1:
-            pushing = self.callRemote(commands.EventReceived, subscription=number, topic=batch.topic,
-                                      payload=batch.payload)
-        else:
-            pushing = self.callRemote(commands.EventsReceived, subscription=number,
-                                      events=b"".join(batch.encoded))
+        pushing = self.callRemote(commands.EventsReceived, subscription=number, events=b"".join(batch.frames))
         pushing.addErrback(self._push_failed).chainDeferred(batch.taken)
 
     @commands.EventStats.responder
@@ -366,18 +368,16 @@ class ControlProtocol(amp.AMP):
 class _PushBatch:
     """Events for one subscription waiting for the next push, and the Deferred their push answers."""
 
-    __slots__ = ("encoded", "size", "topic", "payload", "taken")
+    __slots__ = ("frames", "size", "taken")
 
     def __init__(self):
-        self.encoded = []
+        self.frames = []
         self.size = 0
-        self.topic = self.payload = None
         self.taken = defer.Deferred()
 
-    def add(self, topic, payload, encoded):
-        self.encoded.append(encoded)
-        self.size += len(encoded)
-        self.topic, self.payload = topic, payload  # a lone event goes as a plain EventReceived
+    def add(self, frames, size):
+        self.frames.extend(frames)
+        self.size += size
 
 
 class ControlFactory(Factory):

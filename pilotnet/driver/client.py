@@ -50,7 +50,7 @@ from pilotnet.driver import commands
 from pilotnet.driver.targets import parse_port, parse_target, unresolvable
 from pilotnet.errors import CONNECTION_FAILED, INVALID_ARGUMENT, NOT_RUNNING, PilotError
 from pilotnet.wire.address import Addr
-from pilotnet.wire.eventstream import EventDecoder, encode_event
+from pilotnet.wire.eventstream import encode_event, split_events
 
 # Chunks of one stream's writes in flight at once: enough to keep the daemon's
 # send buffer fed (AMP round trips overlap), few enough to bound memory.
@@ -59,11 +59,18 @@ WRITE_WINDOW = 8
 RECEIVE_BUFFER_LIMIT = 1024 * 1024
 # Datagrams kept per bound port for a reader that is not reading; more are dropped.
 DATAGRAM_BACKLOG = 1024
-# Events a subscription buffers before the client stops answering EventReceived
+# Events a subscription buffers before the client stops answering the daemon's
 # pushes; the daemon's broker then queues (and beyond its limit drops) for it.
 EVENT_BUFFER_LIMIT = 256
-# Bytes of framed events one PublishBatch carries at most (under AMP's 64 KiB value limit).
+# Bytes of framed events one PublishBatch carries at most (one AMP value); a
+# larger event travels alone.
 PUBLISH_BATCH_LIMIT = commands.MAX_CHUNK
+# PublishBatch calls in flight at once: enough to keep the daemon busy while
+# answers travel back, few enough that later events gather into full batches.
+PUBLISH_WINDOW = 4
+# Bytes of published events not yet answered by the daemon beyond which
+# EventStream.drain() waits.
+PUBLISH_HIGH_WATER = 8 * commands.MAX_CHUNK
 
 
 def pilot_home(environ=None):
@@ -527,10 +534,7 @@ class Subscription:
         away, or refused the pattern).
         """
         if self._events:
-            event = self._events.popleft()
-            if self._held:
-                self._held.popleft().callback({})
-            return succeed(event)
+            return succeed(self._take())
         if self._end is not None:
             return fail(self._end) if isinstance(self._end, Exception) else succeed(None)
         getter = Deferred(lambda d: self._getters.remove(d))
@@ -541,20 +545,34 @@ class Subscription:
         return self
 
     async def __anext__(self):
-        event = await self.get()
+        # A buffered event is taken without a Deferred: at high rates that is most of them.
+        event = self._take() if self._events else await self.get()
         if event is None:
             raise StopAsyncIteration
         return event
 
-    def _received(self, topic, payload):
+    def _take(self):
+        event = self._events.popleft()
+        if self._held and len(self._events) < EVENT_BUFFER_LIMIT:
+            held, self._held = self._held, deque()
+            for answer in held:
+                answer.callback({})
+        return event
+
+    def _received(self, events):
+        """Pushed ``(topic, payload)`` pairs, in order: answered at once, or (backpressure) once there is room.
+
+        All are buffered before a waiting reader is woken, so a reader
+        iterating the subscription takes the rest without a Deferred each.
+        """
         if self._end is not None:
             return {}
-        event = Event(topic, payload)
-        if self._getters:
-            self._getters.popleft().callback(event)
-            return {}
-        self._events.append(event)
-        if len(self._events) < EVENT_BUFFER_LIMIT:
+        buffered = self._events
+        buffered.extend(map(Event._make, events))
+        getters = self._getters
+        while getters and buffered:
+            getters.popleft().callback(self._take())
+        if len(buffered) < EVENT_BUFFER_LIMIT:
             return {}
         held = Deferred()
         self._held.append(held)
@@ -606,23 +624,36 @@ class EventStream:
         self._subscriptions = []
 
     def publish(self, topic, data):
-        """Publish ``data`` (bytes or text, at most one control chunk) on ``topic``.
+        """Publish ``data`` (bytes or text, up to 16 MiB) on ``topic``.
 
-        Fires with the number of local subscribers and peer links it reached,
-        or fails with the daemon's error for this event.  Events published in
-        the same reactor iteration travel to the daemon together (one
-        ``PublishBatch``), in order, so a caller that keeps many publishes in
-        flight costs one round trip per batch rather than per event.
+        Returns at once with a Deferred that fires with the number of local
+        subscribers and peer links the event reached, or fails with the
+        daemon's error for this event alone.  Awaiting it costs a round trip
+        to the daemon; a publisher that does not need the count can leave it
+        (an error still gets logged as an unhandled Deferred failure) and call
+        :meth:`drain` for flow control instead.
+
+        Events travel to the daemon in order, many to a ``PublishBatch``
+        (what was published in one reactor iteration, up to
+        :data:`PUBLISH_BATCH_LIMIT` bytes), at most :data:`PUBLISH_WINDOW`
+        batches in flight; the rest wait in this process.
         """
         if isinstance(data, str):
             data = data.encode("utf-8")
         if not isinstance(data, (bytes, bytearray)):
             return fail(PilotError(f"event data must be bytes or text, not {type(data).__name__}",
                                    code=INVALID_ARGUMENT))
-        if len(data) > commands.MAX_CHUNK:
-            return fail(PilotError(f"event too large: {len(data)} bytes (at most {commands.MAX_CHUNK})",
-                                   code=INVALID_ARGUMENT))
         return self._daemon._publisher.publish(topic, bytes(data))
+
+    def drain(self):
+        """Flow control for publishers: a Deferred firing once there is room for more events.
+
+        It fires at once unless more than :data:`PUBLISH_HIGH_WATER` bytes of
+        this connection's events wait for the daemon's answer, and otherwise
+        when they have fallen below it.  ``publish(); await drain()`` in a
+        loop publishes as fast as the daemon takes events, with bounded memory.
+        """
+        return self._daemon._publisher.drain()
 
     def subscribe(self, pattern):
         """A :class:`Subscription` to ``pattern``: an async iterator of :class:`Event`."""
@@ -637,80 +668,143 @@ class EventStream:
 
 
 class _Publisher:
-    """Coalesces one connection's publishes into ``PublishBatch`` calls, in publish order.
+    """Sends one connection's publishes as ``PublishBatch`` calls, in publish order, with flow control.
 
     An AMP round trip per event limited the event stream to a few thousand
-    events/s; batching what was published in one reactor iteration keeps each
-    event's own Deferred (its count or its error, from the per-event results)
-    while paying one round trip for the lot.  A lone event goes as a plain
-    ``Publish``, and a daemon without ``PublishBatch`` gets every event that way.
+    events/s.  Events wait in :class:`_Batch` es of up to
+    :data:`PUBLISH_BATCH_LIMIT` bytes; a batch goes when it is full or at the
+    end of the reactor iteration, while fewer than :data:`PUBLISH_WINDOW` are
+    unanswered, so a busy publisher's events gather into full batches while
+    earlier ones are in flight.  Each event keeps its own Deferred, fired from
+    the per-event results.  A daemon without ``PublishBatch`` gets every event
+    as a plain ``Publish``.
     """
 
     def __init__(self, daemon):
         self._daemon = daemon
-        self._queue = []
-        self._size = 0
+        self._waiting = deque()
+        self._in_flight = 0
+        self._unanswered = 0
+        self._drains = []
         self._scheduled = False
+        self._pumping = None
         self._batches = True
 
     def publish(self, topic, payload):
         if self._daemon._lost_error is not None:
             return fail(self._daemon._lost_error)
         try:
-            encoded = encode_event(topic, payload)
+            frame = encode_event(topic, payload)
         except PilotError as error:
             return fail(PilotError(error.message, code=INVALID_ARGUMENT, hint=error.hint))
-        if self._size + len(encoded) > PUBLISH_BATCH_LIMIT:
-            self._send()
         done = Deferred()
-        self._queue.append((topic, payload, encoded, done))
-        self._size += len(encoded)
+        waiting = self._waiting
+        if not waiting or waiting[-1].size + len(frame) > PUBLISH_BATCH_LIMIT:
+            waiting.append(_Batch())
+        waiting[-1].add(frame, done)
+        self._unanswered += len(frame)
+        if len(waiting) > 1:
+            self._pump(partial=False)
         if not self._scheduled:
             self._scheduled = True
             self._daemon.reactor.callLater(0, self._flush)
         return done
 
+    def drain(self):
+        if self._daemon._lost_error is not None:
+            return fail(self._daemon._lost_error)
+        if self._unanswered <= PUBLISH_HIGH_WATER:
+            return succeed(None)
+        waiter = Deferred()
+        self._drains.append(waiter)
+        return waiter
+
     def _flush(self):
         self._scheduled = False
-        self._send()
+        self._pump(partial=True)
 
-    def _send(self):
-        queue, self._queue, self._size = self._queue, [], 0
-        if not queue:
-            return
-        if len(queue) == 1 or not self._batches:
-            self._send_each(queue)
-            return
-        sending = self._daemon._protocol.callRemote(
-            commands.PublishBatch, events=b"".join(item[2] for item in queue))
-        sending.addCallbacks(self._answered, self._refused, callbackArgs=(queue,), errbackArgs=(queue,))
+    def _pump(self, partial):
+        """Send waiting batches while the window allows; the last one only if ``partial`` (it may still grow).
 
-    def _send_each(self, queue):
-        for topic, payload, _, done in queue:
+        Not re-entered: once the connection is lost every call fails at once,
+        and each failure pumps again, which would otherwise recurse once per
+        waiting batch.
+        """
+        if self._pumping is not None:
+            self._pumping = self._pumping or partial
+            return
+        self._pumping = partial
+        waiting = self._waiting
+        try:
+            while waiting and self._in_flight < PUBLISH_WINDOW and (self._pumping or len(waiting) > 1):
+                self._send(waiting.popleft())
+        finally:
+            self._pumping = None
+
+    def _send(self, batch):
+        self._in_flight += 1
+        if self._batches:
+            sending = self._daemon._protocol.callRemote(commands.PublishBatch, events=b"".join(batch.frames))
+            sending.addCallbacks(self._answered, self._refused, callbackArgs=(batch,), errbackArgs=(batch,))
+        else:
+            self._send_each(batch)
+
+    def _send_each(self, batch):
+        events = split_events(b"".join(batch.frames))
+        sending = gatherResults([
             self._daemon._result(commands.Publish, "delivered", topic=topic, payload=payload).chainDeferred(done)
+            for (topic, payload), done in zip(events, batch.dones)])
+        sending.addBoth(lambda _: self._finished(batch))
 
-    def _answered(self, answer, queue):
+    def _answered(self, answer, batch):
         results = answer["results"]
-        for (_, _, _, done), result in zip(queue, results):
-            if isinstance(result, int):
+        for done, result in zip(batch.dones, results):
+            if type(result) is int:
                 done.callback(result)
             else:
                 done.errback(commands.CommandFailed(str(result.get("message")), code=str(result.get("code")),
                                                     hint=result.get("hint")))
-        for _, _, _, done in queue[len(results):]:
+        for done in batch.dones[len(results):]:
             done.errback(PilotError("the daemon answered fewer events than were published"))
+        self._finished(batch)
 
-    def _refused(self, failure, queue):
+    def _refused(self, failure, batch):
         if failure.check(amp.UnhandledCommand):
             self._batches = False  # an older daemon: publish these, and all later ones, one by one
-            self._send_each(queue)
+            self._send_each(batch)
             return
         try:
             error = _translate(failure)
         except PilotError as translated:
             error = translated
-        for _, _, _, done in queue:
+        for done in batch.dones:
             done.errback(error)
+        self._finished(batch)
+
+    def _finished(self, batch):
+        self._in_flight -= 1
+        self._unanswered -= batch.size
+        self._pump(partial=True)
+        if self._unanswered <= PUBLISH_HIGH_WATER and self._drains:
+            drains, self._drains = self._drains, []
+            for waiter in drains:
+                waiter.callback(None)
+
+
+class _Batch:
+    """Events waiting to go to the daemon in one ``PublishBatch``, with their Deferreds."""
+
+    __slots__ = ("frames", "dones", "size")
+
+    def __init__(self):
+        self.frames = []
+        self.dones = []
+        self.size = 0
+
+    def add(self, frame, done):
+        self.frames.append(frame)
+        self.dones.append(done)
+        self.size += len(frame)
 
 
 class Daemon:
@@ -956,19 +1050,14 @@ class Daemon:
         target = self._subscriptions.get(subscription)
         if target is None:
             return {}
-        return target._received(topic, payload)
+        return target._received(((topic, payload),))
 
     def _events_received(self, subscription, events):
-        """Hand a pushed batch to its subscription in order; answered once it has room for all of them."""
+        """Hand a pushed batch to its subscription in order; answered once it has room for them."""
         target = self._subscriptions.get(subscription)
         if target is None:
             return {}
-        answer = {}
-        for event in EventDecoder().feed(events):
-            taken = target._received(event.topic, event.payload)
-            if isinstance(taken, Deferred):
-                answer = taken  # held answers fire in order, so the last one means all were taken
-        return answer
+        return target._received(split_events(events))
 
 
 class _ControlProtocol(amp.AMP):

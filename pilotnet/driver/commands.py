@@ -35,6 +35,29 @@ class JSON(amp.Argument):
         return json.loads(data.decode("utf-8"))
 
 
+class LongBytes(amp.Argument):
+    """Bytes of any length, for events up to the 16 MiB the event framing allows.
+
+    AMP caps one value at 65,535 bytes, so longer data continues under keys
+    ``<name>.1``, ``<name>.2``, ... of the same box.  The first part travels
+    under the plain name, so data that fits one value is sent exactly as
+    ``amp.String`` sends it, and a peer from before this argument reads it.
+    """
+
+    def toBox(self, name, strings, objects, proto):
+        data = objects[name.decode("ascii")]
+        limit = amp.MAX_VALUE_LENGTH
+        strings[name] = data[:limit]
+        for part, start in enumerate(range(limit, len(data), limit), 1):
+            strings[b"%s.%d" % (name, part)] = data[start:start + limit]
+
+    def fromBox(self, name, strings, objects, proto):
+        parts = [strings[name]]
+        while (key := b"%s.%d" % (name, len(parts))) in strings:
+            parts.append(strings[key])
+        objects[name.decode("ascii")] = parts[0] if len(parts) == 1 else b"".join(parts)
+
+
 class CommandFailed(PilotError):
     """A command the daemon refused, with the stable error code it gave.
 
@@ -278,14 +301,18 @@ class Unsubscribe(Command):
 
 
 class Publish(Command):
-    """Publish one event (payload at most :data:`MAX_CHUNK` bytes); never delivered back to this client."""
+    """Publish one event (payload at most :data:`MAX_CHUNK` bytes); never delivered back to this client.
+
+    The SDK publishes with :class:`PublishBatch`; this stays for clients from
+    before it, and is how the SDK publishes to a daemon from before it.
+    """
 
     arguments = [(b"topic", amp.Unicode()), (b"payload", amp.String())]
     response = [(b"delivered", amp.Integer())]
 
 
 class EventReceived(Command):
-    """Push: an event for one of the client's subscriptions.
+    """Push: an event for one of the client's subscriptions (from daemons before :class:`EventsReceived`).
 
     Answered when the client has taken it; until then the event's bytes count
     against that subscription's bounded queue in the broker, where overflow
@@ -311,25 +338,27 @@ class PublishBatch(Command):
     """Publish several events in order, in one round trip instead of one each.
 
     ``events`` is the events' port-1002 wire framing
-    (:func:`pilotnet.wire.eventstream.encode_event`) back to back, at most
-    :data:`MAX_CHUNK` bytes in all.  ``results`` holds one entry per event, in
+    (:func:`pilotnet.wire.eventstream.encode_event`) back to back: the SDK
+    sends at most :data:`MAX_CHUNK` bytes of them, or one larger event (up to
+    the framing's 16 MiB) alone.  ``results`` holds one entry per event, in
     order: the number of subscribers it reached, or the ``{code, message,
     hint}`` of the error that refused that event alone (the others are still
     published), so batching loses no error reporting.
     """
 
-    arguments = [(b"events", amp.String())]
+    arguments = [(b"events", LongBytes())]
     response = [(b"results", JSON())]
 
 
 class EventsReceived(Command):
-    """Push: several events for one subscription, in order (framed as in :class:`PublishBatch`).
+    """Push: events for one subscription, in order (framed and sized as in :class:`PublishBatch`).
 
     The daemon coalesces what its broker handed a subscription in one reactor
-    iteration, so a burst costs one push rather than one per event.  Answered,
-    like :class:`EventReceived`, when the client has taken them all: until
-    then their bytes count against the subscription's bounded queue.
+    iteration, so a burst costs one push rather than one per event; it sends
+    every event this way.  Answered, like :class:`EventReceived`, when the
+    client has room for them: until then their bytes count against the
+    subscription's bounded queue.
     """
 
-    arguments = [(b"subscription", amp.Integer()), (b"events", amp.String())]
+    arguments = [(b"subscription", amp.Integer()), (b"events", LongBytes())]
     response = []

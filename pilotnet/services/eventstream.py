@@ -10,6 +10,12 @@ the first event on a connection is its subscription, every later one a
 publish.  Local agents subscribe and publish through the control socket with
 the same :class:`Subscriber` interface.
 
+Events move in batches, as they arrive (a stream chunk, a ``PublishBatch``),
+and as their wire frames: the broker hands each subscriber one list of frames
+per batch and never decodes payloads or encodes events again, because at tens
+of thousands of events a second every per-event call, Deferred and copy is
+what the daemon's time goes to.
+
 A slow subscriber never blocks the others: each has a bounded queue of bytes
 not yet accepted by its stream; an event that would overflow it is dropped
 for that subscriber only and counted (``dropped``), visible in the stats.
@@ -34,9 +40,10 @@ SUBSCRIBER_QUEUE_LIMIT = 4 * 1024 * 1024
 class Subscriber:
     """One subscription: a pattern, a description for stats, and a delivery function.
 
-    ``deliver(topic, payload, encoded)`` returns a Deferred that fires when the
-    event has been taken (or None when it was taken at once); ``encoded`` is
-    the event's wire form, shared by every stream subscriber.
+    ``deliver(frames)`` takes a list of events in their wire framing (as
+    :func:`~pilotnet.wire.eventstream.encode_event` makes them), in order, and
+    returns a Deferred that fires when they have been taken, or None when they
+    were taken at once; until then their bytes count against the queue limit.
     """
 
     __slots__ = ("pattern", "name", "deliver", "local", "pending", "delivered", "dropped")
@@ -96,48 +103,81 @@ class EventBroker:
             self.on_local_patterns_changed()
 
     def publish(self, topic, payload, publisher=None):
-        """Hand the event to every matching subscriber but the publisher's; returns how many took it.
+        """Publish one event; returns how many subscribers took it (see :meth:`publish_frames`)."""
+        return self.publish_frames([(topic, encode_event(topic, payload))], publisher)[0]
 
-        ``publisher`` is the publishing stream's subscriber, or the collection
-        of a local client's subscribers (a client may hold several, and none
-        of them gets its own events back).
+    def publish_frames(self, events, publisher=None):
+        """Hand ``(topic, frame)`` events to every matching subscriber but the publisher's.
+
+        Returns, per event, how many subscribers took it.  ``publisher`` is the
+        publishing stream's subscriber, or the collection of a local client's
+        subscribers (a client may hold several, and none of them gets its own
+        events back).  Each subscriber gets this batch's events in one
+        ``deliver`` call; a topic's subscribers are looked up once per batch.
         """
-        self.published += 1
         if publisher is None or isinstance(publisher, Subscriber):
             publisher = () if publisher is None else (publisher,)
-        return self._hand_out(self.index.match(topic), topic, payload, publisher)
+        self.published += len(events)
+        limit = self.queue_limit
+        targets_of = {}
+        bursts = {}
+        reached = []
+        for topic, frame in events:
+            targets = targets_of.get(topic)
+            if targets is None:
+                targets = targets_of[topic] = [s for s in self.index.match(topic) if s not in publisher]
+            size = len(frame)
+            taken = 0
+            for subscriber in targets:
+                if subscriber.pending + size > limit:
+                    subscriber.dropped += 1
+                    continue
+                subscriber.pending += size
+                taken += 1
+                burst = bursts.get(subscriber)
+                if burst is None:
+                    bursts[subscriber] = [frame]
+                else:
+                    burst.append(frame)
+            reached.append(taken)
+        for subscriber, frames in bursts.items():
+            self._deliver(subscriber, frames, sum(map(len, frames)))
+        return reached
 
-    def deliver_forwarded(self, pattern, topic, payload):
-        """An event a peer's broker forwarded for our subscription ``pattern``.
+    def deliver_forwarded(self, pattern, frames):
+        """Events a peer's broker forwarded for our subscription ``pattern`` (wire frames, in order).
 
-        It goes only to local clients subscribed with exactly that pattern:
+        They go only to local clients subscribed with exactly that pattern:
         each pattern has its own subscription at the peer, so a client whose
         pattern also matched another subscription's event gets it once, and
         nothing forwarded is ever forwarded again (no loops between brokers).
         """
-        return self._hand_out(self._local_by_pattern.get(pattern, ()), topic, payload, ())
+        total = sum(map(len, frames))
+        for subscriber in self._local_by_pattern.get(pattern, ()):
+            if subscriber.pending + total <= self.queue_limit:
+                subscriber.pending += total
+                self._deliver(subscriber, frames, total)
+                continue
+            room = self.queue_limit - subscriber.pending
+            taken = []
+            for frame in frames:
+                if len(frame) <= room:
+                    room -= len(frame)
+                    taken.append(frame)
+            subscriber.dropped += len(frames) - len(taken)
+            if taken:
+                size = sum(map(len, taken))
+                subscriber.pending += size
+                self._deliver(subscriber, taken, size)
 
-    def _hand_out(self, subscribers, topic, payload, excluded):
-        encoded = None
-        reached = 0
-        for subscriber in subscribers:
-            if subscriber in excluded:
-                continue
-            if encoded is None:
-                encoded = encode_event(topic, payload)
-            size = len(encoded)
-            if subscriber.pending + size > self.queue_limit:
-                subscriber.dropped += 1
-                continue
-            subscriber.pending += size
-            subscriber.delivered += 1
-            reached += 1
-            taken = subscriber.deliver(topic, payload, encoded)
-            if taken is None:
-                subscriber.pending -= size
-            else:
-                taken.addBoth(self._taken, subscriber, size)
-        return reached
+    def _deliver(self, subscriber, frames, size):
+        """Hand a burst over; its bytes (already counted in ``pending``) are released once it is taken."""
+        subscriber.delivered += len(frames)
+        taken = subscriber.deliver(frames)
+        if taken is None:
+            subscriber.pending -= size
+        else:
+            taken.addBoth(self._taken, subscriber, size)
 
     @staticmethod
     def _taken(result, subscriber, size):
@@ -167,8 +207,8 @@ class EventStreamService:
         self._connections = {}
         # Events for each stream subscriber, written together after this
         # reactor iteration: one write (one segment under nodelay) per burst
-        # rather than per event.  Streams without a clock (tests' fakes) get
-        # each event written at once.
+        # rather than per batch.  Streams without a clock (tests' fakes) get
+        # each burst written at once.
         self._clock = getattr(streams, "clock", None)
         self._outgoing = {}
         streams.bind(port, self)
@@ -184,36 +224,36 @@ class EventStreamService:
         if connection is None:
             return None
         try:
-            events = connection.decoder.feed(data)
+            events = connection.decoder.feed_frames(data)
         except PilotError as error:
             log.info("event stream connection {conn} refused: {reason}", conn=conn_id, reason=error.message)
             self._drop(conn_id)
             return None
-        for event in events:
-            if connection.subscriber is None:
-                connection.subscriber = self.broker.subscribe(Subscriber(
-                    event.topic, f"stream {conn_id}", self._writer(conn_id)))
-            else:
-                self.broker.publish(event.topic, event.payload, connection.subscriber)
+        if events and connection.subscriber is None:
+            pattern, _ = events.pop(0)
+            connection.subscriber = self.broker.subscribe(Subscriber(
+                pattern, f"stream {conn_id}", self._writer(conn_id)))
+        if events:
+            self.broker.publish_frames(events, connection.subscriber)
         return None
 
     def _writer(self, conn_id):
-        def deliver(topic, payload, encoded):
+        def deliver(frames):
             if self._clock is None:
-                return self._write(conn_id, encoded)
-            batch = self._outgoing.get(conn_id)
-            if batch is None:
+                return self._write(conn_id, b"".join(frames))
+            burst = self._outgoing.get(conn_id)
+            if burst is None:
                 if not self._outgoing:
                     self._clock.callLater(0, self._write_pending)
-                batch = self._outgoing[conn_id] = ([], defer.Deferred())
-            batch[0].append(encoded)
-            return batch[1]  # fires when the whole burst was taken, releasing its bytes in the broker
+                burst = self._outgoing[conn_id] = ([], defer.Deferred())
+            burst[0].extend(frames)
+            return burst[1]  # fires when the whole burst was taken, releasing its bytes in the broker
         return deliver
 
     def _write_pending(self):
         pending, self._outgoing = self._outgoing, {}
-        for conn_id, (parts, taken) in pending.items():
-            writing = self._write(conn_id, b"".join(parts))
+        for conn_id, (frames, taken) in pending.items():
+            writing = self._write(conn_id, b"".join(frames))
             if writing is None:
                 taken.callback(None)
             else:

@@ -4,7 +4,7 @@ For every pattern a local client subscribes to, the daemon holds one
 subscription (an ordinary port-1002 stream, the reference's framing) at each
 trusted peer's broker.  The peer then forwards its events matching that
 pattern, and we hand them to the local clients of that pattern only
-(:meth:`EventBroker.deliver_forwarded`).  So:
+(:meth:`EventBroker.deliver_forwarded`), as the frames they came in.  So:
 
 - an agent talks only to its own daemon, and three agents on three machines
   form a pipeline with nothing else deployed;
@@ -50,12 +50,12 @@ class _Link:
 
     def stream_data(self, conn_id, data):
         try:
-            events = self.decoder.feed(data)
+            events = self.decoder.feed_frames(data)
         except PilotError:
             self.federation.close_link(self)
             return None
-        for event in events:
-            self.federation.broker.deliver_forwarded(self.pattern, event.topic, event.payload)
+        if events:
+            self.federation.broker.deliver_forwarded(self.pattern, [frame for _, frame in events])
         return None
 
     def stream_closed(self, conn_id, code, message):

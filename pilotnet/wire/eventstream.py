@@ -61,66 +61,105 @@ def encode_event(topic, payload=b""):
     ))
 
 
-class EventDecoder:
-    """Incremental reader: feed stream bytes in any chunks, get whole :class:`Event` values.
+def split_events(data, *, frames=False):
+    """Every event of ``data``, which must hold whole events back to back.
 
-    Lengths are checked as soon as they arrive, so an oversized event is
-    refused before its bytes are buffered.  Bytes are kept in one buffer that
-    is compacted only when a feed leaves nothing undecoded or when the consumed
-    part is large, so many small events in one chunk cost no quadratic copying.
-    After a :class:`DecodeError` the connection must be closed.
+    Gives plain ``(topic, payload)`` pairs (the caller makes its own event
+    objects, so none is built twice), or with ``frames`` ``(topic, frame)``
+    pairs whose ``frame`` is the event's own wire bytes: a broker passes
+    those on as they came instead of encoding each event again.  Raises
+    :class:`DecodeError` when ``data`` is malformed or ends inside an event.
+    """
+    items, offset, _ = _scan(bytes(data), 0, frames)
+    if offset != len(data):
+        raise DecodeError("event data ends inside an event")
+    return items
+
+
+def _scan(data, offset, frames):
+    """The whole events of ``data`` from ``offset``.
+
+    Returns them, where the first incomplete event starts, and how long
+    ``data`` must be before that event can be complete (so a decoder
+    collecting a large event does not scan again for every chunk of it).
+    One loop over ``bytes`` with no per-event helper calls: this runs for
+    every event a daemon forwards.
+    """
+    items = []
+    size = len(data)
+    topic_length_at, payload_length_at = _TOPIC_LENGTH.unpack_from, _PAYLOAD_LENGTH.unpack_from
+    while True:
+        if size - offset < _TOPIC_LENGTH.size:
+            return items, offset, offset + _TOPIC_LENGTH.size
+        (topic_length,) = topic_length_at(data, offset)
+        if topic_length > MAX_TOPIC:
+            _check_topic_length(topic_length)
+        length_at = offset + _TOPIC_LENGTH.size + topic_length
+        payload_at = length_at + _PAYLOAD_LENGTH.size
+        if size < payload_at:
+            return items, offset, payload_at
+        (payload_length,) = payload_length_at(data, length_at)
+        if payload_length > MAX_PAYLOAD:
+            _check_payload_length(payload_length)
+        end = payload_at + payload_length
+        if size < end:
+            return items, offset, end
+        raw_topic = data[offset + _TOPIC_LENGTH.size:length_at]
+        try:
+            topic = raw_topic.decode("utf-8")
+        except UnicodeDecodeError:
+            raise DecodeError(f"event topic {raw_topic[:64]!r} is not valid UTF-8") from None
+        items.append((topic, data[offset:end] if frames else data[payload_at:end]))
+        offset = end
+
+
+class EventDecoder:
+    """Incremental reader: feed stream bytes in any chunks, get whole events.
+
+    :meth:`feed` gives :class:`Event` values, :meth:`feed_frames` ``(topic,
+    frame)`` pairs (see :func:`split_events`).  Lengths are checked as soon as
+    they arrive, so an oversized event is refused before its bytes are
+    buffered.  Chunks that end between events are decoded in place; only an
+    event split across chunks is buffered, and a large one is not scanned
+    again until enough bytes for it have arrived, so neither many small events
+    nor one big event in small chunks costs quadratic copying.  After a
+    :class:`DecodeError` the connection must be closed.
     """
 
-    __slots__ = ("_buffer", "_offset", "_failed")
+    __slots__ = ("_buffer", "_wanted", "_failed")
 
     def __init__(self):
         self._buffer = bytearray()
-        self._offset = 0
+        self._wanted = 0
         self._failed = False
 
     @property
     def at_boundary(self):
         """True between events: a stream ending here ended cleanly."""
-        return self._offset == len(self._buffer)
+        return not self._buffer
 
     def feed(self, data):
+        return [Event(topic, payload) for topic, payload in self._feed(data, False)]
+
+    def feed_frames(self, data):
+        return self._feed(data, True)
+
+    def _feed(self, data, frames):
         if self._failed:
             raise DecodeError("event stream already failed; close the connection")
-        self._buffer += data
-        events = []
+        if self._buffer:
+            self._buffer += data
+            if len(self._buffer) < self._wanted:
+                return []
+            data, self._buffer = bytes(self._buffer), bytearray()
+        else:
+            data = bytes(data)
         try:
-            while True:
-                event = self._next_event()
-                if event is None:
-                    break
-                events.append(event)
+            items, offset, self._wanted = _scan(data, 0, frames)
         except DecodeError:
             self._failed = True
             raise
-        if self._offset == len(self._buffer) or self._offset > 65536:
-            del self._buffer[:self._offset]
-            self._offset = 0
-        return events
-
-    def _next_event(self):
-        buffer, start = self._buffer, self._offset
-        if len(buffer) - start < _TOPIC_LENGTH.size:
-            return None
-        (topic_length,) = _TOPIC_LENGTH.unpack_from(buffer, start)
-        _check_topic_length(topic_length)
-        payload_length_at = start + _TOPIC_LENGTH.size + topic_length
-        if len(buffer) < payload_length_at + _PAYLOAD_LENGTH.size:
-            return None
-        (payload_length,) = _PAYLOAD_LENGTH.unpack_from(buffer, payload_length_at)
-        _check_payload_length(payload_length)
-        payload_at = payload_length_at + _PAYLOAD_LENGTH.size
-        end = payload_at + payload_length
-        if len(buffer) < end:
-            return None
-        raw_topic = bytes(buffer[start + _TOPIC_LENGTH.size:payload_length_at])
-        try:
-            topic = raw_topic.decode("utf-8")
-        except UnicodeDecodeError:
-            raise DecodeError(f"event topic {raw_topic[:64]!r} is not valid UTF-8") from None
-        self._offset = end
-        return Event(topic, bytes(buffer[payload_at:end]))
+        if offset < len(data):
+            self._buffer = bytearray(data[offset:])
+            self._wanted -= offset
+        return items

@@ -4,12 +4,14 @@ from twisted.internet import defer
 from twisted.trial.unittest import SynchronousTestCase
 
 from pilotnet.services.eventstream import EventBroker, EventStreamService, Subscriber
-from pilotnet.wire.eventstream import EventDecoder, encode_event
+from pilotnet.wire.eventstream import EventDecoder, encode_event, split_events
 from tests.services.test_dataexchange import FakeStream, FakeStreams
 
 
 def collector(name, pattern, inbox):
-    return Subscriber(pattern, name, lambda topic, payload, encoded: inbox.append((name, topic, payload)))
+    def deliver(frames):
+        inbox.extend((name, topic, payload) for topic, payload in split_events(b"".join(frames)))
+    return Subscriber(pattern, name, deliver)
 
 
 class BrokerTests(SynchronousTestCase):
@@ -38,7 +40,7 @@ class BrokerTests(SynchronousTestCase):
     def test_slow_subscriber_overflows_alone(self):
         waiting = []
 
-        def slow(topic, payload, encoded):
+        def slow(frames):
             taken = defer.Deferred()
             waiting.append(taken)
             return taken

@@ -8,6 +8,7 @@ from pilotnet.services.eventstream import EventBroker, EventStreamService, Subsc
 from pilotnet.services.federation import Federation
 from pilotnet.transport.config import StreamConfig
 from pilotnet.wire.address import Addr
+from pilotnet.wire.eventstream import split_events
 from pilotnet.wire.packet import PROTO_STREAM
 
 
@@ -25,7 +26,8 @@ class Node:
         self.inbox = []
 
     def subscribe(self, name, pattern):
-        deliver = lambda topic, payload, encoded: self.inbox.append((name, topic, payload))
+        def deliver(frames):
+            self.inbox.extend((name, topic, payload) for topic, payload in split_events(b"".join(frames)))
         return self.broker.subscribe(Subscriber(pattern, name, deliver, local=True))
 
 
