@@ -154,28 +154,38 @@ FIGURES = (
 )
 
 
-class MissingFigure(Exception):
-    pass
+class FigureError(Exception):
+    """A benchmark's output lacks a figure read here, or measured it under other conditions.
+
+    Benchmarks are edited on their own; this names what changed instead of
+    showing a wrong figure.
+    """
+
+
+def _where(key):
+    return key if isinstance(key, str) else "/".join(map(str, key))
 
 
 def lookup(document, key, benchmark):
-    """The value under ``key`` (a figure name or a path) in a benchmark's output; MissingFigure otherwise."""
+    """The value under ``key`` (a figure name or a path) in a benchmark's output; FigureError otherwise."""
     if isinstance(key, str):
         for row in document if isinstance(document, list) else ():
             if isinstance(row, dict) and row.get("figure") == key:
                 return row["value"]
-        raise MissingFigure(f"{benchmark} printed no figure named {key!r}")
+        raise FigureError(f"{benchmark} printed no figure named {key!r}")
     value = document
     for part in key:
         try:
             value = value[part]
         except (KeyError, IndexError, TypeError):
-            raise MissingFigure(f"{benchmark} printed nothing at {'/'.join(map(str, key))}") from None
+            raise FigureError(f"{benchmark} printed nothing at {_where(key)}") from None
     return value
 
 
 @dataclass
 class Row:
+    """A figure as measured: what the table shows and the JSON copy keeps (``error`` instead of a value)."""
+
     figure: str
     unit: str
     value: float = None
@@ -204,10 +214,9 @@ def evaluate(figure, outcomes):
             key, wanted = figure.expect
             found = lookup(outcome, key, figure.benchmark)
             if found != wanted:
-                where = key if isinstance(key, str) else "/".join(map(str, key))
-                raise MissingFigure(f"{figure.benchmark} printed {where} = {found}, not {wanted}")
-    except MissingFigure as missing:
-        row.error = str(missing)
+                raise FigureError(f"{figure.benchmark} printed {_where(key)} = {found}, not {wanted}")
+    except FigureError as error:
+        row.error = str(error)
         return row
     row.met = figure.met(row.value, row.ratio)
     return row
