@@ -12,7 +12,7 @@ from twisted.internet.defer import maybeDeferred
 
 from pilotnet.beacon.tap import BeaconOptions, make_beacon_service
 from pilotnet.plugin_options import PortsFile
-from pilotnet.registry.tap import RegistryOptions, make_registry_service
+from pilotnet.registry.tap import RegistryOptions, freeze_loaded_state, make_registry_service
 
 LOCAL_PEER = ("127.0.0.1", 0)
 
@@ -36,4 +36,5 @@ def makeService(options):
 
     make_beacon_service(reactor, options, ask_registry,
                         ports.reporter("beacon")).setServiceParent(service)
+    freeze_loaded_state()
     return service

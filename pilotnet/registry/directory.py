@@ -13,7 +13,7 @@ handshake requests and responses waiting for a node), ``network``,
 ``counter``.
 """
 
-from dataclasses import dataclass, field, asdict
+from dataclasses import dataclass, asdict
 
 from pilotnet.errors import ALREADY_EXISTS
 from pilotnet.registry.requests import RequestError
@@ -24,17 +24,24 @@ BACKBONE = 0
 
 @dataclass(slots=True)
 class Node:
+    """One registered node.
+
+    ``tags`` and ``lan_addrs`` are tuples, not lists: a tuple of strings is
+    untracked by the garbage collector, so with 100k nodes a full collection
+    visits one object per node instead of three (about half the pause).
+    """
+
     id: int
     public_key: str
     owner: str = ""
     real_addr: str = ""
     public: bool = False
     hostname: str = ""
-    tags: list = field(default_factory=list)
+    tags: tuple = ()
     polo_score: int = 0
     task_exec: bool = False
     last_seen: float = 0.0
-    lan_addrs: list = field(default_factory=list)
+    lan_addrs: tuple = ()
     version: str = ""
 
 
@@ -149,7 +156,8 @@ class Directory:
     def restore(self, kind, key, value):
         """Put back one entity read from the store (no change is recorded)."""
         if kind == "node":
-            node = Node(**value)
+            node = Node(**dict(value, tags=tuple(value.get("tags", ())),
+                               lan_addrs=tuple(value.get("lan_addrs", ()))))
             self.nodes[node.id] = node
             if node.hostname:
                 self.hostname_index[node.hostname] = node.id

@@ -285,7 +285,7 @@ class Registry:
             node.owner = owner
             directory.index_owner(owner, known_id)
         node.real_addr = observed_endpoint(listen_addr, peer)
-        node.lan_addrs = lan_addrs
+        node.lan_addrs = tuple(lan_addrs)
         node.version = version
         node.last_seen = now
         directory.save_node(node)
@@ -467,7 +467,7 @@ class Registry:
         node_id = fields.uint(request, "node_id")
         raw_tags = fields.strings(request, "tags", max_items=64, max_length=64)
         node = self._authenticate(request, "set_tags", {"node_id": node_id}, node_id)
-        node.tags = normalize_tags(raw_tags)
+        node.tags = tuple(normalize_tags(raw_tags))
         self.directory.save_node(node)
         return {"type": "set_tags_ok", "node_id": node_id, "tags": list(node.tags)}
 

@@ -72,10 +72,10 @@ def _node(raw, where):
         public_key=_key(raw.get("public_key"), f"{where}.public_key"),
         owner=raw.get("owner") or "", real_addr=raw.get("real_addr") or "",
         public=bool(raw.get("public")), hostname=raw.get("hostname") or "",
-        tags=list(raw.get("tags") or []), polo_score=int(raw.get("polo_score") or 0),
+        tags=tuple(raw.get("tags") or ()), polo_score=int(raw.get("polo_score") or 0),
         task_exec=bool(raw.get("task_exec")),
         last_seen=_time(raw.get("last_seen"), f"{where}.last_seen"),
-        lan_addrs=list(raw.get("lan_addrs") or []), version=raw.get("version") or "")
+        lan_addrs=tuple(raw.get("lan_addrs") or ()), version=raw.get("version") or "")
 
 
 def _network(raw, where):

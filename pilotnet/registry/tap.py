@@ -3,6 +3,8 @@
     twistd -n pilot-registry --registry tcp:9000:interface=127.0.0.1 --store registry.db
 """
 
+import gc
+
 from twisted.application.internet import TimerService
 from twisted.application.service import MultiService, Service
 from twisted.internet.endpoints import serverFromString
@@ -173,6 +175,19 @@ def make_registry_service(reactor, options, on_listening=lambda address: None,
     return service
 
 
+def freeze_loaded_state():
+    """Keep everything loaded so far (the restored directory above all) out of future
+    garbage collections.
+
+    Those objects live as long as the process, yet every full collection would
+    walk them on the reactor (about 60 ms with 100k nodes).  Called once by the
+    twistd plugins after building the service, not by library code: objects
+    frozen here that later become cyclic garbage are never collected.
+    """
+    gc.collect()
+    gc.freeze()
+
+
 def _with_tls(factory, options):
     from pilotnet.registry import tls
     if options["tls-cert"]:
@@ -190,5 +205,7 @@ Options = RegistryOptions
 def makeService(options):
     from twisted.internet import reactor
     ports = PortsFile(options["ports-file"], ["registry"] + (["http"] if options["http"] else []))
-    return make_registry_service(reactor, options, ports.reporter("registry"),
-                                 ports.reporter("http"))
+    service = make_registry_service(reactor, options, ports.reporter("registry"),
+                                    ports.reporter("http"))
+    freeze_loaded_state()
+    return service

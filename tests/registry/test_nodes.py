@@ -2,6 +2,7 @@
 
 from twisted.trial.unittest import SynchronousTestCase
 
+from pilotnet.registry.directory import Directory
 from pilotnet.registry.ratelimit import RateLimiter
 from tests.registry.fixtures import ADMIN_TOKEN, DrivenRegistry, identity
 
@@ -178,6 +179,18 @@ class SettingsTests(SynchronousTestCase):
         self.assertIn("invalid tag", self._set("set_tags", tags=["UPPER"])["error"])
         self.assertIn("list of strings", self._set("set_tags", tags="gpu")["error"])
         self.assertEqual(self._set("set_tags", tags=[])["tags"], [])
+
+    def test_tag_and_lan_lists_held_as_tuples(self):
+        # Tuples of strings drop out of the garbage collector's full passes.
+        self._set("set_tags", tags=["gpu"])
+        self.r.register(self.alice, lan_addrs=["10.0.0.2:4000"])
+        node = self.r.registry.directory.nodes[self.node]
+        self.assertEqual((node.tags, node.lan_addrs), (("gpu",), ("10.0.0.2:4000",)))
+        stored = self.r.registry.directory.entity("node", str(self.node))
+        self.assertEqual((stored["tags"], stored["lan_addrs"]), (["gpu"], ["10.0.0.2:4000"]))
+        restored = Directory()
+        restored.restore("node", str(self.node), stored)
+        self.assertEqual(restored.nodes[self.node], node)
 
     def test_visibility_and_task_exec(self):
         self.assertEqual(self._set("set_visibility", public=True)["visibility"], "public")

@@ -1,5 +1,6 @@
 """The plugins' options and service composition (no process)."""
 
+import gc
 import json
 import os
 
@@ -57,7 +58,10 @@ class ServiceTests(TestCase):
         options.parseOptions(["--registry", "tcp:0:interface=127.0.0.1", "--beacon",
                               "127.0.0.1:0", "--ports-file", ports_file,
                               "--store", os.path.join(directory, "r.db")])
+        frozen = []
+        self.patch(rendezvous_tap, "freeze_loaded_state", lambda: frozen.append(True))
         service = rendezvous_tap.makeService(options)
+        self.assertEqual(frozen, [True])
         self.assertTrue(IServiceCollection.providedBy(service))
         service.startService()
         self.addCleanup(service.stopService)
@@ -72,8 +76,14 @@ class ServiceTests(TestCase):
         self.addCleanup(taken.stopListening)
         options = registry_tap.Options()
         options.parseOptions(["--registry", f"tcp:{taken.getHost().port}:interface=127.0.0.1"])
+        self.patch(registry_tap, "freeze_loaded_state", lambda: None)
         service = registry_tap.makeService(options)
         self.assertRaises(CannotListenError, service.startService)
+
+    def test_loaded_state_frozen_out_of_collections(self):
+        self.addCleanup(gc.unfreeze)
+        registry_tap.freeze_loaded_state()
+        self.assertGreater(gc.get_freeze_count(), 0)
 
 
 class TLSTests(TestCase):
