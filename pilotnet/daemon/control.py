@@ -4,9 +4,10 @@ One :class:`ControlProtocol` per connected client.  It is that client's
 representative inside the daemon: ports the client binds and streams it opens
 or accepts belong to it, and all of them are released when it disconnects.
 Pushes toward the client (accepted streams, data, closes, datagrams) are AMP
-calls on the client; a ``Received`` push is answered when the client has taken
-the data, and until then the stream's receive window stays consumed, which is
-how a slow reader slows the sender down.
+calls on the client.  Stream data travels both ways without answers, under
+credit (:mod:`pilotnet.daemon.stream_credit`): received bytes keep the
+stream's receive window consumed until the client returns them, which is how a
+slow reader slows the sender down.
 
 The client's event subscriptions live in the daemon's broker as local
 :class:`~pilotnet.services.eventstream.Subscriber` objects (which is what
@@ -32,6 +33,7 @@ from twisted.logger import Logger
 from twisted.protocols import amp
 from zope.interface import implementer
 
+from pilotnet.daemon.stream_credit import StreamCredit
 from pilotnet.daemon.streams import IStreamOwner
 from pilotnet.driver import commands
 from pilotnet.errors import INTERNAL, INVALID_ARGUMENT, NOT_FOUND, PilotError
@@ -101,6 +103,8 @@ class ControlProtocol(amp.AMP):
         super().__init__()
         self.node = node
         self._subscriptions = {}
+        #: conn_id -> :class:`StreamCredit` of this client's streams.
+        self._credits = {}
         #: Subscription number -> :class:`_PushBatch` of events not yet pushed.
         self._outgoing = {}
         self._push_scheduled = False
@@ -109,6 +113,7 @@ class ControlProtocol(amp.AMP):
     def connectionLost(self, reason):
         super().connectionLost(reason)
         self.node.streams.release(self)
+        self._credits.clear()
         for subscriber in self._subscriptions.values():
             self.node.events.unsubscribe(subscriber)
         self._subscriptions.clear()
@@ -226,13 +231,36 @@ class ControlProtocol(amp.AMP):
         })
 
     @commands.Write.responder
-    @translating_errors
     def write(self, conn_id, data):
-        if len(data) > commands.MAX_CHUNK:
-            raise commands.CommandFailed(
-                f"write of {len(data)} bytes exceeds the {commands.MAX_CHUNK}-byte chunk limit",
-                code=INVALID_ARGUMENT)
-        return self.node.streams.write(conn_id, data, self).addCallback(lambda _: {})
+        try:
+            taken = self.node.streams.write(conn_id, data, self)
+        except PilotError:
+            return {}  # the stream ended: the client hears so from StreamClosed
+        credit = self._credit_for(conn_id)
+        if taken.called:
+            self._return_credit(conn_id, credit.took(len(data), below_high_water=True))
+        else:
+            credit.took(len(data), below_high_water=False)
+            taken.addCallback(lambda _: self._return_credit(conn_id, credit.release()))
+        return {}
+
+    @commands.Consumed.responder
+    def consumed(self, conn_id, size):
+        credit = self._credits.get(conn_id)
+        if credit is not None and size > 0:
+            credit.consumed(size)
+        return {}
+
+    def _credit_for(self, conn_id):
+        credit = self._credits.get(conn_id)
+        if credit is None:
+            credit = self._credits[conn_id] = StreamCredit()
+        return credit
+
+    def _return_credit(self, conn_id, size):
+        # Unanswered pushes to a client that has gone are dropped by AMP; its streams are released.
+        if size:
+            self.callRemote(commands.Written, conn_id=conn_id, size=size)
 
     @commands.Close.responder
     @translating_errors
@@ -348,9 +376,12 @@ class ControlProtocol(amp.AMP):
         ).addErrback(self._push_failed)
 
     def stream_data(self, conn_id, data):
-        return self.callRemote(commands.Received, conn_id=conn_id, data=data).addErrback(self._push_failed)
+        taken = self._credit_for(conn_id).pushed(len(data))
+        self.callRemote(commands.Received, conn_id=conn_id, data=data)
+        return taken
 
     def stream_closed(self, conn_id, code, message):
+        self._credits.pop(conn_id, None)
         return self.callRemote(
             commands.StreamClosed, conn_id=conn_id, code=code or "", message=message or "",
         ).addErrback(self._push_failed)

@@ -52,10 +52,7 @@ from pilotnet.errors import CONNECTION_FAILED, INVALID_ARGUMENT, NOT_RUNNING, Pi
 from pilotnet.wire.address import Addr
 from pilotnet.wire.eventstream import encode_event, split_events
 
-# Chunks of one stream's writes in flight at once: enough to keep the daemon's
-# send buffer fed (AMP round trips overlap), few enough to bound memory.
-WRITE_WINDOW = 8
-# Bytes a stream buffers before the client stops answering Received pushes.
+# Bytes a stream buffers before the client stops returning receive window to the daemon.
 RECEIVE_BUFFER_LIMIT = 1024 * 1024
 # Datagrams kept per bound port for a reader that is not reading; more are dropped.
 DATAGRAM_BACKLOG = 1024
@@ -227,11 +224,13 @@ class Stream:
         self.remote_port = remote_port
         self._buffer = bytearray()
         self._readers = deque()
-        self._held_pushes = deque()
+        #: Received bytes not yet returned to the daemon with Consumed.
+        self._unreturned = 0
         self._ended = False
         self._end_error = None
         self._chunks = deque()
-        self._in_flight = 0
+        #: Written bytes the daemon has not credited back yet (see commands.WRITE_CREDIT).
+        self._uncredited = 0
         self._write_error = None
         self._flushed = []
         self._closing = None
@@ -294,7 +293,7 @@ class Stream:
                 reader.errback(data)
             else:
                 reader.callback(data)
-        self._release_pushes()
+        self._return_consumed()
 
     def _has_room(self):
         """Whether to take more data now.
@@ -309,28 +308,32 @@ class Stream:
         limit = RECEIVE_BUFFER_LIMIT
         if self._readers and self._readers[0][2]:
             limit = max(limit, self._readers[0][1])
-        return self._ended or len(self._buffer) < limit or bool(self._chunks or self._in_flight)
+        return self._ended or len(self._buffer) < limit or bool(self._chunks)
 
-    def _release_pushes(self):
-        while self._held_pushes and self._has_room():
-            self._held_pushes.popleft().callback({})
+    def _return_consumed(self):
+        """Give the daemon back receive window, a batch at a time, while there is room."""
+        if self._unreturned >= commands.CREDIT_BATCH and not self._ended and self._has_room():
+            size, self._unreturned = self._unreturned, 0
+            self._daemon._push(commands.Consumed, conn_id=self.conn_id, size=size)
 
     def _received(self, data):
-        """A Received push: buffer it; answer late while the buffer is full (backpressure)."""
+        """A Received push: buffer it; its window goes back to the daemon once there is room."""
         if self._ended:
             return {}
         self._buffer += data
+        self._unreturned += len(data)
         self._serve_readers()
-        if self._has_room():
-            return {}
-        held = Deferred()
-        self._held_pushes.append(held)
-        return held
+        return {}
 
     # -- writing --------------------------------------------------------------
 
     def write(self, data):
-        """Send ``data``; fires once the daemon has buffered all of it."""
+        """Send ``data``; fires once all of it is on its way to the daemon, within the write credit.
+
+        Like a socket's send buffer: a program that writes faster than the
+        stream carries waits here.  Data written before the stream fails is
+        lost with it (the failure reaches :attr:`closed` and later calls).
+        """
         if not isinstance(data, (bytes, bytearray, memoryview)):
             return fail(PilotError(
                 f"stream data must be bytes, not {type(data).__name__}", code=INVALID_ARGUMENT
@@ -347,44 +350,39 @@ class Stream:
         for offset in range(0, len(data), commands.MAX_CHUNK):
             self._chunks.append((data[offset:offset + commands.MAX_CHUNK], done if offset == last else None))
         self._pump()
-        self._release_pushes()
         return done
 
     def _pump(self):
-        while self._chunks and self._in_flight < WRITE_WINDOW:
+        push = self._daemon._push
+        while self._chunks and self._uncredited < commands.WRITE_CREDIT:
             chunk, done = self._chunks.popleft()
-            self._in_flight += 1
-            sending = self._daemon._call(commands.Write, conn_id=self.conn_id, data=chunk)
-            sending.addCallbacks(self._chunk_written, self._chunk_failed, (done,), None, (done,))
-
-    def _chunk_written(self, _, done):
-        self._in_flight -= 1
-        if done is not None:
-            if self._write_error is None:
+            self._uncredited += len(chunk)
+            push(commands.Write, conn_id=self.conn_id, data=chunk)
+            if done is not None:
                 done.callback(None)
-            else:
-                done.errback(self._write_error)
-        self._pump()
         self._check_flushed()
 
-    def _chunk_failed(self, failure, done):
-        self._in_flight -= 1
-        if self._write_error is None:
-            self._write_error = failure.value
+    def _credited(self, size):
+        """A Written push: the daemon took ``size`` bytes, so that much more may go."""
+        self._uncredited = max(0, self._uncredited - size)
+        self._pump()
+        return {}
+
+    def _fail_writes(self, error):
         queued, self._chunks = self._chunks, deque()
-        for pending in [done] + [last for _, last in queued]:
-            if pending is not None:
-                pending.errback(self._write_error)
+        for _, done in queued:
+            if done is not None:
+                done.errback(error)
         self._check_flushed()
 
     def _check_flushed(self):
-        if not self._chunks and not self._in_flight:
+        if not self._chunks:
             waiters, self._flushed = self._flushed, []
             for waiter in waiters:
                 waiter.callback(None)
 
     def _wait_flushed(self):
-        if not self._chunks and not self._in_flight:
+        if not self._chunks:
             return succeed(None)
         waiter = Deferred()
         self._flushed.append(waiter)
@@ -419,6 +417,8 @@ class Stream:
         if error is not None and self._write_error is None:
             self._write_error = error
         self._daemon._forget_stream(self)
+        self._fail_writes(self._write_error or PilotError(f"stream {self.conn_id} is closed",
+                                                          code=CONNECTION_FAILED))
         self._serve_readers()
         self._closed.fire(error)
 
@@ -828,6 +828,10 @@ class Daemon:
             return fail(self._lost_error)
         return self._protocol.callRemote(command, **arguments).addErrback(_translate)
 
+    def _push(self, command, **arguments):
+        """An unanswered command (stream data and credit); dropped once the daemon is gone."""
+        self._protocol.callRemote(command, **arguments)
+
     def _result(self, command, key, **arguments):
         return self._call(command, **arguments).addCallback(lambda answer: answer[key])
 
@@ -1034,6 +1038,12 @@ class Daemon:
             return {}
         return stream._received(data)
 
+    def _written(self, conn_id, size):
+        stream = self._streams.get(conn_id)
+        if stream is None:
+            return {}
+        return stream._credited(size)
+
     def _stream_closed(self, conn_id, code, message):
         stream = self._streams.get(conn_id)
         if stream is not None:
@@ -1072,6 +1082,10 @@ class _ControlProtocol(amp.AMP):
     @commands.Received.responder
     def received(self, conn_id, data):
         return self.daemon._received(conn_id, data)
+
+    @commands.Written.responder
+    def written(self, conn_id, size):
+        return self.daemon._written(conn_id, size)
 
     @commands.StreamClosed.responder
     def stream_closed(self, conn_id, code, message):

@@ -5,10 +5,15 @@ the commands below.  The daemon calls the *push* commands on the client:
 accepted connections, received stream data, closed streams and datagrams.
 
 Values are limited by AMP to 65,535 bytes each, so bulk data travels in chunks
-of at most :data:`MAX_CHUNK` bytes, several in flight at once.  A ``Write``
-answers when the daemon has taken the chunk into the stream's send buffer, and
-a ``Received`` push is answered when the client has taken the data: answering
-late is how each side applies backpressure to the other.
+of at most :data:`MAX_CHUNK` bytes.  Stream data flows without answers, under
+credit in both directions, because an answer per chunk doubled the messages a
+round trip on a stream costs: a client may have :data:`WRITE_CREDIT` bytes of
+``Write`` that the daemon has not yet returned with a ``Written`` push (the
+daemon returns them, :data:`CREDIT_BATCH` at a time, while the stream's send
+buffer is below its high-water mark), and the daemon keeps the stream's receive
+window consumed for ``Received`` data until the client returns it with
+``Consumed`` (in batches, while the client has room).  Holding credit back is
+how each side applies backpressure to the other.
 
 Errors travel as :class:`CommandFailed`, whose AMP description is the JSON of
 ``{"code", "message", "hint"}``, so clients get the daemon's stable error code
@@ -23,6 +28,10 @@ from pilotnet.errors import PilotError, INTERNAL
 
 # Leave room for the AMP key and framing inside the 65,535-byte value limit.
 MAX_CHUNK = 60 * 1024
+#: Bytes of Write a client may send before the daemon credits them back.
+WRITE_CREDIT = 2 * 1024 * 1024
+#: Credit (Written, Consumed) is returned in batches of at least this many bytes.
+CREDIT_BATCH = 128 * 1024
 
 
 class JSON(amp.Argument):
@@ -228,10 +237,21 @@ class Dial(Command):
 
 
 class Write(Command):
-    """Queue ``data`` (at most :data:`MAX_CHUNK` bytes) on a stream; answered once buffered."""
+    """Queue ``data`` (at most :data:`MAX_CHUNK` bytes) on a stream; unanswered (see ``Written``).
+
+    A write to a stream that has ended is dropped: the client hears of the
+    end through ``StreamClosed``.
+    """
 
     arguments = [(b"conn_id", amp.Integer()), (b"data", amp.String())]
-    response = []
+    requiresAnswer = False
+
+
+class Consumed(Command):
+    """The client took ``size`` more bytes of ``Received`` data: the daemon reopens that much window."""
+
+    arguments = [(b"conn_id", amp.Integer()), (b"size", amp.Integer())]
+    requiresAnswer = False
 
 
 class Close(Command):
@@ -257,8 +277,17 @@ class Accepted(Command):
 
 
 class Received(Command):
+    """Stream data for the client; unanswered (the client returns credit with ``Consumed``)."""
+
     arguments = [(b"conn_id", amp.Integer()), (b"data", amp.String())]
-    response = []
+    requiresAnswer = False
+
+
+class Written(Command):
+    """The daemon took ``size`` more bytes of the client's writes: that much write credit is back."""
+
+    arguments = [(b"conn_id", amp.Integer()), (b"size", amp.Integer())]
+    requiresAnswer = False
 
 
 class StreamClosed(Command):

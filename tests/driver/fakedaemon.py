@@ -7,8 +7,9 @@ that also answers as ``agent-b`` (``0:0000.0000.0009``):
 
 * dialling a port bound by any connected client connects the two clients;
 * port 7 echoes what is written;
-* a ``Write`` is answered once the reading client has answered the
-  ``Received`` push carrying it: the real daemon's backpressure, simplified;
+* a ``Write`` is pushed to the reader at once and credited back to the writer
+  (``Written``) when the reader returns it (``Consumed``): the real daemon's
+  backpressure, end to end and simplified;
 * node 99 (``0:0000.0000.0063``) never answers (``timeout``); every other
   unbound port refuses (``connection_failed``);
 * datagrams to a bound port are delivered to the client that bound it.
@@ -110,7 +111,9 @@ class FakeDaemonProtocol(amp.AMP):
 
     def push(self, command, **arguments):
         if self.transport is not None and self.transport.connected:
-            self.callRemote(command, **arguments).addErrback(lambda _: None)
+            answer = self.callRemote(command, **arguments)
+            if answer is not None:
+                answer.addErrback(lambda _: None)
 
     def connectionLost(self, reason):
         super().connectionLost(reason)
@@ -220,17 +223,22 @@ class FakeDaemonProtocol(amp.AMP):
 
     @commands.Write.responder
     def write(self, conn_id, data):
-        """Deliver the chunk; answer once the reader took it, so a reader that holds back slows the writer."""
-        connection = self._connection(conn_id)
+        """Deliver the chunk; its credit goes back to the writer when the reader returns it."""
+        connection = self.node.connections.get(conn_id)
+        if connection is None:
+            return {}
         connection.bytes_sent += len(data)
-        reader, reader_id = (self, conn_id) if connection.peer is None else (
-            connection.peer.owner, connection.peer.conn_id)
-        delivering = reader.callRemote(commands.Received, conn_id=reader_id, data=data)
+        reader = connection if connection.peer is None else connection.peer
+        reader.owner.push(commands.Received, conn_id=reader.conn_id, data=data)
+        return {}
 
-        def undeliverable(failure):
-            raise CommandFailed(f"connection {conn_id} is gone", code=CONNECTION_FAILED)
-
-        return delivering.addCallbacks(lambda _: {}, undeliverable)
+    @commands.Consumed.responder
+    def consumed(self, conn_id, size):
+        reader = self.node.connections.get(conn_id)
+        if reader is not None:
+            writer = reader if reader.peer is None else reader.peer
+            writer.owner.push(commands.Written, conn_id=writer.conn_id, size=size)
+        return {}
 
     @commands.Close.responder
     def close(self, conn_id):

@@ -7,7 +7,7 @@ from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.trial.unittest import TestCase
 
 from pilotnet.driver import client
-from pilotnet.driver.commands import MAX_CHUNK
+from pilotnet.driver.commands import CREDIT_BATCH, MAX_CHUNK, WRITE_CREDIT
 from pilotnet.errors import (
     ALREADY_EXISTS, CONNECTION_FAILED, INVALID_ARGUMENT, NOT_FOUND, NOT_RUNNING, TIMEOUT, PilotError,
 )
@@ -264,18 +264,27 @@ class DaemonDeathTests(DaemonTestCase):
 
 
 class RecordingDaemon:
-    """Stands in for :class:`client.Daemon` below a Stream: records calls, answers on demand."""
+    """Stands in for :class:`client.Daemon` below a Stream: records calls and pushes, answers on demand."""
 
     def __init__(self):
         self.calls = []
+        self.pushes = []
 
     def _call(self, command, **arguments):
         answer = Deferred()
         self.calls.append((command.__name__, arguments, answer))
         return answer
 
+    def _push(self, command, **arguments):
+        self.pushes.append((command.__name__, arguments))
+
     def _forget_stream(self, stream):
         pass
+
+    def take_pushes(self, name):
+        taken = [arguments for pushed, arguments in self.pushes if pushed == name]
+        self.pushes = [(pushed, arguments) for pushed, arguments in self.pushes if pushed != name]
+        return taken
 
 
 class StreamUnitTests(TestCase):
@@ -283,62 +292,79 @@ class StreamUnitTests(TestCase):
         self.daemon = RecordingDaemon()
         return client.Stream(self.daemon, 1, 49152, AGENT_B, 7)
 
-    def test_big_writes_are_chunked_with_a_bounded_window(self):
+    def test_writes_go_in_chunks_up_to_the_credit_then_wait_for_more(self):
         stream = self.make_stream()
-        written = stream.write(b"x" * (MAX_CHUNK * 20))
-        self.assertEqual(len(self.daemon.calls), client.WRITE_WINDOW)
-        while self.daemon.calls:
-            name, arguments, answer = self.daemon.calls.pop(0)
-            self.assertEqual(name, "Write")
-            self.assertLessEqual(len(arguments["data"]), MAX_CHUNK)
-            answer.callback({})
+        total = WRITE_CREDIT + 10 * MAX_CHUNK
+        written = stream.write(b"x" * total)
+        sent = self.daemon.take_pushes("Write")
+        self.assertTrue(all(len(w["data"]) <= MAX_CHUNK for w in sent))
+        in_credit = sum(len(w["data"]) for w in sent)
+        self.assertLess(in_credit, WRITE_CREDIT + MAX_CHUNK)
+        self.assertNoResult(written)
+        stream._credited(in_credit)
+        rest = self.daemon.take_pushes("Write")
+        self.assertEqual(in_credit + sum(len(w["data"]) for w in rest), total)
         self.assertIsNone(self.successResultOf(written))
 
-    def test_a_failed_chunk_fails_the_write_and_later_writes(self):
+    def test_a_small_write_within_credit_is_done_at_once(self):
         stream = self.make_stream()
-        written = stream.write(b"x" * (MAX_CHUNK * 20))
-        self.daemon.calls[0][2].errback(PilotError("gone", code=CONNECTION_FAILED))
+        self.assertIsNone(self.successResultOf(stream.write(b"ping")))
+        self.assertEqual(self.daemon.take_pushes("Write"), [{"conn_id": 1, "data": b"ping"}])
+
+    def test_a_stream_ending_fails_the_queued_writes_and_later_writes(self):
+        stream = self.make_stream()
+        written = stream.write(b"x" * (WRITE_CREDIT + MAX_CHUNK))
+        stream._end(PilotError("gone", code=CONNECTION_FAILED))
         self.assertEqual(self.failureResultOf(written, PilotError).value.code, CONNECTION_FAILED)
         self.failureResultOf(stream.write(b"more"), PilotError)
 
-    def test_close_waits_for_buffered_writes(self):
+    def test_close_waits_for_queued_writes(self):
         stream = self.make_stream()
-        stream.write(b"data")
+        stream.write(b"x" * (WRITE_CREDIT + MAX_CHUNK))
         closing = stream.close()
-        self.assertEqual([c[0] for c in self.daemon.calls], ["Write"])
-        self.daemon.calls.pop(0)[2].callback({})
+        self.assertEqual(self.daemon.calls, [])
+        stream._credited(WRITE_CREDIT)
         self.assertEqual([c[0] for c in self.daemon.calls], ["Close"])
         self.daemon.calls.pop(0)[2].callback({})
         self.assertIsNone(self.successResultOf(closing))
         self.assertIsNone(self.successResultOf(stream.closed))
 
-    def test_received_is_answered_late_while_the_buffer_is_full(self):
+    def test_received_window_goes_back_in_batches_as_it_is_read(self):
         stream = self.make_stream()
-        self.assertEqual(stream._received(b"a" * (client.RECEIVE_BUFFER_LIMIT - 1)), {})
-        held = stream._received(b"bb")
-        self.assertNoResult(held)
+        stream._received(b"a" * (CREDIT_BATCH - 1))
+        self.assertEqual(self.daemon.take_pushes("Consumed"), [])
+        stream._received(b"b")
+        self.assertEqual(self.daemon.take_pushes("Consumed"), [{"conn_id": 1, "size": CREDIT_BATCH}])
+
+    def test_window_is_held_while_the_buffer_is_full(self):
+        stream = self.make_stream()
+        stream._received(b"a" * client.RECEIVE_BUFFER_LIMIT)
+        self.assertEqual(self.daemon.take_pushes("Consumed"), [])
         self.assertEqual(len(self.successResultOf(stream.read(10))), 10)
-        self.assertEqual(self.successResultOf(held), {})
+        self.assertEqual(self.daemon.take_pushes("Consumed"), [{"conn_id": 1, "size": client.RECEIVE_BUFFER_LIMIT}])
 
     def test_no_backpressure_while_writing(self):
         # Write everything, then read, against an echo: holding the echo back
         # while our own write waits on the peer would deadlock both.
         stream = self.make_stream()
-        held = stream._received(b"a" * client.RECEIVE_BUFFER_LIMIT)
-        self.assertNoResult(held)
-        writing = stream.write(b"x")
-        self.assertEqual(self.successResultOf(held), {})
-        self.assertEqual(stream._received(b"more"), {})
-        self.daemon.calls.pop(0)[2].callback({})
+        stream._received(b"a" * client.RECEIVE_BUFFER_LIMIT)
+        self.assertEqual(self.daemon.take_pushes("Consumed"), [])
+        writing = stream.write(b"x" * (WRITE_CREDIT + MAX_CHUNK))
+        stream._received(b"b" * CREDIT_BATCH)
+        self.assertEqual(self.daemon.take_pushes("Consumed"),
+                         [{"conn_id": 1, "size": client.RECEIVE_BUFFER_LIMIT + CREDIT_BATCH}])
+        stream._credited(WRITE_CREDIT)
         self.successResultOf(writing)
-        self.assertNoResult(stream._received(b"full again"))
+        stream._received(b"c" * CREDIT_BATCH)
+        self.assertEqual(self.daemon.take_pushes("Consumed"), [])
 
     def test_a_large_exact_read_lets_the_buffer_grow_to_its_size(self):
         stream = self.make_stream()
         size = client.RECEIVE_BUFFER_LIMIT * 3
         reading = stream.read_exactly(size)
         for _ in range(3):
-            self.assertEqual(stream._received(b"a" * client.RECEIVE_BUFFER_LIMIT), {})
+            stream._received(b"a" * client.RECEIVE_BUFFER_LIMIT)
+        self.assertEqual(sum(p["size"] for p in self.daemon.take_pushes("Consumed")), size)
         self.assertEqual(len(self.successResultOf(reading)), size)
 
     def test_error_is_raised_after_the_data_before_it(self):
