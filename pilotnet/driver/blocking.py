@@ -40,10 +40,13 @@ import threading
 
 from twisted.internet import defer
 from twisted.internet.threads import blockingCallFromThread
+from twisted.logger import Logger
 from twisted.python.threadable import isInIOThread
 
 from pilotnet.driver import client
 from pilotnet.errors import INTERNAL, TIMEOUT, PilotError
+
+log = Logger()
 
 # Seconds a command, a dial or a write may take before it fails with ``timeout``.
 DEFAULT_TIMEOUT = 30.0
@@ -225,7 +228,7 @@ class Stream:
             yield data
 
     def write(self, data, timeout=None):
-        """Send ``data``; returns once the daemon has buffered all of it."""
+        """Send ``data``; returns once all of it is on its way to the daemon (within the stream's write credit)."""
         self._daemon._run(f"writing to stream {self.conn_id}", self._stream.write, data, timeout=timeout)
 
     def read(self, max_bytes=None, timeout=None):
@@ -290,9 +293,27 @@ class EventStream:
     def __exit__(self, *exc_info):
         self.close()
 
-    def publish(self, topic, data):
-        """Publish ``data`` (bytes or text) on ``topic``; returns how many subscribers it reached."""
-        return self._daemon._run(f"publishing on {topic!r}", self._events.publish, topic, data)
+    def publish(self, topic, data, wait=True):
+        """Publish ``data`` (bytes or text) on ``topic``; returns how many subscribers it reached.
+
+        That answer costs a round trip to the daemon per event.  With
+        ``wait=False`` it returns ``None`` as soon as the SDK has room for the
+        event (see :meth:`pilotnet.driver.client.EventStream.drain`), many
+        times faster for a busy publisher: errors the SDK finds (a topic too
+        long, an event too large) are still raised, while an event the daemon
+        itself refuses is only logged.
+        """
+        if wait:
+            return self._daemon._run(f"publishing on {topic!r}", self._events.publish, topic, data)
+        return self._daemon._run(f"publishing on {topic!r}", self._publish_and_drain, topic, data)
+
+    def _publish_and_drain(self, topic, data):
+        publishing = self._events.publish(topic, data)
+        if publishing.called:
+            return publishing  # refused by the SDK itself: raise it
+        publishing.addErrback(lambda failure: log.warn("event on {topic} refused: {reason}", topic=topic,
+                                                       reason=failure.getErrorMessage()))
+        return self._events.drain()
 
     def subscribe(self, pattern):
         """A :class:`Subscription`, returned once the daemon holds it; iterate it for events."""
