@@ -3,8 +3,8 @@
 Kept tiny on purpose: it imports nothing at module level, so it can tell
 Python that pyOpenSSL is absent before Twisted looks for it.  The reactor
 imports pyOpenSSL (about 0.1 s) to offer TLS, which pilotctl never uses.
-Commands that finish without the daemon never import Twisted at all (see
-:func:`pilotnet.cli.runner.start`).
+``pilotctl context``, the usage screen and argument errors never import
+Twisted at all (see :func:`pilotnet.cli.runner.start`).
 """
 
 import sys
