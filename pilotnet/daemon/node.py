@@ -31,7 +31,7 @@ from pilotnet.daemon.registry_link import RegistryKeys, RegistryLink, Resolver, 
 from pilotnet.daemon.streams import Streams
 from pilotnet.daemon.trust import FILE_NAME as TRUST_FILE, TrustState
 from pilotnet.daemon.trust_manager import TrustManager
-from pilotnet.daemon.tunnel import MAX_DATAGRAM, Tunnel
+from pilotnet.daemon.tunnel import MAX_DATAGRAM, Tunnel, TunnelPort
 from pilotnet.errors import INVALID_ARGUMENT, NOT_FOUND, NOT_RUNNING, TIMEOUT, PilotError
 from pilotnet.services.dataexchange import DataExchangeService
 from pilotnet.services.eventstream import EventBroker, EventStreamService
@@ -91,6 +91,7 @@ class NodeService(service.MultiService):
             max_per_port=config.max_conns_per_port, max_connections=config.max_conns_total,
             syn_rate=config.syn_rate_limit, on_relay_hint=self._direct_path_failed,
         )
+        self.tunnel.burst_listener = self.streams
         for interval, job in ((config.keepalive, self._heartbeat), (BEACON_KEEPALIVE, self.beacon.keepalive),
                               (PEER_KEEPALIVE, self._ping_peers), (DIRECT_RETRY, self._retry_direct)):
             TimerService(interval, job).setServiceParent(self)
@@ -129,7 +130,9 @@ class NodeService(service.MultiService):
     def startService(self):
         self.started_at = time.monotonic()
         host, port = split_host_port(self.config.listen)
-        self._udp_port = self.reactor.listenUDP(port, self.tunnel, interface=host, maxPacketSize=MAX_DATAGRAM)
+        self._udp_port = TunnelPort(port, self.tunnel, interface=host, maxPacketSize=MAX_DATAGRAM,
+                                    reactor=self.reactor)
+        self._udp_port.startListening()
         log.info("tunnel listening on UDP {host}:{port}", host=host, port=self.tunnel.local_port())
         super().startService()
         self._bring_up().addErrback(lambda f: log.failure("start-up failed", f))

@@ -76,7 +76,7 @@ class Stream:
 
     __slots__ = (
         "conn_id", "conn", "owner", "timer", "timer_at", "dialing", "announced", "writers",
-        "closed_told",
+        "closed_told", "delivery_due",
     )
 
     def __init__(self, conn_id, conn, owner):
@@ -89,6 +89,7 @@ class Stream:
         self.announced = False
         self.writers = []
         self.closed_told = False
+        self.delivery_due = False
 
     @property
     def local_port(self):
@@ -123,6 +124,7 @@ class Streams:
         self._syn_bucket = TokenBucket(syn_rate, clock.seconds())
         self._to_deliver = []
         self._delivery_scheduled = False
+        self._bursting = False
         self._syn_sources = {}
         self.refused_syns = 0
 
@@ -297,7 +299,7 @@ class Streams:
             transmit = self.transmit
             for packet in conn.take_packets():
                 transmit(packet)
-        if conn.has_delivered and stream not in self._to_deliver:
+        if conn.has_delivered and not stream.delivery_due:
             self._schedule_delivery(stream)
         if stream.writers and conn.send_buffered < SEND_HIGH_WATER:
             writers, stream.writers = stream.writers, []
@@ -309,21 +311,33 @@ class Streams:
             self._arm(stream)
 
     def _schedule_delivery(self, stream):
-        """Deliver after this reactor iteration: every datagram read in it is then in one push.
+        """Deliver once this burst of datagrams is read: every segment in it then goes in one push.
 
-        Twisted reads many datagrams per wake-up; pushing each segment's
-        kilobyte to the client as its own AMP call would cost a round trip per
-        segment.
+        Pushing each segment to the client as its own AMP message would cost
+        a message per segment.  Inside a burst (see
+        :class:`~pilotnet.daemon.tunnel.TunnelPort`) delivery waits for
+        :meth:`burst_ended`; data arriving any other way waits for the next
+        reactor iteration.
         """
+        stream.delivery_due = True
         self._to_deliver.append(stream)
-        if not self._delivery_scheduled:
+        if not self._delivery_scheduled and not self._bursting:
             self._delivery_scheduled = True
             self.clock.callLater(0, self._deliver_pending)
+
+    def burst_started(self):
+        self._bursting = True
+
+    def burst_ended(self):
+        self._bursting = False
+        if not self._delivery_scheduled:
+            self._deliver_pending()
 
     def _deliver_pending(self):
         self._delivery_scheduled = False
         pending, self._to_deliver = self._to_deliver, []
         for stream in pending:
+            stream.delivery_due = False
             self._deliver(stream)
             conn = stream.conn
             if conn.outbox or conn.events:

@@ -97,6 +97,25 @@ class StreamsTests(SynchronousTestCase):
         self.assertEqual(b"".join(d for _, d in server.data), b"0,1,2,3,4,")
         self.assertEqual(b"".join(d for _, d in client.data), b"reply")
 
+    def test_segments_read_in_one_burst_reach_the_owner_in_one_push_at_its_end(self):
+        server = RecordingOwner()
+        self.b.bind(1000, server)
+        client = RecordingOwner()
+        stream = self.dial(client)
+        stream.conn.nodelay = True
+        for index in range(3):
+            self.a.write(stream.conn_id, b"%d," % index, client)
+        packets, self.pair.wire[:] = list(self.pair.wire), []
+        self.b.burst_started()
+        for packet in packets:
+            self.b.stream_packet(packet)
+        self.assertEqual(server.data, [])
+        self.b.burst_ended()
+        self.assertEqual([data for _, data in server.data], [b"0,1,2,"])
+        # Nothing was left for a later reactor iteration.
+        now = self.pair.clock.seconds()
+        self.assertEqual([c for c in self.pair.clock.getDelayedCalls() if c.getTime() <= now], [])
+
     def test_close_comes_after_the_data_it_followed(self):
         server = RecordingOwner()
         self.b.bind(1000, server)
