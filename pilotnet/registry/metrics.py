@@ -14,10 +14,20 @@ Whoever serves HTTP (the dashboard's ``/metrics``) does::
 Labels are bounded: a ``type`` label is a known message type, ``unknown`` for
 anything else and ``malformed`` for a body that was not a JSON object, so a
 client cannot grow the metric set by inventing message types.
+
+The per-request figures (requests, errors, durations) are plain numbers the
+reactor adds to, turned into metric families by a custom collector when
+scraped: a ``Counter.inc`` plus a ``Histogram.observe`` take a lock each and
+cost about 1.2 µs per request, several percent of a lookup.
 """
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from bisect import bisect_left
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 DURATION_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
@@ -36,6 +46,48 @@ _EVENTS = {
 }
 
 
+class RequestStats(Collector):
+    """``pilot_requests_total``, ``pilot_errors_total`` and ``pilot_request_duration_seconds``.
+
+    :meth:`count` runs on the reactor for every answered request; the
+    families are built from the totals at scrape time (on the reactor too,
+    so no lock is needed).
+    """
+
+    def __init__(self):
+        # label -> [requests, errors, seconds, then the count of each bucket and of +Inf]
+        self._by_type = {}
+
+    def count(self, kind, failed, seconds):
+        stats = self._by_type.get(kind)
+        if stats is None:
+            stats = self._by_type[kind] = [0, 0, 0.0] + [0] * (len(DURATION_BUCKETS) + 1)
+        stats[0] += 1
+        stats[1] += failed
+        stats[2] += seconds
+        stats[3 + bisect_left(DURATION_BUCKETS, seconds)] += 1
+
+    def collect(self):
+        requests = CounterMetricFamily("pilot_requests", "Requests received, by message type.",
+                                       labels=["type"])
+        errors = CounterMetricFamily("pilot_errors",
+                                     "Requests answered with an error, by message type.",
+                                     labels=["type"])
+        duration = HistogramMetricFamily(
+            "pilot_request_duration_seconds",
+            "Time to answer a request (handling and storing), by type.", labels=["type"])
+        for kind, (count, failed, seconds, *per_bucket) in sorted(self._by_type.items()):
+            requests.add_metric([kind], count)
+            if failed:
+                errors.add_metric([kind], failed)
+            buckets, total = [], 0
+            for bound, in_bucket in zip(DURATION_BUCKETS + (float("inf"),), per_bucket):
+                total += in_bucket
+                buckets.append((floatToGoString(bound), total))
+            duration.add_metric([kind], buckets, seconds)
+        return [requests, errors, duration]
+
+
 class RegistryMetrics:
     """The metrics of one registry server.
 
@@ -52,14 +104,9 @@ class RegistryMetrics:
                                      else registry.message_types)
         self.collectors = CollectorRegistry(auto_describe=True)
         c = self.collectors
-        self.requests = Counter("pilot_requests", "Requests received, by message type.",
-                                ["type"], registry=c)
-        self.errors = Counter("pilot_errors", "Requests answered with an error, by message type.",
-                              ["type"], registry=c)
-        self.duration = Histogram("pilot_request_duration_seconds",
-                                  "Time to answer a request (handling and storing), by type.",
-                                  ["type"], buckets=DURATION_BUCKETS, registry=c)
-        self._children = {}
+        # Requests, errors and durations by type; ``requests.collect()`` lists them.
+        self.requests = RequestStats()
+        c.register(self.requests)
         self.events = {reply: Counter(name, text, registry=c)
                        for reply, (name, text) in _EVENTS.items()}
         directory = registry.directory
@@ -90,22 +137,13 @@ class RegistryMetrics:
 
     def observe(self, kind, reply, seconds):
         """Count one answered request of label ``kind`` that took ``seconds``."""
-        requests, duration = self._children.get(kind) or self._child(kind)
-        requests.inc()
-        duration.observe(seconds)
         reply_type = reply.get("type")
-        if reply_type == "error":
-            self.errors.labels(kind).inc()
-        else:
+        failed = reply_type == "error"
+        self.requests.count(kind, failed, seconds)
+        if not failed:
             event = self.events.get(reply_type)
             if event is not None:
                 event.inc()
-
-    def _child(self, kind):
-        # labels() costs a lock and a tuple per call; this runs per request.
-        children = self._children[kind] = (self.requests.labels(kind),
-                                           self.duration.labels(kind))
-        return children
 
     def value(self, name, **labels):
         """One sample's current value (``None`` if absent); for tests and the dashboard."""
