@@ -1,6 +1,6 @@
 """Events across two real daemons: events/s from one publisher to 1 and 10 subscribers, and latency.
 
-    python -m benchmarks.event_stream [--events 5000] [--json]
+    python -m benchmarks.event_stream [--events 20000] [--json]
 
 Starts a rendezvous and two daemons that trust each other (every port 0).
 Subscribers are SDK clients of beta, the publisher an SDK client of alpha, so
@@ -8,9 +8,10 @@ each event goes publisher → alpha's broker → the federation link → beta's
 broker → each subscriber, the path agents use.  Measured in one run:
 
 - delivered events/s (sum over subscribers) and published events/s, for 64 B
-  and 1 KiB payloads, with one and with ten subscribers; the publisher
-  publishes without waiting for each event's answer and waits only when the
-  SDK's flow control says so (``EventStream.drain``), as a busy agent would;
+  and 1 KiB payloads, with one and with ten subscribers; the publisher does
+  not wait for each event's answer, as a busy agent would not: it waits when
+  the SDK's flow control says so (``EventStream.drain``) and when it is a
+  subscriber queue's worth ahead of its slowest subscriber (see :class:`Progress`);
 - publish-to-deliver latency (one event at a time), p50 and p99.
 
 All clients share this process and its reactor, so the figures include the
@@ -26,6 +27,8 @@ from twisted.internet import defer, task
 
 from benchmarks.daemon_stream import LocalNetwork, median_and_p99, report, start_pair
 from pilotnet.driver.client import connect
+from pilotnet.services.eventstream import SUBSCRIBER_QUEUE_LIMIT
+from pilotnet.wire.eventstream import encode_event
 
 LATENCY_SAMPLES = 500
 _STAMP = struct.Struct(">d")
@@ -59,53 +62,101 @@ async def subscribers(network, reactor, publisher_client, pattern, count):
     return subscriptions
 
 
-async def drain(reactor, subscription, expected, idle=2.0):
-    """Events taken until ``expected`` arrived, or none came for ``idle`` seconds (some were dropped).
+class Progress:
+    """Events each subscriber has taken, so the publisher can stay a bounded distance ahead of the slowest.
+
+    A broker drops events for a subscriber that falls too far behind (its
+    bounded queue), and a publisher in this process competes with the
+    subscribers for the CPU; unpaced, the figure would be how fast events can
+    be dropped rather than delivered.
+    """
+
+    def __init__(self, reactor, count, idle):
+        self.reactor = reactor
+        self.idle = idle
+        self.taken = [0] * count
+        self.last = time.perf_counter()
+        self._target = None
+        self._short = 0
+        self._caught_up = None
+
+    def took(self, index):
+        self.taken[index] = taken = self.taken[index] + 1
+        self.last = time.perf_counter()
+        if taken == self._target:
+            self._short -= 1
+            if not self._short:
+                self._target = None
+                self._caught_up.callback(None)
+
+    def wait_for(self, target):
+        """Fires once every subscriber took ``target`` events, or none progressed for ``idle`` s."""
+        self._short = sum(1 for taken in self.taken if taken < target)
+        if not self._short:
+            return defer.succeed(None)
+        self._target = target
+        self._caught_up = defer.Deferred().addTimeout(self.idle, self.reactor)
+        return self._caught_up.addErrback(lambda failure: failure.trap(defer.TimeoutError) and None)
+
+
+async def drain(reactor, subscription, index, progress, expected):
+    """Take events until ``expected`` arrived or none came for ``progress.idle`` s (some were dropped).
 
     Iterates as a consumer would (``async for``); a watchdog, not a timeout
     per event, ends a subscription that went quiet.
     """
-    taken = 0
     seen = -1
 
     def watch():
         nonlocal seen
-        if taken == seen:
+        if progress.taken[index] == seen:
             subscription.close()  # ends the iteration below
-        seen = taken
+        seen = progress.taken[index]
 
     watchdog = task.LoopingCall(watch)
     watchdog.clock = reactor
-    watchdog.start(idle, now=False)
+    watchdog.start(progress.idle, now=False)
     try:
         async for _ in subscription:
-            taken += 1
-            if taken == expected:
+            progress.took(index)
+            if progress.taken[index] == expected:
                 break
     finally:
         watchdog.stop()
-    return taken
 
 
-async def throughput(network, reactor, publisher_client, size, fan_out, events):
-    """Publish ``events`` as fast as the daemon takes them (``publish`` then ``drain``), as a busy agent would."""
+async def throughput(network, reactor, publisher_client, size, fan_out, events, idle=2.0):
+    """Publish ``events`` as fast as they are delivered; returns published/s, delivered/s and drops.
+
+    The publisher does not wait for each event's answer: it publishes, awaits
+    the SDK's flow control (``EventStream.drain``), and stays at most
+    a broker's queue for one subscriber (``SUBSCRIBER_QUEUE_LIMIT``) ahead of
+    the slowest subscriber, which no broker then has reason to drop.
+    Delivered events/s counts until the last event arrived, so a run where
+    some were dropped is not charged the idle wait that detects it.
+    """
     pattern = f"bench.rate.{size}.{fan_out}"
     subscriptions = await subscribers(network, reactor, publisher_client, pattern, fan_out)
     stream = publisher_client.open_event_stream()
     payload = b"x" * size
-    draining = [defer.ensureDeferred(drain(reactor, s, events)) for _, s in subscriptions]
+    progress = Progress(reactor, fan_out, idle)
+    draining = [defer.ensureDeferred(drain(reactor, s, index, progress, events))
+                for index, (_, s) in enumerate(subscriptions)]
+    step = max(1, SUBSCRIBER_QUEUE_LIMIT // len(encode_event(pattern, payload)) // 2)
     started = time.perf_counter()
-    for _ in range(events - 1):
+    for published in range(1, events):
         stream.publish(pattern, payload)
         await stream.drain()
+        if published % step == 0:
+            await progress.wait_for(published - step)
     await stream.publish(pattern, payload)  # answered last: every event was published
     published = time.perf_counter() - started
-    delivered = sum(await defer.gatherResults(draining))
-    elapsed = time.perf_counter() - started
+    await defer.gatherResults(draining)
+    delivered = sum(progress.taken)
     for client, subscription in subscriptions:
         await subscription.close()
         client.close()
-    return events / published, delivered / elapsed, fan_out * events - delivered
+    return events / published, delivered / (progress.last - started), fan_out * events - delivered
 
 
 async def latency(network, reactor, publisher_client):
@@ -149,7 +200,7 @@ async def run(reactor, events, as_json):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--events", type=int, default=5000, help="events per measurement")
+    parser.add_argument("--events", type=int, default=20000, help="events per measurement")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     task.react(lambda reactor: defer.ensureDeferred(run(reactor, args.events, args.json)))

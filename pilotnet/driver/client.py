@@ -686,6 +686,7 @@ class _Publisher:
         self._in_flight = 0
         self._unanswered = 0
         self._drains = []
+        self._flushes = []
         self._scheduled = False
         self._pumping = None
         self._batches = True
@@ -717,6 +718,14 @@ class _Publisher:
             return succeed(None)
         waiter = Deferred()
         self._drains.append(waiter)
+        return waiter
+
+    def flushed(self):
+        """A Deferred firing once every event published so far has been answered (or the connection lost)."""
+        if not self._unanswered or self._daemon._lost_error is not None:
+            return succeed(None)
+        waiter = Deferred()
+        self._flushes.append(waiter)
         return waiter
 
     def _flush(self):
@@ -785,10 +794,11 @@ class _Publisher:
         self._in_flight -= 1
         self._unanswered -= batch.size
         self._pump(partial=True)
-        if self._unanswered <= PUBLISH_HIGH_WATER and self._drains:
-            drains, self._drains = self._drains, []
-            for waiter in drains:
-                waiter.callback(None)
+        for waiters, room in ((self._drains, PUBLISH_HIGH_WATER), (self._flushes, 0)):
+            if waiters and self._unanswered <= room:
+                fired, waiters[:] = list(waiters), []
+                for waiter in fired:
+                    waiter.callback(None)
 
 
 class _Batch:
@@ -858,10 +868,18 @@ class Daemon:
         return self._disconnected.wait()
 
     def close(self):
-        """Disconnect; the daemon closes this client's streams and unbinds its ports."""
+        """Disconnect; the daemon closes this client's streams and unbinds its ports.
+
+        Events published before are sent and answered first, so a publisher
+        that did not wait for them loses none by closing.
+        """
+        if self._lost_error is None:
+            self._publisher.flushed().addCallback(self._disconnect)
+        return self.disconnected
+
+    def _disconnect(self, _):
         if self._lost_error is None:
             self._protocol.transport.loseConnection()
-        return self.disconnected
 
     # -- the node -----------------------------------------------------------
 

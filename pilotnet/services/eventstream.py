@@ -18,7 +18,9 @@ what the daemon's time goes to.
 
 A slow subscriber never blocks the others: each has a bounded queue of bytes
 not yet accepted by its stream; an event that would overflow it is dropped
-for that subscriber only and counted (``dropped``), visible in the stats.
+for that subscriber only and counted (``dropped``), visible in the stats.  An
+empty queue takes any event, so events larger than the limit (the framing
+allows 16 MiB) still reach a subscriber that keeps up.
 """
 
 from twisted.internet import defer
@@ -129,7 +131,7 @@ class EventBroker:
             size = len(frame)
             taken = 0
             for subscriber in targets:
-                if subscriber.pending + size > limit:
+                if subscriber.pending + size > limit and subscriber.pending:
                     subscriber.dropped += 1
                     continue
                 subscriber.pending += size
@@ -161,7 +163,7 @@ class EventBroker:
             room = self.queue_limit - subscriber.pending
             taken = []
             for frame in frames:
-                if len(frame) <= room:
+                if len(frame) <= room or not (taken or subscriber.pending):
                     room -= len(frame)
                     taken.append(frame)
             subscriber.dropped += len(frames) - len(taken)

@@ -10,16 +10,20 @@ import shutil
 import tempfile
 
 from twisted.internet import reactor
-from twisted.internet.defer import ensureDeferred, gatherResults
+from twisted.internet.defer import Deferred, ensureDeferred, gatherResults
 from twisted.internet.endpoints import UNIXServerEndpoint
+from twisted.internet.protocol import Factory
 from twisted.internet.task import deferLater
 from twisted.internet.threads import deferToThread
-from twisted.trial.unittest import TestCase
+from twisted.protocols import amp
+from twisted.trial.unittest import SynchronousTestCase, TestCase
 
+from pilotnet.daemon import control
 from pilotnet.daemon.control import ControlFactory
-from pilotnet.driver import blocking, client
+from pilotnet.driver import blocking, client, commands
 from pilotnet.errors import INVALID_ARGUMENT, NOT_FOUND, NOT_RUNNING, TIMEOUT, PilotError
 from pilotnet.services.eventstream import EventBroker
+from pilotnet.wire.eventstream import MAX_PAYLOAD, encode_event, split_events
 from tests.driver.support import WAIT, bounded
 
 
@@ -156,6 +160,40 @@ class EventStreamTests(ControlSocketMixin, TestCase):
             self.assertEqual(published, 2)
         return ensureDeferred(run())
 
+    def test_blocking_publish_without_waiting(self):
+        """``publish(..., wait=False)`` returns without the daemon's answer; close() still sends everything."""
+        def agent():
+            with blocking.connect(self.socket_path, timeout=WAIT) as daemon:
+                with daemon.open_event_stream().subscribe("fast") as subscription:
+                    publisher = blocking.connect(self.socket_path, timeout=WAIT)
+                    events = publisher.open_event_stream()
+                    returned = {events.publish("fast", b"%d" % n, wait=False) for n in range(500)}
+                    with self.assertRaises(PilotError) as raised:
+                        events.publish("x" * 2000, b"", wait=False)
+                    publisher.close()
+                    received = [subscription.get(timeout=WAIT).data for _ in range(500)]
+                return returned, received, raised.exception.code
+
+        async def run():
+            await self._start()
+            returned, received, code = await bounded(deferToThread(agent))
+            self.assertEqual(returned, {None})
+            self.assertEqual(received, [b"%d" % n for n in range(500)])
+            self.assertEqual(code, INVALID_ARGUMENT)
+        return ensureDeferred(run())
+
+    def test_closing_sends_the_events_published_before(self):
+        async def run():
+            await self._start()
+            alice, bob = await self._client(), await self._client()
+            subscription = await bob.open_event_stream().subscribe("last").ready
+            events = alice.open_event_stream()
+            publishing = [events.publish("last", b"x" * 1000) for _ in range(1000)]  # beyond the window
+            await bounded(alice.close())
+            self.assertEqual(await bounded(gatherResults(publishing)), [1] * 1000)
+            self.assertEqual(len([await bounded(subscription.get()) for _ in range(1000)]), 1000)
+        return ensureDeferred(run())
+
     def test_refusals_carry_codes(self):
         async def run():
             await self._start()
@@ -210,6 +248,147 @@ class EventStreamTests(ControlSocketMixin, TestCase):
             self.assertEqual(records[f"local subscription {reading.id}"]["dropped"], 0)
             self.assertEqual((await bounded(stuck.get())).data[:4], b"0000")
         return ensureDeferred(run())
+
+
+class LargeAndBatchedEventTests(ControlSocketMixin, TestCase):
+    def test_large_events_cross_the_control_socket_both_ways(self):
+        """Events beyond one AMP value (65,535 bytes), up to the framing's 16 MiB, are published and pushed."""
+        async def run():
+            await self._start()
+            alice, bob = await self._client(), await self._client()
+            subscription = await bob.open_event_stream().subscribe("big.*").ready
+            events = alice.open_event_stream()
+            sizes = [1 << 20, 70000, 10, MAX_PAYLOAD]
+            payloads = [bytes([n]) * size for n, size in enumerate(sizes)]
+            reached = await bounded(gatherResults([events.publish(f"big.{n}", p) for n, p in enumerate(payloads)]))
+            self.assertEqual(reached, [1, 1, 1, 1])
+            for n, payload in enumerate(payloads):
+                self.assertEqual(await bounded(subscription.get()), client.Event(f"big.{n}", payload))
+            error = await self.assertFailure(events.publish("big.x", b"x" * (MAX_PAYLOAD + 1)), PilotError)
+            self.assertEqual(error.code, INVALID_ARGUMENT)
+        return ensureDeferred(run())
+
+    def test_a_burst_goes_in_batches_under_the_value_limit(self):
+        async def run():
+            batches = []
+
+            def recording(events, **options):
+                batches.append(len(events))
+                return split_events(events, **options)
+
+            self.patch(control, "split_events", recording)
+            await self._start()
+            alice, bob = await self._client(), await self._client()
+            subscription = await bob.open_event_stream().subscribe("burst").ready
+            events = alice.open_event_stream()
+            payloads = [b"%05d" % n * 20 for n in range(3000)]  # 100 bytes each, ~320 KB framed
+            reached = await bounded(gatherResults([events.publish("burst", p) for p in payloads]))
+            self.assertEqual(reached, [1] * 3000)
+            self.assertGreater(len(batches), 3)
+            self.assertTrue(all(size <= client.PUBLISH_BATCH_LIMIT for size in batches), batches)
+            self.assertEqual(sum(batches), sum(len(encode_event("burst", p)) for p in payloads))
+            self.assertEqual([(await bounded(subscription.get())).data for _ in payloads], payloads)
+        return ensureDeferred(run())
+
+
+class StalledDaemon(amp.AMP):
+    """A daemon that answers PublishBatch only when the test says so."""
+
+    def __init__(self):
+        super().__init__()
+        self.batches = []
+
+    @commands.PublishBatch.responder
+    def publish_batch(self, events):
+        answer = Deferred()
+        self.batches.append((split_events(events), answer))
+        return answer
+
+    def answer_next(self):
+        events, answer = self.batches.pop(0)
+        answer.callback({"results": [len(topic) for topic, _ in events]})
+
+
+class PublisherFlowControlTests(TestCase):
+    """The SDK side of publishing: a bounded window of batches, and drain() as the publisher's backpressure."""
+
+    async def _connect(self):
+        directory = tempfile.mkdtemp(prefix="pilot-events-")
+        self.addCleanup(shutil.rmtree, directory, True)
+        path = os.path.join(directory, "pilot.sock")
+        self.daemons = []
+
+        def build():
+            self.daemons.append(StalledDaemon())
+            return self.daemons[-1]
+
+        port = await UNIXServerEndpoint(reactor, path).listen(Factory.forProtocol(build))
+        self.addCleanup(port.stopListening)
+        daemon = await bounded(client.connect(reactor, path))
+        self.addCleanup(daemon.close)
+        return daemon
+
+    def test_window_and_drain(self):
+        async def run():
+            daemon = await self._connect()
+            events = daemon.open_event_stream()
+            payload = b"x" * 1000
+            per_batch = client.PUBLISH_BATCH_LIMIT // len(encode_event("t", payload))
+            total = per_batch * (client.PUBLISH_WINDOW + 12)
+            publishing = [events.publish("t", payload) for _ in range(total)]
+            draining = events.drain()
+            for _ in range(20):
+                await bounded(_turn())
+            stalled = self.daemons[0]
+            self.assertEqual(len(stalled.batches), client.PUBLISH_WINDOW)  # the rest wait in the SDK
+            self.assertFalse(draining.called)  # far more than PUBLISH_HIGH_WATER is unanswered
+            while not publishing[-1].called:
+                self.assertLessEqual(len(stalled.batches), client.PUBLISH_WINDOW)
+                if stalled.batches:
+                    stalled.answer_next()
+                if draining.called:
+                    self.assertTrue(events.drain().called)
+                await bounded(_turn())
+            self.assertTrue(draining.called)
+            self.assertEqual(await bounded(gatherResults(publishing)), [1] * total)
+        return ensureDeferred(run())
+
+    def test_losing_the_daemon_fails_waiting_publishes(self):
+        async def run():
+            daemon = await self._connect()
+            events = daemon.open_event_stream()
+            publishing = [events.publish("t", b"x" * 1000) for _ in range(2000)]  # far beyond the window
+            for _ in range(5):
+                await bounded(_turn())
+            self.daemons[0].transport.loseConnection()
+            for publish in (publishing[0], publishing[-1]):
+                error = await self.assertFailure(bounded(publish), PilotError)
+                self.assertEqual(error.code, NOT_RUNNING)
+            await bounded(gatherResults(publishing, consumeErrors=True).addErrback(lambda _: None))
+            await bounded(daemon.disconnected)
+            error = await self.assertFailure(events.drain(), PilotError)
+            self.assertEqual(error.code, NOT_RUNNING)
+        return ensureDeferred(run())
+
+
+class LongBytesTests(SynchronousTestCase):
+    def round_trip(self, data):
+        argument, strings, objects = commands.LongBytes(), amp.AmpBox(), {}
+        argument.toBox(b"events", strings, {"events": data}, None)
+        self.assertTrue(all(len(value) <= amp.MAX_VALUE_LENGTH for value in strings.values()))
+        strings.serialize()  # AMP accepts every key and value
+        argument.fromBox(b"events", strings, objects, None)
+        self.assertEqual(objects["events"], data)
+        return strings
+
+    def test_small_data_is_one_plain_value(self):
+        for data in (b"", b"x", b"y" * amp.MAX_VALUE_LENGTH):
+            self.assertEqual(dict(self.round_trip(data)), {b"events": data})
+
+    def test_larger_data_continues_in_numbered_keys(self):
+        data = bytes(range(256)) * 1000
+        strings = self.round_trip(data)
+        self.assertEqual(sorted(strings), [b"events", b"events.1", b"events.2", b"events.3"])
 
 
 def _turn():

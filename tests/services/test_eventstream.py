@@ -58,6 +58,55 @@ class BrokerTests(SynchronousTestCase):
         self.broker.publish("t", b"x")
         self.assertEqual(slow_one.delivered, 3)
 
+    def test_a_batch_is_one_delivery_per_subscriber_with_per_event_counts(self):
+        bursts = []
+        me = self.broker.subscribe(collector("me", "metrics.*", self.inbox))
+        self.broker.subscribe(Subscriber("metrics.*", "bursts", bursts.append))
+        self.broker.subscribe(Subscriber("metrics.cpu", "cpu", bursts.append))
+        events = [(topic, encode_event(topic, b"%d" % n))
+                  for n, topic in enumerate(["metrics.cpu", "metrics.mem", "logs", "metrics.cpu"])]
+        self.assertEqual(self.broker.publish_frames(events, publisher=[me]), [2, 1, 0, 2])
+        self.assertEqual(sorted(bursts), sorted([[events[0][1], events[1][1], events[3][1]],
+                                                 [events[0][1], events[3][1]]]))
+        self.assertEqual(self.inbox, [])
+        self.assertEqual(self.broker.published, 4)
+
+    def test_an_empty_queue_takes_an_event_larger_than_its_limit(self):
+        waiting = []
+
+        def slow(frames):
+            waiting.append(defer.Deferred())
+            return waiting[-1]
+
+        slow_one = self.broker.subscribe(Subscriber("t", "slow", slow, local=True))
+        self.assertEqual(self.broker.publish("t", b"x" * 500), 1)
+        self.assertEqual(self.broker.publish("t", b"x" * 500), 0)
+        self.broker.deliver_forwarded("t", [encode_event("t", b"x" * 500)])
+        self.assertEqual((slow_one.delivered, slow_one.dropped), (1, 2))
+        waiting[0].callback(None)
+        self.broker.deliver_forwarded("t", [encode_event("t", b"x" * 500), encode_event("t", b"x")])
+        self.assertEqual((slow_one.delivered, slow_one.dropped), (2, 3))
+
+    def test_forwarded_events_fill_the_queue_then_drop(self):
+        waiting = []
+
+        def slow(frames):
+            waiting.append((frames, defer.Deferred()))
+            return waiting[-1][1]
+
+        slow_one = self.broker.subscribe(Subscriber("t", "slow", slow, local=True))
+        frames = [encode_event("t", b"x" * 30) for _ in range(5)]  # 37 bytes each; the queue holds 100
+        self.broker.deliver_forwarded("t", frames)
+        self.assertEqual((slow_one.delivered, slow_one.dropped, slow_one.pending), (2, 3, 74))
+        self.assertEqual(waiting[0][0], frames[:2])
+        waiting[0][1].callback(None)
+        self.assertEqual(slow_one.pending, 0)
+        self.broker.deliver_forwarded("t", frames[:2])
+        self.assertEqual(len(waiting), 2)
+        self.assertEqual(waiting[1][0], frames[:2])
+        self.broker.deliver_forwarded("other", frames)
+        self.assertEqual(len(waiting), 2)
+
     def test_unsubscribe(self):
         subscriber = self.broker.subscribe(collector("gone", "*", self.inbox))
         self.broker.unsubscribe(subscriber)

@@ -8,7 +8,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from pilotnet.errors import DecodeError
 from pilotnet.wire import eventstream as es
 from tests.vectors import vectors
-from tests.wire.chunking import chunk_sizes, feed_all
+from tests.wire.chunking import chunk_sizes, feed_all, split
 
 SETTINGS = settings(max_examples=150, deadline=None)
 
@@ -77,3 +77,42 @@ class PropertyTests(SynchronousTestCase):
             feed_all(es.EventDecoder(), data, sizes)
         except DecodeError:
             pass
+
+
+class FrameTests(SynchronousTestCase):
+    """The frame-preserving decoding a broker forwards with: each event's own wire bytes, unencoded."""
+
+    @SETTINGS
+    @given(st.lists(events, max_size=6), chunk_sizes)
+    def test_frames_in_chunks_are_the_encodings(self, messages, sizes):
+        decoder = es.EventDecoder()
+        wire = b"".join(es.encode_event(*e) for e in messages)
+        frames = []
+        for piece in split(wire, sizes):
+            frames.extend(decoder.feed_frames(piece))
+        self.assertEqual(frames, [(e.topic, es.encode_event(*e)) for e in messages])
+        self.assertTrue(decoder.at_boundary)
+
+    def test_split_events_gives_pairs_or_frames(self):
+        wire = es.encode_event("a.b", b"1") + es.encode_event("", b"") + es.encode_event("c", b"x" * 300)
+        self.assertEqual(es.split_events(wire), [("a.b", b"1"), ("", b""), ("c", b"x" * 300)])
+        self.assertEqual([frame for _, frame in es.split_events(wire, frames=True)],
+                         [es.encode_event("a.b", b"1"), es.encode_event(""), es.encode_event("c", b"x" * 300)])
+        self.assertEqual(es.split_events(b""), [])
+
+    def test_split_events_refuses_a_partial_event(self):
+        wire = es.encode_event("t", b"payload")
+        for cut in range(1, len(wire)):
+            self.assertRaises(DecodeError, es.split_events, wire[:cut])
+        self.assertRaises(DecodeError, es.split_events, b"\xff\xff")
+
+    def test_large_event_in_small_chunks(self):
+        """A 16 MiB event (the limit) fed in 4 KiB chunks: whole, once, after the last chunk."""
+        payload = bytes(range(256)) * (es.MAX_PAYLOAD // 256)
+        wire = es.encode_event("big", payload) + es.encode_event("after", b"!")
+        decoder = es.EventDecoder()
+        got = []
+        for offset in range(0, len(wire), 4096):
+            got.extend(decoder.feed(wire[offset:offset + 4096]))
+        self.assertEqual(got, [("big", payload), ("after", b"!")])
+        self.assertTrue(decoder.at_boundary)
