@@ -100,14 +100,23 @@ class Figure:
         return all(checks) if checks else None
 
 
-CEILING = ("UDP ceiling", "raw encrypted UDP, one way (ceiling)")
+# The stream targets are judged against what daemon_stream calls the ceiling: 1024-byte payloads,
+# a segment's size across a network.  Daemons on one host send 32 KiB segments, whose ceiling is
+# far higher; the SDK's share of it is shown too.
+CEILING = ("1 KiB ceiling", "raw encrypted UDP, one way (ceiling)")
+LOCAL_CEILING = ("32 KiB ceiling", "raw encrypted UDP, one way, 32768-byte payloads")
 INTERPRETER = ("python -c pass", "python -c pass (interpreter start), p50")
 AT_100K = (("sizes", -1, "nodes"), 100_000)
 SEARCH = "/api/nodes?tag=gpu&online=1&sort=polo-desc&page=100"
 
 FIGURES = (
-    Figure("raw encrypted UDP one way (ceiling)", "daemon_stream", CEILING[1], "MB/s"),
+    Figure("raw encrypted UDP one way, 1 KiB payloads", "daemon_stream", CEILING[1], "MB/s"),
+    Figure("raw encrypted UDP one way, 32 KiB payloads", "daemon_stream", LOCAL_CEILING[1], "MB/s"),
     Figure("stream via SDK, one way", "daemon_stream", "stream via SDK, one way", "MB/s",
+           baseline=CEILING, at_least=80, ratio_at_least=0.5),
+    Figure("stream via SDK, share of 32 KiB ceiling", "daemon_stream", "stream via SDK, one way", "MB/s",
+           baseline=LOCAL_CEILING),
+    Figure("stream via SDK, 1 KiB segments", "daemon_stream", "stream via SDK, one way, 1024-byte segments", "MB/s",
            baseline=CEILING, at_least=80, ratio_at_least=0.5),
     Figure("pilotctl bench, send rate", "daemon_stream", "pilotctl bench (echo), send rate", "MB/s",
            baseline=CEILING, at_least=80, ratio_at_least=0.5),

@@ -11,8 +11,10 @@ def figures(**values):
 
 
 DAEMON_STREAM = [
-    {"figure": "raw encrypted UDP, one way (ceiling)", "value": 200.0, "unit": "MB/s"},
+    {"figure": "raw encrypted UDP, one way (ceiling)", "value": 50.0, "unit": "MB/s"},
+    {"figure": "raw encrypted UDP, one way, 32768-byte payloads", "value": 200.0, "unit": "MB/s"},
     {"figure": "stream via SDK, one way", "value": 110.0, "unit": "MB/s"},
+    {"figure": "stream via SDK, one way, 1024-byte segments", "value": 40.0, "unit": "MB/s"},
     {"figure": "pilotctl bench (echo), send rate", "value": 90.0, "unit": "MB/s"},
     {"figure": "64-byte round trip on an open stream, p50", "value": 0.25, "unit": "ms"},
     {"figure": "daemon idle RSS (alpha)", "value": 75.0, "unit": "MB"},
@@ -29,14 +31,25 @@ def row(label, outcomes):
 class EvaluateTests(SynchronousTestCase):
     def test_a_figure_next_to_its_same_run_baseline(self):
         sdk = row("stream via SDK, one way", {"daemon_stream": DAEMON_STREAM})
-        self.assertEqual((sdk.value, sdk.baseline, sdk.baseline_label), (110.0, 200.0, "UDP ceiling"))
-        self.assertAlmostEqual(sdk.ratio, 0.55)
+        self.assertEqual((sdk.value, sdk.baseline, sdk.baseline_label), (110.0, 50.0, "1 KiB ceiling"))
+        self.assertAlmostEqual(sdk.ratio, 2.2)
         self.assertEqual((sdk.target, sdk.met, sdk.error), (">= 80.0 MB/s, >= 0.50 x baseline", True, None))
 
+    def test_the_same_figure_next_to_another_baseline(self):
+        share = row("stream via SDK, share of 32 KiB ceiling", {"daemon_stream": DAEMON_STREAM})
+        self.assertEqual((share.value, share.baseline, share.baseline_label), (110.0, 200.0, "32 KiB ceiling"))
+        self.assertAlmostEqual(share.ratio, 0.55)
+        self.assertEqual((share.target, share.met), ("", None))
+
     def test_every_part_of_a_target_must_hold(self):
-        bench = row("pilotctl bench, send rate", {"daemon_stream": DAEMON_STREAM})
+        fast_enough = figures(**{"raw encrypted UDP, one way (ceiling)": 200.0,
+                                 "pilotctl bench (echo), send rate": 90.0})
+        bench = row("pilotctl bench, send rate", {"daemon_stream": fast_enough})
         self.assertAlmostEqual(bench.ratio, 0.45)
         self.assertIs(bench.met, False)
+        small = row("stream via SDK, 1 KiB segments", {"daemon_stream": DAEMON_STREAM})
+        self.assertAlmostEqual(small.ratio, 0.8)
+        self.assertIs(small.met, False)
 
     def test_upper_bounds(self):
         outcomes = {"daemon_stream": DAEMON_STREAM}
@@ -44,7 +57,7 @@ class EvaluateTests(SynchronousTestCase):
         self.assertIs(row("daemon idle RSS", outcomes).met, False)
 
     def test_a_figure_without_a_target_is_neither_met_nor_missed(self):
-        ceiling = row("raw encrypted UDP one way (ceiling)", {"daemon_stream": DAEMON_STREAM})
+        ceiling = row("raw encrypted UDP one way, 32 KiB payloads", {"daemon_stream": DAEMON_STREAM})
         self.assertEqual((ceiling.value, ceiling.target, ceiling.met, ceiling.ratio), (200.0, "", None, None))
 
     def test_paths_into_an_object(self):
@@ -88,8 +101,8 @@ class RenderTests(SynchronousTestCase):
         self.assertEqual(set(lines[1]), {"-", " "})
         self.assertEqual(lines[2].split("  ")[0], "stream via SDK, one way")
         self.assertIn("110 MB/s", lines[2])
-        self.assertIn("UDP ceiling 200 MB/s", lines[2])
-        self.assertIn("0.55", lines[2])
+        self.assertIn("1 KiB ceiling 50.0 MB/s", lines[2])
+        self.assertIn("2.20", lines[2])
         self.assertTrue(lines[2].endswith("yes"))
         self.assertIn("python -c pass 30.0 ms", lines[3])
         self.assertIn("6.00", lines[3])
