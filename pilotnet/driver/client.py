@@ -671,7 +671,7 @@ class _Publisher:
     """Sends one connection's publishes as ``PublishBatch`` calls, in publish order, with flow control.
 
     An AMP round trip per event limited the event stream to a few thousand
-    events/s.  Events wait in :class:`_Batch` es of up to
+    events/s.  Events wait in batches (:class:`_Batch`) of up to
     :data:`PUBLISH_BATCH_LIMIT` bytes; a batch goes when it is full or at the
     end of the reactor iteration, while fewer than :data:`PUBLISH_WINDOW` are
     unanswered, so a busy publisher's events gather into full batches while
