@@ -87,7 +87,8 @@ class NodeService(service.MultiService):
                                      keepalive_interval=config.keepalive or None)
         self.segment_sizes = SegmentSizes(stream_config, config.local_mss, self.tunnel.direct_endpoint)
         self.streams = Streams(
-            clock=reactor, transmit=self._transmit, config=stream_config, config_for=self.segment_sizes.config_for,
+            clock=reactor, transmit=self._transmit, transmit_burst=self._transmit_burst, config=stream_config,
+            config_for=self.segment_sizes.config_for,
             max_per_port=config.max_conns_per_port, max_connections=config.max_conns_total,
             syn_rate=config.syn_rate_limit, on_relay_hint=self._direct_path_failed,
         )
@@ -315,6 +316,10 @@ class NodeService(service.MultiService):
 
     def _transmit(self, packet):
         self.tunnel.send(packet.dst.node, packet.encode())
+
+    def _transmit_burst(self, packets):
+        """One connection's packets, all to one node: the tunnel may send them in one system call."""
+        self.tunnel.send_burst(packets[0].dst.node, [packet.encode() for packet in packets])
 
     def _packet_received(self, packet, peer):
         if packet.dst.node != self.node_id:

@@ -108,9 +108,11 @@ class Streams:
     """Listeners, connections, datagram delivery and port allocation for one node."""
 
     def __init__(self, *, clock, transmit, config, max_per_port, max_connections, syn_rate,
-                 on_relay_hint=None, admit=None, config_for=None):
+                 on_relay_hint=None, admit=None, config_for=None, transmit_burst=None):
         self.clock = clock
         self.transmit = transmit
+        #: Sends several packets of one connection at once (to one node); by default one by one.
+        self.transmit_burst = transmit_burst or (lambda packets: [transmit(packet) for packet in packets])
         self.config = config
         self.table = ConnectionTable(config, max_per_port=max_per_port, max_connections=max_connections,
                                      config_for=config_for)
@@ -296,9 +298,11 @@ class Streams:
                 self._deliver(stream)  # data that came with a close reaches the owner before the close
             self._handle_events(stream, events)
         if conn.outbox:
-            transmit = self.transmit
-            for packet in conn.take_packets():
-                transmit(packet)
+            packets = conn.take_packets()
+            if len(packets) == 1:
+                self.transmit(packets[0])
+            else:
+                self.transmit_burst(packets)
         if conn.has_delivered and not stream.delivery_due:
             self._schedule_delivery(stream)
         if stream.writers and conn.send_buffered < SEND_HIGH_WATER:

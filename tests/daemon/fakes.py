@@ -5,6 +5,8 @@ would, but synchronously and under the test's control: datagrams are queued
 and delivered by :meth:`DatagramNetwork.deliver`, optionally dropped.
 """
 
+import sys
+
 from twisted.internet import defer
 from zope.interface import implementer
 
@@ -16,6 +18,7 @@ class FakeDatagramTransport:
     def __init__(self, network, address):
         self.network = network
         self.address = address
+        self.socket = FakeSocket(self)
 
     def write(self, data, address):
         self.network.sent.append((self.address, address, bytes(data)))
@@ -26,10 +29,29 @@ class FakeDatagramTransport:
         return Host()
 
     def getHandle(self):
-        class Handle:
-            def setsockopt(self, *args):
-                pass
-        return Handle()
+        return self.socket
+
+
+class FakeSocket:
+    """The socket under a fake transport: ``sendto``, and ``sendmsg`` cutting segmented sends as Linux does."""
+
+    def __init__(self, transport):
+        self.transport = transport
+        self.segmented_sends = 0
+
+    def setsockopt(self, *args):
+        pass
+
+    def sendto(self, data, address):
+        self.transport.write(data, address)
+
+    def sendmsg(self, buffers, ancillary, flags, address):
+        [(_, _, size_field)] = ancillary
+        size = int.from_bytes(size_field, sys.byteorder)
+        data = b"".join(buffers)
+        self.segmented_sends += 1
+        for start in range(0, len(data), size):
+            self.transport.write(data[start:start + size], address)
 
 
 class DatagramNetwork:

@@ -60,6 +60,26 @@ class TunnelTests(SynchronousTestCase):
         self.assertTrue(peer.authenticated)
         self.assertEqual(peer.endpoint, A_ADDR)
 
+    def test_a_burst_goes_out_in_one_segmented_send_and_arrives_in_order(self):
+        self.a.tunnel.add_peer(2, B_ADDR)
+        self.a.tunnel.send(2, datagram(1, 2, b"first"))
+        self.network.deliver()
+        handle = self.a.tunnel.transport.getHandle()
+        sent_before = self.a.tunnel.counters.pkts_sent
+        burst = [datagram(1, 2, b"%04d" % index) for index in range(10)]
+        self.a.tunnel.send_burst(2, burst)
+        self.assertEqual(handle.segmented_sends, 1)
+        self.assertTrue(all(data[:4] == MAGIC_SEALED for _, _, data in self.network.sent))
+        self.network.deliver()
+        self.assertEqual([p.payload for p in self.b.received[1:]], [b"%04d" % index for index in range(10)])
+        self.assertEqual(self.a.tunnel.counters.pkts_sent - sent_before, 10)
+
+    def test_a_burst_before_the_key_exchange_waits_like_single_packets(self):
+        self.a.tunnel.add_peer(2, B_ADDR)
+        self.a.tunnel.send_burst(2, [datagram(1, 2, b"a"), datagram(1, 2, b"b")])
+        self.network.deliver()
+        self.assertEqual([p.payload for p in self.b.received], [b"a", b"b"])
+
     def test_nothing_goes_out_in_clear(self):
         self.a.tunnel.send(2, datagram(1, 2, b"secret"))
         self.a.tunnel.add_peer(2, B_ADDR)

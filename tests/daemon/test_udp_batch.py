@@ -1,0 +1,80 @@
+"""Segmented sends: many datagrams per system call, the same datagrams on the wire."""
+
+import errno
+import socket
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from pilotnet.daemon.udp_batch import MAX_BYTES, MAX_SEGMENTS, BatchSender
+
+
+def receive_all(sock):
+    received = []
+    while True:
+        try:
+            received.append(sock.recv(65535))
+        except BlockingIOError:
+            return received
+
+
+class LoopbackTests(SynchronousTestCase):
+    def setUp(self):
+        self.receiver = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.receiver.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 * 1024 * 1024)
+        self.receiver.bind(("127.0.0.1", 0))
+        self.receiver.setblocking(False)
+        self.sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.addCleanup(self.receiver.close)
+        self.addCleanup(self.sender.close)
+
+    def test_the_receiver_sees_each_datagram_as_sent_and_in_order(self):
+        frames = [bytes([index]) * 1100 for index in range(MAX_SEGMENTS + 10)] + [b"last" * 10]
+        BatchSender(self.sender).send(frames, self.receiver.getsockname())
+        self.assertEqual(receive_all(self.receiver), frames)
+
+    def test_mixed_sizes(self):
+        frames = [b"a" * 900, b"b" * 900, b"c" * 1200, b"d" * 300, b"e" * 300, b"f" * 20000, b"g" * 20000]
+        BatchSender(self.sender).send(frames, self.receiver.getsockname())
+        self.assertEqual(receive_all(self.receiver), frames)
+
+
+class RecordingSocket:
+    def __init__(self, sendmsg_error=None):
+        self.sent = []
+        self.sendmsg_error = sendmsg_error
+
+    def sendto(self, data, destination):
+        self.sent.append(("sendto", data))
+
+    def sendmsg(self, buffers, ancillary, flags, destination):
+        if self.sendmsg_error is not None:
+            raise OSError(self.sendmsg_error, "refused")
+        self.sent.append(("sendmsg", b"".join(buffers), ancillary[0][2]))
+
+
+class RunTests(SynchronousTestCase):
+    def test_runs_respect_the_segment_and_byte_limits(self):
+        sock = RecordingSocket()
+        frames = [b"x" * 1000] * 150
+        BatchSender(sock).send(frames, ("127.0.0.1", 9))
+        calls = [call for call in sock.sent if call[0] == "sendmsg"]
+        self.assertEqual(sum(len(call[1]) for call in calls), 150 * 1000)
+        self.assertTrue(all(len(call[1]) <= min(MAX_BYTES, MAX_SEGMENTS * 1000) for call in calls))
+
+    def test_a_shorter_datagram_ends_its_run_and_a_longer_one_starts_the_next(self):
+        sock = RecordingSocket()
+        BatchSender(sock).send([b"a" * 10, b"b" * 10, b"c" * 5, b"d" * 10, b"e" * 20], ("127.0.0.1", 9))
+        self.assertEqual(sock.sent, [("sendmsg", b"a" * 10 + b"b" * 10 + b"c" * 5, b"\x0a\x00"),
+                                     ("sendto", b"d" * 10), ("sendto", b"e" * 20)])
+
+    def test_a_kernel_without_segmentation_gets_one_datagram_per_call_from_then_on(self):
+        sock = RecordingSocket(sendmsg_error=errno.EIO)
+        sender = BatchSender(sock)
+        sender.send([b"a" * 10, b"b" * 10], ("127.0.0.1", 9))
+        self.assertFalse(sender.segmenting)
+        self.assertEqual(sock.sent, [("sendto", b"a" * 10), ("sendto", b"b" * 10)])
+
+    def test_other_errors_reach_the_caller(self):
+        sender = BatchSender(RecordingSocket(sendmsg_error=errno.ENOBUFS))
+        self.assertRaises(OSError, sender.send, [b"a", b"b"], ("127.0.0.1", 9))
+        self.assertTrue(sender.segmenting)
