@@ -76,7 +76,7 @@ class Stream:
 
     __slots__ = (
         "conn_id", "conn", "owner", "timer", "timer_at", "dialing", "announced", "writers",
-        "closed_told", "delivery_due",
+        "closed_told", "delivery_due", "ack_due",
     )
 
     def __init__(self, conn_id, conn, owner):
@@ -90,6 +90,7 @@ class Stream:
         self.writers = []
         self.closed_told = False
         self.delivery_due = False
+        self.ack_due = False
 
     @property
     def local_port(self):
@@ -127,6 +128,8 @@ class Streams:
         self._to_deliver = []
         self._delivery_scheduled = False
         self._bursting = False
+        #: Streams that received data in the current burst, to acknowledge at its end.
+        self._to_acknowledge = []
         self._syn_sources = {}
         self.refused_syns = 0
 
@@ -171,6 +174,7 @@ class Streams:
     # -- streams: application side ------------------------------------------------
 
     def _register(self, conn, owner):
+        conn.batch_acks = True
         stream = Stream(self._next_id, conn, owner)
         self._next_id += 1
         self._streams[stream.conn_id] = stream
@@ -248,6 +252,11 @@ class Streams:
         stream = self._by_conn.get(conn)
         if stream is None:
             stream = self._register(conn, self._owners.get(conn.local_port))
+        if not self._bursting:
+            conn.flush_acks()
+        elif not stream.ack_due:
+            stream.ack_due = True
+            self._to_acknowledge.append(stream)
         self._service(stream)
 
     def _admit_syn(self, packet, now):
@@ -333,7 +342,14 @@ class Streams:
         self._bursting = True
 
     def burst_ended(self):
+        """One acknowledgment per connection for the whole burst, then the data to the owners."""
         self._bursting = False
+        acknowledge, self._to_acknowledge = self._to_acknowledge, []
+        for stream in acknowledge:
+            stream.ack_due = False
+            stream.conn.flush_acks()
+            if stream.conn.outbox:
+                self._service(stream)
         if not self._delivery_scheduled:
             self._deliver_pending()
 

@@ -65,6 +65,9 @@ class StreamConnection:
         self._mss = config.mss
         #: Send sub-MSS writes at once (Nagle off); owners of latency-bound streams set it.
         self.nodelay = config.nodelay
+        #: Acknowledge in-order data once per batch of received packets instead of every
+        #: second segment; an owner that sets it calls :meth:`flush_acks` after each batch.
+        self.batch_acks = False
         self._isn = config.initial_sequence
         self._send = SendQueue(config.mss, self._isn + 1)
         self._recv = ReceiveBuffer(config)
@@ -523,7 +526,7 @@ class StreamConnection:
                 self._send_ack()
                 return
             owed = self._ack_owed = self._ack_owed + 1
-            if owed >= self.config.delayed_ack_segments:
+            if owed >= self.config.delayed_ack_segments and not self.batch_acks:
                 self._send_ack()
             elif self._ack_at is None:
                 self._ack_at = now + self.config.delayed_ack_delay
@@ -531,6 +534,17 @@ class StreamConnection:
         if outcome != OUT_OF_ORDER:
             self.dropped += 1 if outcome == NO_SPACE else 0
         self._send_ack()
+
+    def flush_acks(self):
+        """The end of a batch of received packets (see :attr:`batch_acks`): one ACK for all of it.
+
+        Sent when the every-second-segment rule asked for one during the
+        batch; a lone segment still waits for the delayed-ACK timer or data to
+        ride on, as without batching.  Out-of-order arrivals were acknowledged
+        at once regardless (duplicate ACKs drive the sender's fast retransmit).
+        """
+        if self._ack_owed >= self.config.delayed_ack_segments and self.state in RECEIVING:
+            self._send_ack()
 
     # -- packets out ----------------------------------------------------------------
 

@@ -112,6 +112,10 @@ class StreamsTests(SynchronousTestCase):
         self.assertEqual(server.data, [])
         self.b.burst_ended()
         self.assertEqual([data for _, data in server.data], [b"0,1,2,"])
+        # One acknowledgment for the three segments, sent at the end of the burst.
+        acks = [p for p in self.pair.wire if p.dst == A and not p.payload]
+        self.assertEqual(len(acks), 1)
+        self.assertEqual(acks[0].ack, (stream.conn.stats()["bytes_sent"] + 1) & 0xFFFFFFFF)
         # Nothing was left for a later reactor iteration.
         now = self.pair.clock.seconds()
         self.assertEqual([c for c in self.pair.clock.getDelayedCalls() if c.getTime() <= now], [])

@@ -156,6 +156,34 @@ class ReceivingTests(SynchronousTestCase):
         (a,) = conn.take_packets()
         self.assertEqual((a.ack, a.payload), (201, b""))
 
+    def test_batched_acks_acknowledge_a_whole_batch_once(self):
+        conn = established()
+        conn.batch_acks = True
+        for index in range(10):
+            conn.receive(data(1 + 100 * index, b"x" * 100), 1.0)
+        self.assertEqual(conn.take_packets(), [])
+        conn.flush_acks()
+        (a,) = conn.take_packets()
+        self.assertEqual((a.ack, a.payload), (1001, b""))
+        conn.flush_acks()
+        self.assertEqual(conn.take_packets(), [])
+
+    def test_batched_acks_leave_a_lone_segment_to_the_delayed_ack_timer(self):
+        conn = established()
+        conn.batch_acks = True
+        conn.receive(data(1, b"a"), 1.0)
+        conn.flush_acks()
+        self.assertEqual(conn.take_packets(), [])
+        conn.tick(1.04)
+        self.assertEqual([p.ack for p in conn.take_packets()], [2])
+
+    def test_batched_acks_still_answer_a_gap_at_once(self):
+        conn = established()
+        conn.batch_acks = True
+        conn.receive(data(11, b"k" * 10), 1.0)
+        (dupack,) = conn.take_packets()
+        self.assertEqual((dupack.ack, decode_sack(dupack.payload)), (1, [(11, 21)]))
+
     def test_delayed_ack_timer(self):
         conn = established()
         conn.receive(data(1, b"a"), 1.0)
