@@ -98,7 +98,9 @@ def translating_errors(function):
 
 
 @implementer(IStreamOwner)
-class ControlProtocol(amp.AMP):
+class ControlProtocol(commands.UnansweredFastPath, amp.AMP):
+    fast_commands = commands.fast_path((commands.Write, "write"), (commands.Consumed, "consumed"))
+
     def __init__(self, node):
         super().__init__()
         self.node = node

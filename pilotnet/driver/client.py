@@ -1088,10 +1088,11 @@ class Daemon:
         return target._received(split_events(events))
 
 
-class _ControlProtocol(amp.AMP):
+class _ControlProtocol(commands.UnansweredFastPath, amp.AMP):
     """The client end of the control socket: routes the daemon's pushes to the :class:`Daemon`."""
 
     daemon = None
+    fast_commands = commands.fast_path((commands.Received, "received"), (commands.Written, "written"))
 
     @commands.Accepted.responder
     def accepted(self, port, conn_id, remote_address, remote_port):

@@ -110,6 +110,36 @@ class Command(amp.Command):
     errors = _ERRORS
 
 
+class UnansweredFastPath:
+    """Mixin for the AMP protocols at both ends: unanswered data commands skip generic dispatch.
+
+    Stream data and its credit are most of the boxes on the control socket
+    and need no answer, so the responder lookup, the Deferred and the error
+    plumbing AMP builds around every command are pure cost for them.  Boxes
+    of the commands in :attr:`fast_commands` (built by :func:`fast_path`) are
+    parsed with the command's own argument types and handed straight to their
+    method; everything else goes through AMP unchanged.
+    """
+
+    fast_commands = {}
+
+    def ampBoxReceived(self, box):
+        fast = self.fast_commands.get(box.get(amp.COMMAND))
+        if fast is None or amp.ASK in box:
+            super().ampBoxReceived(box)
+            return
+        command, method = fast
+        getattr(self, method)(**command.parseArguments(box, self))
+
+
+def fast_path(*pairs):
+    """``fast_commands`` for :class:`UnansweredFastPath` from ``(Command, method name)`` pairs."""
+    for command, _ in pairs:
+        if command.requiresAnswer:
+            raise TypeError(f"{command.__name__} is answered: it needs AMP's dispatch")
+    return {command.commandName: (command, method) for command, method in pairs}
+
+
 # -- the node ---------------------------------------------------------------
 
 class Info(Command):
