@@ -31,7 +31,8 @@ from pilotnet.daemon.registry_link import RegistryKeys, RegistryLink, Resolver, 
 from pilotnet.daemon.streams import Streams
 from pilotnet.daemon.trust import FILE_NAME as TRUST_FILE, TrustState
 from pilotnet.daemon.trust_manager import TrustManager
-from pilotnet.daemon.tunnel import MAX_DATAGRAM, Tunnel, TunnelPort
+from pilotnet.daemon.tunnel import MAX_DATAGRAM, Tunnel
+from pilotnet.daemon.udp_batch import BurstPort
 from pilotnet.errors import INVALID_ARGUMENT, NOT_FOUND, NOT_RUNNING, TIMEOUT, PilotError
 from pilotnet.services.dataexchange import DataExchangeService
 from pilotnet.services.eventstream import EventBroker, EventStreamService
@@ -131,7 +132,7 @@ class NodeService(service.MultiService):
     def startService(self):
         self.started_at = time.monotonic()
         host, port = split_host_port(self.config.listen)
-        self._udp_port = TunnelPort(port, self.tunnel, interface=host, maxPacketSize=MAX_DATAGRAM,
+        self._udp_port = BurstPort(port, self.tunnel, interface=host, maxPacketSize=MAX_DATAGRAM,
                                     reactor=self.reactor)
         self._udp_port.startListening()
         log.info("tunnel listening on UDP {host}:{port}", host=host, port=self.tunnel.local_port())

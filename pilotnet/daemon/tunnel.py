@@ -33,7 +33,6 @@ recently, so one racing relayed frame does not demote a working direct path.
 import socket
 from collections import OrderedDict, deque
 
-from twisted.internet import udp
 from twisted.internet.protocol import DatagramProtocol
 from twisted.logger import Logger
 from zope.interface import Interface
@@ -78,36 +77,6 @@ class IPeerKeys(Interface):
 
     def forget(node):
         """Drop a cached key, so the next :meth:`public_key` asks again."""
-
-
-class IBurstListener(Interface):
-    """Told when the tunnel starts and ends reading a burst of datagrams."""
-
-    def burst_started():
-        pass
-
-    def burst_ended():
-        """Every datagram that was waiting has been handled: flush what was gathered from them."""
-
-
-class TunnelPort(udp.Port):
-    """A UDP port that brackets each burst of reads for its protocol's burst listener.
-
-    Twisted reads every waiting datagram in one ``doRead``.  Work gathered
-    from them (stream data for local clients) is flushed once the burst ends,
-    in the same reactor iteration, rather than in a ``callLater(0)`` that costs
-    a whole extra iteration on every round trip.
-    """
-
-    def doRead(self):
-        listener = self.protocol.burst_listener
-        if listener is None:
-            return super().doRead()
-        listener.burst_started()
-        try:
-            return super().doRead()
-        finally:
-            listener.burst_ended()
 
 
 class Peer:
@@ -185,7 +154,7 @@ class Tunnel(DatagramProtocol):
         self.encrypt = encrypt
         self.node_id = None
         self.beacon_address = None
-        #: An :class:`IBurstListener`, or None.
+        #: Told of each burst of reads (see :class:`~pilotnet.daemon.udp_batch.BurstPort`), or None.
         self.burst_listener = None
         self._batch = None
         self.counters = TunnelCounters()

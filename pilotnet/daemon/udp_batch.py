@@ -1,4 +1,4 @@
-"""Many datagrams to one destination in one system call: Linux UDP segmentation offload (GSO).
+"""Many datagrams per system call: Linux UDP segmentation (GSO) and receive coalescing (GRO).
 
 A stream sending 1 KiB segments across a network spends more time in one
 ``sendto`` per datagram than in sealing it.  With the ``UDP_SEGMENT`` option
@@ -8,20 +8,35 @@ sees ordinary datagrams, so peers need nothing.  The standard library has no
 ``sendmmsg``; this is the batching the kernel offers instead.  Where the kernel
 refuses (no GSO, or a device that cannot take it), the sender falls back to
 one ``sendto`` per datagram for good.
+
+On the receiving side ``UDP_GRO`` lets the kernel hand over such a run (and
+runs it coalesced itself) as one buffer with the segment size beside it;
+:class:`BurstPort` cuts it apart again before the protocol sees it.
 """
 
 import errno
+import socket
 import struct
 
+from twisted.internet import udp
+from twisted.logger import Logger
+from zope.interface import Interface
+
 SOL_UDP = 17
-# Linux's value; the socket module does not export it.
+# Linux's values; the socket module does not export them.
 UDP_SEGMENT = 103
+UDP_GRO = 104
 #: The kernel's limit on datagrams per segmented send.
 MAX_SEGMENTS = 64
 #: Bytes per segmented send: within the largest UDP payload of IPv4 (65 507).
 MAX_BYTES = 65_000
 #: Errors that mean "this socket or route cannot segment", not "this send failed".
 _UNSUPPORTED = {errno.EINVAL, errno.EIO, errno.ENOPROTOOPT, errno.EOPNOTSUPP}
+#: Reading errors that only mean "nothing more now" (an ICMP error on an unconnected socket included).
+_NOTHING_TO_READ = {errno.EAGAIN, errno.EWOULDBLOCK, errno.EINTR, errno.ECONNREFUSED}
+_GRO_SPACE = socket.CMSG_SPACE(4)
+
+log = Logger()
 
 
 class BatchSender:
@@ -72,3 +87,77 @@ class BatchSender:
             self.segmenting = False
             return False
         return True
+
+
+class IBurstListener(Interface):
+    """Told when a :class:`BurstPort` starts and ends reading a burst of datagrams."""
+
+    def burst_started():
+        pass
+
+    def burst_ended():
+        """Every datagram that was waiting has been handled: flush what was gathered from them."""
+
+
+class BurstPort(udp.Port):
+    """A UDP port that reads coalesced runs of datagrams and brackets each burst of reads.
+
+    Twisted reads every waiting datagram in one ``doRead``.  Work gathered
+    from them (stream data for local clients, acknowledgments) is flushed once
+    the burst ends, in the same reactor iteration, through the protocol's
+    ``burst_listener`` (an :class:`IBurstListener`, or None).  Where the
+    kernel offers ``UDP_GRO``, each read may return a run of datagrams, which
+    is split at the segment size the kernel reports.
+    """
+
+    coalescing = False
+
+    def startListening(self):
+        super().startListening()
+        try:
+            self.socket.setsockopt(SOL_UDP, UDP_GRO, 1)
+        except OSError:
+            return
+        self.coalescing = True
+
+    def doRead(self):
+        listener = self.protocol.burst_listener
+        if listener is not None:
+            listener.burst_started()
+        try:
+            if self.coalescing:
+                self._read_runs()
+            else:
+                super().doRead()
+        finally:
+            if listener is not None:
+                listener.burst_ended()
+
+    def _read_runs(self):
+        """``udp.Port.doRead`` with ``recvmsg``, so that a coalesced run is cut back into datagrams."""
+        received = self.protocol.datagramReceived
+        read = 0
+        while read < self.maxThroughput:
+            try:
+                data, ancillary, flags, address = self.socket.recvmsg(self.maxPacketSize, _GRO_SPACE)
+            except OSError as error:
+                if error.errno in _NOTHING_TO_READ:
+                    return
+                raise
+            read += len(data)
+            if flags & socket.MSG_TRUNC:
+                continue  # larger than any datagram we send: not ours
+            size = _segment_size(ancillary) or len(data)
+            address = address[:2]
+            for start in range(0, len(data), size):
+                try:
+                    received(data[start:start + size] if size < len(data) else data, address)
+                except Exception:
+                    log.failure("datagram handler failed")
+
+
+def _segment_size(ancillary):
+    for level, kind, value in ancillary:
+        if level == SOL_UDP and kind == UDP_GRO and len(value) >= 4:
+            return struct.unpack_from("=i", value)[0]
+    return None

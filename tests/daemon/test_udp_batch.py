@@ -3,9 +3,11 @@
 import errno
 import socket
 
+from twisted.internet import reactor
+from twisted.internet.protocol import DatagramProtocol
 from twisted.trial.unittest import SynchronousTestCase
 
-from pilotnet.daemon.udp_batch import MAX_BYTES, MAX_SEGMENTS, BatchSender
+from pilotnet.daemon.udp_batch import MAX_BYTES, MAX_SEGMENTS, BatchSender, BurstPort
 
 
 def receive_all(sock):
@@ -78,3 +80,44 @@ class RunTests(SynchronousTestCase):
         sender = BatchSender(RecordingSocket(sendmsg_error=errno.ENOBUFS))
         self.assertRaises(OSError, sender.send, [b"a", b"b"], ("127.0.0.1", 9))
         self.assertTrue(sender.segmenting)
+
+
+class Recording(DatagramProtocol):
+    def __init__(self, with_listener=True):
+        self.events = []
+        self.burst_listener = self if with_listener else None
+
+    def datagramReceived(self, data, address):
+        self.events.append(data)
+
+    def burst_started(self):
+        self.events.append("start")
+
+    def burst_ended(self):
+        self.events.append("end")
+
+
+class BurstPortTests(SynchronousTestCase):
+    def listen(self, protocol):
+        port = BurstPort(0, protocol, interface="127.0.0.1", maxPacketSize=65535, reactor=reactor)
+        port.startListening()
+        self.addCleanup(port.stopListening)
+        self.sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.addCleanup(self.sender.close)
+        return port, ("127.0.0.1", port.getHost().port)
+
+    def test_a_segmented_run_and_single_datagrams_arrive_as_sent_within_one_burst(self):
+        protocol = Recording()
+        port, address = self.listen(protocol)
+        run = [bytes([index]) * 1000 for index in range(20)] + [b"tail"]
+        BatchSender(self.sender).send(run, address)
+        self.sender.sendto(b"single", address)
+        port.doRead()
+        self.assertEqual(protocol.events, ["start", *run, b"single", "end"])
+
+    def test_without_a_listener_datagrams_still_arrive(self):
+        protocol = Recording(with_listener=False)
+        port, address = self.listen(protocol)
+        self.sender.sendto(b"one", address)
+        port.doRead()
+        self.assertEqual(protocol.events, [b"one"])
