@@ -328,7 +328,7 @@ class Streams:
 
         Pushing each segment to the client as its own AMP message would cost
         a message per segment.  Inside a burst (see
-        :class:`~pilotnet.daemon.tunnel.TunnelPort`) delivery waits for
+        :class:`~pilotnet.daemon.udp_batch.BurstPort`) delivery waits for
         :meth:`burst_ended`; data arriving any other way waits for the next
         reactor iteration.
         """
