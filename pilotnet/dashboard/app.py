@@ -92,7 +92,7 @@ class DashboardApp:
         return NodeQuery.from_args(request.args)
 
     def _directory_context(self, query):
-        return {"query": query, "page": self.dashboard.snapshot().select(query), "sorts": SORTS}
+        return {"query": query, "page": self.dashboard.index().select(query), "sorts": SORTS}
 
     def _overview_context(self):
         stats = self.dashboard.summary()
@@ -108,7 +108,7 @@ class DashboardApp:
     @_respond(HTML)
     def index(self, request):
         query = self._query(request)
-        return self._render("index.html", graph=drawing.trust_graph(self.dashboard.snapshot()),
+        return self._render("index.html", graph=drawing.trust_graph(self.dashboard.index()),
                             **self._overview_context(), **self._directory_context(query))
 
     @app.route("/fragment/overview", methods=["GET"])
@@ -124,7 +124,7 @@ class DashboardApp:
     @app.route("/fragment/graph", methods=["GET"])
     @_respond(HTML)
     def graph_fragment(self, request):
-        return self._render("_graph.html", graph=drawing.trust_graph(self.dashboard.snapshot()))
+        return self._render("_graph.html", graph=drawing.trust_graph(self.dashboard.index()))
 
     @app.route("/static/<string:name>", methods=["GET", "HEAD"])
     @_respond(HTML, cache="no-cache")
@@ -144,13 +144,13 @@ class DashboardApp:
         body = json.dumps(self.dashboard.summary(), separators=(",", ":"))
         if request.args.get(b"summary", [b""])[-1] in (b"1", b"true"):
             return body
-        return f"{body[:-1]},{self.dashboard.snapshot().lists_json()}}}"
+        return f"{body[:-1]},{self.dashboard.index().lists_json()}}}"
 
     @app.route("/api/nodes", methods=["GET"])
     @_respond(JSON, public=True)
     def nodes(self, request):
         query = self._query(request)
-        page = self.dashboard.snapshot().select(query)
+        page = self.dashboard.index().select(query)
         return json.dumps({
             "nodes": [row.public() for row in page.rows], "total": page.total,
             "page": page.number, "pages": page.pages, "page_size": PAGE_SIZE,
@@ -180,7 +180,7 @@ class DashboardApp:
     def healthz(self, request):
         return json.dumps({"status": "ok", "version": __version__,
                            "uptime_seconds": self.dashboard.uptime(),
-                           "nodes_online": self.dashboard.snapshot().counts()["active_nodes"]})
+                           "nodes_online": self.dashboard.index().counts()["active_nodes"]})
 
     @app.route("/metrics", methods=["GET"])
     @_respond(METRICS_TYPE)

@@ -36,9 +36,9 @@ def line_chart(samples, label_format, field="online_nodes"):
             "left": CHART_PAD, "right": CHART_WIDTH - CHART_PAD}
 
 
-def trust_graph(snapshot):
+def trust_graph(index):
     """The best-linked nodes on a circle and the trust links among them."""
-    every_linked = [row for row in snapshot.rows.values() if row.trust_links]
+    every_linked = [row for row in index.rows.values() if row.trust_links]
     linked = sorted(every_linked, key=lambda row: (-row.trust_links, row.id))[:GRAPH_LIMIT]
     centre = GRAPH_SIZE / 2
     radius = centre - 60
@@ -52,12 +52,12 @@ def trust_graph(snapshot):
                       "anchor": "start" if math.cos(angle) >= 0 else "end",
                       "label_x": round(centre + (radius + 10) * math.cos(angle), 1),
                       "label_y": round(centre + (radius + 10) * math.sin(angle), 1)})
-    edges = [{"source": snapshot.rows[a], "target": snapshot.rows[b],
+    edges = [{"source": index.rows[a], "target": index.rows[b],
               "x1": positions[a][0], "y1": positions[a][1],
               "x2": positions[b][0], "y2": positions[b][1]}
-             for a, b in snapshot.edges if a in positions and b in positions]
+             for a, b in index.edges if a in positions and b in positions]
     return {"size": GRAPH_SIZE, "nodes": nodes, "edges": edges,
-            "shown": len(nodes), "linked": len(every_linked), "total_edges": len(snapshot.edges)}
+            "shown": len(nodes), "linked": len(every_linked), "total_edges": len(index.edges)}
 
 
 def badge(label, value, colour):

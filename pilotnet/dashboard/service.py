@@ -1,11 +1,15 @@
 """The dashboard inside the registry process: figures, history, live feed, HTTP site.
 
 :class:`Dashboard` is a twistd service that watches the registry server's
-commits (``server.commit_observers``), keeps the current
-:class:`~pilotnet.dashboard.snapshot.Snapshot` (rebuilt on change, at most once
-per ``MIN_REBUILD`` seconds, and at least every ``MAX_AGE`` seconds so online
-status follows the clock), samples the history every minute and tells open
-pages about changes.
+commits (``server.commit_observers``), keeps a
+:class:`~pilotnet.dashboard.index.DirectoryIndex` up to date with them (built
+once, then changed node by node), samples the history every minute and tells
+open pages about changes.
+
+A standby applies the primary's changes without committing them through its
+own server, so nothing tells its index which nodes changed: there the index is
+rebuilt every ``STANDBY_RESYNC`` seconds instead.  A directory replaced
+wholesale (a standby taking a primary's snapshot) is always rebuilt.
 """
 
 from twisted.application.internet import TimerService
@@ -14,11 +18,10 @@ from twisted.web.server import Site
 
 from pilotnet.dashboard.app import DashboardApp
 from pilotnet.dashboard.history import History, history_path
+from pilotnet.dashboard.index import DirectoryIndex
 from pilotnet.dashboard.live import LiveFeed
-from pilotnet.dashboard.snapshot import Snapshot
 
-MIN_REBUILD = 1.0
-MAX_AGE = 10.0
+STANDBY_RESYNC = 10.0
 SAMPLE_INTERVAL = 60.0
 
 
@@ -29,8 +32,10 @@ class Dashboard(MultiService):
         self.clock = clock
         self.history = history if history is not None else History()
         self.live = LiveFeed(clock, self.headline)
-        self._snapshot = None
-        self._changed = True
+        # Built now, with the registry's restored directory, rather than on the first
+        # request: the request does not wait for it, and the twistd plugins freeze
+        # everything built before the reactor starts out of garbage collections.
+        self._index = DirectoryIndex(server.registry, clock.seconds())
         server.commit_observers.append(self._committed)
         sampler = TimerService(SAMPLE_INTERVAL, self.sample)
         sampler.clock = clock
@@ -50,17 +55,20 @@ class Dashboard(MultiService):
 
     def _committed(self, changes):
         if changes:
-            self._changed = True
+            self._index.note(changes)
             self.live.changed()
 
-    def snapshot(self):
+    def index(self):
+        """The directory's indexes, brought up to date."""
         now = self.clock.seconds()
-        current = self._snapshot
-        age = None if current is None else now - current.taken
-        if age is None or age >= MAX_AGE or (self._changed and age >= MIN_REBUILD):
-            self._changed = False
-            current = self._snapshot = Snapshot(self.server.registry, now)
-        return current
+        registry = self.server.registry
+        index = self._index
+        if (index.nodes is not registry.directory.nodes
+                or (registry.read_only and now - index.built >= STANDBY_RESYNC)):
+            index = self._index = DirectoryIndex(registry, now)
+        else:
+            index.refresh(now)
+        return index
 
     def total_requests(self):
         """Requests answered over every run (this run's come from the registry's metrics)."""
@@ -73,21 +81,21 @@ class Dashboard(MultiService):
 
     def headline(self):
         """The counts a live event carries (the page fetches the rest)."""
-        return dict(self.snapshot().counts(), total_requests=self.total_requests())
+        return dict(self.index().counts(), total_requests=self.total_requests())
 
     def summary(self):
         """``/api/stats`` without the per-node lists: both reference forms' figures."""
-        snapshot = self.snapshot()
-        stats = snapshot.counts()
+        index = self.index()
+        stats = index.counts()
         stats.update(total_requests=self.total_requests(), uptime_secs=self.uptime(),
-                     req_per_day=self.history.requests_per_day(), networks=snapshot.networks,
-                     versions=snapshot.versions, hourly=self.history.hourly,
+                     req_per_day=self.history.requests_per_day(), networks=index.networks,
+                     versions=index.versions, hourly=self.history.hourly,
                      daily=self.history.daily)
         return stats
 
     def sample(self):
         total = self.total_requests()
-        self.history.sample(self.clock.seconds(), self.snapshot().counts(), total)
+        self.history.sample(self.clock.seconds(), self.index().counts(), total)
         self.history.save(total)
 
 

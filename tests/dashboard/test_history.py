@@ -1,13 +1,11 @@
-"""History samples and totals, kept across restarts; the snapshot's refresh rules."""
+"""History samples and totals, kept across restarts."""
 
 import os
 
 from twisted.trial.unittest import TestCase
 
 from pilotnet.dashboard.history import DAY, HOUR, KEEP_DAILY, KEEP_HOURLY, History
-from pilotnet.dashboard.service import MAX_AGE
 from tests.dashboard.fixtures import Polo
-from tests.registry.fixtures import identity
 
 COUNTS = {"total_nodes": 5, "active_nodes": 3, "total_trust_links": 1}
 
@@ -54,17 +52,3 @@ class HistoryTests(TestCase):
         self.assertEqual(len(saved.hourly), 2)
         self.assertEqual(saved.hourly[-1]["total_nodes"], 1)
 
-
-class SnapshotRefreshTests(TestCase):
-    def test_rebuilt_after_a_change_at_most_once_a_second_and_as_time_passes(self):
-        polo = Polo(self)
-        first = polo.dashboard.snapshot()
-        self.assertIs(polo.dashboard.snapshot(), first)
-        polo.driven.register(identity(1))
-        polo.server.commit()
-        self.assertIs(polo.dashboard.snapshot(), first)
-        polo.clock.advance(1)
-        second = polo.dashboard.snapshot()
-        self.assertEqual(second.counts()["total_nodes"], 1)
-        polo.clock.advance(MAX_AGE)
-        self.assertIsNot(polo.dashboard.snapshot(), second)

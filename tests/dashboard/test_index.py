@@ -1,0 +1,192 @@
+"""The directory index kept up to date change by change equals the directory queried by brute force."""
+
+from collections import Counter
+from types import SimpleNamespace
+from unittest import mock
+
+from hypothesis import given, settings, strategies as st
+from twisted.trial.unittest import TestCase
+
+from pilotnet.dashboard import order as order_module
+from pilotnet.dashboard.index import ONLINE_CHECK, DirectoryIndex
+from pilotnet.dashboard.order import KEYS, SortOrder
+from pilotnet.dashboard.query import PAGE_SIZE, SORTS, NodeQuery
+from pilotnet.dashboard.service import STANDBY_RESYNC
+from pilotnet.registry.directory import Directory, Node
+from tests.dashboard.fixtures import Polo
+from tests.registry.fixtures import identity
+
+STALE_AFTER = 300.0
+START = 1_700_000_000.0
+TAGS = ["gpu", "cpu", "team-1", "team-12", "ml"]
+SEARCHES = ["", "gpu", "team-1", "m", "absent"]
+
+node_ids = st.integers(1, 90)
+fields = st.fixed_dictionaries({
+    "polo_score": st.integers(-5, 5),
+    "tags": st.lists(st.sampled_from(TAGS), max_size=3, unique=True).map(tuple),
+    "task_exec": st.booleans(),
+    "public": st.booleans(),
+    "hostname": st.sampled_from(["", "alpha", "beta"]),
+    "version": st.sampled_from(["", "1.9.0", "v1.8.2"]),
+    "age": st.floats(0, 2 * STALE_AFTER),
+})
+operations = st.one_of(
+    st.tuples(st.just("save"), node_ids, fields),
+    st.tuples(st.just("remove"), node_ids),
+    st.tuples(st.just("heartbeat"), node_ids),
+    st.tuples(st.just("consent"), node_ids, node_ids),
+    st.tuples(st.just("withdraw"), node_ids, node_ids),
+)
+queries = st.builds(NodeQuery, tag=st.sampled_from(SEARCHES), online=st.booleans(),
+                    tasks=st.booleans(), sort=st.sampled_from(list(SORTS)),
+                    page=st.integers(1, 5))
+
+
+def _save(directory, node_id, now, age, **values):
+    directory.save_node(Node(node_id, f"key-{node_id}", last_seen=now - age, **values))
+
+
+def _expected(directory, now, query):
+    """``(page IDs, total)`` of ``query``: every node filtered and sorted the obvious way."""
+    consents = directory.consents
+    links = Counter()
+    for a, b in consents:
+        if a < b and (b, a) in consents:
+            links.update((a, b))
+    chosen = []
+    for node in directory.nodes.values():
+        row = SimpleNamespace(id=node.id, polo_score=node.polo_score, trust_links=links[node.id],
+                              online=node.last_seen >= now - STALE_AFTER)
+        if ((not query.tag or any(query.tag in tag for tag in node.tags))
+                and (row.online or not query.online) and (node.task_exec or not query.tasks)):
+            chosen.append(row)
+    keys = {"address": lambda r: r.id, "polo-desc": lambda r: (-r.polo_score, r.id),
+            "polo-asc": lambda r: (r.polo_score, r.id),
+            "trust-desc": lambda r: (-r.trust_links, r.id),
+            "status": lambda r: (not r.online, r.id)}
+    chosen.sort(key=keys[query.sort])
+    pages = max(1, -(-len(chosen) // PAGE_SIZE))
+    start = (min(query.page, pages) - 1) * PAGE_SIZE
+    return [r.id for r in chosen[start:start + PAGE_SIZE]], len(chosen)
+
+
+class IndexMatchesBruteForceTests(TestCase):
+    @settings(max_examples=60, deadline=None)
+    @given(initial=st.dictionaries(node_ids, fields, max_size=80),
+           steps=st.lists(st.tuples(st.lists(operations, max_size=12),
+                                    st.floats(ONLINE_CHECK, STALE_AFTER)), max_size=8),
+           asked=st.lists(queries, min_size=1, max_size=6),
+           bisect_limit=st.sampled_from([0, 4, 1000]))
+    def test_indexed_queries_equal_brute_force_after_random_changes(
+            self, initial, steps, asked, bisect_limit):
+        now = START
+        directory = Directory()
+        for node_id, values in initial.items():
+            _save(directory, node_id, now, **values)
+        registry = SimpleNamespace(directory=directory, stale_after=STALE_AFTER)
+        with mock.patch.object(order_module, "BISECT_LIMIT", bisect_limit):
+            index = DirectoryIndex(registry, now)
+            for query in asked:
+                index.select(query)  # sort orders exist before the changes, so they are updated
+            for batch, elapsed in steps:
+                now += elapsed
+                for operation, node_id, *rest in batch:
+                    self._apply(directory, now, operation, node_id, rest)
+                index.note(directory.take_changes())
+                index.refresh(now)
+                for query in asked:
+                    page = index.select(query)
+                    self.assertEqual(([row.id for row in page.rows], page.total),
+                                     _expected(directory, now, query), query)
+        fresh = DirectoryIndex(registry, now)
+        self.assertEqual(index.rows, fresh.rows)
+        self.assertEqual((index.counts(), index.versions, index.edges, index.networks),
+                         (fresh.counts(), fresh.versions, fresh.edges, fresh.networks))
+
+    def _apply(self, directory, now, operation, node_id, rest):
+        if operation == "save":
+            _save(directory, node_id, now, **rest[0])
+        elif operation == "remove":
+            directory.remove_node(node_id)
+        elif operation == "heartbeat" and node_id in directory.nodes:
+            directory.touch(directory.nodes[node_id], now)
+        elif operation == "consent":
+            directory.consent(node_id, rest[0])
+        elif operation == "withdraw":
+            directory.withdraw(node_id, rest[0])
+
+
+class SortOrderTests(TestCase):
+    @settings(max_examples=50, deadline=None)
+    @given(scores=st.dictionaries(node_ids, st.integers(-3, 3)),
+           moves=st.dictionaries(node_ids, st.one_of(st.none(), st.integers(-3, 3))),
+           bisect_limit=st.sampled_from([0, 1000]))
+    def test_a_moved_order_equals_a_fresh_sort(self, scores, moves, bisect_limit):
+        def row(node_id, score):
+            return SimpleNamespace(id=node_id, polo_score=score)
+
+        order = SortOrder("polo-desc", [row(i, s) for i, s in scores.items()])
+        removed = [row(i, scores[i]) for i in moves if i in scores]
+        added = [row(i, s) for i, s in moves.items() if s is not None]
+        scores.update(moves)
+        with mock.patch.object(order_module, "BISECT_LIMIT", bisect_limit):
+            order.update(removed, added)
+        now = {i: s for i, s in scores.items() if s is not None}
+        self.assertEqual(list(order.ids()),
+                         sorted(now, key=lambda i: (-now[i], i)))
+
+    def test_packed_keys_order_like_the_sort_they_name(self):
+        rows = [SimpleNamespace(id=i, polo_score=p, trust_links=t, online=o)
+                for i, p, t, o in ((5, -2, 0, True), (3, 7, 2, False), (0xFFFFFFFE, -2, 2, True))]
+        expected = {"address": [3, 5, 0xFFFFFFFE], "polo-desc": [3, 5, 0xFFFFFFFE],
+                    "polo-asc": [5, 0xFFFFFFFE, 3], "trust-desc": [3, 0xFFFFFFFE, 5],
+                    "status": [5, 0xFFFFFFFE, 3]}
+        for sort in KEYS:
+            self.assertEqual(list(SortOrder(sort, rows).ids()), expected[sort], sort)
+
+
+class DashboardKeepsUpTests(TestCase):
+    def test_a_commit_shows_at_once_in_the_same_index(self):
+        polo = Polo(self)
+        first = polo.dashboard.index()
+        node_id = polo.driven.register(identity(1))
+        polo.server.commit()
+        self.assertIs(polo.dashboard.index(), first)
+        self.assertEqual(list(first.rows), [node_id])
+        self.assertEqual(polo.json("/api/nodes?online=1")["total"], 1)
+
+    def test_online_status_follows_heartbeats_and_the_clock(self):
+        polo = Polo(self)
+        quiet = polo.add(1)
+        beating = polo.add(2, online=False)
+        stale_after = polo.driven.registry.stale_after
+        self.assertEqual(polo.dashboard.index().online, {quiet})
+        polo.clock.advance(stale_after)
+        polo.directory.touch(polo.directory.nodes[beating], polo.clock.seconds())
+        polo.clock.advance(ONLINE_CHECK)
+        self.assertEqual(polo.dashboard.index().online, {beating})
+        self.assertEqual([n["online"] for n in polo.json("/api/nodes?sort=status")["nodes"]],
+                         [True, False])
+
+    def test_a_replaced_directory_is_indexed_afresh(self):
+        polo = Polo(self)
+        polo.add(1, tags=["gpu"])
+        entities = polo.directory.entities()
+        polo.add(2, tags=["cpu"])
+        first = polo.dashboard.index()
+        polo.directory.replace(entities)
+        second = polo.dashboard.index()
+        self.assertIsNot(second, first)
+        self.assertEqual(list(second.tag_index), ["gpu"])
+
+    def test_a_standby_resyncs_what_it_was_not_told(self):
+        polo = Polo(self)
+        node_id = polo.add(1)
+        polo.driven.registry.read_only = True
+        first = polo.dashboard.index()
+        polo.directory.apply("node", str(node_id), None)
+        self.assertEqual(polo.dashboard.index().counts()["total_nodes"], 1)
+        polo.clock.advance(STANDBY_RESYNC)
+        self.assertEqual(polo.dashboard.index().counts()["total_nodes"], 0)
+        self.assertIsNot(polo.dashboard.index(), first)
