@@ -92,7 +92,6 @@ class DirectoryIndex:
         self._registry = registry
         self._directory = registry.directory
         self.nodes = self._directory.nodes
-        self.built = now
         self.rows = {}
         self.online = set()
         self.executors = set()

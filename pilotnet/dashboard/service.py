@@ -6,10 +6,9 @@ commits (``server.commit_observers``), keeps a
 once, then changed node by node), samples the history every minute and tells
 open pages about changes.
 
-A standby applies the primary's changes without committing them through its
-own server, so nothing tells its index which nodes changed: there the index is
-rebuilt every ``STANDBY_RESYNC`` seconds instead.  A directory replaced
-wholesale (a standby taking a primary's snapshot) is always rebuilt.
+A standby's replication hands the primary's changes to the same observers.  A
+directory replaced wholesale (a standby taking a primary's snapshot) is
+indexed afresh.
 """
 
 from twisted.application.internet import TimerService
@@ -21,7 +20,6 @@ from pilotnet.dashboard.history import History, history_path
 from pilotnet.dashboard.index import DirectoryIndex
 from pilotnet.dashboard.live import LiveFeed
 
-STANDBY_RESYNC = 10.0
 SAMPLE_INTERVAL = 60.0
 
 
@@ -63,8 +61,7 @@ class Dashboard(MultiService):
         now = self.clock.seconds()
         registry = self.server.registry
         index = self._index
-        if (index.nodes is not registry.directory.nodes
-                or (registry.read_only and now - index.built >= STANDBY_RESYNC)):
+        if index.nodes is not registry.directory.nodes:
             index = self._index = DirectoryIndex(registry, now)
         else:
             index.refresh(now)

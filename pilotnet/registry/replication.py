@@ -144,13 +144,18 @@ class ReplicationSource:
 
 
 class StandbyState:
-    """The standby's side: applies the primary's snapshot and changes to directory and store."""
+    """The standby's side: applies the primary's snapshot and changes to directory and store.
+
+    ``observers`` hear of each batch of applied changes as a primary's commit
+    observers do (the dashboard keeps its index up to date with them).
+    """
 
     log = Logger()
 
-    def __init__(self, directory, store=None):
+    def __init__(self, directory, store=None, observers=()):
         self.directory = directory
         self.store = store
+        self.observers = observers
         self.synchronised = False
         self._pending = []
 
@@ -172,6 +177,8 @@ class StandbyState:
                 self.directory.apply(entity_kind, key, value)
             if self.store is not None:
                 self.store.commit(changes).addErrback(self._not_stored)
+            for observer in self.observers:
+                observer(changes)
         elif kind == "error":
             raise PilotError(f"primary refused replication: {message.get('error')}")
         elif kind != "heartbeat":
@@ -268,7 +275,7 @@ def replication_service(reactor, options, server):
         server.registry.read_only = True
         server.metrics.standby.set(1)
         log.info("standby: following the primary at {host}:{port}", host=host, port=port)
-        state = StandbyState(server.registry.directory, server.store)
+        state = StandbyState(server.registry.directory, server.store, server.commit_observers)
         return follow_primary(reactor, HostnameEndpoint(reactor, host, port), state,
                               options["replication-token"])
     token = options["replication-token"] or ""
