@@ -216,6 +216,8 @@ class _Worker:
         identities = [_identity(i) for i in indexes]
         frames = [_frame({"type": "register", "public_key": who.public_key_b64,
                           "listen_addr": "127.0.0.1:4000"}) for who in identities]
+        # Paced registrations (their own connection count) run on one process alone,
+        # so only the full registrations wait for the others.
         done, errors, started, ended, replies = asyncio.run(_drive(
             self.address, frames, connections or self.connections, keep_replies=True,
             together=None if connections else self.together))
