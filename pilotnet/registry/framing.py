@@ -45,30 +45,9 @@ def encode_message(value):
     return _LENGTH.pack(len(body)) + body
 
 
-def _refuse_constant(name):
-    raise ValueError(f"{name} is not JSON")
-
-
-# Built once: ``json.loads`` with a keyword argument builds a new decoder per call.
-_DECODER = json.JSONDecoder(parse_constant=_refuse_constant)
-
-
 def decode_body(body):
-    """The JSON object in one message body; :class:`DecodeError` if it is not one.
-
-    The rules are :func:`pilotnet.wire.gojson.loads_object`'s (strict UTF-8, no
-    ``NaN``/``Infinity``, bounded nesting), with the decoder built once since
-    this runs for every request.
-    """
-    try:
-        value = _DECODER.decode(body.decode("utf-8"))
-    except UnicodeDecodeError:
-        raise DecodeError("registry message: not valid UTF-8") from None
-    except (ValueError, RecursionError) as exc:
-        raise DecodeError(f"registry message: not valid JSON ({exc})") from None
-    if not isinstance(value, dict):
-        raise DecodeError(f"registry message: expected a JSON object, got {type(value).__name__}")
-    return value
+    """The JSON object in one message body; :class:`DecodeError` if it is not one."""
+    return gojson.loads_object(body, "registry message")
 
 
 class FrameDecoder:

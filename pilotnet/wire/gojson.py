@@ -57,11 +57,16 @@ def _refuse_constant(name):
     raise ValueError(f"{name} is not JSON")
 
 
+# Built once: ``json.loads`` with a keyword argument builds a new decoder on every call,
+# and this runs for every registry request.
+_DECODER = json.JSONDecoder(parse_constant=_refuse_constant)
+
+
 def loads_object(data, what):
     """Parse ``data`` (bytes) as one JSON object; :class:`DecodeError` naming ``what``."""
     try:
         text = bytes(data).decode("utf-8")
-        value = json.loads(text, parse_constant=_refuse_constant)
+        value = _DECODER.decode(text)
     except UnicodeDecodeError:
         raise DecodeError(f"{what}: not valid UTF-8") from None
     except (ValueError, RecursionError) as exc:
