@@ -76,7 +76,7 @@ class Stream:
 
     __slots__ = (
         "conn_id", "conn", "owner", "timer", "timer_at", "dialing", "announced", "writers",
-        "closed_told", "delivery_due", "ack_due",
+        "closed_told", "delivery_due", "in_burst",
     )
 
     def __init__(self, conn_id, conn, owner):
@@ -90,7 +90,7 @@ class Stream:
         self.writers = []
         self.closed_told = False
         self.delivery_due = False
-        self.ack_due = False
+        self.in_burst = False
 
     @property
     def local_port(self):
@@ -128,8 +128,8 @@ class Streams:
         self._to_deliver = []
         self._delivery_scheduled = False
         self._bursting = False
-        #: Streams that received data in the current burst, to acknowledge at its end.
-        self._to_acknowledge = []
+        #: Streams that received packets in the current burst, serviced once at its end.
+        self._in_burst = []
         self._syn_sources = {}
         self.refused_syns = 0
 
@@ -252,11 +252,12 @@ class Streams:
         stream = self._by_conn.get(conn)
         if stream is None:
             stream = self._register(conn, self._owners.get(conn.local_port))
-        if not self._bursting:
-            conn.flush_acks()
-        elif not stream.ack_due:
-            stream.ack_due = True
-            self._to_acknowledge.append(stream)
+        if self._bursting:
+            if not stream.in_burst:
+                stream.in_burst = True
+                self._in_burst.append(stream)
+            return
+        conn.flush_acks()
         self._service(stream)
 
     def _admit_syn(self, packet, now):
@@ -302,10 +303,7 @@ class Streams:
     def _service(self, stream):
         conn = stream.conn
         if conn.events:
-            events = conn.take_events()
-            if conn.has_delivered:
-                self._deliver(stream)  # data that came with a close reaches the owner before the close
-            self._handle_events(stream, events)
+            self._handle_events(stream, conn.take_events())
         if conn.outbox:
             packets = conn.take_packets()
             if len(packets) == 1:
@@ -342,15 +340,19 @@ class Streams:
         self._bursting = True
 
     def burst_ended(self):
-        """One acknowledgment per connection for the whole burst, then the data to the owners."""
-        self._bursting = False
-        acknowledge, self._to_acknowledge = self._to_acknowledge, []
-        for stream in acknowledge:
-            stream.ack_due = False
+        """Each connection the burst touched: one acknowledgment, one service, then the data to the owners.
+
+        Servicing (events, packets out, re-arming the timer) once per
+        connection per burst rather than once per packet is most of what a
+        received segment costs beyond the engine itself.
+        """
+        touched, self._in_burst = self._in_burst, []
+        for stream in touched:
+            stream.in_burst = False
             stream.conn.flush_acks()
-            if stream.conn.outbox:
-                self._service(stream)
-        if not self._delivery_scheduled:
+            self._service(stream)
+        self._bursting = False
+        if self._to_deliver and not self._delivery_scheduled:
             self._deliver_pending()
 
     def _deliver_pending(self):
@@ -381,7 +383,16 @@ class Streams:
             self._service(stream)
 
     def _handle_events(self, stream, events):
+        """The owner hears of a stream before its data, and of the data before its end.
+
+        Events and data can pile up together (a read burst is serviced once
+        at its end): an accepted stream is announced first, and data that
+        came before a close is delivered just before the close.
+        """
         for event in events:
+            if event is not StreamEvent.ESTABLISHED and event is not StreamEvent.RELAY_HINT:
+                if stream.conn.has_delivered:
+                    self._deliver(stream)
             if event is StreamEvent.ESTABLISHED:
                 if stream.dialing is not None:
                     dialing, stream.dialing = stream.dialing, None

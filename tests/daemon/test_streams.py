@@ -120,6 +120,38 @@ class StreamsTests(SynchronousTestCase):
         now = self.pair.clock.seconds()
         self.assertEqual([c for c in self.pair.clock.getDelayedCalls() if c.getTime() <= now], [])
 
+    def test_a_burst_announces_the_stream_before_its_data_and_the_data_before_its_end(self):
+        order = []
+
+        class Ordered(RecordingOwner):
+            def stream_accepted(self, port, stream):
+                order.append("accepted")
+
+            def stream_data(self, conn_id, data):
+                order.append(data)
+
+            def stream_closed(self, conn_id, code, message):
+                order.append("closed")
+
+        self.b.bind(1000, Ordered())
+        client = RecordingOwner()
+        dialing = self.a.dial(A, B, 1000, client)
+        for _ in range(2):  # SYN to b, SYN|ACK back to a
+            packets, self.pair.wire[:] = list(self.pair.wire), []
+            for packet in packets:
+                self.pair.nodes[packet.dst.node].stream_packet(packet)
+        stream = self.successResultOf(dialing)
+        stream.conn.nodelay = True
+        self.a.write(stream.conn_id, b"hello", client)
+        self.a.close(stream.conn_id)
+        packets, self.pair.wire[:] = list(self.pair.wire), []
+        self.b.burst_started()
+        for packet in packets:  # final ACK, data, FIN
+            self.b.stream_packet(packet)
+        self.assertEqual(order, [])
+        self.b.burst_ended()
+        self.assertEqual(order, ["accepted", b"hello", "closed"])
+
     def test_close_comes_after_the_data_it_followed(self):
         server = RecordingOwner()
         self.b.bind(1000, server)
