@@ -73,10 +73,14 @@ class TwistdProcess:
     def arguments(self):
         raise NotImplementedError
 
+    def twistd_options(self):
+        """In the foreground, no pid file: the test owns the process."""
+        return ["-n", "--pidfile="]
+
     def spawn(self, environment=None):
         os.makedirs(self.directory, exist_ok=True)
         self._output = _Output()
-        args = [sys.executable, "-c", _TWISTD, "-n", "--pidfile=", self.plugin, *self.arguments(), *self.extra]
+        args = [sys.executable, "-c", _TWISTD, *self.twistd_options(), self.plugin, *self.arguments(), *self.extra]
         env = dict(os.environ)
         env.update(environment or {})
         self._process = reactor.spawnProcess(self._output, sys.executable, args, env=env, path=self.directory)

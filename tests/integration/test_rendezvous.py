@@ -1,5 +1,8 @@
 """``twistd -n pilot-rendezvous`` as a real process: TCP registry, UDP beacon, durability."""
 
+import os
+import signal
+
 from twisted.internet import reactor
 from twisted.internet.defer import DeferredQueue, ensureDeferred
 from twisted.internet.error import ProcessDone, ProcessTerminated
@@ -10,7 +13,7 @@ from pilotnet.crypto.identity import Identity
 from pilotnet.registry.challenges import sign_request
 from pilotnet.registry.client import RegistryError, connect_registry
 from pilotnet.wire import beacon as wire
-from tests.integration.processes import RendezvousProcess
+from tests.integration.processes import RendezvousProcess, wait_until
 
 
 class _Node(DatagramProtocol):
@@ -107,3 +110,53 @@ class RendezvousProcessTests(TestCase):
         trusted = await client.request({"type": "check_trust", "node_id": a_id, "peer_id": b_id})
         self.assertIs(trusted["trusted"], True)
         await restarted.stop()
+
+
+class DaemonizedRendezvous(RendezvousProcess):
+    """``twistd pilot-rendezvous`` as an operator starts it: forked into the background.
+
+    twistd builds the services, then forks; anything started before the fork
+    (a thread, say) is gone in the daemon, which ``twistd -n`` never shows.
+    """
+
+    def twistd_options(self):
+        self.pidfile = os.path.join(self.directory, "twistd.pid")
+        return [f"--pidfile={self.pidfile}", "--logfile=twistd.log"]
+
+    def check_alive(self):
+        pass  # the process we spawned exits once it has forked; the ports file tells
+
+    def daemon_pid(self):
+        with open(self.pidfile) as handle:
+            return int(handle.read())
+
+    def kill(self):
+        try:
+            os.kill(self.daemon_pid(), signal.SIGKILL)
+        except (OSError, ValueError):
+            pass
+
+    async def stop(self):
+        os.kill(self.daemon_pid(), signal.SIGTERM)
+        await wait_until(lambda: not os.path.exists(self.pidfile), "the daemonized rendezvous to exit")
+
+
+class DaemonizedRendezvousTests(TestCase):
+    timeout = 60
+
+    def test_a_forked_rendezvous_stores_and_answers(self):
+        return ensureDeferred(self._forked())
+
+    async def _forked(self):
+        server = await DaemonizedRendezvous(self, self.mktemp(), "--store", "registry.db").start()
+        client = await connect_registry(reactor, server.registry_endpoint)
+        self.addCleanup(client.transport.abortConnection)
+        alice = _identity(1)
+        # A registration is answered only once the store's writer thread has committed it.
+        registered = await client.request({"type": "register", "public_key": alice.public_key_b64})
+        self.assertEqual(registered["address"], "0:0000.0000.0001")
+        found = await client.request({"type": "lookup", "node_id": registered["node_id"]})
+        self.assertEqual(found["node_id"], registered["node_id"])
+        await server.stop()
+        with open(os.path.join(server.directory, "twistd.log")) as log:
+            self.assertIn("Main loop terminated.", log.read())
