@@ -41,6 +41,9 @@ from pilotnet.services.eventstream import Subscriber
 from pilotnet.wire.address import Addr
 from pilotnet.wire.eventstream import MAX_TOPIC, split_events
 
+#: The most a client can have written and not had credited: its credit plus the chunk that crossed it.
+MAX_UNCREDITED = commands.WRITE_CREDIT + commands.MAX_CHUNK
+
 log = Logger()
 
 # Subscription ids, unique in the daemon so stats name each subscription once.
@@ -234,16 +237,26 @@ class ControlProtocol(commands.UnansweredFastPath, amp.AMP):
 
     @commands.Write.responder
     def write(self, conn_id, data):
+        credit = self._credits.get(conn_id)
+        if credit is not None and credit.uncredited + len(data) > MAX_UNCREDITED:
+            # A client that ignores its credit would grow the send buffer without bound.
+            try:
+                self.node.streams.reset(conn_id, self, PilotError(
+                    "the client wrote beyond its write credit", code=INVALID_ARGUMENT))
+            except PilotError:
+                pass  # already gone
+            return {}
         try:
             taken = self.node.streams.write(conn_id, data, self)
         except PilotError:
             return {}  # the stream ended: the client hears so from StreamClosed
-        credit = self._credit_for(conn_id)
+        credit = credit or self._credit_for(conn_id)
         if taken.called:
             self._return_credit(conn_id, credit.took(len(data), below_high_water=True))
         else:
             credit.took(len(data), below_high_water=False)
-            taken.addCallback(lambda _: self._return_credit(conn_id, credit.release()))
+            # A stream that ends first fails this; the client hears of the end from StreamClosed.
+            taken.addCallbacks(lambda _: self._return_credit(conn_id, credit.release()), lambda _: None)
         return {}
 
     @commands.Consumed.responder

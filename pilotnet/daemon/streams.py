@@ -211,6 +211,13 @@ class Streams:
         stream.writers.append(waiting)
         return waiting
 
+    def reset(self, conn_id, owner, error):
+        """Reset one of ``owner``'s streams (an RST to the peer); the owner hears ``error``."""
+        stream = self._stream(conn_id, owner)
+        stream.conn.abort(self.clock.seconds())
+        self._tell_closed(stream, error.code, error.message)
+        self._service(stream)
+
     def close(self, conn_id):
         """Close any connection by id: ``pilotctl disconnect`` closes streams other clients opened."""
         stream = self._streams.get(conn_id)
