@@ -113,7 +113,7 @@ class Streams:
         self.clock = clock
         self.transmit = transmit
         #: Sends several packets of one connection at once (to one node); by default one by one.
-        self.transmit_burst = transmit_burst or (lambda packets: [transmit(packet) for packet in packets])
+        self.transmit_burst = transmit_burst or self._transmit_each
         self.config = config
         self.table = ConnectionTable(config, max_per_port=max_per_port, max_connections=max_connections,
                                      config_for=config_for)
@@ -132,6 +132,10 @@ class Streams:
         self._in_burst = []
         self._syn_sources = {}
         self.refused_syns = 0
+
+    def _transmit_each(self, packets):
+        for packet in packets:
+            self.transmit(packet)
 
     # -- ports -----------------------------------------------------------------
 
