@@ -5,9 +5,9 @@
 ``pilot.sock``.  Settings follow the reference's precedence for ordinary
 commands: environment over config.json over the built-in default.
 
-The SDK owns the rules for the home and socket paths; it is imported when a
-path is first needed, so ``pilotctl context`` and argument errors start
-without Twisted.
+The rules for the home and socket paths are the SDK's
+(:mod:`pilotnet.driver.paths`, which imports no Twisted), so commands that need
+only paths start without Twisted.
 """
 
 import json
@@ -15,6 +15,7 @@ import os
 from functools import cached_property
 from pathlib import Path
 
+from pilotnet.driver.paths import default_socket_path, pilot_home
 from pilotnet.errors import INVALID_ARGUMENT, PilotError
 
 # Defaults point at this machine, never at the reference's public servers.
@@ -31,8 +32,6 @@ class Home:
     def path(self):
         if self._path:
             return Path(self._path).expanduser()
-        from pilotnet.driver.client import pilot_home
-
         return pilot_home(self.environ)
 
     @property
@@ -80,8 +79,6 @@ class Home:
         os.replace(temporary, self.config_path)
 
     def socket_path(self):
-        from pilotnet.driver.client import default_socket_path
-
         return default_socket_path(self.environ, self.path)
 
     def setting(self, key, environment_variable, default):

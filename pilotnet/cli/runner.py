@@ -6,10 +6,8 @@ unexpected exception becomes an ``internal`` error like any other.
 
 :func:`start` does the work as far as it goes without the reactor: the usage
 screen, argument errors and the commands that need no daemon (``context``,
-``config``, ``init``) finish there.  The usage screen, argument errors and
-``context`` finish before Twisted is even imported, which takes most of a
-command's start-up time; ``config`` and ``init`` load the SDK's path rules,
-and Twisted with them.  :func:`pilotnet.cli.main.main` runs the reactor only
+``config``, ``init``) finish there, before Twisted is even imported, which
+takes most of a command's start-up time.  :func:`pilotnet.cli.main.main` runs the reactor only
 when :func:`start` hands back a Deferred.  :func:`run` always returns a
 Deferred of the exit code, so tests drive commands in-process on trial's
 reactor.

@@ -22,7 +22,8 @@ ROOT = str(Path(pilotnet.__file__).resolve().parent.parent)
 WITHOUT_THE_DAEMON = """
 import io, sys
 from pilotnet.cli.runner import start
-for argv in (["context"], ["--json", "context"], [], ["nope"], ["info", "--nope"], ["daemon"]):
+for argv in (["context"], ["--json", "context"], [], ["nope"], ["info", "--nope"], ["daemon"],
+             ["init", "--hostname", "quick"], ["config"]):
     start(argv, stdout=io.StringIO(), stderr=io.StringIO())
 print(sorted(name for name in sys.modules if name.partition(".")[0] == "twisted"))
 """

@@ -6,7 +6,7 @@ from twisted.internet import reactor
 from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.trial.unittest import TestCase
 
-from pilotnet.driver import client
+from pilotnet.driver import client, streams
 from pilotnet.driver.commands import CREDIT_BATCH, MAX_CHUNK, WRITE_CREDIT
 from pilotnet.errors import (
     ALREADY_EXISTS, CONNECTION_FAILED, INVALID_ARGUMENT, NOT_FOUND, NOT_RUNNING, TIMEOUT, PilotError,
@@ -143,7 +143,7 @@ class StreamTests(DaemonTestCase):
         return self.run_async(check)
 
     def test_write_everything_then_read_under_backpressure(self):
-        payload = bytes(range(256)) * (3 * client.RECEIVE_BUFFER_LIMIT // 256)
+        payload = bytes(range(256)) * (3 * streams.RECEIVE_BUFFER_LIMIT // 256)
 
         async def check():
             daemon = await self.connected()
@@ -151,7 +151,7 @@ class StreamTests(DaemonTestCase):
             await stream.write(payload)
             self.assertEqual(await stream.read_exactly(len(payload)), payload)
             await stream.write(payload)
-            received = b"".join([await stream.read(client.RECEIVE_BUFFER_LIMIT) for _ in range(3)])
+            received = b"".join([await stream.read(streams.RECEIVE_BUFFER_LIMIT) for _ in range(3)])
             received += await stream.read_exactly(len(payload) - len(received))
             self.assertEqual(received, payload)
         return self.run_async(check)
@@ -338,21 +338,21 @@ class StreamUnitTests(TestCase):
 
     def test_window_is_held_while_the_buffer_is_full(self):
         stream = self.make_stream()
-        stream._received(b"a" * client.RECEIVE_BUFFER_LIMIT)
+        stream._received(b"a" * streams.RECEIVE_BUFFER_LIMIT)
         self.assertEqual(self.daemon.take_pushes("Consumed"), [])
         self.assertEqual(len(self.successResultOf(stream.read(10))), 10)
-        self.assertEqual(self.daemon.take_pushes("Consumed"), [{"conn_id": 1, "size": client.RECEIVE_BUFFER_LIMIT}])
+        self.assertEqual(self.daemon.take_pushes("Consumed"), [{"conn_id": 1, "size": streams.RECEIVE_BUFFER_LIMIT}])
 
     def test_no_backpressure_while_writing(self):
         # Write everything, then read, against an echo: holding the echo back
         # while our own write waits on the peer would deadlock both.
         stream = self.make_stream()
-        stream._received(b"a" * client.RECEIVE_BUFFER_LIMIT)
+        stream._received(b"a" * streams.RECEIVE_BUFFER_LIMIT)
         self.assertEqual(self.daemon.take_pushes("Consumed"), [])
         writing = stream.write(b"x" * (WRITE_CREDIT + MAX_CHUNK))
         stream._received(b"b" * CREDIT_BATCH)
         self.assertEqual(self.daemon.take_pushes("Consumed"),
-                         [{"conn_id": 1, "size": client.RECEIVE_BUFFER_LIMIT + CREDIT_BATCH}])
+                         [{"conn_id": 1, "size": streams.RECEIVE_BUFFER_LIMIT + CREDIT_BATCH}])
         stream._credited(WRITE_CREDIT)
         self.successResultOf(writing)
         stream._received(b"c" * CREDIT_BATCH)
@@ -360,10 +360,10 @@ class StreamUnitTests(TestCase):
 
     def test_a_large_exact_read_lets_the_buffer_grow_to_its_size(self):
         stream = self.make_stream()
-        size = client.RECEIVE_BUFFER_LIMIT * 3
+        size = streams.RECEIVE_BUFFER_LIMIT * 3
         reading = stream.read_exactly(size)
         for _ in range(3):
-            stream._received(b"a" * client.RECEIVE_BUFFER_LIMIT)
+            stream._received(b"a" * streams.RECEIVE_BUFFER_LIMIT)
         self.assertEqual(sum(p["size"] for p in self.daemon.take_pushes("Consumed")), size)
         self.assertEqual(len(self.successResultOf(reading)), size)
 

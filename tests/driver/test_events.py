@@ -20,7 +20,7 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from pilotnet.daemon import control
 from pilotnet.daemon.control import ControlFactory
-from pilotnet.driver import blocking, client, commands
+from pilotnet.driver import blocking, client, commands, events as sdk_events
 from pilotnet.errors import INVALID_ARGUMENT, NOT_FOUND, NOT_RUNNING, TIMEOUT, PilotError
 from pilotnet.services.eventstream import EventBroker
 from pilotnet.wire.eventstream import MAX_PAYLOAD, encode_event, split_events
@@ -115,7 +115,7 @@ class EventStreamTests(ControlSocketMixin, TestCase):
     def test_stalled_subscriber_drops_only_its_own_events(self):
         """A subscriber that stops reading loses events itself; the publisher and others carry on."""
         async def run():
-            self.patch(client, "EVENT_BUFFER_LIMIT", 4)
+            self.patch(sdk_events, "EVENT_BUFFER_LIMIT", 4)
             self.queue_limit = 10 * 1100  # room in the broker for ten events beyond the client's four
             await self._start()
             publisher, stalled, healthy = await self._client(), await self._client(), await self._client()
@@ -230,7 +230,7 @@ class EventStreamTests(ControlSocketMixin, TestCase):
     def test_burst_to_a_stalled_subscriber_drops_only_its_events(self):
         """Coalesced pushes keep backpressure: a stalled reader's batches stay queued, then overflow for it alone."""
         async def run():
-            self.patch(client, "EVENT_BUFFER_LIMIT", 4)
+            self.patch(sdk_events, "EVENT_BUFFER_LIMIT", 4)
             self.queue_limit = 20 * 1100
             await self._start()
             publisher, stalled, healthy = await self._client(), await self._client(), await self._client()
@@ -285,7 +285,7 @@ class LargeAndBatchedEventTests(ControlSocketMixin, TestCase):
             reached = await bounded(gatherResults([events.publish("burst", p) for p in payloads]))
             self.assertEqual(reached, [1] * 3000)
             self.assertGreater(len(batches), 3)
-            self.assertTrue(all(size <= client.PUBLISH_BATCH_LIMIT for size in batches), batches)
+            self.assertTrue(all(size <= sdk_events.PUBLISH_BATCH_LIMIT for size in batches), batches)
             self.assertEqual(sum(batches), sum(len(encode_event("burst", p)) for p in payloads))
             self.assertEqual([(await bounded(subscription.get())).data for _ in payloads], payloads)
         return ensureDeferred(run())
@@ -333,17 +333,17 @@ class PublisherFlowControlTests(TestCase):
             daemon = await self._connect()
             events = daemon.open_event_stream()
             payload = b"x" * 1000
-            per_batch = client.PUBLISH_BATCH_LIMIT // len(encode_event("t", payload))
-            total = per_batch * (client.PUBLISH_WINDOW + 12)
+            per_batch = sdk_events.PUBLISH_BATCH_LIMIT // len(encode_event("t", payload))
+            total = per_batch * (sdk_events.PUBLISH_WINDOW + 12)
             publishing = [events.publish("t", payload) for _ in range(total)]
             draining = events.drain()
             for _ in range(20):
                 await bounded(_turn())
             stalled = self.daemons[0]
-            self.assertEqual(len(stalled.batches), client.PUBLISH_WINDOW)  # the rest wait in the SDK
+            self.assertEqual(len(stalled.batches), sdk_events.PUBLISH_WINDOW)  # the rest wait in the SDK
             self.assertFalse(draining.called)  # far more than PUBLISH_HIGH_WATER is unanswered
             while not publishing[-1].called:
-                self.assertLessEqual(len(stalled.batches), client.PUBLISH_WINDOW)
+                self.assertLessEqual(len(stalled.batches), sdk_events.PUBLISH_WINDOW)
                 if stalled.batches:
                     stalled.answer_next()
                 if draining.called:
