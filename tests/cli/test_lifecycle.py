@@ -61,9 +61,10 @@ class LifecycleTests(PilotctlMixin, TestCase):
             return fake_daemon_command(options)
 
         self.patch(lifecycle, "daemon_command", recording)
-        started = await self.pilotctl("daemon", "start", "--mss", "4096", "--listen", "127.0.0.1:0", "--json")
+        started = await self.pilotctl("daemon", "start", "--mss", "4096", "--local-mss", "0",
+                                      "--listen", "127.0.0.1:0", "--json")
         self.assertEqual(started.code, 0, started)
-        self.assertEqual((seen[0]["mss"], seen[0]["listen"]), ("4096", "127.0.0.1:0"))
+        self.assertEqual((seen[0]["mss"], seen[0]["local-mss"], seen[0]["listen"]), ("4096", "0", "127.0.0.1:0"))
 
     @run_async
     async def test_start_status_stop(self):

@@ -26,7 +26,8 @@ STOP_TIMEOUT = 10.0
 PROBE_TIMEOUT = 3.0
 
 # pilotctl flags handed to the daemon unchanged: value options, then switches.
-PASSED_OPTIONS = ("listen", "endpoint", "identity", "owner", "config", "log-format", "mss")
+PASSED_OPTIONS = ("listen", "endpoint", "identity", "owner", "config", "log-format", "mss",
+                  "local-mss")
 PASSED_SWITCHES = ("public", "trust-auto-approve", "no-encrypt", "no-echo")
 
 
