@@ -168,6 +168,11 @@ class Stream:
         data = bytes(data)
         if not data:
             return succeed(None)
+        if not self._chunks and len(data) <= commands.MAX_CHUNK and self._uncredited < commands.WRITE_CREDIT:
+            # The common small write: nothing queued ahead of it and credit to spare.
+            self._uncredited += len(data)
+            self._daemon._push(commands.Write, conn_id=self.conn_id, data=data)
+            return succeed(None)
         done = Deferred()
         last = range(0, len(data), commands.MAX_CHUNK)[-1]
         for offset in range(0, len(data), commands.MAX_CHUNK):
