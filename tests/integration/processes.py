@@ -273,3 +273,18 @@ async def pilotctl(test, home, *args, socket_path=None, stdin=None, timeout=60.0
     else:
         test.fail(f"pilotctl {' '.join(args)} did not finish within {timeout:g}s")
     return PilotctlResult(code, collect.stdout.decode("utf-8", "replace"), collect.stderr.decode("utf-8", "replace"))
+
+
+class PilotctlMixin:
+    """For TestCases driving daemons (:class:`DaemonProcess`) with the real ``pilotctl``."""
+
+    def on(self, daemon, *args, **options):
+        return pilotctl(self, daemon.home, *args, socket_path=daemon.socket_path, **options)
+
+    async def ok(self, daemon, *args):
+        """``--json`` output's data of a command that must succeed."""
+        result = await self.on(daemon, *args, "--json")
+        self.assertEqual(result.code, 0, result)
+        envelope = result.json()
+        self.assertEqual(envelope["status"], "ok")
+        return envelope["data"]

@@ -5,10 +5,10 @@ import os
 from twisted.internet.defer import ensureDeferred
 from twisted.trial.unittest import TestCase
 
-from tests.integration.processes import DaemonProcess, RendezvousProcess, pilotctl, wait_until
+from tests.integration.processes import DaemonProcess, PilotctlMixin, RendezvousProcess, pilotctl, wait_until
 
 
-class PilotctlTests(TestCase):
+class PilotctlTests(PilotctlMixin, TestCase):
     timeout = 180
 
     async def network(self):
@@ -18,16 +18,6 @@ class PilotctlTests(TestCase):
                                          hostname="alpha").start()
         self.beta = await DaemonProcess(self, os.path.join(base, "beta"), self.rendezvous,
                                         hostname="beta").start()
-
-    def on(self, daemon, *args, **options):
-        return pilotctl(self, daemon.home, *args, socket_path=daemon.socket_path, **options)
-
-    async def json_ok(self, daemon, *args):
-        result = await self.on(daemon, *args, "--json")
-        self.assertEqual(result.code, 0, result)
-        envelope = result.json()
-        self.assertEqual(envelope["status"], "ok")
-        return envelope["data"]
 
     async def wait_bound(self, daemon, port):
         async def bound():
@@ -40,22 +30,22 @@ class PilotctlTests(TestCase):
 
     async def _diagnostics(self):
         await self.network()
-        info = await self.json_ok(self.alpha, "info")
+        info = await self.ok(self.alpha, "info")
         self.assertEqual((info["node_id"], info["address"], info["hostname"]),
                          (self.alpha.node_id, self.alpha.address, "alpha"))
-        found = await self.json_ok(self.alpha, "find", "beta")
+        found = await self.ok(self.alpha, "find", "beta")
         self.assertEqual((found["node_id"], found["address"]), (self.beta.node_id, self.beta.address))
-        ping = await self.json_ok(self.alpha, "ping", "beta", "--count", "2")
+        ping = await self.ok(self.alpha, "ping", "beta", "--count", "2")
         self.assertEqual([r["seq"] for r in ping["results"]], [0, 1])
         self.assertTrue(all(r["rtt_ms"] > 0 for r in ping["results"]))
-        bench = await self.json_ok(self.alpha, "bench", "beta", "20")
+        bench = await self.ok(self.alpha, "bench", "beta", "20")
         self.assertEqual(bench["sent_bytes"], 20 * 1024 * 1024)
         self.assertEqual(bench["recv_bytes"], bench["sent_bytes"])
-        peers = await self.json_ok(self.alpha, "peers")
+        peers = await self.ok(self.alpha, "peers")
         [peer] = peers["peers"]
         self.assertEqual((peer["node_id"], peer["path"], peer["encrypted"], peer["authenticated"]),
                          (self.beta.node_id, "direct", True, True))
-        connections = await self.json_ok(self.alpha, "connections")
+        connections = await self.ok(self.alpha, "connections")
         self.assertIn("total", connections)
         human = await self.on(self.alpha, "ping", "beta", "--count", "1")
         self.assertEqual(human.code, 0, human)
@@ -68,14 +58,14 @@ class PilotctlTests(TestCase):
         await self.network()
         receiving = ensureDeferred(self.on(self.beta, "recv", "3000", "--count", "1", "--json", "--timeout", "60s"))
         await self.wait_bound(self.beta, 3000)
-        sent = await self.json_ok(self.alpha, "send", "beta", "3000", "--data", "hello beta")
+        sent = await self.ok(self.alpha, "send", "beta", "3000", "--data", "hello beta")
         self.assertEqual(sent["sent"], len("hello beta"))
         received = await receiving
         self.assertEqual(received.code, 0, received)
         [message] = received.json()["data"]["messages"]
         self.assertEqual(message["data"], "hello beta")
 
-        echoed = await self.json_ok(self.alpha, "connect", "beta", "7", "--message", "echo me")
+        echoed = await self.ok(self.alpha, "connect", "beta", "7", "--message", "echo me")
         self.assertEqual(echoed["response"], "echo me")
 
         listening = ensureDeferred(self.on(self.beta, "listen", "3001", "--count", "1", "--json", "--timeout", "60s"))

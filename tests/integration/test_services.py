@@ -19,7 +19,7 @@ from twisted.trial.unittest import TestCase
 
 from pilotnet.cli.runner import run as run_pilotctl
 from pilotnet.wire.address import PORT_DATA_EXCHANGE
-from tests.integration.processes import DaemonProcess, RendezvousProcess, _Collect, pilotctl, wait_until
+from tests.integration.processes import DaemonProcess, PilotctlMixin, RendezvousProcess, _Collect, wait_until
 
 
 def run(test):
@@ -30,7 +30,7 @@ def run(test):
     return wrapper
 
 
-class NetworkMixin:
+class NetworkMixin(PilotctlMixin):
     """A rendezvous and named daemons, pilotctl on each, and mutual trust between them."""
 
     timeout = 180
@@ -42,14 +42,6 @@ class NetworkMixin:
         for name in names:
             daemons.append(await DaemonProcess(self, os.path.join(base, name), self.rendezvous, hostname=name).start())
         return daemons
-
-    def on(self, daemon, *args):
-        return pilotctl(self, daemon.home, *args, socket_path=daemon.socket_path)
-
-    async def ok(self, daemon, *args):
-        result = await self.on(daemon, *args, "--json")
-        self.assertEqual(result.code, 0, result)
-        return result.json()["data"]
 
     async def trust_each_other(self, *daemons):
         """Mutual handshakes between every pair (they approve themselves): federation uses the trust list."""

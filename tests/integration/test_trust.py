@@ -16,7 +16,7 @@ from pilotnet.daemon.handshake import PORT
 from pilotnet.errors import PilotError
 from pilotnet.registry.client import connect_registry
 from pilotnet.wire import handshake
-from tests.integration.processes import DaemonProcess, RendezvousProcess, pause, pilotctl, wait_until
+from tests.integration.processes import DaemonProcess, PilotctlMixin, RendezvousProcess, pause, wait_until
 
 # Relayed handshakes must complete well before the next heartbeat (60 s) would
 # pick them up; the bound leaves room for a loaded machine.
@@ -31,7 +31,7 @@ def run(test):
     return wrapper
 
 
-class TrustTests(TestCase):
+class TrustTests(PilotctlMixin, TestCase):
     timeout = 120
 
     async def start(self, *names, public=(), extra=()):
@@ -43,14 +43,6 @@ class TrustTests(TestCase):
                                    public=name in public)
             daemons.append(await daemon.start())
         return daemons
-
-    def on(self, daemon, *args):
-        return pilotctl(self, daemon.home, *args, socket_path=daemon.socket_path)
-
-    async def ok(self, daemon, *args):
-        result = await self.on(daemon, *args, "--json")
-        self.assertEqual(result.code, 0, result)
-        return result.json()["data"]
 
     async def trusted(self, daemon):
         return {peer["node_id"]: peer for peer in (await self.ok(daemon, "trust"))["trusted"]}
