@@ -279,10 +279,7 @@ class Tunnel(DatagramProtocol):
         except OSError:
             self.counters.send_errors += 1
             return
-        counters = self.counters
-        counters.pkts_sent += len(frames)
-        counters.bytes_sent += sum(map(len, frames))
-        peer.frames_sent += len(frames)
+        self._count_sent(peer, len(frames), sum(map(len, frames)))
 
     def _transmit(self, peer, frame):
         if peer.via_relay:
@@ -298,10 +295,13 @@ class Tunnel(DatagramProtocol):
         except OSError:
             self.counters.send_errors += 1
             return
+        self._count_sent(peer, 1, len(frame))
+
+    def _count_sent(self, peer, frames, size):
         counters = self.counters
-        counters.pkts_sent += 1
-        counters.bytes_sent += len(frame)
-        peer.frames_sent += 1
+        counters.pkts_sent += frames
+        counters.bytes_sent += size
+        peer.frames_sent += frames
 
     def _enqueue(self, peer, packet_bytes):
         queue = peer.queue
