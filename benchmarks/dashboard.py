@@ -32,7 +32,7 @@ from twisted.internet.task import Clock
 from pilotnet.dashboard.query import PAGE_SIZE, NodeQuery
 from pilotnet.dashboard.service import Dashboard
 from pilotnet.registry.handlers import Registry
-from pilotnet.registry.ratelimit import RateLimiter
+from pilotnet.ratelimit import RateLimiter
 from pilotnet.registry.server import RegistryServer
 from pilotnet.registry.tap import freeze_loaded_state
 

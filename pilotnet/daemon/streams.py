@@ -22,6 +22,7 @@ from zope.interface import Interface
 
 from pilotnet.driver.commands import MAX_CHUNK
 from pilotnet.errors import ALREADY_EXISTS, CONNECTION_FAILED, NOT_FOUND, PilotError
+from pilotnet.ratelimit import TokenBucket
 from pilotnet.transport.connection import StreamConnection
 from pilotnet.transport.events import StreamEvent
 from pilotnet.transport.states import State
@@ -51,24 +52,6 @@ class IStreamOwner(Interface):
 
     def datagram(src, src_port, dst_port, data):
         """A datagram arrived for a port this owner bound."""
-
-
-class TokenBucket:
-    __slots__ = ("rate", "burst", "tokens", "stamp")
-
-    def __init__(self, rate, now, burst=None):
-        self.rate = rate
-        self.burst = burst if burst is not None else rate
-        self.tokens = self.burst
-        self.stamp = now
-
-    def take(self, now):
-        self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
-        self.stamp = now
-        if self.tokens >= 1:
-            self.tokens -= 1
-            return True
-        return False
 
 
 class Stream:
@@ -124,7 +107,7 @@ class Streams:
         self._by_conn = {}
         self._next_id = 1
         self._next_ephemeral = EPHEMERAL_PORT_MIN
-        self._syn_bucket = TokenBucket(syn_rate, clock.seconds())
+        self._syn_bucket = TokenBucket(syn_rate, syn_rate)
         self._to_deliver = []
         self._delivery_scheduled = False
         self._bursting = False
@@ -284,14 +267,14 @@ class Streams:
             if len(self._syn_sources) >= MAX_SYN_SOURCES:
                 self.refused_syns += 1
                 return False
-            bucket = self._syn_sources[source] = TokenBucket(PER_SOURCE_SYN_RATE, now)
-        if not (bucket.take(now) and self._syn_bucket.take(now)):
+            bucket = self._syn_sources[source] = TokenBucket(PER_SOURCE_SYN_RATE, PER_SOURCE_SYN_RATE)
+        if not (bucket.take(1, now) and self._syn_bucket.take(1, now)):
             self.refused_syns += 1
             return False
         return True
 
     def _forget_idle_sources(self, now):
-        for source in [s for s, b in self._syn_sources.items() if now - b.stamp > 10.0]:
+        for source in [s for s, b in self._syn_sources.items() if now - b.last > 10.0]:
             del self._syn_sources[source]
 
     def datagram_packet(self, packet):

@@ -28,7 +28,7 @@ from pilotnet.registry.challenges import signature_valid
 from pilotnet.registry.directory import (
     BACKBONE, Directory, HandshakeRequest, HandshakeResponse, Network, Node, address_text,
 )
-from pilotnet.registry.ratelimit import RateLimiter
+from pilotnet.ratelimit import RateLimiter
 from pilotnet.registry.requests import RequestError
 from pilotnet.registry.validation import check_hostname, check_network_name, normalize_tags
 

@@ -22,7 +22,7 @@ from pilotnet.registry.handlers import error_reply
 from pilotnet.registry.metrics import MALFORMED, RegistryMetrics
 from pilotnet.registry.replication import SUBSCRIBE
 from pilotnet.registry.requests import RequestError
-from pilotnet.registry.ratelimit import TokenBucket
+from pilotnet.ratelimit import TokenBucket
 
 IDLE_TIMEOUT = 300.0
 MAX_CONNECTIONS = 10_000

@@ -17,7 +17,7 @@ from pilotnet.registry import replication
 from pilotnet.registry.directory import Directory
 from pilotnet.registry.handlers import Registry
 from pilotnet.plugin_options import ListeningService, PortsFile, ServerOptions
-from pilotnet.registry.ratelimit import RateLimiter
+from pilotnet.ratelimit import RateLimiter
 from pilotnet.registry.server import MAX_CONNECTIONS, RegistryFactory, RegistryServer
 from pilotnet.registry.snapshot import import_go_snapshot
 from pilotnet.registry.store import RegistryStore

@@ -3,7 +3,7 @@
 from pilotnet.crypto.identity import Identity
 from pilotnet.registry.challenges import sign_request
 from pilotnet.registry.handlers import Registry
-from pilotnet.registry.ratelimit import RateLimiter
+from pilotnet.ratelimit import RateLimiter
 
 ADMIN_TOKEN = "admin-secret"
 PEER = ("198.51.100.7", 40000)

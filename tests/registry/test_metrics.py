@@ -8,7 +8,7 @@ from twisted.trial.unittest import TestCase
 from pilotnet.registry.challenges import sign_request
 from pilotnet.registry.handlers import Registry
 from pilotnet.registry.metrics import metrics_text
-from pilotnet.registry.ratelimit import RateLimiter
+from pilotnet.ratelimit import RateLimiter
 from pilotnet.registry.server import RegistryServer
 from tests.registry.fixtures import identity
 

@@ -3,7 +3,7 @@
 from twisted.trial.unittest import SynchronousTestCase
 
 from pilotnet.registry.directory import Directory
-from pilotnet.registry.ratelimit import RateLimiter
+from pilotnet.ratelimit import RateLimiter
 from tests.registry.fixtures import ADMIN_TOKEN, DrivenRegistry, identity
 
 

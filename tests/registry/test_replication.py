@@ -14,7 +14,7 @@ from pilotnet.registry.challenges import sign_request
 from pilotnet.registry.directory import Directory
 from pilotnet.registry.framing import FrameDecoder, decode_body, encode_message
 from pilotnet.registry.handlers import STANDBY_REFUSAL, Registry
-from pilotnet.registry.ratelimit import RateLimiter
+from pilotnet.ratelimit import RateLimiter
 from pilotnet.registry.server import RegistryServer
 from pilotnet.registry.store import RegistryStore
 from pilotnet.registry.tap import RegistryOptions

@@ -16,7 +16,7 @@ from pilotnet.registry.client import RegistryError, connect_registry
 from pilotnet.registry import server as server_module
 from pilotnet.registry.framing import MAX_MESSAGE, FrameDecoder
 from pilotnet.registry.handlers import Registry
-from pilotnet.registry.ratelimit import RateLimiter
+from pilotnet.ratelimit import RateLimiter
 from pilotnet.registry.server import RegistryFactory, RegistryServer
 from tests.registry.fixtures import identity
 

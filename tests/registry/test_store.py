@@ -9,7 +9,7 @@ from pilotnet.registry.directory import Directory
 from pilotnet.registry.handlers import Registry
 from pilotnet.registry.framing import go_json
 from pilotnet.registry.challenges import sign_request
-from pilotnet.registry.ratelimit import RateLimiter
+from pilotnet.ratelimit import RateLimiter
 from pilotnet.registry.server import RegistryServer
 from pilotnet.registry.store import RegistryStore
 from tests.registry.fixtures import ADMIN_TOKEN, PEER, identity

@@ -12,7 +12,7 @@ from twisted.trial.unittest import TestCase
 from pilotnet.registry.directory import Directory
 from pilotnet.registry.framing import FrameDecoder, encode_message
 from pilotnet.registry.handlers import Registry
-from pilotnet.registry.ratelimit import RateLimiter
+from pilotnet.ratelimit import RateLimiter
 from pilotnet.registry.server import RegistryFactory, RegistryServer
 from pilotnet.registry.store import RegistryStore
 from tests.registry.fixtures import PEER, identity

@@ -2,7 +2,7 @@
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from pilotnet.registry.ratelimit import RateLimiter, TokenBucket
+from pilotnet.ratelimit import RateLimiter, TokenBucket
 
 
 class TokenBucketTests(SynchronousTestCase):

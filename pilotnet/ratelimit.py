@@ -1,4 +1,7 @@
-"""Token buckets, fed ``now`` so tests drive them with a fake clock."""
+"""Token buckets, fed ``now`` so tests drive them with a fake clock.
+
+The registry limits requests with them, the daemon new streams.
+"""
 
 
 class RateLimiter:
@@ -42,20 +45,21 @@ class TokenBucket:
     request.
     """
 
-    __slots__ = ("burst", "rate", "_tokens", "_last")
+    __slots__ = ("burst", "rate", "_tokens", "last")
 
     def __init__(self, burst, rate):
         self.burst = burst
         self.rate = rate
         self._tokens = float(burst)
-        self._last = None
+        #: When tokens were last taken (None: never).
+        self.last = None
 
     def take(self, count, now):
         """Take up to ``count`` tokens; returns how many there were (all of them when under the rate)."""
         tokens = self._tokens
-        if self._last is not None:
-            tokens = min(self.burst, tokens + (now - self._last) * self.rate)
+        if self.last is not None:
+            tokens = min(self.burst, tokens + (now - self.last) * self.rate)
         granted = min(count, int(tokens))
         self._tokens = tokens - granted
-        self._last = now
+        self.last = now
         return granted
