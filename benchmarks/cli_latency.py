@@ -28,6 +28,7 @@ import time
 
 from twisted.internet import defer, task
 
+from benchmarks import positive_int
 from benchmarks.daemon_stream import LocalNetwork, median_and_p99, report
 
 
@@ -75,7 +76,7 @@ async def run(reactor, runs, as_json):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=20, help="runs of each command")
+    parser.add_argument("--runs", type=positive_int, default=20, help="runs of each command")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     task.react(lambda reactor: defer.ensureDeferred(run(reactor, args.runs, args.json)))

@@ -26,7 +26,7 @@ import time
 
 from twisted.internet import defer, task
 
-from benchmarks import udp_ceiling
+from benchmarks import positive_int, udp_ceiling
 from pilotnet.driver.client import connect
 
 TWISTD = "from twisted.scripts.twistd import run; run()"
@@ -235,7 +235,7 @@ def report(rows, as_json):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--megabytes", type=int, default=40)
+    parser.add_argument("--megabytes", type=positive_int, default=40)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     task.react(lambda reactor: defer.ensureDeferred(run(reactor, args.megabytes, args.json)))

@@ -25,6 +25,7 @@ import time
 
 from twisted.internet import defer, task
 
+from benchmarks import positive_int
 from benchmarks.daemon_stream import LocalNetwork, median_and_p99, report, start_pair
 from pilotnet.driver.client import connect
 from pilotnet.services.eventstream import SUBSCRIBER_QUEUE_LIMIT
@@ -200,7 +201,7 @@ async def run(reactor, events, as_json):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--events", type=int, default=20000, help="events per measurement")
+    parser.add_argument("--events", type=positive_int, default=20000, help="events per measurement")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     task.react(lambda reactor: defer.ensureDeferred(run(reactor, args.events, args.json)))

@@ -24,6 +24,10 @@ from pilotnet.wire.address import Addr
 from pilotnet.wire.packet import FLAG_ACK, PROTO_STREAM, Packet
 
 DEFAULT_PAYLOAD = 1024
+#: The largest payload whose sealed frame (packet header 34, sealing 36) fits one IPv4 UDP datagram.
+MAX_PAYLOAD = 65507 - 34 - 36
+#: How long the receiver waits for a first frame before reporting nothing.
+FIRST_FRAME_TIMEOUT = 10.0
 KEY = bytes(range(32))
 SENDER_NODE = 1
 
@@ -37,11 +41,12 @@ def _receive(seconds, report):
     print(sock.getsockname()[1], flush=True)
     received = frames = 0
     started = None
+    waiting_since = time.perf_counter()
     while True:
         try:
             data = sock.recv(65535)
         except socket.timeout:
-            if started is not None:
+            if started is not None or time.perf_counter() - waiting_since > FIRST_FRAME_TIMEOUT:
                 break
             continue
         if started is None:
@@ -54,7 +59,7 @@ def _receive(seconds, report):
         received += len(packet.payload)
         if time.perf_counter() - started >= seconds:
             break
-    elapsed = time.perf_counter() - started
+    elapsed = time.perf_counter() - started if started is not None else seconds
     report.write(json.dumps({"bytes": received, "frames": frames, "seconds": elapsed}) + "\n")
 
 
@@ -86,6 +91,8 @@ def measure(seconds=3.0, payload=DEFAULT_PAYLOAD):
     finally:
         receiver.kill()
         receiver.wait()
+    if not result["frames"]:
+        raise RuntimeError("the receiver got no frames: did the sender fail?")
     return result["bytes"] / result["seconds"] / 1e6, result["frames"] / result["seconds"]
 
 
@@ -96,6 +103,8 @@ def main():
     parser.add_argument("--port", type=int)
     parser.add_argument("--payload", type=int, default=DEFAULT_PAYLOAD, help="bytes of payload per frame")
     args = parser.parse_args()
+    if not 1 <= args.payload <= MAX_PAYLOAD:
+        parser.error(f"--payload must be 1-{MAX_PAYLOAD} bytes (one sealed frame per UDP datagram)")
     if args.role == "receive":
         _receive(args.seconds, sys.stdout)
     elif args.role == "send":
