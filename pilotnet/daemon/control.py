@@ -34,9 +34,9 @@ from twisted.protocols import amp
 from zope.interface import implementer
 
 from pilotnet.daemon.stream_credit import StreamCredit
-from pilotnet.daemon.streams import IStreamOwner
 from pilotnet.driver import commands
 from pilotnet.errors import INTERNAL, INVALID_ARGUMENT, NOT_FOUND, PilotError
+from pilotnet.interfaces import IStreamOwner
 from pilotnet.services.eventstream import Subscriber
 from pilotnet.wire.address import Addr
 from pilotnet.wire.eventstream import MAX_TOPIC, split_events

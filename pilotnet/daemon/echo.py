@@ -8,8 +8,8 @@ backpressure a benchmark needs.
 
 from zope.interface import implementer
 
-from pilotnet.daemon.streams import IStreamOwner
 from pilotnet.errors import PilotError
+from pilotnet.interfaces import IStreamOwner
 
 
 @implementer(IStreamOwner)

@@ -27,8 +27,9 @@ from twisted.internet import defer
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from pilotnet.daemon.streams import IStreamOwner
+from pilotnet.crypto.handshake import is_signed_by
 from pilotnet.errors import CONNECTION_FAILED, TIMEOUT, DecodeError, PilotError
+from pilotnet.interfaces import IStreamOwner
 from pilotnet.wire import handshake
 from pilotnet.wire.address import Addr
 
@@ -132,7 +133,7 @@ class Verifier:
                 raise Rejected("stale", f"timestamp {message.timestamp} is outside the accepted window")
             if not message.public_key or not message.signature:
                 raise Rejected("unsigned", "no public key or signature")
-            if not handshake.is_signed_by(message, self.node_id(), message.public_key):
+            if not is_signed_by(message, self.node_id(), message.public_key):
                 raise Rejected("bad_signature", "the signature does not verify")
             if message.node_id != sender:
                 raise Rejected("wrong_sender", f"claims node {message.node_id} but came from node {sender}")

@@ -5,7 +5,7 @@ connection gets exactly one reactor timer, moved only when the engine's next
 deadline moves earlier (a later deadline lets the timer fire early and re-arm),
 so a busy stream costs no timer work per packet.
 
-Every bound port and every stream belongs to an :class:`IStreamOwner` (a
+Every bound port and every stream belongs to an :class:`~pilotnet.interfaces.IStreamOwner` (a
 control-socket client).  Owners hear about accepted streams, data, closes and
 datagrams for their ports; when an owner goes away its ports are unbound and
 its streams closed.
@@ -18,7 +18,6 @@ carried them.
 
 from twisted.internet import defer
 from twisted.logger import Logger
-from zope.interface import Interface
 
 from pilotnet.driver.commands import MAX_CHUNK
 from pilotnet.errors import ALREADY_EXISTS, CONNECTION_FAILED, NOT_FOUND, PilotError
@@ -36,22 +35,6 @@ SEND_HIGH_WATER = 1024 * 1024
 # Tracked SYN sources for per-source rate limiting; beyond this new sources wait.
 MAX_SYN_SOURCES = 4096
 PER_SOURCE_SYN_RATE = 10.0
-
-
-class IStreamOwner(Interface):
-    """A local client that owns ports and streams (the control socket's protocol)."""
-
-    def stream_accepted(port, conn):
-        """A stream to ``port`` was accepted: ``conn`` has conn_id, remote, remote_port."""
-
-    def stream_data(conn_id, data):
-        """Bytes arrived; the returned Deferred fires when the owner has taken them."""
-
-    def stream_closed(conn_id, code, message):
-        """The stream ended: ``code`` empty for a clean end of the peer's data."""
-
-    def datagram(src, src_port, dst_port, data):
-        """A datagram arrived for a port this owner bound."""
 
 
 class Stream:

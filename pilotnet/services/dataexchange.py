@@ -24,8 +24,8 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from pilotnet.crypto.identity import write_private_file
-from pilotnet.daemon.streams import IStreamOwner
 from pilotnet.errors import PilotError
+from pilotnet.interfaces import IStreamOwner
 from pilotnet.wire import dataexchange as wire
 from pilotnet.wire.address import PORT_DATA_EXCHANGE
 

@@ -21,8 +21,8 @@ from twisted.internet import defer
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from pilotnet.daemon.streams import IStreamOwner
 from pilotnet.errors import PilotError
+from pilotnet.interfaces import IStreamOwner
 from pilotnet.wire.address import PORT_EVENT_STREAM
 from pilotnet.wire.eventstream import EventDecoder, encode_event
 

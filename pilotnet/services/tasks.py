@@ -25,8 +25,8 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from pilotnet.crypto.identity import write_private_file
-from pilotnet.daemon.streams import IStreamOwner
 from pilotnet.errors import INVALID_ARGUMENT, NOT_FOUND, PilotError
+from pilotnet.interfaces import IStreamOwner
 from pilotnet.wire import tasksubmit as wire
 from pilotnet.wire.address import PORT_TASK_SUBMIT
 from pilotnet.wire.typedframe import FrameReader, encode_frame

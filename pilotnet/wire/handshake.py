@@ -21,9 +21,9 @@ segment size before sending.  :data:`MAX_MESSAGE_SIZE` is the hard bound
 """
 
 import base64
+import binascii
 from typing import NamedTuple
 
-from pilotnet.crypto.identity import IdentityError, b64decode, verify
 from pilotnet.errors import DecodeError
 from pilotnet.wire import gojson
 
@@ -73,17 +73,6 @@ def build_message(kind, identity, sender_node, receiver_node, timestamp, justifi
     )
     _validate(message)
     return message
-
-
-def is_signed_by(message, receiver_node, public_key):
-    """Is ``message`` signed, for ``receiver_node``, by the holder of ``public_key``?
-
-    Pass the key the registry has for ``message.node_id`` when known, else
-    ``message.public_key``; a message without a signature is never signed.
-    """
-    return bool(message.signature) and verify(
-        public_key, challenge(message.node_id, receiver_node), message.signature
-    )
 
 
 def is_fresh(message, now):
@@ -136,9 +125,12 @@ def _decode_b64(document, field, size):
     if not text:
         return b""
     try:
-        return b64decode(text, f"{_WHAT}: field {field!r}", size)
-    except IdentityError as exc:
-        raise DecodeError(exc.message) from None
+        data = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError):
+        raise DecodeError(f"{_WHAT}: field {field!r} is not valid base64") from None
+    if len(data) != size:
+        raise DecodeError(f"{_WHAT}: field {field!r} is {len(data)} bytes, expected {size}")
+    return data
 
 
 def decode_message(data):

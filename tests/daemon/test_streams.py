@@ -5,7 +5,8 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import implementer
 
-from pilotnet.daemon.streams import IStreamOwner, Streams
+from pilotnet.daemon.streams import Streams
+from pilotnet.interfaces import IStreamOwner
 from pilotnet.errors import ALREADY_EXISTS, NOT_FOUND, PilotError
 from pilotnet.transport.config import StreamConfig
 from pilotnet.wire.address import Addr

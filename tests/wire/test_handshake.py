@@ -5,6 +5,7 @@ import json
 from hypothesis import given, settings, strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
+from pilotnet.crypto.handshake import is_signed_by
 from pilotnet.crypto.identity import Identity
 from pilotnet.errors import DecodeError
 from pilotnet.wire import handshake as hs
@@ -40,16 +41,16 @@ class VectorTests(SynchronousTestCase):
             self.assertEqual(wire.decode(), case["output"]["json"])
             decoded = hs.decode_message(wire)
             self.assertEqual(decoded, message)
-            self.assertTrue(hs.is_signed_by(decoded, inputs["to_node"], decoded.public_key))
-            self.assertFalse(hs.is_signed_by(decoded, inputs["to_node"] + 1, decoded.public_key))
+            self.assertTrue(is_signed_by(decoded, inputs["to_node"], decoded.public_key))
+            self.assertFalse(is_signed_by(decoded, inputs["to_node"] + 1, decoded.public_key))
 
 
 class CheckTests(SynchronousTestCase):
     def test_signature_is_checked_against_the_given_key(self):
         message = hs.decode_message(valid_document())
-        self.assertTrue(hs.is_signed_by(message, 6, NODE_5.public_key))
-        self.assertFalse(hs.is_signed_by(message, 6, NODE_6.public_key))
-        self.assertFalse(hs.is_signed_by(message._replace(signature=b""), 6, NODE_5.public_key))
+        self.assertTrue(is_signed_by(message, 6, NODE_5.public_key))
+        self.assertFalse(is_signed_by(message, 6, NODE_6.public_key))
+        self.assertFalse(is_signed_by(message._replace(signature=b""), 6, NODE_5.public_key))
 
     def test_unsigned_message_decodes(self):
         message = hs.decode_message(valid_document(public_key="", signature=""))
@@ -99,7 +100,7 @@ class PropertyTests(SynchronousTestCase):
         message = hs.build_message(kind, NODE_6, sender, receiver, timestamp, justification, reason)
         decoded = hs.decode_message(hs.encode_message(message))
         self.assertEqual(decoded, message)
-        self.assertTrue(hs.is_signed_by(decoded, receiver, NODE_6.public_key))
+        self.assertTrue(is_signed_by(decoded, receiver, NODE_6.public_key))
 
     @SETTINGS
     @given(st.binary(max_size=300))

@@ -1,0 +1,25 @@
+"""The interfaces at the seams between pilotnet's rooms.
+
+A leaf module: it imports nothing of pilotnet, so any room may depend on it
+without depending on the room that implements it.  The daemon implements the
+stream owners' side, the services and the control socket implement
+:class:`IStreamOwner`, and neither has to import the other for it.
+"""
+
+from zope.interface import Interface
+
+
+class IStreamOwner(Interface):
+    """A local client that owns ports and streams (a control-socket client or a built-in service)."""
+
+    def stream_accepted(port, conn):
+        """A stream to ``port`` was accepted: ``conn`` has conn_id, remote, remote_port."""
+
+    def stream_data(conn_id, data):
+        """Bytes arrived; the returned Deferred fires when the owner has taken them."""
+
+    def stream_closed(conn_id, code, message):
+        """The stream ended: ``code`` empty for a clean end of the peer's data."""
+
+    def datagram(src, src_port, dst_port, data):
+        """A datagram arrived for a port this owner bound."""
