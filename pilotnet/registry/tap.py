@@ -10,13 +10,12 @@ from twisted.application.service import MultiService, Service
 from twisted.internet.endpoints import serverFromString
 from twisted.logger import Logger
 from twisted.python import usage
-from twisted.python.failure import Failure
 
 from pilotnet.errors import PilotError
 from pilotnet.registry import replication
 from pilotnet.registry.directory import Directory
 from pilotnet.registry.handlers import Registry
-from pilotnet.plugin_options import ListeningService, PortsFile, ServerOptions
+from pilotnet.plugin_options import PortsFile, ServerOptions, StreamListener
 from pilotnet.ratelimit import RateLimiter
 from pilotnet.registry.server import MAX_CONNECTIONS, RegistryFactory, RegistryServer
 from pilotnet.registry.snapshot import import_go_snapshot
@@ -88,24 +87,6 @@ class RegistryOptions(ServerOptions):
                  path=self["import-snapshot"])
 
 
-class _StreamListener(ListeningService):
-    """Listens on a server endpoint; a bind failure stops start-up with its reason."""
-
-    def __init__(self, endpoint, factory, on_listening):
-        self._endpoint = endpoint
-        self._factory = factory
-        self._on_listening = on_listening
-
-    def startService(self):
-        super().startService()
-        outcome = []
-        self._endpoint.listen(self._factory).addBoth(outcome.append)
-        if outcome and isinstance(outcome[0], Failure):
-            outcome[0].raiseException()
-        self.port = outcome[0]
-        self._on_listening(self.port.getHost())
-
-
 class _StoreWriter(Service):
     """Runs the store's writer thread while the registry runs; flushes and closes it at the end.
 
@@ -127,9 +108,13 @@ class _StoreWriter(Service):
         return self._server.housekeeping().addCallback(lambda _: self._server.store.shutdown())
 
 
-def make_registry_service(reactor, options, on_listening=lambda address: None,
-                          on_http_listening=lambda address: None):
-    """The registry as a :class:`MultiService`: listener, housekeeping, store, dashboard."""
+def make_registry_service(reactor, options, on_listening=lambda address: None):
+    """The registry as a :class:`MultiService`: listener, housekeeping, store.
+
+    ``service.registry_server`` is the :class:`RegistryServer`, which the
+    composition roots (:mod:`pilotnet.registry_tap`, :mod:`pilotnet.rendezvous_tap`)
+    hand to the dashboard.
+    """
     now = reactor.seconds()
     directory = Directory(started=now)
     store = None
@@ -159,19 +144,12 @@ def make_registry_service(reactor, options, on_listening=lambda address: None,
     # starts before the timer, so a port in use stops start-up early.
     if store is not None:
         _StoreWriter(server, reactor).setServiceParent(service)
-    _StreamListener(serverFromString(reactor, options["registry"]), factory,
+    StreamListener(serverFromString(reactor, options["registry"]), factory,
                     listening).setServiceParent(service)
     housekeeping = TimerService(HOUSEKEEPING_INTERVAL, server.housekeeping)
     housekeeping.clock = reactor
     housekeeping.setServiceParent(service)
     replicating.setServiceParent(service)
-    if options["http"]:
-        # Imported only when asked for: a registry without --http never loads Klein.
-        from pilotnet.dashboard.service import make_dashboard
-        dashboard = make_dashboard(reactor, server, options["store"])
-        dashboard.setServiceParent(service)
-        _StreamListener(serverFromString(reactor, options["http"]), dashboard.site(),
-                        on_http_listening).setServiceParent(service)
     return service
 
 
@@ -197,15 +175,3 @@ def _with_tls(factory, options):
     log.info("registry TLS certificate fingerprint (sha256): {fingerprint}",
              fingerprint=tls.fingerprint(certificate))
     return tls.tls_factory(factory, key, certificate)
-
-
-Options = RegistryOptions
-
-
-def makeService(options):
-    from twisted.internet import reactor
-    ports = PortsFile(options["ports-file"], ["registry"] + (["http"] if options["http"] else []))
-    service = make_registry_service(reactor, options, ports.reporter("registry"),
-                                    ports.reporter("http"))
-    freeze_loaded_state()
-    return service

@@ -16,7 +16,8 @@ from twisted.trial.unittest import TestCase
 
 from pilotnet import rendezvous_tap
 from pilotnet.beacon import tap as beacon_tap
-from pilotnet.registry import tap as registry_tap
+from pilotnet import registry_tap
+from pilotnet.registry import tap as registry_parts
 from pilotnet.registry.client import RegistryClientProtocol
 from pilotnet.registry.tls import fingerprint
 
@@ -90,11 +91,11 @@ class TLSTests(TestCase):
     @inlineCallbacks
     def test_tls_listener_with_a_pinnable_self_signed_certificate(self):
         logged = []
-        self.patch(registry_tap.log, "info", lambda fmt, **fields: logged.append(fields))
+        self.patch(registry_parts.log, "info", lambda fmt, **fields: logged.append(fields))
         options = registry_tap.Options()
         options.parseOptions(["--registry", "tcp:0:interface=127.0.0.1", "--tls"])
         bound = []
-        service = registry_tap.make_registry_service(reactor, options, bound.append)
+        service = registry_parts.make_registry_service(reactor, options, bound.append)
         service.startService()
         self.addCleanup(service.stopService)
         pinned = next(fields["fingerprint"] for fields in logged if "fingerprint" in fields)
