@@ -37,7 +37,7 @@ from twisted.internet.protocol import DatagramProtocol
 from twisted.logger import Logger
 from zope.interface import Interface
 
-from pilotnet.crypto.tunnel import TunnelSession, build_auth_key_offer, check_auth_key_offer
+from pilotnet.crypto.tunnel import ReplayedFrame, TunnelSession, build_auth_key_offer, check_auth_key_offer
 from pilotnet.daemon.udp_batch import BatchSender
 from pilotnet.errors import CryptoError, DecodeError, PilotError
 from pilotnet.wire import beacon
@@ -488,6 +488,9 @@ class Tunnel(DatagramProtocol):
             return
         try:
             packet = Packet.decode(session.open(data))
+        except ReplayedFrame:
+            self.counters.replays += 1
+            return
         except CryptoError:
             self.counters.auth_failures += 1
             return

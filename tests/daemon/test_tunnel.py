@@ -151,7 +151,8 @@ class TunnelTests(SynchronousTestCase):
         self.network.deliver()
         self.b.tunnel.datagramReceived(frame, A_ADDR)
         self.assertEqual(len(self.b.received), 1)
-        self.assertEqual(self.b.tunnel.counters.auth_failures, 1)
+        self.assertEqual(self.b.tunnel.counters.replays, 1)
+        self.assertEqual(self.b.tunnel.counters.auth_failures, 0)
 
     def test_plaintext_refused_when_encrypting(self):
         self.b.tunnel.datagramReceived(plaintext_frame(datagram(1, 2)), A_ADDR)
