@@ -46,6 +46,7 @@ class DaemonConfig:
     tasksubmit: bool = True
     keepalive: float = 60.0
     idle_timeout: float = 120.0
+    close_timeout: float = 60.0
     mss: int = 1024
     #: Segment size for peers on this host (0: use ``mss`` for them too); see pilotnet.daemon.paths.
     local_mss: int = 32768

@@ -85,7 +85,8 @@ class NodeService(service.MultiService):
         )
         self.beacon = BeaconLink(self.tunnel, reactor)
         stream_config = StreamConfig(mss=config.mss, idle_timeout=config.idle_timeout or None,
-                                     keepalive_interval=config.keepalive or None)
+                                     keepalive_interval=config.keepalive or None,
+                                     close_timeout=config.close_timeout or StreamConfig.close_timeout)
         self.segment_sizes = SegmentSizes(stream_config, config.local_mss, self.tunnel.direct_endpoint)
         self.streams = Streams(
             clock=reactor, transmit=self._transmit, transmit_burst=self._transmit_burst, config=stream_config,
