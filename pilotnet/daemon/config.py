@@ -53,6 +53,9 @@ class DaemonConfig:
     max_conns_per_port: int = 1024
     max_conns_total: int = 65536
     syn_rate_limit: int = 100
+    #: Key exchanges (PILA checks, key replies) per second from one source address / from all.
+    handshake_rate_per_source: float = 10.0
+    handshake_rate: float = 200.0
     log_format: str = "text"
 
     @property

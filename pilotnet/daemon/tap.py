@@ -61,6 +61,9 @@ class Options(usage.Options):
         ["max-conns-per-port", None, None, "stream limit per port [1024]"],
         ["max-conns-total", None, None, "stream limit in all [65536]"],
         ["syn-rate-limit", None, None, "new streams accepted per second [100]"],
+        ["handshake-rate-per-source", None, None,
+         "unauthenticated key exchanges handled per second from one source address [10]"],
+        ["handshake-rate", None, None, "unauthenticated key exchanges handled per second in all [200]"],
         ["log-format", None, None, "text or json [text]"],
     ]
 
