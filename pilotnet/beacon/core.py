@@ -225,11 +225,13 @@ class BeaconCore:
         secret gets an empty, authenticated sync: enough for it to prove
         itself in return, too small to be worth reflecting.
         """
-        node_ids = sorted(self.nodes)
-        chunks = [tuple(node_ids[i:i + SYNC_CHUNK]) for i in range(0, len(node_ids), SYNC_CHUNK)]
-        messages = [wire.encode(wire.Sync(self.beacon_id, chunk)) for chunk in chunks or [()]]
         peers = self.peers
-        datagrams = [(message, peer) for peer in sorted(peers) for message in messages]
+        datagrams = []
+        if peers:
+            node_ids = sorted(self.nodes)
+            chunks = [tuple(node_ids[i:i + SYNC_CHUNK]) for i in range(0, len(node_ids), SYNC_CHUNK)]
+            messages = [wire.encode(wire.Sync(self.beacon_id, chunk)) for chunk in chunks or [()]]
+            datagrams = [(message, peer) for peer in sorted(peers) for message in messages]
         if self.peer_auth is None:
             return datagrams
         hello = wire.encode(wire.Sync(self.beacon_id, ()))
