@@ -13,7 +13,7 @@ in lately (or that the operator listed).  The stamp must be within
 beacon ID, so a captured sync replayed (from any address) is refused.  The
 trailer sits after the node list, where a Go beacon's decoder stops reading.
 
-Pure functions of bytes and ``now``: no clock, no socket (see ``core.py``).
+Fed bytes and ``now`` like the core: no clock, no socket.
 """
 
 import hashlib
@@ -67,4 +67,3 @@ class PeerAuth:
             return "sync_replayed"
         self._last_accepted[beacon_id] = stamp
         return None
-

@@ -465,7 +465,7 @@ class Tunnel(DatagramProtocol):
 
     def _answer_unknown(self, node, address, via_relay, relay_sender, size, flags):
         """Ask ``node``, whose frame we cannot use, to key with us, without becoming a reflector."""
-        if self.node_id is None or not self._work_allowed(address, relay_sender):
+        if self.node_id is None or node == self.node_id or not self._work_allowed(address, relay_sender):
             return
         if not self._reply_allowed(node):
             return
