@@ -211,6 +211,16 @@ class PeerAuthenticationTests(SynchronousTestCase):
         self.assertEqual(core.dropped["sync_replayed"], 1)
         self.assertEqual(set(core.proven_peers), {PEER})
 
+    def test_relays_from_a_listed_but_unproven_beacon_need_a_discovered_sender(self):
+        core = BeaconCore(3, peer_auth=PeerAuth(SECRET))
+        core.receive(wire.encode(wire.Discover(6)), B, NOW)
+        core.set_peers((), {PEER})
+        self.assertEqual(core.receive(wire.relay_envelope(99, 6, b"PILT"), PEER, NOW), [])
+        self.assertEqual(core.dropped["relay_spoofed_sender"], 1)
+        core.receive(PeerAuth(SECRET).seal(wire.encode(wire.Sync(4, ())), NOW), PEER, NOW)
+        sent = decode_all(core.receive(wire.relay_envelope(99, 6, b"PILT"), PEER, NOW))
+        self.assertEqual(sent, [(wire.RelayDeliver(99, b"PILT"), B)])
+
     def test_proofs_expire(self):
         core = BeaconCore(3, peer_auth=PeerAuth(SECRET))
         core.receive(PeerAuth(SECRET).seal(wire.encode(wire.Sync(4, ())), NOW), PEER, NOW)

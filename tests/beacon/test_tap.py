@@ -5,6 +5,7 @@ import os
 from twisted.python import usage
 from twisted.trial.unittest import SynchronousTestCase
 
+from pilotnet import rendezvous_tap
 from pilotnet.beacon import tap
 from pilotnet.beacon.peering import PeerAuth
 
@@ -22,6 +23,11 @@ class BeaconOptionsTests(SynchronousTestCase):
         options.parseOptions(["--peer-secret-file", self.secret_file(0o600), "--max-nodes-per-ip", "8"])
         self.assertIsInstance(options["peer-auth"], PeerAuth)
         self.assertEqual(options["max-nodes-per-ip"], 8)
+
+    def test_the_rendezvous_takes_the_same_options(self):
+        options = rendezvous_tap.Options()
+        options.parseOptions(["--peer-secret-file", self.secret_file(0o600)])
+        self.assertIsInstance(options["peer-auth"], PeerAuth)
 
     def test_a_secret_file_others_can_read_is_refused(self):
         path = self.secret_file(0o644)
