@@ -143,6 +143,14 @@ class MalformedTests(SynchronousTestCase):
         core.receive(datagram, A, NOW)
         core.receive(datagram, PEER, NOW)
 
+    @settings(max_examples=300, deadline=None)
+    @given(st.integers(0, 3), st.binary(max_size=120))
+    def test_random_sync_trailers_never_raise_nor_authenticate(self, count, tail):
+        core = BeaconCore(1, peer_auth=PeerAuth(b"0123456789abcdef"))
+        datagram = wire.encode(wire.Sync(4, tuple(range(count)))) + tail
+        self.assertEqual(core.receive(datagram, PEER, NOW), [])
+        self.assertEqual(core.peers, set())
+
 
 SECRET = b"0123456789abcdef0123456789abcdef"
 VICTIM = ("192.0.2.66", 7777)
