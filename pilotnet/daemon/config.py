@@ -46,12 +46,16 @@ class DaemonConfig:
     tasksubmit: bool = True
     keepalive: float = 60.0
     idle_timeout: float = 120.0
+    close_timeout: float = 60.0
     mss: int = 1024
     #: Segment size for peers on this host (0: use ``mss`` for them too); see pilotnet.daemon.paths.
     local_mss: int = 32768
     max_conns_per_port: int = 1024
     max_conns_total: int = 65536
     syn_rate_limit: int = 100
+    #: Key exchanges (PILA checks, key replies) per second from one source address / from all.
+    handshake_rate_per_source: float = 10.0
+    handshake_rate: float = 200.0
     log_format: str = "text"
 
     @property

@@ -55,11 +55,15 @@ class Options(usage.Options):
         ["owner", None, None, "owner (email) recorded with the registration"],
         ["keepalive", None, None, "seconds between heartbeats and keepalive probes [60]"],
         ["idle-timeout", None, None, "seconds before an idle stream is closed [120]"],
+        ["close-timeout", None, None, "seconds without progress before a stream we closed is reset [60]"],
         ["mss", None, None, "largest stream segment payload in bytes; every Go peer accepts 1024 [1024]"],
         ["local-mss", None, None, "segment payload for peers on this host, whose path never leaves it; 0 uses --mss [32768]"],
         ["max-conns-per-port", None, None, "stream limit per port [1024]"],
         ["max-conns-total", None, None, "stream limit in all [65536]"],
         ["syn-rate-limit", None, None, "new streams accepted per second [100]"],
+        ["handshake-rate-per-source", None, None,
+         "unauthenticated key exchanges handled per second from one source address [10]"],
+        ["handshake-rate", None, None, "unauthenticated key exchanges handled per second in all [200]"],
         ["log-format", None, None, "text or json [text]"],
     ]
 
