@@ -75,7 +75,8 @@ class NodeService(service.MultiService):
         self.identity = Identity.load_or_create(config.identity_path)
         self.key_pair = TunnelKeyPair.generate()
 
-        self.registry = RegistryLink(reactor, config.registry, self.identity)
+        self.registry = RegistryLink(reactor, config.registry, self.identity,
+                                     config.registry_fingerprint)
         self.registry.setServiceParent(self)
         self.resolver = Resolver(self.registry, reactor, public_host=lambda: self.beacon.public_host())
         self.peer_keys = RegistryKeys(self.registry)
@@ -180,7 +181,9 @@ class NodeService(service.MultiService):
         lan_addrs = [] if self.config.endpoint else self.beacon.lan_addresses()
         if lan_addrs:
             request["lan_addrs"] = lan_addrs
-        reply = yield self.registry.request(request)
+        # Signed: proves we hold the key, so the registry lets us move our
+        # endpoint from any address (an unsigned one could be anybody's).
+        reply = yield self.registry.signed(request)
         self.node_id = reply["node_id"]
         self.address = Addr(0, self.node_id)
         self.registry.node_id = self.node_id

@@ -8,7 +8,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from pilotnet.registry.directory import Directory
 from pilotnet.registry.handlers import Registry
 from pilotnet.registry.framing import go_json
-from pilotnet.registry.challenges import sign_request
+from pilotnet.registry.challenges import sign_fresh_request
 from pilotnet.ratelimit import RateLimiter
 from pilotnet.registry.server import RegistryServer
 from pilotnet.registry.store import RegistryStore
@@ -32,7 +32,7 @@ class StoreTests(SynchronousTestCase):
 
     def ask(self, server, request, signer=None):
         if signer is not None:
-            request = sign_request(signer, request)
+            request = sign_fresh_request(signer, request, self.clock.seconds())
         reply = self.successResultOf(server.answer(go_json(request), PEER))
         self.assertNotEqual(reply["type"], "error", reply)
         return reply
