@@ -92,6 +92,26 @@ class StoreTests(SynchronousTestCase):
         self.addCleanup(store.close)
         self.assertEqual(store._db.execute("PRAGMA journal_mode").fetchone()[0], "wal")
 
+    def test_store_files_are_owner_only_even_under_a_loose_umask(self):
+        """Join tokens live in the store: other local users must not read it or its WAL."""
+        previous = os.umask(0o022)
+        self.addCleanup(os.umask, previous)
+        server = self.open()
+        self.ask(server, {"type": "register", "public_key": identity(1).public_key_b64})
+        for suffix in ("", "-wal", "-shm"):
+            self.assertEqual(os.stat(self.path + suffix).st_mode & 0o777, 0o600, suffix)
+
+    def test_existing_loose_files_are_tightened(self):
+        os.makedirs(os.path.dirname(self.path))
+        for suffix in ("", "-wal"):
+            with open(self.path + suffix, "wb"):
+                pass
+            os.chmod(self.path + suffix, 0o644)
+        store = RegistryStore(self.path)
+        self.addCleanup(store.close)
+        for suffix in ("", "-wal"):
+            self.assertEqual(os.stat(self.path + suffix).st_mode & 0o777, 0o600, suffix)
+
     def test_malformed_body_counted(self):
         server = self.open()
         self.assertEqual(self.successResultOf(server.answer(b"{", PEER))["type"], "error")
