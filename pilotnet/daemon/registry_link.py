@@ -137,6 +137,9 @@ class RegistryKeys:
     def forget(self, node):
         self._keys.pop(node, None)
 
+    def known_key(self, node):
+        return self._keys.get(node)
+
 
 def choose_endpoint(reply, own_public_host):
     """Where to reach a resolved node: its LAN address when it is behind our own NAT.
