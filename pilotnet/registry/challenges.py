@@ -10,13 +10,17 @@ key; the signature travels base64 in the ``signature`` field.
   only where it cannot be captured or where a replay changes nothing (see
   :data:`pilotnet.registry.handlers.REPLAY_HARMLESS` and docs/security.md).
 * The **fresh form** is what pilotnet clients sign: the request itself
-  (every field but ``signature``, keys sorted, as :func:`go_json` writes it)
-  after :data:`FRESH_PREFIX`, with a ``timestamp`` (Unix seconds) and a
-  random ``nonce`` among its fields.  The signature covers every value the
-  request sets, the registry checks the timestamp against its clock and
-  remembers the nonce, so a capture can be replayed neither with other
-  values, nor later, nor twice.  A request carrying a ``nonce`` is in the
-  fresh form.
+  (every field but :data:`FRESH_FIELD`, keys sorted, as :func:`go_json`
+  writes it) after :data:`FRESH_PREFIX`, with a ``timestamp`` (Unix seconds)
+  and a random ``nonce`` among its fields; the signature travels in
+  :data:`FRESH_FIELD`.  It covers every value the request sets, the registry
+  checks the timestamp against its clock and remembers the nonce, so a
+  capture can be replayed neither with other values, nor later, nor twice.
+
+pilotnet clients send both: ``signature`` in the legacy form, so a Go
+registry (which ignores fields it does not know) accepts the request, and
+:data:`FRESH_FIELD`, which our registry checks instead whenever it is there.
+A request without :data:`FRESH_FIELD` is judged as a legacy one.
 
 The one table below is used by the registry to verify and by clients to sign,
 so the two can never drift apart.
@@ -30,6 +34,7 @@ from pilotnet.registry.framing import go_json
 #: Starts every fresh-form challenge, so it can never equal a legacy challenge
 #: or anything else the node key signs (tunnel offers, handshake messages).
 FRESH_PREFIX = b"pilotnet-registry-request-v1\n"
+FRESH_FIELD = "request_signature"
 NONCE_BYTES = 16
 
 
@@ -88,8 +93,8 @@ def signature_valid(public_key_b64, message_type, fields, signature_b64):
 
 
 def fresh_challenge(request):
-    """The bytes a fresh-form request is signed over: the prefix and the request sans signature."""
-    unsigned = {key: value for key, value in request.items() if key != "signature"}
+    """The bytes a fresh-form request is signed over: the prefix and every other field."""
+    unsigned = {key: value for key, value in request.items() if key != FRESH_FIELD}
     return FRESH_PREFIX + go_json(unsigned)
 
 
@@ -97,14 +102,20 @@ def sign_fresh_request(identity, request, now, nonce=None):
     """``request`` stamped with ``now`` and a random nonce, signed over all its values.
 
     What pilotnet clients send for every signed request (``register`` too:
-    it proves possession of the key it registers).
+    it proves possession of the key it registers).  The legacy ``signature``
+    is added for the message types that have one, for Go registries.
     """
     stamped = dict(request)
     stamped["timestamp"] = int(now)
     stamped["nonce"] = nonce if nonce is not None else os.urandom(NONCE_BYTES).hex()
-    stamped["signature"] = identity.sign_b64(fresh_challenge(stamped))
+    if stamped["type"] in CHALLENGES:
+        stamped["signature"] = identity.sign_b64(challenge(stamped["type"], stamped))
+    stamped[FRESH_FIELD] = identity.sign_b64(fresh_challenge(stamped))
     return stamped
 
 
-def fresh_signature_valid(public_key_b64, request, signature_b64):
-    return verify_b64(public_key_b64, fresh_challenge(request), signature_b64)
+def fresh_signature_valid(public_key_b64, request):
+    """Is ``request``'s :data:`FRESH_FIELD` a valid signature over all its other fields?"""
+    signature = request.get(FRESH_FIELD)
+    return isinstance(signature, str) and verify_b64(public_key_b64, fresh_challenge(request),
+                                                     signature)

@@ -30,7 +30,7 @@ from twisted.logger import Logger
 
 from pilotnet.errors import PilotError, NOT_FOUND, ALREADY_EXISTS, INTERNAL
 from pilotnet.registry import requests as fields
-from pilotnet.registry.challenges import fresh_signature_valid, signature_valid
+from pilotnet.registry.challenges import FRESH_FIELD, fresh_signature_valid, signature_valid
 from pilotnet.registry.directory import (
     BACKBONE, Directory, HandshakeRequest, HandshakeResponse, Network, Node, address_text,
 )
@@ -238,14 +238,14 @@ class Registry:
         node = self._node(signer_id)
         if kind in ADMIN_OVERRIDABLE and self._is_admin(request):
             return node
-        signature = request.get("signature")
-        if not signature:
-            raise RequestError("signature required for authenticated node")
-        if not isinstance(signature, str):
-            raise RequestError("signature verification failed")
-        if "nonce" in request:
-            self._check_fresh(node.public_key, request, signature, now)
+        if FRESH_FIELD in request:
+            self._check_fresh(node.public_key, request, now)
         else:
+            signature = request.get("signature")
+            if not signature:
+                raise RequestError("signature required for authenticated node")
+            if not isinstance(signature, str):
+                raise RequestError("signature verification failed")
             if not (self._over_tls or self.allow_legacy_signatures
                     or replay_harmless(kind, request)):
                 raise RequestError(
@@ -257,7 +257,7 @@ class Registry:
         self._proven_at[node.id] = now
         return node
 
-    def _check_fresh(self, public_key, request, signature, now):
+    def _check_fresh(self, public_key, request, now):
         """A fresh-form signature: in the time window, valid over every field, never seen before."""
         timestamp = fields.uint(request, "timestamp")
         nonce = fields.text(request, "nonce", max_length=MAX_NONCE_LENGTH)
@@ -265,7 +265,7 @@ class Registry:
             raise RequestError("invalid nonce: empty")
         # The clock check is free; the signature check costs ~100 µs: clock first.
         self.replays.check_timestamp(timestamp, now)
-        if not fresh_signature_valid(public_key, request, signature):
+        if not fresh_signature_valid(public_key, request):
             raise RequestError("signature verification failed")
         self.replays.admit(public_key, nonce, timestamp, now)
 
@@ -383,16 +383,14 @@ class Registry:
     def _register_signed(self, request, public_key, now):
         """Whether ``register`` proves possession of its key (a valid fresh-form signature).
 
-        Go clients never sign ``register``: unsigned is allowed (and then
-        limited by :meth:`_check_unsigned_reregistration`); a signature that
-        is there must be a valid fresh one.
+        Go clients never sign ``register`` (the reference has no challenge
+        for it): unsigned is allowed, and then limited by
+        :meth:`_check_unsigned_reregistration`; a fresh signature that is
+        there must be valid.
         """
-        signature = request.get("signature")
-        if signature is None and "nonce" not in request:
+        if FRESH_FIELD not in request:
             return False
-        if not isinstance(signature, str) or not signature or "nonce" not in request:
-            raise RequestError("register: a signature must be fresh-form (timestamp and nonce)")
-        self._check_fresh(public_key, request, signature, now)
+        self._check_fresh(public_key, request, now)
         return True
 
     def _check_unsigned_reregistration(self, node_id, host, now):

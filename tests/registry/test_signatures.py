@@ -3,7 +3,7 @@
 from hypothesis import given, settings, strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
-from pilotnet.registry.challenges import sign_fresh_request, sign_request
+from pilotnet.registry.challenges import sign_fresh_request, sign_request, signature_valid
 from pilotnet.registry.freshness import ReplayCache
 from tests.registry.fixtures import DrivenRegistry, identity
 
@@ -52,6 +52,19 @@ class FreshSignatureTests(SynchronousTestCase):
         self.r.now += 301
         self.r.registry.replays.purge(self.r.now)  # the nonce is gone: the timestamp refuses it
         self.assertIn("stale signature", self.r.send(captured)["error"])
+
+    def test_the_legacy_signature_beside_the_fresh_one_is_for_go_registries_only(self):
+        """Our requests carry Go's signature too (a Go registry checks it); stripped of the
+        fresh fields and replayed with other values, ours refuses it over plaintext."""
+        captured = sign_fresh_request(self.alice, {"type": "set_visibility", "node_id": self.node,
+                                                   "public": False}, self.r.now)
+        self.assertTrue(signature_valid(self.alice.public_key_b64, "set_visibility",
+                                        captured, captured["signature"]))
+        self.r.send(captured)
+        stripped = {key: value for key, value in captured.items()
+                    if key not in ("request_signature", "nonce", "timestamp")}
+        self.assertIn("only over TLS", self.r.send(dict(stripped, public=True))["error"])
+        self.assertFalse(self.public())
 
     def test_signature_of_another_node_is_refused(self):
         mallory = identity(7)
@@ -187,9 +200,10 @@ class RegisterTakeoverTests(SynchronousTestCase):
                                               "public_key": self.alice.public_key_b64,
                                               "listen_addr": "0.0.0.0:6666"}, self.r.now)
         self.assertEqual(self.r.send(forged, OTHER_PEER)["error"], "signature verification failed")
+        # Any other "signature" on a register proves nothing: judged as unsigned.
         legacy = sign_request(mallory, {"type": "heartbeat", "node_id": self.node})
         legacy.update(type="register", public_key=self.alice.public_key_b64)
-        self.assertIn("fresh-form", self.r.send(legacy, OTHER_PEER)["error"])
+        self.assertIn("register refused", self.r.send(legacy, OTHER_PEER)["error"])
 
     def test_a_replayed_signed_register_is_refused(self):
         signed = sign_fresh_request(self.alice, {"type": "register",
