@@ -332,6 +332,33 @@ class TLSRegistryTests(TestCase):
         self.assertEqual(reply["type"], "set_visibility_ok")
 
     @inlineCallbacks
+    def test_a_go_daemons_requests_work_over_tls(self):
+        """What a Go daemon sends, signed as Go signs: register (unsigned), heartbeat, set_tags,
+        resolve and the relayed handshake, between two Go-style nodes."""
+        alice, bob = identity(1), identity(2)
+        link = self.connect(self.fingerprint)
+        a = (yield link.request({"type": "register", "public_key": alice.public_key_b64,
+                                 "listen_addr": "0.0.0.0:4000", "owner": "a@example.com"}))["node_id"]
+        b = (yield link.request({"type": "register", "public_key": bob.public_key_b64,
+                                 "listen_addr": "0.0.0.0:4001"}))["node_id"]
+        steps = [
+            (alice, {"type": "heartbeat", "node_id": a}),
+            (alice, {"type": "set_tags", "node_id": a, "tags": ["gpu"]}),
+            (alice, {"type": "request_handshake", "from_node_id": a, "to_node_id": b,
+                     "justification": "hi"}),
+            (bob, {"type": "poll_handshakes", "node_id": b}),
+            (bob, {"type": "respond_handshake", "node_id": b, "peer_id": a, "accept": True}),
+            (alice, {"type": "resolve", "node_id": b, "requester_id": a}),
+        ]
+        for who, request in steps:
+            reply = yield link.request(sign_request(who, request))
+            self.assertEqual(reply["type"], request["type"] + "_ok", reply)
+        self.assertEqual(reply["real_addr"], "127.0.0.1:4001")
+        again = yield link.request({"type": "register", "public_key": alice.public_key_b64,
+                                    "listen_addr": "0.0.0.0:4002"})
+        self.assertEqual(again["node_id"], a)
+
+    @inlineCallbacks
     def test_a_different_certificate_is_refused(self):
         link = self.connect("00" * 32)
         with self.assertRaises(PilotError):
