@@ -183,7 +183,16 @@ class NodeService(service.MultiService):
             request["lan_addrs"] = lan_addrs
         # Signed: proves we hold the key, so the registry lets us move our
         # endpoint from any address (an unsigned one could be anybody's).
-        reply = yield self.registry.signed(request)
+        try:
+            reply = yield self.registry.signed(request)
+        except PilotError as error:
+            if not error.message.startswith("stale signature"):
+                raise
+            # Our clock is off: register as Go daemons do (allowed from our address);
+            # the reply's time then sets the clock our signatures use.
+            log.warn("registry refused our signed registration ({reason}); registering unsigned",
+                     reason=error.message)
+            reply = yield self.registry.request(request)
         self.node_id = reply["node_id"]
         self.address = Addr(0, self.node_id)
         self.registry.node_id = self.node_id

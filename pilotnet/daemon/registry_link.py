@@ -72,6 +72,10 @@ class RegistryLink(service.Service):
         self.address = address
         self.identity = identity
         self.node_id = None
+        # Registry clock minus ours, learnt from replies that carry ``time``: fresh
+        # signatures are stamped on the registry's clock, so a skewed machine still signs
+        # within the registry's window.
+        self.clock_offset = 0.0
         factory = Factory.forProtocol(RegistryClientProtocol)
         self._client = ClientService(
             registry_client_endpoint(reactor, address, fingerprint), factory,
@@ -92,7 +96,8 @@ class RegistryLink(service.Service):
         if sign and message["type"] == "heartbeat" and not message.get("listen_addr"):
             message = sign_request(self.identity, message)
         elif sign:
-            message = sign_fresh_request(self.identity, message, self.reactor.seconds())
+            message = sign_fresh_request(self.identity, message,
+                                         self.reactor.seconds() + self.clock_offset)
         try:
             protocol = yield self._client.whenConnected(failAfterFailures=1)
         except Exception as error:
@@ -101,6 +106,8 @@ class RegistryLink(service.Service):
                 hint=f"check that the registry is running at {self.address}",
             ) from None
         reply = yield protocol.request(message)
+        if isinstance(reply.get("time"), int) and not isinstance(reply["time"], bool):
+            self.clock_offset = reply["time"] - self.reactor.seconds()
         return reply
 
     def signed(self, message):

@@ -371,6 +371,8 @@ class Registry:
             "type": "register_ok", "node_id": node.id, "network_id": BACKBONE,
             "address": address_text(BACKBONE, node.id), "public_key": public_key,
             "observed_addr": node.real_addr, "protocol_version": PROTOCOL_VERSION,
+            # The registry's clock, as heartbeat_ok has it: clients sign fresh requests on it.
+            "time": int(now),
         }
         if hostname:
             hostname_error = self._attach_hostname(node, hostname)

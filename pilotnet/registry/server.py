@@ -251,8 +251,8 @@ class RegistryProtocol(Protocol, TimeoutMixin):
         within = self._budget.change(buffered - self._charged)
         self._charged = buffered
         if not within:
-            self.log.info("registry: closing {peer}: unfinished requests over the {limit}-byte budget",
-                          peer=self._peer, limit=self._budget.limit)
+            self.factory.note_refusal(f"unfinished requests over the {self._budget.limit}-byte budget",
+                                      self._peer)
             self.transport.abortConnection()
             return False
         if buffered and self._deadline is None:
@@ -264,8 +264,8 @@ class RegistryProtocol(Protocol, TimeoutMixin):
 
     def _request_too_slow(self):
         self._deadline = None
-        self.log.info("registry: closing {peer}: a request unfinished after {seconds} s",
-                      peer=self._peer, seconds=self._request_deadline)
+        self.factory.note_refusal(f"a request unfinished after {self._request_deadline:g} s",
+                                  self._peer)
         self.transport.abortConnection()
 
     def _reply_in_turn(self, reply):
@@ -335,20 +335,23 @@ class RegistryFactory(Factory):
         self._per_ip = Counter()
         self._refusals = RateLimiter(burst=1, window=REFUSAL_LOG_INTERVAL)
 
-    def _refuse(self, why, addr, now):
-        if self._refusals.allow(why, now):
-            self.log.warn("registry: refusing {addr}: {why} (logged at most once a minute)",
-                          addr=addr, why=why)
+    def note_refusal(self, why, peer):
+        """Log a connection refused or closed for ``why``: once a minute per reason, not per attack."""
+        if self._refusals.allow(why, self.server.clock.seconds()):
+            self.log.warn("registry: refusing {peer}: {why} (logged at most once a minute)",
+                          peer=peer, why=why)
+
+    def _refuse(self, why, addr):
+        self.note_refusal(why, addr)
         return _RefuseProtocol()
 
     def buildProtocol(self, addr):
         host = getattr(addr, "host", "") or "local"
         port = getattr(addr, "port", 0)
-        now = self.server.clock.seconds()
         if len(self.connections) >= self.max_connections:
-            return self._refuse(f"connection limit {self.max_connections} reached", addr, now)
+            return self._refuse(f"connection limit {self.max_connections} reached", addr)
         if self._per_ip[host] >= self.max_per_ip:
-            return self._refuse(f"{self.max_per_ip} connections per source IP reached", addr, now)
+            return self._refuse(f"{self.max_per_ip} connections per source IP reached", addr)
         protocol = RegistryProtocol(self.server, (host, port), budget=self.budget,
                                     idle_timeout=self.idle_timeout,
                                     request_deadline=self.request_deadline,

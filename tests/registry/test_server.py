@@ -256,6 +256,22 @@ class AttacksOverTCPTests(TestCase):
         self.assertFalse(self.registry.directory.nodes[node_id].public)
 
     @inlineCallbacks
+    def test_a_daemon_with_a_skewed_clock_signs_on_the_registrys_clock(self):
+        """This registry's clock is years behind ours: signed requests are stale until a reply
+        carrying the registry's time tells the link the offset."""
+        alice = identity(1)
+        link = RegistryLink(reactor, f"127.0.0.1:{self.port.getHost().port}", alice)
+        link.startService()
+        self.addCleanup(link.stopService)
+        register = {"type": "register", "public_key": alice.public_key_b64}
+        with self.assertRaises(PilotError) as stale:
+            yield link.signed(register)
+        self.assertIn("stale signature", stale.exception.message)
+        node_id = (yield link.request(register))["node_id"]
+        reply = yield link.signed({"type": "set_visibility", "node_id": node_id, "public": True})
+        self.assertEqual(reply["type"], "set_visibility_ok")
+
+    @inlineCallbacks
     def test_one_source_ip_cannot_take_every_slot(self):
         for _ in range(3):
             yield self.connect()
