@@ -57,9 +57,6 @@ ADMIN_OVERRIDABLE = frozenset({
     "set_visibility", "set_task_exec", "set_hostname", "set_tags", "deregister",
     "join_network", "leave_network",
 })
-LEGACY_REFUSAL_HINT = ("sign with a timestamp and nonce (pilotnet clients do), connect over TLS "
-                       "(registry --tls, client pins its fingerprint), or start the registry with "
-                       "--allow-legacy-signatures (see docs/security.md)")
 
 
 def replay_harmless(kind, request):
@@ -250,8 +247,9 @@ class Registry:
                     or replay_harmless(kind, request)):
                 raise RequestError(
                     f"{kind} refused: a signature without timestamp and nonce can be replayed "
-                    "with other values, so it is accepted only over TLS",
-                    hint=LEGACY_REFUSAL_HINT)
+                    "with other values, so it is accepted only over TLS (registry --tls, the "
+                    "client pinning its fingerprint) or with --allow-legacy-signatures",
+                    hint="pilotnet clients sign with timestamp and nonce; see docs/security.md")
             if not self._signature_ok(node, kind, values, signature):
                 raise RequestError("signature verification failed")
         self._proven_at[node.id] = now
