@@ -238,3 +238,30 @@ class ReplayCacheTests(SynchronousTestCase):
         reply = r.send(tampered)
         if tampered != signed:
             self.assertEqual(reply["type"], "error")
+
+
+_VALUES = st.one_of(st.none(), st.booleans(), st.integers(min_value=-2**70, max_value=2**70),
+                    st.text(max_size=40), st.lists(st.text(max_size=8), max_size=3),
+                    st.dictionaries(st.text(max_size=4), st.integers(), max_size=2))
+_FIELDS = st.sampled_from(["node_id", "peer_id", "public_key", "listen_addr", "hostname", "public",
+                           "tags", "timestamp", "nonce", "signature", "request_signature", "owner",
+                           "lan_addrs", "requester_id", "new_public_key", "from_node_id",
+                           "to_node_id", "accept", "enabled"])
+
+
+class HostileRequestTests(SynchronousTestCase):
+    """Whatever a client sends to the signed paths, the registry answers and stays consistent."""
+
+    @settings(max_examples=300, deadline=None)
+    @given(st.sampled_from(["register", "heartbeat", "set_visibility", "set_tags", "rotate_key",
+                            "resolve", "poll_handshakes", "respond_handshake"]),
+           st.dictionaries(_FIELDS, _VALUES, max_size=8), st.booleans())
+    def test_any_fields_get_an_answer(self, kind, extra, over_tls):
+        r = DrivenRegistry()
+        alice = identity(1)
+        node = r.register(alice)
+        request = {"type": kind, "node_id": node, **extra}
+        reply = r.send(request, over_tls=over_tls)
+        self.assertIn(reply["type"], (kind + "_ok", "error"))
+        self.assertNotEqual(reply.get("error"), "internal error")
+        self.assertEqual(r.registry.directory.key_index[alice.public_key_b64], node)
