@@ -30,6 +30,9 @@ def default_home():
 class DaemonConfig:
     home: Path = field(default_factory=default_home)
     registry: str = DEFAULT_REGISTRY
+    #: Hex SHA-256 of the registry's TLS certificate: when set, the registry is reached over
+    #: TLS pinned to it (the fingerprint the registry logs at start).
+    registry_fingerprint: str = ""
     beacon: str = DEFAULT_BEACON
     listen: str = DEFAULT_LISTEN
     socket: str = ""

@@ -79,7 +79,8 @@ class NodeService(service.MultiService):
         self.identity = Identity.load_or_create(config.identity_path)
         self.key_pair = TunnelKeyPair.generate()
 
-        self.registry = RegistryLink(reactor, config.registry, self.identity)
+        self.registry = RegistryLink(reactor, config.registry, self.identity,
+                                     config.registry_fingerprint)
         self.registry.setServiceParent(self)
         self.resolver = Resolver(self.registry, reactor, public_host=lambda: self.beacon.public_host())
         #: Registry requests that frames from the network cause (key lookups, re-keying resolves).
@@ -190,7 +191,18 @@ class NodeService(service.MultiService):
         lan_addrs = [] if self.config.endpoint else self.beacon.lan_addresses()
         if lan_addrs:
             request["lan_addrs"] = lan_addrs
-        reply = yield self.registry.request(request)
+        # Signed: proves we hold the key, so the registry lets us move our
+        # endpoint from any address (an unsigned one could be anybody's).
+        try:
+            reply = yield self.registry.signed(request)
+        except PilotError as error:
+            if not error.message.startswith("stale signature"):
+                raise
+            # Our clock is off: register as Go daemons do (allowed from our address);
+            # the reply's time then sets the clock our signatures use.
+            log.warn("registry refused our signed registration ({reason}); registering unsigned",
+                     reason=error.message)
+            reply = yield self.registry.request(request)
         self.node_id = reply["node_id"]
         self.address = Addr(0, self.node_id)
         self.registry.node_id = self.node_id

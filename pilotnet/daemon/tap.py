@@ -46,6 +46,8 @@ class Options(usage.Options):
         ["home", None, None, "directory for identity, config, log and socket [~/.pilot or $PILOT_HOME]"],
         ["config", None, None, "config file [<home>/config.json]"],
         ["registry", None, None, "registry host:port [127.0.0.1:9000]"],
+        ["registry-fingerprint", None, None,
+         "reach the registry over TLS pinned to this certificate SHA-256 (the registry logs it)"],
         ["beacon", None, None, "beacon host:port [127.0.0.1:9001]"],
         ["listen", None, None, "UDP host:port for tunnels [0.0.0.0:0]"],
         ["socket", None, None, "control socket path [<home>/pilot.sock]"],
@@ -82,6 +84,12 @@ class Options(usage.Options):
             self.config = DaemonConfig.build(flags, self["config"])
         except PilotError as error:
             raise usage.UsageError(str(error)) from None
+        if self.config.registry_fingerprint:
+            from pilotnet.registry.tls import normalize_fingerprint
+            try:
+                normalize_fingerprint(self.config.registry_fingerprint)
+            except ValueError as error:
+                raise usage.UsageError(f"--registry-fingerprint: {error}") from None
         if not MIN_MSS <= self.config.mss <= MAX_MSS:
             raise usage.UsageError(f"--mss must be between {MIN_MSS} and {MAX_MSS} bytes")
         if self.config.local_mss and not MIN_MSS <= self.config.local_mss <= MAX_MSS:

@@ -93,6 +93,9 @@ class IPeerKeys(Interface):
     def forget(node):
         """Drop a cached key, so the next :meth:`public_key` asks again."""
 
+    def known_key(node):
+        """The key last fetched for ``node`` (what its tunnel was verified against), or None."""
+
 
 class Peer:
     """What the tunnel knows about one remote node."""

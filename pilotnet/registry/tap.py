@@ -17,7 +17,11 @@ from pilotnet.registry.directory import Directory
 from pilotnet.registry.handlers import Registry
 from pilotnet.plugin_options import PortsFile, ServerOptions, StreamListener
 from pilotnet.ratelimit import RateLimiter
-from pilotnet.registry.server import MAX_CONNECTIONS, RegistryFactory, RegistryServer
+from pilotnet.registry.freshness import DEFAULT_WINDOW, ReplayCache
+from pilotnet.registry.server import (
+    MAX_BUFFERED_BYTES, MAX_CONNECTIONS, MAX_CONNECTIONS_PER_IP, REQUEST_DEADLINE,
+    RegistryFactory, RegistryServer,
+)
 from pilotnet.registry.snapshot import import_go_snapshot
 from pilotnet.registry.store import RegistryStore
 
@@ -35,8 +39,17 @@ class RegistryOptions(ServerOptions):
          "Token for admin requests (create_network, backbone list_nodes); unset disables them."],
         ["stale-after", None, "300", "Seconds without heartbeat before a node is reaped."],
         ["max-connections", None, str(MAX_CONNECTIONS), "Concurrent client connections."],
+        ["max-connections-per-ip", None, str(MAX_CONNECTIONS_PER_IP),
+         "Concurrent client connections from one source IP."],
+        ["max-buffered-bytes", None, str(MAX_BUFFERED_BYTES),
+         "Bytes of unfinished requests all connections may hold together."],
+        ["request-deadline", None, str(REQUEST_DEADLINE),
+         "Seconds a client has to finish sending a request once it started it."],
+        ["signature-window", None, str(DEFAULT_WINDOW),
+         "Seconds a signed request's timestamp may differ from the registry's clock."],
         ["registrations-per-minute", None, "10", "New keys registered per source IP per minute."],
-        ["tls-cert", None, None, "PEM certificate for --tls (self-signed one generated if unset)."],
+        ["tls-cert", None, None,
+         "PEM certificate for --tls (unset: a self-signed one, kept beside --store)."],
         ["tls-key", None, None, "PEM private key of --tls-cert."],
         ["standby", None, None,
          "Follow the primary registry at host:port: serve reads, refuse writes."],
@@ -52,6 +65,13 @@ class RegistryOptions(ServerOptions):
     ]
     optFlags = [
         ["tls", None, "Speak TLS on the registry listener; clients pin the logged fingerprint."],
+        ["allow-legacy-signatures", None,
+         "UNSAFE: accept Go's legacy signatures (no timestamp, not covering the values they "
+         "authorise) over plaintext: anyone who captures one can replay it with other values "
+         "(e.g. make a private node public). Prefer --tls."],
+        ["allow-owner-recovery", None,
+         "UNSAFE: a new key registering with an offline node's owner string takes over that "
+         "node's ID (and the trust its peers gave it): the owner string becomes a password."],
     ]
 
     def postOptions(self):
@@ -59,11 +79,16 @@ class RegistryOptions(ServerOptions):
         if bool(self["tls-cert"]) != bool(self["tls-key"]):
             raise usage.UsageError("--tls-cert and --tls-key go together")
         self["stale-after"] = self.positive_number(self["stale-after"], "stale-after")
-        for name in ("max-connections", "registrations-per-minute"):
+        self["request-deadline"] = self.positive_number(self["request-deadline"], "request-deadline")
+        self["signature-window"] = self.positive_number(self["signature-window"], "signature-window")
+        for name in ("max-connections", "registrations-per-minute", "max-connections-per-ip",
+                     "max-buffered-bytes"):
             try:
                 self[name] = int(self[name])
             except ValueError:
                 raise usage.UsageError(f"--{name} must be an integer") from None
+            if self[name] < 1:
+                raise usage.UsageError(f"--{name} must be at least 1")
         if self["replication-token-file"] is None and self["store"]:
             self["replication-token-file"] = self["store"] + ".replication-token"
         if self["standby"]:
@@ -127,10 +152,19 @@ def make_registry_service(reactor, options, on_listening=lambda address: None):
         log.warn("registry: no --store given, state lives in memory only")
     registry = Registry(
         directory, admin_token=options["admin-token"], stale_after=options["stale-after"],
-        register_limiter=RateLimiter(burst=options["registrations-per-minute"], window=60.0))
+        register_limiter=RateLimiter(burst=options["registrations-per-minute"], window=60.0),
+        replays=ReplayCache(window=options["signature-window"]),
+        allow_legacy_signatures=options["allow-legacy-signatures"],
+        allow_owner_recovery=options["allow-owner-recovery"])
+    for unsafe in ("allow-legacy-signatures", "allow-owner-recovery"):
+        if options[unsafe]:
+            log.warn("registry: --{option} is on (unsafe; see docs/security.md)", option=unsafe)
     server = RegistryServer(registry, reactor, store)
     replicating = replication.replication_service(reactor, options, server)
-    factory = RegistryFactory(server, max_connections=options["max-connections"])
+    factory = RegistryFactory(
+        server, max_connections=options["max-connections"],
+        max_per_ip=options["max-connections-per-ip"], max_buffered=options["max-buffered-bytes"],
+        request_deadline=options["request-deadline"], over_tls=bool(options["tls"]))
     if options["tls"]:
         factory = _with_tls(factory, options)
 
@@ -170,8 +204,13 @@ def _with_tls(factory, options):
     from pilotnet.registry import tls
     if options["tls-cert"]:
         key, certificate = tls.load_certificate(options["tls-cert"], options["tls-key"])
+    elif options["store"]:
+        # Kept beside the store, so the fingerprint clients pin survives restarts.
+        key, certificate = tls.persistent_self_signed(options["store"] + ".tls")
     else:
         key, certificate = tls.self_signed_certificate()
+        log.warn("registry: TLS certificate generated in memory (no --store): its "
+                 "fingerprint changes at every start")
     log.info("registry TLS certificate fingerprint (sha256): {fingerprint}",
              fingerprint=tls.fingerprint(certificate))
     return tls.tls_factory(factory, key, certificate)

@@ -30,6 +30,11 @@ class OptionsTests(SynchronousTestCase):
         self.assertTrue(config.encrypt and config.echo and config.dataexchange and config.eventstream)
         self.assertFalse(config.public)
 
+    def test_registry_fingerprint_pins_tls(self):
+        pin = "AB:" * 31 + "AB"
+        self.assertEqual(self.parse("--registry-fingerprint", pin).registry_fingerprint, pin)
+        self.assertEqual(self.parse().registry_fingerprint, "")
+
     def test_switches(self):
         config = self.parse("--public", "--no-encrypt", "--no-echo", "--no-dataexchange", "--no-eventstream",
                             "--no-tasksubmit", "--trust-auto-approve")
@@ -46,5 +51,6 @@ class OptionsTests(SynchronousTestCase):
     def test_refusals(self):
         for args in (("--mss", "10"), ("--mss", "70000"), ("--mss", "lots"), ("--local-mss", "70000"),
                      ("--local-mss", "-1"), ("--log-format", "xml"),
-                     ("--keepalive", "-1"), ("--socket", "/" + "s" * 200)):
+                     ("--keepalive", "-1"), ("--socket", "/" + "s" * 200),
+                     ("--registry-fingerprint", "abc"), ("--registry-fingerprint", "g" * 64)):
             self.assertRaises(usage.UsageError, self.parse, *args)
