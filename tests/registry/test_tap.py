@@ -51,8 +51,8 @@ class OptionTests(TestCase):
                               "--allow-legacy-signatures", "--allow-owner-recovery",
                               "--max-connections-per-ip", "4", "--max-buffered-bytes", "1000",
                               "--request-deadline", "5", "--signature-window", "60"])
-        self.patch(registry_tap.log, "warn", lambda *args, **fields: None)
-        service = registry_tap.make_registry_service(reactor, options)
+        self.patch(registry_parts.log, "warn", lambda *args, **fields: None)
+        service = registry_parts.make_registry_service(reactor, options)
         registry = service.registry_server.registry
         self.assertTrue(registry.allow_legacy_signatures and registry.allow_owner_recovery)
         self.assertEqual(registry.replays.window, 60.0)
@@ -143,11 +143,11 @@ class TLSTests(TestCase):
         pins = []
         for _ in range(2):
             logged = []
-            self.patch(registry_tap.log, "info", lambda fmt, **fields: logged.append(fields))
+            self.patch(registry_parts.log, "info", lambda fmt, **fields: logged.append(fields))
             options = registry_tap.Options()
             options.parseOptions(["--registry", "tcp:0:interface=127.0.0.1", "--tls",
                                   "--store", store])
-            service = registry_tap.make_registry_service(reactor, options)
+            service = registry_parts.make_registry_service(reactor, options)
             service.registry_server.store.close()
             pins.append(next(fields["fingerprint"] for fields in logged if "fingerprint" in fields))
         self.assertEqual(pins[0], pins[1])
