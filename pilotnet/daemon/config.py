@@ -52,6 +52,14 @@ class DaemonConfig:
     max_conns_per_port: int = 1024
     max_conns_total: int = 65536
     syn_rate_limit: int = 100
+    # What the services keep for peers (pilotnet.services.storage): memory, then disk.
+    inflight_max_bytes: int = 32 * 1024 * 1024
+    message_max_bytes: int = 4 * 1024 * 1024
+    received_max_bytes: int = 256 * 1024 * 1024
+    received_max_files: int = 1000
+    inbox_max_bytes: int = 64 * 1024 * 1024
+    inbox_max_messages: int = 1000
+    task_queue_max: int = 100
     log_format: str = "text"
 
     @property
