@@ -143,8 +143,9 @@ class DirectoryQuota:
             self._recount()
         if not self._fits(size):
             raise PilotError(
-                f"{self.what} are full: {self.used_files} files, {self.used_bytes} bytes stored "
-                f"(limits {self.max_files} files, {self.max_bytes} bytes); {size} more bytes refused",
+                f"{self.what} are full: {self.used_files} files, {self.used_bytes} bytes stored, "
+                f"{self.reserved_files} arriving (limits {self.max_files} files, {self.max_bytes} bytes); "
+                f"{size} more bytes refused",
                 code=QUOTA_EXCEEDED, hint=self.hint)
         self.reserved_bytes += size
         self.reserved_files += 1

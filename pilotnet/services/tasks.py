@@ -71,20 +71,20 @@ def polo_reward(time_cpu_ms, time_idle_ms, time_staged_ms):
     return max(1, math.floor((1 + cpu_bonus) * efficiency + 0.5))
 
 
-def submit_outcome(target, response):
-    """``response`` if the executor took the task, else the :class:`PilotError` (``refused``) to raise.
+def require_accepted(target, response):
+    """Raise :class:`PilotError` (``refused``) unless the executor ``target`` took the task.
 
     The executor's own words are the message, so the submitter learns why
     (a polo score below the executor's, a full queue…).
     """
     if response.status == wire.STATUS_ACCEPTED:
-        return response
+        return
     hint = None
     if response.message.startswith("Polo score too low"):
         hint = ("an executor takes tasks from nodes whose polo score is at least its own; every completed task "
                 "costs its submitter a point and earns the executor some: earn points by executing tasks "
                 "(pilotctl enable-tasks), or submit to a node whose score is not above yours")
-    return PilotError(f"task refused by {target}: {response.message}", code=REFUSED, hint=hint)
+    raise PilotError(f"task refused by {target}: {response.message}", code=REFUSED, hint=hint)
 
 
 def check_result_file_name(name):
