@@ -35,6 +35,7 @@ from zope.interface import implementer
 
 from pilotnet.daemon.streams import IStreamOwner
 from pilotnet.errors import PilotError
+from pilotnet.ratelimit import TokenBucket
 from pilotnet.services import storage
 from pilotnet.wire import dataexchange as wire
 from pilotnet.wire.address import PORT_DATA_EXCHANGE
@@ -155,6 +156,7 @@ class DataExchangeService:
         self.saved_files = 0
         self.saved_messages = 0
         self.refused = 0
+        self._refusal_log = TokenBucket(*storage.REFUSAL_LOG_RATE)
         self._transfers = {}
         streams.bind(port, self)
 
@@ -302,7 +304,9 @@ class DataExchangeService:
         """Answer ``ERR refused`` after the frames before it, and close: the stream is out of step."""
         transfer.refused = True
         self.refused += 1
-        log.info("data exchange from {peer} refused: {reason}", peer=str(transfer.remote), reason=error.message)
+        if self._refusal_log.take(1, self.clock.seconds()):
+            log.info("data exchange from {peer} refused: {reason} ({count} refused so far)",
+                     peer=str(transfer.remote), reason=error.message, count=self.refused)
         self._abandon(transfer)
         return self.writer.run(lambda: None).addCallback(self._reply_and_close, conn_id,
                                                          f"ERR refused: {error.message}")

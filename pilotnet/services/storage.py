@@ -34,6 +34,8 @@ LEFTOVER_PREFIXES = (PARTIAL_PREFIX, ".tmp-")  # ours, and write_private_file's
 QUOTA_EXCEEDED = "quota_exceeded"
 BUSY = "busy"
 MiB = 1024 * 1024
+# Refusals are always counted, and logged at most 10 at once then one every 6 seconds (a flood stays quiet).
+REFUSAL_LOG_RATE = (10, 10 / 60)
 
 
 def open_partial(directory: Path):

@@ -38,6 +38,7 @@ from zope.interface import implementer
 from pilotnet.crypto.identity import write_private_file
 from pilotnet.daemon.streams import IStreamOwner
 from pilotnet.errors import INVALID_ARGUMENT, NOT_FOUND, PilotError
+from pilotnet.ratelimit import TokenBucket
 from pilotnet.services import storage
 from pilotnet.wire import tasksubmit as wire
 from pilotnet.wire.address import PORT_TASK_SUBMIT
@@ -162,6 +163,7 @@ class TaskService:
         self.writer = writer if writer is not None else storage.FileWriter()
         self.queue = []
         self.refused = 0
+        self._refusal_log = TokenBucket(*storage.REFUSAL_LOG_RATE)
         self._readers = {}
         self._remotes = {}
         self._held = {}  # conn_id -> bytes of the budget its frame holds
@@ -212,8 +214,9 @@ class TaskService:
 
     def _refuse(self, conn_id, reason):
         self.refused += 1
-        remote = self._remotes.get(conn_id)
-        log.info("task frame from {peer} refused: {reason}", peer=str(remote), reason=reason)
+        if self._refusal_log.take(1, self.clock.seconds()):
+            log.info("task frame from {peer} refused: {reason} ({count} refused so far)",
+                     peer=str(self._remotes.get(conn_id)), reason=reason, count=self.refused)
         self._finish(conn_id)
 
     # -- requests --------------------------------------------------------------------------
