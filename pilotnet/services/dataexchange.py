@@ -30,6 +30,7 @@ import time
 from pathlib import Path
 from typing import NamedTuple
 
+from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from zope.interface import implementer
 
@@ -65,15 +66,22 @@ def rfc3339(seconds):
 
 
 class _Spool:
-    """One incoming file, filled on the writer thread: a partial file, then a fresh name."""
+    """One incoming file, filled on the writer thread: a partial file, then a fresh name.
 
-    __slots__ = ("directory", "path", "handle", "error")
+    On the reactor side, chunks that arrive while a write is queued wait in
+    ``buffer`` and go to the thread together (one hop per batch, not per chunk).
+    """
+
+    __slots__ = ("directory", "path", "handle", "error", "buffer", "waiters", "queued")
 
     def __init__(self, directory):
         self.directory = directory
         self.path = None
         self.handle = None
         self.error = None
+        self.buffer = []
+        self.waiters = []  # a Deferred per buffered chunk, fired once it is written
+        self.queued = 0  # writes handed to the writer and not yet done
 
     def open(self):
         try:
@@ -81,10 +89,10 @@ class _Spool:
         except OSError as error:
             self.error = error
 
-    def write(self, data):
+    def write(self, chunks):
         if self.error is None:
             try:
-                self.handle.write(data)
+                self.handle.writelines(chunks)
             except OSError as error:
                 self.error = error
 
@@ -211,7 +219,7 @@ class DataExchangeService:
         if isinstance(event, wire.FrameData):
             transfer.received += len(event.data)
             if transfer.spool is not None:
-                return self.writer.run(transfer.spool.write, event.data)
+                return self._spool_write(transfer.spool, event.data)
             if transfer.held:
                 transfer.chunks.append(event.data)
             return None
@@ -222,6 +230,29 @@ class DataExchangeService:
         transfer.reserved = (self.received_quota, length)
         transfer.spool = _Spool(self.received_dir)
         return self.writer.run(transfer.spool.open)
+
+    def _spool_write(self, spool, data):
+        """A Deferred that fires once ``data`` is on disk (the stream's credit waits for it)."""
+        written = Deferred()
+        spool.buffer.append(data)
+        spool.waiters.append(written)
+        if not spool.queued:
+            self._flush(spool)
+        return written
+
+    def _flush(self, spool):
+        """Hand the buffered chunks to the writer, after everything queued before."""
+        chunks, waiters = spool.buffer, spool.waiters
+        spool.buffer, spool.waiters = [], []
+        spool.queued += 1
+        self.writer.run(spool.write, chunks).addBoth(self._flushed, spool, waiters)
+
+    def _flushed(self, _, spool, waiters):
+        spool.queued -= 1
+        if spool.buffer and not spool.queued:
+            self._flush(spool)
+        for written in waiters:
+            written.callback(None)
 
     def _start_message(self, transfer, length):
         if length > self.limits.message_max_bytes:
@@ -243,6 +274,8 @@ class DataExchangeService:
         reserved, transfer.reserved = transfer.reserved, None
         if start.frame_type == wire.TYPE_FILE and transfer.spool is not None:
             spool, transfer.spool = transfer.spool, None
+            if spool.buffer:
+                self._flush(spool)
             stem, suffix = os.path.splitext(start.file_name)
             work = self.writer.run(spool.finish, f"{stem}-{arrival_stamp(self.clock.seconds())}", suffix)
             work.addCallback(self._file_saved, transfer, size)
@@ -319,6 +352,8 @@ class DataExchangeService:
         """Give back what an unfinished frame holds: its partial file, its memory, its quota room."""
         if transfer.spool is not None:
             spool, transfer.spool = transfer.spool, None
+            if spool.buffer:
+                self._flush(spool)  # its waiters are owed an answer; the bytes go with the file
             self.writer.run(spool.discard)
         if transfer.held:
             self.budget.give_back(transfer.held)
