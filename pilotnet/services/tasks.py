@@ -203,7 +203,7 @@ class TaskService:
 
     def _admit(self, conn_id, frame_type, length):
         """A frame's header: refuse a type or length no request needs, then hold its bytes in the budget."""
-        wire.max_request_length(frame_type, length)
+        wire.admit_request_frame(frame_type, length)
         self.budget.take(length, "task frame")
         self._held[conn_id] = length
 

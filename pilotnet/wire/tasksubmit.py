@@ -23,7 +23,7 @@ field has a length cap (the description, justification and result caps are
 those newer reference versions enforce; addresses, messages and timestamps are
 capped here too), a result file name must pass the project's one check for
 peer-supplied names (:func:`pilotnet.wire.filenames.check_base_name`), and
-:func:`max_request_length` bounds a request frame by its type before any of
+:func:`admit_request_frame` bounds a request frame by its type before any of
 its payload is held, so only SEND_RESULTS may approach the 16 MiB frame limit.
 """
 
@@ -312,7 +312,7 @@ _MAX_REQUEST_LENGTH = {
 }
 
 
-def max_request_length(frame_type, length):
+def admit_request_frame(frame_type, length):
     """Refuse a request frame by its header: a type the service does not take, or longer than its type needs.
 
     Fits :class:`FrameReader`'s ``admit`` hook, so nothing of a refused

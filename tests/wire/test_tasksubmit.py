@@ -134,13 +134,13 @@ class ValidationTests(SynchronousTestCase):
         self.assertEqual(ts.decode_results(body).filename, "report.pdf")
 
     def test_request_frames_are_bounded_by_type_at_the_header(self):
-        ts.max_request_length(ts.TYPE_SUBMIT, ts.MAX_SUBMIT_FRAME)
-        ts.max_request_length(ts.TYPE_SEND_RESULTS, MAX_PAYLOAD)
+        ts.admit_request_frame(ts.TYPE_SUBMIT, ts.MAX_SUBMIT_FRAME)
+        ts.admit_request_frame(ts.TYPE_SEND_RESULTS, MAX_PAYLOAD)
         for frame_type, length in ((ts.TYPE_SUBMIT, ts.MAX_SUBMIT_FRAME + 1),
                                    (ts.TYPE_STATUS_UPDATE, ts.MAX_STATUS_UPDATE_FRAME + 1),
                                    (ts.TYPE_RESULT, 10), (99, 10)):
-            self.assertRaises(DecodeError, ts.max_request_length, frame_type, length)
-            reader = ts.FrameReader(admit=ts.max_request_length)
+            self.assertRaises(DecodeError, ts.admit_request_frame, frame_type, length)
+            reader = ts.FrameReader(admit=ts.admit_request_frame)
             self.assertRaises(DecodeError, reader.feed, struct.pack(">II", frame_type, length))
 
     def test_a_submit_at_every_cap_fits_its_frame_limit(self):
