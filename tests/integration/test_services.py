@@ -139,7 +139,8 @@ class ServiceTests(NetworkMixin, TestCase):
 
     @run
     async def test_a_good_file_sent_with_a_refused_one_is_kept_and_quotas_hold(self):
-        alpha, beta = await self.start("alpha", "beta", options={"beta": ["--received-max-files", "2"]})
+        alpha, beta = await self.start("alpha", "beta", options={
+            "beta": ["--received-max-files", "2", "--message-max-bytes", "1000"]})
         client = await alpha.connect()
         received = Path(beta.home) / "received"
         stream = await client.dial(beta.address, PORT_DATA_EXCHANGE)
@@ -160,6 +161,11 @@ class ServiceTests(NetworkMixin, TestCase):
         self.assertEqual(replies[0], "ACK FILE 12 bytes")
         self.assertTrue(replies[1].startswith("ERR refused: received files are full"), replies)
         self.assertEqual(len(list(received.iterdir())), 2)
+        # --message-max-bytes 1000: a bigger message is refused at its header, before its payload.
+        stream = await client.dial(beta.address, PORT_DATA_EXCHANGE)
+        await stream.write(struct.pack(">II", dataexchange.TYPE_TEXT, 1001))
+        [reply] = await read_replies(stream)
+        self.assertIn("TEXT message of 1001 bytes is larger than this node accepts (1000 bytes)", reply)
 
     # -- events --------------------------------------------------------------------------------
 
@@ -356,6 +362,10 @@ class ServiceTests(NetworkMixin, TestCase):
             await stream.write(struct.pack(">II", tasksubmit.TYPE_SEND_RESULTS, len(body)) + body)
             self.assertEqual(await stream.read(), b"")  # one frame read, then the service closes
 
+        # A request frame longer than its type needs is refused at its header, unread.
+        stream = await (await gamma.connect()).dial(alpha.address, PORT_TASK_SUBMIT)
+        await stream.write(struct.pack(">II", tasksubmit.TYPE_SUBMIT, tasksubmit.MAX_SUBMIT_FRAME + 1))
+        self.assertEqual(await stream.read(), b"")
         owned = base64.b64encode(b"owned").decode()
         for name in ("x/../../../victim/requirements.txt", "../../victim.txt", ".bashrc.txt"):
             await send_results(beta, {"result_type": "file", "filename": name, "file_data": owned})
