@@ -115,9 +115,11 @@ class ValidationTests(SynchronousTestCase):
 
     def test_every_string_field_is_bounded(self):
         long_address = "a" * (ts.MAX_ADDRESS + 1)
-        for request in (ts.SubmitRequest(TASK_ID, "", "", long_address), ts.SubmitRequest(TASK_ID, "", long_address, "")):
+        for request in (ts.SubmitRequest(TASK_ID, "", "", long_address),
+                        ts.SubmitRequest(TASK_ID, "", long_address, "")):
             body = json.dumps(request._asdict()).encode()
-            self.assertIn("more than the limit of 256", str(self.assertRaises(DecodeError, ts.decode_submit_request, body)))
+            error = self.assertRaises(DecodeError, ts.decode_submit_request, body)
+            self.assertIn("more than the limit of 256", str(error))
         body = json.dumps({"task_id": TASK_ID, "status": 400, "message": "m" * (ts.MAX_MESSAGE + 1)}).encode()
         self.assertRaises(DecodeError, ts.decode_submit_response, body)
         body = json.dumps({"task_id": TASK_ID, "result_type": "text", "completed_at": "9" * 65}).encode()
