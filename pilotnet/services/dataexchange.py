@@ -283,7 +283,8 @@ class DataExchangeService:
             held, transfer.held = transfer.held, 0
             payload, transfer.chunks = b"".join(transfer.chunks), []
             document = self._message_document(start.frame_type, transfer.remote, payload)
-            work = self.writer.run(self._write_message, start.frame_type, document)
+            work = self.writer.run(self._write_message, f"{wire.type_name(start.frame_type)}-"
+                                   f"{arrival_stamp(self.clock.seconds())}", document)
             work.addBoth(self._give_back, held)
         else:
             work = self.writer.run(lambda: None)
@@ -311,11 +312,9 @@ class DataExchangeService:
             document["data"] = payload.decode("utf-8", "replace")
         return document
 
-    def _write_message(self, frame_type, document):
+    def _write_message(self, stem, document):
         """On the writer thread: the inbox document under a fresh name."""
-        stamp = arrival_stamp(self.clock.seconds())
-        return storage.write_new(self.inbox_dir, f"{wire.type_name(frame_type)}-{stamp}", ".json",
-                                 json.dumps(document).encode("utf-8"))
+        return storage.write_new(self.inbox_dir, stem, ".json", json.dumps(document).encode("utf-8"))
 
     def _stored(self, target, quota, amount):
         quota.stored(amount, target.stat().st_size if target is not None else 0)
