@@ -133,7 +133,7 @@ class _Transfer:
         self.decoder = wire.DataStreamDecoder()
         self.start = None
         self.chunks = []
-        self.held = 0  # bytes of the ByteBudget this message holds
+        self.held = None  # bytes of the ByteBudget a message holds; None while no message is arriving
         self.spool = None
         self.reserved = None  # (quota, bytes) held for the frame being received
         self.received = 0
@@ -220,7 +220,7 @@ class DataExchangeService:
             transfer.received += len(event.data)
             if transfer.spool is not None:
                 return self._spool_write(transfer.spool, event.data)
-            if transfer.held:
+            if transfer.held is not None:
                 transfer.chunks.append(event.data)
             return None
         return self._finish_frame(conn_id, transfer)
@@ -279,8 +279,8 @@ class DataExchangeService:
             stem, suffix = os.path.splitext(start.file_name)
             work = self.writer.run(spool.finish, f"{stem}-{arrival_stamp(self.clock.seconds())}", suffix)
             work.addCallback(self._file_saved, transfer, size)
-        elif transfer.held:
-            held, transfer.held = transfer.held, 0
+        elif transfer.held is not None:
+            held, transfer.held = transfer.held, None
             payload, transfer.chunks = b"".join(transfer.chunks), []
             document = self._message_document(start.frame_type, transfer.remote, payload)
             work = self.writer.run(self._write_message, f"{wire.type_name(start.frame_type)}-"
@@ -317,7 +317,7 @@ class DataExchangeService:
         return storage.write_new(self.inbox_dir, stem, ".json", json.dumps(document).encode("utf-8"))
 
     def _stored(self, target, quota, amount):
-        quota.stored(amount, target.stat().st_size if target is not None else 0)
+        quota.stored(amount, target.stat().st_size)
         if quota is self.inbox_quota:
             self.saved_messages += 1
         return target
@@ -354,9 +354,9 @@ class DataExchangeService:
             if spool.buffer:
                 self._flush(spool)  # its waiters are owed an answer; the bytes go with the file
             self.writer.run(spool.discard)
-        if transfer.held:
+        if transfer.held is not None:
             self.budget.give_back(transfer.held)
-            transfer.held = 0
+            transfer.held = None
             transfer.chunks = []
         if transfer.reserved is not None:
             quota, amount = transfer.reserved

@@ -80,6 +80,13 @@ class DataExchangeTests(SynchronousTestCase):
         self.assertEqual(documents[0]["encoding"], "base64")
         self.assertEqual(documents[2]["received_at"], "2026-01-01T00:00:00Z")
 
+    def test_empty_messages_are_stored_too(self):
+        self.feed(frames(wire.encode_frame(wire.TYPE_TEXT, b"")))
+        self.assertEqual(self.replies(), ["ACK TEXT 0 bytes"])
+        [stored] = (self.home / "inbox").iterdir()
+        self.assertEqual(json.loads(stored.read_text())["data"], "")
+        self.assertEqual(self.service.inbox_quota.used_files, 1)
+
     def test_files_stream_to_disk_under_a_stamped_safe_name(self):
         content = os.urandom(300_000)
         self.feed(frames(wire.encode_frame(wire.TYPE_FILE, content, "report.pdf")), chunk=4096)
