@@ -59,6 +59,14 @@ class DaemonConfig:
     #: Key exchanges (PILA checks, key replies) per second from one source address / from all.
     handshake_rate_per_source: float = 10.0
     handshake_rate: float = 200.0
+    # What the services keep for peers (pilotnet.services.storage): memory, then disk.
+    inflight_max_bytes: int = 32 * 1024 * 1024
+    message_max_bytes: int = 4 * 1024 * 1024
+    received_max_bytes: int = 256 * 1024 * 1024
+    received_max_files: int = 1000
+    inbox_max_bytes: int = 64 * 1024 * 1024
+    inbox_max_messages: int = 1000
+    task_queue_max: int = 100
     log_format: str = "text"
 
     @property

@@ -38,9 +38,10 @@ from pilotnet.daemon.tunnel import MAX_DATAGRAM, Tunnel
 from pilotnet.daemon.udp_batch import BurstPort
 from pilotnet.errors import INVALID_ARGUMENT, NOT_FOUND, NOT_RUNNING, TIMEOUT, PilotError
 from pilotnet.ratelimit import TokenBucket
-from pilotnet.services.dataexchange import DataExchangeService
+from pilotnet.services.dataexchange import DataExchangeLimits, DataExchangeService
 from pilotnet.services.eventstream import EventBroker, EventStreamService
 from pilotnet.services.federation import Federation
+from pilotnet.services.storage import ByteBudget, FileWriter
 from pilotnet.services.tasks import TaskService
 from pilotnet.transport.config import StreamConfig
 from pilotnet.wire.address import EPHEMERAL_PORT_MIN, MAX_PORT, PORT_ECHO, Addr
@@ -124,8 +125,13 @@ class NodeService(service.MultiService):
     def _start_services(self, config, reactor):
         """The built-in services on ports 1001-1003 (echo is started above, before trust)."""
         self.events = EventBroker()
+        writer = FileWriter(reactor)
+        writer.setServiceParent(self)
+        budget = ByteBudget(config.inflight_max_bytes)
         if config.dataexchange:
-            DataExchangeService(self.streams, config.home, reactor)
+            limits = DataExchangeLimits(config.message_max_bytes, config.received_max_bytes,
+                                        config.received_max_files, config.inbox_max_bytes, config.inbox_max_messages)
+            DataExchangeService(self.streams, config.home, reactor, limits=limits, budget=budget, writer=writer)
         if config.eventstream:
             EventStreamService(self.streams, self.events)
             self.federation = Federation(
@@ -135,7 +141,8 @@ class NodeService(service.MultiService):
             TimerService(FEDERATION_REFRESH, self.federation.refresh).setServiceParent(self)
         if config.tasksubmit:
             self.tasks = TaskService(self.streams, config.home, reactor, polo_score=self.polo_score,
-                                     adjust_polo=self.adjust_polo, local_node=lambda: self.node_id)
+                                     adjust_polo=self.adjust_polo, local_node=lambda: self.node_id,
+                                     max_queued=config.task_queue_max, budget=budget, writer=writer)
             TimerService(TASK_HOUSEKEEPING, self.tasks.housekeeping).setServiceParent(self)
 
     # -- lifecycle -------------------------------------------------------------

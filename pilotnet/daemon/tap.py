@@ -66,6 +66,13 @@ class Options(usage.Options):
         ["handshake-rate-per-source", None, None,
          "unauthenticated key exchanges handled per second from one source address [10]"],
         ["handshake-rate", None, None, "unauthenticated key exchanges handled per second in all [200]"],
+        ["inflight-max-bytes", None, None, "bytes of unfinished service frames held in memory, all peers [33554432]"],
+        ["message-max-bytes", None, None, "largest data exchange message taken into memory [4194304]"],
+        ["received-max-bytes", None, None, "bytes of received files kept in <home>/received [268435456]"],
+        ["received-max-files", None, None, "received files kept in <home>/received [1000]"],
+        ["inbox-max-bytes", None, None, "bytes of messages kept in <home>/inbox [67108864]"],
+        ["inbox-max-messages", None, None, "messages kept in <home>/inbox [1000]"],
+        ["task-queue-max", None, None, "tasks waiting in the queue before new ones are refused [100]"],
         ["log-format", None, None, "text or json [text]"],
     ]
 

@@ -34,6 +34,14 @@ class OptionsTests(SynchronousTestCase):
         pin = "AB:" * 31 + "AB"
         self.assertEqual(self.parse("--registry-fingerprint", pin).registry_fingerprint, pin)
         self.assertEqual(self.parse().registry_fingerprint, "")
+    def test_service_limits(self):
+        config = self.parse()
+        self.assertEqual((config.inflight_max_bytes, config.message_max_bytes, config.received_max_bytes,
+                          config.received_max_files, config.inbox_max_bytes, config.inbox_max_messages,
+                          config.task_queue_max), (32 << 20, 4 << 20, 256 << 20, 1000, 64 << 20, 1000, 100))
+        config = self.parse("--received-max-files", "3", "--inbox-max-bytes", "1000", "--task-queue-max", "7")
+        self.assertEqual((config.received_max_files, config.inbox_max_bytes, config.task_queue_max), (3, 1000, 7))
+        self.assertRaises(usage.UsageError, self.parse, "--message-max-bytes", "lots")
 
     def test_switches(self):
         config = self.parse("--public", "--no-encrypt", "--no-echo", "--no-dataexchange", "--no-eventstream",
