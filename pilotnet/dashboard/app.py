@@ -99,8 +99,8 @@ class DashboardApp:
         history = self.dashboard.history
         peak = max(stats["versions"].values(), default=1)
         return {"stats": stats, "version_peak": peak,
-                "hourly": drawing.line_chart(history.hourly, "%H:00"),
-                "daily": drawing.line_chart(history.daily, "%a %d")}
+                "hourly": drawing.line_chart(history.chart(history.hourly), "%H:00", history.latest),
+                "daily": drawing.line_chart(history.chart(history.daily), "%a %d", history.latest)}
 
     # -- pages ---------------------------------------------------------------
 

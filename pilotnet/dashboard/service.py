@@ -3,8 +3,13 @@
 :class:`Dashboard` is a twistd service that watches the registry server's
 commits (``server.commit_observers``), keeps a
 :class:`~pilotnet.dashboard.index.DirectoryIndex` up to date with them (built
-once, then changed node by node), samples the history every minute and tells
-open pages about changes.
+once, then changed node by node), samples the history at start, every minute
+and on every change of the figures, and tells open pages about changes.
+
+Nodes also go offline without any commit (their heartbeats just stop), so
+every ``ONLINE_CHECK`` seconds the figures are compared with the last ones
+seen; a node crossing the ``--offline-after`` cutoff reaches open pages within
+that second.
 
 A standby's replication hands the primary's changes to the same observers.  A
 directory replaced wholesale (a standby taking a primary's snapshot) is
@@ -17,7 +22,7 @@ from twisted.web.server import Site
 
 from pilotnet.dashboard.app import DashboardApp
 from pilotnet.dashboard.history import History, history_path
-from pilotnet.dashboard.index import DirectoryIndex
+from pilotnet.dashboard.index import ONLINE_CHECK, DirectoryIndex
 from pilotnet.dashboard.live import LiveFeed
 
 SAMPLE_INTERVAL = 60.0
@@ -35,9 +40,11 @@ class Dashboard(MultiService):
         # everything built before the reactor starts out of garbage collections.
         self._index = DirectoryIndex(server.registry, clock.seconds())
         server.commit_observers.append(self._committed)
-        sampler = TimerService(SAMPLE_INTERVAL, self.sample)
-        sampler.clock = clock
-        sampler.setServiceParent(self)
+        self._seen_counts = None
+        for interval, job in ((SAMPLE_INTERVAL, self.sample), (ONLINE_CHECK, self.watch)):
+            timer = TimerService(interval, job)
+            timer.clock = clock
+            timer.setServiceParent(self)
 
     def site(self):
         return Site(DashboardApp(self).resource())
@@ -84,16 +91,32 @@ class Dashboard(MultiService):
         """``/api/stats`` without the per-node lists: both reference forms' figures."""
         index = self.index()
         stats = index.counts()
-        stats.update(total_requests=self.total_requests(), uptime_secs=self.uptime(),
-                     req_per_day=self.history.requests_per_day(), networks=index.networks,
-                     versions=index.versions, hourly=self.history.hourly,
-                     daily=self.history.daily)
+        total = self.total_requests()
+        stats.update(total_requests=total, uptime_secs=self.uptime(),
+                     req_per_day=self.history.requests_last_day(self.clock.seconds(), total),
+                     networks=index.networks, versions=index.versions,
+                     hourly=self.history.hourly, daily=self.history.daily)
         return stats
 
     def sample(self):
         total = self.total_requests()
-        self.history.sample(self.clock.seconds(), self.index().counts(), total)
+        self._record(self.index().counts(), total)
         self.history.save(total)
+
+    def watch(self):
+        """Tell open pages, and the history, of figures that moved since the last look.
+
+        Commits already trigger a live event; this catches what changes with
+        the clock alone: nodes going offline when their heartbeats stop.
+        """
+        counts = self.index().counts()
+        if counts != self._seen_counts:
+            self._record(counts, self.total_requests())
+            self.live.changed()
+
+    def _record(self, counts, total_requests):
+        self._seen_counts = counts
+        self.history.sample(self.clock.seconds(), counts, total_requests)
 
 
 def make_dashboard(clock, server, store_path=None):

@@ -15,7 +15,7 @@ from twisted.python.failure import Failure
 from pilotnet.errors import PilotError
 from pilotnet.registry import replication
 from pilotnet.registry.directory import Directory
-from pilotnet.registry.handlers import Registry
+from pilotnet.registry.handlers import DEFAULT_OFFLINE_AFTER, Registry
 from pilotnet.plugin_options import ListeningService, PortsFile, ServerOptions
 from pilotnet.ratelimit import RateLimiter
 from pilotnet.registry.server import MAX_CONNECTIONS, RegistryFactory, RegistryServer
@@ -24,6 +24,8 @@ from pilotnet.registry.store import RegistryStore
 
 DEFAULT_ENDPOINT = "tcp:9000:interface=127.0.0.1"
 HOUSEKEEPING_INTERVAL = 10.0
+# How long an offline node stays listed (keeping its hostname) before it is reaped.
+DEFAULT_STALE_AFTER = 3600.0
 
 log = Logger()
 
@@ -34,7 +36,10 @@ class RegistryOptions(ServerOptions):
         ["store", None, None, "SQLite file keeping the registry's state; memory only if unset."],
         ["admin-token", None, "",
          "Token for admin requests (create_network, backbone list_nodes); unset disables them."],
-        ["stale-after", None, "300", "Seconds without heartbeat before a node is reaped."],
+        ["offline-after", None, str(int(DEFAULT_OFFLINE_AFTER)),
+         "Seconds without heartbeat before a node shows offline (at least two heartbeat intervals)."],
+        ["stale-after", None, str(int(DEFAULT_STALE_AFTER)),
+         "Seconds without heartbeat before a node is reaped; until then it is listed offline."],
         ["max-connections", None, str(MAX_CONNECTIONS), "Concurrent client connections."],
         ["registrations-per-minute", None, "10", "New keys registered per source IP per minute."],
         ["tls-cert", None, None, "PEM certificate for --tls (self-signed one generated if unset)."],
@@ -59,7 +64,11 @@ class RegistryOptions(ServerOptions):
         super().postOptions()
         if bool(self["tls-cert"]) != bool(self["tls-key"]):
             raise usage.UsageError("--tls-cert and --tls-key go together")
-        self["stale-after"] = self.positive_number(self["stale-after"], "stale-after")
+        for name in ("offline-after", "stale-after"):
+            self[name] = self.positive_number(self[name], name)
+        if self["offline-after"] > self["stale-after"]:
+            raise usage.UsageError("--offline-after must not exceed --stale-after "
+                                   "(a node shows offline before it is reaped)")
         for name in ("max-connections", "registrations-per-minute"):
             try:
                 self[name] = int(self[name])
@@ -142,6 +151,7 @@ def make_registry_service(reactor, options, on_listening=lambda address: None,
         log.warn("registry: no --store given, state lives in memory only")
     registry = Registry(
         directory, admin_token=options["admin-token"], stale_after=options["stale-after"],
+        offline_after=options["offline-after"],
         register_limiter=RateLimiter(burst=options["registrations-per-minute"], window=60.0))
     server = RegistryServer(registry, reactor, store)
     replicating = replication.replication_service(reactor, options, server)
