@@ -118,7 +118,7 @@ class PageTests(TestCase):
         html = self.polo.html("/")
         self.assertRegex(html, 'Uptime <strong id="uptime">3d 2h [0-9]+m</strong>')
         for label in ("Total requests", "Total nodes", "Online nodes", "Trust links", "Unique tags",
-                      "Task executors", "Requests, last 24 h"):
+                      "Task executors", "Requests, 24 h"):
             self.assertIn(f"<dt>{label}</dt>", html)
         self.assertIn('id="stat-total_nodes" title="60">60<', html)
         self.assertIn('id="stat-active_nodes" title="50">50<', html)
