@@ -95,6 +95,7 @@ class DashboardApp:
         return {"query": query, "page": self.dashboard.index().select(query), "sorts": SORTS}
 
     def _overview_context(self):
+        self.dashboard.notice_changes()  # the charts end with the figures the cards show
         stats = self.dashboard.summary()
         history = self.dashboard.history
         peak = max(stats["versions"].values(), default=1)

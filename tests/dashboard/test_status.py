@@ -81,6 +81,19 @@ class OfflineTests(TestCase):
         self.assertEqual(polo.json("/api/stats?summary=1")["active_nodes"], 1)
 
 
+    def test_with_no_page_open_the_clock_alone_scans_nothing(self):
+        polo = _polo(self)
+        polo.add(1)
+        looks = []
+        index = polo.dashboard.index
+        polo.dashboard.index = lambda: looks.append(1) or index()
+        polo.clock.advance(10 * ONLINE_CHECK)
+        self.assertEqual(looks, [])
+        _open_events(self, polo)
+        polo.clock.advance(ONLINE_CHECK)
+        self.assertNotEqual(looks, [])
+
+
 class ChartTests(TestCase):
     def test_the_charts_start_at_start_and_follow_every_change(self):
         polo = _polo(self)
