@@ -12,6 +12,7 @@ import os
 import re
 import shutil
 import signal
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -19,7 +20,7 @@ from pathlib import Path
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred, ensureDeferred
 from twisted.internet.protocol import ProcessProtocol
-from twisted.trial.unittest import TestCase
+from twisted.trial.unittest import SkipTest, TestCase
 
 ROOT = Path(__file__).resolve().parents[2]
 LEFT_OUT = shutil.ignore_patterns(".venv", ".git", "_trial_temp*", "__pycache__", "*.egg-info", "build",
@@ -85,6 +86,13 @@ def _kill_leftovers(home):
 
 class QuickstartTests(TestCase):
     timeout = 600
+
+    def setUp(self):
+        base = shutil.which("python3", path=_user_environment("")["PATH"])
+        if base is None:
+            raise SkipTest("no python3 on PATH to make the quickstart's virtual environment with")
+        if os.getuid() != 0 and subprocess.run([base, "-c", "import ensurepip, venv"]).returncode:
+            raise SkipTest(f"{base} cannot make virtual environments (apt-get install python3-venv)")
 
     def test_the_readme_quickstart_works_as_written(self):
         return ensureDeferred(self._quickstart())
