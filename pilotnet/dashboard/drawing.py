@@ -16,6 +16,7 @@ GRAPH_MIN_RADIUS = 50
 GRAPH_FONT = 10
 GRAPH_LABEL_GAP = 10
 GRAPH_PAD = 6
+GRAPH_LEVEL_LABELS = 8
 BADGE_HEIGHT = 20
 
 
@@ -55,15 +56,18 @@ def trust_graph(index):
     The drawing is as large as its nodes need: the circle grows with the node
     count (``GRAPH_SPACING`` px of arc per node, at least ``GRAPH_MIN_RADIUS``),
     and the margins with the longest label, so a few nodes make a small graph
-    and no label is cut at the edge.  The template draws it at this size (or
-    narrower, on a narrow screen).
+    and no label is cut at the edge.  Up to ``GRAPH_LEVEL_LABELS`` nodes the
+    labels are level; beyond, neighbours at the top and bottom would overlap,
+    so each label runs outwards along its node's radius (turned to read left to
+    right).  The template draws it at this size (or narrower, on a narrow screen).
     """
     every_linked = [row for row in index.rows.values() if row.trust_links]
     linked = sorted(every_linked, key=lambda row: (-row.trust_links, row.id))[:GRAPH_LIMIT]
+    radial = len(linked) > GRAPH_LEVEL_LABELS
     radius = max(GRAPH_MIN_RADIUS, len(linked) * GRAPH_SPACING / (2 * math.pi))
     longest = max((_label_width(row.hostname or row.address) for row in linked), default=0)
     side_margin = GRAPH_LABEL_GAP + longest + GRAPH_PAD
-    end_margin = GRAPH_LABEL_GAP + GRAPH_FONT + GRAPH_PAD
+    end_margin = side_margin if radial else GRAPH_LABEL_GAP + GRAPH_FONT + GRAPH_PAD
     width, height = 2 * (radius + side_margin), 2 * (radius + end_margin)
     centre_x, centre_y = width / 2, height / 2
     positions = {}
@@ -72,14 +76,21 @@ def trust_graph(index):
         angle = 2 * math.pi * n / max(len(linked), 1) - math.pi / 2
         cos, sin = math.cos(angle), math.sin(angle)
         positions[row.id] = (round(centre_x + radius * cos, 1), round(centre_y + radius * sin, 1))
-        # Labels run outwards: right of the nodes on the right half, left of those on the
-        # left, centred at the very top and bottom; a third of the font below the baseline.
-        anchor = "middle" if abs(cos) < 0.2 else ("start" if cos > 0 else "end")
+        label_x = centre_x + (radius + GRAPH_LABEL_GAP) * cos
+        label_y = centre_y + (radius + GRAPH_LABEL_GAP) * sin
+        if radial:
+            # The template centres it on the radius (dy, in the turned text's own frame).
+            rotate = round(math.degrees(angle) + (0 if cos >= 0 else 180), 1)
+            anchor = "start" if cos >= 0 else "end"
+        else:
+            # Right of the nodes on the right half, left on the left, centred at the very
+            # top and bottom; below the node at the bottom, above it at the top.
+            rotate = None
+            anchor = "middle" if abs(cos) < 0.2 else ("start" if cos > 0 else "end")
+            label_y += GRAPH_FONT * (0.35 + 0.5 * sin)
         nodes.append({"x": positions[row.id][0], "y": positions[row.id][1], "row": row,
-                      "anchor": anchor,
-                      "label_x": round(centre_x + (radius + GRAPH_LABEL_GAP) * cos, 1),
-                      "label_y": round(centre_y + (radius + GRAPH_LABEL_GAP) * sin
-                                       + GRAPH_FONT * (0.35 + 0.5 * sin), 1)})
+                      "anchor": anchor, "rotate": rotate,
+                      "label_x": round(label_x, 1), "label_y": round(label_y, 1)})
     edges = [{"source": index.rows[a], "target": index.rows[b],
               "x1": positions[a][0], "y1": positions[a][1],
               "x2": positions[b][0], "y2": positions[b][1]}

@@ -13,6 +13,14 @@ from tests.integration.processes import DaemonProcess, RendezvousProcess
 
 # Daemons heartbeat every second here, so a node is offline after three silent seconds.
 OFFLINE_AFTER = "3"
+# How many trust-graph labels reach outside the drawing, as the browser lays them out.
+LABELS_OUTSIDE = """() => {
+    const svg = document.querySelector("svg.graph");
+    const frame = svg.getBoundingClientRect();
+    return Array.from(svg.querySelectorAll("text.label")).map(t => t.getBoundingClientRect())
+        .filter(b => b.left < frame.left || b.top < frame.top
+                     || b.right > frame.right || b.bottom > frame.bottom).length;
+}"""
 
 
 class StatusInBrowserTests(TestCase):
@@ -47,11 +55,20 @@ class StatusInBrowserTests(TestCase):
         def stop_beta():
             return threads.blockingCallFromThread(reactor, lambda: ensureDeferred(daemons["beta"].stop()))
 
-        errors = await threads.deferToThread(self._drive, url, daemons["beta"].address, stop_beta, screenshot)
+        async def chain_more():
+            for number in range(4, 13):
+                await fleet.add(number, ["graph"], version="1.2.0")
+                await fleet.handshake(number - 1, number)
+
+        def grow_graph():
+            return threads.blockingCallFromThread(reactor, lambda: ensureDeferred(chain_more()))
+
+        errors = await threads.deferToThread(self._drive, url, daemons["beta"].address, stop_beta, grow_graph,
+                                             screenshot)
         self.assertEqual(errors, [])
         self.assertGreater(os.path.getsize(screenshot), 10_000)
 
-    def _drive(self, url, beta, stop_beta, screenshot):
+    def _drive(self, url, beta, stop_beta, grow_graph, screenshot):
         from playwright.sync_api import expect, sync_playwright
         expect.set_options(timeout=WAIT_MS)
         errors = []
@@ -88,14 +105,7 @@ class StatusInBrowserTests(TestCase):
                 expect(graph.locator("text.label")).to_have_count(3)
                 box = graph.bounding_box()
                 assert box["width"] < 400 and box["height"] < 300, box
-                outside = page.evaluate("""() => {
-                    const svg = document.querySelector("svg.graph");
-                    const view = svg.viewBox.baseVal;
-                    return Array.from(svg.querySelectorAll("text.label")).map(t => t.getBBox())
-                        .filter(b => b.x < 0 || b.y < 0 || b.x + b.width > view.width
-                                     || b.y + b.height > view.height).length;
-                }""")
-                assert outside == 0, f"{outside} labels cut off"
+                assert page.evaluate(LABELS_OUTSIDE) == 0, "labels cut off"
 
                 # beta stops: its row turns offline without a reload, and stays listed.
                 stop_beta()
@@ -107,6 +117,13 @@ class StatusInBrowserTests(TestCase):
                 expect(beta_row).to_have_count(0)
                 page.get_by_label("Online only").uncheck()
                 expect(beta_row).to_have_count(1)
+
+                # Twelve linked nodes: a larger graph, labels along the radii, none cut off.
+                grow_graph()
+                expect(graph.locator("text.label")).to_have_count(12)
+                expect(graph.locator("text.label[transform]")).to_have_count(12)
+                assert graph.bounding_box()["width"] > box["width"]
+                assert page.evaluate(LABELS_OUTSIDE) == 0, "labels cut off"
                 page.screenshot(path=screenshot, full_page=True)
             finally:
                 browser.close()

@@ -117,18 +117,31 @@ class TrustGraphGeometryTests(TestCase):
             polo.add(n, hostname=hostname(n), public=True)
         for n in range(1, count):
             polo.trust(polo.numbers[n], polo.numbers[n + 1])
+        self.html = polo.html("/fragment/graph")
         return drawing.trust_graph(polo.dashboard.index())
 
     def _assert_labels_inside(self, graph):
+        """Each label's extent (0.6 em a character, a font high) lies within the drawing."""
+        font = drawing.GRAPH_FONT
+        centre_x, centre_y = graph["width"] / 2, graph["height"] / 2
         for node in graph["nodes"]:
             text = node["row"].hostname or node["row"].address
-            width = len(text) * drawing.GRAPH_FONT * 0.6
-            left = {"start": node["label_x"], "middle": node["label_x"] - width / 2,
-                    "end": node["label_x"] - width}[node["anchor"]]
-            self.assertGreaterEqual(left, 0, text)
-            self.assertLessEqual(left + width, graph["width"], text)
-            self.assertGreaterEqual(node["label_y"] - drawing.GRAPH_FONT, 0, text)
-            self.assertLessEqual(node["label_y"] + drawing.GRAPH_FONT * 0.3, graph["height"], text)
+            width = len(text) * font * 0.6
+            if node["rotate"] is None:
+                left = {"start": node["label_x"], "middle": node["label_x"] - width / 2,
+                        "end": node["label_x"] - width}[node["anchor"]]
+                corners = [(left, node["label_y"] - font), (left + width, node["label_y"] + font * 0.3)]
+            else:
+                # Along the radius, outwards from the label's point, half a font either side.
+                dx, dy = node["x"] - centre_x, node["y"] - centre_y
+                length = (dx * dx + dy * dy) ** 0.5
+                ux, uy = dx / length, dy / length
+                far_x, far_y = node["label_x"] + width * ux, node["label_y"] + width * uy
+                corners = [(x + side * font / 2 * -uy, y + side * font / 2 * ux)
+                           for x, y in ((node["label_x"], node["label_y"]), (far_x, far_y))
+                           for side in (-1, 1)]
+            for x, y in corners:
+                self.assertTrue(0 <= x <= graph["width"] and 0 <= y <= graph["height"], (text, x, y))
 
     def test_a_few_nodes_make_a_small_graph_and_many_a_larger_one(self):
         few = self._graph(2)
@@ -138,9 +151,14 @@ class TrustGraphGeometryTests(TestCase):
         self.assertGreater(many["width"], 2 * few["width"])
         self._assert_labels_inside(few)
         self._assert_labels_inside(many)
+        # Crowded: labels run along the radii, so neighbours at the top and bottom do not overlap.
+        self.assertEqual({node["rotate"] is None for node in few["nodes"]}, {True})
+        self.assertEqual({node["rotate"] is None for node in many["nodes"]}, {False})
+        self.assertIn('transform="rotate(', self.html)
 
     def test_long_labels_fit_at_every_angle(self):
-        graph = self._graph(7, hostname=lambda n: f"a-rather-long-hostname-{n:02d}")
-        self._assert_labels_inside(graph)
+        for count in (3, 7, 9, 60):
+            graph = self._graph(count, hostname=lambda n: f"a-rather-long-hostname-{n:02d}")
+            self._assert_labels_inside(graph)
         html = _polo(self).html("/fragment/graph")
         self.assertIn("No trust links yet.", html)
