@@ -57,6 +57,9 @@ FEDERATION_REFRESH = 15.0
 TASK_HOUSEKEEPING = 10.0
 # A peer we heard nothing from for this long (despite keepalive pings) is re-resolved before use.
 PEER_SILENCE = 2.5 * PEER_KEEPALIVE
+# ... and for this long (three unanswered keepalive rounds, no key exchange tried since), its
+# tunnel is dropped: `pilotctl peers` lists live tunnels only; the next use resolves it afresh.
+PEER_DEAD = 3 * PEER_KEEPALIVE
 HEARTBEAT_FAILURES_BEFORE_REREGISTER = 3
 MAX_TAGS = 3
 
@@ -280,11 +283,18 @@ class NodeService(service.MultiService):
             log.warn("re-registration failed: {reason}", reason=error.message)
 
     def _ping_peers(self):
-        """Keep NAT mappings open and peers' dead-peer detectors quiet."""
+        """Keep NAT mappings open and peers' dead-peer detectors quiet; drop dead tunnels."""
         if self.node_id is None:
             return
+        now = self.reactor.seconds()
         for peer in self.tunnel.peers():
-            if peer.session is not None or not self.config.encrypt:
+            quiet_since = max(peer.last_heard, peer.offer_sent_at)
+            if quiet_since != float("-inf") and now - quiet_since > PEER_DEAD:
+                log.info("node {node}: nothing heard for {seconds:.0f}s, tunnel dropped",
+                         node=peer.node, seconds=now - quiet_since)
+                self.streams.abort_peer(peer.node)
+                self._drop_tunnel(peer.node)
+            elif peer.session is not None or not self.config.encrypt:
                 self._send_ping(peer.node)
 
     @defer.inlineCallbacks
@@ -345,7 +355,7 @@ class NodeService(service.MultiService):
             self.tunnel.use_relay(peer.node)
 
     def _drop_tunnel(self, node):
-        """Trust ended: forget the peer's session, path and endpoint (a new tunnel needs trust again)."""
+        """Trust ended or the peer is dead: forget its session, path and endpoint."""
         self.tunnel.drop_peer(node)
         self.resolver.forget(node)
 
@@ -495,9 +505,12 @@ class NodeService(service.MultiService):
 
     def peer_list(self):
         rows = []
+        now = self.reactor.seconds()
         for peer in self.tunnel.peers():
             row = peer.describe()
             row["address"] = str(Addr(0, peer.node))
+            heard = peer.last_heard != float("-inf")
+            row["last_heard_secs"] = round(now - peer.last_heard, 1) if heard else None
             rows.append(row)
         return rows
 

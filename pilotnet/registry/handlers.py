@@ -44,6 +44,9 @@ MAX_INBOX = 100
 MAX_JUSTIFICATION = 1024
 MAX_POLO = 1_000_000
 BEACON_TTL = 60.0
+# Two heartbeats of a daemon at its default interval (60 s): a stopped node shows offline
+# within two intervals; one lost heartbeat does not make a live one flap.
+DEFAULT_OFFLINE_AFTER = 120.0
 JOIN_RULES = ("open", "token")
 # What a standby answers (the reference's list); every other request is refused.
 # beacon_register too: a beacon's announcement is soft local state, not replicated.
@@ -123,11 +126,13 @@ class Registry:
     log = Logger()
 
     def __init__(self, directory=None, *, admin_token="", stale_after=300.0,
-                 register_limiter=None, polo_limiter=None, replays=None,
-                 allow_legacy_signatures=False, allow_owner_recovery=False):
+                 offline_after=DEFAULT_OFFLINE_AFTER, register_limiter=None, polo_limiter=None,
+                 replays=None, allow_legacy_signatures=False, allow_owner_recovery=False):
         self.directory = directory if directory is not None else Directory()
         self.admin_token = admin_token
+        # Silent for offline_after: shown offline; silent for stale_after: reaped.
         self.stale_after = stale_after
+        self.offline_after = offline_after
         self.replays = replays if replays is not None else ReplayCache()
         # Compatibility options, both unsafe (docs/security.md says what they open).
         self.allow_legacy_signatures = allow_legacy_signatures
@@ -450,7 +455,7 @@ class Registry:
         return reaped
 
     def online_count(self, now):
-        cutoff = now - self.stale_after
+        cutoff = now - self.offline_after
         return sum(1 for node in self.directory.nodes.values() if node.last_seen >= cutoff)
 
     def _deregister(self, request, peer, now):
