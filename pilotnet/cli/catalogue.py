@@ -23,6 +23,8 @@ ERROR_CODES = {
     "not_running": "the daemon is not running; start it with: pilotctl daemon start",
     "connection_failed": "the network operation failed; retry may succeed",
     "timeout": "no answer in time; retry with a longer --timeout",
+    "unreachable": "the peer gives no sign of life (daemon stopped or network down); retry later",
+    "not_trusted": "the peer is private and does not trust this node (any more); ask it with pilotctl handshake",
     "internal": "an unexpected failure; see the daemon log",
 }
 

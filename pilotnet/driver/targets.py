@@ -50,12 +50,22 @@ def parse_target(target):
     return None
 
 
+def private_name_hint(hostname):
+    """What works when ``hostname`` may belong to a private node, whose name resolves only after trust.
+
+    Asking for trust by that name cannot work (it does not resolve either),
+    so the way round is a node ID, which the registry relays a handshake to.
+    """
+    return (f'if "{hostname}" is a private node, its name resolves only once you trust each other: '
+            'ask its operator for its node ID (pilotctl info) and run pilotctl handshake <node_id> "reason", '
+            "or give them yours to run it the other way")
+
+
 def unresolvable(hostname):
-    """The error for a hostname the daemon could not resolve (the reference's wording)."""
+    """The error for a hostname the daemon could not resolve (the reference's wording, and what works)."""
     return PilotError(
-        f'cannot resolve "{hostname}" — is the hostname correct and is there mutual trust? '
-        "(see: pilotctl handshake)",
-        code=NOT_FOUND,
+        f'cannot resolve "{hostname}" — is the hostname correct and is there mutual trust?',
+        code=NOT_FOUND, hint=private_name_hint(hostname),
     )
 
 

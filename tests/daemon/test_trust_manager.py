@@ -94,7 +94,8 @@ class FlowTests(SynchronousTestCase):
         return Packet(protocol, Addr(0, PEER), Addr(0, ME), 49152, port, flags=FLAG_SYN)
 
     def test_request_direct_then_accept_creates_mutual_trust_and_reports_it(self):
-        self.assertEqual(self.successResultOf(self.trust.request(PEER, "hi")), {"status": "sent", "node_id": PEER})
+        self.assertEqual(self.successResultOf(self.trust.request(PEER, "hi")),
+                         {"status": "sent", "node_id": PEER, "path": "direct"})
         self.assertEqual(self.courier.sent, [(PEER, handshake.REQUEST)])
         self.assertNotIn(("request_handshake", None), self.registry.kinds())
         self.successResultOf(self.trust.received(self.from_peer(handshake.ACCEPT)))
@@ -122,8 +123,9 @@ class FlowTests(SynchronousTestCase):
         self.assertEqual([(r["node_id"], r["justification"]) for r in self.successResultOf(self.trust.pending())["pending"]],
                          [(PEER, "please")])
         self.assertFalse(self.trust.admit(self.syn()))
-        self.assertEqual(self.successResultOf(self.trust.approve(PEER)), {"status": "approved", "node_id": PEER})
-        self.assertFalse(self.trust.trusted()["trusted"][0]["mutual"])
+        self.assertEqual(self.successResultOf(self.trust.approve(PEER)),
+                         {"status": "approved", "node_id": PEER, "mutual": False})
+        self.assertFalse(self.trust.trusted()["trusted"][0]["mutual"])  # this registry did not confirm both consents
         self.assertIn(("respond_handshake", True), self.registry.kinds())
         self.assertIn((PEER, handshake.ACCEPT), self.courier.sent)
         self.assertTrue(self.trust.admit(self.syn()))

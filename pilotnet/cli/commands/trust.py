@@ -24,11 +24,23 @@ async def handshake(context, args):
     node = await _node(context, args.positional[0])
     justification = " ".join(args.positional[1:])
     reply = await (await context.daemon()).handshake(node, justification)
-    return Output(reply, "\n".join([
-        f"handshake request sent to node {node}",
+    return Output(reply, handshake_text(node, reply))
+
+
+def handshake_text(node, reply):
+    """What the handshake really did (the daemon's ``status``), and the next step that follows from it."""
+    status = reply.get("status")
+    if status == "approved":
+        return "\n".join([f"node {node} had already asked: request approved, trust established",
+                          f"  try: pilotctl ping {node}"])
+    if status == "trusted":
+        return "\n".join([f"node {node} is already trusted", f"  try: pilotctl ping {node}"])
+    path = "relayed by the registry" if reply.get("path") == "relay" else "delivered directly"
+    return "\n".join([
+        f"handshake request sent to node {node} ({path})",
         f"  next: node {node} must approve — or send a handshake back for auto-approval",
         "  check: pilotctl trust",
-    ]))
+    ])
 
 
 async def approve(context, args):
@@ -71,7 +83,7 @@ def pending_text(pending):
 
 def trusted_text(trusted):
     if not trusted:
-        return 'no trusted peers\n  establish trust: pilotctl handshake <node_id|hostname> "reason"'
+        return 'no trusted peers\n  establish trust: pilotctl handshake <node_id> "reason"'
     rows = [[peer["node_id"], "yes" if peer.get("mutual") else "no", peer.get("network") or "-",
              _local_time(peer["approved_at"])] for peer in trusted]
     return table(["NODE ID", "MUTUAL", "NETWORK", "APPROVED AT"], rows)
