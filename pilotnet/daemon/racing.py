@@ -60,7 +60,8 @@ def race_with_head_start(clock: IReactorTime, preferred: Callable[[], defer.Defe
 
     def failed(failure: Failure) -> Failure:
         failures.append(failure)
-        start_fallback()
+        if not failure.check(defer.CancelledError):  # cancelled: the race is over, start nothing
+            start_fallback()
         return failure
 
     first.addErrback(failed)

@@ -9,7 +9,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from pilotnet.crypto.identity import Identity, b64encode
 from pilotnet.daemon.trust import MAX_PENDING, TrustState
-from pilotnet.daemon.trust_manager import FAST_POLL_INTERVAL, TrustManager
+from pilotnet.daemon.trust_manager import FAST_POLL_INTERVAL, RELAY_HEAD_START, TrustManager
 from pilotnet.errors import ALREADY_EXISTS, NOT_FOUND, PilotError
 from pilotnet.wire import handshake
 from pilotnet.wire.address import Addr
@@ -28,6 +28,7 @@ class FakeRegistry:
         self.inbox = {"requests": [], "responses": []}
         self.networks = {}
         self.trusted_pairs = set()
+        self.consented = set()  # peers whose consent to trust us the registry holds
         self.fail = {}
 
     def signed(self, request):
@@ -37,6 +38,8 @@ class FakeRegistry:
         if request["type"] == "poll_handshakes":
             reply, self.inbox = self.inbox, {"requests": [], "responses": []}
             return defer.succeed(reply)
+        if request["type"] == "report_trust":  # our registry says whether both consents are in
+            return defer.succeed({"type": "report_trust_ok", "mutual": request["peer_id"] in self.consented})
         return defer.succeed({"type": request["type"] + "_ok"})
 
     def request(self, request):
@@ -51,12 +54,17 @@ class FakeRegistry:
 
 
 class FakeCourier:
+    """``reachable``: True delivers at once, False fails at once, None never answers (a silent peer)."""
+
     def __init__(self):
         self.sent = []
         self.reachable = True
+        self.cancelled = []
 
     def send(self, node, message, timeout=None):
         self.sent.append((node, message.kind))
+        if self.reachable is None:
+            return defer.Deferred(canceller=lambda _: self.cancelled.append((node, message.kind)))
         if self.reachable:
             return defer.succeed(None)
         return defer.fail(PilotError("cannot resolve", code=NOT_FOUND))
@@ -67,7 +75,7 @@ class Settings:
     trust_auto_approve = False
 
 
-class FlowTests(SynchronousTestCase):
+class TrustCase(SynchronousTestCase):
     def setUp(self):
         self.clock = Clock()
         self.clock.advance(NOW)
@@ -93,6 +101,8 @@ class FlowTests(SynchronousTestCase):
     def syn(self, port=7, protocol=PROTO_STREAM):
         return Packet(protocol, Addr(0, PEER), Addr(0, ME), 49152, port, flags=FLAG_SYN)
 
+
+class FlowTests(TrustCase):
     def test_request_direct_then_accept_creates_mutual_trust_and_reports_it(self):
         self.assertEqual(self.successResultOf(self.trust.request(PEER, "hi")),
                          {"status": "sent", "node_id": PEER, "path": "direct"})
@@ -207,6 +217,58 @@ class FlowTests(SynchronousTestCase):
         restarted = self.manager()
         self.assertEqual(restarted.trusted(), self.trust.trusted())
         self.assertEqual(self.registry.kinds(), [("report_trust", None)])
+
+
+class AnswerTests(TrustCase):
+    """What ``handshake`` and ``approve`` answer is what really happened, and both sides agree on mutual."""
+
+    def test_asking_a_node_whose_request_waits_in_the_relay_approves_it(self):
+        self.registry.inbox["requests"] = [{"from_node_id": PEER, "justification": "first",
+                                            "public_key": self.peer.public_key_b64}]
+        self.registry.consented.add(PEER)  # its relayed request was its consent
+        answer = self.successResultOf(self.trust.request(PEER, "me too"))
+        self.assertEqual(answer, {"status": "approved", "node_id": PEER, "mutual": True})
+        self.assertNotIn(("request_handshake", None), self.registry.kinds())
+        self.assertEqual(self.courier.sent, [(PEER, handshake.ACCEPT)])
+
+    def test_asking_a_trusted_node_says_so(self):
+        self.trust.state.trust(PEER, "", NOW, mutual=True)
+        self.assertEqual(self.successResultOf(self.trust.request(PEER)),
+                         {"status": "trusted", "node_id": PEER, "mutual": True})
+        self.assertEqual(self.courier.sent, [])
+
+    def test_approving_when_the_registry_holds_both_consents_is_mutual_on_this_side_too(self):
+        self.successResultOf(self.trust.received(self.from_peer(handshake.REQUEST)))
+        self.registry.consented.add(PEER)
+        self.assertEqual(self.successResultOf(self.trust.approve(PEER)),
+                         {"status": "approved", "node_id": PEER, "mutual": True})
+        self.assertTrue(self.trust.trusted()["trusted"][0]["mutual"])
+
+    def test_approving_nothing_is_an_error_not_a_false_success(self):
+        failure = self.failureResultOf(self.trust.approve(PEER), PilotError)
+        self.assertEqual(failure.value.code, NOT_FOUND)
+        self.assertIn("pilotctl pending", failure.value.hint)
+        self.assertEqual(self.trust.trusted()["trusted"], [])
+
+    def test_a_direct_request_gives_our_consent_to_the_registry(self):
+        self.successResultOf(self.trust.request(PEER))
+        self.assertIn(("report_trust", None), self.registry.kinds())
+
+    def test_a_silent_direct_path_is_overtaken_by_the_relay_after_the_head_start(self):
+        self.courier.reachable = None
+        requesting = self.trust.request(PEER, "hi")
+        self.assertNoResult(requesting)
+        self.assertNotIn(("request_handshake", None), self.registry.kinds())
+        self.clock.advance(RELAY_HEAD_START)
+        self.assertEqual(self.successResultOf(requesting), {"status": "sent", "node_id": PEER, "path": "relay"})
+        self.assertEqual(self.courier.cancelled, [(PEER, handshake.REQUEST)])
+        self.assertNotIn(("report_trust", None), self.registry.kinds())  # the relayed request carried it
+
+    def test_a_refusal_withdraws_the_consent_our_request_gave(self):
+        self.successResultOf(self.trust.request(PEER))
+        self.successResultOf(self.trust.received(self.from_peer(handshake.REJECT, reason="no")))
+        self.assertEqual(self.trust.state.outgoing, set())
+        self.assertIn(("revoke_trust", None), self.registry.kinds())
 
 
 class StateFileTests(SynchronousTestCase):
