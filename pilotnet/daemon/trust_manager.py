@@ -246,6 +246,8 @@ class TrustManager:
         when our answer reaches it; ``not_found`` when nothing is pending.
         """
         self._check_peer(node)
+        if node not in self.state.pending and not self.state.is_trusted(node):
+            yield self.poll()  # the request may still wait in the registry's relay inbox
         request = self.state.take_pending(node)
         if request is None:
             if self.state.is_trusted(node):
