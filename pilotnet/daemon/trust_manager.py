@@ -44,6 +44,7 @@ from pilotnet.crypto.identity import b64encode
 from pilotnet.daemon.handshake import GO_SEGMENT, PORT
 from pilotnet.daemon.racing import race_with_head_start
 from pilotnet.errors import ALREADY_EXISTS, INVALID_ARGUMENT, NOT_FOUND, NOT_RUNNING, PilotError
+from pilotnet.registry.validation import check_hostname
 from pilotnet.wire import handshake
 from pilotnet.wire.packet import PROTO_DATAGRAM
 
@@ -54,6 +55,9 @@ FAST_POLL_WINDOW = 120.0
 REVOKE_DELIVERY_TIMEOUT = 3.0
 # The direct request's head start before the relayed one is sent too (first delivered wins).
 RELAY_HEAD_START = 1.0
+# Hostnames we asked (their holder's ID unknown until it answers): at most this many, each this long.
+MAX_ASKED_NAMES = 64
+ASKED_NAME_TTL = 24 * 3600.0
 VERDICT_TRUSTED_TTL = 30.0
 VERDICT_UNTRUSTED_TTL = 5.0
 MAX_VERDICTS = 4096
@@ -102,6 +106,7 @@ class TrustManager:
         self._poll_again = False
         self._fast_until = 0.0
         self._fast_timer = None
+        self._asked_names = {}  # hostname -> when we asked; in memory only
 
     # -- helpers -------------------------------------------------------------------
 
@@ -230,6 +235,61 @@ class TrustManager:
                                       RELAY_HEAD_START)
         return racing.addCallback(lambda won: ("direct", "relay")[won[0]])
 
+    @defer.inlineCallbacks
+    def request_by_name(self, hostname, justification=""):
+        """Ask the node holding ``hostname`` for trust when the name does not resolve (a private node).
+
+        The registry relays it without telling us whether or which node holds
+        the name; the holder's answer names itself, and we take it as the
+        answer to this request once the name resolves to that node (which it
+        does for us as soon as both consented).  ``{"status": "sent",
+        "hostname", "path": "relay"}``.
+        """
+        if self.node_id is None:
+            raise PilotError("the daemon is not registered with the registry yet", code=NOT_RUNNING)
+        if not hostname:
+            raise PilotError("handshake: missing hostname", code=INVALID_ARGUMENT)
+        check_hostname(hostname)
+        try:
+            yield self.registry.signed({"type": "request_handshake_by_name", "from_node_id": self.node_id,
+                                        "to_hostname": hostname, "justification": justification})
+        except PilotError as error:
+            if "unknown message type" in error.message:
+                raise PilotError(f"the registry cannot relay a handshake to the name {hostname!r}",
+                                 code=error.code,
+                                 hint='ask its operator for its node ID (pilotctl info) and run '
+                                      'pilotctl handshake <node_id> "reason"') from None
+            raise PilotError(f"handshake request: {error.message}", code=error.code, hint=error.hint) from None
+        self._remember_name(hostname)
+        log.info("trust: {trust_event} name {hostname}", trust_event="handshake.sent_by_name", hostname=hostname)
+        self._poll_fast()
+        return {"status": "sent", "hostname": hostname, "path": "relay"}
+
+    def _remember_name(self, hostname):
+        names = self._asked_names
+        names.pop(hostname, None)
+        names[hostname] = self._now()
+        while len(names) > MAX_ASKED_NAMES:
+            del names[next(iter(names))]  # the oldest
+
+    @defer.inlineCallbacks
+    def _asked_by_name(self, node):
+        """Did we ask ``node`` by one of its names?  If so that request is answered (and forgotten)."""
+        now = self._now()
+        for hostname, asked_at in list(self._asked_names.items()):
+            if now - asked_at > ASKED_NAME_TTL:
+                del self._asked_names[hostname]
+                continue
+            try:
+                reply = yield self.registry.request({"type": "resolve_hostname", "hostname": hostname,
+                                                     "requester_id": self.node_id})
+            except PilotError:
+                continue  # still hidden from us: not this node's name, or no consent yet
+            if reply.get("node_id") == node:
+                del self._asked_names[hostname]
+                return True
+        return False
+
     def _answer(self, status, node):
         answer = {"status": status, "node_id": node}
         peer = self.state.trusted.get(node)
@@ -318,7 +378,7 @@ class TrustManager:
         state = self.state
         if state.is_trusted(node):
             reason = "already_trusted"
-        elif node in state.outgoing:
+        elif node in state.outgoing or (yield self._asked_by_name(node)):
             reason = "mutual"
         else:
             network = yield self._shared_network(node)
@@ -342,7 +402,8 @@ class TrustManager:
 
     @defer.inlineCallbacks
     def _accepted(self, node, key, path):
-        if node not in self.state.outgoing and not self.state.is_trusted(node):
+        if (node not in self.state.outgoing and not self.state.is_trusted(node)
+                and not (yield self._asked_by_name(node))):
             self.unsolicited += 1
             log.warn("accept from node {peer} we did not ask; ignored", peer=node, trust_event="handshake.unsolicited")
             return
@@ -438,13 +499,16 @@ class TrustManager:
 
     def _fast_tick(self):
         self._fast_timer = None
-        if not self.state.outgoing or self._now() >= self._fast_until:
+        if not self._awaiting_answers() or self._now() >= self._fast_until:
             return
         self.poll().addBoth(lambda _: self._rearm())
 
     def _rearm(self):
-        if self._fast_timer is None and self.state.outgoing and self._now() < self._fast_until:
+        if self._fast_timer is None and self._awaiting_answers() and self._now() < self._fast_until:
             self._fast_timer = self.clock.callLater(FAST_POLL_INTERVAL, self._fast_tick)
+
+    def _awaiting_answers(self):
+        return bool(self.state.outgoing or self._asked_names)
 
     def stop(self):
         if self._fast_timer is not None and self._fast_timer.active():

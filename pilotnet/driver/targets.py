@@ -53,12 +53,11 @@ def parse_target(target):
 def private_name_hint(hostname):
     """What works when ``hostname`` may belong to a private node, whose name resolves only after trust.
 
-    Asking for trust by that name cannot work (it does not resolve either),
-    so the way round is a node ID, which the registry relays a handshake to.
+    A handshake by that name works: the registry relays it to the holder
+    without resolving the name for us (:meth:`Daemon.handshake`).
     """
     return (f'if "{hostname}" is a private node, its name resolves only once you trust each other: '
-            'ask its operator for its node ID (pilotctl info) and run pilotctl handshake <node_id> "reason", '
-            "or give them yours to run it the other way")
+            f'ask it with pilotctl handshake {hostname} "reason" (the registry relays it to that name)')
 
 
 def unresolvable(hostname):

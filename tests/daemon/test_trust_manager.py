@@ -9,8 +9,8 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from pilotnet.crypto.identity import Identity, b64encode
 from pilotnet.daemon.trust import MAX_PENDING, TrustState
-from pilotnet.daemon.trust_manager import FAST_POLL_INTERVAL, RELAY_HEAD_START, TrustManager
-from pilotnet.errors import ALREADY_EXISTS, NOT_FOUND, PilotError
+from pilotnet.daemon.trust_manager import FAST_POLL_INTERVAL, MAX_ASKED_NAMES, RELAY_HEAD_START, TrustManager
+from pilotnet.errors import ALREADY_EXISTS, INVALID_ARGUMENT, NOT_FOUND, PilotError
 from pilotnet.wire import handshake
 from pilotnet.wire.address import Addr
 from pilotnet.wire.packet import FLAG_SYN, PROTO_DATAGRAM, PROTO_STREAM, Packet
@@ -29,6 +29,7 @@ class FakeRegistry:
         self.networks = {}
         self.trusted_pairs = set()
         self.consented = set()  # peers whose consent to trust us the registry holds
+        self.visible_names = {}  # hostname -> node, for names resolve_hostname shows us
         self.fail = {}
 
     def signed(self, request):
@@ -47,6 +48,10 @@ class FakeRegistry:
             return defer.succeed({"networks": self.networks.get(request["node_id"], [0])})
         if request["type"] == "check_trust":
             return defer.succeed({"trusted": request["peer_id"] in self.trusted_pairs})
+        if request["type"] == "resolve_hostname":
+            if request["hostname"] not in self.visible_names:
+                return defer.fail(PilotError(f'hostname "{request["hostname"]}" not found', code=NOT_FOUND))
+            return defer.succeed({"node_id": self.visible_names[request["hostname"]]})
         raise AssertionError(request)
 
     def kinds(self):
@@ -269,6 +274,53 @@ class AnswerTests(TrustCase):
         self.successResultOf(self.trust.received(self.from_peer(handshake.REJECT, reason="no")))
         self.assertEqual(self.trust.state.outgoing, set())
         self.assertIn(("revoke_trust", None), self.registry.kinds())
+
+
+class ByNameTests(TrustCase):
+    """Asking a private node by its hostname: relayed, and its answer recognised once the name resolves."""
+
+    def test_the_request_goes_to_the_registry_as_a_name(self):
+        self.assertEqual(self.successResultOf(self.trust.request_by_name("gamma", "hi")),
+                         {"status": "sent", "hostname": "gamma", "path": "relay"})
+        [sent] = [r for r in self.registry.signed_requests if r["type"] == "request_handshake_by_name"]
+        self.assertEqual((sent["from_node_id"], sent["to_hostname"], sent["justification"]), (ME, "gamma", "hi"))
+        self.assertEqual(self.courier.sent, [])
+
+    def test_the_holders_accept_is_taken_once_the_name_resolves_to_it(self):
+        self.successResultOf(self.trust.request_by_name("gamma"))
+        self.registry.visible_names["gamma"] = PEER  # both consented: the registry shows us the name
+        self.registry.inbox["responses"] = [{"from_node_id": PEER, "accept": True, "timestamp": NOW}]
+        self.clock.advance(FAST_POLL_INTERVAL)  # polled fast while the name is unanswered
+        [peer] = self.trust.trusted()["trusted"]
+        self.assertEqual((peer["node_id"], peer["mutual"]), (PEER, True))
+        self.assertEqual(self.trust.unsolicited, 0)
+
+    def test_an_accept_from_a_node_not_holding_the_name_is_unsolicited(self):
+        self.successResultOf(self.trust.request_by_name("gamma"))
+        self.successResultOf(self.trust.received(self.from_peer(handshake.ACCEPT)))  # gamma stays hidden
+        self.assertEqual((self.trust.trusted()["trusted"], self.trust.unsolicited), ([], 1))
+
+    def test_the_holder_asking_back_is_mutual(self):
+        self.successResultOf(self.trust.request_by_name("gamma"))
+        self.registry.visible_names["gamma"] = PEER
+        self.successResultOf(self.trust.received(self.from_peer(handshake.REQUEST)))
+        self.assertTrue(self.trust.trusted()["trusted"][0]["mutual"])
+        self.assertEqual(self.trust.state.pending, {})
+
+    def test_bad_names_and_registries_without_the_relay_by_name(self):
+        for name in ("", "Not_A_Name", "x" * 64):
+            self.assertEqual(self.failureResultOf(self.trust.request_by_name(name), PilotError).value.code,
+                             INVALID_ARGUMENT)
+        self.registry.fail["request_handshake_by_name"] = PilotError(
+            'unknown message type: "request_handshake_by_name"')
+        failure = self.failureResultOf(self.trust.request_by_name("gamma"), PilotError)
+        self.assertIn("pilotctl handshake <node_id>", failure.value.hint)
+
+    def test_asked_names_are_bounded(self):
+        for number in range(MAX_ASKED_NAMES + 10):
+            self.successResultOf(self.trust.request_by_name(f"node-{number}"))
+        self.assertEqual(len(self.trust._asked_names), MAX_ASKED_NAMES)
+        self.assertNotIn("node-0", self.trust._asked_names)
 
 
 class StateFileTests(SynchronousTestCase):

@@ -114,9 +114,8 @@ class ResolveTests(DaemonTestCase):
             error = await self.assert_fails(daemon.resolve("nobody"), NOT_FOUND)
             self.assertEqual(
                 error.message, 'cannot resolve "nobody" — is the hostname correct and is there mutual trust?')
-            # The way round a private name is a node ID: no hint sends the user back to the same name.
-            self.assertIn("pilotctl handshake <node_id>", error.hint)
-            self.assertNotIn("handshake nobody", error.hint)
+            # The way to a private name: a handshake by that name, which the registry relays.
+            self.assertIn('pilotctl handshake nobody "reason"', error.hint)
         return self.run_async(check)
 
     def test_malformed_targets(self):
