@@ -55,16 +55,19 @@ class IReachabilityProbe(Interface):
         """A Deferred :class:`RegistryView` of ``node``; may fail (the registry is unreachable)."""
 
 
-def verdict(node: int, view: Optional[RegistryView], heard: bool, waited: float) -> Optional[PilotError]:
-    """The error a still-unanswered dial to ``node`` fails with; None to keep waiting."""
+def verdict(node: int, view: Optional[RegistryView], heard: bool, waited: float,
+            silent_for: float = float("inf")) -> Optional[PilotError]:
+    """The error a still-unanswered dial to ``node`` fails with; None to keep waiting.
+
+    ``silent_for``: seconds since anything came from the peer (infinite: never).
+    """
     if view is not None and not view.registered:
         return PilotError(f"node {node} does not exist: the registry has no such node", code=NOT_FOUND,
                           hint="check the node ID or address (a node that deregistered must register again)")
     if not heard:
-        return PilotError(f"node {node} is unreachable: no answer on the tunnel within {waited:g}s",
-                          code=UNREACHABLE,
-                          hint="its daemon may be stopped or its network down; retry later (pilotctl peers "
-                               "shows when each peer was last heard)")
+        last = "never heard from" if silent_for == float("inf") else f"last heard {silent_for:.0f}s ago"
+        return PilotError(f"node {node} is unreachable: no answer on the tunnel within {waited:g}s ({last})",
+                          code=UNREACHABLE, hint="its daemon may be stopped or its network down; retry later")
     if view is not None and not view.public and not view.trusted:
         return PilotError(f"node {node} answers but refuses the connection: it does not trust this node "
                           "(any more)", code=NOT_TRUSTED,
@@ -125,8 +128,9 @@ class DialWatch:
         if self.result.called:
             return
         probed_at = self._probed_at if self._probed_at is not None else self._started
-        heard = self._probe.last_heard(self.node) >= probed_at
-        error = verdict(self.node, self._view, heard, self._verdict_after)
+        last_heard = self._probe.last_heard(self.node)
+        error = verdict(self.node, self._view, last_heard >= probed_at, self._verdict_after,
+                        self.clock.seconds() - last_heard)
         if error is None:
             return
         self.result.errback(error)

@@ -63,7 +63,14 @@ class DialWatchTests(SynchronousTestCase):
         error = self.diagnosis(self.watch(probe))
         self.assertEqual(error.code, UNREACHABLE)
         self.assertIn(f"node {PEER} is unreachable", error.message)
+        self.assertIn("never heard from", error.message)
         self.assertEqual(probe.probes, [(PEER, True, 1000 + PROBE_AFTER)])  # silent since the dial: relay too
+
+    def test_an_unreachable_peer_says_when_it_was_last_heard(self):
+        probe = FakeProbe(self.clock)
+        probe.heard = self.clock.seconds() - 30
+        error = self.diagnosis(self.watch(probe))
+        self.assertIn(f"last heard {30 + VERDICT_AFTER:.0f}s ago", error.message)
 
     def test_a_peer_the_registry_does_not_know_does_not_exist(self):
         error = self.diagnosis(self.watch(FakeProbe(self.clock, answers=True, view=RegistryView(registered=False))))
