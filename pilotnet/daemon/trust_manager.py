@@ -58,6 +58,7 @@ RELAY_HEAD_START = 1.0
 # Hostnames we asked (their holder's ID unknown until it answers): at most this many, each this long.
 MAX_ASKED_NAMES = 64
 ASKED_NAME_TTL = 24 * 3600.0
+NOT_BY_NAME_TTL = 60.0
 VERDICT_TRUSTED_TTL = 30.0
 VERDICT_UNTRUSTED_TTL = 5.0
 MAX_VERDICTS = 4096
@@ -107,6 +108,7 @@ class TrustManager:
         self._fast_until = 0.0
         self._fast_timer = None
         self._asked_names = {}  # hostname -> when we asked; in memory only
+        self._not_by_name = {}  # node -> until when it is known to hold none of those names
 
     # -- helpers -------------------------------------------------------------------
 
@@ -266,6 +268,7 @@ class TrustManager:
         return {"status": "sent", "hostname": hostname, "path": "relay"}
 
     def _remember_name(self, hostname):
+        self._not_by_name.clear()  # a new name: every node may hold it
         names = self._asked_names
         names.pop(hostname, None)
         names[hostname] = self._now()
@@ -274,8 +277,16 @@ class TrustManager:
 
     @defer.inlineCallbacks
     def _asked_by_name(self, node):
-        """Did we ask ``node`` by one of its names?  If so that request is answered (and forgotten)."""
+        """Did we ask ``node`` by one of its names?  If so that request is answered (and forgotten).
+
+        Each check costs the registry one ``resolve_hostname`` per name asked,
+        so a node found to hold none of them is not checked again for
+        :data:`NOT_BY_NAME_TTL` seconds (until we ask a new name): accepts from
+        strangers cannot turn into a stream of registry requests.
+        """
         now = self._now()
+        if not self._asked_names or self._not_by_name.get(node, 0.0) > now:
+            return False
         for hostname, asked_at in list(self._asked_names.items()):
             if now - asked_at > ASKED_NAME_TTL:
                 del self._asked_names[hostname]
@@ -288,6 +299,9 @@ class TrustManager:
             if reply.get("node_id") == node:
                 del self._asked_names[hostname]
                 return True
+        if len(self._not_by_name) >= MAX_VERDICTS:
+            self._not_by_name.clear()
+        self._not_by_name[node] = now + NOT_BY_NAME_TTL
         return False
 
     def _answer(self, status, node):

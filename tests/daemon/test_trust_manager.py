@@ -300,6 +300,18 @@ class ByNameTests(TrustCase):
         self.successResultOf(self.trust.received(self.from_peer(handshake.ACCEPT)))  # gamma stays hidden
         self.assertEqual((self.trust.trusted()["trusted"], self.trust.unsolicited), ([], 1))
 
+    def test_a_stranger_costs_the_registry_one_check_per_name_not_one_per_message(self):
+        for number in range(3):
+            self.successResultOf(self.trust.request_by_name(f"name-{number}"))
+        resolving = []
+        original = self.registry.request
+        self.registry.request = lambda request: resolving.append(request) or original(request)
+        for _ in range(5):
+            self.successResultOf(self.trust.received(self.from_peer(handshake.ACCEPT, justification="")))
+            self.clock.advance(1)
+        self.assertEqual([r["type"] for r in resolving], ["resolve_hostname"] * 3)
+        self.assertEqual(self.trust.unsolicited, 5)
+
     def test_the_holder_asking_back_is_mutual(self):
         self.successResultOf(self.trust.request_by_name("gamma"))
         self.registry.visible_names["gamma"] = PEER
