@@ -41,6 +41,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from pilotnet.crypto.identity import b64encode
+from pilotnet.daemon.asked_names import AskedNames
 from pilotnet.daemon.handshake import GO_SEGMENT, PORT
 from pilotnet.daemon.racing import race_with_head_start
 from pilotnet.errors import ALREADY_EXISTS, INVALID_ARGUMENT, NOT_FOUND, NOT_RUNNING, PilotError
@@ -55,10 +56,6 @@ FAST_POLL_WINDOW = 120.0
 REVOKE_DELIVERY_TIMEOUT = 3.0
 # The direct request's head start before the relayed one is sent too (first delivered wins).
 RELAY_HEAD_START = 1.0
-# Hostnames we asked (their holder's ID unknown until it answers): at most this many, each this long.
-MAX_ASKED_NAMES = 64
-ASKED_NAME_TTL = 24 * 3600.0
-NOT_BY_NAME_TTL = 60.0
 VERDICT_TRUSTED_TTL = 30.0
 VERDICT_UNTRUSTED_TTL = 5.0
 MAX_VERDICTS = 4096
@@ -107,8 +104,7 @@ class TrustManager:
         self._poll_again = False
         self._fast_until = 0.0
         self._fast_timer = None
-        self._asked_names = {}  # hostname -> when we asked; in memory only
-        self._not_by_name = {}  # node -> until when it is known to hold none of those names
+        self.asked_names = AskedNames(clock, self._holder_of)
 
     # -- helpers -------------------------------------------------------------------
 
@@ -243,9 +239,9 @@ class TrustManager:
 
         The registry relays it without telling us whether or which node holds
         the name; the holder's answer names itself, and we take it as the
-        answer to this request once the name resolves to that node (which it
-        does for us as soon as both consented).  ``{"status": "sent",
-        "hostname", "path": "relay"}``.
+        answer to this request once the name resolves to that node
+        (:mod:`pilotnet.daemon.asked_names`).  ``{"status": "sent", "hostname",
+        "path": "relay"}``.
         """
         if self.node_id is None:
             raise PilotError("the daemon is not registered with the registry yet", code=NOT_RUNNING)
@@ -262,47 +258,16 @@ class TrustManager:
                                  hint='ask its operator for its node ID (pilotctl info) and run '
                                       'pilotctl handshake <node_id> "reason"') from None
             raise PilotError(f"handshake request: {error.message}", code=error.code, hint=error.hint) from None
-        self._remember_name(hostname)
+        self.asked_names.add(hostname)
         log.info("trust: {trust_event} name {hostname}", trust_event="handshake.sent_by_name", hostname=hostname)
         self._poll_fast()
         return {"status": "sent", "hostname": hostname, "path": "relay"}
 
-    def _remember_name(self, hostname):
-        self._not_by_name.clear()  # a new name: every node may hold it
-        names = self._asked_names
-        names.pop(hostname, None)
-        names[hostname] = self._now()
-        while len(names) > MAX_ASKED_NAMES:
-            del names[next(iter(names))]  # the oldest
-
-    @defer.inlineCallbacks
-    def _asked_by_name(self, node):
-        """Did we ask ``node`` by one of its names?  If so that request is answered (and forgotten).
-
-        Each check costs the registry one ``resolve_hostname`` per name asked,
-        so a node found to hold none of them is not checked again for
-        :data:`NOT_BY_NAME_TTL` seconds (until we ask a new name): accepts from
-        strangers cannot turn into a stream of registry requests.
-        """
-        now = self._now()
-        if not self._asked_names or self._not_by_name.get(node, 0.0) > now:
-            return False
-        for hostname, asked_at in list(self._asked_names.items()):
-            if now - asked_at > ASKED_NAME_TTL:
-                del self._asked_names[hostname]
-                continue
-            try:
-                reply = yield self.registry.request({"type": "resolve_hostname", "hostname": hostname,
-                                                     "requester_id": self.node_id})
-            except PilotError:
-                continue  # still hidden from us: not this node's name, or no consent yet
-            if reply.get("node_id") == node:
-                del self._asked_names[hostname]
-                return True
-        if len(self._not_by_name) >= MAX_VERDICTS:
-            self._not_by_name.clear()
-        self._not_by_name[node] = now + NOT_BY_NAME_TTL
-        return False
+    def _holder_of(self, hostname):
+        """The node ID ``hostname`` resolves to for us (fails while it is hidden from us)."""
+        resolving = self.registry.request({"type": "resolve_hostname", "hostname": hostname,
+                                           "requester_id": self.node_id})
+        return resolving.addCallback(lambda reply: reply.get("node_id"))
 
     def _answer(self, status, node):
         answer = {"status": status, "node_id": node}
@@ -392,7 +357,7 @@ class TrustManager:
         state = self.state
         if state.is_trusted(node):
             reason = "already_trusted"
-        elif node in state.outgoing or (yield self._asked_by_name(node)):
+        elif node in state.outgoing or (yield self.asked_names.answered_by(node)):
             reason = "mutual"
         else:
             network = yield self._shared_network(node)
@@ -417,7 +382,7 @@ class TrustManager:
     @defer.inlineCallbacks
     def _accepted(self, node, key, path):
         if (node not in self.state.outgoing and not self.state.is_trusted(node)
-                and not (yield self._asked_by_name(node))):
+                and not (yield self.asked_names.answered_by(node))):
             self.unsolicited += 1
             log.warn("accept from node {peer} we did not ask; ignored", peer=node, trust_event="handshake.unsolicited")
             return
@@ -522,7 +487,7 @@ class TrustManager:
             self._fast_timer = self.clock.callLater(FAST_POLL_INTERVAL, self._fast_tick)
 
     def _awaiting_answers(self):
-        return bool(self.state.outgoing or self._asked_names)
+        return bool(self.state.outgoing or self.asked_names)
 
     def stop(self):
         if self._fast_timer is not None and self._fast_timer.active():

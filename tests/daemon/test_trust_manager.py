@@ -9,7 +9,8 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from pilotnet.crypto.identity import Identity, b64encode
 from pilotnet.daemon.trust import MAX_PENDING, TrustState
-from pilotnet.daemon.trust_manager import FAST_POLL_INTERVAL, MAX_ASKED_NAMES, RELAY_HEAD_START, TrustManager
+from pilotnet.daemon.asked_names import MAX_NAMES
+from pilotnet.daemon.trust_manager import FAST_POLL_INTERVAL, RELAY_HEAD_START, TrustManager
 from pilotnet.errors import ALREADY_EXISTS, INVALID_ARGUMENT, NOT_FOUND, PilotError
 from pilotnet.wire import handshake
 from pilotnet.wire.address import Addr
@@ -329,10 +330,10 @@ class ByNameTests(TrustCase):
         self.assertIn("pilotctl handshake <node_id>", failure.value.hint)
 
     def test_asked_names_are_bounded(self):
-        for number in range(MAX_ASKED_NAMES + 10):
+        for number in range(MAX_NAMES + 10):
             self.successResultOf(self.trust.request_by_name(f"node-{number}"))
-        self.assertEqual(len(self.trust._asked_names), MAX_ASKED_NAMES)
-        self.assertNotIn("node-0", self.trust._asked_names)
+        self.assertEqual(len(self.trust.asked_names), MAX_NAMES)
+        self.assertNotIn("node-0", self.trust.asked_names)
 
 
 class StateFileTests(SynchronousTestCase):
