@@ -11,10 +11,10 @@ nothing.  A :class:`DialWatch` finds out sooner:
   registry whether the node exists, whether it is public and whether the pair
   of us is trusted;
 * at :data:`VERDICT_AFTER` seconds, if the dial is still unanswered, the
-  evidence decides (:func:`verdict`): no such node (``not_found``), nothing
-  heard from the peer (``unreachable``), or a private peer that answers pings
-  but is not trusted with us at the registry (``not_trusted``).  With no
-  verdict (the peer is alive and should let us in) the dial carries on.
+  evidence decides (:func:`verdict`): no such node (``not_found``), a private
+  peer the registry holds no trust pair with us for (``not_trusted``: its gate
+  drops us, alive or not), or nothing heard from the peer (``unreachable``).
+  With no verdict (the peer is alive and should let us in) the dial carries on.
 
 The dial is then abandoned (its connection reset) and fails with that error.
 The clock and the probes are injected; :mod:`pilotnet.daemon.node` provides
@@ -64,14 +64,15 @@ def verdict(node: int, view: Optional[RegistryView], heard: bool, waited: float,
     if view is not None and not view.registered:
         return PilotError(f"node {node} does not exist: the registry has no such node", code=NOT_FOUND,
                           hint="check the node ID or address (a node that deregistered must register again)")
+    if view is not None and not view.public and not view.trusted:
+        # Its gate drops us whether or not it is up: that is the thing to fix first.
+        how = "answers but refuses the connection" if heard else "is private and refuses the connection"
+        return PilotError(f"node {node} {how}: it does not trust this node (any more)", code=NOT_TRUSTED,
+                          hint=f'ask it for trust again: pilotctl handshake {node} "reason"')
     if not heard:
         last = "never heard from" if silent_for == float("inf") else f"last heard {silent_for:.0f}s ago"
         return PilotError(f"node {node} is unreachable: no answer on the tunnel within {waited:g}s ({last})",
                           code=UNREACHABLE, hint="its daemon may be stopped or its network down; retry later")
-    if view is not None and not view.public and not view.trusted:
-        return PilotError(f"node {node} answers but refuses the connection: it does not trust this node "
-                          "(any more)", code=NOT_TRUSTED,
-                          hint=f'ask it for trust again: pilotctl handshake {node} "reason"')
     return None
 
 

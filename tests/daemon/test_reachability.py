@@ -83,6 +83,12 @@ class DialWatchTests(SynchronousTestCase):
         self.assertEqual(error.code, NOT_TRUSTED)
         self.assertIn(f"pilotctl handshake {PEER}", error.hint)
 
+    def test_a_silent_private_peer_without_trust_is_named_for_the_trust(self):
+        view = RegistryView(registered=True, public=False, trusted=False)
+        error = self.diagnosis(self.watch(FakeProbe(self.clock, answers=False, view=view)))
+        self.assertEqual(error.code, NOT_TRUSTED)
+        self.assertIn("is private and refuses", error.message)
+
     def test_a_live_trusted_peer_is_left_to_answer(self):
         view = RegistryView(registered=True, public=False, trusted=True)
         result = self.watch(FakeProbe(self.clock, answers=True, view=view))

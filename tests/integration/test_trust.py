@@ -6,6 +6,7 @@ drops SYNs and datagrams from peers it does not trust.
 """
 
 import os
+import signal
 import time
 
 from twisted.internet.defer import ensureDeferred
@@ -324,3 +325,22 @@ class TrustAnswerTests(PilotctlMixin, TestCase):
         self.assertEqual((sent.json()["data"]["status"], sent.json()["data"]["path"]), ("sent", "relay"))
         await delta.start()
         self.assertEqual([r["node_id"] for r in (await self.ok(delta, "pending"))["pending"]], [alpha.node_id])
+
+    @run
+    async def test_a_peer_that_revoked_while_we_were_not_listening_is_named_not_trusted(self):
+        """beta revokes while alpha's daemon is frozen (SIGSTOP), so alpha still trusts beta and holds a
+        tunnel to it; beta now drops alpha's SYNs silently. alpha's dial is diagnosed, not left to time out."""
+        alpha, beta = await self.start("alpha", "beta")
+        await self.establish(alpha, beta)
+        ping = await self.ok(alpha, "ping", "beta", "--count", "1", "--timeout", "10s")
+        self.assertIn("rtt_ms", ping["results"][0], ping)
+        frozen = alpha._process.pid
+        os.kill(frozen, signal.SIGSTOP)
+        try:
+            revoked = await self.on(beta, "untrust", str(alpha.node_id))
+        finally:
+            os.kill(frozen, signal.SIGCONT)
+        self.assertEqual(revoked.code, 0, revoked)
+        refused = await self.on(alpha, "ping", str(beta.node_id), "--timeout", "5s", "--json")
+        self.assertEqual((refused.code, refused.error()["code"]), (1, "not_trusted"), refused)
+        self.assertIn(f"pilotctl handshake {beta.node_id}", refused.error()["hint"])
