@@ -136,7 +136,8 @@ COMMANDS = [
     _command("deregister", "", "remove this node from the registry", "type", "registry:deregister"),
     # trust
     _command("handshake", "<node_id|address|hostname> [justification...]",
-             "ask a node for mutual trust (direct, or relayed by the registry)", "status, node_id",
+             "ask a node for mutual trust (direct and relayed by the registry, raced; a private node's "
+             "hostname is asked by name)", "status (sent|approved|trusted), node_id or hostname, path, mutual",
              "trust:handshake"),
     _command("approve", "<node_id>", "approve a pending handshake request", "status, node_id", "trust:approve"),
     _command("reject", "<node_id> [reason...]", "reject a pending handshake request", "status, node_id",
