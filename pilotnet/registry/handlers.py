@@ -170,6 +170,7 @@ class Registry:
             "revoke_trust": self._revoke_trust,
             "check_trust": self._check_trust,
             "request_handshake": self._request_handshake,
+            "request_handshake_by_name": self._request_handshake_by_name,
             "poll_handshakes": self._poll_handshakes,
             "respond_handshake": self._respond_handshake,
             "punch": self._punch,
@@ -667,6 +668,28 @@ class Registry:
         self.directory.add_request(to_id, HandshakeRequest(from_id, justification, now))
         self.directory.consent(from_id, to_id)
         return {"type": "request_handshake_ok", "status": "delivered"}
+
+    def _request_handshake_by_name(self, request, peer, now):
+        """A request to whoever holds ``to_hostname``: how to ask a private node whose name is hidden from us.
+
+        The reply is the same whether a node holds the name, its inbox is full
+        or our request already waits there, so the name stays as unknown to a
+        stranger as ``resolve_hostname`` keeps it; the requester learns the
+        node's ID when the node approves (its answer names itself).
+        """
+        from_id = fields.uint(request, "from_node_id")
+        hostname = fields.text(request, "to_hostname", max_length=256)
+        justification = fields.text(request, "justification", max_length=MAX_JUSTIFICATION)
+        self._authenticate(request, "request_handshake_by_name",
+                           {"from_node_id": from_id, "to_hostname": hostname}, from_id, now)
+        directory = self.directory
+        to_id = directory.hostname_holder(hostname) if hostname else None
+        if to_id is not None and to_id != from_id and to_id in directory.nodes:
+            pending = directory.pending_requests(to_id)
+            if len(pending) < MAX_INBOX and all(item.from_node_id != from_id for item in pending):
+                directory.add_request(to_id, HandshakeRequest(from_id, justification, now))
+                directory.consent(from_id, to_id)
+        return {"type": "request_handshake_by_name_ok", "status": "delivered"}
 
     def _poll_handshakes(self, request, peer, now):
         node_id = fields.uint(request, "node_id")
