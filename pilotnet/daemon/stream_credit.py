@@ -16,7 +16,7 @@ from collections import deque
 
 from twisted.internet import defer
 
-from pilotnet.driver.commands import CREDIT_BATCH
+from pilotnet.control.schema import CREDIT_BATCH
 
 
 class StreamCredit:

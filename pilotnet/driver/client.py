@@ -33,7 +33,7 @@ from twisted.internet.defer import fail, succeed
 from twisted.internet.error import ConnectError
 from twisted.protocols import amp
 
-from pilotnet.driver import commands
+from pilotnet.control import commands
 from pilotnet.driver.events import Event, EventStream, Publisher, Subscription
 from pilotnet.driver.failures import not_running_error, translate_failure
 from pilotnet.driver.paths import default_socket_path, pilot_home

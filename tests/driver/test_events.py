@@ -21,6 +21,7 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 from pilotnet.daemon import control
 from pilotnet.daemon.control import ControlFactory
 from pilotnet.driver import blocking, client, commands, events as sdk_events
+from pilotnet.control.schema import LongBytes
 from pilotnet.errors import INVALID_ARGUMENT, NOT_FOUND, NOT_RUNNING, TIMEOUT, PilotError
 from pilotnet.services.eventstream import EventBroker
 from pilotnet.wire.eventstream import MAX_PAYLOAD, encode_event, split_events
@@ -373,7 +374,7 @@ class PublisherFlowControlTests(TestCase):
 
 class LongBytesTests(SynchronousTestCase):
     def round_trip(self, data):
-        argument, strings, objects = commands.LongBytes(), amp.AmpBox(), {}
+        argument, strings, objects = commands.SchemaArgument(LongBytes()), amp.AmpBox(), {}
         argument.toBox(b"events", strings, {"events": data}, None)
         self.assertTrue(all(len(value) <= amp.MAX_VALUE_LENGTH for value in strings.values()))
         strings.serialize()  # AMP accepts every key and value

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from pilotnet.cli.args import invalid
 from pilotnet.cli.output import Output, format_bytes, table
-from pilotnet.driver.commands import MAX_CHUNK
+from pilotnet.control.schema import MAX_CHUNK
 from pilotnet.errors import NOT_FOUND, PilotError
 from pilotnet.services.dataexchange import rfc3339
 from pilotnet.wire import dataexchange as wire
