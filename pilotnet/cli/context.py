@@ -3,12 +3,20 @@
 Commands never print JSON themselves and never check ``--json`` to decide
 where a line goes: :meth:`Context.say` and :meth:`Context.note` print only
 for people, and the runner prints the envelope.  The reactor and clock are
-injected so tests can drive commands in-process.  Twisted and the SDK are
-imported on first use, so commands that need neither start without them.
+injected so tests can drive commands in-process.
+
+Commands that ask the daemon one thing at a time use :meth:`Context.ask`,
+the blocking client of :mod:`pilotnet.control.client`, and never import
+Twisted; streaming commands use the Twisted SDK (:meth:`Context.daemon`),
+imported on first use.
 """
 
-from pilotnet.driver.targets import parse_target
+import time
+
+from pilotnet.control.schema import RESOLVE_HOSTNAME, CommandSpec
+from pilotnet.driver.targets import parse_target, unresolvable
 from pilotnet.errors import CONNECTION_FAILED, INVALID_ARGUMENT, NOT_RUNNING, TIMEOUT, PilotError
+from pilotnet.wire.address import Addr
 
 
 class Context:
@@ -21,6 +29,7 @@ class Context:
         self._reactor = reactor
         self._clock = clock
         self._daemon = None
+        self._control = None
 
     @property
     def reactor(self):
@@ -38,6 +47,11 @@ class Context:
         """
         return self._clock or self.reactor
 
+    def sleep(self, seconds):
+        """Pause a blocking command (between polls); a test's clock may make it return at once."""
+        pause = getattr(self._clock, "sleep", None) or time.sleep
+        pause(seconds)
+
     async def daemon(self):
         """The connection to the daemon, opened on first use (``not_running`` if there is none)."""
         if self._daemon is None:
@@ -45,6 +59,29 @@ class Context:
 
             self._daemon = await client.connect(self.reactor, self.home.socket_path())
         return self._daemon
+
+    def ask(self, spec: CommandSpec, **arguments):
+        """The daemon's answer to one command, over the blocking client (opened on first use)."""
+        if self._control is None:
+            from pilotnet.control.client import ControlClient
+
+            self._control = ControlClient(self.home.socket_path())
+        return self._control.call(spec, **arguments)
+
+    def resolve_now(self, target):
+        """:meth:`resolve` over the blocking client."""
+        address = parse_target(target)
+        if address is None:
+            try:
+                address = Addr.parse(self.ask(RESOLVE_HOSTNAME, hostname=target)["result"]["address"])
+            except PilotError as error:
+                if error.code == NOT_RUNNING:
+                    raise
+                raise unresolvable(target) from None
+            except (KeyError, TypeError):
+                raise unresolvable(target) from None
+            self.note(f'resolved "{target}" → {address}')
+        return address
 
     async def resolve(self, target):
         """The address of a target; tells people on stderr what a hostname resolved to."""
@@ -79,6 +116,9 @@ class Context:
             raise PilotError(message, code=TIMEOUT, hint="retry with a longer --timeout") from None
 
     def close(self):
+        if self._control is not None:
+            self._control.close()
+            self._control = None
         if self._daemon is not None:
             return self._daemon.close()
         return None

@@ -136,3 +136,9 @@ async def listen(context, args):
     if count == 0:
         return None
     return Output({"messages": messages, "timeout": timed_out}, "")
+
+
+def broadcast(context, args):
+    """The reference's ``broadcast``: refused the same way, since networks carry no broadcast service yet."""
+    raise PilotError("broadcast is not available yet: networks have no broadcast service", code="unavailable",
+                     hint="send to each member: pilotctl send-message <node> --data TEXT")
