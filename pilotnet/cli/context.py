@@ -13,10 +13,13 @@ imported on first use.
 
 import time
 
-from pilotnet.control.schema import RESOLVE_HOSTNAME, CommandSpec
+from pilotnet.control.schema import DIAL, RESOLVE_HOSTNAME, CommandSpec
 from pilotnet.driver.targets import parse_target, unresolvable
 from pilotnet.errors import CONNECTION_FAILED, INVALID_ARGUMENT, NOT_RUNNING, TIMEOUT, PilotError
 from pilotnet.wire.address import Addr
+
+#: Seconds the blocking client waits for a Dial's answer beyond the dial's own timeout.
+DIAL_GRACE = 5.0
 
 
 class Context:
@@ -60,13 +63,25 @@ class Context:
             self._daemon = await client.connect(self.reactor, self.home.socket_path())
         return self._daemon
 
-    def ask(self, spec: CommandSpec, **arguments):
-        """The daemon's answer to one command, over the blocking client (opened on first use)."""
+    def control(self):
+        """The blocking connection to the daemon (:mod:`pilotnet.control.client`), opened on first use."""
         if self._control is None:
             from pilotnet.control.client import ControlClient
 
             self._control = ControlClient(self.home.socket_path())
-        return self._control.call(spec, **arguments)
+        return self._control
+
+    def ask(self, spec: CommandSpec, **arguments):
+        """The daemon's answer to one command, over the blocking client."""
+        return self.control().call(spec, **arguments)
+
+    def dial_now(self, address, port, timeout=None):
+        """:meth:`dial` over the blocking client: the ``Dial`` answer (``conn_id``, ...)."""
+        try:
+            return self.control().call(DIAL, answer_within=None if timeout is None else timeout + DIAL_GRACE,
+                                       address=str(address), port=port, timeout=timeout)
+        except PilotError as error:
+            raise _cannot_connect(address, port, error) from None
 
     def resolve_now(self, target):
         """:meth:`resolve` over the blocking client."""
@@ -97,12 +112,7 @@ class Context:
         try:
             return await daemon.dial(address, port, timeout)
         except PilotError as error:
-            if error.code in (NOT_RUNNING, INVALID_ARGUMENT):
-                raise
-            raise PilotError(
-                f"cannot connect to {address} port {port}: {error.message}", code=CONNECTION_FAILED,
-                hint=f"check that {address} is reachable: pilotctl ping {address}",
-            ) from None
+            raise _cannot_connect(address, port, error) from None
 
     async def within(self, deferred, seconds, message):
         """The result of ``deferred``, or a ``timeout`` error with ``message`` after ``seconds``."""
@@ -139,3 +149,13 @@ class Context:
         """A line on stdout in every mode (NDJSON streams)."""
         self.stdout.write(text + "\n")
         self.stdout.flush()
+
+
+def _cannot_connect(address, port, error):
+    """The reference's ``cannot connect`` error for a failed dial (errors of the daemon or the input pass as they are)."""
+    if error.code in (NOT_RUNNING, INVALID_ARGUMENT):
+        return error
+    return PilotError(
+        f"cannot connect to {address} port {port}: {error.message}", code=CONNECTION_FAILED,
+        hint=f"check that {address} is reachable: pilotctl ping {address}",
+    )

@@ -12,9 +12,12 @@ arguments are encoded by the very value types the daemon's AMP commands use
     with ControlClient(socket_path) as daemon:
         info = daemon.call(schema.INFO)["info"]
 
-It sends one request and reads boxes until that request's answer; pushes (the
-daemon's own commands, which only come to a client that binds ports or
-subscribes) are skipped.  Streams and subscriptions stay with the Twisted SDK.
+It sends one request and reads boxes until that request's answer.  Pushes
+(the daemon's own commands: stream data, closes, datagrams, events) are
+answered at once if they ask for an answer and kept for :meth:`next_push`,
+which is enough for a one-shot exchange on a stream (``pilotctl send``); long
+streams, listeners and subscriptions stay with the Twisted SDK, which has the
+flow control they need.
 """
 
 from __future__ import annotations
@@ -22,8 +25,10 @@ from __future__ import annotations
 import os
 import socket
 import struct
+import time
 from typing import Any
 
+from pilotnet.control import schema
 from pilotnet.control.schema import MAX_BOX, MAX_KEY, MAX_VALUE, COMMAND_FAILED, CommandFailed, CommandSpec
 from pilotnet.control.schema import check_timeout, not_running_error
 from pilotnet.errors import INTERNAL, INVALID_ARGUMENT, NOT_RUNNING, TIMEOUT, PilotError
@@ -32,6 +37,11 @@ from pilotnet.errors import INTERNAL, INVALID_ARGUMENT, NOT_RUNNING, TIMEOUT, Pi
 DEFAULT_TIMEOUT = 30.0
 _LENGTH = struct.Struct("!H")
 _READ_SIZE = 256 * 1024
+#: The commands the daemon sends to its clients, by AMP name.
+PUSHES = {spec.name.encode("ascii"): spec for spec in (
+    schema.ACCEPTED, schema.RECEIVED, schema.WRITTEN, schema.STREAM_CLOSED, schema.DATAGRAM_RECEIVED,
+    schema.EVENT_RECEIVED, schema.EVENTS_RECEIVED,
+)}
 
 
 def encode_box(box: dict) -> bytes:
@@ -101,6 +111,8 @@ class ControlClient:
             raise not_running_error() from None
         self._reader = BoxReader()
         self._tags = 0
+        self._replies: dict = {}
+        self._pushes: list = []
 
     def __enter__(self) -> ControlClient:
         return self
@@ -111,8 +123,12 @@ class ControlClient:
     def close(self) -> None:
         self._socket.close()
 
-    def call(self, spec: CommandSpec, **arguments: Any) -> dict:
-        """Send ``spec`` with ``arguments``; its decoded answer, or the daemon's error as a :class:`PilotError`."""
+    def call(self, spec: CommandSpec, /, answer_within: float | None = None, **arguments: Any) -> dict:
+        """Send ``spec`` with ``arguments``; its decoded answer, or the daemon's error as a :class:`PilotError`.
+
+        ``answer_within`` replaces the client's timeout for this one answer
+        (a dial with a longer timeout of its own).
+        """
         self._tags += 1
         tag = b"%x" % self._tags
         box = {b"_command": spec.name.encode("ascii")}
@@ -122,12 +138,50 @@ class ControlClient:
         self._send(encode_box(box))
         if not spec.answered:
             return {}
-        while True:
-            for reply in self._receive():
-                if reply.get(b"_answer") == tag:
-                    return self._decoded(spec, reply)
-                if reply.get(b"_error") == tag:
-                    raise self._error(reply)
+        if answer_within is not None:
+            self._socket.settimeout(max(check_timeout(answer_within), self._timeout or 0))
+        try:
+            while tag not in self._replies:
+                self._route(self._receive())
+        finally:
+            self._socket.settimeout(self._timeout)
+        reply = self._replies.pop(tag)
+        if b"_error" in reply:
+            raise self._error(reply)
+        return self._decoded(spec, reply)
+
+    def next_push(self, timeout: float | None) -> tuple | None:
+        """The daemon's next push as ``(spec, arguments)``, or ``None`` if none came within ``timeout`` seconds."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self._pushes:
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                return None
+            self._socket.settimeout(remaining)
+            try:
+                self._route(self._receive())
+            except PilotError as error:
+                if error.code == TIMEOUT:
+                    return None
+                raise
+            finally:
+                self._socket.settimeout(self._timeout)
+        return self._pushes.pop(0)
+
+    def _route(self, boxes: list) -> None:
+        for box in boxes:
+            tag = box.get(b"_answer", box.get(b"_error"))
+            if tag is not None:
+                self._replies[tag] = box
+                continue
+            spec = PUSHES.get(box.get(b"_command"))
+            if b"_ask" in box:
+                self._send(encode_box({b"_answer": box[b"_ask"]}))
+            if spec is not None:
+                try:
+                    self._pushes.append((spec, spec.decode_arguments(box)))
+                except (KeyError, ValueError, UnicodeDecodeError):
+                    continue  # a push this client cannot read is one it has no use for
 
     def _send(self, data: bytes) -> None:
         try:
@@ -167,7 +221,7 @@ class ControlClient:
         return PilotError(f"the daemon failed: {description}", code=INTERNAL)
 
     def _timed_out(self) -> PilotError:
-        return PilotError(f"the daemon did not answer within {self._timeout:g}s", code=TIMEOUT,
+        return PilotError(f"the daemon did not answer within {self._timeout or 0:g}s", code=TIMEOUT,
                           hint="check the daemon: pilotctl daemon status")
 
     @staticmethod

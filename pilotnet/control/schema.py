@@ -253,6 +253,9 @@ class CommandSpec:
         for key, value in self.arguments:
             value.put(key.encode("ascii"), values.get(key), box)
 
+    def decode_arguments(self, box: dict) -> dict:
+        return {key: value.take(key.encode("ascii"), box) for key, value in self.arguments}
+
     def decode_response(self, box: dict) -> dict:
         return {key: value.take(key.encode("ascii"), box) for key, value in self.response}
 
