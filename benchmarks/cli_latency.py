@@ -4,14 +4,17 @@
 
 Agents call ``pilotctl`` once per action from a shell, so what they wait for
 is a fresh process every time: interpreter start, imports, one request to the
-daemon, exit.  Starts a rendezvous and one daemon (benchmarks.daemon_stream's
+daemon, exit.  Starts a rendezvous and two daemons (benchmarks.daemon_stream's
 LocalNetwork), then times ``--runs`` runs of each, one after the other:
 
-- ``pilotctl info --json``: one request to the daemon;
-- ``pilotctl context --json``: a command that needs no daemon;
 - ``python -c pass``: the bare interpreter start, the floor every Python
   command pays on this machine (``.pth`` files in site-packages included), and
-  the baseline the two commands are compared with.
+  the baseline the commands are compared with;
+- ``pilotctl info --json``: one request to the daemon;
+- ``pilotctl context --json``: a command that needs no daemon;
+- every command that asks the daemon one thing (:data:`DAEMON_COMMANDS`),
+  ``send`` included (one exchange with the other local daemon's echo port);
+  the slowest of their medians is reported as its own figure.
 
 ``pilotctl`` is the console script installed next to this interpreter (what a
 virtualenv puts on PATH; wrappers such as version-manager shims add their own
@@ -52,25 +55,43 @@ def wall_times(command, runs, env):
     return samples
 
 
+def daemon_commands(beta_address):
+    """The commands timed one by one: each asks the daemon one thing (``send``: one echo exchange)."""
+    return [
+        ["info"], ["health"], ["peers"], ["connections"], ["trust"], ["pending"], ["daemon", "status"],
+        ["find", "beta"], ["set-tags", "bench"], ["clear-tags"], ["set-hostname", "alpha"], ["set-public"],
+        ["enable-tasks"], ["send", beta_address, "7", "--data", "ping"],
+    ]
+
+
 async def run(reactor, runs, as_json):
     network = LocalNetwork(reactor)
     try:
         await network.start_rendezvous()
         daemon = await network.start_daemon("alpha")
+        beta = await network.start_daemon("beta")
         env = dict(os.environ, PILOT_HOME=daemon["home"], PILOT_SOCKET=daemon["socket"])
         pilotctl = pilotctl_command()
         measured = [
-            ("pilotctl info --json", wall_times(pilotctl + ["info", "--json"], runs, env)),
-            ("pilotctl context --json (no daemon)", wall_times(pilotctl + ["context", "--json"], runs, env)),
             ("python -c pass (interpreter start)", wall_times([sys.executable, "-c", "pass"], runs, env)),
+            ("pilotctl context --json (no daemon)", wall_times(pilotctl + ["context", "--json"], runs, env)),
         ]
+        per_command = [(" ".join(argv[:2] if argv[0] == "daemon" else argv[:1]),
+                        wall_times(pilotctl + argv + ["--json"], runs, env))
+                       for argv in daemon_commands(beta["info"]["address"])]
     finally:
         network.stop()
     rows = []
-    for name, samples in measured:
+    for name, samples in measured + per_command[:1]:
         p50, p99 = median_and_p99(samples)
-        rows.append((f"{name}, p50", p50, "ms", None))
-        rows.append((f"{name}, p99", p99, "ms", None))
+        label = name if name.startswith(("python", "pilotctl")) else f"pilotctl {name} --json"
+        rows.append((f"{label}, p50", p50, "ms", None))
+        rows.append((f"{label}, p99", p99, "ms", None))
+    medians = [(name, median_and_p99(samples)[0]) for name, samples in per_command]
+    rows += [(f"pilotctl {name} --json, p50", p50, "ms", None) for name, p50 in medians[1:]]
+    slowest, worst = max(medians, key=lambda item: item[1])
+    rows.append((f"slowest daemon command, p50 ({slowest})", worst, "ms", None))
+    rows.append(("slowest daemon command, p50", worst, "ms", None))
     report(rows, as_json)
 
 

@@ -10,7 +10,6 @@ command checks).  Handlers are named as ``module:function`` under
 
 import importlib
 import re
-from dataclasses import dataclass
 
 from pilotnet.cli.args import invalid
 
@@ -75,14 +74,21 @@ FLAGS = {
 }
 
 
-@dataclass(frozen=True)
 class Command:
-    name: str
-    args: tuple
-    description: str
-    returns: str
-    handler: str
-    example: str
+    """One command of the catalogue (a plain class: ``dataclasses`` is slow to import)."""
+
+    __slots__ = ("name", "args", "description", "returns", "handler", "example")
+
+    def __init__(self, name, args, description, returns, handler, example):
+        self.name = name
+        self.args = args
+        self.description = description
+        self.returns = returns
+        self.handler = handler
+        self.example = example
+
+    def __repr__(self):
+        return f"<Command {self.name}>"
 
     @property
     def usage(self):

@@ -14,9 +14,7 @@ imported on first use.
 import time
 
 from pilotnet.control.schema import DIAL, RESOLVE_HOSTNAME, CommandSpec
-from pilotnet.driver.targets import parse_target, unresolvable
 from pilotnet.errors import CONNECTION_FAILED, INVALID_ARGUMENT, NOT_RUNNING, TIMEOUT, PilotError
-from pilotnet.wire.address import Addr
 
 #: Seconds the blocking client waits for a Dial's answer beyond the dial's own timeout.
 DIAL_GRACE = 5.0
@@ -85,6 +83,9 @@ class Context:
 
     def resolve_now(self, target):
         """:meth:`resolve` over the blocking client."""
+        from pilotnet.driver.targets import parse_target, unresolvable
+        from pilotnet.wire.address import Addr
+
         address = parse_target(target)
         if address is None:
             try:
@@ -100,6 +101,8 @@ class Context:
 
     async def resolve(self, target):
         """The address of a target; tells people on stderr what a hostname resolved to."""
+        from pilotnet.driver.targets import parse_target
+
         address = parse_target(target)
         if address is None:
             address = await (await self.daemon()).resolve(target)

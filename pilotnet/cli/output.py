@@ -7,22 +7,29 @@ working.
 """
 
 import json
-from dataclasses import dataclass
-from typing import Any
 
 from pilotnet.wire.gojson import GO_ESCAPES
 
 
-@dataclass
 class Output:
     """A command's result: ``data`` for ``--json``, ``text`` (if any) for people.
 
     A command returning a plain dict gets the default human form, the data
-    as indented JSON.
+    as indented JSON.  (A plain class: ``dataclasses`` imports ``inspect``,
+    which costs a fast command's start-up more than the rest of it.)
     """
 
-    data: Any
-    text: str = None
+    __slots__ = ("data", "text")
+
+    def __init__(self, data: object, text: str | None = None) -> None:
+        self.data = data
+        self.text = text
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Output) and (self.data, self.text) == (other.data, other.text)
+
+    def __repr__(self) -> str:
+        return f"Output(data={self.data!r}, text={self.text!r})"
 
 
 def _go_numbers(value):

@@ -39,8 +39,6 @@ from __future__ import annotations
 import json
 import math
 import struct
-from dataclasses import dataclass
-from typing import Any
 
 from pilotnet.errors import INTERNAL, INVALID_ARGUMENT, NOT_RUNNING, PilotError
 
@@ -71,18 +69,18 @@ class Value:
     def __init__(self, optional: bool = False) -> None:
         self.optional = optional
 
-    def encode(self, value: Any) -> bytes:
+    def encode(self, value: object) -> bytes:
         raise NotImplementedError
 
-    def decode(self, data: bytes) -> Any:
+    def decode(self, data: bytes) -> object:
         raise NotImplementedError
 
-    def put(self, key: bytes, value: Any, box: dict) -> None:
+    def put(self, key: bytes, value: object, box: dict) -> None:
         if value is None and self.optional:
             return
         box[key] = self.encode(value)
 
-    def take(self, key: bytes, box: dict) -> Any:
+    def take(self, key: bytes, box: dict) -> object:
         if key not in box and self.optional:
             return None
         return self.decode(box[key])
@@ -163,7 +161,7 @@ class TextList(Value):
 class LongBytes(Bytes):
     """Bytes of any length: parts of :data:`MAX_VALUE` bytes under ``<name>``, ``<name>.1``, ``<name>.2``..."""
 
-    def put(self, key: bytes, value: Any, box: dict) -> None:
+    def put(self, key: bytes, value: object, box: dict) -> None:
         if value is None and self.optional:
             return
         data = self.encode(value)
@@ -171,7 +169,7 @@ class LongBytes(Bytes):
         for part, start in enumerate(range(MAX_VALUE, len(data), MAX_VALUE), 1):
             box[b"%s.%d" % (key, part)] = data[start:start + MAX_VALUE]
 
-    def take(self, key: bytes, box: dict) -> Any:
+    def take(self, key: bytes, box: dict) -> object:
         if key not in box and self.optional:
             return None
         parts = [box[key]]
@@ -183,10 +181,10 @@ class LongBytes(Bytes):
 class JSON(LongBytes):
     """A JSON document of any length (split like :class:`LongBytes`)."""
 
-    def encode(self, value: Any) -> bytes:
+    def encode(self, value: object) -> bytes:
         return json.dumps(value, separators=(",", ":")).encode("utf-8")
 
-    def decode(self, data: bytes) -> Any:
+    def decode(self, data: bytes) -> object:
         return json.loads(data.decode("utf-8"))
 
 
@@ -213,7 +211,7 @@ class CommandFailed(PilotError):
         return json.dumps({"code": self.code, "message": self.message, "hint": self.hint})
 
 
-def _parse_description(text: Any) -> tuple | None:
+def _parse_description(text: object) -> tuple | None:
     if not (isinstance(text, str) and text.startswith("{")):
         return None
     try:
@@ -239,15 +237,25 @@ def check_timeout(seconds: float | None) -> float | None:
     return float(seconds)
 
 
-@dataclass(frozen=True)
 class CommandSpec:
-    """One command: its AMP name, argument and answer values, and whether it is answered at all."""
+    """One command: its AMP name, argument and answer values, and whether it is answered at all.
 
-    name: str
-    arguments: tuple
-    response: tuple = ()
-    answered: bool = True
-    doc: str = ""
+    (A plain class rather than a dataclass: ``dataclasses`` imports
+    ``inspect``, which alone costs ``pilotctl`` more than a whole command.)
+    """
+
+    __slots__ = ("name", "arguments", "response", "answered", "doc")
+
+    def __init__(self, name: str, arguments: tuple, response: tuple = (), answered: bool = True,
+                 doc: str = "") -> None:
+        self.name = name
+        self.arguments = arguments
+        self.response = response
+        self.answered = answered
+        self.doc = doc
+
+    def __repr__(self) -> str:
+        return f"<CommandSpec {self.name}>"
 
     def encode_arguments(self, values: dict, box: dict) -> None:
         for key, value in self.arguments:

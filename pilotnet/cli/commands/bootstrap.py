@@ -1,7 +1,7 @@
 """``init``, ``config``, ``context``, ``version``, ``help``, ``completion``: no daemon needed."""
 
 import pilotnet
-from pilotnet.cli import catalogue, completion as scripts
+from pilotnet.cli import catalogue
 from pilotnet.cli.args import invalid
 from pilotnet.cli.home import DEFAULT_BEACON, DEFAULT_REGISTRY
 from pilotnet.cli.output import Output
@@ -60,6 +60,8 @@ def help(context, args):
 
 
 def completion(context, args):
+    from pilotnet.cli import completion as scripts
+
     shell = args.positional[0]
     if shell not in scripts.SHELLS:
         raise invalid(f'no completion for "{shell}": expected {" or ".join(scripts.SHELLS)}')
