@@ -13,6 +13,8 @@ NOT_RUNNING = "not_running"
 CONNECTION_FAILED = "connection_failed"
 TIMEOUT = "timeout"
 INTERNAL = "internal"
+#: The remote side refused the request (a task, a handshake); the message carries its reason.
+REFUSED = "refused"
 
 
 class PilotError(Exception):

@@ -24,6 +24,7 @@ ERROR_CODES = {
     "timeout": "no answer in time; retry with a longer --timeout",
     "internal": "an unexpected failure; see the daemon log",
     "unavailable": "the feature is not available in this version",
+    "refused": "the remote node refused the request; the message gives its reason",
 }
 
 ENVIRONMENT = {
@@ -316,7 +317,7 @@ COMMANDS = [
              "usage, description, flags, returns, example", "bootstrap:help", "pilotctl help ping"),
     _command("completion", "<shell>", "a bash or zsh completion script for pilotctl",
              "the script (printed as is)", "bootstrap:completion",
-             'source <(pilotctl completion bash)   # zsh: source <(pilotctl completion zsh)'),
+             "pilotctl completion bash > ~/.local/share/bash-completion/completions/pilotctl"),
 ]
 
 BY_NAME = {command.name: command for command in COMMANDS}

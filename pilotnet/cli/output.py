@@ -136,6 +136,39 @@ def table(header, rows):
     return "\n".join(lines)
 
 
+PROGRESS_WIDTH = 30
+
+
+class Progress:
+    """A one-line progress bar on stderr, redrawn as the percentage moves.
+
+    Only for a person watching: nothing in ``--json`` mode or when stderr is
+    not a terminal (a log file or a pipe would fill with carriage returns).
+    """
+
+    def __init__(self, context, total):
+        self.context = context
+        self.total = total
+        self.shown = -1
+        stderr = context.stderr
+        self.enabled = not context.json and hasattr(stderr, "isatty") and stderr.isatty()
+
+    def update(self, done):
+        percent = 100 if self.total == 0 else done * 100 // self.total
+        if not self.enabled or percent == self.shown:
+            return
+        self.shown = percent
+        filled = PROGRESS_WIDTH if self.total == 0 else PROGRESS_WIDTH * done // self.total
+        bar = "#" * filled + " " * (PROGRESS_WIDTH - filled)
+        self.context.note(f"\r  [{bar}] {percent:3d}% {format_bytes(done)}", end="")
+
+    def finish(self):
+        """End the bar's line (once), so what follows starts on its own."""
+        if self.shown >= 0:
+            self.context.note("")
+            self.shown = -1
+
+
 class Exit(Exception):
     """End the run with this exit code and print nothing more (``daemon status --check``)."""
 

@@ -77,9 +77,12 @@ class PilotctlMixin(FakeDaemonMixin):
     def environment(self):
         return {"PILOT_HOME": self.home}
 
-    async def pilotctl(self, *argv, stdin=None):
-        """Run a command line; one that blocks on the daemon runs in a thread, so the reactor serves the fake."""
-        stdout, stderr = io.StringIO(), io.StringIO()
+    async def pilotctl(self, *argv, stdin=None, terminal=False):
+        """Run a command line; one that blocks on the daemon runs in a thread, so the reactor serves the fake.
+
+        ``terminal``: stderr is a terminal (progress bars show).
+        """
+        stdout, stderr = io.StringIO(), (TTY() if terminal else io.StringIO())
         arguments = dict(environ=self.environment(), stdout=stdout, stderr=stderr,
                          stdin=stdin if stdin is not None else TTY(), reactor=reactor, clock=self.clock)
         if blocks(argv):

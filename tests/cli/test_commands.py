@@ -180,8 +180,12 @@ class CommandTests(PilotctlMixin, TestCase):
         self.assertEqual(result.code, 0)
         lines = result.stdout.splitlines()
         self.assertEqual(lines[0], "PING 0:0000.0000.0009")
-        self.assertEqual([line.split(" time=")[0] for line in lines[1:]],
-                         ["seq=0 bytes=6", "seq=1 bytes=6", "seq=2 bytes=6"])
+        for seq, line in enumerate(lines[1:4]):
+            self.assertRegex(line, rf"^6 bytes from 0:0000\.0000\.0009: seq={seq} time=[0-9]+\.[0-9]{{2}} ms$")
+        self.assertEqual(lines[4:7], ["", "--- 0:0000.0000.0009 ping statistics ---",
+                                      "3 probes sent, 3 received, 0% probe loss"])
+        self.assertRegex(lines[7], r"^rtt min/avg/max = [0-9]+\.[0-9]{2}/[0-9]+\.[0-9]{2}/[0-9]+\.[0-9]{2} ms$")
+        self.assertEqual(len(lines), 8)
         self.assertEqual(result.stderr, 'resolved "agent-b" → 0:0000.0000.0009\n')
         as_json = await self.pilotctl("ping", "9", "--count", "2", "--json")
         self.assertEqual(as_json.data["target"], str(AGENT_B))
@@ -194,6 +198,8 @@ class CommandTests(PilotctlMixin, TestCase):
         self.assertEqual(result.code, 1)
         self.assertEqual(result.stdout.count("error: cannot connect to 0:0000.0000.0063 port 7: dial timeout"), 2)
         self.assertIn("error: no reply from 0:0000.0000.0063: all 2 probes failed", result.stderr)
+        four = await self.pilotctl("ping", "99", "--count", "4", "--json")
+        self.assertEqual(four.error["message"], "no reply from 0:0000.0000.0063: all 4 probes failed")
 
     @run_async
     async def test_traceroute(self):
@@ -209,9 +215,12 @@ class CommandTests(PilotctlMixin, TestCase):
         self.assertEqual(result.code, 0, result)
         self.assertEqual(result.data["sent_bytes"], 512 * 1024)
         self.assertEqual(result.data["recv_bytes"], 512 * 1024)
-        human = await self.pilotctl("bench", "agent-b", "0.25")
+        human = await self.pilotctl("bench", "agent-b", "0.25", terminal=True)
         self.assertIn("BENCH 0:0000.0000.0009 — sending 0.2 MB via echo port", human.stdout)
         self.assertIn("100%", human.stderr)
+        self.assertEqual(human.stderr.count("100%"), 1)
+        piped = await self.pilotctl("bench", "agent-b", "0.25")
+        self.assertNotIn("\r", piped.stderr)  # no progress bar into a file or a pipe
         self.assertIn("  Echoed:   256.0 KB in ", human.stdout)
 
     @run_async

@@ -272,6 +272,10 @@ class ServiceTests(NetworkMixin, TestCase):
         self.assertEqual([(t["task_id"], t["status"]) for t in listing["tasks"]], [(task_id, "COMPLETED")])
         none_left = await self.on(beta, "task", "execute", "--json")
         self.assertEqual(none_left.error()["code"], "not_found")
+        # alpha's polo score is now below beta's: beta refuses, and pilotctl exits non-zero with its reason.
+        refused_task = await self.on(alpha, "task", "submit", "beta", "--task", "another", "--json")
+        self.assertEqual((refused_task.code, refused_task.error()["code"]), (1, "refused"), refused_task)
+        self.assertIn("Polo score too low", refused_task.error()["message"])
 
     @run
     async def test_a_task_not_accepted_in_time_expires(self):

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from pilotnet.cli.args import invalid
 from pilotnet.cli.output import Output
-from pilotnet.errors import INVALID_ARGUMENT, NOT_FOUND, PilotError
+from pilotnet.errors import INVALID_ARGUMENT, NOT_FOUND, REFUSED, PilotError
 from pilotnet.services.tasks import ACCEPT_DEADLINE, TaskStore, check_result_file_name, rfc3339
 from pilotnet.wire import tasksubmit as wire
 from pilotnet.wire.address import PORT_TASK_SUBMIT, Addr
@@ -76,11 +76,13 @@ async def submit(context, args):
             "status": wire.NEW, "status_justification": "", "from": own, "to": str(address),
             "to_node": address.node, "created_ts": now,
         })
+    if not accepted:
+        raise PilotError(f"task refused by {address}: {response.message}", code=REFUSED,
+                         hint="the node decides what it takes (it may require a higher polo score, "
+                              "or not accept tasks at all): pilotctl lookup " + str(address.node))
     data = {"target": str(address), "task_id": request.task_id, "task": description, "status": response.status,
             "message": response.message, "accepted": accepted}
-    text = (f"task {request.task_id} submitted to {address}: {response.message}" if accepted
-            else f"task refused by {address}: {response.message}")
-    return Output(data, text)
+    return Output(data, f"task {request.task_id} submitted to {address}: {response.message}")
 
 
 def _load_received(context, task_id):
