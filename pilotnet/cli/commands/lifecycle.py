@@ -9,7 +9,6 @@ the control socket until ``Info`` answers.  ``--foreground`` replaces the
 
 import os
 import signal
-import subprocess
 import sys
 import time
 
@@ -126,6 +125,8 @@ def start(context, args):
     if args.boolean("foreground"):
         home.pid_path.write_text(f"{os.getpid()}\n")
         os.execv(command[0], command)
+    import subprocess
+
     log_path = home.log_path
     log = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     try:

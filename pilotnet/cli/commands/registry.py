@@ -7,15 +7,12 @@ daemon running.
 """
 
 import os
-from pathlib import Path
 
 import pilotnet
-from pilotnet.cli import registry_direct
 from pilotnet.cli.args import invalid, parse_number
 from pilotnet.cli.output import Output
 from pilotnet.control import schema
 from pilotnet.errors import NOT_FOUND, NOT_RUNNING, PilotError
-from pilotnet.wire.address import MAX_NODE
 
 MAX_TAGS = 3
 
@@ -99,10 +96,21 @@ def disable_tasks(context, args):
 # -- straight to the registry ------------------------------------------------------------
 
 def _identity_path(context, args):
+    from pathlib import Path
+
     return Path(args.text("identity") or context.home.path / "identity.json").expanduser()
 
 
+def _registry():
+    """The registry-direct helpers, imported when used: signing pulls in PyNaCl, which daemon commands never need."""
+    from pilotnet.cli import registry_direct
+
+    return registry_direct
+
+
 def _node_id(text):
+    from pilotnet.wire.address import MAX_NODE
+
     node_id = parse_number(text, "node ID", MAX_NODE)
     if node_id == 0:
         raise invalid("node ID 0 is not a node", hint="pilotctl info shows this node's ID")
@@ -111,7 +119,7 @@ def _node_id(text):
 
 def lookup(context, args):
     node_id = _node_id(args.positional[0])
-    return registry_direct.request(context.home.registry(), {"type": "lookup", "node_id": node_id})
+    return _registry().request(context.home.registry(), {"type": "lookup", "node_id": node_id})
 
 
 def register(context, args):
@@ -124,7 +132,7 @@ def register(context, args):
     hostname = context.home.load_config().get("hostname")
     if isinstance(hostname, str) and hostname:
         message["hostname"] = hostname
-    reply = registry_direct.request(context.home.registry(), registry_direct.signed(identity, message))
+    reply = _registry().request(context.home.registry(), _registry().signed(identity, message))
     return Output(reply, f"registered node {reply.get('node_id')} ({reply.get('address')})")
 
 
@@ -143,7 +151,7 @@ def rotate_key(context, args):
     pending = path.with_name(path.name + ".new")
     new.save(pending)
     try:
-        reply = registry_direct.request(context.home.registry(), registry_direct.signed(
+        reply = _registry().request(context.home.registry(), _registry().signed(
             current, {"type": "rotate_key", "node_id": node_id, "new_public_key": new.public_key_b64}))
     except BaseException:
         pending.unlink(missing_ok=True)
@@ -169,6 +177,6 @@ def deregister(context, args):
                 raise
             raise invalid("which node? the daemon is not running to say", hint="pilotctl deregister <node_id>") from None
     identity = Identity.load(_identity_path(context, args))
-    reply = registry_direct.request(
-        context.home.registry(), registry_direct.signed(identity, {"type": "deregister", "node_id": node_id}))
+    reply = _registry().request(
+        context.home.registry(), _registry().signed(identity, {"type": "deregister", "node_id": node_id}))
     return Output(reply, f"node {node_id} deregistered")
