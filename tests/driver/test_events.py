@@ -18,10 +18,10 @@ from twisted.internet.threads import deferToThread
 from twisted.protocols import amp
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
+from pilotnet.control.schema import LongBytes
 from pilotnet.daemon import control
 from pilotnet.daemon.control import ControlFactory
 from pilotnet.driver import blocking, client, commands, events as sdk_events
-from pilotnet.control.schema import LongBytes
 from pilotnet.errors import INVALID_ARGUMENT, NOT_FOUND, NOT_RUNNING, TIMEOUT, PilotError
 from pilotnet.services.eventstream import EventBroker
 from pilotnet.wire.eventstream import MAX_PAYLOAD, encode_event, split_events
