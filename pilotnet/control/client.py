@@ -31,7 +31,7 @@ import time
 import _socket
 
 from pilotnet.control import schema
-from pilotnet.control.schema import MAX_BOX, MAX_KEY, MAX_VALUE, COMMAND_FAILED, CommandFailed, CommandSpec
+from pilotnet.control.schema import MAX_ANSWER, MAX_KEY, MAX_VALUE, COMMAND_FAILED, CommandFailed, CommandSpec
 from pilotnet.control.schema import check_timeout, not_running_error
 from pilotnet.errors import INTERNAL, INVALID_ARGUMENT, NOT_RUNNING, TIMEOUT, PilotError
 
@@ -63,10 +63,11 @@ def encode_box(box: dict) -> bytes:
 class BoxReader:
     """Splits a byte stream into AMP boxes (dicts of bytes to bytes); sans-IO, so it is tested on its own.
 
-    A box larger than :data:`MAX_BOX` bytes is refused rather than held.
+    A box larger than ``limit`` bytes is refused rather than held.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, limit: int = MAX_ANSWER) -> None:
+        self._limit = limit
         self._buffer = bytearray()
         self._box: dict = {}
         self._key: bytes | None = None
@@ -82,8 +83,8 @@ class BoxReader:
             item = bytes(buffer[offset + 2:offset + 2 + size])
             offset += 2 + size
             self._box_size += 2 + size
-            if self._box_size > MAX_BOX:
-                raise PilotError(f"the daemon sent a control message over {MAX_BOX} bytes", code=INTERNAL)
+            if self._box_size > self._limit:
+                raise PilotError(f"the daemon sent a control message over {self._limit} bytes", code=INTERNAL)
             if self._key is None:
                 if not item:
                     boxes.append(self._box)

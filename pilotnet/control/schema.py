@@ -51,8 +51,11 @@ MAX_CHUNK = 60 * 1024
 WRITE_CREDIT = 2 * 1024 * 1024
 #: Credit (Written, Consumed) is returned in batches of at least this many bytes.
 CREDIT_BATCH = 128 * 1024
-#: The largest box either side accepts: a 16 MiB event (the event framing's limit) plus its framing.
+#: The largest request box the daemon accepts: a 16 MiB event (the event framing's limit) plus its framing.
 MAX_BOX = 17 * 1024 * 1024
+#: The largest box the blocking client accepts: ``Connections`` of the most streams a daemon allows
+#: (65,536 by default, about 500 bytes of JSON each) fits with room to spare.
+MAX_ANSWER = 256 * 1024 * 1024
 #: The AMP error code of :class:`CommandFailed`.
 COMMAND_FAILED = b"PILOT_COMMAND_FAILED"
 
