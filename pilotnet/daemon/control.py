@@ -127,18 +127,17 @@ class ControlProtocol(commands.UnansweredFastPath, amp.AMP):
     # -- bounds: a client that stops reading, or sends an endless box ----------------
 
     def connectionMade(self):
-        super().connectionMade()
-        # The transport tells us (pauseProducing) when what we wrote to this client stops draining.
-        self.transport.registerProducer(self, True)
+        """Register as the producer of what we write to this client.
 
-    def pauseProducing(self):
-        """The client stopped reading: read no more of its requests, so it cannot make us answer more.
-
-        (Int16StringReceiver's own pause also stops parsing what was already
-        read.)  Pushes and answers already under way are still queued, up to
-        :data:`MAX_BACKLOG` bytes; past that the client is dropped.
+        When it stops reading and our writes stop draining, the transport calls
+        ``pauseProducing`` (Int16StringReceiver's): we read no more of its
+        requests and stop parsing those already read, so it cannot make us
+        answer more.  Pushes and answers already under way are still queued,
+        up to :data:`MAX_BACKLOG` bytes (:meth:`sendBox`); past that the client
+        is dropped.
         """
-        super().pauseProducing()
+        super().connectionMade()
+        self.transport.registerProducer(self, True)
 
     def resumeProducing(self):
         self.backlog = 0
