@@ -11,7 +11,7 @@ from pilotnet.cli.args import invalid
 from pilotnet.cli.output import Output, go_duration, stream_or_collect
 from pilotnet.control import schema
 from pilotnet.driver.targets import parse_port
-from pilotnet.errors import TIMEOUT, PilotError
+from pilotnet.errors import CONNECTION_FAILED, TIMEOUT, PilotError
 
 DEFAULT_CONNECT_PORT = 1000
 MAX_RESPONSE = 64 * 1024
@@ -68,7 +68,8 @@ def _write_all(context, conn_id, payload, deadline, timeout):
             if spec is schema.WRITTEN:
                 credit += arguments["size"]
             elif spec is schema.STREAM_CLOSED:
-                raise _closed_error(arguments) or PilotError("the peer closed the stream", code=TIMEOUT)
+                raise _closed_error(arguments) or PilotError("the peer closed the stream before taking the message",
+                                                             code=CONNECTION_FAILED)
         context.ask(schema.WRITE, conn_id=conn_id, data=chunk)
         credit -= len(chunk)
 
