@@ -109,7 +109,7 @@ def translating_errors(function):
 class ControlProtocol(commands.UnansweredFastPath, amp.AMP):
     fast_commands = commands.fast_path((commands.Write, "write"), (commands.Consumed, "consumed"))
 
-    def __init__(self, node):
+    def __init__(self, node, clock=None):
         super().__init__()
         self.node = node
         self._subscriptions = {}
@@ -118,8 +118,9 @@ class ControlProtocol(commands.UnansweredFastPath, amp.AMP):
         #: Subscription number -> :class:`_PushBatch` of events not yet pushed.
         self._outgoing = {}
         self._push_scheduled = False
-        self.clock = None
-        #: Bytes queued for the client since its socket stopped draining (see :meth:`pauseProducing`).
+        #: What schedules the coalesced event pushes (the global reactor if none is given).
+        self.clock = clock
+        #: Bytes queued for the client since its socket stopped draining (see :meth:`connectionMade`).
         self.backlog = 0
         self._dropped = False
         self._incoming = 0
@@ -481,11 +482,12 @@ class _PushBatch:
 
 
 class ControlFactory(Factory):
-    def __init__(self, node):
+    def __init__(self, node, clock=None):
         self.node = node
+        self.clock = clock
 
     def buildProtocol(self, addr):
-        return ControlProtocol(self.node)
+        return ControlProtocol(self.node, self.clock)
 
 
 def check_socket_path(path):
