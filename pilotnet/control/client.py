@@ -39,6 +39,8 @@ from pilotnet.errors import INTERNAL, INVALID_ARGUMENT, NOT_RUNNING, TIMEOUT, Pi
 DEFAULT_TIMEOUT = 30.0
 _LENGTH = struct.Struct("!H")
 _READ_SIZE = 256 * 1024
+#: Pushes kept for :meth:`ControlClient.next_push`; a one-shot exchange needs a handful, more are dropped.
+MAX_QUEUED_PUSHES = 1024
 #: The commands the daemon sends to its clients, by AMP name.
 PUSHES = {spec.name.encode("ascii"): spec for spec in (
     schema.ACCEPTED, schema.RECEIVED, schema.WRITTEN, schema.STREAM_CLOSED, schema.DATAGRAM_RECEIVED,
@@ -114,6 +116,7 @@ class ControlClient:
             raise not_running_error() from None
         self._reader = BoxReader()
         self._tags = 0
+        #: Tag -> reply box (``None`` until it comes) of the requests sent and not yet answered.
         self._replies: dict = {}
         self._pushes: list = []
 
@@ -141,10 +144,11 @@ class ControlClient:
         self._send(encode_box(box))
         if not spec.answered:
             return {}
+        self._replies[tag] = None
         if answer_within is not None:
             self._socket.settimeout(max(check_timeout(answer_within), self._timeout or 0))
         try:
-            while tag not in self._replies:
+            while self._replies[tag] is None:
                 self._route(self._receive())
         finally:
             self._socket.settimeout(self._timeout)
@@ -175,12 +179,13 @@ class ControlClient:
         for box in boxes:
             tag = box.get(b"_answer", box.get(b"_error"))
             if tag is not None:
-                self._replies[tag] = box
+                if self._replies.get(tag, box) is None:  # only answers to what we asked are kept
+                    self._replies[tag] = box
                 continue
             spec = PUSHES.get(box.get(b"_command"))
             if b"_ask" in box:
                 self._send(encode_box({b"_answer": box[b"_ask"]}))
-            if spec is not None:
+            if spec is not None and len(self._pushes) < MAX_QUEUED_PUSHES:
                 try:
                     self._pushes.append((spec, spec.decode_arguments(box)))
                 except (KeyError, ValueError, UnicodeDecodeError):
