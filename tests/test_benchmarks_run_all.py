@@ -106,7 +106,7 @@ class RenderTests(SynchronousTestCase):
         self.assertTrue(lines[2].endswith("yes"))
         self.assertIn("python -c pass 30.0 ms", lines[3])
         self.assertIn("6.00", lines[3])
-        self.assertEqual(lines[3].split()[-8:], ["<=", "60", "ms,", "<=", "1.80", "x", "baseline", "NO"])
+        self.assertEqual(lines[3].split()[-8:], ["<=", "60.0", "ms,", "<=", "1.80", "x", "baseline", "NO"])
         self.assertIn("ERROR", lines[4])
         self.assertTrue(lines[4].endswith("error"))
         self.assertEqual(lines[5:], [
