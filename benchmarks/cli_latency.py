@@ -43,21 +43,24 @@ def pilotctl_command():
     return [sys.executable, "-m", "pilotnet.cli.main"]
 
 
-def wall_times(command, runs, env):
-    """Milliseconds from spawn to exit of ``runs`` runs of ``command`` (each must succeed).
+def wall_times(commands, runs, env):
+    """Milliseconds from spawn to exit of ``runs`` runs of each of ``commands`` (name -> argv; each must succeed).
 
-    One more run goes first, untimed: it warms the page cache and the daemon's
-    side (a first lookup, a first registry connection) so the figure is the
-    steady state an agent calling ``pilotctl`` again and again sees.
+    The commands take turns, one run of each per round, so a change in the
+    machine's load during the measurement touches the baseline and the
+    commands alike.  A first round goes untimed: it warms the page cache and
+    the daemon's side (a first lookup, a first registry connection), so the
+    figures are the steady state an agent calling ``pilotctl`` again and again sees.
     """
-    samples = []
-    for run in range(runs + 1):
-        started = time.perf_counter()
-        done = subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, timeout=60)
-        if done.returncode != 0:
-            raise RuntimeError(f"{' '.join(command)} failed: {done.stderr.decode(errors='replace')}")
-        if run:
-            samples.append((time.perf_counter() - started) * 1000)
+    samples = {name: [] for name in commands}
+    for round_number in range(runs + 1):
+        for name, command in commands.items():
+            started = time.perf_counter()
+            done = subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, timeout=60)
+            if done.returncode != 0:
+                raise RuntimeError(f"{' '.join(command)} failed: {done.stderr.decode(errors='replace')}")
+            if round_number:
+                samples[name].append((time.perf_counter() - started) * 1000)
     return samples
 
 
@@ -78,25 +81,23 @@ async def run(reactor, runs, as_json):
         beta = await network.start_daemon("beta")
         env = dict(os.environ, PILOT_HOME=daemon["home"], PILOT_SOCKET=daemon["socket"])
         pilotctl = pilotctl_command()
-        measured = [
-            ("python -c pass (interpreter start)", wall_times([sys.executable, "-c", "pass"], runs, env)),
-            ("pilotctl context --json (no daemon)", wall_times(pilotctl + ["context", "--json"], runs, env)),
-        ]
-        per_command = [(" ".join(argv[:2] if argv[0] == "daemon" else argv[:1]),
-                        wall_times(pilotctl + argv + ["--json"], runs, env))
-                       for argv in daemon_commands(beta["info"]["address"])]
+        commands = {"python -c pass (interpreter start)": [sys.executable, "-c", "pass"],
+                    "pilotctl context --json (no daemon)": pilotctl + ["context", "--json"]}
+        for argv in daemon_commands(beta["info"]["address"]):
+            name = " ".join(argv[:2] if argv[0] == "daemon" else argv[:1])
+            commands[f"pilotctl {name} --json"] = pilotctl + argv + ["--json"]
+        samples = wall_times(commands, runs, env)
     finally:
         network.stop()
     rows = []
-    for name, samples in measured + per_command[:1]:
-        p50, p99 = median_and_p99(samples)
-        label = name if name.startswith(("python", "pilotctl")) else f"pilotctl {name} --json"
-        rows.append((f"{label}, p50", p50, "ms", None))
-        rows.append((f"{label}, p99", p99, "ms", None))
-    medians = [(name, median_and_p99(samples)[0]) for name, samples in per_command]
-    rows += [(f"pilotctl {name} --json, p50", p50, "ms", None) for name, p50 in medians[1:]]
+    for name in list(commands)[:3]:  # the baseline, a command with no daemon, and info
+        p50, p99 = median_and_p99(samples[name])
+        rows.append((f"{name}, p50", p50, "ms", None))
+        rows.append((f"{name}, p99", p99, "ms", None))
+    medians = [(name, median_and_p99(samples[name])[0]) for name in list(commands)[2:]]
+    rows += [(f"{name}, p50", p50, "ms", None) for name, p50 in medians[1:]]
     slowest, worst = max(medians, key=lambda item: item[1])
-    rows.append((f"slowest daemon command, p50 ({slowest})", worst, "ms", None))
+    rows.append((f"slowest daemon command, p50 ({slowest.split()[1]})", worst, "ms", None))
     rows.append(("slowest daemon command, p50", worst, "ms", None))
     report(rows, as_json)
 
