@@ -95,6 +95,22 @@ boxes = st.lists(st.dictionaries(st.binary(min_size=1, max_size=20), st.binary(m
                  max_size=4)
 
 
+class ValueFuzzTests(SynchronousTestCase):
+    @settings(max_examples=300, deadline=None)
+    @given(st.sampled_from(sorted(SAMPLES, key=lambda kind: kind.__name__)), st.binary(max_size=300))
+    def test_malformed_values_raise_only_value_errors(self, kind, data):
+        """What the blocking client turns into a clean ``internal`` error (and AMP into an error answer)."""
+        try:
+            kind().decode(data)
+        except ValueError:  # UnicodeDecodeError and JSONDecodeError included
+            pass
+
+    @settings(max_examples=200, deadline=None)
+    @given(st.lists(st.text(max_size=40), max_size=10))
+    def test_text_lists_round_trip(self, items):
+        self.assertEqual(schema.TextList().decode(schema.TextList().encode(items)), items)
+
+
 class BoxReaderTests(SynchronousTestCase):
     @settings(max_examples=200, deadline=None)
     @given(boxes, st.integers(min_value=1, max_value=50))
