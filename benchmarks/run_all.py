@@ -75,6 +75,7 @@ class Figure:
     at_least: float = None
     at_most: float = None
     ratio_at_least: float = None
+    ratio_at_most: float = None
     expect: tuple = None
 
     @property
@@ -86,6 +87,8 @@ class Figure:
             parts.append(f"<= {format_value(self.at_most, self.unit)}")
         if self.ratio_at_least is not None:
             parts.append(f">= {self.ratio_at_least:.2f} x baseline")
+        if self.ratio_at_most is not None:
+            parts.append(f"<= {self.ratio_at_most:.2f} x baseline")
         return ", ".join(parts)
 
     def met(self, value, ratio):
@@ -97,6 +100,8 @@ class Figure:
             checks.append(value <= self.at_most)
         if self.ratio_at_least is not None:
             checks.append(ratio is not None and ratio >= self.ratio_at_least)
+        if self.ratio_at_most is not None:
+            checks.append(ratio is not None and ratio <= self.ratio_at_most)
         return all(checks) if checks else None
 
 
@@ -156,7 +161,9 @@ FIGURES = (
     Figure("dashboard uncached query, indexed", "dashboard", "uncached directory query, indexed", "ms",
            baseline=("scan-and-sort", "uncached directory query, scan-and-sort")),
     Figure("pilotctl info --json, p50", "cli_latency", "pilotctl info --json, p50", "ms",
-           baseline=INTERPRETER, at_most=300),
+           baseline=INTERPRETER, at_most=60, ratio_at_most=1.8),
+    Figure("pilotctl slowest daemon command, p50", "cli_latency", "slowest daemon command, p50", "ms",
+           baseline=INTERPRETER, at_most=100),
     Figure("pilotctl context --json, p50", "cli_latency", "pilotctl context --json (no daemon), p50", "ms",
            baseline=INTERPRETER),
     Figure("tunnel seal+open, 1234 B packet", "wire_crypto", "PILS seal+open, 1234 B packet", "us",

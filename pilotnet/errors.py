@@ -17,6 +17,8 @@ INTERNAL = "internal"
 # or it answers but its trust gate refuses us.
 UNREACHABLE = "unreachable"
 NOT_TRUSTED = "not_trusted"
+#: The remote side refused the request (a task, a handshake); the message carries its reason.
+REFUSED = "refused"
 
 
 class PilotError(Exception):

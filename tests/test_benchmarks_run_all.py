@@ -106,12 +106,21 @@ class RenderTests(SynchronousTestCase):
         self.assertTrue(lines[2].endswith("yes"))
         self.assertIn("python -c pass 30.0 ms", lines[3])
         self.assertIn("6.00", lines[3])
-        self.assertEqual(lines[3].split()[-4:], ["<=", "300", "ms", "yes"])
+        self.assertEqual(lines[3].split()[-8:], ["<=", "60.0", "ms,", "<=", "1.80", "x", "baseline", "NO"])
         self.assertIn("ERROR", lines[4])
         self.assertTrue(lines[4].endswith("error"))
         self.assertEqual(lines[5:], [
             "", "error: daemon start to ready: daemon_stream printed no figure named 'daemon start to ready (alpha)'",
         ])
+
+    def test_a_ratio_ceiling_is_a_target_too(self):
+        def met(info_ms):
+            outcomes = {"cli_latency": figures(**{"pilotctl info --json, p50": info_ms,
+                                                  "python -c pass (interpreter start), p50": 30.0})}
+            return run_all.render([row("pilotctl info --json, p50", outcomes)]).splitlines()[2].split()[-1]
+
+        self.assertEqual(met(50.0), "yes")  # <= 60 ms and 1.67 x
+        self.assertEqual(met(58.0), "NO")  # <= 60 ms but 1.93 x
 
     def test_values_keep_a_readable_precision(self):
         self.assertEqual(run_all.format_value(119483.96, "ev/s"), "119,484 ev/s")

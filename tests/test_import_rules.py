@@ -64,7 +64,7 @@ class ImportRuleTests(SynchronousTestCase):
 LAYERS = {
     "errors": 0, "interfaces": 0,
     "wire": 1, "ratelimit": 1, "plugin_options": 1,
-    "crypto": 2, "transport": 2,
+    "crypto": 2, "transport": 2, "control": 2,
     "registry": 3,
     "beacon": 4, "services": 4, "dashboard": 4, "driver": 4,
     "daemon": 5, "cli": 5,

@@ -8,9 +8,7 @@ command checks).  Handlers are named as ``module:function`` under
 :mod:`pilotnet.cli.commands` and imported only when their command runs.
 """
 
-import importlib
 import re
-from dataclasses import dataclass
 
 from pilotnet.cli.args import invalid
 
@@ -26,6 +24,8 @@ ERROR_CODES = {
     "unreachable": "the peer gives no sign of life (daemon stopped or network down); retry later",
     "not_trusted": "the peer is private and does not trust this node (any more); ask it with pilotctl handshake",
     "internal": "an unexpected failure; see the daemon log",
+    "unavailable": "the feature is not available in this version",
+    "refused": "the remote node refused the request; the message gives its reason",
 }
 
 ENVIRONMENT = {
@@ -37,16 +37,60 @@ ENVIRONMENT = {
 GLOBAL_FLAGS = {
     "--json": "machine-readable output: {\"data\":…,\"status\":\"ok\"} on stdout, errors as JSON on stderr",
     "--home": "the node's home directory (overrides PILOT_HOME)",
+    "--help": "this command's usage, flags and an example (also -h)",
+}
+
+#: What each command flag means (the same flag means the same thing in every command).
+FLAGS = {
+    "registry": "the registry's host:port",
+    "beacon": "the beacon's host:port",
+    "hostname": "this node's hostname",
+    "socket": "the daemon's control socket path",
+    "set": "store KEY=VALUE in config.json",
+    "listen": "the UDP address the tunnel listens on (host:port)",
+    "endpoint": "a fixed public host:port to announce (skips discovery)",
+    "identity": "the identity file (default <home>/identity.json)",
+    "owner": "an owner label kept by the registry",
+    "config": "a daemon config file",
+    "log-format": "text or json",
+    "mss": "the stream's maximum segment size in bytes",
+    "local-mss": "the segment size on loopback paths (0: as --mss)",
+    "public": "make the node public from the start",
+    "trust-auto-approve": "approve every handshake request automatically",
+    "no-encrypt": "do not encrypt tunnels (testing only)",
+    "no-echo": "do not run the echo service (port 7)",
+    "foreground": "run in this terminal instead of the background",
+    "check": "print nothing; exit 0 if the daemon answers, 1 if not",
+    "search": "keep rows containing this text (case-insensitive)",
+    "count": "how many (probes, messages, events; 0 = until interrupted where allowed)",
+    "timeout": "give up after this long (30s, 2m, or seconds)",
+    "message": "the text to send (else stdin)",
+    "data": "the text to send",
+    "type": "the kind: text, json or binary (send-message); received or submitted (task list)",
+    "clear": "delete them instead of listing them",
+    "task": "the task's description",
+    "id": "the task's ID",
+    "justification": "why (sent to the submitter)",
+    "results": "the results as text",
+    "file": "a file of results (a document or data file)",
 }
 
 
-@dataclass(frozen=True)
 class Command:
-    name: str
-    args: tuple
-    description: str
-    returns: str
-    handler: str
+    """One command of the catalogue (a plain class: ``dataclasses`` is slow to import)."""
+
+    __slots__ = ("name", "args", "description", "returns", "handler", "example")
+
+    def __init__(self, name, args, description, returns, handler, example):
+        self.name = name
+        self.args = args
+        self.description = description
+        self.returns = returns
+        self.handler = handler
+        self.example = example
+
+    def __repr__(self):
+        return f"<Command {self.name}>"
 
     @property
     def usage(self):
@@ -55,6 +99,11 @@ class Command:
     @property
     def flags(self):
         return {arg.strip("[]").split()[0][2:] for arg in self.args if arg.strip("[").startswith("--")}
+
+    @property
+    def flag_specs(self):
+        """``--count N``, ``--public``: each flag as the usage line writes it."""
+        return [arg.strip("[]") for arg in self.args if arg.strip("[").startswith("--")]
 
     @property
     def positional_range(self):
@@ -76,14 +125,16 @@ class Command:
 
     def load(self):
         module, function = self.handler.split(":")
-        return getattr(importlib.import_module(f"pilotnet.cli.commands.{module}"), function)
+        # __import__ rather than importlib.import_module: importlib's package (and the warnings module it
+        # imports) is start-up time a fast command does not need.
+        return getattr(__import__(f"pilotnet.cli.commands.{module}", fromlist=(function,)), function)
 
 
 _ARG = re.compile(r"\[[^\]]*\]|--\S+(?: [A-Z_=]+)?|\S+")
 
 
-def _command(name, args, description, returns, handler):
-    return Command(name, tuple(_ARG.findall(args)), description, returns, handler)
+def _command(name, args, description, returns, handler, example):
+    return Command(name, tuple(_ARG.findall(args)), description, returns, handler, example)
 
 
 _TIMEOUT = "[--timeout D]"
@@ -92,113 +143,185 @@ COMMANDS = [
     # bootstrap
     _command("init", "[--registry ADDR] [--beacon ADDR] [--hostname NAME] [--socket PATH]",
              "write settings into config.json", "config_path, registry, beacon, socket, hostname",
-             "bootstrap:init"),
+             "bootstrap:init",
+             "pilotctl init --registry registry.example.org:9000 --hostname agent-a"),
     _command("config", "[--set KEY=VALUE]", "show config.json and the paths in use, or set one key",
-             "the config plus config_path, pid_file, log_file; or key, value", "bootstrap:config"),
+             "the config plus config_path, pid_file, log_file; or key, value", "bootstrap:config",
+             "pilotctl config --set registry=10.0.0.5:9000"),
     _command("context", "", "this catalogue, machine-readable",
-             "version, commands, error_codes, global_flags, environment, config_file", "bootstrap:context"),
+             "version, commands, error_codes, global_flags, environment, config_file", "bootstrap:context",
+             "pilotctl context --json"),
     # daemon lifecycle
     _command("daemon start",
              "[--registry ADDR] [--beacon ADDR] [--listen ADDR] [--endpoint ADDR] [--socket PATH] "
              "[--identity PATH] [--hostname NAME] [--owner NAME] [--config PATH] [--log-format FMT] "
              "[--mss BYTES] [--local-mss BYTES] [--public] [--trust-auto-approve] [--no-encrypt] [--no-echo] [--foreground]",
              "start the daemon in the background and wait until it answers",
-             "pid, node_id, address, hostname, socket, log_file", "lifecycle:start"),
+             "pid, node_id, address, hostname, socket, log_file", "lifecycle:start",
+             "pilotctl daemon start --hostname agent-a --public"),
     _command("daemon stop", "", "stop the daemon (SIGTERM, SIGKILL after 10s)", "pid [, forced]",
-             "lifecycle:stop"),
+             "lifecycle:stop",
+             "pilotctl daemon stop"),
     _command("daemon status", "[--check]", "is the daemon running and answering",
              "running, responsive, pid, pid_file, socket [, node_id, address, hostname, uptime_secs, "
-             "peers, connections]", "lifecycle:status"),
+             "peers, connections]", "lifecycle:status",
+             "pilotctl daemon status --check && echo up"),
     # the node
     _command("info", "", "the node's identity, counters, peers and connections", "the daemon's Info object",
-             "node:info"),
+             "node:info",
+             "pilotctl info --json"),
     _command("peers", "[--search TEXT]", "peers with their path (direct or relay) and crypto state",
-             "peers[{node_id, address, endpoint, path, encrypted, authenticated}], total", "node:peers"),
+             "peers[{node_id, address, endpoint, path, encrypted, authenticated}], total", "node:peers",
+             "pilotctl peers --search relay"),
     _command("connections", "", "stream connections with the transport's counters",
-             "connections[…], total", "node:connections"),
-    _command("disconnect", "<conn_id>", "close one connection", "conn_id", "node:disconnect"),
+             "connections[…], total", "node:connections",
+             "pilotctl connections"),
+    _command("disconnect", "<conn_id>", "close one connection", "conn_id", "node:disconnect",
+             "pilotctl disconnect 42"),
     # registry and discovery
-    _command("set-hostname", "<name>", "set this node's hostname", "hostname, node_id", "registry:set_hostname"),
-    _command("clear-hostname", "", "remove this node's hostname", "hostname", "registry:clear_hostname"),
+    _command("set-hostname", "<name>", "set this node's hostname", "hostname, node_id", "registry:set_hostname",
+             "pilotctl set-hostname agent-a"),
+    _command("clear-hostname", "", "remove this node's hostname", "hostname", "registry:clear_hostname",
+             "pilotctl clear-hostname"),
     _command("find", "<hostname>", "resolve a hostname to a node", "hostname, node_id, address, public",
-             "registry:find"),
+             "registry:find",
+             "pilotctl find agent-b"),
     _command("set-public", "", "make this node visible to everyone", "node_id, type, visibility",
-             "registry:set_public"),
+             "registry:set_public",
+             "pilotctl set-public"),
     _command("set-private", "", "hide this node from non-trusted nodes", "node_id, type, visibility",
-             "registry:set_private"),
+             "registry:set_private",
+             "pilotctl set-private"),
     _command("set-tags", "<tag> [tag...]", "set up to 3 tags on this node", "node_id, tags",
-             "registry:set_tags"),
-    _command("clear-tags", "", "remove this node's tags", "tags", "registry:clear_tags"),
-    _command("enable-tasks", "", "accept task submissions", "node_id, task_exec, type", "registry:enable_tasks"),
+             "registry:set_tags",
+             "pilotctl set-tags gpu vision"),
+    _command("clear-tags", "", "remove this node's tags", "tags", "registry:clear_tags",
+             "pilotctl clear-tags"),
+    _command("enable-tasks", "", "accept task submissions", "node_id, task_exec, type", "registry:enable_tasks",
+             "pilotctl enable-tasks"),
     _command("disable-tasks", "", "refuse task submissions", "node_id, task_exec, type",
-             "registry:disable_tasks"),
-    _command("lookup", "<node_id>", "a node's registry record", "the registry's lookup reply", "registry:lookup"),
-    _command("deregister", "", "remove this node from the registry", "type", "registry:deregister"),
+             "registry:disable_tasks",
+             "pilotctl disable-tasks"),
+    # straight to the registry (no daemon needed)
+    _command("lookup", "<node_id>", "a node's registry record, asked of the registry directly",
+             "the registry's lookup reply", "registry:lookup",
+             "pilotctl lookup 42"),
+    _command("register", "[listen_addr] [--identity PATH]",
+             "register this node's identity with the registry directly (creates the identity if missing)",
+             "the registry's register reply (node_id, address, ...)", "registry:register",
+             "pilotctl register 203.0.113.7:4000"),
+    _command("rotate-key", "<node_id> [--identity PATH]",
+             "replace the node's key at the registry (signed by the current key) and in the identity file",
+             "the registry's rotate_key reply (node_id, address, public_key)", "registry:rotate_key",
+             "pilotctl rotate-key 42"),
+    _command("deregister", "[node_id] [--identity PATH]",
+             "remove this node from the registry directly (the node ID defaults to the running daemon's)",
+             "type", "registry:deregister",
+             "pilotctl deregister 42"),
     # trust
     _command("handshake", "<node_id|address|hostname> [justification...]",
              "ask a node for mutual trust (direct and relayed by the registry, raced; a private node's "
              "hostname is asked by name)", "status (sent|approved|trusted), node_id or hostname, path, mutual",
-             "trust:handshake"),
-    _command("approve", "<node_id>", "approve a pending handshake request", "status, node_id", "trust:approve"),
+             "trust:handshake",
+             'pilotctl handshake agent-b "we share the vision pipeline"'),
+    _command("approve", "<node_id>", "approve a pending handshake request", "status, node_id", "trust:approve",
+             "pilotctl approve 42"),
     _command("reject", "<node_id> [reason...]", "reject a pending handshake request", "status, node_id",
-             "trust:reject"),
+             "trust:reject",
+             'pilotctl reject 42 "unknown requester"'),
     _command("pending", "", "handshake requests waiting for approval",
-             "pending[{node_id, public_key, justification, received_at}]", "trust:pending"),
+             "pending[{node_id, public_key, justification, received_at}]", "trust:pending",
+             "pilotctl pending"),
     _command("trust", "", "trusted peers", "trusted[{node_id, public_key, approved_at, mutual, network}]",
-             "trust:trust"),
-    _command("untrust", "<node_id>", "revoke trust in a node at once", "node_id", "trust:untrust"),
+             "trust:trust",
+             "pilotctl trust --json"),
+    _command("untrust", "<node_id>", "revoke trust in a node at once", "node_id", "trust:untrust",
+             "pilotctl untrust 42"),
     # diagnostics
+    _command("health", "", "is the daemon up, with its headline counters",
+             "status, uptime_seconds, connections, peers, bytes_sent, bytes_recv", "node:health",
+             "pilotctl health --json"),
     _command("ping", f"<address|hostname> [--count N] {_TIMEOUT}",
              "round trips to the echo port, a fresh connection per probe",
-             "target, results[{seq, rtt_ms, bytes} | {seq, error}], timeout", "diagnostics:ping"),
+             "target, results[{seq, rtt_ms, bytes} | {seq, error}], timeout", "diagnostics:ping",
+             "pilotctl ping agent-b --count 3"),
     _command("traceroute", f"<address> {_TIMEOUT}", "connection setup time and echo round trips",
-             "target, setup_ms, rtt_samples[{rtt_ms, bytes}]", "diagnostics:traceroute"),
+             "target, setup_ms, rtt_samples[{rtt_ms, bytes}]", "diagnostics:traceroute",
+             "pilotctl traceroute 0:0000.0000.002A"),
     _command("bench", f"<address|hostname> [size_mb] {_TIMEOUT}", "stream throughput through the echo port",
              "target, sent_bytes, recv_bytes, send_duration_ms, total_duration_ms, send_mbps, total_mbps",
-             "diagnostics:bench"),
+             "diagnostics:bench",
+             "pilotctl bench agent-b 10"),
     # communication
     _command("connect", f"<address|hostname> [port] [--message TEXT] {_TIMEOUT}",
              "send a message (or stdin) on a stream and print the reply", "target, port, sent, response",
-             "messaging:connect"),
+             "messaging:connect",
+             "pilotctl connect agent-b 1000 --message hello"),
     _command("send", f"<address|hostname> <port> --data TEXT {_TIMEOUT}",
-             "send data on a stream and print the reply", "target, port, sent, response", "messaging:send"),
+             "send data on a stream and print the reply", "target, port, sent, response", "messaging:send",
+             "pilotctl send agent-b 1000 --data hello --timeout 5s"),
     _command("recv", f"<port> [--count N] {_TIMEOUT}", "accept streams on a port and print one message from each",
-             "messages[{seq, port, data, bytes} | {seq, port, error}], timeout", "messaging:recv"),
+             "messages[{seq, port, data, bytes} | {seq, port, error}], timeout", "messaging:recv",
+             "pilotctl recv 1000 --count 2"),
     _command("listen", f"<port> [--count N] {_TIMEOUT}", "print the datagrams sent to a port",
              "messages[{src_addr, src_port, data, bytes}], timeout (NDJSON lines when --count is 0)",
-             "messaging:listen"),
+             "messaging:listen",
+             "pilotctl listen 1000 --count 0 --json"),
     _command("send-message", "<address|hostname> --data TEXT [--type KIND]",
              "send a text, json or binary message to a node's inbox (port 1001)", "target, type, bytes, ack",
-             "mailbox:send_message"),
+             "mailbox:send_message",
+             'pilotctl send-message agent-b --data \'{"job":1}\' --type json'),
     _command("send-file", "<address|hostname> <path>", "send a file to a node (port 1001), with progress",
-             "filename, bytes, destination, ack", "mailbox:send_file"),
+             "filename, bytes, destination, ack", "mailbox:send_file",
+             "pilotctl send-file agent-b ./report.pdf"),
     _command("received", "[--clear]", "files other nodes sent here",
-             "files[{name, bytes, modified, path}], total, dir; or cleared", "mailbox:received"),
+             "files[{name, bytes, modified, path}], total, dir; or cleared", "mailbox:received",
+             "pilotctl received"),
     _command("inbox", "[--clear]", "messages other nodes sent here",
-             "messages[{type, from, data, bytes, received_at}], total, dir; or cleared", "mailbox:inbox"),
+             "messages[{type, from, data, bytes, received_at}], total, dir; or cleared", "mailbox:inbox",
+             "pilotctl inbox --clear"),
     # events
     _command("publish", "[address|hostname] <topic> --data TEXT",
              "publish an event (through the local daemon unless a node is named)", "target, topic, bytes",
-             "events:publish"),
+             "events:publish",
+             "pilotctl publish metrics.cpu --data 42"),
     _command("subscribe", f"[address|hostname] <topic> [--count N] {_TIMEOUT}",
              "print events matching a topic pattern (metrics.* matches metrics.cpu and metrics.cpu.load)",
-             "events[{topic, data, bytes}], timeout (NDJSON lines when --count is 0)", "events:subscribe"),
+             "events[{topic, data, bytes}], timeout (NDJSON lines when --count is 0)", "events:subscribe",
+             "pilotctl subscribe 'metrics.*' --count 10"),
+    _command("broadcast", "<network_id> <message>", "send a message to every member of a network",
+             "(not available: networks have no broadcast service yet)", "messaging:broadcast",
+             'pilotctl broadcast 3 "maintenance at noon"'),
     # tasks
     _command("task submit", '<address|hostname> --task TEXT', "ask a node to carry out a task",
-             "target, task_id, task, status, message, accepted", "tasks:submit"),
+             "target, task_id, task, status, message, accepted", "tasks:submit",
+             'pilotctl task submit agent-b --task "summarise report.pdf"'),
     _command("task accept", "--id ID", "accept a task received within the last minute",
-             "task_id, status, message", "tasks:accept"),
+             "task_id, status, message", "tasks:accept",
+             "pilotctl task accept --id 5f2c"),
     _command("task decline", "--id ID --justification TEXT", "decline a received task",
-             "task_id, status, justification, message", "tasks:decline"),
+             "task_id, status, justification, message", "tasks:decline",
+             'pilotctl task decline --id 5f2c --justification "no GPU free"'),
     _command("task execute", "", "start the first accepted task", "task_id, task_description, status, from",
-             "tasks:execute"),
+             "tasks:execute",
+             "pilotctl task execute"),
     _command("task send-results", "--id ID [--results TEXT] [--file PATH]",
              "send a task's results (text, or a document/data file) to its submitter",
-             "task_id, status, sent_to, sent_type [, filename, file_size]", "tasks:send_results"),
+             "task_id, status, sent_to, sent_type [, filename, file_size]", "tasks:send_results",
+             "pilotctl task send-results --id 5f2c --file summary.md"),
     _command("task list", "[--type KIND]", "received and submitted tasks",
-             "tasks[{task_id, description, status, from, to, created_at, category}]", "tasks:list_tasks"),
+             "tasks[{task_id, description, status, from, to, created_at, category}]", "tasks:list_tasks",
+             "pilotctl task list --type received"),
     _command("task queue", "", "received tasks waiting to be carried out",
-             "queue[{task_id, description, from, created_at}], count", "tasks:queue"),
+             "queue[{task_id, description, from, created_at}], count", "tasks:queue",
+             "pilotctl task queue"),
+    # about pilotctl itself
+    _command("version", "", "pilotctl's version", "version", "bootstrap:version", "pilotctl version"),
+    _command("help", "[command...]", "the usage screen, or one command's help (as <command> --help)",
+             "usage, description, flags, returns, example", "bootstrap:help", "pilotctl help ping"),
+    _command("completion", "<shell>", "a bash or zsh completion script for pilotctl",
+             "the script (printed as is)", "bootstrap:completion",
+             "pilotctl completion bash > ~/.local/share/bash-completion/completions/pilotctl"),
 ]
 
 BY_NAME = {command.name: command for command in COMMANDS}
@@ -226,7 +349,25 @@ def group_usage(group):
 def usage_screen():
     lines = ["usage: pilotctl [--json] [--home DIR] <command> [arguments]", "", "commands:"]
     lines += [f"  {command.usage[len('pilotctl '):]}" for command in COMMANDS]
-    lines += ["", "machine-readable catalogue: pilotctl context"]
+    lines += ["", "help on one command: pilotctl <command> --help", "machine-readable catalogue: pilotctl context"]
+    return "\n".join(lines)
+
+
+def help_document(command):
+    """One command's help as data: what ``--help`` prints, and its ``--json`` form."""
+    return {
+        "usage": command.usage, "description": command.description, "returns": command.returns,
+        "flags": {spec: FLAGS[spec.split()[0][2:]] for spec in command.flag_specs}, "example": command.example,
+    }
+
+
+def help_text(command):
+    document = help_document(command)
+    flags = dict(document["flags"], **{"--json": "machine-readable output"})
+    width = max(map(len, flags))
+    lines = [f"usage: {command.usage}", "", command.description, "", "flags:"]
+    lines += [f"  {flag.ljust(width)}  {meaning}" for flag, meaning in flags.items()]
+    lines += ["", f"returns (--json): {command.returns}", "", "example:", f"  {command.example}"]
     return "\n".join(lines)
 
 

@@ -13,9 +13,8 @@ only paths start without Twisted.
 import json
 import os
 from functools import cached_property
-from pathlib import Path
 
-from pilotnet.driver.paths import default_socket_path, pilot_home
+from pilotnet.driver.paths import default_socket_path, home_directory
 from pilotnet.errors import INVALID_ARGUMENT, PilotError
 
 # Defaults point at this machine, never at the reference's public servers.
@@ -29,10 +28,15 @@ class Home:
         self.environ = environ
 
     @cached_property
+    def directory(self):
+        """The home directory as a string (what a fast command needs, without ``pathlib``)."""
+        return os.path.expanduser(self._path) if self._path else home_directory(self.environ)
+
+    @cached_property
     def path(self):
-        if self._path:
-            return Path(self._path).expanduser()
-        return pilot_home(self.environ)
+        from pathlib import Path
+
+        return Path(self.directory)
 
     @property
     def config_path(self):
@@ -79,7 +83,7 @@ class Home:
         os.replace(temporary, self.config_path)
 
     def socket_path(self):
-        return default_socket_path(self.environ, self.path)
+        return default_socket_path(self.environ, self.directory)
 
     def setting(self, key, environment_variable, default):
         """``$ENVIRONMENT_VARIABLE``, else config.json's ``key``, else ``default``."""

@@ -7,22 +7,29 @@ working.
 """
 
 import json
-from dataclasses import dataclass
-from typing import Any
 
 from pilotnet.wire.gojson import GO_ESCAPES
 
 
-@dataclass
 class Output:
     """A command's result: ``data`` for ``--json``, ``text`` (if any) for people.
 
     A command returning a plain dict gets the default human form, the data
-    as indented JSON.
+    as indented JSON.  (A plain class: ``dataclasses`` imports ``inspect``,
+    which costs a fast command's start-up more than the rest of it.)
     """
 
-    data: Any
-    text: str = None
+    __slots__ = ("data", "text")
+
+    def __init__(self, data: object, text: str | None = None) -> None:
+        self.data = data
+        self.text = text
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Output) and (self.data, self.text) == (other.data, other.text)
+
+    def __repr__(self) -> str:
+        return f"Output(data={self.data!r}, text={self.text!r})"
 
 
 def _go_numbers(value):
@@ -127,6 +134,39 @@ def table(header, rows):
         cells = [str(cell).ljust(width) for cell, width in zip(row, widths)]
         lines.append("  ".join(cells).rstrip())
     return "\n".join(lines)
+
+
+PROGRESS_WIDTH = 30
+
+
+class Progress:
+    """A one-line progress bar on stderr, redrawn as the percentage moves.
+
+    Only for a person watching: nothing in ``--json`` mode or when stderr is
+    not a terminal (a log file or a pipe would fill with carriage returns).
+    """
+
+    def __init__(self, context, total):
+        self.context = context
+        self.total = total
+        self.shown = -1
+        stderr = context.stderr
+        self.enabled = not context.json and hasattr(stderr, "isatty") and stderr.isatty()
+
+    def update(self, done):
+        percent = 100 if self.total == 0 else done * 100 // self.total
+        if not self.enabled or percent == self.shown:
+            return
+        self.shown = percent
+        filled = PROGRESS_WIDTH if self.total == 0 else PROGRESS_WIDTH * done // self.total
+        bar = "#" * filled + " " * (PROGRESS_WIDTH - filled)
+        self.context.note(f"\r  [{bar}] {percent:3d}% {format_bytes(done)}", end="")
+
+    def finish(self):
+        """End the bar's line (once), so what follows starts on its own."""
+        if self.shown >= 0:
+            self.context.note("")
+            self.shown = -1
 
 
 class Exit(Exception):

@@ -15,7 +15,6 @@ reactor.
 
 import os
 import sys
-from inspect import isawaitable
 
 from pilotnet.cli import catalogue
 from pilotnet.cli.args import Args, invalid, split_globals
@@ -42,6 +41,8 @@ def start(argv, environ=None, stdout=None, stderr=None, stdin=None, reactor=None
         json_mode, Home(home, os.environ if environ is None else environ),
         stdout or sys.stdout, stderr or sys.stderr, stdin or sys.stdin, reactor, clock,
     )
+    if argv[:1] in (["-h"], ["--help"]):
+        argv = ["help"] + argv[1:]
     command, rest = catalogue.find(argv)
     if command is None:
         if argv and argv[0] in catalogue.GROUPS:
@@ -56,11 +57,15 @@ def start(argv, environ=None, stdout=None, stderr=None, stdin=None, reactor=None
         return EXIT_USAGE
     try:
         args = Args(rest)
+        if args.has("help") or "-h" in args.positional:
+            return _report_result(context, Output(catalogue.help_document(command), catalogue.help_text(command)))
         command.check(args)
         result = command.load()(context, args)
-        if not isawaitable(result):
+        if not hasattr(result, "__await__"):  # (not inspect.isawaitable: inspect is slow to import)
+            context.close()
             return _report_result(context, result)
     except Exception as error:
+        context.close()
         return _report_exception(context, error)
     from twisted.internet.defer import ensureDeferred, maybeDeferred
 

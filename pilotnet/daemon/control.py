@@ -26,6 +26,7 @@ events' wire frames, which the broker passes on without re-encoding them.
 
 import itertools
 import os
+import socket
 
 from twisted.internet import defer
 from twisted.internet.protocol import Factory
@@ -34,8 +35,9 @@ from twisted.protocols import amp
 from zope.interface import implementer
 
 from pilotnet.daemon.stream_credit import StreamCredit
-from pilotnet.driver import commands
-from pilotnet.errors import INTERNAL, INVALID_ARGUMENT, NOT_FOUND, PilotError
+from pilotnet.control import commands
+from pilotnet.control.schema import MAX_BOX, check_timeout
+from pilotnet.errors import ALREADY_EXISTS, INTERNAL, INVALID_ARGUMENT, NOT_FOUND, PilotError
 from pilotnet.interfaces import IStreamOwner
 from pilotnet.services.eventstream import Subscriber
 from pilotnet.wire.address import Addr
@@ -43,6 +45,9 @@ from pilotnet.wire.eventstream import MAX_TOPIC, split_events
 
 #: The most a client can have written and not had credited: its credit plus the chunk that crossed it.
 MAX_UNCREDITED = commands.WRITE_CREDIT + commands.MAX_CHUNK
+#: Bytes the daemon may queue for a client that has stopped reading before it drops that client.
+#: Room for the largest push (a 16 MiB event) and the answers already under way.
+MAX_BACKLOG = 2 * MAX_BOX
 
 log = Logger()
 
@@ -104,7 +109,7 @@ def translating_errors(function):
 class ControlProtocol(commands.UnansweredFastPath, amp.AMP):
     fast_commands = commands.fast_path((commands.Write, "write"), (commands.Consumed, "consumed"))
 
-    def __init__(self, node):
+    def __init__(self, node, clock=None):
         super().__init__()
         self.node = node
         self._subscriptions = {}
@@ -113,7 +118,56 @@ class ControlProtocol(commands.UnansweredFastPath, amp.AMP):
         #: Subscription number -> :class:`_PushBatch` of events not yet pushed.
         self._outgoing = {}
         self._push_scheduled = False
-        self.clock = None
+        #: What schedules the coalesced event pushes (the global reactor if none is given).
+        self.clock = clock
+        #: Bytes queued for the client since its socket stopped draining (see :meth:`connectionMade`).
+        self.backlog = 0
+        self._dropped = False
+        self._incoming = 0
+
+    # -- bounds: a client that stops reading, or sends an endless box ----------------
+
+    def connectionMade(self):
+        """Register as the producer of what we write to this client.
+
+        When it stops reading and our writes stop draining, the transport calls
+        ``pauseProducing`` (Int16StringReceiver's): we read no more of its
+        requests and stop parsing those already read, so it cannot make us
+        answer more.  Pushes and answers already under way are still queued,
+        up to :data:`MAX_BACKLOG` bytes (:meth:`sendBox`); past that the client
+        is dropped.
+        """
+        super().connectionMade()
+        self.transport.registerProducer(self, True)
+
+    def resumeProducing(self):
+        self.backlog = 0
+        super().resumeProducing()
+
+    def sendBox(self, box):
+        if self.paused:
+            self.backlog += sum(len(key) + len(value) + 4 for key, value in box.items())
+            if self.backlog > MAX_BACKLOG:
+                if self.transport is not None and not self._dropped:
+                    self._dropped = True
+                    log.warn("control client dropped: it stopped reading with {backlog} bytes queued",
+                             backlog=self.backlog)
+                    self.transport.abortConnection()
+                return
+        super().sendBox(box)
+
+    def proto_init(self, string):
+        self._incoming = 0
+        return super().proto_init(string)
+
+    def proto_value(self, string):
+        self._incoming += len(string) + len(self._currentKey) + 4
+        if self._incoming > MAX_BOX:
+            log.warn("control client dropped: a request over {limit} bytes", limit=MAX_BOX)
+            self.pauseProducing()
+            self.transport.abortConnection()
+            return "key"
+        return super().proto_value(string)
 
     def connectionLost(self, reason):
         super().connectionLost(reason)
@@ -234,6 +288,7 @@ class ControlProtocol(commands.UnansweredFastPath, amp.AMP):
     @commands.Dial.responder
     @translating_errors
     def dial(self, address, port, timeout=None):
+        timeout = check_timeout(timeout)
         dialing = self.node.dial(_parse_address(address), _port(port), self, timeout=timeout)
         return dialing.addCallback(lambda conn: {
             "conn_id": conn.conn_id, "local_port": conn.local_port,
@@ -343,7 +398,7 @@ class ControlProtocol(commands.UnansweredFastPath, amp.AMP):
         """Queue events for subscription ``number``; returns the Deferred of their push being answered.
 
         Every event queued in this reactor iteration for the subscription
-        shares one push (split at :data:`~pilotnet.driver.commands.MAX_CHUNK`,
+        shares one push (split at :data:`~pilotnet.control.schema.MAX_CHUNK`,
         a larger event going alone), and the broker keeps their bytes counted
         until the client answers it.  Pushes of one subscription are answered
         in order, so the last one's answer means all were taken.
@@ -432,15 +487,38 @@ class _PushBatch:
 
 
 class ControlFactory(Factory):
-    def __init__(self, node):
+    def __init__(self, node, clock=None):
         self.node = node
+        self.clock = clock
 
     def buildProtocol(self, addr):
-        return ControlProtocol(self.node)
+        return ControlProtocol(self.node, self.clock)
+
+
+def check_socket_path(path):
+    """Refuse a control socket path that a live daemon listens on, or that is not a socket at all.
+
+    A socket nothing listens on is what a daemon that died leaves behind:
+    :func:`prepare_socket_path` replaces it.
+    """
+    if path.is_socket():
+        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            probe.connect(os.fspath(path))
+        except OSError:
+            return
+        finally:
+            probe.close()
+        raise PilotError(f"a daemon is already listening on {path}", code=ALREADY_EXISTS,
+                         hint="stop it first (pilotctl daemon stop), or give this daemon another --socket")
+    if os.path.lexists(path):
+        raise PilotError(f"{path} exists and is not a socket; refusing to replace it", code=ALREADY_EXISTS,
+                         hint="choose another --socket, or remove the file yourself")
 
 
 def prepare_socket_path(path):
-    """Remove a stale socket file left by a daemon that died (a live one is the caller's check)."""
+    """Make way for the control socket: refuse a live one (:func:`check_socket_path`), remove a stale one."""
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    if path.is_socket() or path.exists():
+    check_socket_path(path)
+    if path.is_socket():
         os.unlink(path)

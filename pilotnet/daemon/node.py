@@ -270,7 +270,7 @@ class NodeService(service.MultiService):
         path = self.config.socket_path
         prepare_socket_path(path)
         endpoint = UNIXServerEndpoint(self.reactor, str(path), mode=0o600, wantPID=False)
-        self._control_port = yield endpoint.listen(ControlFactory(self))
+        self._control_port = yield endpoint.listen(ControlFactory(self, self.reactor))
         os.chmod(path, 0o600)
         log.info("control socket at {path}", path=str(path))
 

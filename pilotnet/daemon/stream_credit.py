@@ -1,9 +1,9 @@
 """Credit for one client's stream data on the control socket, so data needs no AMP answers.
 
-Writes: the client may have :data:`~pilotnet.driver.commands.WRITE_CREDIT`
+Writes: the client may have :data:`~pilotnet.control.schema.WRITE_CREDIT`
 bytes of ``Write`` outstanding.  We return credit (a ``Written`` push) once
 the stream's send buffer has taken the bytes below its high-water mark, in
-batches of :data:`~pilotnet.driver.commands.CREDIT_BATCH`, so a stream of
+batches of :data:`~pilotnet.control.schema.CREDIT_BATCH`, so a stream of
 small writes costs one message per write, not two.
 
 Reads: each ``Received`` push keeps its bytes counted against the stream's
@@ -16,7 +16,7 @@ from collections import deque
 
 from twisted.internet import defer
 
-from pilotnet.driver.commands import CREDIT_BATCH
+from pilotnet.control.schema import CREDIT_BATCH
 
 
 class StreamCredit:

@@ -19,7 +19,7 @@ carried them.
 from twisted.internet import defer
 from twisted.logger import Logger
 
-from pilotnet.driver.commands import MAX_CHUNK
+from pilotnet.control.schema import MAX_CHUNK
 from pilotnet.errors import ALREADY_EXISTS, CONNECTION_FAILED, NOT_FOUND, PilotError
 from pilotnet.ratelimit import TokenBucket
 from pilotnet.transport.connection import StreamConnection

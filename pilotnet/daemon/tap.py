@@ -105,6 +105,11 @@ class Options(usage.Options):
             raise usage.UsageError(
                 f"control socket path {self.config.socket_path} is longer than {MAX_UNIX_PATH} bytes, "
                 "which Unix sockets cannot use; choose a shorter one with --socket")
+        from pilotnet.daemon.control import check_socket_path
+        try:
+            check_socket_path(self.config.socket_path)
+        except PilotError as error:
+            raise usage.UsageError(str(error)) from None
         if self.config.log_format == "json" and self.parent is not None:
             # twistd builds its log observer from its own options after parsing ours.
             self.parent["logger"] = "pilotnet.plugin_options.json_log_observer"

@@ -13,10 +13,11 @@
 How it works, and why: the Twisted reactor runs in one background daemon
 thread (started on first use, or the reactor already running in another
 thread is reused) and every call is handed to it with
-``blockingCallFromThread``.  So there is exactly one implementation of the
-control protocol (:mod:`pilotnet.driver.client`), with its chunking,
-backpressure and push routing, rather than a second hand-written AMP client
-over a plain socket that would have to duplicate all of it.
+``blockingCallFromThread``.  So streams, listeners and subscriptions have
+exactly one implementation (:mod:`pilotnet.driver.client`), with its chunking,
+backpressure and push routing.  (``pilotctl``'s one-shot commands use the
+small blocking client of :mod:`pilotnet.control.client` instead, which speaks
+the same schema without Twisted but has none of that flow control.)
 
 It never hangs on a dead daemon: a daemon that exits closes the socket, which
 fails every pending call, read and accept with ``not_running``; a daemon that

@@ -33,7 +33,8 @@ from twisted.internet.defer import fail, succeed
 from twisted.internet.error import ConnectError
 from twisted.protocols import amp
 
-from pilotnet.driver import commands
+from pilotnet.control import commands
+from pilotnet.control.schema import check_timeout
 from pilotnet.driver.events import Event, EventStream, Publisher, Subscription
 from pilotnet.driver.failures import not_running_error, translate_failure
 from pilotnet.driver.paths import default_socket_path, pilot_home
@@ -239,9 +240,10 @@ class Daemon:
         """Open a :class:`Stream` to ``port`` on ``target`` (address, node ID or hostname)."""
         try:
             port = parse_port(port)
+            timeout = check_timeout(timeout)
         except PilotError as error:
             return fail(error)
-        arguments = {} if timeout is None else {"timeout": float(timeout)}
+        arguments = {} if timeout is None else {"timeout": timeout}
 
         def dial(address):
             return self._call(commands.Dial, address=str(address), port=port, **arguments)

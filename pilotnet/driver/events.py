@@ -11,7 +11,7 @@ from typing import NamedTuple
 from twisted.internet.defer import Deferred, fail, gatherResults, succeed
 from twisted.protocols import amp
 
-from pilotnet.driver import commands
+from pilotnet.control import commands
 from pilotnet.driver.failures import translate_failure
 from pilotnet.errors import INVALID_ARGUMENT, PilotError
 from pilotnet.wire.eventstream import encode_event, split_events

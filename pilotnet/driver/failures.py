@@ -3,14 +3,8 @@
 from twisted.internet.error import ConnectionClosed
 from twisted.protocols import amp
 
+from pilotnet.control.schema import not_running_error  # noqa: F401  (re-exported for the SDK)
 from pilotnet.errors import INVALID_ARGUMENT, NOT_RUNNING, PilotError
-
-
-def not_running_error():
-    """The error for a daemon that cannot be reached (the reference's wording)."""
-    return PilotError(
-        "daemon is not running", code=NOT_RUNNING, hint="start the daemon with: pilotctl daemon start"
-    )
 
 
 def translate_failure(failure):

@@ -18,7 +18,7 @@ from typing import NamedTuple
 
 from twisted.internet.defer import Deferred, fail, succeed
 
-from pilotnet.driver import commands
+from pilotnet.control import commands
 from pilotnet.driver.waiting import OneShot, WaitQueue
 from pilotnet.errors import CONNECTION_FAILED, INVALID_ARGUMENT, PilotError
 from pilotnet.wire.address import Addr

@@ -36,7 +36,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from pilotnet.crypto.identity import write_private_file
-from pilotnet.errors import INVALID_ARGUMENT, NOT_FOUND, PilotError
+from pilotnet.errors import INVALID_ARGUMENT, NOT_FOUND, REFUSED, PilotError
 from pilotnet.interfaces import IStreamOwner
 from pilotnet.ratelimit import TokenBucket
 from pilotnet.services import storage
@@ -52,7 +52,6 @@ MAX_QUEUED = 100
 BOXES = ("received", "submitted", "results")
 # The submitter's copy of a task expects results until they arrive (or the task ends otherwise).
 AWAITING_RESULTS = frozenset((wire.NEW, wire.ACCEPTED, wire.EXECUTING))
-REFUSED = "refused"
 
 RESULT_EXTENSIONS = frozenset(
     ".md .txt .rtf .docx .pdf .pptx .pth .pt .onnx .h5 .pb .ckpt .safetensors .bin .csv .parquet "

@@ -3,11 +3,15 @@
 import io
 import json
 import os
+from inspect import iscoroutinefunction
 
 from twisted.internet import reactor
 from twisted.internet.defer import ensureDeferred
+from twisted.internet.threads import deferToThreadPool
 
-from pilotnet.cli.runner import run
+from pilotnet.cli import catalogue
+from pilotnet.cli.args import split_globals
+from pilotnet.cli.runner import run, start
 from tests.driver.support import FakeDaemonMixin, bounded
 
 
@@ -29,6 +33,9 @@ class ImmediateClock:
 
     def callLater(self, delay, function, *args, **kwargs):
         return reactor.callLater(0, function, *args, **kwargs)
+
+    def sleep(self, seconds):
+        """Blocking commands' pauses end at once too."""
 
 
 class Result:
@@ -56,6 +63,12 @@ class TTY(io.StringIO):
         return True
 
 
+def blocks(argv):
+    """Whether the command of ``argv`` runs without the reactor (its handler is not a coroutine)."""
+    command, _ = catalogue.find(split_globals(list(argv))[2])
+    return command is not None and not iscoroutinefunction(command.load())
+
+
 class PilotctlMixin(FakeDaemonMixin):
     """``self.pilotctl(*argv)`` runs a command line; ``self.home`` has the fake daemon's socket."""
 
@@ -64,12 +77,18 @@ class PilotctlMixin(FakeDaemonMixin):
     def environment(self):
         return {"PILOT_HOME": self.home}
 
-    async def pilotctl(self, *argv, stdin=None):
-        stdout, stderr = io.StringIO(), io.StringIO()
-        code = await bounded(run(
-            list(argv), environ=self.environment(), stdout=stdout, stderr=stderr,
-            stdin=stdin if stdin is not None else TTY(), reactor=reactor, clock=self.clock,
-        ))
+    async def pilotctl(self, *argv, stdin=None, terminal=False):
+        """Run a command line; one that blocks on the daemon runs in a thread, so the reactor serves the fake.
+
+        ``terminal``: stderr is a terminal (progress bars show).
+        """
+        stdout, stderr = io.StringIO(), (TTY() if terminal else io.StringIO())
+        arguments = dict(environ=self.environment(), stdout=stdout, stderr=stderr,
+                         stdin=stdin if stdin is not None else TTY(), reactor=reactor, clock=self.clock)
+        if blocks(argv):
+            code = await bounded(deferToThreadPool(reactor, reactor.getThreadPool(), lambda: start(list(argv), **arguments)))
+        else:
+            code = await bounded(run(list(argv), **arguments))
         return Result(code, stdout.getvalue(), stderr.getvalue())
 
     def home_file(self, name):

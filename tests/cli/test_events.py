@@ -34,9 +34,25 @@ class LocalEventCommandTests(ControlSocketMixin, TestCase):
             code, out, err = await self.pilotctl("publish", "metrics.cpu.load", "--data", "2", "--json")
             self.assertEqual(code, 0, err)
             self.assertEqual(json.loads(out)["data"]["topic"], "metrics.cpu.load")
+            self.assertEqual(json.loads(out)["data"]["subscribers"], 1)
             code, out, err = await bounded(listening)
             self.assertEqual(code, 0, err)
             self.assertEqual(json.loads(out)["data"], {"events": [
                 {"topic": "metrics.cpu", "data": "1", "bytes": 1},
                 {"topic": "metrics.cpu.load", "data": "2", "bytes": 1}], "timeout": False})
+        return ensureDeferred(run())
+
+    def test_publish_says_how_many_it_reached_and_what_to_do_when_none(self):
+        async def run():
+            await self._start()
+            self.node.info = lambda: {"address": "0:0000.0000.0005"}
+            code, out, err = await self.pilotctl("publish", "metrics.cpu", "--data", "42")
+            self.assertEqual(code, 0, err)
+            lines = out.splitlines()
+            self.assertEqual(lines[0], "published 2 bytes to 'metrics.cpu' on 0:0000.0000.0005: "
+                                       "no subscriber received it")
+            self.assertIn("no client of this daemon and no trusted node subscribes", lines[1])
+            self.assertIn("pilotctl subscribe 'metrics.cpu'", lines[-1])
+            code, out, err = await self.pilotctl("publish", "metrics.cpu", "--data", "42", "--json")
+            self.assertEqual(json.loads(out)["data"]["subscribers"], 0)
         return ensureDeferred(run())

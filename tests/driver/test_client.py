@@ -163,6 +163,8 @@ class StreamTests(DaemonTestCase):
             await self.assert_fails(daemon.dial("agent-b", 70000), INVALID_ARGUMENT)
             await self.assert_fails(daemon.dial("agent-b", "seven"), INVALID_ARGUMENT)
             await self.assert_fails(daemon.dial("ghost", 7), NOT_FOUND)
+            for timeout in (float("nan"), float("inf"), -1, 0):
+                await self.assert_fails(daemon.dial("agent-b", 7, timeout), INVALID_ARGUMENT)
         return self.run_async(check)
 
     def test_write_needs_bytes_and_an_open_stream(self):

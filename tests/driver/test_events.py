@@ -18,6 +18,7 @@ from twisted.internet.threads import deferToThread
 from twisted.protocols import amp
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
+from pilotnet.control.schema import LongBytes
 from pilotnet.daemon import control
 from pilotnet.daemon.control import ControlFactory
 from pilotnet.driver import blocking, client, commands, events as sdk_events
@@ -373,7 +374,7 @@ class PublisherFlowControlTests(TestCase):
 
 class LongBytesTests(SynchronousTestCase):
     def round_trip(self, data):
-        argument, strings, objects = commands.LongBytes(), amp.AmpBox(), {}
+        argument, strings, objects = commands.SchemaArgument(LongBytes()), amp.AmpBox(), {}
         argument.toBox(b"events", strings, {"events": data}, None)
         self.assertTrue(all(len(value) <= amp.MAX_VALUE_LENGTH for value in strings.values()))
         strings.serialize()  # AMP accepts every key and value

@@ -94,6 +94,11 @@ class TwistdProcess:
     def output(self):
         return self._output.output.decode("utf-8", "replace") if self._output else ""
 
+    @property
+    def ended(self):
+        """A Deferred of the process's end (its ``ProcessDone`` or ``ProcessTerminated``)."""
+        return self._output.ended
+
     def check_alive(self):
         if not self.running:
             self.test.fail(f"{self.plugin} exited early:\n{self.output[-4000:]}")

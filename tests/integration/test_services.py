@@ -102,8 +102,8 @@ class ServiceTests(NetworkMixin, TestCase):
         for _ in range(2):
             human = await self.on(alpha, "send-file", beta.address, str(source / "report.bin"))
             self.assertEqual(human.code, 0, human)
-            self.assertIn("100%", human.stderr)
-            self.assertIn("ACK FILE 307200 bytes", human.stdout)
+            self.assertNotIn("\r", human.stderr)  # stderr is a pipe: no progress bar
+            self.assertEqual(human.stdout.count("ACK FILE 307200 bytes"), 1, human)  # the final line, once
         received = await self.ok(beta, "received")
         self.assertEqual(received["total"], 2)  # the second did not overwrite the first
         for entry in received["files"]:
@@ -318,6 +318,10 @@ class ServiceTests(NetworkMixin, TestCase):
         self.assertEqual([(t["task_id"], t["status"]) for t in listing["tasks"]], [(task_id, "COMPLETED")])
         none_left = await self.on(beta, "task", "execute", "--json")
         self.assertEqual(none_left.error()["code"], "not_found")
+        # alpha's polo score is now below beta's: beta refuses, and pilotctl exits non-zero with its reason.
+        refused_task = await self.on(alpha, "task", "submit", "beta", "--task", "another", "--json")
+        self.assertEqual((refused_task.code, refused_task.error()["code"]), (1, "refused"), refused_task)
+        self.assertIn("Polo score too low", refused_task.error()["message"])
 
     @run
     async def test_the_task_demo_twice_from_a_new_node(self):

@@ -1,8 +1,10 @@
-"""``init``, ``config``, ``context``: settings and self-description, no daemon needed."""
+"""``init``, ``config``, ``context``, ``version``, ``help``, ``completion``: no daemon needed."""
 
+import pilotnet
 from pilotnet.cli import catalogue
 from pilotnet.cli.args import invalid
 from pilotnet.cli.home import DEFAULT_BEACON, DEFAULT_REGISTRY
+from pilotnet.cli.output import Output
 
 INIT_KEYS = ("registry", "beacon", "hostname", "socket")
 
@@ -42,3 +44,26 @@ def config(context, args):
 
 def context(context, args):
     return catalogue.context_document()
+
+
+def version(context, args):
+    return Output({"version": pilotnet.__version__}, f"pilotctl {pilotnet.__version__} (pilotnet)")
+
+
+def help(context, args):
+    if not args.positional:
+        return Output({"usage": catalogue.usage_screen()}, catalogue.usage_screen())
+    command, rest = catalogue.find(args.positional)
+    if command is None or rest:
+        raise invalid(f"no command {' '.join(args.positional)!r}", hint="pilotctl help lists them all")
+    return Output(catalogue.help_document(command), catalogue.help_text(command))
+
+
+def completion(context, args):
+    from pilotnet.cli import completion as scripts
+
+    shell = args.positional[0]
+    if shell not in scripts.SHELLS:
+        raise invalid(f'no completion for "{shell}": expected {" or ".join(scripts.SHELLS)}')
+    script = scripts.SHELLS[shell]()
+    return Output({"shell": shell, "script": script}, script.rstrip("\n"))

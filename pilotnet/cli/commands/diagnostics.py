@@ -7,7 +7,7 @@ from twisted.internet.task import deferLater
 
 from pilotnet.cli.args import invalid
 from pilotnet.cli.context import DIAGNOSED
-from pilotnet.cli.output import Output, format_bytes, go_duration
+from pilotnet.cli.output import Output, Progress, format_bytes, go_duration
 from pilotnet.errors import CONNECTION_FAILED, NOT_RUNNING, PilotError
 from pilotnet.wire.address import PORT_ECHO
 
@@ -18,7 +18,6 @@ BENCH_WRITES_IN_FLIGHT = 2
 # The bench pattern repeats with a prime period, so a chunk delivered twice,
 # dropped or out of order never lines up with the expected bytes by accident.
 BENCH_PATTERN = Random(7).randbytes(65521)
-PROGRESS_WIDTH = 30
 MEGABYTE = 1024 * 1024
 
 
@@ -63,15 +62,32 @@ async def ping(context, args):
             continue
         rtt = now() - started
         results.append({"seq": seq, "rtt_ms": round(rtt * 1000, 3), "bytes": len(reply)})
-        context.say(f"seq={seq} bytes={len(reply)} time={go_duration(rtt)}")
+        context.say(f"{len(reply)} bytes from {address}: seq={seq} time={rtt * 1000:.2f} ms")
         if seq + 1 < count:
             await deferLater(context.clock, min(PING_INTERVAL, max(0.0, deadline - now())), lambda: None)
+    data = {"target": str(address), "results": results, "timeout": timed_out}
+    summary = ping_summary(address, count, results, timed_out, timeout)
     if not any("rtt_ms" in result for result in results):
-        raise PilotError(
-            f"no reply from {address}: all {len(results)} probes failed", code=CONNECTION_FAILED,
-            hint=f"check the path and trust: pilotctl peers --search {address.node}",
-        )
-    return Output({"target": str(address), "results": results, "timeout": timed_out}, "")
+        sent = len(results)
+        what = (f"all {count} probes failed" if sent == count else
+                f"{sent} of {count} probes sent within {go_duration(timeout)}, none answered")
+        raise PilotError(f"no reply from {address}: {what}", code=CONNECTION_FAILED,
+                         hint=f"check the path and trust: pilotctl peers --search {address.node}")
+    return Output(data, summary)
+
+
+def ping_summary(address, count, results, timed_out, timeout):
+    """ping(8)'s closing lines: probes sent, received and lost, then min/avg/max round trip."""
+    times = [result["rtt_ms"] for result in results if "rtt_ms" in result]
+    sent = len(results)
+    loss = 100 * (count - len(times)) // count
+    lines = ["", f"--- {address} ping statistics ---",
+             f"{sent} probes sent, {len(times)} received, {loss}% probe loss"]
+    if sent < count:
+        lines[-1] += f", {count - sent} not sent within {go_duration(timeout)}" if timed_out else ""
+    if times:
+        lines.append(f"rtt min/avg/max = {min(times):.2f}/{sum(times) / len(times):.2f}/{max(times):.2f} ms")
+    return "\n".join(lines)
 
 
 async def traceroute(context, args):
@@ -124,28 +140,6 @@ def _size_bytes(text):
     return max(1, int(size_mb * MEGABYTE))
 
 
-class _Progress:
-    """A one-line progress bar on stderr for people; silent in ``--json`` mode."""
-
-    def __init__(self, context, total):
-        self.context = context
-        self.total = total
-        self.shown = -1
-
-    def update(self, done):
-        percent = done * 100 // self.total
-        if percent == self.shown:
-            return
-        self.shown = percent
-        filled = PROGRESS_WIDTH * done // self.total
-        bar = "#" * filled + " " * (PROGRESS_WIDTH - filled)
-        self.context.note(f"\r  [{bar}] {percent:3d}% {format_bytes(done)}", end="")
-
-    def finish(self):
-        if self.shown >= 0:
-            self.context.note("")
-
-
 async def _receive_echo(stream, total, progress):
     received = 0
     while received < total:
@@ -190,7 +184,7 @@ async def bench(context, args):
     address = await context.resolve(args.positional[0])
     context.say(f"BENCH {address} — sending {total / MEGABYTE:.1f} MB via echo port")
     stream = await context.dial(address, PORT_ECHO)
-    progress = _Progress(context, total)
+    progress = Progress(context, total)
     try:
         running = Deferred.fromCoroutine(_bench_run(context, stream, total, progress))
         sent, elapsed, received = await context.within(

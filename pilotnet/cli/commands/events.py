@@ -29,8 +29,10 @@ async def publish(context, args):
     payload = args.text("data").encode("utf-8")
     if target is None:
         daemon = await context.daemon()
-        await daemon.open_event_stream().publish(topic, payload)
+        reached = await daemon.open_event_stream().publish(topic, payload)
         where = (await daemon.info())["address"]
+        data = {"target": where, "topic": topic, "bytes": len(payload), "subscribers": reached}
+        return Output(data, _reached_text(len(payload), topic, where, reached))
     else:
         address = await context.resolve(target)
         where = str(address)
@@ -41,7 +43,19 @@ async def publish(context, args):
         finally:
             await stream.close()
     return Output({"target": where, "topic": topic, "bytes": len(payload)},
-                  f"published {len(payload)} bytes to {topic!r} on {where}")
+                  f"published {len(payload)} bytes to {topic!r} on {where} "
+                  "(a node's port 1002 does not say how many subscribers it reached)")
+
+
+def _reached_text(size, topic, where, reached):
+    if reached:
+        return f"published {size} bytes to {topic!r} on {where}: reached {reached} subscriber{'s' * (reached != 1)}"
+    return "\n".join([
+        f"published {size} bytes to {topic!r} on {where}: no subscriber received it",
+        "  no client of this daemon and no trusted node subscribes to a matching topic right now",
+        "  (events are not stored: a subscriber sees only what is published after it subscribed)",
+        f"  try: pilotctl subscribe {topic!r} on the receiving node (trusted: pilotctl trust), then publish again",
+    ])
 
 
 class _RemoteEvents:

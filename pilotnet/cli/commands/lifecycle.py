@@ -9,15 +9,13 @@ the control socket until ``Info`` answers.  ``--foreground`` replaces the
 
 import os
 import signal
-import subprocess
 import sys
-
-from twisted.internet.defer import Deferred
-from twisted.internet.task import deferLater
+import time
 
 from pilotnet.cli.home import DEFAULT_BEACON, DEFAULT_REGISTRY
 from pilotnet.cli.output import Exit, Output, format_uptime
-from pilotnet.driver import client
+from pilotnet.control import schema
+from pilotnet.control.client import ControlClient
 from pilotnet.errors import ALREADY_EXISTS, NOT_RUNNING, TIMEOUT, PilotError
 
 POLL_INTERVAL = 0.2
@@ -94,26 +92,23 @@ def _remove(path):
         pass
 
 
-async def _probe(context, socket_path):
-    """The daemon's Info if it answers on ``socket_path`` within a few seconds, else ``None``."""
-    async def ask():
-        daemon = await client.connect(context.reactor, socket_path, timeout=PROBE_TIMEOUT)
-        try:
-            return await daemon.info()
-        finally:
-            daemon.close()
+def _probe(socket_path):
+    """The daemon's Info if it answers on ``socket_path`` within a few seconds, else ``None``.
 
+    A local connect and one answer (the blocking client), so no ``daemon``
+    command needs Twisted.
+    """
     try:
-        return await context.within(Deferred.fromCoroutine(ask()), PROBE_TIMEOUT, "probe")
+        with ControlClient(socket_path, timeout=PROBE_TIMEOUT) as daemon:
+            return daemon.call(schema.INFO)["info"]
     except PilotError:
         return None
 
 
-def _sleep(context, seconds):
-    return deferLater(context.clock, seconds, lambda: None)
 
 
-async def start(context, args):
+
+def start(context, args):
     home = context.home
     home.ensure()
     options = _daemon_options(context, args)
@@ -122,7 +117,7 @@ async def start(context, args):
     if pid is not None and _alive(pid):
         raise PilotError(f"daemon is already running (pid {pid})", code=ALREADY_EXISTS,
                          hint="stop it first with: pilotctl daemon stop")
-    if await _probe(context, socket_path) is not None:
+    if _probe(socket_path) is not None:
         raise PilotError(f"a daemon is already answering on {socket_path}", code=ALREADY_EXISTS,
                          hint="stop it first with: pilotctl daemon stop")
     _remove(home.pid_path)
@@ -130,6 +125,8 @@ async def start(context, args):
     if args.boolean("foreground"):
         home.pid_path.write_text(f"{os.getpid()}\n")
         os.execv(command[0], command)
+    import subprocess
+
     log_path = home.log_path
     log = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     try:
@@ -141,7 +138,7 @@ async def start(context, args):
         os.close(log)
     home.pid_path.write_text(f"{process.pid}\n")
     context.note(f"starting daemon (pid {process.pid})...", end="")
-    info = await _wait_ready(context, process, socket_path, log_path)
+    info = _wait_ready(context, process, socket_path, log_path)
     context.note("")
     data = {
         "pid": process.pid, "node_id": info.get("node_id"), "address": info.get("address"),
@@ -154,8 +151,8 @@ async def start(context, args):
     return Output(data, "\n".join(lines))
 
 
-async def _wait_ready(context, process, socket_path, log_path):
-    now = context.reactor.seconds
+def _wait_ready(context, process, socket_path, log_path):
+    now = time.monotonic
     started = now()
     polls = 0
     while now() - started < START_TIMEOUT:
@@ -165,13 +162,13 @@ async def _wait_ready(context, process, socket_path, log_path):
             context.note("")
             raise PilotError(f"daemon exited with code {code} before it was ready", code=NOT_RUNNING,
                              hint=f"check logs: tail -n 50 {log_path}")
-        info = await _probe(context, socket_path)
+        info = _probe(socket_path)
         if info is not None:
             return info
         polls += 1
         if polls % round(1 / POLL_INTERVAL) == 0:
             context.note(".", end="")
-        await _sleep(context, POLL_INTERVAL)
+        context.sleep(POLL_INTERVAL)
     context.note("")
     raise PilotError(
         f"daemon started (pid {process.pid}) but did not become ready within {START_TIMEOUT:g}s",
@@ -179,22 +176,22 @@ async def _wait_ready(context, process, socket_path, log_path):
     )
 
 
-async def stop(context, args):
+def stop(context, args):
     home = context.home
     pid = _read_pid(home)
     if pid is None or not _alive(pid):
         stale = pid is not None
         _remove(home.pid_path)
         socket_path = home.socket_path()
-        if await _probe(context, socket_path) is not None:
+        if _probe(socket_path) is not None:
             raise PilotError(f"a daemon answers on {socket_path} but there is no pid file for it",
                              code=NOT_RUNNING, hint=f"find and kill the process manually: lsof -U | grep {socket_path}")
         raise PilotError("daemon is not running" + (" (cleaned up stale state)" if stale else ""), code=NOT_RUNNING)
     os.kill(pid, signal.SIGTERM)
-    now = context.reactor.seconds
+    now = time.monotonic
     deadline = now() + STOP_TIMEOUT
     while _alive(pid) and now() < deadline:
-        await _sleep(context, POLL_INTERVAL)
+        context.sleep(POLL_INTERVAL)
     forced = _alive(pid)
     if forced:
         os.kill(pid, signal.SIGKILL)
@@ -204,12 +201,12 @@ async def stop(context, args):
     return Output({"pid": pid}, f"daemon stopped (pid {pid})")
 
 
-async def status(context, args):
+def status(context, args):
     home = context.home
     socket_path = home.socket_path()
     pid = _read_pid(home)
     running = pid is not None and _alive(pid)
-    info = await _probe(context, socket_path)
+    info = _probe(socket_path)
     if args.boolean("check"):
         raise Exit(0 if info is not None else 1)
     data = {

@@ -11,8 +11,8 @@ import json
 from pathlib import Path
 
 from pilotnet.cli.args import invalid
-from pilotnet.cli.output import Output, format_bytes, table
-from pilotnet.driver.commands import MAX_CHUNK
+from pilotnet.cli.output import Output, Progress, format_bytes, table
+from pilotnet.control.schema import MAX_CHUNK
 from pilotnet.errors import NOT_FOUND, PilotError
 from pilotnet.services.dataexchange import rfc3339
 from pilotnet.wire import dataexchange as wire
@@ -20,7 +20,6 @@ from pilotnet.wire.address import PORT_DATA_EXCHANGE
 
 TIMEOUT = 30.0
 MESSAGE_TYPES = {"text": wire.TYPE_TEXT, "json": wire.TYPE_JSON, "binary": wire.TYPE_BINARY}
-PROGRESS_WIDTH = 30
 
 
 async def _read_ack(context, stream):
@@ -59,14 +58,11 @@ async def send_message(context, args):
                   f"sent {len(payload)} bytes to {address} ({ack or 'no acknowledgement'})")
 
 
-def _progress(context, sent, total):
-    done = PROGRESS_WIDTH if total == 0 else PROGRESS_WIDTH * sent // total
-    percent = 100 if total == 0 else 100 * sent // total
-    context.note(f"\r[{'#' * done}{'.' * (PROGRESS_WIDTH - done)}] {percent:3d}% {format_bytes(sent)}", end="")
-
-
 async def send_file(context, args):
     path = Path(args.positional[1])
+    if path.is_dir():
+        raise invalid(f"{path} is a directory: send-file sends one file",
+                      hint=f"send its files one by one, or pack it first: tar czf {path.name}.tgz {path}")
     if not path.is_file():
         raise PilotError(f"file not found: {path}", code=NOT_FOUND)
     size = path.stat().st_size
@@ -75,6 +71,7 @@ async def send_file(context, args):
     name = wire.check_file_name(path.name)
     address = await context.resolve(args.positional[0])
     stream = await context.dial(address, PORT_DATA_EXCHANGE, TIMEOUT)
+    progress = Progress(context, size)
     try:
         await stream.write(wire.encode_frame_header(wire.TYPE_FILE, size, name))
         sent = 0
@@ -82,11 +79,12 @@ async def send_file(context, args):
             while chunk := handle.read(MAX_CHUNK):
                 await stream.write(chunk)
                 sent += len(chunk)
-                _progress(context, sent, size)
-        _progress(context, sent, size)
-        context.note("")
+                progress.update(sent)
+        progress.update(sent)  # an empty file has no chunk: its bar still shows 100% once
+        progress.finish()
         ack = await _read_ack(context, stream)
     finally:
+        progress.finish()
         await stream.close()
     return Output({"filename": name, "bytes": sent, "destination": str(address), "ack": ack},
                   f"sent {name} ({format_bytes(sent)}) to {address} ({ack or 'no acknowledgement'})")

@@ -1,11 +1,17 @@
-"""``connect``, ``send``, ``recv``, ``listen``: one-shot messages on streams, and datagrams."""
+"""``connect``, ``send``, ``recv``, ``listen``: one-shot messages on streams, and datagrams.
 
-from twisted.internet.defer import Deferred
+``connect`` and ``send`` are one exchange (dial, write, one reply, close), done
+over the blocking control client so they answer without importing Twisted;
+``recv`` and ``listen`` wait on ports through the Twisted SDK.
+"""
+
+import time
 
 from pilotnet.cli.args import invalid
 from pilotnet.cli.output import Output, go_duration, stream_or_collect
+from pilotnet.control import schema
 from pilotnet.driver.targets import parse_port
-from pilotnet.errors import TIMEOUT, PilotError
+from pilotnet.errors import CONNECTION_FAILED, TIMEOUT, PilotError
 
 DEFAULT_CONNECT_PORT = 1000
 MAX_RESPONSE = 64 * 1024
@@ -22,21 +28,17 @@ def _message_from_stdin(context):
     return "\n".join(line.rstrip("\n") for line in stdin)
 
 
-async def _exchange(context, target, port, message, timeout):
+def _exchange(context, target, port, message, timeout):
     """Dial, send ``message``, wait for one reply (or the peer closing), close."""
-    address = await context.resolve(target)
+    deadline = time.monotonic() + timeout
+    address = context.resolve_now(target)
     payload = message.encode("utf-8")
-    stream = await context.within(
-        Deferred.fromCoroutine(context.dial(address, port, timeout)), timeout,
-        f"cannot connect to {address} port {port} within {go_duration(timeout)}",
-    )
+    conn_id = context.dial_now(address, port, timeout)["conn_id"]
     try:
-        await stream.write(payload)
-        response = await context.within(
-            stream.read(MAX_RESPONSE), timeout, f"no response within {go_duration(timeout)}"
-        )
+        _write_all(context, conn_id, payload, deadline, timeout)
+        response = _first_reply(context, conn_id, deadline, timeout)
     finally:
-        await stream.close()
+        context.ask(schema.CLOSE, conn_id=conn_id)
     data = {"target": str(address), "port": port, "sent": len(payload), "response": _text(response)}
     if response:
         return Output(data, _text(response))
@@ -44,19 +46,65 @@ async def _exchange(context, target, port, message, timeout):
     return Output(data, "")
 
 
-async def connect(context, args):
+def _wait(context, conn_id, deadline, timeout):
+    """The next push about stream ``conn_id``, or a ``timeout`` error once ``deadline`` passes."""
+    while True:
+        push = context.control().next_push(max(0.0, deadline - time.monotonic()))
+        if push is None:
+            raise PilotError(f"no response within {go_duration(timeout)}", code=TIMEOUT,
+                             hint="retry with a longer --timeout")
+        spec, arguments = push
+        if arguments.get("conn_id") == conn_id:
+            return spec, arguments
+
+
+def _write_all(context, conn_id, payload, deadline, timeout):
+    """Write ``payload`` in chunks, within the daemon's write credit (waiting for ``Written`` past it)."""
+    credit = schema.WRITE_CREDIT
+    for start in range(0, len(payload), schema.MAX_CHUNK):
+        chunk = payload[start:start + schema.MAX_CHUNK]
+        while credit < len(chunk):
+            spec, arguments = _wait(context, conn_id, deadline, timeout)
+            if spec is schema.WRITTEN:
+                credit += arguments["size"]
+            elif spec is schema.STREAM_CLOSED:
+                raise _closed_error(arguments) or PilotError("the peer closed the stream before taking the message",
+                                                             code=CONNECTION_FAILED)
+        context.ask(schema.WRITE, conn_id=conn_id, data=chunk)
+        credit -= len(chunk)
+
+
+def _first_reply(context, conn_id, deadline, timeout):
+    """The first data the peer sends back (at most MAX_RESPONSE bytes), or ``b""`` if it closes first."""
+    while True:
+        spec, arguments = _wait(context, conn_id, deadline, timeout)
+        if spec is schema.RECEIVED:
+            return arguments["data"][:MAX_RESPONSE]
+        if spec is schema.STREAM_CLOSED:
+            error = _closed_error(arguments)
+            if error is not None:
+                raise error
+            return b""
+
+
+def _closed_error(arguments):
+    code = arguments["code"]
+    return PilotError(arguments["message"] or code, code=code) if code else None
+
+
+def connect(context, args):
     port = parse_port(args.positional[1]) if len(args.positional) > 1 else DEFAULT_CONNECT_PORT
     timeout = args.duration("timeout", 30.0)
     message = args.text("message") if args.has("message") else _message_from_stdin(context)
-    return await _exchange(context, args.positional[0], port, message, timeout)
+    return _exchange(context, args.positional[0], port, message, timeout)
 
 
-async def send(context, args):
+def send(context, args):
     port = parse_port(args.positional[1])
     timeout = args.duration("timeout", 30.0)
     if not args.has("data"):
         raise invalid("--data is required", hint="usage: pilotctl send <address|hostname> <port> --data TEXT")
-    return await _exchange(context, args.positional[0], port, args.text("data"), timeout)
+    return _exchange(context, args.positional[0], port, args.text("data"), timeout)
 
 
 class Deadline:
@@ -136,3 +184,9 @@ async def listen(context, args):
     if count == 0:
         return None
     return Output({"messages": messages, "timeout": timed_out}, "")
+
+
+def broadcast(context, args):
+    """The reference's ``broadcast``: refused the same way, since networks carry no broadcast service yet."""
+    raise PilotError("broadcast is not available yet: networks have no broadcast service", code="unavailable",
+                     hint="send to each member: pilotctl send-message <node> --data TEXT")

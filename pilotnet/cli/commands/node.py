@@ -1,14 +1,32 @@
-"""``info``, ``peers``, ``connections``, ``disconnect``: what the daemon knows right now."""
+"""``info``, ``health``, ``peers``, ``connections``, ``disconnect``: what the daemon knows right now."""
 
 from pilotnet.cli.args import parse_number
 from pilotnet.cli.output import Output, format_bytes, format_uptime, table
+from pilotnet.control import schema
 
 MAX_ROWS = 50
 
 
-async def info(context, args):
-    info = await (await context.daemon()).info()
+def info(context, args):
+    info = context.ask(schema.INFO)["info"]
     return Output(info, _info_text(info))
+
+
+def health(context, args):
+    """The reference's ``health``: is the daemon up, and its headline counters."""
+    info = context.ask(schema.INFO)["info"]
+    data = {
+        "status": "ok", "uptime_seconds": info.get("uptime_secs", 0), "connections": info.get("connections", 0),
+        "peers": info.get("peers", 0), "bytes_sent": info.get("bytes_sent", 0), "bytes_recv": info.get("bytes_recv", 0),
+    }
+    return Output(data, "\n".join([
+        "Daemon Health",
+        "  Status:      ok",
+        f"  Uptime:      {format_uptime(data['uptime_seconds'])}",
+        f"  Connections: {data['connections']}",
+        f"  Peers:       {data['peers']}",
+        f"  Traffic:     {format_bytes(data['bytes_sent'])} sent / {format_bytes(data['bytes_recv'])} recv",
+    ]))
 
 
 def _info_text(info):
@@ -57,8 +75,8 @@ def _indent(text):
     return "\n".join("  " + line for line in text.splitlines())
 
 
-async def peers(context, args):
-    peers = await (await context.daemon()).peers()
+def peers(context, args):
+    peers = context.ask(schema.PEERS)["peers"]
     search = (args.text("search") or "").lower()
     if search:
         peers = [
@@ -100,8 +118,8 @@ def _connection_rows(connection):
     return row, counters
 
 
-async def connections(context, args):
-    connections = await (await context.daemon()).connections()
+def connections(context, args):
+    connections = context.ask(schema.CONNECTIONS)["connections"]
     data = {"connections": connections, "total": len(connections)}
     if not connections:
         return Output(data, "no connections")
@@ -117,7 +135,7 @@ async def connections(context, args):
     return Output(data, "\n".join(text))
 
 
-async def disconnect(context, args):
+def disconnect(context, args):
     conn_id = parse_number(args.positional[0], "connection ID", 2**32 - 1)
-    await (await context.daemon()).close_connection(conn_id)
+    context.ask(schema.CLOSE, conn_id=conn_id)
     return {"conn_id": conn_id}

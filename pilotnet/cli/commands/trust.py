@@ -7,23 +7,34 @@ work (:mod:`pilotnet.daemon.trust_manager`).
 from datetime import datetime
 
 from pilotnet.cli.output import Output, table
-from pilotnet.errors import CONNECTION_FAILED, INVALID_ARGUMENT, NOT_RUNNING, PilotError
+from pilotnet.control import schema
+from pilotnet.errors import CONNECTION_FAILED, INVALID_ARGUMENT, NOT_FOUND, NOT_RUNNING, PilotError
 
 JUSTIFICATION_WIDTH = 40
 
 
-async def _node(context, target):
-    return (await context.resolve(target)).node
+def _node(context, target):
+    return context.resolve_now(target).node
 
 
 def _local_time(seconds):
     return datetime.fromtimestamp(seconds).strftime("%Y-%m-%d %H:%M:%S")
 
 
-async def handshake(context, args):
+def handshake(context, args):
     """By node ID or address, or by hostname: a private node's name goes to the registry's relay as a name."""
+    from pilotnet.driver.targets import parse_target
+
+    target = args.positional[0]
     justification = " ".join(args.positional[1:])
-    reply = await (await context.daemon()).handshake(args.positional[0], justification)
+    try:
+        node = _node(context, target)
+    except PilotError as error:
+        if error.code != NOT_FOUND or parse_target(target) is not None:
+            raise
+        reply = context.ask(schema.HANDSHAKE_BY_NAME, hostname=target, justification=justification)["result"]
+    else:
+        reply = context.ask(schema.HANDSHAKE, node_id=node, justification=justification)["result"]
     return Output(reply, handshake_text(reply))
 
 
@@ -52,22 +63,22 @@ def handshake_text(reply):
     ])
 
 
-async def approve(context, args):
-    node = await _node(context, args.positional[0])
-    reply = await (await context.daemon()).approve(node)
+def approve(context, args):
+    node = _node(context, args.positional[0])
+    reply = context.ask(schema.APPROVE, node_id=node)["result"]
     return Output(reply, f"trust established with node {node}\n  try: pilotctl ping {node}")
 
 
-async def reject(context, args):
-    node = await _node(context, args.positional[0])
-    reply = await (await context.daemon()).reject(node, " ".join(args.positional[1:]))
+def reject(context, args):
+    node = _node(context, args.positional[0])
+    reply = context.ask(schema.REJECT, node_id=node, reason=" ".join(args.positional[1:]))["result"]
     return Output(reply, f"handshake from node {node} rejected")
 
 
-async def untrust(context, args):
-    node = await _node(context, args.positional[0])
+def untrust(context, args):
+    node = _node(context, args.positional[0])
     try:
-        await (await context.daemon()).revoke(node)
+        context.ask(schema.REVOKE, node_id=node)
     except PilotError as error:
         if error.code in (NOT_RUNNING, INVALID_ARGUMENT):
             raise
@@ -98,11 +109,11 @@ def trusted_text(trusted):
     return table(["NODE ID", "MUTUAL", "NETWORK", "APPROVED AT"], rows)
 
 
-async def pending(context, args):
-    requests = await (await context.daemon()).pending()
+def pending(context, args):
+    requests = context.ask(schema.PENDING)["result"]["pending"]
     return Output({"pending": requests}, pending_text(requests))
 
 
-async def trust(context, args):
-    peers = await (await context.daemon()).trusted()
+def trust(context, args):
+    peers = context.ask(schema.TRUSTED)["result"]["trusted"]
     return Output({"trusted": peers}, trusted_text(peers))

@@ -1,0 +1,368 @@
+"""Every control-socket command as plain data: its name, its arguments, its answer, their encodings.
+
+The control socket speaks AMP (``twisted.protocols.amp``): a box is a list of
+key/value byte strings, each value at most :data:`MAX_VALUE` bytes.  The
+value types below say how a Python value becomes those bytes and back, in
+the encodings AMP's own ``Integer``, ``Float``, ``Boolean``, ``String``,
+``Unicode`` and ``ListOf(Unicode())`` use, so the wire is what it always was.
+:class:`LongBytes` and :class:`JSON` may exceed one value: they continue
+under keys ``<name>.1``, ``<name>.2``... of the same box (the first part keeps
+the plain name, so a short value is sent exactly as one AMP value).  That is
+what lets ``Info`` and ``Connections`` answer with thousands of connections.
+
+:mod:`pilotnet.control.commands` turns each :class:`CommandSpec` into an AMP
+``Command`` class for the daemon and the Twisted SDK, and
+:mod:`pilotnet.control.client` uses the same specs to encode and decode boxes
+without Twisted.
+
+Clients (``pilotctl``, the SDK) call the commands; the daemon calls the
+*push* commands on the client: accepted connections, received stream data,
+closed streams, datagrams and events.
+
+Bulk data travels in chunks of at most :data:`MAX_CHUNK` bytes.  Stream data
+flows without answers, under credit in both directions, because an answer
+per chunk doubled the messages a round trip on a stream costs: a client may
+have :data:`WRITE_CREDIT` bytes of ``Write`` that the daemon has not yet
+returned with a ``Written`` push (the daemon returns them,
+:data:`CREDIT_BATCH` at a time, while the stream's send buffer is below its
+high-water mark), and the daemon keeps the stream's receive window consumed
+for ``Received`` data until the client returns it with ``Consumed``.
+Holding credit back is how each side applies backpressure to the other.
+
+Errors travel as :class:`CommandFailed`, whose AMP description is the JSON of
+``{"code", "message", "hint"}``, so clients get the daemon's stable error
+code back, not just text.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import struct
+
+from pilotnet.errors import INTERNAL, INVALID_ARGUMENT, NOT_RUNNING, PilotError
+
+#: AMP's limit on one value (and on a key: :data:`MAX_KEY`).
+MAX_VALUE = 0xFFFF
+MAX_KEY = 0xFF
+#: Leave room for the AMP key and framing inside the 65,535-byte value limit.
+MAX_CHUNK = 60 * 1024
+#: Bytes of Write a client may send before the daemon credits them back.
+WRITE_CREDIT = 2 * 1024 * 1024
+#: Credit (Written, Consumed) is returned in batches of at least this many bytes.
+CREDIT_BATCH = 128 * 1024
+#: The largest request box the daemon accepts: a 16 MiB event (the event framing's limit) plus its framing.
+MAX_BOX = 17 * 1024 * 1024
+#: The largest box the blocking client accepts: ``Connections`` of the most streams a daemon allows
+#: (65,536 by default, about 500 bytes of JSON each) fits with room to spare.
+MAX_ANSWER = 256 * 1024 * 1024
+#: The AMP error code of :class:`CommandFailed`.
+COMMAND_FAILED = b"PILOT_COMMAND_FAILED"
+
+_LIST_ITEM = struct.Struct("!H")
+
+
+class Value:
+    """How one argument travels: :meth:`encode` to bytes and :meth:`decode` back.
+
+    :meth:`put` and :meth:`take` move it in and out of a box (a dict of bytes
+    keys to bytes values); an ``optional`` value may be absent (``None``).
+    """
+
+    def __init__(self, optional: bool = False) -> None:
+        self.optional = optional
+
+    def encode(self, value: object) -> bytes:
+        raise NotImplementedError
+
+    def decode(self, data: bytes) -> object:
+        raise NotImplementedError
+
+    def put(self, key: bytes, value: object, box: dict) -> None:
+        if value is None and self.optional:
+            return
+        box[key] = self.encode(value)
+
+    def take(self, key: bytes, box: dict) -> object:
+        if key not in box and self.optional:
+            return None
+        return self.decode(box[key])
+
+
+class Integer(Value):
+    def encode(self, value: int) -> bytes:
+        return b"%d" % (value,)
+
+    def decode(self, data: bytes) -> int:
+        return int(data)
+
+
+class Float(Value):
+    """As AMP's ``Float``: ``str()`` of the float, so ``nan`` and ``inf`` travel (and are refused by the daemon)."""
+
+    def encode(self, value: float) -> bytes:
+        return str(float(value)).encode("ascii")
+
+    def decode(self, data: bytes) -> float:
+        return float(data)
+
+
+class Boolean(Value):
+    def encode(self, value: bool) -> bytes:
+        return b"True" if value else b"False"
+
+    def decode(self, data: bytes) -> bool:
+        if data == b"True":
+            return True
+        if data == b"False":
+            return False
+        raise ValueError(f"not a boolean: {data[:16]!r}")
+
+
+class Bytes(Value):
+    """Bytes in one AMP value (at most :data:`MAX_VALUE`)."""
+
+    def encode(self, value: bytes) -> bytes:
+        return bytes(value)
+
+    def decode(self, data: bytes) -> bytes:
+        return data
+
+
+class Text(Value):
+    def encode(self, value: str) -> bytes:
+        return value.encode("utf-8")
+
+    def decode(self, data: bytes) -> str:
+        return data.decode("utf-8")
+
+
+class TextList(Value):
+    """A list of strings, each behind a 2-byte big-endian length (AMP's ``ListOf(Unicode())``)."""
+
+    def encode(self, value: list) -> bytes:
+        parts = []
+        for item in value:
+            encoded = item.encode("utf-8")
+            parts += [_LIST_ITEM.pack(len(encoded)), encoded]
+        return b"".join(parts)
+
+    def decode(self, data: bytes) -> list:
+        items, offset = [], 0
+        while offset < len(data):
+            if offset + 2 > len(data):
+                raise ValueError("truncated list")
+            (size,) = _LIST_ITEM.unpack_from(data, offset)
+            offset += 2
+            if offset + size > len(data):
+                raise ValueError("truncated list item")
+            items.append(data[offset:offset + size].decode("utf-8"))
+            offset += size
+        return items
+
+
+class LongBytes(Bytes):
+    """Bytes of any length: parts of :data:`MAX_VALUE` bytes under ``<name>``, ``<name>.1``, ``<name>.2``..."""
+
+    def put(self, key: bytes, value: object, box: dict) -> None:
+        if value is None and self.optional:
+            return
+        data = self.encode(value)
+        box[key] = data[:MAX_VALUE]
+        for part, start in enumerate(range(MAX_VALUE, len(data), MAX_VALUE), 1):
+            box[b"%s.%d" % (key, part)] = data[start:start + MAX_VALUE]
+
+    def take(self, key: bytes, box: dict) -> object:
+        if key not in box and self.optional:
+            return None
+        parts = [box[key]]
+        while (continued := b"%s.%d" % (key, len(parts))) in box:
+            parts.append(box[continued])
+        return self.decode(parts[0] if len(parts) == 1 else b"".join(parts))
+
+
+class JSON(LongBytes):
+    """A JSON document of any length (split like :class:`LongBytes`)."""
+
+    def encode(self, value: object) -> bytes:
+        return json.dumps(value, separators=(",", ":")).encode("utf-8")
+
+    def decode(self, data: bytes) -> object:
+        return json.loads(data.decode("utf-8"))
+
+
+class CommandFailed(PilotError):
+    """A command the daemon refused, with the stable error code it gave.
+
+    AMP carries a known error across as its code plus ``str(error)`` and
+    rebuilds it on the other side from that one string.  So ``str()`` of a
+    CommandFailed is the JSON of its fields, and the constructor accepts that
+    JSON back: code and hint survive the trip.
+    """
+
+    def __init__(self, message: str, *, code: str = INTERNAL, hint: str | None = None) -> None:
+        carried = _parse_description(message)
+        if carried is not None:
+            message, code, hint = carried
+        super().__init__(message, code=code, hint=hint)
+
+    @classmethod
+    def from_error(cls, error: PilotError) -> CommandFailed:
+        return cls(error.message, code=error.code, hint=error.hint)
+
+    def __str__(self) -> str:
+        return json.dumps({"code": self.code, "message": self.message, "hint": self.hint})
+
+
+def _parse_description(text: object) -> tuple | None:
+    if not (isinstance(text, str) and text.startswith("{")):
+        return None
+    try:
+        fields = json.loads(text)
+        return str(fields["message"]), str(fields["code"]), fields.get("hint")
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def not_running_error() -> PilotError:
+    """The error for a daemon that cannot be reached (the reference's wording)."""
+    return PilotError("daemon is not running", code=NOT_RUNNING, hint="start the daemon with: pilotctl daemon start")
+
+
+def check_timeout(seconds: float | None) -> float | None:
+    """``seconds`` if it is a usable timeout (finite, above 0) or ``None``; ``invalid_argument`` otherwise."""
+    if seconds is None:
+        return None
+    if not isinstance(seconds, (int, float)) or isinstance(seconds, bool) or not math.isfinite(seconds) \
+            or seconds <= 0:
+        raise PilotError(f"invalid timeout {seconds!r}: expected a finite number of seconds above 0",
+                         code=INVALID_ARGUMENT)
+    return float(seconds)
+
+
+class CommandSpec:
+    """One command: its AMP name, argument and answer values, and whether it is answered at all.
+
+    (A plain class rather than a dataclass: ``dataclasses`` imports
+    ``inspect``, which alone costs ``pilotctl`` more than a whole command.)
+    """
+
+    __slots__ = ("name", "arguments", "response", "answered", "doc")
+
+    def __init__(self, name: str, arguments: tuple, response: tuple = (), answered: bool = True,
+                 doc: str = "") -> None:
+        self.name = name
+        self.arguments = arguments
+        self.response = response
+        self.answered = answered
+        self.doc = doc
+
+    def __repr__(self) -> str:
+        return f"<CommandSpec {self.name}>"
+
+    def encode_arguments(self, values: dict, box: dict) -> None:
+        for key, value in self.arguments:
+            value.put(key.encode("ascii"), values.get(key), box)
+
+    def decode_arguments(self, box: dict) -> dict:
+        return {key: value.take(key.encode("ascii"), box) for key, value in self.arguments}
+
+    def decode_response(self, box: dict) -> dict:
+        return {key: value.take(key.encode("ascii"), box) for key, value in self.response}
+
+
+def _spec(name: str, arguments=(), response=(), answered: bool = True, doc: str = "") -> CommandSpec:
+    return CommandSpec(name, tuple(arguments), tuple(response), answered, doc)
+
+
+# -- the node ---------------------------------------------------------------------
+
+INFO = _spec("Info", response=[("info", JSON())], doc="Node identity, counters, peers and connections (``pilotctl info``).")
+PEERS = _spec("Peers", response=[("peers", JSON())],
+              doc="The peers the tunnel knows, with their path (direct or relay) and crypto state.")
+CONNECTIONS = _spec("Connections", response=[("connections", JSON())],
+                    doc="Every stream connection with the engine's counters.")
+
+# -- registry operations the daemon performs on the node's behalf -------------------
+
+RESOLVE_HOSTNAME = _spec("ResolveHostname", [("hostname", Text())], [("result", JSON())])
+LOOKUP = _spec("Lookup", [("node_id", Integer())], [("result", JSON())])
+SET_HOSTNAME = _spec("SetHostname", [("hostname", Text())], [("result", JSON())],
+                     doc='Set (or with ``""`` clear) the hostname; the daemon keeps it across re-registration.')
+SET_VISIBILITY = _spec("SetVisibility", [("public", Boolean())], [("result", JSON())])
+SET_TAGS = _spec("SetTags", [("tags", TextList())], [("result", JSON())])
+SET_TASK_EXEC = _spec("SetTaskExec", [("enabled", Boolean())], [("result", JSON())])
+DEREGISTER = _spec("Deregister", response=[("result", JSON())])
+
+# -- trust (reference IPC 0x0F sub-commands) ---------------------------------------
+
+HANDSHAKE = _spec("Handshake", [("node_id", Integer()), ("justification", Text())], [("result", JSON())],
+                  doc='Ask ``node_id`` for mutual trust; ``{"status": "sent", "node_id"}``.')
+HANDSHAKE_BY_NAME = _spec(
+    "HandshakeByName", [("hostname", Text()), ("justification", Text())], [("result", JSON())],
+    doc="Ask the node holding ``hostname`` (a private node's name, which does not resolve) for trust, "
+        'relayed by the registry; ``{"status": "sent", "hostname", "path": "relay"}``.')
+APPROVE = _spec("Approve", [("node_id", Integer())], [("result", JSON())])
+REJECT = _spec("Reject", [("node_id", Integer()), ("reason", Text())], [("result", JSON())])
+REVOKE = _spec("Revoke", [("node_id", Integer())], [("result", JSON())],
+               doc="End trust in ``node_id`` at once (streams reset, tunnel dropped, peer told).")
+PENDING = _spec("Pending", response=[("result", JSON())],
+                doc='``{"pending": [{node_id, public_key, justification, received_at}]}``.')
+TRUSTED = _spec("Trusted", response=[("result", JSON())],
+                doc='``{"trusted": [{node_id, public_key, approved_at, mutual, network}]}``.')
+
+# -- ports, streams and datagrams -------------------------------------------------
+
+BIND = _spec("Bind", [("port", Integer())], [("port", Integer())],
+             doc="Listen on a virtual port: its streams are accepted and its datagrams delivered to this client.")
+UNBIND = _spec("Unbind", [("port", Integer())])
+DIAL = _spec(
+    "Dial", [("address", Text()), ("port", Integer()), ("timeout", Float(optional=True))],
+    [("conn_id", Integer()), ("local_port", Integer()), ("remote_address", Text()), ("remote_port", Integer())],
+    doc="Open a stream to ``address`` (``N:XXXX.XXXX.XXXX``) and ``port``; ``timeout`` seconds, finite and positive.",
+)
+WRITE = _spec("Write", [("conn_id", Integer()), ("data", Bytes())], answered=False,
+              doc="Queue ``data`` (at most MAX_CHUNK bytes) on a stream; unanswered (see ``Written``).")
+CONSUMED = _spec("Consumed", [("conn_id", Integer()), ("size", Integer())], answered=False,
+                 doc="The client took ``size`` more bytes of ``Received`` data: the daemon reopens that much window.")
+CLOSE = _spec("Close", [("conn_id", Integer())], doc="Close a stream gracefully (FIN after the queued data).")
+SEND_DATAGRAM = _spec("SendDatagram", [("address", Text()), ("port", Integer()), ("data", Bytes())])
+
+# -- pushes: the daemon calls these on the client -----------------------------------
+
+ACCEPTED = _spec("Accepted", [("port", Integer()), ("conn_id", Integer()), ("remote_address", Text()),
+                              ("remote_port", Integer())])
+RECEIVED = _spec("Received", [("conn_id", Integer()), ("data", Bytes())], answered=False,
+                 doc="Stream data for the client; unanswered (the client returns credit with ``Consumed``).")
+WRITTEN = _spec("Written", [("conn_id", Integer()), ("size", Integer())], answered=False,
+                doc="The daemon took ``size`` more bytes of the client's writes: that much write credit is back.")
+STREAM_CLOSED = _spec("StreamClosed", [("conn_id", Integer()), ("code", Text()), ("message", Text())],
+                      doc="The stream ended: ``code`` is empty for a clean close by the peer, else the error code.")
+DATAGRAM_RECEIVED = _spec("DatagramReceived", [("src_address", Text()), ("src_port", Integer()),
+                                               ("dst_port", Integer()), ("data", Bytes())])
+
+# -- local publish/subscribe through this daemon's event broker ----------------------
+
+SUBSCRIBE = _spec("Subscribe", [("pattern", Text())], [("subscription", Integer())],
+                  doc="Subscribe this client to ``pattern``; matching events arrive as EventsReceived pushes.")
+UNSUBSCRIBE = _spec("Unsubscribe", [("subscription", Integer())])
+PUBLISH = _spec("Publish", [("topic", Text()), ("payload", Bytes())], [("delivered", Integer())],
+                doc="Publish one event; ``delivered`` is how many subscribers (local and trusted peers') it reached.")
+EVENT_RECEIVED = _spec("EventReceived", [("subscription", Integer()), ("topic", Text()), ("payload", Bytes())],
+                       doc="Push: one event (from daemons before EventsReceived).")
+EVENT_STATS = _spec("EventStats", response=[("stats", JSON())],
+                    doc="The broker's counters: ``{published, subscribers: [{pattern, subscriber, delivered, ...}]}``.")
+PUBLISH_BATCH = _spec(
+    "PublishBatch", [("events", LongBytes())], [("results", JSON())],
+    doc="Publish several events (their port-1002 framing back to back) in order; one result per event: "
+        "the number of subscribers it reached, or the ``{code, message, hint}`` that refused it.",
+)
+EVENTS_RECEIVED = _spec("EventsReceived", [("subscription", Integer()), ("events", LongBytes())],
+                        doc="Push: events for one subscription, framed as in PublishBatch; answered when taken.")
+
+COMMANDS = (
+    INFO, PEERS, CONNECTIONS, RESOLVE_HOSTNAME, LOOKUP, SET_HOSTNAME, SET_VISIBILITY, SET_TAGS, SET_TASK_EXEC,
+    DEREGISTER, HANDSHAKE, HANDSHAKE_BY_NAME, APPROVE, REJECT, REVOKE, PENDING, TRUSTED, BIND, UNBIND, DIAL, WRITE, CONSUMED, CLOSE,
+    SEND_DATAGRAM, ACCEPTED, RECEIVED, WRITTEN, STREAM_CLOSED, DATAGRAM_RECEIVED, SUBSCRIBE, UNSUBSCRIBE, PUBLISH,
+    EVENT_RECEIVED, EVENT_STATS, PUBLISH_BATCH, EVENTS_RECEIVED,
+)

@@ -1,0 +1,122 @@
+"""Every command explains itself: ``--help``/``-h``, ``help``, ``version``, shell completion from the catalogue."""
+
+import shlex
+import shutil
+import subprocess
+import tempfile
+
+from twisted.trial.unittest import TestCase
+
+import pilotnet
+from pilotnet.cli import catalogue, completion
+from pilotnet.cli.args import Args
+from tests.cli.support import PilotctlMixin, run_async
+
+
+def example_argv(command):
+    """The example's arguments after ``pilotctl`` (up to a shell operator or comment)."""
+    words = []
+    for word in shlex.split(command.example, comments=True)[1:]:
+        if word in ("&&", "||", ";", "|", ">"):
+            break
+        words.append(word)
+    return words
+
+
+class HelpTests(PilotctlMixin, TestCase):
+    def setUp(self):
+        self.home = tempfile.mkdtemp(prefix="pilot-test-")
+        self.addCleanup(shutil.rmtree, self.home, True)
+
+    @run_async
+    async def test_every_command_has_help_with_usage_flags_and_an_example(self):
+        for command in catalogue.COMMANDS:
+            words = command.name.split()
+            for spelling in ("--help", "-h"):
+                result = await self.pilotctl(*words, spelling)
+                self.assertEqual((result.code, result.stderr), (0, ""), (command.name, result))
+                self.assertTrue(result.stdout.startswith(f"usage: {command.usage}\n"), command.name)
+                self.assertIn(f"example:\n  {command.example}\n", result.stdout)
+                for spec in command.flag_specs:
+                    self.assertIn(f"  {spec}", result.stdout, command.name)
+            as_json = await self.pilotctl(*words, "--help", "--json")
+            self.assertEqual(as_json.data["usage"], command.usage)
+            self.assertEqual(set(as_json.data["flags"]), set(command.flag_specs))
+
+    def test_every_example_is_a_valid_command_line(self):
+        for command in catalogue.COMMANDS:
+            found, rest = catalogue.find(example_argv(command))
+            self.assertIs(found, command, command.example)
+            args = Args([word for word in rest if word != "--json"])
+            found.check(args)
+
+    @run_async
+    async def test_help_for_pilotctl_itself(self):
+        for argv in (["-h"], ["--help"], ["help"]):
+            result = await self.pilotctl(*argv)
+            self.assertEqual(result.code, 0, argv)
+            self.assertTrue(result.stdout.startswith("usage: pilotctl "), argv)
+            self.assertIn("pilotctl <command> --help", result.stdout)
+        ping = await self.pilotctl("help", "ping")
+        self.assertTrue(ping.stdout.startswith("usage: pilotctl ping "))
+        group = await self.pilotctl("help", "task", "submit")
+        self.assertTrue(group.stdout.startswith("usage: pilotctl task submit "))
+        unknown = await self.pilotctl("help", "frobnicate", "--json")
+        self.assertEqual((unknown.code, unknown.error["code"]), (1, "invalid_argument"))
+
+    @run_async
+    async def test_version(self):
+        result = await self.pilotctl("version", "--json")
+        self.assertEqual(result.data, {"version": pilotnet.__version__})
+        self.assertEqual((await self.pilotctl("version")).stdout, f"pilotctl {pilotnet.__version__} (pilotnet)\n")
+
+    @run_async
+    async def test_send_file_refuses_a_directory_by_name(self):
+        result = await self.pilotctl("send-file", "5", self.home, "--json")
+        self.assertEqual((result.code, result.error["code"]), (1, "invalid_argument"))
+        self.assertIn("is a directory", result.error["message"])
+
+    @run_async
+    async def test_broadcast_is_unavailable_as_in_the_reference(self):
+        result = await self.pilotctl("broadcast", "3", "hello", "--json")
+        self.assertEqual((result.code, result.error["code"]), (1, "unavailable"))
+
+
+class CompletionTests(PilotctlMixin, TestCase):
+    def setUp(self):
+        self.home = tempfile.mkdtemp(prefix="pilot-test-")
+        self.addCleanup(shutil.rmtree, self.home, True)
+
+    @run_async
+    async def test_scripts_come_from_the_catalogue(self):
+        for shell in ("bash", "zsh"):
+            result = await self.pilotctl("completion", shell)
+            self.assertEqual(result.code, 0)
+            for command in catalogue.COMMANDS:
+                self.assertIn(command.name.split()[-1], result.stdout, (shell, command.name))
+        unknown = await self.pilotctl("completion", "fish", "--json")
+        self.assertEqual(unknown.error["code"], "invalid_argument")
+
+    def complete(self, *words):
+        """What bash offers after ``pilotctl <words>`` (the last word is the one being completed)."""
+        bash = shutil.which("bash")
+        if bash is None:
+            self.skipTest("bash is not installed")
+        line = ["pilotctl", *words]
+        script = (completion.bash() + f"COMP_WORDS=({' '.join(shlex.quote(w) for w in line)}); "
+                  f"COMP_CWORD={len(line) - 1}; _pilotctl; printf '%s\\n' \"${{COMPREPLY[@]}}\"\n")
+        done = subprocess.run([bash, "--norc", "-c", script], capture_output=True, text=True, check=True)
+        return done.stdout.split()
+
+    def test_bash_completes_commands_subcommands_and_flags(self):
+        self.assertEqual(self.complete("pi"), ["ping"])
+        self.assertEqual(sorted(self.complete("task", "s")), ["send-results", "submit"])
+        self.assertEqual(self.complete("ping", "--c"), ["--count"])
+        self.assertIn("--foreground", self.complete("daemon", "start", "--f"))
+
+    def test_zsh_script_names_every_flag(self):
+        script = completion.zsh()
+        self.assertTrue(script.startswith("#compdef pilotctl\n"))
+        for command in catalogue.COMMANDS:
+            for flag in command.flags:
+                self.assertIn(f"--{flag}", script)
