@@ -36,6 +36,7 @@ from pilotnet.daemon.udp_batch import BurstPort
 from pilotnet.errors import INVALID_ARGUMENT, NOT_FOUND, NOT_RUNNING, TIMEOUT, PilotError
 from pilotnet.services.dataexchange import DataExchangeService
 from pilotnet.services.eventstream import EventBroker, EventStreamService
+from pilotnet.services.nameserver import NameserverService
 from pilotnet.services.federation import Federation
 from pilotnet.services.tasks import TaskService
 from pilotnet.transport.config import StreamConfig
@@ -50,6 +51,7 @@ DIRECT_RETRY = 60.0
 # Event subscriptions at trusted peers are reconciled this often (and on every change).
 FEDERATION_REFRESH = 15.0
 TASK_HOUSEKEEPING = 10.0
+NAMESERVER_REAP = 60.0
 # A peer we heard nothing from for this long (despite keepalive pings) is re-resolved before use.
 PEER_SILENCE = 2.5 * PEER_KEEPALIVE
 HEARTBEAT_FAILURES_BEFORE_REREGISTER = 3
@@ -111,7 +113,7 @@ class NodeService(service.MultiService):
         self._start_services(config, reactor)
 
     def _start_services(self, config, reactor):
-        """The built-in services on ports 1001-1003 (echo is started above, before trust)."""
+        """The built-in services on ports 53 and 1001-1003 (echo is started above, before trust)."""
         self.events = EventBroker()
         if config.dataexchange:
             DataExchangeService(self.streams, config.home, reactor)
@@ -126,6 +128,9 @@ class NodeService(service.MultiService):
             self.tasks = TaskService(self.streams, config.home, reactor, polo_score=self.polo_score,
                                      adjust_polo=self.adjust_polo, local_node=lambda: self.node_id)
             TimerService(TASK_HOUSEKEEPING, self.tasks.housekeeping).setServiceParent(self)
+        if config.nameserver:
+            self.nameserver = NameserverService(self.streams, reactor)
+            TimerService(NAMESERVER_REAP, self.nameserver.housekeeping).setServiceParent(self)
 
     # -- lifecycle -------------------------------------------------------------
 
