@@ -23,14 +23,15 @@ with :class:`PilotConnectError`, a ``ConnectError`` that carries the
 project's error ``code`` and ``hint``.
 """
 
-from typing import Optional
+from typing import List, Optional
 
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, succeed
 from twisted.internet.error import ConnectError
 from twisted.internet.interfaces import (
     IListeningPort, IStreamClientEndpoint, IStreamServerEndpoint,
 )
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from twisted.web.client import Agent
 from twisted.web.error import SchemeNotSupported
 from twisted.web.iweb import IAgentEndpointFactory
@@ -65,38 +66,80 @@ class PilotConnectError(ConnectError):
 
 
 class DaemonLink:
-    """How endpoints reach the daemon: a connection of their own per use, or one shared connection.
+    """How endpoints reach the daemon: a control connection per use, or one kept connection.
 
-    ``own`` (the default, what endpoint strings use) opens a control
-    connection per listener or dialled stream and closes it with them;
-    ``shared`` lends one existing SDK connection (the gateway bridges every
-    TCP connection over its one connection) and never closes it.
+    By default (what endpoint strings use) each listener or dialled stream
+    opens a control connection of its own and closes it when it ends.  With
+    ``keep=True`` one connection is shared by everything (the gateway bridges
+    every TCP connection over it), reopened on the next use after it was
+    lost, and closed by :meth:`close`.
     """
 
-    def __init__(self, reactor, socket_path: Optional[str] = None, daemon=None):
+    def __init__(self, reactor, socket_path: Optional[str] = None, keep: bool = False):
         self.reactor = reactor
         self.socket_path = socket_path
-        self._shared = daemon
+        self.keep = keep
+        self._kept = None
+        self._waiters: List[Deferred] = []
         self._address: Optional[str] = None
-
-    @classmethod
-    def shared(cls, reactor, daemon) -> "DaemonLink":
-        return cls(reactor, daemon=daemon)
 
     async def open(self):
         """A connected SDK :class:`~pilotnet.driver.client.Daemon` and the node's own address."""
-        daemon = self._shared or await connect(self.reactor, self.socket_path)
-        if self._address is None:
+        if not self.keep:
+            daemon = await connect(self.reactor, self.socket_path)
             try:
-                self._address = (await daemon.info())["address"]
+                return daemon, await self._local_address(daemon)
             except BaseException:
-                self.release(daemon)
+                daemon.close()
                 raise
-        return daemon, self._address
+        if self._kept is None:
+            waiter: Deferred = Deferred()
+            self._waiters.append(waiter)
+            if len(self._waiters) == 1:
+                Deferred.fromCoroutine(self._open_kept())
+            await waiter
+        return self._kept, self._address
+
+    async def _open_kept(self):
+        """Open the kept connection once for everybody waiting on it."""
+        try:
+            daemon = await connect(self.reactor, self.socket_path)
+            self._address = await self._local_address(daemon)
+        except BaseException as error:
+            outcome = Failure(error)
+        else:
+            self._kept = daemon
+            daemon.disconnected.addCallback(lambda _: self._lost(daemon))
+            outcome = None
+        waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            if outcome is None:
+                waiter.callback(None)
+            else:
+                waiter.errback(outcome)
+
+    def _lost(self, daemon) -> None:
+        if self._kept is daemon:
+            self._kept = None
+
+    async def _local_address(self, daemon) -> str:
+        if self._address is None:
+            self._address = (await daemon.info())["address"]
+        return self._address
+
+    @property
+    def daemon(self):
+        """The kept connection while it is up, else ``None``."""
+        return self._kept
 
     def release(self, daemon) -> None:
-        if daemon is not self._shared:
+        """A use is over: its own connection closes; the kept one stays."""
+        if daemon is not self._kept:
             daemon.close()
+
+    def close(self) -> Deferred:
+        kept, self._kept = self._kept, None
+        return kept.close() if kept is not None else succeed(None)
 
 
 @implementer(IStreamClientEndpoint)

@@ -241,7 +241,9 @@ class StreamTransport:
             self.protocol.writeConnectionLost()
 
     def _finish_closing(self) -> None:
-        if self.disconnecting and not self._unfinished_writes and self._producer is None and not self._lost:
+        # A pull producer is done when it unregisters; a streaming one may stay registered (a proxy's peer).
+        idle_producer = self._producer is None or self._streaming
+        if self.disconnecting and not self._unfinished_writes and idle_producer and not self._lost:
             closing = self.stream.close()
             closing.addCallback(lambda _: self._end(Failure(ConnectionDone())))
 

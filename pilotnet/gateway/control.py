@@ -1,0 +1,99 @@
+"""The gateway's control socket: map, unmap and status on a running gateway.
+
+AMP over a Unix socket (``<home>/gateway.sock``, mode 0600, in the 0700 home
+directory), the same way the daemon's control socket works, with the same
+error transport (:class:`~pilotnet.driver.commands.CommandFailed` keeps the
+stable code and hint).  ``pilotctl gateway map|unmap|list`` and ``pilotctl
+info`` use it, so they act on the running gateway (the reference's build a
+new, empty gateway in the pilotctl process instead).
+"""
+
+from pathlib import Path
+
+from twisted.internet.defer import Deferred
+from twisted.internet.error import ConnectError
+from twisted.protocols import amp
+
+from pilotnet.driver.commands import JSON, Command, CommandFailed
+from pilotnet.driver.failures import translate_failure
+from pilotnet.errors import NOT_RUNNING, PilotError
+
+SOCKET_NAME = "gateway.sock"
+CONNECT_TIMEOUT = 5.0
+
+
+def control_path(home) -> Path:
+    return Path(home) / SOCKET_NAME
+
+
+class Map(Command):
+    """Map ``target`` (address, node ID or hostname), at ``ip`` or the next free IP."""
+
+    arguments = [(b"target", amp.Unicode()), (b"ip", amp.Unicode(optional=True))]
+    response = [(b"mapping", JSON())]
+
+
+class Unmap(Command):
+    arguments = [(b"ip", amp.Unicode())]
+    response = [(b"mapping", JSON())]
+
+
+class Status(Command):
+    """``pid, subnet, ports, mappings`` (and ``dns`` when the DNS front runs)."""
+
+    arguments = []
+    response = [(b"status", JSON())]
+
+
+def _refusing(call):
+    """Run a gateway call; a PilotError travels back as CommandFailed with its code."""
+    async def run():
+        try:
+            return await call
+        except PilotError as error:
+            raise CommandFailed.from_error(error) from None
+
+    return Deferred.fromCoroutine(run())
+
+
+class ControlServer(amp.AMP):
+    def __init__(self, gateway):
+        super().__init__()
+        self.gateway = gateway
+
+    @Map.responder
+    def map(self, target, ip=None):
+        return _refusing(self._map(target, ip))
+
+    async def _map(self, target, ip):
+        return {"mapping": (await self.gateway.map(target, ip)).document()}
+
+    @Unmap.responder
+    def unmap(self, ip):
+        return _refusing(self._unmap(ip))
+
+    async def _unmap(self, ip):
+        return {"mapping": (await self.gateway.unmap(ip)).document()}
+
+    @Status.responder
+    def status(self):
+        return {"status": self.gateway.status()}
+
+
+def gateway_not_running() -> PilotError:
+    return PilotError("gateway is not running", code=NOT_RUNNING,
+                      hint="start it with: sudo pilotctl gateway start [--ports 80,...] <address|hostname>")
+
+
+async def call(reactor, path, command, **arguments):
+    """Call ``command`` on the gateway listening at ``path``; ``not_running`` when nothing answers."""
+    from twisted.internet.endpoints import UNIXClientEndpoint, connectProtocol
+
+    try:
+        protocol = await connectProtocol(UNIXClientEndpoint(reactor, str(path), timeout=CONNECT_TIMEOUT), amp.AMP())
+    except (ConnectError, OSError):
+        raise gateway_not_running() from None
+    try:
+        return await protocol.callRemote(command, **arguments).addErrback(translate_failure)
+    finally:
+        protocol.transport.loseConnection()
