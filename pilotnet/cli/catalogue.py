@@ -196,11 +196,23 @@ COMMANDS = [
              "tasks[{task_id, description, status, from, to, created_at, category}]", "tasks:list_tasks"),
     _command("task queue", "", "received tasks waiting to be carried out",
              "queue[{task_id, description, from, created_at}], count", "tasks:queue"),
+    # gateway (needs root for start; see docs/gateway.md)
+    _command("gateway start", "[--subnet CIDR] [--ports LIST] [--dns-port PORT] [--foreground] [target...]",
+             "run the gateway in the background: each target (address|hostname [ip]) gets a local IP",
+             "pid, subnet, ports, mappings[{local_ip, pilot_addr, hostname, ports, connections}] [, dns]",
+             "gateway:start"),
+    _command("gateway stop", "", "stop the gateway: listeners and loopback aliases go", "pid [, forced]",
+             "gateway:stop"),
+    _command("gateway map", "<address|hostname> [ip]", "map an agent on the running gateway",
+             "local_ip, pilot_addr [, hostname, ports, connections]", "gateway:map_target"),
+    _command("gateway unmap", "<ip>", "remove a mapping from the running gateway", "unmapped, pilot_addr",
+             "gateway:unmap"),
+    _command("gateway list", "", "the running gateway's mappings", "mappings[…], total", "gateway:list_mappings"),
 ]
 
 BY_NAME = {command.name: command for command in COMMANDS}
 #: Commands with sub-commands (``daemon start``, ``task submit``).
-GROUPS = ("daemon", "task")
+GROUPS = ("daemon", "task", "gateway")
 
 
 def find(argv):

@@ -1,7 +1,7 @@
 """The gateway's control socket: map, unmap and status on a running gateway.
 
-AMP over a Unix socket (``<home>/gateway.sock``, mode 0600, in the 0700 home
-directory), the same way the daemon's control socket works, with the same
+AMP over a Unix socket beside the daemon's (``<home>/pilot-gateway.sock`` by
+default, mode 0600), the same way the daemon's control socket works, with the same
 error transport (:class:`~pilotnet.driver.commands.CommandFailed` keeps the
 stable code and hint).  ``pilotctl gateway map|unmap|list`` and ``pilotctl
 info`` use it, so they act on the running gateway (the reference's build a
@@ -18,12 +18,18 @@ from pilotnet.driver.commands import JSON, Command, CommandFailed
 from pilotnet.driver.failures import translate_failure
 from pilotnet.errors import NOT_RUNNING, PilotError
 
-SOCKET_NAME = "gateway.sock"
 CONNECT_TIMEOUT = 5.0
 
 
-def control_path(home) -> Path:
-    return Path(home) / SOCKET_NAME
+def control_path(daemon_socket) -> Path:
+    """Where the gateway of the daemon at ``daemon_socket`` listens: beside it, ``pilot.sock`` -> ``pilot-gateway.sock``.
+
+    Beside the daemon's socket rather than in the home directory because the
+    two are reached the same way (``$PILOT_SOCKET`` and friends) and a home
+    path may be too long for a Unix socket (108 bytes).
+    """
+    path = Path(daemon_socket)
+    return path.with_name(f"{path.stem}-gateway.sock")
 
 
 class Map(Command):
@@ -66,7 +72,7 @@ class ControlServer(amp.AMP):
         return _refusing(self._map(target, ip))
 
     async def _map(self, target, ip):
-        return {"mapping": (await self.gateway.map(target, ip)).document()}
+        return {"mapping": self.gateway.describe(await self.gateway.map(target, ip))}
 
     @Unmap.responder
     def unmap(self, ip):

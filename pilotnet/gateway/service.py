@@ -118,13 +118,14 @@ class Gateway(service.Service):
     def status(self) -> dict:
         status = {
             "pid": os.getpid(), "subnet": str(self.table.subnet), "ports": self.ports,
-            "mappings": [self._document(mapping) for mapping in self.table.mappings()],
+            "mappings": [self.describe(mapping) for mapping in self.table.mappings()],
         }
         if self.dns_address is not None:
             status["dns"] = {"host": self.dns_address.host, "port": self.dns_address.port}
         return status
 
-    def _document(self, mapping: Mapping) -> dict:
+    def describe(self, mapping: Mapping) -> dict:
+        """A mapping's JSON with the ports it listens on and its bridged connections."""
         document = mapping.document()
         document["ports"] = [listener.getHost().port for listener in self._listeners.get(mapping.local_ip, [])]
         document["connections"] = sum(bridges.active for bridges in self._bridges.get(mapping.local_ip, []))
@@ -159,8 +160,7 @@ class Gateway(service.Service):
         error = failure.value
         log.error("gateway failed to start: {reason}",
                   reason=error.message if isinstance(error, PilotError) else failure.getErrorMessage())
-        if self.reactor.running:
-            self.reactor.stop()
+        self.reactor.callWhenRunning(self.reactor.stop)
 
     async def _stop(self) -> None:
         await self._lock.acquire()

@@ -28,6 +28,8 @@ NEEDS_DAEMON = [
 # Commands that only read or write files in the home directory.
 LOCAL = {"init", "config", "context", "daemon start", "daemon stop", "daemon status", "received", "inbox",
          "task accept", "task decline", "task execute", "task send-results", "task list", "task queue"}
+# Commands that talk to the gateway's own control socket (tests/gateway covers them).
+LOCAL |= {"gateway start", "gateway stop", "gateway map", "gateway unmap", "gateway list"}
 
 
 class NoDaemonTests(PilotctlMixin, TestCase):

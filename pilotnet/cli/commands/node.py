@@ -1,6 +1,7 @@
 """``info``, ``peers``, ``connections``, ``disconnect``: what the daemon knows right now."""
 
 from pilotnet.cli.args import parse_number
+from pilotnet.cli.commands.gateway import gateway_text, status as gateway_status
 from pilotnet.cli.output import Output, format_bytes, format_uptime, table
 
 MAX_ROWS = 50
@@ -8,7 +9,12 @@ MAX_ROWS = 50
 
 async def info(context, args):
     info = await (await context.daemon()).info()
-    return Output(info, _info_text(info))
+    text = _info_text(info)
+    gateway = await gateway_status(context)
+    if gateway is not None:
+        info["gateway"] = gateway
+        text += "\n" + gateway_text(gateway)
+    return Output(info, text)
 
 
 def _info_text(info):
