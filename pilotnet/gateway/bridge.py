@@ -12,6 +12,7 @@ the bridge ends when both directions have, or when either side fails.
 
 from typing import Optional
 
+from twisted.internet.defer import Deferred, DeferredList
 from twisted.internet.interfaces import IHalfCloseableProtocol
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
@@ -72,10 +73,11 @@ class TCPSide(_Side):
     def __init__(self, bridges: "BridgeFactory"):
         super().__init__()
         self.bridges = bridges
+        self.lost = Deferred()
 
     def connectionMade(self):
         self.transport.pauseProducing()  # nothing is read until the stream is open
-        self.bridges.active += 1
+        self.bridges.connections.add(self)
         endpoint = PilotClientEndpoint(self.bridges.reactor, str(self.bridges.target), self.bridges.port,
                                        link=self.bridges.link, timeout=self.bridges.dial_timeout)
         connecting = endpoint.connect(Factory.forProtocol(lambda: PilotSide(self)))
@@ -88,8 +90,9 @@ class TCPSide(_Side):
         self.transport.abortConnection()
 
     def connectionLost(self, reason):
-        self.bridges.active -= 1
+        self.bridges.connections.discard(self)
         super().connectionLost(reason)
+        self.lost.callback(None)
 
 
 class BridgeFactory(Factory):
@@ -104,10 +107,18 @@ class BridgeFactory(Factory):
         self.port = port
         self.limit = limit
         self.dial_timeout = dial_timeout
-        self.active = 0
+        #: The bridged connections open now (their TCP sides).
+        self.connections = set()
         self.failed_dials = 0
 
+    def close_all(self) -> Deferred:
+        """End every bridged connection at once (the mapping goes); fires once they are gone."""
+        connections = list(self.connections)
+        for connection in connections:
+            connection.transport.abortConnection()
+        return DeferredList([connection.lost for connection in connections])
+
     def buildProtocol(self, addr):
-        if self.active >= self.limit:
+        if len(self.connections) >= self.limit:
             return None  # Twisted closes the connection at once
         return TCPSide(self)

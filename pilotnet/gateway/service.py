@@ -12,7 +12,7 @@ import os
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from twisted.application import service
-from twisted.internet.defer import Deferred, DeferredLock
+from twisted.internet.defer import Deferred, DeferredLock, maybeDeferred
 from twisted.internet.endpoints import TCP4ServerEndpoint, UNIXServerEndpoint
 from twisted.internet.protocol import Factory
 from twisted.logger import Logger
@@ -111,9 +111,11 @@ class Gateway(service.Service):
         return mapping
 
     async def _close_ports(self, ip: str) -> None:
-        self._bridges.pop(ip, None)
+        """Stop listening on ``ip`` and end its bridged connections."""
         for listener in self._listeners.pop(ip, []):
-            await listener.stopListening()
+            await maybeDeferred(listener.stopListening)
+        for bridges in self._bridges.pop(ip, []):
+            await bridges.close_all()
 
     def status(self) -> dict:
         status = {
@@ -128,7 +130,7 @@ class Gateway(service.Service):
         """A mapping's JSON with the ports it listens on and its bridged connections."""
         document = mapping.document()
         document["ports"] = [listener.getHost().port for listener in self._listeners.get(mapping.local_ip, [])]
-        document["connections"] = sum(bridges.active for bridges in self._bridges.get(mapping.local_ip, []))
+        document["connections"] = sum(len(bridges.connections) for bridges in self._bridges.get(mapping.local_ip, []))
         return document
 
     # -- lifecycle ----------------------------------------------------------------------------
@@ -171,10 +173,12 @@ class Gateway(service.Service):
                 self.aliases.remove(mapping.local_ip)
         finally:
             self._lock.release()
-        for port in self._dns_ports:
-            await port.stopListening()
+        ports, self._dns_ports = self._dns_ports, []
         if self._control is not None:
-            await self._control.stopListening()
+            ports.append(self._control)
+            self._control = None
+        for port in ports:
+            await maybeDeferred(port.stopListening)
         await self.link.close()
 
     def stopService(self):
