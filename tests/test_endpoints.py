@@ -7,7 +7,10 @@ daemon and another dials it with ``clientFromString``; twisted.web serves and
 """
 
 import hashlib
+import json
 import os
+import sys
+from pathlib import Path
 
 import treq
 from twisted.internet import reactor
@@ -25,7 +28,9 @@ from zope.interface import implementer
 from pilotnet.endpoints import PilotConnectError, pilot_agent
 from pilotnet.errors import NOT_FOUND
 from pilotnet.stream_transport import PilotAddress
-from tests.integration.processes import DaemonProcess, RendezvousProcess
+from tests.integration.processes import DaemonProcess, RendezvousProcess, _Collect, wait_until
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 
 def escaped(path):
@@ -143,3 +148,28 @@ class EndpointTests(TestCase):
         with self.assertRaises(PilotConnectError) as raised:
             await treq.get("http://nobody-has-this-name/", agent=agent)
         self.assertEqual(raised.exception.code, NOT_FOUND)
+
+    def example(self, daemon, script, *args):
+        """``examples/<script>`` as a program of ``daemon``'s node; its output collector (killed in cleanup)."""
+        collect = _Collect()
+        env = dict(os.environ, PILOT_SOCKET=daemon.socket_path, PILOT_HOME=daemon.home)
+        process = reactor.spawnProcess(collect, sys.executable, [sys.executable, str(EXAMPLES / script), *args],
+                                       env=env)
+        self.addCleanup(lambda: None if collect.ended.called else process.signalProcess("KILL") or collect.ended)
+        return collect
+
+    async def test_the_klein_example_served_and_fetched_by_the_client_example(self):
+        await self.start()
+        server = self.example(self.beta, "webserver.py")
+        await wait_until(lambda: b"serving on" in server.stdout, "examples/webserver.py to listen", timeout=30)
+        self.assertIn(f"serving on {self.beta.address} port 80".encode(), server.stdout)
+        fetcher = self.example(self.alpha, "httpclient.py", "http://beta/api/status")
+        self.assertEqual(await fetcher.ended, 0, fetcher.stderr)
+        self.assertEqual(json.loads(fetcher.stdout), {"status": "ok", "served_over": "pilot"})
+        self.assertIn(b"HTTP 200 OK", fetcher.stderr)
+        page = self.example(self.alpha, "httpclient.py", "pilot://beta/")
+        self.assertEqual(await page.ended, 0, page.stderr)
+        self.assertIn(f"You are {self.alpha.address}".encode(), page.stdout)
+        missing = self.example(self.alpha, "httpclient.py", "http://nobody-has-this-name/")
+        self.assertEqual(await missing.ended, 1)
+        self.assertIn(b"[not_found]", missing.stderr)
