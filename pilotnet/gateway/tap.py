@@ -36,7 +36,7 @@ class Options(ServerOptions):
     longdesc = (
         "Give agents local IP addresses: each mapping adds a loopback alias and a TCP listener per port, "
         "and every TCP connection is bridged to a Pilot stream to the same port of the agent. "
-        "Needs root (aliases, ports below 1024)."
+        "Needs root (aliases, ports below 1024), except on a subnet inside 127.0.0.0/8 with ports from 1024 up."
     )
     optParameters = [
         ["home", None, None, "the node's home directory [~/.pilot or $PILOT_HOME]"],
@@ -70,20 +70,20 @@ def makeService(options):
     from twisted.internet import reactor
 
     from pilotnet.endpoints import DaemonLink
-    from pilotnet.gateway.aliases import LoopbackAliases, require_root
+    from pilotnet.gateway.aliases import aliases_for, require_root
     from pilotnet.gateway.control import control_path
     from pilotnet.gateway.mappings import MappingTable
     from pilotnet.gateway.service import Gateway
     from pilotnet.plugin_options import PortsFile
 
     try:
-        require_root("pilot-gateway")
+        require_root("pilot-gateway", options["subnet"], options["ports"])
     except PilotError as error:
         raise SystemExit(f"error: {error.message}\nhint:  {error.hint}") from None
     os.makedirs(options["home"], mode=0o700, exist_ok=True)
     return Gateway(
         reactor, DaemonLink(reactor, options["socket"], keep=True), MappingTable(options["subnet"]),
-        options["ports"], LoopbackAliases(), control_path=str(control_path(options["socket"])),
+        options["ports"], aliases_for(options["subnet"]), control_path=str(control_path(options["socket"])),
         targets=options["targets"], dns_port=options["dns-port"],
         dns_bound=PortsFile(options["ports-file"], ["dns"]).reporter("dns") if options["ports-file"] else None,
     )

@@ -82,7 +82,7 @@ async def start(context, args):
         targets = pair_targets(args.positional)
     except UsageError as error:
         raise PilotError(str(error), code="invalid_argument") from None
-    require_root("pilotctl gateway start")
+    require_root("pilotctl gateway start", subnet, ports)
     home = context.home
     home.ensure()
     pid_path, log_path, _ = _paths(context)
