@@ -22,7 +22,7 @@ from twisted.internet.protocol import Factory, Protocol
 from twisted.trial.unittest import TestCase
 from twisted.web.resource import Resource
 from twisted.web.server import Site
-from twisted.web.static import Data
+from twisted.web.static import Data, File
 from zope.interface import implementer
 
 from pilotnet.endpoints import PilotConnectError, pilot_agent
@@ -138,6 +138,11 @@ class EndpointTests(TestCase):
         big = os.urandom(2 * 1024 * 1024)
         root.putChild(b"", Data(b"hello over pilot", "text/plain"))
         root.putChild(b"big", Data(big, "application/octet-stream"))
+        files = self.mktemp()
+        os.makedirs(files)
+        with open(os.path.join(files, "large.bin"), "wb") as handle:
+            handle.write(big[::-1])
+        root.putChild(b"files", File(files))  # served by a pull producer, a chunk when asked
         await self.listen(self.beta, 80, Site(root))
         agent = pilot_agent(reactor, self.alpha.socket_path)
         for url in ("http://beta/", "http://beta.pilot/", "pilot://beta/", f"http://{self.beta.node_id}/"):
@@ -145,6 +150,8 @@ class EndpointTests(TestCase):
             self.assertEqual((response.code, await response.content()), (200, b"hello over pilot"), url)
         response = await treq.get("http://beta/big", agent=agent)
         self.assertEqual(hashlib.sha256(await response.content()).digest(), hashlib.sha256(big).digest())
+        response = await treq.get("http://beta/files/large.bin", agent=agent)
+        self.assertEqual(hashlib.sha256(await response.content()).digest(), hashlib.sha256(big[::-1]).digest())
         with self.assertRaises(PilotConnectError) as raised:
             await treq.get("http://nobody-has-this-name/", agent=agent)
         self.assertEqual(raised.exception.code, NOT_FOUND)

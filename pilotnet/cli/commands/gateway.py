@@ -85,10 +85,14 @@ async def start(context, args):
     require_root("pilotctl gateway start", subnet, ports)
     home = context.home
     home.ensure()
-    pid_path, log_path, _ = _paths(context)
+    pid_path, log_path, control = _paths(context)
     pid = _read_pid(pid_path)
-    if pid is not None and _alive(pid) or await status(context) is not None:
+    if pid is not None and _alive(pid):
         raise PilotError(f"gateway is already running (pid {pid})", code=ALREADY_EXISTS,
+                         hint="stop it first with: pilotctl gateway stop")
+    running = await status(context)
+    if running is not None:
+        raise PilotError(f"a gateway (pid {running['pid']}) already answers on {control}", code=ALREADY_EXISTS,
                          hint="stop it first with: pilotctl gateway stop")
     await context.daemon()  # not_running, with the usual hint, before anything starts
     command = [sys.executable, "-c", TWISTD, "-n", "--pidfile=", "pilot-gateway", "--home", str(home.path),
