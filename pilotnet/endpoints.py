@@ -102,11 +102,14 @@ class DaemonLink:
 
     async def _open_kept(self):
         """Open the kept connection once for everybody waiting on it."""
+        daemon = None
         try:
             daemon = await connect(self.reactor, self.socket_path)
             self._address = await self._local_address(daemon)
         except BaseException as error:
             outcome = Failure(error)
+            if daemon is not None:
+                daemon.close()
         else:
             self._kept = daemon
             daemon.disconnected.addCallback(lambda _: self._lost(daemon))
@@ -126,11 +129,6 @@ class DaemonLink:
         if self._address is None:
             self._address = (await daemon.info())["address"]
         return self._address
-
-    @property
-    def daemon(self):
-        """The kept connection while it is up, else ``None``."""
-        return self._kept
 
     def release(self, daemon) -> None:
         """A use is over: its own connection closes; the kept one stays."""

@@ -21,6 +21,7 @@ from pilotnet.driver.targets import parse_target
 from pilotnet.endpoints import DaemonLink
 from pilotnet.gateway.bridge import BridgeFactory
 from pilotnet.gateway.control import ControlServer
+from pilotnet.gateway.dns import listen_dns
 from pilotnet.gateway.mappings import Mapping, MappingTable
 from pilotnet.errors import PilotError
 
@@ -39,6 +40,8 @@ def tcp_listener(reactor):
 
 
 class Gateway(service.Service):
+    """Mappings, their aliases, listeners and bridges; the control socket and the optional DNS front."""
+
     def __init__(self, reactor, link: DaemonLink, table: MappingTable, ports: Sequence[int], aliases,
                  control_path: Optional[str] = None, targets: Sequence[Tuple[str, Optional[str]]] = (),
                  listen: Optional[Callable] = None, dns_port: Optional[int] = None,
@@ -60,7 +63,8 @@ class Gateway(service.Service):
         self._lock = DeferredLock()
         self._control = None
         self._dns_ports: List = []
-        self._starting: Optional[Deferred] = None
+        #: Fires once start-up (stale aliases, control socket, DNS front, initial targets) is done.
+        self.ready: Optional[Deferred] = None
 
     # -- changes ------------------------------------------------------------------------
 
@@ -137,8 +141,8 @@ class Gateway(service.Service):
 
     def startService(self):
         super().startService()
-        self._starting = Deferred.fromCoroutine(self._start())
-        self._starting.addErrback(self._start_failed)
+        self.ready = Deferred.fromCoroutine(self._start())
+        self.ready.addErrback(self._start_failed)
 
     async def _start(self) -> None:
         for ip in self.aliases.remove_stale(self.table.subnet):
@@ -147,8 +151,6 @@ class Gateway(service.Service):
             endpoint = UNIXServerEndpoint(self.reactor, self.control_path, mode=0o600, wantPID=True)
             self._control = await endpoint.listen(Factory.forProtocol(lambda: ControlServer(self)))
         if self.dns_port is not None:
-            from pilotnet.gateway.dns import listen_dns
-
             self._dns_ports = listen_dns(self.reactor, self, self.dns_port)
             self.dns_address = self._dns_ports[0].getHost()
             if self.dns_bound is not None:

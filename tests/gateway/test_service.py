@@ -101,7 +101,7 @@ class GatewayServiceTests(TestCase):
             reactor, DaemonLink(reactor, self.alpha.socket_path, keep=True), MappingTable(parse_subnet("10.4.0.0/16")),
             [PORT], self.aliases, control_path=self.control_path, listen=self.listen, dns_port=dns_port)
         self.gateway.startService()
-        await self.gateway._starting
+        await self.gateway.ready
         self.addCleanup(self.gateway.stopService)
         self.agent_side = []
         listening = await serverFromString(reactor, f"pilot:{PORT}:socket={escaped(self.beta.socket_path)}") \
