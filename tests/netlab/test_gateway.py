@@ -4,8 +4,10 @@ Node B (h3) serves a directory with ``twistd web --listen pilot:80``; on node A
 (h1, behind another NAT) ``pilotctl gateway start --ports 80,9000 <B>`` gives B
 the local IP 10.4.0.1, and programs in A's namespace reach B with plain TCP.
 Everything runs inside the lab's namespaces (the gateway's aliases are on the
-loopback of h1's namespace); the test removes whatever it adds to h1's
-loopback, also when it fails, and the lab deletes the namespaces.
+loopback of h1's namespace, its DNS front on h1's 127.0.0.1:53, which h1's
+resolv.conf names through ``/etc/netns/<namespace>/``); the test removes what it
+adds to h1's loopback and that resolv.conf, also when it fails, and the lab
+deletes the namespaces.
 """
 
 import hashlib
@@ -31,10 +33,18 @@ BULK_PORT = 9000
 BULK_SIZE = 50 * 1024 * 1024
 PAGE = b"<h1>served by an agent over Pilot</h1>\n"
 ALIAS_LABEL = "lo:pilotgw"
+NETNS_ETC = "/etc/netns"
 
 
 def escaped(text):
     return text.replace("\\", "\\\\").replace(":", "\\:").replace("=", "\\=")
+
+
+def remove_if_empty(directory):
+    try:
+        os.rmdir(directory)
+    except OSError:
+        pass  # something else put a file there since: leave it
 
 
 def pattern(seed, size):
@@ -148,6 +158,17 @@ class GatewayDemoTests(LabTestCase):
             pass
         self.topology.exec("h1", "ip", "addr", "flush", "dev", "lo", "label", ALIAS_LABEL, check=False)
 
+    def use_dns_front(self, host):
+        """``ip netns exec`` gives programs in ``host`` /etc/netns/<namespace>/resolv.conf as their resolv.conf."""
+        if not os.path.isdir(NETNS_ETC):
+            os.mkdir(NETNS_ETC)
+            self.addCleanup(remove_if_empty, NETNS_ETC)  # after the namespace's own directory below
+        directory = os.path.join(NETNS_ETC, self.topology.ns(host))
+        os.mkdir(directory)
+        self.addCleanup(shutil.rmtree, directory, True)
+        with open(os.path.join(directory, "resolv.conf"), "w") as conf:
+            conf.write("nameserver 127.0.0.1\n")
+
     async def curl(self, url):
         return await self.run_in("h1", "curl", "--silent", "--show-error", "--max-time", "30", url)
 
@@ -164,8 +185,9 @@ class GatewayDemoTests(LabTestCase):
             .listen(Factory.forProtocol(lambda: SinkThenSend(bulk_results)))
         self.addCleanup(listening.stopListening)
 
-        started = await self.ok("start", "--ports", f"80,{BULK_PORT}", self.b.address)
+        started = await self.ok("start", "--ports", f"80,{BULK_PORT}", "--dns-port", "53", self.b.address)
         self.assertEqual(started["subnet"], "10.4.0.0/16")
+        self.assertEqual(started["dns"], {"host": "127.0.0.1", "port": 53})
         self.assertEqual([(m["local_ip"], m["pilot_addr"]) for m in started["mappings"]],
                          [("10.4.0.1", self.b.address)])
         self.assertEqual(await self.aliases(), ["10.4.0.1"])
@@ -190,6 +212,11 @@ class GatewayDemoTests(LabTestCase):
         code, error = await self.gateway("unmap", "10.4.0.9")
         self.assertEqual((code, error["code"], error["message"]), (1, "not_found", "no mapping for 10.4.0.9"))
         self.assertEqual(await self.aliases(), ["10.4.0.1"])
+
+        # With h1's resolver pointed at the DNS front, curl http://h3.pilot/ just works.
+        self.use_dns_front("h1")
+        code, out, err = await self.curl("http://h3.pilot/")
+        self.assertEqual((code, out.encode()), (0, PAGE), err)
 
         # 50 MB each way through the gateway, byte-exact, with half-close carrying the end across.
         began = reactor.seconds()
