@@ -17,7 +17,7 @@ from twisted.internet.endpoints import TCP4ClientEndpoint, TCP4ServerEndpoint, c
 from twisted.internet.interfaces import IHalfCloseableProtocol
 from twisted.internet.protocol import Factory, Protocol
 from twisted.names import client as dns_client, error as dns_error
-from twisted.trial.unittest import TestCase
+from twisted.trial.unittest import SynchronousTestCase, TestCase
 from zope.interface import implementer
 
 from pilotnet.endpoints import DaemonLink
@@ -229,3 +229,20 @@ class GatewayServiceTests(TestCase):
         for name in ("nobody-here.pilot", "example.com", "a.b.pilot"):
             with self.assertRaises(dns_error.DNSNameError):
                 await resolver.lookupAddress(name)
+
+
+class ControlOwnershipTests(SynchronousTestCase):
+    def test_a_root_gateway_hands_its_control_socket_to_the_daemon_sockets_owner(self):
+        daemon_socket = self.mktemp()
+        open(daemon_socket, "w").close()
+        owner = os.stat(daemon_socket)
+        chowned = []
+        self.patch(os, "geteuid", lambda: 0)
+        self.patch(os, "chown", lambda path, uid, gid: chowned.append((path, uid, gid)))
+        gateway = Gateway(reactor, DaemonLink(reactor, daemon_socket, keep=True),
+                          MappingTable(parse_subnet("10.4.0.0/16")), [80], RecordingAliases(), control_path="/x/gw.sock")
+        gateway._hand_control_to_daemon_owner()
+        self.assertEqual(chowned, [("/x/gw.sock", owner.st_uid, owner.st_gid)])
+        self.patch(os, "geteuid", lambda: 1000)  # not root: nothing to hand over
+        gateway._hand_control_to_daemon_owner()
+        self.assertEqual(len(chowned), 1)

@@ -16,7 +16,7 @@ import sys
 
 from pilotnet.cli.commands.lifecycle import POLL_INTERVAL, START_TIMEOUT, STOP_TIMEOUT, TWISTD, _alive, _remove
 from pilotnet.cli.output import Output
-from pilotnet.errors import ALREADY_EXISTS, NOT_RUNNING, TIMEOUT, PilotError
+from pilotnet.errors import ALREADY_EXISTS, INVALID_ARGUMENT, NOT_RUNNING, TIMEOUT, PilotError
 
 PID_NAME = "gateway.pid"
 LOG_NAME = "gateway.log"
@@ -150,7 +150,11 @@ async def stop(context, args):
     if pid is None or not _alive(pid):
         _remove(pid_path)
         raise PilotError("gateway is not running", code=NOT_RUNNING)
-    os.kill(pid, signal.SIGTERM)
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except PermissionError:
+        raise PilotError(f"the gateway (pid {pid}) runs as another user", code=INVALID_ARGUMENT,
+                         hint="stop it as that user, e.g. sudo -E pilotctl gateway stop") from None
     now = context.reactor.seconds
     deadline = now() + STOP_TIMEOUT
     while _alive(pid) and now() < deadline:
