@@ -17,7 +17,6 @@ way) on this machine.
 """
 
 import argparse
-import json
 import os
 import socket
 import time
