@@ -53,6 +53,7 @@ BENCHMARKS = (
     Benchmark("registry_load", quick=("--nodes", "100000", "--seconds", "1"), timeout=1800),
     Benchmark("dashboard", quick=("--repeat", "10")),
     Benchmark("cli_latency", quick=("--runs", "10"), timeout=300),
+    Benchmark("gateway", quick=("--megabytes", "20"), timeout=600),
 )
 
 
@@ -113,6 +114,7 @@ LOCAL_CEILING = ("32 KiB ceiling", "raw encrypted UDP, one way, 32768-byte paylo
 INTERPRETER = ("python -c pass", "python -c pass (interpreter start), p50")
 AT_100K = (("sizes", -1, "nodes"), 100_000)
 SEARCH = "/api/nodes?tag=gpu&online=1&sort=polo-desc&page=100"
+DIRECT_STREAM = ("direct SDK stream", "stream via SDK, one way (direct)")
 
 FIGURES = (
     Figure("raw encrypted UDP one way, 1 KiB payloads", "daemon_stream", CEILING[1], "MB/s"),
@@ -172,6 +174,10 @@ FIGURES = (
            expect=(("results", 0, "loss"), 0.0)),
     Figure("stream engine, 5% loss", "transport_engine", ("results", 1, "mb_per_cpu_second"), "MB/CPU s",
            expect=(("results", 1, "loss"), 0.05)),
+    Figure("gateway: TCP client to an agent", "gateway", "TCP through the gateway to an agent", "MB/s",
+           baseline=DIRECT_STREAM),
+    Figure("gateway: agent to TCP client", "gateway", "agent through the gateway to TCP", "MB/s",
+           baseline=DIRECT_STREAM),
 )
 
 

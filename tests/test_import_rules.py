@@ -66,9 +66,11 @@ LAYERS = {
     "wire": 1, "ratelimit": 1, "plugin_options": 1,
     "crypto": 2, "transport": 2, "control": 2,
     "registry": 3,
-    "beacon": 4, "services": 4, "dashboard": 4, "driver": 4,
-    "daemon": 5, "cli": 5,
-    "registry_tap": 6, "rendezvous_tap": 6,
+    "beacon": 4, "services": 4, "dashboard": 4, "driver": 4, "stream_transport": 4,
+    "daemon": 5, "endpoints": 5,
+    "gateway": 6,
+    "cli": 7,
+    "registry_tap": 8, "rendezvous_tap": 8,
 }
 
 

@@ -58,6 +58,8 @@ class WheelTests(TestCase):
                 archive.extractall(os.path.join(directory, "site"))
             self.assertIn("twisted/plugins/pilotnet_daemon.py", names)
             self.assertIn("twisted/plugins/pilotnet_servers.py", names)
+            self.assertIn("twisted/plugins/pilotnet_gateway.py", names)
+            self.assertIn("twisted/plugins/pilotnet_endpoints.py", names)
             self.assertFalse([n for n in names if n.startswith("tests/")])
             self.assertFalse([n for n in names if n.endswith("dropin.cache")])
             packaged = {os.path.dirname(n).replace("/", ".") for n in names if n.endswith("__init__.py")}
@@ -73,7 +75,19 @@ class WheelTests(TestCase):
                                    capture_output=True, text=True)
             self.assertEqual(found.returncode, 0, found.stderr[-3000:])
             self.assertEqual(found.stdout.strip(),
-                             "['pilot-beacon', 'pilot-daemon', 'pilot-registry', 'pilot-rendezvous']")
+                             "['pilot-beacon', 'pilot-daemon', 'pilot-gateway', 'pilot-registry', 'pilot-rendezvous']")
+            # ...and every Twisted program finds the pilot: endpoint strings there.
+            probe = (
+                "import sys; sys.path.insert(0, sys.argv[1]);"
+                "from twisted.internet import reactor; from twisted.internet.endpoints import "
+                "serverFromString, clientFromString;"
+                "print(type(serverFromString(reactor, 'pilot:80')).__name__,"
+                " type(clientFromString(reactor, 'pilot:agent-alpha:80')).__name__)"
+            )
+            found = subprocess.run([sys.executable, "-c", probe, os.path.join(directory, "site")],
+                                   capture_output=True, text=True, cwd=directory)
+            self.assertEqual(found.returncode, 0, found.stderr[-3000:])
+            self.assertEqual(found.stdout.strip(), "PilotServerEndpoint PilotClientEndpoint")
             # The dashboard's templates and static files travel inside the wheel...
             self.assertIn("pilotnet/dashboard/templates/index.html", names)
             self.assertIn("pilotnet/dashboard/templates/static/dashboard.js", names)
@@ -118,5 +132,5 @@ class InstalledCommandsTests(TestCase):
             found = subprocess.run([sys.executable, "-c", probe], cwd=elsewhere, capture_output=True,
                                    text=True, env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"})
         self.assertEqual(found.returncode, 0, found.stderr[-3000:])
-        self.assertEqual(found.stdout.strip(), "['pilot-beacon', 'pilot-daemon', 'pilot-registry', 'pilot-rendezvous']",
+        self.assertEqual(found.stdout.strip(), "['pilot-beacon', 'pilot-daemon', 'pilot-gateway', 'pilot-registry', 'pilot-rendezvous']",
                          "reinstall with: pip install --config-settings editable_mode=compat -e .")

@@ -73,6 +73,9 @@ FLAGS = {
     "justification": "why (sent to the submitter)",
     "results": "the results as text",
     "file": "a file of results (a document or data file)",
+    "subnet": "the gateway's IPv4 subnet for local IPs (default 10.4.0.0/16)",
+    "ports": "the TCP ports each local IP listens on, comma-separated",
+    "dns-port": "answer <agent>.pilot queries on 127.0.0.1 at this UDP port",
 }
 
 
@@ -322,11 +325,25 @@ COMMANDS = [
     _command("completion", "<shell>", "a bash or zsh completion script for pilotctl",
              "the script (printed as is)", "bootstrap:completion",
              "pilotctl completion bash > ~/.local/share/bash-completion/completions/pilotctl"),
+    # gateway (needs root for start; see docs/gateway.md)
+    _command("gateway start", "[--subnet CIDR] [--ports LIST] [--dns-port PORT] [--foreground] [target...]",
+             "run the gateway in the background: each target (address|hostname [ip]) gets a local IP",
+             "pid, subnet, ports, mappings[{local_ip, pilot_addr, hostname, ports, connections}] [, dns]",
+             "gateway:start", "pilotctl gateway start --ports 80 agent-alpha"),
+    _command("gateway stop", "", "stop the gateway: listeners and loopback aliases go", "pid [, forced]",
+             "gateway:stop", "pilotctl gateway stop"),
+    _command("gateway map", "<address|hostname> [ip]", "map an agent on the running gateway",
+             "local_ip, pilot_addr [, hostname, ports, connections]", "gateway:map_target",
+             "pilotctl gateway map agent-beta 10.4.0.2"),
+    _command("gateway unmap", "<ip>", "remove a mapping from the running gateway", "unmapped, pilot_addr",
+             "gateway:unmap", "pilotctl gateway unmap 10.4.0.2"),
+    _command("gateway list", "", "the running gateway's mappings", "mappings[…], total", "gateway:list_mappings",
+             "pilotctl gateway list --json"),
 ]
 
 BY_NAME = {command.name: command for command in COMMANDS}
 #: Commands with sub-commands (``daemon start``, ``task submit``).
-GROUPS = ("daemon", "task")
+GROUPS = ("daemon", "task", "gateway")
 
 
 def find(argv):

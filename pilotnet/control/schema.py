@@ -360,6 +360,15 @@ PUBLISH_BATCH = _spec(
 EVENTS_RECEIVED = _spec("EventsReceived", [("subscription", Integer()), ("events", LongBytes())],
                         doc="Push: events for one subscription, framed as in PublishBatch; answered when taken.")
 
+# -- the gateway's own control socket (pilotnet.gateway.control) --------------------
+
+GATEWAY_MAP = _spec("Map", [("target", Text()), ("ip", Text(optional=True))], [("mapping", JSON())],
+                    doc="Map ``target`` (address, node ID or hostname), at ``ip`` or the next free IP.")
+GATEWAY_UNMAP = _spec("Unmap", [("ip", Text())], [("mapping", JSON())])
+GATEWAY_STATUS = _spec("Status", response=[("status", JSON())],
+                       doc="``pid, subnet, ports, mappings`` (and ``dns`` when the DNS front runs).")
+GATEWAY_COMMANDS = (GATEWAY_MAP, GATEWAY_UNMAP, GATEWAY_STATUS)
+
 COMMANDS = (
     INFO, PEERS, CONNECTIONS, RESOLVE_HOSTNAME, LOOKUP, SET_HOSTNAME, SET_VISIBILITY, SET_TAGS, SET_TASK_EXEC,
     DEREGISTER, HANDSHAKE, HANDSHAKE_BY_NAME, APPROVE, REJECT, REVOKE, PENDING, TRUSTED, BIND, UNBIND, DIAL, WRITE, CONSUMED, CLOSE,

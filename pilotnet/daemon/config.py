@@ -47,6 +47,7 @@ class DaemonConfig:
     dataexchange: bool = True
     eventstream: bool = True
     tasksubmit: bool = True
+    nameserver: bool = True
     keepalive: float = 60.0
     idle_timeout: float = 120.0
     close_timeout: float = 60.0

@@ -42,6 +42,7 @@ from pilotnet.errors import INVALID_ARGUMENT, NOT_FOUND, NOT_RUNNING, NOT_TRUSTE
 from pilotnet.ratelimit import TokenBucket
 from pilotnet.services.dataexchange import DataExchangeLimits, DataExchangeService
 from pilotnet.services.eventstream import EventBroker, EventStreamService
+from pilotnet.services.nameserver import NameserverService
 from pilotnet.services.federation import Federation
 from pilotnet.services.storage import ByteBudget, FileWriter
 from pilotnet.services.tasks import TaskService
@@ -57,6 +58,7 @@ DIRECT_RETRY = 60.0
 # Event subscriptions at trusted peers are reconciled this often (and on every change).
 FEDERATION_REFRESH = 15.0
 TASK_HOUSEKEEPING = 10.0
+NAMESERVER_REAP = 60.0
 # A peer we heard nothing from for this long (despite keepalive pings) is re-resolved before use.
 PEER_SILENCE = 2.5 * PEER_KEEPALIVE
 # ... and for this long (three unanswered keepalive rounds, no key exchange tried since), its
@@ -157,7 +159,7 @@ class NodeService(service.MultiService):
         self._start_services(config, reactor)
 
     def _start_services(self, config, reactor):
-        """The built-in services on ports 1001-1003 (echo is started above, before trust)."""
+        """The built-in services on ports 53 and 1001-1003 (echo is started above, before trust)."""
         self.events = EventBroker()
         writer = FileWriter(reactor)
         writer.setServiceParent(self)
@@ -178,6 +180,9 @@ class NodeService(service.MultiService):
                                      adjust_polo=self.adjust_polo, local_node=lambda: self.node_id,
                                      max_queued=config.task_queue_max, budget=budget, writer=writer)
             TimerService(TASK_HOUSEKEEPING, self.tasks.housekeeping).setServiceParent(self)
+        if config.nameserver:
+            self.nameserver = NameserverService(self.streams, reactor)
+            TimerService(NAMESERVER_REAP, self.nameserver.housekeeping).setServiceParent(self)
 
     # -- lifecycle -------------------------------------------------------------
 

@@ -22,6 +22,7 @@ SWITCHES = {
     "no-dataexchange": ("dataexchange", False),
     "no-eventstream": ("eventstream", False),
     "no-tasksubmit": ("tasksubmit", False),
+    "no-nameserver": ("nameserver", False),
 }
 
 
@@ -40,6 +41,7 @@ class Options(usage.Options):
         ["no-dataexchange", None, "do not run the data exchange service on port 1001"],
         ["no-eventstream", None, "do not run the event stream broker on port 1002"],
         ["no-tasksubmit", None, "do not run the task submission service on port 1003"],
+        ["no-nameserver", None, "do not run the nameserver (A, N and S records) on port 53"],
         ["trust-auto-approve", None, "approve every valid handshake request without asking the operator"],
     ]
     optParameters = [

@@ -331,7 +331,7 @@ class Daemon:
     def _stream_closed(self, conn_id, code, message):
         stream = self._streams.get(conn_id)
         if stream is not None:
-            stream._end(PilotError(message or code, code=code) if code else None)
+            stream._peer_ended(code, message)
         return {}
 
     def _datagram_received(self, src_address, src_port, dst_port, data):

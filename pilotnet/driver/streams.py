@@ -39,6 +39,10 @@ class Datagram(NamedTuple):
 class Stream:
     """A reliable byte stream to a remote port, from :meth:`Daemon.dial` or :meth:`Listener.accept`."""
 
+    #: Keep writing after the peer's end (a half-close): reads then give ``b""`` while writes go on
+    #: until :meth:`close`.  Off by default: a peer's end closes the stream both ways, as in the reference.
+    half_open = False
+
     def __init__(self, daemon, conn_id, local_port, remote_address, remote_port):
         self._daemon = daemon
         self.conn_id = conn_id
@@ -50,6 +54,8 @@ class Stream:
         #: Received bytes not yet returned to the daemon with Consumed.
         self._unreturned = 0
         self._ended = False
+        #: The peer ended its direction of a :attr:`half_open` stream (ours may still write).
+        self._peer_done = False
         self._end_error = None
         self._chunks = deque()
         #: Written bytes the daemon has not credited back yet (see commands.WRITE_CREDIT).
@@ -57,6 +63,8 @@ class Stream:
         self._write_error = None
         self._flushed = []
         self._closing = None
+        #: Our side finished writing (:meth:`shutdown_write`) while the peer may still send.
+        self._write_shut = False
         self._closed = OneShot()
 
     def __repr__(self):
@@ -103,7 +111,7 @@ class Stream:
                 del self._buffer[:take]
             elif self._end_error is not None:
                 data = self._end_error
-            elif self._ended:
+            elif self._ended or self._peer_done:
                 data = b""
                 if exact:
                     data = PilotError(
@@ -225,7 +233,10 @@ class Stream:
 
     def close(self):
         """Close after the data already written has been buffered; never fails."""
-        if self._closing is None:
+        if self._write_shut:
+            self._write_shut = False
+            self._closing.addBoth(lambda _: self._end(None))
+        elif self._closing is None:
             if self._ended:
                 self._closing = succeed(None)
             else:
@@ -235,6 +246,25 @@ class Stream:
         closing = Deferred()
         self._closing.addBoth(lambda result: closing.callback(None) or result)
         return closing
+
+    def shutdown_write(self):
+        """Half-close: our FIN follows the data already written; reading goes on until the peer ends.
+
+        Later writes fail; :meth:`close` still ends the stream at once.  Never fails.
+        """
+        if self._closing is None and not self._ended:
+            self._closing = self._wait_flushed()
+            self._closing.addCallback(lambda _: self._daemon._call(commands.Close, conn_id=self.conn_id))
+            self._closing.addErrback(lambda _: None)
+            self._write_shut = True
+
+    def _peer_ended(self, code, message):
+        """The daemon says the stream ended: cleanly (``code`` empty) or with an error."""
+        if not code and self.half_open and not self._write_shut and not self._ended:
+            self._peer_done = True
+            self._serve_readers()
+        else:
+            self._end(PilotError(message or code, code=code) if code else None)
 
     def _end(self, error):
         """The stream is over, by either side or by losing the daemon; wake everyone."""

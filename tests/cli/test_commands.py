@@ -30,6 +30,8 @@ NEEDS_DAEMON = [
 LOCAL = {"init", "config", "context", "daemon start", "daemon stop", "daemon status", "received", "inbox",
          "task accept", "task decline", "task execute", "task send-results", "task list", "task queue",
          "version", "help", "completion", "broadcast", "lookup", "register", "rotate-key", "deregister"}
+# Commands that talk to the gateway's own control socket (tests/gateway covers them).
+LOCAL |= {"gateway start", "gateway stop", "gateway map", "gateway unmap", "gateway list"}
 
 
 class NoDaemonTests(PilotctlMixin, TestCase):

@@ -9,7 +9,26 @@ MAX_ROWS = 50
 
 def info(context, args):
     info = context.ask(schema.INFO)["info"]
-    return Output(info, _info_text(info))
+    text = _info_text(info)
+    gateway = _gateway_status(context)
+    if gateway is not None:
+        from pilotnet.cli.commands.gateway import gateway_text
+
+        info["gateway"] = gateway
+        text += "\n" + gateway_text(gateway)
+    return Output(info, text)
+
+
+def _gateway_status(context):
+    """The running gateway's status, asked only when its control socket exists (most nodes run none)."""
+    from pilotnet.gateway.paths import control_path
+
+    path = control_path(context.home.socket_path())
+    if not path.exists():
+        return None
+    from pilotnet.cli.commands.gateway import status_now
+
+    return status_now(path)
 
 
 def health(context, args):
