@@ -132,6 +132,10 @@ COMMANDS = [
              "registry:disable_tasks"),
     _command("lookup", "<node_id>", "a node's registry record", "the registry's lookup reply", "registry:lookup"),
     _command("deregister", "", "remove this node from the registry", "type", "registry:deregister"),
+    # webhooks
+    _command("set-webhook", "<url>", "POST this node's events to an http(s) URL (kept in config.json)",
+             "webhook, enabled, secret_file, sent, failed, dropped, queued", "webhooks:set_webhook"),
+    _command("clear-webhook", "", "stop posting this node's events", "webhook, enabled", "webhooks:clear_webhook"),
     # trust
     _command("handshake", "<node_id|address|hostname> [justification...]",
              "ask a node for mutual trust (direct, or relayed by the registry)", "status, node_id",

@@ -53,6 +53,9 @@ class DaemonConfig:
     max_conns_total: int = 65536
     syn_rate_limit: int = 100
     log_format: str = "text"
+    #: URL the node's events are POSTed to ("" = none); see docs/webhooks.md.
+    webhook: str = ""
+    webhook_allow_private: bool = False
 
     @property
     def socket_path(self):

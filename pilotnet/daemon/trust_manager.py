@@ -37,6 +37,7 @@ from twisted.python.failure import Failure
 from pilotnet.crypto.identity import b64encode
 from pilotnet.daemon.handshake import GO_SEGMENT, PORT
 from pilotnet.errors import ALREADY_EXISTS, INVALID_ARGUMENT, NOT_FOUND, NOT_RUNNING, PilotError
+from pilotnet.interfaces import NO_EVENTS
 from pilotnet.wire import handshake
 from pilotnet.wire.packet import PROTO_DATAGRAM
 
@@ -65,6 +66,8 @@ class TrustManager:
     ``trust_auto_approve`` (read live: visibility can change at run time).
     """
 
+    emitter = NO_EVENTS
+
     def __init__(self, *, clock, state, identity, registry, courier, peer_keys, settings,
                  abort_streams, drop_tunnel):
         self.clock = clock
@@ -90,6 +93,7 @@ class TrustManager:
 
     def _event(self, event, node, **fields):
         log.info("trust: {trust_event} node {peer}", trust_event=event, peer=node, **fields)
+        self.emitter.emit(event, peer_node_id=node, **fields)
 
     def _now(self):
         return self.clock.seconds()
@@ -418,6 +422,7 @@ class TrustManager:
         self.refused[kind] += 1
         log.info("trust: {trust_event} node {peer} port {port}", trust_event=f"{kind}.rejected", peer=node,
                  port=packet.dst_port)
+        self.emitter.emit(f"{kind}.rejected", src_node_id=node, src_addr=packet.src, dst_port=packet.dst_port)
         return False
 
     def _registry_trusts(self, node):

@@ -202,6 +202,20 @@ class Deregister(Command):
     response = [(b"result", JSON())]
 
 
+# -- webhooks (docs/webhooks.md) ----------------------------------------------
+
+class SetWebhook(Command):
+    """POST the node's events to ``url``; ``result`` is the webhook's state (url, counters, secret_file)."""
+
+    arguments = [(b"url", amp.Unicode())]
+    response = [(b"result", JSON())]
+
+
+class ClearWebhook(Command):
+    arguments = []
+    response = [(b"result", JSON())]
+
+
 # -- trust (reference IPC 0x0F sub-commands) ---------------------------------
 
 class Handshake(Command):

@@ -25,7 +25,7 @@ from zope.interface import implementer
 
 from pilotnet.crypto.identity import write_private_file
 from pilotnet.errors import PilotError
-from pilotnet.interfaces import IStreamOwner
+from pilotnet.interfaces import NO_EVENTS, IStreamOwner
 from pilotnet.wire import dataexchange as wire
 from pilotnet.wire.address import PORT_DATA_EXCHANGE
 
@@ -82,6 +82,8 @@ class _Transfer:
 
 @implementer(IStreamOwner)
 class DataExchangeService:
+    emitter = NO_EVENTS
+
     def __init__(self, streams, home, clock, port=PORT_DATA_EXCHANGE):
         self.streams = streams
         self.clock = clock
@@ -176,6 +178,7 @@ class DataExchangeService:
         self.saved_files += 1
         log.info("file {name} ({size} bytes) received from {peer}", name=target.name,
                  size=transfer.received, peer=str(transfer.remote))
+        self.emitter.emit("file.received", filename=target.name, size=transfer.received, path=target)
 
     def _save_message(self, transfer, payload):
         kind = wire.type_name(transfer.start.frame_type)
@@ -191,6 +194,7 @@ class DataExchangeService:
         target = unused_path(self.inbox_dir, f"{kind}-{arrival_stamp(now)}", ".json")
         write_private_file(target, json.dumps(document).encode("utf-8"))
         self.saved_messages += 1
+        self.emitter.emit("message.received", type=kind, size=len(payload), **{"from": transfer.remote})
 
     def _reply(self, conn_id, text):
         header, payload = wire.encode_frame(wire.TYPE_TEXT, text.encode("utf-8"))

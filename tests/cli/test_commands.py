@@ -24,6 +24,7 @@ NEEDS_DAEMON = [
     ["handshake", "5", "why"], ["approve", "5"], ["reject", "5"], ["pending"], ["trust"], ["untrust", "5"],
     ["send-message", "5", "--data", "d"], ["send-file", "5", __file__], ["publish", "t", "--data", "d"],
     ["subscribe", "5", "t"], ["task", "submit", "5", "--task", "t"],
+    ["set-webhook", "https://hooks.example.com/pilot"], ["clear-webhook"],
 ]
 # Commands that only read or write files in the home directory.
 LOCAL = {"init", "config", "context", "daemon start", "daemon stop", "daemon status", "received", "inbox",
