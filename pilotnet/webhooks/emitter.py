@@ -102,5 +102,15 @@ def _render(payload: dict) -> dict:
     document = {"event": payload["event"], "event_id": payload["event_id"], "node_id": payload["node_id"],
                 "timestamp": rfc3339(payload["timestamp"])}
     if payload["data"] is not None:
-        document["data"] = payload["data"]
+        document["data"] = {key: _text(value) for key, value in payload["data"].items()}
     return document
+
+
+def _text(value):
+    """JSON values stay; a ``(host, port)`` endpoint becomes ``host:port``; anything else its text."""
+    if value is None or isinstance(value, (str, bool, int, float)):
+        return value
+    if type(value) is tuple and len(value) >= 2 and isinstance(value[0], str):
+        host, port = value[:2]
+        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    return str(value)
