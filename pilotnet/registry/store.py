@@ -51,6 +51,8 @@ class RegistryStore:
         self.path = os.fspath(path)
         directory = os.path.dirname(os.path.abspath(self.path))
         os.makedirs(directory, mode=0o700, exist_ok=True)
+        # Owner-only: it holds webhook and export secrets (SQLite gives its -wal/-shm files the same mode).
+        os.close(os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600))
         self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
@@ -123,11 +125,15 @@ class RegistryStore:
         self.close()
         return succeed(None)
 
-    def load_into(self, directory):
-        """Restore every stored entity into ``directory``; returns how many."""
+    def load_into(self, directory, others=None):
+        """Restore every stored entity into ``directory``; returns how many.
+
+        ``others`` maps the kinds kept beside the directory (the audit log's) to what restores them.
+        """
         count = 0
         for kind, key, value in self._db.execute("SELECT kind, key, value FROM entities"):
-            directory.restore(kind, key, json.loads(value))
+            restore = others.get(kind, directory.restore) if others else directory.restore
+            restore(kind, key, json.loads(value))
             count += 1
         return count
 

@@ -15,6 +15,8 @@ from twisted.python.failure import Failure
 from pilotnet.errors import PilotError
 from pilotnet.registry import replication
 from pilotnet.registry.directory import Directory
+from pilotnet.registry.audit import KINDS as AUDIT_KINDS, AuditLog
+from pilotnet.registry.audit_service import AuditService
 from pilotnet.registry.handlers import Registry
 from pilotnet.plugin_options import ListeningService, PortsFile, ServerOptions
 from pilotnet.ratelimit import RateLimiter
@@ -53,6 +55,8 @@ class RegistryOptions(ServerOptions):
     ]
     optFlags = [
         ["tls", None, "Speak TLS on the registry listener; clients pin the logged fingerprint."],
+        ["webhooks-allow-private", None,
+         "Let the registry webhook and audit export reach loopback and private addresses."],
     ]
 
     def postOptions(self):
@@ -132,17 +136,18 @@ def make_registry_service(reactor, options, on_listening=lambda address: None,
     """The registry as a :class:`MultiService`: listener, housekeeping, store, dashboard."""
     now = reactor.seconds()
     directory = Directory(started=now)
+    audit = AuditLog(allow_private_targets=options["webhooks-allow-private"])
     store = None
     if options["store"]:
         store = RegistryStore(options["store"])
-        restored = store.load_into(directory)
+        restored = store.load_into(directory, {kind: audit.restore for kind in AUDIT_KINDS})
         log.info("registry: restored {count} entities from {path}",
                  count=restored, path=options["store"])
     else:
         log.warn("registry: no --store given, state lives in memory only")
     registry = Registry(
         directory, admin_token=options["admin-token"], stale_after=options["stale-after"],
-        register_limiter=RateLimiter(burst=options["registrations-per-minute"], window=60.0))
+        register_limiter=RateLimiter(burst=options["registrations-per-minute"], window=60.0), audit=audit)
     server = RegistryServer(registry, reactor, store)
     replicating = replication.replication_service(reactor, options, server)
     factory = RegistryFactory(server, max_connections=options["max-connections"])
@@ -159,6 +164,8 @@ def make_registry_service(reactor, options, on_listening=lambda address: None,
     # starts before the timer, so a port in use stops start-up early.
     if store is not None:
         _StoreWriter(server, reactor).setServiceParent(service)
+    AuditService(reactor, audit, store, allow_private=options["webhooks-allow-private"]).setServiceParent(service)
+    audit.restored()
     _StreamListener(serverFromString(reactor, options["registry"]), factory,
                     listening).setServiceParent(service)
     housekeeping = TimerService(HOUSEKEEPING_INTERVAL, server.housekeeping)
