@@ -69,7 +69,7 @@ def hec_event(entry: AuditEntry, *, host: str, source: str, index: str = "") -> 
 
 
 def make_exporter(reactor, settings: dict, *, allow_private: bool = False, host: str | None = None,
-                  resolver=None) -> tuple[DeliveryQueue, object]:
+                  resolver=None, delivery_options=None) -> tuple[DeliveryQueue, object]:
     """The queue delivering to the export ``settings`` (as ``set_audit_export`` stored them), and its sender.
 
     The queue takes :meth:`AuditEntry.stored` dictionaries."""
@@ -99,5 +99,6 @@ def make_exporter(reactor, settings: dict, *, allow_private: bool = False, host:
                 return body, signed_headers(settings["secret"], int(reactor.seconds()), body)
 
         sender = HttpSender(reactor, target, encode, allow_private=allow_private, timeout=TIMEOUT, **options)
-    return DeliveryQueue(reactor, sender, name=f"audit export ({export_format})"), sender
+    queue = DeliveryQueue(reactor, sender, name=f"audit export ({export_format})", **(delivery_options or {}))
+    return queue, sender
 

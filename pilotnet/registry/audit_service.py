@@ -21,8 +21,11 @@ log = Logger()
 
 
 class AuditService(Service):
-    def __init__(self, reactor, audit: AuditLog, store=None, *, allow_private: bool = False, resolver=None):
+    def __init__(self, reactor, audit: AuditLog, store=None, *, allow_private: bool = False, resolver=None,
+                 delivery_options=None):
+        """``delivery_options`` (``attempts``, ``backoff``, ...) tune both delivery queues (tests)."""
         self._reactor = reactor
+        self._delivery = dict(delivery_options or {})
         self._audit = audit
         self._store = store
         self._allow_private = allow_private
@@ -52,7 +55,8 @@ class AuditService(Service):
             old, self.webhook = self.webhook, None
             if settings is not None:
                 self.webhook = Webhook(self._reactor, settings["url"], settings["secret"],
-                                       allow_private=self._allow_private, name="registry webhook", **self._options)
+                                       allow_private=self._allow_private, name="registry webhook",
+                                       **self._options, **self._delivery)
             if old is not None:
                 old.stop()
         elif name == "export":
@@ -60,7 +64,8 @@ class AuditService(Service):
             self.exporter = self._exporter_sender = None
             if settings is not None:
                 self.exporter, self._exporter_sender = make_exporter(
-                    self._reactor, settings, allow_private=self._allow_private, **self._options)
+                    self._reactor, settings, allow_private=self._allow_private, delivery_options=self._delivery,
+                    **self._options)
             if old is not None:
                 old.stop().addCallback(lambda _: _close(old_sender))
         self._schedule_flush()
