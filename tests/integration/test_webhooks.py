@@ -11,6 +11,7 @@ from twisted.internet import reactor
 from twisted.internet.defer import ensureDeferred
 from twisted.trial.unittest import TestCase
 
+from pilotnet.registry.client import RegistryError, connect_registry
 from pilotnet.webhooks.signing import verify
 from tests.integration.processes import DaemonProcess, PilotctlMixin, RendezvousProcess, wait_until
 from tests.webhooks.receivers import HttpReceiver
@@ -204,3 +205,56 @@ class DaemonWebhookTests(PilotctlMixin, TestCase):
         self.assertFalse(cleared["enabled"])
         self.assertNotIn("webhook", await self.ok(beta, "config"))
         self.assertFalse((await beta.query_info())["webhook"]["enabled"])
+
+
+class RegistryAuditTests(PilotctlMixin, TestCase):
+    timeout = 120
+
+    @run
+    async def test_a_rendezvous_audits_posts_and_keeps_its_log_and_webhook_across_a_restart(self):
+        receiver = HttpReceiver(self)
+        base = self.mktemp()
+        store = os.path.abspath(os.path.join(base, "registry.db"))
+        rendezvous = await RendezvousProcess(self, os.path.join(base, "rendezvous"), "--store", store,
+                                             "--admin-token", "s3cret", "--webhooks-allow-private").start()
+        self.assertEqual(os.stat(store).st_mode & 0o777, 0o600)
+        admin = await self.admin_client(rendezvous)
+        refused = await self.request(admin, {"type": "set_webhook", "url": "http://169.254.169.254/"})
+        self.assertEqual((refused["type"], refused["code"]), ("error", "invalid_argument"))
+        configured = await self.request(admin, {"type": "set_webhook", "url": receiver.url})
+        self.assertTrue(configured["enabled"])
+
+        alpha = await DaemonProcess(self, os.path.join(base, "alpha"), rendezvous, hostname="alpha").start()
+        await wait_until(lambda: any(r.json()["action"] == "node.registered" for r in receiver.requests),
+                         "node.registered at the receiver", timeout=40)
+        registered = [r.json() for r in receiver.requests if r.json()["action"] == "node.registered"][0]
+        self.assertEqual(registered["node_id"], alpha.node_id)
+        self.assertTrue(verify(configured["secret"], receiver.requests[0].headers["x-pilot-timestamp"],
+                               receiver.requests[0].headers["x-pilot-signature"], receiver.requests[0].body,
+                               now=reactor.seconds()))
+
+        # Restarted on its store: the entries are still there and the webhook still delivers.
+        await rendezvous.stop()
+        await rendezvous.start()
+        admin = await self.admin_client(rendezvous)
+        log = await self.request(admin, {"type": "get_audit_log", "limit": 50})
+        actions = [entry["action"] for entry in log["entries"]]
+        self.assertIn("node.registered", actions)
+        self.assertIn("webhook.configured", actions)
+        before = len(receiver.requests)
+        await self.ok(alpha, "set-hostname", "alpha-two")
+        await wait_until(lambda: any(r.json()["action"] == "hostname.changed" for r in receiver.requests[before:]),
+                         "hostname.changed after the restart", timeout=40)
+        state = await self.request(admin, {"type": "get_webhook"})
+        self.assertEqual((state["enabled"], state["url"], state["failed"]), (True, receiver.url, 0))
+
+    async def admin_client(self, rendezvous):
+        client = await connect_registry(reactor, rendezvous.registry_endpoint)
+        self.addCleanup(client.transport.abortConnection)
+        return client
+
+    async def request(self, client, message):
+        try:
+            return await client.request({**message, "admin_token": "s3cret"})
+        except RegistryError as error:
+            return {"type": "error", "error": error.message, "code": error.code}
