@@ -24,11 +24,11 @@ NEEDS_DAEMON = [
     ["handshake", "5", "why"], ["approve", "5"], ["reject", "5"], ["pending"], ["trust"], ["untrust", "5"],
     ["send-message", "5", "--data", "d"], ["send-file", "5", __file__], ["publish", "t", "--data", "d"],
     ["subscribe", "5", "t"], ["task", "submit", "5", "--task", "t"],
-    ["set-webhook", "https://hooks.example.com/pilot"], ["clear-webhook"],
 ]
 # Commands that only read or write files in the home directory.
 LOCAL = {"init", "config", "context", "daemon start", "daemon stop", "daemon status", "received", "inbox",
-         "task accept", "task decline", "task execute", "task send-results", "task list", "task queue"}
+         "task accept", "task decline", "task execute", "task send-results", "task list", "task queue",
+         "set-webhook", "clear-webhook"}
 
 
 class NoDaemonTests(PilotctlMixin, TestCase):
@@ -76,6 +76,19 @@ class NoDaemonTests(PilotctlMixin, TestCase):
             result = await self.pilotctl(*argv, "--json")
             self.assertEqual(result.code, 1, argv)
             self.assertEqual(result.error["code"], "invalid_argument", (argv, result))
+
+    @run_async
+    async def test_set_webhook_without_a_daemon_is_kept_for_the_next_start(self):
+        refused = await self.pilotctl("set-webhook", "ftp://example.com/", "--json")
+        self.assertEqual((refused.code, refused.error["code"]), (1, "invalid_argument"))
+        saved = await self.pilotctl("set-webhook", "https://hooks.example.com/pilot", "--json")
+        self.assertEqual(saved.data, {"webhook": "https://hooks.example.com/pilot", "applied": False})
+        with open(self.home_file("config.json")) as config:
+            self.assertEqual(json.load(config)["webhook"], "https://hooks.example.com/pilot")
+        human = await self.pilotctl("clear-webhook")
+        self.assertEqual(human.stdout, "webhook cleared\nwill take effect on next daemon start\n")
+        with open(self.home_file("config.json")) as config:
+            self.assertNotIn("webhook", json.load(config))
 
     @run_async
     async def test_init_config_context(self):

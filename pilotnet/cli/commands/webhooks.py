@@ -1,10 +1,19 @@
-"""``set-webhook`` and ``clear-webhook``: where the daemon POSTs its events (docs/webhooks.md)."""
+"""``set-webhook`` and ``clear-webhook``: where the daemon POSTs its events (docs/webhooks.md).
 
+As the reference's: the URL is kept in config.json (the next ``daemon start``
+uses it) and applied to the running daemon if there is one.  A running
+daemon checks the target fully (addresses, its allow-private option) and a
+refused URL is not saved; without a daemon only the URL's shape is checked
+here, and the daemon checks the rest when it starts.
+"""
+
+from pilotnet.cli.args import invalid
 from pilotnet.cli.output import Output
+from pilotnet.errors import NOT_RUNNING, PilotError
+from pilotnet.webhooks.targets import TargetRefused, check_url
 
 
 def _remember_webhook(context, url):
-    """Keep the URL in config.json too, so the next ``daemon start`` delivers to it."""
     config = context.home.load_config()
     if url:
         config["webhook"] = url
@@ -13,18 +22,39 @@ def _remember_webhook(context, url):
     context.home.save_config(config)
 
 
-def _data(state):
-    return {"webhook": state.get("url", ""), **{key: value for key, value in state.items() if key != "url"}}
+async def _apply(context, change):
+    """The daemon's webhook state after ``change(daemon)``, or None when no daemon runs."""
+    try:
+        daemon = await context.daemon()
+    except PilotError as error:
+        if error.code == NOT_RUNNING:
+            return None
+        raise
+    return await change(daemon)
+
+
+def _data(url, state):
+    data = {"webhook": url, "applied": state is not None}
+    if state is not None:
+        data.update({key: value for key, value in state.items() if key != "url"})
+    return data
 
 
 async def set_webhook(context, args):
     url = args.positional[0]
-    state = await (await context.daemon()).set_webhook(url)
+    try:
+        check_url(url, allow_private=True)
+    except TargetRefused as error:
+        raise invalid(f"set-webhook: {error.message}", hint="use an http:// or https:// URL") from None
+    state = await _apply(context, lambda daemon: daemon.set_webhook(url))
     _remember_webhook(context, url)
-    return Output(_data(state), f"webhook set: {url}\nsigning secret: {state.get('secret_file')}")
+    where = (f"applied to running daemon\nsigning secret: {state['secret_file']}" if state is not None
+             else "will take effect on next daemon start")
+    return Output(_data(url, state), f"webhook set: {url}\n{where}")
 
 
 async def clear_webhook(context, args):
-    state = await (await context.daemon()).clear_webhook()
+    state = await _apply(context, lambda daemon: daemon.clear_webhook())
     _remember_webhook(context, "")
-    return Output(_data(state), "webhook cleared")
+    where = "applied to running daemon" if state is not None else "will take effect on next daemon start"
+    return Output(_data("", state), f"webhook cleared\n{where}")
