@@ -179,6 +179,20 @@ class DaemonWebhookTests(PilotctlMixin, TestCase):
         self.assertEqual(sorted(ids), list(range(1, len(ids) + 1)))
 
     @run
+    async def test_a_registry_that_forgot_the_node_gets_it_back(self):
+        receiver = HttpReceiver(self)
+        base = self.mktemp()
+        self.rendezvous = await RendezvousProcess(self, os.path.join(base, "rendezvous")).start()
+        beta = await DaemonProcess(self, os.path.join(base, "beta"), self.rendezvous, "--webhook", receiver.url,
+                                   "--webhook-allow-private", "--keepalive", "1", hostname="beta").start()
+        await self.event(receiver, "node.registered")
+        await self.rendezvous.stop()
+        await self.rendezvous.start()  # no store: it knows nobody
+        again = await self.event(receiver, "node.reregistered")
+        self.assertEqual(again["data"], {"address": beta.address})
+        self.assertEqual(len(self.events(receiver, "node.registered")), 1)
+
+    @run
     async def test_set_and_clear_at_run_time_and_forbidden_targets(self):
         receiver = HttpReceiver(self)
         base = self.mktemp()
