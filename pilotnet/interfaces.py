@@ -6,7 +6,7 @@ stream owners' side, the services and the control socket implement
 :class:`IStreamOwner`, and neither has to import the other for it.
 """
 
-from zope.interface import Interface, implementer
+from zope.interface import Attribute, Interface, implementer
 
 
 class IStreamOwner(Interface):
@@ -33,6 +33,8 @@ class IEventEmitter(Interface):
     them into text later, off the caller's path.
     """
 
+    active = Attribute("False while events go nowhere: a loop emitting per item may skip itself")
+
     def emit(event, **data):
         """Report ``event`` (such as ``conn.fin``) with its fields."""
 
@@ -40,6 +42,8 @@ class IEventEmitter(Interface):
 @implementer(IEventEmitter)
 class _NoEvents:
     """The emitter of a part nobody listens to: every event is ignored."""
+
+    active = False
 
     def emit(self, event, **data):
         pass

@@ -34,8 +34,8 @@ SEVERITY = {"trust": 5, "key": 6, "network": 4, "node": 3, "audit_export": 7, "w
 
 
 def _cef_header(value: str) -> str:
-    """CEF header fields escape ``\\`` and ``|``."""
-    return value.replace("\\", "\\\\").replace("|", "\\|")
+    """CEF header fields escape ``\\`` and ``|`` and hold no line breaks (they become spaces)."""
+    return value.replace("\\", "\\\\").replace("|", "\\|").replace("\r", " ").replace("\n", " ")
 
 
 def _cef_value(value) -> str:

@@ -241,7 +241,7 @@ class EventStreamService:
             self.emitter.emit("pubsub.subscribed", topic=pattern, remote=connection.remote)
         if events:
             self.broker.publish_frames(events, connection.subscriber)
-            for topic, frame in events:
+            for topic, frame in events if self.emitter.active else ():
                 self.emitter.emit("pubsub.published", topic=topic, size=len(frame), **{"from": connection.remote})
         return None
 

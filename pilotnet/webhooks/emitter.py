@@ -55,6 +55,10 @@ class WebhookEmitter:
         #: Counters of webhooks replaced or cleared, so ``stats`` covers the whole run.
         self._past = {"sent": 0, "failed": 0, "dropped": 0}
 
+    @property
+    def active(self) -> bool:
+        return self.webhook is not None
+
     def emit(self, event, **data):
         webhook = self.webhook
         if webhook is None:

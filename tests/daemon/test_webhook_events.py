@@ -17,6 +17,8 @@ from tests.daemon.test_tunnel import A_ADDR, B_ADDR, Node, datagram
 
 @implementer(IEventEmitter)
 class RecordingEmitter:
+    active = True
+
     def __init__(self):
         self.events = []
 

@@ -8,11 +8,15 @@ and to UDP and TCP syslog listeners, which parse what they receive.
 import json
 import re
 
+from hypothesis import given, strategies as st
 from twisted.internet import reactor
-from twisted.trial.unittest import TestCase
+from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from pilotnet import __version__
+from pilotnet.registry.audit import AuditEntry
+from pilotnet.registry.audit_export import cef
 from pilotnet.registry.audit_service import AuditService
+from pilotnet.webhooks.syslog import rfc5424
 from pilotnet.webhooks.signing import verify
 from tests.integration.processes import wait_until
 from tests.registry.fixtures import identity
@@ -143,8 +147,6 @@ class AuditDeliveryTests(TestCase):
         self.assertEqual(extension["msg"], "name=lab-one, join_rule=open")
 
     def test_cef_escapes_what_its_fields_cannot_hold(self):
-        from pilotnet.registry.audit import AuditEntry
-        from pilotnet.registry.audit_export import cef
         tags = "a=b|c" + "\\" + "d" + "\n" + "x"
         entry = AuditEntry(1, 1_765_000_000.5, "tags.changed", None, 3, {"tags": tags})
         line = cef(entry)
@@ -159,3 +161,21 @@ class AuditDeliveryTests(TestCase):
 
     async def test_syslog_cef_over_tcp(self):
         await self.check_syslog("tcp")
+
+
+class CefPropertyTests(SynchronousTestCase):
+    @given(st.text(min_size=1, max_size=30), st.dictionaries(st.sampled_from(["hostname", "tags", "name", "url"]),
+                                                             st.text(max_size=60), max_size=4),
+           st.one_of(st.none(), st.integers(0, 2**32)))
+    def test_any_entry_is_one_line_whose_fields_read_back(self, action, details, node_id):
+        entry = AuditEntry(5, 1_765_000_000.0, action, None, node_id, details)
+        line = cef(entry)
+        self.assertNotIn("\n", line)
+        self.assertNotIn("\r", line)
+        header, extension = parse_cef(line)
+        self.assertEqual(header[4], action.replace("\r", " ").replace("\n", " "))
+        if details:
+            self.assertEqual(extension["msg"], ", ".join(f"{k}={v}" for k, v in details.items()))
+        message = rfc5424(line, timestamp=entry.timestamp, hostname="host name\n", app_name="pilot-registry")
+        self.assertIsNotNone(RFC5424.match(message))
+        self.assertEqual(message.count(b"\n"), 0)
