@@ -99,7 +99,8 @@ COMMANDS = [
     _command("daemon start",
              "[--registry ADDR] [--beacon ADDR] [--listen ADDR] [--endpoint ADDR] [--socket PATH] "
              "[--identity PATH] [--hostname NAME] [--owner NAME] [--config PATH] [--log-format FMT] "
-             "[--mss BYTES] [--local-mss BYTES] [--public] [--trust-auto-approve] [--no-encrypt] [--no-echo] [--foreground]",
+             "[--mss BYTES] [--local-mss BYTES] [--public] [--trust-auto-approve] [--no-encrypt] [--no-echo] [--foreground] "
+             "[--webhook URL] [--webhook-allow-private]",
              "start the daemon in the background and wait until it answers",
              "pid, node_id, address, hostname, socket, log_file", "lifecycle:start"),
     _command("daemon stop", "", "stop the daemon (SIGTERM, SIGKILL after 10s)", "pid [, forced]",
