@@ -20,12 +20,12 @@ from twisted.internet import defer
 from twisted.internet.endpoints import TCP4ClientEndpoint, TCP6ClientEndpoint, wrapClientTLS
 from twisted.internet.interfaces import IResolutionReceiver, IStreamClientEndpoint
 from twisted.internet.ssl import optionsForClientTLS
-from twisted.web.client import Agent
+from twisted.web.client import Agent, RequestTransmissionFailed, ResponseFailed, ResponseNeverReceived
 from twisted.web.iweb import IAgentEndpointFactory
 from zope.interface import implementer
 
 from pilotnet import __version__
-from pilotnet.errors import CONNECTION_FAILED, PilotError
+from pilotnet.errors import CONNECTION_FAILED, TIMEOUT, PilotError
 from pilotnet.webhooks.queue import PermanentFailure
 from pilotnet.webhooks.targets import TargetRefused, Target, check_address, literal_address
 
@@ -129,8 +129,11 @@ class HttpSender:
     async def _post(self, payload: dict):
         body, headers = self._encode(payload)
         headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT, **headers}
-        response = await self._client.post(self._target.url, data=body, headers=headers, allow_redirects=False,
-                                           reactor=self._reactor, timeout=self._timeout, unbuffered=True)
+        try:
+            response = await self._client.post(self._target.url, data=body, headers=headers, allow_redirects=False,
+                                               reactor=self._reactor, timeout=self._timeout, unbuffered=True)
+        except _WRAPPED as error:
+            raise _readable(error, self._timeout) from None
         status = response.code
         # The answer is not used; reading a bounded part of it lets the connection finish cleanly.
         await treq.collect(response, _Bounded(MAX_RESPONSE)).addErrback(lambda _: None)
@@ -139,6 +142,18 @@ class HttpSender:
         if status >= 500:
             raise PilotError(f"receiver answered HTTP {status}", code=CONNECTION_FAILED)
         raise PermanentFailure(f"receiver answered HTTP {status} (not retried)")
+
+
+#: How twisted.web reports the failures behind one request (a list of them in ``reasons``).
+_WRAPPED = (ResponseNeverReceived, ResponseFailed, RequestTransmissionFailed)
+
+
+def _readable(error, timeout: float) -> PilotError:
+    """One message for the failures twisted.web wraps (a cancelled attempt is treq's timeout)."""
+    if any(reason.check(defer.CancelledError) for reason in error.reasons):
+        return PilotError(f"no answer within {timeout:g}s", code=TIMEOUT)
+    causes = "; ".join(reason.getErrorMessage() or reason.type.__name__ for reason in error.reasons)
+    return PilotError(f"{type(error).__name__}: {causes}", code=CONNECTION_FAILED)
 
 
 class _Bounded:

@@ -72,6 +72,7 @@ class DeliveryQueue:
         self._running = None  # the Deferred of the sender while it runs
         self._wake = None  # the scheduled start of the sender
         self._stopping = False
+        self._giving_up = False
         self._warned_full = False
 
     # -- what callers use -------------------------------------------------------
@@ -130,9 +131,8 @@ class DeliveryQueue:
 
     async def _drain(self):
         while self.queue:
-            payload = self.queue.popleft()
-            self._warned_full = False
-            await self._deliver(payload)
+            await self._deliver(self.queue.popleft())
+        self._warned_full = False  # drained: the next overflow is news again
 
     async def _deliver(self, payload: dict):
         delay = self.backoff
@@ -144,8 +144,10 @@ class DeliveryQueue:
             except PermanentFailure as error:
                 return self._failed(payload, error.message, attempt)
             except defer.CancelledError:
-                return self._failed(payload, "stopped before delivery", attempt)
-            except Exception as error:  # network errors, timeouts and 5xx: worth another try
+                if self._giving_up:
+                    return self._failed(payload, "stopped before delivery", attempt)
+                reason = "timed out"  # the sender cancelled its own attempt
+            except Exception as error:  # network errors and 5xx: worth another try
                 reason = getattr(error, "message", None) or str(error) or type(error).__name__
             if attempt == self.attempts:
                 return self._failed(payload, reason, attempt)
@@ -164,6 +166,7 @@ class DeliveryQueue:
 
     def _give_up(self):
         """The stop grace ran out: what is queued is dropped, the one in flight cancelled."""
+        self._giving_up = True
         self.dropped += len(self.queue)
         self.queue.clear()
         if self._running is not None:

@@ -3,6 +3,7 @@
 import json
 
 from twisted.internet import defer, reactor
+from twisted.internet.protocol import Factory, Protocol
 from twisted.trial.unittest import TestCase
 
 from pilotnet.webhooks.signing import verify
@@ -114,3 +115,16 @@ class SyslogDeliveryTests(TestCase):
         with self.assertRaises(Exception) as caught:
             await sender({})
         self.assertIn("refused", str(caught.exception))
+
+
+class TimeoutTests(TestCase):
+    async def test_a_receiver_that_never_answers_times_out_and_is_retried(self):
+        silent = reactor.listenTCP(0, Factory.forProtocol(Protocol), interface="127.0.0.1")
+        self.addCleanup(silent.stopListening)
+        webhook = Webhook(reactor, f"http://127.0.0.1:{silent.getHost().port}/", SECRET, allow_private=True,
+                          backoff=0.05, attempts=2, timeout=0.2)
+        webhook.enqueue({"event_id": 1})
+        await webhook.stop(10)
+        [letter] = webhook.queue.dead_letter_list()
+        self.assertEqual((letter["attempts"], letter["error"]), (2, "no answer within 0.2s"))
+        self.assertEqual(webhook.queue.retries, 1)

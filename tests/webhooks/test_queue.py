@@ -115,3 +115,12 @@ class DeliveryQueueTests(SynchronousTestCase):
 
     def test_stop_with_nothing_queued_is_immediate(self):
         self.successResultOf(self.queue.stop())
+
+    def test_an_attempt_the_sender_cancelled_itself_is_a_timeout_and_retried(self):
+        self.queue.enqueue({"event_id": 1})
+        self.clock.advance(0)
+        self.send.calls[-1][1].cancel()
+        self.clock.advance(1)
+        self.assertEqual(len(self.send.calls), 2)
+        self.send.succeed()
+        self.assertEqual((self.queue.sent, self.queue.retries), (1, 1))
