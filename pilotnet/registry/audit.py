@@ -205,7 +205,7 @@ class AuditLog:
         self._check_url(url)
         secret = fields.text(request, "secret", max_length=256) or new_secret()
         self._configure("webhook", {"url": url, "secret": secret})
-        self.record("webhook.configured", now, enabled=True, url=url)
+        self.record("webhook.configured", now, enabled=True, url=_origin(url))
         # The secret is shown once, to the admin who set it: receivers verify with it.
         return {"type": "set_webhook_ok", "status": "enabled", "enabled": True, "url": url, "secret": secret}
 
@@ -245,7 +245,7 @@ class AuditLog:
         if export_format == "json":
             settings["secret"] = fields.text(request, "secret", max_length=256) or new_secret()
         self._configure("export", settings)
-        self.record("audit_export.configured", now, enabled=True, format=export_format, endpoint=endpoint)
+        self.record("audit_export.configured", now, enabled=True, format=export_format, endpoint=_origin(endpoint))
         return {"type": "set_audit_export_ok", "enabled": True, **_public(settings),
                 **({"secret": settings["secret"]} if "secret" in settings else {})}
 
@@ -286,6 +286,12 @@ class AuditLog:
 def _public(settings: dict) -> dict:
     """Settings without their secrets (shown by ``get_audit_export``)."""
     return {key: value for key, value in settings.items() if key not in ("secret", "splunk_token")}
+
+
+def _origin(url: str) -> str:
+    """``scheme://host:port`` of a URL: paths and queries often carry tokens, which entries must not spread."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
 
 
 def _key(event_id: int) -> str:

@@ -186,3 +186,7 @@ class AuditSettingsTests(SynchronousTestCase):
         self.assertIn(reply["type"], (kind + "_ok", "error"))
         if reply["type"] == "error":
             self.assertNotEqual(reply["code"], "internal", reply)
+
+    def test_entries_name_the_target_without_its_path(self):
+        self.driven.admin({"type": "set_webhook", "url": "https://hooks.example.com:8443/services/T0/B0/token"})
+        self.assertEqual(self.driven.audit.entries[-1].details["url"], "https://hooks.example.com:8443")
