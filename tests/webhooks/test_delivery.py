@@ -47,6 +47,15 @@ class HttpDeliveryTests(TestCase):
         self.assertEqual((webhook.queue.sent, webhook.queue.failed, webhook.queue.retries), (1, 1, 0))
         self.assertIn("HTTP 400", webhook.queue.dead_letter_list()[0]["error"])
 
+    async def test_overflow_is_dropped_and_counted(self):
+        receiver = HttpReceiver(self)
+        webhook = self.webhook(receiver.url, queue_size=2)
+        accepted = [webhook.enqueue({"event_id": n}) for n in range(1, 6)]
+        self.assertEqual(accepted, [True, True, False, False, False])
+        await webhook.stop(10)
+        self.assertEqual([r.json()["event_id"] for r in receiver.requests], [1, 2])
+        self.assertEqual((webhook.stats()["sent"], webhook.stats()["dropped"]), (2, 3))
+
     async def test_the_signature_verifies_at_the_receiver(self):
         receiver = HttpReceiver(self)
         webhook = self.webhook(receiver.url)
