@@ -51,8 +51,9 @@ class RegistryStore:
         self.path = os.fspath(path)
         directory = os.path.dirname(os.path.abspath(self.path))
         os.makedirs(directory, mode=0o700, exist_ok=True)
-        # Owner-only: it holds webhook and export secrets (SQLite gives its -wal/-shm files the same mode).
+        # Owner-only: it holds webhook and export secrets (SQLite gives new -wal/-shm files the same mode).
         os.close(os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600))
+        os.chmod(self.path, 0o600)
         self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
