@@ -9,6 +9,7 @@ entries of a turn).  Configuration changes (``set_webhook``,
 delivery queues; on stop what is queued drains for a few seconds.
 """
 
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from twisted.application.service import Service
 from twisted.internet import defer
 from twisted.logger import Logger
@@ -34,6 +35,7 @@ class AuditService(Service):
         self.exporter = None
         self._exporter_sender = None
         self._flush_scheduled = None
+        self.recorded = 0
         audit.observers.append(self._entry)
         audit.settings_observers.append(self._configure)
         audit.webhook_stats = lambda: self.webhook.queue.stats() if self.webhook is not None else {}
@@ -42,6 +44,7 @@ class AuditService(Service):
         audit.export_stats = lambda: self.exporter.stats() if self.exporter is not None else {}
 
     def _entry(self, entry: AuditEntry):
+        self.recorded += 1
         log.info("audit {audit_action}", audit_action=entry.action, node_id=entry.node_id,
                  network_id=entry.network_id)
         if self.webhook is not None:
@@ -94,6 +97,41 @@ class AuditService(Service):
             sender = self._exporter_sender
             stopping.append(self.exporter.stop().addCallback(lambda _: _close(sender)))
         return defer.DeferredList(stopping, consumeErrors=True)
+
+
+    def register_metrics(self, collectors):
+        """Add the audit families to a Prometheus ``CollectorRegistry`` (the registry's)."""
+        collectors.register(_AuditMetrics(self))
+
+
+class _AuditMetrics:
+    """The reference's audit metrics, read from the service when scraped.
+
+    Delivery counters are those of the current webhook and export: setting
+    either anew starts them from zero (a counter reset, as after a restart).
+    """
+
+    def __init__(self, service: AuditService):
+        self._service = service
+
+    def collect(self):
+        service = self._service
+        webhook = service.webhook.queue.stats() if service.webhook is not None else {}
+        export = service.exporter.stats() if service.exporter is not None else {}
+        yield CounterMetricFamily("pilot_audit_events", "Audit entries recorded by this process.",
+                                  value=service.recorded)
+        yield GaugeMetricFamily("pilot_webhook_configured", "1 while a registry webhook is set.",
+                                value=int(service.webhook is not None))
+        deliveries = CounterMetricFamily("pilot_webhook_deliveries", "Registry webhook events by outcome.",
+                                         labels=["result"])
+        for result in ("sent", "failed", "dropped"):
+            deliveries.add_metric([result], webhook.get(result, 0))
+        yield deliveries
+        yield GaugeMetricFamily("pilot_audit_export_active", "1 while an audit export is set.",
+                                value=int(service.exporter is not None))
+        yield CounterMetricFamily("pilot_audit_exports", "Audit entries exported.", value=export.get("sent", 0))
+        yield CounterMetricFamily("pilot_audit_export_errors", "Audit entries that could not be exported.",
+                                  value=export.get("failed", 0) + export.get("dropped", 0))
 
 
 def _close(sender):

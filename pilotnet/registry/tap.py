@@ -164,7 +164,9 @@ def make_registry_service(reactor, options, on_listening=lambda address: None,
     # starts before the timer, so a port in use stops start-up early.
     if store is not None:
         _StoreWriter(server, reactor).setServiceParent(service)
-    AuditService(reactor, audit, store, allow_private=options["webhooks-allow-private"]).setServiceParent(service)
+    auditing = AuditService(reactor, audit, store, allow_private=options["webhooks-allow-private"])
+    auditing.setServiceParent(service)
+    auditing.register_metrics(server.metrics.collectors)
     audit.restored()
     _StreamListener(serverFromString(reactor, options["registry"]), factory,
                     listening).setServiceParent(service)

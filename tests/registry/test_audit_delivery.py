@@ -179,3 +179,19 @@ class CefPropertyTests(SynchronousTestCase):
         message = rfc5424(line, timestamp=entry.timestamp, hostname="host name\n", app_name="pilot-registry")
         self.assertIsNotNone(RFC5424.match(message))
         self.assertEqual(message.count(b"\n"), 0)
+
+
+class AuditMetricsTests(SynchronousTestCase):
+    def test_the_audit_families_are_scraped_from_the_service(self):
+        from prometheus_client import CollectorRegistry
+        from twisted.internet.testing import MemoryReactorClock
+        driven = AuditedRegistry()
+        service = AuditService(MemoryReactorClock(), driven.audit)  # nothing is delivered: the clock stands still
+        collectors = CollectorRegistry()
+        service.register_metrics(collectors)
+        driven.register(identity(70))
+        driven.admin({"type": "set_webhook", "url": "https://hooks.example.com/x"})
+        self.assertEqual(collectors.get_sample_value("pilot_audit_events_total"), 2)
+        self.assertEqual(collectors.get_sample_value("pilot_webhook_configured"), 1)
+        self.assertEqual(collectors.get_sample_value("pilot_audit_export_active"), 0)
+        self.assertEqual(collectors.get_sample_value("pilot_webhook_deliveries_total", {"result": "sent"}), 0)
