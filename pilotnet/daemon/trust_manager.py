@@ -272,7 +272,7 @@ class TrustManager:
                 reason = "auto_approve"
             else:
                 if state.add_pending(node, key, justification, self._now()):
-                    self._event("handshake.pending", node, path=path)
+                    self._event("handshake.pending", node, path=path, justification=justification)
                 else:
                     log.warn("pending handshake table full; request from node {peer} dropped", peer=node)
                 return

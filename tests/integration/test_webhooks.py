@@ -129,7 +129,8 @@ class DaemonWebhookTests(PilotctlMixin, TestCase):
         self.assertEqual((received["data"]["peer_node_id"], received["data"]["justification"]),
                          (alpha.node_id, "let us talk"))
         pending = await self.event(receiver, "handshake.pending")
-        self.assertEqual(pending["data"]["peer_node_id"], alpha.node_id)
+        self.assertEqual((pending["data"]["peer_node_id"], pending["data"]["justification"]),
+                         (alpha.node_id, "let us talk"))
         await self.ok(beta, "approve", str(alpha.node_id))
         approved = await self.event(receiver, "handshake.approved")
         self.assertEqual(approved["data"]["peer_node_id"], alpha.node_id)
