@@ -174,10 +174,18 @@ class DaemonWebhookTests(PilotctlMixin, TestCase):
         deregistered = await self.event(receiver, "node.deregistered")
         self.assertNotIn("data", deregistered)
 
-        # Once each: event IDs are unique and every delivered event arrived once.
+        # Once each: event IDs are unique and every delivered event arrived once; what happened once
+        # was reported once.
         ids = [request.json()["event_id"] for request in receiver.requests]
         self.assertEqual(len(ids), len(set(ids)))
         self.assertEqual(sorted(ids), list(range(1, len(ids) + 1)))
+        for name in ("node.registered", "message.received", "file.received", "data.datagram", "conn.idle_timeout",
+                     "pubsub.subscribed", "pubsub.published", "pubsub.unsubscribed", "handshake.approved",
+                     "handshake.rejected", "trust.revoked_by_peer", "trust.revoked", "node.deregistered"):
+            self.assertEqual(len(self.events(receiver, name)), 1, name)
+        for name in ("conn.syn_received", "conn.established", "conn.fin", "conn.rst"):  # once per connection
+            conn_ids = [event["data"]["conn_id"] for event in self.events(receiver, name)]
+            self.assertEqual(len(conn_ids), len(set(conn_ids)), name)
 
     @run
     async def test_a_registry_that_forgot_the_node_gets_it_back(self):
