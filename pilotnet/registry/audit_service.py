@@ -74,7 +74,8 @@ class AuditService(Service):
         self._schedule_flush()
 
     def _schedule_flush(self):
-        if self._store is not None and self._flush_scheduled is None:
+        # Not once stopped: the store closes right after the final flush of stopService.
+        if self._store is not None and self.running and self._flush_scheduled is None:
             self._flush_scheduled = self._reactor.callLater(0, self.flush)
 
     def flush(self):
