@@ -40,7 +40,7 @@ import tempfile
 import time
 
 from pilotnet.crypto.identity import Identity
-from pilotnet.registry.challenges import sign_request
+from pilotnet.registry.challenges import sign_fresh_request, sign_request
 
 TWISTD = "from twisted.scripts.twistd import run; run()"
 PER_CONNECTION_RATE = 90.0
@@ -224,8 +224,8 @@ class _Worker:
         fresh = [(who, reply["node_id"]) for who, reply in zip(identities, replies)
                  if reply and "node_id" in reply]
         if not self.nodes:
-            public = [sign_request(who, {"type": "set_visibility", "node_id": node_id,
-                                         "public": True})
+            public = [sign_fresh_request(who, {"type": "set_visibility", "node_id": node_id,
+                                               "public": True}, time.time())
                       for who, node_id in fresh[:PUBLIC_PER_WORKER]]
             asyncio.run(_drive(self.address, [_frame(r) for r in public], 4))
         self.nodes += fresh
@@ -285,7 +285,8 @@ class Bench:
             [sys.executable, "-c", TWISTD, "-n", "--pidfile=", "pilot-registry",
              "--registry", "tcp:0:interface=127.0.0.1", "--store",
              os.path.join(self.directory, "registry.db"), "--registrations-per-minute",
-             "1000000000", "--ports-file", ports], stdout=log, stderr=log)
+             "1000000000", "--max-connections-per-ip", str(self.workers_count * self.connections + 64),
+             "--ports-file", ports], stdout=log, stderr=log)
         deadline = time.monotonic() + 30
         while not os.path.exists(ports):
             if self.server.poll() is not None or time.monotonic() > deadline:

@@ -11,6 +11,7 @@ import os
 import sys
 
 from twisted.application.service import Service
+from twisted.python.failure import Failure
 from twisted.logger import jsonFileLogObserver
 from twisted.python import usage
 
@@ -79,3 +80,21 @@ class ListeningService(Service):
         if port is not None:
             return port.stopListening()
         return None
+
+
+class StreamListener(ListeningService):
+    """Listens on a server endpoint; a bind failure stops start-up with its reason."""
+
+    def __init__(self, endpoint, factory, on_listening):
+        self._endpoint = endpoint
+        self._factory = factory
+        self._on_listening = on_listening
+
+    def startService(self):
+        super().startService()
+        outcome = []
+        self._endpoint.listen(self._factory).addBoth(outcome.append)
+        if outcome and isinstance(outcome[0], Failure):
+            outcome[0].raiseException()
+        self.port = outcome[0]
+        self._on_listening(self.port.getHost())

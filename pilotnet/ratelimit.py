@@ -12,14 +12,21 @@ class RateLimiter:
     stays bounded by the number of recently active keys.
     """
 
-    def __init__(self, burst, window):
+    def __init__(self, burst, window, max_keys=None):
         self.burst = burst
         self.window = window
+        #: With a bound, a new key in a full table evicts the least recently used
+        #: one (O(1)): spoofed keys cannot grow the table, only churn it.
+        self.max_keys = max_keys
         self._rate = burst / window
         self._buckets = {}
 
     def allow(self, key, now):
-        tokens, last = self._buckets.get(key, (self.burst, now))
+        buckets = self._buckets
+        entry = buckets.pop(key, None)  # re-inserted below: the dict stays in last-use order
+        if entry is None and self.max_keys is not None and len(buckets) >= self.max_keys:
+            del buckets[next(iter(buckets))]
+        tokens, last = entry if entry is not None else (self.burst, now)
         tokens = min(self.burst, tokens + (now - last) * self._rate)
         if tokens < 1:
             self._buckets[key] = (tokens, now)

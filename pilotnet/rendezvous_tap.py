@@ -26,8 +26,10 @@ def makeService(options):
     names = ["registry", "beacon"] + (["http"] if options["http"] else [])
     ports = PortsFile(options["ports-file"], names)
     service = MultiService()
-    registry = make_registry_service(reactor, options, ports.reporter("registry"),
-                                     ports.reporter("http"))
+    registry = make_registry_service(reactor, options, ports.reporter("registry"))
+    if options["http"]:
+        from pilotnet.dashboard.service import serve_dashboard
+        serve_dashboard(reactor, registry, options, ports.reporter("http"))
     registry.setServiceParent(service)
     server = registry.registry_server
 

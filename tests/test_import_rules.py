@@ -1,9 +1,11 @@
-"""DESIGN.md's import rule: the sans-IO cores touch no sockets, no reactor, no clock.
+"""DESIGN.md's import rules, checked on the source (an import hidden inside a function counts too).
 
-``pilotnet.wire``, ``pilotnet.crypto`` and ``pilotnet.transport`` take bytes
-and ``now`` and return bytes, events and deadlines; everything with I/O is a
-Twisted shell around them.  Checked on the source, so an import hidden inside
-a function is caught too.
+1. The sans-IO cores touch no sockets, no reactor, no clock: ``pilotnet.wire``,
+   ``pilotnet.crypto``, ``pilotnet.transport`` and the sans-IO modules of the
+   servers take bytes and ``now`` and return bytes, events and deadlines.
+2. Rooms form layers: every import between two rooms points down, so no two
+   rooms import each other (no cycle of any length) and nothing imports the
+   programs at the top (the daemon, the CLI, the dashboard's composition).
 """
 
 import ast
@@ -14,6 +16,8 @@ from twisted.trial.unittest import SynchronousTestCase
 import pilotnet
 
 SANS_IO_PACKAGES = ("wire", "crypto", "transport")
+SANS_IO_MODULES = ("beacon/core.py", "registry/handlers.py", "registry/directory.py", "registry/audit.py",
+                   "webhooks/targets.py", "webhooks/signing.py")
 FORBIDDEN = ("twisted.internet", "socket", "time", "asyncio", "select", "selectors", "threading")
 
 
@@ -41,6 +45,10 @@ class ImportRuleTests(SynchronousTestCase):
                 offending = sorted({m for m in imported_modules(path.read_text()) if is_forbidden(m)})
                 self.assertEqual(offending, [], f"{path.relative_to(root.parent)} imports {offending}")
                 checked += 1
+        for module in SANS_IO_MODULES:
+            offending = sorted({m for m in imported_modules((root / module).read_text())
+                                if is_forbidden(m) and m != "twisted.internet.defer"})
+            self.assertEqual(offending, [], f"pilotnet/{module} imports {offending}")
         self.assertGreater(checked, 5)
 
     def test_the_checker_catches_violations(self):
@@ -49,3 +57,61 @@ class ImportRuleTests(SynchronousTestCase):
             self.assertTrue(any(is_forbidden(m) for m in imported_modules(source)), source)
         for source in ("import struct", "from twisted.python import failure", "import timeit_like"):
             self.assertFalse(any(is_forbidden(m) for m in imported_modules(source)), source)
+
+
+# The layer of every room (a package, or a module at the top of pilotnet).  A room may import
+# only rooms of a lower layer.  A new room gets its layer here, which is the moment to decide
+# what it may depend on (docs/development.md draws the same picture).
+LAYERS = {
+    "errors": 0, "interfaces": 0,
+    "wire": 1, "ratelimit": 1, "plugin_options": 1,
+    "crypto": 2, "transport": 2, "webhooks": 2,
+    "registry": 3,
+    "beacon": 4, "services": 4, "dashboard": 4, "driver": 4,
+    "daemon": 5, "cli": 5,
+    "registry_tap": 6, "rendezvous_tap": 6,
+}
+
+
+def room_of(path, root):
+    parts = path.relative_to(root).with_suffix("").parts
+    return "pilotnet" if parts == ("__init__",) else parts[0]
+
+
+def room_imports(root):
+    """``{(importer, imported): first file that imports it}`` between different rooms.
+
+    ``from pilotnet import __version__`` names the package itself, not a room.
+    """
+    rooms = {room_of(path, root) for path in root.rglob("*.py")}
+    arrows = {}
+    for path in sorted(root.rglob("*.py")):
+        source = room_of(path, root)
+        for module in imported_modules(path.read_text()):
+            bits = module.split(".")
+            if bits[0] == "pilotnet" and len(bits) > 1 and bits[1] in rooms and bits[1] != source:
+                arrows.setdefault((source, bits[1]), str(path.relative_to(root.parent)))
+    return arrows
+
+
+def upward(arrows, layers):
+    """The arrows that do not point to a lower layer (or involve a room with no layer)."""
+    return sorted(f"{where}: {source} -> {target}" for (source, target), where in arrows.items()
+                  if source != "pilotnet" and not layers.get(target, 99) < layers.get(source, -1))
+
+
+class LayerTests(SynchronousTestCase):
+    def test_every_room_has_a_layer(self):
+        root = Path(pilotnet.__file__).parent
+        rooms = {room_of(path, root) for path in root.rglob("*.py")} - {"pilotnet"}
+        self.assertEqual(sorted(rooms - set(LAYERS)), [], "give these rooms a layer in LAYERS")
+
+    def test_imports_point_down(self):
+        root = Path(pilotnet.__file__).parent
+        self.assertEqual(upward(room_imports(root), LAYERS), [])
+
+    def test_the_checker_catches_a_cycle(self):
+        arrows = {("services", "daemon"): "services/x.py", ("daemon", "services"): "daemon/y.py"}
+        self.assertEqual(upward(arrows, LAYERS), ["services/x.py: services -> daemon"])
+        self.assertEqual(upward({("wire", "newroom"): "wire/z.py"}, LAYERS),
+                         ["wire/z.py: wire -> newroom"])

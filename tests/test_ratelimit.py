@@ -35,3 +35,13 @@ class RateLimiterTests(SynchronousTestCase):
         self.assertTrue(limiter.allow("b", 0.0))
         limiter.purge(200.0)
         self.assertEqual(len(limiter), 0)
+
+    def test_a_bounded_table_forgets_the_least_recently_used_key(self):
+        limiter = RateLimiter(burst=1, window=60.0, max_keys=3)
+        for key in ("a", "b", "c"):
+            self.assertTrue(limiter.allow(key, 0.0))
+        self.assertFalse(limiter.allow("a", 1.0))  # "a" is now the most recently used
+        self.assertTrue(limiter.allow("d", 1.0))  # evicts "b"
+        self.assertEqual(len(limiter), 3)
+        self.assertFalse(limiter.allow("a", 1.0))
+        self.assertTrue(limiter.allow("b", 1.0))  # forgotten, so full again

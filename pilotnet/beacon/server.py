@@ -3,7 +3,9 @@
 :class:`BeaconService` listens, expires stale entries every minute, sends
 syncs to peer beacons every 10 s and, when given a registry, announces itself
 there every 30 s and learns the other beacons from it (``beacon_register`` /
-``beacon_list``), which is how beacons find each other.
+``beacon_list``), which is how beacons find each other.  The registry's list
+is anybody's to write, so its beacons are synced with only when the beacons
+share a secret (see :mod:`pilotnet.beacon.peering`).
 """
 
 import ipaddress
@@ -111,6 +113,7 @@ class BeaconService(MultiService):
         self._reactor = reactor
         self._configured_peers = {(_plain_host(h), p) for h, p in peers}
         self._registry_peers = set()
+        self._warned_unauthenticated = False
         self._registry = registry
         self._advertise = advertise
         self._on_listening = on_listening
@@ -142,8 +145,7 @@ class BeaconService(MultiService):
             self.log.info("beacon: {count} node entries expired", count=expired)
 
     def sync(self):
-        if self.core.peers:
-            self.protocol.send(self.core.sync_datagrams())
+        self.protocol.send(self.core.sync_datagrams(self._reactor.seconds()))
 
     def announce(self):
         """Register with the registry and take the other beacons it lists as peers."""
@@ -173,4 +175,9 @@ class BeaconService(MultiService):
                 continue
             peers.add((_plain_host(host), port))
         self._registry_peers = peers
-        self.core.set_peers(self._configured_peers | peers)
+        self.core.set_peers(self._configured_peers, peers)
+        if self.core.peer_auth is None and peers - self._configured_peers and not self._warned_unauthenticated:
+            self._warned_unauthenticated = True
+            self.log.warn("beacon: not syncing with the {count} beacon(s) the registry lists: anyone can list "
+                          "an address there; give every beacon the same --peer-secret-file, or name peers "
+                          "with --peer", count=len(peers - self._configured_peers))

@@ -3,13 +3,16 @@
     twistd -n pilot-beacon --beacon 127.0.0.1:9001 --announce-to tcp:127.0.0.1:9000
 """
 
+import os
 import secrets
+import stat
 
 from twisted.python import usage
 
-from pilotnet.beacon.core import BeaconCore, MAX_NODES
+from pilotnet.beacon.core import BeaconCore, MAX_NODES, MAX_NODES_PER_IP
+from pilotnet.beacon.peering import PeerAuth
 from pilotnet.beacon.server import BeaconService, parse_udp_address
-from pilotnet.errors import PilotError
+from pilotnet.errors import INVALID_ARGUMENT, PilotError
 from pilotnet.plugin_options import PortsFile, ServerOptions
 
 DEFAULT_ADDRESS = "127.0.0.1:9001"
@@ -21,6 +24,10 @@ class BeaconOptions(ServerOptions):
         ["beacon-id", None, None, "This beacon's ID among peer beacons (random if unset)."],
         ["advertise", None, None, "Address other beacons reach this one at (default: bound)."],
         ["max-nodes", None, str(MAX_NODES), "Node endpoints tracked at most."],
+        ["max-nodes-per-ip", None, str(MAX_NODES_PER_IP), "Node endpoints tracked at most per source IP."],
+        ["peer-secret-file", None, None,
+         "File (mode 0600) holding a secret shared by every beacon: syncs are authenticated and the "
+         "beacons the registry lists are synced with. Without it only --peer beacons are."],
     ]
 
     def __init__(self):
@@ -45,15 +52,38 @@ class BeaconOptions(ServerOptions):
         try:
             self["beacon-id"] = int(self["beacon-id"])
             self["max-nodes"] = int(self["max-nodes"])
+            self["max-nodes-per-ip"] = int(self["max-nodes-per-ip"])
         except ValueError:
-            raise usage.UsageError("--beacon-id and --max-nodes must be integers") from None
+            raise usage.UsageError("--beacon-id, --max-nodes and --max-nodes-per-ip must be integers") from None
+        self["peer-auth"] = None
+        if self["peer-secret-file"]:
+            try:
+                self["peer-auth"] = PeerAuth(read_secret(self["peer-secret-file"]))
+            except PilotError as error:
+                raise usage.UsageError(str(error)) from None
         if not 0 < self["beacon-id"] <= 0xFFFFFFFF:
             raise usage.UsageError("--beacon-id must be 1..4294967295")
 
 
+def read_secret(path):
+    """The secret in the file at ``path`` (surrounding whitespace dropped); it must be private to its owner."""
+    try:
+        with open(path, "rb") as handle:
+            mode = stat.S_IMODE(os.fstat(handle.fileno()).st_mode)
+            secret = handle.read().strip()
+    except OSError as error:
+        raise PilotError(f"cannot read the beacon peer secret {path}: {error.strerror}",
+                         code=INVALID_ARGUMENT) from None
+    if mode & 0o077:
+        raise PilotError(f"the beacon peer secret {path} is readable by others",
+                         code=INVALID_ARGUMENT, hint=f"chmod 600 {path}")
+    return secret
+
+
 def make_beacon_service(reactor, options, registry=None, on_listening=None):
     host, port = options["beacon"]
-    core = BeaconCore(options["beacon-id"], max_nodes=options["max-nodes"])
+    core = BeaconCore(options["beacon-id"], max_nodes=options["max-nodes"],
+                      max_nodes_per_ip=options["max-nodes-per-ip"], peer_auth=options["peer-auth"])
     return BeaconService(reactor, core, host, port, peers=options["peers"], registry=registry,
                          advertise=options["advertise"], on_listening=on_listening)
 

@@ -41,6 +41,13 @@ _COUNTER_AT_12 = struct.Struct(">12xQ")
 _WINDOW_MASK = (1 << REPLAY_WINDOW) - 1
 
 
+class ReplayedFrame(CryptoError):
+    """A sealed frame whose counter was already accepted or fell behind the replay window.
+
+    Its own class so the tunnel counts replays apart from forgeries.
+    """
+
+
 class TunnelKeyPair:
     """The daemon's X25519 key pair for tunnels (kept for the life of the process)."""
 
@@ -143,7 +150,8 @@ class TunnelSession:
     def open(self, frame):
         """The packet bytes inside a PILS frame from this peer.
 
-        Raises :class:`CryptoError` for a replayed, too old or forged frame and
+        Raises :class:`ReplayedFrame` for a replayed or too old frame,
+        :class:`CryptoError` for a forged one and
         :class:`DecodeError` for one too short to be a frame at all.
         """
         if len(frame) < MIN_SEALED_SIZE:
@@ -151,7 +159,7 @@ class TunnelSession:
         (counter,) = _COUNTER_AT_12.unpack_from(frame)
         replay = self.replay
         if not replay.is_fresh(counter):
-            raise CryptoError(f"replayed or too old tunnel frame (counter {counter})")
+            raise ReplayedFrame(f"replayed or too old tunnel frame (counter {counter})")
         view = memoryview(frame)
         try:
             plaintext = self._aead.decrypt(view[8:SEALED_HEADER_SIZE], view[SEALED_HEADER_SIZE:], view[4:8])

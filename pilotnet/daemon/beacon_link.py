@@ -32,7 +32,11 @@ class BeaconLink:
 
     def _send(self, message):
         if self.address is not None:
-            self.tunnel.send_to_address(beacon.encode(message), self.address)
+            if type(message) is beacon.Discover:
+                datagram = beacon.padded_discover(message.node)
+            else:
+                datagram = beacon.encode(message)
+            self.tunnel.send_to_address(datagram, self.address)
 
     def discover(self, timeout=DISCOVERY_TIMEOUT):
         """Ask the beacon where our datagrams come from: Deferred of an Endpoint, or None.

@@ -30,6 +30,9 @@ def default_home():
 class DaemonConfig:
     home: Path = field(default_factory=default_home)
     registry: str = DEFAULT_REGISTRY
+    #: Hex SHA-256 of the registry's TLS certificate: when set, the registry is reached over
+    #: TLS pinned to it (the fingerprint the registry logs at start).
+    registry_fingerprint: str = ""
     beacon: str = DEFAULT_BEACON
     listen: str = DEFAULT_LISTEN
     socket: str = ""
@@ -46,12 +49,24 @@ class DaemonConfig:
     tasksubmit: bool = True
     keepalive: float = 60.0
     idle_timeout: float = 120.0
+    close_timeout: float = 60.0
     mss: int = 1024
     #: Segment size for peers on this host (0: use ``mss`` for them too); see pilotnet.daemon.paths.
     local_mss: int = 32768
     max_conns_per_port: int = 1024
     max_conns_total: int = 65536
     syn_rate_limit: int = 100
+    #: Key exchanges (PILA checks, key replies) per second from one source address / from all.
+    handshake_rate_per_source: float = 10.0
+    handshake_rate: float = 200.0
+    # What the services keep for peers (pilotnet.services.storage): memory, then disk.
+    inflight_max_bytes: int = 32 * 1024 * 1024
+    message_max_bytes: int = 4 * 1024 * 1024
+    received_max_bytes: int = 256 * 1024 * 1024
+    received_max_files: int = 1000
+    inbox_max_bytes: int = 64 * 1024 * 1024
+    inbox_max_messages: int = 1000
+    task_queue_max: int = 100
     log_format: str = "text"
     #: URL the node's events are POSTed to ("" = none); see docs/webhooks.md.
     webhook: str = ""

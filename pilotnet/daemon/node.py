@@ -27,16 +27,21 @@ from pilotnet.daemon.control import ControlFactory, prepare_socket_path
 from pilotnet.daemon.echo import EchoService
 from pilotnet.daemon.handshake import HandshakeCourier, HandshakePort, Verifier
 from pilotnet.daemon.paths import SegmentSizes
-from pilotnet.daemon.registry_link import RegistryKeys, RegistryLink, Resolver, split_host_port
+from pilotnet.daemon.registry_link import (
+    INBOUND_LOOKUP_RATE, RegistryKeys, RegistryLink, Resolver, split_host_port,
+)
+from pilotnet.daemon.source_limits import PER_SOURCE_RATE, TOTAL_RATE, SourceLimits
 from pilotnet.daemon.streams import Streams
 from pilotnet.daemon.trust import FILE_NAME as TRUST_FILE, TrustState
 from pilotnet.daemon.trust_manager import TrustManager
 from pilotnet.daemon.tunnel import MAX_DATAGRAM, Tunnel
 from pilotnet.daemon.udp_batch import BurstPort
 from pilotnet.errors import INVALID_ARGUMENT, NOT_FOUND, NOT_RUNNING, TIMEOUT, PilotError
-from pilotnet.services.dataexchange import DataExchangeService
+from pilotnet.ratelimit import TokenBucket
+from pilotnet.services.dataexchange import DataExchangeLimits, DataExchangeService
 from pilotnet.services.eventstream import EventBroker, EventStreamService
 from pilotnet.services.federation import Federation
+from pilotnet.services.storage import ByteBudget, FileWriter
 from pilotnet.services.tasks import TaskService
 from pilotnet.transport.config import StreamConfig
 from pilotnet.wire.address import EPHEMERAL_PORT_MIN, MAX_PORT, PORT_ECHO, Addr
@@ -80,17 +85,24 @@ class NodeService(service.MultiService):
         if config.webhook:
             self.webhooks.set_url(config.webhook)
 
-        self.registry = RegistryLink(reactor, config.registry, self.identity)
+        self.registry = RegistryLink(reactor, config.registry, self.identity,
+                                     config.registry_fingerprint)
         self.registry.setServiceParent(self)
         self.resolver = Resolver(self.registry, reactor, public_host=lambda: self.beacon.public_host())
-        self.peer_keys = RegistryKeys(self.registry)
+        #: Registry requests that frames from the network cause (key lookups, re-keying resolves).
+        self.inbound_lookups = TokenBucket(INBOUND_LOOKUP_RATE, INBOUND_LOOKUP_RATE)
+        self.peer_keys = RegistryKeys(self.registry, reactor, budget=self.inbound_lookups)
+        limits = SourceLimits(per_source_rate=config.handshake_rate_per_source or PER_SOURCE_RATE,
+                              total_rate=config.handshake_rate or TOTAL_RATE)
         self.tunnel = Tunnel(
             identity=self.identity, key_pair=self.key_pair, peer_keys=self.peer_keys,
             clock=reactor, on_packet=self._packet_received, encrypt=config.encrypt,
+            limits=limits, on_unknown_session=self._offer_key_at_registered_endpoint,
         )
         self.beacon = BeaconLink(self.tunnel, reactor)
         stream_config = StreamConfig(mss=config.mss, idle_timeout=config.idle_timeout or None,
-                                     keepalive_interval=config.keepalive or None)
+                                     keepalive_interval=config.keepalive or None,
+                                     close_timeout=config.close_timeout or StreamConfig.close_timeout)
         self.segment_sizes = SegmentSizes(stream_config, config.local_mss, self.tunnel.direct_endpoint)
         self.streams = Streams(
             clock=reactor, transmit=self._transmit, transmit_burst=self._transmit_burst, config=stream_config,
@@ -121,8 +133,14 @@ class NodeService(service.MultiService):
         """The built-in services on ports 1001-1003 (echo is started above, before trust)."""
         self.events = EventBroker()
         self._services = []
+        writer = FileWriter(reactor)
+        writer.setServiceParent(self)
+        budget = ByteBudget(config.inflight_max_bytes)
         if config.dataexchange:
-            self._services.append(DataExchangeService(self.streams, config.home, reactor))
+            limits = DataExchangeLimits(config.message_max_bytes, config.received_max_bytes,
+                                        config.received_max_files, config.inbox_max_bytes, config.inbox_max_messages)
+            self._services.append(DataExchangeService(self.streams, config.home, reactor, limits=limits,
+                                                      budget=budget, writer=writer))
         if config.eventstream:
             self._services.append(EventStreamService(self.streams, self.events))
             self.federation = Federation(
@@ -132,7 +150,8 @@ class NodeService(service.MultiService):
             TimerService(FEDERATION_REFRESH, self.federation.refresh).setServiceParent(self)
         if config.tasksubmit:
             self.tasks = TaskService(self.streams, config.home, reactor, polo_score=self.polo_score,
-                                     adjust_polo=self.adjust_polo, local_node=lambda: self.node_id)
+                                     adjust_polo=self.adjust_polo, local_node=lambda: self.node_id,
+                                     max_queued=config.task_queue_max, budget=budget, writer=writer)
             TimerService(TASK_HOUSEKEEPING, self.tasks.housekeeping).setServiceParent(self)
 
     # -- lifecycle -------------------------------------------------------------
@@ -188,7 +207,18 @@ class NodeService(service.MultiService):
         lan_addrs = [] if self.config.endpoint else self.beacon.lan_addresses()
         if lan_addrs:
             request["lan_addrs"] = lan_addrs
-        reply = yield self.registry.request(request)
+        # Signed: proves we hold the key, so the registry lets us move our
+        # endpoint from any address (an unsigned one could be anybody's).
+        try:
+            reply = yield self.registry.signed(request)
+        except PilotError as error:
+            if not error.message.startswith("stale signature"):
+                raise
+            # Our clock is off: register as Go daemons do (allowed from our address);
+            # the reply's time then sets the clock our signatures use.
+            log.warn("registry refused our signed registration ({reason}); registering unsigned",
+                     reason=error.message)
+            reply = yield self.registry.request(request)
         self.node_id = reply["node_id"]
         self.address = Addr(0, self.node_id)
         self.registry.node_id = self.node_id
@@ -312,6 +342,18 @@ class NodeService(service.MultiService):
                 self.tunnel.try_direct(peer.node)
                 self._send_ping(peer.node)
                 self.reactor.callLater(3.0, self._settle_path, peer)
+
+    def _offer_key_at_registered_endpoint(self, node):
+        """A node sent a frame we hold no session for (we restarted): offer our key where it registered.
+
+        Not where the frame came from, which nothing proved (see the tunnel);
+        the resolve spends the budget of registry requests inbound frames may cause.
+        """
+        if self.node_id is None or self.inbound_lookups.take(1, self.reactor.seconds()) == 0:
+            return
+        resolving = self.resolver.endpoint(node)
+        resolving.addCallback(lambda endpoint: self.tunnel.add_peer(node, endpoint))
+        resolving.addErrback(lambda failure: failure.trap(PilotError))
 
     def _settle_path(self, peer):
         if self.tunnel.peer(peer.node) is peer and self.reactor.seconds() - peer.last_direct > 3.0:

@@ -7,29 +7,50 @@ registry is unreachable fail with ``connection_failed`` after one attempt
 instead of hanging.
 
 Also the :class:`~pilotnet.daemon.tunnel.IPeerKeys` the tunnel verifies PILA
-frames against: a node's Ed25519 key comes from the registry's ``lookup`` and
-is cached until the tunnel asks us to forget it.
+frames against: a node's Ed25519 key comes from the registry's ``lookup``.
+
+The registry aborts a connection that sends more than its hard limit of
+requests per second, and unauthenticated datagrams can make the daemon look
+keys up, so the link never asks that much: every request spends a token of
+:data:`REQUEST_RATE` per second (below the registry's soft limit of 100), and
+lookups that inbound frames cause spend one more of a smaller budget
+(:data:`INBOUND_LOOKUP_RATE`), cached (found and not found, each with a
+lifetime) and shared by concurrent askers, so a flood of forged frames
+cannot take the link, and with it our heartbeats, down.
 """
 
 import base64
 import binascii
+from collections import OrderedDict
 
 from twisted.application import service
 from twisted.application.internet import ClientService, backoffPolicy
 from twisted.internet import defer
-from twisted.internet.endpoints import clientFromString
+from twisted.internet.endpoints import clientFromString, wrapClientTLS
 from twisted.internet.protocol import Factory
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from pilotnet.daemon.tunnel import IPeerKeys
 from pilotnet.errors import CONNECTION_FAILED, NOT_FOUND, PilotError
-from pilotnet.registry.challenges import sign_request
+from pilotnet.ratelimit import TokenBucket
+from pilotnet.registry.challenges import sign_fresh_request, sign_request
 from pilotnet.registry.client import RegistryClientProtocol, RegistryError
 
 log = Logger()
 
 RESOLVE_CACHE_SECONDS = 30.0
+#: Requests per second (and at once) the daemon sends the registry at most.
+REQUEST_RATE = 50.0
+#: Key lookups per second (and at once) that inbound frames may cause.
+INBOUND_LOOKUP_RATE = 10.0
+#: How long a node's key, or the registry's "no such node", is believed.
+KEY_TTL = 600.0
+MISSING_KEY_TTL = 15.0
+#: A key fetched this recently is not fetched again when a frame disagrees with it.
+KEY_REFETCH_AFTER = 10.0
+MAX_CACHED_KEYS = 4096
 
 
 def registry_endpoint(address):
@@ -49,17 +70,37 @@ def split_host_port(text):
     return host.strip("[]"), int(port)
 
 
-class RegistryLink(service.Service):
-    """Requests to the registry over one self-healing connection."""
+def registry_client_endpoint(reactor, address, fingerprint=""):
+    """The endpoint to reach the registry: TLS pinned to ``fingerprint`` when one is given."""
+    endpoint = clientFromString(reactor, registry_endpoint(address))
+    if not fingerprint:
+        return endpoint
+    from pilotnet.registry.tls import PinnedClientCreator
+    return wrapClientTLS(PinnedClientCreator(fingerprint), endpoint)
 
-    def __init__(self, reactor, address, identity):
+
+class RegistryLink(service.Service):
+    """Requests to the registry over one self-healing connection.
+
+    Signed requests are signed in the fresh form (timestamp, nonce, every
+    value covered; :mod:`pilotnet.registry.challenges`) except heartbeats:
+    a heartbeat carries no value, so its legacy signature can be replayed to
+    no effect, and the registry verifies a repeated one for free.
+    """
+
+    def __init__(self, reactor, address, identity, fingerprint=""):
         self.reactor = reactor
         self.address = address
         self.identity = identity
         self.node_id = None
+        self._budget = TokenBucket(REQUEST_RATE, REQUEST_RATE)
+        # Registry clock minus ours, learnt from replies that carry ``time``: fresh
+        # signatures are stamped on the registry's clock, so a skewed machine still signs
+        # within the registry's window.
+        self.clock_offset = 0.0
         factory = Factory.forProtocol(RegistryClientProtocol)
         self._client = ClientService(
-            clientFromString(reactor, registry_endpoint(address)), factory,
+            registry_client_endpoint(reactor, address, fingerprint), factory,
             retryPolicy=backoffPolicy(initialDelay=0.25, maxDelay=5.0), clock=reactor,
         )
 
@@ -74,8 +115,15 @@ class RegistryLink(service.Service):
     @defer.inlineCallbacks
     def request(self, message, *, sign=False):
         """Send ``message`` (signed by our identity if ``sign``) and return the reply dict."""
-        if sign:
+        if self._budget.take(1, self.reactor.seconds()) == 0:
+            raise PilotError(
+                f"not sending more than {REQUEST_RATE:g} requests per second to the registry",
+                code=CONNECTION_FAILED, hint="the registry would close a connection that asks faster; retry shortly")
+        if sign and message["type"] == "heartbeat" and not message.get("listen_addr"):
             message = sign_request(self.identity, message)
+        elif sign:
+            message = sign_fresh_request(self.identity, message,
+                                         self.reactor.seconds() + self.clock_offset)
         try:
             protocol = yield self._client.whenConnected(failAfterFailures=1)
         except Exception as error:
@@ -84,6 +132,8 @@ class RegistryLink(service.Service):
                 hint=f"check that the registry is running at {self.address}",
             ) from None
         reply = yield protocol.request(message)
+        if isinstance(reply.get("time"), int) and not isinstance(reply["time"], bool):
+            self.clock_offset = reply["time"] - self.reactor.seconds()
         return reply
 
     def signed(self, message):
@@ -93,17 +143,46 @@ class RegistryLink(service.Service):
 
 @implementer(IPeerKeys)
 class RegistryKeys:
-    """Peers' Ed25519 keys as the registry holds them, cached."""
+    """Peers' Ed25519 keys as the registry holds them: cached, shared, budgeted.
 
-    def __init__(self, registry):
+    The cache holds at most :data:`MAX_CACHED_KEYS` nodes (least recently
+    used forgotten first); an answer, found or not found, is kept for
+    :data:`KEY_TTL` / :data:`MISSING_KEY_TTL`.  ``budget`` is the token bucket
+    of lookups inbound frames may cause (see the module's docstring).
+    """
+
+    def __init__(self, registry, clock, budget=None):
         self.registry = registry
-        self._keys = {}
+        self.clock = clock
+        self.budget = budget if budget is not None else TokenBucket(INBOUND_LOOKUP_RATE, INBOUND_LOOKUP_RATE)
+        self._cache = OrderedDict()  # node -> (key, or the PilotError the registry answered; fetched at)
+        self._waiting = {}  # node -> Deferreds of askers while one lookup is under way
+
+    def public_key(self, node):
+        now = self.clock.seconds()
+        cached = self._cache.get(node)
+        if cached is not None:
+            answer, fetched_at = cached
+            missing = isinstance(answer, PilotError)
+            if now - fetched_at < (MISSING_KEY_TTL if missing else KEY_TTL):
+                self._cache.move_to_end(node)
+                return defer.fail(answer) if missing else defer.succeed(answer)
+        asked = defer.Deferred()
+        waiting = self._waiting.get(node)
+        if waiting is not None:
+            waiting.append(asked)
+            return asked
+        if self.budget.take(1, now) == 0:
+            return defer.fail(PilotError(
+                f"key lookup for node {node} refused: over {self.budget.rate:g} inbound lookups per second",
+                code=CONNECTION_FAILED))
+        self._waiting[node] = [asked]
+        looking = self._lookup(node)
+        looking.addBoth(self._answered, node)
+        return asked
 
     @defer.inlineCallbacks
-    def public_key(self, node):
-        key = self._keys.get(node)
-        if key is not None:
-            return key
+    def _lookup(self, node):
         try:
             reply = yield self.registry.request({"type": "lookup", "node_id": node})
         except RegistryError as error:
@@ -114,11 +193,36 @@ class RegistryKeys:
             key = b""
         if len(key) != 32:
             raise PilotError(f"the registry holds no valid key for node {node}", code=NOT_FOUND)
-        self._keys[node] = key
         return key
 
+    def _answered(self, result, node):
+        waiting = self._waiting.pop(node, [])
+        answer = result.value if isinstance(result, Failure) else result
+        if isinstance(answer, bytes) or (isinstance(answer, PilotError) and answer.code == NOT_FOUND):
+            self._cache[node] = (answer, self.clock.seconds())
+            self._cache.move_to_end(node)
+            while len(self._cache) > MAX_CACHED_KEYS:
+                self._cache.popitem(last=False)
+        for asked in waiting:
+            if isinstance(result, Failure):
+                asked.errback(result)
+            else:
+                asked.callback(result)
+
     def forget(self, node):
-        self._keys.pop(node, None)
+        """Ask the registry again next time, unless the key is fresh enough to trust.
+
+        A frame disagreeing with a key fetched within :data:`KEY_REFETCH_AFTER`
+        is more likely forged than a rotation that quick, and must not buy a lookup.
+        """
+        cached = self._cache.get(node)
+        if cached is not None and self.clock.seconds() - cached[1] >= KEY_REFETCH_AFTER:
+            del self._cache[node]
+
+    def known_key(self, node):
+        """The key cached for ``node``, or None: no lookup is made."""
+        cached = self._cache.get(node)
+        return cached[0] if cached is not None and isinstance(cached[0], bytes) else None
 
 
 def choose_endpoint(reply, own_public_host):

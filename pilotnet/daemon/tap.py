@@ -49,6 +49,8 @@ class Options(usage.Options):
         ["home", None, None, "directory for identity, config, log and socket [~/.pilot or $PILOT_HOME]"],
         ["config", None, None, "config file [<home>/config.json]"],
         ["registry", None, None, "registry host:port [127.0.0.1:9000]"],
+        ["registry-fingerprint", None, None,
+         "reach the registry over TLS pinned to this certificate SHA-256 (the registry logs it)"],
         ["beacon", None, None, "beacon host:port [127.0.0.1:9001]"],
         ["listen", None, None, "UDP host:port for tunnels [0.0.0.0:0]"],
         ["socket", None, None, "control socket path [<home>/pilot.sock]"],
@@ -58,11 +60,22 @@ class Options(usage.Options):
         ["owner", None, None, "owner (email) recorded with the registration"],
         ["keepalive", None, None, "seconds between heartbeats and keepalive probes [60]"],
         ["idle-timeout", None, None, "seconds before an idle stream is closed [120]"],
+        ["close-timeout", None, None, "seconds without progress before a stream we closed is reset [60]"],
         ["mss", None, None, "largest stream segment payload in bytes; every Go peer accepts 1024 [1024]"],
         ["local-mss", None, None, "segment payload for peers on this host, whose path never leaves it; 0 uses --mss [32768]"],
         ["max-conns-per-port", None, None, "stream limit per port [1024]"],
         ["max-conns-total", None, None, "stream limit in all [65536]"],
         ["syn-rate-limit", None, None, "new streams accepted per second [100]"],
+        ["handshake-rate-per-source", None, None,
+         "unauthenticated key exchanges handled per second from one source address [10]"],
+        ["handshake-rate", None, None, "unauthenticated key exchanges handled per second in all [200]"],
+        ["inflight-max-bytes", None, None, "bytes of unfinished service frames held in memory, all peers [33554432]"],
+        ["message-max-bytes", None, None, "largest data exchange message taken into memory [4194304]"],
+        ["received-max-bytes", None, None, "bytes of received files kept in <home>/received [268435456]"],
+        ["received-max-files", None, None, "received files kept in <home>/received [1000]"],
+        ["inbox-max-bytes", None, None, "bytes of messages kept in <home>/inbox [67108864]"],
+        ["inbox-max-messages", None, None, "messages kept in <home>/inbox [1000]"],
+        ["task-queue-max", None, None, "tasks waiting in the queue before new ones are refused [100]"],
         ["log-format", None, None, "text or json [text]"],
         ["webhook", None, None, "http(s) URL to POST this node's events to (docs/webhooks.md)"],
     ]
@@ -82,6 +95,12 @@ class Options(usage.Options):
             self.config = DaemonConfig.build(flags, self["config"])
         except PilotError as error:
             raise usage.UsageError(str(error)) from None
+        if self.config.registry_fingerprint:
+            from pilotnet.registry.tls import normalize_fingerprint
+            try:
+                normalize_fingerprint(self.config.registry_fingerprint)
+            except ValueError as error:
+                raise usage.UsageError(f"--registry-fingerprint: {error}") from None
         if not MIN_MSS <= self.config.mss <= MAX_MSS:
             raise usage.UsageError(f"--mss must be between {MIN_MSS} and {MAX_MSS} bytes")
         if self.config.local_mss and not MIN_MSS <= self.config.local_mss <= MAX_MSS:

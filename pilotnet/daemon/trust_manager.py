@@ -26,6 +26,12 @@ Reference controlplane §5.3, with these choices:
   (shared network, trust pair; cached briefly and asked in the background, so
   the peer's retransmitted SYN gets in), and port-444 messages from nodes it
   is waiting to hear from.  Everything else is dropped silently and counted.
+* **Trust is bound to keys, not node IDs.**  We trust the key a peer had when
+  we approved it (kept in ``trust.json``).  A peer presenting another key
+  under a trusted ID (its ID taken over at a registry, say) is a stranger: the
+  gate refuses it and its handshake request waits for the operator.  Entries
+  of older files without a key get the registry's current key at the next
+  registration.
 
 Every change is a structured log event (``trust_event``, ``peer``, ``reason``).
 """
@@ -36,6 +42,7 @@ from twisted.python.failure import Failure
 
 from pilotnet.crypto.identity import b64encode
 from pilotnet.daemon.handshake import GO_SEGMENT, PORT
+from pilotnet.ratelimit import RateLimiter
 from pilotnet.errors import ALREADY_EXISTS, INVALID_ARGUMENT, NOT_FOUND, NOT_RUNNING, PilotError
 from pilotnet.interfaces import NO_EVENTS
 from pilotnet.wire import handshake
@@ -82,6 +89,8 @@ class TrustManager:
         self.node_id = None
         self.refused = {"syn": 0, "datagram": 0}
         self.unsolicited = 0
+        self.key_mismatches = 0
+        self._mismatch_log = RateLimiter(burst=1, window=60.0)
         self._verdicts = {}
         self._asking = set()
         self._polling = None
@@ -157,6 +166,20 @@ class TrustManager:
         except PilotError:
             return ""
         return _b64_key(key)
+
+    def _trusted_with(self, node, key):
+        """Is ``node`` trusted with the base64 ``key``?  (An entry without a key: by ID, until migrated.)"""
+        peer = self.state.trusted.get(node)
+        if peer is None:
+            return False
+        if peer.public_key and key and peer.public_key != key:
+            self.key_mismatches += 1
+            # Keyed by trusted node (a bounded table): one line a minute per node, not per packet.
+            if self._mismatch_log.allow(node, self._now()):
+                log.warn("trust: node {peer} presents another key than the one we trusted; "
+                         "treated as untrusted", peer=node, trust_event="trust.key_mismatch")
+            return False
+        return True
 
     # -- operator commands ---------------------------------------------------------------
 
@@ -260,7 +283,8 @@ class TrustManager:
     def _incoming_request(self, node, key, justification, path):
         self._event("handshake.received", node, path=path, justification=justification)
         state = self.state
-        if state.is_trusted(node):
+        key = yield self._key_of(node, key)
+        if self._trusted_with(node, key):
             reason = "already_trusted"
         elif node in state.outgoing:
             reason = "mutual"
@@ -286,11 +310,11 @@ class TrustManager:
 
     @defer.inlineCallbacks
     def _accepted(self, node, key, path):
-        if node not in self.state.outgoing and not self.state.is_trusted(node):
+        key = yield self._key_of(node, key)
+        if node not in self.state.outgoing and not self._trusted_with(node, key):
             self.unsolicited += 1
             log.warn("accept from node {peer} we did not ask; ignored", peer=node, trust_event="handshake.unsolicited")
             return
-        key = yield self._key_of(node, key)
         if self.state.trust(node, key, self._now(), mutual=True):
             self._event("handshake.accepted", node, path=path)
             yield self._registry("report_trust", {"type": "report_trust", "node_id": self.node_id, "peer_id": node})
@@ -401,9 +425,18 @@ class TrustManager:
         self.node_id = node_id
         reports = [self._registry("report_trust", {"type": "report_trust", "node_id": node_id, "peer_id": node})
                    for node in sorted(self.state.trusted)]
+        reports.extend(self._bind_key(peer) for peer in self.state.trusted.values() if not peer.public_key)
         if self.state.outgoing:
             self._poll_fast()
         return defer.gatherResults(reports)
+
+    @defer.inlineCallbacks
+    def _bind_key(self, peer):
+        """Migrate an entry of an older trust.json: bind it to the key the registry holds now."""
+        key = yield self._key_of(peer.node_id)
+        if key and peer.node_id in self.state.trusted and not self.state.trusted[peer.node_id].public_key:
+            self.state.trust(peer.node_id, key, self._now(), mutual=peer.mutual, network=peer.network)
+            self._event("trust.key_bound", peer.node_id)
 
     # -- the gate ----------------------------------------------------------------------------
 
@@ -413,10 +446,11 @@ class TrustManager:
             return True
         node = packet.src.node
         if self.state.is_trusted(node):
+            if self._gate_key_matches(node):
+                return True
+        elif packet.dst_port == PORT and node in self.state.outgoing:
             return True
-        if packet.dst_port == PORT and node in self.state.outgoing:
-            return True
-        if self._registry_trusts(node):
+        elif self._registry_trusts(node):
             return True
         kind = "datagram" if packet.protocol == PROTO_DATAGRAM else "syn"
         self.refused[kind] += 1
@@ -424,6 +458,21 @@ class TrustManager:
                  port=packet.dst_port)
         self.emitter.emit(f"{kind}.rejected", src_node_id=node, src_addr=packet.src, dst_port=packet.dst_port)
         return False
+
+    def _gate_key_matches(self, node):
+        """The key the tunnel verified for ``node`` is the one we trusted (fetched if not known yet).
+
+        Unknown (no tunnel key yet): refused now and fetched in the
+        background, so the peer's retransmitted SYN gets in.
+        """
+        trusted_key = self.state.trusted[node].public_key
+        if not trusted_key:
+            return True
+        current = self.peer_keys.known_key(node)
+        if current is None:
+            self.peer_keys.public_key(node).addErrback(lambda failure: None)
+            return False
+        return self._trusted_with(node, _b64_key(current))
 
     def _registry_trusts(self, node):
         verdict = self._verdicts.get(node)
@@ -457,4 +506,5 @@ class TrustManager:
     def describe(self):
         return {"trusted": len(self.state.trusted), "pending": len(self.state.pending),
                 "outgoing": len(self.state.outgoing), "refused_syns": self.refused["syn"],
-                "refused_datagrams": self.refused["datagram"], "unsolicited_accepts": self.unsolicited}
+                "refused_datagrams": self.refused["datagram"], "unsolicited_accepts": self.unsolicited,
+                "key_mismatches": self.key_mismatches}

@@ -21,8 +21,15 @@ byte below 0x10, accepted only from the beacon's address) and tunnel frames:
   by our PILA, which is what the peer can authenticate and answer).
 
 A sealed frame from a node we hold no session for (we restarted, or our PILA
-was lost) is answered with a PILA flagged "request", rate-limited per node,
-which is what makes both sides re-key after either one restarts.
+was lost) is answered with a PILA flagged "request", which is what makes both
+sides re-key after either one restarts.  Unauthenticated frames cost work
+(a signature check, a registry lookup, a reply), so before any of it each
+source address spends a token (:class:`~pilotnet.daemon.source_limits.SourceLimits`),
+and the tunnel is no reflector: our 138-byte PILA goes back to where a frame
+came from only when that frame was at least as large, or came through the
+beacon's relay; a smaller one (a keepalive after we restarted) has our key
+offered at the endpoint the registry holds for its node (``on_unknown_session``).
+Punch commands are budgeted too: their source address can be forged.
 
 Paths follow authenticated ingress: a frame that opened correctly from a
 direct address makes that address the peer's endpoint; a frame that arrived
@@ -37,10 +44,12 @@ from twisted.internet.protocol import DatagramProtocol
 from twisted.logger import Logger
 from zope.interface import Interface
 
-from pilotnet.crypto.tunnel import TunnelSession, build_auth_key_offer, check_auth_key_offer
+from pilotnet.crypto.tunnel import ReplayedFrame, TunnelSession, build_auth_key_offer, check_auth_key_offer
+from pilotnet.daemon.source_limits import SourceLimits
 from pilotnet.daemon.udp_batch import BatchSender
 from pilotnet.errors import CryptoError, DecodeError, PilotError
 from pilotnet.interfaces import NO_EVENTS
+from pilotnet.ratelimit import TokenBucket
 from pilotnet.wire import beacon
 from pilotnet.wire.packet import Packet
 from pilotnet.wire.tunnel import (
@@ -68,6 +77,12 @@ SOCKET_BUFFER = 8 * 1024 * 1024
 #: bytes (Twisted reads 8192 unless told, which would truncate larger frames).
 MAX_DATAGRAM = 65535
 PUNCH_BURST = 3
+# Punch commands obeyed per second (and at once): each sends PUNCH_BURST PILPs and a PILA.
+PUNCH_RATE = 5.0
+PUNCH_BUDGET = 10
+# Refused key exchanges logged per second (and at once); the rest are counted and summed up.
+REFUSAL_LOG_RATE = 1.0
+REFUSAL_LOG_BURST = 5
 
 
 class IPeerKeys(Interface):
@@ -78,6 +93,9 @@ class IPeerKeys(Interface):
 
     def forget(node):
         """Drop a cached key, so the next :meth:`public_key` asks again."""
+
+    def known_key(node):
+        """The key last fetched for ``node`` (what its tunnel was verified against), or None."""
 
 
 class Peer:
@@ -125,7 +143,7 @@ class TunnelCounters:
     __slots__ = (
         "pkts_sent", "pkts_recv", "bytes_sent", "bytes_recv", "auth_failures", "replays",
         "malformed", "no_session", "queue_drops", "send_errors", "plaintext_refused",
-        "spoofed_source", "key_exchanges",
+        "spoofed_source", "key_exchanges", "rate_limited",
     )
 
     def __init__(self):
@@ -140,14 +158,17 @@ class Tunnel(DatagramProtocol):
     """The daemon's UDP endpoint for frames and beacon messages.
 
     ``on_packet(packet, peer)`` receives every authenticated inbound packet;
-    ``on_beacon(message)`` every beacon message that came from the beacon.
+    ``on_beacon(message)`` every beacon message that came from the beacon;
+    ``on_unknown_session(node)`` is asked to offer our key to a node whose
+    frame we could not open and must not answer where it came from (see above).
     The local node ID is set (:attr:`node_id`) once the registry assigned it:
     until then there is nothing we could sign a PILA for.
     """
 
     emitter = NO_EVENTS
 
-    def __init__(self, *, identity, key_pair, peer_keys, clock, on_packet, on_beacon=None, encrypt=True):
+    def __init__(self, *, identity, key_pair, peer_keys, clock, on_packet, on_beacon=None, encrypt=True,
+                 limits=None, on_unknown_session=None):
         self.identity = identity
         self.key_pair = key_pair
         self.peer_keys = peer_keys
@@ -166,6 +187,11 @@ class Tunnel(DatagramProtocol):
         self._key_lookups = 0
         self._reply_times = OrderedDict()
         self._own_offers = {}
+        self.limits = limits if limits is not None else SourceLimits()
+        self.on_unknown_session = on_unknown_session
+        self._punch_budget = TokenBucket(PUNCH_BUDGET, PUNCH_RATE)
+        self._refusal_log = TokenBucket(REFUSAL_LOG_BURST, REFUSAL_LOG_RATE)
+        self._refusals_unlogged = 0
 
     # -- setup -----------------------------------------------------------
 
@@ -400,7 +426,9 @@ class Tunnel(DatagramProtocol):
         if relay_sender is not None and relay_sender != offer.node:
             self.counters.spoofed_source += 1
             return
-        if offer.node == self.node_id or self._key_lookups >= MAX_KEY_LOOKUPS:
+        if offer.node == self.node_id or not self._work_allowed(address, relay_sender):
+            return
+        if self._key_lookups >= MAX_KEY_LOOKUPS:
             return
         self._key_lookups += 1
         lookup = self.peer_keys.public_key(offer.node)
@@ -424,8 +452,35 @@ class Tunnel(DatagramProtocol):
     def _offer_refused(self, failure, offer):
         self.counters.auth_failures += 1
         failure.trap(PilotError)
-        log.info("refused key exchange from node {node}: {reason}", node=offer.node,
-                 reason=failure.value.message)
+        if self._refusal_log.take(1, self.clock.seconds()) == 0:
+            self._refusals_unlogged += 1
+            return
+        log.info("refused key exchange from node {node}: {reason} ({unlogged} more refusals not logged)",
+                 node=offer.node, reason=failure.value.message, unlogged=self._refusals_unlogged)
+        self._refusals_unlogged = 0
+
+    def _work_allowed(self, address, relay_sender):
+        """Spend the source's token for one unauthenticated frame's work; False (counted) if it has none.
+
+        Relayed frames all come from the beacon's address, so their source is
+        the sender node the beacon vouched for (by its Discover) instead.
+        """
+        source = address[0] if relay_sender is None else ("relay", relay_sender)
+        if self.limits.allow(source, self.clock.seconds()):
+            return True
+        self.counters.rate_limited += 1
+        return False
+
+    def _answer_unknown(self, node, address, via_relay, relay_sender, size, flags):
+        """Ask ``node``, whose frame we cannot use, to key with us, without becoming a reflector."""
+        if self.node_id is None or node == self.node_id or not self._work_allowed(address, relay_sender):
+            return
+        if not self._reply_allowed(node):
+            return
+        if via_relay or size >= len(self._our_offer(flags)):
+            self._answer_with_offer(node, address, via_relay, flags)
+        elif self.on_unknown_session is not None:
+            self.on_unknown_session(node)
 
     def _accept_offer(self, registered_key, offer, address, via_relay):
         check_auth_key_offer(offer, registered_key)
@@ -474,7 +529,7 @@ class Tunnel(DatagramProtocol):
         elif magic == MAGIC_PLAINTEXT:
             self._on_plaintext(data, address, via_relay)
         elif magic == MAGIC_KEY:
-            self._on_key_offer(data, address, via_relay)
+            self._on_key_offer(data, address, via_relay, relay_sender)
         elif magic != MAGIC_PUNCH:
             self.counters.malformed += 1
 
@@ -485,21 +540,22 @@ class Tunnel(DatagramProtocol):
         node = int.from_bytes(data[4:8], "big")
         peer = self._peers.get(node)
         session = peer.session if peer is not None else None
-        if session is None:
-            self.counters.no_session += 1
-            if self.encrypt and self._reply_allowed(node):
-                self._answer_with_offer(node, address, via_relay, FLAG_REQUEST)
-            return
         if relay_sender is not None and relay_sender != node:
             self.counters.spoofed_source += 1
             return
+        if session is None:
+            self.counters.no_session += 1
+            if self.encrypt:
+                self._answer_unknown(node, address, via_relay, relay_sender, len(data), FLAG_REQUEST)
+            return
         try:
             packet = Packet.decode(session.open(data))
+        except ReplayedFrame:
+            self.counters.replays += 1
+            self.emitter.emit("security.nonce_replay", peer_node_id=node, counter=int.from_bytes(data[12:20], "big"))
+            return
         except CryptoError:
             self.counters.auth_failures += 1
-            counter = int.from_bytes(data[12:20], "big")
-            if not session.replay.is_fresh(counter):
-                self.emitter.emit("security.nonce_replay", peer_node_id=node, counter=counter)
             return
         except DecodeError:
             self.counters.malformed += 1
@@ -528,14 +584,17 @@ class Tunnel(DatagramProtocol):
         peer.frames_received += 1
         self.on_packet(packet, peer)
 
-    def _on_key_offer(self, data, address, via_relay):
+    def _on_key_offer(self, data, address, via_relay, relay_sender):
         try:
             offer = decode_key_offer(data)
         except DecodeError:
             self.counters.malformed += 1
             return
-        if self.encrypt and self._reply_allowed(offer.node):
-            self._answer_with_offer(offer.node, address, via_relay, 0)
+        if relay_sender is not None and relay_sender != offer.node:
+            self.counters.spoofed_source += 1
+            return
+        if self.encrypt:
+            self._answer_unknown(offer.node, address, via_relay, relay_sender, len(data), 0)
 
     def _note_ingress(self, peer, address, via_relay):
         now = self.clock.seconds()
@@ -567,6 +626,10 @@ class Tunnel(DatagramProtocol):
         if type(message) is beacon.PunchCommand:
             host, port = message.endpoint
             if host not in ("0.0.0.0", "::") and port:
-                self.punch((host, port))
+                # The beacon's address is all that vouches for a punch command, and it can be forged.
+                if self._punch_budget.take(1, self.clock.seconds()):
+                    self.punch((host, port))
+                else:
+                    self.counters.rate_limited += 1
         if self.on_beacon is not None:
             self.on_beacon(message)

@@ -13,12 +13,14 @@ indexed afresh.
 
 from twisted.application.internet import TimerService
 from twisted.application.service import MultiService
+from twisted.internet.endpoints import serverFromString
 from twisted.web.server import Site
 
 from pilotnet.dashboard.app import DashboardApp
 from pilotnet.dashboard.history import History, history_path
 from pilotnet.dashboard.index import DirectoryIndex
 from pilotnet.dashboard.live import LiveFeed
+from pilotnet.plugin_options import StreamListener
 
 SAMPLE_INTERVAL = 60.0
 
@@ -99,3 +101,12 @@ class Dashboard(MultiService):
 def make_dashboard(clock, server, store_path=None):
     """The dashboard of ``server``, its history kept beside the store at ``store_path``."""
     return Dashboard(server, clock, History(history_path(store_path)))
+
+
+def serve_dashboard(reactor, registry_service, options, on_listening):
+    """Add the dashboard and its HTTP listener (``options["http"]``) to a registry's service."""
+    dashboard = make_dashboard(reactor, registry_service.registry_server, options["store"])
+    dashboard.setServiceParent(registry_service)
+    StreamListener(serverFromString(reactor, options["http"]), dashboard.site(),
+                   on_listening).setServiceParent(registry_service)
+    return dashboard

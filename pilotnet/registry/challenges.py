@@ -1,12 +1,41 @@
-"""The signed challenge strings of registry requests (reference §1.5).
+"""The signed challenges of registry requests: the Go (legacy) form and our fresh form.
 
-A node proves a request is its own by signing an ASCII challenge built from
-the request's fields with its Ed25519 key; the signature travels base64 in the
-``signature`` field.  The one table below is used by the registry to verify
-and by clients to sign, so the two can never drift apart.
+A node proves a request is its own by signing a challenge with its Ed25519
+key; the signature travels base64 in the ``signature`` field.
+
+* The **legacy form** (reference §1.5) is what Go clients sign: an ASCII
+  string naming the message and the node (``set_visibility:<id>``), not the
+  values it sets, with no time in it.  A captured signature therefore
+  authorises the same message with any values, forever.  The registry takes it
+  only where it cannot be captured or where a replay changes nothing (see
+  :data:`pilotnet.registry.handlers.REPLAY_HARMLESS` and docs/security.md).
+* The **fresh form** is what pilotnet clients sign: the request itself
+  (every field but :data:`FRESH_FIELD`, keys sorted, as :func:`go_json`
+  writes it) after :data:`FRESH_PREFIX`, with a ``timestamp`` (Unix seconds)
+  and a random ``nonce`` among its fields; the signature travels in
+  :data:`FRESH_FIELD`.  It covers every value the request sets, the registry
+  checks the timestamp against its clock and remembers the nonce, so a
+  capture can be replayed neither with other values, nor later, nor twice.
+
+pilotnet clients send both: ``signature`` in the legacy form, so a Go
+registry (which ignores fields it does not know) accepts the request, and
+:data:`FRESH_FIELD`, which our registry checks instead whenever it is there.
+A request without :data:`FRESH_FIELD` is judged as a legacy one.
+
+The one table below is used by the registry to verify and by clients to sign,
+so the two can never drift apart.
 """
 
+import os
+
 from pilotnet.crypto.identity import verify_b64
+from pilotnet.registry.framing import go_json
+
+#: Starts every fresh-form challenge, so it can never equal a legacy challenge
+#: or anything else the node key signs (tunnel offers, handshake messages).
+FRESH_PREFIX = b"pilotnet-registry-request-v1\n"
+FRESH_FIELD = "request_signature"
+NONCE_BYTES = 16
 
 
 def _heartbeat(request):
@@ -53,7 +82,7 @@ def signer_field(message_type):
 
 
 def sign_request(identity, request):
-    """``request`` with its ``signature`` added, as a client sends it."""
+    """``request`` with its legacy ``signature`` added, as a Go client sends it."""
     signed = dict(request)
     signed["signature"] = identity.sign_b64(challenge(request["type"], request))
     return signed
@@ -61,3 +90,32 @@ def sign_request(identity, request):
 
 def signature_valid(public_key_b64, message_type, fields, signature_b64):
     return verify_b64(public_key_b64, challenge(message_type, fields), signature_b64)
+
+
+def fresh_challenge(request):
+    """The bytes a fresh-form request is signed over: the prefix and every other field."""
+    unsigned = {key: value for key, value in request.items() if key != FRESH_FIELD}
+    return FRESH_PREFIX + go_json(unsigned)
+
+
+def sign_fresh_request(identity, request, now, nonce=None):
+    """``request`` stamped with ``now`` and a random nonce, signed over all its values.
+
+    What pilotnet clients send for every signed request (``register`` too:
+    it proves possession of the key it registers).  The legacy ``signature``
+    is added for the message types that have one, for Go registries.
+    """
+    stamped = dict(request)
+    stamped["timestamp"] = int(now)
+    stamped["nonce"] = nonce if nonce is not None else os.urandom(NONCE_BYTES).hex()
+    if stamped["type"] in CHALLENGES:
+        stamped["signature"] = identity.sign_b64(challenge(stamped["type"], stamped))
+    stamped[FRESH_FIELD] = identity.sign_b64(fresh_challenge(stamped))
+    return stamped
+
+
+def fresh_signature_valid(public_key_b64, request):
+    """Is ``request``'s :data:`FRESH_FIELD` a valid signature over all its other fields?"""
+    signature = request.get(FRESH_FIELD)
+    return isinstance(signature, str) and verify_b64(public_key_b64, fresh_challenge(request),
+                                                     signature)

@@ -12,8 +12,14 @@ Where the reference trusts the caller more than it should, we ask for more
   accepting ``respond_handshake`` on the other), not one side's word;
 * ``punch`` applies the same visibility gate as ``resolve``;
 * ``resolve_hostname`` hides private nodes from requesters who could not resolve them;
-* owner-based recovery only takes over a node ID whose node is offline;
-* polo score updates are bounded and rate limited per source address.
+* owner-based recovery is off unless the operator enables it, and then only
+  takes over a node ID whose node is offline;
+* polo score updates are bounded and rate limited per source address;
+* a re-registration of a known key that is not signed (Go clients never sign
+  ``register``) may not take a live node from another address, and legacy
+  signatures (which do not cover the values they authorise) are accepted only
+  over TLS, where they cannot be captured, or where a replay changes nothing
+  (see docs/security.md, "Registry").
 """
 
 import base64
@@ -25,11 +31,12 @@ from twisted.logger import Logger
 from pilotnet.errors import PilotError, NOT_FOUND, ALREADY_EXISTS, INTERNAL
 from pilotnet.registry import requests as fields
 from pilotnet.registry.audit import AuditLog
-from pilotnet.registry.challenges import signature_valid
+from pilotnet.registry.challenges import FRESH_FIELD, fresh_signature_valid, signature_valid
 from pilotnet.registry.directory import (
     BACKBONE, Directory, HandshakeRequest, HandshakeResponse, Network, Node, address_text,
 )
 from pilotnet.ratelimit import RateLimiter
+from pilotnet.registry.freshness import MAX_NONCE_LENGTH, ReplayCache
 from pilotnet.registry.requests import RequestError
 from pilotnet.registry.validation import check_hostname, check_network_name, normalize_tags
 
@@ -51,6 +58,17 @@ ADMIN_OVERRIDABLE = frozenset({
     "set_visibility", "set_task_exec", "set_hostname", "set_tags", "deregister",
     "join_network", "leave_network",
 })
+
+
+def replay_harmless(kind, request):
+    """May a legacy-signed ``kind`` request come over plaintext?  Only if a replay changes nothing.
+
+    A heartbeat that sets no endpoint says only "node N is alive" again (what
+    Go daemons send); a resolve reads what the requester is entitled to see
+    at that moment.  Every other signed request sets a value or consumes
+    state (a handshake inbox), so a captured one must not be replayable.
+    """
+    return kind == "resolve" or (kind == "heartbeat" and not request.get("listen_addr"))
 
 
 def error_reply(error):
@@ -106,10 +124,23 @@ class Registry:
     log = Logger()
 
     def __init__(self, directory=None, *, admin_token="", stale_after=300.0,
-                 register_limiter=None, polo_limiter=None, audit=None):
+                 register_limiter=None, polo_limiter=None, replays=None,
+                 allow_legacy_signatures=False, allow_owner_recovery=False, audit=None):
         self.directory = directory if directory is not None else Directory()
         self.admin_token = admin_token
         self.stale_after = stale_after
+        self.replays = replays if replays is not None else ReplayCache()
+        # Compatibility options, both unsafe (docs/security.md says what they open).
+        self.allow_legacy_signatures = allow_legacy_signatures
+        self.allow_owner_recovery = allow_owner_recovery
+        # Per node: when it last proved possession of its key (a verified
+        # signature, or the first registration of a key nobody held), and the
+        # source IP of its last accepted registration.  In memory only: after a
+        # restart the next heartbeat proves the node again.
+        self._proven_at = {}
+        self._registered_from = {}
+        # Whether the request being handled came over TLS (set by handle()).
+        self._over_tls = False
         if register_limiter is None:
             register_limiter = RateLimiter(burst=10, window=60.0)
         if polo_limiter is None:
@@ -158,15 +189,18 @@ class Registry:
     def message_types(self):
         return tuple(self._handlers)
 
-    def handle(self, request, peer, now):
+    def handle(self, request, peer, now, *, over_tls=False):
         """The reply to one decoded request from ``peer`` = ``(host, port)``.
 
-        Every refusal comes back as an error reply; an unexpected exception is
-        logged and answered ``internal error`` so one bad request never takes
-        the connection, let alone the process, down with it.
+        ``over_tls`` tells that the request came over TLS, where a legacy
+        signature cannot have been captured by an eavesdropper.  Every refusal
+        comes back as an error reply; an unexpected exception is logged and
+        answered ``internal error`` so one bad request never takes the
+        connection, let alone the process, down with it.
         """
         kind = request.get("type")
         handler = self._handlers.get(kind) if isinstance(kind, str) else None
+        self._over_tls = over_tls
         try:
             if handler is None:
                 shown = kind if isinstance(kind, str) else ""
@@ -200,17 +234,42 @@ class Registry:
         if not self._is_admin(request):
             raise RequestError("invalid admin token")
 
-    def _authenticate(self, request, kind, values, signer_id):
-        """The signing node, after checking its signature over the request's challenge."""
+    def _authenticate(self, request, kind, values, signer_id, now):
+        """The signing node, after checking its signature (fresh form, or legacy where allowed)."""
         node = self._node(signer_id)
         if kind in ADMIN_OVERRIDABLE and self._is_admin(request):
             return node
-        signature = request.get("signature")
-        if not signature:
-            raise RequestError("signature required for authenticated node")
-        if not isinstance(signature, str) or not self._signature_ok(node, kind, values, signature):
-            raise RequestError("signature verification failed")
+        if FRESH_FIELD in request:
+            self._check_fresh(node.public_key, request, now)
+        else:
+            signature = request.get("signature")
+            if not signature:
+                raise RequestError("signature required for authenticated node")
+            if not isinstance(signature, str):
+                raise RequestError("signature verification failed")
+            if not (self._over_tls or self.allow_legacy_signatures
+                    or replay_harmless(kind, request)):
+                raise RequestError(
+                    f"{kind} refused: a signature without timestamp and nonce can be replayed "
+                    "with other values, so it is accepted only over TLS (registry --tls, the "
+                    "client pinning its fingerprint) or with --allow-legacy-signatures",
+                    hint="pilotnet clients sign with timestamp and nonce; see docs/security.md")
+            if not self._signature_ok(node, kind, values, signature):
+                raise RequestError("signature verification failed")
+        self._proven_at[node.id] = now
         return node
+
+    def _check_fresh(self, public_key, request, now):
+        """A fresh-form signature: in the time window, valid over every field, never seen before."""
+        timestamp = fields.uint(request, "timestamp")
+        nonce = fields.text(request, "nonce", max_length=MAX_NONCE_LENGTH)
+        if not nonce:
+            raise RequestError("invalid nonce: empty")
+        # The clock check is free; the signature check costs ~100 µs: clock first.
+        self.replays.check_timestamp(timestamp, now)
+        if not fresh_signature_valid(public_key, request):
+            raise RequestError("signature verification failed")
+        self.replays.admit(public_key, nonce, timestamp, now)
 
     def _signature_ok(self, node, kind, values, signature):
         """Verify, remembering each node's last good heartbeat signature.
@@ -261,11 +320,24 @@ class Registry:
         version = fields.text(request, "version", max_length=64)
         directory = self.directory
         host = peer[0]
+        proven = self._register_signed(request, public_key, now)
         known_id = directory.key_index.get(public_key)
         if known_id is None and not self.register_limiter.allow(host, now):
             raise RequestError(f"rate limited: too many registrations from {host}")
+        if known_id is not None and not proven:
+            self._check_unsigned_reregistration(known_id, host, now)
+        # A key nobody held before is proven by being first: nobody else knew it.
+        proven = proven or known_id is None
 
         node = directory.nodes.get(known_id) if known_id is not None else None
+        if known_id is None and owner and owner in directory.owner_index \
+                and not self.allow_owner_recovery:
+            # The owner string is no credential: the new key gets a new node
+            # and the owner stays with the node that holds it.
+            self.log.info("registry: owner {owner} already belongs to node {node_id}; "
+                          "a new key registers as a new node", owner=owner,
+                          node_id=directory.owner_index[owner])
+            owner = ""
         if known_id is None and owner and owner in directory.owner_index:
             known_id = directory.owner_index[owner]
             node = directory.nodes.get(known_id)
@@ -293,11 +365,16 @@ class Registry:
         node.version = version
         node.last_seen = now
         directory.save_node(node)
+        self._registered_from[node.id] = host
+        if proven:
+            self._proven_at[node.id] = now
 
         reply = {
             "type": "register_ok", "node_id": node.id, "network_id": BACKBONE,
             "address": address_text(BACKBONE, node.id), "public_key": public_key,
             "observed_addr": node.real_addr, "protocol_version": PROTOCOL_VERSION,
+            # The registry's clock, as heartbeat_ok has it: clients sign fresh requests on it.
+            "time": int(now),
         }
         if hostname:
             hostname_error = self._attach_hostname(node, hostname)
@@ -307,11 +384,50 @@ class Registry:
             reply["hostname"] = node.hostname
         return reply
 
+    def _register_signed(self, request, public_key, now):
+        """Whether ``register`` proves possession of its key (a valid fresh-form signature).
+
+        Go clients never sign ``register`` (the reference has no challenge
+        for it): unsigned is allowed, and then limited by
+        :meth:`_check_unsigned_reregistration`; a fresh signature that is
+        there must be valid.
+        """
+        if FRESH_FIELD not in request:
+            return False
+        self._check_fresh(public_key, request, now)
+        return True
+
+    def _check_unsigned_reregistration(self, node_id, host, now):
+        """An unsigned ``register`` of a known key may not take over a live node.
+
+        Allowed when the node is offline (reaped, deregistered, or it has not
+        proved its key for ``stale_after`` seconds: nothing live is moved), or
+        when it comes from the source IP of the node's last registration (a
+        Go daemon re-registering after failed heartbeats).  Refused otherwise:
+        the public key is public, so an unsigned registration proves nothing.
+        """
+        if node_id not in self.directory.nodes:
+            return
+        proven_at = self._proven_at.get(node_id)
+        if proven_at is None or now - proven_at > self.stale_after:
+            return
+        if self._registered_from.get(node_id) == host:
+            return
+        raise RequestError(
+            f"register refused: node {node_id} is online; an unsigned re-registration of its key "
+            "is accepted only from the address it registered from",
+            hint="sign the registration (pilotnet daemons do), or wait until the node is stale")
+
+    def _forget_node(self, node_id):
+        self._heartbeats_verified.pop(node_id, None)
+        self._proven_at.pop(node_id, None)
+        self._registered_from.pop(node_id, None)
+
     def _heartbeat(self, request, peer, now):
         node_id = fields.uint(request, "node_id")
         listen_addr = fields.text(request, "listen_addr", max_length=262)
         node = self._authenticate(request, "heartbeat",
-                                  {"node_id": node_id, "listen_addr": listen_addr}, node_id)
+                                  {"node_id": node_id, "listen_addr": listen_addr}, node_id, now)
         if listen_addr:
             node.real_addr = observed_endpoint(listen_addr, peer)
             self.directory.save_node(node)
@@ -327,9 +443,10 @@ class Registry:
         reaped = self.directory.stale_nodes(now, self.stale_after)
         for node_id in reaped:
             self.directory.remove_node(node_id)
-            self._heartbeats_verified.pop(node_id, None)
+            self._forget_node(node_id)
         self.audit.reaped(reaped, now)
         self.register_limiter.purge(now)
+        self.replays.purge(now)
         self.polo_limiter.purge(now)
         for beacon_id in [b for b, (_, expires) in self.beacons.items() if expires <= now]:
             del self.beacons[beacon_id]
@@ -345,20 +462,24 @@ class Registry:
         node_id = fields.uint(request, "node_id")
         if node_id not in self.directory.nodes:
             return {"type": "deregister_ok"}
-        self._authenticate(request, "deregister", {"node_id": node_id}, node_id)
+        self._authenticate(request, "deregister", {"node_id": node_id}, node_id, now)
         self.directory.leave_all_networks(node_id)
         self.directory.remove_node(node_id)
-        self._heartbeats_verified.pop(node_id, None)
+        self._forget_node(node_id)
         return {"type": "deregister_ok"}
 
     def _rotate_key(self, request, peer, now):
         node_id = fields.uint(request, "node_id")
         node = self._node(node_id)
-        signature = request.get("signature")
-        if not isinstance(signature, str) or not signature or not signature_valid(
-                node.public_key, "rotate_key", {"node_id": node_id}, signature):
+        if not isinstance(request.get("signature"), str) or not request["signature"]:
             raise RequestError("rotate_key requires a valid signature")
         new_key = _public_key(request, "new_public_key")
+        try:
+            self._authenticate(request, "rotate_key", {"node_id": node_id}, node_id, now)
+        except RequestError as error:
+            if error.message != "signature verification failed":
+                raise
+            raise RequestError("rotate_key requires a valid signature") from None
         holder = self.directory.key_index.get(new_key)
         if holder is not None and holder != node_id:
             raise RequestError(f"public key already registered to node {holder}",
@@ -398,7 +519,7 @@ class Registry:
             raise RequestError(f"resolve denied: requester node {requester_id} is not registered",
                                code=NOT_FOUND)
         self._authenticate(request, "resolve",
-                           {"node_id": node_id, "requester_id": requester_id}, requester_id)
+                           {"node_id": node_id, "requester_id": requester_id}, requester_id, now)
         target = self._node(node_id)
         if not self.visible_to(target, requester_id):
             raise RequestError(
@@ -460,7 +581,7 @@ class Registry:
     def _set_hostname(self, request, peer, now):
         node_id = fields.uint(request, "node_id")
         hostname = fields.text(request, "hostname", max_length=256)
-        node = self._authenticate(request, "set_hostname", {"node_id": node_id}, node_id)
+        node = self._authenticate(request, "set_hostname", {"node_id": node_id}, node_id, now)
         try:
             check_hostname(hostname)
         except RequestError as error:
@@ -471,7 +592,7 @@ class Registry:
     def _set_tags(self, request, peer, now):
         node_id = fields.uint(request, "node_id")
         raw_tags = fields.strings(request, "tags", max_items=64, max_length=64)
-        node = self._authenticate(request, "set_tags", {"node_id": node_id}, node_id)
+        node = self._authenticate(request, "set_tags", {"node_id": node_id}, node_id, now)
         node.tags = tuple(normalize_tags(raw_tags))
         self.directory.save_node(node)
         return {"type": "set_tags_ok", "node_id": node_id, "tags": list(node.tags)}
@@ -479,7 +600,7 @@ class Registry:
     def _set_visibility(self, request, peer, now):
         node_id = fields.uint(request, "node_id")
         public = fields.flag(request, "public")
-        node = self._authenticate(request, "set_visibility", {"node_id": node_id}, node_id)
+        node = self._authenticate(request, "set_visibility", {"node_id": node_id}, node_id, now)
         node.public = public
         self.directory.save_node(node)
         return {"type": "set_visibility_ok", "node_id": node_id,
@@ -488,21 +609,21 @@ class Registry:
     def _set_task_exec(self, request, peer, now):
         node_id = fields.uint(request, "node_id")
         enabled = fields.flag(request, "enabled")
-        node = self._authenticate(request, "set_task_exec", {"node_id": node_id}, node_id)
+        node = self._authenticate(request, "set_task_exec", {"node_id": node_id}, node_id, now)
         node.task_exec = enabled
         self.directory.save_node(node)
         return {"type": "set_task_exec_ok", "node_id": node_id, "task_exec": enabled}
 
     # -- trust ------------------------------------------------------------------
 
-    def _pair(self, request, kind):
+    def _pair(self, request, kind, now):
         node_id = fields.uint(request, "node_id")
         peer_id = fields.uint(request, "peer_id")
-        self._authenticate(request, kind, {"node_id": node_id, "peer_id": peer_id}, node_id)
+        self._authenticate(request, kind, {"node_id": node_id, "peer_id": peer_id}, node_id, now)
         return node_id, peer_id
 
     def _report_trust(self, request, peer, now):
-        node_id, peer_id = self._pair(request, "report_trust")
+        node_id, peer_id = self._pair(request, "report_trust", now)
         if peer_id == node_id:
             raise RequestError("cannot report trust in yourself")
         self._node(peer_id)
@@ -511,7 +632,7 @@ class Registry:
                 "mutual": self.directory.trust_pair(node_id, peer_id)}
 
     def _revoke_trust(self, request, peer, now):
-        node_id, peer_id = self._pair(request, "revoke_trust")
+        node_id, peer_id = self._pair(request, "revoke_trust", now)
         directory = self.directory
         if (node_id, peer_id) not in directory.consents:
             raise RequestError(f"no trust pair between {node_id} and {peer_id}", code=NOT_FOUND)
@@ -534,7 +655,7 @@ class Registry:
         to_id = fields.uint(request, "to_node_id")
         justification = fields.text(request, "justification", max_length=MAX_JUSTIFICATION)
         self._authenticate(request, "request_handshake",
-                           {"from_node_id": from_id, "to_node_id": to_id}, from_id)
+                           {"from_node_id": from_id, "to_node_id": to_id}, from_id, now)
         if to_id == from_id:
             raise RequestError("cannot request a handshake with yourself")
         self._node(to_id)
@@ -549,7 +670,7 @@ class Registry:
 
     def _poll_handshakes(self, request, peer, now):
         node_id = fields.uint(request, "node_id")
-        self._authenticate(request, "poll_handshakes", {"node_id": node_id}, node_id)
+        self._authenticate(request, "poll_handshakes", {"node_id": node_id}, node_id, now)
         pending, responses = self.directory.drain_inbox(node_id)
         nodes = self.directory.nodes
         listed = []
@@ -565,7 +686,7 @@ class Registry:
                                "timestamp": int(r.timestamp)} for r in responses]}
 
     def _respond_handshake(self, request, peer, now):
-        node_id, peer_id = self._pair(request, "respond_handshake")
+        node_id, peer_id = self._pair(request, "respond_handshake", now)
         accept = fields.flag(request, "accept")
         if peer_id == node_id:
             raise RequestError("cannot respond to a handshake with yourself")
@@ -584,7 +705,8 @@ class Registry:
         node_b = fields.uint(request, "node_b")
         if requester_id not in (node_a, node_b):
             raise RequestError("punch denied: requester must be participant")
-        self._authenticate(request, "punch", {"node_a": node_a, "node_b": node_b}, requester_id)
+        self._authenticate(request, "punch", {"node_a": node_a, "node_b": node_b}, requester_id,
+                           now)
         a, b = self._node(node_a), self._node(node_b)
         other = b if requester_id == node_a else a
         if not self.visible_to(other, requester_id):
@@ -662,15 +784,15 @@ class Registry:
         return {"type": "create_network_ok", "network_id": network.id, "name": name,
                 "join_rule": join_rule}
 
-    def _membership(self, request, kind):
+    def _membership(self, request, kind, now):
         node_id = fields.uint(request, "node_id")
         network_id = fields.uint(request, "network_id", fields.MAX_U16)
         self._authenticate(request, kind, {"node_id": node_id, "network_id": network_id},
-                           node_id)
+                           node_id, now)
         return node_id, network_id
 
     def _join_network(self, request, peer, now):
-        node_id, network_id = self._membership(request, "join_network")
+        node_id, network_id = self._membership(request, "join_network", now)
         if network_id == BACKBONE:
             raise RequestError("cannot join the backbone network")
         network = self._network(network_id)
@@ -687,7 +809,7 @@ class Registry:
                 "address": address_text(network_id, node_id)}
 
     def _leave_network(self, request, peer, now):
-        node_id, network_id = self._membership(request, "leave_network")
+        node_id, network_id = self._membership(request, "leave_network", now)
         if network_id == BACKBONE:
             raise RequestError("cannot leave the backbone network")
         network = self._network(network_id)

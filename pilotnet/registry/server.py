@@ -3,12 +3,17 @@
 :class:`RegistryServer` joins the request handlers, the store and the clock;
 :class:`RegistryFactory` / :class:`RegistryProtocol` carry the length-prefixed
 JSON over any stream endpoint (TCP, TLS, Unix).  Limits that keep one client
-from hurting the others live here: a cap on connections, an idle timeout, a
-per-connection request rate (over the soft rate reading pauses briefly, over
-the hard rate the connection is closed) and the message size limit.
+from hurting the others live here (docs/security.md lists them with their
+defaults): a cap on connections and on connections per source IP, an idle
+timeout that only whole requests reset, a deadline for finishing a request
+once its first byte came (so a 1-byte trickle cannot hold a slot), a global
+budget for the bytes of unfinished requests, a per-connection request rate
+(over the soft rate reading pauses briefly, over the hard rate the connection
+is closed) and the message size limit.
 """
 
 import time
+from collections import Counter
 
 from twisted.internet.defer import Deferred, gatherResults, maybeDeferred, succeed
 from twisted.internet.protocol import Factory, Protocol
@@ -22,13 +27,17 @@ from pilotnet.registry.handlers import error_reply
 from pilotnet.registry.metrics import MALFORMED, RegistryMetrics
 from pilotnet.registry.replication import SUBSCRIBE
 from pilotnet.registry.requests import RequestError
-from pilotnet.ratelimit import TokenBucket
+from pilotnet.ratelimit import RateLimiter, TokenBucket
 
 IDLE_TIMEOUT = 300.0
+REQUEST_DEADLINE = 30.0
 MAX_CONNECTIONS = 10_000
+MAX_CONNECTIONS_PER_IP = 256
+MAX_BUFFERED_BYTES = 64 * 1024 * 1024
 SOFT_REQUEST_RATE = 100
 HARD_REQUEST_RATE = 500
 THROTTLE_DELAY = 0.01
+REFUSAL_LOG_INTERVAL = 60.0
 
 
 class RegistryServer:
@@ -53,11 +62,11 @@ class RegistryServer:
         # Called with each commit's changes (the dashboard watches the directory this way).
         self.commit_observers = []
 
-    def answer(self, body, peer, transport=None):
+    def answer(self, body, peer, transport=None, over_tls=False):
         """A Deferred of :meth:`respond`'s reply."""
-        return maybeDeferred(self.respond, body, peer, transport)
+        return maybeDeferred(self.respond, body, peer, transport, over_tls)
 
-    def respond(self, body, peer, transport=None):
+    def respond(self, body, peer, transport=None, over_tls=False):
         """The reply to one message body, or a Deferred of it when it waits for a commit.
 
         The request is handled (in memory) at once; a reply that changed stored
@@ -66,7 +75,8 @@ class RegistryServer:
         to store (reads, heartbeats) are returned directly: a Deferred per
         request would double the cost of a lookup.  The reply is ``None`` when
         the message turned ``transport`` into a replication subscriber: from
-        then on the primary only writes to it.
+        then on the primary only writes to it.  ``over_tls`` tells the handlers
+        the request could not have been captured on the way.
         """
         started = self._timer()
         try:
@@ -81,7 +91,7 @@ class RegistryServer:
             if self.replication is None:
                 return error_reply(RequestError("replication not configured"))
             return self.replication.subscribe(request, self.registry.directory, transport)
-        reply = self.registry.handle(request, peer, self.clock.seconds())
+        reply = self.registry.handle(request, peer, self.clock.seconds(), over_tls=over_tls)
         label = self.metrics.label(kind)
         changes = self.registry.directory.take_changes()
         if not changes:
@@ -146,15 +156,41 @@ class RegistryServer:
             lambda failure: self.log.failure("registry: housekeeping not stored", failure))
 
 
+class BufferBudget:
+    """The bytes of unfinished requests all connections may hold together.
+
+    Each connection may buffer up to one message (4 MiB) while it arrives;
+    without a shared bound, the 10,000 connections allowed could hold 40 GiB.
+    A connection whose partial request would take the total over ``limit`` is
+    closed (it releases what it held).
+    """
+
+    def __init__(self, limit: int = MAX_BUFFERED_BYTES) -> None:
+        self.limit = limit
+        self.used = 0
+
+    def change(self, delta: int) -> bool:
+        """Account ``delta`` more (or fewer) bytes; False if that goes over the limit."""
+        self.used += delta
+        return delta <= 0 or self.used <= self.limit
+
+
 class RegistryProtocol(Protocol, TimeoutMixin):
     """One client connection: many requests, one reply each, in order."""
 
     log = Logger()
 
-    def __init__(self, server, peer):
+    def __init__(self, server, peer, *, budget=None, idle_timeout=IDLE_TIMEOUT,
+                 request_deadline=REQUEST_DEADLINE, over_tls=False):
         self._server = server
         self._peer = peer
         self._decoder = FrameDecoder()
+        self._budget = budget if budget is not None else BufferBudget()
+        self._charged = 0
+        self._idle_timeout = idle_timeout
+        self._request_deadline = request_deadline
+        self._deadline = None
+        self._over_tls = over_tls
         self._soft = TokenBucket(SOFT_REQUEST_RATE, SOFT_REQUEST_RATE)
         self._hard = TokenBucket(HARD_REQUEST_RATE, HARD_REQUEST_RATE)
         self.callLater = server.clock.callLater
@@ -164,13 +200,17 @@ class RegistryProtocol(Protocol, TimeoutMixin):
         self._replies = succeed(None)
         self._waiting = 0
 
+    @property
+    def peer(self):
+        """``(host, port)`` of the client."""
+        return self._peer
+
     def connectionMade(self):
-        self.setTimeout(IDLE_TIMEOUT)
+        self.setTimeout(self._idle_timeout)
 
     def dataReceived(self, data):
         if self._following:
             return
-        self.resetTimeout()
         try:
             bodies = self._decoder.feed(data)
         except DecodeError as error:
@@ -179,8 +219,12 @@ class RegistryProtocol(Protocol, TimeoutMixin):
             self.transport.write(encode_message(error_reply(error)))
             self.transport.loseConnection()
             return
+        if not self._track_partial():
+            return
         if not bodies:
             return
+        # Only whole requests count as activity: a trickle of bytes does not.
+        self.resetTimeout()
         now = self._server.clock.seconds()
         count = len(bodies)
         if self._hard.take(count, now) < count:
@@ -190,7 +234,7 @@ class RegistryProtocol(Protocol, TimeoutMixin):
             return
         throttled = self._soft.take(count, now) < count
         for body in bodies:
-            reply = self._server.respond(body, self._peer, self.transport)
+            reply = self._server.respond(body, self._peer, self.transport, self._over_tls)
             if isinstance(reply, Deferred) or self._waiting:
                 self._reply_in_turn(reply)
             else:
@@ -200,6 +244,29 @@ class RegistryProtocol(Protocol, TimeoutMixin):
         if throttled:
             self.transport.pauseProducing()
             self.callLater(THROTTLE_DELAY, self._resume)
+
+    def _track_partial(self):
+        """Charge the partial request to the budget and time it; False if the connection was closed."""
+        buffered = self._decoder.buffered
+        within = self._budget.change(buffered - self._charged)
+        self._charged = buffered
+        if not within:
+            self.factory.note_refusal(f"unfinished requests over the {self._budget.limit}-byte budget",
+                                      self._peer)
+            self.transport.abortConnection()
+            return False
+        if buffered and self._deadline is None:
+            self._deadline = self.callLater(self._request_deadline, self._request_too_slow)
+        elif not buffered and self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+        return True
+
+    def _request_too_slow(self):
+        self._deadline = None
+        self.factory.note_refusal(f"a request unfinished after {self._request_deadline:g} s",
+                                  self._peer)
+        self.transport.abortConnection()
 
     def _reply_in_turn(self, reply):
         self._waiting += 1
@@ -230,7 +297,12 @@ class RegistryProtocol(Protocol, TimeoutMixin):
 
     def connectionLost(self, reason):
         self.setTimeout(None)
-        self.factory.connections.discard(self)
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+        self._budget.change(-self._charged)
+        self._charged = 0
+        self.factory.forget(self)
         if self._server.replication is not None:
             self._server.replication.unsubscribe(self.transport)
 
@@ -241,23 +313,59 @@ class _RefuseProtocol(Protocol):
 
 
 class RegistryFactory(Factory):
-    """Accepts registry connections up to ``max_connections``."""
+    """Accepts registry connections up to ``max_connections``, ``max_per_ip`` from one IP.
+
+    ``over_tls`` says the listener wraps this factory in TLS (the handlers
+    then accept legacy signatures: they cannot have been captured).
+    """
 
     log = Logger()
 
-    def __init__(self, server, max_connections=MAX_CONNECTIONS):
+    def __init__(self, server, max_connections=MAX_CONNECTIONS, *,
+                 max_per_ip=MAX_CONNECTIONS_PER_IP, max_buffered=MAX_BUFFERED_BYTES,
+                 idle_timeout=IDLE_TIMEOUT, request_deadline=REQUEST_DEADLINE, over_tls=False):
         self.server = server
         self.max_connections = max_connections
+        self.max_per_ip = max_per_ip
+        self.budget = BufferBudget(max_buffered)
+        self.idle_timeout = idle_timeout
+        self.request_deadline = request_deadline
+        self.over_tls = over_tls
         self.connections = set()
+        self._per_ip = Counter()
+        self._refusals = RateLimiter(burst=1, window=REFUSAL_LOG_INTERVAL)
+
+    def note_refusal(self, why, peer):
+        """Log a connection refused or closed for ``why``: once a minute per reason, not per attack."""
+        if self._refusals.allow(why, self.server.clock.seconds()):
+            self.log.warn("registry: refusing {peer}: {why} (logged at most once a minute)",
+                          peer=peer, why=why)
+
+    def _refuse(self, why, addr):
+        self.note_refusal(why, addr)
+        return _RefuseProtocol()
 
     def buildProtocol(self, addr):
-        if len(self.connections) >= self.max_connections:
-            self.log.warn("registry: connection limit {limit} reached, refusing {addr}",
-                          limit=self.max_connections, addr=addr)
-            return _RefuseProtocol()
         host = getattr(addr, "host", "") or "local"
         port = getattr(addr, "port", 0)
-        protocol = RegistryProtocol(self.server, (host, port))
+        if len(self.connections) >= self.max_connections:
+            return self._refuse(f"connection limit {self.max_connections} reached", addr)
+        if self._per_ip[host] >= self.max_per_ip:
+            return self._refuse(f"{self.max_per_ip} connections per source IP reached", addr)
+        protocol = RegistryProtocol(self.server, (host, port), budget=self.budget,
+                                    idle_timeout=self.idle_timeout,
+                                    request_deadline=self.request_deadline,
+                                    over_tls=self.over_tls)
         protocol.factory = self
         self.connections.add(protocol)
+        self._per_ip[host] += 1
         return protocol
+
+    def forget(self, protocol):
+        """A connection ended: its slots are free again."""
+        if protocol in self.connections:
+            self.connections.discard(protocol)
+            host = protocol.peer[0]
+            self._per_ip[host] -= 1
+            if not self._per_ip[host]:
+                del self._per_ip[host]

@@ -41,6 +41,26 @@ CREATE TABLE IF NOT EXISTS entities (
 """
 
 
+# SQLite's companions of the database file (it creates them with the file's mode).
+_COMPANIONS = ("", "-wal", "-shm", "-journal")
+
+
+def _owner_only(path):
+    """Create ``path`` readable by its owner only, and tighten it and its companions if they exist.
+
+    The store holds network join tokens and who trusts whom; a registry
+    started under a permissive umask (or by an older version) must not leave
+    them readable by other local users.
+    """
+    descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    os.close(descriptor)
+    for suffix in _COMPANIONS:
+        try:
+            os.chmod(path + suffix, 0o600)
+        except FileNotFoundError:
+            pass
+
+
 class RegistryStore:
     """The SQLite file behind one registry."""
 
@@ -51,9 +71,7 @@ class RegistryStore:
         self.path = os.fspath(path)
         directory = os.path.dirname(os.path.abspath(self.path))
         os.makedirs(directory, mode=0o700, exist_ok=True)
-        # Owner-only: it holds webhook and export secrets (SQLite gives new -wal/-shm files the same mode).
-        os.close(os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600))
-        os.chmod(self.path, 0o600)
+        _owner_only(self.path)
         self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")

@@ -10,7 +10,6 @@ from twisted.application.service import MultiService, Service
 from twisted.internet.endpoints import serverFromString
 from twisted.logger import Logger
 from twisted.python import usage
-from twisted.python.failure import Failure
 
 from pilotnet.errors import PilotError
 from pilotnet.registry import replication
@@ -18,9 +17,13 @@ from pilotnet.registry.directory import Directory
 from pilotnet.registry.audit import KINDS as AUDIT_KINDS, AuditLog
 from pilotnet.registry.audit_service import AuditService
 from pilotnet.registry.handlers import Registry
-from pilotnet.plugin_options import ListeningService, PortsFile, ServerOptions
+from pilotnet.plugin_options import PortsFile, ServerOptions, StreamListener
 from pilotnet.ratelimit import RateLimiter
-from pilotnet.registry.server import MAX_CONNECTIONS, RegistryFactory, RegistryServer
+from pilotnet.registry.freshness import DEFAULT_WINDOW, ReplayCache
+from pilotnet.registry.server import (
+    MAX_BUFFERED_BYTES, MAX_CONNECTIONS, MAX_CONNECTIONS_PER_IP, REQUEST_DEADLINE,
+    RegistryFactory, RegistryServer,
+)
 from pilotnet.registry.snapshot import import_go_snapshot
 from pilotnet.registry.store import RegistryStore
 
@@ -38,8 +41,17 @@ class RegistryOptions(ServerOptions):
          "Token for admin requests (create_network, backbone list_nodes); unset disables them."],
         ["stale-after", None, "300", "Seconds without heartbeat before a node is reaped."],
         ["max-connections", None, str(MAX_CONNECTIONS), "Concurrent client connections."],
+        ["max-connections-per-ip", None, str(MAX_CONNECTIONS_PER_IP),
+         "Concurrent client connections from one source IP."],
+        ["max-buffered-bytes", None, str(MAX_BUFFERED_BYTES),
+         "Bytes of unfinished requests all connections may hold together."],
+        ["request-deadline", None, str(REQUEST_DEADLINE),
+         "Seconds a client has to finish sending a request once it started it."],
+        ["signature-window", None, str(DEFAULT_WINDOW),
+         "Seconds a signed request's timestamp may differ from the registry's clock."],
         ["registrations-per-minute", None, "10", "New keys registered per source IP per minute."],
-        ["tls-cert", None, None, "PEM certificate for --tls (self-signed one generated if unset)."],
+        ["tls-cert", None, None,
+         "PEM certificate for --tls (unset: a self-signed one, kept beside --store)."],
         ["tls-key", None, None, "PEM private key of --tls-cert."],
         ["standby", None, None,
          "Follow the primary registry at host:port: serve reads, refuse writes."],
@@ -57,6 +69,13 @@ class RegistryOptions(ServerOptions):
         ["tls", None, "Speak TLS on the registry listener; clients pin the logged fingerprint."],
         ["webhooks-allow-private", None,
          "Let the registry webhook and audit export reach loopback and private addresses."],
+        ["allow-legacy-signatures", None,
+         "UNSAFE: accept Go's legacy signatures (no timestamp, not covering the values they "
+         "authorise) over plaintext: anyone who captures one can replay it with other values "
+         "(e.g. make a private node public). Prefer --tls."],
+        ["allow-owner-recovery", None,
+         "UNSAFE: a new key registering with an offline node's owner string takes over that "
+         "node's ID (and the trust its peers gave it): the owner string becomes a password."],
     ]
 
     def postOptions(self):
@@ -64,11 +83,16 @@ class RegistryOptions(ServerOptions):
         if bool(self["tls-cert"]) != bool(self["tls-key"]):
             raise usage.UsageError("--tls-cert and --tls-key go together")
         self["stale-after"] = self.positive_number(self["stale-after"], "stale-after")
-        for name in ("max-connections", "registrations-per-minute"):
+        self["request-deadline"] = self.positive_number(self["request-deadline"], "request-deadline")
+        self["signature-window"] = self.positive_number(self["signature-window"], "signature-window")
+        for name in ("max-connections", "registrations-per-minute", "max-connections-per-ip",
+                     "max-buffered-bytes"):
             try:
                 self[name] = int(self[name])
             except ValueError:
                 raise usage.UsageError(f"--{name} must be an integer") from None
+            if self[name] < 1:
+                raise usage.UsageError(f"--{name} must be at least 1")
         if self["replication-token-file"] is None and self["store"]:
             self["replication-token-file"] = self["store"] + ".replication-token"
         if self["standby"]:
@@ -92,24 +116,6 @@ class RegistryOptions(ServerOptions):
                  path=self["import-snapshot"])
 
 
-class _StreamListener(ListeningService):
-    """Listens on a server endpoint; a bind failure stops start-up with its reason."""
-
-    def __init__(self, endpoint, factory, on_listening):
-        self._endpoint = endpoint
-        self._factory = factory
-        self._on_listening = on_listening
-
-    def startService(self):
-        super().startService()
-        outcome = []
-        self._endpoint.listen(self._factory).addBoth(outcome.append)
-        if outcome and isinstance(outcome[0], Failure):
-            outcome[0].raiseException()
-        self.port = outcome[0]
-        self._on_listening(self.port.getHost())
-
-
 class _StoreWriter(Service):
     """Runs the store's writer thread while the registry runs; flushes and closes it at the end.
 
@@ -131,9 +137,13 @@ class _StoreWriter(Service):
         return self._server.housekeeping().addCallback(lambda _: self._server.store.shutdown())
 
 
-def make_registry_service(reactor, options, on_listening=lambda address: None,
-                          on_http_listening=lambda address: None):
-    """The registry as a :class:`MultiService`: listener, housekeeping, store, dashboard."""
+def make_registry_service(reactor, options, on_listening=lambda address: None):
+    """The registry as a :class:`MultiService`: listener, housekeeping, store.
+
+    ``service.registry_server`` is the :class:`RegistryServer`, which the
+    composition roots (:mod:`pilotnet.registry_tap`, :mod:`pilotnet.rendezvous_tap`)
+    hand to the dashboard.
+    """
     now = reactor.seconds()
     directory = Directory(started=now)
     audit = AuditLog(allow_private_targets=options["webhooks-allow-private"])
@@ -147,10 +157,19 @@ def make_registry_service(reactor, options, on_listening=lambda address: None,
         log.warn("registry: no --store given, state lives in memory only")
     registry = Registry(
         directory, admin_token=options["admin-token"], stale_after=options["stale-after"],
-        register_limiter=RateLimiter(burst=options["registrations-per-minute"], window=60.0), audit=audit)
+        register_limiter=RateLimiter(burst=options["registrations-per-minute"], window=60.0),
+        replays=ReplayCache(window=options["signature-window"]),
+        allow_legacy_signatures=options["allow-legacy-signatures"],
+        allow_owner_recovery=options["allow-owner-recovery"], audit=audit)
+    for unsafe in ("allow-legacy-signatures", "allow-owner-recovery"):
+        if options[unsafe]:
+            log.warn("registry: --{option} is on (unsafe; see docs/security.md)", option=unsafe)
     server = RegistryServer(registry, reactor, store)
     replicating = replication.replication_service(reactor, options, server)
-    factory = RegistryFactory(server, max_connections=options["max-connections"])
+    factory = RegistryFactory(
+        server, max_connections=options["max-connections"],
+        max_per_ip=options["max-connections-per-ip"], max_buffered=options["max-buffered-bytes"],
+        request_deadline=options["request-deadline"], over_tls=bool(options["tls"]))
     if options["tls"]:
         factory = _with_tls(factory, options)
 
@@ -168,19 +187,12 @@ def make_registry_service(reactor, options, on_listening=lambda address: None,
     auditing.setServiceParent(service)
     auditing.register_metrics(server.metrics.collectors)
     audit.restored()
-    _StreamListener(serverFromString(reactor, options["registry"]), factory,
+    StreamListener(serverFromString(reactor, options["registry"]), factory,
                     listening).setServiceParent(service)
     housekeeping = TimerService(HOUSEKEEPING_INTERVAL, server.housekeeping)
     housekeeping.clock = reactor
     housekeeping.setServiceParent(service)
     replicating.setServiceParent(service)
-    if options["http"]:
-        # Imported only when asked for: a registry without --http never loads Klein.
-        from pilotnet.dashboard.service import make_dashboard
-        dashboard = make_dashboard(reactor, server, options["store"])
-        dashboard.setServiceParent(service)
-        _StreamListener(serverFromString(reactor, options["http"]), dashboard.site(),
-                        on_http_listening).setServiceParent(service)
     return service
 
 
@@ -201,20 +213,13 @@ def _with_tls(factory, options):
     from pilotnet.registry import tls
     if options["tls-cert"]:
         key, certificate = tls.load_certificate(options["tls-cert"], options["tls-key"])
+    elif options["store"]:
+        # Kept beside the store, so the fingerprint clients pin survives restarts.
+        key, certificate = tls.persistent_self_signed(options["store"] + ".tls")
     else:
         key, certificate = tls.self_signed_certificate()
+        log.warn("registry: TLS certificate generated in memory (no --store): its "
+                 "fingerprint changes at every start")
     log.info("registry TLS certificate fingerprint (sha256): {fingerprint}",
              fingerprint=tls.fingerprint(certificate))
     return tls.tls_factory(factory, key, certificate)
-
-
-Options = RegistryOptions
-
-
-def makeService(options):
-    from twisted.internet import reactor
-    ports = PortsFile(options["ports-file"], ["registry"] + (["http"] if options["http"] else []))
-    service = make_registry_service(reactor, options, ports.reporter("registry"),
-                                    ports.reporter("http"))
-    freeze_loaded_state()
-    return service

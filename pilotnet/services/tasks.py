@@ -12,8 +12,19 @@ minute is cancelled (``accept_deadline``); a task still waiting at the head of
 the queue for an hour expires and costs the executor one point of polo score.
 Unlike the reference, a task ``pilotctl`` has moved on (executing, declined,
 done) leaves the queue at the next housekeeping, so it can never "expire".
+
+Everything here comes from peers, so, unlike the reference: a request frame is
+bounded by its type at its header and held only while the services' memory
+budget covers it; a SUBMIT never replaces a task already received under its ID
+and is refused when ``max_queued`` tasks wait; STATUS_UPDATE and SEND_RESULTS
+are taken only from the node the task was submitted to, and results only while
+the task still expects them (NEW, ACCEPTED or EXECUTING: once, so a replay
+cannot move polo twice).  A result file keeps its sender's name only as a
+checked base name, under ``results/`` as ``<id>_<name>``, never replacing a
+file, and is written off the reactor thread.
 """
 
+import functools
 import json
 import math
 import os
@@ -27,6 +38,8 @@ from zope.interface import implementer
 from pilotnet.crypto.identity import write_private_file
 from pilotnet.errors import INVALID_ARGUMENT, NOT_FOUND, PilotError
 from pilotnet.interfaces import IStreamOwner
+from pilotnet.ratelimit import TokenBucket
+from pilotnet.services import storage
 from pilotnet.wire import tasksubmit as wire
 from pilotnet.wire.address import PORT_TASK_SUBMIT
 from pilotnet.wire.typedframe import FrameReader, encode_frame
@@ -35,6 +48,11 @@ log = Logger()
 
 ACCEPT_DEADLINE = 60.0
 QUEUE_HEAD_LIMIT = 3600.0
+MAX_QUEUED = 100
+BOXES = ("received", "submitted", "results")
+# The submitter's copy of a task expects results until they arrive (or the task ends otherwise).
+AWAITING_RESULTS = frozenset((wire.NEW, wire.ACCEPTED, wire.EXECUTING))
+REFUSED = "refused"
 
 RESULT_EXTENSIONS = frozenset(
     ".md .txt .rtf .docx .pdf .pptx .pth .pt .onnx .h5 .pb .ckpt .safetensors .bin .csv .parquet "
@@ -54,6 +72,22 @@ def polo_reward(time_cpu_ms, time_idle_ms, time_staged_ms):
     return max(1, math.floor((1 + cpu_bonus) * efficiency + 0.5))
 
 
+def require_accepted(target, response):
+    """Raise :class:`PilotError` (``refused``) unless the executor ``target`` took the task.
+
+    The executor's own words are the message, so the submitter learns why
+    (a polo score below the executor's, a full queue…).
+    """
+    if response.status == wire.STATUS_ACCEPTED:
+        return
+    hint = None
+    if response.message.startswith("Polo score too low"):
+        hint = ("an executor takes tasks from nodes whose polo score is at least its own; every completed task "
+                "costs its submitter a point and earns the executor some: earn points by executing tasks "
+                "(pilotctl enable-tasks), or submit to a node whose score is not above yours")
+    raise PilotError(f"task refused by {target}: {response.message}", code=REFUSED, hint=hint)
+
+
 def check_result_file_name(name):
     """A result file must be a document, data or model file, never source code."""
     suffix = os.path.splitext(name)[1].lower()
@@ -70,6 +104,8 @@ class TaskStore:
         self.root = Path(home) / "tasks"
 
     def path(self, box, task_id):
+        if not wire.is_task_id(task_id):  # IDs name files: only the reference's form, checked again here
+            raise PilotError(f"task {task_id[:64]!r} not found", code=NOT_FOUND)
         return self.root / box / f"{task_id}.json"
 
     def save(self, box, task):
@@ -94,9 +130,13 @@ class TaskStore:
         return tasks
 
     def save_result(self, task_id, file_name, data):
-        target = self.root / "results" / f"{task_id}_{file_name}"
-        write_private_file(target, data)
-        return target
+        """``results/<id>_<name>`` (or ``-1``, ``-2``… added): ``file_name`` must be a checked base name."""
+        self.path("results", task_id)
+        stem, suffix = os.path.splitext(file_name)
+        return storage.write_new(self.root / "results", f"{task_id}_{stem}", suffix, data)
+
+    def remove_leftovers(self):
+        return sum(storage.remove_leftovers(self.root / box) for box in BOXES)
 
 
 @implementer(IStreamOwner)
@@ -109,24 +149,32 @@ class TaskService:
     """
 
     def __init__(self, streams, home, clock, *, polo_score, adjust_polo, local_node, port=PORT_TASK_SUBMIT,
-                 accept_deadline=ACCEPT_DEADLINE):
+                 accept_deadline=ACCEPT_DEADLINE, max_queued=MAX_QUEUED, budget=None, writer=None):
         self.streams = streams
         self.clock = clock
         self.accept_deadline = accept_deadline
+        self.max_queued = max_queued
         self.store = TaskStore(home)
+        self.store.remove_leftovers()
         self.polo_score = polo_score
         self.adjust_polo = adjust_polo
         self.local_node = local_node
+        self.budget = budget if budget is not None else storage.ByteBudget(2 * wire.typedframe.MAX_PAYLOAD)
+        self.writer = writer if writer is not None else storage.FileWriter()
         self.queue = []
+        self.refused = 0
+        self._refusal_log = TokenBucket(*storage.REFUSAL_LOG_RATE)
         self._readers = {}
         self._remotes = {}
+        self._held = {}  # conn_id -> bytes of the budget its frame holds
+        self._results_pending = set()
         self._head_since = None
         streams.bind(port, self)
 
     # -- IStreamOwner ------------------------------------------------------------------
 
     def stream_accepted(self, port, stream):
-        self._readers[stream.conn_id] = FrameReader()
+        self._readers[stream.conn_id] = FrameReader(admit=functools.partial(self._admit, stream.conn_id))
         self._remotes[stream.conn_id] = stream.remote
 
     def stream_data(self, conn_id, data):
@@ -138,55 +186,106 @@ class TaskService:
             if frames:
                 # One frame per connection: whatever follows it is not read.
                 del self._readers[conn_id]
+                self._give_back(conn_id)
                 request = wire.decode_request(frames[0])
                 return self._handle(conn_id, frames[0].frame_type, request)
         except PilotError as error:
-            log.info("task frame refused: {reason}", reason=error.message)
-            self._finish(conn_id)
+            self._refuse(conn_id, error.message)
         return None
 
     def stream_closed(self, conn_id, code, message):
         self._readers.pop(conn_id, None)
         self._remotes.pop(conn_id, None)
+        self._give_back(conn_id)
 
     def datagram(self, src, src_port, dst_port, data):
         pass
+
+    def _admit(self, conn_id, frame_type, length):
+        """A frame's header: refuse a type or length no request needs, then hold its bytes in the budget."""
+        wire.admit_request_frame(frame_type, length)
+        self.budget.take(length, "task frame")
+        self._held[conn_id] = length
+
+    def _give_back(self, conn_id):
+        held = self._held.pop(conn_id, 0)
+        if held:
+            self.budget.give_back(held)
+
+    def _refuse(self, conn_id, reason):
+        self.refused += 1
+        if self._refusal_log.take(1, self.clock.seconds()):
+            log.info("task frame from {peer} refused: {reason} ({count} refused so far)",
+                     peer=str(self._remotes.get(conn_id)), reason=reason, count=self.refused)
+        self._finish(conn_id)
 
     # -- requests --------------------------------------------------------------------------
 
     def _handle(self, conn_id, frame_type, request):
         if frame_type == wire.TYPE_SUBMIT:
             return defer.ensureDeferred(self._submit(conn_id, request))
+        remote = self._remotes.get(conn_id)
+        task = self._executors_task(remote, request.task_id)
+        if task is None:
+            self._refuse(conn_id, f"{wire.TYPE_NAMES[frame_type]} for task {request.task_id}, "
+                                  f"which is not a task of ours that {remote} was given")
+            return None
+        done = None
         if frame_type == wire.TYPE_STATUS_UPDATE:
-            self._status_update(request)
+            self._status_update(task, request)
         else:
-            self._results(request)
+            done = self._results(conn_id, task, request)
         self._finish(conn_id)
-        return None
+        return done
+
+    def _executors_task(self, remote, task_id):
+        """Our submitted task ``task_id`` if ``remote`` is the node it was submitted to, else None."""
+        try:
+            task = self.store.load("submitted", task_id)
+        except PilotError:
+            return None
+        if remote is None or task.get("to_node") != remote.node:
+            return None
+        return task
 
     async def _submit(self, conn_id, request):
         submitter = self._remotes.get(conn_id)
-        try:
-            ours = await self.polo_score(self.local_node())
-            theirs = await self.polo_score(submitter.node)
-        except PilotError:
-            # The reference's current behaviour: no registry, no way to judge, no task.
-            response = wire.SubmitResponse(request.task_id, wire.STATUS_REJECTED,
-                                           "Registry unavailable, cannot verify polo score")
-        else:
-            if theirs < ours:
-                response = wire.SubmitResponse(request.task_id, wire.STATUS_REJECTED,
-                                               f"Polo score too low: submitter={theirs}, receiver={ours}")
-            else:
-                self._accept_new(request, submitter)
-                response = wire.SubmitResponse(request.task_id, wire.STATUS_ACCEPTED,
-                                               "Task received with status NEW")
+        response = self._refusal_before_scores(request)
+        if response is None:
+            response = await self._judge(request, submitter)
         header, body = encode_frame(wire.TYPE_SUBMIT, wire.encode_submit_response(response))
         try:
             self.streams.write(conn_id, header + body, self)
         except PilotError:
             pass
         self._finish(conn_id)
+
+    def _refusal_before_scores(self, request):
+        """A response refusing ``request`` for what needs no registry: a reused ID, a full queue."""
+        if self.store.path("received", request.task_id).exists():
+            return wire.SubmitResponse(request.task_id, wire.STATUS_REJECTED, "Task ID already in use")
+        if len(self.queue) >= self.max_queued:
+            return wire.SubmitResponse(request.task_id, wire.STATUS_REJECTED,
+                                       f"Task queue full ({self.max_queued} tasks waiting)")
+        return None
+
+    async def _judge(self, request, submitter):
+        """The reference's rule: accept when the submitter's polo score is at least ours."""
+        try:
+            ours = await self.polo_score(self.local_node())
+            theirs = await self.polo_score(submitter.node)
+        except PilotError:
+            # The reference's current behaviour: no registry, no way to judge, no task.
+            return wire.SubmitResponse(request.task_id, wire.STATUS_REJECTED,
+                                       "Registry unavailable, cannot verify polo score")
+        if theirs < ours:
+            return wire.SubmitResponse(request.task_id, wire.STATUS_REJECTED,
+                                       f"Polo score too low: submitter={theirs}, receiver={ours}")
+        refusal = self._refusal_before_scores(request)  # the same ID or more tasks may have come meanwhile
+        if refusal is not None:
+            return refusal
+        self._accept_new(request, submitter)
+        return wire.SubmitResponse(request.task_id, wire.STATUS_ACCEPTED, "Task received with status NEW")
 
     def _accept_new(self, request, submitter):
         now = self.clock.seconds()
@@ -200,40 +299,48 @@ class TaskService:
             self._head_since = now
         log.info("task {task} received from {peer}", task=request.task_id, peer=str(submitter))
 
-    def _status_update(self, update):
-        try:
-            task = self.store.load("submitted", update.task_id)
-        except PilotError:
-            return
+    def _status_update(self, task, update):
+        if task.get("status") == wire.COMPLETED:
+            return  # results are in: nothing the executor says changes that
         task["status"] = update.status
         task["status_justification"] = update.justification
         self.store.save("submitted", task)
 
-    def _results(self, results):
-        try:
-            task = self.store.load("submitted", results.task_id)
-        except PilotError:
-            return
+    def _results(self, conn_id, task, results):
+        """Store the results of a task that expects them; a Deferred that fires once they are on disk."""
+        task_id = results.task_id
+        if task.get("status") not in AWAITING_RESULTS or task_id in self._results_pending:
+            self._refuse(conn_id, f"results for task {task_id}, which is {task.get('status')}, not awaiting results")
+            return None
         if results.result_type == wire.RESULT_FILE:
             try:
-                name = check_result_file_name(results.filename)
-            except PilotError:
-                return
-            self.store.save_result(results.task_id, name, results.file_data)
+                name, data = check_result_file_name(results.filename), results.file_data
+            except PilotError as error:
+                self._refuse(conn_id, error.message)
+                return None
         else:
-            self.store.save_result(results.task_id, "result.txt", results.result_text.encode("utf-8"))
+            name, data = "result.txt", results.result_text.encode("utf-8")
+        self._results_pending.add(task_id)
+        saving = self.writer.run(self.store.save_result, task_id, name, data)
+        saving.addCallback(self._results_saved, results)
+        saving.addErrback(lambda failure: log.failure("results of task {task} not stored", failure, task=task_id))
+        return saving.addBoth(lambda _: self._results_pending.discard(task_id))
+
+    def _results_saved(self, path, results):
+        task = self.store.load("submitted", results.task_id)
         task["status"] = wire.COMPLETED
         task["completed_at"] = results.completed_at
+        task["result_file"] = path.name
         self.store.save("submitted", task)
+        log.info("results of task {task} stored as {name}", task=results.task_id, name=path.name)
         reward = polo_reward(results.time_cpu_ms, results.time_idle_ms, results.time_staged_ms)
         self.adjust_polo(self.local_node(), -1)
-        executor = task.get("to_node")
-        if executor is not None:
-            self.adjust_polo(executor, reward)
+        self.adjust_polo(task["to_node"], reward)
 
     def _finish(self, conn_id):
         self._readers.pop(conn_id, None)
         self._remotes.pop(conn_id, None)
+        self._give_back(conn_id)
         try:
             self.streams.close(conn_id)
         except PilotError:

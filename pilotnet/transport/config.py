@@ -52,6 +52,10 @@ class StreamConfig:
     syn_received_timeout: float = 10.0
 
     time_wait: float = 10.0
+    #: After our close (FIN_WAIT, CLOSING, LAST_ACK), end the connection with an RST once this
+    #: long passes with no progress (no new byte received or acknowledged): a peer that stays
+    #: up but never closes, or holds its window shut, cannot keep a closed stream forever.
+    close_timeout: float = 60.0
     #: Close (FIN) a connection that moved no data for this long; None disables.
     idle_timeout: float | None = 120.0
     #: Probe a connection we heard nothing from for this long; None disables probes.
@@ -80,6 +84,8 @@ class StreamConfig:
             _invalid("the congestion window must allow at least one segment")
         if self.max_out_of_order < 0 or self.delayed_ack_segments < 1 or self.dupack_threshold < 1:
             _invalid("max_out_of_order, delayed_ack_segments and dupack_threshold must be positive")
+        if not self.close_timeout > 0:
+            _invalid("close_timeout must be positive")
         if not 0 <= self.initial_sequence < 1 << 32:
             _invalid("initial_sequence must fit in 32 bits")
 

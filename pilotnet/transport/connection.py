@@ -22,7 +22,7 @@ per-packet paths.
 from pilotnet.transport.config import DEFAULT_CONFIG
 from pilotnet.transport.congestion import CongestionControl
 from pilotnet.transport.errors import (
-    ConnectionClosed, ConnectionRefused, ConnectionReset, DialTimeout, PeerUnresponsive,
+    CloseTimeout, ConnectionClosed, ConnectionRefused, ConnectionReset, DialTimeout, PeerUnresponsive,
     RetransmissionTimeout,
 )
 from pilotnet.transport.events import StreamEvent
@@ -30,7 +30,9 @@ from pilotnet.transport.receiver import IN_ORDER, NO_SPACE, OUT_OF_ORDER, Receiv
 from pilotnet.transport.rto import RtoEstimator
 from pilotnet.transport.sender import SendQueue
 from pilotnet.transport.seqnum import SEQ_HALF, SEQ_MASK
-from pilotnet.transport.states import RECEIVING, SYNCHRONIZED, WRITABLE, State, Trigger, transition
+from pilotnet.transport.states import (
+    CLOSING_STATES, RECEIVING, SYNCHRONIZED, WRITABLE, State, Trigger, transition,
+)
 from pilotnet.wire.packet import FLAG_ACK, FLAG_FIN, FLAG_RST, FLAG_SYN, PROTO_STREAM, Packet
 from pilotnet.wire.sack import MAGIC as SACK_MAGIC
 from pilotnet.wire.sack import decode_sack, encode_sack, looks_like_sack
@@ -190,6 +192,7 @@ class StreamConnection:
         if state is _ESTABLISHED or state is State.CLOSE_WAIT:
             self._set_state(Trigger.CLOSE)
             self._send.fin_queued = True
+            self._state_at = now + self.config.close_timeout
             self._push(now)
         elif state is State.SYN_SENT or state is State.SYN_RECV:
             self.abort(now)
@@ -437,6 +440,8 @@ class StreamConnection:
     def _on_new_ack(self, ack, now):
         snd = self._send
         acked = ack - snd.una
+        if self._state_at is not None and self.state in CLOSING_STATES:
+            self._state_at = now + self.config.close_timeout
         rtt = snd.acknowledge(ack, now)
         rtt_estimator = self._rtt
         if rtt is not None:
@@ -517,6 +522,8 @@ class StreamConnection:
         outcome = recv.accept(seq, payload)
         if outcome == IN_ORDER:
             self.bytes_received += recv.nxt - nxt
+            if self._state_at is not None and self.state is State.FIN_WAIT:
+                self._state_at = now + self.config.close_timeout
             if self._peer_fin_seq is not None:
                 if recv.nxt >= self._peer_fin_seq:
                     self._accept_peer_fin(now)
@@ -677,6 +684,8 @@ class StreamConnection:
             elif self.state is State.TIME_WAIT:
                 self._set_state(Trigger.TIMER)
                 self._finish(None, transitioned=True)
+            elif self.state in CLOSING_STATES:
+                self._close_timed_out()
         if self._rto_at is not None and now >= self._rto_at:
             self._on_rto(now)
         if self._fin_hold_at is not None and now >= self._fin_hold_at and self.state in RECEIVING:
@@ -689,6 +698,23 @@ class StreamConnection:
         at = self._liveness_deadline()
         if at is not None and now >= at:
             self._on_liveness_timer(now)
+
+    def _close_timed_out(self):
+        """We closed and the peer made no progress for ``close_timeout``: reset and end.
+
+        With every byte and our FIN acknowledged (FIN_WAIT: only the peer's
+        FIN is missing) nothing of ours was lost, so the ending is clean;
+        otherwise the application learns its last bytes may not have arrived.
+        """
+        self._send_rst()
+        snd = self._send
+        if self.state is State.FIN_WAIT and snd.fin_sent and snd.una == snd.nxt:
+            self._set_state(Trigger.TIMER)
+            self._finish(None, transitioned=True)
+            return
+        self._finish(CloseTimeout(
+            f"{self.remote}:{self.remote_port} did not finish closing within "
+            f"{self.config.close_timeout:g}s of progress"))
 
     def _on_syn_timer(self, now):
         config = self.config

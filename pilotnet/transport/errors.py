@@ -40,5 +40,11 @@ class PeerUnresponsive(StreamError):
     code = TIMEOUT
 
 
+class CloseTimeout(StreamError):
+    """After our close, the peer neither took our last bytes nor closed its side in time."""
+
+    code = TIMEOUT
+
+
 class ConnectionClosed(StreamError):
     """The application wrote to a connection it had already closed or that has ended."""

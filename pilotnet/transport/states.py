@@ -69,6 +69,8 @@ del _state
 RECEIVING = frozenset({_S.ESTABLISHED, _S.FIN_WAIT})
 #: States in which the application may still write.
 WRITABLE = frozenset({_S.SYN_SENT, _S.SYN_RECV, _S.ESTABLISHED, _S.CLOSE_WAIT})
+#: States after our close, before the connection is finished (bounded by ``close_timeout``).
+CLOSING_STATES = frozenset({_S.FIN_WAIT, _S.CLOSING, _S.LAST_ACK})
 #: States after the handshake in which the connection still moves packets.
 SYNCHRONIZED = frozenset({_S.ESTABLISHED, _S.FIN_WAIT, _S.CLOSE_WAIT, _S.CLOSING, _S.LAST_ACK, _S.TIME_WAIT})
 

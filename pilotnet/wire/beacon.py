@@ -10,8 +10,10 @@ socket).  Layouts after the type byte (big-endian)::
     0x04 PunchCommand   ip_len u8 (4|16) | ip | port u16
     0x05 Relay          sender u32 | destination u32 | tunnel frame
     0x06 RelayDeliver   sender u32 | tunnel frame
-    0x07 Sync           beacon u32 | count u16 | count x node u32
+    0x07 Sync           beacon u32 | count u16 | count x node u32   (extra bytes ignored)
 
+Beacons sharing a secret append an authentication trailer to their syncs
+(see :mod:`pilotnet.beacon.peering`).
 IP addresses travel as 4 bytes whenever they are IPv4 (including IPv4-mapped
 IPv6), as the reference does.
 """
@@ -41,6 +43,9 @@ BEACON_TYPE_LIMIT = 0x10
 MAX_RELAY_FRAME = 0xFFFF
 # A sync datagram can list at most this many nodes (u16 count).
 MAX_SYNC_NODES = 0xFFFF
+# The largest discover reply (an IPv6 endpoint): our daemons pad their Discover
+# to it (beacons ignore extra bytes), so no reply to them outgrows its request.
+PADDED_DISCOVER_SIZE = 20
 
 _U32 = struct.Struct(">I")
 _TWO_U32 = struct.Struct(">II")
@@ -144,6 +149,16 @@ def encode(message):
         return (bytes((SYNC,)) + _SYNC_HEAD.pack(message.beacon, len(nodes))
                 + struct.pack(f">{len(nodes)}I", *nodes))
     raise TypeError(f"not a beacon message: {message!r}")
+
+
+def padded_discover(node):
+    """A Discover of :data:`PADDED_DISCOVER_SIZE` bytes (the reference's is 5)."""
+    return encode(Discover(node)).ljust(PADDED_DISCOVER_SIZE, b"\0")
+
+
+def sync_size(count):
+    """Bytes of a Sync message listing ``count`` nodes (without any trailer)."""
+    return _SYNC_HEAD.size + 1 + 4 * count
 
 
 def relay_envelope(sender, destination, frame):

@@ -8,10 +8,11 @@ A FILE payload starts with its name::
     name_len u16 | name | file bytes          (the frame length covers all three)
 
 File names come from peers and end up as paths on our disk, so they are held
-to the stricter rules of the current reference and a little more: at most 255
-bytes of UTF-8, no ``/``, ``\\``, NUL or ``..`` anywhere, not ``.``.  What is
-left is already a bare base name.  An empty name is allowed (an unnamed file,
-which the service acknowledges but does not save).
+to the project's one rule for such names,
+:func:`pilotnet.wire.filenames.check_base_name` (a bare base name of at most
+255 bytes of UTF-8: no separators, no ``..``, no leading ``.``, no control or
+bidirectional-override characters).  An empty name is allowed (an unnamed
+file, which the service acknowledges but does not save).
 
 :class:`DataStreamDecoder` yields a file's name before its first byte so a
 receiver can open the destination and stream 16 MiB to it without holding it;
@@ -24,8 +25,9 @@ from typing import NamedTuple
 
 from pilotnet.errors import DecodeError
 from pilotnet.wire import typedframe
+from pilotnet.wire.filenames import MAX_NAME_BYTES, check_base_name
 # FrameData and FrameEnd are also DataStreamDecoder's events: services import them from here.
-from pilotnet.wire.typedframe import FrameData, FrameEnd, FrameStart  # noqa: F401
+from pilotnet.wire.typedframe import FrameData, FrameEnd, FrameStart, StreamDecodeError  # noqa: F401
 
 TYPE_TEXT = 1
 TYPE_BINARY = 2
@@ -34,10 +36,9 @@ TYPE_FILE = 4
 TYPE_NAMES = {TYPE_TEXT: "TEXT", TYPE_BINARY: "BINARY", TYPE_JSON: "JSON", TYPE_FILE: "FILE"}
 
 MAX_PAYLOAD = typedframe.MAX_PAYLOAD
-MAX_FILE_NAME = 255
+MAX_FILE_NAME = MAX_NAME_BYTES
 _NAME_LENGTH = struct.Struct(">H")
 _NAME_LENGTH_SIZE = _NAME_LENGTH.size
-_FORBIDDEN_IN_NAME = ("/", "\\", "\0", "..")
 
 
 def type_name(frame_type):
@@ -66,24 +67,10 @@ class DataFrameStart(NamedTuple):
 
 
 def check_file_name(name):
-    """Return ``name`` if it is a safe bare file name, else :class:`DecodeError` saying why."""
-    if not isinstance(name, str):
-        raise DecodeError(f"file name must be text, not {type(name).__name__}")
-    try:
-        size = len(name.encode("utf-8"))
-    except UnicodeEncodeError:
-        raise DecodeError(f"file name {name!r} cannot be encoded as UTF-8") from None
-    if size > MAX_FILE_NAME:
-        raise DecodeError(f"file name is {size} bytes, longer than the limit of {MAX_FILE_NAME}")
-    for forbidden in _FORBIDDEN_IN_NAME:
-        if forbidden in name:
-            raise DecodeError(
-                f"file name {name!r} contains {forbidden!r}; only a bare file name is accepted",
-                hint="send the base name of the file, without directories",
-            )
-    if name == ".":
-        raise DecodeError("file name '.' is not a file")
-    return name
+    """Return ``name`` if it is empty (an unnamed file) or a safe bare file name, else :class:`DecodeError`."""
+    if name == "":
+        return name
+    return check_base_name(name)
 
 
 def _decode_file_name(raw):
@@ -167,34 +154,53 @@ class DataStreamDecoder:
     data events carry file content only.
     """
 
-    __slots__ = ("_frames", "_pending_file", "_name_buffer")
+    __slots__ = ("_frames", "_pending_file", "_name_buffer", "_failed")
 
     def __init__(self):
         self._frames = typedframe.FrameStreamDecoder()
         self._pending_file = None  # FrameStart of a FILE whose name is still arriving
         self._name_buffer = bytearray()
+        self._failed = False
 
     @property
     def at_boundary(self):
         return self._frames.at_boundary
 
     def feed(self, data):
+        """The events ``data`` completes; a malformed frame raises :class:`StreamDecodeError`
+        carrying the events of the frames before it, and the decoder takes nothing more."""
+        if self._failed:
+            raise DecodeError("data exchange stream already failed; close the connection")
         events = []
-        for event in self._frames.feed(data):
-            if isinstance(event, FrameStart):
-                if event.frame_type == TYPE_FILE:
-                    self._pending_file = event
-                else:
-                    events.append(DataFrameStart(event.frame_type, event.length, ""))
-            elif self._pending_file is None:
-                events.append(event)
-            elif isinstance(event, FrameData):
-                self._take_name_bytes(event.data, events)
-            else:
-                # Only a FILE payload shorter than 2 bytes can end before its
-                # name: longer names were refused when their length arrived.
-                raise _short_file_payload(self._pending_file.length)
+        try:
+            raw = self._frames.feed(data)
+            failure = None
+        except StreamDecodeError as error:
+            raw, failure = error.events, error
+        try:
+            for event in raw:
+                self._translate(event, events)
+        except DecodeError as error:
+            failure = error  # before whatever the frame layer refused later in ``data``
+        if failure is not None:
+            self._failed = True
+            raise StreamDecodeError(failure, events)
         return events
+
+    def _translate(self, event, events):
+        if isinstance(event, FrameStart):
+            if event.frame_type == TYPE_FILE:
+                self._pending_file = event
+            else:
+                events.append(DataFrameStart(event.frame_type, event.length, ""))
+        elif self._pending_file is None:
+            events.append(event)
+        elif isinstance(event, FrameData):
+            self._take_name_bytes(event.data, events)
+        else:
+            # Only a FILE payload shorter than 2 bytes can end before its
+            # name: longer names were refused when their length arrived.
+            raise _short_file_payload(self._pending_file.length)
 
     def _take_name_bytes(self, data, events):
         # Buffer only the name header; content is passed on as it came.

@@ -18,8 +18,13 @@ type  name            body
 Bodies are written with :mod:`pilotnet.wire.gojson` in the reference's field
 order, so they are byte-identical to what a Go peer writes.  Reading is
 lenient where Go is (unknown fields ignored, missing optional fields are
-empty) and strict where it matters (types, statuses, sizes).  The per-field
-size caps are those newer reference versions enforce before storing a task.
+empty) and strict where it matters (types, statuses, sizes).  Every string
+field has a length cap (the description, justification and result caps are
+those newer reference versions enforce; addresses, messages and timestamps are
+capped here too), a result file name must pass the project's one check for
+peer-supplied names (:func:`pilotnet.wire.filenames.check_base_name`), and
+:func:`admit_request_frame` bounds a request frame by its type before any of
+its payload is held, so only SEND_RESULTS may approach the 16 MiB frame limit.
 """
 
 import base64
@@ -30,6 +35,7 @@ from typing import NamedTuple
 
 from pilotnet.errors import DecodeError
 from pilotnet.wire import gojson, typedframe
+from pilotnet.wire.filenames import check_base_name
 
 TYPE_SUBMIT = 1
 TYPE_RESULT = 2
@@ -63,8 +69,14 @@ RESULT_TYPES = (RESULT_TEXT, RESULT_FILE)
 MAX_DESCRIPTION = 16 * 1024
 MAX_JUSTIFICATION = 4 * 1024
 MAX_RESULT_TEXT = 1024 * 1024
-MAX_RESULT_FILE_NAME = 256
 MAX_RESULT_FILE_BYTES = 15 * 1024 * 1024
+MAX_ADDRESS = 256  # from_addr / to_addr: an address or a hostname (at most 253) as the submitter typed it
+MAX_MESSAGE = 4 * 1024  # the SUBMIT response's message
+MAX_TIMESTAMP = 64  # completed_at, RFC 3339
+# Whole request frames by type: a JSON string may spell a character with up to
+# six bytes (\u003c), so a SUBMIT at its field caps fits in 128 KiB.
+MAX_SUBMIT_FRAME = 128 * 1024
+MAX_STATUS_UPDATE_FRAME = 32 * 1024
 _MAX_MS = (1 << 63) - 1  # Go int64
 # Task IDs name files on the receiver's disk, so only the reference's own
 # form is accepted: 16 random bytes as 8-4-4-4-12 lower-case hex.
@@ -114,6 +126,11 @@ def new_task_id():
     return f"{raw[:8]}-{raw[8:12]}-{raw[12:16]}-{raw[16:20]}-{raw[20:]}"
 
 
+def is_task_id(text):
+    """True for a task ID in the reference's form (task IDs name files, so nothing else is used)."""
+    return isinstance(text, str) and _TASK_ID.match(text) is not None
+
+
 def _check_task_id(task_id, what):
     if not _TASK_ID.match(task_id):
         raise DecodeError(
@@ -138,6 +155,8 @@ def _check_choice(value, allowed, what, field):
 def _validate_submit_request(request, what="SUBMIT request"):
     _check_task_id(request.task_id, what)
     _check_size(request.task_description, MAX_DESCRIPTION, what, "task_description")
+    _check_size(request.from_addr, MAX_ADDRESS, what, "from_addr")
+    _check_size(request.to_addr, MAX_ADDRESS, what, "to_addr")
     return request
 
 
@@ -165,6 +184,7 @@ def decode_submit_request(body):
 def _validate_submit_response(response, what="SUBMIT response"):
     _check_task_id(response.task_id, what)
     _check_choice(response.status, RESPONSE_STATUSES, what, "status")
+    _check_size(response.message, MAX_MESSAGE, what, "message")
     return response
 
 
@@ -221,7 +241,9 @@ def _validate_results(results, what="SEND_RESULTS"):
     _check_task_id(results.task_id, what)
     _check_choice(results.result_type, RESULT_TYPES, what, "result_type")
     _check_size(results.result_text, MAX_RESULT_TEXT, what, "result_text")
-    _check_size(results.filename, MAX_RESULT_FILE_NAME, what, "filename")
+    _check_size(results.completed_at, MAX_TIMESTAMP, what, "completed_at")
+    if results.result_type == RESULT_FILE or results.filename:
+        check_base_name(results.filename, f"{what}: field 'filename'")
     if len(results.file_data) > MAX_RESULT_FILE_BYTES:
         raise DecodeError(
             f"{what}: field 'file_data' is {len(results.file_data)} bytes, "
@@ -281,6 +303,28 @@ _BODY_DECODERS = {
     TYPE_STATUS_UPDATE: decode_status_update,
     TYPE_SEND_RESULTS: decode_results,
 }
+
+
+_MAX_REQUEST_LENGTH = {
+    TYPE_SUBMIT: MAX_SUBMIT_FRAME,
+    TYPE_STATUS_UPDATE: MAX_STATUS_UPDATE_FRAME,
+    TYPE_SEND_RESULTS: typedframe.MAX_PAYLOAD,
+}
+
+
+def admit_request_frame(frame_type, length):
+    """Refuse a request frame by its header: a type the service does not take, or longer than its type needs.
+
+    Fits :class:`FrameReader`'s ``admit`` hook, so nothing of a refused
+    frame's payload is ever held.
+    """
+    limit = _MAX_REQUEST_LENGTH.get(frame_type)
+    if limit is None:
+        name = TYPE_NAMES.get(frame_type, f"unknown type {frame_type}")
+        raise DecodeError(f"task frame: {name} is not a request the task service accepts")
+    if length > limit:
+        raise DecodeError(f"task frame: a {TYPE_NAMES[frame_type]} of {length} bytes is longer than the "
+                          f"{limit} bytes it may take")
 
 
 def decode_request(frame):

@@ -45,6 +45,18 @@ class FrameEnd(NamedTuple):
     frame_type: int
 
 
+class StreamDecodeError(DecodeError):
+    """A malformed frame, carrying the events of everything decoded before it in the same input.
+
+    A peer's frames that were complete before the bad one are good frames: a
+    receiver handles (and acknowledges) ``events`` and then refuses the rest.
+    """
+
+    def __init__(self, cause, events):
+        super().__init__(cause.message, hint=cause.hint)
+        self.events = events
+
+
 class Frame(NamedTuple):
     """A whole frame: its type and its payload."""
 
@@ -86,6 +98,7 @@ class FrameStreamDecoder:
     Only the 8 header bytes are ever buffered; payload bytes are handed out as
     slices of what was fed.  After a :class:`DecodeError` the stream is out of
     step and the decoder refuses further input: the connection must be closed.
+    The error is a :class:`StreamDecodeError` holding the events decoded before it.
     """
 
     __slots__ = ("_header", "_frame_type", "_remaining", "_failed")
@@ -106,16 +119,19 @@ class FrameStreamDecoder:
             raise DecodeError("frame stream already failed; close the connection")
         events = []
         view = memoryview(data)
-        while view:
-            if self._frame_type is None:
-                view = self._take_header(view, events)
-            else:
-                taken = view[: self._remaining]
-                view = view[len(taken):]
-                self._remaining -= len(taken)
-                events.append(FrameData(bytes(taken)))
-                if not self._remaining:
-                    self._end_frame(events)
+        try:
+            while view:
+                if self._frame_type is None:
+                    view = self._take_header(view, events)
+                else:
+                    taken = view[: self._remaining]
+                    view = view[len(taken):]
+                    self._remaining -= len(taken)
+                    events.append(FrameData(bytes(taken)))
+                    if not self._remaining:
+                        self._end_frame(events)
+        except DecodeError as error:
+            raise StreamDecodeError(error, events) from None
         return events
 
     def _take_header(self, view, events):
@@ -142,11 +158,14 @@ class FrameStreamDecoder:
 class FrameReader:
     """Whole frames from stream bytes, for payloads small enough to hold at once."""
 
-    __slots__ = ("_stream", "_parts")
+    __slots__ = ("_stream", "_parts", "_admit")
 
-    def __init__(self):
+    def __init__(self, admit=None):
+        """``admit(frame_type, length)``, if given, sees every header before any of its
+        payload is held, and refuses the frame by raising :class:`DecodeError`."""
         self._stream = FrameStreamDecoder()
         self._parts = []
+        self._admit = admit
 
     @property
     def at_boundary(self):
@@ -156,7 +175,10 @@ class FrameReader:
         """The frames completed by ``data`` (possibly none)."""
         frames = []
         for event in self._stream.feed(data):
-            if isinstance(event, FrameData):
+            if isinstance(event, FrameStart):
+                if self._admit is not None:
+                    self._admit(event.frame_type, event.length)
+            elif isinstance(event, FrameData):
                 self._parts.append(event.data)
             elif isinstance(event, FrameEnd):
                 frames.append(Frame(event.frame_type, b"".join(self._parts)))

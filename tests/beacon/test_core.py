@@ -3,7 +3,10 @@
 from hypothesis import given, settings, strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
-from pilotnet.beacon.core import BeaconCore, PEER_CLAIM_EXPIRY
+from pilotnet.beacon.core import (
+    PEER_CLAIM_EXPIRY, PUNCH_TARGET_BURST, REQUEST_BURST, REQUEST_RATE, BeaconCore,
+)
+from pilotnet.beacon.peering import TRAILER_SIZE, PeerAuth
 from pilotnet.wire import beacon as wire
 
 A = ("198.51.100.1", 4000)
@@ -111,14 +114,14 @@ class SyncTests(SynchronousTestCase):
         core.receive(wire.encode(wire.Discover(6)), B, NOW)
         core.receive(wire.encode(wire.Discover(5)), A, NOW)
         core.set_peers({PEER})
-        self.assertEqual(decode_all(core.sync_datagrams()), [(wire.Sync(3, (5, 6)), PEER)])
+        self.assertEqual(decode_all(core.sync_datagrams(NOW)), [(wire.Sync(3, (5, 6)), PEER)])
 
     def test_large_tables_split_into_datagrams_that_fit(self):
         core = BeaconCore(3)
         core.set_peers({PEER})
         for node in range(1, 20_001):
             core.nodes[node] = (A, NOW)
-        sent = core.sync_datagrams()
+        sent = core.sync_datagrams(NOW)
         self.assertEqual(len(sent), 2)
         self.assertTrue(all(len(payload) < 65_507 for payload, _ in sent))
 
@@ -139,3 +142,143 @@ class MalformedTests(SynchronousTestCase):
         core.set_peers({PEER})
         core.receive(datagram, A, NOW)
         core.receive(datagram, PEER, NOW)
+
+    @settings(max_examples=300, deadline=None)
+    @given(st.integers(0, 3), st.binary(max_size=120))
+    def test_random_sync_trailers_never_raise_nor_authenticate(self, count, tail):
+        core = BeaconCore(1, peer_auth=PeerAuth(b"0123456789abcdef"))
+        datagram = wire.encode(wire.Sync(4, tuple(range(count)))) + tail
+        self.assertEqual(core.receive(datagram, PEER, NOW), [])
+        self.assertEqual(core.peers, set())
+
+
+SECRET = b"0123456789abcdef0123456789abcdef"
+VICTIM = ("192.0.2.66", 7777)
+
+
+def big_table(core, count=20_000):
+    for node in range(1, count + 1):
+        core.nodes[node] = (A, NOW)
+
+
+class PeerAuthenticationTests(SynchronousTestCase):
+    """The registry's beacon list is anybody's: it must not aim our syncs at a victim."""
+
+    def test_without_a_secret_listed_beacons_get_nothing(self):
+        core = BeaconCore(3)
+        big_table(core)
+        core.set_peers((), {VICTIM})
+        self.assertEqual(core.sync_datagrams(NOW), [])
+
+    def test_the_operators_peers_are_synced_without_a_secret(self):
+        core = BeaconCore(3)
+        core.nodes[5] = (A, NOW)
+        core.set_peers({PEER}, {VICTIM})
+        self.assertEqual(decode_all(core.sync_datagrams(NOW)), [(wire.Sync(3, (5,)), PEER)])
+
+    def test_an_unproven_listed_beacon_gets_only_a_small_hello(self):
+        core = BeaconCore(3, peer_auth=PeerAuth(SECRET))
+        big_table(core)
+        core.set_peers((), {VICTIM})
+        [(hello, address)] = core.sync_datagrams(NOW)
+        self.assertEqual(address, VICTIM)
+        self.assertEqual(len(hello), wire.sync_size(0) + TRAILER_SIZE)
+        self.assertEqual(wire.decode(hello), wire.Sync(3, ()))
+
+    def test_a_peer_that_proves_the_secret_gets_full_syncs_and_its_claims_count(self):
+        ours, theirs = BeaconCore(3, peer_auth=PeerAuth(SECRET)), BeaconCore(4, peer_auth=PeerAuth(SECRET))
+        ours.nodes[5] = (A, NOW)
+        theirs.nodes[6] = (B, NOW)
+        ours.set_peers((), {PEER})
+        theirs.set_peers((), {A})
+        [(hello, _)] = theirs.sync_datagrams(NOW)  # they do not know us either: a hello
+        self.assertEqual(ours.receive(hello, PEER, NOW), [])
+        self.assertEqual(ours.peers, {PEER})
+        theirs.proven_peers[A] = NOW
+        [(sync, _)] = theirs.sync_datagrams(NOW)
+        self.assertEqual(ours.receive(sync, PEER, NOW), [])
+        self.assertEqual(ours.peer_claims, {6: (PEER, NOW)})
+        sent = ours.sync_datagrams(NOW + 1)
+        self.assertEqual([(wire.decode(payload), address) for payload, address in sent],
+                         [(wire.Sync(3, (5,)), PEER)])
+        self.assertIsNone(theirs.peer_auth.check(sent[0][0], wire.sync_size(1), 3, NOW + 1))
+
+    def test_unauthenticated_forged_stale_and_replayed_syncs_are_refused(self):
+        core = BeaconCore(3, peer_auth=PeerAuth(SECRET))
+        sender = PeerAuth(SECRET)
+        plain = wire.encode(wire.Sync(4, (7,)))
+        core.receive(plain, PEER, NOW)
+        core.receive(PeerAuth(b"another secret, not ours").seal(plain, NOW), PEER, NOW)
+        core.receive(sender.seal(plain, NOW - 60), PEER, NOW)
+        genuine = sender.seal(plain, NOW)
+        core.receive(genuine, PEER, NOW)
+        core.receive(genuine, VICTIM, NOW + 1)  # a capture, replayed from another address
+        self.assertEqual(core.dropped["sync_unauthenticated"], 1)
+        self.assertEqual(core.dropped["sync_bad_tag"], 1)
+        self.assertEqual(core.dropped["sync_stale"], 1)
+        self.assertEqual(core.dropped["sync_replayed"], 1)
+        self.assertEqual(set(core.proven_peers), {PEER})
+
+    def test_relays_from_a_listed_but_unproven_beacon_need_a_discovered_sender(self):
+        core = BeaconCore(3, peer_auth=PeerAuth(SECRET))
+        core.receive(wire.encode(wire.Discover(6)), B, NOW)
+        core.set_peers((), {PEER})
+        self.assertEqual(core.receive(wire.relay_envelope(99, 6, b"PILT"), PEER, NOW), [])
+        self.assertEqual(core.dropped["relay_spoofed_sender"], 1)
+        core.receive(PeerAuth(SECRET).seal(wire.encode(wire.Sync(4, ())), NOW), PEER, NOW)
+        sent = decode_all(core.receive(wire.relay_envelope(99, 6, b"PILT"), PEER, NOW))
+        self.assertEqual(sent, [(wire.RelayDeliver(99, b"PILT"), B)])
+
+    def test_proofs_expire(self):
+        core = BeaconCore(3, peer_auth=PeerAuth(SECRET))
+        core.receive(PeerAuth(SECRET).seal(wire.encode(wire.Sync(4, ())), NOW), PEER, NOW)
+        self.assertEqual(core.peers, {PEER})
+        core.expire(NOW + PEER_CLAIM_EXPIRY + 1)
+        self.assertEqual(core.peers, set())
+
+
+class SourceLimitTests(SynchronousTestCase):
+    def test_one_source_ip_cannot_fill_the_node_table(self):
+        core = BeaconCore(3, max_nodes_per_ip=10, request_burst=10_000)
+        for node in range(1, 1001):
+            core.receive(wire.encode(wire.Discover(node)), (A[0], 4000 + node), NOW)
+        self.assertEqual(len(core.nodes), 10)
+        self.assertEqual(core.dropped["node_limit_per_ip"], 990)
+        core.receive(wire.encode(wire.Discover(5000)), B, NOW)  # others still get in
+        self.assertIn(5000, core.nodes)
+
+    def test_a_node_that_moves_is_counted_at_its_new_ip_only(self):
+        core = BeaconCore(3, max_nodes_per_ip=1)
+        core.receive(wire.encode(wire.Discover(5)), A, NOW)
+        core.receive(wire.encode(wire.Discover(5)), B, NOW)
+        core.receive(wire.encode(wire.Discover(6)), A, NOW)
+        self.assertEqual(core.nodes, {5: (B, NOW), 6: (A, NOW)})
+        core.expire(NOW + 601)
+        core.receive(wire.encode(wire.Discover(7)), B, NOW + 601)
+        self.assertIn(7, core.nodes)
+
+    def test_requests_per_source_ip_are_rate_limited(self):
+        core = BeaconCore(3)
+        replies = sum(len(core.receive(wire.encode(wire.Discover(0)), A, NOW)) for _ in range(1000))
+        self.assertEqual(replies, REQUEST_BURST)
+        replies = sum(len(core.receive(wire.encode(wire.Discover(0)), A, NOW + 1)) for _ in range(1000))
+        self.assertEqual(replies, REQUEST_RATE)
+
+    def test_punch_commands_towards_one_target_are_rate_limited(self):
+        core = BeaconCore(3, request_burst=10_000)
+        core.receive(wire.encode(wire.Discover(6)), VICTIM, NOW)
+        to_victim = 0
+        for requester in range(100, 1100):
+            sent = core.receive(wire.encode(wire.PunchRequest(requester, 6)), (A[0], requester), NOW)
+            to_victim += sum(1 for _, address in sent if address == VICTIM)
+        self.assertEqual(to_victim, PUNCH_TARGET_BURST)
+
+    def test_no_answer_to_a_node_is_larger_than_a_discover_the_reference_sends_plus_three(self):
+        # A Go daemon's Discover is 5 bytes; the IPv4 reply is 8 (the one answer larger than its
+        # request, kept for compatibility and bounded by the per-IP rate).
+        core = BeaconCore(3)
+        [(reply, _)] = core.receive(wire.encode(wire.Discover(0)), A, NOW)
+        self.assertEqual(len(reply), 8)
+        core.receive(wire.encode(wire.Discover(6)), B, NOW)
+        for payload, _ in core.receive(wire.encode(wire.PunchRequest(5, 6)), A, NOW):
+            self.assertLess(len(payload), len(wire.encode(wire.PunchRequest(5, 6))))

@@ -7,7 +7,8 @@ from twisted.internet.defer import Deferred, DeferredQueue, inlineCallbacks, suc
 from twisted.internet.protocol import DatagramProtocol
 from twisted.trial.unittest import TestCase
 
-from pilotnet.beacon.core import BeaconCore
+from pilotnet.beacon.core import REQUEST_BURST, BeaconCore
+from pilotnet.beacon.peering import TRAILER_SIZE, PeerAuth
 from pilotnet.beacon.server import BeaconService, parse_udp_address
 from pilotnet.errors import PilotError
 from pilotnet.wire import beacon as wire
@@ -38,8 +39,8 @@ def _ipv6_available():
 
 
 class BeaconOverUDPTests(TestCase):
-    def start_beacon(self, host="127.0.0.1", beacon_id=1, **options):
-        service = BeaconService(reactor, BeaconCore(beacon_id), host, 0, **options)
+    def start_beacon(self, host="127.0.0.1", beacon_id=1, core=None, **options):
+        service = BeaconService(reactor, core or BeaconCore(beacon_id), host, 0, **options)
         service.startService()
         self.addCleanup(service.stopService)
         return service
@@ -136,13 +137,114 @@ class BeaconOverUDPTests(TestCase):
         yield beacon.announce()
         self.assertEqual(sent[0], {"type": "beacon_register", "beacon_id": 1,
                                    "addr": f"127.0.0.1:{beacon.address.port}"})
-        self.assertEqual(beacon.core.peers, {("192.0.2.8", 9001), ("192.0.2.9", 9001)})
+        # Without a shared secret a listed beacon is only a candidate: anyone can list an address.
+        self.assertEqual(beacon.core.peers, {("192.0.2.8", 9001)})
+        self.assertEqual(beacon.core.listed_peers, {("192.0.2.9", 9001)})
+
+    def listing(self, *addresses):
+        """A registry whose beacon list holds ``addresses`` (anybody could have put them there)."""
+        beacons = [{"id": 100 + index, "addr": f"{host}:{port}"} for index, (host, port) in enumerate(addresses)]
+
+        def registry(request):
+            if request["type"] == "beacon_list":
+                return succeed({"type": "beacon_list_ok", "beacons": beacons})
+            return succeed({"type": "beacon_register_ok"})
+
+        return registry
+
+    def fill(self, beacon, count=16_000):
+        for node in range(1, count + 1):
+            beacon.core.nodes[node] = (("198.51.100.1", 4000), reactor.seconds())
+
+    @inlineCallbacks
+    def test_an_address_registered_as_a_beacon_gets_no_syncs(self):
+        victim = self.daemon()
+        beacon = self.start_beacon(registry=self.listing(victim.endpoint))
+        self.fill(beacon)
+        yield beacon.announce()
+        beacon.sync()
+        yield _settle()
+        self.assertEqual(len(victim.inbox.pending), 0)
+
+    @inlineCallbacks
+    def test_with_a_secret_an_unproven_listed_address_gets_only_a_small_hello(self):
+        victim = _Counter()
+        port = reactor.listenUDP(0, victim, interface="127.0.0.1")
+        self.addCleanup(port.stopListening)
+        core = BeaconCore(1, peer_auth=PeerAuth(SECRET))
+        beacon = self.start_beacon(core=core, registry=self.listing(("127.0.0.1", port.getHost().port)))
+        self.fill(beacon)
+        yield beacon.announce()
+        for _ in range(3):
+            beacon.sync()
+        yield _settle()
+        self.assertEqual(victim.sizes, [wire.sync_size(0) + TRAILER_SIZE] * 3)
+
+    @inlineCallbacks
+    def test_beacons_sharing_a_secret_find_each_other_through_the_registry_and_relay(self):
+        first = self.start_beacon(core=BeaconCore(1, peer_auth=PeerAuth(SECRET)))
+        second = self.start_beacon(core=BeaconCore(2, peer_auth=PeerAuth(SECRET)))
+        first._registry = self.listing(("127.0.0.1", second.address.port))
+        second._registry = self.listing(("127.0.0.1", first.address.port))
+        yield first.announce()
+        yield second.announce()
+        a, b = self.daemon(), self.daemon()
+        self.send(a, first, wire.Discover(5))
+        self.send(b, second, wire.Discover(6))
+        yield a.inbox.get()
+        yield b.inbox.get()
+        first.sync()  # a hello: second now knows first
+        while ("127.0.0.1", first.address.port) not in second.core.proven_peers:
+            yield _tick()
+        second.sync()  # a full sync: first learns node 6
+        while 6 not in first.core.peer_claims:
+            yield _tick()
+        self.send(a, first, wire.relay_envelope(5, 6, b"PILTacross"))
+        delivered, _ = yield b.inbox.get()
+        self.assertEqual(delivered, wire.RelayDeliver(5, b"PILTacross"))
+
+    @inlineCallbacks
+    def test_one_source_cannot_fill_the_table_nor_draw_more_than_its_burst(self):
+        beacon = self.start_beacon(core=BeaconCore(1, max_nodes_per_ip=50))
+        flooder = _Counter()
+        port = reactor.listenUDP(0, flooder, interface="127.0.0.1")
+        self.addCleanup(port.stopListening)
+        for node in range(1, 2001):
+            port.write(wire.encode(wire.Discover(node)), ("127.0.0.1", beacon.address.port))
+            if node % 200 == 0:
+                yield _tick()
+        while sum(beacon.core.dropped.values()) + len(beacon.core.nodes) < 2000:
+            yield _tick()
+        yield _settle()
+        self.assertLessEqual(len(beacon.core.nodes), 50)
+        self.assertLess(len(flooder.sizes), 2000 // 4)  # the burst plus the rate while it lasted
+        self.assertGreaterEqual(len(flooder.sizes), REQUEST_BURST)
 
     def test_parse_udp_address(self):
         self.assertEqual(parse_udp_address("127.0.0.1:9001"), ("127.0.0.1", 9001))
         self.assertEqual(parse_udp_address("[::1]:0"), ("::1", 0))
         for bad in ("localhost:9001", "1.2.3.4", "1.2.3.4:70000", "[::1]:x"):
             self.assertRaises(PilotError, parse_udp_address, bad)
+
+
+SECRET = b"a secret all our beacons share"
+
+
+class _Counter(DatagramProtocol):
+    """A victim's socket: only the sizes of what arrives."""
+
+    def __init__(self):
+        self.sizes = []
+
+    def datagramReceived(self, data, addr):
+        self.sizes.append(len(data))
+
+
+def _settle():
+    """Long enough for datagrams already sent on the loopback to arrive."""
+    waiting = Deferred()
+    reactor.callLater(0.2, waiting.callback, None)
+    return waiting
 
 
 def _tick():

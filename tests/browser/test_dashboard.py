@@ -16,7 +16,7 @@ from twisted.internet.defer import ensureDeferred
 from twisted.trial.unittest import SkipTest, TestCase
 
 from pilotnet.crypto.identity import Identity
-from pilotnet.registry.challenges import sign_request
+from pilotnet.registry.challenges import sign_fresh_request
 from pilotnet.registry.client import connect_registry
 from pilotnet.registry.directory import Node
 from pilotnet.registry.store import RegistryStore
@@ -57,23 +57,23 @@ class Fleet:
             "type": "register", "public_key": who.public_key_b64, "listen_addr": "127.0.0.1:4000",
             "version": version})
         node_id = self.ids[number] = reply["node_id"]
-        await self.client.request(sign_request(who, {"type": "set_tags", "node_id": node_id,
-                                                     "tags": tags}))
+        await self.client.request(sign_fresh_request(
+            who, {"type": "set_tags", "node_id": node_id, "tags": tags}, time.time()))
         if task_exec:
-            await self.client.request(sign_request(who, {"type": "set_task_exec",
-                                                         "node_id": node_id, "enabled": True}))
+            await self.client.request(sign_fresh_request(
+                who, {"type": "set_task_exec", "node_id": node_id, "enabled": True}, time.time()))
         if polo:
             await self.client.request({"type": "set_polo_score", "node_id": node_id,
                                        "polo_score": polo})
         return reply["address"]
 
     async def handshake(self, a, b):
-        await self.client.request(sign_request(_identity(a), {
+        await self.client.request(sign_fresh_request(_identity(a), {
             "type": "request_handshake", "from_node_id": self.ids[a], "to_node_id": self.ids[b],
-            "justification": "browser test"}))
-        await self.client.request(sign_request(_identity(b), {
+            "justification": "browser test"}, time.time()))
+        await self.client.request(sign_fresh_request(_identity(b), {
             "type": "respond_handshake", "node_id": self.ids[b], "peer_id": self.ids[a],
-            "accept": True}))
+            "accept": True}, time.time()))
 
 
 class DashboardInBrowserTests(TestCase):

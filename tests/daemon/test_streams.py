@@ -47,10 +47,9 @@ class RecordingOwner:
 class Pair:
     """Two nodes' stream tables joined by an instant, lossless wire."""
 
-    def __init__(self, syn_rate=100):
+    def __init__(self, syn_rate=100, config=StreamConfig()):
         self.clock = Clock()
         self.wire = []
-        config = StreamConfig()
         self.nodes = {}
         for address in (A, B):
             self.nodes[address.node] = Streams(
@@ -166,6 +165,27 @@ class StreamsTests(SynchronousTestCase):
         [(conn_id, data)] = server.data
         self.assertEqual(data, b"last words")
         self.assertEqual(server.closed, [(conn_id, "")])
+
+    def test_a_closed_stream_ends_though_the_peer_stays_up_and_never_closes(self):
+        # The peer answers every keepalive but its application never closes
+        # (and it has no idle timer): our side still ends, close_timeout after our close.
+        config = StreamConfig(idle_timeout=None)
+        pair = Pair(config=config)
+        a, b = pair.nodes[1], pair.nodes[2]
+        server = RecordingOwner()
+        b.bind(1000, server)
+        client = RecordingOwner()
+        dialing = a.dial(A, B, 1000, client)
+        pair.pump()
+        stream = self.successResultOf(dialing)
+        a.close(stream.conn_id)
+        pair.pump()
+        self.assertEqual([c["state"] for c in a.describe()], ["FIN_WAIT"])
+        for _ in range(int(config.close_timeout) + 5):
+            pair.clock.advance(1.0)
+            pair.pump()
+        self.assertEqual(a.describe(), [])
+        self.assertEqual(client.closed, [(stream.conn_id, "")])
 
     def test_syn_to_an_unbound_port_is_refused(self):
         client = RecordingOwner()

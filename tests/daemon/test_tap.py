@@ -30,6 +30,19 @@ class OptionsTests(SynchronousTestCase):
         self.assertTrue(config.encrypt and config.echo and config.dataexchange and config.eventstream)
         self.assertFalse(config.public)
 
+    def test_registry_fingerprint_pins_tls(self):
+        pin = "AB:" * 31 + "AB"
+        self.assertEqual(self.parse("--registry-fingerprint", pin).registry_fingerprint, pin)
+        self.assertEqual(self.parse().registry_fingerprint, "")
+    def test_service_limits(self):
+        config = self.parse()
+        self.assertEqual((config.inflight_max_bytes, config.message_max_bytes, config.received_max_bytes,
+                          config.received_max_files, config.inbox_max_bytes, config.inbox_max_messages,
+                          config.task_queue_max), (32 << 20, 4 << 20, 256 << 20, 1000, 64 << 20, 1000, 100))
+        config = self.parse("--received-max-files", "3", "--inbox-max-bytes", "1000", "--task-queue-max", "7")
+        self.assertEqual((config.received_max_files, config.inbox_max_bytes, config.task_queue_max), (3, 1000, 7))
+        self.assertRaises(usage.UsageError, self.parse, "--message-max-bytes", "lots")
+
     def test_switches(self):
         config = self.parse("--public", "--no-encrypt", "--no-echo", "--no-dataexchange", "--no-eventstream",
                             "--no-tasksubmit", "--trust-auto-approve")
@@ -46,5 +59,6 @@ class OptionsTests(SynchronousTestCase):
     def test_refusals(self):
         for args in (("--mss", "10"), ("--mss", "70000"), ("--mss", "lots"), ("--local-mss", "70000"),
                      ("--local-mss", "-1"), ("--log-format", "xml"),
-                     ("--keepalive", "-1"), ("--socket", "/" + "s" * 200)):
+                     ("--keepalive", "-1"), ("--socket", "/" + "s" * 200),
+                     ("--registry-fingerprint", "abc"), ("--registry-fingerprint", "g" * 64)):
             self.assertRaises(usage.UsageError, self.parse, *args)

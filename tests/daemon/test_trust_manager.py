@@ -206,6 +206,38 @@ class FlowTests(SynchronousTestCase):
         self.assertEqual(restarted.trusted(), self.trust.trusted())
         self.assertEqual(self.registry.kinds(), [("report_trust", None)])
 
+    def test_another_key_under_a_trusted_node_id_is_not_trusted(self):
+        """The takeover: the registry now holds Mallory's key for our trusted peer's ID."""
+        self.successResultOf(self.trust.received(self.from_peer(handshake.REQUEST)))
+        self.successResultOf(self.trust.approve(PEER))
+        self.assertTrue(self.trust.admit(self.syn()))
+        mallory = Identity.generate()
+        self.trust.peer_keys.keys[PEER] = mallory.public_key
+        self.registry.trusted_pairs.add(PEER)  # the registry's pair is by ID: no help here
+        self.assertFalse(self.trust.admit(self.syn()))
+        self.assertFalse(self.trust.admit(self.syn()))
+        self.assertEqual(self.trust.key_mismatches, 2)
+        # Her handshake request is a stranger's: it waits for the operator.
+        request = handshake.build_message(handshake.REQUEST, mallory, PEER, ME, NOW)
+        self.courier.sent.clear()
+        self.successResultOf(self.trust.received(request))
+        self.assertIn(PEER, self.trust.state.pending)
+        self.assertEqual(self.courier.sent, [])
+        self.assertEqual(self.trust.state.trusted[PEER].public_key, self.peer.public_key_b64)
+        # An accept signed by her key is not taken for our trusted peer's either.
+        self.successResultOf(self.trust.received(
+            handshake.build_message(handshake.ACCEPT, mallory, PEER, ME, NOW)))
+        self.assertEqual(self.trust.state.trusted[PEER].public_key, self.peer.public_key_b64)
+
+    def test_an_old_file_without_keys_is_bound_to_the_registry_key_at_registration(self):
+        self.path.write_text(json.dumps({"trusted": [
+            {"node_id": PEER, "public_key": "", "approved_at": "2026-01-01T00:00:00Z", "mutual": True}]}))
+        trust = self.manager()
+        self.assertEqual(trust.state.trusted[PEER].public_key, self.peer.public_key_b64)
+        self.assertTrue(trust.state.trusted[PEER].mutual)
+        saved = json.loads(self.path.read_text())["trusted"][0]
+        self.assertEqual(saved["public_key"], self.peer.public_key_b64)
+
 
 class StateFileTests(SynchronousTestCase):
     def test_the_reference_format_and_a_go_file(self):

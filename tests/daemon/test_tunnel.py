@@ -5,7 +5,8 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from pilotnet.crypto.identity import Identity
 from pilotnet.crypto.tunnel import TunnelKeyPair, build_auth_key_offer
-from pilotnet.daemon.tunnel import QUEUE_PER_PEER, Tunnel
+from pilotnet.daemon.source_limits import PER_SOURCE_BURST, PER_SOURCE_RATE
+from pilotnet.daemon.tunnel import PUNCH_BUDGET, PUNCH_BURST, QUEUE_PER_PEER, Tunnel
 from pilotnet.wire import beacon
 from pilotnet.wire.address import Addr
 from pilotnet.wire.packet import PROTO_DATAGRAM, Packet
@@ -15,6 +16,8 @@ from tests.daemon.fakes import DatagramNetwork, StaticKeys
 A_ADDR = ("127.0.0.1", 1001)
 B_ADDR = ("127.0.0.1", 1002)
 BEACON = ("127.0.0.1", 9001)
+#: Where the registry says each node is (what the daemon's on_unknown_session resolves).
+REGISTERED = {1: A_ADDR, 2: B_ADDR}
 
 
 def datagram(src, dst, payload=b"hi"):
@@ -28,10 +31,14 @@ class Node:
         self.received = []
         self.tunnel = Tunnel(identity=self.identity, key_pair=TunnelKeyPair.generate(), peer_keys=keys,
                              clock=clock, on_packet=lambda packet, peer: self.received.append(packet),
-                             encrypt=encrypt)
+                             encrypt=encrypt, on_unknown_session=self.rekey_at_registered_endpoint)
         self.tunnel.node_id = node_id
         self.tunnel.beacon_address = BEACON
         network.attach(self.tunnel, address)
+
+    def rekey_at_registered_endpoint(self, node):
+        if node in REGISTERED:
+            self.tunnel.add_peer(node, REGISTERED[node])
 
 
 class TunnelTests(SynchronousTestCase):
@@ -151,7 +158,8 @@ class TunnelTests(SynchronousTestCase):
         self.network.deliver()
         self.b.tunnel.datagramReceived(frame, A_ADDR)
         self.assertEqual(len(self.b.received), 1)
-        self.assertEqual(self.b.tunnel.counters.auth_failures, 1)
+        self.assertEqual(self.b.tunnel.counters.replays, 1)
+        self.assertEqual(self.b.tunnel.counters.auth_failures, 0)
 
     def test_plaintext_refused_when_encrypting(self):
         self.b.tunnel.datagramReceived(plaintext_frame(datagram(1, 2)), A_ADDR)
@@ -225,3 +233,94 @@ class TunnelTests(SynchronousTestCase):
         self.a.tunnel.send(2, datagram(1, 2))
         offers = [d for _, _, d in self.network.sent if d[:4] == MAGIC_AUTH_KEY]
         self.assertEqual(len(offers), 2)
+
+
+ATTACKER = ("10.0.0.66", 6666)
+
+
+def sealed_frame(node, size):
+    """A PILS frame claiming ``node`` that no session can open, ``size`` bytes long."""
+    return MAGIC_SEALED + node.to_bytes(4, "big") + bytes(size - 8)
+
+
+class FloodTests(SynchronousTestCase):
+    """Unauthenticated floods buy a bounded amount of work per source, and no amplification."""
+
+    def setUp(self):
+        self.clock = Clock()
+        self.clock.advance(1000)
+        self.network = DatagramNetwork()
+        self.keys = StaticKeys()
+        self.a = Node(self.network, self.clock, self.keys, 1, A_ADDR)
+        self.b = Node(self.network, self.clock, self.keys, 2, B_ADDR)
+
+    def sent_to(self, address):
+        return [data for _, destination, data in self.network.sent if destination == address]
+
+    def test_no_session_replies_are_limited_per_source_not_per_claimed_node(self):
+        for node in range(1000, 6000):  # 5000 claimed nodes, one source
+            self.b.tunnel.datagramReceived(sealed_frame(node, 200), ATTACKER)
+        self.assertEqual(len(self.sent_to(ATTACKER)), PER_SOURCE_BURST)
+        self.network.sent.clear()
+        self.clock.advance(1.0)
+        for node in range(6000, 7000):
+            self.b.tunnel.datagramReceived(sealed_frame(node, 200), ATTACKER)
+        self.assertEqual(len(self.sent_to(ATTACKER)), PER_SOURCE_RATE)
+        self.assertGreater(self.b.tunnel.counters.rate_limited, 5900)
+
+    def test_a_frame_smaller_than_our_pila_is_never_answered_at_its_source(self):
+        self.b.tunnel.datagramReceived(sealed_frame(1, 80), ATTACKER)
+        self.assertEqual(self.sent_to(ATTACKER), [])
+        # Node 1 is offered our key where the registry says it is instead.
+        [offer] = self.sent_to(A_ADDR)
+        self.assertEqual(offer[:4], MAGIC_AUTH_KEY)
+
+    def test_no_reply_is_larger_than_the_frame_that_caused_it(self):
+        for size in (40, 80, 137, 138, 500):
+            self.clock.advance(10)
+            frame = sealed_frame(7000 + size, size)
+            self.b.tunnel.datagramReceived(frame, ATTACKER)
+            for reply in self.sent_to(ATTACKER):
+                self.assertLessEqual(len(reply), len(frame))
+            self.network.sent.clear()
+
+    def test_a_forged_pila_flood_costs_at_most_the_source_budget_and_pings_still_work(self):
+        intruder = Identity.generate()
+        lookups_before = self.keys.lookups
+        for _ in range(1000):
+            offer = build_auth_key_offer(intruder, 1, TunnelKeyPair.generate())
+            self.b.tunnel.datagramReceived(offer.encode(), ATTACKER)
+        self.assertLessEqual(self.keys.lookups - lookups_before, 2 * PER_SOURCE_BURST)
+        self.assertEqual(self.b.tunnel.counters.auth_failures, PER_SOURCE_BURST)
+        self.assertEqual(self.b.tunnel.counters.rate_limited, 1000 - PER_SOURCE_BURST)
+        self.assertIsNone(self.b.tunnel.peer(1))
+        # The real node 1 still keys and its packets arrive.
+        self.network.sent.clear()
+        self.a.tunnel.add_peer(2, B_ADDR)
+        self.a.tunnel.send(2, datagram(1, 2, b"ping"))
+        self.network.deliver()
+        self.assertEqual([p.payload for p in self.b.received], [b"ping"])
+
+    def test_relayed_floods_are_limited_per_relayed_sender(self):
+        for node in range(1000, 1100):
+            relayed = beacon.encode(beacon.RelayDeliver(node, sealed_frame(node, 200)))
+            self.b.tunnel.datagramReceived(relayed, BEACON)
+        # Each relayed sender has its own bucket: the beacon's address is not one source for all.
+        self.assertEqual(len(self.sent_to(BEACON)), 100)
+        self.network.sent.clear()
+        for _ in range(100):
+            relayed = beacon.encode(beacon.RelayDeliver(5, sealed_frame(5, 200)))
+            self.b.tunnel.datagramReceived(relayed, BEACON)
+        self.assertLessEqual(len(self.sent_to(BEACON)), 1)
+
+    def test_a_relayed_frame_claiming_another_node_is_not_answered(self):
+        relayed = beacon.encode(beacon.RelayDeliver(5, sealed_frame(6, 200)))
+        self.b.tunnel.datagramReceived(relayed, BEACON)
+        self.assertEqual(self.network.sent, [])
+        self.assertEqual(self.b.tunnel.counters.spoofed_source, 1)
+
+    def test_punch_commands_are_budgeted(self):
+        command = beacon.encode(beacon.PunchCommand(beacon.Endpoint(*ATTACKER)))
+        for _ in range(100):
+            self.b.tunnel.datagramReceived(command, BEACON)
+        self.assertEqual(len(self.sent_to(ATTACKER)), PUNCH_BUDGET * (PUNCH_BURST + 1))

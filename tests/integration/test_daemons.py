@@ -5,11 +5,16 @@ import os
 
 from twisted.internet import reactor
 from twisted.internet.defer import ensureDeferred
+from twisted.internet.protocol import DatagramProtocol
 from twisted.trial.unittest import TestCase
 
+from pilotnet.crypto.identity import Identity
+from pilotnet.crypto.tunnel import TunnelKeyPair, build_auth_key_offer
+from pilotnet.daemon.source_limits import PER_SOURCE_BURST, PER_SOURCE_RATE
 from pilotnet.driver.secure import secure_client, secure_server
+from pilotnet.wire.tunnel import MAGIC_SEALED
 from tests.integration.lossy_relay import LossyRelay
-from tests.integration.processes import DaemonProcess, RendezvousProcess, wait_until
+from tests.integration.processes import DaemonProcess, RendezvousProcess, pause, wait_until
 
 
 def pattern(size):
@@ -141,6 +146,70 @@ class TwoDaemonsTests(TestCase):
         stream = await client.dial("beta", 7, timeout=30)
         await stream.write(b"still here")
         self.assertEqual(await stream.read_exactly(10), b"still here")
+
+
+class Flooder(DatagramProtocol):
+    """An attacker's UDP socket: counts what the daemon sends back."""
+
+    def __init__(self):
+        self.replies = 0
+        self.reply_bytes = 0
+
+    def datagramReceived(self, data, address):
+        self.replies += 1
+        self.reply_bytes += len(data)
+
+
+class FloodTests(TestCase):
+    """One source floods a daemon's tunnel socket with frames it cannot authenticate."""
+
+    timeout = 120
+
+    def test_a_flood_buys_bounded_replies_and_the_daemon_keeps_working(self):
+        return ensureDeferred(self._flood())
+
+    async def _flood(self):
+        base = self.mktemp()
+        self.rendezvous = await RendezvousProcess(self, os.path.join(base, "rendezvous")).start()
+        alpha = await DaemonProcess(self, os.path.join(base, "alpha"), self.rendezvous, hostname="alpha").start()
+        beta = await DaemonProcess(self, os.path.join(base, "beta"), self.rendezvous, hostname="beta").start()
+        client = await alpha.connect()
+        stream = await client.dial(beta.address, 7)  # keyed before the flood
+        await stream.write(b"before")
+        self.assertEqual(await stream.read_exactly(6), b"before")
+
+        flooder = Flooder()
+        port = reactor.listenUDP(0, flooder, interface="127.0.0.1")
+        self.addCleanup(port.stopListening)
+        target = ("127.0.0.1", beta.info["tunnel_port"])
+        intruder = Identity.generate()
+        offer_key = TunnelKeyPair.generate()
+        started = reactor.seconds()
+        flood_bytes = 0
+        for index in range(3000):
+            # A sealed frame from a node beta has no session with, then a PILA signed by the
+            # wrong key: for a real node (a signature check) or an unknown one (a lookup).
+            sealed = MAGIC_SEALED + (100_000 + index).to_bytes(4, "big") + os.urandom(192)
+            claimed = alpha.node_id if index % 2 else 200_000 + index
+            forged = build_auth_key_offer(intruder, claimed, offer_key).encode()
+            for frame in (sealed, forged):
+                port.write(frame, target)
+                flood_bytes += len(frame)
+            if index % 100 == 99:
+                await pause(0)  # let the reactor breathe (and the replies in)
+        await pause(1.0)
+        elapsed = reactor.seconds() - started
+
+        # At most the source's burst plus its rate over the time the flood lasted (both kinds together).
+        self.assertLessEqual(flooder.replies, PER_SOURCE_BURST + PER_SOURCE_RATE * elapsed)
+        self.assertLess(flooder.reply_bytes, flood_bytes)
+        info = await (await beta.connect()).info()
+        self.assertGreater(info["tunnel"]["rate_limited"], 5000)
+        # The daemon still answers on the established stream, and its registry link is up.
+        await stream.write(b"after")
+        self.assertEqual(await stream.read_exactly(5), b"after")
+        self.assertEqual((await (await beta.connect()).resolve_hostname("alpha"))["node_id"], alpha.node_id)
+        self.assertNotIn("requests/s", self.rendezvous.output)
 
 
 class LossyPathTests(TestCase):

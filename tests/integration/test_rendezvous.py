@@ -2,6 +2,7 @@
 
 import os
 import signal
+import time
 
 from twisted.internet import reactor
 from twisted.internet.defer import DeferredQueue, ensureDeferred
@@ -10,7 +11,7 @@ from twisted.internet.protocol import DatagramProtocol
 from twisted.trial.unittest import TestCase
 
 from pilotnet.crypto.identity import Identity
-from pilotnet.registry.challenges import sign_request
+from pilotnet.registry.challenges import sign_fresh_request, sign_request
 from pilotnet.registry.client import RegistryError, connect_registry
 from pilotnet.wire import beacon as wire
 from tests.integration.processes import RendezvousProcess, wait_until
@@ -92,10 +93,10 @@ class RendezvousProcessTests(TestCase):
                 a, b = _identity(1), _identity(2)
                 await stream[1]
                 ids = acknowledged[a.public_key_b64], acknowledged[b.public_key_b64]
-                await client.request(sign_request(a, {"type": "report_trust", "node_id": ids[0],
-                                                      "peer_id": ids[1]}))
-                await client.request(sign_request(b, {"type": "report_trust", "node_id": ids[1],
-                                                      "peer_id": ids[0]}))
+                await client.request(sign_fresh_request(
+                    a, {"type": "report_trust", "node_id": ids[0], "peer_id": ids[1]}, time.time()))
+                await client.request(sign_fresh_request(
+                    b, {"type": "report_trust", "node_id": ids[1], "peer_id": ids[0]}, time.time()))
                 pairs.append(ids)
                 server.kill()
         await server._output.ended.addErrback(lambda failure: None)

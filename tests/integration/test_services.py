@@ -5,6 +5,7 @@ rendezvous; commands are the real ``pilotctl`` (or the SDK over the control
 socket).  Waits are bounded polls; nothing asserts on wall time.
 """
 
+import base64
 import io
 import json
 import os
@@ -18,7 +19,8 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import TestCase
 
 from pilotnet.cli.runner import run as run_pilotctl
-from pilotnet.wire.address import PORT_DATA_EXCHANGE
+from pilotnet.wire import dataexchange, tasksubmit
+from pilotnet.wire.address import PORT_DATA_EXCHANGE, PORT_TASK_SUBMIT
 from tests.integration.processes import DaemonProcess, PilotctlMixin, RendezvousProcess, _Collect, wait_until
 
 
@@ -30,17 +32,30 @@ def run(test):
     return wrapper
 
 
+async def read_replies(stream):
+    """The data exchange service's TEXT replies until it closes the connection."""
+    data = b""
+    while True:
+        chunk = await stream.read()
+        if not chunk:
+            return [frame.payload.decode() for frame in dataexchange.DataFrameReader().feed(data)]
+        data += chunk
+
+
 class NetworkMixin(PilotctlMixin):
     """A rendezvous and named daemons, pilotctl on each, and mutual trust between them."""
 
     timeout = 180
 
-    async def start(self, *names):
+    async def start(self, *names, options=None):
+        """Daemons named ``names``; ``options`` maps a name to extra ``pilot-daemon`` flags."""
         base = self.mktemp()
         self.rendezvous = await RendezvousProcess(self, os.path.join(base, "rendezvous")).start()
         daemons = []
         for name in names:
-            daemons.append(await DaemonProcess(self, os.path.join(base, name), self.rendezvous, hostname=name).start())
+            extra = (options or {}).get(name, ())
+            daemons.append(await DaemonProcess(self, os.path.join(base, name), self.rendezvous, *extra,
+                                               hostname=name).start())
         return daemons
 
     async def trust_each_other(self, *daemons):
@@ -107,8 +122,9 @@ class ServiceTests(NetworkMixin, TestCase):
             name = hostile.encode()
             payload = struct.pack(">H", len(name)) + name + b"owned"
             await stream.write(struct.pack(">II", 4, len(payload)) + payload)
-            # The service refuses the frame and closes the connection without saving anything.
-            self.assertEqual(await stream.read(), b"")
+            # The service refuses the frame, says so, and closes the connection without saving anything.
+            [reply] = await read_replies(stream)
+            self.assertTrue(reply.startswith("ERR refused: file name"), reply)
         self.assertFalse((Path(beta.home) / "escaped.txt").exists())
         self.assertFalse(Path(beta.home, "..", "escaped.txt").exists())
         self.assertEqual([p.name for p in received.iterdir()] if received.exists() else [], [])
@@ -120,6 +136,36 @@ class ServiceTests(NetworkMixin, TestCase):
         [entry] = (await self.ok(beta, "received"))["files"]
         self.assertEqual(Path(entry["path"]).parent, received)
         self.assertEqual(Path(entry["path"]).read_text(), "fine")
+
+    @run
+    async def test_a_good_file_sent_with_a_refused_one_is_kept_and_quotas_hold(self):
+        alpha, beta = await self.start("alpha", "beta", options={
+            "beta": ["--received-max-files", "2", "--message-max-bytes", "1000"]})
+        client = await alpha.connect()
+        received = Path(beta.home) / "received"
+        stream = await client.dial(beta.address, PORT_DATA_EXCHANGE)
+        good = b"".join(dataexchange.encode_frame(dataexchange.TYPE_FILE, b"good content", "good.txt"))
+        name = b"x/../../../victim.txt"
+        hostile = struct.pack(">IIH", 4, 2 + len(name) + 5, len(name)) + name + b"owned"
+        await stream.write(good + hostile)  # one write: both frames arrive in the same read
+        replies = await read_replies(stream)
+        self.assertEqual(replies[0], "ACK FILE 12 bytes")
+        self.assertTrue(replies[1].startswith("ERR refused: file name 'x/../../../victim.txt'"), replies)
+        [kept] = received.iterdir()
+        self.assertEqual(kept.read_bytes(), b"good content")
+        self.assertFalse(Path(beta.home, "..", "victim.txt").exists())
+        # --received-max-files 2: the second file fits, the third is refused with a reason.
+        stream = await client.dial(beta.address, PORT_DATA_EXCHANGE)
+        await stream.write(good + good)
+        replies = await read_replies(stream)
+        self.assertEqual(replies[0], "ACK FILE 12 bytes")
+        self.assertTrue(replies[1].startswith("ERR refused: received files are full"), replies)
+        self.assertEqual(len(list(received.iterdir())), 2)
+        # --message-max-bytes 1000: a bigger message is refused at its header, before its payload.
+        stream = await client.dial(beta.address, PORT_DATA_EXCHANGE)
+        await stream.write(struct.pack(">II", dataexchange.TYPE_TEXT, 1001))
+        [reply] = await read_replies(stream)
+        self.assertIn("TEXT message of 1001 bytes is larger than this node accepts (1000 bytes)", reply)
 
     # -- events --------------------------------------------------------------------------------
 
@@ -272,6 +318,70 @@ class ServiceTests(NetworkMixin, TestCase):
         self.assertEqual([(t["task_id"], t["status"]) for t in listing["tasks"]], [(task_id, "COMPLETED")])
         none_left = await self.on(beta, "task", "execute", "--json")
         self.assertEqual(none_left.error()["code"], "not_found")
+
+    @run
+    async def test_the_task_demo_twice_from_a_new_node(self):
+        """docs/services.md: two tasks in a row, then the executor works through them; then polo says no."""
+        alpha, beta = await self.start("alpha", "beta")
+        tasks = [await self.ok(alpha, "task", "submit", "beta", "--task", task)
+                 for task in ("summarise the logs", "count the errors")]
+        self.assertEqual([t["accepted"] for t in tasks], [True, True])
+        for task in tasks:
+            await self.ok(beta, "task", "accept", "--id", task["task_id"])
+        for _ in tasks:
+            executing = await self.ok(beta, "task", "execute")
+            await self.ok(beta, "task", "send-results", "--id", executing["task_id"], "--results", "done")
+        client = await alpha.connect()
+
+        async def settled():
+            listing = await self.ok(alpha, "task", "list", "--type", "submitted")
+            scores = [(await client.lookup(node))["polo_score"] for node in (alpha.node_id, beta.node_id)]
+            return {t["status"] for t in listing["tasks"]} == {"COMPLETED"} and scores == [-2, 2]
+
+        await wait_until(settled, "both results stored and the polo scores moved")
+        # Two points paid, two earned: a third task is refused, and pilotctl says so and why.
+        refused = await self.on(alpha, "task", "submit", "beta", "--task", "one more", "--json")
+        self.assertEqual(refused.code, 1, refused)
+        error = refused.error()
+        self.assertEqual(error["code"], "refused")
+        self.assertIn("Polo score too low: submitter=-2, receiver=2", error["message"])
+        self.assertIn("executing tasks", error["hint"])
+        human = await self.on(alpha, "task", "submit", "beta", "--task", "one more")
+        self.assertNotEqual(human.code, 0)
+        self.assertIn("Polo score too low", human.stderr)
+
+    @run
+    async def test_results_only_from_the_executor_and_only_into_results(self):
+        alpha, beta, gamma = await self.start("alpha", "beta", "gamma")
+        task_id = (await self.ok(alpha, "task", "submit", "beta", "--task", "t"))["task_id"]
+        home = Path(alpha.home)
+
+        async def send_results(sender, document):
+            stream = await (await sender.connect()).dial(alpha.address, PORT_TASK_SUBMIT)
+            body = json.dumps({"task_id": task_id, "completed_at": "2026-01-01T00:00:00Z", **document}).encode()
+            await stream.write(struct.pack(">II", tasksubmit.TYPE_SEND_RESULTS, len(body)) + body)
+            self.assertEqual(await stream.read(), b"")  # one frame read, then the service closes
+
+        # A request frame longer than its type needs is refused at its header, unread.
+        stream = await (await gamma.connect()).dial(alpha.address, PORT_TASK_SUBMIT)
+        await stream.write(struct.pack(">II", tasksubmit.TYPE_SUBMIT, tasksubmit.MAX_SUBMIT_FRAME + 1))
+        self.assertEqual(await stream.read(), b"")
+        owned = base64.b64encode(b"owned").decode()
+        for name in ("x/../../../victim/requirements.txt", "../../victim.txt", ".bashrc.txt"):
+            await send_results(beta, {"result_type": "file", "filename": name, "file_data": owned})
+        await send_results(gamma, {"result_type": "text", "result_text": "forged by gamma"})
+        self.assertFalse((home / "victim").exists() or (home.parent / "victim.txt").exists())
+        self.assertFalse((home / "tasks" / "results").exists())
+        submitted = home / "tasks" / "submitted" / f"{task_id}.json"
+        self.assertEqual(json.loads(submitted.read_text())["status"], "NEW")
+        # The executor's real results, by its pilotctl, are stored under a safe name.
+        await self.ok(beta, "task", "accept", "--id", task_id)
+        await self.ok(beta, "task", "execute")
+        await self.ok(beta, "task", "send-results", "--id", task_id, "--results", "the real ones")
+        await wait_until(lambda: json.loads(submitted.read_text())["status"] == "COMPLETED", "the results")
+        self.assertEqual([p.name for p in (home / "tasks" / "results").iterdir()], [f"{task_id}_result.txt"])
+        await send_results(beta, {"result_type": "text", "result_text": "replayed"})  # once only
+        self.assertEqual((home / "tasks" / "results" / f"{task_id}_result.txt").read_text(), "the real ones")
 
     @run
     async def test_a_task_not_accepted_in_time_expires(self):

@@ -3,13 +3,14 @@ keeps following across a primary restart, and becomes a primary by restarting wi
 ``--standby``."""
 
 import os
+import time
 
 from twisted.internet import reactor
 from twisted.internet.defer import ensureDeferred
 from twisted.trial.unittest import TestCase
 
 from pilotnet.crypto.identity import Identity
-from pilotnet.registry.challenges import sign_request
+from pilotnet.registry.challenges import sign_fresh_request, sign_request
 from pilotnet.registry.client import RegistryError, connect_registry
 from pilotnet.registry.handlers import STANDBY_REFUSAL
 from tests.integration.processes import RendezvousProcess, wait_until
@@ -68,8 +69,8 @@ class StandbyProcessTests(TestCase):
                            "--replication-token-file", token_file]
         standby = await RendezvousProcess(self, self.mktemp(), *standby_options).start()
         await self.until_standby_has(standby, a)
-        await to_primary.request(sign_request(alice, {"type": "set_hostname", "node_id": a,
-                                                      "hostname": "alice"}))
+        await to_primary.request(sign_fresh_request(
+            alice, {"type": "set_hostname", "node_id": a, "hostname": "alice"}, time.time()))
         await self.until_standby_has(standby, a, "alice")
 
         to_standby = await self.connect(standby)

@@ -176,6 +176,47 @@ class TrustTests(PilotctlMixin, TestCase):
         self.assertEqual([r["node_id"] for r in (await self.ok(public, "pending"))["pending"]], [me])
         self.assertEqual(await self.trusted(private), {})
 
+    @run
+    async def test_a_new_key_under_a_trusted_node_id_is_refused(self):
+        """The owner takeover, with the unsafe recovery switched on: Mallory registers a new key
+        with beta's owner string once beta is gone and gets beta's node ID; alpha, which trusted
+        beta, refuses her all the same (trust is bound to beta's key)."""
+        base = self.mktemp()
+        self.rendezvous = await RendezvousProcess(
+            self, os.path.join(base, "rendezvous"), "--allow-owner-recovery", "--stale-after", "4").start()
+        fast = ("--keepalive", "1")
+        alpha = await DaemonProcess(self, os.path.join(base, "alpha"), self.rendezvous, *fast,
+                                    hostname="alpha", public=False).start()
+        beta = await DaemonProcess(self, os.path.join(base, "beta"), self.rendezvous, *fast,
+                                   "--owner", "beta@example.com", hostname="beta", public=False).start()
+        await self.ok(alpha, "handshake", str(beta.node_id), "hello")
+        await self.ok(beta, "handshake", str(alpha.node_id), "hello back")
+
+        async def both_trust():
+            return beta.node_id in await self.trusted(alpha) and alpha.node_id in await self.trusted(beta)
+
+        await wait_until(both_trust, "the mutual handshake", timeout=RELAY_DEADLINE)
+        await beta.stop()
+
+        async def beta_reaped():
+            from twisted.internet import reactor
+            registry = await connect_registry(reactor, self.rendezvous.registry_endpoint)
+            try:
+                await registry.request({"type": "lookup", "node_id": beta.node_id})
+            except PilotError:
+                return True
+            finally:
+                registry.close()
+            return False
+
+        await wait_until(beta_reaped, "the registry to reap beta", timeout=30)
+        mallory = await DaemonProcess(self, os.path.join(base, "mallory"), self.rendezvous, *fast,
+                                      "--owner", "beta@example.com", public=False).start()
+        self.assertEqual(mallory.node_id, beta.node_id)  # the registry handed her beta's ID
+        refused = await self.on(mallory, "ping", alpha.address, "--count", "2", "--timeout", "3s", "--json")
+        self.assertNotEqual(refused.code, 0, refused)
+        self.assertGreaterEqual((await self.trust_info(alpha))["key_mismatches"], 1)
+
     async def _refused(self, daemon):
         trust = await self.trust_info(daemon)
         return trust if trust["refused_syns"] >= 1 and trust["refused_datagrams"] >= 1 else None

@@ -1,7 +1,7 @@
 """Identities and a registry driven directly (no sockets) for the registry tests."""
 
 from pilotnet.crypto.identity import Identity
-from pilotnet.registry.challenges import sign_request
+from pilotnet.registry.challenges import sign_fresh_request, sign_request
 from pilotnet.registry.handlers import Registry
 from pilotnet.ratelimit import RateLimiter
 
@@ -23,11 +23,16 @@ class DrivenRegistry:
         self.registry = Registry(**options)
         self.now = 1_700_000_000.0
 
-    def send(self, request, peer=PEER):
-        return self.registry.handle(request, peer, self.now)
+    def send(self, request, peer=PEER, over_tls=False):
+        return self.registry.handle(request, peer, self.now, over_tls=over_tls)
 
     def signed(self, who, request, peer=PEER):
-        return self.send(sign_request(who, request), peer)
+        """Signed as pilotnet clients sign: fresh form, stamped with this registry's clock."""
+        return self.send(sign_fresh_request(who, request, self.now), peer)
+
+    def signed_legacy(self, who, request, peer=PEER, over_tls=False):
+        """Signed as Go clients sign (the legacy challenge)."""
+        return self.send(sign_request(who, request), peer, over_tls)
 
     def ok(self, request, peer=PEER, signer=None):
         reply = self.signed(signer, request, peer) if signer else self.send(request, peer)

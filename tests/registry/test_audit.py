@@ -87,11 +87,9 @@ class AuditEntriesTests(SynchronousTestCase):
         self.assertEqual(len(self.driven.audit.entries), before + 1)
 
     def test_rotated_keys_and_reaped_nodes(self):
-        from pilotnet.registry.challenges import sign_request
         new = identity(9)
-        reply = self.driven.send(sign_request(self.alice, {"type": "rotate_key", "node_id": self.a,
-                                                           "new_public_key": new.public_key_b64}))
-        self.assertEqual(reply["type"], "rotate_key_ok")
+        self.driven.ok({"type": "rotate_key", "node_id": self.a, "new_public_key": new.public_key_b64},
+                       signer=self.alice)
         self.assertEqual(self.last().action, "key.rotated")
         self.driven.registry.reap(self.driven.now + 10_000)
         reaped = [e for e in self.driven.audit.entries if e.action == "node.reaped"]

@@ -5,7 +5,7 @@ import json
 from twisted.internet.task import Clock
 from twisted.trial.unittest import TestCase
 
-from pilotnet.registry.challenges import sign_request
+from pilotnet.registry.challenges import sign_fresh_request
 from pilotnet.registry.handlers import Registry
 from pilotnet.registry.metrics import metrics_text
 from pilotnet.ratelimit import RateLimiter
@@ -29,7 +29,7 @@ class RegistryMetricsTests(TestCase):
 
     def send(self, request, signer=None):
         if signer is not None:
-            request = sign_request(signer, request)
+            request = sign_fresh_request(signer, request, self.server.clock.seconds())
         return self.successResultOf(self.server.answer(_body(request), ("127.0.0.1", 5000)))
 
     def register(self, who):

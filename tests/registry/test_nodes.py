@@ -67,16 +67,30 @@ class RegisterTests(SynchronousTestCase):
         r.now += 30
         r.register(identity(3))
 
-    def test_owner_recovers_an_offline_node_only(self):
-        node_id = self.r.register(self.alice, owner="alice@example.com")
+    def test_owner_recovery_when_enabled_recovers_an_offline_node_only(self):
+        r = DrivenRegistry(allow_owner_recovery=True)
+        node_id = r.register(self.alice, owner="alice@example.com")
         thief = identity(9)
-        error = self.r.error({"type": "register", "public_key": thief.public_key_b64,
-                              "owner": "alice@example.com"})
+        error = r.error({"type": "register", "public_key": thief.public_key_b64,
+                         "owner": "alice@example.com"})
         self.assertIn("online with another key", error)
-        self.r.ok({"type": "deregister", "node_id": node_id}, signer=self.alice)
-        self.assertEqual(self.r.register(thief, owner="alice@example.com"), node_id)
+        r.ok({"type": "deregister", "node_id": node_id}, signer=self.alice)
+        self.assertEqual(r.register(thief, owner="alice@example.com"), node_id)
         # The lost key no longer maps to the recovered node.
-        self.assertNotEqual(self.r.register(self.alice), node_id)
+        self.assertNotEqual(r.register(self.alice), node_id)
+
+    def test_owner_string_is_no_credential_by_default(self):
+        """The takeover: a new key with a dead node's owner string.  It gets a new ID."""
+        node_id = self.r.register(self.alice, owner="alice@example.com")
+        self.r.ok({"type": "deregister", "node_id": node_id}, signer=self.alice)
+        thief = identity(9)
+        stolen = self.r.register(thief, owner="alice@example.com")
+        self.assertNotEqual(stolen, node_id)
+        self.assertEqual(self.r.registry.directory.owner_index["alice@example.com"], node_id)
+        # A second machine of the same owner, while the first is online, is a new node too.
+        self.assertEqual(self.r.register(self.alice, owner="alice@example.com"), node_id)
+        other = self.r.register(identity(10), owner="alice@example.com")
+        self.assertNotIn(other, (node_id, stolen))
 
 
 class HeartbeatTests(SynchronousTestCase):

@@ -10,7 +10,7 @@ from twisted.python import usage
 from twisted.trial.unittest import TestCase
 
 from pilotnet.registry import replication
-from pilotnet.registry.challenges import sign_request
+from pilotnet.registry.challenges import sign_fresh_request, sign_request
 from pilotnet.registry.directory import Directory
 from pilotnet.registry.framing import FrameDecoder, decode_body, encode_message
 from pilotnet.registry.handlers import STANDBY_REFUSAL, Registry
@@ -44,7 +44,7 @@ class _Pair:
 
     def send(self, request, signer=None):
         if signer is not None:
-            request = sign_request(signer, request)
+            request = sign_fresh_request(signer, request, self.primary.clock.seconds())
         return self.test.successResultOf(self.primary.answer(json.dumps(request).encode(), PEER))
 
     def register(self, who, **fields):
@@ -161,8 +161,8 @@ class ReadOnlyRegistryTests(TestCase):
                                PEER, now)
         self.assertEqual(beat["type"], "heartbeat_ok")
         for request in ({"type": "register", "public_key": identity(2).public_key_b64},
-                        sign_request(alice, {"type": "set_hostname", "node_id": node_id,
-                                             "hostname": "x"})):
+                        sign_fresh_request(alice, {"type": "set_hostname", "node_id": node_id,
+                                                   "hostname": "x"}, now)):
             reply = registry.handle(request, PEER, now)
             self.assertEqual(reply["error"], STANDBY_REFUSAL)
 

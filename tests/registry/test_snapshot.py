@@ -6,7 +6,7 @@ import os
 from twisted.python import usage
 from twisted.trial.unittest import TestCase
 
-from pilotnet.registry.challenges import sign_request
+from pilotnet.registry.challenges import sign_fresh_request, sign_request
 from pilotnet.registry.directory import Directory
 from pilotnet.registry.handlers import Registry
 from pilotnet.registry.snapshot import SnapshotError, import_go_snapshot, read_go_snapshot
@@ -75,7 +75,7 @@ class SnapshotImportTests(TestCase):
 
     def ok(self, registry, request, signer=None):
         if signer is not None:
-            request = sign_request(signer, request)
+            request = sign_fresh_request(signer, request, NOW)
         reply = registry.handle(request, PEER, NOW)
         self.assertEqual(reply["type"], request["type"] + "_ok", reply)
         return reply
@@ -118,8 +118,9 @@ class SnapshotImportTests(TestCase):
         self.assertEqual([(n["id"], n["name"], n["join_rule"]) for n in networks],
                          [(0, "backbone", "open"), (1, "lab", "token"), (2, "corp", "token")])
         # The invite-only network stays closed; its member stays in it.
-        refused = registry.handle(sign_request(BOB, {"type": "join_network", "node_id": 2,
-                                                     "network_id": 2, "token": ""}), PEER, NOW)
+        refused = registry.handle(sign_fresh_request(BOB, {"type": "join_network", "node_id": 2,
+                                                           "network_id": 2, "token": ""}, NOW),
+                                  PEER, NOW)
         self.assertIn("invalid token", refused["error"])
         self.ok(registry, {"type": "check_trust", "node_id": 3, "peer_id": 3})
         self.ok(registry, {"type": "join_network", "node_id": 2, "network_id": 1,

@@ -8,7 +8,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from pilotnet.registry.directory import Directory
 from pilotnet.registry.handlers import Registry
 from pilotnet.registry.framing import go_json
-from pilotnet.registry.challenges import sign_request
+from pilotnet.registry.challenges import sign_fresh_request
 from pilotnet.ratelimit import RateLimiter
 from pilotnet.registry.server import RegistryServer
 from pilotnet.registry.store import RegistryStore
@@ -32,7 +32,7 @@ class StoreTests(SynchronousTestCase):
 
     def ask(self, server, request, signer=None):
         if signer is not None:
-            request = sign_request(signer, request)
+            request = sign_fresh_request(signer, request, self.clock.seconds())
         reply = self.successResultOf(server.answer(go_json(request), PEER))
         self.assertNotEqual(reply["type"], "error", reply)
         return reply
@@ -91,6 +91,26 @@ class StoreTests(SynchronousTestCase):
         store = RegistryStore(self.path)
         self.addCleanup(store.close)
         self.assertEqual(store._db.execute("PRAGMA journal_mode").fetchone()[0], "wal")
+
+    def test_store_files_are_owner_only_even_under_a_loose_umask(self):
+        """Join tokens live in the store: other local users must not read it or its WAL."""
+        previous = os.umask(0o022)
+        self.addCleanup(os.umask, previous)
+        server = self.open()
+        self.ask(server, {"type": "register", "public_key": identity(1).public_key_b64})
+        for suffix in ("", "-wal", "-shm"):
+            self.assertEqual(os.stat(self.path + suffix).st_mode & 0o777, 0o600, suffix)
+
+    def test_existing_loose_files_are_tightened(self):
+        os.makedirs(os.path.dirname(self.path))
+        for suffix in ("", "-wal"):
+            with open(self.path + suffix, "wb"):
+                pass
+            os.chmod(self.path + suffix, 0o644)
+        store = RegistryStore(self.path)
+        self.addCleanup(store.close)
+        for suffix in ("", "-wal"):
+            self.assertEqual(os.stat(self.path + suffix).st_mode & 0o777, 0o600, suffix)
 
     def test_malformed_body_counted(self):
         server = self.open()

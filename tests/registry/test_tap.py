@@ -16,7 +16,8 @@ from twisted.trial.unittest import TestCase
 
 from pilotnet import rendezvous_tap
 from pilotnet.beacon import tap as beacon_tap
-from pilotnet.registry import tap as registry_tap
+from pilotnet import registry_tap
+from pilotnet.registry import tap as registry_parts
 from pilotnet.registry.client import RegistryClientProtocol
 from pilotnet.registry.tls import fingerprint
 
@@ -32,8 +33,33 @@ class OptionTests(TestCase):
 
     def test_rejects_bad_values(self):
         for argv in (["--log-format", "xml"], ["--stale-after", "-1"], ["--beacon", "nowhere"],
-                     ["--peer", "1.2.3.4"], ["--beacon-id", "0"], ["--max-connections", "x"]):
+                     ["--peer", "1.2.3.4"], ["--beacon-id", "0"], ["--max-connections", "x"],
+                     ["--max-connections-per-ip", "0"], ["--max-buffered-bytes", "x"],
+                     ["--request-deadline", "0"], ["--signature-window", "-5"]):
             self.assertRaises(usage.UsageError, rendezvous_tap.Options().parseOptions, argv)
+
+    def test_security_defaults_are_safe_and_options_change_them(self):
+        defaults = registry_tap.Options()
+        defaults.parseOptions([])
+        self.assertEqual((defaults["allow-legacy-signatures"], defaults["allow-owner-recovery"]),
+                         (False, False))
+        self.assertEqual((defaults["max-connections-per-ip"], defaults["max-buffered-bytes"],
+                          defaults["request-deadline"], defaults["signature-window"]),
+                         (256, 64 * 1024 * 1024, 30.0, 300.0))
+        options = registry_tap.Options()
+        options.parseOptions(["--registry", "tcp:0:interface=127.0.0.1",
+                              "--allow-legacy-signatures", "--allow-owner-recovery",
+                              "--max-connections-per-ip", "4", "--max-buffered-bytes", "1000",
+                              "--request-deadline", "5", "--signature-window", "60"])
+        self.patch(registry_parts.log, "warn", lambda *args, **fields: None)
+        service = registry_parts.make_registry_service(reactor, options)
+        registry = service.registry_server.registry
+        self.assertTrue(registry.allow_legacy_signatures and registry.allow_owner_recovery)
+        self.assertEqual(registry.replays.window, 60.0)
+        listener = next(child for child in service if hasattr(child, "_factory"))
+        factory = listener._factory
+        self.assertEqual((factory.max_per_ip, factory.budget.limit, factory.request_deadline),
+                         (4, 1000, 5.0))
 
     def test_json_logs_configure_twistds_logger(self):
         parent = {"logger": None}
@@ -90,11 +116,11 @@ class TLSTests(TestCase):
     @inlineCallbacks
     def test_tls_listener_with_a_pinnable_self_signed_certificate(self):
         logged = []
-        self.patch(registry_tap.log, "info", lambda fmt, **fields: logged.append(fields))
+        self.patch(registry_parts.log, "info", lambda fmt, **fields: logged.append(fields))
         options = registry_tap.Options()
         options.parseOptions(["--registry", "tcp:0:interface=127.0.0.1", "--tls"])
         bound = []
-        service = registry_tap.make_registry_service(reactor, options, bound.append)
+        service = registry_parts.make_registry_service(reactor, options, bound.append)
         service.startService()
         self.addCleanup(service.stopService)
         pinned = next(fields["fingerprint"] for fields in logged if "fingerprint" in fields)
@@ -108,6 +134,24 @@ class TLSTests(TestCase):
         self.assertEqual(reply["type"], "list_networks_ok")
         certificate = client.transport.getPeerCertificate().to_cryptography()
         self.assertEqual(fingerprint(certificate), pinned)
+
+    def test_a_generated_certificate_is_kept_beside_the_store(self):
+        """One flag for a real deployment: the fingerprint daemons pin survives a restart."""
+        directory = self.mktemp()
+        os.makedirs(directory)
+        store = os.path.join(directory, "registry.db")
+        pins = []
+        for _ in range(2):
+            logged = []
+            self.patch(registry_parts.log, "info", lambda fmt, **fields: logged.append(fields))
+            options = registry_tap.Options()
+            options.parseOptions(["--registry", "tcp:0:interface=127.0.0.1", "--tls",
+                                  "--store", store])
+            service = registry_parts.make_registry_service(reactor, options)
+            service.registry_server.store.close()
+            pins.append(next(fields["fingerprint"] for fields in logged if "fingerprint" in fields))
+        self.assertEqual(pins[0], pins[1])
+        self.assertEqual(os.stat(store + ".tls-key.pem").st_mode & 0o777, 0o600)
 
     def test_cert_and_key_go_together(self):
         self.assertRaises(usage.UsageError, registry_tap.Options().parseOptions,

@@ -1,6 +1,8 @@
 """Task submission: the polo-score gate, task files, status updates, results, deadlines."""
 
+import base64
 import json
+import struct
 from pathlib import Path
 
 from twisted.internet import defer
@@ -8,6 +10,7 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from pilotnet.errors import PilotError
+from pilotnet.services.storage import ByteBudget
 from pilotnet.services.tasks import TaskService, polo_reward
 from pilotnet.wire import tasksubmit as wire
 from pilotnet.wire.typedframe import FrameReader, encode_frame
@@ -16,7 +19,9 @@ from tests.services.test_dataexchange import PEER, FakeStream, FakeStreams
 TASK = "0123abcd-4567-89ef-0123-456789abcdef"
 
 
-class TaskServiceTests(SynchronousTestCase):
+class TaskServiceFixture:
+    """A task service on a fake stream table, scores from a dict, polo changes recorded."""
+
     def setUp(self):
         self.clock = Clock()
         self.clock.advance(1767225600)
@@ -44,6 +49,8 @@ class TaskServiceTests(SynchronousTestCase):
         [frame] = FrameReader().feed(bytes(self.streams.written[conn_id]))
         return wire.decode_submit_response(frame.payload)
 
+
+class TaskServiceTests(TaskServiceFixture, SynchronousTestCase):
     def test_accepted_task_is_stored_new_and_queued(self):
         response = self.submit()
         self.assertEqual((response.status, response.message), (200, "Task received with status NEW"))
@@ -71,24 +78,24 @@ class TaskServiceTests(SynchronousTestCase):
         self.assertEqual(self.service.queue, [])
 
     def test_results_complete_the_submitted_task_and_move_polo(self):
-        self.service.store.save("submitted", {"task_id": TASK, "status": "ACCEPTED", "to_node": 9})
+        self.service.store.save("submitted", {"task_id": TASK, "status": "ACCEPTED", "to_node": PEER.node})
         results = wire.TaskResults(TASK, wire.RESULT_TEXT, "2026-01-01T00:00:00Z", result_text="42",
                                    time_cpu_ms=120000)
         self.send(wire.TYPE_SEND_RESULTS, wire.encode_results(results))
         task = self.service.store.load("submitted", TASK)
         self.assertEqual(task["status"], "COMPLETED")
         self.assertEqual((self.home / "tasks" / "results" / f"{TASK}_result.txt").read_bytes(), b"42")
-        self.assertEqual(self.adjusted, [(5, -1), (9, polo_reward(120000, 0, 0))])
+        self.assertEqual(self.adjusted, [(5, -1), (PEER.node, polo_reward(120000, 0, 0))])
 
     def test_source_code_results_are_refused(self):
-        self.service.store.save("submitted", {"task_id": TASK, "status": "ACCEPTED"})
+        self.service.store.save("submitted", {"task_id": TASK, "status": "ACCEPTED", "to_node": PEER.node})
         results = wire.TaskResults(TASK, wire.RESULT_FILE, "2026-01-01T00:00:00Z", filename="evil.py",
                                    file_data=b"import os")
         self.send(wire.TYPE_SEND_RESULTS, wire.encode_results(results))
         self.assertEqual(self.service.store.load("submitted", TASK)["status"], "ACCEPTED")
 
     def test_status_update(self):
-        self.service.store.save("submitted", {"task_id": TASK, "status": "NEW"})
+        self.service.store.save("submitted", {"task_id": TASK, "status": "NEW", "to_node": PEER.node})
         self.send(wire.TYPE_STATUS_UPDATE, wire.encode_status_update(wire.StatusUpdate(TASK, "ACCEPTED", "ok")))
         self.assertEqual(self.service.store.load("submitted", TASK)["status"], "ACCEPTED")
 
@@ -126,3 +133,117 @@ class TaskServiceTests(SynchronousTestCase):
         self.clock.advance(6)
         self.service.housekeeping()
         self.assertEqual(self.service.store.load("received", TASK)["status"], "CANCELLED")
+
+
+class TaskAttackTests(TaskServiceFixture, SynchronousTestCase):
+    """What a hostile peer tries on port 1003, each refused with nothing written and no polo moved."""
+
+    def expect_results(self, status="EXECUTING", to_node=PEER.node):
+        self.service.store.save("submitted", {"task_id": TASK, "status": status, "to_node": to_node})
+
+    def send_raw_results(self, document, conn_id=1):
+        body = json.dumps({"task_id": TASK, "completed_at": "2026-01-01T00:00:00Z", **document}).encode()
+        return self.send(wire.TYPE_SEND_RESULTS, body, conn_id)
+
+    def all_files(self):
+        return sorted(str(p.relative_to(self.home.parent)) for p in self.home.parent.rglob("*") if p.is_file())
+
+    def test_a_result_file_name_cannot_leave_the_results_directory(self):
+        self.expect_results()
+        before = self.all_files()
+        for name in ("x/../../../victim/requirements.txt", "../../../victim.txt", "/tmp/abs.txt",
+                     "..\\..\\win.txt", ".hidden.txt", "report\u202etxt.pdf", "line\nbreak.txt"):
+            self.send_raw_results({"result_type": "file", "filename": name,
+                                   "file_data": base64.b64encode(b"owned").decode()})
+        self.assertEqual(self.all_files(), before)
+        self.assertEqual(self.service.store.load("submitted", TASK)["status"], "EXECUTING")
+        self.assertEqual(self.adjusted, [])
+        self.assertEqual(self.service.refused, 7)
+
+    def test_results_only_from_the_node_the_task_was_submitted_to(self):
+        self.expect_results(to_node=PEER.node + 1)
+        self.send_raw_results({"result_type": "text", "result_text": "forged"})
+        self.assertFalse((self.home / "tasks" / "results").exists())
+        self.assertEqual(self.service.store.load("submitted", TASK)["status"], "EXECUTING")
+        self.assertEqual(self.adjusted, [])
+        self.send(wire.TYPE_STATUS_UPDATE, wire.encode_status_update(wire.StatusUpdate(TASK, "DECLINED", "no")), 2)
+        self.assertEqual(self.service.store.load("submitted", TASK)["status"], "EXECUTING")
+
+    def test_results_for_a_task_that_does_not_expect_them_are_refused(self):
+        for status in ("COMPLETED", "DECLINED", "CANCELLED", "EXPIRED", "SUCCEEDED"):
+            self.expect_results(status)
+            self.send_raw_results({"result_type": "text", "result_text": "again"})
+        self.assertFalse((self.home / "tasks" / "results").exists())
+        self.assertEqual(self.adjusted, [])
+        self.send_raw_results({"result_type": "text", "result_text": "x"})  # no such task of ours at all
+        self.service.store.path("submitted", TASK).unlink()
+        self.send_raw_results({"result_type": "text", "result_text": "x"}, 2)
+        self.assertEqual(self.adjusted, [])
+
+    def test_replayed_results_move_polo_once_and_never_overwrite(self):
+        self.expect_results()
+        results = {"result_type": "file", "filename": "report.pdf", "file_data": base64.b64encode(b"v1").decode()}
+        self.send_raw_results(results)
+        self.send_raw_results(results, 2)
+        self.assertEqual(len(self.adjusted), 2)  # one submitter point, one reward
+        [stored] = (self.home / "tasks" / "results").iterdir()
+        self.assertEqual((stored.name, stored.read_bytes()), (f"{TASK}_report.pdf", b"v1"))
+
+    def test_a_result_name_already_taken_gets_a_fresh_one(self):
+        self.expect_results()
+        results_dir = self.home / "tasks" / "results"
+        results_dir.mkdir(parents=True)
+        (results_dir / f"{TASK}_report.pdf").write_bytes(b"earlier")
+        self.send_raw_results({"result_type": "file", "filename": "report.pdf",
+                               "file_data": base64.b64encode(b"new").decode()})
+        self.assertEqual((results_dir / f"{TASK}_report.pdf").read_bytes(), b"earlier")
+        self.assertEqual((results_dir / f"{TASK}_report-1.pdf").read_bytes(), b"new")
+        self.assertEqual(self.service.store.load("submitted", TASK)["result_file"], f"{TASK}_report-1.pdf")
+
+    def test_status_updates_do_not_reopen_a_completed_task(self):
+        self.expect_results("COMPLETED")
+        self.send(wire.TYPE_STATUS_UPDATE, wire.encode_status_update(wire.StatusUpdate(TASK, "EXECUTING", "")))
+        self.assertEqual(self.service.store.load("submitted", TASK)["status"], "COMPLETED")
+
+    def test_a_submit_never_replaces_a_received_task(self):
+        self.assertEqual(self.submit().status, 200)
+        task = self.service.store.load("received", TASK)
+        task["status"] = "ACCEPTED"
+        self.service.store.save("received", task)
+        self.streams.written.clear()
+        response = self.submit(conn_id=2)
+        self.assertEqual((response.status, response.message), (400, "Task ID already in use"))
+        self.assertEqual(self.service.store.load("received", TASK)["status"], "ACCEPTED")
+
+    def test_the_queue_is_bounded(self):
+        self.service.max_queued = 1
+        self.service.queue.append("0" * 8 + "-0000-0000-0000-" + "0" * 12)
+        response = self.submit()
+        self.assertEqual((response.status, response.message), (400, "Task queue full (1 tasks waiting)"))
+        self.assertFalse((self.home / "tasks" / "received").exists())
+
+    def test_request_frames_are_bounded_at_the_header(self):
+        self.service.stream_accepted(1003, FakeStream(1))
+        self.service.stream_data(1, struct.pack(">II", wire.TYPE_SUBMIT, wire.MAX_SUBMIT_FRAME + 1))
+        self.assertEqual(self.streams.closed, [1])
+        self.assertEqual(self.service.budget.in_use, 0)
+
+    def test_unfinished_frames_share_one_memory_budget(self):
+        self.service.budget = ByteBudget(wire.MAX_SUBMIT_FRAME)
+        for conn_id in (1, 2):
+            self.service.stream_accepted(1003, FakeStream(conn_id))
+        self.service.stream_data(1, struct.pack(">II", wire.TYPE_SEND_RESULTS, wire.MAX_SUBMIT_FRAME) + b"{")
+        self.assertEqual(self.service.budget.in_use, wire.MAX_SUBMIT_FRAME)
+        self.service.stream_data(2, struct.pack(">II", wire.TYPE_SUBMIT, 100))
+        self.assertEqual(self.streams.closed, [2])
+        self.service.stream_closed(1, "connection_failed", "reset")
+        self.assertEqual(self.service.budget.in_use, 0)
+
+    def test_leftovers_are_removed_at_start(self):
+        for box in ("received", "results"):
+            (self.home / "tasks" / box).mkdir(parents=True)
+            (self.home / "tasks" / box / ".tmp-abc").write_bytes(b"x")
+            (self.home / "tasks" / box / ".partial-abc").write_bytes(b"x")
+        TaskService(FakeStreams(), self.home, self.clock, polo_score=self.score, adjust_polo=None,
+                    local_node=lambda: 5)
+        self.assertEqual([p for p in (self.home / "tasks").rglob("*") if p.is_file()], [])

@@ -410,3 +410,68 @@ class StatsTests(SynchronousTestCase):
                     "fast_retransmits", "sacked_bytes", "duplicate_acks", "cwnd", "ssthresh", "srtt", "rttvar",
                     "rto", "flight", "peer_window", "receive_window", "out_of_order"):
             self.assertIn(key, stats)
+
+
+class CloseTimeoutTests(SynchronousTestCase):
+    """After our close, a peer that stays up but never finishes cannot hold the connection forever."""
+
+    def run_until_closed(self, conn, answer, limit=1000.0):
+        """Tick ``conn`` to each deadline, letting ``answer(packets, now)`` reply; the time it closed."""
+        now = 0.0
+        while conn.state is not State.CLOSED:
+            now = conn.next_deadline()
+            self.assertIsNotNone(now)
+            self.assertLess(now, limit, f"still {conn.state.name} at {now}")
+            conn.tick(now)
+            answer(conn.take_packets(), now)
+        return now
+
+    def test_fin_wait_ends_when_the_peer_answers_probes_but_never_closes(self):
+        conn = established(StreamConfig())
+        conn.close(1.0)
+        conn.take_packets()
+        conn.receive(ack(2), 1.1)  # our FIN is acknowledged; the peer's never comes
+
+        def keep_answering(packets, now):
+            if any(p.flags == FLAG_ACK for p in packets):
+                conn.receive(ack(2), now)  # it answers every keepalive probe
+
+        ended = self.run_until_closed(conn, keep_answering)
+        self.assertEqual(ended, 1.1 + StreamConfig().close_timeout)
+        self.assertIsNone(conn.error)
+
+    def test_last_ack_ends_when_the_peer_holds_its_window_shut(self):
+        conn = established(StreamConfig(), peer_window=1)
+        conn.receive(from_peer(FLAG_FIN, seq=1, ack=1, window=1), 0.5)
+        conn.send(b"x" * 4096, 1.0)
+        conn.close(1.0)
+        self.assertIs(conn.state, State.LAST_ACK)
+        conn.take_packets()
+        conn.receive(ack(1, seq=2, window=1), 1.05)  # full: nothing taken, ever
+
+        def answer_full(packets, now):
+            if packets and packets[-1].flags != FLAG_RST:
+                conn.receive(ack(1, seq=2, window=1), now)
+
+        ended = self.run_until_closed(conn, answer_full)
+        self.assertLessEqual(ended, 1.0 + StreamConfig().close_timeout + StreamConfig().window_probe_max)
+        self.assertEqual(conn.error.code, TIMEOUT)
+        self.assertEqual(conn.take_events()[-2:], [StreamEvent.TIMED_OUT, StreamEvent.CLOSED])
+
+    def test_a_half_closed_download_keeps_the_connection_while_bytes_arrive(self):
+        config = StreamConfig(keepalive_interval=None, idle_timeout=None)
+        conn = established(config)
+        conn.close(0.0)
+        conn.take_packets()
+        conn.receive(ack(2), 0.0)
+        seq = 1
+        for second in range(1, 200):
+            conn.receive(data(seq, b"chunk", ack=2), float(second))
+            seq += 5
+            conn.take_delivered()
+            conn.tick(float(second))
+            self.assertIs(conn.state, State.FIN_WAIT)
+        conn.tick(198.0 + config.close_timeout)
+        self.assertIs(conn.state, State.FIN_WAIT)
+        conn.tick(199.0 + config.close_timeout)  # then the peer goes quiet without closing
+        self.assertIs(conn.state, State.CLOSED)

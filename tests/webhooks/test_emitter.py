@@ -6,11 +6,9 @@ from pathlib import Path
 from twisted.internet import defer, task
 from twisted.trial.unittest import SynchronousTestCase
 
-import pilotnet.webhooks
 from pilotnet.webhooks.emitter import WebhookEmitter
 from pilotnet.webhooks.targets import TargetRefused
 from pilotnet.wire.address import Addr
-from tests.test_import_rules import imported_modules
 
 
 class EmitterTests(SynchronousTestCase):
@@ -61,12 +59,3 @@ class EmitterTests(SynchronousTestCase):
         self.successResultOf(self.emitter.clear())
         self.assertEqual((self.emitter.stats()["enabled"], self.emitter.stats()["sent"]), (False, 2))
 
-
-class LayerTests(SynchronousTestCase):
-    def test_webhooks_import_nothing_of_the_daemon_the_registry_or_the_cli(self):
-        root = Path(pilotnet.webhooks.__file__).parent
-        for path in root.glob("*.py"):
-            imported = set(imported_modules(path.read_text()))
-            offending = {m for m in imported if m.split(".")[:2] in (["pilotnet", "daemon"], ["pilotnet", "registry"],
-                                                                     ["pilotnet", "cli"], ["pilotnet", "driver"])}
-            self.assertEqual(offending, set(), path.name)

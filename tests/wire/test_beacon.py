@@ -130,3 +130,12 @@ class PropertyTests(SynchronousTestCase):
             beacon.decode(raw)
         except DecodeError:
             pass
+
+
+class PaddedDiscoverTests(SynchronousTestCase):
+    def test_padded_discover_decodes_like_the_reference_one_and_outsizes_every_reply(self):
+        padded = beacon.padded_discover(7)
+        self.assertEqual(beacon.decode(padded), beacon.Discover(7))
+        self.assertEqual(padded[:5], beacon.encode(beacon.Discover(7)))
+        widest = beacon.encode(beacon.DiscoverReply(beacon.Endpoint("2001:db8::1", 65535)))
+        self.assertEqual(len(padded), len(widest))

@@ -14,7 +14,7 @@ from tests.wire.chunking import chunk_sizes, feed_all
 SETTINGS = settings(max_examples=150, deadline=None)
 
 safe_names = st.text(
-    alphabet=st.characters(blacklist_characters="/\\\0.", blacklist_categories=("Cs",)),
+    alphabet=st.characters(blacklist_characters="/\\.", blacklist_categories=("Cc", "Cf", "Cs", "Zl", "Zp")),
     max_size=40,
 ).filter(lambda n: len(n.encode()) <= dx.MAX_FILE_NAME)
 frames = st.one_of(
@@ -85,7 +85,7 @@ class FileTests(SynchronousTestCase):
         self.assertTrue(decoder.at_boundary)
 
     def test_bad_names_refused(self):
-        for name in ("a/b", "..", "a..b", "x\\y", "nul\0", ".", "é" * 128):
+        for name in ("a/b", "..", "a..b", "x\\y", "nul\0", ".", "é" * 128, ".hidden", "a\u202etxt.exe"):
             self.assertRaises(DecodeError, dx.check_file_name, name)
             self.assertRaises(DecodeError, dx.encode_frame, dx.TYPE_FILE, b"", name)
         self.assertEqual(dx.check_file_name("a" * 255), "a" * 255)
@@ -123,6 +123,17 @@ class LimitTests(SynchronousTestCase):
     def test_file_name_counts_towards_the_limit(self):
         self.assertRaises(DecodeError, dx.encode_frame_header, dx.TYPE_FILE, MAX_PAYLOAD, "a")
         dx.encode_frame_header(dx.TYPE_FILE, MAX_PAYLOAD - 3, "a")
+
+    def test_frames_before_a_refused_one_are_reported_with_the_error(self):
+        good = b"".join(dx.encode_frame(dx.TYPE_FILE, b"fine", "ok.txt"))
+        bad = struct.pack(">II", dx.TYPE_FILE, 2 + 9 + 1) + b"\x00\x09../passwd" + b"x"
+        with self.assertRaises(dx.StreamDecodeError) as caught:
+            dx.DataStreamDecoder().feed(good + bad)
+        self.assertEqual(stream_frames(caught.exception.events), [dx.DataFrame(dx.TYPE_FILE, b"fine", "ok.txt")])
+        oversized = struct.pack(">II", dx.TYPE_TEXT, MAX_PAYLOAD + 1)
+        with self.assertRaises(dx.StreamDecodeError) as caught:
+            dx.DataStreamDecoder().feed(good + oversized)
+        self.assertEqual(stream_frames(caught.exception.events), [dx.DataFrame(dx.TYPE_FILE, b"fine", "ok.txt")])
 
     def test_failed_stream_stays_failed(self):
         decoder = dx.DataStreamDecoder()

@@ -22,8 +22,15 @@ submit_requests = st.builds(ts.SubmitRequest, task_ids, texts, texts, texts)
 submit_responses = st.builds(ts.SubmitResponse, task_ids, st.sampled_from(ts.RESPONSE_STATUSES), texts)
 status_updates = st.builds(ts.StatusUpdate, task_ids, st.sampled_from(sorted(ts.TASK_STATUSES)), texts)
 timings = st.integers(0, (1 << 63) - 1)
-results = st.builds(ts.TaskResults, task_ids, st.sampled_from(ts.RESULT_TYPES), texts, texts, texts,
-                    st.binary(max_size=40), timings, timings, timings)
+file_names = st.text(alphabet=st.characters(blacklist_characters="/\\.",
+                                            blacklist_categories=("Cc", "Cf", "Cs", "Zl", "Zp")),
+                    min_size=1, max_size=30)
+results = st.one_of(
+    st.builds(ts.TaskResults, task_ids, st.just(ts.RESULT_TEXT), texts, texts, st.just("") | file_names,
+              st.binary(max_size=40), timings, timings, timings),
+    st.builds(ts.TaskResults, task_ids, st.just(ts.RESULT_FILE), texts, texts, file_names,
+              st.binary(max_size=40), timings, timings, timings),
+)
 
 
 def writes(case):
@@ -106,6 +113,44 @@ class ValidationTests(SynchronousTestCase):
             error = self.assertRaises(DecodeError, ts.decode_request, Frame(frame_type, b"{}"))
             self.assertIn("not a request", str(error))
 
+    def test_every_string_field_is_bounded(self):
+        long_address = "a" * (ts.MAX_ADDRESS + 1)
+        for request in (ts.SubmitRequest(TASK_ID, "", "", long_address),
+                        ts.SubmitRequest(TASK_ID, "", long_address, "")):
+            body = json.dumps(request._asdict()).encode()
+            error = self.assertRaises(DecodeError, ts.decode_submit_request, body)
+            self.assertIn("more than the limit of 256", str(error))
+        body = json.dumps({"task_id": TASK_ID, "status": 400, "message": "m" * (ts.MAX_MESSAGE + 1)}).encode()
+        self.assertRaises(DecodeError, ts.decode_submit_response, body)
+        body = json.dumps({"task_id": TASK_ID, "result_type": "text", "completed_at": "9" * 65}).encode()
+        self.assertRaises(DecodeError, ts.decode_results, body)
+
+    def test_result_file_names_pass_the_one_name_check(self):
+        for name in ("x/../../../victim/requirements.txt", "../a.txt", "a\\b.txt", ".hidden.txt",
+                     "invoice\u202etxt.pdf", "", "a" * 256 + ".txt"):
+            body = json.dumps({"task_id": TASK_ID, "result_type": "file", "filename": name,
+                               "file_data": "", "completed_at": ""}).encode()
+            self.assertRaises(DecodeError, ts.decode_results, body)
+        body = json.dumps({"task_id": TASK_ID, "result_type": "file", "filename": "report.pdf",
+                           "completed_at": ""}).encode()
+        self.assertEqual(ts.decode_results(body).filename, "report.pdf")
+
+    def test_request_frames_are_bounded_by_type_at_the_header(self):
+        ts.admit_request_frame(ts.TYPE_SUBMIT, ts.MAX_SUBMIT_FRAME)
+        ts.admit_request_frame(ts.TYPE_SEND_RESULTS, MAX_PAYLOAD)
+        for frame_type, length in ((ts.TYPE_SUBMIT, ts.MAX_SUBMIT_FRAME + 1),
+                                   (ts.TYPE_STATUS_UPDATE, ts.MAX_STATUS_UPDATE_FRAME + 1),
+                                   (ts.TYPE_RESULT, 10), (99, 10)):
+            self.assertRaises(DecodeError, ts.admit_request_frame, frame_type, length)
+            reader = ts.FrameReader(admit=ts.admit_request_frame)
+            self.assertRaises(DecodeError, reader.feed, struct.pack(">II", frame_type, length))
+
+    def test_a_submit_at_every_cap_fits_its_frame_limit(self):
+        worst = "<" * ts.MAX_DESCRIPTION  # six bytes each in Go's JSON
+        request = ts.SubmitRequest(TASK_ID, worst, "<" * ts.MAX_ADDRESS, "<" * ts.MAX_ADDRESS)
+        body = json.dumps(request._asdict()).encode()  # \u003c-style escapes, as Go writes them
+        self.assertLessEqual(len(body.replace(b"<", b"\\u003c")), ts.MAX_SUBMIT_FRAME)
+
     def test_frame_limit(self):
         self.assertEqual(ts.FrameReader().feed(struct.pack(">II", 1, MAX_PAYLOAD)), [])
         self.assertRaises(DecodeError, ts.FrameReader().feed, struct.pack(">II", 1, MAX_PAYLOAD + 1))
@@ -140,6 +185,27 @@ class PropertyTests(SynchronousTestCase):
             ts.decode_submit_response(body)
         except DecodeError:
             pass
+
+    @SETTINGS
+    @given(st.fixed_dictionaries({}, optional={
+        "task_id": st.just(TASK_ID) | st.text(max_size=40), "task_description": st.text(max_size=20000),
+        "from_addr": st.text(max_size=400), "to_addr": st.text(max_size=400), "message": st.text(max_size=5000),
+        "status": st.sampled_from([200, 400]), "completed_at": st.text(max_size=80),
+        "result_type": st.sampled_from(ts.RESULT_TYPES), "filename": st.text(max_size=300),
+        "justification": st.text(max_size=5000)}))
+    def test_decoded_fields_are_always_within_their_caps(self, document):
+        body = json.dumps(document).encode()
+        caps = {"task_description": ts.MAX_DESCRIPTION, "from_addr": ts.MAX_ADDRESS, "to_addr": ts.MAX_ADDRESS,
+                "message": ts.MAX_MESSAGE, "completed_at": ts.MAX_TIMESTAMP, "filename": 255,
+                "justification": ts.MAX_JUSTIFICATION, "task_id": 36}
+        for decode in (ts.decode_submit_request, ts.decode_submit_response, ts.decode_results):
+            try:
+                decoded = decode(body)
+            except DecodeError:
+                continue
+            for field, value in decoded._asdict().items():
+                if isinstance(value, str) and field in caps:
+                    self.assertLessEqual(len(value.encode("utf-8", "surrogatepass")), caps[field], field)
 
     @SETTINGS
     @given(st.dictionaries(st.sampled_from(["task_id", "status", "justification", "result_type", "file_data",

@@ -7,7 +7,7 @@ imports only when that command runs.
 from twisted.application.service import ServiceMaker
 
 pilotRegistry = ServiceMaker(
-    "pilot-registry", "pilotnet.registry.tap",
+    "pilot-registry", "pilotnet.registry_tap",
     "Pilot Protocol registry: node directory, trust and handshake relay (TCP).",
     "pilot-registry")
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from pilotnet.cli.args import invalid
 from pilotnet.cli.output import Output
 from pilotnet.errors import INVALID_ARGUMENT, NOT_FOUND, PilotError
-from pilotnet.services.tasks import ACCEPT_DEADLINE, TaskStore, check_result_file_name, rfc3339
+from pilotnet.services.tasks import ACCEPT_DEADLINE, TaskStore, check_result_file_name, rfc3339, require_accepted
 from pilotnet.wire import tasksubmit as wire
 from pilotnet.wire.address import PORT_TASK_SUBMIT, Addr
 from pilotnet.wire.typedframe import FrameReader, encode_frame
@@ -68,19 +68,16 @@ async def submit(context, args):
     request = wire.SubmitRequest(wire.new_task_id(), description, own, str(address))
     frame = await _send_frame(context, address, wire.TYPE_SUBMIT, wire.encode_submit_request(request), reply=True)
     response = wire.decode_submit_response(frame.payload)
-    accepted = response.status == wire.STATUS_ACCEPTED
-    if accepted:
-        now = context.clock.seconds()
-        _store(context).save("submitted", {
-            "task_id": request.task_id, "task_description": description, "created_at": rfc3339(now),
-            "status": wire.NEW, "status_justification": "", "from": own, "to": str(address),
-            "to_node": address.node, "created_ts": now,
-        })
+    require_accepted(address, response)  # refused: exit 1, code "refused", the executor's reason
+    now = context.clock.seconds()
+    _store(context).save("submitted", {
+        "task_id": request.task_id, "task_description": description, "created_at": rfc3339(now),
+        "status": wire.NEW, "status_justification": "", "from": own, "to": str(address),
+        "to_node": address.node, "created_ts": now,
+    })
     data = {"target": str(address), "task_id": request.task_id, "task": description, "status": response.status,
-            "message": response.message, "accepted": accepted}
-    text = (f"task {request.task_id} submitted to {address}: {response.message}" if accepted
-            else f"task refused by {address}: {response.message}")
-    return Output(data, text)
+            "message": response.message, "accepted": True}
+    return Output(data, f"task {request.task_id} submitted to {address}: {response.message}")
 
 
 def _load_received(context, task_id):

@@ -1,0 +1,71 @@
+"""Freshness and single use of fresh-form signed requests (sans-IO: callers pass ``now``).
+
+A fresh-form request (:mod:`pilotnet.registry.challenges`) carries a
+``timestamp`` and a ``nonce`` under its signature.  It is accepted only while
+the timestamp is within ``window`` seconds of the registry's clock, and only
+once: its nonce is remembered until the timestamp leaves the window, after
+which the timestamp alone refuses it.  Memory is bounded twice, so neither a
+busy registry nor one node can grow the cache without limit: at most
+``max_entries`` nonces in all and ``max_per_signer`` per node.  When a bound
+is reached the request is refused (the client retries after the window moves
+on), never accepted unchecked.
+"""
+
+from collections import Counter
+from typing import Dict, Tuple
+
+from pilotnet.registry.requests import RequestError
+
+DEFAULT_WINDOW = 300.0
+DEFAULT_MAX_ENTRIES = 65_536
+DEFAULT_MAX_PER_SIGNER = 256
+MAX_NONCE_LENGTH = 64
+
+
+class ReplayCache:
+    """The nonces of accepted fresh-form requests, each kept until its timestamp goes stale."""
+
+    def __init__(self, window: float = DEFAULT_WINDOW, max_entries: int = DEFAULT_MAX_ENTRIES,
+                 max_per_signer: int = DEFAULT_MAX_PER_SIGNER) -> None:
+        self.window = window
+        self.max_entries = max_entries
+        self.max_per_signer = max_per_signer
+        self._expiry: Dict[Tuple[int, str], float] = {}
+        self._per_signer: Counter = Counter()
+
+    def check_timestamp(self, timestamp: int, now: float) -> None:
+        """Refuse a timestamp outside ``now ± window`` (clocks must agree that closely)."""
+        if abs(timestamp - now) > self.window:
+            raise RequestError(
+                f"stale signature: request timestamp {timestamp} is more than "
+                f"{self.window:g} s from the registry's clock ({int(now)})",
+                hint="check the clock of this machine (NTP) and retry")
+
+    def admit(self, signer: int, nonce: str, timestamp: int, now: float) -> None:
+        """Accept (``signer``, ``nonce``) once; :class:`RequestError` if stale, seen or over a bound.
+
+        Call only after the signature verified, so only a key's holder can
+        take room in the cache.
+        """
+        self.check_timestamp(timestamp, now)
+        key = (signer, nonce)
+        if key in self._expiry:
+            raise RequestError("replayed request: this signed request was already used",
+                               hint="sign every request with a new nonce")
+        if len(self._expiry) >= self.max_entries:
+            self.purge(now)
+        if len(self._expiry) >= self.max_entries or self._per_signer[signer] >= self.max_per_signer:
+            raise RequestError("too many signed requests in the replay window; retry shortly")
+        self._expiry[key] = timestamp + self.window
+        self._per_signer[signer] += 1
+
+    def purge(self, now: float) -> None:
+        """Forget nonces whose timestamps the window refuses anyway."""
+        for key in [key for key, expiry in self._expiry.items() if expiry < now]:
+            del self._expiry[key]
+            self._per_signer[key[0]] -= 1
+            if not self._per_signer[key[0]]:
+                del self._per_signer[key[0]]
+
+    def __len__(self) -> int:
+        return len(self._expiry)

@@ -1,0 +1,107 @@
+"""Key lookups and the registry link's request budget: a flood of frames cannot flood the registry."""
+
+import base64
+
+from twisted.internet import defer
+from twisted.internet.task import Clock
+from twisted.trial.unittest import SynchronousTestCase
+
+from pilotnet.daemon.registry_link import (
+    INBOUND_LOOKUP_RATE, KEY_REFETCH_AFTER, KEY_TTL, MISSING_KEY_TTL, REQUEST_RATE, RegistryKeys, RegistryLink,
+)
+from pilotnet.errors import CONNECTION_FAILED, NOT_FOUND, PilotError
+from pilotnet.registry.client import RegistryError
+
+KEY = bytes(range(32))
+
+
+class FakeRegistry:
+    """Answers ``lookup`` for the nodes in ``keys``; counts requests; can hold answers back."""
+
+    def __init__(self, keys):
+        self.keys = keys
+        self.requests = 0
+        self.held = []
+        self.hold = False
+
+    def request(self, message):
+        self.requests += 1
+        node = message["node_id"]
+        if node in self.keys:
+            answer = defer.succeed({"public_key": base64.b64encode(self.keys[node]).decode()})
+        else:
+            answer = defer.fail(RegistryError("node not found", code=NOT_FOUND))
+        if self.hold:
+            waiting = defer.Deferred()
+            self.held.append((waiting, answer))
+            return waiting
+        return answer
+
+    def release(self):
+        for waiting, answer in self.held:
+            answer.chainDeferred(waiting)
+        self.held = []
+
+
+class RegistryKeysTests(SynchronousTestCase):
+    def setUp(self):
+        self.clock = Clock()
+        self.clock.advance(1000)
+        self.registry = FakeRegistry({1: KEY})
+        self.keys = RegistryKeys(self.registry, self.clock)
+
+    def test_found_keys_are_cached_for_their_lifetime(self):
+        for _ in range(100):
+            self.assertEqual(self.successResultOf(self.keys.public_key(1)), KEY)
+        self.assertEqual(self.registry.requests, 1)
+        self.clock.advance(KEY_TTL)
+        self.successResultOf(self.keys.public_key(1))
+        self.assertEqual(self.registry.requests, 2)
+
+    def test_unknown_nodes_are_cached_too(self):
+        for _ in range(100):
+            self.failureResultOf(self.keys.public_key(99), PilotError)
+        self.assertEqual(self.registry.requests, 1)
+        self.clock.advance(MISSING_KEY_TTL)
+        self.failureResultOf(self.keys.public_key(99), PilotError)
+        self.assertEqual(self.registry.requests, 2)
+
+    def test_concurrent_askers_share_one_lookup(self):
+        self.registry.hold = True
+        asked = [self.keys.public_key(1) for _ in range(10)]
+        self.assertEqual(self.registry.requests, 1)
+        self.registry.release()
+        self.assertEqual([self.successResultOf(d) for d in asked], [KEY] * 10)
+
+    def test_a_disagreeing_frame_does_not_buy_a_refetch_of_a_fresh_key(self):
+        self.successResultOf(self.keys.public_key(1))
+        self.keys.forget(1)
+        self.successResultOf(self.keys.public_key(1))
+        self.assertEqual(self.registry.requests, 1)
+        self.clock.advance(KEY_REFETCH_AFTER)
+        self.keys.forget(1)
+        self.successResultOf(self.keys.public_key(1))
+        self.assertEqual(self.registry.requests, 2)
+
+    def test_lookups_of_many_nodes_stay_within_the_budget(self):
+        refused = 0
+        for node in range(1000, 6000):
+            failure = self.failureResultOf(self.keys.public_key(node), PilotError)
+            refused += failure.value.code == CONNECTION_FAILED
+        self.assertEqual(self.registry.requests, INBOUND_LOOKUP_RATE)
+        self.assertEqual(refused, 5000 - INBOUND_LOOKUP_RATE)
+
+
+class RegistryLinkBudgetTests(SynchronousTestCase):
+    def test_the_link_never_asks_faster_than_its_budget(self):
+        clock = Clock()
+        link = RegistryLink(clock, "127.0.0.1:1", identity=None)
+        connecting = []
+        link._client.whenConnected = lambda **_: connecting.append(1) or defer.Deferred()
+        outcomes = [link.request({"type": "lookup", "node_id": n}) for n in range(200)]
+        self.assertEqual(len(connecting), REQUEST_RATE)
+        refused = [self.failureResultOf(d, PilotError) for d in outcomes[int(REQUEST_RATE):]]
+        self.assertTrue(all(f.value.code == CONNECTION_FAILED for f in refused))
+        clock.advance(1.0)
+        link.request({"type": "lookup", "node_id": 1})
+        self.assertEqual(len(connecting), REQUEST_RATE + 1)
