@@ -1,12 +1,9 @@
 """The registry's audit log, driven without sockets: one entry per mutation kind, the admin messages."""
 
-import os
-
 from hypothesis import HealthCheck, given, settings, strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
 from pilotnet.registry.audit import AuditLog
-from pilotnet.registry.store import RegistryStore
 from tests.registry.fixtures import ADMIN_TOKEN, DrivenRegistry, identity
 
 
@@ -192,12 +189,3 @@ class AuditSettingsTests(SynchronousTestCase):
         self.driven.admin({"type": "set_webhook", "url": "https://hooks.example.com:8443/services/T0/B0/token"})
         self.assertEqual(self.driven.audit.entries[-1].details["url"], "https://hooks.example.com:8443")
 
-
-class StorePrivacyTests(SynchronousTestCase):
-    def test_the_store_file_is_owner_only_even_when_it_was_not(self):
-        path = self.mktemp()
-        with open(path, "w"):
-            pass
-        os.chmod(path, 0o644)
-        RegistryStore(path).close()
-        self.assertEqual(os.stat(path).st_mode & 0o777, 0o600)
