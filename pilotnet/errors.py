@@ -13,6 +13,10 @@ NOT_RUNNING = "not_running"
 CONNECTION_FAILED = "connection_failed"
 TIMEOUT = "timeout"
 INTERNAL = "internal"
+# A dial diagnosed early (pilotnet.daemon.reachability): the peer gives no sign of life,
+# or it answers but its trust gate refuses us.
+UNREACHABLE = "unreachable"
+NOT_TRUSTED = "not_trusted"
 
 
 class PilotError(Exception):

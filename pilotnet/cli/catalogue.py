@@ -23,6 +23,8 @@ ERROR_CODES = {
     "not_running": "the daemon is not running; start it with: pilotctl daemon start",
     "connection_failed": "the network operation failed; retry may succeed",
     "timeout": "no answer in time; retry with a longer --timeout",
+    "unreachable": "the peer gives no sign of life (daemon stopped or network down); retry later",
+    "not_trusted": "the peer is private and does not trust this node (any more); ask it with pilotctl handshake",
     "internal": "an unexpected failure; see the daemon log",
 }
 
@@ -139,7 +141,8 @@ COMMANDS = [
     _command("clear-webhook", "", "stop posting this node's events", "webhook, enabled", "webhooks:clear_webhook"),
     # trust
     _command("handshake", "<node_id|address|hostname> [justification...]",
-             "ask a node for mutual trust (direct, or relayed by the registry)", "status, node_id",
+             "ask a node for mutual trust (direct and relayed by the registry, raced; a private node's "
+             "hostname is asked by name)", "status (sent|approved|trusted), node_id or hostname, path, mutual",
              "trust:handshake"),
     _command("approve", "<node_id>", "approve a pending handshake request", "status, node_id", "trust:approve"),
     _command("reject", "<node_id> [reason...]", "reject a pending handshake request", "status, node_id",

@@ -8,7 +8,12 @@ imported on first use, so commands that need neither start without them.
 """
 
 from pilotnet.driver.targets import parse_target
-from pilotnet.errors import CONNECTION_FAILED, INVALID_ARGUMENT, NOT_RUNNING, TIMEOUT, PilotError
+from pilotnet.errors import (
+    CONNECTION_FAILED, INVALID_ARGUMENT, NOT_FOUND, NOT_RUNNING, NOT_TRUSTED, TIMEOUT, UNREACHABLE, PilotError,
+)
+
+#: Dial failures whose cause the daemon diagnosed (see pilotnet.daemon.reachability).
+DIAGNOSED = (NOT_FOUND, UNREACHABLE, NOT_TRUSTED)
 
 
 class Context:
@@ -62,6 +67,9 @@ class Context:
         except PilotError as error:
             if error.code in (NOT_RUNNING, INVALID_ARGUMENT):
                 raise
+            if error.code in DIAGNOSED:  # the daemon found out why: keep its code and its next step
+                raise PilotError(f"cannot connect to {address} port {port}: {error.message}", code=error.code,
+                                 hint=error.hint) from None
             raise PilotError(
                 f"cannot connect to {address} port {port}: {error.message}", code=CONNECTION_FAILED,
                 hint=f"check that {address} is reachable: pilotctl ping {address}",

@@ -199,6 +199,11 @@ class ControlProtocol(commands.UnansweredFastPath, amp.AMP):
     def handshake(self, node_id, justification):
         return self._result(self.node.trust.request(_node(node_id), justification))
 
+    @commands.HandshakeByName.responder
+    @translating_errors
+    def handshake_by_name(self, hostname, justification):
+        return self._result(self.node.trust.request_by_name(hostname, justification))
+
     @commands.Approve.responder
     @translating_errors
     def approve(self, node_id):

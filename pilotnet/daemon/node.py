@@ -18,6 +18,7 @@ from twisted.application.internet import TimerService
 from twisted.internet import defer, error as internet_error
 from twisted.internet.endpoints import UNIXServerEndpoint
 from twisted.logger import Logger
+from zope.interface import implementer
 
 from pilotnet import __version__
 from pilotnet.crypto.identity import Identity
@@ -27,6 +28,7 @@ from pilotnet.daemon.control import ControlFactory, prepare_socket_path
 from pilotnet.daemon.echo import EchoService
 from pilotnet.daemon.handshake import HandshakeCourier, HandshakePort, Verifier
 from pilotnet.daemon.paths import SegmentSizes
+from pilotnet.daemon.reachability import DialWatch, IReachabilityProbe, RegistryView
 from pilotnet.daemon.registry_link import (
     INBOUND_LOOKUP_RATE, RegistryKeys, RegistryLink, Resolver, split_host_port,
 )
@@ -36,7 +38,7 @@ from pilotnet.daemon.trust import FILE_NAME as TRUST_FILE, TrustState
 from pilotnet.daemon.trust_manager import TrustManager
 from pilotnet.daemon.tunnel import MAX_DATAGRAM, Tunnel
 from pilotnet.daemon.udp_batch import BurstPort
-from pilotnet.errors import INVALID_ARGUMENT, NOT_FOUND, NOT_RUNNING, TIMEOUT, PilotError
+from pilotnet.errors import INVALID_ARGUMENT, NOT_FOUND, NOT_RUNNING, NOT_TRUSTED, TIMEOUT, PilotError
 from pilotnet.ratelimit import TokenBucket
 from pilotnet.services.dataexchange import DataExchangeLimits, DataExchangeService
 from pilotnet.services.eventstream import EventBroker, EventStreamService
@@ -58,8 +60,40 @@ FEDERATION_REFRESH = 15.0
 TASK_HOUSEKEEPING = 10.0
 # A peer we heard nothing from for this long (despite keepalive pings) is re-resolved before use.
 PEER_SILENCE = 2.5 * PEER_KEEPALIVE
+# ... and for this long (three unanswered keepalive rounds, no key exchange tried since), its
+# tunnel is dropped: `pilotctl peers` lists live tunnels only; the next use resolves it afresh.
+PEER_DEAD = 3 * PEER_KEEPALIVE
 HEARTBEAT_FAILURES_BEFORE_REREGISTER = 3
 MAX_TAGS = 3
+
+
+def _unresolved(node, error):
+    """The registry would not give ``node``'s endpoint: say why, with a next step that can work."""
+    message = f"cannot resolve node {node}: {error.message}"
+    if error.code == NOT_FOUND:
+        return PilotError(message, code=NOT_FOUND, hint="check the node ID or address: no node holds it")
+    if "is private" in error.message:  # the registry's visibility gate (the reference's wording)
+        return PilotError(message, code=NOT_TRUSTED,
+                          hint=f'it is private: ask it for trust with pilotctl handshake {node} "reason"')
+    return PilotError(message, code=error.code, hint=error.hint)
+
+
+@implementer(IReachabilityProbe)
+class NodeProbes:
+    """What a :class:`DialWatch` asks of the node."""
+
+    def __init__(self, node):
+        self._node = node
+
+    def last_heard(self, node):
+        peer = self._node.tunnel.peer(node)
+        return float("-inf") if peer is None else peer.last_heard
+
+    def probe(self, node, silent):
+        self._node._probe_path(node, silent)
+
+    def registry_view(self, node):
+        return self._node._registry_view(node)
 
 
 class NodeService(service.MultiService):
@@ -295,11 +329,18 @@ class NodeService(service.MultiService):
             log.warn("re-registration failed: {reason}", reason=error.message)
 
     def _ping_peers(self):
-        """Keep NAT mappings open and peers' dead-peer detectors quiet."""
+        """Keep NAT mappings open and peers' dead-peer detectors quiet; drop dead tunnels."""
         if self.node_id is None:
             return
+        now = self.reactor.seconds()
         for peer in self.tunnel.peers():
-            if peer.session is not None or not self.config.encrypt:
+            quiet_since = max(peer.last_heard, peer.offer_sent_at)
+            if quiet_since != float("-inf") and now - quiet_since > PEER_DEAD:
+                log.info("node {node}: nothing heard for {seconds:.0f}s, tunnel dropped",
+                         node=peer.node, seconds=now - quiet_since)
+                self.streams.abort_peer(peer.node)
+                self._drop_tunnel(peer.node)
+            elif peer.session is not None or not self.config.encrypt:
                 self._send_ping(peer.node)
 
     @defer.inlineCallbacks
@@ -359,8 +400,31 @@ class NodeService(service.MultiService):
         if self.tunnel.peer(peer.node) is peer and self.reactor.seconds() - peer.last_direct > 3.0:
             self.tunnel.use_relay(peer.node)
 
+    def _probe_path(self, node, silent):
+        """A dial is unanswered: ping ``node``; if it has been silent, re-resolve it or try the relay first."""
+        if not silent:
+            self._send_ping(node)
+            return
+        self._direct_path_failed(node).addBoth(lambda _: self._send_ping(node) if self.tunnel.peer(node) else None)
+
+    @defer.inlineCallbacks
+    def _registry_view(self, node):
+        """Does ``node`` exist, is it public, and is the pair of us trusted, per the registry."""
+        try:
+            record = yield self.lookup(node)
+        except PilotError as error:
+            if error.code == NOT_FOUND:
+                return RegistryView(registered=False)
+            raise
+        public = bool(record.get("public"))
+        trusted = False
+        if not public:
+            reply = yield self.registry.request({"type": "check_trust", "node_id": self.node_id, "peer_id": node})
+            trusted = bool(reply.get("trusted"))
+        return RegistryView(registered=True, public=public, trusted=trusted)
+
     def _drop_tunnel(self, node):
-        """Trust ended: forget the peer's session, path and endpoint (a new tunnel needs trust again)."""
+        """Trust ended or the peer is dead: forget its session, path and endpoint."""
         self.tunnel.drop_peer(node)
         self.resolver.forget(node)
 
@@ -422,8 +486,7 @@ class NodeService(service.MultiService):
         try:
             endpoint = yield self.resolver.endpoint(node)
         except PilotError as error:
-            raise PilotError(f"cannot resolve node {node}: {error.message}", code=error.code,
-                             hint="is the node registered, and is there mutual trust? (pilotctl handshake)") from None
+            raise _unresolved(node, error) from None
         self.beacon.request_punch(node)
         return self.tunnel.add_peer(node, endpoint)
 
@@ -431,7 +494,8 @@ class NodeService(service.MultiService):
     def dial(self, remote, port, owner, timeout=None):
         yield self.ensure_tunnel(remote.node)
         local = Addr(remote.network, self.node_id)
-        dialing = self.streams.dial(local, remote, port, owner)
+        dialing = DialWatch(self.reactor, self.streams.dial(local, remote, port, owner), remote.node,
+                            NodeProbes(self)).result
         if timeout:
             dialing.addTimeout(timeout, self.reactor)
         try:
@@ -521,9 +585,12 @@ class NodeService(service.MultiService):
 
     def peer_list(self):
         rows = []
+        now = self.reactor.seconds()
         for peer in self.tunnel.peers():
             row = peer.describe()
             row["address"] = str(Addr(0, peer.node))
+            heard = peer.last_heard != float("-inf")
+            row["last_heard_secs"] = round(now - peer.last_heard, 1) if heard else None
             rows.append(row)
         return rows
 

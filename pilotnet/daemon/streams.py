@@ -162,11 +162,17 @@ class Streams:
         conn = StreamConnection(local, self.allocate_port(), remote, remote_port, self.table.config_for(remote))
         self.table.add(conn)
         stream = self._register(conn, owner)
-        stream.dialing = defer.Deferred()
+        stream.dialing = defer.Deferred(canceller=lambda _: self._abandon_dial(stream))
         conn.open(self.clock.seconds())
         dialing = stream.dialing
         self._service(stream)
         return dialing
+
+    def _abandon_dial(self, stream):
+        """A dial given up on (timed out, or diagnosed): reset it rather than leave its SYN retrying."""
+        stream.dialing = None
+        stream.conn.abort(self.clock.seconds())
+        self._service(stream)
 
     def _stream(self, conn_id, owner):
         stream = self._streams.get(conn_id)

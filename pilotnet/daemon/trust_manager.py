@@ -2,11 +2,17 @@
 
 Reference controlplane §5.3, with these choices:
 
-* **Direct first, relayed otherwise.**  A request goes to the peer's port 444
-  when the peer can be reached (it is public, or we already trust each other's
-  endpoints) and the message fits one Go segment; otherwise through the
-  registry (``request_handshake``).  A private node's endpoint cannot be
-  resolved before trust, so between two private nodes the relay is the way.
+* **Direct first, the relay close behind.**  A request goes to the peer's
+  port 444 when the message fits one Go segment, and through the registry
+  (``request_handshake``) too if the direct one has not been delivered after
+  :data:`RELAY_HEAD_START` seconds or failed; the first delivered wins and the
+  other is cancelled (:mod:`pilotnet.daemon.racing`).  A private node's
+  endpoint cannot be resolved before trust, so for a private peer the relay is
+  the way, and it is not kept waiting for a direct dial to time out.
+* **Asking is consenting; mutual means both consented.**  The requester's
+  consent reaches the registry with its request (relayed) or right after it
+  (direct), so the approver's consent completes the registry's trust pair and
+  the registry says so: both sides then list the peer as mutual.
 * **Relayed answers arrive in seconds.**  The registry inbox is polled after
   every heartbeat, every :data:`FAST_POLL_INTERVAL` seconds while a request of
   ours is unanswered (for at most :data:`FAST_POLL_WINDOW`), and before
@@ -41,10 +47,13 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from pilotnet.crypto.identity import b64encode
+from pilotnet.daemon.asked_names import AskedNames
 from pilotnet.daemon.handshake import GO_SEGMENT, PORT
+from pilotnet.daemon.racing import race_with_head_start
 from pilotnet.ratelimit import RateLimiter
 from pilotnet.errors import ALREADY_EXISTS, INVALID_ARGUMENT, NOT_FOUND, NOT_RUNNING, PilotError
 from pilotnet.interfaces import NO_EVENTS
+from pilotnet.registry.validation import check_hostname
 from pilotnet.wire import handshake
 from pilotnet.wire.packet import PROTO_DATAGRAM
 
@@ -53,9 +62,19 @@ log = Logger()
 FAST_POLL_INTERVAL = 1.0
 FAST_POLL_WINDOW = 120.0
 REVOKE_DELIVERY_TIMEOUT = 3.0
+# The direct request's head start before the relayed one is sent too (first delivered wins).
+RELAY_HEAD_START = 1.0
 VERDICT_TRUSTED_TTL = 30.0
 VERDICT_UNTRUSTED_TTL = 5.0
 MAX_VERDICTS = 4096
+
+
+def _already_relayed(failure):
+    """A request of ours already waiting in the peer's relay inbox still counts as sent."""
+    failure.trap(PilotError)
+    if failure.value.code != ALREADY_EXISTS:
+        return failure
+    return None
 
 
 def _b64_key(key):
@@ -97,6 +116,7 @@ class TrustManager:
         self._poll_again = False
         self._fast_until = 0.0
         self._fast_timer = None
+        self.asked_names = AskedNames(clock, self._holder_of)
 
     # -- helpers -------------------------------------------------------------------
 
@@ -140,14 +160,22 @@ class TrustManager:
             return None
         return reply
 
+    @defer.inlineCallbacks
     def _consent(self, node):
-        """Our consent at the registry, and the relayed answer for a request that came that way."""
+        """Our consent at the registry, and the relayed answer for a request that came that way.
+
+        When the registry answers that both consents are in (``mutual``), the
+        trust is marked mutual here too: the requester marks it so on our answer.
+        """
         me = self.node_id
-        return defer.gatherResults([
+        reported, _ = yield defer.gatherResults([
             self._registry("report_trust", {"type": "report_trust", "node_id": me, "peer_id": node}),
             self._registry("respond_handshake",
                            {"type": "respond_handshake", "node_id": me, "peer_id": node, "accept": True}),
         ])
+        peer = self.state.trusted.get(node)
+        if reported and reported.get("mutual") and peer is not None and not peer.mutual:
+            self.state.trust(node, peer.public_key, self._now(), mutual=True)
 
     def _withdraw(self, node, notify):
         me = self.node_id
@@ -185,47 +213,118 @@ class TrustManager:
 
     @defer.inlineCallbacks
     def request(self, node, justification=""):
-        """Ask ``node`` for mutual trust: direct when possible, else relayed; ``{"status": "sent"}``."""
+        """Ask ``node`` for mutual trust; the reply's ``status`` says what really happened.
+
+        ``sent`` (``path`` direct or relay: now ``node`` must approve),
+        ``approved`` (``node`` had asked us first: asking back approved it) or
+        ``trusted`` (nothing to do).  The registry's inbox is read first, so a
+        request of theirs still waiting there counts as asking first.
+        """
         self._check_peer(node)
-        sent = {"status": "sent", "node_id": node}
+        if not self.state.is_trusted(node) and node not in self.state.pending:
+            yield self.poll()
         if self.state.is_trusted(node):
-            return sent
+            return self._answer("trusted", node)
         if node in self.state.pending:
-            yield self.approve(node)  # they asked first: asking back is consenting
-            return sent
+            return (yield self.approve(node))  # they asked first: asking back is consenting
         self.state.ask(node)
         message = self._message(handshake.REQUEST, node, justification=justification)
-        path = "relay"
-        if len(handshake.encode_message(message)) <= GO_SEGMENT:
-            try:
-                yield self.courier.send(node, message)
-                path = "direct"
-            except PilotError as error:
-                log.debug("direct handshake to node {peer} failed ({why}); relaying", peer=node,
-                          why=error.message)
-        if path == "relay":
-            try:
-                yield self.registry.signed({"type": "request_handshake", "from_node_id": self.node_id,
-                                            "to_node_id": node, "justification": justification})
-            except PilotError as error:
-                if error.code != ALREADY_EXISTS:
-                    self.state.answered(node)
-                    raise PilotError(f"handshake request: {error.message}", code=error.code,
-                                     hint=error.hint) from None
+        try:
+            path = yield self._deliver_request(node, message, justification)
+        except PilotError as error:
+            self.state.answered(node)
+            raise PilotError(f"handshake request: {error.message}", code=error.code, hint=error.hint) from None
+        if path == "direct":
+            # Asking is consenting: the registry records ours now (the relay does so itself), so the
+            # approver's consent completes the pair and both sides see the trust as mutual at once.
+            yield self._registry("report_trust", {"type": "report_trust", "node_id": self.node_id, "peer_id": node})
         self._event("handshake.sent", node, path=path)
         self._poll_fast()
-        return sent
+        return {**self._answer("sent", node), "path": path}
+
+    def _deliver_request(self, node, message, justification):
+        """``"direct"`` or ``"relay"``: port 444 first, the registry's relay after a head start, first wins.
+
+        A private peer's port 444 cannot be reached before trust, and a dial
+        that will not be answered takes seconds to give up: the relay does not
+        wait for it.
+        """
+        def relay():
+            relaying = self.registry.signed({"type": "request_handshake", "from_node_id": self.node_id,
+                                             "to_node_id": node, "justification": justification})
+            return relaying.addErrback(_already_relayed)
+
+        if len(handshake.encode_message(message)) > GO_SEGMENT:
+            return relay().addCallback(lambda _: "relay")
+        racing = race_with_head_start(self.clock, lambda: self.courier.send(node, message), relay,
+                                      RELAY_HEAD_START)
+        return racing.addCallback(lambda won: ("direct", "relay")[won[0]])
+
+    @defer.inlineCallbacks
+    def request_by_name(self, hostname, justification=""):
+        """Ask the node holding ``hostname`` for trust when the name does not resolve (a private node).
+
+        The registry relays it without telling us whether or which node holds
+        the name; the holder's answer names itself, and we take it as the
+        answer to this request once the name resolves to that node
+        (:mod:`pilotnet.daemon.asked_names`).  ``{"status": "sent", "hostname",
+        "path": "relay"}``.
+        """
+        if self.node_id is None:
+            raise PilotError("the daemon is not registered with the registry yet", code=NOT_RUNNING)
+        if not hostname:
+            raise PilotError("handshake: missing hostname", code=INVALID_ARGUMENT)
+        check_hostname(hostname)
+        try:
+            yield self.registry.signed({"type": "request_handshake_by_name", "from_node_id": self.node_id,
+                                        "to_hostname": hostname, "justification": justification})
+        except PilotError as error:
+            if "unknown message type" in error.message:
+                raise PilotError(f"the registry cannot relay a handshake to the name {hostname!r}",
+                                 code=error.code,
+                                 hint='ask its operator for its node ID (pilotctl info) and run '
+                                      'pilotctl handshake <node_id> "reason"') from None
+            raise PilotError(f"handshake request: {error.message}", code=error.code, hint=error.hint) from None
+        self.asked_names.add(hostname)
+        log.info("trust: {trust_event} name {hostname}", trust_event="handshake.sent_by_name", hostname=hostname)
+        self._poll_fast()
+        return {"status": "sent", "hostname": hostname, "path": "relay"}
+
+    def _holder_of(self, hostname):
+        """The node ID ``hostname`` resolves to for us (fails while it is hidden from us)."""
+        resolving = self.registry.request({"type": "resolve_hostname", "hostname": hostname,
+                                           "requester_id": self.node_id})
+        return resolving.addCallback(lambda reply: reply.get("node_id"))
+
+    def _answer(self, status, node):
+        answer = {"status": status, "node_id": node}
+        peer = self.state.trusted.get(node)
+        if peer is not None:
+            answer["mutual"] = peer.mutual
+        return answer
 
     @defer.inlineCallbacks
     def approve(self, node):
+        """Trust a node that asked us: ``{"status": "approved", "node_id", "mutual"}``.
+
+        ``mutual`` is the registry's word that both consents are in (the
+        requester's came with its request), the state the requester records
+        when our answer reaches it; ``not_found`` when nothing is pending.
+        """
         self._check_peer(node)
+        if node not in self.state.pending and not self.state.is_trusted(node):
+            yield self.poll()  # the request may still wait in the registry's relay inbox
         request = self.state.take_pending(node)
-        if request is not None:
-            self.state.trust(node, request.public_key, self._now(), mutual=False)
-            self._event("handshake.approved", node)
-            yield self._consent(node)
-            self._send_quietly(node, handshake.ACCEPT)
-        return {"status": "approved", "node_id": node}
+        if request is None:
+            if self.state.is_trusted(node):
+                return self._answer("approved", node)
+            raise PilotError(f"no pending handshake request from node {node}", code=NOT_FOUND,
+                             hint="requests waiting for approval are listed by: pilotctl pending")
+        self.state.trust(node, request.public_key, self._now(), mutual=False)
+        self._event("handshake.approved", node)
+        yield self._consent(node)
+        self._send_quietly(node, handshake.ACCEPT)
+        return self._answer("approved", node)
 
     @defer.inlineCallbacks
     def reject(self, node, reason=""):
@@ -286,7 +385,7 @@ class TrustManager:
         key = yield self._key_of(node, key)
         if self._trusted_with(node, key):
             reason = "already_trusted"
-        elif node in state.outgoing:
+        elif node in state.outgoing or (yield self.asked_names.answered_by(node)):
             reason = "mutual"
         else:
             network = yield self._shared_network(node)
@@ -311,7 +410,8 @@ class TrustManager:
     @defer.inlineCallbacks
     def _accepted(self, node, key, path):
         key = yield self._key_of(node, key)
-        if node not in self.state.outgoing and not self._trusted_with(node, key):
+        if (node not in self.state.outgoing and not self._trusted_with(node, key)
+                and not (yield self.asked_names.answered_by(node))):
             self.unsolicited += 1
             log.warn("accept from node {peer} we did not ask; ignored", peer=node, trust_event="handshake.unsolicited")
             return
@@ -323,7 +423,8 @@ class TrustManager:
         if node in self.state.outgoing:
             self.state.answered(node)
             self._event("handshake.rejected_by_peer", node, reason=reason, path=path)
-        elif self.state.is_trusted(node) and path == "relay":
+            return self._withdraw(node, notify=False)  # the consent our request gave
+        if self.state.is_trusted(node) and path == "relay":
             return self._revoked_by_peer(node, path)
         return None
 
@@ -405,13 +506,16 @@ class TrustManager:
 
     def _fast_tick(self):
         self._fast_timer = None
-        if not self.state.outgoing or self._now() >= self._fast_until:
+        if not self._awaiting_answers() or self._now() >= self._fast_until:
             return
         self.poll().addBoth(lambda _: self._rearm())
 
     def _rearm(self):
-        if self._fast_timer is None and self.state.outgoing and self._now() < self._fast_until:
+        if self._fast_timer is None and self._awaiting_answers() and self._now() < self._fast_until:
             self._fast_timer = self.clock.callLater(FAST_POLL_INTERVAL, self._fast_tick)
+
+    def _awaiting_answers(self):
+        return bool(self.state.outgoing or self.asked_names)
 
     def stop(self):
         if self._fast_timer is not None and self._fast_timer.active():

@@ -95,12 +95,13 @@ class DashboardApp:
         return {"query": query, "page": self.dashboard.index().select(query), "sorts": SORTS}
 
     def _overview_context(self):
+        self.dashboard.notice_changes()  # the charts end with the figures the cards show
         stats = self.dashboard.summary()
         history = self.dashboard.history
         peak = max(stats["versions"].values(), default=1)
         return {"stats": stats, "version_peak": peak,
-                "hourly": drawing.line_chart(history.hourly, "%H:00"),
-                "daily": drawing.line_chart(history.daily, "%a %d")}
+                "hourly": drawing.line_chart(history.chart(history.hourly), "%H:00", history.latest),
+                "daily": drawing.line_chart(history.chart(history.daily), "%a %d", history.latest)}
 
     # -- pages ---------------------------------------------------------------
 

@@ -2,11 +2,14 @@
 total that survives restarts, and online-node samples for the 24-hour and
 7-day charts.
 
-A sample is taken every minute but kept only as the first of its hour (at most
-24 kept) and the first of its day (at most 7), so a restart inside an hour
-adds nothing and the charts have no gaps or doubles.  Everything is one small
-JSON file beside the registry's store, rewritten atomically on each tick and
-at shutdown; without a store the history lives in memory only.
+A sample is taken at start, every minute and whenever the figures change, but
+kept only as the first of its hour (at most 24 kept) and the first of its day
+(at most 7), so a restart inside an hour adds nothing and the charts have no
+gaps or doubles.  The latest sample is kept apart (:attr:`History.latest`):
+the charts end with it, so they show now, not the hour's first minute.
+Everything but the latest sample is one small JSON file beside the registry's
+store, rewritten atomically every minute and at shutdown; without a store the
+history lives in memory only.
 """
 
 import json
@@ -29,6 +32,7 @@ class History:
         self.earlier_requests = 0
         self.hourly = []
         self.daily = []
+        self.latest = None
         if path and os.path.exists(path):
             with open(path) as handle:
                 saved = json.load(handle)
@@ -49,19 +53,32 @@ class History:
         sample = {"ts": int(now), "total_nodes": counts["total_nodes"],
                   "online_nodes": counts["active_nodes"],
                   "trust_links": counts["total_trust_links"], "total_requests": total_requests}
+        self.latest = sample
         for samples, bucket, keep in ((self.hourly, HOUR, KEEP_HOURLY),
                                       (self.daily, DAY, KEEP_DAILY)):
             if not samples or samples[-1]["ts"] // bucket < sample["ts"] // bucket:
                 samples.append(sample)
                 del samples[:-keep]
 
-    def requests_per_day(self):
-        """The last full day's requests, else the last hour's times 24, else 0 (as FK)."""
-        if len(self.daily) >= 2:
-            return self.daily[-1]["total_requests"] - self.daily[-2]["total_requests"]
-        if len(self.hourly) >= 2:
-            return 24 * (self.hourly[-1]["total_requests"] - self.hourly[-2]["total_requests"])
-        return 0
+    def chart(self, samples):
+        """``samples`` (hourly or daily) followed by the latest sample when it is newer."""
+        if self.latest is not None and (not samples or samples[-1]["ts"] < self.latest["ts"]):
+            return [*samples, self.latest]
+        return list(samples)
+
+    def requests_last_day(self, now, total_requests):
+        """Requests answered in the 24 hours before ``now`` (``total_requests`` is the total now).
+
+        Counted from the newest sample at least a day old; when the history is
+        younger than a day, from its oldest sample (so a registry started an
+        hour ago shows that hour's requests, never 0 beside a non-zero total).
+        """
+        samples = sorted(self.hourly + self.daily, key=lambda sample: sample["ts"])
+        if not samples:
+            return 0
+        older = [sample for sample in samples if sample["ts"] <= now - DAY]
+        start = older[-1] if older else samples[0]
+        return max(0, total_requests - start["total_requests"])
 
     def save(self, total_requests):
         if not self.path:

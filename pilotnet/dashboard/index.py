@@ -74,9 +74,10 @@ class Page:
 
 
 def _version(text):
+    """A bare release number gets a ``v`` (``1.2.0`` -> ``v1.2.0``); a named one stays as sent."""
     if not text:
         return UNKNOWN_VERSION
-    return text if text.startswith("v") else f"v{text}"
+    return f"v{text}" if text[0].isdigit() else text
 
 
 def consent_pair(key):
@@ -123,7 +124,7 @@ class DirectoryIndex:
         changed, self._changed_nodes = self._changed_nodes, set()
         if self._checked is None or now - self._checked >= ONLINE_CHECK:
             self._checked = now
-            self._cutoff = now - self._registry.stale_after
+            self._cutoff = now - self._registry.offline_after
             cutoff = self._cutoff
             online = {i for i, node in self.nodes.items() if node.last_seen >= cutoff}
             changed |= online ^ self.online
@@ -214,7 +215,7 @@ class DirectoryIndex:
 
     @property
     def versions(self):
-        """Client versions (``v``-prefixed, empty as ``unknown``), most used first."""
+        """Client versions (bare numbers ``v``-prefixed, empty as ``unknown``), most used first."""
         def make():
             merged = Counter()
             for version, count in self._versions.items():

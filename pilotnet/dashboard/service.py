@@ -3,8 +3,13 @@
 :class:`Dashboard` is a twistd service that watches the registry server's
 commits (``server.commit_observers``), keeps a
 :class:`~pilotnet.dashboard.index.DirectoryIndex` up to date with them (built
-once, then changed node by node), samples the history every minute and tells
-open pages about changes.
+once, then changed node by node), samples the history at start, every minute
+and on every change of the figures, and tells open pages about changes.
+
+Nodes also go offline without any commit (their heartbeats just stop), so
+while a page is open the figures are compared with the last ones seen every
+``ONLINE_CHECK`` seconds; a node crossing the ``--offline-after`` cutoff
+reaches open pages within that second.
 
 A standby's replication hands the primary's changes to the same observers.  A
 directory replaced wholesale (a standby taking a primary's snapshot) is
@@ -18,7 +23,7 @@ from twisted.web.server import Site
 
 from pilotnet.dashboard.app import DashboardApp
 from pilotnet.dashboard.history import History, history_path
-from pilotnet.dashboard.index import DirectoryIndex
+from pilotnet.dashboard.index import ONLINE_CHECK, DirectoryIndex
 from pilotnet.dashboard.live import LiveFeed
 from pilotnet.plugin_options import StreamListener
 
@@ -37,9 +42,11 @@ class Dashboard(MultiService):
         # everything built before the reactor starts out of garbage collections.
         self._index = DirectoryIndex(server.registry, clock.seconds())
         server.commit_observers.append(self._committed)
-        sampler = TimerService(SAMPLE_INTERVAL, self.sample)
-        sampler.clock = clock
-        sampler.setServiceParent(self)
+        self._seen_counts = None
+        for interval, job in ((SAMPLE_INTERVAL, self.sample), (ONLINE_CHECK, self.watch)):
+            timer = TimerService(interval, job)
+            timer.clock = clock
+            timer.setServiceParent(self)
 
     def site(self):
         return Site(DashboardApp(self).resource())
@@ -86,16 +93,39 @@ class Dashboard(MultiService):
         """``/api/stats`` without the per-node lists: both reference forms' figures."""
         index = self.index()
         stats = index.counts()
-        stats.update(total_requests=self.total_requests(), uptime_secs=self.uptime(),
-                     req_per_day=self.history.requests_per_day(), networks=index.networks,
-                     versions=index.versions, hourly=self.history.hourly,
-                     daily=self.history.daily)
+        total = self.total_requests()
+        stats.update(total_requests=total, uptime_secs=self.uptime(),
+                     req_per_day=self.history.requests_last_day(self.clock.seconds(), total),
+                     networks=index.networks, versions=index.versions,
+                     hourly=self.history.hourly, daily=self.history.daily)
         return stats
 
     def sample(self):
         total = self.total_requests()
-        self.history.sample(self.clock.seconds(), self.index().counts(), total)
+        self._record(self.index().counts(), total)
         self.history.save(total)
+
+    def watch(self):
+        """While a page is open: :meth:`notice_changes` (every ``ONLINE_CHECK`` seconds).
+
+        Commits already trigger a live event; this catches what changes with
+        the clock alone: nodes going offline when their heartbeats stop.  The
+        check scans every node (about 20 ms at 100,000), so nobody watching
+        means no scan; the minute's sample and the next page catch up.
+        """
+        if self.live.listeners:
+            self.notice_changes()
+
+    def notice_changes(self):
+        """Tell open pages, and the history, of figures that moved since the last look."""
+        counts = self.index().counts()
+        if counts != self._seen_counts:
+            self._record(counts, self.total_requests())
+            self.live.changed()
+
+    def _record(self, counts, total_requests):
+        self._seen_counts = counts
+        self.history.sample(self.clock.seconds(), counts, total_requests)
 
 
 def make_dashboard(clock, server, store_path=None):

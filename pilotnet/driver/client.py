@@ -40,7 +40,7 @@ from pilotnet.driver.paths import default_socket_path, pilot_home
 from pilotnet.driver.streams import Datagram, Listener, Stream
 from pilotnet.driver.targets import parse_port, parse_target, unresolvable
 from pilotnet.driver.waiting import OneShot
-from pilotnet.errors import CONNECTION_FAILED, INVALID_ARGUMENT, NOT_RUNNING, PilotError
+from pilotnet.errors import CONNECTION_FAILED, INVALID_ARGUMENT, NOT_FOUND, NOT_RUNNING, PilotError
 from pilotnet.wire.address import Addr
 from pilotnet.wire.eventstream import split_events
 
@@ -199,12 +199,27 @@ class Daemon:
     # -- trust ------------------------------------------------------------------------
 
     def handshake(self, target, justification=""):
-        """Ask ``target`` (address, node ID or hostname) for mutual trust: ``{"status": "sent", "node_id"}``."""
+        """Ask ``target`` (address, node ID or hostname) for mutual trust.
+
+        ``{"status": "sent"|"approved"|"trusted", "node_id", ...}`` (see
+        :meth:`pilotnet.daemon.trust_manager.TrustManager.request`).  A hostname
+        that does not resolve may be a private node's: the request then goes
+        to that name through the registry, ``{"status": "sent", "hostname",
+        "path": "relay"}``, and the node's ID is learnt when it approves.
+        """
         if isinstance(target, int) and not isinstance(target, bool):
             target = str(target)
-        return self.resolve(target).addCallback(
+
+        def by_name(failure):
+            failure.trap(PilotError)
+            if failure.value.code != NOT_FOUND or not isinstance(target, str) or parse_target(target) is not None:
+                return failure
+            return self._result(commands.HandshakeByName, "result", hostname=target, justification=justification)
+
+        return self.resolve(target).addCallbacks(
             lambda address: self._result(commands.Handshake, "result", node_id=address.node,
-                                         justification=justification))
+                                         justification=justification),
+            by_name)
 
     def approve(self, node_id):
         """Approve a pending request: ``{"status": "approved", "node_id"}``."""

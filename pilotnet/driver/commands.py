@@ -225,6 +225,16 @@ class Handshake(Command):
     response = [(b"result", JSON())]
 
 
+class HandshakeByName(Command):
+    """Ask the node holding ``hostname`` (a private node's name, which does not resolve) for trust.
+
+    Relayed by the registry; ``{"status": "sent", "hostname", "path": "relay"}``.
+    """
+
+    arguments = [(b"hostname", amp.Unicode()), (b"justification", amp.Unicode())]
+    response = [(b"result", JSON())]
+
+
 class Approve(Command):
     arguments = [(b"node_id", amp.Integer())]
     response = [(b"result", JSON())]

@@ -50,12 +50,21 @@ def parse_target(target):
     return None
 
 
+def private_name_hint(hostname):
+    """What works when ``hostname`` may belong to a private node, whose name resolves only after trust.
+
+    A handshake by that name works: the registry relays it to the holder
+    without resolving the name for us (:meth:`Daemon.handshake`).
+    """
+    return (f'if "{hostname}" is a private node, its name resolves only once you trust each other: '
+            f'ask it with pilotctl handshake {hostname} "reason" (the registry relays it to that name)')
+
+
 def unresolvable(hostname):
-    """The error for a hostname the daemon could not resolve (the reference's wording)."""
+    """The error for a hostname the daemon could not resolve (the reference's wording, and what works)."""
     return PilotError(
-        f'cannot resolve "{hostname}" — is the hostname correct and is there mutual trust? '
-        "(see: pilotctl handshake)",
-        code=NOT_FOUND,
+        f'cannot resolve "{hostname}" — is the hostname correct and is there mutual trust?',
+        code=NOT_FOUND, hint=private_name_hint(hostname),
     )
 
 

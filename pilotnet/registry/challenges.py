@@ -58,6 +58,9 @@ CHALLENGES = {
     "deregister": ("node_id", lambda r: f"deregister:{r['node_id']}"),
     "poll_handshakes": ("node_id", lambda r: f"poll_handshakes:{r['node_id']}"),
     "request_handshake": ("from_node_id", lambda r: f"handshake:{r['from_node_id']}:{r['to_node_id']}"),
+    # Ours (not the reference's): a request to a private node known only by its hostname.
+    "request_handshake_by_name": ("from_node_id",
+                                  lambda r: f"handshake_by_name:{r['from_node_id']}:{r['to_hostname']}"),
     "respond_handshake": ("node_id", lambda r: f"respond:{r['node_id']}:{r['peer_id']}"),
     "punch": ("requester_id", lambda r: f"punch:{r['node_a']}:{r['node_b']}"),
     "rotate_key": ("node_id", lambda r: f"rotate:{r['node_id']}"),

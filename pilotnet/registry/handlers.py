@@ -45,6 +45,9 @@ MAX_INBOX = 100
 MAX_JUSTIFICATION = 1024
 MAX_POLO = 1_000_000
 BEACON_TTL = 60.0
+# Two heartbeats of a daemon at its default interval (60 s): a stopped node shows offline
+# within two intervals; one lost heartbeat does not make a live one flap.
+DEFAULT_OFFLINE_AFTER = 120.0
 JOIN_RULES = ("open", "token")
 # What a standby answers (the reference's list); every other request is refused.
 # beacon_register too: a beacon's announcement is soft local state, not replicated.
@@ -124,11 +127,13 @@ class Registry:
     log = Logger()
 
     def __init__(self, directory=None, *, admin_token="", stale_after=300.0,
-                 register_limiter=None, polo_limiter=None, replays=None,
-                 allow_legacy_signatures=False, allow_owner_recovery=False, audit=None):
+                 offline_after=DEFAULT_OFFLINE_AFTER, register_limiter=None, polo_limiter=None,
+                 replays=None, allow_legacy_signatures=False, allow_owner_recovery=False, audit=None):
         self.directory = directory if directory is not None else Directory()
         self.admin_token = admin_token
+        # Silent for offline_after: shown offline; silent for stale_after: reaped.
         self.stale_after = stale_after
+        self.offline_after = offline_after
         self.replays = replays if replays is not None else ReplayCache()
         # Compatibility options, both unsafe (docs/security.md says what they open).
         self.allow_legacy_signatures = allow_legacy_signatures
@@ -166,6 +171,7 @@ class Registry:
             "revoke_trust": self._revoke_trust,
             "check_trust": self._check_trust,
             "request_handshake": self._request_handshake,
+            "request_handshake_by_name": self._request_handshake_by_name,
             "poll_handshakes": self._poll_handshakes,
             "respond_handshake": self._respond_handshake,
             "punch": self._punch,
@@ -455,7 +461,7 @@ class Registry:
         return reaped
 
     def online_count(self, now):
-        cutoff = now - self.stale_after
+        cutoff = now - self.offline_after
         return sum(1 for node in self.directory.nodes.values() if node.last_seen >= cutoff)
 
     def _deregister(self, request, peer, now):
@@ -667,6 +673,28 @@ class Registry:
         self.directory.add_request(to_id, HandshakeRequest(from_id, justification, now))
         self.directory.consent(from_id, to_id)
         return {"type": "request_handshake_ok", "status": "delivered"}
+
+    def _request_handshake_by_name(self, request, peer, now):
+        """A request to whoever holds ``to_hostname``: how to ask a private node whose name is hidden from us.
+
+        The reply is the same whether a node holds the name, its inbox is full
+        or our request already waits there, so the name stays as unknown to a
+        stranger as ``resolve_hostname`` keeps it; the requester learns the
+        node's ID when the node approves (its answer names itself).
+        """
+        from_id = fields.uint(request, "from_node_id")
+        hostname = fields.text(request, "to_hostname", max_length=256)
+        justification = fields.text(request, "justification", max_length=MAX_JUSTIFICATION)
+        self._authenticate(request, "request_handshake_by_name",
+                           {"from_node_id": from_id, "to_hostname": hostname}, from_id, now)
+        directory = self.directory
+        to_id = directory.hostname_holder(hostname) if hostname else None
+        if to_id is not None and to_id != from_id and to_id in directory.nodes:
+            pending = directory.pending_requests(to_id)
+            if len(pending) < MAX_INBOX and all(item.from_node_id != from_id for item in pending):
+                directory.add_request(to_id, HandshakeRequest(from_id, justification, now))
+                directory.consent(from_id, to_id)
+        return {"type": "request_handshake_by_name_ok", "status": "delivered"}
 
     def _poll_handshakes(self, request, peer, now):
         node_id = fields.uint(request, "node_id")

@@ -110,7 +110,7 @@ class RegistryMetrics:
         self.events = {reply: Counter(name, text, registry=c)
                        for reply, (name, text) in _EVENTS.items()}
         directory = registry.directory
-        self._gauge("pilot_nodes_online", "Nodes that heartbeated within the stale threshold.",
+        self._gauge("pilot_nodes_online", "Nodes that heartbeated within --offline-after.",
                     lambda: registry.online_count(clock.seconds()))
         self._gauge("pilot_nodes_total", "Registered nodes (not reaped or deregistered).",
                     lambda: len(directory.nodes))

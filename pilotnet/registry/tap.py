@@ -16,7 +16,7 @@ from pilotnet.registry import replication
 from pilotnet.registry.directory import Directory
 from pilotnet.registry.audit import KINDS as AUDIT_KINDS, AuditLog
 from pilotnet.registry.audit_service import AuditService
-from pilotnet.registry.handlers import Registry
+from pilotnet.registry.handlers import DEFAULT_OFFLINE_AFTER, Registry
 from pilotnet.plugin_options import PortsFile, ServerOptions, StreamListener
 from pilotnet.ratelimit import RateLimiter
 from pilotnet.registry.freshness import DEFAULT_WINDOW, ReplayCache
@@ -29,6 +29,8 @@ from pilotnet.registry.store import RegistryStore
 
 DEFAULT_ENDPOINT = "tcp:9000:interface=127.0.0.1"
 HOUSEKEEPING_INTERVAL = 10.0
+# How long an offline node stays listed (keeping its hostname) before it is reaped.
+DEFAULT_STALE_AFTER = 3600.0
 
 log = Logger()
 
@@ -39,7 +41,10 @@ class RegistryOptions(ServerOptions):
         ["store", None, None, "SQLite file keeping the registry's state; memory only if unset."],
         ["admin-token", None, "",
          "Token for admin requests (create_network, backbone list_nodes); unset disables them."],
-        ["stale-after", None, "300", "Seconds without heartbeat before a node is reaped."],
+        ["offline-after", None, str(int(DEFAULT_OFFLINE_AFTER)),
+         "Seconds without heartbeat before a node shows offline (at least two heartbeat intervals)."],
+        ["stale-after", None, str(int(DEFAULT_STALE_AFTER)),
+         "Seconds without heartbeat before a node is reaped; until then it is listed offline."],
         ["max-connections", None, str(MAX_CONNECTIONS), "Concurrent client connections."],
         ["max-connections-per-ip", None, str(MAX_CONNECTIONS_PER_IP),
          "Concurrent client connections from one source IP."],
@@ -82,9 +87,11 @@ class RegistryOptions(ServerOptions):
         super().postOptions()
         if bool(self["tls-cert"]) != bool(self["tls-key"]):
             raise usage.UsageError("--tls-cert and --tls-key go together")
-        self["stale-after"] = self.positive_number(self["stale-after"], "stale-after")
-        self["request-deadline"] = self.positive_number(self["request-deadline"], "request-deadline")
-        self["signature-window"] = self.positive_number(self["signature-window"], "signature-window")
+        for name in ("offline-after", "stale-after", "request-deadline", "signature-window"):
+            self[name] = self.positive_number(self[name], name)
+        if self["offline-after"] > self["stale-after"]:
+            raise usage.UsageError("--offline-after must not exceed --stale-after "
+                                   "(a node shows offline before it is reaped)")
         for name in ("max-connections", "registrations-per-minute", "max-connections-per-ip",
                      "max-buffered-bytes"):
             try:
@@ -157,6 +164,7 @@ def make_registry_service(reactor, options, on_listening=lambda address: None):
         log.warn("registry: no --store given, state lives in memory only")
     registry = Registry(
         directory, admin_token=options["admin-token"], stale_after=options["stale-after"],
+        offline_after=options["offline-after"],
         register_limiter=RateLimiter(burst=options["registrations-per-minute"], window=60.0),
         replays=ReplayCache(window=options["signature-window"]),
         allow_legacy_signatures=options["allow-legacy-signatures"],

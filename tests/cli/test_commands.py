@@ -13,6 +13,7 @@ from twisted.trial.unittest import TestCase
 from pilotnet.cli import catalogue
 from pilotnet.cli.commands import node
 from pilotnet.driver import client
+from pilotnet.driver.targets import private_name_hint
 from tests.cli.support import ImmediateClock, PilotctlMixin, run_async
 from tests.driver.fakedaemon import AGENT_B, NODE
 
@@ -177,8 +178,9 @@ class CommandTests(PilotctlMixin, TestCase):
         self.assertEqual(found.stdout, "Hostname:  agent-b\nNode ID:   9\nAddress:   0:0000.0000.0009\nVisible:   public\n")
         missing = await self.pilotctl("find", "ghost", "--json")
         self.assertEqual(missing.error, {
-            "code": "not_found", "hint": 'establish trust first: pilotctl handshake ghost "reason"',
+            "code": "not_found", "hint": private_name_hint("ghost"),
             "message": 'cannot find "ghost" — hostname not found or no mutual trust', "status": "error"})
+        self.assertIn('pilotctl handshake ghost "reason"', missing.error["hint"])
         self.assertEqual((await self.pilotctl("lookup", "9", "--json")).data["address"], str(AGENT_B))
         self.assertEqual((await self.pilotctl("lookup", "70", "--json")).error["code"], "not_found")
 
@@ -188,7 +190,8 @@ class CommandTests(PilotctlMixin, TestCase):
         self.assertEqual(result.code, 1)
         self.assertEqual(result.error["code"], "not_found")
         self.assertEqual(result.error["message"], 'cannot resolve "ghost" — is the hostname correct and is there '
-                                                  "mutual trust? (see: pilotctl handshake)")
+                                                  "mutual trust?")
+        self.assertEqual(result.error["hint"], private_name_hint("ghost"))
 
     @run_async
     async def test_ping(self):

@@ -280,3 +280,17 @@ class StreamsTests(SynchronousTestCase):
         ports = {self.dial(client).local_port for _ in range(3)}
         self.assertEqual(len(ports), 3)
         self.assertTrue(all(port >= 49152 for port in ports))
+
+
+class AbandonedDialTests(SynchronousTestCase):
+    def test_a_cancelled_dial_stops_sending_syns_and_leaves_no_connection(self):
+        """A dial given up on (timeout, or a reachability verdict) must not keep retrying in the background."""
+        pair = Pair()
+        a = pair.nodes[1]
+        dialing = a.dial(A, B, 1000, RecordingOwner())
+        pair.wire[:] = []  # the SYN is lost: nobody answers
+        dialing.cancel()
+        self.failureResultOf(dialing, defer.CancelledError)
+        self.assertEqual(len(a), 0)
+        pair.clock.advance(60)
+        self.assertEqual([p for p in pair.wire if p.flags & FLAG_SYN], [])

@@ -9,8 +9,9 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from pilotnet.crypto.identity import Identity, b64encode
 from pilotnet.daemon.trust import MAX_PENDING, TrustState
-from pilotnet.daemon.trust_manager import FAST_POLL_INTERVAL, TrustManager
-from pilotnet.errors import ALREADY_EXISTS, NOT_FOUND, PilotError
+from pilotnet.daemon.asked_names import MAX_NAMES
+from pilotnet.daemon.trust_manager import FAST_POLL_INTERVAL, RELAY_HEAD_START, TrustManager
+from pilotnet.errors import ALREADY_EXISTS, INVALID_ARGUMENT, NOT_FOUND, PilotError
 from pilotnet.wire import handshake
 from pilotnet.wire.address import Addr
 from pilotnet.wire.packet import FLAG_SYN, PROTO_DATAGRAM, PROTO_STREAM, Packet
@@ -28,6 +29,8 @@ class FakeRegistry:
         self.inbox = {"requests": [], "responses": []}
         self.networks = {}
         self.trusted_pairs = set()
+        self.consented = set()  # peers whose consent to trust us the registry holds
+        self.visible_names = {}  # hostname -> node, for names resolve_hostname shows us
         self.fail = {}
 
     def signed(self, request):
@@ -37,6 +40,8 @@ class FakeRegistry:
         if request["type"] == "poll_handshakes":
             reply, self.inbox = self.inbox, {"requests": [], "responses": []}
             return defer.succeed(reply)
+        if request["type"] == "report_trust":  # our registry says whether both consents are in
+            return defer.succeed({"type": "report_trust_ok", "mutual": request["peer_id"] in self.consented})
         return defer.succeed({"type": request["type"] + "_ok"})
 
     def request(self, request):
@@ -44,6 +49,10 @@ class FakeRegistry:
             return defer.succeed({"networks": self.networks.get(request["node_id"], [0])})
         if request["type"] == "check_trust":
             return defer.succeed({"trusted": request["peer_id"] in self.trusted_pairs})
+        if request["type"] == "resolve_hostname":
+            if request["hostname"] not in self.visible_names:
+                return defer.fail(PilotError(f'hostname "{request["hostname"]}" not found', code=NOT_FOUND))
+            return defer.succeed({"node_id": self.visible_names[request["hostname"]]})
         raise AssertionError(request)
 
     def kinds(self):
@@ -51,12 +60,17 @@ class FakeRegistry:
 
 
 class FakeCourier:
+    """``reachable``: True delivers at once, False fails at once, None never answers (a silent peer)."""
+
     def __init__(self):
         self.sent = []
         self.reachable = True
+        self.cancelled = []
 
     def send(self, node, message, timeout=None):
         self.sent.append((node, message.kind))
+        if self.reachable is None:
+            return defer.Deferred(canceller=lambda _: self.cancelled.append((node, message.kind)))
         if self.reachable:
             return defer.succeed(None)
         return defer.fail(PilotError("cannot resolve", code=NOT_FOUND))
@@ -67,7 +81,7 @@ class Settings:
     trust_auto_approve = False
 
 
-class FlowTests(SynchronousTestCase):
+class TrustCase(SynchronousTestCase):
     def setUp(self):
         self.clock = Clock()
         self.clock.advance(NOW)
@@ -93,8 +107,11 @@ class FlowTests(SynchronousTestCase):
     def syn(self, port=7, protocol=PROTO_STREAM):
         return Packet(protocol, Addr(0, PEER), Addr(0, ME), 49152, port, flags=FLAG_SYN)
 
+
+class FlowTests(TrustCase):
     def test_request_direct_then_accept_creates_mutual_trust_and_reports_it(self):
-        self.assertEqual(self.successResultOf(self.trust.request(PEER, "hi")), {"status": "sent", "node_id": PEER})
+        self.assertEqual(self.successResultOf(self.trust.request(PEER, "hi")),
+                         {"status": "sent", "node_id": PEER, "path": "direct"})
         self.assertEqual(self.courier.sent, [(PEER, handshake.REQUEST)])
         self.assertNotIn(("request_handshake", None), self.registry.kinds())
         self.successResultOf(self.trust.received(self.from_peer(handshake.ACCEPT)))
@@ -122,8 +139,9 @@ class FlowTests(SynchronousTestCase):
         self.assertEqual([(r["node_id"], r["justification"]) for r in self.successResultOf(self.trust.pending())["pending"]],
                          [(PEER, "please")])
         self.assertFalse(self.trust.admit(self.syn()))
-        self.assertEqual(self.successResultOf(self.trust.approve(PEER)), {"status": "approved", "node_id": PEER})
-        self.assertFalse(self.trust.trusted()["trusted"][0]["mutual"])
+        self.assertEqual(self.successResultOf(self.trust.approve(PEER)),
+                         {"status": "approved", "node_id": PEER, "mutual": False})
+        self.assertFalse(self.trust.trusted()["trusted"][0]["mutual"])  # this registry did not confirm both consents
         self.assertIn(("respond_handshake", True), self.registry.kinds())
         self.assertIn((PEER, handshake.ACCEPT), self.courier.sent)
         self.assertTrue(self.trust.admit(self.syn()))
@@ -237,6 +255,117 @@ class FlowTests(SynchronousTestCase):
         self.assertTrue(trust.state.trusted[PEER].mutual)
         saved = json.loads(self.path.read_text())["trusted"][0]
         self.assertEqual(saved["public_key"], self.peer.public_key_b64)
+
+
+class AnswerTests(TrustCase):
+    """What ``handshake`` and ``approve`` answer is what really happened, and both sides agree on mutual."""
+
+    def test_asking_a_node_whose_request_waits_in_the_relay_approves_it(self):
+        self.registry.inbox["requests"] = [{"from_node_id": PEER, "justification": "first",
+                                            "public_key": self.peer.public_key_b64}]
+        self.registry.consented.add(PEER)  # its relayed request was its consent
+        answer = self.successResultOf(self.trust.request(PEER, "me too"))
+        self.assertEqual(answer, {"status": "approved", "node_id": PEER, "mutual": True})
+        self.assertNotIn(("request_handshake", None), self.registry.kinds())
+        self.assertEqual(self.courier.sent, [(PEER, handshake.ACCEPT)])
+
+    def test_asking_a_trusted_node_says_so(self):
+        self.trust.state.trust(PEER, "", NOW, mutual=True)
+        self.assertEqual(self.successResultOf(self.trust.request(PEER)),
+                         {"status": "trusted", "node_id": PEER, "mutual": True})
+        self.assertEqual(self.courier.sent, [])
+
+    def test_approving_when_the_registry_holds_both_consents_is_mutual_on_this_side_too(self):
+        self.successResultOf(self.trust.received(self.from_peer(handshake.REQUEST)))
+        self.registry.consented.add(PEER)
+        self.assertEqual(self.successResultOf(self.trust.approve(PEER)),
+                         {"status": "approved", "node_id": PEER, "mutual": True})
+        self.assertTrue(self.trust.trusted()["trusted"][0]["mutual"])
+
+    def test_approving_nothing_is_an_error_not_a_false_success(self):
+        failure = self.failureResultOf(self.trust.approve(PEER), PilotError)
+        self.assertEqual(failure.value.code, NOT_FOUND)
+        self.assertIn("pilotctl pending", failure.value.hint)
+        self.assertEqual(self.trust.trusted()["trusted"], [])
+
+    def test_a_direct_request_gives_our_consent_to_the_registry(self):
+        self.successResultOf(self.trust.request(PEER))
+        self.assertIn(("report_trust", None), self.registry.kinds())
+
+    def test_a_silent_direct_path_is_overtaken_by_the_relay_after_the_head_start(self):
+        self.courier.reachable = None
+        requesting = self.trust.request(PEER, "hi")
+        self.assertNoResult(requesting)
+        self.assertNotIn(("request_handshake", None), self.registry.kinds())
+        self.clock.advance(RELAY_HEAD_START)
+        self.assertEqual(self.successResultOf(requesting), {"status": "sent", "node_id": PEER, "path": "relay"})
+        self.assertEqual(self.courier.cancelled, [(PEER, handshake.REQUEST)])
+        self.assertNotIn(("report_trust", None), self.registry.kinds())  # the relayed request carried it
+
+    def test_a_refusal_withdraws_the_consent_our_request_gave(self):
+        self.successResultOf(self.trust.request(PEER))
+        self.successResultOf(self.trust.received(self.from_peer(handshake.REJECT, reason="no")))
+        self.assertEqual(self.trust.state.outgoing, set())
+        self.assertIn(("revoke_trust", None), self.registry.kinds())
+
+
+class ByNameTests(TrustCase):
+    """Asking a private node by its hostname: relayed, and its answer recognised once the name resolves."""
+
+    def test_the_request_goes_to_the_registry_as_a_name(self):
+        self.assertEqual(self.successResultOf(self.trust.request_by_name("gamma", "hi")),
+                         {"status": "sent", "hostname": "gamma", "path": "relay"})
+        [sent] = [r for r in self.registry.signed_requests if r["type"] == "request_handshake_by_name"]
+        self.assertEqual((sent["from_node_id"], sent["to_hostname"], sent["justification"]), (ME, "gamma", "hi"))
+        self.assertEqual(self.courier.sent, [])
+
+    def test_the_holders_accept_is_taken_once_the_name_resolves_to_it(self):
+        self.successResultOf(self.trust.request_by_name("gamma"))
+        self.registry.visible_names["gamma"] = PEER  # both consented: the registry shows us the name
+        self.registry.inbox["responses"] = [{"from_node_id": PEER, "accept": True, "timestamp": NOW}]
+        self.clock.advance(FAST_POLL_INTERVAL)  # polled fast while the name is unanswered
+        [peer] = self.trust.trusted()["trusted"]
+        self.assertEqual((peer["node_id"], peer["mutual"]), (PEER, True))
+        self.assertEqual(self.trust.unsolicited, 0)
+
+    def test_an_accept_from_a_node_not_holding_the_name_is_unsolicited(self):
+        self.successResultOf(self.trust.request_by_name("gamma"))
+        self.successResultOf(self.trust.received(self.from_peer(handshake.ACCEPT)))  # gamma stays hidden
+        self.assertEqual((self.trust.trusted()["trusted"], self.trust.unsolicited), ([], 1))
+
+    def test_a_stranger_costs_the_registry_one_check_per_name_not_one_per_message(self):
+        for number in range(3):
+            self.successResultOf(self.trust.request_by_name(f"name-{number}"))
+        resolving = []
+        original = self.registry.request
+        self.registry.request = lambda request: resolving.append(request) or original(request)
+        for _ in range(5):
+            self.successResultOf(self.trust.received(self.from_peer(handshake.ACCEPT, justification="")))
+            self.clock.advance(1)
+        self.assertEqual([r["type"] for r in resolving], ["resolve_hostname"] * 3)
+        self.assertEqual(self.trust.unsolicited, 5)
+
+    def test_the_holder_asking_back_is_mutual(self):
+        self.successResultOf(self.trust.request_by_name("gamma"))
+        self.registry.visible_names["gamma"] = PEER
+        self.successResultOf(self.trust.received(self.from_peer(handshake.REQUEST)))
+        self.assertTrue(self.trust.trusted()["trusted"][0]["mutual"])
+        self.assertEqual(self.trust.state.pending, {})
+
+    def test_bad_names_and_registries_without_the_relay_by_name(self):
+        for name in ("", "Not_A_Name", "x" * 64):
+            self.assertEqual(self.failureResultOf(self.trust.request_by_name(name), PilotError).value.code,
+                             INVALID_ARGUMENT)
+        self.registry.fail["request_handshake_by_name"] = PilotError(
+            'unknown message type: "request_handshake_by_name"')
+        failure = self.failureResultOf(self.trust.request_by_name("gamma"), PilotError)
+        self.assertIn("pilotctl handshake <node_id>", failure.value.hint)
+
+    def test_asked_names_are_bounded(self):
+        for number in range(MAX_NAMES + 10):
+            self.successResultOf(self.trust.request_by_name(f"node-{number}"))
+        self.assertEqual(len(self.trust.asked_names), MAX_NAMES)
+        self.assertNotIn("node-0", self.trust.asked_names)
 
 
 class StateFileTests(SynchronousTestCase):

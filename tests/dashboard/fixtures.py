@@ -19,7 +19,7 @@ class Polo:
 
     def __init__(self, test, history=None):
         self.test = test
-        self.driven = DrivenRegistry()
+        self.driven = DrivenRegistry(offline_after=300.0)
         self.clock = Clock()
         self.clock.advance(self.driven.now)
         self.driven.registry.directory.started = self.driven.now - 3 * 86400 - 3600 * 2 - 60 * 5

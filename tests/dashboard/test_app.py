@@ -118,7 +118,7 @@ class PageTests(TestCase):
         html = self.polo.html("/")
         self.assertRegex(html, 'Uptime <strong id="uptime">3d 2h [0-9]+m</strong>')
         for label in ("Total requests", "Total nodes", "Online nodes", "Trust links", "Unique tags",
-                      "Task executors", "Requests per day"):
+                      "Task executors", "Requests, 24 h"):
             self.assertIn(f"<dt>{label}</dt>", html)
         self.assertIn('id="stat-total_nodes" title="60">60<', html)
         self.assertIn('id="stat-active_nodes" title="50">50<', html)
@@ -136,6 +136,16 @@ class PageTests(TestCase):
         self.assertIn("5 trust links.", html)
         self.assertIn('data-source="0:0000.0000.0001" data-target="0:0000.0000.0002"', html)
         self.assertIn("No trust links yet.", Polo(self).html("/fragment/graph"))
+
+    def test_versions_show_as_the_nodes_sent_them_bare_numbers_with_a_v(self):
+        polo = Polo(self)
+        polo.add(1, version="pilotnet/0.1.0")
+        polo.add(2, version="1.2.0")
+        polo.add(3, version="v1.2.0")
+        html = polo.html("/fragment/overview")
+        self.assertIn("<code>pilotnet/0.1.0</code></td><td>1</td>", html)
+        self.assertIn("<code>v1.2.0</code></td><td>2</td>", html)
+        self.assertNotIn("vpilotnet", html)
 
     def test_the_page_needs_nothing_from_elsewhere(self):
         html = self.polo.html("/")
@@ -182,7 +192,7 @@ class SafetyTests(TestCase):
             self.assertNotIn("<img", html, path)
         self.assertIn("#&lt;img src=x onerror=&#34;document.title=1&#34;&gt;",
                       polo.html("/fragment/directory?tag=onerror"))
-        self.assertIn("<code>v&lt;img", polo.html("/fragment/overview"))
+        self.assertIn("<code>&lt;img", polo.html("/fragment/overview"))
 
     def test_no_addresses_keys_or_endpoints_in_public_responses(self):
         secrets = [PEER[0], "0.0.0.0", identity(1).public_key_b64, "real_addr", "public_key",
@@ -260,6 +270,13 @@ class ApiTests(TestCase):
         self.polo.dashboard.history.earlier_requests = 1234
         _, body = self.polo.get("/api/badge/requests")
         self.assertRegex(body.decode(), r'aria-label="requests: 1\.\dK"')
+
+    def test_requests_in_the_last_day_count_from_the_start_of_a_young_history(self):
+        for _ in range(3):
+            self.polo.server.answer(b'{"type": "lookup", "node_id": 1}', PEER)
+        stats = self.polo.json("/api/stats?summary=1")
+        self.assertEqual((stats["total_requests"], stats["req_per_day"]), (3, 3))
+        self.assertIn('id="stat-req_per_day" title="3">3<', self.polo.html("/fragment/overview"))
 
     def test_healthz(self):
         health = self.polo.json("/healthz")

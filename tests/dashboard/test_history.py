@@ -20,14 +20,30 @@ class HistoryTests(TestCase):
         self.assertEqual(len(history.daily), KEEP_DAILY)
         self.assertEqual([s["ts"] % HOUR for s in history.hourly], [0] * KEEP_HOURLY)
         self.assertEqual(history.daily[-1]["ts"], start + 8 * DAY)
-        self.assertEqual(history.requests_per_day(), 24 * 60)
+        # One request a minute: a day of them, counted from the sample a day back.
+        now = start + 9 * DAY
+        self.assertEqual(history.requests_last_day(now, total_requests=9 * 24 * 60), 24 * 60)
 
-    def test_requests_per_day_from_hours_before_there_are_two_days(self):
+    def test_requests_in_the_last_day_count_from_the_oldest_sample_of_a_young_history(self):
         history = History()
-        self.assertEqual(history.requests_per_day(), 0)
+        self.assertEqual(history.requests_last_day(0, 5), 0)
         history.sample(0, COUNTS, 100)
+        self.assertEqual(history.requests_last_day(60, 130), 30)
         history.sample(HOUR, COUNTS, 150)
-        self.assertEqual(history.requests_per_day(), 24 * 50)
+        self.assertEqual(history.requests_last_day(HOUR + 60, 160), 60)
+        self.assertEqual(history.requests_last_day(DAY + 60, 400), 300)
+
+    def test_charts_end_with_the_latest_sample_not_the_hours_first(self):
+        history = History()
+        history.sample(HOUR, COUNTS, 0)
+        self.assertEqual(history.chart(history.hourly), history.hourly)
+        later = dict(COUNTS, active_nodes=4)
+        history.sample(HOUR + 600, later, 0)
+        self.assertEqual(len(history.hourly), 1)
+        chart = history.chart(history.hourly)
+        self.assertEqual([s["online_nodes"] for s in chart], [3, 4])
+        self.assertIs(chart[-1], history.latest)
+        self.assertEqual(history.chart([]), [history.latest])
 
     def test_totals_and_samples_survive_a_restart(self):
         path = self.mktemp()

@@ -84,7 +84,7 @@ class IndexMatchesBruteForceTests(TestCase):
         directory = Directory()
         for node_id, values in initial.items():
             _save(directory, node_id, now, **values)
-        registry = SimpleNamespace(directory=directory, stale_after=STALE_AFTER)
+        registry = SimpleNamespace(directory=directory, offline_after=STALE_AFTER)
         with mock.patch.object(order_module, "BISECT_LIMIT", bisect_limit):
             index = DirectoryIndex(registry, now)
             for query in asked:
@@ -160,9 +160,9 @@ class DashboardKeepsUpTests(TestCase):
         polo = Polo(self)
         quiet = polo.add(1)
         beating = polo.add(2, online=False)
-        stale_after = polo.driven.registry.stale_after
+        offline_after = polo.driven.registry.offline_after
         self.assertEqual(polo.dashboard.index().online, {quiet})
-        polo.clock.advance(stale_after)
+        polo.clock.advance(offline_after)
         polo.directory.touch(polo.directory.nodes[beating], polo.clock.seconds())
         polo.clock.advance(ONLINE_CHECK)
         self.assertEqual(polo.dashboard.index().online, {beating})

@@ -87,7 +87,7 @@ class PilotctlTests(PilotctlMixin, TestCase):
             (("send", "beta", "99999", "--data", "x"), "invalid_argument"),
             (("send", "beta", "port", "--data", "x"), "invalid_argument"),
             (("ping", "beta", "--count", "many"), "invalid_argument"),
-            (("connect", "0:0000.0000.0999", "7", "--message", "x", "--timeout", "3s"), "connection_failed"),
+            (("connect", "0:0000.0000.0999", "7", "--message", "x", "--timeout", "3s"), "not_found"),  # no such node
             (("lookup", "abc"), "invalid_argument"),
             (("frobnicate",), "invalid_argument"),
         ]

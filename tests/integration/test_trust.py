@@ -6,6 +6,7 @@ drops SYNs and datagrams from peers it does not trust.
 """
 
 import os
+import signal
 import time
 
 from twisted.internet.defer import ensureDeferred
@@ -70,14 +71,15 @@ class TrustTests(PilotctlMixin, TestCase):
         listing = await self.on(beta, "pending")
         self.assertIn("we should talk", listing.stdout)
         approved = await self.ok(beta, "approve", str(alpha.node_id))
-        self.assertEqual(approved, {"status": "approved", "node_id": alpha.node_id})
+        self.assertEqual(approved, {"status": "approved", "node_id": alpha.node_id, "mutual": True})
 
         async def alpha_trusts_beta():
             return beta.node_id in await self.trusted(alpha)
 
         await wait_until(alpha_trusts_beta, "alpha to learn of the approval", timeout=RELAY_DEADLINE)
+        # Both sides agree: mutual (the registry holds both consents, and said so to the approver).
         self.assertTrue((await self.trusted(alpha))[beta.node_id]["mutual"])
-        self.assertFalse((await self.trusted(beta))[alpha.node_id]["mutual"])
+        self.assertTrue((await self.trusted(beta))[alpha.node_id]["mutual"])
         self.assertEqual((await self.ok(beta, "pending"))["pending"], [])
 
         # Now both directions work, and the hostname resolves for the trusted peer.
@@ -183,7 +185,7 @@ class TrustTests(PilotctlMixin, TestCase):
         beta, refuses her all the same (trust is bound to beta's key)."""
         base = self.mktemp()
         self.rendezvous = await RendezvousProcess(
-            self, os.path.join(base, "rendezvous"), "--allow-owner-recovery", "--stale-after", "4").start()
+            self, os.path.join(base, "rendezvous"), "--allow-owner-recovery", "--offline-after", "2", "--stale-after", "4").start()
         fast = ("--keepalive", "1")
         alpha = await DaemonProcess(self, os.path.join(base, "alpha"), self.rendezvous, *fast,
                                     hostname="alpha", public=False).start()
@@ -236,3 +238,150 @@ class TrustTests(PilotctlMixin, TestCase):
         finally:
             registry.close()
         return reply["node_id"]
+
+
+class TrustAnswerTests(PilotctlMixin, TestCase):
+    """What a user is told: hints that lead somewhere, failures diagnosed fast, answers that match the state."""
+
+    timeout = 120
+    start = TrustTests.start
+    trusted = TrustTests.trusted
+
+    async def establish(self, alpha, beta):
+        """Trust between two private nodes, the way a user gets it: ask, approve."""
+        await self.ok(alpha, "handshake", str(beta.node_id), "hello")
+        await self.ok(beta, "approve", str(alpha.node_id))
+
+        async def alpha_trusts_beta():
+            return beta.node_id in await self.trusted(alpha)
+
+        await wait_until(alpha_trusts_beta, "alpha to learn of the approval", timeout=RELAY_DEADLINE)
+
+    @run
+    async def test_a_private_name_hint_leads_to_a_handshake_that_works(self):
+        """find/ping of a private node's name advise a handshake by that name, and that handshake works:
+        relayed by the registry to the name, approved, and then the name resolves."""
+        alpha, gamma = await self.start("alpha", "gamma")
+        hints = set()
+        for command in (("find", "gamma"), ("ping", "gamma")):
+            refused = await self.on(alpha, *command, "--json")
+            self.assertEqual(refused.code, 1, refused)
+            error = refused.error()
+            self.assertEqual(error["code"], "not_found")
+            hints.add(error["hint"])
+        [hint] = hints
+        self.assertIn('pilotctl handshake gamma "reason"', hint)
+        # Follow the hint, exactly.
+        human = await self.on(alpha, "handshake", "gamma", "reason")
+        self.assertEqual(human.code, 0, human)
+        self.assertIn('handshake request for "gamma" relayed by the registry', human.stdout)
+        self.assertEqual([r["node_id"] for r in (await self.ok(gamma, "pending"))["pending"]], [alpha.node_id])
+        self.assertEqual(await self.trusted(alpha), {})  # gamma's ID is still not known to alpha
+        await self.ok(gamma, "approve", str(alpha.node_id))
+
+        async def alpha_trusts_gamma():
+            return gamma.node_id in await self.trusted(alpha)
+
+        await wait_until(alpha_trusts_gamma, "alpha to learn gamma's approval", timeout=RELAY_DEADLINE)
+        self.assertTrue((await self.trusted(alpha))[gamma.node_id]["mutual"])
+        self.assertEqual((await self.ok(alpha, "find", "gamma"))["node_id"], gamma.node_id)
+        ping = await self.ok(alpha, "ping", "gamma", "--count", "1", "--timeout", "10s")
+        self.assertIn("rtt_ms", ping["results"][0], ping)
+
+    @run
+    async def test_missing_revoked_and_stopped_peers_are_named_within_five_seconds(self):
+        alpha, beta = await self.start("alpha", "beta")
+        await self.establish(alpha, beta)
+        ping = await self.ok(alpha, "ping", "beta", "--count", "1", "--timeout", "10s")
+        self.assertIn("rtt_ms", ping["results"][0], ping)
+
+        # Each failure must be diagnosed before ping's own 5 s timeout (which would say "timeout").
+        missing = await self.on(alpha, "ping", "4242", "--timeout", "5s", "--json")
+        self.assertEqual((missing.code, missing.error()["code"]), (1, "not_found"), missing)
+
+        await self.ok(beta, "untrust", str(alpha.node_id))
+        revoked = await self.on(alpha, "ping", str(beta.node_id), "--timeout", "5s", "--json")
+        self.assertEqual((revoked.code, revoked.error()["code"]), (1, "not_trusted"), revoked)
+        self.assertIn(f"pilotctl handshake {beta.node_id}", revoked.error()["hint"])
+        human = await self.on(alpha, "send-message", str(beta.node_id), "--data", "hi", timeout=8.0)
+        self.assertEqual(human.code, 1, human)
+        self.assertIn("pilotctl handshake", human.stderr)
+
+        # Trust again, then beta's daemon stops: unreachable, for ping and for send-message.
+        await self.establish(alpha, beta)
+        ping = await self.ok(alpha, "ping", "beta", "--count", "1", "--timeout", "10s")
+        self.assertIn("rtt_ms", ping["results"][0], ping)
+        await beta.stop()
+        stopped = await self.on(alpha, "ping", str(beta.node_id), "--count", "4", "--timeout", "5s", "--json")
+        self.assertEqual((stopped.code, stopped.error()["code"]), (1, "unreachable"), stopped)
+        self.assertIn(f"node {beta.node_id} is unreachable", stopped.error()["message"])
+        # send-message has no --timeout: the bound is the process's, 5 s plus the interpreter's start-up.
+        message = await self.on(alpha, "send-message", str(beta.node_id), "--data", "hi", "--json", timeout=8.0)
+        self.assertEqual((message.code, message.error()["code"]), (1, "unreachable"), message)
+
+    @run
+    async def test_asking_back_says_it_approved_and_both_sides_agree_on_mutual(self):
+        alpha, beta = await self.start("alpha", "beta")
+        first = await self.ok(alpha, "handshake", str(beta.node_id), "first")
+        self.assertEqual((first["status"], first["path"]), ("sent", "relay"))
+        back = await self.on(beta, "handshake", str(alpha.node_id), "back")
+        self.assertEqual(back.code, 0, back)
+        self.assertIn(f"node {alpha.node_id} had already asked: request approved, trust established", back.stdout)
+        self.assertNotIn("must approve", back.stdout)
+
+        async def alpha_trusts_beta():
+            return beta.node_id in await self.trusted(alpha)
+
+        await wait_until(alpha_trusts_beta, "alpha to learn of the approval", timeout=RELAY_DEADLINE)
+        self.assertTrue((await self.trusted(alpha))[beta.node_id]["mutual"])
+        self.assertTrue((await self.trusted(beta))[alpha.node_id]["mutual"])
+
+        # The ordinary flow: ask, approve; the approver's answer and both tables say mutual at once.
+        gamma = await DaemonProcess(self, os.path.join(self.mktemp(), "gamma"), self.rendezvous,
+                                    hostname="gamma", public=False).start()
+        await self.ok(alpha, "handshake", str(gamma.node_id), "hi")
+        approved = await self.ok(gamma, "approve", str(alpha.node_id))
+        self.assertEqual(approved, {"status": "approved", "node_id": alpha.node_id, "mutual": True})
+
+        async def alpha_trusts_gamma():
+            return gamma.node_id in await self.trusted(alpha)
+
+        await wait_until(alpha_trusts_gamma, "alpha to learn of gamma's approval", timeout=RELAY_DEADLINE)
+        self.assertEqual(((await self.trusted(alpha))[gamma.node_id]["mutual"],
+                          (await self.trusted(gamma))[alpha.node_id]["mutual"]), (True, True))
+        nothing = await self.on(gamma, "approve", str(beta.node_id), "--json")
+        self.assertEqual(nothing.error()["code"], "not_found")
+
+    @run
+    async def test_a_direct_path_that_never_answers_does_not_hold_up_the_relayed_request(self):
+        """The direct request to a node that went silent loses to the relay after its head start, instead
+        of keeping the user waiting for the direct dial's 5 s timeout before the relay is even tried."""
+        alpha, delta = await self.start("alpha", "delta", public=("delta",))
+        ping = await self.ok(alpha, "ping", "delta", "--count", "1", "--timeout", "10s")  # a live, direct tunnel
+        self.assertIn("rtt_ms", ping["results"][0], ping)
+        await delta.stop()
+        # The bound (start-up included) is below the direct dial's own timeout: only the race meets it.
+        sent = await self.on(alpha, "handshake", str(delta.node_id), "hi", "--json", timeout=4.5)
+        self.assertEqual(sent.code, 0, sent)
+        self.assertEqual((sent.json()["data"]["status"], sent.json()["data"]["path"]), ("sent", "relay"))
+        await delta.start()
+        self.assertEqual([r["node_id"] for r in (await self.ok(delta, "pending"))["pending"]], [alpha.node_id])
+
+    @run
+    async def test_a_peer_that_revoked_while_we_were_not_listening_is_named_not_trusted(self):
+        """beta revokes while alpha's daemon is frozen (SIGSTOP), so alpha still trusts beta and holds a
+        tunnel to it; beta now drops alpha's SYNs silently. alpha's dial is diagnosed, not left to time out."""
+        alpha, beta = await self.start("alpha", "beta")
+        await self.establish(alpha, beta)
+        ping = await self.ok(alpha, "ping", "beta", "--count", "1", "--timeout", "10s")
+        self.assertIn("rtt_ms", ping["results"][0], ping)
+        frozen = alpha._process.pid
+        os.kill(frozen, signal.SIGSTOP)
+        try:
+            revoked = await self.on(beta, "untrust", str(alpha.node_id))
+        finally:
+            os.kill(frozen, signal.SIGCONT)
+        self.assertEqual(revoked.code, 0, revoked)
+        refused = await self.on(alpha, "ping", str(beta.node_id), "--timeout", "5s", "--json")
+        self.assertEqual((refused.code, refused.error()["code"]), (1, "not_trusted"), refused)
+        self.assertIn(f"pilotctl handshake {beta.node_id}", refused.error()["hint"])

@@ -28,11 +28,12 @@ class OptionTests(TestCase):
         options.parseOptions([])
         self.assertEqual(options["registry"], "tcp:9000:interface=127.0.0.1")
         self.assertEqual(options["beacon"], ("127.0.0.1", 9001))
-        self.assertEqual(options["stale-after"], 300.0)
+        self.assertEqual((options["offline-after"], options["stale-after"]), (120.0, 3600.0))
         self.assertIsNone(options["store"])
 
     def test_rejects_bad_values(self):
         for argv in (["--log-format", "xml"], ["--stale-after", "-1"], ["--beacon", "nowhere"],
+                     ["--offline-after", "0"], ["--offline-after", "600", "--stale-after", "300"],
                      ["--peer", "1.2.3.4"], ["--beacon-id", "0"], ["--max-connections", "x"],
                      ["--max-connections-per-ip", "0"], ["--max-buffered-bytes", "x"],
                      ["--request-deadline", "0"], ["--signature-window", "-5"]):

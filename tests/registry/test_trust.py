@@ -2,6 +2,7 @@
 
 from twisted.trial.unittest import SynchronousTestCase
 
+from pilotnet.registry.challenges import sign_fresh_request
 from tests.registry.fixtures import ADMIN_TOKEN, DrivenRegistry, identity
 
 
@@ -149,6 +150,55 @@ class HandshakeTests(_TwoNodes):
             self.r.ok({"type": "request_handshake", "from_node_id": sender_id,
                        "to_node_id": self.b}, signer=sender)
         self.assertEqual(self.request()["error"], f"handshake inbox full for node {self.b}")
+
+
+class HandshakeByNameTests(_TwoNodes):
+    """Asking a private node known only by its hostname, without learning whether or where it is."""
+
+    DELIVERED = {"type": "request_handshake_by_name_ok", "status": "delivered"}
+
+    def setUp(self):
+        super().setUp()
+        self.r.ok({"type": "set_hostname", "node_id": self.b, "hostname": "bob"}, signer=self.bob)
+
+    def request(self, hostname="bob", signer=None, justification="hello"):
+        return self.r.signed(signer or self.alice, {"type": "request_handshake_by_name", "from_node_id": self.a,
+                                                    "to_hostname": hostname, "justification": justification})
+
+    def test_the_holder_gets_the_request_and_approving_makes_the_name_resolve(self):
+        hidden = self.r.send({"type": "resolve_hostname", "hostname": "bob", "requester_id": self.a})
+        self.assertEqual(hidden["code"], "not_found")
+        self.assertEqual(self.request(), self.DELIVERED)
+        inbox = self.r.ok({"type": "poll_handshakes", "node_id": self.b}, signer=self.bob)
+        self.assertEqual([(r["from_node_id"], r["justification"]) for r in inbox["requests"]], [(self.a, "hello")])
+        self.r.ok({"type": "respond_handshake", "node_id": self.b, "peer_id": self.a, "accept": True},
+                  signer=self.bob)
+        found = self.r.ok({"type": "resolve_hostname", "hostname": "bob", "requester_id": self.a})
+        self.assertEqual(found["node_id"], self.b)
+
+    def test_the_reply_tells_a_stranger_nothing(self):
+        """Unknown name, own name, duplicate, full inbox: the same reply, so names cannot be enumerated."""
+        for hostname in ("nobody", "bob", "bob"):
+            self.assertEqual(self.request(hostname), self.DELIVERED)
+        for number in range(10, 110):
+            sender = identity(number)
+            sender_id = self.r.register(sender)
+            self.r.ok({"type": "request_handshake_by_name", "from_node_id": sender_id, "to_hostname": "bob"},
+                      signer=sender)
+        self.assertEqual(len(self.r.ok({"type": "poll_handshakes", "node_id": self.b},
+                                       signer=self.bob)["requests"]), 100)
+        self.r.ok({"type": "set_hostname", "node_id": self.a, "hostname": "alice"}, signer=self.alice)
+        self.assertEqual(self.request("alice"), self.DELIVERED)
+        self.assertEqual(self.r.ok({"type": "poll_handshakes", "node_id": self.a},
+                                   signer=self.alice)["requests"], [])
+
+    def test_the_request_is_signed_by_the_requester_over_the_name(self):
+        self.assertEqual(self.request(signer=self.bob)["error"], "signature verification failed")
+        forged = sign_fresh_request(self.alice, {"type": "request_handshake_by_name", "from_node_id": self.a,
+                                                 "to_hostname": "someone"}, self.r.now)
+        forged["to_hostname"] = "bob"  # a signature for one name is no good for another
+        self.assertEqual(self.r.send(forged)["error"], "signature verification failed")
+        self.assertEqual(self.request(justification="x" * 1025)["error"], "justification too long (max 1024 bytes)")
 
 
 class NetworkTests(_TwoNodes):

@@ -6,6 +6,7 @@ from twisted.internet.defer import Deferred
 from twisted.internet.task import deferLater
 
 from pilotnet.cli.args import invalid
+from pilotnet.cli.context import DIAGNOSED
 from pilotnet.cli.output import Output, format_bytes, go_duration
 from pilotnet.errors import CONNECTION_FAILED, NOT_RUNNING, PilotError
 from pilotnet.wire.address import PORT_ECHO
@@ -55,8 +56,8 @@ async def ping(context, args):
             probing = Deferred.fromCoroutine(_probe(context, address, f"ping-{seq}".encode()))
             reply = await context.within(probing, remaining, f"no echo from {address} within {go_duration(timeout)}")
         except PilotError as error:
-            if error.code == NOT_RUNNING:
-                raise
+            if error.code == NOT_RUNNING or error.code in DIAGNOSED:
+                raise  # more probes would only wait to learn the same
             results.append({"seq": seq, "error": error.message})
             context.say(f"seq={seq} error: {error.message}")
             continue

@@ -71,9 +71,14 @@ async def peers(context, args):
     rows = [[
         peer.get("node_id"), peer.get("address", ""), peer.get("endpoint", ""), peer.get("path", ""),
         "yes (AES-256-GCM)" if peer.get("encrypted") else "no",
-        "yes (Ed25519)" if peer.get("authenticated") else "no",
+        "yes (Ed25519)" if peer.get("authenticated") else "no", _ago(peer.get("last_heard_secs")),
     ] for peer in peers]
-    return Output(data, table(["NODE ID", "ADDRESS", "ENDPOINT", "PATH", "ENCRYPTED", "AUTH"], rows))
+    return Output(data, table(["NODE ID", "ADDRESS", "ENDPOINT", "PATH", "ENCRYPTED", "AUTH", "LAST HEARD"],
+                              rows))
+
+
+def _ago(seconds):
+    return "never" if seconds is None else f"{seconds:.0f}s ago"
 
 
 def _milliseconds(value):

@@ -2,6 +2,7 @@
 
 from pilotnet.cli.args import invalid, parse_number
 from pilotnet.cli.output import Output
+from pilotnet.driver.targets import private_name_hint
 from pilotnet.errors import NOT_FOUND, NOT_RUNNING, PilotError
 from pilotnet.wire.address import MAX_NODE
 
@@ -41,7 +42,7 @@ async def find(context, args):
             raise
         raise PilotError(
             f'cannot find "{hostname}" — hostname not found or no mutual trust', code=NOT_FOUND,
-            hint=f'establish trust first: pilotctl handshake {hostname} "reason"',
+            hint=private_name_hint(hostname),
         ) from None
     data = {
         "hostname": reply.get("hostname", hostname), "node_id": reply.get("node_id"),

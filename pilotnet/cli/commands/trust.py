@@ -21,14 +21,35 @@ def _local_time(seconds):
 
 
 async def handshake(context, args):
-    node = await _node(context, args.positional[0])
+    """By node ID or address, or by hostname: a private node's name goes to the registry's relay as a name."""
     justification = " ".join(args.positional[1:])
-    reply = await (await context.daemon()).handshake(node, justification)
-    return Output(reply, "\n".join([
-        f"handshake request sent to node {node}",
+    reply = await (await context.daemon()).handshake(args.positional[0], justification)
+    return Output(reply, handshake_text(reply))
+
+
+def handshake_text(reply):
+    """What the handshake really did (the daemon's ``status``), and the next step that follows from it."""
+    status = reply.get("status")
+    node = reply.get("node_id")
+    if status == "approved":
+        return "\n".join([f"node {node} had already asked: request approved, trust established",
+                          f"  try: pilotctl ping {node}"])
+    if status == "trusted":
+        return "\n".join([f"node {node} is already trusted", f"  try: pilotctl ping {node}"])
+    if node is None:
+        hostname = reply.get("hostname")
+        return "\n".join([
+            f'handshake request for "{hostname}" relayed by the registry',
+            f'  next: if a node holds that name it must approve; then its node ID appears in pilotctl trust '
+            f'and "{hostname}" resolves',
+            "  check: pilotctl trust",
+        ])
+    path = "relayed by the registry" if reply.get("path") == "relay" else "delivered directly"
+    return "\n".join([
+        f"handshake request sent to node {node} ({path})",
         f"  next: node {node} must approve — or send a handshake back for auto-approval",
         "  check: pilotctl trust",
-    ]))
+    ])
 
 
 async def approve(context, args):
@@ -71,7 +92,7 @@ def pending_text(pending):
 
 def trusted_text(trusted):
     if not trusted:
-        return 'no trusted peers\n  establish trust: pilotctl handshake <node_id|hostname> "reason"'
+        return 'no trusted peers\n  establish trust: pilotctl handshake <node_id> "reason"'
     rows = [[peer["node_id"], "yes" if peer.get("mutual") else "no", peer.get("network") or "-",
              _local_time(peer["approved_at"])] for peer in trusted]
     return table(["NODE ID", "MUTUAL", "NETWORK", "APPROVED AT"], rows)
