@@ -789,8 +789,8 @@ class StreamConnection:
         if config.idle_timeout is not None and now >= self._heard_at + config.idle_timeout \
                 and (interval is None or self._probes_missed < config.keepalive_max_missed):
             self._heard_at = now
-            self.events.append(StreamEvent.IDLE_TIMEOUT)
             if self.state is _ESTABLISHED or self.state is State.CLOSE_WAIT:
+                self.events.append(StreamEvent.IDLE_TIMEOUT)
                 self.close(now)
             else:
                 self._set_state(Trigger.TIMER)

@@ -128,3 +128,29 @@ class TrustEventTests(SynchronousTestCase):
     def peer_id(self):
         return self.syn().src.node
 
+
+
+class IdleTimeoutTests(SynchronousTestCase):
+    def test_an_idle_connection_reports_its_timeout_once(self):
+        clock, wire = Clock(), []
+        a, b = (Streams(clock=clock, transmit=wire.append, config=StreamConfig(keepalive_interval=None,
+                                                                                   idle_timeout=idle),
+                        max_per_port=4, max_connections=8, syn_rate=100) for idle in (None, 5.0))
+        b.emitter = events = RecordingEmitter()
+        b.bind(1000, RecordingOwner())
+        dialing = a.dial(A, B, 1000, RecordingOwner())
+        self.pump(wire, a, b)
+        self.successResultOf(dialing)
+        clock.advance(6.0)  # b idles out and sends its FIN
+        self.pump(wire, a, b)  # a acknowledges it, but its client never closes: b waits in FIN_WAIT_2
+        for _ in range(30):
+            clock.advance(1.0)
+        [idle] = events.named("conn.idle_timeout")
+        self.assertEqual((idle["remote_addr"], idle["local_port"]), (A, 1000))
+
+    @staticmethod
+    def pump(wire, a, b):
+        for _ in range(3):
+            for packet in wire[:]:
+                wire.remove(packet)
+                (b if packet.dst == B else a).stream_packet(packet)

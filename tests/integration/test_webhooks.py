@@ -117,8 +117,10 @@ class DaemonWebhookTests(PilotctlMixin, TestCase):
         # A connection left idle is closed by beta's idle timeout.
         idle = await alpha_client.dial(beta.address, 5000)
         await listener.accept()
-        idled = await self.event(receiver, "conn.idle_timeout")
-        self.assertEqual((idled["data"]["remote_addr"], idled["data"]["local_port"]), (alpha.address, 5000))
+        await wait_until(lambda: [e for e in self.events(receiver, "conn.idle_timeout")
+                                  if e["data"]["local_port"] == 5000], "the idle connection's timeout", timeout=40)
+        [idled] = [e for e in self.events(receiver, "conn.idle_timeout") if e["data"]["local_port"] == 5000]
+        self.assertEqual(idled["data"]["remote_addr"], alpha.address)
         del idle
 
         # Trust: a direct request is received and left pending, approved, then revoked by the peer
@@ -179,11 +181,12 @@ class DaemonWebhookTests(PilotctlMixin, TestCase):
         ids = [request.json()["event_id"] for request in receiver.requests]
         self.assertEqual(len(ids), len(set(ids)))
         self.assertEqual(sorted(ids), list(range(1, len(ids) + 1)))
-        for name in ("node.registered", "message.received", "file.received", "data.datagram", "conn.idle_timeout",
+        for name in ("node.registered", "message.received", "file.received", "data.datagram",
                      "pubsub.subscribed", "pubsub.published", "pubsub.unsubscribed", "handshake.approved",
                      "handshake.rejected", "trust.revoked_by_peer", "trust.revoked", "node.deregistered"):
             self.assertEqual(len(self.events(receiver, name)), 1, name)
-        for name in ("conn.syn_received", "conn.established", "conn.fin", "conn.rst"):  # once per connection
+        # Once per connection (on a loaded machine other connections may idle out too).
+        for name in ("conn.syn_received", "conn.established", "conn.fin", "conn.rst", "conn.idle_timeout"):
             conn_ids = [event["data"]["conn_id"] for event in self.events(receiver, name)]
             self.assertEqual(len(conn_ids), len(set(conn_ids)), name)
 
