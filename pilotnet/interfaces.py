@@ -6,7 +6,7 @@ stream owners' side, the services and the control socket implement
 :class:`IStreamOwner`, and neither has to import the other for it.
 """
 
-from zope.interface import Interface
+from zope.interface import Attribute, Interface, implementer
 
 
 class IStreamOwner(Interface):
@@ -23,3 +23,31 @@ class IStreamOwner(Interface):
 
     def datagram(src, src_port, dst_port, data):
         """A datagram arrived for a port this owner bound."""
+
+
+class IEventEmitter(Interface):
+    """Where the daemon's parts report what happened to them (the webhook events of docs/webhooks.md).
+
+    ``emit`` must be cheap and do no I/O: it is called on the reactor's hot
+    paths.  Values may be any objects (addresses, paths); the emitter turns
+    them into text later, off the caller's path.
+    """
+
+    active = Attribute("False while events go nowhere: a loop emitting per item may skip itself")
+
+    def emit(event, **data):
+        """Report ``event`` (such as ``conn.fin``) with its fields."""
+
+
+@implementer(IEventEmitter)
+class _NoEvents:
+    """The emitter of a part nobody listens to: every event is ignored."""
+
+    active = False
+
+    def emit(self, event, **data):
+        pass
+
+
+#: The default emitter of every part, until the daemon hands it a real one.
+NO_EVENTS = _NoEvents()

@@ -73,6 +73,8 @@ FLAGS = {
     "justification": "why (sent to the submitter)",
     "results": "the results as text",
     "file": "a file of results (a document or data file)",
+    "webhook": "POST the node's events to this http(s) URL (docs/webhooks.md)",
+    "webhook-allow-private": "let the webhook reach loopback and private addresses",
     "subnet": "the gateway's IPv4 subnet for local IPs (default 10.4.0.0/16)",
     "ports": "the TCP ports each local IP listens on, comma-separated",
     "dns-port": "answer <agent>.pilot queries on 127.0.0.1 at this UDP port",
@@ -158,7 +160,8 @@ COMMANDS = [
     _command("daemon start",
              "[--registry ADDR] [--beacon ADDR] [--listen ADDR] [--endpoint ADDR] [--socket PATH] "
              "[--identity PATH] [--hostname NAME] [--owner NAME] [--config PATH] [--log-format FMT] "
-             "[--mss BYTES] [--local-mss BYTES] [--public] [--trust-auto-approve] [--no-encrypt] [--no-echo] [--foreground]",
+             "[--mss BYTES] [--local-mss BYTES] [--public] [--trust-auto-approve] [--no-encrypt] [--no-echo] [--foreground] "
+             "[--webhook URL] [--webhook-allow-private]",
              "start the daemon in the background and wait until it answers",
              "pid, node_id, address, hostname, socket, log_file", "lifecycle:start",
              "pilotctl daemon start --hostname agent-a --public"),
@@ -221,6 +224,12 @@ COMMANDS = [
              "remove this node from the registry directly (the node ID defaults to the running daemon's)",
              "type", "registry:deregister",
              "pilotctl deregister 42"),
+    # webhooks
+    _command("set-webhook", "<url>", "POST this node's events to an http(s) URL (kept in config.json)",
+             "webhook, enabled, secret_file, sent, failed, dropped, queued", "webhooks:set_webhook",
+             "pilotctl set-webhook https://ops.example.com/pilot-events"),
+    _command("clear-webhook", "", "stop posting this node's events", "webhook, enabled", "webhooks:clear_webhook",
+             "pilotctl clear-webhook"),
     # trust
     _command("handshake", "<node_id|address|hostname> [justification...]",
              "ask a node for mutual trust (direct and relayed by the registry, raced; a private node's "

@@ -294,6 +294,12 @@ SET_TAGS = _spec("SetTags", [("tags", TextList())], [("result", JSON())])
 SET_TASK_EXEC = _spec("SetTaskExec", [("enabled", Boolean())], [("result", JSON())])
 DEREGISTER = _spec("Deregister", response=[("result", JSON())])
 
+# -- webhooks (docs/webhooks.md) ---------------------------------------------------
+
+SET_WEBHOOK = _spec("SetWebhook", [("url", Text())], [("result", JSON())],
+                    doc="POST the node's events to ``url``; ``result`` is the webhook's state (url, counters, secret_file).")
+CLEAR_WEBHOOK = _spec("ClearWebhook", response=[("result", JSON())])
+
 # -- trust (reference IPC 0x0F sub-commands) ---------------------------------------
 
 HANDSHAKE = _spec("Handshake", [("node_id", Integer()), ("justification", Text())], [("result", JSON())],
@@ -371,7 +377,7 @@ GATEWAY_COMMANDS = (GATEWAY_MAP, GATEWAY_UNMAP, GATEWAY_STATUS)
 
 COMMANDS = (
     INFO, PEERS, CONNECTIONS, RESOLVE_HOSTNAME, LOOKUP, SET_HOSTNAME, SET_VISIBILITY, SET_TAGS, SET_TASK_EXEC,
-    DEREGISTER, HANDSHAKE, HANDSHAKE_BY_NAME, APPROVE, REJECT, REVOKE, PENDING, TRUSTED, BIND, UNBIND, DIAL, WRITE, CONSUMED, CLOSE,
+    DEREGISTER, SET_WEBHOOK, CLEAR_WEBHOOK, HANDSHAKE, HANDSHAKE_BY_NAME, APPROVE, REJECT, REVOKE, PENDING, TRUSTED, BIND, UNBIND, DIAL, WRITE, CONSUMED, CLOSE,
     SEND_DATAGRAM, ACCEPTED, RECEIVED, WRITTEN, STREAM_CLOSED, DATAGRAM_RECEIVED, SUBSCRIBE, UNSUBSCRIBE, PUBLISH,
     EVENT_RECEIVED, EVENT_STATS, PUBLISH_BATCH, EVENTS_RECEIVED,
 )

@@ -69,6 +69,9 @@ class DaemonConfig:
     inbox_max_messages: int = 1000
     task_queue_max: int = 100
     log_format: str = "text"
+    #: URL the node's events are POSTed to ("" = none); see docs/webhooks.md.
+    webhook: str = ""
+    webhook_allow_private: bool = False
 
     @property
     def socket_path(self):

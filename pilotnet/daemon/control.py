@@ -234,6 +234,18 @@ class ControlProtocol(commands.UnansweredFastPath, amp.AMP):
     def deregister(self):
         return self._result(self.node.deregister())
 
+    # -- webhooks ------------------------------------------------------------------
+
+    @commands.SetWebhook.responder
+    @translating_errors
+    def set_webhook(self, url):
+        return {"result": self.node.set_webhook(url)}
+
+    @commands.ClearWebhook.responder
+    @translating_errors
+    def clear_webhook(self):
+        return {"result": self.node.clear_webhook()}
+
     # -- trust -------------------------------------------------------------------
 
     @commands.Handshake.responder

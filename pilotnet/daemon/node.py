@@ -49,6 +49,7 @@ from pilotnet.services.tasks import TaskService
 from pilotnet.transport.config import StreamConfig
 from pilotnet.wire.address import EPHEMERAL_PORT_MIN, MAX_PORT, PORT_ECHO, Addr
 from pilotnet.wire.packet import FLAG_ACK, PROTO_CONTROL, PROTO_DATAGRAM, PROTO_STREAM, Packet
+from pilotnet.webhooks.emitter import SECRET_FILE as WEBHOOK_SECRET_FILE, WebhookEmitter
 
 log = Logger()
 
@@ -115,6 +116,10 @@ class NodeService(service.MultiService):
         config.home.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.identity = Identity.load_or_create(config.identity_path)
         self.key_pair = TunnelKeyPair.generate()
+        self.webhooks = WebhookEmitter(reactor, config.home / WEBHOOK_SECRET_FILE, lambda: self.node_id,
+                                       allow_private=config.webhook_allow_private)
+        if config.webhook:
+            self.webhooks.set_url(config.webhook)
 
         self.registry = RegistryLink(reactor, config.registry, self.identity,
                                      config.registry_fingerprint)
@@ -157,19 +162,23 @@ class NodeService(service.MultiService):
         self.handshakes = Verifier(reactor, self.peer_keys, lambda: self.node_id)
         HandshakePort(self.streams, reactor, self.handshakes, self.trust.received)
         self._start_services(config, reactor)
+        for part in (self.tunnel, self.streams, self.trust, *self._services):
+            part.emitter = self.webhooks
 
     def _start_services(self, config, reactor):
         """The built-in services on ports 53 and 1001-1003 (echo is started above, before trust)."""
         self.events = EventBroker()
+        self._services = []
         writer = FileWriter(reactor)
         writer.setServiceParent(self)
         budget = ByteBudget(config.inflight_max_bytes)
         if config.dataexchange:
             limits = DataExchangeLimits(config.message_max_bytes, config.received_max_bytes,
                                         config.received_max_files, config.inbox_max_bytes, config.inbox_max_messages)
-            DataExchangeService(self.streams, config.home, reactor, limits=limits, budget=budget, writer=writer)
+            self._services.append(DataExchangeService(self.streams, config.home, reactor, limits=limits,
+                                                      budget=budget, writer=writer))
         if config.eventstream:
-            EventStreamService(self.streams, self.events)
+            self._services.append(EventStreamService(self.streams, self.events))
             self.federation = Federation(
                 self.events, self.streams,
                 dial=lambda node, port, owner: self.dial(Addr(0, node), port, owner),
@@ -260,7 +269,10 @@ class NodeService(service.MultiService):
         self.beacon.keepalive()
         yield self._reapply_settings()
         yield self.trust.registered(self.node_id)
-        if not self.registered.called:
+        if self.registered.called:
+            self.webhooks.emit("node.reregistered", address=self.address)
+        else:
+            self.webhooks.emit("node.registered", address=self.address, endpoint=listen_addr)
             self.registered.callback(self.node_id)
 
     @defer.inlineCallbacks
@@ -285,6 +297,9 @@ class NodeService(service.MultiService):
         self.streams.abort_all()
         if self._control_port is not None:
             yield self._control_port.stopListening()
+        if self.node_id is not None:
+            self.webhooks.emit("node.deregistered")
+        yield self.webhooks.stop()
         yield super().stopService()
         if self._udp_port is not None:
             yield self._udp_port.stopListening()
@@ -560,6 +575,17 @@ class NodeService(service.MultiService):
         self._require_registered()
         return self.registry.signed({"type": "deregister", "node_id": self.node_id})
 
+    def set_webhook(self, url):
+        """POST this node's events to ``url`` from now on (``invalid_argument`` if it is not allowed)."""
+        self.webhooks.set_url(url)
+        self.config.webhook = url
+        return self.webhooks.stats()
+
+    def clear_webhook(self):
+        self.webhooks.clear()
+        self.config.webhook = ""
+        return self.webhooks.stats()
+
     # -- observation --------------------------------------------------------------------
 
     def peer_list(self):
@@ -608,6 +634,7 @@ class NodeService(service.MultiService):
             "tunnel": counters.as_dict(),
             "handshake_pending_count": len(self.trust.state.pending),
             "trust": {**self.trust.describe(), "refused_messages": dict(self.handshakes.rejected)},
+            "webhook": self.webhooks.stats(),
             "peer_list": self.peer_list(),
             "conn_list": connections[:200],
         }

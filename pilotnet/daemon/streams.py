@@ -21,8 +21,10 @@ from twisted.logger import Logger
 
 from pilotnet.control.schema import MAX_CHUNK
 from pilotnet.errors import ALREADY_EXISTS, CONNECTION_FAILED, NOT_FOUND, PilotError
+from pilotnet.interfaces import NO_EVENTS
 from pilotnet.ratelimit import TokenBucket
 from pilotnet.transport.connection import StreamConnection
+from pilotnet.transport.errors import ConnectionReset, PeerUnresponsive
 from pilotnet.transport.events import StreamEvent
 from pilotnet.transport.states import State
 from pilotnet.transport.table import ConnectionTable
@@ -73,6 +75,8 @@ class Stream:
 
 class Streams:
     """Listeners, connections, datagram delivery and port allocation for one node."""
+
+    emitter = NO_EVENTS
 
     def __init__(self, *, clock, transmit, config, max_per_port, max_connections, syn_rate,
                  on_relay_hint=None, admit=None, config_for=None, transmit_burst=None):
@@ -235,6 +239,8 @@ class Streams:
         stream = self._by_conn.get(conn)
         if stream is None:
             stream = self._register(conn, self._owners.get(conn.local_port))
+            self.emitter.emit("conn.syn_received", src_addr=conn.remote, src_port=conn.remote_port,
+                              dst_port=conn.local_port, conn_id=stream.conn_id)
         if self._bursting:
             if not stream.in_burst:
                 stream.in_burst = True
@@ -259,6 +265,7 @@ class Streams:
             bucket = self._syn_sources[source] = TokenBucket(PER_SOURCE_SYN_RATE, PER_SOURCE_SYN_RATE)
         if not (bucket.take(1, now) and self._syn_bucket.take(1, now)):
             self.refused_syns += 1
+            self.emitter.emit("security.syn_rate_limited", src_addr=packet.src, src_port=packet.src_port)
             return False
         return True
 
@@ -273,6 +280,8 @@ class Streams:
         owner = self._owners.get(packet.dst_port)
         if owner is not None and packet.payload:
             owner.datagram(packet.src, packet.src_port, packet.dst_port, packet.payload)
+            self.emitter.emit("data.datagram", src_addr=packet.src, src_port=packet.src_port,
+                              dst_port=packet.dst_port, size=len(packet.payload))
 
     def peer_alive(self, node):
         """Any authenticated frame from ``node``: its connections need no keepalive verdict yet."""
@@ -384,11 +393,20 @@ class Streams:
                 elif stream.owner is not None and not stream.announced:
                     stream.announced = True
                     stream.owner.stream_accepted(stream.local_port, stream)
+                    self._emit_conn("conn.established", stream, inbound=True)
             elif event is StreamEvent.RELAY_HINT:
                 if self.on_relay_hint is not None:
                     self.on_relay_hint(stream.remote.node)
             elif event is StreamEvent.PEER_CLOSED:
+                self._emit_conn("conn.fin", stream)
                 self._tell_closed(stream, "", "")
+            elif event is StreamEvent.IDLE_TIMEOUT:
+                self._emit_conn("conn.idle_timeout", stream)
+            elif event is StreamEvent.RESET or event is StreamEvent.TIMED_OUT:
+                if isinstance(stream.conn.error, ConnectionReset):
+                    self._emit_conn("conn.rst", stream)
+                elif isinstance(stream.conn.error, PeerUnresponsive):
+                    self._emit_conn("conn.dead_peer", stream)
             elif event is StreamEvent.CLOSED:
                 error = stream.conn.error
                 if stream.dialing is not None:
@@ -404,6 +422,16 @@ class Streams:
                 writers, stream.writers = stream.writers, []
                 for waiting in writers:
                     waiting.errback(failure)
+
+    def _emit_conn(self, event, stream, inbound=False):
+        """A connection event; an inbound one names the peer as its source (the reference's fields)."""
+        conn = stream.conn
+        if inbound:
+            self.emitter.emit(event, src_addr=conn.remote, src_port=conn.remote_port, dst_port=conn.local_port,
+                              conn_id=stream.conn_id)
+        else:
+            self.emitter.emit(event, remote_addr=conn.remote, remote_port=conn.remote_port,
+                              local_port=conn.local_port, conn_id=stream.conn_id)
 
     def _tell_closed(self, stream, code, message):
         """Tell the owner once, and only about a stream it knows (dialed, or accepted and announced)."""

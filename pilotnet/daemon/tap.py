@@ -6,6 +6,7 @@ from twisted.python import usage
 
 from pilotnet.daemon.config import DaemonConfig
 from pilotnet.errors import PilotError
+from pilotnet.webhooks.targets import check_url
 
 # sun_path holds 108 bytes including the terminating NUL.
 MAX_UNIX_PATH = 107
@@ -23,6 +24,7 @@ SWITCHES = {
     "no-eventstream": ("eventstream", False),
     "no-tasksubmit": ("tasksubmit", False),
     "no-nameserver": ("nameserver", False),
+    "webhook-allow-private": ("webhook_allow_private", True),
 }
 
 
@@ -43,6 +45,7 @@ class Options(usage.Options):
         ["no-tasksubmit", None, "do not run the task submission service on port 1003"],
         ["no-nameserver", None, "do not run the nameserver (A, N and S records) on port 53"],
         ["trust-auto-approve", None, "approve every valid handshake request without asking the operator"],
+        ["webhook-allow-private", None, "let webhooks reach loopback and private addresses (docs/webhooks.md)"],
     ]
     optParameters = [
         ["home", None, None, "directory for identity, config, log and socket [~/.pilot or $PILOT_HOME]"],
@@ -76,6 +79,7 @@ class Options(usage.Options):
         ["inbox-max-messages", None, None, "messages kept in <home>/inbox [1000]"],
         ["task-queue-max", None, None, "tasks waiting in the queue before new ones are refused [100]"],
         ["log-format", None, None, "text or json [text]"],
+        ["webhook", None, None, "http(s) URL to POST this node's events to (docs/webhooks.md)"],
     ]
 
     def postOptions(self):
@@ -103,6 +107,11 @@ class Options(usage.Options):
             raise usage.UsageError(f"--mss must be between {MIN_MSS} and {MAX_MSS} bytes")
         if self.config.local_mss and not MIN_MSS <= self.config.local_mss <= MAX_MSS:
             raise usage.UsageError(f"--local-mss must be 0 or between {MIN_MSS} and {MAX_MSS} bytes")
+        if self.config.webhook:
+            try:
+                check_url(self.config.webhook, allow_private=self.config.webhook_allow_private)
+            except PilotError as error:
+                raise usage.UsageError(f"--webhook: {error}") from None
         if len(os.fsencode(self.config.socket_path)) > MAX_UNIX_PATH:
             raise usage.UsageError(
                 f"control socket path {self.config.socket_path} is longer than {MAX_UNIX_PATH} bytes, "

@@ -52,6 +52,7 @@ from pilotnet.daemon.handshake import GO_SEGMENT, PORT
 from pilotnet.daemon.racing import race_with_head_start
 from pilotnet.ratelimit import RateLimiter
 from pilotnet.errors import ALREADY_EXISTS, INVALID_ARGUMENT, NOT_FOUND, NOT_RUNNING, PilotError
+from pilotnet.interfaces import NO_EVENTS
 from pilotnet.registry.validation import check_hostname
 from pilotnet.wire import handshake
 from pilotnet.wire.packet import PROTO_DATAGRAM
@@ -91,6 +92,8 @@ class TrustManager:
     ``trust_auto_approve`` (read live: visibility can change at run time).
     """
 
+    emitter = NO_EVENTS
+
     def __init__(self, *, clock, state, identity, registry, courier, peer_keys, settings,
                  abort_streams, drop_tunnel):
         self.clock = clock
@@ -119,6 +122,7 @@ class TrustManager:
 
     def _event(self, event, node, **fields):
         log.info("trust: {trust_event} node {peer}", trust_event=event, peer=node, **fields)
+        self.emitter.emit(event, peer_node_id=node, **fields)
 
     def _now(self):
         return self.clock.seconds()
@@ -391,7 +395,7 @@ class TrustManager:
                 reason = "auto_approve"
             else:
                 if state.add_pending(node, key, justification, self._now()):
-                    self._event("handshake.pending", node, path=path)
+                    self._event("handshake.pending", node, path=path, justification=justification)
                 else:
                     log.warn("pending handshake table full; request from node {peer} dropped", peer=node)
                 return
@@ -556,6 +560,7 @@ class TrustManager:
         self.refused[kind] += 1
         log.info("trust: {trust_event} node {peer} port {port}", trust_event=f"{kind}.rejected", peer=node,
                  port=packet.dst_port)
+        self.emitter.emit(f"{kind}.rejected", src_node_id=node, src_addr=packet.src, dst_port=packet.dst_port)
         return False
 
     def _gate_key_matches(self, node):

@@ -48,6 +48,7 @@ from pilotnet.crypto.tunnel import ReplayedFrame, TunnelSession, build_auth_key_
 from pilotnet.daemon.source_limits import SourceLimits
 from pilotnet.daemon.udp_batch import BatchSender
 from pilotnet.errors import CryptoError, DecodeError, PilotError
+from pilotnet.interfaces import NO_EVENTS
 from pilotnet.ratelimit import TokenBucket
 from pilotnet.wire import beacon
 from pilotnet.wire.packet import Packet
@@ -164,6 +165,8 @@ class Tunnel(DatagramProtocol):
     until then there is nothing we could sign a PILA for.
     """
 
+    emitter = NO_EVENTS
+
     def __init__(self, *, identity, key_pair, peer_keys, clock, on_packet, on_beacon=None, encrypt=True,
                  limits=None, on_unknown_session=None):
         self.identity = identity
@@ -244,6 +247,8 @@ class Tunnel(DatagramProtocol):
         """Reach ``node`` through the beacon from now on (the direct path failed)."""
         peer = self._peers.get(node)
         if peer is not None and self.beacon_address is not None:
+            if not peer.via_relay:
+                self.emitter.emit("tunnel.relay_activated", peer_node_id=node)
             peer.via_relay = True
             if self.encrypt and peer.session is None:
                 self._offer_key(peer, force=True)
@@ -494,6 +499,8 @@ class Tunnel(DatagramProtocol):
         if session is None or session.peer_public_key != offer.x25519_public:
             peer.session = TunnelSession.with_peer(self.key_pair, self.node_id, offer.x25519_public)
             log.info("tunnel keyed with node {node} ({path})", node=offer.node, path=peer.path)
+            self.emitter.emit("tunnel.established", peer_node_id=offer.node, authenticated=True,
+                              relay=peer.via_relay, rekeyed=session is not None)
             self._answer_with_offer(offer.node, address, via_relay, FLAG_RESPONSE)
             self._flush(peer)
         elif (offer.flags & FLAG_REQUEST or opened) and self._reply_allowed(offer.node):
@@ -545,6 +552,7 @@ class Tunnel(DatagramProtocol):
             packet = Packet.decode(session.open(data))
         except ReplayedFrame:
             self.counters.replays += 1
+            self.emitter.emit("security.nonce_replay", peer_node_id=node, counter=int.from_bytes(data[12:20], "big"))
             return
         except CryptoError:
             self.counters.auth_failures += 1
@@ -596,6 +604,8 @@ class Tunnel(DatagramProtocol):
                 peer.via_relay = True
         else:
             peer.last_direct = now
+            if peer.endpoint != address:
+                self.emitter.emit("tunnel.peer_added", peer_node_id=peer.node, endpoint=address)
             peer.endpoint = address
             peer.via_relay = False
 

@@ -168,6 +168,13 @@ class Daemon:
     def deregister(self):
         return self._result(commands.Deregister, "result")
 
+    def set_webhook(self, url):
+        """POST the node's events to ``url`` (see docs/webhooks.md); the webhook's state."""
+        return self._result(commands.SetWebhook, "result", url=url)
+
+    def clear_webhook(self):
+        return self._result(commands.ClearWebhook, "result")
+
     def resolve(self, target):
         """The :class:`Addr` of an address, a node ID or a hostname (see :mod:`pilotnet.driver.targets`)."""
         try:

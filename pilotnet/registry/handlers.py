@@ -30,6 +30,7 @@ from twisted.logger import Logger
 
 from pilotnet.errors import PilotError, NOT_FOUND, ALREADY_EXISTS, INTERNAL
 from pilotnet.registry import requests as fields
+from pilotnet.registry.audit import AuditLog
 from pilotnet.registry.challenges import FRESH_FIELD, fresh_signature_valid, signature_valid
 from pilotnet.registry.directory import (
     BACKBONE, Directory, HandshakeRequest, HandshakeResponse, Network, Node, address_text,
@@ -127,7 +128,7 @@ class Registry:
 
     def __init__(self, directory=None, *, admin_token="", stale_after=300.0,
                  offline_after=DEFAULT_OFFLINE_AFTER, register_limiter=None, polo_limiter=None,
-                 replays=None, allow_legacy_signatures=False, allow_owner_recovery=False):
+                 replays=None, allow_legacy_signatures=False, allow_owner_recovery=False, audit=None):
         self.directory = directory if directory is not None else Directory()
         self.admin_token = admin_token
         # Silent for offline_after: shown offline; silent for stale_after: reaped.
@@ -186,6 +187,9 @@ class Registry:
             "beacon_register": self._beacon_register,
             "beacon_list": self._beacon_list,
         }
+        # Every mutation is audited (pilotnet.registry.audit), which also answers the audit admin messages.
+        self.audit = audit if audit is not None else AuditLog()
+        self._handlers.update(self.audit.handlers(self._require_admin))
 
     @property
     def message_types(self):
@@ -209,7 +213,7 @@ class Registry:
                 raise RequestError(f'unknown message type: "{shown}"')
             if self.read_only and kind not in STANDBY_READS:
                 raise RequestError(STANDBY_REFUSAL)
-            return handler(request, peer, now)
+            return self.audit.run(kind, handler, request, peer, now, self)
         except PilotError as error:
             return error_reply(error)
         except Exception:
@@ -446,6 +450,7 @@ class Registry:
         for node_id in reaped:
             self.directory.remove_node(node_id)
             self._forget_node(node_id)
+        self.audit.reaped(reaped, now)
         self.register_limiter.purge(now)
         self.replays.purge(now)
         self.polo_limiter.purge(now)

@@ -144,11 +144,15 @@ class RegistryStore:
         self.close()
         return succeed(None)
 
-    def load_into(self, directory):
-        """Restore every stored entity into ``directory``; returns how many."""
+    def load_into(self, directory, others=None):
+        """Restore every stored entity into ``directory``; returns how many.
+
+        ``others`` maps the kinds kept beside the directory (the audit log's) to what restores them.
+        """
         count = 0
         for kind, key, value in self._db.execute("SELECT kind, key, value FROM entities"):
-            directory.restore(kind, key, json.loads(value))
+            restore = others.get(kind, directory.restore) if others else directory.restore
+            restore(kind, key, json.loads(value))
             count += 1
         return count
 

@@ -14,6 +14,8 @@ from twisted.python import usage
 from pilotnet.errors import PilotError
 from pilotnet.registry import replication
 from pilotnet.registry.directory import Directory
+from pilotnet.registry.audit import KINDS as AUDIT_KINDS, AuditLog
+from pilotnet.registry.audit_service import AuditService
 from pilotnet.registry.handlers import DEFAULT_OFFLINE_AFTER, Registry
 from pilotnet.plugin_options import PortsFile, ServerOptions, StreamListener
 from pilotnet.ratelimit import RateLimiter
@@ -70,6 +72,8 @@ class RegistryOptions(ServerOptions):
     ]
     optFlags = [
         ["tls", None, "Speak TLS on the registry listener; clients pin the logged fingerprint."],
+        ["webhooks-allow-private", None,
+         "Let the registry webhook and audit export reach loopback and private addresses."],
         ["allow-legacy-signatures", None,
          "UNSAFE: accept Go's legacy signatures (no timestamp, not covering the values they "
          "authorise) over plaintext: anyone who captures one can replay it with other values "
@@ -149,10 +153,11 @@ def make_registry_service(reactor, options, on_listening=lambda address: None):
     """
     now = reactor.seconds()
     directory = Directory(started=now)
+    audit = AuditLog(allow_private_targets=options["webhooks-allow-private"])
     store = None
     if options["store"]:
         store = RegistryStore(options["store"])
-        restored = store.load_into(directory)
+        restored = store.load_into(directory, {kind: audit.restore for kind in AUDIT_KINDS})
         log.info("registry: restored {count} entities from {path}",
                  count=restored, path=options["store"])
     else:
@@ -163,7 +168,7 @@ def make_registry_service(reactor, options, on_listening=lambda address: None):
         register_limiter=RateLimiter(burst=options["registrations-per-minute"], window=60.0),
         replays=ReplayCache(window=options["signature-window"]),
         allow_legacy_signatures=options["allow-legacy-signatures"],
-        allow_owner_recovery=options["allow-owner-recovery"])
+        allow_owner_recovery=options["allow-owner-recovery"], audit=audit)
     for unsafe in ("allow-legacy-signatures", "allow-owner-recovery"):
         if options[unsafe]:
             log.warn("registry: --{option} is on (unsafe; see docs/security.md)", option=unsafe)
@@ -186,6 +191,10 @@ def make_registry_service(reactor, options, on_listening=lambda address: None):
     # starts before the timer, so a port in use stops start-up early.
     if store is not None:
         _StoreWriter(server, reactor).setServiceParent(service)
+    auditing = AuditService(reactor, audit, store, allow_private=options["webhooks-allow-private"])
+    auditing.setServiceParent(service)
+    auditing.register_metrics(server.metrics.collectors)
+    audit.restored()
     StreamListener(serverFromString(reactor, options["registry"]), factory,
                     listening).setServiceParent(service)
     housekeeping = TimerService(HOUSEKEEPING_INTERVAL, server.housekeeping)

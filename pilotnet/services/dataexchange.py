@@ -35,7 +35,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from pilotnet.errors import PilotError
-from pilotnet.interfaces import IStreamOwner
+from pilotnet.interfaces import NO_EVENTS, IStreamOwner
 from pilotnet.ratelimit import TokenBucket
 from pilotnet.services import storage
 from pilotnet.wire import dataexchange as wire
@@ -142,6 +142,8 @@ class _Transfer:
 
 @implementer(IStreamOwner)
 class DataExchangeService:
+    emitter = NO_EVENTS
+
     def __init__(self, streams, home, clock, port=PORT_DATA_EXCHANGE, *, limits=DataExchangeLimits(),
                  budget=None, writer=None):
         self.streams = streams
@@ -285,6 +287,7 @@ class DataExchangeService:
             document = self._message_document(start.frame_type, transfer.remote, payload)
             work = self.writer.run(self._write_message, f"{wire.type_name(start.frame_type)}-"
                                    f"{arrival_stamp(self.clock.seconds())}", document)
+            work.addCallback(self._message_saved, document)
             work.addBoth(self._give_back, held)
         else:
             work = self.writer.run(lambda: None)
@@ -299,6 +302,12 @@ class DataExchangeService:
         self.saved_files += 1
         log.info("file {name} ({size} bytes) received from {peer}", name=target.name, size=size,
                  peer=str(transfer.remote))
+        self.emitter.emit("file.received", filename=target.name, size=size, path=target)
+        return target
+
+    def _message_saved(self, target, document):
+        self.emitter.emit("message.received", type=document["type"], size=document["bytes"],
+                          **{"from": document["from"]})
         return target
 
     def _message_document(self, frame_type, remote, payload):

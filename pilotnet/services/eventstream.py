@@ -28,7 +28,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from pilotnet.errors import PilotError
-from pilotnet.interfaces import IStreamOwner
+from pilotnet.interfaces import NO_EVENTS, IStreamOwner
 from pilotnet.wire.address import PORT_EVENT_STREAM
 from pilotnet.wire.eventstream import EventDecoder, encode_event
 from pilotnet.wire.topics import SubscriptionIndex
@@ -194,15 +194,18 @@ class EventBroker:
 class _Connection:
     """One peer's stream to the broker: its decoder and, once it sent one, its subscription."""
 
-    __slots__ = ("decoder", "subscriber")
+    __slots__ = ("decoder", "subscriber", "remote")
 
-    def __init__(self):
+    def __init__(self, remote=None):
         self.decoder = EventDecoder()
         self.subscriber = None
+        self.remote = remote
 
 
 @implementer(IStreamOwner)
 class EventStreamService:
+    emitter = NO_EVENTS
+
     def __init__(self, streams, broker, port=PORT_EVENT_STREAM):
         self.streams = streams
         self.broker = broker
@@ -219,7 +222,7 @@ class EventStreamService:
         # Events are small and wanted now: holding them back for Nagle's 40 ms
         # would be the whole of their latency.
         stream.conn.nodelay = True
-        self._connections[stream.conn_id] = _Connection()
+        self._connections[stream.conn_id] = _Connection(stream.remote)
 
     def stream_data(self, conn_id, data):
         connection = self._connections.get(conn_id)
@@ -235,8 +238,11 @@ class EventStreamService:
             pattern, _ = events.pop(0)
             connection.subscriber = self.broker.subscribe(Subscriber(
                 pattern, f"stream {conn_id}", self._writer(conn_id)))
+            self.emitter.emit("pubsub.subscribed", topic=pattern, remote=connection.remote)
         if events:
             self.broker.publish_frames(events, connection.subscriber)
+            for topic, frame in events if self.emitter.active else ():
+                self.emitter.emit("pubsub.published", topic=topic, size=len(frame), **{"from": connection.remote})
         return None
 
     def _writer(self, conn_id):
@@ -278,6 +284,7 @@ class EventStreamService:
         connection = self._connections.pop(conn_id, None)
         if connection is not None and connection.subscriber is not None:
             self.broker.unsubscribe(connection.subscriber)
+            self.emitter.emit("pubsub.unsubscribed", topic=connection.subscriber.pattern, remote=connection.remote)
         try:
             self.streams.close(conn_id)
         except PilotError:

@@ -790,6 +790,7 @@ class StreamConnection:
                 and (interval is None or self._probes_missed < config.keepalive_max_missed):
             self._heard_at = now
             if self.state is _ESTABLISHED or self.state is State.CLOSE_WAIT:
+                self.events.append(StreamEvent.IDLE_TIMEOUT)
                 self.close(now)
             else:
                 self._set_state(Trigger.TIMER)

@@ -16,6 +16,8 @@ class StreamEvent(enum.Enum):
     RELAY_HINT = "relay_hint"
     #: The peer finished sending (its FIN arrived in order): end of the inbound stream.
     PEER_CLOSED = "peer_closed"
+    #: Nothing was heard for the idle timeout on an open connection: it closes itself (once).
+    IDLE_TIMEOUT = "idle_timeout"
     RESET = "reset"
     TIMED_OUT = "timed_out"
     CLOSED = "closed"

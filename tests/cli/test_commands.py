@@ -29,7 +29,8 @@ NEEDS_DAEMON = [
 # Commands that only read or write files in the home directory, describe pilotctl, or ask the registry.
 LOCAL = {"init", "config", "context", "daemon start", "daemon stop", "daemon status", "received", "inbox",
          "task accept", "task decline", "task execute", "task send-results", "task list", "task queue",
-         "version", "help", "completion", "broadcast", "lookup", "register", "rotate-key", "deregister"}
+         "version", "help", "completion", "broadcast", "lookup", "register", "rotate-key", "deregister",
+         "set-webhook", "clear-webhook"}
 # Commands that talk to the gateway's own control socket (tests/gateway covers them).
 LOCAL |= {"gateway start", "gateway stop", "gateway map", "gateway unmap", "gateway list"}
 
@@ -79,6 +80,19 @@ class NoDaemonTests(PilotctlMixin, TestCase):
             result = await self.pilotctl(*argv, "--json")
             self.assertEqual(result.code, 1, argv)
             self.assertEqual(result.error["code"], "invalid_argument", (argv, result))
+
+    @run_async
+    async def test_set_webhook_without_a_daemon_is_kept_for_the_next_start(self):
+        refused = await self.pilotctl("set-webhook", "ftp://example.com/", "--json")
+        self.assertEqual((refused.code, refused.error["code"]), (1, "invalid_argument"))
+        saved = await self.pilotctl("set-webhook", "https://hooks.example.com/pilot", "--json")
+        self.assertEqual(saved.data, {"webhook": "https://hooks.example.com/pilot", "applied": False})
+        with open(self.home_file("config.json")) as config:
+            self.assertEqual(json.load(config)["webhook"], "https://hooks.example.com/pilot")
+        human = await self.pilotctl("clear-webhook")
+        self.assertEqual(human.stdout, "webhook cleared\nwill take effect on next daemon start\n")
+        with open(self.home_file("config.json")) as config:
+            self.assertNotIn("webhook", json.load(config))
 
     @run_async
     async def test_init_config_context(self):

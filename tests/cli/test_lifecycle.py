@@ -62,9 +62,11 @@ class LifecycleTests(PilotctlMixin, TestCase):
 
         self.patch(lifecycle, "daemon_command", recording)
         started = await self.pilotctl("daemon", "start", "--mss", "4096", "--local-mss", "0",
-                                      "--listen", "127.0.0.1:0", "--json")
+                                      "--listen", "127.0.0.1:0", "--webhook", "http://127.0.0.1:9/h",
+                                      "--webhook-allow-private", "--json")
         self.assertEqual(started.code, 0, started)
         self.assertEqual((seen[0]["mss"], seen[0]["local-mss"], seen[0]["listen"]), ("4096", "0", "127.0.0.1:0"))
+        self.assertEqual((seen[0]["webhook"], seen[0]["webhook-allow-private"]), ("http://127.0.0.1:9/h", True))
 
     @run_async
     async def test_start_status_stop(self):

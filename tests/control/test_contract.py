@@ -19,7 +19,7 @@ REQUESTS = [spec for spec in schema.COMMANDS if spec.name.encode() not in client
 #: tests.driver.test_events, over ControlProtocol and a real broker) or real daemons (trust:
 #: tests.integration).  A new command must be answered by the fake or named here.
 LEFT_TO_THE_REAL_DAEMON = {
-    "Handshake", "HandshakeByName", "Approve", "Reject", "Revoke", "Pending", "Trusted",
+    "SetWebhook", "ClearWebhook", "Handshake", "HandshakeByName", "Approve", "Reject", "Revoke", "Pending", "Trusted",
     "Subscribe", "Unsubscribe", "Publish", "EventStats", "PublishBatch",
 }
 

@@ -25,8 +25,8 @@ PROBE_TIMEOUT = 3.0
 
 # pilotctl flags handed to the daemon unchanged: value options, then switches.
 PASSED_OPTIONS = ("listen", "endpoint", "identity", "owner", "config", "log-format", "mss",
-                  "local-mss")
-PASSED_SWITCHES = ("public", "trust-auto-approve", "no-encrypt", "no-echo")
+                  "local-mss", "webhook")
+PASSED_SWITCHES = ("public", "trust-auto-approve", "no-encrypt", "no-echo", "webhook-allow-private")
 
 
 # ``python -m twisted.scripts.twistd`` does nothing (the module has no main
