@@ -1,4 +1,4 @@
-"""A throwaway PostgreSQL server for tests: its own cluster in a temp directory.
+"""A throwaway PostgreSQL server for tests and benchmarks: its own cluster in a temp directory.
 
 The distribution's server (``tools/run-tests`` installs it as root) refuses
 to run as root, so under root the cluster belongs to the unprivileged
@@ -7,26 +7,33 @@ free port is found by binding 127.0.0.1:0 and releasing it, and start-up is
 retried on another one if something took it meanwhile.  The server is stopped
 (fast shutdown, then harder) and its directory removed in the test's cleanup,
 whether the test passed or not.
+
+:class:`PostgresServer` is the blocking core (benchmarks use it as it is);
+:func:`start_cluster` wraps it for trial tests without blocking the reactor
+on waits.
 """
 
 import glob
 import os
 import pwd
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
+import time
 
-from twisted.internet import reactor
-from twisted.internet.defer import Deferred
-from twisted.internet.error import ProcessExitedAlready
-from twisted.internet.protocol import ProcessProtocol
 from twisted.trial.unittest import SkipTest
 
 from tests.integration.processes import pause, wait_until
 
 START_ATTEMPTS = 3
 STOP_GRACE = 5.0
+STOP_SIGNALS = ("SIGINT", "SIGQUIT", "SIGKILL")  # fast shutdown, immediate, then no choice
+
+
+class PostgresMissing(Exception):
+    """No PostgreSQL server program on this machine, or nobody to run it as."""
 
 
 def server_programs():
@@ -37,8 +44,8 @@ def server_programs():
     found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"),
                    key=lambda path: int(path.split("/")[-3]))
     if not found:
-        raise SkipTest("the PostgreSQL server is not installed (tools/run-tests installs the "
-                       "postgresql package when run as root)")
+        raise PostgresMissing("the PostgreSQL server is not installed (tools/run-tests installs "
+                              "the postgresql package when run as root)")
     return os.path.dirname(found[-1])
 
 
@@ -52,42 +59,33 @@ def _server_user():
         except KeyError:
             continue
         return entry.pw_uid, entry.pw_gid
-    raise SkipTest("running as root and no unprivileged user to run PostgreSQL as")
+    raise PostgresMissing("running as root and no unprivileged user to run PostgreSQL as")
 
 
-def _free_port():
+def free_port():
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
 
 
-class _ServerOutput(ProcessProtocol):
-    def __init__(self):
-        self.output = b""
-        self.ended = Deferred()
+class PostgresServer:
+    """One cluster in a new temp directory; nothing here waits except :meth:`start_blocking`."""
 
-    def outReceived(self, data):
-        self.output += data
-
-    errReceived = outReceived
-
-    def processEnded(self, reason):
-        self.ended.callback(None)
-
-
-class PostgresCluster:
-    """One PostgreSQL server of the test's own; ``url(name)`` after :meth:`start`."""
-
-    def __init__(self, test):
-        self.test = test
+    def __init__(self, max_connections=60, durable=True):
+        """``durable=False`` turns fsync off: tests lose nothing a process crash can take."""
         self.programs = server_programs()
+        self.durable = durable
         self.user = _server_user()
+        self.max_connections = max_connections
         self.directory = tempfile.mkdtemp(prefix="pilotnet-pg-")
-        test.addCleanup(shutil.rmtree, self.directory, True)
         self.port = 0
-        self._process = None
-        self._output = None
-        self._initdb()
+        self.process = None
+        self._log = os.path.join(self.directory, "server.log")
+        try:
+            self._initdb()
+        except BaseException:
+            self.remove()
+            raise
 
     def _as_server_user(self):
         if self.user is None:
@@ -96,11 +94,11 @@ class PostgresCluster:
         return {"user": uid, "group": gid, "extra_groups": []}
 
     def _initdb(self):
+        sockets = os.path.join(self.directory, "sock")
+        os.makedirs(sockets)
         if self.user is not None:
-            os.chown(self.directory, *self.user)
-        os.makedirs(os.path.join(self.directory, "sock"))
-        if self.user is not None:
-            os.chown(os.path.join(self.directory, "sock"), *self.user)
+            for path in (self.directory, sockets):
+                os.chown(path, *self.user)
         subprocess.run(
             [os.path.join(self.programs, "initdb"), "-D", os.path.join(self.directory, "data"),
              "-U", "postgres", "-A", "trust", "-E", "UTF8", "--no-sync", "--no-instructions"],
@@ -109,39 +107,26 @@ class PostgresCluster:
     def url(self, database="postgres"):
         return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
 
-    async def start(self):
-        """Start the server (on a new free port the first time); ready to accept queries."""
-        for attempt in range(START_ATTEMPTS):
-            port = self.port or _free_port()
-            self._spawn(port)
-            try:
-                await wait_until(self._ready, "PostgreSQL to accept connections")
-            except AssertionError:
-                if attempt == START_ATTEMPTS - 1 or self.port:
-                    raise
-                continue  # the port was taken meanwhile: another one
-            self.port = port
-            return self
-        return self
+    def spawn(self, port):
+        """Start the server on ``port`` (not yet ready; see :meth:`ready`)."""
+        self.port = port
+        with open(self._log, "ab") as log:
+            self.process = subprocess.Popen(
+                [os.path.join(self.programs, "postgres"), "-D",
+                 os.path.join(self.directory, "data"), "-h", "127.0.0.1", "-p", str(port),
+                 "-k", os.path.join(self.directory, "sock"),
+                 "-c", f"max_connections={self.max_connections}", "-c", "shared_buffers=32MB",
+                 "-c", f"fsync={'on' if self.durable else 'off'}"],
+                stdout=log, stderr=log, env={}, **self._as_server_user())
 
-    def _spawn(self, port):
-        self._output = _ServerOutput()
-        args = [os.path.join(self.programs, "postgres"), "-D", os.path.join(self.directory, "data"),
-                "-h", "127.0.0.1", "-p", str(port), "-k", os.path.join(self.directory, "sock"),
-                "-c", "max_connections=60", "-c", "shared_buffers=32MB", "-c", "fsync=off"]
-        uid, gid = self.user if self.user is not None else (None, None)
-        self._process = reactor.spawnProcess(self._output, args[0], args, env={},
-                                             uid=uid, gid=gid)
-        self._pending_port = port
-        self.test.addCleanup(self.stop)
-
-    def _ready(self):
+    def ready(self):
+        """True once it accepts queries; raises if the server exited."""
         import psycopg
-        if self._output.ended.called:
-            raise AssertionError(f"PostgreSQL exited:\n{self._output.output.decode()[-2000:]}")
+        if self.process.poll() is not None:
+            with open(self._log, errors="replace") as log:
+                raise RuntimeError(f"PostgreSQL exited:\n{log.read()[-2000:]}")
         try:
-            psycopg.connect(f"postgresql://postgres@127.0.0.1:{self._pending_port}/postgres",
-                            connect_timeout=2).close()
+            psycopg.connect(self.url(), connect_timeout=2).close()
         except psycopg.OperationalError:
             return False
         return True
@@ -152,20 +137,89 @@ class PostgresCluster:
             conn.execute(f'CREATE DATABASE "{name}"')
         return self.url(name)
 
+    @property
+    def running(self):
+        return self.process is not None and self.process.poll() is None
+
+    def signal(self, name):
+        if self.running:
+            self.process.send_signal(getattr(signal, name))
+
+    def start_blocking(self, timeout=30.0):
+        for attempt in range(START_ATTEMPTS):
+            self.spawn(self.port or free_port())
+            deadline = time.monotonic() + timeout
+            try:
+                while not self.ready():
+                    if time.monotonic() > deadline:
+                        raise RuntimeError("PostgreSQL did not accept connections in time")
+                    time.sleep(0.05)
+                return self
+            except RuntimeError:
+                self.stop_blocking()
+                if attempt == START_ATTEMPTS - 1:
+                    raise
+                self.port = 0
+        return self
+
+    def stop_blocking(self):
+        for name in STOP_SIGNALS:
+            self.signal(name)
+            try:
+                self.process.wait(STOP_GRACE)
+                return
+            except (subprocess.TimeoutExpired, AttributeError):
+                continue
+
+    def remove(self):
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+class PostgresCluster:
+    """A :class:`PostgresServer` for a trial test: async start/stop/restart, removed at cleanup."""
+
+    def __init__(self, test):
+        try:
+            self.server = PostgresServer(durable=False)
+        except PostgresMissing as missing:
+            raise SkipTest(str(missing)) from None
+        test.addCleanup(self.server.remove)
+        test.addCleanup(self.stop)
+
+    @property
+    def port(self):
+        return self.server.port
+
+    def url(self, database="postgres"):
+        return self.server.url(database)
+
+    def create_database(self, name):
+        return self.server.create_database(name)
+
+    async def start(self):
+        """Start the server (on a new free port the first time); ready to accept queries."""
+        for attempt in range(START_ATTEMPTS):
+            first_start = not self.server.port
+            self.server.spawn(self.server.port or free_port())
+            try:
+                await wait_until(self.server.ready, "PostgreSQL to accept connections")
+                return self
+            except RuntimeError:
+                if attempt == START_ATTEMPTS - 1 or not first_start:
+                    raise
+                self.server.port = 0  # the port was taken meanwhile: another one
+        return self
+
     async def stop(self):
         """Fast shutdown (disconnects clients), then harder if it lingers; idempotent."""
-        if self._output is None or self._output.ended.called:
-            return
-        for signal_name in ("INT", "QUIT", "KILL"):
-            try:
-                self._process.signalProcess(signal_name)
-            except ProcessExitedAlready:
-                break
-            deadline = reactor.seconds() + STOP_GRACE
-            while not self._output.ended.called and reactor.seconds() < deadline:
-                await pause(0.05)
-            if self._output.ended.called:
+        for name in STOP_SIGNALS:
+            if not self.server.running:
                 return
+            self.server.signal(name)
+            for _ in range(int(STOP_GRACE / 0.05)):
+                if not self.server.running:
+                    return
+                await pause(0.05)
 
     async def restart(self):
         await self.stop()
