@@ -280,28 +280,48 @@ class PostgresStore:
         return deferToThreadPool(self._reactor, self._writer, work)
 
     def _transaction(self, work) -> list:
-        """Write each request in a savepoint; True per request that committed."""
-        outcomes, entries = [], []
+        """Write a batch of requests; True per request that committed.
+
+        First all together, pipelined (no round trip per statement); if any
+        request lost a race, again with each request in a savepoint of its own,
+        so that only the losers are refused.
+        """
         with self._pool.connection() as conn:
+            try:
+                with conn.transaction(), conn.pipeline():
+                    claims: list = []
+                    entries = [_write(conn, op, claims) for ops in work for op in ops]
+                    _verify(conn, claims)
+                    self._log_change(conn, entries)
+                return [True] * len(work)
+            except (_Conflict, psycopg.errors.UniqueViolation):
+                pass
+            outcomes, entries = [], []
             with conn.transaction():
                 for ops in work:
                     try:
                         with conn.transaction():
-                            written = [_write(conn, op) for op in ops]
+                            claims = []
+                            written = [_write(conn, op, claims) for op in ops]
+                            _verify(conn, claims)
                     except (_Conflict, psycopg.errors.UniqueViolation):
                         outcomes.append(False)
                         continue
                     outcomes.append(True)
                     entries.extend(written)
-                if entries:
-                    change_id = conn.execute(
-                        "UPDATE pilot_feed_position SET last_change = last_change + 1 "
-                        "WHERE singleton = 1 RETURNING last_change").fetchone()[0]
-                    conn.execute("INSERT INTO pilot_changes (id, origin, entities) "
-                                 "VALUES (%s, %s, %s)",
-                                 (change_id, self.origin, schema.compact(entries)))
-                    conn.execute("SELECT pg_notify('pilot_changes', %s)", (str(change_id),))
+                self._log_change(conn, entries)
         return outcomes
+
+    def _log_change(self, conn, entries) -> None:
+        """The batch's entities as the next change of the feed, announced at commit."""
+        if not entries:
+            return
+        change_id = conn.execute(
+            "UPDATE pilot_feed_position SET last_change = last_change + 1 "
+            "WHERE singleton = 1 RETURNING last_change").fetchone()[0]
+        conn.execute("INSERT INTO pilot_changes (id, origin, entities) VALUES (%s, %s, %s)",
+                     (change_id, self.origin, schema.compact(entries)))
+        conn.execute("SELECT pg_notify('pilot_changes', %s)", (str(change_id),))
 
     def _settle(self, keys) -> Deferred:
         """Bring the directory to the database's truth for ``keys`` (after a lost race)."""
@@ -355,8 +375,29 @@ def _write_seen(conn, ids: list, times: list) -> None:
         "WHERE n.id = s.id AND n.last_seen < s.seen", (ids, times))
 
 
-def _write(conn, op) -> tuple:
-    """Apply one operation; the ``(kind, key, value)`` the feed carries for it."""
+_CLAIMED = {"key": ("pilot_keys", "public_key"), "owner": ("pilot_owners", "owner")}
+
+
+def _verify(conn, claims) -> None:
+    """Raise :class:`_Conflict` if a key or owner claimed here is held by another node.
+
+    One query after the writes (rather than a row count per statement) keeps
+    the writes pipelined.
+    """
+    for kind, (table, column) in _CLAIMED.items():
+        mine = [(key, node_id) for claimed, key, node_id in claims if claimed == kind]
+        if not mine:
+            continue
+        keys, nodes = zip(*mine)
+        taken = conn.execute(
+            f"SELECT count(*) FROM {table} AS t, unnest(%s::TEXT[], %s::BIGINT[]) AS c(k, n) "
+            f"WHERE t.{column} = c.k AND t.node_id <> c.n", (list(keys), list(nodes))).fetchone()[0]
+        if taken:
+            raise _Conflict(kind)
+
+
+def _write(conn, op, claims: list) -> tuple:
+    """Apply one operation, noting key and owner claims; the ``(kind, key, value)`` the feed carries."""
     kind, key = op[0], op[1]
     if kind == "node":
         value = op[2]
@@ -372,18 +413,17 @@ def _write(conn, op) -> tuple:
                 "attributes = excluded.attributes", schema.node_row(value))
         return kind, key, value
     if kind in ("key", "owner"):
-        table, column = ("pilot_keys", "public_key") if kind == "key" else ("pilot_owners", "owner")
+        table, column = _CLAIMED[kind]
         value = op[2]
         if value is None:
             conn.execute(f"DELETE FROM {table} WHERE {column} = %s", (key,))
         else:
-            # Held by another node already: the constraint says who was first.
-            claimed = conn.execute(
+            # Held by another node already: left alone here, refused by _verify.
+            conn.execute(
                 f"INSERT INTO {table} ({column}, node_id) VALUES (%s, %s) "
                 f"ON CONFLICT ({column}) DO UPDATE SET node_id = excluded.node_id "
                 f"WHERE {table}.node_id = excluded.node_id", (key, value))
-            if claimed.rowcount != 1:
-                raise _Conflict(kind)
+            claims.append((kind, key, value))
         return kind, key, value
     if kind == "consent":
         node_id, peer_id = (int(part) for part in key.split(":"))
@@ -436,7 +476,7 @@ def read_entity(conn, kind: str, key: str):
                            "attributes FROM pilot_nodes WHERE id = %s", (int(key),)).fetchone()
         return schema.node_value(row) if row else None
     if kind in ("key", "owner"):
-        table, column = ("pilot_keys", "public_key") if kind == "key" else ("pilot_owners", "owner")
+        table, column = _CLAIMED[kind]
         row = conn.execute(f"SELECT node_id FROM {table} WHERE {column} = %s", (key,)).fetchone()
         return row[0] if row else None
     if kind == "consent":
