@@ -27,7 +27,7 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
-from pilotnet.registry.pg_store import read_changes, read_entity
+from pilotnet.registry.pg_store import read_changes, read_entity, restore_known
 
 POLL_INTERVAL = 1.0
 NOTIFY_TIMEOUT = 1.0
@@ -48,6 +48,7 @@ class ChangeFollower:
         self._fetching = False
         self._again = False
         self._reload = False
+        self._unknown_kinds: set = set()
         self._stopping = threading.Event()
         self._listener = None
         self._poll = LoopingCall(self.catch_up)
@@ -55,9 +56,10 @@ class ChangeFollower:
         store.follower = self
 
     def start(self) -> None:
-        self._stopping.clear()
-        self._listener = threading.Thread(target=self._listen, name="registry-pg-listen",
-                                          daemon=True)
+        # An event per start: a listener of an earlier start may still be finishing.
+        self._stopping = threading.Event()
+        self._listener = threading.Thread(target=self._listen, args=(self._stopping,),
+                                          name="registry-pg-listen", daemon=True)
         self._listener.start()
         self._poll.start(POLL_INTERVAL, now=True)
 
@@ -68,9 +70,9 @@ class ChangeFollower:
 
     # -- notifications (listener thread) -------------------------------------
 
-    def _listen(self) -> None:
+    def _listen(self, stopping: threading.Event) -> None:
         lost = False
-        while not self._stopping.is_set():
+        while not stopping.is_set():
             try:
                 with psycopg.connect(self._store.url, autocommit=True) as conn:
                     conn.execute("LISTEN pilot_changes")
@@ -79,7 +81,7 @@ class ChangeFollower:
                     lost = False
                     # Changes committed while we were not listening.
                     self._reactor.callFromThread(self.catch_up)
-                    while not self._stopping.is_set():
+                    while not stopping.is_set():
                         for _ in conn.notifies(timeout=NOTIFY_TIMEOUT):
                             self._reactor.callFromThread(self.catch_up)
                             break
@@ -89,12 +91,14 @@ class ChangeFollower:
                                   "reconnecting every {delay:g} s", error=error,
                                   delay=RECONNECT_DELAY)
                 lost = True
-                self._stopping.wait(RECONNECT_DELAY)
+                stopping.wait(RECONNECT_DELAY)
 
     # -- catching up (reactor thread) ------------------------------------------
 
     def catch_up(self) -> Deferred:
         """Fetch and apply what was committed after the last applied change."""
+        if self._stopping.is_set():
+            return succeed(None)
         if self._fetching:
             self._again = True
             return succeed(None)
@@ -149,7 +153,15 @@ class ChangeFollower:
             known = self._directory.nodes.get(int(key))
             if known is not None and known.last_seen > value["last_seen"]:
                 value = dict(value, last_seen=known.last_seen)
-        self._directory.apply(kind, key, value)
+        try:
+            self._directory.apply(kind, key, value)
+        except ValueError:
+            # A kind a newer registry on the same database writes: not ours to show.
+            if kind not in self._unknown_kinds:
+                self._unknown_kinds.add(kind)
+                self.log.warn("registry: ignoring entity kind {kind!r} from the change feed "
+                              "(written by a newer registry?)", kind=kind)
+            return False
         self._store.remember(kind, key, value)
         return True
 
@@ -161,7 +173,8 @@ class ChangeFollower:
         cursor, entities = snapshot
         directory = self._directory
         seen = {node_id: node.last_seen for node_id, node in directory.nodes.items()}
-        directory.replace(entities)
+        directory.replace(())
+        entities = restore_known(directory, entities)
         for node_id, node in directory.nodes.items():
             node.last_seen = max(node.last_seen, seen.get(node_id, 0.0))
         self._store.shadow.clear()

@@ -69,6 +69,12 @@ SCHEMA = (
         last_change BIGINT NOT NULL)""",
     "INSERT INTO pilot_feed_position (singleton, last_change) VALUES (1, 0) "
     "ON CONFLICT (singleton) DO NOTHING",
+    # Entity kinds without a table of their own (last-writer-wins JSON).
+    """CREATE TABLE IF NOT EXISTS pilot_entities (
+        kind TEXT NOT NULL,
+        key TEXT NOT NULL,
+        value TEXT NOT NULL,
+        PRIMARY KEY (kind, key))""",
     """CREATE TABLE IF NOT EXISTS pilot_leases (
         name TEXT PRIMARY KEY,
         holder TEXT NOT NULL,

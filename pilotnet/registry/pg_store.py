@@ -163,8 +163,7 @@ class PostgresStore:
                 self.cursor, entities = _read_all(conn)
             node_start = conn.execute("SELECT nextval('pilot_node_ids')").fetchone()[0]
             network_id = conn.execute("SELECT nextval('pilot_network_ids')").fetchone()[0]
-        for kind, key, value in entities:
-            directory.restore(kind, key, value)
+        for kind, key, value in restore_known(directory, entities):
             self.remember(kind, key, value)
         self.ids.prime(node_start, network_id)
         directory.ids = self.ids
@@ -368,6 +367,22 @@ class PostgresStore:
         raise NotImplementedError("importing a Go snapshot needs a SQLite --store")
 
 
+def restore_known(directory, entities) -> list:
+    """Restore ``entities`` into ``directory``; those of kinds it does not know are left out.
+
+    A newer registry on the same database may write kinds this one has no
+    use for; they must not stop it from starting.
+    """
+    restored = []
+    for kind, key, value in entities:
+        try:
+            directory.restore(kind, key, value)
+        except ValueError:
+            continue
+        restored.append((kind, key, value))
+    return restored
+
+
 def _write_seen(conn, ids: list, times: list) -> None:
     conn.execute(
         "UPDATE pilot_nodes AS n SET last_seen = s.seen "
@@ -466,7 +481,14 @@ def _write(conn, op, claims: list) -> tuple:
             conn.execute("INSERT INTO pilot_network_members (network_id, node_id) VALUES (%s, %s) "
                          "ON CONFLICT (network_id, node_id) DO NOTHING", (network_id, node_id))
         return kind, key, read_entity(conn, kind, key)
-    raise ValueError(f"unknown entity kind {kind!r}")
+    value = op[2]
+    if value is None:
+        conn.execute("DELETE FROM pilot_entities WHERE kind = %s AND key = %s", (kind, key))
+    else:
+        conn.execute("INSERT INTO pilot_entities (kind, key, value) VALUES (%s, %s, %s) "
+                     "ON CONFLICT (kind, key) DO UPDATE SET value = excluded.value",
+                     (kind, key, schema.compact(value)))
+    return kind, key, value
 
 
 def read_entity(conn, kind: str, key: str):
@@ -496,7 +518,11 @@ def read_entity(conn, kind: str, key: str):
         members = [member for (member,) in conn.execute(
             "SELECT node_id FROM pilot_network_members WHERE network_id = %s", (int(key),))]
         return schema.network_value(row, members)
-    return None  # counters live in sequences
+    if kind == "counter":
+        return None  # counters live in sequences
+    row = conn.execute("SELECT value FROM pilot_entities WHERE kind = %s AND key = %s",
+                       (kind, key)).fetchone()
+    return json.loads(row[0]) if row else None
 
 
 def _read_all(conn) -> tuple:
@@ -524,6 +550,8 @@ def _read_all(conn) -> tuple:
         members.setdefault(network_id, []).append(node_id)
     for row in conn.execute("SELECT id, name, join_rule, token, created FROM pilot_networks"):
         entities.append(("network", str(row[0]), schema.network_value(row, members.get(row[0], ()))))
+    for kind, key, value in conn.execute("SELECT kind, key, value FROM pilot_entities"):
+        entities.append((kind, key, json.loads(value)))
     return cursor, entities
 
 

@@ -7,6 +7,7 @@ follower, and the shell answering message bodies.
 
 import json
 
+import psycopg
 from twisted.internet import reactor
 from twisted.trial.unittest import TestCase
 
@@ -15,6 +16,7 @@ from pilotnet.registry.directory import Directory
 from pilotnet.registry.handlers import Registry
 from pilotnet.registry.pg_feed import ChangeFollower
 from pilotnet.registry.pg_store import PostgresStore
+from pilotnet.registry.scaleout import SharedHousekeeping
 from pilotnet.registry.server import RegistryServer
 from pilotnet.ratelimit import RateLimiter
 from tests.integration.processes import wait_until
@@ -206,3 +208,37 @@ class SharedDatabaseTests(TestCase):
         again = SharedRegistry(self, url)
         self.assertEqual(again.directory.nodes[node_id].hostname, "kept")
         self.assertNotEqual(await again.register(identity(2)), node_id)
+
+    async def test_entity_kinds_without_a_table_are_kept_as_json(self):
+        cluster = await start_cluster(self)
+        a = SharedRegistry(self, cluster.create_database("registry"))
+        await a.store.commit([("audit", "1", {"event": "node.registered", "node_id": 1})])
+        _, entities = await a.store.run_reader(lambda conn: a.store.read_all())
+        self.assertIn(("audit", "1", {"event": "node.registered", "node_id": 1}), entities)
+        await a.store.commit([("audit", "1", None)])
+        _, entities = await a.store.run_reader(lambda conn: a.store.read_all())
+        self.assertNotIn("audit", [kind for kind, _, _ in entities])
+
+    async def test_a_registry_back_after_pruned_changes_reloads_everything(self):
+        cluster = await start_cluster(self)
+        url = cluster.create_database("registry")
+        a, b = SharedRegistry(self, url), SharedRegistry(self, url)
+        b.follower.stop()
+        away = [await a.register(identity(number)) for number in range(1, 4)]
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("DELETE FROM pilot_changes")  # what the lease holder prunes after an hour
+        away.append(await a.register(identity(4)))
+        self.assertFalse(any(node_id in b.directory.nodes for node_id in away))
+        b.follower.start()
+        await wait_until(lambda: all(node_id in b.directory.nodes for node_id in away),
+                         "B to reload the whole state")
+
+    async def test_exactly_one_registry_holds_the_reaper_lease(self):
+        cluster = await start_cluster(self)
+        url = cluster.create_database("registry")
+        registries = [SharedRegistry(self, url) for _ in range(3)]
+        rounds = [SharedHousekeeping(r.server, r.store, interval=10.0) for r in registries]
+        for _ in range(2):
+            for shared in rounds:
+                await shared.round()
+        self.assertEqual(sorted(r.registry.reaps_nodes for r in registries), [False, False, True])
