@@ -8,6 +8,7 @@ different registries, or list several and fail over.
 import json
 import os
 
+import treq
 from twisted.internet import reactor
 from twisted.internet.defer import ensureDeferred
 from twisted.trial.unittest import TestCase
@@ -53,7 +54,9 @@ class RegistryProcess(TwistdProcess):
 
         await wait_until(ready, "pilot-registry to report its port")
         with open(self.ports_file) as handle:
-            self.registry_port = json.load(handle)["registry"]["port"]
+            ports = json.load(handle)
+        self.registry_port = ports["registry"]["port"]
+        self.http_port = ports.get("http", {}).get("port")
         return self
 
     @property
@@ -114,6 +117,23 @@ class ScaleOutTests(PilotctlMixin, TestCase):
                              "alpha's registration on another registry", timeout=VISIBLE_WITHIN)
             reply = await connection.request({"type": "resolve_hostname", "hostname": "alpha"})
             self.assertEqual(reply["node_id"], alpha.node_id)
+
+    async def test_the_dashboard_of_b_lists_a_node_registered_on_a_live(self):
+        self.cluster = await start_cluster(self)
+        url = self.cluster.create_database("registry")
+        base = self.mktemp()
+        a = await RendezvousProcess(self, os.path.join(base, "a"), "--store", url).start()
+        b = await RegistryProcess(self, os.path.join(base, "b"), "--store", url, "--http",
+                                  "tcp:0:interface=127.0.0.1").start()
+        alpha = await DaemonProcess(self, os.path.join(base, "alpha"), a, hostname="alpha").start()
+
+        async def listed():
+            response = await treq.get(f"http://127.0.0.1:{b.http_port}/api/nodes",
+                                     persistent=False)
+            nodes = json.loads(await response.text())["nodes"]
+            return any(node.get("hostname") == "alpha" for node in nodes)
+
+        await wait_until(listed, f"node {alpha.node_id} on B's dashboard")
 
     async def test_hostname_race_between_registries(self):
         a, b = await self.shared(2)
