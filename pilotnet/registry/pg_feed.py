@@ -27,7 +27,7 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 
-from pilotnet.registry.pg_store import read_changes, read_entity, restore_known
+from pilotnet.registry.pg_store import read_changes, read_entity, read_snapshot, restore_known
 
 POLL_INTERVAL = 1.0
 NOTIFY_TIMEOUT = 1.0
@@ -104,7 +104,7 @@ class ChangeFollower:
             return succeed(None)
         self._fetching = True
         if self._reload:
-            work = self._store.run_reader(lambda conn: self._store.read_all())
+            work = self._store.run_reader(read_snapshot)
             work.addCallback(self._replace)
         else:
             work = self._store.run_reader(read_changes, self._store.cursor, FETCH_LIMIT)

@@ -33,6 +33,7 @@ asyncio API.
 import json
 import uuid
 from collections import Counter
+from contextlib import contextmanager
 
 import psycopg
 from psycopg_pool import ConnectionPool
@@ -121,12 +122,9 @@ class PostgresStore:
         self.url = url
         # Identifies this process's changes in the feed (a restart is a new origin).
         self.origin = uuid.uuid4().hex
-        self.directory = None
         self.cursor = 0  # the last change applied to the directory
-        self._pool = ConnectionPool(url, min_size=1, max_size=POOL_SIZE, open=True,
-                                    check=ConnectionPool.check_connection,
-                                    kwargs={"autocommit": True}, name="pilot-registry")
-        self._create_schema()
+        # Opened with the threads (use_thread): twistd may fork after building the service.
+        self._pool = None
         self._reactor = None
         self._writer = None
         self._readers = None
@@ -142,43 +140,45 @@ class PostgresStore:
 
     # -- start-up (blocking, before the reactor runs) -------------------------
 
-    def _create_schema(self) -> None:
-        with self._pool.connection() as conn:
-            for attempt in range(3):
-                try:
-                    with conn.transaction():
-                        for statement in schema.SCHEMA:
-                            conn.execute(statement)
-                    return
-                except psycopg.errors.UniqueViolation:
-                    # Two registries creating the schema at once: the other one won; look again.
-                    if attempt == 2:
-                        raise
+    @contextmanager
+    def _connection(self):
+        """A pooled connection, or a connection of its own before the pool is open."""
+        if self._pool is not None:
+            with self._pool.connection() as conn:
+                yield conn
+        else:
+            with psycopg.connect(self.url, autocommit=True) as conn:
+                yield conn
+
+    @staticmethod
+    def _create_schema(conn) -> None:
+        for attempt in range(3):
+            try:
+                with conn.transaction():
+                    for statement in schema.SCHEMA:
+                        conn.execute(statement)
+                return
+            except psycopg.errors.UniqueViolation:
+                # Two registries creating the schema at once: the other one won; look again.
+                if attempt == 2:
+                    raise
 
     def load_into(self, directory) -> int:
-        """Restore every entity into ``directory``, remember where the feed stands; how many."""
-        with self._pool.connection() as conn:
-            with conn.transaction():
-                conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-                self.cursor, entities = _read_all(conn)
+        """Create the tables if needed, restore every entity into ``directory``, remember
+        where the feed stands; how many."""
+        with self._connection() as conn:
+            self._create_schema(conn)
+            self.cursor, entities = read_snapshot(conn)
             node_start = conn.execute("SELECT nextval('pilot_node_ids')").fetchone()[0]
             network_id = conn.execute("SELECT nextval('pilot_network_ids')").fetchone()[0]
         for kind, key, value in restore_known(directory, entities):
             self.remember(kind, key, value)
         self.ids.prime(node_start, network_id)
         directory.ids = self.ids
-        self.directory = directory
         return len(entities)
 
-    def read_all(self) -> tuple:
-        """``(last change, entities)`` from one consistent snapshot (blocking; a reader thread)."""
-        with self._pool.connection() as conn:
-            with conn.transaction():
-                conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-                return _read_all(conn)
-
     def count(self) -> int:
-        with self._pool.connection() as conn:
+        with self._connection() as conn:
             return conn.execute("SELECT count(*) FROM pilot_nodes").fetchone()[0]
 
     # -- threads -------------------------------------------------------------
@@ -186,6 +186,9 @@ class PostgresStore:
     def use_thread(self, reactor) -> None:
         """Run commits in one writer thread, reads in a small pool, from now on."""
         self._reactor = reactor
+        self._pool = ConnectionPool(self.url, min_size=1, max_size=POOL_SIZE, open=True,
+                                    check=ConnectionPool.check_connection,
+                                    kwargs={"autocommit": True}, name="pilot-registry")
         self._writer = ThreadPool(minthreads=1, maxthreads=1, name="registry-pg-writer")
         self._readers = ThreadPool(minthreads=1, maxthreads=READER_THREADS,
                                    name="registry-pg-readers")
@@ -195,7 +198,7 @@ class PostgresStore:
     def run_reader(self, work, *args) -> Deferred:
         """``work(connection, *args)`` in a reader thread with a pooled connection."""
         def with_connection():
-            with self._pool.connection() as conn:
+            with self._connection() as conn:
                 return work(conn, *args)
         if self._readers is None:  # before use_thread (tests, tools): inline
             return maybeDeferred(with_connection)
@@ -285,7 +288,7 @@ class PostgresStore:
         request lost a race, again with each request in a savepoint of its own,
         so that only the losers are refused.
         """
-        with self._pool.connection() as conn:
+        with self._connection() as conn:
             try:
                 with conn.transaction(), conn.pipeline():
                     claims: list = []
@@ -358,7 +361,9 @@ class PostgresStore:
         self.close()
 
     def close(self) -> None:
-        self._pool.close()
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.close()
 
     def write(self, changes):
         raise NotImplementedError("use commit() on a PostgreSQL store")
@@ -525,8 +530,14 @@ def read_entity(conn, kind: str, key: str):
     return json.loads(row[0]) if row else None
 
 
+def read_snapshot(conn) -> tuple:
+    """``(last change, every entity)`` as ``(kind, key, value)``, from one consistent snapshot."""
+    with conn.transaction():
+        conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        return _read_all(conn)
+
+
 def _read_all(conn) -> tuple:
-    """``(last change, every entity)`` as ``(kind, key, value)``, in one transaction."""
     cursor = conn.execute("SELECT last_change FROM pilot_feed_position").fetchone()[0]
     entities = []
     for row in conn.execute("SELECT id, public_key, hostname, owner, polo_score, last_seen, "

@@ -15,7 +15,7 @@ from pilotnet.registry.challenges import sign_fresh_request
 from pilotnet.registry.directory import Directory
 from pilotnet.registry.handlers import Registry
 from pilotnet.registry.pg_feed import ChangeFollower
-from pilotnet.registry.pg_store import PostgresStore
+from pilotnet.registry.pg_store import PostgresStore, read_snapshot
 from pilotnet.registry.scaleout import SharedHousekeeping
 from pilotnet.registry.server import RegistryServer
 from pilotnet.ratelimit import RateLimiter
@@ -213,10 +213,10 @@ class SharedDatabaseTests(TestCase):
         cluster = await start_cluster(self)
         a = SharedRegistry(self, cluster.create_database("registry"))
         await a.store.commit([("audit", "1", {"event": "node.registered", "node_id": 1})])
-        _, entities = await a.store.run_reader(lambda conn: a.store.read_all())
+        _, entities = await a.store.run_reader(read_snapshot)
         self.assertIn(("audit", "1", {"event": "node.registered", "node_id": 1}), entities)
         await a.store.commit([("audit", "1", None)])
-        _, entities = await a.store.run_reader(lambda conn: a.store.read_all())
+        _, entities = await a.store.run_reader(read_snapshot)
         self.assertNotIn("audit", [kind for kind, _, _ in entities])
 
     async def test_a_registry_back_after_pruned_changes_reloads_everything(self):
