@@ -52,6 +52,9 @@ from pilotnet.registry.requests import RequestError
 # Connections one registry holds at most: the writer, the readers, the feed's listener.
 POOL_SIZE = 4
 READER_THREADS = 3
+# Node IDs are 32 bits on the wire (all ones is reserved), network IDs 16.
+MAX_NODE_ID = 0xFFFFFFFE
+MAX_NETWORK_ID = 0xFFFF
 
 
 class _Conflict(Exception):
@@ -82,12 +85,18 @@ class IdBlocks:
     def node_id(self) -> int:
         if len(self._nodes) < schema.NODE_ID_BLOCK // 2:
             self._refill("pilot_node_ids", self._nodes, schema.NODE_ID_BLOCK)
-        return self._take(self._nodes, "node")
+        node_id = self._take(self._nodes, "node")
+        if node_id > MAX_NODE_ID:
+            raise RequestError("node ID space exhausted")
+        return node_id
 
     def network_id(self) -> int:
-        if not self._networks or len(self._networks) < 2:
+        if len(self._networks) < 2:
             self._refill("pilot_network_ids", self._networks, 1)
-        return self._take(self._networks, "network")
+        network_id = self._take(self._networks, "network")
+        if network_id > MAX_NETWORK_ID:
+            raise RequestError("network ID space exhausted")
+        return network_id
 
     def _take(self, pool: list, what: str) -> int:
         if not pool:

@@ -9,13 +9,16 @@ import json
 
 import psycopg
 from twisted.internet import reactor
+from twisted.internet.defer import Deferred, succeed
 from twisted.trial.unittest import TestCase
 
 from pilotnet.registry.challenges import sign_fresh_request
 from pilotnet.registry.directory import Directory
 from pilotnet.registry.handlers import Registry
 from pilotnet.registry.pg_feed import ChangeFollower
-from pilotnet.registry.pg_store import PostgresStore, read_snapshot
+from pilotnet.registry.pg_schema import NODE_ID_BLOCK
+from pilotnet.registry.pg_store import IdBlocks, PostgresStore, read_snapshot
+from pilotnet.registry.requests import RequestError
 from pilotnet.registry.scaleout import SharedHousekeeping
 from pilotnet.registry.server import RegistryServer
 from pilotnet.ratelimit import RateLimiter
@@ -242,3 +245,32 @@ class SharedDatabaseTests(TestCase):
             for shared in rounds:
                 await shared.round()
         self.assertEqual(sorted(r.registry.reaps_nodes for r in registries), [False, False, True])
+
+
+class IdBlockTests(TestCase):
+    """IDs from the sequences, fetched ahead; the handlers never wait for them."""
+
+    def test_blocks_are_used_in_order_and_the_next_is_fetched_past_half(self):
+        fetched = []
+        ids = IdBlocks(lambda sequence: fetched.append(sequence) or succeed(1000))
+        ids.prime(1, 5)
+        half = NODE_ID_BLOCK // 2
+        self.assertEqual([ids.node_id() for _ in range(half + 1)], list(range(1, half + 2)))
+        self.assertEqual(fetched, [])
+        ids.node_id()
+        self.assertEqual(fetched, ["pilot_node_ids"])
+        for _ in range(NODE_ID_BLOCK - half - 2):
+            ids.node_id()
+        self.assertEqual(ids.node_id(), 1000)
+
+    def test_an_empty_pool_asks_the_client_to_retry(self):
+        ids = IdBlocks(lambda sequence: Deferred())
+        with self.assertRaises(RequestError) as refused:
+            ids.network_id()
+        self.assertIn("retry", refused.exception.message)
+
+    def test_network_ids_stay_within_16_bits(self):
+        ids = IdBlocks(lambda sequence: Deferred())
+        ids.prime(1, 0x10000)
+        with self.assertRaises(RequestError):
+            ids.network_id()
