@@ -32,7 +32,7 @@ asyncio API.
 
 import json
 import uuid
-from collections import Counter
+from collections import Counter, deque
 from contextlib import contextmanager
 
 import psycopg
@@ -52,6 +52,9 @@ from pilotnet.registry.requests import RequestError
 # Connections one registry holds at most: the writer, the readers, the feed's listener.
 POOL_SIZE = 4
 READER_THREADS = 3
+# Node ID blocks kept in hand at first, and at most (after bursts emptied them).
+INITIAL_RESERVE_BLOCKS = 4
+MAX_RESERVE_BLOCKS = 64
 # Node IDs are 32 bits on the wire (all ones is reserved), network IDs 16.
 MAX_NODE_ID = 0xFFFFFFFE
 MAX_NETWORK_ID = 0xFFFF
@@ -64,27 +67,35 @@ class _Conflict(Exception):
 class IdBlocks:
     """Node and network IDs from the database's sequences, fetched ahead of need.
 
-    The handlers allocate IDs synchronously, so each registry keeps a block
-    of node IDs (one ``nextval`` reserves :data:`~pg_schema.NODE_ID_BLOCK`) and
-    one network ID in hand, and fetches the next before it runs out.  IDs left
-    in a block when a registry stops are never used: the space is 2^32.
+    The handlers allocate IDs synchronously, so each registry keeps IDs in
+    hand: blocks of node IDs (one ``nextval`` reserves
+    :data:`~pg_schema.NODE_ID_BLOCK`) and a network ID or two, and fetches more
+    before it runs out.  How many node blocks it keeps grows (doubling, up to
+    :data:`MAX_RESERVE_BLOCKS`) each time a burst of registrations empties
+    them, so a busy registry stops running dry.  IDs in hand when a registry
+    stops are never used: the space is 2^32.
     """
 
     log = Logger()
 
     def __init__(self, fetch) -> None:
-        self._fetch = fetch  # (sequence) -> Deferred of the next value
-        self._nodes: list = []
-        self._networks: list = []
+        self._fetch = fetch  # (sequence, count) -> Deferred of a list of next values
+        self._nodes: deque = deque()
+        self._networks: deque = deque()
+        self._reserve_blocks = INITIAL_RESERVE_BLOCKS
         self._refilling: set = set()
 
-    def prime(self, node_start: int, network_id: int) -> None:
-        self._nodes = list(range(node_start, node_start + schema.NODE_ID_BLOCK))
-        self._networks = [network_id]
+    def prime(self, node_starts, network_ids) -> None:
+        for start in node_starts:
+            self._nodes.extend(range(start, start + schema.NODE_ID_BLOCK))
+        self._networks.extend(network_ids)
 
     def node_id(self) -> int:
-        if len(self._nodes) < schema.NODE_ID_BLOCK // 2:
-            self._refill("pilot_node_ids", self._nodes, schema.NODE_ID_BLOCK)
+        if not self._nodes:
+            self._reserve_blocks = min(MAX_RESERVE_BLOCKS, self._reserve_blocks * 2)
+        wanted = self._reserve_blocks - len(self._nodes) // schema.NODE_ID_BLOCK
+        if wanted > self._reserve_blocks // 2:
+            self._refill("pilot_node_ids", self._nodes, wanted, schema.NODE_ID_BLOCK)
         node_id = self._take(self._nodes, "node")
         if node_id > MAX_NODE_ID:
             raise RequestError("node ID space exhausted")
@@ -92,33 +103,40 @@ class IdBlocks:
 
     def network_id(self) -> int:
         if len(self._networks) < 2:
-            self._refill("pilot_network_ids", self._networks, 1)
+            self._refill("pilot_network_ids", self._networks, 1, 1)
         network_id = self._take(self._networks, "network")
         if network_id > MAX_NETWORK_ID:
             raise RequestError("network ID space exhausted")
         return network_id
 
-    def _take(self, pool: list, what: str) -> int:
+    def _take(self, pool: deque, what: str) -> int:
         if not pool:
             raise RequestError(f"the registry is fetching {what} IDs from its database; retry",
                                hint="this clears within a moment unless the database is down")
-        return pool.pop(0)
+        return pool.popleft()
 
-    def _refill(self, sequence: str, pool: list, size: int) -> None:
+    def _refill(self, sequence: str, pool: deque, count: int, size: int) -> None:
         if sequence in self._refilling:
             return
         self._refilling.add(sequence)
 
-        def got(start):
+        def got(starts):
             self._refilling.discard(sequence)
-            pool.extend(range(start, start + size))
+            for start in starts:
+                pool.extend(range(start, start + size))
 
         def failed(failure):
             self._refilling.discard(sequence)
             self.log.failure("registry: could not fetch IDs from {sequence}", failure,
                              sequence=sequence)
 
-        self._fetch(sequence).addCallbacks(got, failed)
+        self._fetch(sequence, count).addCallbacks(got, failed)
+
+
+def next_values(conn, sequence: str, count: int) -> list:
+    """``count`` values of ``sequence`` (one of the schema's, never user input)."""
+    return [value for (value,) in conn.execute(
+        f"SELECT nextval('{sequence}') FROM generate_series(1, %s)", (count,))]
 
 
 @implementer(IRegistryStore)
@@ -143,7 +161,7 @@ class PostgresStore:
         self.in_flight: Counter = Counter()
         # What this registry last knew of each inbox and network membership (see the module doc).
         self.shadow: dict = {}
-        self.ids = IdBlocks(self._next_value)
+        self.ids = IdBlocks(self._next_values)
         # The pg_feed.ChangeFollower applying the others' changes, once started.
         self.follower = None
 
@@ -178,11 +196,11 @@ class PostgresStore:
         with self._connection() as conn:
             self._create_schema(conn)
             self.cursor, entities = read_snapshot(conn)
-            node_start = conn.execute("SELECT nextval('pilot_node_ids')").fetchone()[0]
-            network_id = conn.execute("SELECT nextval('pilot_network_ids')").fetchone()[0]
+            node_starts = next_values(conn, "pilot_node_ids", INITIAL_RESERVE_BLOCKS)
+            network_ids = next_values(conn, "pilot_network_ids", 2)
         for kind, key, value in restore_known(directory, entities):
             self.remember(kind, key, value)
-        self.ids.prime(node_start, network_id)
+        self.ids.prime(node_starts, network_ids)
         directory.ids = self.ids
         return len(entities)
 
@@ -213,9 +231,8 @@ class PostgresStore:
             return maybeDeferred(with_connection)
         return deferToThreadPool(self._reactor, self._readers, with_connection)
 
-    def _next_value(self, sequence: str) -> Deferred:
-        return self.run_reader(
-            lambda conn: conn.execute(f"SELECT nextval('{sequence}')").fetchone()[0])
+    def _next_values(self, sequence: str, count: int) -> Deferred:
+        return self.run_reader(next_values, sequence, count)
 
     # -- shadows of merged entities (reactor thread) ---------------------------
 

@@ -250,27 +250,34 @@ class SharedDatabaseTests(TestCase):
 class IdBlockTests(TestCase):
     """IDs from the sequences, fetched ahead; the handlers never wait for them."""
 
-    def test_blocks_are_used_in_order_and_the_next_is_fetched_past_half(self):
-        fetched = []
-        ids = IdBlocks(lambda sequence: fetched.append(sequence) or succeed(1000))
-        ids.prime(1, 5)
-        half = NODE_ID_BLOCK // 2
-        self.assertEqual([ids.node_id() for _ in range(half + 1)], list(range(1, half + 2)))
-        self.assertEqual(fetched, [])
-        ids.node_id()
-        self.assertEqual(fetched, ["pilot_node_ids"])
-        for _ in range(NODE_ID_BLOCK - half - 2):
-            ids.node_id()
-        self.assertEqual(ids.node_id(), 1000)
+    def fetcher(self, answer):
+        self.fetched = []
+        return lambda sequence, count: self.fetched.append((sequence, count)) or answer(count)
 
-    def test_an_empty_pool_asks_the_client_to_retry(self):
-        ids = IdBlocks(lambda sequence: Deferred())
+    def test_blocks_are_used_in_order_and_more_fetched_before_they_run_out(self):
+        ids = IdBlocks(self.fetcher(lambda count: succeed([5000 + i * 1000
+                                                             for i in range(count)])))
+        ids.prime([1, 1001, 2001, 3001], [5])
+        block = NODE_ID_BLOCK
+        first = [ids.node_id() for _ in range(2 * block)]
+        self.assertEqual(first, list(range(1, 1 + block)) + list(range(1001, 1001 + block)))
+        ids.node_id()
+        self.assertEqual(self.fetched, [])
+        ids.node_id()  # under half of the reserve left: fetch
+        self.assertEqual(self.fetched, [("pilot_node_ids", 3)])
+
+    def test_a_burst_that_empties_the_reserve_doubles_it(self):
+        ids = IdBlocks(self.fetcher(lambda count: Deferred()))
+        ids.prime([1], [5])
+        for _ in range(NODE_ID_BLOCK):
+            ids.node_id()
         with self.assertRaises(RequestError) as refused:
-            ids.network_id()
+            ids.node_id()
         self.assertIn("retry", refused.exception.message)
+        self.assertEqual(ids._reserve_blocks, 8)
 
     def test_network_ids_stay_within_16_bits(self):
-        ids = IdBlocks(lambda sequence: Deferred())
-        ids.prime(1, 0x10000)
+        ids = IdBlocks(self.fetcher(lambda count: Deferred()))
+        ids.prime([1], [0x10000])
         with self.assertRaises(RequestError):
             ids.network_id()
