@@ -44,6 +44,7 @@ from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 from zope.interface import implementer
 
+from pilotnet.errors import CONNECTION_FAILED, PilotError
 from pilotnet.interfaces import IRegistryStore
 from pilotnet.registry import pg_schema as schema
 from pilotnet.registry.races import StoreConflict
@@ -193,11 +194,17 @@ class PostgresStore:
     def load_into(self, directory) -> int:
         """Create the tables if needed, restore every entity into ``directory``, remember
         where the feed stands; how many."""
-        with self._connection() as conn:
-            self._create_schema(conn)
-            self.cursor, entities = read_snapshot(conn)
-            node_starts = next_values(conn, "pilot_node_ids", INITIAL_RESERVE_BLOCKS)
-            network_ids = next_values(conn, "pilot_network_ids", 2)
+        try:
+            with self._connection() as conn:
+                self._create_schema(conn)
+                self.cursor, entities = read_snapshot(conn)
+                node_starts = next_values(conn, "pilot_node_ids", INITIAL_RESERVE_BLOCKS)
+                network_ids = next_values(conn, "pilot_network_ids", 2)
+        except psycopg.OperationalError as error:
+            raise PilotError(f"cannot use the PostgreSQL store: {error}".strip(),
+                             code=CONNECTION_FAILED,
+                             hint="check that the database server runs and the --store URL "
+                                  "(and PGPASSWORD or ~/.pgpass) are right") from None
         for kind, key, value in restore_known(directory, entities):
             self.remember(kind, key, value)
         self.ids.prime(node_starts, network_ids)

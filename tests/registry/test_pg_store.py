@@ -6,12 +6,14 @@ follower, and the shell answering message bodies.
 """
 
 import json
+import socket
 
 import psycopg
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred, succeed
 from twisted.trial.unittest import TestCase
 
+from pilotnet.errors import PilotError
 from pilotnet.registry.challenges import sign_fresh_request
 from pilotnet.registry.directory import Directory
 from pilotnet.registry.handlers import Registry
@@ -281,3 +283,15 @@ class IdBlockTests(TestCase):
         ids.prime([1], [0x10000])
         with self.assertRaises(RequestError):
             ids.network_id()
+
+
+class UnreachableDatabaseTests(TestCase):
+    def test_a_database_nobody_serves_is_a_clear_connection_error(self):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        store = PostgresStore(f"postgresql://pilot:secret@127.0.0.1:{port}/pilot?connect_timeout=2")
+        with self.assertRaises(PilotError) as refused:
+            store.load_into(Directory())
+        self.assertEqual(refused.exception.code, "connection_failed")
+        self.assertNotIn("secret", refused.exception.message)
