@@ -26,6 +26,7 @@ import psycopg
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from pilotnet.registry.pg_store import read_changes, read_entity, read_snapshot, restore_known
 
@@ -49,6 +50,7 @@ class ChangeFollower:
         self._again = False
         self._reload = False
         self._unknown_kinds: set = set()
+        self._unreadable = False
         self._stopping = threading.Event()
         self._listener = None
         self._poll = LoopingCall(self.catch_up)
@@ -113,15 +115,23 @@ class ChangeFollower:
 
     def _fetched(self, more) -> None:
         self._fetching = False
+        if isinstance(more, Failure):  # a defect, not the database: the next poll tries again
+            self.log.failure("registry: applying the change feed failed", more)
+            return
+        if more is not None and self._unreadable:
+            self._unreadable = False
+            self.log.info("registry: reading the change feed again")
         if more or self._again:
             self._again = False
             self.catch_up()
 
-    def _failed(self, failure) -> bool:
+    def _failed(self, failure) -> None:
+        """Log a feed that cannot be read; None tells :meth:`_fetched` it failed."""
         failure.trap(psycopg.Error)
-        self.log.warn("registry: cannot read the change feed ({error}); retrying",
-                      error=failure.value)
-        return False
+        if not self._unreadable:  # once per outage, not once per poll
+            self.log.warn("registry: cannot read the change feed ({error}); retrying every "
+                          "{interval:g} s", error=failure.value, interval=POLL_INTERVAL)
+        self._unreadable = True
 
     def reload_later(self) -> None:
         """Whether a failed transaction committed is unknown: reload everything next time."""
