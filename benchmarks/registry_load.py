@@ -153,10 +153,11 @@ class _Load:
             self.finished.set_result(None)
 
 
-async def _drive(address, frames, connections, seconds=None, keep_replies=False, depth=1,
+async def _drive(addresses, frames, connections, seconds=None, keep_replies=False, depth=1,
                  together=None):
     """Send ``frames`` over ``connections`` paced connections, ``depth`` requests in
-    flight on each: all of them once, or round and round for ``seconds``.
+    flight on each: all of them once, or round and round for ``seconds``.  The
+    connections go to the registries at ``addresses`` in turn.
 
     The clock starts once every connection is open and, with a ``together``
     barrier, once every client process is ready, so that their phases overlap.
@@ -166,8 +167,9 @@ async def _drive(address, frames, connections, seconds=None, keep_replies=False,
     load = _Load(loop, frames, connections, seconds, keep_replies, depth)
     # One at a time: hundreds of simultaneous connects overflow the server's accept
     # queue, and a connection caught in that stalls for seconds of TCP retransmission.
-    opened = [(await loop.create_connection(lambda: _Connection(load), *address))[1]
-              for _ in range(connections)]
+    opened = [(await loop.create_connection(lambda: _Connection(load),
+                                            *addresses[number % len(addresses)]))[1]
+              for number in range(connections)]
     if together is not None:
         together.wait()
     started = time.perf_counter()
@@ -206,8 +208,8 @@ async def _read(reader):
 class _Worker:
     """One client process's nodes and prepared requests."""
 
-    def __init__(self, address, connections, together):
-        self.address = address
+    def __init__(self, addresses, connections, together):
+        self.addresses = addresses
         self.connections = connections
         self.together = together
         self.nodes = []  # (identity, node_id)
@@ -219,7 +221,7 @@ class _Worker:
         # Paced registrations (their own connection count) run on one process alone,
         # so only the full registrations wait for the others.
         done, errors, started, ended, replies = asyncio.run(_drive(
-            self.address, frames, connections or self.connections, keep_replies=True,
+            self.addresses, frames, connections or self.connections, keep_replies=True,
             together=None if connections else self.together))
         fresh = [(who, reply["node_id"]) for who, reply in zip(identities, replies)
                  if reply and "node_id" in reply]
@@ -227,17 +229,20 @@ class _Worker:
             public = [sign_fresh_request(who, {"type": "set_visibility", "node_id": node_id,
                                                "public": True}, time.time())
                       for who, node_id in fresh[:PUBLIC_PER_WORKER]]
-            asyncio.run(_drive(self.address, [_frame(r) for r in public], 4))
+            asyncio.run(_drive(self.addresses[:1], [_frame(r) for r in public], 4))
         self.nodes += fresh
         return {"done": done, "errors": errors, "started": started, "ended": ended,
-                "public": [node_id for _, node_id in self.nodes[:PUBLIC_PER_WORKER]]}
+                "public": [node_id for _, node_id in self.nodes[:PUBLIC_PER_WORKER]],
+                "newest": [node_id for _, node_id in fresh[-1:]]}
 
     def load(self, kind, seconds, highest_id, public_ids, depth):
         rng = random.Random(kind)
         # Few enough that each repeats, as a node's heartbeat does every minute.
         sample = rng.sample(self.nodes, min(PRESIGNED, len(self.nodes)))
         if kind == "lookup":
-            requests = [{"type": "lookup", "node_id": rng.randint(1, highest_id)}
+            # Registered nodes (IDs from a shared database come in blocks, not 1..N),
+            # asked of every registry, whichever one registered them.
+            requests = [{"type": "lookup", "node_id": rng.choice(self.nodes)[1]}
                         for _ in range(PRESIGNED)]
         elif kind == "heartbeat":
             requests = [sign_request(who, {"type": "heartbeat", "node_id": node_id})
@@ -249,14 +254,15 @@ class _Worker:
         frames = [_frame(r) for r in requests]
         cpu = time.process_time()
         done, errors, started, ended, _ = asyncio.run(_drive(
-            self.address, frames, self.connections, seconds, depth=depth,
+            self.addresses, frames, self.connections, seconds, depth=depth,
             together=self.together))
         return {"done": done, "errors": errors, "started": started, "ended": ended,
                 "cpu": time.process_time() - cpu}
 
 
-def _worker_main(pipe, address, connections, registering, together):
-    worker = _Worker(address, connections, together)
+def _worker_main(pipe, addresses, connections, registering, together):
+    worker = _Worker(addresses, connections, together)
+    address = addresses[0]
     while True:
         command, *args = pipe.recv()
         if command == "stop":
@@ -270,54 +276,94 @@ def _worker_main(pipe, address, connections, registering, together):
 
 
 class Bench:
-    def __init__(self, workers, connections):
+    """``registries`` registry processes on one store, client worker processes, a probe.
+
+    ``store`` is ``None`` for a SQLite file in the temporary directory, else a
+    PostgreSQL URL every registry shares; ``database_pid`` is that server's
+    postmaster, whose CPU time (its backends' included) is reported too.
+    """
+
+    def __init__(self, workers, connections, store=None, registries=1, database_pid=None):
         self.directory = tempfile.mkdtemp(prefix="pilotnet-registry-load-")
         self.workers_count = workers
         self.connections = connections
-        self.server = None
+        self.store = store or os.path.join(self.directory, "registry.db")
+        self.registries = registries
+        self.database_pid = database_pid
+        self.servers = []
         self.pipes = []
         self.processes = []
 
-    def start(self):
-        ports = os.path.join(self.directory, "ports.json")
-        log = open(os.path.join(self.directory, "registry.log"), "wb")
-        self.server = subprocess.Popen(
+    def _start_registry(self, number):
+        ports = os.path.join(self.directory, f"ports-{number}.json")
+        log = open(os.path.join(self.directory, f"registry-{number}.log"), "wb")
+        server = subprocess.Popen(
             [sys.executable, "-c", TWISTD, "-n", "--pidfile=", "pilot-registry",
-             "--registry", "tcp:0:interface=127.0.0.1", "--store",
-             os.path.join(self.directory, "registry.db"), "--registrations-per-minute",
-             "1000000000", "--max-connections-per-ip", str(self.workers_count * self.connections + 64),
+             "--registry", "tcp:0:interface=127.0.0.1", "--store", self.store,
+             "--registrations-per-minute", "1000000000",
+             "--max-connections-per-ip", str(self.workers_count * self.connections + 64),
              "--ports-file", ports], stdout=log, stderr=log)
+        self.servers.append(server)
         deadline = time.monotonic() + 30
         while not os.path.exists(ports):
-            if self.server.poll() is not None or time.monotonic() > deadline:
+            if server.poll() is not None or time.monotonic() > deadline:
                 raise SystemExit(f"registry did not start; see {log.name}")
             time.sleep(0.05)
         with open(ports) as handle:
             bound = json.load(handle)["registry"]
-        self.address = (bound["host"], bound["port"])
+        return bound["host"], bound["port"]
+
+    def start(self):
+        self.addresses = [self._start_registry(number) for number in range(self.registries)]
         context = multiprocessing.get_context("fork")
         self.registered = context.Event()
         together = context.Barrier(self.workers_count)
         for _ in range(self.workers_count + 1):  # the last one is the latency probe
             parent, child = context.Pipe()
             process = context.Process(target=_worker_main, args=(
-                child, self.address, self.connections, self.registered, together))
+                child, self.addresses, self.connections, self.registered, together))
             process.start()
             self.pipes.append(parent)
             self.processes.append(process)
 
     def rss_mib(self):
-        with open(f"/proc/{self.server.pid}/status") as handle:
+        """Resident memory of one registry process (each holds the whole directory)."""
+        with open(f"/proc/{self.servers[0].pid}/status") as handle:
             for line in handle:
                 if line.startswith("VmRSS:"):
                     return int(line.split()[1]) / 1024
         return 0.0
 
     def cpu_seconds(self):
-        """CPU time the server process has used (all its threads, user and system)."""
-        with open(f"/proc/{self.server.pid}/stat") as handle:
-            fields = handle.read().rpartition(")")[2].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        """CPU time the registry processes have used (all their threads, user and system)."""
+        return sum(_cpu_seconds(server.pid) for server in self.servers)
+
+    def database_cpu_seconds(self):
+        """CPU time of the database server and its backends (0 without one)."""
+        if self.database_pid is None:
+            return 0.0
+        total = _cpu_seconds(self.database_pid, children=True)
+        for entry in os.listdir("/proc"):
+            if entry.isdigit():
+                try:
+                    with open(f"/proc/{entry}/stat") as handle:
+                        fields = handle.read().rpartition(")")[2].split()
+                except OSError:
+                    continue
+                if int(fields[1]) == self.database_pid:
+                    total += _cpu_seconds(int(entry))
+        return total
+
+    def converge(self, node_ids, timeout=120.0):
+        """Seconds until every registry answers ``lookup`` for each of ``node_ids``."""
+        started = time.monotonic()
+        for address in self.addresses:
+            for node_id in node_ids:
+                while not asyncio.run(_known(address, node_id)):
+                    if time.monotonic() - started > timeout:
+                        raise SystemExit(f"registry {address} did not learn node {node_id}")
+                    time.sleep(0.05)
+        return time.monotonic() - started
 
     def all_workers(self, *command):
         workers = self.pipes[:-1]
@@ -345,10 +391,31 @@ class Bench:
             pipe.send(("stop",))
         for process in self.processes:
             process.join(10)
-        if self.server is not None:
-            self.server.terminate()
-            self.server.wait(10)
+        for server in self.servers:
+            server.terminate()
+            server.wait(10)
         shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def _cpu_seconds(pid, children=False):
+    """User + system CPU of ``pid`` (and of its children it waited for, if asked)."""
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            fields = handle.read().rpartition(")")[2].split()
+    except OSError:
+        return 0.0
+    ticks = int(fields[11]) + int(fields[12])
+    if children:
+        ticks += int(fields[13]) + int(fields[14])
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+async def _known(address, node_id):
+    reader, writer = await asyncio.open_connection(*address)
+    writer.write(_frame({"type": "lookup", "node_id": node_id}))
+    reply = json.loads(await _read(reader))
+    writer.close()
+    return reply.get("type") == "lookup_ok"
 
 
 def _latency(samples):
@@ -367,26 +434,39 @@ def _rate(results):
     return figures
 
 
-def run(sizes, seconds, workers, connections, depth=DEPTH):
-    bench = Bench(workers, connections)
+def _costs(bench, row, measured):
+    """Add the registries' and the database's CPU per request of ``row`` since ``measured``."""
+    cpu, database = measured
+    requests = max(1, row["requests"])
+    row["server_cpu_us"] = (bench.cpu_seconds() - cpu) * 1e6 / requests
+    row["database_cpu_us"] = (bench.database_cpu_seconds() - database) * 1e6 / requests
+
+
+def run(sizes, seconds, workers, connections, depth=DEPTH, store=None, registries=1,
+        database_pid=None):
+    bench = Bench(workers, connections, store, registries, database_pid)
     bench.start()
     try:
         figures = {"workers": workers, "connections": workers * connections, "depth": depth,
-                   "cpus": os.cpu_count(), "rss_idle_mib": bench.rss_mib(), "sizes": []}
+                   "registries": registries, "cpus": os.cpu_count(),
+                   "rss_idle_mib": bench.rss_mib(), "sizes": []}
         figures["heartbeat_idle"] = bench.probe(2.0)
         registered = 0
         for size in sizes:
+            measured = bench.cpu_seconds(), bench.database_cpu_seconds()
             results, latency = bench.register(list(range(registered + 1, size + 1)))
             registered = size
             public_ids = sorted({i for r in results for i in r["public"]})
             row = {"nodes": size, "register": _rate(results),
                    "heartbeat_while_registering": latency}
+            _costs(bench, row["register"], measured)
+            # Every registry answers for the last registrations: how far the feed lagged.
+            row["converged_seconds"] = bench.converge([i for r in results for i in r["newest"]])
             for kind in ("lookup", "heartbeat", "resolve"):
-                cpu = bench.cpu_seconds()
+                measured = bench.cpu_seconds(), bench.database_cpu_seconds()
                 row[kind] = _rate(bench.all_workers("load", kind, seconds, size, public_ids,
                                                        depth))
-                row[kind]["server_cpu_us"] = ((bench.cpu_seconds() - cpu) * 1e6
-                                              / max(1, row[kind]["requests"]))
+                _costs(bench, row[kind], measured)
             row["rss_mib"] = bench.rss_mib()
             figures["sizes"].append(row)
         # Registrations well below capacity: any heartbeat delay now is the reactor
@@ -438,22 +518,76 @@ def _table(figures):
     return "\n".join(lines)
 
 
+def _summary(runs):
+    """One line per store and registry count: rates and CPU per request, registries / database."""
+    lines = ["", "store       regs  register/s  lookup/s  heartbeat/s  "
+                 "CPU µs per request (registries + database): register, lookup, heartbeat; "
+                 "feed caught up after registrations"]
+    for name, figures in runs:
+        row = figures["sizes"][-1]
+        costs = ", ".join(f"{row[kind]['server_cpu_us']:.0f}+{row[kind]['database_cpu_us']:.0f}"
+                          for kind in ("register", "lookup", "heartbeat"))
+        lines.append(f"{name:<11} {figures['registries']:>4} {row['register']['per_second']:>11,.0f} "
+                     f"{row['lookup']['per_second']:>9,.0f} {row['heartbeat']['per_second']:>12,.0f}  "
+                     f"{costs}; {row['converged_seconds']:.2f} s")
+    return "\n".join(lines)
+
+
+def _postgresql_runs(counts, run_one):
+    """``run_one(url, registries, pid)`` for each count, each on a new database of one server."""
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    from tests.registry.postgres import PostgresMissing, PostgresServer
+    try:
+        server = PostgresServer(max_connections=100)
+    except PostgresMissing as missing:
+        print(f"skipping PostgreSQL: {missing}", file=sys.stderr)
+        return []
+    try:
+        server.start_blocking()
+        return [run_one(server.create_database(f"load{count}"), count, server.process.pid)
+                for count in counts]
+    finally:
+        server.stop_blocking()
+        server.remove()
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--nodes", default="10000,100000",
                         help="directory sizes to measure at, ascending (comma separated)")
     parser.add_argument("--seconds", type=float, default=3.0, help="length of each load phase")
+    parser.add_argument("--quick", action="store_true",
+                        help="10,000 nodes and 1-second phases (overrides --nodes, --seconds)")
     parser.add_argument("--workers", type=int, default=3, help="client processes")
     parser.add_argument("--connections", type=int, default=CONNECTIONS,
                         help="connections per client process")
     parser.add_argument("--depth", type=int, default=DEPTH,
                         help="requests each connection sends at once in the load phases")
+    parser.add_argument("--postgresql", default="1,2,3",
+                        help="numbers of registries to run on one PostgreSQL database after the "
+                             "SQLite run (comma separated; empty: SQLite only)")
     parser.add_argument("--json", action="store_true")
     arguments = parser.parse_args()
+    if arguments.quick:
+        arguments.nodes, arguments.seconds = "10000", 1.0
     sizes = [int(size) for size in arguments.nodes.split(",")]
-    figures = run(sizes, arguments.seconds, arguments.workers, arguments.connections,
-                  arguments.depth)
-    print(json.dumps(figures, indent=2) if arguments.json else _table(figures))
+
+    def run_one(store=None, registries=1, database_pid=None):
+        return run(sizes, arguments.seconds, arguments.workers, arguments.connections,
+                   arguments.depth, store, registries, database_pid)
+
+    figures = run_one()
+    counts = [int(count) for count in arguments.postgresql.split(",") if count]
+    figures["postgresql"] = _postgresql_runs(counts, run_one) if counts else []
+    if arguments.json:
+        print(json.dumps(figures, indent=2))
+        return
+    print(_table(figures))
+    for shared in figures["postgresql"]:
+        print(f"\n-- {shared['registries']} registries on one PostgreSQL database --")
+        print(_table(shared))
+    print(_summary([("sqlite", figures)] + [("postgresql", shared)
+                                             for shared in figures["postgresql"]]))
 
 
 if __name__ == "__main__":

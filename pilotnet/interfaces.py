@@ -51,3 +51,32 @@ class _NoEvents:
 
 #: The default emitter of every part, until the daemon hands it a real one.
 NO_EVENTS = _NoEvents()
+
+
+class IRegistryStore(Interface):
+    """Where a registry keeps every acknowledged change (SQLite file, or a shared PostgreSQL).
+
+    The shell writes the entities a request changed -- ``(kind, key, value or
+    None)``, see :class:`pilotnet.registry.directory.Directory` -- and replies
+    only once the returned Deferred has fired, so an acknowledged change
+    survives ``kill -9`` of the registry.
+    """
+
+    def load_into(directory, others=None):
+        """Restore every stored entity into ``directory`` (at start-up), the kinds in ``others``
+        through the restorer it maps them to; returns how many."""
+
+    def count():
+        """How many entities (SQLite) or nodes (PostgreSQL) are stored; 0 for a new store."""
+
+    def use_thread(reactor):
+        """From now on run database work off the reactor thread."""
+
+    def commit(changes):
+        """Store one request's changes; a Deferred that fires once they are committed."""
+
+    def commit_seen(changes):
+        """Store the ``last_seen`` times heartbeats moved (soft state, written in batches)."""
+
+    def shutdown():
+        """Commit what is queued, then release the database; a Deferred."""

@@ -90,18 +90,24 @@ class RegistryLink(service.Service):
 
     def __init__(self, reactor, address, identity, fingerprint=""):
         self.reactor = reactor
-        self.address = address
+        # Several registries on one database: "a:9000,b:9000" (docs/scale-out.md).
+        self.addresses = [part.strip() for part in address.split(",") if part.strip()] or [address]
+        self.address = self.addresses[0]
         self.identity = identity
         self.node_id = None
+        self._fingerprint = fingerprint
         self._budget = TokenBucket(REQUEST_RATE, REQUEST_RATE)
         # Registry clock minus ours, learnt from replies that carry ``time``: fresh
         # signatures are stamped on the registry's clock, so a skewed machine still signs
         # within the registry's window.
         self.clock_offset = 0.0
+        self._client = self._client_for(self.address)
+
+    def _client_for(self, address):
         factory = Factory.forProtocol(RegistryClientProtocol)
-        self._client = ClientService(
-            registry_client_endpoint(reactor, address, fingerprint), factory,
-            retryPolicy=backoffPolicy(initialDelay=0.25, maxDelay=5.0), clock=reactor,
+        return ClientService(
+            registry_client_endpoint(self.reactor, address, self._fingerprint), factory,
+            retryPolicy=backoffPolicy(initialDelay=0.25, maxDelay=5.0), clock=self.reactor,
         )
 
     def startService(self):
@@ -111,6 +117,26 @@ class RegistryLink(service.Service):
     def stopService(self):
         super().stopService()
         return self._client.stopService()
+
+    def _fail_over(self):
+        """The registry in use is unreachable: use the next one given (if there are several).
+
+        The failed request still fails (the caller retries, as with one
+        registry); its retry goes to the next registry, which shares the
+        database, so the node's state is there.
+        """
+        if len(self.addresses) < 2:
+            return
+        failed = self.address
+        self.address = self.addresses[(self.addresses.index(failed) + 1) % len(self.addresses)]
+        log.warn("registry {failed} unreachable; using {address}", failed=failed,
+                 address=self.address)
+        old, self._client = self._client, self._client_for(self.address)
+        if self.running:
+            self._client.startService()
+        if old.running:
+            # Not from inside its own failure callback: its state machine is not reentrant.
+            self.reactor.callLater(0, old.stopService)
 
     @defer.inlineCallbacks
     def request(self, message, *, sign=False):
@@ -124,14 +150,21 @@ class RegistryLink(service.Service):
         elif sign:
             message = sign_fresh_request(self.identity, message,
                                          self.reactor.seconds() + self.clock_offset)
+        address = self.address
         try:
             protocol = yield self._client.whenConnected(failAfterFailures=1)
         except Exception as error:
+            self._fail_over()
             raise PilotError(
-                f"cannot reach registry at {self.address}: {error}", code=CONNECTION_FAILED,
-                hint=f"check that the registry is running at {self.address}",
+                f"cannot reach registry at {address}: {error}", code=CONNECTION_FAILED,
+                hint=f"check that the registry is running at {address}",
             ) from None
-        reply = yield protocol.request(message)
+        try:
+            reply = yield protocol.request(message)
+        except RegistryError as error:
+            if error.code == CONNECTION_FAILED and address == self.address:
+                self._fail_over()
+            raise
         if isinstance(reply.get("time"), int) and not isinstance(reply["time"], bool):
             self.clock_offset = reply["time"] - self.reactor.seconds()
         return reply

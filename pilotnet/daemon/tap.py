@@ -50,7 +50,9 @@ class Options(usage.Options):
     optParameters = [
         ["home", None, None, "directory for identity, config, log and socket [~/.pilot or $PILOT_HOME]"],
         ["config", None, None, "config file [<home>/config.json]"],
-        ["registry", None, None, "registry host:port [127.0.0.1:9000]"],
+        ["registry", None, None,
+         "registry host:port [127.0.0.1:9000]; several, comma-separated, to fail over between "
+         "registries sharing one database"],
         ["registry-fingerprint", None, None,
          "reach the registry over TLS pinned to this certificate SHA-256 (the registry logs it)"],
         ["beacon", None, None, "beacon host:port [127.0.0.1:9001]"],

@@ -89,6 +89,9 @@ class Directory:
 
     def __init__(self, started=0.0):
         self.started = started
+        # Where node and network IDs come from when several registries share a
+        # database (its sequences); None: the counters below.
+        self.ids = None
         self._clear()
 
     def _clear(self):
@@ -226,6 +229,8 @@ class Directory:
     # -- nodes ---------------------------------------------------------------
 
     def allocate_node_id(self):
+        if self.ids is not None:
+            return self.ids.node_id()
         node_id = self.next_node
         if node_id > 0xFFFFFFFE:
             raise RequestError("node ID space exhausted")
@@ -326,6 +331,8 @@ class Directory:
     # -- networks ------------------------------------------------------------
 
     def allocate_network_id(self):
+        if self.ids is not None:
+            return self.ids.network_id()
         network_id = self.next_net
         if network_id > 0xFFFF:
             raise RequestError("network ID space exhausted")

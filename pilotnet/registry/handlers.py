@@ -155,6 +155,8 @@ class Registry:
         self.beacons = {}
         # A standby (following a primary) answers only STANDBY_READS.
         self.read_only = False
+        # Of several registries on one database, only the lease holder reaps.
+        self.reaps_nodes = True
         self._heartbeats_verified = {}
         self._handlers = {
             "register": self._register,
@@ -446,7 +448,7 @@ class Registry:
         A reaped node keeps its key (same ID when it comes back), its
         non-backbone memberships, trust consents and inbox; its hostname is freed.
         """
-        reaped = self.directory.stale_nodes(now, self.stale_after)
+        reaped = self.directory.stale_nodes(now, self.stale_after) if self.reaps_nodes else []
         for node_id in reaped:
             self.directory.remove_node(node_id)
             self._forget_node(node_id)

@@ -25,6 +25,7 @@ from pilotnet.errors import DecodeError, PilotError, INTERNAL
 from pilotnet.registry.framing import FrameDecoder, decode_body, encode_message
 from pilotnet.registry.handlers import error_reply
 from pilotnet.registry.metrics import MALFORMED, RegistryMetrics
+from pilotnet.registry.races import StoreConflict, handle_again
 from pilotnet.registry.replication import SUBSCRIBE
 from pilotnet.registry.requests import RequestError
 from pilotnet.ratelimit import RateLimiter, TokenBucket
@@ -99,6 +100,7 @@ class RegistryServer:
             return reply
         if self.store is not None:
             return self.store.commit(changes).addCallback(self._stored, reply, changes).addErrback(
+                self._lost_race, request, peer, over_tls).addErrback(
                 self._not_stored).addCallback(self._observed, label, started)
         try:
             reply = self._stored(None, reply, changes)
@@ -109,6 +111,23 @@ class RegistryServer:
     def _stored(self, _, reply, changes):
         self._committed(None, changes)
         return reply
+
+    def _lost_race(self, failure, request, peer, over_tls):
+        """Another registry on the database took a unique value first: answer as it left things.
+
+        Handled once more on the directory the store brought up to date (a
+        second lost race is not retried: the client gets ``internal`` and retries).
+        """
+        failure.trap(StoreConflict)
+
+        def again(_):
+            reply = handle_again(self.registry, request, peer, self.clock.seconds(), over_tls)
+            changes = self.registry.directory.take_changes()
+            if not changes:
+                return reply
+            return self.store.commit(changes).addCallback(self._stored, reply, changes)
+
+        return failure.value.settled.addCallback(again)
 
     def _not_stored(self, failure):
         # Not stored means not acknowledged: the client must retry.
@@ -151,7 +170,8 @@ class RegistryServer:
             self.registry.reap(self.clock.seconds())
         committed = self.commit()
         seen = self.registry.directory.take_seen()
-        flushed = self._store(seen).addCallback(lambda _: self._publish(seen))
+        flushed = (self.store.commit_seen(seen) if self.store is not None and seen
+                   else succeed(None)).addCallback(lambda _: self._publish(seen))
         return gatherResults([committed, flushed], consumeErrors=True).addErrback(
             lambda failure: self.log.failure("registry: housekeeping not stored", failure))
 

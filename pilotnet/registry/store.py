@@ -30,6 +30,9 @@ from twisted.internet.defer import Deferred, maybeDeferred, succeed
 from twisted.internet.threads import deferToThreadPool
 from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
+from zope.interface import implementer
+
+from pilotnet.interfaces import IRegistryStore
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS entities (
@@ -61,6 +64,7 @@ def _owner_only(path):
             pass
 
 
+@implementer(IRegistryStore)
 class RegistryStore:
     """The SQLite file behind one registry."""
 
@@ -94,6 +98,9 @@ class RegistryStore:
     def commit(self, changes):
         """Store ``(kind, key, value or None)`` changes; a Deferred that fires once committed."""
         return self._submit(changes, replace=False)
+
+    # One writer: heartbeats' last-seen times go through the same group commit.
+    commit_seen = commit
 
     def commit_replace(self, entities):
         """Make ``entities`` the whole stored state, after every earlier commit."""

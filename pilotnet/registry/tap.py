@@ -38,7 +38,9 @@ log = Logger()
 class RegistryOptions(ServerOptions):
     optParameters = [
         ["registry", None, DEFAULT_ENDPOINT, "Listen endpoint (Twisted endpoint string)."],
-        ["store", None, None, "SQLite file keeping the registry's state; memory only if unset."],
+        ["store", None, None,
+         "SQLite file keeping the registry's state, or a postgresql:// URL of a database "
+         "several registries share (docs/scale-out.md); memory only if unset."],
         ["admin-token", None, "",
          "Token for admin requests (create_network, backbone list_nodes); unset disables them."],
         ["offline-after", None, str(int(DEFAULT_OFFLINE_AFTER)),
@@ -100,7 +102,12 @@ class RegistryOptions(ServerOptions):
                 raise usage.UsageError(f"--{name} must be an integer") from None
             if self[name] < 1:
                 raise usage.UsageError(f"--{name} must be at least 1")
-        if self["replication-token-file"] is None and self["store"]:
+        if self["store"] and is_postgresql(self["store"]):
+            for option in ("standby", "import-snapshot"):
+                if self[option]:
+                    raise usage.UsageError(f"--{option} needs a SQLite --store: registries on "
+                                           "PostgreSQL share the database instead")
+        elif self["replication-token-file"] is None and self["store"]:
             self["replication-token-file"] = self["store"] + ".replication-token"
         if self["standby"]:
             self["standby"] = replication.parse_primary(self["standby"])
@@ -155,9 +162,17 @@ def make_registry_service(reactor, options, on_listening=lambda address: None):
     directory = Directory(started=now)
     audit = AuditLog(allow_private_targets=options["webhooks-allow-private"])
     store = None
-    if options["store"]:
+    shared = options["store"] and is_postgresql(options["store"])
+    audit_kinds = {kind: audit.restore for kind in AUDIT_KINDS}
+    if shared:
+        from pilotnet.registry.pg_store import PostgresStore
+        store = PostgresStore(options["store"])
+        restored = store.load_into(directory, audit_kinds)
+        # Not the URL: it may hold a password.
+        log.info("registry: restored {count} entities from PostgreSQL", count=restored)
+    elif options["store"]:
         store = RegistryStore(options["store"])
-        restored = store.load_into(directory, {kind: audit.restore for kind in AUDIT_KINDS})
+        restored = store.load_into(directory, audit_kinds)
         log.info("registry: restored {count} entities from {path}",
                  count=restored, path=options["store"])
     else:
@@ -201,7 +216,15 @@ def make_registry_service(reactor, options, on_listening=lambda address: None):
     housekeeping.clock = reactor
     housekeeping.setServiceParent(service)
     replicating.setServiceParent(service)
+    if shared:
+        from pilotnet.registry.scaleout import scaleout_service
+        scaleout_service(reactor, server, store, HOUSEKEEPING_INTERVAL).setServiceParent(service)
     return service
+
+
+def is_postgresql(location):
+    """Is ``--store`` a PostgreSQL connection URL (rather than a SQLite file)?"""
+    return location.startswith(("postgresql://", "postgres://"))
 
 
 def freeze_loaded_state():
@@ -221,7 +244,7 @@ def _with_tls(factory, options):
     from pilotnet.registry import tls
     if options["tls-cert"]:
         key, certificate = tls.load_certificate(options["tls-cert"], options["tls-key"])
-    elif options["store"]:
+    elif options["store"] and not is_postgresql(options["store"]):
         # Kept beside the store, so the fingerprint clients pin survives restarts.
         key, certificate = tls.persistent_self_signed(options["store"] + ".tls")
     else:

@@ -1,16 +1,19 @@
 """Key lookups and the registry link's request budget: a flood of frames cannot flood the registry."""
 
 import base64
+import socket
 
-from twisted.internet import defer
+from twisted.internet import defer, reactor
 from twisted.internet.task import Clock
-from twisted.trial.unittest import SynchronousTestCase
+from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from pilotnet.daemon.registry_link import (
     INBOUND_LOOKUP_RATE, KEY_REFETCH_AFTER, KEY_TTL, MISSING_KEY_TTL, REQUEST_RATE, RegistryKeys, RegistryLink,
 )
 from pilotnet.errors import CONNECTION_FAILED, NOT_FOUND, PilotError
 from pilotnet.registry.client import RegistryError
+from pilotnet.registry.handlers import Registry
+from pilotnet.registry.server import RegistryFactory, RegistryServer
 
 KEY = bytes(range(32))
 
@@ -105,3 +108,27 @@ class RegistryLinkBudgetTests(SynchronousTestCase):
         clock.advance(1.0)
         link.request({"type": "lookup", "node_id": 1})
         self.assertEqual(len(connecting), REQUEST_RATE + 1)
+
+
+class FailoverTests(TestCase):
+    """With several registries (sharing one database), an unreachable one is left for the next."""
+
+    async def test_a_failed_request_moves_the_link_to_the_next_registry(self):
+        server = RegistryServer(Registry(), reactor)
+        port = reactor.listenTCP(0, RegistryFactory(server), interface="127.0.0.1")
+        self.addCleanup(port.stopListening)
+        with socket.socket() as probe:  # a port nobody listens on
+            probe.bind(("127.0.0.1", 0))
+            dead = probe.getsockname()[1]
+        link = RegistryLink(reactor, f"127.0.0.1:{dead}, 127.0.0.1:{port.getHost().port}",
+                            identity=None)
+        link.startService()
+        self.addCleanup(link.stopService)
+        with self.assertRaises(PilotError) as first:
+            await link.request({"type": "lookup", "node_id": 7})
+        self.assertEqual(first.exception.code, CONNECTION_FAILED)
+        self.assertEqual(link.address, f"127.0.0.1:{port.getHost().port}")
+        # The live registry answers (the node is unknown there: its own answer, not a failure).
+        with self.assertRaises(RegistryError) as second:
+            await link.request({"type": "lookup", "node_id": 7})
+        self.assertEqual(second.exception.code, NOT_FOUND)

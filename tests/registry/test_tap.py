@@ -39,6 +39,17 @@ class OptionTests(TestCase):
                      ["--request-deadline", "0"], ["--signature-window", "-5"]):
             self.assertRaises(usage.UsageError, rendezvous_tap.Options().parseOptions, argv)
 
+    def test_a_shared_database_store_keeps_no_files_beside_it_and_refuses_standby(self):
+        url = "postgresql://pilot@db.example.net/pilot"
+        options = registry_tap.Options()
+        options.parseOptions(["--store", url])
+        self.assertIsNone(options["replication-token-file"])
+        for extra in (["--standby", "127.0.0.1:9000", "--replication-token", "t"],
+                      ["--import-snapshot", "go.json"]):
+            with self.assertRaises(usage.UsageError) as refused:
+                registry_tap.Options().parseOptions(["--store", url, *extra])
+            self.assertIn("needs a SQLite --store", str(refused.exception))
+
     def test_security_defaults_are_safe_and_options_change_them(self):
         defaults = registry_tap.Options()
         defaults.parseOptions([])
