@@ -146,12 +146,12 @@ def _check_size(text: str, limit: int, what: str, field: str) -> None:
         raise DecodeError(f"{what}: field {field!r} is {size} bytes, more than the limit of {limit}")
 
 
+_Choice = TypeVar("_Choice", int, str)
+
+
 def _check_choice(value: _Choice, allowed: Collection[_Choice], what: str, field: str) -> None:
     if value not in allowed:
         raise DecodeError(f"{what}: field {field!r} = {value!r} is not one of {', '.join(map(str, sorted(allowed)))}")
-
-
-_Choice = TypeVar("_Choice", int, str)
 
 
 # -- SUBMIT -----------------------------------------------------------------
