@@ -13,17 +13,20 @@ import re
 from dataclasses import dataclass
 
 from pilotnet.cli.args import invalid
+from pilotnet.errors import (
+    ALREADY_EXISTS, CONNECTION_FAILED, INTERNAL, INVALID_ARGUMENT, NOT_FOUND, NOT_RUNNING, TIMEOUT,
+)
 
 CATALOGUE_VERSION = "1.2"
 
 ERROR_CODES = {
-    "invalid_argument": "bad input; fix the command, do not retry",
-    "not_found": "the target, hostname or resource does not exist or is not visible",
-    "already_exists": "the thing being created is already there (daemon running, port bound)",
-    "not_running": "the daemon is not running; start it with: pilotctl daemon start",
-    "connection_failed": "the network operation failed; retry may succeed",
-    "timeout": "no answer in time; retry with a longer --timeout",
-    "internal": "an unexpected failure; see the daemon log",
+    INVALID_ARGUMENT: "bad input; fix the command, do not retry",
+    NOT_FOUND: "the target, hostname or resource does not exist or is not visible",
+    ALREADY_EXISTS: "the thing being created is already there (daemon running, port bound)",
+    NOT_RUNNING: "the daemon is not running; start it with: pilotctl daemon start",
+    CONNECTION_FAILED: "the network operation failed; retry may succeed",
+    TIMEOUT: "no answer in time; retry with a longer --timeout",
+    INTERNAL: "an unexpected failure; see the daemon log",
 }
 
 ENVIRONMENT = {

@@ -23,6 +23,7 @@ import struct
 from typing import NamedTuple
 
 from pilotnet.errors import DecodeError
+from pilotnet.wire.hostport import join_host_port
 
 DISCOVER = 0x01
 DISCOVER_REPLY = 0x02
@@ -65,9 +66,7 @@ class Endpoint(NamedTuple):
     port: int
 
     def __str__(self) -> str:
-        if ":" in self.host:
-            return f"[{self.host}]:{self.port}"
-        return f"{self.host}:{self.port}"
+        return join_host_port(self.host, self.port)
 
 
 class Discover(NamedTuple):

@@ -26,28 +26,32 @@ def split_host_port(text: str, *, what: str = "address", allow_empty_host: bool 
                     allow_port_zero: bool = False) -> tuple[str, int]:
     """``(host, port)`` of ``host:port`` or ``[v6]:port``; :class:`DecodeError` naming ``what`` otherwise."""
     if not isinstance(text, str):
-        raise DecodeError(f"invalid {what}: expected host:port text, got {type(text).__name__}", hint=_HINT)
+        raise DecodeError(f"invalid {what}: expected host:port text, not {type(text).__name__}", hint=_HINT)
     host, colon, port_text = text.rpartition(":")
     if not colon:
-        raise DecodeError(f"invalid {what} {text[:300]!r}: no port", hint=_HINT)
+        raise _refused(text, what, "no port")
     if host.startswith("["):
         if len(host) < 3 or not host.endswith("]") or "[" in host[1:-1] or "]" in host[1:-1]:
-            raise DecodeError(f"invalid {what} {text[:300]!r}: unbalanced brackets", hint=_HINT)
+            raise _refused(text, what, "unbalanced brackets")
         host = host[1:-1]
     elif ":" in host:
-        raise DecodeError(f"invalid {what} {text[:300]!r}: an IPv6 address must be in brackets", hint=_HINT)
+        raise _refused(text, what, "an IPv6 address must be in brackets")
     elif "[" in host or "]" in host:
-        raise DecodeError(f"invalid {what} {text[:300]!r}: unbalanced brackets", hint=_HINT)
+        raise _refused(text, what, "unbalanced brackets")
     if not host and not allow_empty_host:
-        raise DecodeError(f"invalid {what} {text[:300]!r}: no host", hint=_HINT)
+        raise _refused(text, what, "no host")
     # int() alone would also take "+1", " 1", "1_0" and non-ASCII digits.
     if not 0 < len(port_text) <= 5 or not set(port_text) <= _DIGITS:
-        raise DecodeError(f"invalid {what} {text[:300]!r}: the port must be a decimal number", hint=_HINT)
+        raise _refused(text, what, "the port must be a decimal number")
     port = int(port_text)
     lowest = 0 if allow_port_zero else 1
     if not lowest <= port <= MAX_PORT:
-        raise DecodeError(f"invalid {what} {text[:300]!r}: the port must be {lowest}-{MAX_PORT}", hint=_HINT)
+        raise _refused(text, what, f"the port must be {lowest}-{MAX_PORT}")
     return host, port
+
+
+def _refused(text: str, what: str, reason: str) -> DecodeError:
+    return DecodeError(f"invalid {what} {text[:300]!r}: expected host:port ({reason})", hint=_HINT)
 
 
 def join_host_port(host: str, port: int) -> str:
