@@ -19,21 +19,23 @@ UNREACHABLE = "unreachable"
 NOT_TRUSTED = "not_trusted"
 #: The remote side refused the request (a task, a handshake); the message carries its reason.
 REFUSED = "refused"
+#: What this version cannot do yet (the message says what is missing).
+UNAVAILABLE = "unavailable"
 
 
 class PilotError(Exception):
     """Base of every error pilotnet raises on purpose."""
 
-    code = INTERNAL
+    code: str = INTERNAL
 
-    def __init__(self, message, *, hint=None, code=None):
+    def __init__(self, message: str, *, hint: str | None = None, code: str | None = None) -> None:
         super().__init__(message)
         self.message = message
         self.hint = hint
         if code is not None:
             self.code = code
 
-    def __str__(self):
+    def __str__(self) -> str:
         if self.hint:
             return f"{self.message} (hint: {self.hint})"
         return self.message

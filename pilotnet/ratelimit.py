@@ -3,6 +3,8 @@
 The registry limits requests with them, the daemon new streams.
 """
 
+from collections.abc import Hashable
+
 
 class RateLimiter:
     """At most ``burst`` events at once per key, refilled continuously over ``window`` seconds.
@@ -12,16 +14,16 @@ class RateLimiter:
     stays bounded by the number of recently active keys.
     """
 
-    def __init__(self, burst, window, max_keys=None):
+    def __init__(self, burst: float, window: float, max_keys: int | None = None) -> None:
         self.burst = burst
         self.window = window
         #: With a bound, a new key in a full table evicts the least recently used
         #: one (O(1)): spoofed keys cannot grow the table, only churn it.
         self.max_keys = max_keys
         self._rate = burst / window
-        self._buckets = {}
+        self._buckets: dict[Hashable, tuple[float, float]] = {}
 
-    def allow(self, key, now):
+    def allow(self, key: Hashable, now: float) -> bool:
         buckets = self._buckets
         entry = buckets.pop(key, None)  # re-inserted below: the dict stays in last-use order
         if entry is None and self.max_keys is not None and len(buckets) >= self.max_keys:
@@ -34,13 +36,13 @@ class RateLimiter:
         self._buckets[key] = (tokens - 1, now)
         return True
 
-    def purge(self, now):
+    def purge(self, now: float) -> None:
         """Forget keys idle for two windows (their buckets are full again anyway)."""
         cutoff = now - 2 * self.window
         for key in [k for k, (_, last) in self._buckets.items() if last < cutoff]:
             del self._buckets[key]
 
-    def __len__(self):
+    def __len__(self) -> int:
         return len(self._buckets)
 
 
@@ -54,14 +56,14 @@ class TokenBucket:
 
     __slots__ = ("burst", "rate", "_tokens", "last")
 
-    def __init__(self, burst, rate):
+    def __init__(self, burst: float, rate: float) -> None:
         self.burst = burst
         self.rate = rate
         self._tokens = float(burst)
         #: When tokens were last taken (None: never).
-        self.last = None
+        self.last: float | None = None
 
-    def take(self, count, now):
+    def take(self, count: int, now: float) -> int:
         """Take up to ``count`` tokens; returns how many there were (all of them when under the rate)."""
         tokens = self._tokens
         if self.last is not None:

@@ -17,6 +17,7 @@ from twisted.logger import Logger
 
 from pilotnet.errors import PilotError, INVALID_ARGUMENT
 from pilotnet.plugin_options import ListeningService
+from pilotnet.wire.hostport import join_host_port, split_host_port
 
 EXPIRE_INTERVAL = 60.0
 SYNC_INTERVAL = 10.0
@@ -27,19 +28,13 @@ MAX_DATAGRAM = 65535
 
 def parse_udp_address(text):
     """``host:port`` or ``[v6]:port`` with an IP literal host, as ``(host, port)``."""
-    host, colon, port = text.rpartition(":")
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
+    host, port = split_host_port(text, what="UDP address", allow_port_zero=True)
     try:
         ipaddress.ip_address(host)
-        number = int(port)
     except ValueError:
         raise PilotError(f"invalid UDP address {text!r}: expected IP:port or [IPv6]:port",
                          code=INVALID_ARGUMENT) from None
-    if not colon or not 0 <= number <= 0xFFFF:
-        raise PilotError(f"invalid UDP address {text!r}: port must be 0..65535",
-                         code=INVALID_ARGUMENT)
-    return host, number
+    return host, port
 
 
 def _plain_host(host):
@@ -162,7 +157,7 @@ class BeaconService(MultiService):
 
     def _own_address(self):
         host = self.address
-        return f"[{host.host}]:{host.port}" if ":" in host.host else f"{host.host}:{host.port}"
+        return join_host_port(host.host, host.port)
 
     def _learn_peers(self, reply):
         peers = set()

@@ -11,21 +11,25 @@ command checks).  Handlers are named as ``module:function`` under
 import re
 
 from pilotnet.cli.args import invalid
+from pilotnet.errors import (
+    ALREADY_EXISTS, CONNECTION_FAILED, INTERNAL, INVALID_ARGUMENT, NOT_FOUND, NOT_RUNNING, NOT_TRUSTED, REFUSED,
+    TIMEOUT, UNAVAILABLE, UNREACHABLE,
+)
 
 CATALOGUE_VERSION = "1.2"
 
 ERROR_CODES = {
-    "invalid_argument": "bad input; fix the command, do not retry",
-    "not_found": "the target, hostname or resource does not exist or is not visible",
-    "already_exists": "the thing being created is already there (daemon running, port bound)",
-    "not_running": "the daemon is not running; start it with: pilotctl daemon start",
-    "connection_failed": "the network operation failed; retry may succeed",
-    "timeout": "no answer in time; retry with a longer --timeout",
-    "unreachable": "the peer gives no sign of life (daemon stopped or network down); retry later",
-    "not_trusted": "the peer is private and does not trust this node (any more); ask it with pilotctl handshake",
-    "internal": "an unexpected failure; see the daemon log",
-    "unavailable": "the feature is not available in this version",
-    "refused": "the remote node refused the request; the message gives its reason",
+    INVALID_ARGUMENT: "bad input; fix the command, do not retry",
+    NOT_FOUND: "the target, hostname or resource does not exist or is not visible",
+    ALREADY_EXISTS: "the thing being created is already there (daemon running, port bound)",
+    NOT_RUNNING: "the daemon is not running; start it with: pilotctl daemon start",
+    CONNECTION_FAILED: "the network operation failed; retry may succeed",
+    TIMEOUT: "no answer in time; retry with a longer --timeout",
+    UNREACHABLE: "the peer gives no sign of life (daemon stopped or network down); retry later",
+    NOT_TRUSTED: "the peer is private and does not trust this node (any more); ask it with pilotctl handshake",
+    INTERNAL: "an unexpected failure; see the daemon log",
+    UNAVAILABLE: "the feature is not available in this version",
+    REFUSED: "the remote node refused the request; the message gives its reason",
 }
 
 ENVIRONMENT = {

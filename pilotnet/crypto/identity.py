@@ -17,11 +17,12 @@ import binascii
 import json
 import os
 import tempfile
+from typing import Self
 
 from nacl.exceptions import BadSignatureError
 from nacl.signing import SigningKey, VerifyKey
 
-from pilotnet.errors import PilotError, INVALID_ARGUMENT
+from pilotnet.errors import PilotError, INVALID_ARGUMENT, NOT_FOUND
 
 SEED_SIZE = 32
 PUBLIC_KEY_SIZE = 32
@@ -35,11 +36,11 @@ class IdentityError(PilotError):
     code = INVALID_ARGUMENT
 
 
-def b64encode(data):
+def b64encode(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
 
 
-def b64decode(text, what, size=None):
+def b64decode(text: str | bytes, what: str, size: int | None = None) -> bytes:
     """Strict standard base64 (padding required), optionally of an exact size."""
     try:
         data = base64.b64decode(text, validate=True)
@@ -50,7 +51,7 @@ def b64decode(text, what, size=None):
     return data
 
 
-def verify(public_key, message, signature):
+def verify(public_key: bytes, message: bytes, signature: bytes) -> bool:
     """True when ``signature`` is ``public_key``'s Ed25519 signature of ``message``."""
     if len(public_key) != PUBLIC_KEY_SIZE or len(signature) != SIGNATURE_SIZE:
         return False
@@ -61,7 +62,7 @@ def verify(public_key, message, signature):
     return True
 
 
-def verify_b64(public_key_b64, text, signature_b64):
+def verify_b64(public_key_b64: str, text: str | bytes, signature_b64: str) -> bool:
     """:func:`verify` for the base64 text forms used in JSON messages."""
     try:
         public_key = b64decode(public_key_b64, "public key", PUBLIC_KEY_SIZE)
@@ -78,33 +79,33 @@ class Identity:
 
     __slots__ = ("_signing_key", "public_key")
 
-    def __init__(self, signing_key):
+    def __init__(self, signing_key: SigningKey) -> None:
         self._signing_key = signing_key
         self.public_key = bytes(signing_key.verify_key)
 
     @classmethod
-    def generate(cls):
+    def generate(cls) -> Self:
         return cls(SigningKey.generate())
 
     @classmethod
-    def from_seed(cls, seed):
+    def from_seed(cls, seed: bytes) -> Self:
         if len(seed) != SEED_SIZE:
             raise IdentityError(f"an Ed25519 seed is {SEED_SIZE} bytes, not {len(seed)}")
         return cls(SigningKey(bytes(seed)))
 
     @property
-    def seed(self):
+    def seed(self) -> bytes:
         return bytes(self._signing_key)
 
     @property
-    def public_key_b64(self):
+    def public_key_b64(self) -> str:
         return b64encode(self.public_key)
 
-    def sign(self, message):
+    def sign(self, message: bytes) -> bytes:
         """The 64-byte Ed25519 signature of ``message`` (deterministic)."""
         return self._signing_key.sign(bytes(message)).signature
 
-    def sign_b64(self, text):
+    def sign_b64(self, text: str | bytes) -> str:
         """Base64 signature of a challenge string, as registry and handshake messages carry it."""
         if isinstance(text, str):
             text = text.encode("utf-8")
@@ -112,14 +113,14 @@ class Identity:
 
     # -- files -------------------------------------------------------------
 
-    def to_json(self):
+    def to_json(self) -> dict[str, str]:
         return {
             "private_key": b64encode(self.seed + self.public_key),
             "public_key": self.public_key_b64,
         }
 
     @classmethod
-    def from_json(cls, document, source="identity"):
+    def from_json(cls, document: object, source: str = "identity") -> Self:
         if not isinstance(document, dict):
             raise IdentityError(f"{source}: expected a JSON object with private_key and public_key")
         for field in ("private_key", "public_key"):
@@ -136,14 +137,14 @@ class Identity:
         return identity
 
     @classmethod
-    def load(cls, path):
+    def load(cls, path: str | os.PathLike[str]) -> Self:
         """Read and check an identity file; :class:`IdentityError` says what is wrong."""
         path = os.fspath(path)
         try:
             with open(path, "rb") as handle:
                 raw = handle.read(64 * 1024)
         except FileNotFoundError:
-            raise IdentityError(f"no identity file at {path}", code="not_found") from None
+            raise IdentityError(f"no identity file at {path}", code=NOT_FOUND) from None
         except OSError as exc:
             raise IdentityError(f"cannot read identity file {path}: {exc.strerror}") from None
         try:
@@ -156,26 +157,26 @@ class Identity:
         return cls.from_json(document, source=path)
 
     @classmethod
-    def load_or_create(cls, path):
+    def load_or_create(cls, path: str | os.PathLike[str]) -> Self:
         """The identity at ``path``, generating and saving a new one if there is none."""
         try:
             return cls.load(path)
         except IdentityError as exc:
-            if exc.code != "not_found":
+            if exc.code != NOT_FOUND:
                 raise
         identity = cls.generate()
         identity.save(path)
         return identity
 
-    def save(self, path):
+    def save(self, path: str | os.PathLike[str]) -> None:
         """Write atomically with mode 0600: a crash leaves the old file or the new, never half."""
         write_private_file(path, json.dumps(self.to_json(), indent=2).encode("ascii") + b"\n")
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"<Identity {self.public_key_b64}>"
 
 
-def write_private_file(path, data):
+def write_private_file(path: str | os.PathLike[str], data: bytes) -> None:
     """Atomically replace ``path`` with ``data``, readable by the owner only."""
     path = os.fspath(path)
     directory = os.path.dirname(path) or "."

@@ -17,7 +17,7 @@ KEY_SIZE = 32
 X25519_KEY_SIZE = 32
 
 
-def x25519_shared_secret(private_key, peer_public_key):
+def x25519_shared_secret(private_key: bytes, peer_public_key: bytes) -> bytes:
     """Raw X25519 agreement; refuses a low-order peer key (all-zero secret) as Go does."""
     if len(private_key) != X25519_KEY_SIZE or len(peer_public_key) != X25519_KEY_SIZE:
         raise CryptoError("X25519 keys are 32 bytes")
@@ -31,6 +31,6 @@ def x25519_shared_secret(private_key, peer_public_key):
     return secret
 
 
-def derive_key(shared_secret, info):
+def derive_key(shared_secret: bytes, info: bytes) -> bytes:
     """HKDF-SHA256(salt none, ``info``) -> 32-byte AES-256-GCM key."""
     return HKDF(algorithm=SHA256(), length=KEY_SIZE, salt=None, info=info).derive(shared_secret)

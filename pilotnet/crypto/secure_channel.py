@@ -25,7 +25,7 @@ return.
 
 import os
 import struct
-from typing import NamedTuple
+from typing import NamedTuple, Self
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -59,7 +59,7 @@ ESTABLISHED = "established"
 FAILED = "failed"
 
 
-def channel_key(private_key, peer_public_key):
+def channel_key(private_key: bytes, peer_public_key: bytes) -> bytes:
     """The AES-256-GCM key both ends derive from their X25519 exchange."""
     return derive_key(x25519_shared_secret(private_key, peer_public_key), SECURE_CHANNEL_INFO)
 
@@ -69,12 +69,12 @@ class RecordSealer:
 
     __slots__ = ("_aead", "_prefix", "next_counter")
 
-    def __init__(self, key, prefix, next_counter=1):
+    def __init__(self, key: bytes, prefix: bytes, next_counter: int = 1) -> None:
         self._aead = AESGCM(key)
         self._prefix = prefix
         self.next_counter = next_counter
 
-    def seal(self, plaintext):
+    def seal(self, plaintext: bytes | memoryview) -> bytes:
         """One record for up to :data:`MAX_PLAINTEXT` bytes."""
         if len(plaintext) > MAX_PLAINTEXT:
             raise CryptoError(f"a record carries at most {MAX_PLAINTEXT} bytes, not {len(plaintext)}")
@@ -96,21 +96,21 @@ class RecordOpener:
 
     __slots__ = ("_aead", "_prefix", "next_counter", "_buffer")
 
-    def __init__(self, key, peer_prefix, next_counter=1):
+    def __init__(self, key: bytes, peer_prefix: bytes, next_counter: int = 1) -> None:
         self._aead = AESGCM(key)
         self._prefix = peer_prefix
         self.next_counter = next_counter
         self._buffer = bytearray()
 
     @property
-    def at_boundary(self):
+    def at_boundary(self) -> bool:
         """True between records: a stream ending here ended cleanly."""
         return not self._buffer
 
-    def feed(self, data):
+    def feed(self, data: bytes | memoryview) -> list[bytes]:
         """The plaintexts of the records completed by ``data`` (possibly none)."""
         self._buffer += data
-        plaintexts = []
+        plaintexts: list[bytes] = []
         offset = 0
         buffer = self._buffer
         while len(buffer) - offset >= LENGTH_SIZE:
@@ -128,7 +128,7 @@ class RecordOpener:
         del buffer[:offset]
         return plaintexts
 
-    def _open(self, record):
+    def _open(self, record: bytes) -> bytes:
         prefix, counter = _NONCE.unpack_from(record)
         if prefix != self._prefix:
             raise CryptoError(f"secure channel record has nonce prefix {prefix.hex()}, expected {self._prefix.hex()}")
@@ -149,7 +149,7 @@ class Received(NamedTuple):
     """What :meth:`SecureChannel.receive` produced: bytes to write back, and plaintexts."""
 
     to_send: bytes
-    plaintexts: list
+    plaintexts: list[bytes]
 
 
 class SecureChannel:
@@ -161,32 +161,32 @@ class SecureChannel:
     the channel to ``failed`` for good: the stream must be closed.
     """
 
-    def __init__(self, role, private_key=None):
+    def __init__(self, role: str, private_key: bytes | None = None) -> None:
         if role not in _PREFIXES:
             raise ValueError(f"role must be {SERVER!r} or {CLIENT!r}, not {role!r}")
         self.role = role
         self.state = AWAITING_PEER_KEY
-        self._private_key = bytes(private_key) if private_key is not None else os.urandom(X25519_KEY_SIZE)
+        self._private_key: bytes | None = bytes(private_key) if private_key is not None else os.urandom(X25519_KEY_SIZE)
         if len(self._private_key) != X25519_KEY_SIZE:
             raise CryptoError(f"an X25519 private key is {X25519_KEY_SIZE} bytes")
         self.public_key = crypto_scalarmult_base(self._private_key)
         self._peer_key = bytearray()
-        self._sealer = None
-        self._opener = None
+        self._sealer: RecordSealer | None = None
+        self._opener: RecordOpener | None = None
 
     @classmethod
-    def client(cls, private_key=None):
+    def client(cls, private_key: bytes | None = None) -> Self:
         return cls(CLIENT, private_key)
 
     @classmethod
-    def server(cls, private_key=None):
+    def server(cls, private_key: bytes | None = None) -> Self:
         return cls(SERVER, private_key)
 
-    def opening_bytes(self):
+    def opening_bytes(self) -> bytes:
         """What to write as soon as the stream opens (the client's key; nothing for a server)."""
         return self.public_key if self.role == CLIENT else b""
 
-    def receive(self, data):
+    def receive(self, data: bytes) -> Received:
         """Feed bytes from the stream; :class:`CryptoError`/:class:`DecodeError` fail the channel."""
         if self.state == FAILED:
             raise CryptoError("secure channel has failed; close the stream")
@@ -196,7 +196,7 @@ class SecureChannel:
             self.state = FAILED
             raise
 
-    def _receive(self, data):
+    def _receive(self, data: memoryview) -> Received:
         to_send = b""
         if self.state == AWAITING_PEER_KEY:
             needed = X25519_KEY_SIZE - len(self._peer_key)
@@ -207,28 +207,33 @@ class SecureChannel:
             self._establish(bytes(self._peer_key))
             if self.role == SERVER:
                 to_send = self.public_key
-        plaintexts = self._opener.feed(data) if data else []
+        opener = self._opener
+        assert opener is not None  # established: receive() refuses a failed channel
+        plaintexts = opener.feed(data) if data else []
         return Received(to_send, plaintexts)
 
-    def _establish(self, peer_public_key):
+    def _establish(self, peer_public_key: bytes) -> None:
+        assert self._private_key is not None  # kept until the channel is established, once
         key = channel_key(self._private_key, peer_public_key)
         self._sealer = RecordSealer(key, _PREFIXES[self.role])
         self._opener = RecordOpener(key, _PREFIXES[_PEER_ROLE[self.role]])
         self._private_key = None  # ephemeral: not needed once the key exists
         self.state = ESTABLISHED
 
-    def seal(self, data):
+    def seal(self, data: bytes) -> bytes:
         """Records carrying ``data`` (split every :data:`MAX_PLAINTEXT` bytes), ready to write."""
         if self.state != ESTABLISHED:
             raise CryptoError(f"secure channel is {self.state}, cannot send")
+        sealer = self._sealer
+        assert sealer is not None  # established
         view = memoryview(data)
         if not view:
-            return self._sealer.seal(b"")
-        return b"".join(self._sealer.seal(view[i:i + MAX_PLAINTEXT]) for i in range(0, len(view), MAX_PLAINTEXT))
+            return sealer.seal(b"")
+        return b"".join(sealer.seal(view[i:i + MAX_PLAINTEXT]) for i in range(0, len(view), MAX_PLAINTEXT))
 
     @property
-    def at_boundary(self):
+    def at_boundary(self) -> bool:
         """True when no partial key or record is buffered."""
         if self.state == AWAITING_PEER_KEY:
             return not self._peer_key
-        return self.state == ESTABLISHED and self._opener.at_boundary
+        return self.state == ESTABLISHED and self._opener is not None and self._opener.at_boundary

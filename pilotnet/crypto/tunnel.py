@@ -19,6 +19,7 @@ the receiver (the reference commits first and can be blinded this way).
 
 import os
 import struct
+from typing import Self
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -27,6 +28,7 @@ from nacl.bindings import crypto_scalarmult_base
 from pilotnet.crypto.identity import verify
 from pilotnet.crypto.kdf import TUNNEL_INFO, derive_key, x25519_shared_secret
 from pilotnet.errors import CryptoError, DecodeError
+from pilotnet.wire.handshake import Signer
 from pilotnet.wire.tunnel import (
     MAGIC_SEALED, MIN_SEALED_SIZE, SEALED_HEADER_SIZE, AuthKeyOffer, auth_challenge,
 )
@@ -53,17 +55,17 @@ class TunnelKeyPair:
 
     __slots__ = ("private_key", "public_key")
 
-    def __init__(self, private_key):
+    def __init__(self, private_key: bytes) -> None:
         if len(private_key) != 32:
             raise CryptoError("an X25519 private key is 32 bytes")
         self.private_key = bytes(private_key)
         self.public_key = crypto_scalarmult_base(self.private_key)
 
     @classmethod
-    def generate(cls):
+    def generate(cls) -> Self:
         return cls(os.urandom(32))
 
-    def session_key(self, peer_public_key):
+    def session_key(self, peer_public_key: bytes) -> bytes:
         """The AES-256-GCM key shared with the owner of ``peer_public_key``."""
         return derive_key(x25519_shared_secret(self.private_key, peer_public_key), TUNNEL_INFO)
 
@@ -78,11 +80,11 @@ class ReplayWindow:
 
     __slots__ = ("highest", "seen")
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.highest = 0
         self.seen = 0
 
-    def is_fresh(self, counter):
+    def is_fresh(self, counter: int) -> bool:
         """Would ``counter`` be accepted?  Changes nothing."""
         if counter == 0:
             return False
@@ -92,7 +94,7 @@ class ReplayWindow:
         age = highest - counter
         return age < REPLAY_WINDOW and not (self.seen >> age) & 1
 
-    def commit(self, counter):
+    def commit(self, counter: int) -> None:
         """Record an authenticated ``counter`` (call only after :meth:`is_fresh`)."""
         highest = self.highest
         if counter > highest:
@@ -114,7 +116,8 @@ class TunnelSession:
 
     __slots__ = ("_aead", "local_node", "peer_public_key", "prefix", "_send_counter", "replay", "_local_head")
 
-    def __init__(self, key, local_node, *, peer_public_key=None, prefix=None):
+    def __init__(self, key: bytes, local_node: int, *, peer_public_key: bytes | None = None,
+                 prefix: bytes | None = None) -> None:
         self._aead = AESGCM(key)
         self.local_node = local_node
         self.peer_public_key = peer_public_key
@@ -126,16 +129,17 @@ class TunnelSession:
         self._local_head = struct.pack(">I", local_node)
 
     @classmethod
-    def with_peer(cls, key_pair, local_node, peer_public_key, *, prefix=None):
+    def with_peer(cls, key_pair: TunnelKeyPair, local_node: int, peer_public_key: bytes, *,
+                  prefix: bytes | None = None) -> Self:
         return cls(key_pair.session_key(peer_public_key), local_node,
                    peer_public_key=bytes(peer_public_key), prefix=prefix)
 
     @property
-    def send_counter(self):
+    def send_counter(self) -> int:
         """The counter of the last frame sealed (0 before the first)."""
         return self._send_counter
 
-    def seal(self, packet_bytes):
+    def seal(self, packet_bytes: bytes) -> bytes:
         """A PILS frame carrying ``packet_bytes``."""
         counter = self._send_counter + 1
         if counter >= MAX_COUNTER:
@@ -147,7 +151,7 @@ class TunnelSession:
         head = _SEALED_HEAD.pack(MAGIC_SEALED, self.local_node, self.prefix, counter)
         return head + self._aead.encrypt(head[8:], packet_bytes, self._local_head)
 
-    def open(self, frame):
+    def open(self, frame: bytes) -> bytes:
         """The packet bytes inside a PILS frame from this peer.
 
         Raises :class:`ReplayedFrame` for a replayed or too old frame,
@@ -169,7 +173,8 @@ class TunnelSession:
         return plaintext
 
 
-def build_auth_key_offer(identity, node, key_pair, *, caps=0, flags=0):
+def build_auth_key_offer(identity: Signer, node: int, key_pair: TunnelKeyPair, *, caps: int = 0,
+                         flags: int = 0) -> AuthKeyOffer:
     """Our PILA frame: the tunnel key signed by the node's Ed25519 identity."""
     return AuthKeyOffer(
         node=node,
@@ -181,7 +186,7 @@ def build_auth_key_offer(identity, node, key_pair, *, caps=0, flags=0):
     )
 
 
-def check_auth_key_offer(offer, registered_ed25519_key):
+def check_auth_key_offer(offer: AuthKeyOffer, registered_ed25519_key: bytes) -> None:
     """Accept a peer's PILA only if it is signed by the key the registry holds for that node.
 
     Raises :class:`CryptoError` saying which check failed.

@@ -51,6 +51,7 @@ from pilotnet.errors import CryptoError, DecodeError, PilotError
 from pilotnet.interfaces import NO_EVENTS
 from pilotnet.ratelimit import TokenBucket
 from pilotnet.wire import beacon
+from pilotnet.wire.hostport import join_host_port
 from pilotnet.wire.packet import Packet
 from pilotnet.wire.tunnel import (
     FLAG_REQUEST, FLAG_RESPONSE, MAGIC_AUTH_KEY, MAGIC_KEY, MAGIC_PLAINTEXT, MAGIC_PUNCH, MAGIC_SEALED,
@@ -127,7 +128,7 @@ class Peer:
         host_port = None
         if self.endpoint is not None:
             host, port = self.endpoint[:2]
-            host_port = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+            host_port = join_host_port(host, port)
         return {
             "node_id": self.node,
             "endpoint": host_port,

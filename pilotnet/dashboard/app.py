@@ -19,6 +19,7 @@ from pilotnet import __version__
 from pilotnet.dashboard import drawing
 from pilotnet.dashboard.query import SORTS, NodeQuery, QueryError, PAGE_SIZE
 from pilotnet.dashboard.rendering import load_static, make_environment
+from pilotnet.errors import INTERNAL, INVALID_ARGUMENT, NOT_FOUND
 from pilotnet.registry.metrics import CONTENT_TYPE as METRICS_TYPE, metrics_text
 
 HTML = "text/html; charset=utf-8"
@@ -218,8 +219,8 @@ class DashboardApp:
 
 def _code(status):
     if status == 404:
-        return "not_found"
-    return "invalid_argument" if status < 500 else "internal"
+        return NOT_FOUND
+    return INVALID_ARGUMENT if status < 500 else INTERNAL
 
 
 def duration(seconds):

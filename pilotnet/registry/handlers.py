@@ -28,7 +28,7 @@ import hmac
 
 from twisted.logger import Logger
 
-from pilotnet.errors import PilotError, NOT_FOUND, ALREADY_EXISTS, INTERNAL
+from pilotnet.errors import DecodeError, PilotError, NOT_FOUND, ALREADY_EXISTS, INTERNAL
 from pilotnet.registry import requests as fields
 from pilotnet.registry.audit import AuditLog
 from pilotnet.registry.challenges import FRESH_FIELD, fresh_signature_valid, signature_valid
@@ -39,6 +39,7 @@ from pilotnet.ratelimit import RateLimiter
 from pilotnet.registry.freshness import MAX_NONCE_LENGTH, ReplayCache
 from pilotnet.registry.requests import RequestError
 from pilotnet.registry.validation import check_hostname, check_network_name, normalize_tags
+from pilotnet.wire.hostport import join_host_port, split_host_port
 
 PROTOCOL_VERSION = 1
 MAX_INBOX = 100
@@ -96,15 +97,10 @@ def _public_key(request, field):
 
 def _split_port(listen_addr):
     """The port of a ``host:port`` / ``[v6]:port`` text, or None if it has none."""
-    host, colon, port = listen_addr.rpartition(":")
-    if not colon or not host or not port.isdigit() or not port.isascii():
+    try:
+        return split_host_port(listen_addr)[1]
+    except DecodeError:
         return None
-    number = int(port)
-    return number if 0 < number <= 0xFFFF else None
-
-
-def _join_host_port(host, port):
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def observed_endpoint(listen_addr, peer):
@@ -118,7 +114,7 @@ def observed_endpoint(listen_addr, peer):
         return ""
     host, source_port = peer
     port = _split_port(listen_addr)
-    return _join_host_port(host, port if port is not None else source_port)
+    return join_host_port(host, port if port is not None else source_port)
 
 
 class Registry:

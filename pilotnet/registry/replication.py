@@ -36,6 +36,7 @@ from pilotnet.errors import DecodeError, PilotError
 from pilotnet.registry.framing import FrameDecoder, decode_body, encode_message
 from pilotnet.registry.handlers import error_reply
 from pilotnet.registry.requests import RequestError
+from pilotnet.wire.hostport import split_host_port
 
 SUBSCRIBE = "subscribe_replication"
 HEARTBEAT_INTERVAL = 15.0
@@ -234,11 +235,10 @@ def follow_primary(reactor, endpoint, state, token):
 
 def parse_primary(text):
     """``host:port`` / ``[v6]:port`` of ``--standby`` as ``(host, port)``."""
-    host, colon, port = text.rpartition(":")
-    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
-    if not colon or not host or not port.isdigit() or not 0 < int(port) <= 0xFFFF:
-        raise usage.UsageError(f"--standby {text!r}: expected host:port of the primary")
-    return host, int(port)
+    try:
+        return split_host_port(text, what="--standby (the primary)")
+    except DecodeError as error:
+        raise usage.UsageError(str(error)) from None
 
 
 def standby_token(options):

@@ -21,17 +21,14 @@ Mapping decisions:
 
 import base64
 import binascii
-import datetime
 import json
-import re
 import secrets
 
-from pilotnet.errors import PilotError, INVALID_ARGUMENT
+from pilotnet.errors import DecodeError, PilotError, INVALID_ARGUMENT
 from pilotnet.registry.directory import (
     BACKBONE, Directory, HandshakeRequest, HandshakeResponse, Network, Node,
 )
-
-_FRACTION = re.compile(r"(\.\d{1,6})\d*")
+from pilotnet.wire.rfc3339 import parse_rfc3339
 
 
 class SnapshotError(PilotError):
@@ -40,15 +37,12 @@ class SnapshotError(PilotError):
 
 def _time(text, where):
     """RFC 3339 (Go writes nanoseconds) as Unix seconds; Go's zero time is 0."""
-    if not text or text.startswith("0001-01-01"):
+    if not text or str(text).startswith("0001-01-01"):
         return 0.0
     try:
-        parsed = datetime.datetime.fromisoformat(_FRACTION.sub(r"\1", text, count=1))
-    except (TypeError, ValueError):
+        return parse_rfc3339(text, where)
+    except DecodeError:
         raise SnapshotError(f"{where}: invalid time {text!r}") from None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=datetime.timezone.utc)
-    return parsed.timestamp()
 
 
 def _int(value, where):

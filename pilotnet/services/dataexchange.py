@@ -40,6 +40,7 @@ from pilotnet.ratelimit import TokenBucket
 from pilotnet.services import storage
 from pilotnet.wire import dataexchange as wire
 from pilotnet.wire.address import PORT_DATA_EXCHANGE
+from pilotnet.wire.rfc3339 import format_rfc3339
 
 log = Logger()
 
@@ -59,10 +60,6 @@ def arrival_stamp(seconds):
     """``YYYYMMDD-HHMMSS.mmm`` in UTC, the reference's file-name stamp."""
     whole = int(seconds)
     return time.strftime("%Y%m%d-%H%M%S", time.gmtime(whole)) + f".{int((seconds - whole) * 1000):03d}"
-
-
-def rfc3339(seconds):
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds))
 
 
 class _Spool:
@@ -313,7 +310,7 @@ class DataExchangeService:
     def _message_document(self, frame_type, remote, payload):
         kind = wire.type_name(frame_type)
         document = {"type": kind, "from": str(remote), "bytes": len(payload),
-                    "received_at": rfc3339(self.clock.seconds())}
+                    "received_at": format_rfc3339(self.clock.seconds())}
         if kind == "BINARY":
             document["data"] = base64.b64encode(payload).decode("ascii")
             document["encoding"] = "base64"

@@ -28,7 +28,6 @@ import functools
 import json
 import math
 import os
-import time
 from pathlib import Path
 
 from twisted.internet import defer
@@ -42,6 +41,7 @@ from pilotnet.ratelimit import TokenBucket
 from pilotnet.services import storage
 from pilotnet.wire import tasksubmit as wire
 from pilotnet.wire.address import PORT_TASK_SUBMIT
+from pilotnet.wire.rfc3339 import format_rfc3339
 from pilotnet.wire.typedframe import FrameReader, encode_frame
 
 log = Logger()
@@ -56,10 +56,6 @@ AWAITING_RESULTS = frozenset((wire.NEW, wire.ACCEPTED, wire.EXECUTING))
 RESULT_EXTENSIONS = frozenset(
     ".md .txt .rtf .docx .pdf .pptx .pth .pt .onnx .h5 .pb .ckpt .safetensors .bin .csv .parquet "
     ".xlsx .xls .jpg .jpeg .png .svg .gif .webp".split())
-
-
-def rfc3339(seconds):
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds))
 
 
 def polo_reward(time_cpu_ms, time_idle_ms, time_staged_ms):
@@ -290,7 +286,7 @@ class TaskService:
         now = self.clock.seconds()
         self.store.save("received", {
             "task_id": request.task_id, "task_description": request.task_description,
-            "created_at": rfc3339(now), "status": wire.NEW, "status_justification": "",
+            "created_at": format_rfc3339(now), "status": wire.NEW, "status_justification": "",
             "from": str(submitter), "to": request.to_addr, "created_ts": now,
         })
         self.queue.append(request.task_id)

@@ -5,6 +5,7 @@ changes it.  Times are seconds, sizes are bytes.
 """
 
 from dataclasses import dataclass
+from typing import NoReturn
 
 from pilotnet.errors import INVALID_ARGUMENT, PilotError
 from pilotnet.wire.packet import MAX_PAYLOAD
@@ -71,7 +72,7 @@ class StreamConfig:
     #: exist so that tests can exercise 32-bit wrap-around.
     initial_sequence: int = 0
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         if not 1 <= self.mss <= MAX_PAYLOAD:
             _invalid(f"mss must be 1-{MAX_PAYLOAD}, not {self.mss}")
         if not 0 < self.min_rto <= self.initial_rto <= self.max_rto:
@@ -90,11 +91,11 @@ class StreamConfig:
             _invalid("initial_sequence must fit in 32 bits")
 
     @property
-    def initial_window(self):
+    def initial_window(self) -> int:
         return self.initial_window_segments * self.mss
 
 
-def _invalid(message):
+def _invalid(message: str) -> NoReturn:
     raise PilotError(f"invalid stream configuration: {message}", code=INVALID_ARGUMENT)
 
 

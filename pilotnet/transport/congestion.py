@@ -15,12 +15,14 @@ module only owns the numbers:
   reference restarts at the initial window rather than 1 MSS, and so do we.
 """
 
+from pilotnet.transport.config import StreamConfig
+
 
 class CongestionControl:
     __slots__ = ("cwnd", "ssthresh", "in_recovery", "after_timeout", "recovery_point", "episode",
                  "_mss", "_max", "_initial")
 
-    def __init__(self, config):
+    def __init__(self, config: StreamConfig) -> None:
         self._mss = config.mss
         self._max = config.max_cwnd
         self._initial = config.initial_window
@@ -32,7 +34,7 @@ class CongestionControl:
         #: Numbers recovery episodes, so a segment knows whether it was resent in this one.
         self.episode = 0
 
-    def on_ack(self, acked):
+    def on_ack(self, acked: int) -> None:
         """``acked`` new bytes were cumulatively acknowledged outside fast recovery."""
         cwnd = self.cwnd
         if cwnd < self.ssthresh:
@@ -42,7 +44,7 @@ class CongestionControl:
             cwnd += step if step > 0 else 1
         self.cwnd = cwnd if cwnd < self._max else self._max
 
-    def enter_fast_recovery(self, flight, recovery_point):
+    def enter_fast_recovery(self, flight: int, recovery_point: int) -> None:
         self.episode += 1
         self.in_recovery = True
         self.after_timeout = False
@@ -51,7 +53,7 @@ class CongestionControl:
         self.ssthresh = half if half > 2 * self._mss else 2 * self._mss
         self.cwnd = self.ssthresh
 
-    def enter_timeout_recovery(self, flight, recovery_point):
+    def enter_timeout_recovery(self, flight: int, recovery_point: int) -> None:
         if not self.in_recovery:
             half = flight // 2
             self.ssthresh = half if half > 2 * self._mss else 2 * self._mss
@@ -61,13 +63,13 @@ class CongestionControl:
         self.recovery_point = recovery_point
         self.cwnd = self._initial if self._initial < self.ssthresh else self.ssthresh
 
-    def exit_recovery(self):
+    def exit_recovery(self) -> None:
         self.in_recovery = False
         if not self.after_timeout:
             self.cwnd = self.ssthresh
         self.after_timeout = False
 
-    def on_extra_dupack(self):
+    def on_extra_dupack(self) -> None:
         """A duplicate ACK beyond the threshold: a segment left the network (RFC 5681 inflation)."""
         cwnd = self.cwnd + self._mss
         self.cwnd = cwnd if cwnd < self._max else self._max

@@ -19,20 +19,24 @@ packets are dropped and counted.  Sequence numbers are absolute integers inside
 per-packet paths.
 """
 
-from pilotnet.transport.config import DEFAULT_CONFIG
+from typing import Any, Self
+
+from pilotnet.errors import TIMEOUT
+from pilotnet.transport.config import DEFAULT_CONFIG, StreamConfig
 from pilotnet.transport.congestion import CongestionControl
 from pilotnet.transport.errors import (
     CloseTimeout, ConnectionClosed, ConnectionRefused, ConnectionReset, DialTimeout, PeerUnresponsive,
-    RetransmissionTimeout,
+    RetransmissionTimeout, StreamError,
 )
 from pilotnet.transport.events import StreamEvent
 from pilotnet.transport.receiver import IN_ORDER, NO_SPACE, OUT_OF_ORDER, ReceiveBuffer
 from pilotnet.transport.rto import RtoEstimator
-from pilotnet.transport.sender import SendQueue
+from pilotnet.transport.sender import Segment, SendQueue
 from pilotnet.transport.seqnum import SEQ_HALF, SEQ_MASK
 from pilotnet.transport.states import (
     CLOSING_STATES, RECEIVING, SYNCHRONIZED, WRITABLE, State, Trigger, transition,
 )
+from pilotnet.wire.address import Addr
 from pilotnet.wire.packet import FLAG_ACK, FLAG_FIN, FLAG_RST, FLAG_SYN, PROTO_STREAM, Packet
 from pilotnet.wire.sack import MAGIC as SACK_MAGIC
 from pilotnet.wire.sack import decode_sack, encode_sack, looks_like_sack
@@ -52,7 +56,8 @@ class StreamConnection:
     :mod:`pilotnet.transport.table`).
     """
 
-    def __init__(self, local, local_port, remote, remote_port, config=DEFAULT_CONFIG):
+    def __init__(self, local: Addr, local_port: int, remote: Addr, remote_port: int,
+                 config: StreamConfig = DEFAULT_CONFIG) -> None:
         self.local = local
         self.local_port = local_port
         self.remote = remote
@@ -60,9 +65,9 @@ class StreamConnection:
         self.config = config
         self.state = State.CLOSED
         #: The reason the connection failed (a StreamError), once it has.
-        self.error = None
-        self.outbox = []
-        self.events = []
+        self.error: StreamError | None = None
+        self.outbox: list[Packet] = []
+        self.events: list[StreamEvent] = []
 
         self._mss = config.mss
         #: Send sub-MSS writes at once (Nagle off); owners of latency-bound streams set it.
@@ -82,7 +87,7 @@ class StreamConnection:
         self._ack_owed = 0
         self._dupacks = 0
         self._lost_pending = 0
-        self._peer_fin_seq = None
+        self._peer_fin_seq: int | None = None
         self._probe_interval = config.window_probe_initial
         self._syn_interval = config.syn_initial_rto
         self._syn_expiries = 0
@@ -92,12 +97,12 @@ class StreamConnection:
         self._probes_missed = 0
 
         # Timers: absolute deadlines or None.
-        self._rto_at = None
-        self._ack_at = None
-        self._nagle_at = None
-        self._syn_at = None
-        self._state_at = None
-        self._fin_hold_at = None
+        self._rto_at: float | None = None
+        self._ack_at: float | None = None
+        self._nagle_at: float | None = None
+        self._syn_at: float | None = None
+        self._state_at: float | None = None
+        self._fin_hold_at: float | None = None
 
         # Counters (see stats()).
         self.bytes_sent = 0
@@ -116,7 +121,7 @@ class StreamConnection:
     # -- construction and the handshake ---------------------------------------------
 
     @classmethod
-    def accept(cls, syn, now, config=DEFAULT_CONFIG):
+    def accept(cls, syn: Packet, now: float, config: StreamConfig = DEFAULT_CONFIG) -> Self:
         """An acceptor for ``syn`` (already admitted by the owner), with its SYN|ACK queued."""
         conn = cls(syn.dst, syn.dst_port, syn.src, syn.src_port, config)
         conn._set_state(Trigger.SYN)
@@ -132,21 +137,21 @@ class StreamConnection:
         conn._send_syn_ack()
         return conn
 
-    def open(self, now):
+    def open(self, now: float) -> None:
         """Dial: send the SYN and start its backoff timer."""
         self._set_state(Trigger.OPEN)
         self._heard_at = now
         self._syn_at = now + self._syn_interval
         self._send_syn()
 
-    def _send_syn(self):
+    def _send_syn(self) -> None:
         self.outbox.append(self._packet(FLAG_SYN, self._isn, 0, self._recv.window()))
 
-    def _send_syn_ack(self):
+    def _send_syn_ack(self) -> None:
         ack = (self._peer_isn + 1) & SEQ_MASK
         self.outbox.append(self._packet(FLAG_SYN | FLAG_ACK, self._isn, ack, self._recv.window()))
 
-    def _on_syn_ack(self, packet, now):
+    def _on_syn_ack(self, packet: Packet, now: float) -> None:
         if packet.ack != (self._isn + 1) & SEQ_MASK:
             self.dropped += 1
             return
@@ -158,7 +163,7 @@ class StreamConnection:
         self._send_ack()
         self._push(now)
 
-    def _establish(self, now):
+    def _establish(self, now: float) -> None:
         self._set_state(Trigger.SYN_ACK if self.state is State.SYN_SENT else Trigger.ACK)
         self._state_at = self._syn_at = None
         self._heard_at = now
@@ -166,7 +171,7 @@ class StreamConnection:
 
     # -- application inputs ---------------------------------------------------------
 
-    def send(self, data, now):
+    def send(self, data: bytes, now: float) -> int:
         """Queue ``data`` for sending; returns the byte count (always all of it).
 
         Writes made before the handshake completes are sent once it does.
@@ -182,11 +187,11 @@ class StreamConnection:
         return len(data)
 
     @property
-    def send_buffered(self):
+    def send_buffered(self) -> int:
         """Bytes written and not yet acknowledged by the peer."""
         return self._send.buffered
 
-    def close(self, now):
+    def close(self, now: float) -> None:
         """Finish sending: buffered data goes out, then our FIN.  Idempotent."""
         state = self.state
         if state is _ESTABLISHED or state is State.CLOSE_WAIT:
@@ -197,7 +202,7 @@ class StreamConnection:
         elif state is State.SYN_SENT or state is State.SYN_RECV:
             self.abort(now)
 
-    def abort(self, now):
+    def abort(self, now: float) -> None:
         """Drop the connection at once and tell the peer with an RST."""
         if self.state is State.CLOSED:
             return
@@ -205,7 +210,7 @@ class StreamConnection:
             self._send_rst()
         self._finish(None)
 
-    def take_delivered(self, consume=True):
+    def take_delivered(self, consume: bool = True) -> list[bytes]:
         """The bytes received in order since the last call, as a list of chunks.
 
         With ``consume`` (the default) they count as consumed at once.  An owner
@@ -219,35 +224,35 @@ class StreamConnection:
         return chunks
 
     @property
-    def has_delivered(self):
+    def has_delivered(self) -> bool:
         """Bytes are waiting for :meth:`take_delivered`."""
         return bool(self._recv.delivered)
 
-    def consumed(self, count):
+    def consumed(self, count: int) -> None:
         """The application has processed ``count`` delivered bytes."""
         recv = self._recv
         recv.consume(count)
         if self.state in RECEIVING and recv.window() - self._advertised >= (recv.limit // recv.unit) // 2:
             self._send_ack()
 
-    def take_packets(self):
+    def take_packets(self) -> list[Packet]:
         packets = self.outbox
         self.outbox = []
         return packets
 
-    def take_events(self):
+    def take_events(self) -> list[StreamEvent]:
         events = self.events
         self.events = []
         return events
 
-    def note_peer_alive(self, now):
+    def note_peer_alive(self, now: float) -> None:
         """Anything arrived from the peer's node: it is alive (resets dead-peer detection)."""
         self._heard_at = now
         self._probes_missed = 0
 
     # -- packets in -----------------------------------------------------------------
 
-    def receive(self, packet, now):
+    def receive(self, packet: Packet, now: float) -> None:
         """Process one stream packet addressed to this connection."""
         flags = packet.flags
         if flags & _CONTROL_FLAGS:
@@ -281,7 +286,7 @@ class StreamConnection:
         if self._send.unsent or self._send.fin_queued:
             self._push(now)
 
-    def _complete_accept(self, packet, now):
+    def _complete_accept(self, packet: Packet, now: float) -> bool:
         isn = self._isn
         ack = isn + (((packet.ack - isn + SEQ_HALF) & SEQ_MASK) - SEQ_HALF)
         if ack <= isn:
@@ -290,7 +295,7 @@ class StreamConnection:
         self._establish(now)
         return True
 
-    def _receive_control(self, packet, now):
+    def _receive_control(self, packet: Packet, now: float) -> None:
         flags = packet.flags
         state = self.state
         if flags & FLAG_RST:
@@ -312,7 +317,7 @@ class StreamConnection:
             else:
                 self.dropped += 1
 
-    def _on_rst(self):
+    def _on_rst(self) -> None:
         state = self.state
         if state is State.CLOSED:
             return
@@ -324,7 +329,7 @@ class StreamConnection:
         else:
             self._finish(ConnectionReset(f"{self.remote}:{self.remote_port} reset the connection"))
 
-    def _on_fin(self, packet, now):
+    def _on_fin(self, packet: Packet, now: float) -> None:
         self._heard_at = now
         self._probes_missed = 0
         if packet.flags & FLAG_ACK and packet.ack:
@@ -353,7 +358,7 @@ class StreamConnection:
                 self._fin_hold_at = now + self.config.fin_reorder_wait
             self._send_ack()
 
-    def _accept_peer_fin(self, now):
+    def _accept_peer_fin(self, now: float) -> None:
         self._recv.nxt += 1
         self._peer_fin_seq = None
         self._fin_hold_at = None
@@ -363,7 +368,7 @@ class StreamConnection:
         if self.state is State.CLOSING and self._send.fin_sent and self._send.una == self._send.nxt:
             self._on_fin_acked(now)
 
-    def _on_fin_acked(self, now):
+    def _on_fin_acked(self, now: float) -> None:
         state = self.state
         if state is State.CLOSING:
             self._set_state(Trigger.FIN_ACKED)
@@ -372,27 +377,29 @@ class StreamConnection:
             self._set_state(Trigger.FIN_ACKED)
             self._finish(None, transitioned=True)
 
-    def _linger(self, now):
+    def _linger(self, now: float) -> None:
         """The peer is still retransmitting to us in TIME_WAIT: our last ACK was lost.
 
         Stay until its next retransmission can reach us (its RTO may be as long
         as ``max_rto``), or it would retransmit into a closed connection and
         give up with an error after every byte was in fact delivered.
         """
-        if self.state is State.TIME_WAIT:
-            self._state_at = max(self._state_at, now + max(self.config.time_wait, 2 * self.config.max_rto))
+        if self.state is State.TIME_WAIT:  # which set _state_at
+            linger = now + max(self.config.time_wait, 2 * self.config.max_rto)
+            self._state_at = max(self._state_at, linger)  # type: ignore[type-var]
 
-    def _enter_time_wait(self, now):
+    def _enter_time_wait(self, now: float) -> None:
         self._state_at = now + self.config.time_wait
         self._rto_at = self._ack_at = self._nagle_at = self._fin_hold_at = None
 
     # -- acknowledgments ----------------------------------------------------------
 
-    def _take_window(self, field):
+    def _take_window(self, field: int) -> None:
         self._peer_window_field = field
         self._peer_window = field * self._mss if field else _UNLIMITED
 
-    def _on_ack(self, wire_ack, window, now, sack_blocks, payload=b""):
+    def _on_ack(self, wire_ack: int, window: int, now: float, sack_blocks: list[tuple[int, int]] | None,
+                payload: bytes = b"") -> bool:
         """Process the ACK half of a packet; False if it acknowledges data never sent."""
         snd = self._send
         una = snd.una
@@ -437,7 +444,7 @@ class StreamConnection:
             self._recover(now, force_first=True)
         return True
 
-    def _on_new_ack(self, ack, now):
+    def _on_new_ack(self, ack: int, now: float) -> None:
         snd = self._send
         acked = ack - snd.una
         if self._state_at is not None and self.state in CLOSING_STATES:
@@ -467,7 +474,7 @@ class StreamConnection:
         if self._nagle_at is not None and snd.nxt == ack:
             self._nagle_at = None
 
-    def _recover(self, now, force_first=False):
+    def _recover(self, now: float, force_first: bool = False) -> None:
         """Resend what SACK and the episode say is lost, as far as the window allows.
 
         ``force_first`` sends the first lost segment whatever the window: the
@@ -506,7 +513,7 @@ class StreamConnection:
 
     # -- data in --------------------------------------------------------------------
 
-    def _on_data(self, wire_seq, payload, now):
+    def _on_data(self, wire_seq: int, payload: bytes, now: float) -> None:
         recv = self._recv
         if self.state not in RECEIVING:
             self.dropped += 1
@@ -542,7 +549,7 @@ class StreamConnection:
             self.dropped += 1 if outcome == NO_SPACE else 0
         self._send_ack()
 
-    def flush_acks(self):
+    def flush_acks(self) -> None:
         """The end of a batch of received packets (see :attr:`batch_acks`): one ACK for all of it.
 
         Sent when the every-second-segment rule asked for one during the
@@ -555,11 +562,11 @@ class StreamConnection:
 
     # -- packets out ----------------------------------------------------------------
 
-    def _packet(self, flags, seq, ack, window, payload=b""):
+    def _packet(self, flags: int, seq: int, ack: int, window: int, payload: bytes = b"") -> Packet:
         return Packet(PROTO_STREAM, self.local, self.remote, self.local_port, self.remote_port,
                       flags=flags, seq=seq, ack=ack, window=window, payload=payload)
 
-    def _send_ack(self, payload=None):
+    def _send_ack(self, payload: bytes | None = None) -> None:
         recv = self._recv
         if payload is None:
             payload = encode_sack(recv.sack_blocks()) if recv.out_of_order_count else b""
@@ -569,7 +576,7 @@ class StreamConnection:
         self._ack_owed = 0
         self._ack_at = None
 
-    def _send_fin(self, segment):
+    def _send_fin(self, segment: Segment) -> None:
         """Our FIN, carrying our cumulative ACK too.
 
         The reference's FIN carries no acknowledgment; ours does (JF peers read
@@ -581,10 +588,10 @@ class StreamConnection:
         window = self._advertised = recv.window()
         self.outbox.append(self._packet(FLAG_FIN | FLAG_ACK, segment.start & SEQ_MASK, recv.nxt & SEQ_MASK, window))
 
-    def _send_rst(self):
+    def _send_rst(self) -> None:
         self.outbox.append(self._packet(FLAG_RST, 0, 0, 0))
 
-    def _resend(self, segment):
+    def _resend(self, segment: Segment) -> None:
         self.retransmissions += 1
         if segment.payload is None:
             self._send_fin(segment)
@@ -596,7 +603,7 @@ class StreamConnection:
         self._ack_owed = 0
         self._ack_at = None
 
-    def _push(self, now, flush=False):
+    def _push(self, now: float, flush: bool = False) -> None:
         """Send new segments as far as the windows and Nagle allow, then our FIN if due."""
         snd = self._send
         if snd.unsent:
@@ -621,7 +628,7 @@ class StreamConnection:
                     segment = snd.cut(size, now)
                     outbox.append(Packet(PROTO_STREAM, local, remote, local_port, remote_port, flags=FLAG_ACK,
                                          seq=segment.start & SEQ_MASK, ack=ack, window=win,
-                                         payload=segment.payload))
+                                         payload=segment.payload))  # type: ignore[arg-type]  # data, not FIN
                     size = segment.end - segment.start
                     pipe += size
                     sent += size
@@ -640,7 +647,7 @@ class StreamConnection:
 
     # -- timers ---------------------------------------------------------------------
 
-    def next_deadline(self):
+    def next_deadline(self) -> float | None:
         """The earliest time :meth:`tick` has work to do, or None."""
         state = self.state
         if state is State.CLOSED:
@@ -654,7 +661,7 @@ class StreamConnection:
             deadline = at
         return deadline
 
-    def _liveness_deadline(self):
+    def _liveness_deadline(self) -> float | None:
         if self.state not in SYNCHRONIZED or self.state is State.TIME_WAIT:
             return None
         config = self.config
@@ -673,7 +680,7 @@ class StreamConnection:
                 deadline = idle_at
         return deadline
 
-    def tick(self, now):
+    def tick(self, now: float) -> None:
         """Fire every timer due at ``now``."""
         if self._syn_at is not None and now >= self._syn_at:
             self._on_syn_timer(now)
@@ -699,7 +706,7 @@ class StreamConnection:
         if at is not None and now >= at:
             self._on_liveness_timer(now)
 
-    def _close_timed_out(self):
+    def _close_timed_out(self) -> None:
         """We closed and the peer made no progress for ``close_timeout``: reset and end.
 
         With every byte and our FIN acknowledged (FIN_WAIT: only the peer's
@@ -716,7 +723,7 @@ class StreamConnection:
             f"{self.remote}:{self.remote_port} did not finish closing within "
             f"{self.config.close_timeout:g}s of progress"))
 
-    def _on_syn_timer(self, now):
+    def _on_syn_timer(self, now: float) -> None:
         config = self.config
         if self.state is State.SYN_RECV:
             self._syn_interval = min(self._syn_interval * 2, config.syn_max_rto)
@@ -741,7 +748,7 @@ class StreamConnection:
         self._syn_at = now + self._syn_interval
         self._send_syn()
 
-    def _on_rto(self, now):
+    def _on_rto(self, now: float) -> None:
         snd = self._send
         segment = snd.first_unsacked() or snd.first_unacked()
         if segment is None:
@@ -783,7 +790,7 @@ class StreamConnection:
                 self._resend(segment)
         self._rto_at = now + self._rtt.rto
 
-    def _on_liveness_timer(self, now):
+    def _on_liveness_timer(self, now: float) -> None:
         config = self.config
         interval = config.keepalive_interval
         if config.idle_timeout is not None and now >= self._heard_at + config.idle_timeout \
@@ -815,22 +822,22 @@ class StreamConnection:
 
     # -- endings --------------------------------------------------------------------
 
-    def _set_state(self, trigger):
+    def _set_state(self, trigger: Trigger) -> None:
         self.state = transition(self.state, trigger)
 
-    def _finish(self, error, transitioned=False):
+    def _finish(self, error: StreamError | None, transitioned: bool = False) -> None:
         if not transitioned:
             self._set_state(Trigger.FAIL)
         self.error = error
         self._rto_at = self._ack_at = self._nagle_at = self._syn_at = self._state_at = self._fin_hold_at = None
         if error is not None:
-            timed_out = error.code == "timeout"
+            timed_out = error.code == TIMEOUT
             self.events.append(StreamEvent.TIMED_OUT if timed_out else StreamEvent.RESET)
         self.events.append(StreamEvent.CLOSED)
 
     # -- observation ----------------------------------------------------------------
 
-    def stats(self):
+    def stats(self) -> dict[str, Any]:
         """A snapshot of the counters, for ``pilotctl connections``."""
         snd = self._send
         recv = self._recv
@@ -862,6 +869,6 @@ class StreamConnection:
             "out_of_order": recv.out_of_order_count,
         }
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return (f"<StreamConnection {self.local}:{self.local_port} -> {self.remote}:{self.remote_port} "
                 f"{self.state.name}>")

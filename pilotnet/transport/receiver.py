@@ -14,6 +14,7 @@ last slot is honoured with one segment of slack beyond the buffer.
 
 from bisect import insort
 
+from pilotnet.transport.config import StreamConfig
 from pilotnet.transport.seqnum import SEQ_MASK
 from pilotnet.wire.sack import MAX_BLOCKS
 
@@ -27,7 +28,7 @@ _MAX_WINDOW_FIELD = 0xFFFF
 
 
 class ReceiveBuffer:
-    def __init__(self, config):
+    def __init__(self, config: StreamConfig) -> None:
         #: The next expected position (absolute); set by the handshake.
         self.nxt = 0
         self.limit = config.receive_buffer
@@ -36,29 +37,29 @@ class ReceiveBuffer:
         self.unit = config.mss
         self.max_out_of_order = config.max_out_of_order
         #: Delivered chunks the application has not taken yet.
-        self.delivered = []
+        self.delivered: list[bytes] = []
         #: Delivered bytes the application has not reported as consumed.
         self.unconsumed = 0
         self.ooo_bytes = 0
-        self._ooo = {}
-        self._starts = []
+        self._ooo: dict[int, bytes] = {}
+        self._starts: list[int] = []
 
     @property
-    def out_of_order_count(self):
+    def out_of_order_count(self) -> int:
         return len(self._starts)
 
-    def window(self):
+    def window(self) -> int:
         """The window field to advertise, in segments, 1-65535."""
         slots = (self.limit - self.unconsumed - self.ooo_bytes) // self.unit
         if slots < 1:
             return 1
         return slots if slots < _MAX_WINDOW_FIELD else _MAX_WINDOW_FIELD
 
-    def note_segment_size(self, size):
+    def note_segment_size(self, size: int) -> None:
         if size > self.unit:
             self.unit = size
 
-    def accept(self, seq, payload):
+    def accept(self, seq: int, payload: bytes) -> int:
         """File one data segment at absolute position ``seq``; return an outcome constant."""
         nxt = self.nxt
         if seq != nxt:
@@ -78,7 +79,7 @@ class ReceiveBuffer:
             self._drain()
         return IN_ORDER
 
-    def _store_out_of_order(self, seq, payload):
+    def _store_out_of_order(self, seq: int, payload: bytes) -> int:
         size = len(payload)
         held = self._ooo.get(seq)
         if held is not None:
@@ -97,7 +98,7 @@ class ReceiveBuffer:
         self.ooo_bytes += growth
         return OUT_OF_ORDER
 
-    def _drain(self):
+    def _drain(self) -> None:
         starts = self._starts
         ooo = self._ooo
         nxt = self.nxt
@@ -113,11 +114,12 @@ class ReceiveBuffer:
                 nxt = end
         self.nxt = nxt
 
-    def sack_blocks(self):
+    def sack_blocks(self) -> list[tuple[int, int]]:
         """Up to 4 merged (left, right) wire ranges of out-of-order data, lowest first."""
-        blocks = []
+        blocks: list[tuple[int, int]] = []
         ooo = self._ooo
-        left = right = None
+        left = 0  # read only once right is set: the two are set together
+        right: int | None = None
         for start in self._starts:
             end = start + len(ooo[start])
             if right is not None and start <= right:
@@ -133,11 +135,11 @@ class ReceiveBuffer:
             blocks.append((left & SEQ_MASK, right & SEQ_MASK))
         return blocks
 
-    def take(self):
+    def take(self) -> list[bytes]:
         """Hand the delivered chunks to the application."""
         chunks = self.delivered
         self.delivered = []
         return chunks
 
-    def consume(self, count):
+    def consume(self, count: int) -> None:
         self.unconsumed -= count if count < self.unconsumed else self.unconsumed

@@ -12,6 +12,7 @@ batches, which keeps the per-segment cost constant.
 
 from bisect import bisect_left
 from collections import deque
+from collections.abc import Iterable
 from operator import attrgetter
 
 from pilotnet.wire.sack import MAGIC as SACK_MAGIC
@@ -27,7 +28,7 @@ class Segment:
 
     __slots__ = ("start", "end", "payload", "sent_at", "transmissions", "sacked", "episode", "mark")
 
-    def __init__(self, start, end, payload, sent_at):
+    def __init__(self, start: int, end: int, payload: bytes | None, sent_at: float) -> None:
         self.start = start
         self.end = end
         self.payload = payload
@@ -48,11 +49,11 @@ class SendQueue:
     both are absolute (see :mod:`pilotnet.transport.seqnum`).
     """
 
-    def __init__(self, mss, first_seq):
+    def __init__(self, mss: int, first_seq: int) -> None:
         self.mss = mss
         self.una = first_seq
         self.nxt = first_seq
-        self.segments = []
+        self.segments: list[Segment] = []
         self.head = 0
         #: Bytes of queued segments the peer reported by SACK.
         self.sacked_bytes = 0
@@ -62,23 +63,23 @@ class SendQueue:
         self.unsent = 0
         self.fin_queued = False
         self.fin_sent = False
-        self._chunks = deque()
+        self._chunks: deque[bytes] = deque()
         self._chunk_offset = 0
 
     # -- the application side -------------------------------------------------
 
-    def write(self, data):
+    def write(self, data: bytes) -> None:
         self._chunks.append(bytes(data))
         self.unsent += len(data)
 
     @property
-    def buffered(self):
+    def buffered(self) -> int:
         """Bytes written and not yet acknowledged: what backpressure should look at."""
         return self.unsent + (self.nxt - self.una)
 
     # -- cutting new segments -------------------------------------------------
 
-    def cut(self, size, now):
+    def cut(self, size: int, now: float) -> Segment:
         """Segment the next ``size`` unsent bytes (``size <= unsent``) and queue it."""
         payload = self._take(size)
         if payload.startswith(SACK_MAGIC) and looks_like_sack(payload):
@@ -92,7 +93,7 @@ class SendQueue:
         self.segments.append(segment)
         return segment
 
-    def cut_fin(self, now):
+    def cut_fin(self, now: float) -> Segment:
         """Queue our FIN: it takes one sequence number and is retransmitted like data."""
         start = self.nxt
         self.nxt = start + 1
@@ -101,7 +102,7 @@ class SendQueue:
         self.segments.append(segment)
         return segment
 
-    def _take(self, size):
+    def _take(self, size: int) -> bytes:
         chunks = self._chunks
         offset = self._chunk_offset
         first = chunks[0]
@@ -129,7 +130,7 @@ class SendQueue:
             self._chunk_offset = 0
         return b"".join(parts)
 
-    def _untake(self, data):
+    def _untake(self, data: bytes) -> None:
         if self._chunk_offset:
             self._chunks[0] = self._chunks[0][self._chunk_offset:]
             self._chunk_offset = 0
@@ -138,22 +139,22 @@ class SendQueue:
 
     # -- acknowledgments ------------------------------------------------------
 
-    def first_unacked(self):
+    def first_unacked(self) -> Segment | None:
         return self.segments[self.head] if self.head < len(self.segments) else None
 
-    def first_unsacked(self):
+    def first_unsacked(self) -> Segment | None:
         segments = self.segments
         for index in range(self.head, len(segments)):
             if not segments[index].sacked:
                 return segments[index]
         return None
 
-    def acknowledge(self, ack, now):
+    def acknowledge(self, ack: int, now: float) -> float | None:
         """Drop segments wholly below ``ack``; return a Karn-valid RTT sample or None."""
         segments = self.segments
         index = self.head
         count = len(segments)
-        rtt = None
+        rtt: float | None = None
         while index < count:
             segment = segments[index]
             if segment.end > ack:
@@ -172,7 +173,7 @@ class SendQueue:
             self.high_sacked = ack
         return rtt
 
-    def apply_sack(self, blocks):
+    def apply_sack(self, blocks: Iterable[tuple[int, int]]) -> int:
         """Mark segments lying wholly inside a block; return the bytes newly marked."""
         segments = self.segments
         count = len(segments)
@@ -200,13 +201,13 @@ class SendQueue:
         self.sacked_bytes += newly
         return newly
 
-    def lost_segments(self, episode, limit):
+    def lost_segments(self, episode: int, limit: int) -> list[Segment]:
         """Segments presumed lost in recovery ``episode``, oldest first.
 
         Every unSACKed segment below ``limit`` not yet resent in this episode,
         plus those resent in it whose resend was itself overtaken by SACKed data.
         """
-        lost = []
+        lost: list[Segment] = []
         high = self.high_sacked
         segments = self.segments
         for index in range(self.head, len(segments)):
@@ -218,7 +219,7 @@ class SendQueue:
             lost.append(segment)
         return lost
 
-    def mark_resent(self, segment, episode, now):
+    def mark_resent(self, segment: Segment, episode: int, now: float) -> None:
         segment.transmissions += 1
         segment.episode = episode
         segment.mark = self.nxt

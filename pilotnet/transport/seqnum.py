@@ -16,22 +16,22 @@ SEQ_MASK = SEQ_MOD - 1
 SEQ_HALF = 1 << (SEQ_BITS - 1)
 
 
-def to_wire(position):
+def to_wire(position: int) -> int:
     """The 32-bit wire form of an absolute position."""
     return position & SEQ_MASK
 
 
-def serial_diff(a, b):
+def serial_diff(a: int, b: int) -> int:
     """``a - b`` as a signed distance in serial-number space, in [-2**31, 2**31)."""
     return ((a - b + SEQ_HALF) & SEQ_MASK) - SEQ_HALF
 
 
-def serial_after(a, b):
+def serial_after(a: int, b: int) -> bool:
     """True when wire value ``a`` comes after ``b`` (RFC 1982 ``a > b``)."""
     return serial_diff(a, b) > 0
 
 
-def unwrap(wire_value, reference):
+def unwrap(wire_value: int, reference: int) -> int:
     """The absolute position nearest to ``reference`` whose wire form is ``wire_value``.
 
     The connection hot path inlines this expression; this function is its

@@ -12,9 +12,12 @@ Side ``a`` dials, side ``b`` is created from the first SYN that reaches it.
 
 import heapq
 import random
+from collections.abc import Callable
+from typing import Literal
 
-from pilotnet.transport.config import DEFAULT_CONFIG
+from pilotnet.transport.config import DEFAULT_CONFIG, StreamConfig
 from pilotnet.transport.connection import StreamConnection
+from pilotnet.transport.events import StreamEvent
 from pilotnet.transport.states import State
 from pilotnet.wire.address import Addr
 from pilotnet.wire.packet import FLAG_ACK, FLAG_SYN, Packet
@@ -24,11 +27,15 @@ ACCEPTOR_ADDR = Addr(1, 0x0B)
 DIALER_PORT = 49152
 ACCEPTOR_PORT = 1001
 
+#: The two ends: ``a`` dials, ``b`` accepts.
+Side = Literal["a", "b"]
+
 
 class Impairment:
     """What the link does to each packet, one direction."""
 
-    def __init__(self, *, loss=0.0, duplicate=0.0, reorder=0.0, delay=0.005, jitter=0.0):
+    def __init__(self, *, loss: float = 0.0, duplicate: float = 0.0, reorder: float = 0.0, delay: float = 0.005,
+                 jitter: float = 0.0) -> None:
         self.loss = loss
         self.duplicate = duplicate
         self.reorder = reorder
@@ -37,32 +44,33 @@ class Impairment:
 
 
 class SimLink:
-    def __init__(self, impairment=None, *, config=DEFAULT_CONFIG, acceptor_config=None,
-                 reverse=None, seed=0, wire=False, start=0.0):
+    def __init__(self, impairment: Impairment | None = None, *, config: StreamConfig = DEFAULT_CONFIG,
+                 acceptor_config: StreamConfig | None = None, reverse: Impairment | None = None, seed: int = 0,
+                 wire: bool = False, start: float = 0.0) -> None:
         forward = impairment or Impairment()
-        self.impairments = {"a": forward, "b": reverse or forward}
+        self.impairments: dict[Side, Impairment] = {"a": forward, "b": reverse or forward}
         self.now = start
         self.random = random.Random(seed)
         #: Encode and decode every packet, as a real link would.
         self.wire = wire
         self.a = StreamConnection(DIALER_ADDR, DIALER_PORT, ACCEPTOR_ADDR, ACCEPTOR_PORT, config)
-        self.b = None
+        self.b: StreamConnection | None = None
         self._acceptor_config = acceptor_config or config
-        self.received = {"a": bytearray(), "b": bytearray()}
-        self.events = {"a": [], "b": []}
+        self.received: dict[Side, bytearray] = {"a": bytearray(), "b": bytearray()}
+        self.events: dict[Side, list[StreamEvent]] = {"a": [], "b": []}
         self.dark = False
         self.packets = 0
-        self._queue = []
+        self._queue: list[tuple[float, int, Side, Packet]] = []
         self._order = 0
 
-    def conn(self, side):
+    def conn(self, side: Side) -> StreamConnection | None:
         return self.a if side == "a" else self.b
 
-    def open(self):
+    def open(self) -> None:
         self.a.open(self.now)
         self._collect()
 
-    def _transmit(self, sender_side, packet):
+    def _transmit(self, sender_side: Side, packet: Packet) -> None:
         """Put ``packet`` from ``sender_side`` on the wire towards the other side."""
         self.packets += 1
         if self.dark:
@@ -74,7 +82,7 @@ class SimLink:
         copies = 2 if imp.duplicate and rnd() < imp.duplicate else 1
         if self.wire:
             packet = Packet.decode(packet.encode())
-        target = "b" if sender_side == "a" else "a"
+        target: Side = "b" if sender_side == "a" else "a"
         for _ in range(copies):
             at = self.now + imp.delay
             if imp.jitter:
@@ -84,8 +92,9 @@ class SimLink:
             self._order += 1
             heapq.heappush(self._queue, (at, self._order, target, packet))
 
-    def _collect(self):
-        for side in ("a", "b"):
+    def _collect(self) -> None:
+        sides: tuple[Side, Side] = ("a", "b")
+        for side in sides:
             conn = self.conn(side)
             if conn is None:
                 continue
@@ -98,7 +107,7 @@ class SimLink:
                 for chunk in conn.take_delivered():
                     self.received[side] += chunk
 
-    def _deliver(self, target, packet):
+    def _deliver(self, target: Side, packet: Packet) -> None:
         if target == "b" and self.b is None:
             if packet.flags & FLAG_SYN and not packet.flags & FLAG_ACK:
                 self.b = StreamConnection.accept(packet, self.now, self._acceptor_config)
@@ -107,14 +116,14 @@ class SimLink:
         if conn is not None:
             conn.receive(packet, self.now)
 
-    def next_time(self):
-        times = [conn.next_deadline() for conn in (self.a, self.b) if conn is not None]
+    def next_time(self) -> float | None:
+        deadlines = [conn.next_deadline() for conn in (self.a, self.b) if conn is not None]
         if self._queue:
-            times.append(self._queue[0][0])
-        times = [t for t in times if t is not None]
+            deadlines.append(self._queue[0][0])
+        times = [t for t in deadlines if t is not None]
         return min(times) if times else None
 
-    def step(self):
+    def step(self) -> bool:
         """Advance to the next arrival or deadline and process it; False when nothing is left."""
         at = self.next_time()
         if at is None:
@@ -134,20 +143,20 @@ class SimLink:
         self._collect()
         return True
 
-    def run(self, until, limit):
+    def run(self, until: Callable[[], bool], limit: float) -> bool:
         """Step until ``until()`` holds or the virtual clock passes ``limit``; returns ``until()``."""
         while not until():
             if self.now > limit or not self.step():
                 break
         return until()
 
-    def send(self, side, data):
-        self.conn(side).send(data, self.now)
+    def send(self, side: Side, data: bytes) -> None:
+        self.conn(side).send(data, self.now)  # type: ignore[union-attr]  # a test sends on a side that exists
         self._collect()
 
-    def close(self, side):
-        self.conn(side).close(self.now)
+    def close(self, side: Side) -> None:
+        self.conn(side).close(self.now)  # type: ignore[union-attr]  # as in send()
         self._collect()
 
-    def closed(self):
+    def closed(self) -> bool:
         return (self.a.state is State.CLOSED and self.b is not None and self.b.state is State.CLOSED)

@@ -45,7 +45,7 @@ class Trigger(enum.Enum):
 _T = Trigger
 _S = State
 
-TRANSITIONS = {
+TRANSITIONS: dict[tuple[State, Trigger], State] = {
     (_S.CLOSED, _T.OPEN): _S.SYN_SENT,
     (_S.CLOSED, _T.SYN): _S.SYN_RECV,
     (_S.SYN_SENT, _T.SYN_ACK): _S.ESTABLISHED,
@@ -79,7 +79,7 @@ class InvalidTransition(Exception):
     """An internal bug: the engine attempted a change the table does not allow."""
 
 
-def transition(state, trigger):
+def transition(state: State, trigger: Trigger) -> State:
     """The state after ``trigger`` in ``state``; :class:`InvalidTransition` if none."""
     try:
         return TRANSITIONS[(state, trigger)]

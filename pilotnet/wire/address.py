@@ -6,7 +6,7 @@ Binary form: network u16 then node u32, big-endian (6 bytes).
 """
 
 import struct
-from typing import NamedTuple
+from typing import NamedTuple, Self
 
 from pilotnet.errors import DecodeError
 
@@ -32,7 +32,7 @@ _DECIMAL = frozenset("0123456789")
 _HEX = frozenset("0123456789abcdefABCDEF")
 
 
-def _parse_decimal(text, limit, what):
+def _parse_decimal(text: str, limit: int, what: str) -> int:
     # int() alone would also take "+1", "1_0", " 1" and non-ASCII digits.
     if not text or not set(text) <= _DECIMAL:
         raise DecodeError(f"invalid {what}: {text!r} (expected a decimal number)")
@@ -42,7 +42,7 @@ def _parse_decimal(text, limit, what):
     return value
 
 
-def _parse_hex_group(group):
+def _parse_hex_group(group: str) -> int:
     # int(x, 16) would also take "0x1f"; groups are exactly four hex digits.
     if len(group) != 4 or not set(group) <= _HEX:
         raise DecodeError(f"invalid hex group: {group!r} (expected 4 hex digits)")
@@ -56,7 +56,7 @@ class Addr(NamedTuple):
     node: int
 
     @classmethod
-    def parse(cls, text):
+    def parse(cls, text: object) -> Self:
         """Parse the text form; raises :class:`DecodeError` saying what is wrong."""
         if not isinstance(text, str):
             raise DecodeError(f"invalid address: expected text, got {type(text).__name__}")
@@ -77,7 +77,7 @@ class Addr(NamedTuple):
         return cls(network, (node_high << 16) | node_low)
 
     @classmethod
-    def from_bytes(cls, data, offset=0):
+    def from_bytes(cls, data: bytes | bytearray | memoryview, offset: int = 0) -> Self:
         if len(data) < offset + ADDRESS_SIZE:
             raise DecodeError(
                 f"address truncated: need {ADDRESS_SIZE} bytes at offset {offset}, "
@@ -85,18 +85,18 @@ class Addr(NamedTuple):
             )
         return cls._make(_ADDRESS.unpack_from(data, offset))
 
-    def to_bytes(self):
+    def to_bytes(self) -> bytes:
         return _ADDRESS.pack(self.network, self.node)
 
     @property
-    def is_zero(self):
+    def is_zero(self) -> bool:
         return self.network == 0 and self.node == 0
 
     @property
-    def is_broadcast(self):
+    def is_broadcast(self) -> bool:
         return self.node == BROADCAST_NODE
 
-    def __str__(self):
+    def __str__(self) -> str:
         node = self.node
         return f"{self.network}:{self.network:04X}.{node >> 16:04X}.{node & 0xFFFF:04X}"
 
@@ -107,7 +107,7 @@ BEACON = Addr(0, 2)
 NAMESERVER = Addr(0, 3)
 
 
-def broadcast(network):
+def broadcast(network: int) -> Addr:
     """The broadcast address of ``network``."""
     return Addr(network, BROADCAST_NODE)
 
@@ -119,7 +119,7 @@ class SocketAddr(NamedTuple):
     port: int
 
     @classmethod
-    def parse(cls, text):
+    def parse(cls, text: object) -> Self:
         if not isinstance(text, str):
             raise DecodeError(f"invalid socket address: expected text, got {type(text).__name__}")
         addr_text, colon, port_text = text.rpartition(":")
@@ -127,5 +127,5 @@ class SocketAddr(NamedTuple):
             raise DecodeError(f"invalid socket address: {text!r} (expected ADDRESS:PORT)")
         return cls(Addr.parse(addr_text), _parse_decimal(port_text, MAX_PORT, "port"))
 
-    def __str__(self):
+    def __str__(self) -> str:
         return f"{self.addr}:{self.port}"

@@ -23,6 +23,7 @@ import struct
 from typing import NamedTuple
 
 from pilotnet.errors import DecodeError
+from pilotnet.wire.hostport import join_host_port
 
 DISCOVER = 0x01
 DISCOVER_REPLY = 0x02
@@ -53,7 +54,7 @@ _SYNC_HEAD = struct.Struct(">IH")
 _PORT = struct.Struct(">H")
 
 
-def is_beacon_message(datagram):
+def is_beacon_message(datagram: bytes) -> bool:
     """True when a datagram on the tunnel socket is for the beacon protocol."""
     return len(datagram) > 0 and datagram[0] < BEACON_TYPE_LIMIT
 
@@ -64,10 +65,8 @@ class Endpoint(NamedTuple):
     host: str
     port: int
 
-    def __str__(self):
-        if ":" in self.host:
-            return f"[{self.host}]:{self.port}"
-        return f"{self.host}:{self.port}"
+    def __str__(self) -> str:
+        return join_host_port(self.host, self.port)
 
 
 class Discover(NamedTuple):
@@ -100,19 +99,23 @@ class RelayDeliver(NamedTuple):
 
 class Sync(NamedTuple):
     beacon: int
-    nodes: tuple
+    nodes: tuple[int, ...]
 
 
-def _encode_endpoint(kind, endpoint):
+#: Every message :func:`encode` writes and :func:`decode` returns.
+Message = Discover | DiscoverReply | PunchRequest | PunchCommand | Relay | RelayDeliver | Sync
+
+
+def _encode_endpoint(kind: int, endpoint: Endpoint) -> bytes:
     host, port = endpoint
-    ip = ipaddress.ip_address(host)
+    ip: ipaddress.IPv4Address | ipaddress.IPv6Address = ipaddress.ip_address(host)
     if ip.version == 6 and ip.ipv4_mapped is not None:
         ip = ip.ipv4_mapped
     packed = ip.packed
     return bytes((kind, len(packed))) + packed + _PORT.pack(port)
 
 
-def _decode_endpoint(data, what):
+def _decode_endpoint(data: bytes, what: str) -> Endpoint:
     if len(data) < 2:
         raise DecodeError(f"{what} truncated: no IP length byte")
     ip_len = data[1]
@@ -120,29 +123,28 @@ def _decode_endpoint(data, what):
         raise DecodeError(f"{what}: IP length {ip_len} (must be 4 or 16)")
     if len(data) < 2 + ip_len + 2:
         raise DecodeError(f"{what} truncated: {len(data)} bytes, need {4 + ip_len}")
-    ip = ipaddress.ip_address(bytes(data[2:2 + ip_len]))
+    ip: ipaddress.IPv4Address | ipaddress.IPv6Address = ipaddress.ip_address(bytes(data[2:2 + ip_len]))
     if ip.version == 6 and ip.ipv4_mapped is not None:
         ip = ip.ipv4_mapped
     (port,) = _PORT.unpack_from(data, 2 + ip_len)
     return Endpoint(str(ip), port)
 
 
-def encode(message):
+def encode(message: Message) -> bytes:
     """The datagram for one of the message tuples above."""
-    kind = type(message)
-    if kind is Discover:
+    if isinstance(message, Discover):
         return bytes((DISCOVER,)) + _U32.pack(message.node)
-    if kind is DiscoverReply:
+    if isinstance(message, DiscoverReply):
         return _encode_endpoint(DISCOVER_REPLY, message.endpoint)
-    if kind is PunchRequest:
+    if isinstance(message, PunchRequest):
         return bytes((PUNCH_REQUEST,)) + _TWO_U32.pack(message.requester, message.target)
-    if kind is PunchCommand:
+    if isinstance(message, PunchCommand):
         return _encode_endpoint(PUNCH_COMMAND, message.endpoint)
-    if kind is Relay:
+    if isinstance(message, Relay):
         return bytes((RELAY,)) + _TWO_U32.pack(message.sender, message.destination) + message.frame
-    if kind is RelayDeliver:
+    if isinstance(message, RelayDeliver):
         return bytes((RELAY_DELIVER,)) + _U32.pack(message.sender) + message.frame
-    if kind is Sync:
+    if isinstance(message, Sync):
         nodes = message.nodes
         if len(nodes) > MAX_SYNC_NODES:
             raise ValueError(f"a sync message lists at most {MAX_SYNC_NODES} nodes, not {len(nodes)}")
@@ -151,22 +153,22 @@ def encode(message):
     raise TypeError(f"not a beacon message: {message!r}")
 
 
-def padded_discover(node):
+def padded_discover(node: int) -> bytes:
     """A Discover of :data:`PADDED_DISCOVER_SIZE` bytes (the reference's is 5)."""
     return encode(Discover(node)).ljust(PADDED_DISCOVER_SIZE, b"\0")
 
 
-def sync_size(count):
+def sync_size(count: int) -> int:
     """Bytes of a Sync message listing ``count`` nodes (without any trailer)."""
     return _SYNC_HEAD.size + 1 + 4 * count
 
 
-def relay_envelope(sender, destination, frame):
+def relay_envelope(sender: int, destination: int, frame: bytes) -> bytes:
     """A Relay datagram, built without an intermediate tuple (the relay path is hot)."""
     return bytes((RELAY,)) + _TWO_U32.pack(sender, destination) + frame
 
 
-def decode(datagram):
+def decode(datagram: bytes) -> Message:
     """Parse one beacon datagram into one of the message tuples."""
     if not datagram:
         raise DecodeError("empty beacon message")

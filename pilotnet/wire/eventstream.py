@@ -32,7 +32,7 @@ class Event(NamedTuple):
     payload: bytes
 
 
-def _topic_bytes(topic):
+def _topic_bytes(topic: str) -> bytes:
     try:
         raw = topic.encode("utf-8")
     except UnicodeEncodeError:
@@ -41,17 +41,17 @@ def _topic_bytes(topic):
     return raw
 
 
-def _check_topic_length(length):
+def _check_topic_length(length: int) -> None:
     if length > MAX_TOPIC:
         raise DecodeError(f"event topic is {length} bytes, more than the limit of {MAX_TOPIC}")
 
 
-def _check_payload_length(length):
+def _check_payload_length(length: int) -> None:
     if length > MAX_PAYLOAD:
         raise DecodeError(f"event payload is {length} bytes, more than the limit of {MAX_PAYLOAD}")
 
 
-def encode_event(topic, payload=b""):
+def encode_event(topic: str, payload: bytes = b"") -> bytes:
     """One event as a single write (the reference writes events whole)."""
     raw_topic = _topic_bytes(topic)
     _check_payload_length(len(payload))
@@ -61,7 +61,7 @@ def encode_event(topic, payload=b""):
     ))
 
 
-def split_events(data, *, frames=False):
+def split_events(data: bytes, *, frames: bool = False) -> list[tuple[str, bytes]]:
     """Every event of ``data``, which must hold whole events back to back.
 
     Gives plain ``(topic, payload)`` pairs (the caller makes its own event
@@ -76,7 +76,7 @@ def split_events(data, *, frames=False):
     return items
 
 
-def _scan(data, offset, frames):
+def _scan(data: bytes, offset: int, frames: bool) -> tuple[list[tuple[str, bytes]], int, int]:
     """The whole events of ``data`` from ``offset``.
 
     Returns them, where the first incomplete event starts, and how long
@@ -85,7 +85,7 @@ def _scan(data, offset, frames):
     One loop over ``bytes`` with no per-event helper calls: this runs for
     every event a daemon forwards.
     """
-    items = []
+    items: list[tuple[str, bytes]] = []
     size = len(data)
     topic_length_at, payload_length_at = _TOPIC_LENGTH.unpack_from, _PAYLOAD_LENGTH.unpack_from
     while True:
@@ -128,23 +128,23 @@ class EventDecoder:
 
     __slots__ = ("_buffer", "_wanted", "_failed")
 
-    def __init__(self):
+    def __init__(self) -> None:
         self._buffer = bytearray()
         self._wanted = 0
         self._failed = False
 
     @property
-    def at_boundary(self):
+    def at_boundary(self) -> bool:
         """True between events: a stream ending here ended cleanly."""
         return not self._buffer
 
-    def feed(self, data):
+    def feed(self, data: bytes) -> list[Event]:
         return [Event(topic, payload) for topic, payload in self._feed(data, False)]
 
-    def feed_frames(self, data):
+    def feed_frames(self, data: bytes) -> list[tuple[str, bytes]]:
         return self._feed(data, True)
 
-    def _feed(self, data, frames):
+    def _feed(self, data: bytes, frames: bool) -> list[tuple[str, bytes]]:
         if self._failed:
             raise DecodeError("event stream already failed; close the connection")
         if self._buffer:

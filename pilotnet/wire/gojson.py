@@ -19,6 +19,7 @@ deep, wrong field type) becomes a :class:`DecodeError` naming the field.
 """
 
 import json
+from typing import Any, NoReturn
 
 from pilotnet.errors import DecodeError
 
@@ -35,7 +36,7 @@ _SURROGATES = {code: "\ufffd" for code in range(0xD800, 0xE000)}
 _ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 
 
-def _refuse_floats(value):
+def _refuse_floats(value: object) -> None:
     if isinstance(value, float):
         raise TypeError("gojson does not encode floats: Go formats them differently")
     if isinstance(value, dict):
@@ -46,14 +47,14 @@ def _refuse_floats(value):
             _refuse_floats(item)
 
 
-def dumps(value):
+def dumps(value: object) -> bytes:
     """``value`` (dicts keep their key order) as the bytes Go's json.Marshal writes."""
     _refuse_floats(value)
     text = _ENCODER.encode(value).translate(GO_ESCAPES)
     return text.translate(_SURROGATES).encode("utf-8")
 
 
-def _refuse_constant(name):
+def _refuse_constant(name: str) -> NoReturn:
     raise ValueError(f"{name} is not JSON")
 
 
@@ -62,7 +63,7 @@ def _refuse_constant(name):
 _DECODER = json.JSONDecoder(parse_constant=_refuse_constant)
 
 
-def loads_object(data, what):
+def loads_object(data: bytes | bytearray | memoryview, what: str) -> dict[str, Any]:
     """Parse ``data`` (bytes) as one JSON object; :class:`DecodeError` naming ``what``."""
     try:
         text = bytes(data).decode("utf-8")
@@ -79,7 +80,7 @@ def loads_object(data, what):
 _REQUIRED = object()
 
 
-def _field(document, key, what, default):
+def _field(document: dict[str, Any], key: str, what: str, default: object) -> object:
     # A JSON null leaves a Go field at its zero value, like a missing key.
     value = document.get(key)
     if value is None:
@@ -89,7 +90,7 @@ def _field(document, key, what, default):
     return value
 
 
-def get_str(document, key, what, default=_REQUIRED):
+def get_str(document: dict[str, Any], key: str, what: str, default: object = _REQUIRED) -> str:
     """The text field ``key``; ``default`` when absent (required if none given)."""
     value = _field(document, key, what, default)
     if not isinstance(value, str):
@@ -102,7 +103,8 @@ def get_str(document, key, what, default=_REQUIRED):
     return value
 
 
-def get_int(document, key, what, minimum, maximum, default=_REQUIRED):
+def get_int(document: dict[str, Any], key: str, what: str, minimum: int, maximum: int,
+            default: object = _REQUIRED) -> int:
     """The integer field ``key`` within ``[minimum, maximum]`` (Go's integer types refuse 1.0)."""
     value = _field(document, key, what, default)
     if isinstance(value, bool) or not isinstance(value, int):

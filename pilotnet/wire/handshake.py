@@ -22,7 +22,7 @@ segment size before sending.  :data:`MAX_MESSAGE_SIZE` is the hard bound
 
 import base64
 import binascii
-from typing import NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 from pilotnet.errors import DecodeError
 from pilotnet.wire import gojson
@@ -55,12 +55,22 @@ class HandshakeMessage(NamedTuple):
     timestamp: int
 
 
-def challenge(sender_node, receiver_node):
+class Signer(Protocol):
+    """What signs a message: an Ed25519 identity (:class:`pilotnet.crypto.identity.Identity`)."""
+
+    @property
+    def public_key(self) -> bytes: ...
+
+    def sign(self, message: bytes) -> bytes: ...
+
+
+def challenge(sender_node: int, receiver_node: int) -> bytes:
     """The bytes every handshake signature covers: ``handshake:<sender>:<receiver>``."""
     return f"handshake:{sender_node}:{receiver_node}".encode("ascii")
 
 
-def build_message(kind, identity, sender_node, receiver_node, timestamp, justification="", reason=""):
+def build_message(kind: str, identity: Signer, sender_node: int, receiver_node: int, timestamp: int,
+                  justification: str = "", reason: str = "") -> HandshakeMessage:
     """A message from ``sender_node`` signed with ``identity`` (a :class:`pilotnet.crypto.identity.Identity`)."""
     message = HandshakeMessage(
         kind=kind,
@@ -75,12 +85,12 @@ def build_message(kind, identity, sender_node, receiver_node, timestamp, justifi
     return message
 
 
-def is_fresh(message, now):
+def is_fresh(message: HandshakeMessage, now: float) -> bool:
     """Is the timestamp within 5 minutes in the past and 30 seconds in the future of ``now``?"""
     return now - MAX_AGE <= message.timestamp <= now + MAX_FUTURE_SKEW
 
 
-def _validate(message):
+def _validate(message: HandshakeMessage) -> None:
     if message.kind not in MESSAGE_TYPES:
         raise DecodeError(
             f"{_WHAT}: field 'type' = {message.kind[:64]!r} is not one of {', '.join(sorted(MESSAGE_TYPES))}"
@@ -95,11 +105,11 @@ def _validate(message):
         raise DecodeError(f"{_WHAT}: field 'timestamp' does not fit in an int64")
 
 
-def _b64(data):
+def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
 
 
-def encode_message(message):
+def encode_message(message: HandshakeMessage) -> bytes:
     """The exact bytes a Go daemon writes for ``message``."""
     _validate(message)
     data = gojson.dumps({
@@ -115,12 +125,12 @@ def encode_message(message):
     return data
 
 
-def _check_size(size):
+def _check_size(size: int) -> None:
     if size > MAX_MESSAGE_SIZE:
         raise DecodeError(f"{_WHAT} is {size} bytes, more than the limit of {MAX_MESSAGE_SIZE}")
 
 
-def _decode_b64(document, field, size):
+def _decode_b64(document: dict[str, Any], field: str, size: int) -> bytes:
     text = gojson.get_str(document, field, _WHAT)
     if not text:
         return b""
@@ -133,7 +143,7 @@ def _decode_b64(document, field, size):
     return data
 
 
-def decode_message(data):
+def decode_message(data: bytes) -> HandshakeMessage:
     """Parse and check one message; :class:`DecodeError` names the field that is wrong.
 
     All seven fields are required (every reference version sends them all);

@@ -20,6 +20,7 @@ This is the per-packet path: one ``struct`` call and two ``crc32`` calls each wa
 
 import struct
 import zlib
+from typing import Any, Self
 
 from pilotnet.errors import DecodeError
 from pilotnet.wire.address import Addr
@@ -48,7 +49,7 @@ _CHECKSUM_OFFSET = 30
 _new_tuple = tuple.__new__
 
 
-def flag_names(flags):
+def flag_names(flags: int) -> str:
     """``"SYN|ACK"`` style text for logs and ``pilotctl`` output."""
     names = [n for bit, n in ((FLAG_SYN, "SYN"), (FLAG_ACK, "ACK"), (FLAG_FIN, "FIN"), (FLAG_RST, "RST")) if flags & bit]
     return "|".join(names) or "-"
@@ -63,8 +64,19 @@ class Packet:
     """
 
     __slots__ = ("flags", "protocol", "src", "dst", "src_port", "dst_port", "seq", "ack", "window", "payload")
+    flags: int
+    protocol: int
+    src: Addr
+    dst: Addr
+    src_port: int
+    dst_port: int
+    seq: int
+    ack: int
+    window: int
+    payload: bytes
 
-    def __init__(self, protocol, src, dst, src_port, dst_port, *, flags=0, seq=0, ack=0, window=0, payload=b""):
+    def __init__(self, protocol: int, src: Addr, dst: Addr, src_port: int, dst_port: int, *, flags: int = 0,
+                 seq: int = 0, ack: int = 0, window: int = 0, payload: bytes = b"") -> None:
         self.protocol = protocol
         self.src = src
         self.dst = dst
@@ -76,7 +88,7 @@ class Packet:
         self.window = window
         self.payload = payload
 
-    def encode(self):
+    def encode(self) -> bytes:
         """The packet's bytes, checksum included."""
         payload = self.payload
         length = len(payload)
@@ -96,7 +108,7 @@ class Packet:
         return b"".join((head, _CHECKSUM.pack(checksum), payload))
 
     @classmethod
-    def decode(cls, data, offset=0):
+    def decode(cls, data: bytes, offset: int = 0) -> Self:
         """Decode the packet that starts at ``offset`` of ``data``.
 
         Raises :class:`DecodeError` for a short buffer, a truncated payload,
@@ -137,18 +149,18 @@ class Packet:
         packet.payload = bytes(view[end - length:end])
         return packet
 
-    def _fields(self):
+    def _fields(self) -> tuple[Any, ...]:
         return tuple(getattr(self, name) for name in self.__slots__)
 
-    def __eq__(self, other):
+    def __eq__(self, other: object) -> bool:
         if type(other) is not type(self):
             return NotImplemented
         return self._fields() == other._fields()
 
-    def __hash__(self):
+    def __hash__(self) -> int:
         return hash(self._fields())
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         proto = PROTOCOL_NAMES.get(self.protocol, f"0x{self.protocol:02x}")
         return (
             f"<Packet {proto} {flag_names(self.flags)} {self.src}:{self.src_port} -> "

@@ -9,6 +9,7 @@ never as data, so a sender must not emit a data segment that
 """
 
 import struct
+from collections.abc import Sequence
 
 from pilotnet.errors import DecodeError
 
@@ -19,7 +20,7 @@ _BLOCK = struct.Struct(">II")
 _BLOCK_STRUCTS = {n: struct.Struct(">" + "II" * n) for n in range(1, MAX_BLOCKS + 1)}
 
 
-def encode_sack(blocks):
+def encode_sack(blocks: Sequence[tuple[int, int]]) -> bytes:
     """Encode 1-4 ``(left, right)`` blocks."""
     count = len(blocks)
     if not 1 <= count <= MAX_BLOCKS:
@@ -28,7 +29,7 @@ def encode_sack(blocks):
     return MAGIC + bytes((count,)) + _BLOCK_STRUCTS[count].pack(*flat)
 
 
-def looks_like_sack(payload):
+def looks_like_sack(payload: bytes) -> bool:
     """True when a Go receiver would read ``payload`` as a SACK blob.
 
     The reference's rule: at least 5 bytes, starts with ``SACK``, a count of
@@ -40,7 +41,7 @@ def looks_like_sack(payload):
     return 1 <= count <= MAX_BLOCKS and len(payload) >= _HEAD_SIZE + _BLOCK.size * count
 
 
-def decode_sack(payload):
+def decode_sack(payload: bytes) -> list[tuple[int, int]]:
     """The list of ``(left, right)`` blocks; :class:`DecodeError` if not a SACK blob."""
     if not looks_like_sack(payload):
         raise DecodeError(

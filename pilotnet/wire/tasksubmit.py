@@ -31,7 +31,8 @@ import base64
 import binascii
 import os
 import re
-from typing import NamedTuple
+from collections.abc import Callable, Collection
+from typing import NamedTuple, TypeVar
 
 from pilotnet.errors import DecodeError
 from pilotnet.wire import gojson, typedframe
@@ -120,18 +121,18 @@ class TaskResults(NamedTuple):
     time_cpu_ms: int = 0
 
 
-def new_task_id():
+def new_task_id() -> str:
     """A fresh task ID in the reference's form (16 random bytes as 8-4-4-4-12 hex)."""
     raw = os.urandom(16).hex()
     return f"{raw[:8]}-{raw[8:12]}-{raw[12:16]}-{raw[16:20]}-{raw[20:]}"
 
 
-def is_task_id(text):
+def is_task_id(text: object) -> bool:
     """True for a task ID in the reference's form (task IDs name files, so nothing else is used)."""
     return isinstance(text, str) and _TASK_ID.match(text) is not None
 
 
-def _check_task_id(task_id, what):
+def _check_task_id(task_id: str, what: str) -> None:
     if not _TASK_ID.match(task_id):
         raise DecodeError(
             f"{what}: field 'task_id' = {task_id[:64]!r} is not a task ID "
@@ -139,20 +140,23 @@ def _check_task_id(task_id, what):
         )
 
 
-def _check_size(text, limit, what, field):
+def _check_size(text: str, limit: int, what: str, field: str) -> None:
     size = len(text.encode("utf-8", "surrogatepass"))
     if size > limit:
         raise DecodeError(f"{what}: field {field!r} is {size} bytes, more than the limit of {limit}")
 
 
-def _check_choice(value, allowed, what, field):
+_Choice = TypeVar("_Choice", int, str)
+
+
+def _check_choice(value: _Choice, allowed: Collection[_Choice], what: str, field: str) -> None:
     if value not in allowed:
         raise DecodeError(f"{what}: field {field!r} = {value!r} is not one of {', '.join(map(str, sorted(allowed)))}")
 
 
 # -- SUBMIT -----------------------------------------------------------------
 
-def _validate_submit_request(request, what="SUBMIT request"):
+def _validate_submit_request(request: SubmitRequest, what: str = "SUBMIT request") -> SubmitRequest:
     _check_task_id(request.task_id, what)
     _check_size(request.task_description, MAX_DESCRIPTION, what, "task_description")
     _check_size(request.from_addr, MAX_ADDRESS, what, "from_addr")
@@ -160,7 +164,7 @@ def _validate_submit_request(request, what="SUBMIT request"):
     return request
 
 
-def encode_submit_request(request):
+def encode_submit_request(request: SubmitRequest) -> bytes:
     _validate_submit_request(request)
     return gojson.dumps({
         "task_id": request.task_id,
@@ -170,7 +174,7 @@ def encode_submit_request(request):
     })
 
 
-def decode_submit_request(body):
+def decode_submit_request(body: bytes) -> SubmitRequest:
     what = "SUBMIT request"
     document = gojson.loads_object(body, what)
     return _validate_submit_request(SubmitRequest(
@@ -181,14 +185,14 @@ def decode_submit_request(body):
     ), what)
 
 
-def _validate_submit_response(response, what="SUBMIT response"):
+def _validate_submit_response(response: SubmitResponse, what: str = "SUBMIT response") -> SubmitResponse:
     _check_task_id(response.task_id, what)
     _check_choice(response.status, RESPONSE_STATUSES, what, "status")
     _check_size(response.message, MAX_MESSAGE, what, "message")
     return response
 
 
-def encode_submit_response(response):
+def encode_submit_response(response: SubmitResponse) -> bytes:
     _validate_submit_response(response)
     return gojson.dumps({
         "task_id": response.task_id,
@@ -197,7 +201,7 @@ def encode_submit_response(response):
     })
 
 
-def decode_submit_response(body):
+def decode_submit_response(body: bytes) -> SubmitResponse:
     what = "SUBMIT response"
     document = gojson.loads_object(body, what)
     return _validate_submit_response(SubmitResponse(
@@ -209,14 +213,14 @@ def decode_submit_response(body):
 
 # -- STATUS_UPDATE ----------------------------------------------------------
 
-def _validate_status_update(update, what="STATUS_UPDATE"):
+def _validate_status_update(update: StatusUpdate, what: str = "STATUS_UPDATE") -> StatusUpdate:
     _check_task_id(update.task_id, what)
     _check_choice(update.status, TASK_STATUSES, what, "status")
     _check_size(update.justification, MAX_JUSTIFICATION, what, "justification")
     return update
 
 
-def encode_status_update(update):
+def encode_status_update(update: StatusUpdate) -> bytes:
     _validate_status_update(update)
     return gojson.dumps({
         "task_id": update.task_id,
@@ -225,7 +229,7 @@ def encode_status_update(update):
     })
 
 
-def decode_status_update(body):
+def decode_status_update(body: bytes) -> StatusUpdate:
     what = "STATUS_UPDATE"
     document = gojson.loads_object(body, what)
     return _validate_status_update(StatusUpdate(
@@ -237,7 +241,7 @@ def decode_status_update(body):
 
 # -- SEND_RESULTS -----------------------------------------------------------
 
-def _validate_results(results, what="SEND_RESULTS"):
+def _validate_results(results: TaskResults, what: str = "SEND_RESULTS") -> TaskResults:
     _check_task_id(results.task_id, what)
     _check_choice(results.result_type, RESULT_TYPES, what, "result_type")
     _check_size(results.result_text, MAX_RESULT_TEXT, what, "result_text")
@@ -255,10 +259,10 @@ def _validate_results(results, what="SEND_RESULTS"):
     return results
 
 
-def encode_results(results):
+def encode_results(results: TaskResults) -> bytes:
     """The SEND_RESULTS body; empty strings, empty file data and zero timings are left out."""
     _validate_results(results)
-    document = {"task_id": results.task_id, "result_type": results.result_type}
+    document: dict[str, str | int] = {"task_id": results.task_id, "result_type": results.result_type}
     if results.result_text:
         document["result_text"] = results.result_text
     if results.filename:
@@ -272,34 +276,33 @@ def encode_results(results):
     return gojson.dumps(document)
 
 
-def _decode_file_data(text, what):
+def _decode_file_data(text: str, what: str) -> bytes:
     try:
         return base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError):
         raise DecodeError(f"{what}: field 'file_data' is not valid base64") from None
 
 
-def decode_results(body):
+def decode_results(body: bytes) -> TaskResults:
     what = "SEND_RESULTS"
     document = gojson.loads_object(body, what)
-    timings = {
-        field: gojson.get_int(document, field, what, 0, _MAX_MS, 0)
-        for field in ("time_idle_ms", "time_staged_ms", "time_cpu_ms")
-    }
     return _validate_results(TaskResults(
+        # The timings first, as they always were: a body with several faults reports the same one.
+        time_idle_ms=gojson.get_int(document, "time_idle_ms", what, 0, _MAX_MS, 0),
+        time_staged_ms=gojson.get_int(document, "time_staged_ms", what, 0, _MAX_MS, 0),
+        time_cpu_ms=gojson.get_int(document, "time_cpu_ms", what, 0, _MAX_MS, 0),
         task_id=gojson.get_str(document, "task_id", what),
         result_type=gojson.get_str(document, "result_type", what),
         completed_at=gojson.get_str(document, "completed_at", what, ""),
         result_text=gojson.get_str(document, "result_text", what, ""),
         filename=gojson.get_str(document, "filename", what, ""),
         file_data=_decode_file_data(gojson.get_str(document, "file_data", what, ""), what),
-        **timings,
     ), what)
 
 
 # -- requests the service receives ------------------------------------------
 
-_BODY_DECODERS = {
+_BODY_DECODERS: dict[int, Callable[[bytes], StatusUpdate | TaskResults]] = {
     TYPE_STATUS_UPDATE: decode_status_update,
     TYPE_SEND_RESULTS: decode_results,
 }
@@ -312,7 +315,7 @@ _MAX_REQUEST_LENGTH = {
 }
 
 
-def admit_request_frame(frame_type, length):
+def admit_request_frame(frame_type: int, length: int) -> None:
     """Refuse a request frame by its header: a type the service does not take, or longer than its type needs.
 
     Fits :class:`FrameReader`'s ``admit`` hook, so nothing of a refused
@@ -327,7 +330,7 @@ def admit_request_frame(frame_type, length):
                           f"{limit} bytes it may take")
 
 
-def decode_request(frame):
+def decode_request(frame: typedframe.Frame) -> SubmitRequest | StatusUpdate | TaskResults:
     """The body a daemon receives on port 1003, decoded according to ``frame``'s type.
 
     SUBMIT is a request here (the response shares its type number but travels

@@ -22,11 +22,13 @@ walk over the topic's segments (branching only at ``*`` nodes) instead of a
 test of every subscription.
 """
 
+from collections.abc import Hashable
+
 WILDCARD = "*"
 SEPARATOR = "."
 
 
-def topic_matches(pattern, topic):
+def topic_matches(pattern: str, topic: str) -> bool:
     """Does subscription ``pattern`` match published ``topic``?  (The rules above.)"""
     wanted = pattern.split(SEPARATOR)
     given = topic.split(SEPARATOR)
@@ -44,12 +46,12 @@ class _Node:
 
     __slots__ = ("children", "exact", "tail")
 
-    def __init__(self):
-        self.children = {}
-        self.exact = set()  # patterns ending at this node
-        self.tail = set()   # patterns ending with ".*" after this node (one or more segments)
+    def __init__(self) -> None:
+        self.children: dict[str, _Node] = {}
+        self.exact: set[Hashable] = set()  # patterns ending at this node
+        self.tail: set[Hashable] = set()   # patterns ending with ".*" after this node (one or more segments)
 
-    def is_empty(self):
+    def is_empty(self) -> bool:
         return not (self.children or self.exact or self.tail)
 
 
@@ -58,25 +60,25 @@ class SubscriptionIndex:
 
     __slots__ = ("_root", "_count")
 
-    def __init__(self):
+    def __init__(self) -> None:
         self._root = _Node()
         self._count = 0
 
-    def __len__(self):
+    def __len__(self) -> int:
         """The number of (pattern, subscriber) entries."""
         return self._count
 
-    def _slot(self, node, pattern):
+    def _slot(self, node: _Node, pattern: str) -> set[Hashable]:
         # The trailing "*" is not stored as a node: it is the ``tail`` set of
         # the node before it.
         return node.tail if pattern.split(SEPARATOR)[-1] == WILDCARD else node.exact
 
     @staticmethod
-    def _path(pattern):
+    def _path(pattern: str) -> list[str]:
         segments = pattern.split(SEPARATOR)
         return segments[:-1] if segments[-1] == WILDCARD else segments
 
-    def add(self, pattern, subscriber):
+    def add(self, pattern: str, subscriber: Hashable) -> None:
         node = self._root
         for segment in self._path(pattern):
             node = node.children.setdefault(segment, _Node())
@@ -85,7 +87,7 @@ class SubscriptionIndex:
             slot.add(subscriber)
             self._count += 1
 
-    def remove(self, pattern, subscriber):
+    def remove(self, pattern: str, subscriber: Hashable) -> None:
         """Forget one subscription (no error if absent); prunes emptied trie nodes."""
         trail = [self._root]
         for segment in self._path(pattern):
@@ -103,11 +105,11 @@ class SubscriptionIndex:
                 break
             del parent.children[segment]
 
-    def match(self, topic):
+    def match(self, topic: str) -> set[Hashable]:
         """Every subscriber with a pattern matching ``topic`` (each once)."""
         segments = topic.split(SEPARATOR)
         depth = len(segments)
-        found = set()
+        found: set[Hashable] = set()
         pending = [(self._root, 0)]
         while pending:
             node, index = pending.pop()

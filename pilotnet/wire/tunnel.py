@@ -60,7 +60,7 @@ class KeyOffer(NamedTuple):
     node: int
     x25519_public: bytes
 
-    def encode(self):
+    def encode(self) -> bytes:
         return MAGIC_KEY + _NODE.pack(self.node) + self.x25519_public
 
 
@@ -74,7 +74,7 @@ class AuthKeyOffer(NamedTuple):
     caps: int = 0
     flags: int = 0
 
-    def encode(self):
+    def encode(self) -> bytes:
         trailer = b""
         if self.caps or self.flags:
             trailer = encode_varint(self.caps)
@@ -86,16 +86,16 @@ class AuthKeyOffer(NamedTuple):
         ))
 
     @property
-    def signed_message(self):
+    def signed_message(self) -> bytes:
         return auth_challenge(self.node, self.x25519_public)
 
 
-def auth_challenge(node, x25519_public):
+def auth_challenge(node: int, x25519_public: bytes) -> bytes:
     """The 40 bytes a PILA signature covers."""
     return AUTH_CHALLENGE_PREFIX + _NODE.pack(node) + bytes(x25519_public)
 
 
-def encode_varint(value):
+def encode_varint(value: int) -> bytes:
     """Unsigned LEB128."""
     if value < 0:
         raise ValueError("varints are unsigned")
@@ -110,7 +110,7 @@ def encode_varint(value):
             return bytes(out)
 
 
-def _read_varint(data, offset):
+def _read_varint(data: bytes, offset: int) -> tuple[int, int] | None:
     """``(value, next offset)``, or ``None`` when no complete varint starts at ``offset``."""
     value = 0
     for index in range(_MAX_VARINT_BYTES):
@@ -124,27 +124,28 @@ def _read_varint(data, offset):
     return None
 
 
-def frame_magic(datagram):
+def frame_magic(datagram: bytes) -> bytes | None:
     """The first four bytes (the frame kind), or ``None`` for a datagram too short to have one."""
     if len(datagram) < MAGIC_SIZE:
         return None
     return bytes(datagram[:MAGIC_SIZE])
 
 
-def plaintext_frame(packet_bytes):
+def plaintext_frame(packet_bytes: bytes) -> bytes:
     return MAGIC_PLAINTEXT + packet_bytes
 
 
-def sealed_sender(datagram):
+def sealed_sender(datagram: bytes) -> int:
     """The sender node ID of a PILS frame (needed to find its key before opening it)."""
     if len(datagram) < MIN_SEALED_SIZE:
         raise DecodeError(
             f"encrypted frame too short: {len(datagram)} bytes, minimum {MIN_SEALED_SIZE}"
         )
-    return _NODE_AT_4.unpack_from(datagram)[0]
+    node: int = _NODE_AT_4.unpack_from(datagram)[0]
+    return node
 
 
-def decode_key_offer(datagram):
+def decode_key_offer(datagram: bytes) -> KeyOffer:
     if len(datagram) < KEY_FRAME_SIZE:
         raise DecodeError(f"PILK frame too short: {len(datagram)} bytes, need {KEY_FRAME_SIZE}")
     if datagram[:MAGIC_SIZE] != MAGIC_KEY:
@@ -152,7 +153,7 @@ def decode_key_offer(datagram):
     return KeyOffer(_NODE.unpack_from(datagram, 4)[0], bytes(datagram[8:40]))
 
 
-def decode_auth_key_offer(datagram):
+def decode_auth_key_offer(datagram: bytes) -> AuthKeyOffer:
     """Parse a PILA frame of 136 bytes plus an optional varint trailer.
 
     A trailer that is not a well-formed varint is ignored (caps and flags 0):

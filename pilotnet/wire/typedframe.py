@@ -15,6 +15,7 @@ Two ways to read:
 """
 
 import struct
+from collections.abc import Callable
 from typing import NamedTuple
 
 from pilotnet.errors import DecodeError
@@ -52,9 +53,13 @@ class StreamDecodeError(DecodeError):
     receiver handles (and acknowledges) ``events`` and then refuses the rest.
     """
 
-    def __init__(self, cause, events):
+    def __init__(self, cause: DecodeError, events: list["FrameEvent"]) -> None:
         super().__init__(cause.message, hint=cause.hint)
         self.events = events
+
+
+#: What :meth:`FrameStreamDecoder.feed` returns, in order.
+FrameEvent = FrameStart | FrameData | FrameEnd
 
 
 class Frame(NamedTuple):
@@ -64,13 +69,13 @@ class Frame(NamedTuple):
     payload: bytes
 
 
-def check_payload_length(length, what="frame payload"):
+def check_payload_length(length: int, what: str = "frame payload") -> None:
     """Refuse a payload the peer's reader would refuse (more than 2^24 bytes)."""
     if length > MAX_PAYLOAD:
         raise DecodeError(f"{what} length {length} exceeds the limit of {MAX_PAYLOAD} bytes")
 
 
-def encode_header(frame_type, length):
+def encode_header(frame_type: int, length: int) -> bytes:
     """The 8-byte header; written on its own, before the payload, as the reference does."""
     if not 0 <= frame_type <= MAX_TYPE:
         raise DecodeError(f"frame type {frame_type} does not fit in a u32")
@@ -78,15 +83,17 @@ def encode_header(frame_type, length):
     return _HEADER.pack(frame_type, length)
 
 
-def encode_frame(frame_type, payload):
+def encode_frame(frame_type: int, payload: bytes) -> list[bytes]:
     """``[header, payload]``: the two writes the reference issues for one frame."""
     return [encode_header(frame_type, len(payload)), bytes(payload)]
 
 
-def decode_header(header):
+def decode_header(header: bytes) -> tuple[int, int]:
     """``(frame_type, length)`` from exactly 8 bytes, refusing oversized lengths."""
     if len(header) != HEADER_SIZE:
         raise DecodeError(f"frame header is {len(header)} bytes, expected {HEADER_SIZE}")
+    frame_type: int
+    length: int
     frame_type, length = _HEADER.unpack(header)
     check_payload_length(length)
     return frame_type, length
@@ -103,21 +110,21 @@ class FrameStreamDecoder:
 
     __slots__ = ("_header", "_frame_type", "_remaining", "_failed")
 
-    def __init__(self):
+    def __init__(self) -> None:
         self._header = bytearray()
-        self._frame_type = None
+        self._frame_type: int | None = None
         self._remaining = 0
         self._failed = False
 
     @property
-    def at_boundary(self):
+    def at_boundary(self) -> bool:
         """True between frames: a stream ending here ended cleanly."""
         return self._frame_type is None and not self._header
 
-    def feed(self, data):
+    def feed(self, data: bytes) -> list[FrameEvent]:
         if self._failed:
             raise DecodeError("frame stream already failed; close the connection")
-        events = []
+        events: list[FrameEvent] = []
         view = memoryview(data)
         try:
             while view:
@@ -134,7 +141,7 @@ class FrameStreamDecoder:
             raise StreamDecodeError(error, events) from None
         return events
 
-    def _take_header(self, view, events):
+    def _take_header(self, view: memoryview, events: list[FrameEvent]) -> memoryview:
         needed = HEADER_SIZE - len(self._header)
         self._header += view[:needed]
         if len(self._header) == HEADER_SIZE:
@@ -150,8 +157,8 @@ class FrameStreamDecoder:
                 self._end_frame(events)
         return view[needed:]
 
-    def _end_frame(self, events):
-        events.append(FrameEnd(self._frame_type))
+    def _end_frame(self, events: list[FrameEvent]) -> None:
+        events.append(FrameEnd(self._frame_type))  # type: ignore[arg-type]  # only called inside a frame
         self._frame_type = None
 
 
@@ -160,20 +167,20 @@ class FrameReader:
 
     __slots__ = ("_stream", "_parts", "_admit")
 
-    def __init__(self, admit=None):
+    def __init__(self, admit: Callable[[int, int], object] | None = None) -> None:
         """``admit(frame_type, length)``, if given, sees every header before any of its
         payload is held, and refuses the frame by raising :class:`DecodeError`."""
         self._stream = FrameStreamDecoder()
-        self._parts = []
+        self._parts: list[bytes] = []
         self._admit = admit
 
     @property
-    def at_boundary(self):
+    def at_boundary(self) -> bool:
         return self._stream.at_boundary
 
-    def feed(self, data):
+    def feed(self, data: bytes) -> list[Frame]:
         """The frames completed by ``data`` (possibly none)."""
-        frames = []
+        frames: list[Frame] = []
         for event in self._stream.feed(data):
             if isinstance(event, FrameStart):
                 if self._admit is not None:

@@ -143,6 +143,14 @@ class SnapshotImportTests(TestCase):
             error = self.assertRaises(SnapshotError, read_go_snapshot, data)
             self.assertIn(message, error.message)
 
+    def test_malformed_times_named(self):
+        # A number once crashed the import (AttributeError); a time without an offset is not RFC 3339.
+        for value in (5, "yesterday", "2026-05-26T10:00:00", "2026-05-26T10:00:00+0200"):
+            broken = _snapshot()
+            broken["nodes"]["2"]["last_seen"] = value
+            error = self.assertRaises(SnapshotError, read_go_snapshot, json.dumps(broken).encode())
+            self.assertIn("nodes[2].last_seen", error.message)
+
     def test_option(self):
         error = self.assertRaises(usage.UsageError, RegistryOptions().parseOptions,
                                   ["--import-snapshot", "x.json"])

@@ -18,6 +18,8 @@ TASK_ID = "0123abcd-4567-89ef-0123-456789abcdef"
 task_ids = st.builds(lambda b: "-".join((b[:8], b[8:12], b[12:16], b[16:20], b[20:])),
                      st.binary(min_size=16, max_size=16).map(bytes.hex))
 texts = st.text(max_size=30)
+# completed_at is capped at MAX_TIMESTAMP (64) bytes of UTF-8: 16 characters fit however wide.
+timestamps = st.text(max_size=ts.MAX_TIMESTAMP // 4)
 submit_requests = st.builds(ts.SubmitRequest, task_ids, texts, texts, texts)
 submit_responses = st.builds(ts.SubmitResponse, task_ids, st.sampled_from(ts.RESPONSE_STATUSES), texts)
 status_updates = st.builds(ts.StatusUpdate, task_ids, st.sampled_from(sorted(ts.TASK_STATUSES)), texts)
@@ -26,9 +28,9 @@ file_names = st.text(alphabet=st.characters(blacklist_characters="/\\.",
                                             blacklist_categories=("Cc", "Cf", "Cs", "Zl", "Zp")),
                     min_size=1, max_size=30)
 results = st.one_of(
-    st.builds(ts.TaskResults, task_ids, st.just(ts.RESULT_TEXT), texts, texts, st.just("") | file_names,
+    st.builds(ts.TaskResults, task_ids, st.just(ts.RESULT_TEXT), timestamps, texts, st.just("") | file_names,
               st.binary(max_size=40), timings, timings, timings),
-    st.builds(ts.TaskResults, task_ids, st.just(ts.RESULT_FILE), texts, texts, file_names,
+    st.builds(ts.TaskResults, task_ids, st.just(ts.RESULT_FILE), timestamps, texts, file_names,
               st.binary(max_size=40), timings, timings, timings),
 )
 

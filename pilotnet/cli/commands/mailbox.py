@@ -14,7 +14,7 @@ from pilotnet.cli.args import invalid
 from pilotnet.cli.output import Output, Progress, format_bytes, table
 from pilotnet.control.schema import MAX_CHUNK
 from pilotnet.errors import NOT_FOUND, PilotError
-from pilotnet.services.dataexchange import rfc3339
+from pilotnet.wire.rfc3339 import format_rfc3339 as rfc3339
 from pilotnet.wire import dataexchange as wire
 from pilotnet.wire.address import PORT_DATA_EXCHANGE
 

@@ -11,7 +11,7 @@ from pilotnet.cli.args import invalid
 from pilotnet.cli.output import Output, go_duration, stream_or_collect
 from pilotnet.control import schema
 from pilotnet.driver.targets import parse_port
-from pilotnet.errors import CONNECTION_FAILED, TIMEOUT, PilotError
+from pilotnet.errors import CONNECTION_FAILED, TIMEOUT, UNAVAILABLE, PilotError
 
 DEFAULT_CONNECT_PORT = 1000
 MAX_RESPONSE = 64 * 1024
@@ -188,5 +188,5 @@ async def listen(context, args):
 
 def broadcast(context, args):
     """The reference's ``broadcast``: refused the same way, since networks carry no broadcast service yet."""
-    raise PilotError("broadcast is not available yet: networks have no broadcast service", code="unavailable",
+    raise PilotError("broadcast is not available yet: networks have no broadcast service", code=UNAVAILABLE,
                      hint="send to each member: pilotctl send-message <node> --data TEXT")

@@ -12,10 +12,11 @@ from pathlib import Path
 
 from pilotnet.cli.args import invalid
 from pilotnet.cli.output import Output
-from pilotnet.errors import INVALID_ARGUMENT, NOT_FOUND, PilotError
-from pilotnet.services.tasks import ACCEPT_DEADLINE, TaskStore, check_result_file_name, rfc3339, require_accepted
+from pilotnet.errors import CONNECTION_FAILED, INVALID_ARGUMENT, NOT_FOUND, PilotError
+from pilotnet.services.tasks import ACCEPT_DEADLINE, TaskStore, check_result_file_name, require_accepted
 from pilotnet.wire import tasksubmit as wire
 from pilotnet.wire.address import PORT_TASK_SUBMIT, Addr
+from pilotnet.wire.rfc3339 import format_rfc3339 as rfc3339
 from pilotnet.wire.typedframe import FrameReader, encode_frame
 
 TIMEOUT = 30.0
@@ -53,7 +54,7 @@ async def _send_frame(context, address, frame_type, body, reply=False):
         while True:
             data = await context.within(stream.read(), TIMEOUT, "no answer from the task service within 30s")
             if not data:
-                raise PilotError(f"{address} closed the connection without answering", code="connection_failed")
+                raise PilotError(f"{address} closed the connection without answering", code=CONNECTION_FAILED)
             frames = reader.feed(data)
             if frames:
                 return frames[0]
