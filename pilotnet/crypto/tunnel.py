@@ -15,6 +15,14 @@ Replay protection is a 256-counter sliding window that is consulted before
 decryption but *changed only after the frame authenticated*: a forged frame
 with a huge counter is rejected without moving the window, so it cannot blind
 the receiver (the reference commits first and can be blinded this way).
+
+There is one window per nonce prefix of the peer.  A peer that drops its
+state for us (a revoke, a reset) and keys again with the same X25519 key has
+the same session key but a fresh prefix and restarts its counter at 1; one
+window for everything would take its new frames for replays of the old ones
+until its counter caught up.  A new prefix gets its own window once a frame
+under it authenticates (the prefix is part of the nonce, so it cannot be
+forged), and the prefixes it replaces are retired: their frames stay refused.
 """
 
 import os
@@ -107,6 +115,10 @@ class ReplayWindow:
             self.seen |= 1 << (highest - counter)
 
 
+#: Prefixes of a peer whose frames are refused once it moved to a newer one (4 bytes each).
+MAX_RETIRED_PREFIXES = 1024
+
+
 class TunnelSession:
     """Sealing and opening for one peer.
 
@@ -114,7 +126,8 @@ class TunnelSession:
     carry their own sender ID, which the caller used to pick this session.
     """
 
-    __slots__ = ("_aead", "local_node", "peer_public_key", "prefix", "_send_counter", "replay", "_local_head")
+    __slots__ = ("_aead", "local_node", "peer_public_key", "prefix", "_send_counter", "replay", "_local_head",
+                 "_peer_prefix", "_retired")
 
     def __init__(self, key: bytes, local_node: int, *, peer_public_key: bytes | None = None,
                  prefix: bytes | None = None) -> None:
@@ -125,7 +138,10 @@ class TunnelSession:
         if len(self.prefix) != NONCE_PREFIX_SIZE:
             raise CryptoError("a nonce prefix is 4 bytes")
         self._send_counter = 0
+        #: The window of the peer's current prefix (``_peer_prefix``, unknown before its first frame).
         self.replay = ReplayWindow()
+        self._peer_prefix: bytes | None = None
+        self._retired: dict[bytes, None] = {}  # insertion-ordered: the oldest goes first
         self._local_head = struct.pack(">I", local_node)
 
     @classmethod
@@ -161,7 +177,9 @@ class TunnelSession:
         if len(frame) < MIN_SEALED_SIZE:
             raise DecodeError(f"encrypted frame too short: {len(frame)} bytes, minimum {MIN_SEALED_SIZE}")
         (counter,) = _COUNTER_AT_12.unpack_from(frame)
-        replay = self.replay
+        peer_prefix = self._peer_prefix
+        current = peer_prefix is not None and frame.startswith(peer_prefix, 8)
+        replay = self.replay if current else self._window_for(frame[8:12])
         if not replay.is_fresh(counter):
             raise ReplayedFrame(f"replayed or too old tunnel frame (counter {counter})")
         view = memoryview(frame)
@@ -170,7 +188,26 @@ class TunnelSession:
         except InvalidTag:
             raise CryptoError("tunnel frame failed authentication") from None
         replay.commit(counter)
+        if not current:
+            self._move_to(bytes(frame[8:12]), replay)
         return plaintext
+
+    def _window_for(self, prefix: bytes) -> ReplayWindow:
+        """The window for frames under a prefix other than the peer's current one (the rare path)."""
+        if self._peer_prefix is None:
+            return self.replay
+        if prefix in self._retired:
+            raise ReplayedFrame("tunnel frame of a key exchange the peer has since replaced")
+        return ReplayWindow()
+
+    def _move_to(self, prefix: bytes, window: ReplayWindow) -> None:
+        """An authenticated frame under ``prefix``: the peer's state for us is new from now on."""
+        if self._peer_prefix is not None:
+            if len(self._retired) >= MAX_RETIRED_PREFIXES:
+                del self._retired[next(iter(self._retired))]
+            self._retired[self._peer_prefix] = None
+        self._peer_prefix = prefix
+        self.replay = window
 
 
 def build_auth_key_offer(identity: Signer, node: int, key_pair: TunnelKeyPair, *, caps: int = 0,

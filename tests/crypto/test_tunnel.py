@@ -186,6 +186,46 @@ class ReplayWindowTests(SynchronousTestCase):
                 highest = max(highest, counter)
 
 
+class RekeyTests(SynchronousTestCase):
+    """The peer dropped its state for us and keyed again with the same key: a fresh prefix, counter 1."""
+
+    def rekeyed(self, sender, prefix=b"\x0b\x0b\x0b\x0b"):
+        return TunnelSession.with_peer(NODE1_KEYS, 1, NODE2_KEYS.public_key, prefix=prefix)
+
+    def test_the_new_session_is_heard_although_its_counter_restarted(self):
+        sender, receiver = sessions()
+        old = [sender.seal(b"old %d" % i) for i in range(300)]
+        for frame in old:
+            receiver.open(frame)
+        fresh = self.rekeyed(sender)
+        self.assertEqual(receiver.open(fresh.seal(b"hello again")), b"hello again")
+        self.assertEqual(receiver.open(fresh.seal(b"and again")), b"and again")
+
+    def test_frames_of_the_replaced_session_stay_refused(self):
+        sender, receiver = sessions()
+        old = [sender.seal(b"old %d" % i) for i in range(3)]
+        receiver.open(old[0])
+        receiver.open(self.rekeyed(sender).seal(b"new"))
+        for frame in old:  # even one never seen: that session is over
+            self.assertRaises(ReplayedFrame, receiver.open, frame)
+
+    def test_replays_under_the_new_prefix_are_refused(self):
+        sender, receiver = sessions()
+        receiver.open(sender.seal(b"old"))
+        fresh = self.rekeyed(sender)
+        frame = fresh.seal(b"new")
+        receiver.open(frame)
+        self.assertRaises(ReplayedFrame, receiver.open, frame)
+
+    def test_a_forged_frame_under_a_new_prefix_changes_nothing(self):
+        sender, receiver = sessions()
+        receiver.open(sender.seal(b"one"))
+        forged = bytearray(self.rekeyed(sender).seal(b"x"))
+        forged[-1] ^= 1
+        self.assertRaises(CryptoError, receiver.open, bytes(forged))
+        self.assertEqual(receiver.open(sender.seal(b"two")), b"two")
+
+
 class AuthKeyOfferTests(SynchronousTestCase):
     def setUp(self):
         self.identity = Identity.from_seed(bytes([1]) * 32)
