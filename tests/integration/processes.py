@@ -115,6 +115,20 @@ class TwistdProcess:
             return self._output.ended.addErrback(lambda failure: None)
         return None
 
+    async def spawn_and_read_ports(self, ports_file):
+        """Start the process and wait for the ports file it writes once listening; its contents."""
+        if os.path.exists(ports_file):
+            os.remove(ports_file)
+        self.spawn()
+
+        def ready():
+            self.check_alive()
+            return os.path.exists(ports_file)
+
+        await wait_until(ready, f"{self.plugin} to report its ports")
+        with open(ports_file) as handle:
+            return json.load(handle)
+
 
 class RendezvousProcess(TwistdProcess):
     """``twistd -n pilot-rendezvous``; its bound ports are read from a ports file."""
@@ -133,17 +147,7 @@ class RendezvousProcess(TwistdProcess):
                 "--beacon", f"127.0.0.1:{self.beacon_port}", "--ports-file", self.ports_file]
 
     async def start(self):
-        if os.path.exists(self.ports_file):
-            os.remove(self.ports_file)
-        self.spawn()
-
-        def ready():
-            self.check_alive()
-            return os.path.exists(self.ports_file)
-
-        await wait_until(ready, "pilot-rendezvous to report its ports")
-        with open(self.ports_file) as handle:
-            self.ports = json.load(handle)
+        self.ports = await self.spawn_and_read_ports(self.ports_file)
         # A restart of this object reuses the same ports, as a restarted server would.
         self.registry_port = self.ports["registry"]["port"]
         self.beacon_port = self.ports["beacon"]["port"]

@@ -44,17 +44,7 @@ class RegistryProcess(TwistdProcess):
                 "--ports-file", self.ports_file]
 
     async def start(self):
-        if os.path.exists(self.ports_file):
-            os.remove(self.ports_file)
-        self.spawn()
-
-        def ready():
-            self.check_alive()
-            return os.path.exists(self.ports_file)
-
-        await wait_until(ready, "pilot-registry to report its port")
-        with open(self.ports_file) as handle:
-            ports = json.load(handle)
+        ports = await self.spawn_and_read_ports(self.ports_file)
         self.registry_port = ports["registry"]["port"]
         self.http_port = ports.get("http", {}).get("port")
         return self
