@@ -59,8 +59,9 @@ class SimulatedLinkTests(SynchronousTestCase):
         # the same reason TIME_WAIT is longer than the reference's 10 s: when
         # our last ACK is lost, the peer's retransmission (its RTO may be
         # seconds by then) must still find us, and at 30% loss each way two or
-        # three attempts in 10 s all fail too often.
-        config = StreamConfig(mss=mss, max_transmissions=20, time_wait=60.0)
+        # three attempts in 10 s all fail too often.  close_timeout (a closing stream's
+        # time without progress) gets the room of those 20 transmissions at max_rto too.
+        config = StreamConfig(mss=mss, max_transmissions=20, time_wait=60.0, close_timeout=20 * 10.0)
         link = SimLink(impairment, config=config, seed=seed, wire=True)
         self.assertTrue(exchange(link, data_a, data_b, limit=3600), (link.a, link.b))
         self.assertEqual(bytes(link.received["b"]), data_a)
