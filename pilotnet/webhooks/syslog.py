@@ -12,6 +12,7 @@ acknowledgement at all: a datagram sent counts as delivered.
 from datetime import datetime, timezone
 
 from twisted.internet import defer
+from twisted.internet.udp import Port as UDPPort
 from twisted.internet.protocol import DatagramProtocol, Factory, Protocol
 
 from pilotnet.webhooks.http import SEND_TIMEOUT, checked_address, resolve, tcp_endpoint
@@ -70,7 +71,7 @@ class SyslogSender:
         self._allow_private = allow_private
         self._timeout = timeout
         self._resolver = resolver
-        self._udp = None
+        self._udp: UDPPort | None = None
 
     def __call__(self, payload: dict) -> defer.Deferred:
         return defer.ensureDeferred(self._send(payload))
