@@ -241,8 +241,12 @@ def not_running_error() -> PilotError:
 
 @overload
 def check_timeout(seconds: float) -> float: ...
+
+
 @overload
 def check_timeout(seconds: None) -> None: ...
+
+
 def check_timeout(seconds: float | None) -> float | None:
     """``seconds`` if it is a usable timeout (finite, above 0) or ``None``; ``invalid_argument`` otherwise."""
     if seconds is None:
