@@ -150,7 +150,7 @@ class Gateway(service.Service):
         if self.control_path is not None:
             endpoint = UNIXServerEndpoint(self.reactor, self.control_path, mode=0o600, wantPID=True)
             self._control = await endpoint.listen(Factory.forProtocol(lambda: ControlServer(self)))
-            self._hand_control_to_daemon_owner(self.control_path)
+            self._hand_control_to_daemon_owner()
         if self.dns_port is not None:
             self._dns_ports = listen_dns(self.reactor, self, self.dns_port)
             self.dns_address = self._dns_ports[0].getHost()
@@ -161,20 +161,20 @@ class Gateway(service.Service):
         log.info("gateway running: subnet {subnet}, ports {ports}", subnet=str(self.table.subnet),
                  ports=self.ports)
 
-    def _hand_control_to_daemon_owner(self, control_path: str) -> None:
+    def _hand_control_to_daemon_owner(self) -> None:
         """A gateway run with sudo gives its control socket to the daemon socket's owner.
 
         That user can already do everything the gateway does through the
         daemon, so ``pilotctl gateway list|map|unmap`` and ``pilotctl info``
         work for them without sudo; nobody else gets access (mode 0600).
         """
-        if os.geteuid() != 0 or not self.link.socket_path:
+        if os.geteuid() != 0 or not self.link.socket_path or self.control_path is None:
             return
         try:
             owner = os.stat(self.link.socket_path)
         except OSError:
             return  # no daemon yet: root keeps it
-        os.chown(control_path, owner.st_uid, owner.st_gid)
+        os.chown(self.control_path, owner.st_uid, owner.st_gid)
 
     def _start_failed(self, failure):
         error = failure.value
