@@ -243,8 +243,12 @@ class PilotListeningPort:
             self._stopped = self.listener.close()
             self._stopped.addBoth(lambda _: self._release())
             self._stopped.addBoth(lambda _: self.factory.doStop())
-        done = Deferred()
-        self._stopped.addBoth(lambda result: done.callback(None) or result)
+        done: Deferred[None] = Deferred()
+
+        def stopped(result: object) -> object:
+            done.callback(None)
+            return result
+        self._stopped.addBoth(stopped)
         return done
 
     def getHost(self) -> PilotAddress:

@@ -6,6 +6,7 @@ stream owners' side, the services and the control socket implement
 :class:`IStreamOwner`, and neither has to import the other for it.
 """
 
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
 from zope.interface import Attribute, Interface, implementer
@@ -54,7 +55,7 @@ class IEventEmitter(Interface):
 
     active = Attribute("False while events go nowhere: a loop emitting per item may skip itself")
 
-    def emit(event, **data):
+    def emit(event: str, **data: object) -> None:
         """Report ``event`` (such as ``conn.fin``) with its fields."""
 
 
@@ -64,7 +65,7 @@ class _NoEvents:
 
     active = False
 
-    def emit(self, event, **data):
+    def emit(self, event: str, **data: object) -> None:
         pass
 
 
@@ -81,21 +82,21 @@ class IRegistryStore(Interface):
     survives ``kill -9`` of the registry.
     """
 
-    def load_into(directory, others=None):
+    def load_into(directory: Any, others: Mapping[str, Callable[..., Any]] | None = None) -> int:
         """Restore every stored entity into ``directory`` (at start-up), the kinds in ``others``
         through the restorer it maps them to; returns how many."""
 
-    def count():
+    def count() -> int:
         """How many entities (SQLite) or nodes (PostgreSQL) are stored; 0 for a new store."""
 
-    def use_thread(reactor):
+    def use_thread(reactor: Any) -> None:
         """From now on run database work off the reactor thread."""
 
-    def commit(changes):
+    def commit(changes: Iterable[tuple[str, str, Any]]) -> "Deferred[Any]":
         """Store one request's changes; a Deferred that fires once they are committed."""
 
-    def commit_seen(changes):
+    def commit_seen(changes: Iterable[tuple[str, str, Any]]) -> "Deferred[Any]":
         """Store the ``last_seen`` times heartbeats moved (soft state, written in batches)."""
 
-    def shutdown():
+    def shutdown() -> "Deferred[Any]":
         """Commit what is queued, then release the database; a Deferred."""

@@ -75,7 +75,7 @@ def _zsh_item(name: str, description: str) -> str:
 
 
 def zsh() -> str:
-    descriptions = {}
+    descriptions: dict[str, str] = {}
     for command in catalogue.COMMANDS:
         top = command.name.split(" ", 1)[0]
         descriptions.setdefault(top, f"{top} commands" if top in catalogue.GROUPS else command.description)

@@ -9,6 +9,9 @@ the same keys by construction.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
+from typing import Any
+
 from twisted.protocols import amp
 
 from pilotnet.control import schema
@@ -37,10 +40,10 @@ class Command(amp.Command):
     errors = {CommandFailed: COMMAND_FAILED}
 
 
-def command_class(spec: CommandSpec) -> type:
+def command_class(spec: CommandSpec) -> type[Command]:
     """The AMP Command class for ``spec`` (named like it, so its ``commandName`` is the spec's name)."""
 
-    def arguments(pairs):
+    def arguments(pairs: Iterable[tuple[str, schema.Value[Any]]]) -> list[tuple[bytes, amp.Argument]]:
         return [(key.encode("ascii"), SchemaArgument(value)) for key, value in pairs]
 
     attributes = {
@@ -48,7 +51,10 @@ def command_class(spec: CommandSpec) -> type:
         "arguments": arguments(spec.arguments), "response": arguments(spec.response),
         "requiresAnswer": spec.answered,
     }
-    return type(Command)(spec.name, (Command,), attributes)
+    # The class is made by AMP's metaclass (as a class statement would), which
+    # mypy only knows as type[type[Command]]: a callable making Command classes.
+    make_class: Callable[..., type[Command]] = type(Command)
+    return make_class(spec.name, (Command,), attributes)
 
 
 Info = command_class(schema.INFO)

@@ -39,6 +39,7 @@ from __future__ import annotations
 import json
 import math
 import struct
+from typing import Any, Generic, TypeVar, overload
 
 from pilotnet.errors import INTERNAL, INVALID_ARGUMENT, NOT_RUNNING, PilotError
 
@@ -61,35 +62,40 @@ COMMAND_FAILED = b"PILOT_COMMAND_FAILED"
 
 _LIST_ITEM = struct.Struct("!H")
 
+#: The Python type a :class:`Value` encodes and decodes.
+T = TypeVar("T")
 
-class Value:
+
+class Value(Generic[T]):
     """How one argument travels: :meth:`encode` to bytes and :meth:`decode` back.
 
     :meth:`put` and :meth:`take` move it in and out of a box (a dict of bytes
     keys to bytes values); an ``optional`` value may be absent (``None``).
+    ``put`` takes ``Any``: its values come from the caller's keyword arguments,
+    which no type ties to the command's spec.
     """
 
     def __init__(self, optional: bool = False) -> None:
         self.optional = optional
 
-    def encode(self, value: object) -> bytes:
+    def encode(self, value: T) -> bytes:
         raise NotImplementedError
 
-    def decode(self, data: bytes) -> object:
+    def decode(self, data: bytes) -> T:
         raise NotImplementedError
 
-    def put(self, key: bytes, value: object, box: dict) -> None:
+    def put(self, key: bytes, value: Any, box: dict) -> None:
         if value is None and self.optional:
             return
         box[key] = self.encode(value)
 
-    def take(self, key: bytes, box: dict) -> object:
+    def take(self, key: bytes, box: dict) -> T | None:
         if key not in box and self.optional:
             return None
         return self.decode(box[key])
 
 
-class Integer(Value):
+class Integer(Value[int]):
     def encode(self, value: int) -> bytes:
         return b"%d" % (value,)
 
@@ -97,7 +103,7 @@ class Integer(Value):
         return int(data)
 
 
-class Float(Value):
+class Float(Value[float]):
     """As AMP's ``Float``: ``str()`` of the float, so ``nan`` and ``inf`` travel (and are refused by the daemon)."""
 
     def encode(self, value: float) -> bytes:
@@ -107,7 +113,7 @@ class Float(Value):
         return float(data)
 
 
-class Boolean(Value):
+class Boolean(Value[bool]):
     def encode(self, value: bool) -> bytes:
         return b"True" if value else b"False"
 
@@ -119,7 +125,7 @@ class Boolean(Value):
         raise ValueError(f"not a boolean: {data[:16]!r}")
 
 
-class Bytes(Value):
+class Bytes(Value[bytes]):
     """Bytes in one AMP value (at most :data:`MAX_VALUE`)."""
 
     def encode(self, value: bytes) -> bytes:
@@ -129,7 +135,7 @@ class Bytes(Value):
         return data
 
 
-class Text(Value):
+class Text(Value[str]):
     def encode(self, value: str) -> bytes:
         return value.encode("utf-8")
 
@@ -137,7 +143,7 @@ class Text(Value):
         return data.decode("utf-8")
 
 
-class TextList(Value):
+class TextList(Value[list]):
     """A list of strings, each behind a 2-byte big-endian length (AMP's ``ListOf(Unicode())``)."""
 
     def encode(self, value: list) -> bytes:
@@ -161,10 +167,10 @@ class TextList(Value):
         return items
 
 
-class LongBytes(Bytes):
-    """Bytes of any length: parts of :data:`MAX_VALUE` bytes under ``<name>``, ``<name>.1``, ``<name>.2``..."""
+class Chunked(Value[T]):
+    """A value of any length: parts of :data:`MAX_VALUE` bytes under ``<name>``, ``<name>.1``, ``<name>.2``..."""
 
-    def put(self, key: bytes, value: object, box: dict) -> None:
+    def put(self, key: bytes, value: Any, box: dict) -> None:
         if value is None and self.optional:
             return
         data = self.encode(value)
@@ -172,7 +178,7 @@ class LongBytes(Bytes):
         for part, start in enumerate(range(MAX_VALUE, len(data), MAX_VALUE), 1):
             box[b"%s.%d" % (key, part)] = data[start:start + MAX_VALUE]
 
-    def take(self, key: bytes, box: dict) -> object:
+    def take(self, key: bytes, box: dict) -> T | None:
         if key not in box and self.optional:
             return None
         parts = [box[key]]
@@ -181,8 +187,12 @@ class LongBytes(Bytes):
         return self.decode(parts[0] if len(parts) == 1 else b"".join(parts))
 
 
-class JSON(LongBytes):
-    """A JSON document of any length (split like :class:`LongBytes`)."""
+class LongBytes(Chunked[bytes], Bytes):
+    """Bytes of any length (split like every :class:`Chunked` value)."""
+
+
+class JSON(Chunked[object]):
+    """A JSON document of any length (split like every :class:`Chunked` value)."""
 
     def encode(self, value: object) -> bytes:
         return json.dumps(value, separators=(",", ":")).encode("utf-8")
@@ -227,6 +237,14 @@ def _parse_description(text: object) -> tuple | None:
 def not_running_error() -> PilotError:
     """The error for a daemon that cannot be reached (the reference's wording)."""
     return PilotError("daemon is not running", code=NOT_RUNNING, hint="start the daemon with: pilotctl daemon start")
+
+
+@overload
+def check_timeout(seconds: float) -> float: ...
+
+
+@overload
+def check_timeout(seconds: None) -> None: ...
 
 
 def check_timeout(seconds: float | None) -> float | None:

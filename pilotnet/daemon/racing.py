@@ -12,7 +12,7 @@ other is cancelled (a fallback not started yet never starts).
 part; this adds only the delayed start.
 """
 
-from typing import Callable
+from typing import Any, Callable
 
 from twisted.internet import defer
 from twisted.internet.interfaces import IReactorTime
@@ -32,7 +32,7 @@ def _delayed(clock: IReactorTime, delay: float, start: Callable[[], defer.Deferr
         for attempt in started:
             attempt.cancel()
 
-    result = defer.Deferred(canceller=cancel)
+    result: defer.Deferred[Any] = defer.Deferred(canceller=cancel)
 
     def start_now():
         if timer.active():
@@ -64,8 +64,12 @@ def race_with_head_start(clock: IReactorTime, preferred: Callable[[], defer.Defe
             start_fallback()
         return failure
 
+    def noted(failure: Failure) -> Failure:
+        failures.append(failure)
+        return failure
+
     first.addErrback(failed)
-    second.addErrback(lambda failure: failures.append(failure) or failure)
+    second.addErrback(noted)
     racing = defer.race([first, second])
 
     def unwrap(failure: Failure) -> Failure:

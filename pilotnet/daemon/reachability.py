@@ -21,7 +21,7 @@ The clock and the probes are injected; :mod:`pilotnet.daemon.node` provides
 the real probes.
 """
 
-from typing import NamedTuple, Optional
+from typing import Any, NamedTuple, Optional
 
 from twisted.internet import defer
 from twisted.internet.interfaces import IReactorTime
@@ -89,7 +89,7 @@ class DialWatch:
         self._probed_at: Optional[float] = None
         self._view: Optional[RegistryView] = None
         self._verdict_after = verdict_after
-        self.result = defer.Deferred(canceller=lambda _: self._stop())
+        self.result: defer.Deferred[Any] = defer.Deferred(canceller=lambda _: self._stop())
         self._timers = [clock.callLater(probe_after, self._probe_now),
                         clock.callLater(verdict_after, self._judge)]
         dialing.addBoth(self._settled)

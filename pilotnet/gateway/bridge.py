@@ -13,7 +13,7 @@ the bridge ends when both directions have, or when either side fails.
 from typing import Optional
 
 from twisted.internet.defer import Deferred, DeferredList
-from twisted.internet.interfaces import IHalfCloseableProtocol
+from twisted.internet.interfaces import IHalfCloseableProtocol, ITCPTransport
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
 from zope.interface import implementer
@@ -70,10 +70,12 @@ class PilotSide(_Side):
 class TCPSide(_Side):
     """Accepted on ``local_ip:port``: dials the agent and bridges once the stream is open."""
 
+    transport: ITCPTransport  # a TCP connection while connected (no class attribute: only a declaration)
+
     def __init__(self, bridges: "BridgeFactory"):
         super().__init__()
         self.bridges = bridges
-        self.lost = Deferred()
+        self.lost: Deferred[None] = Deferred()
 
     def connectionMade(self):
         self.transport.pauseProducing()  # nothing is read until the stream is open
@@ -108,7 +110,7 @@ class BridgeFactory(Factory):
         self.limit = limit
         self.dial_timeout = dial_timeout
         #: The bridged connections open now (their TCP sides).
-        self.connections = set()
+        self.connections: set[TCPSide] = set()
         self.failed_dials = 0
 
     def close_all(self) -> Deferred:

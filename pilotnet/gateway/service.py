@@ -168,7 +168,7 @@ class Gateway(service.Service):
         daemon, so ``pilotctl gateway list|map|unmap`` and ``pilotctl info``
         work for them without sudo; nobody else gets access (mode 0600).
         """
-        if os.geteuid() != 0 or not self.link.socket_path:
+        if os.geteuid() != 0 or not self.link.socket_path or self.control_path is None:
             return
         try:
             owner = os.stat(self.link.socket_path)

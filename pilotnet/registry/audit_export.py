@@ -24,6 +24,9 @@ from pilotnet.webhooks.syslog import SyslogSender, rfc5424
 from pilotnet.webhooks.targets import check_url
 from pilotnet.webhooks.webhook import json_body
 
+#: What delivers one export payload: by syslog (CEF) or HTTP (Splunk HEC, signed JSON).
+Sender = SyslogSender | HttpSender
+
 TIMEOUT = 10.0
 VENDOR = "Pilot Protocol"
 PRODUCT = "pilot-registry"
@@ -69,7 +72,7 @@ def hec_event(entry: AuditEntry, *, host: str, source: str, index: str = "") -> 
 
 
 def make_exporter(reactor, settings: dict, *, allow_private: bool = False, host: str | None = None,
-                  resolver=None, delivery_options=None) -> tuple[DeliveryQueue, object]:
+                  resolver=None, delivery_options=None) -> tuple[DeliveryQueue, Sender]:
     """The queue delivering to the export ``settings`` (as ``set_audit_export`` stored them), and its sender.
 
     The queue takes :meth:`AuditEntry.stored` dictionaries."""
@@ -84,7 +87,7 @@ def make_exporter(reactor, settings: dict, *, allow_private: bool = False, host:
             return rfc5424(cef(entry), timestamp=entry.timestamp, hostname=host, app_name=settings["source"],
                            msgid="audit")
 
-        sender = SyslogSender(reactor, parts.hostname, parts.port, parts.scheme, line,
+        sender: Sender = SyslogSender(reactor, parts.hostname, parts.port, parts.scheme, line,
                               allow_private=allow_private, timeout=TIMEOUT, **options)
     else:
         target = check_url(settings["endpoint"], allow_private=allow_private)

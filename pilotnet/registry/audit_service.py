@@ -15,7 +15,8 @@ from twisted.internet import defer
 from twisted.logger import Logger
 
 from pilotnet.registry.audit import AuditEntry, AuditLog
-from pilotnet.registry.audit_export import make_exporter
+from pilotnet.registry.audit_export import Sender, make_exporter
+from pilotnet.webhooks.queue import DeliveryQueue
 from pilotnet.webhooks.webhook import Webhook
 
 log = Logger()
@@ -32,8 +33,8 @@ class AuditService(Service):
         self._allow_private = allow_private
         self._options = {} if resolver is None else {"resolver": resolver}
         self.webhook: Webhook | None = None
-        self.exporter = None
-        self._exporter_sender = None
+        self.exporter: DeliveryQueue | None = None
+        self._exporter_sender: Sender | None = None
         self._flush_scheduled = None
         self.recorded = 0
         audit.observers.append(self._entry)
@@ -63,14 +64,14 @@ class AuditService(Service):
             if old is not None:
                 old.stop()
         elif name == "export":
-            old, old_sender = self.exporter, self._exporter_sender
+            old_exporter, old_sender = self.exporter, self._exporter_sender
             self.exporter = self._exporter_sender = None
             if settings is not None:
                 self.exporter, self._exporter_sender = make_exporter(
                     self._reactor, settings, allow_private=self._allow_private, delivery_options=self._delivery,
                     **self._options)
-            if old is not None:
-                old.stop().addCallback(lambda _: _close(old_sender))
+            if old_exporter is not None:
+                old_exporter.stop().addCallback(lambda _: _close(old_sender))
         self._schedule_flush()
 
     def _schedule_flush(self):

@@ -58,9 +58,9 @@ class RegistryClientProtocol(Protocol):
             if not self._pending:
                 break
             waiting = self._pending.popleft()
-            error = reply.get("error")
-            if reply.get("type") == "error" or isinstance(error, str):
-                waiting.errback(RegistryError(str(error), code=reply.get("code") or INTERNAL,
+            reported = reply.get("error")
+            if reply.get("type") == "error" or isinstance(reported, str):
+                waiting.errback(RegistryError(str(reported), code=reply.get("code") or INTERNAL,
                                               reply=reply))
             else:
                 waiting.callback(reply)

@@ -52,7 +52,7 @@ class ChangeFollower:
         self._unknown_kinds: set = set()
         self._unreadable = False
         self._stopping = threading.Event()
-        self._listener = None
+        self._listener: threading.Thread | None = None
         self._poll = LoopingCall(self.catch_up)
         self._poll.clock = reactor
         store.follower = self

@@ -118,7 +118,7 @@ def inbox_items(value) -> dict:
 
 def inbox_value(items: list):
     """The inbox entity of its rows ``(item text, added)``, in arrival order; None when empty."""
-    value = {"requests": [], "responses": []}
+    value: dict[str, list[object]] = {"requests": [], "responses": []}
     for item, _ in sorted(items, key=lambda row: (row[1], row[0])):
         kind, entry = json.loads(item)
         value[kind].append(entry)

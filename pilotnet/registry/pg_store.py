@@ -34,6 +34,7 @@ import json
 import uuid
 from collections import Counter, deque
 from contextlib import contextmanager
+from typing import Any
 
 import psycopg
 from psycopg_pool import ConnectionPool
@@ -152,10 +153,10 @@ class PostgresStore:
         self.origin = uuid.uuid4().hex
         self.cursor = 0  # the last change applied to the directory
         # Opened with the threads (use_thread): twistd may fork after building the service.
-        self._pool = None
-        self._reactor = None
-        self._writer = None
-        self._readers = None
+        self._pool: ConnectionPool | None = None
+        self._reactor: Any = None  # the reactor of use_thread, with the threads
+        self._writer: ThreadPool | None = None
+        self._readers: ThreadPool | None = None
         self._queue: list = []  # [(ops, deferred)] waiting for the running transaction
         self._busy = False
         # Entities with a write on its way: the feed must not overwrite them meanwhile.
@@ -255,7 +256,7 @@ class PostgresStore:
 
     def _operations(self, changes) -> list:
         """The writes for ``changes``: whole values, or the rows added and removed for merged kinds."""
-        ops = []
+        ops: list[tuple] = []
         for kind, key, value in changes:
             if kind == "counter":
                 continue  # IDs come from the database's sequences
@@ -266,9 +267,10 @@ class PostgresStore:
                                         if item not in before],
                             [item for item in before if item not in after]))
             elif kind == "network":
-                before = self.shadow.get((kind, key), set())
-                after = set(value["members"]) if value is not None else set()
-                ops.append((kind, key, value, sorted(after - before), sorted(before - after)))
+                members_before = self.shadow.get((kind, key), set())
+                members_after = set(value["members"]) if value is not None else set()
+                ops.append((kind, key, value, sorted(members_after - members_before),
+                            sorted(members_before - members_after)))
             else:
                 ops.append((kind, key, value))
             self.remember(kind, key, value)
@@ -278,7 +280,7 @@ class PostgresStore:
 
     def commit(self, changes) -> Deferred:
         """Store one request's ``(kind, key, value or None)`` changes; fires once committed."""
-        done = Deferred()
+        done: Deferred[None] = Deferred()
         keys = [(kind, key) for kind, key, _ in changes]
         self.in_flight.update(keys)
         self._queue.append((self._operations(changes), keys, done))
@@ -384,8 +386,9 @@ class PostgresStore:
     def shutdown(self) -> Deferred:
         """Commit what is queued, then stop the threads and close the pool."""
         if not self._busy:
-            return succeed(self._close())
-        done = Deferred()
+            self._close()
+            return succeed(None)
+        done: Deferred[None] = Deferred()
         self._queue.append(([], [], done))
         return done.addBoth(lambda _: self._close())
 
@@ -577,7 +580,7 @@ def read_snapshot(conn) -> tuple:
 
 def _read_all(conn) -> tuple:
     cursor = conn.execute("SELECT last_change FROM pilot_feed_position").fetchone()[0]
-    entities = []
+    entities: list[tuple[str, str, object]] = []
     for row in conn.execute("SELECT id, public_key, hostname, owner, polo_score, last_seen, "
                             "attributes FROM pilot_nodes"):
         entities.append(("node", str(row[0]), schema.node_value(row)))

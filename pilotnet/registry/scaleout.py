@@ -101,6 +101,4 @@ def scaleout_service(reactor, server, store, interval: float) -> MultiService:
     rounds = TimerService(interval, shared.round)
     rounds.clock = reactor
     rounds.setServiceParent(service)
-    service.follower = follower
-    service.shared = shared
     return service

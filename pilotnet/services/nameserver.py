@@ -12,7 +12,7 @@ do; every count is bounded.
 is the stream owner that reads one request per stream, answers and closes.
 """
 
-from typing import Dict, NamedTuple, Tuple
+from typing import Any, Dict, Generic, NamedTuple, Tuple, TypeVar
 
 from twisted.logger import Logger
 from zope.interface import implementer
@@ -40,8 +40,12 @@ class RecordRefused(PilotError):
     """A registration the rules refuse; its message is the ``ERR`` reply's."""
 
 
-class _Record(NamedTuple):
-    value: object  # Addr for A, network id for N, name for S
+#: What a record holds: Addr for A, network id for N, name for S.
+V = TypeVar("V")
+
+
+class _Record(NamedTuple, Generic[V]):
+    value: V
     owner: int     # node ID of the registering node
     expires: float
 
@@ -51,10 +55,10 @@ class Records:
 
     def __init__(self, ttl: float = RECORD_TTL):
         self.ttl = ttl
-        self.a: Dict[str, _Record] = {}
-        self.n: Dict[str, _Record] = {}
+        self.a: Dict[str, _Record[Addr]] = {}
+        self.n: Dict[str, _Record[int]] = {}
         #: (network, port, address) -> name, so one service per address and port, refreshed in place.
-        self.s: Dict[Tuple[int, int, Addr], _Record] = {}
+        self.s: Dict[Tuple[int, int, Addr], _Record[str]] = {}
 
     def __len__(self):
         return len(self.a) + len(self.n) + len(self.s)
@@ -62,7 +66,8 @@ class Records:
     def expire(self, now: float) -> int:
         """Drop what has expired; how many records went."""
         dropped = 0
-        for table in (self.a, self.n, self.s):
+        tables: Tuple[Dict[Any, _Record[Any]], ...] = (self.a, self.n, self.s)
+        for table in tables:
             for key in [key for key, record in table.items() if record.expires <= now]:
                 del table[key]
                 dropped += 1
@@ -110,10 +115,10 @@ class Records:
                 return wire.error_reply(f'name "{request.name}" not found')
             return wire.a_reply(request.name, record.value)
         if request.kind == "N":
-            record = self.n.get(request.name)
-            if record is None:
+            network = self.n.get(request.name)
+            if network is None:
                 return wire.error_reply(f'network "{request.name}" not found')
-            return wire.n_reply(request.name, record.value)
+            return wire.n_reply(request.name, network.value)
         rows = sorted((record.value, address, port) for (network, port, address), record in self.s.items()
                       if network == request.network and port == request.port)
         return wire.s_reply(rows[:MAX_SERVICES_REPLY])

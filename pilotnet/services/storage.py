@@ -190,7 +190,8 @@ class FileWriter(service.Service):
     acknowledgment) without locks; the Deferreds fire on the reactor thread.
     """
 
-    name = "file-writer"
+    # Twisted's Service has `name = None` without an annotation, so mypy takes None for its type.
+    name = "file-writer"  # type: ignore[assignment]
 
     def __init__(self, reactor=None):
         self.reactor = reactor

@@ -15,6 +15,7 @@ restarts, so a receiver configures it once.
 import itertools
 import os
 from pathlib import Path
+from typing import Any
 
 from zope.interface import implementer
 
@@ -95,7 +96,7 @@ class WebhookEmitter:
 
     def stats(self) -> dict:
         """What ``pilotctl info`` shows: the URL and the delivery counters of this run."""
-        current = self.webhook.stats() if self.webhook is not None else {"url": "", "queued": 0}
+        current: dict[str, Any] = self.webhook.stats() if self.webhook is not None else {"url": "", "queued": 0}
         totals = {key: value + (current.get(key, 0)) for key, value in self._past.items()}
         return {"url": current["url"], "enabled": self.webhook is not None, "queued": current["queued"],
                 "secret_file": str(self._secret_path), **totals}

@@ -29,7 +29,8 @@ from pilotnet.errors import CONNECTION_FAILED, TIMEOUT, PilotError
 from pilotnet.webhooks.queue import PermanentFailure
 from pilotnet.webhooks.targets import TargetRefused, Target, check_address, literal_address
 
-TIMEOUT = 5.0
+#: Seconds a delivery may take (not TIMEOUT: that is the error code it fails with).
+SEND_TIMEOUT = 5.0
 USER_AGENT = f"pilotnet-webhook/{__version__}"
 #: At most this much of a receiver's answer is read (and it is only logged).
 MAX_RESPONSE = 4096
@@ -40,7 +41,7 @@ def resolve(reactor, host: str, port: int) -> defer.Deferred:
     if literal_address(host) is not None:
         return defer.succeed([host])
     found: list[str] = []
-    done = defer.Deferred()
+    done: defer.Deferred[list[str]] = defer.Deferred()
 
     @implementer(IResolutionReceiver)
     class Receiver:
@@ -115,7 +116,7 @@ class HttpSender:
     """POSTs what ``encode(payload)`` gives (body, headers) to ``target``."""
 
     def __init__(self, reactor, target: Target, encode: Callable[[dict], tuple[bytes, dict]], *,
-                 allow_private: bool = False, timeout: float = TIMEOUT, resolver=resolve):
+                 allow_private: bool = False, timeout: float = SEND_TIMEOUT, resolver=resolve):
         self._reactor = reactor
         self._target = target
         self._encode = encode

@@ -12,9 +12,10 @@ acknowledgement at all: a datagram sent counts as delivered.
 from datetime import datetime, timezone
 
 from twisted.internet import defer
+from twisted.internet.udp import Port as UDPPort
 from twisted.internet.protocol import DatagramProtocol, Factory, Protocol
 
-from pilotnet.webhooks.http import TIMEOUT, checked_address, resolve, tcp_endpoint
+from pilotnet.webhooks.http import SEND_TIMEOUT, checked_address, resolve, tcp_endpoint
 
 NIL = "-"
 #: RFC 5424 facility 13, "log audit".
@@ -59,7 +60,7 @@ class SyslogSender:
     """Sends ``format(payload)`` (an RFC 5424 message) to ``host:port`` over ``transport``."""
 
     def __init__(self, reactor, host: str, port: int, transport: str, format, *, allow_private: bool = False,
-                 timeout: float = TIMEOUT, resolver=resolve):
+                 timeout: float = SEND_TIMEOUT, resolver=resolve):
         if transport not in TRANSPORTS:
             raise ValueError(f"syslog transport must be udp or tcp, not {transport!r}")
         self._reactor = reactor
@@ -70,7 +71,7 @@ class SyslogSender:
         self._allow_private = allow_private
         self._timeout = timeout
         self._resolver = resolver
-        self._udp = None
+        self._udp: UDPPort | None = None
 
     def __call__(self, payload: dict) -> defer.Deferred:
         return defer.ensureDeferred(self._send(payload))

@@ -16,6 +16,7 @@ end, as the reference writes them.  Pure codec: :func:`parse_request` raises
 after ``ERR``) and nothing else.
 """
 
+from collections.abc import Iterable
 from typing import NamedTuple, Union
 
 from pilotnet.errors import DecodeError
@@ -124,7 +125,7 @@ def n_reply(name: str, network: int) -> bytes:
     return f"N {name} {network}".encode("ascii")
 
 
-def s_reply(services) -> bytes:
+def s_reply(services: Iterable[tuple[str, Addr, int]]) -> bytes:
     """``(name, address, port)`` rows as ``S`` lines; a lone ``S`` when there are none."""
     lines = [f"S {name} {address} {port}" for name, address, port in services]
     return ("\n".join(lines) if lines else "S").encode("ascii")

@@ -6,8 +6,11 @@ from twisted.internet import defer, reactor
 from twisted.internet.protocol import Factory, Protocol
 from twisted.trial.unittest import TestCase
 
+from pilotnet.errors import TIMEOUT, PilotError
+from pilotnet.webhooks.http import HttpSender
 from pilotnet.webhooks.signing import verify
 from pilotnet.webhooks.syslog import SyslogSender
+from pilotnet.webhooks.targets import check_url
 from pilotnet.webhooks.webhook import Webhook
 from tests.webhooks.receivers import HttpReceiver, SyslogReceiver
 
@@ -137,3 +140,13 @@ class TimeoutTests(TestCase):
         [letter] = webhook.queue.dead_letter_list()
         self.assertEqual((letter["attempts"], letter["error"]), (2, "no answer within 0.2s"))
         self.assertEqual(webhook.queue.retries, 1)
+
+    async def test_a_timed_out_delivery_fails_with_the_timeout_code(self):
+        # The sender's default timeout once shadowed the error code it fails with.
+        silent = reactor.listenTCP(0, Factory.forProtocol(Protocol), interface="127.0.0.1")
+        self.addCleanup(silent.stopListening)
+        target = check_url(f"http://127.0.0.1:{silent.getHost().port}/", allow_private=True)
+        sender = HttpSender(reactor, target, lambda payload: (b"{}", {}), allow_private=True, timeout=0.2)
+        with self.assertRaises(PilotError) as caught:
+            await sender({})
+        self.assertEqual(caught.exception.code, TIMEOUT)
