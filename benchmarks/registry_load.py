@@ -543,12 +543,42 @@ def _postgresql_runs(counts, run_one):
         print(f"skipping PostgreSQL: {missing}", file=sys.stderr)
         return []
     try:
-        server.start_blocking()
+        _start_postgresql(server)
         return [run_one(server.create_database(f"load{count}"), count, server.process.pid)
                 for count in counts]
     finally:
-        server.stop_blocking()
+        _stop_postgresql(server)
         server.remove()
+
+
+def _start_postgresql(server, timeout=30.0):
+    """Start ``server`` and wait (this script has no reactor) until it accepts queries."""
+    from tests.registry.postgres import START_ATTEMPTS, free_port
+    for attempt in range(START_ATTEMPTS):
+        server.spawn(server.port or free_port())
+        deadline = time.monotonic() + timeout
+        try:
+            while not server.ready():
+                if time.monotonic() > deadline:
+                    raise RuntimeError("PostgreSQL did not accept connections in time")
+                time.sleep(0.05)
+            return
+        except RuntimeError:
+            _stop_postgresql(server)
+            if attempt == START_ATTEMPTS - 1:
+                raise
+            server.port = 0
+
+
+def _stop_postgresql(server):
+    from tests.registry.postgres import STOP_GRACE, STOP_SIGNALS
+    for name in STOP_SIGNALS:
+        server.signal(name)
+        try:
+            server.process.wait(STOP_GRACE)
+            return
+        except (subprocess.TimeoutExpired, AttributeError):
+            continue
 
 
 def main():

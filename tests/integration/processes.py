@@ -44,7 +44,9 @@ async def wait_until(condition, what, timeout=READY_TIMEOUT, interval=0.02):
         await pause(interval)
 
 
-class _Output(ProcessProtocol):
+class ProcessOutput(ProcessProtocol):
+    """Collects a process's output (stdout and stderr together); ``ended`` fires with the reason it ended."""
+
     def __init__(self):
         self.output = b""
         self.ended = Deferred()
@@ -79,7 +81,7 @@ class TwistdProcess:
 
     def spawn(self, environment=None):
         os.makedirs(self.directory, exist_ok=True)
-        self._output = _Output()
+        self._output = ProcessOutput()
         args = [sys.executable, "-c", _TWISTD, *self.twistd_options(), self.plugin, *self.arguments(), *self.extra]
         env = dict(os.environ)
         env.update(environment or {})

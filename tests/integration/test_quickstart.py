@@ -18,9 +18,10 @@ import tempfile
 from pathlib import Path
 
 from twisted.internet import reactor
-from twisted.internet.defer import Deferred, ensureDeferred
-from twisted.internet.protocol import ProcessProtocol
+from twisted.internet.defer import ensureDeferred
 from twisted.trial.unittest import SkipTest, TestCase
+
+from tests.integration.processes import ProcessOutput
 
 ROOT = Path(__file__).resolve().parents[2]
 LEFT_OUT = shutil.ignore_patterns(".venv", ".git", "_trial_temp*", "__pycache__", "*.egg-info", "build",
@@ -28,26 +29,12 @@ LEFT_OUT = shutil.ignore_patterns(".venv", ".git", "_trial_temp*", "__pycache__"
 MARK = "@@@"
 
 
-class _Output(ProcessProtocol):
-    def __init__(self):
-        self.output = b""
-        self.ended = Deferred()
-
-    def outReceived(self, data):
-        self.output += data
-
-    errReceived = outReceived
-
-    def processEnded(self, reason):
-        self.ended.callback(getattr(reason.value, "exitCode", None))
-
-
 async def _run(test, command, env, path, timeout):
     """``bash -c command`` in ``path``: its exit code and output (stdout and stderr together)."""
-    output = _Output()
+    output = ProcessOutput()
     process = reactor.spawnProcess(output, "/bin/bash", ["/bin/bash", "-c", command], env=env, path=path)
     killer = reactor.callLater(timeout, process.signalProcess, "KILL")
-    code = await output.ended
+    code = getattr(await output.ended, "exitCode", None)
     text = output.output.decode("utf-8", "replace")
     if killer.active():
         killer.cancel()

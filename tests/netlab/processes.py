@@ -12,7 +12,7 @@ import sys
 
 from twisted.internet import reactor
 
-from tests.integration.processes import _TWISTD, DaemonProcess, RendezvousProcess, _Output, pilotctl
+from tests.integration.processes import _TWISTD, DaemonProcess, RendezvousProcess, ProcessOutput, pilotctl
 from tests.netlab.topology import RENDEZVOUS_IP
 
 REGISTRY_PORT = 9000
@@ -31,7 +31,7 @@ class _InNamespace:
 
     def spawn(self, environment=None):
         os.makedirs(self.directory, exist_ok=True)
-        self._output = _Output()
+        self._output = ProcessOutput()
         args = [shutil.which("ip"), "netns", "exec", self.namespace, sys.executable, "-c", _TWISTD, "-n",
                 "--pidfile=", self.plugin, *self.arguments(), *self.extra]
         env = dict(os.environ, **(environment or {}))

@@ -21,7 +21,6 @@ import signal
 import socket
 import subprocess
 import tempfile
-import time
 
 from twisted.trial.unittest import SkipTest
 
@@ -69,7 +68,7 @@ def free_port():
 
 
 class PostgresServer:
-    """One cluster in a new temp directory; nothing here waits except :meth:`start_blocking`."""
+    """One cluster in a new temp directory; nothing here waits (the callers wait their own way)."""
 
     def __init__(self, max_connections=60, durable=True):
         """``durable=False`` turns fsync off: tests lose nothing a process crash can take."""
@@ -144,32 +143,6 @@ class PostgresServer:
     def signal(self, name):
         if self.running:
             self.process.send_signal(getattr(signal, name))
-
-    def start_blocking(self, timeout=30.0):
-        for attempt in range(START_ATTEMPTS):
-            self.spawn(self.port or free_port())
-            deadline = time.monotonic() + timeout
-            try:
-                while not self.ready():
-                    if time.monotonic() > deadline:
-                        raise RuntimeError("PostgreSQL did not accept connections in time")
-                    time.sleep(0.05)
-                return self
-            except RuntimeError:
-                self.stop_blocking()
-                if attempt == START_ATTEMPTS - 1:
-                    raise
-                self.port = 0
-        return self
-
-    def stop_blocking(self):
-        for name in STOP_SIGNALS:
-            self.signal(name)
-            try:
-                self.process.wait(STOP_GRACE)
-                return
-            except (subprocess.TimeoutExpired, AttributeError):
-                continue
 
     def remove(self):
         shutil.rmtree(self.directory, ignore_errors=True)
