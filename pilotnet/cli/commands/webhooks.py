@@ -45,7 +45,9 @@ def set_webhook(context, args):
     try:
         check_url(url, allow_private=True)
     except TargetRefused as error:
-        raise invalid(f"set-webhook: {error.message}", hint="use an http:// or https:// URL") from None
+        raise invalid(f"set-webhook: {error.message}",
+                      hint=error.hint or "use an http:// or https:// URL of a host outside link-local and "
+                                         "cloud metadata addresses (docs/webhooks.md)") from None
     state = _apply(context, schema.SET_WEBHOOK, url=url)
     _remember_webhook(context, url)
     where = (f"applied to running daemon\nsigning secret: {state['secret_file']}" if state is not None
