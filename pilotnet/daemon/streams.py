@@ -280,8 +280,9 @@ class Streams:
         owner = self._owners.get(packet.dst_port)
         if owner is not None and packet.payload:
             owner.datagram(packet.src, packet.src_port, packet.dst_port, packet.payload)
-            self.emitter.emit("data.datagram", src_addr=packet.src, src_port=packet.src_port,
-                              dst_port=packet.dst_port, size=len(packet.payload))
+            if self.emitter.active:  # per datagram: build the event only when someone listens
+                self.emitter.emit("data.datagram", src_addr=packet.src, src_port=packet.src_port,
+                                  dst_port=packet.dst_port, size=len(packet.payload))
 
     def peer_alive(self, node):
         """Any authenticated frame from ``node``: its connections need no keepalive verdict yet."""
