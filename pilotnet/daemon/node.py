@@ -398,19 +398,29 @@ class NodeService(service.MultiService):
         if self.node_id is None or self.inbound_lookups.take(1, self.reactor.seconds()) == 0:
             return
         resolving = self.resolver.endpoint(node)
-        resolving.addCallback(lambda endpoint: self.tunnel.add_peer(node, endpoint))
+        resolving.addCallback(lambda endpoint: self.tunnel.add_peer(node, endpoint, ask_back=True))
         resolving.addErrback(lambda failure: failure.trap(PilotError))
 
     def _settle_path(self, peer):
         if self.tunnel.peer(peer.node) is peer and self.reactor.seconds() - peer.last_direct > 3.0:
             self.tunnel.use_relay(peer.node)
 
+    @defer.inlineCallbacks
     def _probe_path(self, node, silent):
-        """A dial is unanswered: ping ``node``; if it has been silent, re-resolve it or try the relay first."""
-        if not silent:
+        """A dial is unanswered: ping ``node``; if it has been silent, re-resolve it or try the relay first.
+
+        The relay is chosen only if the peer stayed silent on the direct path while the
+        registry was asked: a retransmitted SYN may have been answered meanwhile, and a
+        peer that cannot be reached through the relay would then be cut off for good.
+        """
+        if silent:
+            asked_at = self.reactor.seconds()
+            moved = yield self._refresh_endpoint(node)
+            peer = self.tunnel.peer(node)
+            if not moved and peer is not None and peer.last_direct < asked_at:
+                self.tunnel.use_relay(node)
+        if self.tunnel.peer(node):
             self._send_ping(node)
-            return
-        self._direct_path_failed(node).addBoth(lambda _: self._send_ping(node) if self.tunnel.peer(node) else None)
 
     @defer.inlineCallbacks
     def _registry_view(self, node):

@@ -233,15 +233,20 @@ class Tunnel(DatagramProtocol):
     def peers(self):
         return list(self._peers.values())
 
-    def add_peer(self, node, endpoint):
-        """Learn (or refresh) a peer's direct endpoint and start the key exchange."""
+    def add_peer(self, node, endpoint, *, ask_back=False):
+        """Learn (or refresh) a peer's direct endpoint and start the key exchange.
+
+        ``ask_back``: the peer sealed a frame for a session we do not hold, so it
+        believes it is keyed and would not offer its key again by itself; our
+        offer asks it to answer with its own.
+        """
         peer = self._peers.get(node)
         if peer is None:
             peer = self._peers[node] = Peer(node, endpoint)
         elif endpoint is not None and peer.endpoint is None:
             peer.endpoint = endpoint
         if self.encrypt and peer.session is None:
-            self._offer_key(peer)
+            self._offer_key(peer, flags=FLAG_REQUEST if ask_back else 0)
         return peer
 
     def use_relay(self, node):

@@ -38,7 +38,7 @@ class Node:
 
     def rekey_at_registered_endpoint(self, node):
         if node in REGISTERED:
-            self.tunnel.add_peer(node, REGISTERED[node])
+            self.tunnel.add_peer(node, REGISTERED[node], ask_back=True)
 
 
 class TunnelTests(SynchronousTestCase):
@@ -66,6 +66,23 @@ class TunnelTests(SynchronousTestCase):
         peer = self.b.tunnel.peer(1)
         self.assertTrue(peer.authenticated)
         self.assertEqual(peer.endpoint, A_ADDR)
+
+    def test_a_peer_that_lost_our_session_gets_it_back_from_a_small_frame(self):
+        """B dropped A's session (A's key offer was lost, or B let the tunnel go); A still seals.
+
+        A small sealed frame is not answered at its source (that would reflect a 138-byte
+        PILA), so B offers its key where A registered and asks A for A's own; without that
+        request A, keyed already, would never offer again and B would drop A's frames for good.
+        """
+        self.a.tunnel.add_peer(2, B_ADDR)
+        self.a.tunnel.send(2, datagram(1, 2, b"first"))
+        self.network.deliver()
+        self.b.tunnel.drop_peer(1)
+        self.a.tunnel.send(2, datagram(1, 2, b"lost"))
+        self.network.deliver()
+        self.a.tunnel.send(2, datagram(1, 2, b"heard"))
+        self.network.deliver()
+        self.assertEqual([p.payload for p in self.b.received], [b"first", b"heard"])
 
     def test_a_burst_goes_out_in_one_segmented_send_and_arrives_in_order(self):
         self.a.tunnel.add_peer(2, B_ADDR)
