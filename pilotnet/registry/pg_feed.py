@@ -107,11 +107,17 @@ class ChangeFollower:
         self._fetching = True
         if self._reload:
             work = self._store.run_reader(read_snapshot)
-            work.addCallback(self._replace)
+            work.addCallback(self._unless_stopped, self._replace)
         else:
             work = self._store.run_reader(read_changes, self._store.cursor, FETCH_LIMIT)
-            work.addCallback(self._apply_changes)
+            work.addCallback(self._unless_stopped, self._apply_changes)
         return work.addErrback(self._failed).addBoth(self._fetched)
+
+    def _unless_stopped(self, fetched, apply):
+        """Apply what a read fetched, unless :meth:`stop` came meanwhile (the next start reads it again)."""
+        if self._stopping.is_set():
+            return None
+        return apply(fetched)
 
     def _fetched(self, more) -> None:
         self._fetching = False
