@@ -82,6 +82,16 @@ class Home:
             file.write("\n")
         os.replace(temporary, self.config_path)
 
+    def remember(self, key, value):
+        """Keep ``value`` under ``key`` in config.json (an empty value removes the key), so the
+        next ``daemon start`` applies what a command just changed."""
+        config = self.load_config()
+        if value:
+            config[key] = value
+        else:
+            config.pop(key, None)
+        self.save_config(config)
+
     def socket_path(self):
         return default_socket_path(self.environ, self.directory)
 

@@ -18,26 +18,16 @@ from pilotnet.errors import NOT_FOUND, NOT_RUNNING, PilotError
 MAX_TAGS = 3
 
 
-def _remember_hostname(context, hostname):
-    """Keep the hostname in config.json too, so the next ``daemon start`` applies it."""
-    config = context.home.load_config()
-    if hostname:
-        config["hostname"] = hostname
-    else:
-        config.pop("hostname", None)
-    context.home.save_config(config)
-
-
 def set_hostname(context, args):
     hostname = args.positional[0]
     reply = context.ask(schema.SET_HOSTNAME, hostname=hostname)["result"]
-    _remember_hostname(context, hostname)
+    context.home.remember("hostname", hostname)
     return Output({"hostname": hostname, "node_id": reply.get("node_id")}, f"hostname set: {hostname}")
 
 
 def clear_hostname(context, args):
     context.ask(schema.SET_HOSTNAME, hostname="")
-    _remember_hostname(context, "")
+    context.home.remember("hostname", "")
     return Output({"hostname": ""}, "hostname cleared")
 
 

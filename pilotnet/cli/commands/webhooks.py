@@ -14,15 +14,6 @@ from pilotnet.errors import NOT_RUNNING, PilotError
 from pilotnet.webhooks.targets import TargetRefused, check_url
 
 
-def _remember_webhook(context, url):
-    config = context.home.load_config()
-    if url:
-        config["webhook"] = url
-    else:
-        config.pop("webhook", None)
-    context.home.save_config(config)
-
-
 def _apply(context, spec, **arguments):
     """The daemon's webhook state after asking it ``spec``, or None when no daemon runs."""
     try:
@@ -49,7 +40,7 @@ def set_webhook(context, args):
                       hint=error.hint or "use an http:// or https:// URL of a host outside link-local and "
                                          "cloud metadata addresses (docs/webhooks.md)") from None
     state = _apply(context, schema.SET_WEBHOOK, url=url)
-    _remember_webhook(context, url)
+    context.home.remember("webhook", url)
     where = (f"applied to running daemon\nsigning secret: {state['secret_file']}" if state is not None
              else "will take effect on next daemon start")
     return Output(_data(url, state), f"webhook set: {url}\n{where}")
@@ -57,6 +48,6 @@ def set_webhook(context, args):
 
 def clear_webhook(context, args):
     state = _apply(context, schema.CLEAR_WEBHOOK)
-    _remember_webhook(context, "")
+    context.home.remember("webhook", "")
     where = "applied to running daemon" if state is not None else "will take effect on next daemon start"
     return Output(_data("", state), f"webhook cleared\n{where}")
