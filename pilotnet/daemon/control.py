@@ -288,7 +288,7 @@ class ControlProtocol(commands.UnansweredFastPath, amp.AMP):
     @commands.NetworkList.responder
     @translating_errors
     def network_list(self):
-        return self._result(self.node.networks.list())
+        return self._result(self.node.networks.list_networks())
 
     @commands.NetworkJoin.responder
     @translating_errors

@@ -144,7 +144,7 @@ class Networks:
 
     # -- commands (reference IPC 0x1F) -------------------------------------------------
 
-    def list(self) -> defer.Deferred:
+    def list_networks(self) -> defer.Deferred:
         """Every network the registry lists (not only ours): its ``list_networks`` reply."""
         return self.registry.request({"type": "list_networks"})
 
@@ -206,7 +206,12 @@ class Networks:
         if self._refreshing is not None:
             self._again = True
             waiting: defer.Deferred = defer.Deferred()
-            self._refreshing.addBoth(lambda result: waiting.callback(self.view) or result)
+
+            def share(result: object) -> object:
+                waiting.callback(self.view)
+                return result
+
+            self._refreshing.addBoth(share)
             return waiting
         refreshing = self._refreshing = defer.Deferred()
         self._last_refresh = self.clock.seconds()

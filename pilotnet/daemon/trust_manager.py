@@ -644,7 +644,7 @@ class TrustManager:
         goes too (with its registry consent and tunnel), or moves to another
         network we still share.  Directly trusted peers keep everything.
         """
-        gone = old.members() - new.members()
+        gone = old.members() - new.members() - {self.node_id}
         entries = {node: peer.network for node, peer in self.state.trusted.items() if peer.network}
         for node, network in entries.items():
             shared = [n.network_id for n in new.shared_with(node)]
