@@ -105,3 +105,20 @@ class CommandTests(SynchronousTestCase):
         self.assertEqual(run(network_invites.invites, context).data["invites"][0]["network_id"], 4)
         self.assertEqual(context.asked[-3:-1], [("NetworkRespondInvite", {"network_id": 4, "accept": True}),
                                                 ("NetworkRespondInvite", {"network_id": 4, "accept": False})])
+
+
+class InfoTextTests(SynchronousTestCase):
+    def test_info_lists_our_networks_and_port_refusals(self):
+        from pilotnet.cli.commands.node import _info_text
+
+        text = _info_text({"node_id": 5, "address": "0:0000.0000.0005", "trust": {"port_refused_syns": 2},
+                           "networks": [{"network_id": 3, "address": "3:0003.0000.0005", "members": 4,
+                                         "allowed_ports": [80, 443]},
+                                        {"network_id": 4, "address": "4:0004.0000.0005", "members": 2,
+                                         "allowed_ports": []}]})
+        lines = text.split("Networks:\n", 1)[1].splitlines()
+        self.assertEqual([line.split() for line in lines[:3]], [
+            ["ID", "ADDRESS", "MEMBERS", "ALLOWED", "PORTS"], ["3", "3:0003.0000.0005", "4", "80,443"],
+            ["4", "4:0004.0000.0005", "2", "all"]])
+        self.assertEqual(lines[3], "  Refused by allowed ports: 2 SYNs, 0 datagrams")
+        self.assertNotIn("Networks:", _info_text({"node_id": 5, "networks": []}))
