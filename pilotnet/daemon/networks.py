@@ -235,7 +235,10 @@ class Networks:
     def _fetch(self):
         me = self._me()
         ours = yield self.registry.request({"type": "lookup", "node_id": me})
-        network_ids = sorted({n for n in ours.get("networks") or () if isinstance(n, int)
+        listed = ours.get("networks") or []
+        if not isinstance(listed, list):
+            raise PilotError("registry sent a lookup reply whose networks are not a list")
+        network_ids = sorted({n for n in listed if isinstance(n, int)
                               and not isinstance(n, bool) and 0 < n <= MAX_NETWORK_ID})
         replies = yield defer.gatherResults(
             [self._describe(network_id) for network_id in network_ids], consumeErrors=True)

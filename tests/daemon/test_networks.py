@@ -6,6 +6,7 @@ On a fake clock with an in-memory registry; the integration tests
 
 from pathlib import Path
 
+from hypothesis import given, settings, strategies as st
 from twisted.internet import defer
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
@@ -334,3 +335,32 @@ class ViewOnlyTests(SynchronousTestCase):
         view = NetworkView({NET: JoinedNetwork(NET, frozenset({1, 2})), OTHER_NET: JoinedNetwork(OTHER_NET, frozenset({3}))})
         self.assertEqual(view.members(), frozenset({1, 2, 3}))
         self.assertEqual(NetworkView().members(), frozenset())
+
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers(min_value=-2**70, max_value=2**70) | st.text(max_size=8),
+    lambda children: st.lists(children, max_size=8) | st.dictionaries(st.text(max_size=8), children, max_size=8),
+    max_leaves=40)
+
+
+class HostileReplyTests(SynchronousTestCase):
+    """Whatever the registry answers, a refresh yields a bounded view of valid IDs and ports, or keeps the old one."""
+
+    @settings(max_examples=200, deadline=None)
+    @given(lookup=st.dictionaries(st.sampled_from(["networks", "x"]), JSON_VALUES, max_size=2),
+           listing=st.dictionaries(st.sampled_from(["nodes", "x"]), JSON_VALUES, max_size=2),
+           policy=st.dictionaries(st.sampled_from(["allowed_ports", "x"]), JSON_VALUES, max_size=2))
+    def test_any_reply(self, lookup, listing, policy):
+        replies = {"lookup": lookup, "list_nodes": listing, "get_network_policy": policy}
+
+        class Registry:
+            def request(self, request):
+                return defer.succeed(replies[request["type"]])
+
+        networks = Networks(clock=Clock(), registry=Registry(), node_id=lambda: ME)
+        view = self.successResultOf(networks.refresh())
+        self.assertEqual(self.flushLoggedErrors(), [])  # refused as PilotErrors, never a crash
+        for network_id, network in view.networks.items():
+            self.assertTrue(0 < network_id <= 0xFFFF)
+            self.assertTrue(all(isinstance(n, int) and 0 < n <= 0xFFFFFFFF for n in network.members))
+            self.assertTrue(all(isinstance(p, int) and 0 < p <= 0xFFFF for p in network.allowed_ports))
