@@ -117,7 +117,7 @@ class NetworkTests(PilotctlMixin, TestCase):
         self.assertEqual(unknown.error()["hint"], "list the networks with: pilotctl network list")
 
     @run
-    async def test_allowed_ports_and_kick(self):
+    async def test_allowed_ports_kick_and_invites(self):
         alpha, beta, gamma = await self.start("alpha", "beta", "gamma")
         network = await self.create(alpha, "ops", enterprise=True)
         for member in (beta, gamma):
@@ -157,3 +157,17 @@ class NetworkTests(PilotctlMixin, TestCase):
         gamma_client = await gamma.connect()
         stream = await gamma_client.dial(alpha.address, 1000, timeout=10)
         stream.close()
+
+        # An invite-only network: alpha (its owner) invites beta back; beta sees it and accepts.
+        inner = await self.create(alpha, "inner", join_rule="invite", enterprise=True)
+        direct = await self.on(beta, "network", "join", str(inner), "--json")
+        self.assertEqual(direct.code, 1, direct)
+        self.assertIn("network invites", direct.error()["hint"])
+        invited = await self.on(alpha, "network", "invite", str(inner), str(beta.node_id))
+        self.assertEqual(invited.stdout, f"invited node {beta.node_id} to network {inner}\n", invited)
+        [invite] = (await self.ok(beta, "network", "invites"))["invites"]
+        self.assertEqual((invite["network_id"], invite["inviter_id"]), (inner, alpha.node_id))
+        accepted = await self.on(beta, "network", "accept", str(inner))
+        self.assertEqual(accepted.stdout, f"accepted invite: joined network {inner}\n", accepted)
+        self.assertEqual((await self.ok(beta, "network", "invites"))["invites"], [])
+        await self.wait_reaches(beta, alpha, True, "beta to reach alpha through the invite-only network")
