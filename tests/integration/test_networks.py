@@ -15,6 +15,7 @@ from twisted.trial.unittest import TestCase
 from pilotnet.errors import PilotError
 from pilotnet.registry.client import connect_registry
 from tests.integration.processes import DaemonProcess, PilotctlMixin, RendezvousProcess, wait_until
+from tests.webhooks.receivers import HttpReceiver
 
 ADMIN_TOKEN = "network-tests-admin"
 #: Seconds between the daemons' network refreshes here (30 by default).
@@ -34,14 +35,16 @@ def run(test):
 class NetworkTests(PilotctlMixin, TestCase):
     timeout = 180
 
-    async def start(self, *names):
+    async def start(self, *names, webhook=None):
+        """Private daemons ``names``; the first posts its events to ``webhook`` (an HttpReceiver) if given."""
         base = self.mktemp()
         self.rendezvous = await RendezvousProcess(self, os.path.join(base, "rendezvous"),
                                                   "--admin-token", ADMIN_TOKEN).start()
         daemons = []
         for name in names:
+            extra = ["--webhook", webhook.url, "--webhook-allow-private"] if webhook and not daemons else []
             daemon = DaemonProcess(self, os.path.join(base, name), self.rendezvous, "--network-sync", SYNC,
-                                   hostname=name, public=False)
+                                   *extra, hostname=name, public=False)
             daemons.append(await daemon.start())
         return daemons
 
@@ -95,6 +98,13 @@ class NetworkTests(PilotctlMixin, TestCase):
         self.assertEqual(described["address"], f"{network}:{network:04X}.{beta.node_id >> 16:04X}."
                                                f"{beta.node_id & 0xFFFF:04X}")
 
+        # A daemon started with --networks joins by itself.
+        delta = await DaemonProcess(self, os.path.join(self.rendezvous.directory, "..", "delta"), self.rendezvous,
+                                    "--network-sync", SYNC, "--networks", str(network), hostname="delta",
+                                    public=False).start()
+        await self.wait_reaches(delta, alpha, True, "delta, auto-joined, to reach alpha")
+        await delta.stop()
+
         # gamma leaves: its own gate closes at once, the others' within a refresh.
         left = await self.on(gamma, "network", "leave", str(network))
         self.assertEqual((left.code, left.stdout), (0, f"left network {network}\n"))
@@ -118,7 +128,8 @@ class NetworkTests(PilotctlMixin, TestCase):
 
     @run
     async def test_allowed_ports_kick_and_invites(self):
-        alpha, beta, gamma = await self.start("alpha", "beta", "gamma")
+        receiver = HttpReceiver(self)
+        alpha, beta, gamma = await self.start("alpha", "beta", "gamma", webhook=receiver)
         network = await self.create(alpha, "ops", enterprise=True)
         for member in (beta, gamma):
             await self.ok(member, "network", "join", str(network))
@@ -146,6 +157,13 @@ class NetworkTests(PilotctlMixin, TestCase):
         self.assertFalse(await self.reaches(beta, alpha))  # port 7 is not allowed either
         counters = (await alpha.query_info())["trust"]
         self.assertGreaterEqual(counters["port_refused_syns"], 1)
+
+        def events(name):
+            return [request.json()["data"] for request in receiver.requests if request.json()["event"] == name]
+        await wait_until(lambda: events("syn.port_rejected"), "alpha's syn.port_rejected event", timeout=SYNC_DEADLINE)
+        self.assertIn({"src_node_id": beta.node_id, "dst_port": 2000, "network": network},
+                      events("syn.port_rejected"))
+        self.assertIn(network, [data["network_id"] for data in events("network.sync_joined")])
 
         # Kicked: beta loses the network's trust both ways; gamma keeps it.
         await self.admin({"type": "kick_member", "network_id": network, "target_node_id": beta.node_id,
