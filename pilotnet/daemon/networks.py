@@ -65,17 +65,30 @@ class JoinedNetwork:
 
 @dataclass(frozen=True)
 class NetworkView:
-    """Our networks by ID; plain data, so the gate's questions are cheap and tests build it by hand."""
+    """Our networks by ID; plain data, so tests build it by hand.
+
+    The gate asks :meth:`shared_with` for every datagram from a node it does
+    not trust directly, so the answer is indexed once per view (node ->
+    its networks) rather than searched per packet.
+    """
 
     networks: dict[int, JoinedNetwork] = field(default_factory=dict)
+    _by_member: dict[int, tuple[JoinedNetwork, ...]] = field(init=False, repr=False, compare=False)
 
-    def shared_with(self, node: int) -> list[JoinedNetwork]:
+    def __post_init__(self) -> None:
+        by_member: dict[int, tuple[JoinedNetwork, ...]] = {}
+        for _, network in sorted(self.networks.items()):
+            for node in network.members:
+                by_member[node] = by_member.get(node, ()) + (network,)
+        object.__setattr__(self, "_by_member", by_member)
+
+    def shared_with(self, node: int) -> tuple[JoinedNetwork, ...]:
         """The networks ``node`` and we are both members of, lowest ID first."""
-        return [network for network_id, network in sorted(self.networks.items()) if node in network.members]
+        return self._by_member.get(node, ())
 
     def members(self) -> frozenset[int]:
         """Every node that shares at least one network with us."""
-        return frozenset().union(*(network.members for network in self.networks.values()))
+        return frozenset(self._by_member)
 
 
 EMPTY_VIEW = NetworkView()

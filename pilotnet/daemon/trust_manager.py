@@ -569,7 +569,7 @@ class TrustManager:
         elif packet.dst_port == PORT and node in self.state.outgoing:
             return True
         else:
-            shared = self.networks.view.shared_with(node) if self.networks is not None else []
+            shared = self.networks.view.shared_with(node) if self.networks is not None else ()
             if shared:
                 return self._network_admits(packet, shared)
             if self._registry_trusts(node):
@@ -584,8 +584,9 @@ class TrustManager:
     def _network_admits(self, packet, shared):
         """A member's SYN or datagram: in if any network we share with it allows the port."""
         port = packet.dst_port
-        if any(network.allows(port) for network in shared):
-            return True
+        for network in shared:
+            if network.allows(port):
+                return True
         node = packet.src.node
         network = shared[0].network_id
         kind = "datagram" if packet.protocol == PROTO_DATAGRAM else "syn"

@@ -110,7 +110,7 @@ class ViewTests(NetworkCase):
         view = self.refresh()
         self.assertEqual(view.networks, {NET: JoinedNetwork(NET, frozenset({ME, MEMBER}), frozenset({1000}))})
         self.assertEqual([n.network_id for n in view.shared_with(MEMBER)], [NET])
-        self.assertEqual(view.shared_with(STRANGER), [])
+        self.assertEqual(view.shared_with(STRANGER), ())
         self.assertEqual(self.networks.describe(), [{"network_id": NET, "address": "3:0003.0000.0005",
                                                      "members": 2, "allowed_ports": [1000]}])
 
