@@ -243,6 +243,22 @@ class SharedDatabaseTests(TestCase):
                          "the kick on B")
         self.assertNotIn(("member", f"1:{ids['admin']}"), network_state(b.directory))
 
+    async def test_networks_made_before_settings_existed_load_and_gain_them(self):
+        cluster = await start_cluster(self)
+        url = cluster.create_database("registry")
+        with psycopg.connect(url, autocommit=True) as conn:
+            # The table as earlier versions made it, with one network in it.
+            conn.execute("CREATE TABLE pilot_networks (id BIGINT PRIMARY KEY, name TEXT NOT NULL UNIQUE, "
+                         "join_rule TEXT NOT NULL, token TEXT NOT NULL, created DOUBLE PRECISION NOT NULL)")
+            conn.execute("INSERT INTO pilot_networks VALUES (5, 'old', 'open', '', 1.0)")
+        a = SharedRegistry(self, url)
+        self.assertEqual((a.directory.networks[5].name, a.directory.networks[5].enterprise), ("old", False))
+        reply = await a.send({"type": "set_network_enterprise", "network_id": 5, "enterprise": True,
+                              "admin_token": ADMIN_TOKEN})
+        self.assertEqual(reply["type"], "set_network_enterprise_ok")
+        await a.stop()
+        self.assertIs(SharedRegistry(self, url).directory.networks[5].enterprise, True)
+
     async def test_entity_kinds_without_a_table_are_kept_as_json(self):
         cluster = await start_cluster(self)
         a = SharedRegistry(self, cluster.create_database("registry"))
