@@ -1,7 +1,7 @@
 """The daemon's networks: the view of members and allowed ports, and the trust gate that reads it.
 
 On a fake clock with an in-memory registry; the integration tests
-(tests/integration/test_networks.py) do the same over real processes.
+(tests/integration/test_network_members.py) do the same over real processes.
 """
 
 from pathlib import Path
