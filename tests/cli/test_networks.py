@@ -50,7 +50,8 @@ class TextTests(SynchronousTestCase):
 
     def test_invites_table(self):
         text = network_invites.invites_text([{"network_id": 4, "inviter_id": 5, "timestamp": "2026-01-02T03:04:05Z"}])
-        self.assertEqual(text.splitlines()[:2], ["NETWORK  INVITED BY  RECEIVED", "4        5           2026-01-02T03:04:05Z"])
+        self.assertEqual(text.splitlines()[:2], ["NETWORK  INVITED BY  RECEIVED",
+                                                 "4        5           2026-01-02T03:04:05Z"])
         self.assertEqual(network_invites.invites_text([]), "no pending invites")
 
 

@@ -146,7 +146,8 @@ class ViewTests(NetworkCase):
         self.refresh()
         self.registry.members[NET].discard(ME)  # kicked
         self.refresh()
-        self.assertEqual(self.emitter.named("network.sync_joined"), [{"network_id": NET, "address": "3:0003.0000.0005"}])
+        self.assertEqual(self.emitter.named("network.sync_joined"),
+                         [{"network_id": NET, "address": "3:0003.0000.0005"}])
         self.assertEqual(self.emitter.named("network.sync_left"), [{"network_id": NET}])
 
     def test_concurrent_refreshes_share_one_and_run_once_more(self):
@@ -332,7 +333,8 @@ class GateTests(NetworkCase):
 
 class ViewOnlyTests(SynchronousTestCase):
     def test_members_of_every_network(self):
-        view = NetworkView({NET: JoinedNetwork(NET, frozenset({1, 2})), OTHER_NET: JoinedNetwork(OTHER_NET, frozenset({3}))})
+        view = NetworkView({NET: JoinedNetwork(NET, frozenset({1, 2})),
+                            OTHER_NET: JoinedNetwork(OTHER_NET, frozenset({3}))})
         self.assertEqual(view.members(), frozenset({1, 2, 3}))
         self.assertEqual(NetworkView().members(), frozenset())
 
