@@ -124,7 +124,7 @@ def _allowed_ports(reply: dict) -> frozenset[int]:
 
 def _unsupported(error: PilotError) -> bool:
     """A registry without network policies (an older one, or the reference's UP line)."""
-    return "unknown message type" in error.message or "unknown request type" in error.message
+    return "unknown message type" in error.message
 
 
 class Networks:
