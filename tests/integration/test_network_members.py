@@ -86,6 +86,10 @@ class NetworkTests(PilotctlMixin, TestCase):
         members = await self.ok(gamma, "network", "members", str(network))
         self.assertEqual(sorted(node["node_id"] for node in members["nodes"]),
                          sorted([alpha.node_id, beta.node_id, gamma.node_id]))
+        sdk = await alpha.connect()
+        self.assertIn(network, [listed["id"] for listed in await sdk.networks()])
+        self.assertEqual(len(await sdk.network_members(network)), 3)
+        self.assertEqual(await sdk.network_invites(), [])
         human = await self.on(gamma, "network", "members", str(network))
         self.assertEqual(human.stdout.split("\n")[0].split(), ["NODE", "ID", "HOSTNAME", "VERSION", "PUBLIC"])
 
