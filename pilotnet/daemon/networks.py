@@ -44,6 +44,9 @@ MAX_NETWORK_ID = 0xFFFF
 MAX_MEMBERS = 100_000
 #: Distinct allowed ports a network may have (the reference's limit).
 MAX_ALLOWED_PORTS = 100
+#: Networks a refresh describes (two requests each, plus one lookup): within the registry link's
+#: burst of requests (pilotnet.daemon.registry_link.REQUEST_RATE) with room for the rest of its traffic.
+MAX_TRACKED_NETWORKS = 16
 
 
 @dataclass(frozen=True)
@@ -253,6 +256,10 @@ class Networks:
             raise PilotError("registry sent a lookup reply whose networks are not a list")
         network_ids = sorted({n for n in listed if isinstance(n, int)
                               and not isinstance(n, bool) and 0 < n <= MAX_NETWORK_ID})
+        if len(network_ids) > MAX_TRACKED_NETWORKS:
+            log.warn("member of {count} networks; only the {limit} lowest IDs are tracked",
+                     count=len(network_ids), limit=MAX_TRACKED_NETWORKS)
+            del network_ids[MAX_TRACKED_NETWORKS:]
         replies = yield defer.gatherResults(
             [self._describe(network_id) for network_id in network_ids], consumeErrors=True)
         return NetworkView({network.network_id: network for network in replies})

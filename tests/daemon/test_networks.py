@@ -12,7 +12,7 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from pilotnet.crypto.identity import Identity
-from pilotnet.daemon.networks import MIN_REFRESH_GAP, JoinedNetwork, Networks, NetworkView
+from pilotnet.daemon.networks import MAX_TRACKED_NETWORKS, MIN_REFRESH_GAP, JoinedNetwork, Networks, NetworkView
 from pilotnet.daemon.trust import TrustState
 from pilotnet.daemon.trust_manager import TrustManager
 from pilotnet.errors import CONNECTION_FAILED, INVALID_ARGUMENT, NOT_RUNNING, PilotError
@@ -141,6 +141,12 @@ class ViewTests(NetworkCase):
         self.registry.request = request
         view = self.refresh()
         self.assertEqual(view.networks, {NET: JoinedNetwork(NET, frozenset({MEMBER}), frozenset({80}))})
+
+    def test_at_most_the_tracked_networks_are_described(self):
+        self.registry.members = {network: {ME} for network in range(1, MAX_TRACKED_NETWORKS + 10)}
+        view = self.refresh()
+        self.assertEqual(sorted(view.networks), list(range(1, MAX_TRACKED_NETWORKS + 1)))
+        self.assertEqual(self.registry.kinds().count("list_nodes"), MAX_TRACKED_NETWORKS)
 
     def test_changes_of_our_membership_are_events(self):
         self.refresh()
