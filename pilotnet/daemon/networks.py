@@ -151,6 +151,7 @@ class Networks:
         self._refreshing: defer.Deferred | None = None
         self._again = False
         self._last_refresh = float("-inf")
+        self._untracked_warning = 0
 
     def _me(self) -> int:
         node = self.node_id()
@@ -256,7 +257,8 @@ class Networks:
             raise PilotError("registry sent a lookup reply whose networks are not a list")
         network_ids = sorted({n for n in listed if isinstance(n, int)
                               and not isinstance(n, bool) and 0 < n <= MAX_NETWORK_ID})
-        if len(network_ids) > MAX_TRACKED_NETWORKS:
+        if len(network_ids) > MAX_TRACKED_NETWORKS and len(network_ids) != self._untracked_warning:
+            self._untracked_warning = len(network_ids)  # once per count, not every refresh
             log.warn("member of {count} networks; only the {limit} lowest IDs are tracked",
                      count=len(network_ids), limit=MAX_TRACKED_NETWORKS)
             del network_ids[MAX_TRACKED_NETWORKS:]
