@@ -8,27 +8,9 @@
   (``30s``, ``1m30s``, ``250ms``) or a plain number of seconds.
 """
 
-from pilotnet.errors import INVALID_ARGUMENT, PilotError
-
-# Scanned by hand, not with ``re``: importing ``re`` (and the ``enum`` it imports) is about 7 ms,
-# more than half of a bare interpreter's start, and pilotctl starts once per agent action.
-_DIGITS = "0123456789"
-# Longest first where one unit is the start of another ("ms" before "m").
-_UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
-
-
-def _number_end(text, start):
-    """Where the decimal number (``5``, ``5.``, ``5.25``, ``.25``) at ``text[start:]`` ends; ``start`` if none."""
-    end = start
-    while end < len(text) and text[end] in _DIGITS:
-        end += 1
-    if end < len(text) and text[end] == ".":
-        fraction = end + 1
-        while fraction < len(text) and text[fraction] in _DIGITS:
-            fraction += 1
-        if end > start or fraction > end + 1:
-            return fraction
-    return end
+from pilotnet.errors import INVALID_ARGUMENT, DecodeError, PilotError
+# Scanned by hand, not with ``re`` (see the module): pilotctl starts once per agent action.
+from pilotnet.wire.goduration import decimal_end, parse_go_duration
 
 
 def _is_whole_number(text):
@@ -57,17 +39,13 @@ def split_globals(argv):
 
 def parse_duration(text, what):
     """Seconds from ``30s`` / ``2m`` / ``1h30m`` / ``1.5``; ``invalid_argument`` otherwise."""
-    if text and _number_end(text, 0) == len(text):
+    if text and decimal_end(text, 0) == len(text):
         return float(text)
-    position, seconds = 0, 0.0
-    while position < len(text):
-        number_end = _number_end(text, position)
-        unit = next((unit for unit in _UNIT_SECONDS if text.startswith(unit, number_end)), None)
-        if number_end == position or unit is None:
-            break
-        seconds += float(text[position:number_end]) * _UNIT_SECONDS[unit]
-        position = number_end + len(unit)
-    if position == 0 or position != len(text):
+    try:
+        seconds = parse_go_duration(text)
+    except DecodeError:
+        seconds = -1.0
+    if seconds < 0:
         raise invalid(f'invalid duration "{text}" for {what}: use e.g. 30s, 2m or a number of seconds')
     return seconds
 
