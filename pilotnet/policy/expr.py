@@ -547,6 +547,8 @@ def _matches(scope: _Scope, left: object, right: object) -> object:
 
 
 _PATTERNS: dict[str, Any] = {}
+_RE2_OPTIONS = re2.Options()
+_RE2_OPTIONS.log_errors = False  # a bad pattern is the user's error, reported as such, not logged by RE2
 
 
 def _regex(pattern: str) -> Any:
@@ -556,7 +558,7 @@ def _regex(pattern: str) -> Any:
         if len(pattern) > MAX_PATTERN:
             raise ExpressionError(f"regular expression longer than {MAX_PATTERN} characters")
         try:
-            compiled = re2.compile(pattern)
+            compiled = re2.compile(pattern, _RE2_OPTIONS)
         except re2.error as error:
             raise ExpressionError(f"invalid regular expression {_show(pattern)}: {error}") from None
         if len(_PATTERNS) >= 256:
