@@ -27,6 +27,7 @@ from pilotnet.daemon.beacon_link import BeaconLink
 from pilotnet.daemon.control import ControlFactory, prepare_socket_path
 from pilotnet.daemon.echo import EchoService
 from pilotnet.daemon.handshake import HandshakeCourier, HandshakePort, Verifier
+from pilotnet.daemon.managed import ManagedNetworks
 from pilotnet.daemon.paths import SegmentSizes
 from pilotnet.daemon.reachability import DialWatch, IReachabilityProbe, RegistryView
 from pilotnet.daemon.registry_link import (
@@ -161,6 +162,11 @@ class NodeService(service.MultiService):
         self.streams.admit = self.trust.admit
         self.handshakes = Verifier(reactor, self.peer_keys, lambda: self.node_id)
         HandshakePort(self.streams, reactor, self.handshakes, self.trust.received)
+        self.managed = ManagedNetworks(
+            reactor, self.registry, config.home, own_id=lambda: self.node_id,
+            link=lambda node, network: self.trust.request(node, f"managed network {network}"),
+            unlink=self.trust.revoke, emit=self.webhooks.emit)
+        self.managed.setServiceParent(self)
         self._start_services(config, reactor)
         for part in (self.tunnel, self.streams, self.trust, *self._services):
             part.emitter = self.webhooks
@@ -274,6 +280,8 @@ class NodeService(service.MultiService):
         else:
             self.webhooks.emit("node.registered", address=self.address, endpoint=listen_addr)
             self.registered.callback(self.node_id)
+            self.managed.discover().addErrback(
+                lambda failure: log.warn("managed networks not found: {error}", error=failure.getErrorMessage()))
 
     @defer.inlineCallbacks
     def _reapply_settings(self):

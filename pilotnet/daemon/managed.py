@@ -1,0 +1,271 @@
+"""The daemon's shell around managed networks and network policies (controlplane §3.6).
+
+:class:`ManagedNetworks` runs one :class:`~pilotnet.policy.managed.ManagedEngine`
+per managed network this node belongs to: a cycle every ``rules.cycle`` on
+the injected clock, the member list from the registry's ``list_nodes``, trust
+links made for the peers a cycle adds (a handshake request, which members of
+a shared network approve) and ended for the peers it prunes, the state kept
+in ``<home>/managed_<network>.json`` (0600), and the ``managed.cycle`` webhook
+event.  It also answers the control socket's policy and member-tag commands,
+which go to the registry (``get/set_expr_policy``, ``get/set_member_tags``),
+signed by this node, and keeps each joined network's compiled expression
+policy for :meth:`policy_for`.
+
+Networks are found at start (the node's networks from ``lookup``, their rules
+from ``list_networks``) and when :meth:`joined` / :meth:`left` are called.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from twisted.application import service
+from twisted.internet import defer, task
+from twisted.logger import Logger
+
+from pilotnet.crypto.identity import write_private_file
+from pilotnet.errors import INVALID_ARGUMENT, NOT_FOUND, PilotError
+from pilotnet.policy import document as policy_document
+from pilotnet.policy.managed import ManagedEngine, parse_rules
+
+log = Logger()
+
+#: The most managed networks one node runs engines for.
+MAX_ENGINES = 64
+
+
+def _not_managed(network_id: int) -> PilotError:
+    where = f"network {network_id}" if network_id else "any network"
+    return PilotError(f"this node is not in a managed network ({where})", code=NOT_FOUND,
+                      hint="managed networks are created with rules: pilotctl network create --rules ...")
+
+
+class ManagedNetworks(service.Service):
+    def __init__(self, clock, registry, home: Path, own_id: Callable[[], int | None],
+                 link: Callable[[int, int], Any], unlink: Callable[[int], Any],
+                 emit: Callable[..., None], rng: random.Random | None = None) -> None:
+        self.clock = clock
+        self.registry = registry
+        self.home = home
+        self.own_id = own_id
+        self.link = link
+        self.unlink = unlink
+        self.emit = emit
+        self.rng = rng or random.Random()
+        self.engines: dict[int, ManagedEngine] = {}
+        self.policies: dict[int, policy_document.Policy] = {}
+        self._loops: dict[int, task.LoopingCall] = {}
+
+    # -- lifecycle ---------------------------------------------------------------
+
+    def stopService(self) -> None:
+        super().stopService()
+        for network_id in list(self._loops):
+            self._stop(network_id)
+
+    @defer.inlineCallbacks
+    def discover(self):
+        """Start engines for the managed networks this node is in (called once registered)."""
+        own = self.own_id()
+        reply = yield self.registry.request({"type": "lookup", "node_id": own})
+        mine = {n for n in reply.get("networks") or [] if isinstance(n, int) and n}
+        if not mine:
+            return
+        listing = yield self.registry.request({"type": "list_networks"})
+        for network in listing.get("networks") or []:
+            if isinstance(network, dict) and network.get("id") in mine:
+                self.joined(network["id"], network.get("rules"), None)
+
+    def joined(self, network_id: int, rules: object, expr_policy: object) -> None:
+        """This node is in ``network_id`` with these ``rules`` (managed when present) and ``expr_policy``."""
+        if expr_policy not in (None, "", "null"):
+            try:
+                self.policies[network_id] = policy_document.load(expr_policy)  # type: ignore[arg-type]
+            except PilotError as error:
+                log.warn("network {network}: expression policy not applied: {error}", network=network_id,
+                         error=error.message)
+        if rules in (None, "", "null", {}) or network_id in self.engines:
+            return
+        if len(self.engines) >= MAX_ENGINES:
+            log.warn("network {network}: not managed, {most} managed networks already", network=network_id,
+                     most=MAX_ENGINES)
+            return
+        try:
+            parsed = parse_rules(rules)  # type: ignore[arg-type]
+        except PilotError as error:
+            log.warn("network {network}: managed rules not applied: {error}", network=network_id,
+                     error=error.message)
+            return
+        engine = ManagedEngine(network_id, parsed, self.own_id() or 0, self.clock.seconds(), self.rng)
+        self._load(engine)
+        self.engines[network_id] = engine
+        loop = task.LoopingCall(self.run_cycle, network_id)
+        loop.clock = self.clock
+        self._loops[network_id] = loop
+        loop.start(parsed.cycle, now=False).addErrback(
+            lambda failure: log.failure("managed cycle loop of network {network}", failure, network=network_id))
+        if not engine.peers:
+            self._bootstrap(engine)
+
+    def left(self, network_id: int) -> None:
+        """This node left ``network_id``: its engine stops and its policy is dropped."""
+        self.policies.pop(network_id, None)
+        self._stop(network_id)
+        self.engines.pop(network_id, None)
+
+    def _stop(self, network_id: int) -> None:
+        loop = self._loops.pop(network_id, None)
+        if loop is not None and loop.running:
+            loop.stop()
+
+    def policy_for(self, network_id: int) -> policy_document.Policy | None:
+        return self.policies.get(network_id)
+
+    # -- the cycle -----------------------------------------------------------------
+
+    def _members(self, network_id: int):
+        request = self.registry.request({"type": "list_nodes", "network_id": network_id})
+
+        def ids(reply):
+            return [n["node_id"] for n in reply.get("nodes") or []
+                    if isinstance(n, dict) and isinstance(n.get("node_id"), int) and not n.get("offline")]
+        return request.addCallback(ids)
+
+    @defer.inlineCallbacks
+    def _bootstrap(self, engine: ManagedEngine):
+        try:
+            members = yield self._members(engine.network_id)
+        except PilotError as error:
+            log.warn("managed network {network}: bootstrap failed: {error}", network=engine.network_id,
+                     error=error.message)
+            return
+        added = engine.bootstrap(members, self.clock.seconds())
+        yield self._apply(engine, [], added)
+
+    @defer.inlineCallbacks
+    def run_cycle(self, network_id: int):
+        """One prune/fill cycle of ``network_id``; its result as the reference reports it."""
+        engine = self.engines.get(network_id)
+        if engine is None:
+            raise _not_managed(network_id)
+        members = None
+        try:
+            members = yield self._members(network_id)
+        except PilotError as error:
+            log.warn("managed network {network}: member list failed, pruning only: {error}", network=network_id,
+                     error=error.message)
+        result = engine.cycle(members, self.clock.seconds())
+        yield self._apply(engine, result.pruned, result.filled)
+        report = result.to_json()
+        if members is None:
+            report["error"] = "member list unavailable"
+        self.emit("managed.cycle", **{k: report[k] for k in ("network_id", "pruned", "filled", "peers")})
+        return report
+
+    @defer.inlineCallbacks
+    def _apply(self, engine: ManagedEngine, pruned: list[int], filled: list[int]):
+        for node in pruned:
+            yield self._quietly(self.unlink, node, engine.network_id)
+        for node in filled:
+            yield self._quietly(self.link, node, engine.network_id)
+        self._save(engine)
+
+    def _quietly(self, action: Callable[..., Any], node: int, network_id: int):
+        """Run one trust change; a failure is logged (the next cycle goes on) rather than raised."""
+        arguments = (node, network_id) if action is self.link else (node,)
+        result = defer.maybeDeferred(action, *arguments)
+        return result.addErrback(lambda failure: log.warn(
+            "managed network {network}: trust change for {node} failed: {error}", network=network_id,
+            node=node, error=failure.getErrorMessage()))
+
+    # -- persistence ---------------------------------------------------------------
+
+    def _path(self, network_id: int) -> Path:
+        return self.home / f"managed_{network_id}.json"
+
+    def _save(self, engine: ManagedEngine) -> None:
+        data = json.dumps(engine.snapshot(), indent=2).encode("utf-8") + b"\n"
+        try:
+            write_private_file(self._path(engine.network_id), data)
+        except OSError as error:
+            log.warn("managed network {network}: state not saved: {error}", network=engine.network_id,
+                     error=error)
+
+    def _load(self, engine: ManagedEngine) -> None:
+        path = self._path(engine.network_id)
+        try:
+            if path.stat().st_size > 4 * 1024 * 1024:
+                raise ValueError("larger than 4 MiB")
+            snapshot = json.loads(path.read_text())
+            if isinstance(snapshot, dict):
+                engine.restore(snapshot)
+        except FileNotFoundError:
+            return
+        except (OSError, ValueError, RecursionError) as error:
+            log.warn("managed network {network}: saved state ignored: {error}", network=engine.network_id,
+                     error=error)
+
+    # -- the control commands ------------------------------------------------------
+
+    def engine(self, network_id: int) -> ManagedEngine:
+        """The engine of ``network_id``; 0 means the first (or only) one, as in the reference."""
+        if network_id == 0 and self.engines:
+            return self.engines[min(self.engines)]
+        engine = self.engines.get(network_id)
+        if engine is None:
+            raise _not_managed(network_id)
+        return engine
+
+    def score(self, network_id: int, node_id: int, delta: int, topic: str) -> dict[str, Any]:
+        engine = self.engine(network_id)
+        engine.score(node_id, delta, topic, self.clock.seconds())
+        self._save(engine)
+        return {"type": "managed_score_ok", "network_id": engine.network_id, "node_id": node_id, "delta": delta,
+                "topic": topic}
+
+    def status(self, network_id: int) -> dict[str, Any]:
+        return self.engine(network_id).status()
+
+    def rankings(self, network_id: int) -> dict[str, Any]:
+        engine = self.engine(network_id)
+        return {"network_id": engine.network_id, "rankings": engine.rankings()}
+
+    def force_cycle(self, network_id: int):
+        return self.run_cycle(self.engine(network_id).network_id)
+
+    @defer.inlineCallbacks
+    def get_policy(self, network_id: int):
+        reply = yield self.registry.request({"type": "get_expr_policy", "network_id": _network(network_id)})
+        return reply
+
+    @defer.inlineCallbacks
+    def set_policy(self, network_id: int, text: str):
+        """Validate ``text`` here, store it at the registry (signed; the registry checks the role), apply it."""
+        network_id = _network(network_id)
+        cleared = text.strip() in ("", "null")
+        compiled = None if cleared else policy_document.load(text)
+        reply = yield self.registry.signed({"type": "set_expr_policy", "network_id": network_id,
+                                            "node_id": self.own_id(), "expr_policy": "" if cleared else text})
+        if compiled is None:
+            self.policies.pop(network_id, None)
+        else:
+            self.policies[network_id] = compiled
+        return dict(reply, applied=True, rules=0 if compiled is None else len(compiled.rules))
+
+    def get_member_tags(self, network_id: int, node_id: int):
+        return self.registry.request({"type": "get_member_tags", "network_id": _network(network_id),
+                                      "target_node_id": node_id})
+
+    def set_member_tags(self, network_id: int, node_id: int, tags: list[str]):
+        return self.registry.signed({"type": "set_member_tags", "network_id": _network(network_id),
+                                     "node_id": self.own_id(), "target_node_id": node_id, "tags": tags})
+
+
+def _network(network_id: int) -> int:
+    if not 0 < network_id < 0x10000:
+        raise PilotError(f"invalid network {network_id}: expected 1 to 65535", code=INVALID_ARGUMENT)
+    return network_id
