@@ -348,12 +348,15 @@ MANAGED_CYCLE = _spec("ManagedCycle", [("network_id", Integer())], [("result", J
                       doc="Run a prune/fill cycle now: ``{network_id, pruned, filled, peers, cycle_num}``.")
 POLICY_GET = _spec("PolicyGet", [("network_id", Integer())], [("result", JSON())],
                    doc="The network's expression policy, from the registry (``get_expr_policy``).")
-POLICY_SET = _spec("PolicySet", [("network_id", Integer()), ("policy", Text())], [("result", JSON())],
-                   doc='Store (signed by this node, an owner or admin) and apply a policy document; ``""`` clears.')
+POLICY_SET = _spec("PolicySet", [("network_id", Integer()), ("policy", Text()), ("admin_token", Text(optional=True))],
+                   [("result", JSON())],
+                   doc="Store a policy document at the registry and apply it (``\"\"`` clears); the registry "
+                       "takes the admin token, or this node's signature from an owner or admin.")
 MEMBER_TAGS_GET = _spec("MemberTagsGet", [("network_id", Integer()), ("node_id", Integer())], [("result", JSON())],
                         doc="A member's admin-assigned tags, or every member's with node 0.")
-MEMBER_TAGS_SET = _spec("MemberTagsSet", [("network_id", Integer()), ("node_id", Integer()), ("tags", TextList())],
-                        [("result", JSON())], doc="Set a member's tags (this node must be an owner or admin).")
+MEMBER_TAGS_SET = _spec("MemberTagsSet", [("network_id", Integer()), ("node_id", Integer()), ("tags", TextList()),
+                                         ("admin_token", Text(optional=True))], [("result", JSON())],
+                        doc="Set a member's tags (with the admin token, or as this node: an owner or admin).")
 NETWORK_POLICY_COMMANDS = (MANAGED_SCORE, MANAGED_STATUS, MANAGED_RANKINGS, MANAGED_CYCLE, POLICY_GET, POLICY_SET,
                            MEMBER_TAGS_GET, MEMBER_TAGS_SET)
 

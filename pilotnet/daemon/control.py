@@ -312,8 +312,8 @@ class ControlProtocol(commands.UnansweredFastPath, amp.AMP):
 
     @commands.PolicySet.responder
     @translating_errors
-    def policy_set(self, network_id, policy):
-        return self._result(self.node.managed.set_policy(network_id, policy))
+    def policy_set(self, network_id, policy, admin_token=None):
+        return self._result(self.node.managed.set_policy(network_id, policy, admin_token))
 
     @commands.MemberTagsGet.responder
     @translating_errors
@@ -322,8 +322,8 @@ class ControlProtocol(commands.UnansweredFastPath, amp.AMP):
 
     @commands.MemberTagsSet.responder
     @translating_errors
-    def member_tags_set(self, network_id, node_id, tags):
-        return self._result(self.node.managed.set_member_tags(network_id, _node(node_id), tags))
+    def member_tags_set(self, network_id, node_id, tags, admin_token=None):
+        return self._result(self.node.managed.set_member_tags(network_id, _node(node_id), tags, admin_token))
 
     # -- ports, streams, datagrams ----------------------------------------------
 

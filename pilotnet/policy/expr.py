@@ -742,7 +742,7 @@ class _Parser:
 
     @staticmethod
     def _describe(token: _Token) -> str:
-        return "the end" if token.kind == _END else repr(token.value)
+        return "end of expression" if token.kind == _END else repr(token.value)
 
     def enter(self) -> None:
         self.depth += 1

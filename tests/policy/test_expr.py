@@ -103,7 +103,7 @@ class RefusalTests(SynchronousTestCase):
         self.assertEqual(caught.exception.code, "invalid_argument")
 
     def test_syntax_errors_name_the_place(self):
-        self.refused("1 +", "unexpected the end")
+        self.refused("1 +", "unexpected end of expression")
         self.refused("(1", "expected ')'")
         self.refused("1 2", "unexpected 2 (at character 3)")
         self.refused('"open', "unterminated string")
