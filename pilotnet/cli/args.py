@@ -11,6 +11,7 @@
 import re
 
 from pilotnet.errors import INVALID_ARGUMENT, DecodeError, PilotError
+from pilotnet.wire.goduration import parse_go_duration
 
 _NUMBER = r"[0-9]+(?:\.[0-9]*)?|\.[0-9]+"
 
@@ -39,10 +40,6 @@ def parse_duration(text, what):
     """Seconds from ``30s`` / ``2m`` / ``1h30m`` / ``1.5``; ``invalid_argument`` otherwise."""
     if re.fullmatch(_NUMBER, text):
         return float(text)
-    # Imported here: compiling its pattern (the "µs" one) costs start-up time that commands without a
-    # duration need not pay.
-    from pilotnet.wire.goduration import parse_go_duration
-
     try:
         seconds = parse_go_duration(text)
     except DecodeError:
