@@ -363,7 +363,8 @@ COMMANDS = [
              "network_id, pruned, filled, peers, cycle_num, pruned_ids, filled_ids", "managed:cycle",
              "pilotctl managed cycle --force --net 3"),
     _command("member-tags set", "--net N --node ID --tags LIST", "set a member's admin-assigned tags in a network",
-             "network_id, node_id, tags", "managed:tags_set", "pilotctl member-tags set --net 3 --node 42 --tags gpu,eu"),
+             "network_id, node_id, tags", "managed:tags_set",
+             "pilotctl member-tags set --net 3 --node 42 --tags gpu,eu"),
     _command("member-tags get", "--net N [--node ID]", "a member's tags, or every member's",
              "tags, or members{node_id: [tags]}", "managed:tags_get", "pilotctl member-tags get --net 3"),
     # about pilotctl itself

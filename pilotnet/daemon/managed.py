@@ -30,7 +30,8 @@ from twisted.logger import Logger
 from pilotnet.crypto.identity import write_private_file
 from pilotnet.errors import INVALID_ARGUMENT, NOT_FOUND, PilotError
 from pilotnet.policy import document as policy_document
-from pilotnet.policy.managed import ManagedEngine, parse_rules
+from pilotnet.policy.managed import ManagedEngine, ManagedRules
+from pilotnet.registry.network_rules import parse_rules
 
 log = Logger()
 
@@ -95,7 +96,10 @@ class ManagedNetworks(service.Service):
                      most=MAX_ENGINES)
             return
         try:
-            parsed = parse_rules(rules)  # type: ignore[arg-type]
+            checked = parse_rules(rules)
+            if checked is None:
+                return
+            parsed = ManagedRules.from_checked(checked)
         except PilotError as error:
             log.warn("network {network}: managed rules not applied: {error}", network=network_id,
                      error=error.message)

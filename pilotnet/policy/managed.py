@@ -21,7 +21,6 @@ fetches the members, applies the trust changes and persists :meth:`snapshot`.
 
 from __future__ import annotations
 
-import json
 import math
 import random
 from collections.abc import Iterable, Mapping
@@ -31,23 +30,18 @@ from pilotnet.errors import INVALID_ARGUMENT, NOT_FOUND, PilotError
 from pilotnet.wire.goduration import parse_go_duration
 from pilotnet.wire.rfc3339 import format_rfc3339
 
-PRUNE_BY = ("score", "age", "activity")
-FILL_HOW = ("random",)
-MAX_LINKS = 10_000
-#: The shortest cycle the reference accepts.
-MIN_CYCLE = 60.0
 MAX_TOPICS = 64
 MAX_TOPIC = 64
 MAX_SCORE = 1_000_000
 
 
-def _invalid(message: str) -> PilotError:
-    return PilotError(f"managed rules: {message}", code=INVALID_ARGUMENT,
-                      hint='e.g. {"links": 8, "cycle": "1h", "prune": 2, "prune_by": "score", "fill": 2}')
-
-
 class ManagedRules:
-    """A network's validated ``rules`` (durations in seconds)."""
+    """A network's managed rules, durations in seconds.
+
+    Built by :meth:`from_checked` from the rules as the registry checks and
+    stores them (:func:`pilotnet.registry.network_rules.parse_rules`), which is
+    also what the daemon runs on rules it receives, so one set of checks serves both.
+    """
 
     __slots__ = ("links", "cycle", "prune", "prune_by", "fill", "fill_how", "grace", "document")
 
@@ -62,51 +56,11 @@ class ManagedRules:
         self.grace = grace
         self.document = document
 
-
-def parse_rules(source: str | Mapping[str, Any]) -> ManagedRules:
-    """Validated rules from their JSON text or object (the registry's ``rules`` field)."""
-    if isinstance(source, str):
-        if len(source) > 4096:
-            raise _invalid("longer than 4096 bytes")
-        try:
-            source = json.loads(source)
-        except (ValueError, RecursionError) as error:
-            raise _invalid(f"invalid JSON: {error}") from None
-    if not isinstance(source, Mapping):
-        raise _invalid("must be a JSON object")
-    document = dict(source)
-
-    def count(name: str, default: int, maximum: int = MAX_LINKS) -> int:
-        value = document.get(name, default)
-        if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= maximum:
-            raise _invalid(f"{name} must be a whole number from 0 to {maximum}")
-        return value
-
-    def duration(name: str, default: str) -> float:
-        text = document.get(name) or default
-        if not isinstance(text, str):
-            raise _invalid(f"{name} must be a Go duration such as \"1h\"")
-        try:
-            return parse_go_duration(text)
-        except PilotError as error:
-            raise _invalid(f"{name}: {error.message}") from None
-
-    links = count("links", 0)
-    if links < 1:
-        raise _invalid("links must be at least 1")
-    cycle = duration("cycle", "")
-    if cycle < MIN_CYCLE:
-        raise _invalid("cycle must be at least 1m")
-    prune_by = document.get("prune_by") or "score"
-    if prune_by not in PRUNE_BY:
-        raise _invalid(f"prune_by must be one of {', '.join(PRUNE_BY)}")
-    fill_how = document.get("fill_how") or "random"
-    if fill_how not in FILL_HOW:
-        raise _invalid("fill_how must be random")
-    grace = duration("grace", "0")
-    if grace < 0:
-        raise _invalid("grace must not be negative")
-    return ManagedRules(links, cycle, count("prune", 0), prune_by, count("fill", 0), fill_how, grace, document)
+    @classmethod
+    def from_checked(cls, rules: Mapping[str, Any]) -> ManagedRules:
+        grace = rules.get("grace") or "0"
+        return cls(rules["links"], parse_go_duration(rules["cycle"]), rules["prune"], rules["prune_by"],
+                   rules["fill"], rules["fill_how"], parse_go_duration(grace), dict(rules))
 
 
 class ManagedPeer:

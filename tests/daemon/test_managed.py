@@ -13,7 +13,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from pilotnet.daemon.managed import ManagedNetworks
 from pilotnet.errors import PilotError
 
-RULES = {"links": 3, "cycle": "1h", "prune": 1, "prune_by": "score", "fill": 1}
+RULES = {"links": 3, "cycle": "1h", "prune": 1, "prune_by": "score", "fill": 1, "fill_how": "random"}
 POLICY = json.dumps({"version": 1, "rules": [{"name": "deny-all", "on": "connect", "match": "true",
                                               "actions": [{"type": "deny"}]}]})
 
