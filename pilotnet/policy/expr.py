@@ -42,7 +42,7 @@ import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import re2  # type: ignore[import-untyped]  # google-re2 ships no type information
+import re2  # google-re2 ships no type information: mypy reads it as Any (ignore_missing_imports)
 
 from pilotnet.errors import INVALID_ARGUMENT, PilotError
 from pilotnet.wire.goduration import parse_go_duration
@@ -167,7 +167,8 @@ def _number(source: str, start: int, tokens: list[_Token]) -> int:
 
 
 def _string(source: str, start: int, tokens: list[_Token]) -> int:
-    quote, index, length, parts = source[start], start + 1, len(source), []
+    quote, index, length = source[start], start + 1, len(source)
+    parts: list[str] = []
     while True:
         if index >= length:
             raise _error("unterminated string", start)
