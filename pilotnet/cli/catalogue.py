@@ -90,6 +90,8 @@ FLAGS = {
     "force": "required: run a cycle now",
     "node": "the member's node ID",
     "tags": "comma-separated tags (at most 10)",
+    "token": "the network's join token (for a network whose join rule is token)",
+    "networks": "network IDs to join at start-up, comma-separated",
 }
 
 
@@ -173,7 +175,7 @@ COMMANDS = [
              "[--registry ADDR] [--beacon ADDR] [--listen ADDR] [--endpoint ADDR] [--socket PATH] "
              "[--identity PATH] [--hostname NAME] [--owner NAME] [--config PATH] [--log-format FMT] "
              "[--mss BYTES] [--local-mss BYTES] [--public] [--trust-auto-approve] [--no-encrypt] [--no-echo] [--foreground] "
-             "[--webhook URL] [--webhook-allow-private]",
+             "[--webhook URL] [--webhook-allow-private] [--networks IDS]",
              "start the daemon in the background and wait until it answers",
              "pid, node_id, address, hostname, socket, log_file", "lifecycle:start",
              "pilotctl daemon start --hostname agent-a --public"),
@@ -374,6 +376,32 @@ COMMANDS = [
     _command("completion", "<shell>", "a bash or zsh completion script for pilotctl",
              "the script (printed as is)", "bootstrap:completion",
              "pilotctl completion bash > ~/.local/share/bash-completion/completions/pilotctl"),
+    # networks, through the daemon (docs/networks.md)
+    _command("network list", "", "every network the registry lists, with its join rule and member count",
+             "networks[{id, name, join_rule, members, created}]", "network_membership:list_networks",
+             "pilotctl network list"),
+    _command("network join", "<network_id> [--token T]", "join a network (its members trust each other)",
+             "type, network_id, address", "network_membership:join",
+             "pilotctl network join 3 --token s3cret"),
+    _command("network leave", "<network_id>", "leave a network: the trust it gave ends at once",
+             "type, network_id", "network_membership:leave",
+             "pilotctl network leave 3"),
+    _command("network members", "<network_id>", "a network's members",
+             "network_id, nodes[{node_id, address, hostname, version, public, offline}]",
+             "network_membership:members",
+             "pilotctl network members 3"),
+    _command("network invite", "<network_id> <node>", "invite a node to an invite-only network",
+             "type, network_id [, status]", "network_invites:invite",
+             "pilotctl network invite 3 agent-b"),
+    _command("network invites", "", "invitations waiting for this node",
+             "invites[{network_id, inviter_id, timestamp}]", "network_invites:invites",
+             "pilotctl network invites"),
+    _command("network accept", "<network_id>", "accept an invitation (join the network)",
+             "type, accepted, network_id", "network_invites:accept",
+             "pilotctl network accept 3"),
+    _command("network reject", "<network_id>", "reject an invitation", "type, accepted, network_id",
+             "network_invites:reject",
+             "pilotctl network reject 3"),
     # gateway (needs root for start; see docs/gateway.md)
     _command("gateway start", "[--subnet CIDR] [--ports LIST] [--dns-port PORT] [--foreground] [target...]",
              "run the gateway in the background: each target (address|hostname [ip]) gets a local IP",
@@ -392,7 +420,7 @@ COMMANDS = [
 
 BY_NAME = {command.name: command for command in COMMANDS}
 #: Commands with sub-commands (``daemon start``, ``task submit``).
-GROUPS = ("daemon", "task", "gateway", "policy", "managed", "member-tags")
+GROUPS = ("daemon", "task", "gateway", "network", "policy", "managed", "member-tags")
 
 
 def find(argv):

@@ -7,12 +7,14 @@ heartbeats are refused until it rotates its key.  ``get_key_info`` is open.
 
 from pilotnet.errors import DecodeError
 from pilotnet.registry import requests as fields
-from pilotnet.registry.dispatch import RegistryCore, Route
+from pilotnet.registry.dispatch import Peer, RegistryCore, Reply, Request, Route
 from pilotnet.registry.requests import RequestError
 from pilotnet.wire.rfc3339 import format_rfc3339, parse_rfc3339
 
 MAX_EXPIRY = 10 * 365 * 24 * 3600.0
 DAY = 24 * 3600.0
+# heartbeat_ok says key_expiry_warning when the key expires sooner than this.
+KEY_EXPIRY_WARNING = DAY
 CLEARED = ("", "never")
 
 
@@ -20,7 +22,9 @@ def key_expired(node, now: float) -> bool:
     return bool(node.key_expires) and node.key_expires <= now
 
 
-class KeyExpiry:
+class KeyExpiryHandlers:
+    """set_key_expiry and get_key_info."""
+
     def __init__(self, core: RegistryCore) -> None:
         self.core = core
 
@@ -30,7 +34,7 @@ class KeyExpiry:
             Route("get_key_info", self.get_key_info, on_standby=True),
         ]
 
-    def set_key_expiry(self, request: dict, peer: tuple, now: float) -> dict:
+    def set_key_expiry(self, request: Request, peer: Peer, now: float) -> Reply:
         node_id = fields.uint(request, "node_id")
         text = fields.text(request, "expires_at", max_length=64)
         node = self.core.node(node_id)
@@ -56,7 +60,7 @@ class KeyExpiry:
         return {"type": "set_key_expiry_ok", "node_id": node_id,
                 "expires_at": format_rfc3339(expires) if expires else ""}
 
-    def get_key_info(self, request: dict, peer: tuple, now: float) -> dict:
+    def get_key_info(self, request: Request, peer: Peer, now: float) -> Reply:
         node = self.core.node(fields.uint(request, "node_id"))
         reply = {"type": "get_key_info_ok", "node_id": node.id, "rotate_count": node.key_rotations}
         if node.key_created:

@@ -23,6 +23,9 @@ LEFT_TO_THE_REAL_DAEMON = {
     "SetWebhook", "ClearWebhook", "Handshake", "HandshakeByName", "Approve", "Reject", "Revoke", "Pending", "Trusted",
     "Subscribe", "Unsubscribe", "Publish", "EventStats", "PublishBatch",
     *(spec.name for spec in schema.NETWORK_POLICY_COMMANDS),
+    # networks: tests.integration.test_networks, over a real registry
+    "NetworkList", "NetworkJoin", "NetworkLeave", "NetworkMembers", "NetworkInvite", "NetworkInvites",
+    "NetworkRespondInvite",
 }
 
 
