@@ -28,15 +28,21 @@ from twisted.internet import defer, task
 from twisted.logger import Logger
 
 from pilotnet.crypto.identity import write_private_file
+from pilotnet.daemon.networks import JoinedNetwork, NetworkView
 from pilotnet.errors import INVALID_ARGUMENT, NOT_FOUND, PilotError
 from pilotnet.policy import document as policy_document
 from pilotnet.policy.managed import ManagedEngine, ManagedRules
+from pilotnet.ratelimit import RateLimiter
 from pilotnet.registry.network_rules import parse_rules
+from pilotnet.wire.packet import PROTO_DATAGRAM
 
 log = Logger()
 
 #: The most managed networks one node runs engines for.
 MAX_ENGINES = 64
+#: Member tags kept per network (the registry allows 10 a member).
+MAX_TAGGED_MEMBERS = 100_000
+MAX_MEMBER_TAGS = 10
 
 
 def _not_managed(network_id: int) -> PilotError:
@@ -59,6 +65,11 @@ class ManagedNetworks(service.Service):
         self.rng = rng or random.Random()
         self.engines: dict[int, ManagedEngine] = {}
         self.policies: dict[int, policy_document.Policy] = {}
+        self.member_tags: dict[int, dict[int, list[str]]] = {}
+        #: Gate decisions the policies made, and rules that failed (and so let the event through).
+        self.policy_refused = {"connect": 0, "datagram": 0}
+        self.policy_errors = 0
+        self._refusal_log = RateLimiter(burst=1, window=60.0, max_keys=4096)
         self._loops: dict[int, task.LoopingCall] = {}
 
     # -- lifecycle ---------------------------------------------------------------
@@ -68,18 +79,42 @@ class ManagedNetworks(service.Service):
         for network_id in list(self._loops):
             self._stop(network_id)
 
+    def view_changed(self, old: NetworkView, new: NetworkView) -> None:
+        """The node's networks changed (:class:`~pilotnet.daemon.networks.Networks` refreshed its view)."""
+        for network_id in set(old.networks) - set(new.networks):
+            self.left(network_id)
+        added = sorted(set(new.networks) - set(old.networks))
+        if added:
+            self._learn(added).addErrback(lambda failure: log.warn(
+                "networks {networks}: rules and policies not fetched: {error}", networks=added,
+                error=failure.getErrorMessage()))
+
     @defer.inlineCallbacks
-    def discover(self):
-        """Start engines for the managed networks this node is in (called once registered)."""
-        own = self.own_id()
-        reply = yield self.registry.request({"type": "lookup", "node_id": own})
-        mine = {n for n in reply.get("networks") or [] if isinstance(n, int) and n}
-        if not mine:
-            return
+    def _learn(self, network_ids: list[int]):
+        """Fetch the rules, expression policy and member tags of newly joined networks, then apply them."""
         listing = yield self.registry.request({"type": "list_networks"})
-        for network in listing.get("networks") or []:
-            if isinstance(network, dict) and network.get("id") in mine:
-                self.joined(network["id"], network.get("rules"), None)
+        rules = {n.get("id"): n.get("rules") for n in listing.get("networks") or [] if isinstance(n, dict)}
+        for network_id in network_ids:
+            policy = yield self._optional({"type": "get_expr_policy", "network_id": network_id})
+            yield self.refresh_member_tags(network_id)
+            self.joined(network_id, rules.get(network_id), policy.get("expr_policy"))
+
+    def _optional(self, request: dict[str, Any]):
+        """A request whose refusal (an older registry, no such setting) means "nothing set"."""
+        def nothing_set(failure):
+            failure.trap(PilotError)
+            return {}
+        return self.registry.request(request).addErrback(nothing_set)
+
+    @defer.inlineCallbacks
+    def refresh_member_tags(self, network_id: int):
+        reply = yield self._optional({"type": "get_member_tags", "network_id": network_id, "target_node_id": 0})
+        members = reply.get("members")
+        tags: dict[int, list[str]] = {}
+        for node, listed in (members.items() if isinstance(members, dict) else ()):
+            if str(node).isdigit() and isinstance(listed, list) and len(tags) < MAX_TAGGED_MEMBERS:
+                tags[int(node)] = [t for t in listed[:MAX_MEMBER_TAGS] if isinstance(t, str)]
+        self.member_tags[network_id] = tags
 
     def joined(self, network_id: int, rules: object, expr_policy: object) -> None:
         """This node is in ``network_id`` with these ``rules`` (managed when present) and ``expr_policy``."""
@@ -118,6 +153,7 @@ class ManagedNetworks(service.Service):
     def left(self, network_id: int) -> None:
         """This node left ``network_id``: its engine stops and its policy is dropped."""
         self.policies.pop(network_id, None)
+        self.member_tags.pop(network_id, None)
         self._stop(network_id)
         self.engines.pop(network_id, None)
 
@@ -128,6 +164,82 @@ class ManagedNetworks(service.Service):
 
     def policy_for(self, network_id: int) -> policy_document.Policy | None:
         return self.policies.get(network_id)
+
+    # -- the expression-policy gate ---------------------------------------------------------
+
+    def gate(self, inner: Callable[[Any], bool], shared_with: Callable[[int], list[JoinedNetwork]]):
+        """``inner`` (the trust gate) followed by the policies of the networks the sender shares with us.
+
+        Inbound SYNs are ``connect`` events and datagrams ``datagram`` events,
+        evaluated per network with a policy, lowest network first; a ``deny``
+        drops the packet silently, counted.  A rule that fails lets the
+        packet through (the reference fails open), counted and logged.
+        Without any policy the cost is one dict test.
+        """
+        def admit(packet: Any) -> bool:
+            if not inner(packet):
+                return False
+            if not self.policies:
+                return True
+            return self._policies_admit(packet, shared_with(packet.src.node))
+        return admit
+
+    def _policies_admit(self, packet: Any, shared: list[JoinedNetwork]) -> bool:
+        event = "datagram" if packet.protocol == PROTO_DATAGRAM else "connect"
+        node = packet.src.node
+        for network in shared:
+            policy = self.policies.get(network.network_id)
+            if policy is None or event not in policy.gate_events:
+                continue
+            now = self.clock.seconds()
+            try:
+                directives = policy.evaluate(event, self._variables(network, node, packet, event, now), now)
+            except PilotError as error:
+                self.policy_errors += 1
+                if self._refusal_log.allow(("error", network.network_id), now):
+                    log.warn("network {network}: policy let a packet through: {error}",
+                             network=network.network_id, error=error.message)
+                continue
+            self._side_effects(network.network_id, node, directives, now)
+            if policy_document.verdict(directives) == "deny":
+                self.policy_refused[event] += 1
+                if self._refusal_log.allow(node, now):
+                    log.info("network {network}: policy denied {event} from node {peer} to port {port}",
+                             network=network.network_id, event=event, peer=node, port=packet.dst_port)
+                return False
+        return True
+
+    def _variables(self, network: JoinedNetwork, node: int, packet: Any, event: str, now: float) -> dict[str, Any]:
+        tags = self.member_tags.get(network.network_id, {})
+        variables: dict[str, Any] = {
+            "peer_id": node, "port": packet.dst_port, "network_id": network.network_id,
+            "members": len(network.members), "peer_tags": tags.get(node, []),
+            "local_tags": tags.get(self.own_id() or 0, []),
+        }
+        engine = self.engines.get(network.network_id)
+        peer = engine.peers.get(node) if engine is not None else None
+        if peer is not None:
+            variables.update(peer_score=peer.score, peer_age_s=max(0.0, now - peer.added_at))
+        if event == "datagram":
+            variables.update(size=len(packet.payload), direction="in")
+        return variables
+
+    def _side_effects(self, network_id: int, node: int, directives: list[policy_document.Directive],
+                      now: float) -> None:
+        """What a gate rule asks besides its verdict: ``score`` a managed peer, ``log``."""
+        for directive in directives:
+            if directive.type == "score":
+                engine = self.engines.get(network_id)
+                delta = directive.params.get("delta")
+                if engine is not None and node in engine.peers and isinstance(delta, int) \
+                        and not isinstance(delta, bool):
+                    try:
+                        engine.score(node, delta, str(directive.params.get("topic") or ""), now)
+                    except PilotError:
+                        pass
+            elif directive.type == "log" and self._refusal_log.allow(("log", directive.rule), now):
+                log.info("network {network} policy rule {rule}: {message}", network=network_id,
+                         rule=directive.rule, message=str(directive.params.get("message"))[:200])
 
     # -- the cycle -----------------------------------------------------------------
 
@@ -270,9 +382,13 @@ class ManagedNetworks(service.Service):
         return self.registry.request({"type": "get_member_tags", "network_id": _network(network_id),
                                       "target_node_id": node_id})
 
+    @defer.inlineCallbacks
     def set_member_tags(self, network_id: int, node_id: int, tags: list[str], admin_token: str | None = None):
-        return self._store({"type": "set_member_tags", "network_id": _network(network_id),
-                            "target_node_id": node_id, "tags": tags}, admin_token)
+        reply = yield self._store({"type": "set_member_tags", "network_id": _network(network_id),
+                                   "target_node_id": node_id, "tags": tags}, admin_token)
+        if network_id in self.member_tags:
+            yield self.refresh_member_tags(network_id)
+        return reply
 
 
 def _network(network_id: int) -> int:

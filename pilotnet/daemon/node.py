@@ -163,8 +163,6 @@ class NodeService(service.MultiService):
             settings=config, abort_streams=self.streams.abort_peer, drop_tunnel=self._drop_tunnel,
             networks=self.networks,
         )
-        self.networks.on_change = self.trust.network_changed
-        self.streams.admit = self.trust.admit
         self.handshakes = Verifier(reactor, self.peer_keys, lambda: self.node_id)
         HandshakePort(self.streams, reactor, self.handshakes, self.trust.received)
         self.managed = ManagedNetworks(
@@ -172,6 +170,8 @@ class NodeService(service.MultiService):
             link=lambda node, network: self.trust.request(node, f"managed network {network}"),
             unlink=self.trust.revoke, emit=self.webhooks.emit)
         self.managed.setServiceParent(self)
+        self.streams.admit = self.managed.gate(self.trust.admit, lambda node: self.networks.view.shared_with(node))
+        self.networks.on_change = self._networks_changed
         self._start_services(config, reactor)
         for part in (self.tunnel, self.streams, self.trust, self.networks, *self._services):
             part.emitter = self.webhooks
@@ -287,8 +287,6 @@ class NodeService(service.MultiService):
         else:
             self.webhooks.emit("node.registered", address=self.address, endpoint=listen_addr)
             self.registered.callback(self.node_id)
-            self.managed.discover().addErrback(
-                lambda failure: log.warn("managed networks not found: {error}", error=failure.getErrorMessage()))
 
     @defer.inlineCallbacks
     def _reapply_settings(self):
@@ -340,6 +338,11 @@ class NodeService(service.MultiService):
         self.heartbeat_failures = 0
         self.beacon.keepalive()
         yield self.trust.poll()
+
+    def _networks_changed(self, old, new):
+        """Our networks changed: trust follows membership, managed engines and policies follow the networks."""
+        self.trust.network_changed(old, new)
+        self.managed.view_changed(old, new)
 
     def _refresh_networks(self):
         """Refresh the view of our networks (a failure keeps the last view; see pilotnet.daemon.networks)."""

@@ -115,7 +115,7 @@ class Directive:
 class Policy:
     """A validated document with every expression compiled."""
 
-    __slots__ = ("document", "rules", "default_verdict", "cycle", "max_peers")
+    __slots__ = ("document", "rules", "default_verdict", "cycle", "max_peers", "gate_events")
 
     def __init__(self, document: dict[str, Any], rules: list[Rule], default_verdict: str,
                  cycle: float | None, max_peers: int) -> None:
@@ -124,6 +124,8 @@ class Policy:
         self.default_verdict = default_verdict
         self.cycle = cycle
         self.max_peers = max_peers
+        #: The gate events the policy has rules for (the daemon evaluates only these).
+        self.gate_events = frozenset(rule.on for rule in rules if rule.on in GATE_EVENTS)
 
     def events(self) -> list[str]:
         """The events the policy has rules for, in the reference's order."""

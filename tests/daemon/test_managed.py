@@ -5,17 +5,41 @@ import os
 import random
 import stat
 from pathlib import Path
+from types import SimpleNamespace
 
 from twisted.internet import defer, task
 from twisted.python.filepath import FilePath
 from twisted.trial.unittest import SynchronousTestCase
 
 from pilotnet.daemon.managed import ManagedNetworks
+from pilotnet.daemon.networks import JoinedNetwork, NetworkView
 from pilotnet.errors import PilotError
+from pilotnet.wire.address import Addr
+from pilotnet.wire.packet import PROTO_DATAGRAM, PROTO_STREAM
 
 RULES = {"links": 3, "cycle": "1h", "prune": 1, "prune_by": "score", "fill": 1, "fill_how": "random"}
 POLICY = json.dumps({"version": 1, "rules": [{"name": "deny-all", "on": "connect", "match": "true",
                                               "actions": [{"type": "deny"}]}]})
+
+
+#: Network 7's policy: echo for all, port 1000 for members tagged service (who score for it), else deny;
+#: datagrams of more than 100 bytes are refused.
+GATE_POLICY = json.dumps({"version": 1, "rules": [
+    {"name": "echo", "on": "connect", "match": "port == 7", "actions": [{"type": "allow"}]},
+    {"name": "services", "on": "connect", "match": 'port == 1000 && has_tag(peer_tags, "service")',
+     "actions": [{"type": "score", "params": {"delta": 2}}, {"type": "allow"}]},
+    {"name": "rest", "on": "connect", "match": "true", "actions": [{"type": "deny"}]},
+    {"name": "big", "on": "datagram", "match": "size > 100", "actions": [{"type": "deny"}]},
+    {"name": "broken", "on": "datagram", "match": "port + 'x' == 1", "actions": [{"type": "deny"}]},
+]})
+
+
+def view(*network_ids, members=frozenset({1, 2, 3, 4})):
+    return NetworkView({n: JoinedNetwork(n, members) for n in network_ids})
+
+
+def packet(node, port, protocol=PROTO_STREAM, size=0):
+    return SimpleNamespace(protocol=protocol, src=Addr(0, node), dst_port=port, payload=b"x" * size)
 
 
 class FakeRegistry:
@@ -23,6 +47,7 @@ class FakeRegistry:
 
     def __init__(self, members):
         self.members = members
+        self.policy = GATE_POLICY
         self.sent = []
         self.down = False
 
@@ -34,10 +59,12 @@ class FakeRegistry:
         if kind == "list_nodes":
             return defer.succeed({"nodes": [{"node_id": n} for n in self.members] + [{"node_id": 99,
                                                                                       "offline": True}]})
-        if kind == "lookup":
-            return defer.succeed({"node_id": message["node_id"], "networks": [0, 5]})
         if kind == "list_networks":
-            return defer.succeed({"networks": [{"id": 5, "rules": RULES}, {"id": 6, "rules": RULES}]})
+            return defer.succeed({"networks": [{"id": 5, "rules": RULES}, {"id": 6, "rules": RULES}, {"id": 7}]})
+        if kind == "get_expr_policy":
+            return defer.succeed({"expr_policy": self.policy if message["network_id"] == 7 else None})
+        if kind == "get_member_tags":
+            return defer.succeed({"members": {"4": ["service"], "x": ["junk"]}})
         return defer.succeed({"type": kind + "_ok"})
 
     def signed(self, message):
@@ -62,9 +89,15 @@ class ManagedNetworksTests(SynchronousTestCase):
             unlink=lambda node: self.unlinked.append(node),
             emit=lambda event, **fields: self.events.append((event, fields)), rng=random.Random(3))
 
-    def test_discovery_starts_an_engine_for_the_networks_this_node_is_in(self):
-        self.successResultOf(self.managed.discover())
-        self.assertEqual(list(self.managed.engines), [5])
+    def test_the_network_view_starts_and_stops_engines_and_policies(self):
+        self.managed.view_changed(NetworkView(), view(5, 7))
+        self.assertEqual((list(self.managed.engines), list(self.managed.policies)), ([5], [7]))
+        self.assertEqual(self.managed.member_tags[7], {4: ["service"]})
+        self.managed.view_changed(view(5, 7), view(7))
+        self.assertEqual((list(self.managed.engines), list(self.managed.policies)), ([], [7]))
+
+    def test_a_managed_network_bootstraps_its_links(self):
+        self.managed.view_changed(NetworkView(), view(5))
         self.assertEqual(len(self.linked), 3)
         self.assertNotIn(1, [node for node, _ in self.linked])
         self.assertNotIn(99, [node for node, _ in self.linked])
@@ -139,3 +172,39 @@ class ManagedNetworksTests(SynchronousTestCase):
         self.successResultOf(self.managed.get_member_tags(5, 0))
         self.assertEqual(self.registry.sent[-1][1], {"type": "get_member_tags", "network_id": 5,
                                                      "target_node_id": 0})
+
+
+class PolicyGateTests(SynchronousTestCase):
+    def setUp(self):
+        self.clock = task.Clock()
+        self.registry = FakeRegistry(members=[1, 2, 3, 4])
+        self.managed = ManagedNetworks(self.clock, self.registry, Path(self.mktemp()), own_id=lambda: 1,
+                                       link=lambda node, network: None, unlink=lambda node: None,
+                                       emit=lambda event, **fields: None)
+        self.trusting = True
+        self.current = view(7)
+        self.admit = self.managed.gate(lambda packet: self.trusting, lambda node: self.current.shared_with(node))
+        self.managed.view_changed(NetworkView(), self.current)
+
+    def test_connect_rules_decide_for_members(self):
+        self.assertTrue(self.admit(packet(3, 7)))
+        self.assertTrue(self.admit(packet(4, 1000)))
+        self.assertFalse(self.admit(packet(3, 1000)))
+        self.assertFalse(self.admit(packet(4, 22)))
+        self.assertEqual(self.managed.policy_refused, {"connect": 2, "datagram": 0})
+
+    def test_datagrams_and_a_failing_rule_fail_open(self):
+        self.assertFalse(self.admit(packet(3, 1000, PROTO_DATAGRAM, size=101)))
+        self.assertTrue(self.admit(packet(3, 1000, PROTO_DATAGRAM, size=10)))
+        self.assertEqual(self.managed.policy_errors, 1)
+
+    def test_the_trust_gate_comes_first_and_strangers_are_not_judged(self):
+        self.trusting = False
+        self.assertFalse(self.admit(packet(3, 7)))
+        self.trusting = True
+        self.assertTrue(self.admit(packet(99, 22)))  # shares no network with us: no policy applies
+
+    def test_without_policies_the_gate_is_the_trust_gate(self):
+        self.managed.view_changed(self.current, NetworkView())
+        self.assertEqual(self.managed.policies, {})
+        self.assertTrue(self.admit(packet(3, 22)))
