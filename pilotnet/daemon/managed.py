@@ -38,6 +38,9 @@ from pilotnet.wire.packet import PROTO_DATAGRAM
 
 log = Logger()
 
+#: Seconds between fetches of the joined networks' expression policies and member tags, so a change an
+#: admin makes elsewhere reaches this node's gate.
+POLICY_REFRESH = 60.0
 #: The most managed networks one node runs engines for.
 MAX_ENGINES = 64
 #: Member tags kept per network (the registry allows 10 a member).
@@ -71,13 +74,32 @@ class ManagedNetworks(service.Service):
         self.policy_errors = 0
         self._refusal_log = RateLimiter(burst=1, window=60.0, max_keys=4096)
         self._loops: dict[int, task.LoopingCall] = {}
+        self._joined: set[int] = set()
+        self._refresher: task.LoopingCall | None = None
 
     # -- lifecycle ---------------------------------------------------------------
 
+    def startService(self) -> None:
+        super().startService()
+        self._refresher = task.LoopingCall(self.refresh)
+        self._refresher.clock = self.clock
+        self._refresher.start(POLICY_REFRESH, now=False)
+
     def stopService(self) -> None:
         super().stopService()
+        if self._refresher is not None and self._refresher.running:
+            self._refresher.stop()
         for network_id in list(self._loops):
             self._stop(network_id)
+
+    @defer.inlineCallbacks
+    def refresh(self):
+        """Fetch again the policy and member tags of every network we are in (an admin may have changed them)."""
+        for network_id in sorted(self._joined):
+            reply = yield self._optional({"type": "get_expr_policy", "network_id": network_id})
+            if network_id in self._joined:
+                self._apply_policy(network_id, reply.get("expr_policy"))
+                yield self.refresh_member_tags(network_id)
 
     def view_changed(self, old: NetworkView, new: NetworkView) -> None:
         """The node's networks changed (:class:`~pilotnet.daemon.networks.Networks` refreshed its view)."""
@@ -118,12 +140,8 @@ class ManagedNetworks(service.Service):
 
     def joined(self, network_id: int, rules: object, expr_policy: object) -> None:
         """This node is in ``network_id`` with these ``rules`` (managed when present) and ``expr_policy``."""
-        if expr_policy not in (None, "", "null"):
-            try:
-                self.policies[network_id] = policy_document.load(expr_policy)  # type: ignore[arg-type]
-            except PilotError as error:
-                log.warn("network {network}: expression policy not applied: {error}", network=network_id,
-                         error=error.message)
+        self._joined.add(network_id)
+        self._apply_policy(network_id, expr_policy)
         if rules in (None, "", "null", {}) or network_id in self.engines:
             return
         if len(self.engines) >= MAX_ENGINES:
@@ -150,8 +168,24 @@ class ManagedNetworks(service.Service):
         if not engine.peers:
             self._bootstrap(engine)
 
+    def _apply_policy(self, network_id: int, expr_policy: object) -> None:
+        """Compile and keep a network's policy (none: the network has none); one that fails is not applied."""
+        if expr_policy in (None, "", "null"):
+            self.policies.pop(network_id, None)
+            return
+        source = expr_policy if isinstance(expr_policy, str) else json.dumps(expr_policy)
+        current = self.policies.get(network_id)
+        if current is not None and current.source == source:
+            return
+        try:
+            self.policies[network_id] = policy_document.load(source)
+        except PilotError as error:
+            log.warn("network {network}: expression policy not applied: {error}", network=network_id,
+                     error=error.message)
+
     def left(self, network_id: int) -> None:
         """This node left ``network_id``: its engine stops and its policy is dropped."""
+        self._joined.discard(network_id)
         self.policies.pop(network_id, None)
         self.member_tags.pop(network_id, None)
         self._stop(network_id)

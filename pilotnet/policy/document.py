@@ -115,11 +115,13 @@ class Directive:
 class Policy:
     """A validated document with every expression compiled."""
 
-    __slots__ = ("document", "rules", "default_verdict", "cycle", "max_peers", "gate_events")
+    __slots__ = ("document", "source", "rules", "default_verdict", "cycle", "max_peers", "gate_events")
 
     def __init__(self, document: dict[str, Any], rules: list[Rule], default_verdict: str,
-                 cycle: float | None, max_peers: int) -> None:
+                 cycle: float | None, max_peers: int, source: str = "") -> None:
         self.document = document
+        #: The JSON text it was loaded from (the daemon re-compiles a policy only when this changes).
+        self.source = source
         self.rules = rules
         self.default_verdict = default_verdict
         self.cycle = cycle
@@ -181,17 +183,16 @@ def _fires(rule: Rule, variables: Mapping[str, object], now: float) -> bool:
 
 def load(source: str | bytes | Mapping[str, Any]) -> Policy:
     """A :class:`Policy` from JSON text or an already-decoded document; :class:`PolicyError` if invalid."""
-    if isinstance(source, (str, bytes)):
-        if len(source) > MAX_DOCUMENT:
-            raise _invalid(f"document larger than {MAX_DOCUMENT} bytes")
-        try:
-            document = json.loads(source)
-        except (ValueError, RecursionError) as error:
-            raise _invalid(f"invalid JSON: {error}") from None
-    else:
-        document = dict(source)
-        if len(json.dumps(document)) > MAX_DOCUMENT:
-            raise _invalid(f"document larger than {MAX_DOCUMENT} bytes")
+    if isinstance(source, bytes):
+        source = source.decode("utf-8", "replace")
+    if not isinstance(source, str):
+        source = json.dumps(dict(source))
+    if len(source) > MAX_DOCUMENT:
+        raise _invalid(f"document larger than {MAX_DOCUMENT} bytes")
+    try:
+        document = json.loads(source)
+    except (ValueError, RecursionError) as error:
+        raise _invalid(f"invalid JSON: {error}") from None
     if not isinstance(document, dict):
         raise _invalid("the document must be a JSON object")
     version = document.get("version")
@@ -213,7 +214,7 @@ def load(source: str | bytes | Mapping[str, Any]) -> Policy:
         names.add(rule.name)
         rules.append(rule)
     cycle, max_peers = _config(document.get("config"))
-    return Policy(document, rules, default_verdict, cycle, max_peers)
+    return Policy(document, rules, default_verdict, cycle, max_peers, source)
 
 
 def _show(value: object) -> str:

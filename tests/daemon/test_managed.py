@@ -208,3 +208,17 @@ class PolicyGateTests(SynchronousTestCase):
         self.managed.view_changed(self.current, NetworkView())
         self.assertEqual(self.managed.policies, {})
         self.assertTrue(self.admit(packet(3, 22)))
+
+    def test_a_policy_changed_elsewhere_reaches_the_gate_within_a_refresh(self):
+        self.managed.startService()
+        self.addCleanup(self.managed.stopService)
+        self.assertFalse(self.admit(packet(3, 22)))
+        self.registry.policy = json.dumps({"version": 1, "rules": [
+            {"name": "open", "on": "connect", "match": "true", "actions": [{"type": "allow"}]}]})
+        self.clock.advance(59)
+        self.assertFalse(self.admit(packet(3, 22)))
+        self.clock.advance(1)
+        self.assertTrue(self.admit(packet(3, 22)))
+        self.registry.policy = None
+        self.clock.advance(60)
+        self.assertEqual(self.managed.policies, {})

@@ -172,3 +172,44 @@ class PolicyThroughTheRegistryTests(PilotctlMixin, TestCase):
     async def _peers(self, daemon, network, count):
         status = await self._status(daemon, network)
         return status is not None and status["peers"] == count
+
+
+class PolicyAtTheGateTests(PilotctlMixin, TestCase):
+    """A network's policy decides which members' connections get in, in real private daemons."""
+
+    timeout = 180
+
+    def test_a_member_is_refused_what_the_policy_denies(self):
+        return ensureDeferred(self._gate())
+
+    async def _gate(self):
+        base = self.mktemp()
+        rendezvous = await RendezvousProcess(self, os.path.join(base, "rendezvous"),
+                                             "--admin-token", ADMIN_TOKEN).start()
+        alpha, beta = [await DaemonProcess(self, os.path.join(base, name), rendezvous, "--network-sync", "1",
+                                           hostname=name, public=False).start() for name in ("alpha", "beta")]
+        registry = await connect_registry(reactor, rendezvous.registry_endpoint)
+        self.addCleanup(registry.transport.abortConnection)
+        created = await registry.request({"type": "create_network", "node_id": alpha.node_id, "name": "guarded",
+                                          "admin_token": ADMIN_TOKEN})
+        network = str(created["network_id"])
+        joined = await self.on(beta, "network", "join", network)
+        self.assertEqual(joined.code, 0, joined)
+
+        async def beta_reaches_alpha():
+            result = await self.on(beta, "ping", alpha.address, "--count", "1", "--timeout", "3s", "--json")
+            return result.code == 0
+
+        await wait_until(beta_reaches_alpha, "the members to trust each other", timeout=30, interval=0.5)
+        echo_only = {"version": 1, "rules": [
+            {"name": "echo", "on": "connect", "match": "port == 7", "actions": [{"type": "allow"}]},
+            {"name": "nothing-else", "on": "connect", "match": "true", "actions": [{"type": "deny"}]}]}
+        stored = await self.on(alpha, "--json", "policy", "set", "--net", network, "--inline", json.dumps(echo_only))
+        self.assertEqual(stored.code, 0, stored)
+        receiving = ensureDeferred(self.on(alpha, "recv", "1000", "--count", "1", "--json", "--timeout", "20s"))
+        refused = await self.on(beta, "--json", "connect", alpha.address, "1000", "--message", "hi",
+                                "--timeout", "5s")
+        self.assertEqual(refused.code, 1, refused)
+        self.assertTrue(await beta_reaches_alpha())  # port 7 is still allowed
+        received = (await receiving).json()["data"]
+        self.assertEqual((received["messages"], received["timeout"]), ([], True))  # nothing reached port 1000
