@@ -160,10 +160,17 @@ class PolicyThroughTheRegistryTests(PilotctlMixin, TestCase):
         self.assertEqual(members, {beta.node_id, gamma.node_id})
         scored = await self.ok(alpha, "managed", "score", str(beta.node_id), "--net", str(network), "--delta", "5")
         self.assertEqual((scored["node_id"], scored["delta"]), (beta.node_id, 5))
+        await wait_until(lambda: self._trusts(alpha, {beta.node_id, gamma.node_id}), "the links to be trusted",
+                         timeout=30, interval=0.5)
         cycle = await self.ok(alpha, "managed", "cycle", "--force", "--net", str(network))
         self.assertEqual(cycle["pruned_ids"], [gamma.node_id])  # the lowest score goes
+        self.assertTrue(await self._trusts(alpha, {beta.node_id}))  # and its trust link with it
         refused = await self.on(alpha, "--json", "managed", "cycle", "--net", str(network))
         self.assertEqual(refused.error()["code"], "invalid_argument")
+
+    async def _trusts(self, daemon, nodes):
+        trusted = await self.ok(daemon, "trust")
+        return {peer["node_id"] for peer in trusted["trusted"]} == nodes
 
     async def _status(self, daemon, network):
         result = await self.on(daemon, "--json", "managed", "status", "--net", str(network))
