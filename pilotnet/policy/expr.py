@@ -49,6 +49,9 @@ from pilotnet.wire.goduration import parse_go_duration
 
 MAX_LENGTH = 4096
 MAX_DEPTH = 48
+#: Nodes on the longest path of the syntax tree: a chain such as ``1+1+...`` nests no parentheses but
+#: deepens the tree (and the evaluator's recursion) with every operator.
+MAX_TREE_DEPTH = 128
 MAX_STEPS = 10_000
 MAX_STRING = 64 * 1024
 MAX_PATTERN = 1024
@@ -903,7 +906,7 @@ class Expression:
         """The expression's value over ``variables`` at ``now`` (unix seconds, for ``since``)."""
         try:
             return self._root.evaluate(_Scope(variables, now))
-        except RecursionError:  # cannot happen within MAX_DEPTH; kept so no input can crash a caller
+        except RecursionError:  # MAX_TREE_DEPTH keeps evaluation far from the limit; kept so nothing can crash a caller
             raise _error("expression too deep to evaluate") from None
 
     def test(self, variables: Mapping[str, object], now: float) -> bool:
@@ -922,4 +925,31 @@ def compile_expression(source: str) -> Expression:
         raise _error(f"expression longer than {MAX_LENGTH} characters")
     if not source.strip():
         raise _error("empty expression")
-    return Expression(source, _Parser(source).parse())
+    root = _Parser(source).parse()
+    if _tree_depth(root) > MAX_TREE_DEPTH:
+        raise _error(f"expression nested deeper than {MAX_TREE_DEPTH} operations; split it or use parentheses")
+    return Expression(source, root)
+
+
+def _children(node: Node) -> list[Node]:
+    if isinstance(node, _Array):
+        return list(node.items)
+    if isinstance(node, _Call):
+        return list(node.arguments)
+    return [child for name in _CHILD_SLOTS.get(type(node), ()) if isinstance(child := getattr(node, name), Node)]
+
+
+_CHILD_SLOTS: dict[type, tuple[str, ...]] = {
+    _Member: ("target", "key"), _Unary: ("operand",), _Logical: ("left", "right"), _Coalesce: ("left", "right"),
+    _Conditional: ("condition", "then", "otherwise"), _Binary: ("left", "right"),
+}
+
+
+def _tree_depth(root: Node) -> int:
+    """The longest path from ``root`` to a leaf, walked without recursion (the tree may be deep)."""
+    deepest, stack = 0, [(root, 1)]
+    while stack:
+        node, depth = stack.pop()
+        deepest = max(deepest, depth)
+        stack.extend((child, depth + 1) for child in _children(node))
+    return deepest
