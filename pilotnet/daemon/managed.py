@@ -81,7 +81,7 @@ class ManagedNetworks(service.Service):
 
     def startService(self) -> None:
         super().startService()
-        self._refresher = task.LoopingCall(self.refresh)
+        self._refresher = task.LoopingCall(_logging_failures(self.refresh, "policy refresh"))
         self._refresher.clock = self.clock
         self._refresher.start(POLICY_REFRESH, now=False)
 
@@ -160,11 +160,11 @@ class ManagedNetworks(service.Service):
         engine = ManagedEngine(network_id, parsed, self.own_id() or 0, self.clock.seconds(), self.rng)
         self._load(engine)
         self.engines[network_id] = engine
-        loop = task.LoopingCall(self.run_cycle, network_id)
+        loop = task.LoopingCall(_logging_failures(self.run_cycle, f"managed cycle of network {network_id}"),
+                                network_id)
         loop.clock = self.clock
         self._loops[network_id] = loop
-        loop.start(parsed.cycle, now=False).addErrback(
-            lambda failure: log.failure("managed cycle loop of network {network}", failure, network=network_id))
+        loop.start(parsed.cycle, now=False)
         if not engine.peers:
             self._bootstrap(engine)
 
@@ -423,6 +423,13 @@ class ManagedNetworks(service.Service):
         if network_id in self.member_tags:
             yield self.refresh_member_tags(network_id)
         return reply
+
+
+def _logging_failures(function: Callable[..., Any], what: str) -> Callable[..., Any]:
+    """``function`` for a LoopingCall: a failure is logged and the loop goes on (a raised one would stop it)."""
+    def run(*args: Any) -> Any:
+        return defer.maybeDeferred(function, *args).addErrback(lambda failure: log.failure(what, failure))
+    return run
 
 
 def _network(network_id: int) -> int:
