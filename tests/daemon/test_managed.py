@@ -124,6 +124,15 @@ class ManagedNetworksTests(SynchronousTestCase):
         report = self.successResultOf(self.managed.force_cycle(0))
         self.assertEqual((report["pruned"], report["filled"], report["error"]), (1, 0, "member list unavailable"))
 
+    def test_a_failing_cycle_is_logged_and_the_next_one_runs(self):
+        self.managed.joined(5, RULES, None)
+        self.registry.request = lambda message: defer.fail(RuntimeError("registry client bug"))
+        self.clock.advance(3600)
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+        self.clock.advance(3600)
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+        self.assertEqual(self.managed.engine(5).cycle_num, 0)
+
     def test_state_survives_a_restart_in_a_private_file(self):
         self.managed.joined(5, RULES, None)
         node = next(iter(self.managed.engine(5).peers))
