@@ -29,7 +29,8 @@ from twisted.logger import Logger
 
 from pilotnet.crypto.identity import write_private_file
 from pilotnet.daemon.networks import JoinedNetwork, NetworkView
-from pilotnet.errors import INVALID_ARGUMENT, NOT_FOUND, PilotError
+from pilotnet.daemon.handshake import PORT as HANDSHAKE_PORT
+from pilotnet.errors import INVALID_ARGUMENT, NOT_FOUND, REFUSED, PilotError
 from pilotnet.policy import document as policy_document
 from pilotnet.policy.managed import ManagedEngine, ManagedRules
 from pilotnet.ratelimit import RateLimiter
@@ -57,7 +58,8 @@ def _not_managed(network_id: int) -> PilotError:
 class ManagedNetworks(service.Service):
     def __init__(self, clock, registry, home: Path, own_id: Callable[[], int | None],
                  link: Callable[[int, int], Any], unlink: Callable[[int], Any],
-                 emit: Callable[..., None], rng: random.Random | None = None) -> None:
+                 emit: Callable[..., None], rng: random.Random | None = None,
+                 shared_with: Callable[[int], list[JoinedNetwork]] = lambda node: []) -> None:
         self.clock = clock
         self.registry = registry
         self.home = home
@@ -66,11 +68,13 @@ class ManagedNetworks(service.Service):
         self.unlink = unlink
         self.emit = emit
         self.rng = rng or random.Random()
+        #: The networks a node shares with us (the network view's answer), for the policy checks.
+        self.shared_with = shared_with
         self.engines: dict[int, ManagedEngine] = {}
         self.policies: dict[int, policy_document.Policy] = {}
         self.member_tags: dict[int, dict[int, list[str]]] = {}
         #: Gate decisions the policies made, and rules that failed (and so let the event through).
-        self.policy_refused = {"connect": 0, "datagram": 0}
+        self.policy_refused = {"connect": 0, "dial": 0, "datagram": 0}
         self.policy_errors = 0
         self._refusal_log = RateLimiter(burst=1, window=60.0, max_keys=4096)
         self._loops: dict[int, task.LoopingCall] = {}
@@ -201,33 +205,52 @@ class ManagedNetworks(service.Service):
 
     # -- the expression-policy gate ---------------------------------------------------------
 
-    def gate(self, inner: Callable[[Any], bool], shared_with: Callable[[int], list[JoinedNetwork]]):
+    def gate(self, inner: Callable[[Any], bool]):
         """``inner`` (the trust gate) followed by the policies of the networks the sender shares with us.
 
-        Inbound SYNs are ``connect`` events and datagrams ``datagram`` events,
-        evaluated per network with a policy, lowest network first; a ``deny``
-        drops the packet silently, counted.  A rule that fails lets the
-        packet through (the reference fails open), counted and logged.
-        Without any policy the cost is one dict test.
+        Inbound SYNs are ``connect`` events and datagrams ``datagram`` events
+        (``direction`` ``"in"``), evaluated per network with a policy, lowest
+        network first; a ``deny`` drops the packet silently, counted.  A rule
+        that fails lets the packet through (the reference fails open),
+        counted and logged.  Without any policy the cost is one dict test.
+        The handshake port is exempt (see :meth:`check_outbound`).
         """
         def admit(packet: Any) -> bool:
             if not inner(packet):
                 return False
-            if not self.policies:
+            if not self.policies or packet.dst_port == HANDSHAKE_PORT:
                 return True
-            return self._policies_admit(packet, shared_with(packet.src.node))
+            event = "datagram" if packet.protocol == PROTO_DATAGRAM else "connect"
+            return self._denied_by(event, packet.src.node, packet.dst_port, len(packet.payload), "in") is None
         return admit
 
-    def _policies_admit(self, packet: Any, shared: list[JoinedNetwork]) -> bool:
-        event = "datagram" if packet.protocol == PROTO_DATAGRAM else "connect"
-        node = packet.src.node
-        for network in shared:
+    def check_outbound(self, node: int, port: int, size: int | None = None) -> None:
+        """Refuse (``refused``) a dial (``size`` None) or a datagram of ``size`` bytes a policy denies.
+
+        The handshake port is exempt, so a policy cannot stop members from
+        negotiating trust (which the managed links and the network need).
+        """
+        if not self.policies or port == HANDSHAKE_PORT:
+            return
+        event = "dial" if size is None else "datagram"
+        network_id = self._denied_by(event, node, port, size or 0, "out")
+        if network_id is not None:
+            what = "dialing" if size is None else "a datagram to"
+            raise PilotError(f"the policy of network {network_id} denies {what} node {node} port {port}",
+                             code=REFUSED, hint=f"see the policy with: pilotctl policy get --net {network_id}")
+
+    def _denied_by(self, event: str, node: int, port: int, size: int, direction: str) -> int | None:
+        """The first network whose policy denies this event, or None."""
+        for network in self.shared_with(node):
             policy = self.policies.get(network.network_id)
             if policy is None or event not in policy.gate_events:
                 continue
             now = self.clock.seconds()
+            variables = self._variables(network, node, port, now)
+            if event == "datagram":
+                variables.update(size=size, direction=direction)
             try:
-                directives = policy.evaluate(event, self._variables(network, node, packet, event, now), now)
+                directives = policy.evaluate(event, variables, now)
             except PilotError as error:
                 self.policy_errors += 1
                 if self._refusal_log.allow(("error", network.network_id), now):
@@ -238,15 +261,15 @@ class ManagedNetworks(service.Service):
             if policy_document.verdict(directives) == "deny":
                 self.policy_refused[event] += 1
                 if self._refusal_log.allow(node, now):
-                    log.info("network {network}: policy denied {event} from node {peer} to port {port}",
-                             network=network.network_id, event=event, peer=node, port=packet.dst_port)
-                return False
-        return True
+                    log.info("network {network}: policy denied {event} ({direction}) node {peer} port {port}",
+                             network=network.network_id, event=event, direction=direction, peer=node, port=port)
+                return network.network_id
+        return None
 
-    def _variables(self, network: JoinedNetwork, node: int, packet: Any, event: str, now: float) -> dict[str, Any]:
+    def _variables(self, network: JoinedNetwork, node: int, port: int, now: float) -> dict[str, Any]:
         tags = self.member_tags.get(network.network_id, {})
         variables: dict[str, Any] = {
-            "peer_id": node, "port": packet.dst_port, "network_id": network.network_id,
+            "peer_id": node, "port": port, "network_id": network.network_id,
             "members": len(network.members), "peer_tags": tags.get(node, []),
             "local_tags": tags.get(self.own_id() or 0, []),
         }
@@ -254,8 +277,6 @@ class ManagedNetworks(service.Service):
         peer = engine.peers.get(node) if engine is not None else None
         if peer is not None:
             variables.update(peer_score=peer.score, peer_age_s=max(0.0, now - peer.added_at))
-        if event == "datagram":
-            variables.update(size=len(packet.payload), direction="in")
         return variables
 
     def _side_effects(self, network_id: int, node: int, directives: list[policy_document.Directive],

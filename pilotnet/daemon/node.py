@@ -168,9 +168,10 @@ class NodeService(service.MultiService):
         self.managed = ManagedNetworks(
             reactor, self.registry, config.home, own_id=lambda: self.node_id,
             link=lambda node, network: self.trust.request(node, f"managed network {network}"),
-            unlink=self.trust.revoke, emit=self.webhooks.emit)
+            unlink=self.trust.revoke, emit=self.webhooks.emit,
+            shared_with=lambda node: self.networks.view.shared_with(node))
         self.managed.setServiceParent(self)
-        self.streams.admit = self.managed.gate(self.trust.admit, lambda node: self.networks.view.shared_with(node))
+        self.streams.admit = self.managed.gate(self.trust.admit)
         self.networks.on_change = self._networks_changed
         self._start_services(config, reactor)
         for part in (self.tunnel, self.streams, self.trust, self.networks, *self._services):
@@ -529,6 +530,7 @@ class NodeService(service.MultiService):
 
     @defer.inlineCallbacks
     def dial(self, remote, port, owner, timeout=None):
+        self.managed.check_outbound(remote.node, port)
         yield self.ensure_tunnel(remote.node)
         local = Addr(remote.network, self.node_id)
         dialing = DialWatch(self.reactor, self.streams.dial(local, remote, port, owner), remote.node,
@@ -545,6 +547,7 @@ class NodeService(service.MultiService):
     def send_datagram(self, remote, port, data):
         if not data:
             raise PilotError("a datagram needs a payload", code=INVALID_ARGUMENT)
+        self.managed.check_outbound(remote.node, port, len(data))
         yield self.ensure_tunnel(remote.node)
         packet = Packet(PROTO_DATAGRAM, Addr(remote.network, self.node_id), remote, self._datagram_port(),
                         port, payload=data)

@@ -126,8 +126,10 @@ class Policy:
         self.default_verdict = default_verdict
         self.cycle = cycle
         self.max_peers = max_peers
-        #: The gate events the policy has rules for (the daemon evaluates only these).
-        self.gate_events = frozenset(rule.on for rule in rules if rule.on in GATE_EVENTS)
+        #: The gate events the policy can deny (the daemon evaluates only these): every one under a default
+        #: of deny, else those it has rules for.
+        self.gate_events = frozenset(GATE_EVENTS) if default_verdict == "deny" else \
+            frozenset(rule.on for rule in rules if rule.on in GATE_EVENTS)
 
     def events(self) -> list[str]:
         """The events the policy has rules for, in the reference's order."""

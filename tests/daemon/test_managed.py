@@ -30,6 +30,9 @@ GATE_POLICY = json.dumps({"version": 1, "rules": [
      "actions": [{"type": "score", "params": {"delta": 2}}, {"type": "allow"}]},
     {"name": "rest", "on": "connect", "match": "true", "actions": [{"type": "deny"}]},
     {"name": "big", "on": "datagram", "match": "size > 100", "actions": [{"type": "deny"}]},
+    {"name": "outbound-ssh", "on": "dial", "match": "port == 22", "actions": [{"type": "deny"}]},
+    {"name": "no-uploads", "on": "datagram", "match": "direction == 'out' && port == 1001",
+     "actions": [{"type": "deny"}]},
     {"name": "broken", "on": "datagram", "match": "port + 'x' == 1", "actions": [{"type": "deny"}]},
 ]})
 
@@ -189,10 +192,11 @@ class PolicyGateTests(SynchronousTestCase):
         self.registry = FakeRegistry(members=[1, 2, 3, 4])
         self.managed = ManagedNetworks(self.clock, self.registry, Path(self.mktemp()), own_id=lambda: 1,
                                        link=lambda node, network: None, unlink=lambda node: None,
-                                       emit=lambda event, **fields: None)
+                                       emit=lambda event, **fields: None,
+                                       shared_with=lambda node: self.current.shared_with(node))
         self.trusting = True
         self.current = view(7)
-        self.admit = self.managed.gate(lambda packet: self.trusting, lambda node: self.current.shared_with(node))
+        self.admit = self.managed.gate(lambda packet: self.trusting)
         self.managed.view_changed(NetworkView(), self.current)
 
     def test_connect_rules_decide_for_members(self):
@@ -200,7 +204,7 @@ class PolicyGateTests(SynchronousTestCase):
         self.assertTrue(self.admit(packet(4, 1000)))
         self.assertFalse(self.admit(packet(3, 1000)))
         self.assertFalse(self.admit(packet(4, 22)))
-        self.assertEqual(self.managed.policy_refused, {"connect": 2, "datagram": 0})
+        self.assertEqual(self.managed.policy_refused, {"connect": 2, "dial": 0, "datagram": 0})
 
     def test_datagrams_and_a_failing_rule_fail_open(self):
         self.assertFalse(self.admit(packet(3, 1000, PROTO_DATAGRAM, size=101)))
@@ -212,6 +216,29 @@ class PolicyGateTests(SynchronousTestCase):
         self.assertFalse(self.admit(packet(3, 7)))
         self.trusting = True
         self.assertTrue(self.admit(packet(99, 22)))  # shares no network with us: no policy applies
+
+    def test_outbound_dials_and_datagrams_are_refused_with_a_reason(self):
+        self.managed.check_outbound(3, 80)
+        with self.assertRaises(PilotError) as caught:
+            self.managed.check_outbound(3, 22)
+        self.assertEqual(caught.exception.code, "refused")
+        self.assertIn("the policy of network 7 denies dialing node 3 port 22", caught.exception.message)
+        self.assertIn("pilotctl policy get --net 7", caught.exception.hint)
+        with self.assertRaises(PilotError):
+            self.managed.check_outbound(3, 1001, size=10)
+        self.managed.check_outbound(3, 1001)  # a dial to that port is not a datagram
+        self.managed.check_outbound(99, 22)  # no shared network, no policy
+        self.assertEqual(self.managed.policy_refused, {"connect": 0, "dial": 1, "datagram": 1})
+
+    def test_the_handshake_port_is_never_refused(self):
+        self.registry.policy = json.dumps({"version": 1, "default_verdict": "deny", "rules": [
+            {"name": "noop", "on": "join", "match": "true", "actions": [{"type": "log", "params": {"message": "x"}}]}]})
+        self.managed.refresh()
+        self.managed.check_outbound(3, 444)
+        self.assertTrue(self.admit(packet(3, 444)))
+        self.assertFalse(self.admit(packet(3, 7)))  # elsewhere the default verdict, deny, decides
+        with self.assertRaises(PilotError):
+            self.managed.check_outbound(3, 7)
 
     def test_without_policies_the_gate_is_the_trust_gate(self):
         self.managed.view_changed(self.current, NetworkView())

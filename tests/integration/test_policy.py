@@ -210,7 +210,8 @@ class PolicyAtTheGateTests(PilotctlMixin, TestCase):
         await wait_until(beta_reaches_alpha, "the members to trust each other", timeout=30, interval=0.5)
         echo_only = {"version": 1, "rules": [
             {"name": "echo", "on": "connect", "match": "port == 7", "actions": [{"type": "allow"}]},
-            {"name": "nothing-else", "on": "connect", "match": "true", "actions": [{"type": "deny"}]}]}
+            {"name": "nothing-else", "on": "connect", "match": "true", "actions": [{"type": "deny"}]},
+            {"name": "no-dial-2000", "on": "dial", "match": "port == 2000", "actions": [{"type": "deny"}]}]}
         stored = await self.on(alpha, "--json", "policy", "set", "--net", network, "--inline", json.dumps(echo_only))
         self.assertEqual(stored.code, 0, stored)
         receiving = ensureDeferred(self.on(alpha, "recv", "1000", "--count", "1", "--json", "--timeout", "20s"))
@@ -220,3 +221,8 @@ class PolicyAtTheGateTests(PilotctlMixin, TestCase):
         self.assertTrue(await beta_reaches_alpha())  # port 7 is still allowed
         received = (await receiving).json()["data"]
         self.assertEqual((received["messages"], received["timeout"]), ([], True))  # nothing reached port 1000
+        dialing = await self.on(alpha, "--json", "connect", beta.address, "2000", "--message", "hi", "--timeout", "5s")
+        self.assertEqual(dialing.code, 1, dialing)
+        self.assertEqual(dialing.error()["code"], "refused")
+        self.assertIn(f"the policy of network {network} denies dialing node {beta.node_id} port 2000",
+                      dialing.error()["message"])

@@ -76,6 +76,12 @@ class EvaluationTests(SynchronousTestCase):
             policy.evaluate("connect", {"port": 7}, NOW)
         self.assertIn("rule 'typo' eval", caught.exception.message)
 
+    def test_the_gate_events_a_policy_can_deny(self):
+        self.assertEqual(self.policy.gate_events, {"connect", "dial", "datagram"})
+        cycle_only = {"version": 1, "rules": [rule(on="cycle")]}
+        self.assertEqual(load(cycle_only).gate_events, frozenset())
+        self.assertEqual(load(dict(cycle_only, default_verdict="deny")).gate_events, {"connect", "dial", "datagram"})
+
     def test_events_and_unknown_events(self):
         self.assertEqual(self.policy.events(), ["connect", "dial", "datagram", "cycle"])
         with self.assertRaises(PolicyError):
