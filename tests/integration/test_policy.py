@@ -132,6 +132,12 @@ class PolicyThroughTheRegistryTests(PilotctlMixin, TestCase):
         self.assertEqual(stored.json()["data"]["rules"], 3)
         fetched = await self.ok(alpha, "policy", "get", "--net", str(network))
         self.assertEqual(fetched, {"network_id": network, "expr_policy": POLICY})
+        sdk = await alpha.connect()
+        self.assertEqual(await sdk.get_policy(network), POLICY)
+        tagged = await sdk.set_member_tags(network, alpha.node_id, ["service"])
+        self.assertEqual(tagged["type"], "set_member_tags_ok")
+        tags = await self.ok(alpha, "member-tags", "get", "--net", str(network), "--node", str(alpha.node_id))
+        self.assertEqual(tags["tags"], ["service"])
         cleared = await self.on(alpha, "--json", "policy", "set", "--net", str(network), "--inline", "null")
         self.assertEqual(cleared.error()["code"], "invalid_argument")  # validated here before anything is sent
 
@@ -160,6 +166,9 @@ class PolicyThroughTheRegistryTests(PilotctlMixin, TestCase):
         self.assertEqual(members, {beta.node_id, gamma.node_id})
         scored = await self.ok(alpha, "managed", "score", str(beta.node_id), "--net", str(network), "--delta", "5")
         self.assertEqual((scored["node_id"], scored["delta"]), (beta.node_id, 5))
+        sdk = await alpha.connect()
+        top = (await sdk.managed_rankings(network))[0]
+        self.assertEqual((top["node_id"], top["score"]), (beta.node_id, 5))
         await wait_until(lambda: self._trusts(alpha, {beta.node_id, gamma.node_id}), "the links to be trusted",
                          timeout=30, interval=0.5)
         cycle = await self.ok(alpha, "managed", "cycle", "--force", "--net", str(network))
