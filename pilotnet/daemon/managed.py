@@ -109,6 +109,13 @@ class ManagedNetworks(service.Service):
         """The node's networks changed (:class:`~pilotnet.daemon.networks.Networks` refreshed its view)."""
         for network_id in set(old.networks) - set(new.networks):
             self.left(network_id)
+        for network_id, engine in self.engines.items():
+            if network_id in new.networks:
+                gone = [node for node in engine.peers if node not in new.networks[network_id].members]
+                for node in gone:
+                    engine.forget(node)
+                if gone:
+                    self._save(engine)
         added = sorted(set(new.networks) - set(old.networks))
         if added:
             self._learn(added).addErrback(lambda failure: log.warn(

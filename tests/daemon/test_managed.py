@@ -99,6 +99,14 @@ class ManagedNetworksTests(SynchronousTestCase):
         self.managed.view_changed(view(5, 7), view(7))
         self.assertEqual((list(self.managed.engines), list(self.managed.policies)), ([], [7]))
 
+    def test_members_who_leave_drop_out_of_the_managed_set(self):
+        everyone = frozenset(range(1, 9))
+        self.managed.view_changed(NetworkView(), view(5, members=everyone))
+        leaver = min(self.managed.engine(5).peers)
+        self.managed.view_changed(view(5, members=everyone), view(5, members=everyone - {leaver}))
+        self.assertNotIn(leaver, self.managed.engine(5).peers)
+        self.assertEqual(len(self.managed.engine(5).peers), 2)
+
     def test_a_managed_network_bootstraps_its_links(self):
         self.managed.view_changed(NetworkView(), view(5))
         self.assertEqual(len(self.linked), 3)
