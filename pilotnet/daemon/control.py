@@ -283,6 +283,48 @@ class ControlProtocol(commands.UnansweredFastPath, amp.AMP):
     def trusted(self):
         return {"result": self.node.trust.trusted()}
 
+    # -- managed networks, expression policies, member tags (docs/networks.md) ------------
+
+    @commands.ManagedScore.responder
+    @translating_errors
+    def managed_score(self, network_id, node_id, delta, topic):
+        return {"result": self.node.managed.score(network_id, _node(node_id), delta, topic)}
+
+    @commands.ManagedStatus.responder
+    @translating_errors
+    def managed_status(self, network_id):
+        return {"result": self.node.managed.status(network_id)}
+
+    @commands.ManagedRankings.responder
+    @translating_errors
+    def managed_rankings(self, network_id):
+        return {"result": self.node.managed.rankings(network_id)}
+
+    @commands.ManagedCycle.responder
+    @translating_errors
+    def managed_cycle(self, network_id):
+        return self._result(self.node.managed.force_cycle(network_id))
+
+    @commands.PolicyGet.responder
+    @translating_errors
+    def policy_get(self, network_id):
+        return self._result(self.node.managed.get_policy(network_id))
+
+    @commands.PolicySet.responder
+    @translating_errors
+    def policy_set(self, network_id, policy, admin_token=None):
+        return self._result(self.node.managed.set_policy(network_id, policy, admin_token))
+
+    @commands.MemberTagsGet.responder
+    @translating_errors
+    def member_tags_get(self, network_id, node_id):
+        return self._result(self.node.managed.get_member_tags(network_id, node_id))
+
+    @commands.MemberTagsSet.responder
+    @translating_errors
+    def member_tags_set(self, network_id, node_id, tags, admin_token=None):
+        return self._result(self.node.managed.set_member_tags(network_id, _node(node_id), tags, admin_token))
+
     # -- networks --------------------------------------------------------------------
 
     @commands.NetworkList.responder

@@ -27,6 +27,7 @@ from pilotnet.daemon.beacon_link import BeaconLink
 from pilotnet.daemon.control import ControlFactory, prepare_socket_path
 from pilotnet.daemon.echo import EchoService
 from pilotnet.daemon.handshake import HandshakeCourier, HandshakePort, Verifier
+from pilotnet.daemon.managed import ManagedNetworks
 from pilotnet.daemon.networks import Networks
 from pilotnet.daemon.paths import SegmentSizes
 from pilotnet.daemon.reachability import DialWatch, IReachabilityProbe, RegistryView
@@ -162,10 +163,16 @@ class NodeService(service.MultiService):
             settings=config, abort_streams=self.streams.abort_peer, drop_tunnel=self._drop_tunnel,
             networks=self.networks,
         )
-        self.networks.on_change = self.trust.network_changed
-        self.streams.admit = self.trust.admit
         self.handshakes = Verifier(reactor, self.peer_keys, lambda: self.node_id)
         HandshakePort(self.streams, reactor, self.handshakes, self.trust.received)
+        self.managed = ManagedNetworks(
+            reactor, self.registry, config.home, own_id=lambda: self.node_id,
+            link=lambda node, network: self.trust.request(node, f"managed network {network}"),
+            unlink=self.trust.revoke, emit=self.webhooks.emit,
+            shared_with=lambda node: self.networks.view.shared_with(node))
+        self.managed.setServiceParent(self)
+        self.streams.admit = self.managed.gate(self.trust.admit)
+        self.networks.on_change = self._networks_changed
         self._start_services(config, reactor)
         for part in (self.tunnel, self.streams, self.trust, self.networks, *self._services):
             part.emitter = self.webhooks
@@ -332,6 +339,11 @@ class NodeService(service.MultiService):
         self.heartbeat_failures = 0
         self.beacon.keepalive()
         yield self.trust.poll()
+
+    def _networks_changed(self, old, new):
+        """Our networks changed: trust follows membership, managed engines and policies follow the networks."""
+        self.trust.network_changed(old, new)
+        self.managed.view_changed(old, new)
 
     def _refresh_networks(self):
         """Refresh the view of our networks (a failure keeps the last view; see pilotnet.daemon.networks)."""
@@ -518,6 +530,7 @@ class NodeService(service.MultiService):
 
     @defer.inlineCallbacks
     def dial(self, remote, port, owner, timeout=None):
+        self.managed.check_outbound(remote.node, port)
         yield self.ensure_tunnel(remote.node)
         local = Addr(remote.network, self.node_id)
         dialing = DialWatch(self.reactor, self.streams.dial(local, remote, port, owner), remote.node,
@@ -534,6 +547,7 @@ class NodeService(service.MultiService):
     def send_datagram(self, remote, port, data):
         if not data:
             raise PilotError("a datagram needs a payload", code=INVALID_ARGUMENT)
+        self.managed.check_outbound(remote.node, port, len(data))
         yield self.ensure_tunnel(remote.node)
         packet = Packet(PROTO_DATAGRAM, Addr(remote.network, self.node_id), remote, self._datagram_port(),
                         port, payload=data)
