@@ -54,7 +54,7 @@ from pilotnet.services.storage import ByteBudget, FileWriter
 from pilotnet.services.tasks import TaskService
 from pilotnet.transport.config import StreamConfig
 from pilotnet.wire.address import EPHEMERAL_PORT_MIN, MAX_PORT, PORT_ECHO, Addr
-from pilotnet.wire.hostport import split_host_port
+from pilotnet.wire.hostport import join_host_port, split_host_port
 from pilotnet.wire.packet import FLAG_ACK, PROTO_CONTROL, PROTO_DATAGRAM, PROTO_STREAM, Packet
 from pilotnet.webhooks.emitter import SECRET_FILE as WEBHOOK_SECRET_FILE, WebhookEmitter
 
@@ -262,7 +262,7 @@ class NodeService(service.MultiService):
             if observed is not None:
                 listen_addr = str(observed)
             else:
-                listen_addr = f"0.0.0.0:{self.tunnel.local_port()}"
+                listen_addr = join_host_port("0.0.0.0", self.tunnel.local_port())
         request = {"type": "register", "public_key": self.identity.public_key_b64,
                    "listen_addr": listen_addr, "version": f"pilotnet/{__version__}"}
         if self.config.owner:
