@@ -20,7 +20,6 @@ import os
 from twisted.application import service
 from twisted.application.internet import TimerService
 from twisted.internet import defer, error as internet_error
-from twisted.internet.interfaces import IReactorTime
 from twisted.internet.endpoints import UNIXServerEndpoint
 from twisted.logger import Logger
 from zope.interface import implementer
@@ -105,7 +104,7 @@ class NodeProbes:
 class NodeService(service.MultiService):
     """The composition root: builds the node's parts, starts them in order, routes packets to them."""
 
-    def __init__(self, config, reactor: IReactorTime):
+    def __init__(self, config, reactor):
         super().__init__()
         self.config = config
         self.reactor = reactor
