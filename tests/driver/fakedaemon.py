@@ -108,14 +108,16 @@ class FakeDaemonProtocol(amp.AMP):
     def __init__(self, node):
         super().__init__()
         self.node = node
+        self._lost = False
 
     def push(self, command, **arguments):
-        if self.transport is not None and self.transport.connected:
+        if self.transport is not None and not self._lost:
             answer = self.callRemote(command, **arguments)
             if answer is not None:
                 answer.addErrback(lambda _: None)
 
     def connectionLost(self, reason):
+        self._lost = True
         super().connectionLost(reason)
         for port, owner in list(self.node.ports.items()):
             if owner is self:
@@ -191,7 +193,7 @@ class FakeDaemonProtocol(amp.AMP):
     def bind(self, port):
         if port == 0:
             port = next(self.node.ephemeral)
-        if port in self.node.ports:
+        if self.node.ports.get(port, self) is not self:  # its holder may bind it again, as with the daemon
             raise CommandFailed(f"port {port} already bound", code=ALREADY_EXISTS)
         self.node.ports[port] = self
         return {"port": port}
