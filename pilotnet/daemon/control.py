@@ -288,7 +288,10 @@ class ControlProtocol(commands.UnansweredFastPath, amp.AMP):
     @commands.Bind.responder
     @translating_errors
     def bind(self, port):
-        self.node.streams.bind(_port(port), self)
+        # Also when this client holds it: a second Listener for the port would orphan the first.
+        if _port(port) in self.node.streams.bound_ports():
+            raise PilotError(f"port {port} already bound", code=ALREADY_EXISTS)
+        self.node.streams.bind(port, self)
         return {"port": port}
 
     @commands.Unbind.responder

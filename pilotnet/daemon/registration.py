@@ -83,7 +83,9 @@ class Registration(service.Service):
         except PilotError as error:
             log.warn("registration failed: {reason}; retrying with the heartbeat", reason=error.message)
         if self.running and not self._beats.running:
-            self._beats.start(self.interval, now=False)
+            beating = self._beats.start(self.interval, now=False)
+            # Only a bug ends the beats (every refusal is a PilotError, handled): say so.
+            beating.addErrback(lambda failure: log.failure("heartbeats stopped", failure))
 
     def stopService(self):
         if self._beats.running:
