@@ -122,7 +122,7 @@ class Registration(service.Service):
         self.state = RegistrationState.REGISTERING
         try:
             node_id = yield self._register()
-        except BaseException:
+        except Exception:
             self.state = (RegistrationState.UNREGISTERED if self.node_id is None
                           else RegistrationState.REGISTERED)
             raise
