@@ -109,7 +109,7 @@ def translating_errors(function):
 class ControlProtocol(commands.UnansweredFastPath, amp.AMP):
     fast_commands = commands.fast_path((commands.Write, "write"), (commands.Consumed, "consumed"))
 
-    def __init__(self, node, clock=None):
+    def __init__(self, node, clock):
         super().__init__()
         self.node = node
         self._subscriptions = {}
@@ -118,7 +118,7 @@ class ControlProtocol(commands.UnansweredFastPath, amp.AMP):
         #: Subscription number -> :class:`_PushBatch` of events not yet pushed.
         self._outgoing = {}
         self._push_scheduled = False
-        #: What schedules the coalesced event pushes (the global reactor if none is given).
+        #: What schedules the coalesced event pushes.
         self.clock = clock
         #: Bytes queued for the client since its socket stopped draining (see :meth:`connectionMade`).
         self.backlog = 0
@@ -367,7 +367,10 @@ class ControlProtocol(commands.UnansweredFastPath, amp.AMP):
     @commands.Bind.responder
     @translating_errors
     def bind(self, port):
-        self.node.streams.bind(_port(port), self)
+        # Also when this client holds it: a second Listener for the port would orphan the first.
+        if _port(port) in self.node.streams.bound_ports():
+            raise PilotError(f"port {port} already bound", code=ALREADY_EXISTS)
+        self.node.streams.bind(port, self)
         return {"port": port}
 
     @commands.Unbind.responder
@@ -512,9 +515,6 @@ class ControlProtocol(commands.UnansweredFastPath, amp.AMP):
         batch = self._outgoing[number] = _PushBatch()
         if not self._push_scheduled:
             self._push_scheduled = True
-            if self.clock is None:
-                from twisted.internet import reactor
-                self.clock = reactor
             self.clock.callLater(0, self._push_pending)
         return batch
 
@@ -578,7 +578,9 @@ class _PushBatch:
 
 
 class ControlFactory(Factory):
-    def __init__(self, node, clock=None):
+    """One :class:`ControlProtocol` per client, all for one node (an ``IControlledNode``) and one clock."""
+
+    def __init__(self, node, clock):
         self.node = node
         self.clock = clock
 

@@ -7,6 +7,7 @@ let those tests pass against something the real daemon does not do.
 
 from types import SimpleNamespace
 
+from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from pilotnet.control import client, schema
@@ -35,7 +36,7 @@ class ContractTests(SynchronousTestCase):
         self.assertGreater(len(REQUESTS), 20)
 
     def test_the_daemon_answers_every_request(self):
-        protocol = ControlProtocol(SimpleNamespace())
+        protocol = ControlProtocol(SimpleNamespace(), Clock())
         missing = [spec.name for spec in REQUESTS if protocol.locateResponder(spec.name.encode()) is None]
         self.assertEqual(missing, [])
 
