@@ -2,8 +2,8 @@
 
 :class:`~pilotnet.daemon.control.ControlProtocol` talks to an
 :class:`IControlledNode`: the commands ``pilotctl`` and the SDK send, plus the
-three parts a client uses directly (its ports and streams, its event
-subscriptions, trust).  The node's own wiring (tunnel, paths, registration)
+parts a client uses directly (its ports and streams, its event
+subscriptions, trust, networks and their policies).  The node's own wiring (tunnel, paths, registration)
 stays out of reach, and a test can stand a recording fake in for the whole
 node (``verifyObject`` checks that the fake has every name).
 """
@@ -24,6 +24,8 @@ class IControlledNode(Interface):
     streams = Attribute("The node's :class:`~pilotnet.daemon.streams.Streams` (ports, connections)")
     events = Attribute("The node's :class:`~pilotnet.services.eventstream.EventBroker`")
     trust = Attribute("The node's :class:`~pilotnet.daemon.trust_manager.TrustManager`")
+    networks = Attribute("The node's :class:`~pilotnet.daemon.networks.Networks` (membership commands)")
+    managed = Attribute("The node's :class:`~pilotnet.daemon.managed.ManagedNetworks` (policies, managed networks)")
 
     def dial(remote, port, owner, timeout=None):
         """Deferred stream to ``remote``:``port``, owned by ``owner``."""
@@ -83,6 +85,14 @@ class ControlFacade:
     @property
     def trust(self):
         return self._node.trust
+
+    @property
+    def networks(self):
+        return self._node.networks
+
+    @property
+    def managed(self):
+        return self._node.managed
 
     def dial(self, remote, port, owner, timeout=None):
         return self._node.dial(remote, port, owner, timeout)

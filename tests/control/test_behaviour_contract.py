@@ -157,6 +157,8 @@ class MemoryNode:
                                max_connections=32, syn_rate=100)
         self.events = EventBroker()
         self.trust = None
+        self.networks = None
+        self.managed = None
         EchoService(self.streams, PORT_ECHO, clock)
 
     def dial(self, remote, port, owner, timeout=None):
