@@ -180,6 +180,11 @@ class Streams:
             raise PilotError(f"connection {conn_id} not found", code=NOT_FOUND)
         return stream
 
+    def owns(self, conn_id, owner):
+        """Whether stream ``conn_id`` exists and belongs to ``owner``."""
+        stream = self._streams.get(conn_id)
+        return stream is not None and stream.owner is owner
+
     def write(self, conn_id, data, owner):
         stream = self._stream(conn_id, owner)
         conn = stream.conn

@@ -38,6 +38,7 @@ from pilotnet.control.schema import check_timeout
 from pilotnet.driver.events import Event, EventStream, Publisher, Subscription
 from pilotnet.driver.failures import not_running_error, translate_failure
 from pilotnet.driver.paths import default_socket_path, pilot_home
+from pilotnet.driver.stream_socket import attach as attach_data_socket
 from pilotnet.driver.streams import Datagram, Listener, Stream
 from pilotnet.driver.targets import parse_port, parse_target, unresolvable
 from pilotnet.driver.waiting import OneShot
@@ -261,6 +262,7 @@ class Daemon:
                 Addr.parse(answer["remote_address"]), answer["remote_port"],
             )
             self._streams[stream.conn_id] = stream
+            attach_data_socket(self, stream)
             return stream
 
         return self.resolve(target).addCallback(dial).addCallback(opened)
@@ -320,6 +322,7 @@ class Daemon:
             raise commands.CommandFailed(f"port {port} is not bound by this client", code=CONNECTION_FAILED)
         stream = Stream(self, conn_id, port, Addr.parse(remote_address), remote_port)
         self._streams[conn_id] = stream
+        attach_data_socket(self, stream)
         listener._accepted(stream)
         return {}
 
