@@ -31,3 +31,18 @@ def write_now(transport: Any, data: bytes) -> None:
             return
         data = data[sent:]
     transport.write(data)
+
+
+def end_writing(transport: Any, both_ways: bool) -> None:
+    """Half-close (``both_ways`` false) or close ``transport`` once what is queued has been written.
+
+    Each end of a data socket is the producer of its own transport (to hear
+    when writes back up), and Twisted closes nothing while a producer is
+    registered: unregistering first is what lets the close happen.
+    """
+    if transport.producer is not None:
+        transport.unregisterProducer()
+    if both_ways:
+        transport.loseConnection()
+    else:
+        transport.loseWriteConnection()

@@ -35,7 +35,7 @@ from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from pilotnet.control.data_socket import write_now
+from pilotnet.control.data_socket import end_writing, write_now
 from pilotnet.errors import INTERNAL, INVALID_ARGUMENT, PilotError
 
 log = Logger()
@@ -86,7 +86,7 @@ class StreamSocket(Protocol):
         self._client_done = True
         self._finish_writing()
         if self._peer_done:
-            self.transport.loseConnection()
+            end_writing(self.transport, both_ways=True)
 
     def _finish_writing(self) -> None:
         try:
@@ -123,10 +123,7 @@ class StreamSocket(Protocol):
         if self._lost:
             return
         self._peer_done = True
-        if failed or self._client_done:
-            self.transport.loseConnection()
-        else:
-            self.transport.loseWriteConnection()
+        end_writing(self.transport, both_ways=failed or self._client_done)
 
     def abort(self) -> None:
         if not self._lost:

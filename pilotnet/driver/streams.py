@@ -23,7 +23,7 @@ from typing import NamedTuple
 from twisted.internet.defer import Deferred, fail, succeed
 
 from pilotnet.control import commands
-from pilotnet.control.data_socket import write_now
+from pilotnet.control.data_socket import end_writing, write_now
 from pilotnet.driver.waiting import OneShot, WaitQueue
 from pilotnet.errors import CONNECTION_FAILED, INVALID_ARGUMENT, PilotError
 from pilotnet.wire.address import Addr
@@ -292,7 +292,7 @@ class Stream:
     def _send_end(self, _):
         """Our end of data: the data socket's half-close (after what was written on it), or ``Close``."""
         if self._socket is not None:
-            self._socket.transport.loseWriteConnection()
+            end_writing(self._socket.transport, both_ways=False)
             return None
         return self._daemon._call(commands.Close, conn_id=self.conn_id)
 
@@ -321,7 +321,7 @@ class Stream:
             self._write_error = error
         self._daemon._forget_stream(self)
         if self._socket is not None:
-            self._socket.transport.loseConnection()
+            end_writing(self._socket.transport, both_ways=True)
         self._fail_writes(self._write_error or PilotError(f"stream {self.conn_id} is closed",
                                                           code=CONNECTION_FAILED))
         self._serve_readers()
