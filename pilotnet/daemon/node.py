@@ -27,6 +27,7 @@ from pilotnet.daemon.beacon_link import BeaconLink
 from pilotnet.daemon.control import ControlFactory, prepare_socket_path
 from pilotnet.daemon.echo import EchoService
 from pilotnet.daemon.handshake import HandshakeCourier, HandshakePort, Verifier
+from pilotnet.daemon.heap import CHECK_INTERVAL as HEAP_CHECK_INTERVAL, HeapTrim
 from pilotnet.daemon.paths import SegmentSizes
 from pilotnet.daemon.reachability import DialWatch, IReachabilityProbe, RegistryView
 from pilotnet.daemon.registry_link import (
@@ -147,8 +148,10 @@ class NodeService(service.MultiService):
             syn_rate=config.syn_rate_limit, on_relay_hint=self._direct_path_failed,
         )
         self.tunnel.burst_listener = self.streams
+        self.heap = HeapTrim(lambda: self.streams.bytes_moved)
         for interval, job in ((config.keepalive, self._heartbeat), (BEACON_KEEPALIVE, self.beacon.keepalive),
-                              (PEER_KEEPALIVE, self._ping_peers), (DIRECT_RETRY, self._retry_direct)):
+                              (PEER_KEEPALIVE, self._ping_peers), (DIRECT_RETRY, self._retry_direct),
+                              (HEAP_CHECK_INTERVAL, self.heap.check)):
             TimerService(interval, job).setServiceParent(self)
         if config.echo:
             EchoService(self.streams, PORT_ECHO, reactor)

@@ -47,11 +47,15 @@ from pilotnet.wire.address import Addr
 from pilotnet.wire.eventstream import split_events
 
 
-def connect(reactor=None, socket_path=None, timeout=5.0):
+def connect(reactor=None, socket_path=None, timeout=5.0, data_sockets=True):
     """Connect to the daemon's control socket; a Deferred of a :class:`Daemon`.
 
     Fails with ``not_running`` when nothing listens at ``socket_path``
-    (default: :func:`default_socket_path`).
+    (default: :func:`default_socket_path`).  Each stream gets a data socket
+    of its own (:mod:`pilotnet.driver.stream_socket`); with ``data_sockets``
+    false every stream's bytes stay in AMP boxes on the control socket (the
+    slower path, kept for comparison and for clients that cannot pass
+    descriptors).
     """
     if reactor is None:
         from twisted.internet import reactor
@@ -65,15 +69,16 @@ def connect(reactor=None, socket_path=None, timeout=5.0):
         failure.trap(ConnectError, OSError)
         raise not_running_error()
 
-    return connecting.addCallbacks(lambda _: Daemon(protocol, reactor), refused)
+    return connecting.addCallbacks(lambda _: Daemon(protocol, reactor, data_sockets), refused)
 
 
 class Daemon:
     """A connection to the local daemon: queries, registry operations, streams, ports, datagrams."""
 
-    def __init__(self, protocol, reactor):
+    def __init__(self, protocol, reactor, data_sockets=True):
         self._protocol = protocol
         self.reactor = reactor
+        self._data_sockets = data_sockets
         self._streams = {}
         self._listeners = {}
         self._subscriptions = {}

@@ -84,7 +84,7 @@ class DataSocket(Protocol):
 
 def attach(daemon: Any, stream: Stream) -> None:
     """Give ``stream`` a data socket if the control connection can pass one; else it stays on AMP."""
-    if not IUNIXTransport.providedBy(daemon._protocol.transport):
+    if not daemon._data_sockets or not IUNIXTransport.providedBy(daemon._protocol.transport):
         return
     try:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)

@@ -123,7 +123,7 @@ class DataSocketMixin:
             node.streams.abort_all()
 
     async def connect(self, address):
-        daemon = await bounded(client.connect(reactor, self.paths[address]))
+        daemon = await bounded(client.connect(reactor, self.paths[address], data_sockets=self.data_sockets))
         self.addCleanup(daemon.close)
         return daemon
 
@@ -132,8 +132,6 @@ class DataSocketMixin:
 
     async def pair(self):
         """A stream from a client of A to a client of B, both on data sockets (if :attr:`data_sockets`)."""
-        if not self.data_sockets:
-            self.patch(client, "attach_data_socket", lambda daemon, stream: None)
         await self.start()
         self.alpha = await self.connect(A)
         self.beta = await self.connect(B)
