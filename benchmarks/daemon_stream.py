@@ -6,7 +6,10 @@ Starts a rendezvous and two daemons (every port 0, homes in a temporary
 directory), then measures in one run:
 
 - one-way stream throughput through the SDK (a client on alpha writes, a
-  client on beta reads), and ``pilotctl bench`` (echo round trip);
+  client on beta reads), and ``pilotctl bench`` (echo round trip); the same
+  stream with network-sized (1 KiB) segments, and with those across a relay
+  that drops 2% of the datagrams (``benchmarks.lossy_relay``, a process of
+  its own standing for the network);
 - the raw encrypted-UDP ceiling of this machine (benchmarks.udp_ceiling),
   and the ratio of the SDK figure to it;
 - 64-byte round trips on an open stream (p50, p99), on the stream's data
@@ -40,6 +43,8 @@ READY_TIMEOUT = 30.0
 #: How often start-up is polled: a small part of the figure.
 READY_POLL = 0.005
 IMPORT_REACTOR = "import twisted.internet.reactor"
+#: The share of datagrams the relay of the loss case drops.
+LOSS = 0.02
 #: Seconds a daemon is left alone before its RSS after the run is read: two heap checks and a margin.
 SETTLE = 2.5 * HEAP_CHECK_INTERVAL
 
@@ -179,6 +184,20 @@ async def round_trips(reactor, network, count=1000, data_sockets=True):
     return median_and_p99(samples)
 
 
+async def lossy_throughput(reactor, network, megabytes):
+    """One-way SDK throughput from zeta to epsilon, 1 KiB segments, every datagram to epsilon via a lossy relay."""
+    relay = subprocess.Popen([sys.executable, "-m", "benchmarks.lossy_relay", "--loss", str(LOSS)],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    network.processes.append(relay)
+    relay_port = int(relay.stdout.readline())
+    no_beacon = ("--local-mss", "0", "--beacon", "")
+    epsilon = await network.start_daemon("epsilon", *no_beacon, "--endpoint", f"127.0.0.1:{relay_port}")
+    relay.stdin.write(f"127.0.0.1 {epsilon['info']['tunnel_port']}\n")
+    relay.stdin.flush()
+    await network.start_daemon("zeta", *no_beacon)
+    return await one_way_throughput(reactor, network, megabytes, "zeta", "epsilon")
+
+
 def bare_reactor_import(runs=5):
     """Median seconds from spawn to exit of ``python -c "import twisted.internet.reactor"``: start-up's floor."""
     samples = []
@@ -239,6 +258,11 @@ async def run(reactor, megabytes, as_json):
         networked = await one_way_throughput(reactor, network, megabytes, "gamma", "delta")
         rows.append(("stream via SDK, one way, 1024-byte segments", networked, "MB/s",
                      ("ratio to ceiling", networked / ceiling)))
+        # The same across a lossy network: epsilon is reached only through the relay (no beacon
+        # tells anyone its real address), zeta has no beacon to fall back to either.
+        lossy = await lossy_throughput(reactor, network, max(1, megabytes // 2))
+        rows.append((f"stream via SDK, one way, 1024-byte segments, {LOSS:.0%} loss", lossy, "MB/s",
+                     ("ratio to ceiling", lossy / ceiling)))
         # Alpha's part ended with the ping; once it has been quiet for a while it has trimmed its heap.
         await task.deferLater(reactor, max(0.0, alpha_done + SETTLE - time.monotonic()))
         rows.append(("daemon RSS after the run (alpha)", network.rss_megabytes("alpha"), "MB", None))
