@@ -49,6 +49,10 @@ class StreamSocket(Protocol):
     hears when the client stops reading (``pauseProducing``).
     """
 
+    #: A connected Unix socket's transport (a declaration only): it is a consumer and a producer as
+    #: well as an ITransport, which no one Twisted interface says.
+    transport: Any
+
     def __init__(self, conn_id: int, write: Callable[[bytes], defer.Deferred], close: Callable[[], None],
                  forget: Callable[[StreamSocket], None]) -> None:
         self.conn_id = conn_id

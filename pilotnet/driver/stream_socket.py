@@ -31,6 +31,10 @@ if TYPE_CHECKING:
 class DataSocket(Protocol):
     """One stream's data socket: raw bytes to and from the daemon."""
 
+    #: A connected Unix socket's transport (a declaration only): it is a consumer and a producer as
+    #: well as an ITransport, which no one Twisted interface says.
+    transport: Any
+
     def __init__(self, stream: Stream) -> None:
         self.stream = stream
         #: Twisted's buffer for our writes is full: the stream queues until :meth:`resumeProducing`.
