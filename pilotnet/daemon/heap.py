@@ -6,8 +6,8 @@ of traffic the objects are gone but the heap keeps their pages: the
 allocator returns memory to the system only from the top of the heap, and a
 few live objects above the freed space pin it.  Measured over the
 benchmark's transfers, that was most of the difference between a daemon's
-idle RSS (~52 MB) and its RSS afterwards (~82 MB); objects that stay alive
-account for almost none of it.
+idle RSS (~54 MB) and its RSS afterwards (~80 MB): served from mmap instead
+(``MALLOC_MMAP_THRESHOLD_``), or trimmed, the same run ends at the idle figure.
 
 glibc's ``malloc_trim`` releases free pages anywhere in the heap.  Nothing
 in the standard library or Twisted calls it, hence ctypes.  It runs once
