@@ -168,6 +168,24 @@ class DataPathTests(DataSocketMixin, TestCase):
         expected = b"".join(b"%d," % index for index in range(500))
         self.assertEqual(await bounded(accepted.read_exactly(len(expected))), expected)
 
+    async def test_what_is_written_while_the_data_sockets_are_attached_keeps_its_order(self):
+        await self.start()
+        alpha, beta = await self.connect(A), await self.connect(B)
+        listener = await beta.listen(PORT)
+        dialled = await bounded(alpha.dial(str(B), PORT))
+        self.assertTrue(dialled._attaching)  # the daemon has not taken the socket yet
+        for index in range(300):
+            dialled.write(b"%d," % index)
+        accepted = await bounded(listener.accept())
+        for index in range(300):
+            accepted.write(b"%d;" % index)
+        out = b"".join(b"%d," % index for index in range(300))
+        back = b"".join(b"%d;" % index for index in range(300))
+        self.assertEqual(await bounded(accepted.read_exactly(len(out))), out)
+        self.assertEqual(await bounded(dialled.read_exactly(len(back))), back)
+        self.assertIsNotNone(dialled._socket)
+        self.assertIsNotNone(accepted._socket)
+
     async def test_a_reader_that_stops_reading_stops_the_writer_within_bounds(self):
         dialled, accepted = await self.pair()
         data = os.urandom(24 * 1024 * 1024)
