@@ -6,12 +6,18 @@ Starts a rendezvous and two daemons (every port 0, homes in a temporary
 directory), then measures in one run:
 
 - one-way stream throughput through the SDK (a client on alpha writes, a
-  client on beta reads), and ``pilotctl bench`` (echo round trip);
+  client on beta reads), and ``pilotctl bench`` (echo round trip); the same
+  stream with network-sized (1 KiB) segments, and with those across a relay
+  that drops 2% of the datagrams (``benchmarks.lossy_relay``, a process of
+  its own standing for the network);
 - the raw encrypted-UDP ceiling of this machine (benchmarks.udp_ceiling),
   and the ratio of the SDK figure to it;
-- 64-byte round trips on an open stream (p50, p99) and ``pilotctl ping``;
-- each daemon's resident memory while idle, and its start-up time (process
-  spawn until its control socket answers with a registered node).
+- 64-byte round trips on an open stream (p50, p99), on the stream's data
+  socket and, as the baseline, in AMP boxes on the control socket; and
+  ``pilotctl ping``;
+- each daemon's resident memory while idle and after everything above, and
+  its start-up time (process spawn until its control socket answers with a
+  registered node) next to the bare ``import twisted.internet.reactor``.
 """
 
 import argparse
@@ -27,12 +33,20 @@ import time
 from twisted.internet import defer, task
 
 from benchmarks import positive_int, udp_ceiling
+from pilotnet.daemon.heap import CHECK_INTERVAL as HEAP_CHECK_INTERVAL
 from pilotnet.driver.client import connect
 
 TWISTD = "from twisted.scripts.twistd import run; run()"
 #: The daemon's default --local-mss: the segment size between daemons on one host.
 LOCAL_MSS = 32768
 READY_TIMEOUT = 30.0
+#: How often start-up is polled: a small part of the figure.
+READY_POLL = 0.005
+IMPORT_REACTOR = "import twisted.internet.reactor"
+#: The share of datagrams the relay of the loss case drops.
+LOSS = 0.02
+#: Seconds a daemon is left alone before its RSS after the run is read: two heap checks and a margin.
+SETTLE = 2.5 * HEAP_CHECK_INTERVAL
 
 
 class LocalNetwork:
@@ -51,7 +65,7 @@ class LocalNetwork:
         self.processes.append(process)
         return process
 
-    async def wait_for(self, check, what):
+    async def wait_for(self, check, what, poll=0.02):
         deadline = time.monotonic() + READY_TIMEOUT
         while True:
             result = check()
@@ -61,7 +75,7 @@ class LocalNetwork:
                 return result
             if time.monotonic() > deadline:
                 raise RuntimeError(f"timed out waiting for {what}")
-            await task.deferLater(self.reactor, 0.02)
+            await task.deferLater(self.reactor, poll)
 
     async def start_rendezvous(self):
         ports_file = os.path.join(self.directory, "ports.json")
@@ -91,7 +105,7 @@ class LocalNetwork:
             daemon.close()
             return info if info.get("node_id") else None
 
-        info = await self.wait_for(registered, f"daemon {name}")
+        info = await self.wait_for(registered, f"daemon {name}", READY_POLL)
         self.daemons[name] = {"home": home, "socket": socket_path, "pid": process.pid, "info": info,
                               "startup": time.monotonic() - started}
         return self.daemons[name]
@@ -111,6 +125,12 @@ class LocalNetwork:
         if done.returncode != 0:
             raise RuntimeError(f"pilotctl {' '.join(args)} failed: {done.stderr}")
         return json.loads(done.stdout)["data"]
+
+    def stop_daemon(self, name):
+        pid = self.daemons.pop(name)["pid"]
+        process = next(p for p in self.processes if p.pid == pid)
+        process.terminate()
+        process.wait(timeout=10)
 
     def stop(self):
         for process in self.processes:
@@ -155,8 +175,8 @@ async def one_way_throughput(reactor, network, megabytes, source="alpha", destin
     return total / elapsed / 1e6
 
 
-async def round_trips(reactor, network, count=1000):
-    client = await connect(reactor, network.daemons["alpha"]["socket"])
+async def round_trips(reactor, network, count=1000, data_sockets=True):
+    client = await connect(reactor, network.daemons["alpha"]["socket"], data_sockets=data_sockets)
     stream = await client.dial("beta", 7)
     message = b"x" * 64
     samples = []
@@ -168,6 +188,38 @@ async def round_trips(reactor, network, count=1000):
     await stream.close()
     client.close()
     return median_and_p99(samples)
+
+
+async def lossy_throughput(reactor, network, megabytes):
+    """One-way SDK throughput from zeta to epsilon, 1 KiB segments, every datagram to epsilon via a lossy relay."""
+    relay = subprocess.Popen([sys.executable, "-m", "benchmarks.lossy_relay", "--loss", str(LOSS)],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    network.processes.append(relay)
+    relay_port = int(relay.stdout.readline())
+    no_beacon = ("--local-mss", "0", "--beacon", "")
+    epsilon = await network.start_daemon("epsilon", *no_beacon, "--endpoint", f"127.0.0.1:{relay_port}")
+    relay.stdin.write(f"127.0.0.1 {epsilon['info']['tunnel_port']}\n")
+    relay.stdin.flush()
+    await network.start_daemon("zeta", *no_beacon)
+    return await one_way_throughput(reactor, network, megabytes, "zeta", "epsilon")
+
+
+async def start_up_times(network, runs=5):
+    """Medians of a daemon's start to ready and of the bare reactor import (spawn to exit), taking turns.
+
+    One start is one sample of a figure that the machine's load moves a
+    lot; alternating the two, each ``runs`` times, puts both under the same
+    load.  Each daemon measured is stopped before the next import.
+    """
+    starts, imports = [], []
+    for run in range(runs):
+        started = time.monotonic()
+        subprocess.run([sys.executable, "-c", IMPORT_REACTOR], check=True)
+        imports.append(time.monotonic() - started)
+        daemon = await network.start_daemon(f"start{run}")
+        starts.append(daemon["startup"])
+        network.stop_daemon(f"start{run}")
+    return statistics.median(starts), statistics.median(imports)
 
 
 def median_and_p99(samples):
@@ -189,7 +241,9 @@ async def run(reactor, megabytes, as_json):
         await start_pair(network)
         await task.deferLater(reactor, 1.0)
         rows.append(("daemon idle RSS (alpha)", network.rss_megabytes("alpha"), "MB", None))
-        rows.append(("daemon start to ready (alpha)", network.daemons["alpha"]["startup"], "s", None))
+        startup, floor = await start_up_times(network)
+        rows.append(("daemon start to ready, median", startup, "s", None))
+        rows.append((f"bare {IMPORT_REACTOR}, median", floor, "s", None))
 
         # Two ceilings: 1024-byte payloads are what a stream sends across a network;
         # daemons on one host send LOCAL_MSS segments (pilotnet.daemon.paths).
@@ -204,18 +258,29 @@ async def run(reactor, megabytes, as_json):
         rows.append(("pilotctl bench (echo), send rate", bench["send_mbps"], "MB/s", None))
         rows.append(("pilotctl bench (echo), round trip", bench["total_mbps"], "MB/s", None))
         p50, p99 = await round_trips(reactor, network)
+        amp_p50, amp_p99 = await round_trips(reactor, network, data_sockets=False)
         rows.append(("64-byte round trip on an open stream, p50", p50, "ms", None))
         rows.append(("64-byte round trip on an open stream, p99", p99, "ms", None))
+        rows.append(("64-byte round trip on an open stream in AMP boxes, p50", amp_p50, "ms", None))
+        rows.append(("64-byte round trip on an open stream in AMP boxes, p99", amp_p99, "ms", None))
         ping = network.pilotctl("alpha", "ping", "beta", "--count", "10")
         rtts = sorted(r["rtt_ms"] for r in ping["results"] if "rtt_ms" in r)
         rows.append(("pilotctl ping (new connection each), p50", statistics.median(rtts), "ms", None))
-        rows.append(("daemon RSS after the run (alpha)", network.rss_megabytes("alpha"), "MB", None))
+        alpha_done = time.monotonic()
         # The same stream with the segments a network path gets (--local-mss 0).
         for name in ("gamma", "delta"):
             await network.start_daemon(name, "--local-mss", "0")
         networked = await one_way_throughput(reactor, network, megabytes, "gamma", "delta")
         rows.append(("stream via SDK, one way, 1024-byte segments", networked, "MB/s",
                      ("ratio to ceiling", networked / ceiling)))
+        # The same across a lossy network: epsilon is reached only through the relay (no beacon
+        # tells anyone its real address), zeta has no beacon to fall back to either.
+        lossy = await lossy_throughput(reactor, network, max(1, megabytes // 2))
+        rows.append((f"stream via SDK, one way, 1024-byte segments, {LOSS:.0%} loss", lossy, "MB/s",
+                     ("ratio to ceiling", lossy / ceiling)))
+        # Alpha's part ended with the ping; once it has been quiet for a while it has trimmed its heap.
+        await task.deferLater(reactor, max(0.0, alpha_done + SETTLE - time.monotonic()))
+        rows.append(("daemon RSS after the run (alpha)", network.rss_megabytes("alpha"), "MB", None))
     finally:
         network.stop()
     report(rows, as_json)

@@ -34,6 +34,13 @@ class SchemaArgument(amp.Argument):
         objects[name.decode("ascii")] = self.value.take(name, strings)
 
 
+class DescriptorArgument(amp.Descriptor):
+    """AMP's own descriptor passing for a :class:`~pilotnet.control.schema.Descriptor` value."""
+
+    def __init__(self, value: schema.Value) -> None:
+        super().__init__(optional=value.optional)
+
+
 class Command(amp.Command):
     """Base of every pilot command: errors come back as :class:`CommandFailed`."""
 
@@ -44,7 +51,8 @@ def command_class(spec: CommandSpec) -> type[Command]:
     """The AMP Command class for ``spec`` (named like it, so its ``commandName`` is the spec's name)."""
 
     def arguments(pairs: Iterable[tuple[str, schema.Value[Any]]]) -> list[tuple[bytes, amp.Argument]]:
-        return [(key.encode("ascii"), SchemaArgument(value)) for key, value in pairs]
+        return [(key.encode("ascii"), (DescriptorArgument if isinstance(value, schema.Descriptor) else
+                                       SchemaArgument)(value)) for key, value in pairs]
 
     attributes = {
         "__doc__": spec.doc or None, "__module__": __name__, "spec": spec,
@@ -88,6 +96,7 @@ Unbind = command_class(schema.UNBIND)
 Dial = command_class(schema.DIAL)
 Write = command_class(schema.WRITE)
 Consumed = command_class(schema.CONSUMED)
+AttachSocket = command_class(schema.ATTACH_SOCKET)
 Close = command_class(schema.CLOSE)
 SendDatagram = command_class(schema.SEND_DATAGRAM)
 Accepted = command_class(schema.ACCEPTED)

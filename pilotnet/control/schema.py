@@ -29,6 +29,15 @@ high-water mark), and the daemon keeps the stream's receive window consumed
 for ``Received`` data until the client returns it with ``Consumed``.
 Holding credit back is how each side applies backpressure to the other.
 
+That AMP path is the fallback.  A client on the Unix socket gives each
+stream a *data socket* instead (``AttachSocket``): one end of a socketpair it
+made, passed as a descriptor.  From then on the stream's bytes go raw over
+that socket both ways, with no boxes, and the kernel's socket buffers plus
+Twisted's producers are the backpressure; the end of the client's writes is
+its half-close of the socket (the stream's FIN).  How the stream ended still
+comes as ``StreamClosed``, so a client ends a stream once it has that and the
+socket's end of data.
+
 Errors travel as :class:`CommandFailed`, whose AMP description is the JSON of
 ``{"code", "message", "hint"}``, so clients get the daemon's stable error
 code back, not just text.
@@ -147,6 +156,16 @@ class Bytes(Value[bytes]):
 
     def decode(self, data: bytes) -> bytes:
         return data
+
+
+class Descriptor(Value[int]):
+    """A file descriptor passed beside the box (``SCM_RIGHTS`` on the Unix socket), as AMP's ``Descriptor``.
+
+    The box carries only the descriptor's ordinal on the connection; the
+    AMP layer (:mod:`pilotnet.control.commands`) sends and claims the
+    descriptor itself, so the blocking client, which has no use for it,
+    cannot send one.
+    """
 
 
 class Text(Value[str]):
@@ -406,6 +425,10 @@ WRITE = _spec("Write", [("conn_id", Integer()), ("data", Bytes())], answered=Fal
               doc="Queue ``data`` (at most MAX_CHUNK bytes) on a stream; unanswered (see ``Written``).")
 CONSUMED = _spec("Consumed", [("conn_id", Integer()), ("size", Integer())], answered=False,
                  doc="The client took ``size`` more bytes of ``Received`` data: the daemon reopens that much window.")
+ATTACH_SOCKET = _spec(
+    "AttachSocket", [("conn_id", Integer()), ("data_socket", Descriptor())],
+    doc="Carry stream ``conn_id``'s data over ``data_socket`` (a connected Unix stream socket) from now on, "
+        "raw both ways; answered once the daemon reads it.")
 CLOSE = _spec("Close", [("conn_id", Integer())], doc="Close a stream gracefully (FIN after the queued data).")
 SEND_DATAGRAM = _spec("SendDatagram", [("address", Text()), ("port", Integer()), ("data", Bytes())])
 
@@ -454,7 +477,7 @@ COMMANDS = (
     INFO, PEERS, CONNECTIONS, RESOLVE_HOSTNAME, LOOKUP, SET_HOSTNAME, SET_VISIBILITY, SET_TAGS, SET_TASK_EXEC,
     DEREGISTER, SET_WEBHOOK, CLEAR_WEBHOOK, HANDSHAKE, HANDSHAKE_BY_NAME, APPROVE, REJECT, REVOKE, PENDING, TRUSTED,
     NETWORK_LIST, NETWORK_JOIN, NETWORK_LEAVE, NETWORK_MEMBERS, NETWORK_INVITE, NETWORK_INVITES,
-    NETWORK_RESPOND_INVITE, BIND, UNBIND, DIAL, WRITE, CONSUMED, CLOSE,
+    NETWORK_RESPOND_INVITE, BIND, UNBIND, DIAL, WRITE, CONSUMED, ATTACH_SOCKET, CLOSE,
     SEND_DATAGRAM, ACCEPTED, RECEIVED, WRITTEN, STREAM_CLOSED, DATAGRAM_RECEIVED, SUBSCRIBE, UNSUBSCRIBE, PUBLISH,
     EVENT_RECEIVED, EVENT_STATS, PUBLISH_BATCH, EVENTS_RECEIVED, *NETWORK_POLICY_COMMANDS,
 )

@@ -7,7 +7,9 @@ Pushes toward the client (accepted streams, data, closes, datagrams) are AMP
 calls on the client.  Stream data travels both ways without answers, under
 credit (:mod:`pilotnet.daemon.stream_credit`): received bytes keep the
 stream's receive window consumed until the client returns them, which is how a
-slow reader slows the sender down.
+slow reader slows the sender down.  A client that attaches a data socket to a
+stream (``AttachSocket``) moves that stream's bytes off AMP onto the socket
+(:mod:`pilotnet.daemon.stream_socket`).
 
 The client's event subscriptions live in the daemon's broker as local
 :class:`~pilotnet.services.eventstream.Subscriber` objects (which is what
@@ -34,6 +36,7 @@ from twisted.logger import Logger
 from twisted.protocols import amp
 from zope.interface import implementer
 
+from pilotnet.daemon import stream_socket
 from pilotnet.daemon.stream_credit import StreamCredit
 from pilotnet.control import commands
 from pilotnet.control.schema import MAX_BOX, check_timeout
@@ -48,6 +51,8 @@ MAX_UNCREDITED = commands.WRITE_CREDIT + commands.MAX_CHUNK
 #: Bytes the daemon may queue for a client that has stopped reading before it drops that client.
 #: Room for the largest push (a 16 MiB event) and the answers already under way.
 MAX_BACKLOG = 2 * MAX_BOX
+#: Descriptors a client may have passed that no box has claimed yet; more is an attack on our file table.
+MAX_PENDING_DESCRIPTORS = 16
 
 log = Logger()
 
@@ -115,6 +120,8 @@ class ControlProtocol(commands.UnansweredFastPath, amp.AMP):
         self._subscriptions = {}
         #: conn_id -> :class:`StreamCredit` of this client's streams.
         self._credits = {}
+        #: conn_id -> :class:`~pilotnet.daemon.stream_socket.StreamSocket` of streams with a data socket.
+        self._sockets = {}
         #: Subscription number -> :class:`_PushBatch` of events not yet pushed.
         self._outgoing = {}
         self._push_scheduled = False
@@ -169,8 +176,25 @@ class ControlProtocol(commands.UnansweredFastPath, amp.AMP):
             return "key"
         return super().proto_value(string)
 
+    def fileDescriptorReceived(self, descriptor):
+        """Keep a passed descriptor for the box that claims it (AMP's ``Descriptor``), within a bound."""
+        if len(self._descriptors) >= MAX_PENDING_DESCRIPTORS:
+            os.close(descriptor)
+            if not self._dropped:
+                self._dropped = True
+                log.warn("control client dropped: over {limit} descriptors passed and not claimed",
+                         limit=MAX_PENDING_DESCRIPTORS)
+                self.transport.abortConnection()
+            return
+        super().fileDescriptorReceived(descriptor)
+
     def connectionLost(self, reason):
         super().connectionLost(reason)
+        for descriptor in self._descriptors.values():
+            os.close(descriptor)
+        self._descriptors.clear()
+        for data_socket in list(self._sockets.values()):
+            data_socket.abort()
         self.node.streams.release(self)
         self._credits.clear()
         for subscriber in self._subscriptions.values():
@@ -431,6 +455,29 @@ class ControlProtocol(commands.UnansweredFastPath, amp.AMP):
         if size:
             self.callRemote(commands.Written, conn_id=conn_id, size=size)
 
+    @commands.AttachSocket.responder
+    @translating_errors
+    def attach_socket(self, conn_id, data_socket):
+        streams = self.node.streams
+        try:
+            if not streams.owns(conn_id, self):
+                raise PilotError(f"connection {conn_id} not found", code=NOT_FOUND)
+            if conn_id in self._sockets:
+                raise PilotError(f"connection {conn_id} has a data socket already", code=ALREADY_EXISTS)
+        except PilotError:
+            os.close(data_socket)
+            raise
+        attached = stream_socket.StreamSocket(
+            conn_id, lambda data: streams.write(conn_id, data, self), lambda: streams.close(conn_id),
+            self._forget_socket)
+        stream_socket.adopt(self.clock, data_socket, attached)
+        self._sockets[conn_id] = attached
+        return {}
+
+    def _forget_socket(self, data_socket):
+        if self._sockets.get(data_socket.conn_id) is data_socket:
+            del self._sockets[data_socket.conn_id]
+
     @commands.Close.responder
     @translating_errors
     def close(self, conn_id):
@@ -542,12 +589,18 @@ class ControlProtocol(commands.UnansweredFastPath, amp.AMP):
         ).addErrback(self._push_failed)
 
     def stream_data(self, conn_id, data):
+        data_socket = self._sockets.get(conn_id)
+        if data_socket is not None:
+            return data_socket.deliver(data)
         taken = self._credit_for(conn_id).pushed(len(data))
         self.callRemote(commands.Received, conn_id=conn_id, data=data)
         return taken
 
     def stream_closed(self, conn_id, code, message):
         self._credits.pop(conn_id, None)
+        data_socket = self._sockets.get(conn_id)
+        if data_socket is not None:
+            data_socket.peer_ended(failed=bool(code))
         return self.callRemote(
             commands.StreamClosed, conn_id=conn_id, code=code or "", message=message or "",
         ).addErrback(self._push_failed)

@@ -35,6 +35,7 @@ from pilotnet.daemon.handshake import HandshakeCourier, HandshakePort, Verifier
 from pilotnet.daemon.managed import ManagedNetworks
 from pilotnet.daemon.networks import Networks
 from pilotnet.daemon.path_manager import DIRECT_RETRY, PathManager
+from pilotnet.daemon.heap import CHECK_INTERVAL as HEAP_CHECK_INTERVAL, HeapTrim
 from pilotnet.daemon.paths import SegmentSizes
 from pilotnet.daemon.reachability import DialWatch, IReachabilityProbe, RegistryView
 from pilotnet.daemon.registration import Registration
@@ -159,8 +160,9 @@ class NodeService(service.MultiService):
             syn_rate=config.syn_rate_limit, on_relay_hint=self.paths.direct_failed,
         )
         self.tunnel.burst_listener = self.streams
+        self.heap = HeapTrim(lambda: self.streams.bytes_moved)
         for interval, job in ((BEACON_KEEPALIVE, self.beacon.keepalive), (PEER_KEEPALIVE, self._ping_peers),
-                              (DIRECT_RETRY, self.paths.retry_direct)):
+                              (DIRECT_RETRY, self.paths.retry_direct), (HEAP_CHECK_INTERVAL, self.heap.check)):
             self._every(interval, job)
         if config.echo:
             EchoService(self.streams, PORT_ECHO, reactor)

@@ -102,6 +102,8 @@ class Streams:
         self._in_burst = []
         self._syn_sources = {}
         self.refused_syns = 0
+        #: Stream bytes written by owners and delivered to them, ever (to tell a busy daemon from an idle one).
+        self.bytes_moved = 0
 
     def _transmit_each(self, packets):
         for packet in packets:
@@ -180,9 +182,15 @@ class Streams:
             raise PilotError(f"connection {conn_id} not found", code=NOT_FOUND)
         return stream
 
+    def owns(self, conn_id, owner):
+        """Whether stream ``conn_id`` exists and belongs to ``owner``."""
+        stream = self._streams.get(conn_id)
+        return stream is not None and stream.owner is owner
+
     def write(self, conn_id, data, owner):
         stream = self._stream(conn_id, owner)
         conn = stream.conn
+        self.bytes_moved += len(data)
         conn.send(data, self.clock.seconds())
         self._service(stream)
         if conn.send_buffered < SEND_HIGH_WATER:
@@ -364,6 +372,7 @@ class Streams:
         if not chunks or stream.owner is None:
             return
         data = b"".join(chunks) if len(chunks) > 1 else chunks[0]
+        self.bytes_moved += len(data)
         for start in range(0, len(data), MAX_CHUNK):
             piece = data[start:start + MAX_CHUNK]
             pushed = defer.maybeDeferred(stream.owner.stream_data, stream.conn_id, piece)

@@ -40,6 +40,7 @@ from pilotnet.control.schema import check_timeout
 from pilotnet.driver.events import Event, EventStream, Publisher, Subscription
 from pilotnet.driver.failures import not_running_error, translate_failure
 from pilotnet.driver.paths import default_socket_path, pilot_home
+from pilotnet.driver.stream_socket import attach as attach_data_socket
 from pilotnet.driver.streams import Datagram, Listener, Stream
 from pilotnet.driver.targets import parse_port, parse_target, unresolvable
 from pilotnet.driver.waiting import OneShot
@@ -48,11 +49,15 @@ from pilotnet.wire.address import Addr
 from pilotnet.wire.eventstream import split_events
 
 
-def connect(reactor=None, socket_path=None, timeout=5.0):
+def connect(reactor=None, socket_path=None, timeout=5.0, data_sockets=True):
     """Connect to the daemon's control socket; a Deferred of a :class:`Daemon`.
 
     Fails with ``not_running`` when nothing listens at ``socket_path``
-    (default: :func:`default_socket_path`).
+    (default: :func:`default_socket_path`).  Each stream gets a data socket
+    of its own (:mod:`pilotnet.driver.stream_socket`); with ``data_sockets``
+    false every stream's bytes stay in AMP boxes on the control socket (the
+    slower path, kept for comparison and for clients that cannot pass
+    descriptors).
     """
     if reactor is None:
         from twisted.internet import reactor
@@ -66,15 +71,16 @@ def connect(reactor=None, socket_path=None, timeout=5.0):
         failure.trap(ConnectError, OSError)
         raise not_running_error()
 
-    return connecting.addCallbacks(lambda _: Daemon(protocol, reactor), refused)
+    return connecting.addCallbacks(lambda _: Daemon(protocol, reactor, data_sockets), refused)
 
 
 class Daemon:
     """A connection to the local daemon: queries, registry operations, streams, ports, datagrams."""
 
-    def __init__(self, protocol, reactor):
+    def __init__(self, protocol, reactor, data_sockets=True):
         self._protocol = protocol
         self.reactor = reactor
+        self._data_sockets = data_sockets
         self._streams = {}
         self._listeners = {}
         self._subscriptions = {}
@@ -331,6 +337,7 @@ class Daemon:
                 Addr.parse(answer["remote_address"]), answer["remote_port"],
             )
             self._streams[stream.conn_id] = stream
+            attach_data_socket(self, stream)
             return stream
 
         return self.resolve(target).addCallback(dial).addCallback(opened)
@@ -390,6 +397,7 @@ class Daemon:
             raise commands.CommandFailed(f"port {port} is not bound by this client", code=CONNECTION_FAILED)
         stream = Stream(self, conn_id, port, Addr.parse(remote_address), remote_port)
         self._streams[conn_id] = stream
+        attach_data_socket(self, stream)
         listener._accepted(stream)
         return {}
 

@@ -11,6 +11,10 @@ Writes go in chunks of :data:`~pilotnet.driver.commands.MAX_CHUNK` without
 waiting for answers, within the stream's write credit (see
 :mod:`pilotnet.driver.commands`); :meth:`Stream.write` fires once its data is
 on its way to the daemon.
+
+Once the stream has a data socket (:mod:`pilotnet.driver.stream_socket`),
+the same calls move raw bytes over it instead: writes while the socket's
+buffer has room, reads from it while the stream's buffer has room.
 """
 
 from collections import deque
@@ -19,6 +23,7 @@ from typing import NamedTuple
 from twisted.internet.defer import Deferred, fail, succeed
 
 from pilotnet.control import commands
+from pilotnet.control.data_socket import end_writing, write_now
 from pilotnet.driver.waiting import OneShot, WaitQueue
 from pilotnet.errors import CONNECTION_FAILED, INVALID_ARGUMENT, PilotError
 from pilotnet.wire.address import Addr
@@ -66,6 +71,12 @@ class Stream:
         #: Our side finished writing (:meth:`shutdown_write`) while the peer may still send.
         self._write_shut = False
         self._closed = OneShot()
+        #: The stream's :class:`~pilotnet.driver.stream_socket.DataSocket`, once the daemon has taken it.
+        self._socket = None
+        #: Writes wait while the daemon takes the data socket, so none overtakes another.
+        self._attaching = False
+        #: How the daemon said the stream ended, held until the data socket's data has all been read.
+        self._held_end = None
 
     def __repr__(self):
         return f"<Stream {self.conn_id} :{self.local_port} -> {self.remote_address}:{self.remote_port}>"
@@ -142,17 +153,28 @@ class Stream:
         return self._ended or len(self._buffer) < limit or bool(self._chunks)
 
     def _return_consumed(self):
-        """Give the daemon back receive window, a batch at a time, while there is room."""
-        if self._unreturned >= commands.CREDIT_BATCH and not self._ended and self._has_room():
+        """Give the daemon back receive window, a batch at a time, while there is room.
+
+        With a data socket: read it while there is room (and return what AMP
+        brought before it at once).
+        """
+        if self._socket is not None:
+            room = self._ended or self._has_room()
+            self._socket.read_while(room)
+            threshold = 1
+        else:
+            threshold = commands.CREDIT_BATCH
+        if self._unreturned >= threshold and not self._ended and self._has_room():
             size, self._unreturned = self._unreturned, 0
             self._daemon._push(commands.Consumed, conn_id=self.conn_id, size=size)
 
-    def _received(self, data):
-        """A Received push: buffer it; its window goes back to the daemon once there is room."""
+    def _received(self, data, via_amp=True):
+        """A Received push (or bytes from the data socket): buffer it; window goes back once there is room."""
         if self._ended:
             return {}
         self._buffer += data
-        self._unreturned += len(data)
+        if via_amp:
+            self._unreturned += len(data)
         self._serve_readers()
         return {}
 
@@ -176,10 +198,9 @@ class Stream:
         data = bytes(data)
         if not data:
             return succeed(None)
-        if not self._chunks and len(data) <= commands.MAX_CHUNK and self._uncredited < commands.WRITE_CREDIT:
-            # The common small write: nothing queued ahead of it and credit to spare.
-            self._uncredited += len(data)
-            self._daemon._push(commands.Write, conn_id=self.conn_id, data=data)
+        if not self._chunks and len(data) <= commands.MAX_CHUNK and self._can_send():
+            # The common small write: nothing queued ahead of it and room to spare.
+            self._send(data)
             return succeed(None)
         done = Deferred()
         last = range(0, len(data), commands.MAX_CHUNK)[-1]
@@ -188,12 +209,22 @@ class Stream:
         self._pump()
         return done
 
-    def _pump(self):
-        push = self._daemon._push
-        while self._chunks and self._uncredited < commands.WRITE_CREDIT:
-            chunk, done = self._chunks.popleft()
+    def _can_send(self):
+        if self._socket is not None:
+            return not self._socket.paused
+        return not self._attaching and self._uncredited < commands.WRITE_CREDIT
+
+    def _send(self, chunk):
+        if self._socket is not None:
+            write_now(self._socket.transport, chunk)
+        else:
             self._uncredited += len(chunk)
-            push(commands.Write, conn_id=self.conn_id, data=chunk)
+            self._daemon._push(commands.Write, conn_id=self.conn_id, data=chunk)
+
+    def _pump(self):
+        while self._chunks and self._can_send():
+            chunk, done = self._chunks.popleft()
+            self._send(chunk)
             if done is not None:
                 done.callback(None)
         self._check_flushed()
@@ -241,7 +272,7 @@ class Stream:
                 self._closing = succeed(None)
             else:
                 self._closing = self._wait_flushed()
-                self._closing.addCallback(lambda _: self._daemon._call(commands.Close, conn_id=self.conn_id))
+                self._closing.addCallback(self._send_end)
                 self._closing.addBoth(lambda _: self._end(None))
         closing = Deferred()
         self._closing.addBoth(lambda result: closing.callback(None) or result)
@@ -254,12 +285,26 @@ class Stream:
         """
         if self._closing is None and not self._ended:
             self._closing = self._wait_flushed()
-            self._closing.addCallback(lambda _: self._daemon._call(commands.Close, conn_id=self.conn_id))
+            self._closing.addCallback(self._send_end)
             self._closing.addErrback(lambda _: None)
             self._write_shut = True
 
+    def _send_end(self, _):
+        """Our end of data: the data socket's half-close (after what was written on it), or ``Close``."""
+        if self._socket is not None:
+            end_writing(self._socket.transport, both_ways=False)
+            return None
+        return self._daemon._call(commands.Close, conn_id=self.conn_id)
+
     def _peer_ended(self, code, message):
-        """The daemon says the stream ended: cleanly (``code`` empty) or with an error."""
+        """The daemon says the stream ended: cleanly (``code`` empty) or with an error.
+
+        With a data socket, bytes sent before the end may still be on their
+        way there: the end waits for the socket's end of data.
+        """
+        if self._socket is not None and not self._socket.ended:
+            self._held_end = (code, message)
+            return
         if not code and self.half_open and not self._write_shut and not self._ended:
             self._peer_done = True
             self._serve_readers()
@@ -275,10 +320,33 @@ class Stream:
         if error is not None and self._write_error is None:
             self._write_error = error
         self._daemon._forget_stream(self)
+        if self._socket is not None:
+            end_writing(self._socket.transport, both_ways=True)
         self._fail_writes(self._write_error or PilotError(f"stream {self.conn_id} is closed",
                                                           code=CONNECTION_FAILED))
         self._serve_readers()
         self._closed.fire(error)
+
+
+    # -- the data socket (pilotnet.driver.stream_socket) -------------------------------
+
+    def _socket_attached(self, data_socket):
+        """The daemon took the data socket: queued writes and held-back window go to it now."""
+        self._attaching = False
+        self._socket = data_socket
+        self._pump()
+        self._return_consumed()
+
+    def _socket_refused(self):
+        """The daemon kept the stream on AMP: writes queued meanwhile go that way."""
+        self._attaching = False
+        self._pump()
+
+    def _socket_ended(self):
+        """The daemon's end of data on the socket: the end it told of (if it did yet) applies now."""
+        held, self._held_end = self._held_end, None
+        if held is not None:
+            self._peer_ended(*held)
 
 
 class Listener:

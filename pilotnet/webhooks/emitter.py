@@ -15,14 +15,16 @@ restarts, so a receiver configures it once.
 import itertools
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from zope.interface import implementer
 
 from pilotnet.interfaces import IEventEmitter
 from pilotnet.webhooks.queue import STOP_GRACE
 from pilotnet.webhooks.signing import new_secret
-from pilotnet.webhooks.webhook import Webhook, rfc3339
+
+if TYPE_CHECKING:
+    from pilotnet.webhooks.webhook import Webhook
 
 SECRET_FILE = "webhook.secret"
 
@@ -68,7 +70,14 @@ class WebhookEmitter:
                          "timestamp": self._reactor.seconds(), "data": data or None})
 
     def set_url(self, url: str):
-        """Deliver to ``url`` from now on (TargetRefused if it is not allowed); the old one drains."""
+        """Deliver to ``url`` from now on (TargetRefused if it is not allowed); the old one drains.
+
+        The delivery machinery (treq, twisted.web) is imported here, on first
+        use: most daemons never set a webhook, and it was a tenth of their
+        start-up.
+        """
+        from pilotnet.webhooks.webhook import Webhook
+
         webhook = Webhook(self._reactor, url, load_or_create_secret(self._secret_path),
                           allow_private=self.allow_private, render=_render, name="daemon webhook", **self._options)
         self._retire()
@@ -104,6 +113,8 @@ class WebhookEmitter:
 
 def _render(payload: dict) -> dict:
     """The document sent: the reference's field order, the time as text, no ``data`` when empty."""
+    from pilotnet.webhooks.webhook import rfc3339  # loaded by then (set_url)
+
     document = {"event": payload["event"], "event_id": payload["event_id"], "node_id": payload["node_id"],
                 "timestamp": rfc3339(payload["timestamp"])}
     if payload["data"] is not None:

@@ -17,12 +17,14 @@ from tests.driver.fakedaemon import FakeDaemonProtocol, FakeNode
 #: What clients send; the rest (client.PUSHES) the daemon sends to clients.
 REQUESTS = [spec for spec in schema.COMMANDS if spec.name.encode() not in client.PUSHES]
 #: Requests the fake does not answer: their tests run against the real protocol (events:
-#: tests.driver.test_events, over ControlProtocol and a real broker) or real daemons (trust:
+#: tests.driver.test_events, over ControlProtocol and a real broker; data sockets:
+#: tests.driver.test_data_socket, over ControlProtocol and real streams) or real daemons (trust:
 #: tests.integration; managed networks and policies: tests.daemon.test_managed and
-#: tests.integration.test_policy).  A new command must be answered by the fake or named here.
+#: tests.integration.test_policy).  The fake keeps every stream on AMP, so the SDK's fallback is what
+#: its tests use.  A new command must be answered by the fake or named here.
 LEFT_TO_THE_REAL_DAEMON = {
     "SetWebhook", "ClearWebhook", "Handshake", "HandshakeByName", "Approve", "Reject", "Revoke", "Pending", "Trusted",
-    "Subscribe", "Unsubscribe", "Publish", "EventStats", "PublishBatch",
+    "Subscribe", "Unsubscribe", "Publish", "EventStats", "PublishBatch", "AttachSocket",
     *(spec.name for spec in schema.NETWORK_POLICY_COMMANDS),
     # networks: tests.integration.test_network_members, over a real registry
     "NetworkList", "NetworkJoin", "NetworkLeave", "NetworkMembers", "NetworkInvite", "NetworkInvites",
