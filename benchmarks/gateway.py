@@ -29,6 +29,7 @@ from benchmarks import positive_int
 from benchmarks.daemon_stream import LocalNetwork, one_way_throughput, report, start_pair
 from pilotnet.driver.client import connect
 from pilotnet.gateway import control
+from pilotnet.gateway.paths import control_path
 
 SUBNET = "127.77.0.0/16"
 MAPPED_IP = "127.77.0.1"
@@ -65,7 +66,7 @@ async def start_gateway(network, tcp_port):
     alpha = network.daemons["alpha"]
     network.spawn("pilot-gateway", "--home", alpha["home"], "--socket", alpha["socket"], "--subnet", SUBNET,
                   "--ports", str(tcp_port), "beta", MAPPED_IP)
-    path = control.control_path(alpha["socket"])
+    path = control_path(alpha["socket"])
 
     async def mapped():
         try:
