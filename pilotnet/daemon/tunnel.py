@@ -95,16 +95,13 @@ class IPeerKeys(Interface):
     def forget(node):
         """Drop a cached key, so the next :meth:`public_key` asks again."""
 
-    def known_key(node):
-        """The key last fetched for ``node`` (what its tunnel was verified against), or None."""
-
 
 class Peer:
     """What the tunnel knows about one remote node."""
 
     __slots__ = (
         "node", "endpoint", "via_relay", "session", "authenticated", "queue", "last_direct",
-        "last_heard", "offer_sent_at", "frames_sent", "frames_received",
+        "last_heard", "offer_sent_at", "frames_sent", "frames_received", "verified_key",
     )
 
     def __init__(self, node, endpoint=None):
@@ -119,6 +116,8 @@ class Peer:
         self.offer_sent_at = float("-inf")
         self.frames_sent = 0
         self.frames_received = 0
+        #: The Ed25519 key the PILA that made :attr:`session` was verified against (None without one).
+        self.verified_key = None
 
     @property
     def path(self):
@@ -264,6 +263,17 @@ class Tunnel(DatagramProtocol):
         peer = self._peers.get(node)
         if peer is not None and peer.endpoint is not None:
             peer.via_relay = False
+
+    def verified_key(self, node):
+        """The Ed25519 key that signed the key offer behind ``node``'s current session, or None.
+
+        This, not whatever the registry's key cache holds now, is who sent the
+        frames that session opens: the trust gate checks it.
+        """
+        peer = self._peers.get(node)
+        if peer is None or peer.session is None:
+            return None
+        return peer.verified_key
 
     def drop_peer(self, node):
         """Forget a peer's session and path (trust revoked, or the peer is gone)."""
@@ -504,6 +514,7 @@ class Tunnel(DatagramProtocol):
         session = peer.session
         if session is None or session.peer_public_key != offer.x25519_public:
             peer.session = TunnelSession.with_peer(self.key_pair, self.node_id, offer.x25519_public)
+            peer.verified_key = registered_key
             log.info("tunnel keyed with node {node} ({path})", node=offer.node, path=peer.path)
             self.emitter.emit("tunnel.established", peer_node_id=offer.node, authenticated=True,
                               relay=peer.via_relay, rekeyed=session is not None)
