@@ -21,8 +21,10 @@ Nobody can aim it at a third party:
 - Replies: a discover reply (8 bytes for IPv4; 20 for IPv6) and the punch
   commands are the only answers to a node, and each source IP gets a token
   bucket of such requests; punch commands towards one target IP have another,
-  since the target did not ask.  A relay delivery is 4 bytes smaller than the
-  relay it carries.
+  since the target did not ask.  A discover reply goes only to a Discover at
+  least as large (ours are padded); the reference's 5-byte one is recorded but
+  not answered unless the operator opts in (``answer_short_discovers``).  A
+  relay delivery is 4 bytes smaller than the relay it carries.
 - The node table: at most ``max_nodes`` entries, at most ``max_nodes_per_ip``
   from one source IP, and peer claims bounded the same way.
 """
@@ -56,7 +58,7 @@ class BeaconCore:
 
     def __init__(self, beacon_id, *, max_nodes=MAX_NODES, max_nodes_per_ip=MAX_NODES_PER_IP,
                  node_expiry=NODE_EXPIRY, max_relay_frame=wire.MAX_RELAY_FRAME, peer_auth=None,
-                 request_rate=REQUEST_RATE, request_burst=REQUEST_BURST):
+                 request_rate=REQUEST_RATE, request_burst=REQUEST_BURST, answer_short_discovers=False):
         self.beacon_id = beacon_id
         self.max_nodes = max_nodes
         self.max_nodes_per_ip = max_nodes_per_ip
@@ -64,6 +66,8 @@ class BeaconCore:
         self.max_relay_frame = max_relay_frame
         #: :class:`~pilotnet.beacon.peering.PeerAuth` when beacons share a secret, else None.
         self.peer_auth = peer_auth
+        #: Answer Discovers smaller than their reply (Go daemons' 5 bytes): a small reflection, opt-in.
+        self.answer_short_discovers = answer_short_discovers
         self.nodes = {}          # node ID -> (address, last seen)
         self._nodes_per_ip = Counter()
         self.configured_peers = set()   # the operator's list: trusted without proof
@@ -102,7 +106,7 @@ class BeaconCore:
                 self.dropped["request_rate"] += 1
                 return []
             if kind is wire.Discover:
-                return self._discover(message, source, now)
+                return self._discover(message, len(datagram), source, now)
             return self._punch(message, source, now)
         self.dropped["unexpected"] += 1
         return []
@@ -129,11 +133,21 @@ class BeaconCore:
         else:
             del self._nodes_per_ip[host]
 
-    def _discover(self, message, source, now):
-        # Node 0 is a daemon asking for its address before it has an ID.
+    def _discover(self, message, size, source, now):
+        """Record the node; answer with its observed address if the answer is no larger than the question.
+
+        Node 0 is a daemon asking for its address before it has an ID.  A Go
+        daemon's Discover is 5 bytes: it only logs the reply to its periodic
+        ones, and when its start-up one goes unanswered it registers its local
+        address, whose IP the registry replaces with the one it observes.
+        """
         if message.node:
             self._record(message.node, source, now)
-        return [(wire.encode(wire.DiscoverReply(wire.Endpoint(*source))), source)]
+        reply = wire.encode(wire.DiscoverReply(wire.Endpoint(*source)))
+        if len(reply) > size and not self.answer_short_discovers:
+            self.dropped["discover_unanswered_short"] += 1
+            return []
+        return [(reply, source)]
 
     def _punch(self, message, source, now):
         self._record(message.requester, source, now)
