@@ -25,6 +25,10 @@ Nobody can aim it at a third party:
   least as large (ours are padded); the reference's 5-byte one is recorded but
   not answered unless the operator opts in (``answer_short_discovers``).  A
   relay delivery is 4 bytes smaller than the relay it carries.
+- Punch commands carry the cookie of the node they go to (from its Discover,
+  while it is at the address that Discover came from), so our daemons can
+  refuse forged ones; a command carries it only when the request was at least
+  as large (our daemons pad theirs).
 - The node table: at most ``max_nodes`` entries, at most ``max_nodes_per_ip``
   from one source IP, and peer claims bounded the same way.
 """
@@ -69,6 +73,7 @@ class BeaconCore:
         #: Answer Discovers smaller than their reply (Go daemons' 5 bytes): a small reflection, opt-in.
         self.answer_short_discovers = answer_short_discovers
         self.nodes = {}          # node ID -> (address, last seen)
+        self.cookies = {}        # node ID -> (address its Discover came from, its cookie)
         self._nodes_per_ip = Counter()
         self.configured_peers = set()   # the operator's list: trusted without proof
         self.listed_peers = set()       # what the registry lists: anyone can put an address there
@@ -107,7 +112,7 @@ class BeaconCore:
                 return []
             if kind is wire.Discover:
                 return self._discover(message, len(datagram), source, now)
-            return self._punch(message, source, now)
+            return self._punch(message, len(datagram), source, now)
         self.dropped["unexpected"] += 1
         return []
 
@@ -117,14 +122,15 @@ class BeaconCore:
         if entry is None or entry[0][0] != host:
             if entry is None and len(self.nodes) >= self.max_nodes:
                 self.dropped["node_table_full"] += 1
-                return
+                return False
             if self._nodes_per_ip[host] >= self.max_nodes_per_ip:
                 self.dropped["node_limit_per_ip"] += 1
-                return
+                return False
             self._nodes_per_ip[host] += 1
             if entry is not None:
                 self._forget_host(entry[0][0])
         self.nodes[node_id] = (source, now)
+        return True
 
     def _forget_host(self, host):
         count = self._nodes_per_ip[host] - 1
@@ -141,15 +147,18 @@ class BeaconCore:
         ones, and when its start-up one goes unanswered it registers its local
         address, whose IP the registry replaces with the one it observes.
         """
-        if message.node:
-            self._record(message.node, source, now)
-        reply = wire.encode(wire.DiscoverReply(wire.Endpoint(*source)))
+        if message.node and self._record(message.node, source, now):
+            if message.cookie:
+                self.cookies[message.node] = (source, message.cookie)
+            else:
+                self.cookies.pop(message.node, None)
+        reply = wire.encode(wire.DiscoverReply(wire.Endpoint(*source), message.cookie))
         if len(reply) > size and not self.answer_short_discovers:
             self.dropped["discover_unanswered_short"] += 1
             return []
         return [(reply, source)]
 
-    def _punch(self, message, source, now):
+    def _punch(self, message, size, source, now):
         self._record(message.requester, source, now)
         target = self.nodes.get(message.target)
         if target is None:
@@ -160,9 +169,21 @@ class BeaconCore:
             self.dropped["punch_target_rate"] += 1
             return []
         return [
-            (wire.encode(wire.PunchCommand(wire.Endpoint(*target_address))), source),
-            (wire.encode(wire.PunchCommand(wire.Endpoint(*source))), target_address),
+            (self._punch_command(target_address, message.requester, source, size), source),
+            (self._punch_command(source, message.target, target_address, size), target_address),
         ]
+
+    def _punch_command(self, endpoint, node_id, address, size):
+        """The command telling ``node_id`` at ``address`` to punch towards ``endpoint``.
+
+        With the node's cookie if its Discover came from that very address and
+        the request that caused the command was large enough to pay for it.
+        """
+        plain = wire.encode(wire.PunchCommand(wire.Endpoint(*endpoint)))
+        known = self.cookies.get(node_id)
+        if known is None or known[0] != address or len(plain) + wire.COOKIE_SIZE > size:
+            return plain
+        return plain + known[1]
 
     def _relay(self, message, datagram, source):
         if len(message.frame) > self.max_relay_frame:
@@ -223,6 +244,7 @@ class BeaconCore:
         stale = [n for n, (_, seen) in self.nodes.items() if seen < node_cutoff]
         for node_id in stale:
             self._forget_host(self.nodes.pop(node_id)[0][0])
+            self.cookies.pop(node_id, None)
         claim_cutoff = now - PEER_CLAIM_EXPIRY
         for node_id in [n for n, (_, seen) in self.peer_claims.items() if seen < claim_cutoff]:
             del self.peer_claims[node_id]

@@ -29,7 +29,12 @@ and the tunnel is no reflector: our 138-byte PILA goes back to where a frame
 came from only when that frame was at least as large, or came through the
 beacon's relay; a smaller one (a keepalive after we restarted) has our key
 offered at the endpoint the registry holds for its node (``on_unknown_session``).
-Punch commands are budgeted too: their source address can be forged.
+Punch commands are budgeted too, and bound to our beacon: their source
+address can be forged, so once the beacon has echoed our cookie (the random
+bytes in our Discover's padding, see :mod:`pilotnet.wire.beacon`) only a
+command carrying it makes us send our PILA to the address it names; one
+without it (a forgery, or the answer to a Go node's unpadded request) gets no
+more bytes of PILPs than it has, and one with another cookie nothing.
 
 Paths follow authenticated ingress: a frame that opened correctly from a
 direct address makes that address the peer's endpoint; a frame that arrived
@@ -37,6 +42,7 @@ through the relay moves the peer to the relay only if nothing came directly
 recently, so one racing relayed frame does not demote a working direct path.
 """
 
+import os
 import socket
 from collections import OrderedDict, deque
 
@@ -143,7 +149,7 @@ class TunnelCounters:
     __slots__ = (
         "pkts_sent", "pkts_recv", "bytes_sent", "bytes_recv", "auth_failures", "replays",
         "malformed", "no_session", "queue_drops", "send_errors", "plaintext_refused",
-        "spoofed_source", "key_exchanges", "rate_limited",
+        "spoofed_source", "key_exchanges", "rate_limited", "forged_beacon",
     )
 
     def __init__(self):
@@ -178,6 +184,10 @@ class Tunnel(DatagramProtocol):
         self.encrypt = encrypt
         self.node_id = None
         self.beacon_address = None
+        #: Sent in our Discovers; our beacon echoes it in what it sends us (see the module's docstring).
+        self.beacon_cookie = os.urandom(beacon.COOKIE_SIZE)
+        #: The beacon has echoed our cookie: from now on what it sends us must carry it.
+        self.beacon_binds_punches = False
         #: Told of each burst of reads (see :class:`~pilotnet.daemon.udp_batch.BurstPort`), or None.
         self.burst_listener = None
         self._batch = None
@@ -378,18 +388,45 @@ class Tunnel(DatagramProtocol):
         except OSError:
             self.counters.send_errors += 1
 
-    def punch(self, address):
+    def punch(self, address, *, punches=PUNCH_BURST, offer=True):
         """A burst of PILP frames toward ``address`` to open our NAT mapping for it, then our PILA.
 
         The PILA is what lets a punch that gets through be used: the peer
         authenticates it and learns the address it really came from (behind a
         symmetric NAT that is a port nobody could have predicted), so its
-        replies, and the path, follow.  A PILP alone carries no identity.
+        replies, and the path, follow.  A PILP alone carries no identity, but
+        it opens our NAT for the peer's own PILA.
         """
-        for _ in range(PUNCH_BURST):
+        for _ in range(punches):
             self.send_to_address(MAGIC_PUNCH, address)
-        if self.encrypt and self.node_id is not None:
+        if offer and self.encrypt and self.node_id is not None:
             self.send_to_address(self._our_offer(0), address)
+
+    def _obey_punch(self, command, size):
+        """Punch where the beacon says, as far as we can tell the command is the beacon's."""
+        host, port = command.endpoint
+        if host in ("0.0.0.0", "::") or not port:
+            return
+        punches, offer = PUNCH_BURST, True
+        if self.beacon_binds_punches and command.cookie != self.beacon_cookie:
+            if command.cookie:
+                self.counters.forged_beacon += 1
+                return
+            punches, offer = min(PUNCH_BURST, size // len(MAGIC_PUNCH)), False
+        if self._punch_budget.take(1, self.clock.seconds()):
+            self.punch((host, port), punches=punches, offer=offer)
+        else:
+            self.counters.rate_limited += 1
+
+    def _from_our_beacon(self, cookie):
+        """Does a discover reply carrying ``cookie`` come from the beacon we asked?"""
+        if cookie == self.beacon_cookie:
+            self.beacon_binds_punches = True
+            return True
+        if self.beacon_binds_punches:
+            self.counters.forged_beacon += 1
+            return False
+        return True
 
     # -- key exchange ----------------------------------------------------------
 
@@ -636,17 +673,14 @@ class Tunnel(DatagramProtocol):
         except DecodeError:
             self.counters.malformed += 1
             return
-        if type(message) is beacon.RelayDeliver:
+        kind = type(message)
+        if kind is beacon.RelayDeliver:
             if len(message.frame) >= 4:
                 self._frame(message.frame, address, True, message.sender)
             return
-        if type(message) is beacon.PunchCommand:
-            host, port = message.endpoint
-            if host not in ("0.0.0.0", "::") and port:
-                # The beacon's address is all that vouches for a punch command, and it can be forged.
-                if self._punch_budget.take(1, self.clock.seconds()):
-                    self.punch((host, port))
-                else:
-                    self.counters.rate_limited += 1
+        if kind is beacon.PunchCommand:
+            self._obey_punch(message, len(data))
+        elif kind is beacon.DiscoverReply and not self._from_our_beacon(message.cookie):
+            return
         if self.on_beacon is not None:
             self.on_beacon(message)

@@ -14,6 +14,7 @@ B = ("203.0.113.2", 5000)
 V6 = ("2001:db8::7", 6000)
 PEER = ("192.0.2.50", 9001)
 NOW = 1000.0
+COOKIE_A, COOKIE_B = bytes(range(1, 17)), bytes(range(17, 33))
 
 
 def decode_all(sent):
@@ -74,6 +75,30 @@ class PunchTests(SynchronousTestCase):
         self.assertEqual(sent, [(wire.PunchCommand(wire.Endpoint(*B)), A),
                                 (wire.PunchCommand(wire.Endpoint(*A)), B)])
         self.assertEqual(core.nodes[5][0], A)
+
+    def test_commands_carry_each_sides_cookie_when_the_request_paid_for_it(self):
+        core = BeaconCore(1)
+        [(reply, _)] = decode_all(core.receive(wire.padded_discover(6, COOKIE_B), B, NOW))
+        self.assertEqual(reply, wire.DiscoverReply(wire.Endpoint(*B), COOKIE_B))  # echoed: B knows us
+        core.receive(wire.padded_discover(5, COOKIE_A), A, NOW)
+        sent = decode_all(core.receive(wire.padded(wire.PunchRequest(5, 6)), A, NOW))
+        self.assertEqual(sent, [(wire.PunchCommand(wire.Endpoint(*B), COOKIE_A), A),
+                                (wire.PunchCommand(wire.Endpoint(*A), COOKIE_B), B)])
+        # The reference's 9-byte request: plain commands, no larger than it.
+        for payload, _ in core.receive(wire.encode(wire.PunchRequest(5, 6)), A, NOW):
+            self.assertEqual(wire.decode(payload).cookie, b"")
+
+    def test_a_cookie_goes_only_to_the_address_its_discover_came_from(self):
+        core = BeaconCore(1)
+        core.receive(wire.padded_discover(6, COOKIE_B), B, NOW)
+        core.receive(wire.padded_discover(5, COOKIE_A), A, NOW)
+        moved = (A[0], A[1] + 1)  # a request for node 5 from elsewhere (forged, or the NAT moved)
+        sent = decode_all(core.receive(wire.padded(wire.PunchRequest(5, 6)), moved, NOW))
+        self.assertEqual(sent[0], (wire.PunchCommand(wire.Endpoint(*B)), moved))
+        core.receive(wire.encode(wire.Discover(6)), B, NOW)  # an unpadded Discover drops B's cookie
+        self.assertNotIn(6, core.cookies)
+        core.expire(NOW + 601)
+        self.assertEqual(core.cookies, {})
 
     def test_unknown_target(self):
         core = BeaconCore(1)
@@ -291,7 +316,7 @@ class SourceLimitTests(SynchronousTestCase):
         self.assertEqual(core.receive(wire.encode(wire.Discover(0)), A, NOW), [])
         for source in (A, V6):
             [(reply, _)] = core.receive(wire.padded_discover(0), source, NOW)
-            self.assertLessEqual(len(reply), wire.PADDED_DISCOVER_SIZE)
+            self.assertLessEqual(len(reply), wire.PADDED_REQUEST_SIZE)
         core.receive(wire.encode(wire.Discover(6)), B, NOW)
         for payload, _ in core.receive(wire.encode(wire.PunchRequest(5, 6)), A, NOW):
             self.assertLess(len(payload), len(wire.encode(wire.PunchRequest(5, 6))))
