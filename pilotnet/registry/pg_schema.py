@@ -79,6 +79,13 @@ SCHEMA = (
         name TEXT PRIMARY KEY,
         holder TEXT NOT NULL,
         expires TIMESTAMPTZ NOT NULL)""",
+    # Nonces of fresh-signed writes, until their timestamps leave the window (Unix seconds).
+    """CREATE TABLE IF NOT EXISTS pilot_nonces (
+        signer TEXT NOT NULL,
+        nonce TEXT NOT NULL,
+        expires DOUBLE PRECISION NOT NULL,
+        PRIMARY KEY (signer, nonce))""",
+    "CREATE INDEX IF NOT EXISTS pilot_nonces_expiry ON pilot_nonces (expires)",
 )
 
 # The node fields with a column of their own; the others travel in ``attributes``.

@@ -20,6 +20,12 @@ several writers:
 * **Every transaction is a change** in ``pilot_changes``, announced with
   ``NOTIFY`` (see :mod:`pilotnet.registry.pg_feed`, which applies the others'
   changes to the directory).
+* **One use of a signature across registries.**  The nonce of each fresh-signed
+  request is written (``pilot_nonces``, keyed by signer and nonce) in the
+  request's own savepoint: a request replayed to another registry fails there
+  on the key, and its Deferred fails with :class:`ReplayedElsewhere` once the
+  directory is back to the database's values.  Rows outlive the signature
+  window only until the reaper prunes them (:mod:`pilotnet.registry.scaleout`).
 * **Heartbeats are soft state**: :meth:`commit_seen` writes only ``last_seen``,
   batched, and no change.
 
@@ -48,7 +54,7 @@ from zope.interface import implementer
 from pilotnet.errors import CONNECTION_FAILED, PilotError
 from pilotnet.interfaces import IRegistryStore
 from pilotnet.registry import pg_schema as schema
-from pilotnet.registry.races import StoreConflict
+from pilotnet.registry.races import ReplayedElsewhere, StoreConflict
 from pilotnet.registry.requests import RequestError
 
 # Connections one registry holds at most: the writer, the readers, the feed's listener.
@@ -64,6 +70,10 @@ MAX_NETWORK_ID = 0xFFFF
 
 class _Conflict(Exception):
     """Raised inside a savepoint to roll one request's writes back."""
+
+
+# A request's outcome in a batch (besides True, committed, and False, a unique value taken).
+_REPLAYED = "replayed"
 
 
 class IdBlocks:
@@ -146,6 +156,7 @@ class PostgresStore:
     """The PostgreSQL database behind one of several registries."""
 
     log = Logger()
+    shares_replays = True
 
     def __init__(self, url: str) -> None:
         self.url = url
@@ -260,6 +271,9 @@ class PostgresStore:
         for kind, key, value in changes:
             if kind == "counter":
                 continue  # IDs come from the database's sequences
+            if kind == "nonce":
+                ops.append((kind, key, value))
+                continue
             if kind == "inbox":
                 before = self.shadow.get((kind, key), {})
                 after = schema.inbox_items(value)
@@ -305,6 +319,8 @@ class PostgresStore:
                 if isinstance(result, Failure):
                     self._unsure(keys)
                     done.errback(result)
+                elif result[index] == _REPLAYED:
+                    done.errback(ReplayedElsewhere(self._settle(keys)))
                 elif result[index]:
                     done.callback(None)
                 else:
@@ -344,7 +360,10 @@ class PostgresStore:
                             claims = []
                             written = [_write(conn, op, claims) for op in ops]
                             _verify(conn, claims)
-                    except (_Conflict, psycopg.errors.UniqueViolation):
+                    except psycopg.errors.UniqueViolation as error:
+                        outcomes.append(_REPLAYED if error.diag.table_name == "pilot_nonces" else False)
+                        continue
+                    except _Conflict:
                         outcomes.append(False)
                         continue
                     outcomes.append(True)
@@ -354,6 +373,7 @@ class PostgresStore:
 
     def _log_change(self, conn, entries) -> None:
         """The batch's entities as the next change of the feed, announced at commit."""
+        entries = [entry for entry in entries if entry is not None]
         if not entries:
             return
         change_id = conn.execute(
@@ -367,7 +387,7 @@ class PostgresStore:
         """Bring the directory to the database's truth for ``keys`` (after a lost race)."""
         if self.follower is None:
             return succeed(None)
-        return self.follower.settle(keys)
+        return self.follower.settle([(kind, key) for kind, key in keys if kind != "nonce"])
 
     def _unsure(self, keys) -> None:
         """A transaction failed: whether it committed is unknown; reload once the database answers."""
@@ -457,9 +477,17 @@ def _verify(conn, claims) -> None:
             raise _Conflict(kind)
 
 
-def _write(conn, op, claims: list) -> tuple:
-    """Apply one operation, noting key and owner claims; the ``(kind, key, value)`` the feed carries."""
+def _write(conn, op, claims: list) -> tuple | None:
+    """Apply one operation, noting key and owner claims; the ``(kind, key, value)`` the feed carries.
+
+    None for a nonce: other registries need not hear of it (the key refuses its reuse).
+    """
     kind, key = op[0], op[1]
+    if kind == "nonce":
+        signer, nonce = key.split(" ", 1)
+        conn.execute("INSERT INTO pilot_nonces (signer, nonce, expires) VALUES (%s, %s, %s)",
+                     (signer, nonce, op[2]))
+        return None
     if kind == "node":
         value = op[2]
         if value is None:

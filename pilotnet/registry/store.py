@@ -68,6 +68,9 @@ def _owner_only(path):
 class RegistryStore:
     """The SQLite file behind one registry."""
 
+    #: One registry per file: its replay cache alone sees every request.
+    shares_replays = False
+
     def __init__(self, path, *, durable=False, run=maybeDeferred):
         """``run(work)`` is where commits execute, returning a Deferred of
         ``work()``: inline by default, the writer thread after :meth:`use_thread`

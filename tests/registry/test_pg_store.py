@@ -16,6 +16,7 @@ from twisted.trial.unittest import TestCase
 from pilotnet.errors import PilotError
 from pilotnet.registry.challenges import sign_fresh_request
 from pilotnet.registry.directory import Directory
+from pilotnet.registry.freshness import DEFAULT_WINDOW
 from pilotnet.registry.handlers import Registry
 from pilotnet.registry.pg_feed import ChangeFollower
 from pilotnet.registry.pg_schema import NODE_ID_BLOCK
@@ -247,6 +248,23 @@ class SharedDatabaseTests(TestCase):
             for shared in rounds:
                 await shared.round()
         self.assertEqual(sorted(r.registry.reaps_nodes for r in registries), [False, False, True])
+
+
+    async def test_nonces_of_signed_writes_are_kept_until_their_window_passed(self):
+        """The shared replay cache: one row per fresh-signed write, pruned by the reaper."""
+        a, b = await self.registries(2)
+        await a.register(identity(1))
+        await b.send({"type": "lookup", "node_id": 1})  # a read: no row
+
+        def count(conn):
+            return conn.execute("SELECT count(*) FROM pilot_nonces").fetchone()[0]
+
+        self.assertEqual(await a.store.run_reader(count), 1)
+        reaper = SharedHousekeeping(a.server, a.store, interval=10.0)
+        self.assertTrue(await a.store.run_reader(reaper._claim_lease, reactor.seconds()))
+        self.assertEqual(await a.store.run_reader(count), 1)
+        await a.store.run_reader(reaper._claim_lease, reactor.seconds() + 2 * DEFAULT_WINDOW + 1)
+        self.assertEqual(await a.store.run_reader(count), 0)
 
 
 class IdBlockTests(TestCase):
