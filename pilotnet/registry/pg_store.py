@@ -15,8 +15,16 @@ several writers:
 * **Merged, not overwritten.**  Handshake inboxes and network memberships are
   written as the rows this registry added or removed since it last knew the
   entity (its *shadow*, kept on the reactor thread), so a request relayed
-  through another registry in the meantime is not lost.  Other entities are
-  last-writer-wins per entity; ``last_seen`` only ever moves forward.
+  through another registry in the meantime is not lost.
+* **No lost update of a node record.**  Each row of ``pilot_nodes`` carries a
+  version (a random token each write sets); a registry writes a node only
+  where the row still has the version it last knew (from loading, the feed,
+  or its own previous write).  A write based on a record another registry
+  changed meanwhile fails like a lost race: the directory takes the
+  database's record and the request is handled again on it, so ``set_tags``
+  on one registry and a polo score change on another both last.
+  ``last_seen`` only ever moves forward.  Other entities are last-writer-wins
+  per entity.
 * **Every transaction is a change** in ``pilot_changes``, announced with
   ``NOTIFY`` (see :mod:`pilotnet.registry.pg_feed`, which applies the others'
   changes to the directory).
@@ -37,6 +45,7 @@ asyncio API.
 """
 
 import json
+import secrets
 import uuid
 from collections import Counter, deque
 from contextlib import contextmanager
@@ -174,6 +183,8 @@ class PostgresStore:
         self.in_flight: Counter = Counter()
         # What this registry last knew of each inbox and network membership (see the module doc).
         self.shadow: dict = {}
+        # The version of each node row this registry last knew or wrote (see the module doc).
+        self.node_versions: dict[int, int] = {}
         self.ids = IdBlocks(self._next_values)
         # The pg_feed.ChangeFollower applying the others' changes, once started.
         self.follower = None
@@ -213,6 +224,7 @@ class PostgresStore:
             with self._connection() as conn:
                 self._create_schema(conn)
                 self.cursor, entities = read_snapshot(conn)
+                self.learn_versions(entities)
                 node_starts = next_values(conn, "pilot_node_ids", INITIAL_RESERVE_BLOCKS)
                 network_ids = next_values(conn, "pilot_network_ids", 2)
         except psycopg.OperationalError as error:
@@ -256,7 +268,16 @@ class PostgresStore:
     def _next_values(self, sequence: str, count: int) -> Deferred:
         return self.run_reader(next_values, sequence, count)
 
-    # -- shadows of merged entities (reactor thread) ---------------------------
+    # -- shadows of merged entities, versions of nodes (reactor thread) ----------
+
+    def learn_version(self, kind: str, key: str, value) -> None:
+        """Take a node entity's row version out of ``value`` (in place) and remember it."""
+        if kind == "node" and value is not None and schema.VERSION in value:
+            self.node_versions[int(key)] = value.pop(schema.VERSION)
+
+    def learn_versions(self, entities) -> None:
+        for kind, key, value in entities:
+            self.learn_version(kind, key, value)
 
     def remember(self, kind: str, key: str, value) -> None:
         """Note ``value`` as this registry's last knowledge of a merged entity."""
@@ -273,6 +294,13 @@ class PostgresStore:
                 continue  # IDs come from the database's sequences
             if kind == "nonce":
                 ops.append((kind, key, value))
+                continue
+            if kind == "node":
+                node_id = int(key)
+                expected = self.node_versions.pop(node_id, None)
+                if value is not None:
+                    self.node_versions[node_id] = secrets.randbits(62) + 1
+                ops.append((kind, key, value, expected, self.node_versions.get(node_id)))
                 continue
             if kind == "inbox":
                 before = self.shadow.get((kind, key), {})
@@ -460,11 +488,20 @@ _CLAIMED = {"key": ("pilot_keys", "public_key"), "owner": ("pilot_owners", "owne
 
 
 def _verify(conn, claims) -> None:
-    """Raise :class:`_Conflict` if a key or owner claimed here is held by another node.
+    """Raise :class:`_Conflict` if a key or owner claimed here is held by another node, or a
+    node written here was changed by another registry since this one knew it.
 
-    One query after the writes (rather than a row count per statement) keeps
-    the writes pipelined.
+    One query per kind after the writes (rather than a row count per statement)
+    keeps the writes pipelined.
     """
+    versions = [(node_id, version) for claimed, node_id, version in claims if claimed == "version"]
+    if versions:
+        nodes, written = zip(*versions)
+        ours = conn.execute(
+            "SELECT count(*) FROM pilot_nodes AS t, unnest(%s::BIGINT[], %s::BIGINT[]) AS c(n, v) "
+            "WHERE t.id = c.n AND t.version = c.v", (list(nodes), list(written))).fetchone()[0]
+        if ours != len(versions):
+            raise _Conflict("node")
     for kind, (table, column) in _CLAIMED.items():
         mine = [(key, node_id) for claimed, key, node_id in claims if claimed == kind]
         if not mine:
@@ -489,18 +526,22 @@ def _write(conn, op, claims: list) -> tuple | None:
                      (signer, nonce, op[2]))
         return None
     if kind == "node":
-        value = op[2]
+        _, _, value, expected, version = op
         if value is None:
             conn.execute("DELETE FROM pilot_nodes WHERE id = %s", (int(key),))
-        else:
-            conn.execute(
-                "INSERT INTO pilot_nodes (id, public_key, hostname, owner, polo_score, last_seen, "
-                "attributes) VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (id) DO UPDATE SET "
-                "public_key = excluded.public_key, hostname = excluded.hostname, "
-                "owner = excluded.owner, polo_score = excluded.polo_score, "
-                "last_seen = GREATEST(pilot_nodes.last_seen, excluded.last_seen), "
-                "attributes = excluded.attributes", schema.node_row(value))
-        return kind, key, value
+            return kind, key, value
+        # Written only over the version this registry knew (none: a new node); _verify checks.
+        conn.execute(
+            "INSERT INTO pilot_nodes (id, public_key, hostname, owner, polo_score, last_seen, "
+            "attributes, version) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (id) DO UPDATE "
+            "SET public_key = excluded.public_key, hostname = excluded.hostname, "
+            "owner = excluded.owner, polo_score = excluded.polo_score, "
+            "last_seen = GREATEST(pilot_nodes.last_seen, excluded.last_seen), "
+            "attributes = excluded.attributes, version = excluded.version "
+            "WHERE pilot_nodes.version = %s",
+            schema.node_row(value) + (version, -1 if expected is None else expected))
+        claims.append(("version", int(key), version))
+        return kind, key, dict(value, **{schema.VERSION: version})
     if kind in ("key", "owner"):
         table, column = _CLAIMED[kind]
         value = op[2]
@@ -568,8 +609,8 @@ def _write(conn, op, claims: list) -> tuple | None:
 def read_entity(conn, kind: str, key: str):
     """One entity as the database holds it now, or None."""
     if kind == "node":
-        row = conn.execute("SELECT id, public_key, hostname, owner, polo_score, last_seen, "
-                           "attributes FROM pilot_nodes WHERE id = %s", (int(key),)).fetchone()
+        row = conn.execute(f"SELECT {schema.NODE_SELECT} FROM pilot_nodes WHERE id = %s",
+                           (int(key),)).fetchone()
         return schema.node_value(row) if row else None
     if kind in ("key", "owner"):
         table, column = _CLAIMED[kind]
@@ -609,8 +650,7 @@ def read_snapshot(conn) -> tuple:
 def _read_all(conn) -> tuple:
     cursor = conn.execute("SELECT last_change FROM pilot_feed_position").fetchone()[0]
     entities: list[tuple[str, str, object]] = []
-    for row in conn.execute("SELECT id, public_key, hostname, owner, polo_score, last_seen, "
-                            "attributes FROM pilot_nodes"):
+    for row in conn.execute(f"SELECT {schema.NODE_SELECT} FROM pilot_nodes"):
         entities.append(("node", str(row[0]), schema.node_value(row)))
     for key, node_id in conn.execute("SELECT public_key, node_id FROM pilot_keys"):
         entities.append(("key", key, node_id))

@@ -20,7 +20,7 @@ from pilotnet.registry.freshness import DEFAULT_WINDOW
 from pilotnet.registry.handlers import Registry
 from pilotnet.registry.pg_feed import ChangeFollower
 from pilotnet.registry.pg_schema import NODE_ID_BLOCK
-from pilotnet.registry.pg_store import IdBlocks, PostgresStore, read_snapshot
+from pilotnet.registry.pg_store import IdBlocks, PostgresStore, read_entity, read_snapshot
 from pilotnet.registry.requests import RequestError
 from pilotnet.registry.scaleout import SharedHousekeeping
 from pilotnet.registry.server import RegistryServer
@@ -249,6 +249,29 @@ class SharedDatabaseTests(TestCase):
                 await shared.round()
         self.assertEqual(sorted(r.registry.reaps_nodes for r in registries), [False, False, True])
 
+
+    async def test_changes_to_one_node_through_two_registries_both_last(self):
+        """B writes the node before it heard of A's change: B's write is redone on A's record."""
+        a, b = await self.registries(2)
+        who = identity(1)
+        node_id = await a.register(who)
+        await wait_until(lambda: succeed(node_id in b.directory.nodes), "the node on B",
+                         timeout=VISIBLE_WITHIN)
+        b.follower.stop()
+        tagged = await a.send({"type": "set_tags", "node_id": node_id, "tags": ["gpu"]}, signer=who)
+        made_public = await b.send({"type": "set_visibility", "node_id": node_id, "public": True},
+                                   signer=who)
+        self.assertEqual((tagged["type"], made_public["type"]), ("set_tags_ok", "set_visibility_ok"))
+        b.follower.start()
+
+        def both_everywhere():
+            nodes = [registry.directory.nodes[node_id] for registry in (a, b)]
+            return succeed(all(node.tags == ("gpu",) and node.public for node in nodes))
+
+        await wait_until(both_everywhere, "the tags and the visibility on both registries",
+                         timeout=VISIBLE_WITHIN)
+        stored = await a.store.run_reader(read_entity, "node", str(node_id))
+        self.assertEqual((stored["tags"], stored["public"]), (["gpu"], True))
 
     async def test_nonces_of_signed_writes_are_kept_until_their_window_passed(self):
         """The shared replay cache: one row per fresh-signed write, pruned by the reaper."""
