@@ -96,8 +96,9 @@ NODE_COLUMNS = ("id", "public_key", "hostname", "owner", "polo_score", "last_see
 #: What a query selects to read a node entity (:func:`node_value`).
 NODE_SELECT = "id, public_key, hostname, owner, polo_score, last_seen, attributes, version"
 #: The key under which a node entity read from the database (or the feed) carries its row's
-#: version; the store takes it out before the directory sees the entity.
-VERSION = "version"
+#: version; the store takes it out before the directory sees the entity.  (A node's own
+#: ``version`` field is the software version it registered with.)
+VERSION = "_row_version"
 
 
 def compact(value) -> str:

@@ -60,7 +60,7 @@ from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 from zope.interface import implementer
 
-from pilotnet.errors import CONNECTION_FAILED, PilotError
+from pilotnet.errors import ALREADY_EXISTS, CONNECTION_FAILED, PilotError
 from pilotnet.interfaces import IRegistryStore
 from pilotnet.registry import pg_schema as schema
 from pilotnet.registry.races import ReplayedElsewhere, StoreConflict
@@ -239,8 +239,15 @@ class PostgresStore:
         return len(entities)
 
     def count(self) -> int:
-        with self._connection() as conn:
-            return conn.execute("SELECT count(*) FROM pilot_nodes").fetchone()[0]
+        """How many nodes the database holds (0 for a new one, whose tables are then made)."""
+        try:
+            with self._connection() as conn:
+                self._create_schema(conn)
+                return conn.execute("SELECT count(*) FROM pilot_nodes").fetchone()[0]
+        except psycopg.Error as error:
+            raise PilotError(f"cannot use the PostgreSQL store: {error}".strip(),
+                             code=CONNECTION_FAILED,
+                             hint="check that the database server runs and the --store URL is right") from None
 
     # -- threads -------------------------------------------------------------
 
@@ -455,8 +462,44 @@ class PostgresStore:
     def write(self, changes):
         raise NotImplementedError("use commit() on a PostgreSQL store")
 
-    def replace_all(self, entities):
-        raise NotImplementedError("importing a Go snapshot needs a SQLite --store")
+    def replace_all(self, entities) -> None:
+        """Fill a new, empty database with ``entities`` (an import), in one transaction.
+
+        Blocking, before the registry serves (no other registry may use the
+        database yet).  The sequences continue after the highest imported IDs.
+        """
+        entities = list(entities)
+        counters = {key: value for kind, key, value in entities if kind == "counter"}
+        next_node = max([counters.get("next_node", 1)] +
+                        [int(key) + 1 for kind, key, value in entities if kind == "node"])
+        next_network = max([counters.get("next_net", 1)] +
+                           [int(key) + 1 for kind, key, value in entities if kind == "network"])
+        try:
+            self._fill(entities, next_node, next_network)
+        except psycopg.Error as error:
+            raise PilotError(f"cannot import into the PostgreSQL store: {error}".strip(),
+                             code=CONNECTION_FAILED,
+                             hint="check that the database server runs and the --store URL is right; "
+                                  "nothing was imported") from None
+
+    def _fill(self, entities, next_node: int, next_network: int) -> None:
+        with self._connection() as conn:
+            self._create_schema(conn)
+            with conn.transaction():
+                used = conn.execute("SELECT EXISTS (SELECT 1 FROM pilot_nodes) OR "
+                                    "(SELECT last_change FROM pilot_feed_position) > 0").fetchone()[0]
+                if used:
+                    raise PilotError("the PostgreSQL database already holds registry state",
+                                     code=ALREADY_EXISTS,
+                                     hint="import into a new database (createdb), or drop the import "
+                                          "option (it was probably imported already)")
+                with conn.pipeline():
+                    claims: list = []
+                    for op in self._operations(entities):
+                        _write(conn, op, claims)
+                    _verify(conn, claims)
+                conn.execute("SELECT setval('pilot_node_ids', %s, false)", (next_node,))
+                conn.execute("SELECT setval('pilot_network_ids', %s, false)", (next_network,))
 
 
 def restore_known(directory, entities, others=None) -> list:

@@ -166,6 +166,11 @@ class RegistryStore:
             count += 1
         return count
 
+    def entities(self):
+        """Every stored entity as ``(kind, key, value)`` (to move the state to another store)."""
+        return [(kind, key, json.loads(value))
+                for kind, key, value in self._db.execute("SELECT kind, key, value FROM entities")]
+
     def count(self):
         """How many entities are stored (0 for a new store)."""
         return self._db.execute("SELECT COUNT(*) FROM entities").fetchone()[0]
