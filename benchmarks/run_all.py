@@ -54,6 +54,7 @@ BENCHMARKS = (
     Benchmark("dashboard", quick=("--repeat", "10")),
     Benchmark("cli_latency", quick=("--runs", "10"), timeout=300),
     Benchmark("gateway", quick=("--megabytes", "20"), timeout=600),
+    Benchmark("pg_async", quick=("--requests", "1000", "--rounds", "1"), timeout=900),
 )
 
 
@@ -115,6 +116,8 @@ INTERPRETER = ("python -c pass", "python -c pass (interpreter start), p50")
 AT_100K = (("sizes", -1, "nodes"), 100_000)
 SEARCH = "/api/nodes?tag=gpu&online=1&sort=polo-desc&page=100"
 DIRECT_STREAM = ("direct SDK stream", "stream via SDK, one way (direct)")
+
+PG_THREADS = ("threads (the store's way)", ("threads-group", "requests_per_second"))
 
 FIGURES = (
     Figure("raw encrypted UDP one way, 1 KiB payloads", "daemon_stream", CEILING[1], "MB/s"),
@@ -178,6 +181,9 @@ FIGURES = (
            baseline=DIRECT_STREAM),
     Figure("gateway: agent to TCP client", "gateway", "agent through the gateway to TCP", "MB/s",
            baseline=DIRECT_STREAM),
+    Figure("PostgreSQL writes/s, threads, group commit", "pg_async", PG_THREADS[1], "/s"),
+    Figure("PostgreSQL writes/s, asyncio, group commit", "pg_async", ("asyncio-group", "requests_per_second"),
+           "/s", baseline=PG_THREADS),
 )
 
 
