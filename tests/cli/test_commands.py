@@ -33,6 +33,9 @@ LOCAL = {"init", "config", "context", "daemon start", "daemon stop", "daemon sta
          "set-webhook", "clear-webhook"}
 # Commands that talk to the gateway's own control socket (tests/gateway covers them).
 LOCAL |= {"gateway start", "gateway stop", "gateway map", "gateway unmap", "gateway list"}
+# Commands that manage networks at the registry directly (tests/cli/test_network_admin.py covers them).
+LOCAL |= {"network create", "network delete", "network rename", "network promote", "network demote",
+          "network kick", "network role", "network policy"}
 
 
 class NoDaemonTests(PilotctlMixin, TestCase):
