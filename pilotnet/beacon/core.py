@@ -168,10 +168,14 @@ class BeaconCore:
         if not self._punch_targets.allow(target_address[0], now):
             self.dropped["punch_target_rate"] += 1
             return []
-        return [
-            (self._punch_command(target_address, message.requester, source, size), source),
-            (self._punch_command(source, message.target, target_address, size), target_address),
-        ]
+        to_requester = self._punch_command(target_address, message.requester, source, size)
+        to_target = (self._punch_command(source, message.target, target_address, size), target_address)
+        if len(to_requester) > size:
+            # An IPv6 target's address (20 bytes) for the reference's 9-byte request: not to a
+            # source that may be forged.  The target still punches towards the requester.
+            self.dropped["punch_reply_oversized"] += 1
+            return [to_target]
+        return [(to_requester, source), to_target]
 
     def _punch_command(self, endpoint, node_id, address, size):
         """The command telling ``node_id`` at ``address`` to punch towards ``endpoint``.

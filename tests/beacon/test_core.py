@@ -88,6 +88,15 @@ class PunchTests(SynchronousTestCase):
         for payload, _ in core.receive(wire.encode(wire.PunchRequest(5, 6)), A, NOW):
             self.assertEqual(wire.decode(payload).cookie, b"")
 
+    def test_no_command_larger_than_the_request_goes_back_to_its_source(self):
+        core = BeaconCore(1)
+        core.receive(wire.padded_discover(6), V6, NOW)
+        sent = decode_all(core.receive(wire.encode(wire.PunchRequest(5, 6)), A, NOW))
+        self.assertEqual(sent, [(wire.PunchCommand(wire.Endpoint(*A)), V6)])  # the IPv6 one (20 B) kept back
+        self.assertEqual(core.dropped["punch_reply_oversized"], 1)
+        sent = decode_all(core.receive(wire.padded(wire.PunchRequest(5, 6)), A, NOW))
+        self.assertEqual([address for _, address in sent], [A, V6])
+
     def test_a_cookie_goes_only_to_the_address_its_discover_came_from(self):
         core = BeaconCore(1)
         core.receive(wire.padded_discover(6, COOKIE_B), B, NOW)
