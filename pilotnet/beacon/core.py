@@ -23,8 +23,9 @@ Nobody can aim it at a third party:
   bucket of such requests; punch commands towards one target IP have another,
   since the target did not ask.  A discover reply goes only to a Discover at
   least as large (ours are padded); the reference's 5-byte one is recorded but
-  not answered unless the operator opts in (``answer_short_discovers``).  A
-  relay delivery is 4 bytes smaller than the relay it carries.
+  not answered unless the operator opts in (``answer_short_discovers``), and
+  a punch command goes back to its requester only when no larger than the
+  request.  A relay delivery is 4 bytes smaller than the relay it carries.
 - Punch commands carry the cookie of the node they go to (from its Discover,
   while it is at the address that Discover came from), so our daemons can
   refuse forged ones; a command carries it only when the request was at least
