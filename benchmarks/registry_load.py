@@ -342,17 +342,7 @@ class Bench:
         """CPU time of the database server and its backends (0 without one)."""
         if self.database_pid is None:
             return 0.0
-        total = _cpu_seconds(self.database_pid, children=True)
-        for entry in os.listdir("/proc"):
-            if entry.isdigit():
-                try:
-                    with open(f"/proc/{entry}/stat") as handle:
-                        fields = handle.read().rpartition(")")[2].split()
-                except OSError:
-                    continue
-                if int(fields[1]) == self.database_pid:
-                    total += _cpu_seconds(int(entry))
-        return total
+        return database_cpu_seconds(self.database_pid)
 
     def converge(self, node_ids, timeout=120.0):
         """Seconds until every registry answers ``lookup`` for each of ``node_ids``."""
@@ -395,6 +385,21 @@ class Bench:
             server.terminate()
             server.wait(10)
         shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def database_cpu_seconds(postmaster):
+    """CPU time of a PostgreSQL server: the postmaster, its live backends and those it reaped."""
+    total = _cpu_seconds(postmaster, children=True)
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as handle:
+                    fields = handle.read().rpartition(")")[2].split()
+            except OSError:
+                continue
+            if int(fields[1]) == postmaster:
+                total += _cpu_seconds(int(entry))
+    return total
 
 
 def _cpu_seconds(pid, children=False):

@@ -54,6 +54,7 @@ BENCHMARKS = (
     Benchmark("dashboard", quick=("--repeat", "10")),
     Benchmark("cli_latency", quick=("--runs", "10"), timeout=300),
     Benchmark("gateway", quick=("--megabytes", "20"), timeout=600),
+    Benchmark("pg_async", quick=("--requests", "1000", "--rounds", "1"), timeout=900),
 )
 
 
@@ -119,6 +120,8 @@ AMP_ROUND_TRIP_P50 = ("in AMP boxes", "64-byte round trip on an open stream in A
 AMP_ROUND_TRIP_P99 = ("in AMP boxes", "64-byte round trip on an open stream in AMP boxes, p99")
 IDLE_RSS = ("idle RSS", "daemon idle RSS (alpha)")
 IMPORT_REACTOR = ("import reactor", "bare import twisted.internet.reactor, median")
+
+PG_THREADS = ("threads (the store's way)", ("threads-group", "requests_per_second"))
 
 FIGURES = (
     Figure("raw encrypted UDP one way, 1 KiB payloads", "daemon_stream", CEILING[1], "MB/s"),
@@ -186,6 +189,9 @@ FIGURES = (
            baseline=DIRECT_STREAM),
     Figure("gateway: agent to TCP client", "gateway", "agent through the gateway to TCP", "MB/s",
            baseline=DIRECT_STREAM),
+    Figure("PostgreSQL writes/s, threads, group commit", "pg_async", PG_THREADS[1], "/s"),
+    Figure("PostgreSQL writes/s, asyncio, group commit", "pg_async", ("asyncio-group", "requests_per_second"),
+           "/s", baseline=PG_THREADS),
 )
 
 

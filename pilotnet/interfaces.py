@@ -82,6 +82,11 @@ class IRegistryStore(Interface):
     survives ``kill -9`` of the registry.
     """
 
+    shares_replays = Attribute(
+        "True when other registries write to the same database: each request's changes then "
+        "include a ('nonce', 'signer nonce', expiry) entry per fresh signature it used, and a "
+        "nonce committed before fails the commit with ReplayedElsewhere.")
+
     def load_into(directory: Any, others: Mapping[str, Callable[..., Any]] | None = None) -> int:
         """Restore every stored entity into ``directory`` (at start-up), the kinds in ``others``
         through the restorer it maps them to; returns how many."""

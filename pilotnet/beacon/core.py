@@ -21,8 +21,15 @@ Nobody can aim it at a third party:
 - Replies: a discover reply (8 bytes for IPv4; 20 for IPv6) and the punch
   commands are the only answers to a node, and each source IP gets a token
   bucket of such requests; punch commands towards one target IP have another,
-  since the target did not ask.  A relay delivery is 4 bytes smaller than the
-  relay it carries.
+  since the target did not ask.  A discover reply goes only to a Discover at
+  least as large (ours are padded); the reference's 5-byte one is recorded but
+  not answered unless the operator opts in (``answer_short_discovers``), and
+  a punch command goes back to its requester only when no larger than the
+  request.  A relay delivery is 4 bytes smaller than the relay it carries.
+- Punch commands carry the cookie of the node they go to (from its Discover,
+  while it is at the address that Discover came from), so our daemons can
+  refuse forged ones; a command carries it only when the request was at least
+  as large (our daemons pad theirs).
 - The node table: at most ``max_nodes`` entries, at most ``max_nodes_per_ip``
   from one source IP, and peer claims bounded the same way.
 """
@@ -56,7 +63,7 @@ class BeaconCore:
 
     def __init__(self, beacon_id, *, max_nodes=MAX_NODES, max_nodes_per_ip=MAX_NODES_PER_IP,
                  node_expiry=NODE_EXPIRY, max_relay_frame=wire.MAX_RELAY_FRAME, peer_auth=None,
-                 request_rate=REQUEST_RATE, request_burst=REQUEST_BURST):
+                 request_rate=REQUEST_RATE, request_burst=REQUEST_BURST, answer_short_discovers=False):
         self.beacon_id = beacon_id
         self.max_nodes = max_nodes
         self.max_nodes_per_ip = max_nodes_per_ip
@@ -64,7 +71,10 @@ class BeaconCore:
         self.max_relay_frame = max_relay_frame
         #: :class:`~pilotnet.beacon.peering.PeerAuth` when beacons share a secret, else None.
         self.peer_auth = peer_auth
+        #: Answer Discovers smaller than their reply (Go daemons' 5 bytes): a small reflection, opt-in.
+        self.answer_short_discovers = answer_short_discovers
         self.nodes = {}          # node ID -> (address, last seen)
+        self.cookies = {}        # node ID -> (address its Discover came from, its cookie)
         self._nodes_per_ip = Counter()
         self.configured_peers = set()   # the operator's list: trusted without proof
         self.listed_peers = set()       # what the registry lists: anyone can put an address there
@@ -102,8 +112,8 @@ class BeaconCore:
                 self.dropped["request_rate"] += 1
                 return []
             if kind is wire.Discover:
-                return self._discover(message, source, now)
-            return self._punch(message, source, now)
+                return self._discover(message, len(datagram), source, now)
+            return self._punch(message, len(datagram), source, now)
         self.dropped["unexpected"] += 1
         return []
 
@@ -113,14 +123,15 @@ class BeaconCore:
         if entry is None or entry[0][0] != host:
             if entry is None and len(self.nodes) >= self.max_nodes:
                 self.dropped["node_table_full"] += 1
-                return
+                return False
             if self._nodes_per_ip[host] >= self.max_nodes_per_ip:
                 self.dropped["node_limit_per_ip"] += 1
-                return
+                return False
             self._nodes_per_ip[host] += 1
             if entry is not None:
                 self._forget_host(entry[0][0])
         self.nodes[node_id] = (source, now)
+        return True
 
     def _forget_host(self, host):
         count = self._nodes_per_ip[host] - 1
@@ -129,13 +140,26 @@ class BeaconCore:
         else:
             del self._nodes_per_ip[host]
 
-    def _discover(self, message, source, now):
-        # Node 0 is a daemon asking for its address before it has an ID.
-        if message.node:
-            self._record(message.node, source, now)
-        return [(wire.encode(wire.DiscoverReply(wire.Endpoint(*source))), source)]
+    def _discover(self, message, size, source, now):
+        """Record the node; answer with its observed address if the answer is no larger than the question.
 
-    def _punch(self, message, source, now):
+        Node 0 is a daemon asking for its address before it has an ID.  A Go
+        daemon's Discover is 5 bytes: it only logs the reply to its periodic
+        ones, and when its start-up one goes unanswered it registers its local
+        address, whose IP the registry replaces with the one it observes.
+        """
+        if message.node and self._record(message.node, source, now):
+            if message.cookie:
+                self.cookies[message.node] = (source, message.cookie)
+            else:
+                self.cookies.pop(message.node, None)
+        reply = wire.encode(wire.DiscoverReply(wire.Endpoint(*source), message.cookie))
+        if len(reply) > size and not self.answer_short_discovers:
+            self.dropped["discover_unanswered_short"] += 1
+            return []
+        return [(reply, source)]
+
+    def _punch(self, message, size, source, now):
         self._record(message.requester, source, now)
         target = self.nodes.get(message.target)
         if target is None:
@@ -145,10 +169,26 @@ class BeaconCore:
         if not self._punch_targets.allow(target_address[0], now):
             self.dropped["punch_target_rate"] += 1
             return []
-        return [
-            (wire.encode(wire.PunchCommand(wire.Endpoint(*target_address))), source),
-            (wire.encode(wire.PunchCommand(wire.Endpoint(*source))), target_address),
-        ]
+        to_requester = self._punch_command(target_address, message.requester, source, size)
+        to_target = (self._punch_command(source, message.target, target_address, size), target_address)
+        if len(to_requester) > size:
+            # An IPv6 target's address (20 bytes) for the reference's 9-byte request: not to a
+            # source that may be forged.  The target still punches towards the requester.
+            self.dropped["punch_reply_oversized"] += 1
+            return [to_target]
+        return [(to_requester, source), to_target]
+
+    def _punch_command(self, endpoint, node_id, address, size):
+        """The command telling ``node_id`` at ``address`` to punch towards ``endpoint``.
+
+        With the node's cookie if its Discover came from that very address and
+        the request that caused the command was large enough to pay for it.
+        """
+        plain = wire.encode(wire.PunchCommand(wire.Endpoint(*endpoint)))
+        known = self.cookies.get(node_id)
+        if known is None or known[0] != address or len(plain) + wire.COOKIE_SIZE > size:
+            return plain
+        return plain + known[1]
 
     def _relay(self, message, datagram, source):
         if len(message.frame) > self.max_relay_frame:
@@ -209,6 +249,7 @@ class BeaconCore:
         stale = [n for n, (_, seen) in self.nodes.items() if seen < node_cutoff]
         for node_id in stale:
             self._forget_host(self.nodes.pop(node_id)[0][0])
+            self.cookies.pop(node_id, None)
         claim_cutoff = now - PEER_CLAIM_EXPIRY
         for node_id in [n for n, (_, seen) in self.peer_claims.items() if seen < claim_cutoff]:
             del self.peer_claims[node_id]

@@ -7,6 +7,7 @@ import os
 import secrets
 import stat
 
+from twisted.logger import Logger
 from twisted.python import usage
 
 from pilotnet.beacon.core import BeaconCore, MAX_NODES, MAX_NODES_PER_IP
@@ -16,6 +17,8 @@ from pilotnet.errors import INVALID_ARGUMENT, PilotError
 from pilotnet.plugin_options import PortsFile, ServerOptions
 
 DEFAULT_ADDRESS = "127.0.0.1:9001"
+
+log = Logger()
 
 
 class BeaconOptions(ServerOptions):
@@ -28,6 +31,12 @@ class BeaconOptions(ServerOptions):
         ["peer-secret-file", None, None,
          "File (mode 0600) holding a secret shared by every beacon: syncs are authenticated and the "
          "beacons the registry lists are synced with. Without it only --peer beacons are."],
+    ]
+
+    optFlags = [
+        ["answer-short-discover", None,
+         "Answer Discovers smaller than the reply (a Go daemon's 5 bytes) as the reference does. Unsafe: "
+         "a forged source gets 8 bytes (20 for IPv6) for 5, up to the per-IP request rate."],
     ]
 
     def __init__(self):
@@ -83,7 +92,10 @@ def read_secret(path):
 def make_beacon_service(reactor, options, registry=None, on_listening=None):
     host, port = options["beacon"]
     core = BeaconCore(options["beacon-id"], max_nodes=options["max-nodes"],
-                      max_nodes_per_ip=options["max-nodes-per-ip"], peer_auth=options["peer-auth"])
+                      max_nodes_per_ip=options["max-nodes-per-ip"], peer_auth=options["peer-auth"],
+                      answer_short_discovers=bool(options["answer-short-discover"]))
+    if core.answer_short_discovers:
+        log.warn("beacon: --answer-short-discover is on (unsafe; see docs/security.md)")
     return BeaconService(reactor, core, host, port, peers=options["peers"], registry=registry,
                          advertise=options["advertise"], on_listening=on_listening)
 

@@ -33,7 +33,9 @@ class BeaconLink:
     def _send(self, message):
         if self.address is not None:
             if type(message) is beacon.Discover:
-                datagram = beacon.padded_discover(message.node)
+                datagram = beacon.padded_discover(message.node, self.tunnel.beacon_cookie)
+            elif type(message) is beacon.PunchRequest:
+                datagram = beacon.padded(message)
             else:
                 datagram = beacon.encode(message)
             self.tunnel.send_to_address(datagram, self.address)

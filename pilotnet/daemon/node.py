@@ -172,6 +172,7 @@ class NodeService(service.MultiService):
             clock=reactor, state=TrustState.load(config.identity_path.parent / TRUST_FILE),
             identity=self.identity, registry=self.registry,
             courier=HandshakeCourier(self.dial, self.streams, reactor), peer_keys=self.peer_keys,
+            tunnel_key=self.tunnel.verified_key,
             settings=config, abort_streams=self.streams.abort_peer, drop_tunnel=self._drop_tunnel,
             networks=self.networks,
         )

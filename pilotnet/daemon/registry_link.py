@@ -245,11 +245,6 @@ class RegistryKeys:
         if cached is not None and self.clock.seconds() - cached[1] >= KEY_REFETCH_AFTER:
             del self._cache[node]
 
-    def known_key(self, node):
-        """The key cached for ``node``, or None: no lookup is made."""
-        cached = self._cache.get(node)
-        return cached[0] if cached is not None and isinstance(cached[0], bytes) else None
-
 
 def choose_endpoint(reply, own_public_host):
     """Where to reach a resolved node: its LAN address when it is behind our own NAT.

@@ -94,8 +94,10 @@ class TrustManager:
     Collaborators: ``state`` (:class:`pilotnet.daemon.trust.TrustState`),
     ``registry`` (``request``/``signed`` returning Deferreds of replies),
     ``courier`` (:class:`pilotnet.daemon.handshake.HandshakeCourier`),
-    ``peer_keys`` (registry keys), ``abort_streams(node)`` and
-    ``drop_tunnel(node)``; ``settings`` has ``public`` and
+    ``peer_keys`` (registry keys), ``tunnel_key(node)`` (the key the
+    tunnel verified for a node's session, see
+    :meth:`pilotnet.daemon.tunnel.Tunnel.verified_key`), ``abort_streams(node)``
+    and ``drop_tunnel(node)``; ``settings`` has ``public``, ``encrypt`` and
     ``trust_auto_approve`` (read live: visibility can change at run time);
     ``networks`` (:class:`pilotnet.daemon.networks.Networks`, optional) holds
     the view of our networks.
@@ -103,7 +105,7 @@ class TrustManager:
 
     emitter = NO_EVENTS
 
-    def __init__(self, *, clock, state, identity, registry, courier, peer_keys, settings,
+    def __init__(self, *, clock, state, identity, registry, courier, peer_keys, tunnel_key, settings,
                  abort_streams, drop_tunnel, networks=None):
         self.clock = clock
         self.state = state
@@ -111,6 +113,7 @@ class TrustManager:
         self.registry = registry
         self.courier = courier
         self.peer_keys = peer_keys
+        self.tunnel_key = tunnel_key
         self.settings = settings
         self.abort_streams = abort_streams
         self.drop_tunnel = drop_tunnel
@@ -598,19 +601,20 @@ class TrustManager:
         return False
 
     def _gate_key_matches(self, node):
-        """The key the tunnel verified for ``node`` is the one we trusted (fetched if not known yet).
+        """The key the tunnel verified for ``node``'s session is the one we trusted.
 
-        Unknown (no tunnel key yet): refused now and fetched in the
-        background, so the peer's retransmitted SYN gets in.
+        Not the registry's current key: the cache may have been refreshed since
+        the session was keyed (the ID taken over, then given back), and the
+        frames come from whoever keyed the session.  With encryption off
+        (debugging only) no frame is authenticated, so there is no key to check.
         """
         trusted_key = self.state.trusted[node].public_key
-        if not trusted_key:
+        if not trusted_key or not self.settings.encrypt:
             return True
-        current = self.peer_keys.known_key(node)
-        if current is None:
-            self.peer_keys.public_key(node).addErrback(lambda failure: None)
+        verified = self.tunnel_key(node)
+        if verified is None:
             return False
-        return self._trusted_with(node, _b64_key(current))
+        return self._trusted_with(node, _b64_key(verified))
 
     def _registry_trusts(self, node):
         verdict = self._verdicts.get(node)

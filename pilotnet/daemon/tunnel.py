@@ -29,7 +29,12 @@ and the tunnel is no reflector: our 138-byte PILA goes back to where a frame
 came from only when that frame was at least as large, or came through the
 beacon's relay; a smaller one (a keepalive after we restarted) has our key
 offered at the endpoint the registry holds for its node (``on_unknown_session``).
-Punch commands are budgeted too: their source address can be forged.
+Punch commands are budgeted too, and bound to our beacon: their source
+address can be forged, so once the beacon has echoed our cookie (the random
+bytes in our Discover's padding, see :mod:`pilotnet.wire.beacon`) only a
+command carrying it makes us send our PILA to the address it names; one
+without it (a forgery, or the answer to a Go node's unpadded request) gets no
+more bytes of PILPs than it has, and one with another cookie nothing.
 
 Paths follow authenticated ingress: a frame that opened correctly from a
 direct address makes that address the peer's endpoint; a frame that arrived
@@ -37,6 +42,7 @@ through the relay moves the peer to the relay only if nothing came directly
 recently, so one racing relayed frame does not demote a working direct path.
 """
 
+import os
 import socket
 from collections import OrderedDict, deque
 
@@ -95,16 +101,13 @@ class IPeerKeys(Interface):
     def forget(node):
         """Drop a cached key, so the next :meth:`public_key` asks again."""
 
-    def known_key(node):
-        """The key last fetched for ``node`` (what its tunnel was verified against), or None."""
-
 
 class Peer:
     """What the tunnel knows about one remote node."""
 
     __slots__ = (
         "node", "endpoint", "via_relay", "session", "authenticated", "queue", "last_direct",
-        "last_heard", "offer_sent_at", "frames_sent", "frames_received",
+        "last_heard", "offer_sent_at", "frames_sent", "frames_received", "verified_key",
     )
 
     def __init__(self, node, endpoint=None):
@@ -119,6 +122,8 @@ class Peer:
         self.offer_sent_at = float("-inf")
         self.frames_sent = 0
         self.frames_received = 0
+        #: The Ed25519 key the PILA that made :attr:`session` was verified against (None without one).
+        self.verified_key = None
 
     @property
     def path(self):
@@ -144,7 +149,7 @@ class TunnelCounters:
     __slots__ = (
         "pkts_sent", "pkts_recv", "bytes_sent", "bytes_recv", "auth_failures", "replays",
         "malformed", "no_session", "queue_drops", "send_errors", "plaintext_refused",
-        "spoofed_source", "key_exchanges", "rate_limited",
+        "spoofed_source", "key_exchanges", "rate_limited", "forged_beacon",
     )
 
     def __init__(self):
@@ -179,6 +184,10 @@ class Tunnel(DatagramProtocol):
         self.encrypt = encrypt
         self.node_id = None
         self.beacon_address = None
+        #: Sent in our Discovers; our beacon echoes it in what it sends us (see the module's docstring).
+        self.beacon_cookie = os.urandom(beacon.COOKIE_SIZE)
+        #: The beacon has echoed our cookie: from now on what it sends us must carry it.
+        self.beacon_binds_punches = False
         #: Told of each burst of reads (see :class:`~pilotnet.daemon.udp_batch.BurstPort`), or None.
         self.burst_listener = None
         self._batch = None
@@ -276,6 +285,17 @@ class Tunnel(DatagramProtocol):
         peer = self._peers.get(node)
         if peer is not None and peer.endpoint is not None:
             peer.via_relay = False
+
+    def verified_key(self, node):
+        """The Ed25519 key that signed the key offer behind ``node``'s current session, or None.
+
+        This, not whatever the registry's key cache holds now, is who sent the
+        frames that session opens: the trust gate checks it.
+        """
+        peer = self._peers.get(node)
+        if peer is None or peer.session is None:
+            return None
+        return peer.verified_key
 
     def drop_peer(self, node):
         """Forget a peer's session and path (trust revoked, or the peer is gone)."""
@@ -380,18 +400,45 @@ class Tunnel(DatagramProtocol):
         except OSError:
             self.counters.send_errors += 1
 
-    def punch(self, address):
+    def punch(self, address, *, punches=PUNCH_BURST, offer=True):
         """A burst of PILP frames toward ``address`` to open our NAT mapping for it, then our PILA.
 
         The PILA is what lets a punch that gets through be used: the peer
         authenticates it and learns the address it really came from (behind a
         symmetric NAT that is a port nobody could have predicted), so its
-        replies, and the path, follow.  A PILP alone carries no identity.
+        replies, and the path, follow.  A PILP alone carries no identity, but
+        it opens our NAT for the peer's own PILA.
         """
-        for _ in range(PUNCH_BURST):
+        for _ in range(punches):
             self.send_to_address(MAGIC_PUNCH, address)
-        if self.encrypt and self.node_id is not None:
+        if offer and self.encrypt and self.node_id is not None:
             self.send_to_address(self._our_offer(0), address)
+
+    def _obey_punch(self, command, size):
+        """Punch where the beacon says, as far as we can tell the command is the beacon's."""
+        host, port = command.endpoint
+        if host in ("0.0.0.0", "::") or not port:
+            return
+        punches, offer = PUNCH_BURST, True
+        if self.beacon_binds_punches and command.cookie != self.beacon_cookie:
+            if command.cookie:
+                self.counters.forged_beacon += 1
+                return
+            punches, offer = min(PUNCH_BURST, size // len(MAGIC_PUNCH)), False
+        if self._punch_budget.take(1, self.clock.seconds()):
+            self.punch((host, port), punches=punches, offer=offer)
+        else:
+            self.counters.rate_limited += 1
+
+    def _from_our_beacon(self, cookie):
+        """Does a discover reply carrying ``cookie`` come from the beacon we asked?"""
+        if cookie == self.beacon_cookie:
+            self.beacon_binds_punches = True
+            return True
+        if self.beacon_binds_punches:
+            self.counters.forged_beacon += 1
+            return False
+        return True
 
     # -- key exchange ----------------------------------------------------------
 
@@ -516,6 +563,7 @@ class Tunnel(DatagramProtocol):
         session = peer.session
         if session is None or session.peer_public_key != offer.x25519_public:
             peer.session = TunnelSession.with_peer(self.key_pair, self.node_id, offer.x25519_public)
+            peer.verified_key = registered_key
             log.info("tunnel keyed with node {node} ({path})", node=offer.node, path=peer.path)
             self.emitter.emit("tunnel.established", peer_node_id=offer.node, authenticated=True,
                               relay=peer.via_relay, rekeyed=session is not None)
@@ -638,17 +686,14 @@ class Tunnel(DatagramProtocol):
         except DecodeError:
             self.counters.malformed += 1
             return
-        if type(message) is beacon.RelayDeliver:
+        kind = type(message)
+        if kind is beacon.RelayDeliver:
             if len(message.frame) >= 4:
                 self._frame(message.frame, address, True, message.sender)
             return
-        if type(message) is beacon.PunchCommand:
-            host, port = message.endpoint
-            if host not in ("0.0.0.0", "::") and port:
-                # The beacon's address is all that vouches for a punch command, and it can be forged.
-                if self._punch_budget.take(1, self.clock.seconds()):
-                    self.punch((host, port))
-                else:
-                    self.counters.rate_limited += 1
+        if kind is beacon.PunchCommand:
+            self._obey_punch(message, len(data))
+        elif kind is beacon.DiscoverReply and not self._from_our_beacon(message.cookie):
+            return
         if self.on_beacon is not None:
             self.on_beacon(message)

@@ -165,6 +165,7 @@ class ChangeFollower:
         """Put one entity in place unless this registry is still writing it."""
         if self._store.in_flight[kind, key]:
             return False
+        self._store.learn_version(kind, key, value)
         if kind == "node" and value is not None:
             known = self._directory.nodes.get(int(key))
             if known is not None and known.last_seen > value["last_seen"]:
@@ -190,6 +191,7 @@ class ChangeFollower:
         directory = self._directory
         seen = {node_id: node.last_seen for node_id, node in directory.nodes.items()}
         directory.replace(())
+        self._store.learn_versions(entities)
         entities = restore_known(directory, entities)
         for node_id, node in directory.nodes.items():
             node.last_seen = max(node.last_seen, seen.get(node_id, 0.0))

@@ -33,7 +33,10 @@ SCHEMA = (
         owner TEXT NOT NULL DEFAULT '',
         polo_score BIGINT NOT NULL DEFAULT 0,
         last_seen DOUBLE PRECISION NOT NULL DEFAULT 0,
-        attributes TEXT NOT NULL)""",
+        attributes TEXT NOT NULL,
+        version BIGINT NOT NULL DEFAULT 0)""",
+    # Databases made before node records were versioned.
+    "ALTER TABLE pilot_nodes ADD COLUMN IF NOT EXISTS version BIGINT NOT NULL DEFAULT 0",
     """CREATE TABLE IF NOT EXISTS pilot_keys (
         public_key TEXT PRIMARY KEY,
         node_id BIGINT NOT NULL)""",
@@ -82,10 +85,23 @@ SCHEMA = (
         name TEXT PRIMARY KEY,
         holder TEXT NOT NULL,
         expires TIMESTAMPTZ NOT NULL)""",
+    # Nonces of fresh-signed writes, until their timestamps leave the window (Unix seconds).
+    """CREATE TABLE IF NOT EXISTS pilot_nonces (
+        signer TEXT NOT NULL,
+        nonce TEXT NOT NULL,
+        expires DOUBLE PRECISION NOT NULL,
+        PRIMARY KEY (signer, nonce))""",
+    "CREATE INDEX IF NOT EXISTS pilot_nonces_expiry ON pilot_nonces (expires)",
 )
 
 # The node fields with a column of their own; the others travel in ``attributes``.
 NODE_COLUMNS = ("id", "public_key", "hostname", "owner", "polo_score", "last_seen")
+#: What a query selects to read a node entity (:func:`node_value`).
+NODE_SELECT = "id, public_key, hostname, owner, polo_score, last_seen, attributes, version"
+#: The key under which a node entity read from the database (or the feed) carries its row's
+#: version; the store takes it out before the directory sees the entity.  (A node's own
+#: ``version`` field is the software version it registered with.)
+VERSION = "_row_version"
 
 
 def compact(value) -> str:
@@ -100,11 +116,12 @@ def node_row(value: dict) -> tuple:
 
 
 def node_value(row: tuple) -> dict:
-    """The node entity of a ``pilot_nodes`` row."""
-    node_id, public_key, hostname, owner, polo_score, last_seen, attributes = row
+    """The node entity of a ``pilot_nodes`` row (:data:`NODE_SELECT`), its version included."""
+    node_id, public_key, hostname, owner, polo_score, last_seen, attributes, version = row
     value = json.loads(attributes)
     value.update(id=node_id, public_key=public_key, hostname=hostname or "", owner=owner,
                  polo_score=polo_score, last_seen=last_seen)
+    value[VERSION] = version
     return value
 
 

@@ -15,11 +15,25 @@ several writers:
 * **Merged, not overwritten.**  Handshake inboxes and network memberships are
   written as the rows this registry added or removed since it last knew the
   entity (its *shadow*, kept on the reactor thread), so a request relayed
-  through another registry in the meantime is not lost.  Other entities are
-  last-writer-wins per entity; ``last_seen`` only ever moves forward.
+  through another registry in the meantime is not lost.
+* **No lost update of a node record.**  Each row of ``pilot_nodes`` carries a
+  version (a random token each write sets); a registry writes a node only
+  where the row still has the version it last knew (from loading, the feed,
+  or its own previous write).  A write based on a record another registry
+  changed meanwhile fails like a lost race: the directory takes the
+  database's record and the request is handled again on it, so ``set_tags``
+  on one registry and a polo score change on another both last.
+  ``last_seen`` only ever moves forward.  Other entities are last-writer-wins
+  per entity.
 * **Every transaction is a change** in ``pilot_changes``, announced with
   ``NOTIFY`` (see :mod:`pilotnet.registry.pg_feed`, which applies the others'
   changes to the directory).
+* **One use of a signature across registries.**  The nonce of each fresh-signed
+  request is written (``pilot_nonces``, keyed by signer and nonce) in the
+  request's own savepoint: a request replayed to another registry fails there
+  on the key, and its Deferred fails with :class:`ReplayedElsewhere` once the
+  directory is back to the database's values.  Rows outlive the signature
+  window only until the reaper prunes them (:mod:`pilotnet.registry.scaleout`).
 * **Heartbeats are soft state**: :meth:`commit_seen` writes only ``last_seen``,
   batched, and no change.
 
@@ -31,6 +45,7 @@ asyncio API.
 """
 
 import json
+import secrets
 import uuid
 from collections import Counter, deque
 from contextlib import contextmanager
@@ -45,10 +60,10 @@ from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 from zope.interface import implementer
 
-from pilotnet.errors import CONNECTION_FAILED, PilotError
+from pilotnet.errors import ALREADY_EXISTS, CONNECTION_FAILED, PilotError
 from pilotnet.interfaces import IRegistryStore
 from pilotnet.registry import pg_schema as schema
-from pilotnet.registry.races import StoreConflict
+from pilotnet.registry.races import ReplayedElsewhere, StoreConflict
 from pilotnet.registry.requests import RequestError
 
 # Connections one registry holds at most: the writer, the readers, the feed's listener.
@@ -64,6 +79,10 @@ MAX_NETWORK_ID = 0xFFFF
 
 class _Conflict(Exception):
     """Raised inside a savepoint to roll one request's writes back."""
+
+
+# A request's outcome in a batch (besides True, committed, and False, a unique value taken).
+_REPLAYED = "replayed"
 
 
 class IdBlocks:
@@ -146,6 +165,7 @@ class PostgresStore:
     """The PostgreSQL database behind one of several registries."""
 
     log = Logger()
+    shares_replays = True
 
     def __init__(self, url: str) -> None:
         self.url = url
@@ -163,6 +183,8 @@ class PostgresStore:
         self.in_flight: Counter = Counter()
         # What this registry last knew of each inbox and network membership (see the module doc).
         self.shadow: dict = {}
+        # The version of each node row this registry last knew or wrote (see the module doc).
+        self.node_versions: dict[int, int] = {}
         self.ids = IdBlocks(self._next_values)
         # The pg_feed.ChangeFollower applying the others' changes, once started.
         self.follower = None
@@ -202,6 +224,7 @@ class PostgresStore:
             with self._connection() as conn:
                 self._create_schema(conn)
                 self.cursor, entities = read_snapshot(conn)
+                self.learn_versions(entities)
                 node_starts = next_values(conn, "pilot_node_ids", INITIAL_RESERVE_BLOCKS)
                 network_ids = next_values(conn, "pilot_network_ids", 2)
         except psycopg.OperationalError as error:
@@ -216,8 +239,15 @@ class PostgresStore:
         return len(entities)
 
     def count(self) -> int:
-        with self._connection() as conn:
-            return conn.execute("SELECT count(*) FROM pilot_nodes").fetchone()[0]
+        """How many nodes the database holds (0 for a new one, whose tables are then made)."""
+        try:
+            with self._connection() as conn:
+                self._create_schema(conn)
+                return conn.execute("SELECT count(*) FROM pilot_nodes").fetchone()[0]
+        except psycopg.Error as error:
+            raise PilotError(f"cannot use the PostgreSQL store: {error}".strip(),
+                             code=CONNECTION_FAILED,
+                             hint="check that the database server runs and the --store URL is right") from None
 
     # -- threads -------------------------------------------------------------
 
@@ -245,7 +275,16 @@ class PostgresStore:
     def _next_values(self, sequence: str, count: int) -> Deferred:
         return self.run_reader(next_values, sequence, count)
 
-    # -- shadows of merged entities (reactor thread) ---------------------------
+    # -- shadows of merged entities, versions of nodes (reactor thread) ----------
+
+    def learn_version(self, kind: str, key: str, value) -> None:
+        """Take a node entity's row version out of ``value`` (in place) and remember it."""
+        if kind == "node" and value is not None and schema.VERSION in value:
+            self.node_versions[int(key)] = value.pop(schema.VERSION)
+
+    def learn_versions(self, entities) -> None:
+        for kind, key, value in entities:
+            self.learn_version(kind, key, value)
 
     def remember(self, kind: str, key: str, value) -> None:
         """Note ``value`` as this registry's last knowledge of a merged entity."""
@@ -260,6 +299,16 @@ class PostgresStore:
         for kind, key, value in changes:
             if kind == "counter":
                 continue  # IDs come from the database's sequences
+            if kind == "nonce":
+                ops.append((kind, key, value))
+                continue
+            if kind == "node":
+                node_id = int(key)
+                expected = self.node_versions.pop(node_id, None)
+                if value is not None:
+                    self.node_versions[node_id] = secrets.randbits(62) + 1
+                ops.append((kind, key, value, expected, self.node_versions.get(node_id)))
+                continue
             if kind == "inbox":
                 before = self.shadow.get((kind, key), {})
                 after = schema.inbox_items(value)
@@ -305,6 +354,8 @@ class PostgresStore:
                 if isinstance(result, Failure):
                     self._unsure(keys)
                     done.errback(result)
+                elif result[index] == _REPLAYED:
+                    done.errback(ReplayedElsewhere(self._settle(keys)))
                 elif result[index]:
                     done.callback(None)
                 else:
@@ -344,7 +395,10 @@ class PostgresStore:
                             claims = []
                             written = [_write(conn, op, claims) for op in ops]
                             _verify(conn, claims)
-                    except (_Conflict, psycopg.errors.UniqueViolation):
+                    except psycopg.errors.UniqueViolation as error:
+                        outcomes.append(_REPLAYED if error.diag.table_name == "pilot_nonces" else False)
+                        continue
+                    except _Conflict:
                         outcomes.append(False)
                         continue
                     outcomes.append(True)
@@ -354,6 +408,7 @@ class PostgresStore:
 
     def _log_change(self, conn, entries) -> None:
         """The batch's entities as the next change of the feed, announced at commit."""
+        entries = [entry for entry in entries if entry is not None]
         if not entries:
             return
         change_id = conn.execute(
@@ -367,7 +422,7 @@ class PostgresStore:
         """Bring the directory to the database's truth for ``keys`` (after a lost race)."""
         if self.follower is None:
             return succeed(None)
-        return self.follower.settle(keys)
+        return self.follower.settle([(kind, key) for kind, key in keys if kind != "nonce"])
 
     def _unsure(self, keys) -> None:
         """A transaction failed: whether it committed is unknown; reload once the database answers."""
@@ -407,8 +462,44 @@ class PostgresStore:
     def write(self, changes):
         raise NotImplementedError("use commit() on a PostgreSQL store")
 
-    def replace_all(self, entities):
-        raise NotImplementedError("importing a Go snapshot needs a SQLite --store")
+    def replace_all(self, entities) -> None:
+        """Fill a new, empty database with ``entities`` (an import), in one transaction.
+
+        Blocking, before the registry serves (no other registry may use the
+        database yet).  The sequences continue after the highest imported IDs.
+        """
+        entities = list(entities)
+        counters = {key: value for kind, key, value in entities if kind == "counter"}
+        next_node = max([counters.get("next_node", 1)] +
+                        [int(key) + 1 for kind, key, value in entities if kind == "node"])
+        next_network = max([counters.get("next_net", 1)] +
+                           [int(key) + 1 for kind, key, value in entities if kind == "network"])
+        try:
+            self._fill(entities, next_node, next_network)
+        except psycopg.Error as error:
+            raise PilotError(f"cannot import into the PostgreSQL store: {error}".strip(),
+                             code=CONNECTION_FAILED,
+                             hint="check that the database server runs and the --store URL is right; "
+                                  "nothing was imported") from None
+
+    def _fill(self, entities, next_node: int, next_network: int) -> None:
+        with self._connection() as conn:
+            self._create_schema(conn)
+            with conn.transaction():
+                used = conn.execute("SELECT EXISTS (SELECT 1 FROM pilot_nodes) OR "
+                                    "(SELECT last_change FROM pilot_feed_position) > 0").fetchone()[0]
+                if used:
+                    raise PilotError("the PostgreSQL database already holds registry state",
+                                     code=ALREADY_EXISTS,
+                                     hint="import into a new database (createdb), or drop the import "
+                                          "option (it was probably imported already)")
+                with conn.pipeline():
+                    claims: list = []
+                    for op in self._operations(entities):
+                        _write(conn, op, claims)
+                    _verify(conn, claims)
+                conn.execute("SELECT setval('pilot_node_ids', %s, false)", (next_node,))
+                conn.execute("SELECT setval('pilot_network_ids', %s, false)", (next_network,))
 
 
 def restore_known(directory, entities, others=None) -> list:
@@ -440,11 +531,20 @@ _CLAIMED = {"key": ("pilot_keys", "public_key"), "owner": ("pilot_owners", "owne
 
 
 def _verify(conn, claims) -> None:
-    """Raise :class:`_Conflict` if a key or owner claimed here is held by another node.
+    """Raise :class:`_Conflict` if a key or owner claimed here is held by another node, or a
+    node written here was changed by another registry since this one knew it.
 
-    One query after the writes (rather than a row count per statement) keeps
-    the writes pipelined.
+    One query per kind after the writes (rather than a row count per statement)
+    keeps the writes pipelined.
     """
+    versions = [(node_id, version) for claimed, node_id, version in claims if claimed == "version"]
+    if versions:
+        nodes, written = zip(*versions)
+        ours = conn.execute(
+            "SELECT count(*) FROM pilot_nodes AS t, unnest(%s::BIGINT[], %s::BIGINT[]) AS c(n, v) "
+            "WHERE t.id = c.n AND t.version = c.v", (list(nodes), list(written))).fetchone()[0]
+        if ours != len(versions):
+            raise _Conflict("node")
     for kind, (table, column) in _CLAIMED.items():
         mine = [(key, node_id) for claimed, key, node_id in claims if claimed == kind]
         if not mine:
@@ -457,22 +557,34 @@ def _verify(conn, claims) -> None:
             raise _Conflict(kind)
 
 
-def _write(conn, op, claims: list) -> tuple:
-    """Apply one operation, noting key and owner claims; the ``(kind, key, value)`` the feed carries."""
+def _write(conn, op, claims: list) -> tuple | None:
+    """Apply one operation, noting key and owner claims; the ``(kind, key, value)`` the feed carries.
+
+    None for a nonce: other registries need not hear of it (the key refuses its reuse).
+    """
     kind, key = op[0], op[1]
+    if kind == "nonce":
+        signer, nonce = key.split(" ", 1)
+        conn.execute("INSERT INTO pilot_nonces (signer, nonce, expires) VALUES (%s, %s, %s)",
+                     (signer, nonce, op[2]))
+        return None
     if kind == "node":
-        value = op[2]
+        _, _, value, expected, version = op
         if value is None:
             conn.execute("DELETE FROM pilot_nodes WHERE id = %s", (int(key),))
-        else:
-            conn.execute(
-                "INSERT INTO pilot_nodes (id, public_key, hostname, owner, polo_score, last_seen, "
-                "attributes) VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (id) DO UPDATE SET "
-                "public_key = excluded.public_key, hostname = excluded.hostname, "
-                "owner = excluded.owner, polo_score = excluded.polo_score, "
-                "last_seen = GREATEST(pilot_nodes.last_seen, excluded.last_seen), "
-                "attributes = excluded.attributes", schema.node_row(value))
-        return kind, key, value
+            return kind, key, value
+        # Written only over the version this registry knew (none: a new node); _verify checks.
+        conn.execute(
+            "INSERT INTO pilot_nodes (id, public_key, hostname, owner, polo_score, last_seen, "
+            "attributes, version) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (id) DO UPDATE "
+            "SET public_key = excluded.public_key, hostname = excluded.hostname, "
+            "owner = excluded.owner, polo_score = excluded.polo_score, "
+            "last_seen = GREATEST(pilot_nodes.last_seen, excluded.last_seen), "
+            "attributes = excluded.attributes, version = excluded.version "
+            "WHERE pilot_nodes.version = %s",
+            schema.node_row(value) + (version, -1 if expected is None else expected))
+        claims.append(("version", int(key), version))
+        return kind, key, dict(value, **{schema.VERSION: version})
     if kind in ("key", "owner"):
         table, column = _CLAIMED[kind]
         value = op[2]
@@ -540,8 +652,8 @@ def _write(conn, op, claims: list) -> tuple:
 def read_entity(conn, kind: str, key: str):
     """One entity as the database holds it now, or None."""
     if kind == "node":
-        row = conn.execute("SELECT id, public_key, hostname, owner, polo_score, last_seen, "
-                           "attributes FROM pilot_nodes WHERE id = %s", (int(key),)).fetchone()
+        row = conn.execute(f"SELECT {schema.NODE_SELECT} FROM pilot_nodes WHERE id = %s",
+                           (int(key),)).fetchone()
         return schema.node_value(row) if row else None
     if kind in ("key", "owner"):
         table, column = _CLAIMED[kind]
@@ -580,8 +692,7 @@ def read_snapshot(conn) -> tuple:
 def _read_all(conn) -> tuple:
     cursor = conn.execute("SELECT last_change FROM pilot_feed_position").fetchone()[0]
     entities: list[tuple[str, str, object]] = []
-    for row in conn.execute("SELECT id, public_key, hostname, owner, polo_score, last_seen, "
-                            "attributes FROM pilot_nodes"):
+    for row in conn.execute(f"SELECT {schema.NODE_SELECT} FROM pilot_nodes"):
         entities.append(("node", str(row[0]), schema.node_value(row)))
     for key, node_id in conn.execute("SELECT public_key, node_id FROM pilot_keys"):
         entities.append(("key", key, node_id))

@@ -23,6 +23,18 @@ class StoreConflict(Exception):
         self.settled = settled
 
 
+class ReplayedElsewhere(Exception):
+    """The request's nonce was committed by another registry on the database first: a replay.
+
+    ``settled`` fires once the directory holds the database's truth for the
+    request's entities again (its effect in memory undone); refuse it then.
+    """
+
+    def __init__(self, settled) -> None:
+        super().__init__("a replayed request: its nonce was used at another registry")
+        self.settled = settled
+
+
 class _Readmitting:
     """A replay cache that checks timestamps as ``cache`` does but admits nothing new."""
 

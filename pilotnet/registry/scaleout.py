@@ -4,7 +4,8 @@
 * every housekeeping round: reads the ``last_seen`` times the others flushed
   (heartbeats reach only the registry a node talks to), renews or takes the
   *reaper lease* -- one row in ``pilot_leases`` -- so that exactly one
-  registry reaps stale nodes, and, holding it, prunes old changes;
+  registry reaps stale nodes, and, holding it, prunes old changes and the
+  nonces whose signatures the window refuses anyway;
 """
 
 from twisted.application.internet import TimerService
@@ -50,7 +51,8 @@ class SharedHousekeeping:
     def round(self):
         return gatherResults([
             self._store.run_reader(self._read_seen, self._seen_since).addCallback(self._merge_seen),
-            self._store.run_reader(self._claim_lease).addCallback(self._leased),
+            self._store.run_reader(self._claim_lease, self._server.clock.seconds()).addCallback(
+                self._leased),
         ], consumeErrors=True).addErrback(
             lambda failure: log.warn("registry: shared housekeeping failed: {error}",
                                      error=failure.value))
@@ -70,7 +72,7 @@ class SharedHousekeeping:
             newest = max(newest, last_seen)
         self._seen_since = max(0.0, newest - SEEN_OVERLAP)
 
-    def _claim_lease(self, conn) -> bool:
+    def _claim_lease(self, conn, now: float) -> bool:
         seconds = self._interval * LEASE_ROUNDS
         held = conn.execute(
             "INSERT INTO pilot_leases (name, holder, expires) "
@@ -81,6 +83,7 @@ class SharedHousekeeping:
         if held:
             conn.execute("DELETE FROM pilot_changes WHERE committed_at < "
                          "now() - %s * INTERVAL '1 second'", (CHANGE_RETENTION_SECONDS,))
+            conn.execute("DELETE FROM pilot_nonces WHERE expires < %s", (now,))
         return held
 
     def _leased(self, held: bool) -> None:

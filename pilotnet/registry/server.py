@@ -25,7 +25,8 @@ from pilotnet.errors import DecodeError, PilotError, INTERNAL
 from pilotnet.registry.framing import FrameDecoder, decode_body, encode_message
 from pilotnet.registry.handlers import error_reply
 from pilotnet.registry.metrics import MALFORMED, RegistryMetrics
-from pilotnet.registry.races import StoreConflict, handle_again
+from pilotnet.registry.freshness import replayed
+from pilotnet.registry.races import ReplayedElsewhere, StoreConflict, handle_again
 from pilotnet.registry.replication import SUBSCRIBE
 from pilotnet.registry.requests import RequestError
 from pilotnet.ratelimit import RateLimiter, TokenBucket
@@ -95,12 +96,13 @@ class RegistryServer:
         reply = self.registry.handle(request, peer, self.clock.seconds(), over_tls=over_tls)
         label = self.metrics.label(kind)
         changes = self.registry.directory.take_changes()
+        nonces = self._nonces()
         if not changes:
             self.metrics.observe(label, reply, self._timer() - started)
             return reply
         if self.store is not None:
-            return self.store.commit(changes).addCallback(self._stored, reply, changes).addErrback(
-                self._lost_race, request, peer, over_tls).addErrback(
+            return self.store.commit(changes + nonces).addCallback(self._stored, reply, changes).addErrback(
+                self._lost_race, request, peer, over_tls, nonces).addErrback(
                 self._not_stored).addCallback(self._observed, label, started)
         try:
             reply = self._stored(None, reply, changes)
@@ -112,20 +114,32 @@ class RegistryServer:
         self._committed(None, changes)
         return reply
 
-    def _lost_race(self, failure, request, peer, over_tls):
-        """Another registry on the database took a unique value first: answer as it left things.
+    def _nonces(self):
+        """The nonces the request just handled used, as changes for a store that shares them."""
+        admitted = self.registry.replays.take_admitted()
+        if self.store is None or not self.store.shares_replays:
+            return []
+        return [("nonce", f"{signer} {nonce}", expiry) for signer, nonce, expiry in admitted]
 
-        Handled once more on the directory the store brought up to date (a
-        second lost race is not retried: the client gets ``internal`` and retries).
+    def _lost_race(self, failure, request, peer, over_tls, nonces):
+        """Another registry on the database was first: answer as it left things.
+
+        It took a unique value: the request is handled once more on the
+        directory the store brought up to date (a second lost race is not
+        retried: the client gets ``internal`` and retries).  It committed the
+        request's nonce: the request is a replay, refused once its effect on
+        the directory is undone.
         """
-        failure.trap(StoreConflict)
+        failure.trap(StoreConflict, ReplayedElsewhere)
+        if failure.check(ReplayedElsewhere):
+            return failure.value.settled.addCallback(lambda _: error_reply(replayed()))
 
         def again(_):
             reply = handle_again(self.registry, request, peer, self.clock.seconds(), over_tls)
             changes = self.registry.directory.take_changes()
             if not changes:
                 return reply
-            return self.store.commit(changes).addCallback(self._stored, reply, changes)
+            return self.store.commit(changes + nonces).addCallback(self._stored, reply, changes)
 
         return failure.value.settled.addCallback(again)
 

@@ -173,9 +173,13 @@ def read_go_snapshot(data):
 
 
 def import_go_snapshot(path, store):
-    """Write the Go snapshot at ``path`` into the empty ``store``; returns the directory."""
+    """Write the Go snapshot at ``path`` into the empty ``store``; returns the directory.
+
+    ``store`` is a SQLite or a PostgreSQL store; the latter refuses a database
+    that is not new itself (:meth:`PostgresStore.replace_all`).
+    """
     if store.count():
-        raise SnapshotError(f"the store {store.path} already holds registry state",
+        raise SnapshotError("the --store already holds registry state",
                             hint="import into a new --store, or drop --import-snapshot "
                                  "(it was probably imported already)")
     try:
@@ -186,3 +190,15 @@ def import_go_snapshot(path, store):
     directory = read_go_snapshot(data)
     store.replace_all(directory.entities())
     return directory
+
+
+def move_store(source, store):
+    """Write every entity of the SQLite store ``source`` into the empty PostgreSQL ``store``.
+
+    The audit log and any other kind travel as they are.  Returns how many
+    nodes and networks moved.
+    """
+    entities = source.entities()
+    store.replace_all(entities)
+    kinds = [kind for kind, _, _ in entities]
+    return kinds.count("node"), kinds.count("network")

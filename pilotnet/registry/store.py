@@ -68,6 +68,9 @@ def _owner_only(path):
 class RegistryStore:
     """The SQLite file behind one registry."""
 
+    #: One registry per file: its replay cache alone sees every request.
+    shares_replays = False
+
     def __init__(self, path, *, durable=False, run=maybeDeferred):
         """``run(work)`` is where commits execute, returning a Deferred of
         ``work()``: inline by default, the writer thread after :meth:`use_thread`
@@ -162,6 +165,11 @@ class RegistryStore:
             restore(kind, key, json.loads(value))
             count += 1
         return count
+
+    def entities(self):
+        """Every stored entity as ``(kind, key, value)`` (to move the state to another store)."""
+        return [(kind, key, json.loads(value))
+                for kind, key, value in self._db.execute("SELECT kind, key, value FROM entities")]
 
     def count(self):
         """How many entities are stored (0 for a new store)."""

@@ -4,13 +4,19 @@ Each message is one UDP datagram whose first byte is its type (always below
 0x10, which is how a daemon tells beacon messages from tunnel frames on its one
 socket).  Layouts after the type byte (big-endian)::
 
-    0x01 Discover       node u32                       (extra bytes ignored)
-    0x02 DiscoverReply  ip_len u8 (4|16) | ip | port u16
-    0x03 PunchRequest   requester u32 | target u32
-    0x04 PunchCommand   ip_len u8 (4|16) | ip | port u16
+    0x01 Discover       node u32 [| cookie 16]         (extra bytes ignored)
+    0x02 DiscoverReply  ip_len u8 (4|16) | ip | port u16 [| cookie 16]
+    0x03 PunchRequest   requester u32 | target u32     (extra bytes ignored)
+    0x04 PunchCommand   ip_len u8 (4|16) | ip | port u16 [| cookie 16]
     0x05 Relay          sender u32 | destination u32 | tunnel frame
     0x06 RelayDeliver   sender u32 | tunnel frame
     0x07 Sync           beacon u32 | count u16 | count x node u32   (extra bytes ignored)
+
+The cookie is ours, not the reference's: a daemon puts a random one in the
+padding of its Discover, and our beacon echoes it in its replies and in the
+punch commands it sends that node, so the daemon can tell them from forgeries
+(a UDP source address proves nothing).  The reference ignores the extra bytes
+both ways, and a Discover whose cookie bytes are all zero carries none.
 
 Beacons sharing a secret append an authentication trailer to their syncs
 (see :mod:`pilotnet.beacon.peering`).
@@ -44,9 +50,13 @@ BEACON_TYPE_LIMIT = 0x10
 MAX_RELAY_FRAME = 0xFFFF
 # A sync datagram can list at most this many nodes (u16 count).
 MAX_SYNC_NODES = 0xFFFF
-# The largest discover reply (an IPv6 endpoint): our daemons pad their Discover
-# to it (beacons ignore extra bytes), so no reply to them outgrows its request.
-PADDED_DISCOVER_SIZE = 20
+#: Bytes of the cookie that binds a beacon's replies and punch commands to a daemon's Discover.
+COOKIE_SIZE = 16
+#: The largest answer (an IPv6 endpoint and a cookie): our daemons pad their
+#: Discovers and punch requests to it (beacons ignore extra bytes), so no answer
+#: to them outgrows its request.
+PADDED_REQUEST_SIZE = 2 + 16 + 2 + COOKIE_SIZE
+_NO_COOKIE = bytes(COOKIE_SIZE)
 
 _U32 = struct.Struct(">I")
 _TWO_U32 = struct.Struct(">II")
@@ -71,10 +81,12 @@ class Endpoint(NamedTuple):
 
 class Discover(NamedTuple):
     node: int
+    cookie: bytes = b""
 
 
 class DiscoverReply(NamedTuple):
     endpoint: Endpoint
+    cookie: bytes = b""
 
 
 class PunchRequest(NamedTuple):
@@ -84,6 +96,7 @@ class PunchRequest(NamedTuple):
 
 class PunchCommand(NamedTuple):
     endpoint: Endpoint
+    cookie: bytes = b""
 
 
 class Relay(NamedTuple):
@@ -106,13 +119,36 @@ class Sync(NamedTuple):
 Message = Discover | DiscoverReply | PunchRequest | PunchCommand | Relay | RelayDeliver | Sync
 
 
-def _encode_endpoint(kind: int, endpoint: Endpoint) -> bytes:
+def _encode_endpoint(kind: int, endpoint: Endpoint, cookie: bytes = b"") -> bytes:
     host, port = endpoint
     ip: ipaddress.IPv4Address | ipaddress.IPv6Address = ipaddress.ip_address(host)
     if ip.version == 6 and ip.ipv4_mapped is not None:
         ip = ip.ipv4_mapped
     packed = ip.packed
-    return bytes((kind, len(packed))) + packed + _PORT.pack(port)
+    return bytes((kind, len(packed))) + packed + _PORT.pack(port) + _checked_cookie(cookie)
+
+
+def _checked_cookie(cookie: bytes) -> bytes:
+    if cookie and len(cookie) != COOKIE_SIZE:
+        raise ValueError(f"a beacon cookie is {COOKIE_SIZE} bytes, not {len(cookie)}")
+    return cookie
+
+
+def _cookie_at(data: bytes, offset: int, *, exact: bool) -> bytes:
+    """The cookie at ``offset`` (b"" if there is none, or it is all zeros).
+
+    After an endpoint the cookie must end the datagram (other trailing bytes
+    are ignored, as the reference ignores ours); after a Discover's node it is
+    the start of the padding.
+    """
+    cookie = bytes(data[offset:offset + COOKIE_SIZE])
+    if len(cookie) < COOKIE_SIZE or (exact and len(data) != offset + COOKIE_SIZE) or cookie == _NO_COOKIE:
+        return b""
+    return cookie
+
+
+def _endpoint_size(data: bytes) -> int:
+    return 4 + data[1]
 
 
 def _decode_endpoint(data: bytes, what: str) -> Endpoint:
@@ -133,13 +169,13 @@ def _decode_endpoint(data: bytes, what: str) -> Endpoint:
 def encode(message: Message) -> bytes:
     """The datagram for one of the message tuples above."""
     if isinstance(message, Discover):
-        return bytes((DISCOVER,)) + _U32.pack(message.node)
+        return bytes((DISCOVER,)) + _U32.pack(message.node) + _checked_cookie(message.cookie)
     if isinstance(message, DiscoverReply):
-        return _encode_endpoint(DISCOVER_REPLY, message.endpoint)
+        return _encode_endpoint(DISCOVER_REPLY, message.endpoint, message.cookie)
     if isinstance(message, PunchRequest):
         return bytes((PUNCH_REQUEST,)) + _TWO_U32.pack(message.requester, message.target)
     if isinstance(message, PunchCommand):
-        return _encode_endpoint(PUNCH_COMMAND, message.endpoint)
+        return _encode_endpoint(PUNCH_COMMAND, message.endpoint, message.cookie)
     if isinstance(message, Relay):
         return bytes((RELAY,)) + _TWO_U32.pack(message.sender, message.destination) + message.frame
     if isinstance(message, RelayDeliver):
@@ -153,9 +189,14 @@ def encode(message: Message) -> bytes:
     raise TypeError(f"not a beacon message: {message!r}")
 
 
-def padded_discover(node: int) -> bytes:
-    """A Discover of :data:`PADDED_DISCOVER_SIZE` bytes (the reference's is 5)."""
-    return encode(Discover(node)).ljust(PADDED_DISCOVER_SIZE, b"\0")
+def padded(message: Discover | PunchRequest) -> bytes:
+    """A request of :data:`PADDED_REQUEST_SIZE` bytes (the reference's are 5 and 9)."""
+    return encode(message).ljust(PADDED_REQUEST_SIZE, b"\0")
+
+
+def padded_discover(node: int, cookie: bytes = b"") -> bytes:
+    """A padded :class:`Discover` (see :func:`padded`)."""
+    return padded(Discover(node, cookie))
 
 
 def sync_size(count: int) -> int:
@@ -177,15 +218,17 @@ def decode(datagram: bytes) -> Message:
     if kind == DISCOVER:
         if size < 5:
             raise DecodeError(f"discover truncated: {size} bytes, need 5")
-        return Discover(_U32.unpack_from(datagram, 1)[0])
+        return Discover(_U32.unpack_from(datagram, 1)[0], _cookie_at(datagram, 5, exact=False))
     if kind == DISCOVER_REPLY:
-        return DiscoverReply(_decode_endpoint(datagram, "discover reply"))
+        endpoint = _decode_endpoint(datagram, "discover reply")
+        return DiscoverReply(endpoint, _cookie_at(datagram, _endpoint_size(datagram), exact=True))
     if kind == PUNCH_REQUEST:
         if size < 9:
             raise DecodeError(f"punch request truncated: {size} bytes, need 9")
         return PunchRequest(*_TWO_U32.unpack_from(datagram, 1))
     if kind == PUNCH_COMMAND:
-        return PunchCommand(_decode_endpoint(datagram, "punch command"))
+        endpoint = _decode_endpoint(datagram, "punch command")
+        return PunchCommand(endpoint, _cookie_at(datagram, _endpoint_size(datagram), exact=True))
     if kind == RELAY:
         if size < 13:
             raise DecodeError(f"relay truncated: {size} bytes, need 9 plus a 4-byte frame")

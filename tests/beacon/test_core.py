@@ -14,6 +14,7 @@ B = ("203.0.113.2", 5000)
 V6 = ("2001:db8::7", 6000)
 PEER = ("192.0.2.50", 9001)
 NOW = 1000.0
+COOKIE_A, COOKIE_B = bytes(range(1, 17)), bytes(range(17, 33))
 
 
 def decode_all(sent):
@@ -25,13 +26,26 @@ class DiscoverTests(SynchronousTestCase):
         self.core = BeaconCore(1)
 
     def test_reply_with_observed_address_and_record(self):
-        sent = decode_all(self.core.receive(wire.encode(wire.Discover(5)), A, NOW))
+        sent = decode_all(self.core.receive(wire.padded_discover(5), A, NOW))
         self.assertEqual(sent, [(wire.DiscoverReply(wire.Endpoint(*A)), A)])
         self.assertEqual(self.core.nodes[5], (A, NOW))
 
     def test_ipv6(self):
-        sent = decode_all(self.core.receive(wire.encode(wire.Discover(5)), V6, NOW))
+        sent = decode_all(self.core.receive(wire.padded_discover(5), V6, NOW))
         self.assertEqual(sent, [(wire.DiscoverReply(wire.Endpoint(*V6)), V6)])
+
+    def test_a_reference_discover_is_recorded_but_its_larger_reply_not_sent(self):
+        """5 bytes in must not buy 8 (IPv4) or 20 (IPv6) bytes out at a forged source."""
+        for node, source in ((5, A), (0, A), (6, V6)):
+            self.assertEqual(self.core.receive(wire.encode(wire.Discover(node)), source, NOW), [])
+        self.assertEqual(self.core.nodes[5], (A, NOW))
+        self.assertEqual(self.core.nodes[6], (V6, NOW))
+        self.assertEqual(self.core.dropped["discover_unanswered_short"], 3)
+
+    def test_the_operator_can_answer_reference_discovers_as_the_reference_does(self):
+        core = BeaconCore(1, answer_short_discovers=True)
+        sent = decode_all(core.receive(wire.encode(wire.Discover(0)), A, NOW))
+        self.assertEqual(sent, [(wire.DiscoverReply(wire.Endpoint(*A)), A)])
 
     def test_node_zero_not_recorded(self):
         self.core.receive(wire.encode(wire.Discover(0)), A, NOW)
@@ -46,7 +60,7 @@ class DiscoverTests(SynchronousTestCase):
     def test_node_table_cap(self):
         core = BeaconCore(1, max_nodes=2)
         for node in (1, 2, 3):
-            self.assertEqual(len(core.receive(wire.encode(wire.Discover(node)), A, NOW)), 1)
+            self.assertEqual(len(core.receive(wire.padded_discover(node), A, NOW)), 1)
         self.assertEqual(sorted(core.nodes), [1, 2])
         self.assertEqual(core.dropped["node_table_full"], 1)
         core.receive(wire.encode(wire.Discover(1)), B, NOW)  # refreshing a known node is fine
@@ -61,6 +75,39 @@ class PunchTests(SynchronousTestCase):
         self.assertEqual(sent, [(wire.PunchCommand(wire.Endpoint(*B)), A),
                                 (wire.PunchCommand(wire.Endpoint(*A)), B)])
         self.assertEqual(core.nodes[5][0], A)
+
+    def test_commands_carry_each_sides_cookie_when_the_request_paid_for_it(self):
+        core = BeaconCore(1)
+        [(reply, _)] = decode_all(core.receive(wire.padded_discover(6, COOKIE_B), B, NOW))
+        self.assertEqual(reply, wire.DiscoverReply(wire.Endpoint(*B), COOKIE_B))  # echoed: B knows us
+        core.receive(wire.padded_discover(5, COOKIE_A), A, NOW)
+        sent = decode_all(core.receive(wire.padded(wire.PunchRequest(5, 6)), A, NOW))
+        self.assertEqual(sent, [(wire.PunchCommand(wire.Endpoint(*B), COOKIE_A), A),
+                                (wire.PunchCommand(wire.Endpoint(*A), COOKIE_B), B)])
+        # The reference's 9-byte request: plain commands, no larger than it.
+        for payload, _ in core.receive(wire.encode(wire.PunchRequest(5, 6)), A, NOW):
+            self.assertEqual(wire.decode(payload).cookie, b"")
+
+    def test_no_command_larger_than_the_request_goes_back_to_its_source(self):
+        core = BeaconCore(1)
+        core.receive(wire.padded_discover(6), V6, NOW)
+        sent = decode_all(core.receive(wire.encode(wire.PunchRequest(5, 6)), A, NOW))
+        self.assertEqual(sent, [(wire.PunchCommand(wire.Endpoint(*A)), V6)])  # the IPv6 one (20 B) kept back
+        self.assertEqual(core.dropped["punch_reply_oversized"], 1)
+        sent = decode_all(core.receive(wire.padded(wire.PunchRequest(5, 6)), A, NOW))
+        self.assertEqual([address for _, address in sent], [A, V6])
+
+    def test_a_cookie_goes_only_to_the_address_its_discover_came_from(self):
+        core = BeaconCore(1)
+        core.receive(wire.padded_discover(6, COOKIE_B), B, NOW)
+        core.receive(wire.padded_discover(5, COOKIE_A), A, NOW)
+        moved = (A[0], A[1] + 1)  # a request for node 5 from elsewhere (forged, or the NAT moved)
+        sent = decode_all(core.receive(wire.padded(wire.PunchRequest(5, 6)), moved, NOW))
+        self.assertEqual(sent[0], (wire.PunchCommand(wire.Endpoint(*B)), moved))
+        core.receive(wire.encode(wire.Discover(6)), B, NOW)  # an unpadded Discover drops B's cookie
+        self.assertNotIn(6, core.cookies)
+        core.expire(NOW + 601)
+        self.assertEqual(core.cookies, {})
 
     def test_unknown_target(self):
         core = BeaconCore(1)
@@ -259,9 +306,9 @@ class SourceLimitTests(SynchronousTestCase):
 
     def test_requests_per_source_ip_are_rate_limited(self):
         core = BeaconCore(3)
-        replies = sum(len(core.receive(wire.encode(wire.Discover(0)), A, NOW)) for _ in range(1000))
+        replies = sum(len(core.receive(wire.padded_discover(0), A, NOW)) for _ in range(1000))
         self.assertEqual(replies, REQUEST_BURST)
-        replies = sum(len(core.receive(wire.encode(wire.Discover(0)), A, NOW + 1)) for _ in range(1000))
+        replies = sum(len(core.receive(wire.padded_discover(0), A, NOW + 1)) for _ in range(1000))
         self.assertEqual(replies, REQUEST_RATE)
 
     def test_punch_commands_towards_one_target_are_rate_limited(self):
@@ -273,12 +320,12 @@ class SourceLimitTests(SynchronousTestCase):
             to_victim += sum(1 for _, address in sent if address == VICTIM)
         self.assertEqual(to_victim, PUNCH_TARGET_BURST)
 
-    def test_no_answer_to_a_node_is_larger_than_a_discover_the_reference_sends_plus_three(self):
-        # A Go daemon's Discover is 5 bytes; the IPv4 reply is 8 (the one answer larger than its
-        # request, kept for compatibility and bounded by the per-IP rate).
+    def test_no_answer_to_a_node_is_larger_than_its_request(self):
         core = BeaconCore(3)
-        [(reply, _)] = core.receive(wire.encode(wire.Discover(0)), A, NOW)
-        self.assertEqual(len(reply), 8)
+        self.assertEqual(core.receive(wire.encode(wire.Discover(0)), A, NOW), [])
+        for source in (A, V6):
+            [(reply, _)] = core.receive(wire.padded_discover(0), source, NOW)
+            self.assertLessEqual(len(reply), wire.PADDED_REQUEST_SIZE)
         core.receive(wire.encode(wire.Discover(6)), B, NOW)
         for payload, _ in core.receive(wire.encode(wire.PunchRequest(5, 6)), A, NOW):
             self.assertLess(len(payload), len(wire.encode(wire.PunchRequest(5, 6))))

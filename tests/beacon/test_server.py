@@ -52,7 +52,10 @@ class BeaconOverUDPTests(TestCase):
         return node
 
     def send(self, node, beacon, message):
+        """Send ``message`` (bytes as they are; a Discover padded, as our daemons send it)."""
         address = beacon.address
+        if isinstance(message, wire.Discover):
+            message = wire.padded_discover(message.node)
         node.transport.write(message if isinstance(message, bytes) else wire.encode(message),
                              (address.host, address.port))
 
@@ -60,7 +63,32 @@ class BeaconOverUDPTests(TestCase):
     def test_discover_reports_the_observed_address(self):
         beacon = self.start_beacon()
         node = self.daemon()
-        self.send(node, beacon, wire.Discover(5))
+        self.send(node, beacon, wire.padded_discover(5))
+        reply, _ = yield node.inbox.get()
+        self.assertEqual(reply, wire.DiscoverReply(node.endpoint))
+
+    @inlineCallbacks
+    def test_a_five_byte_discover_draws_no_larger_reply(self):
+        """The reference's Discover (5 bytes) from a forged source must not reflect 8 bytes at it."""
+        beacon = self.start_beacon()
+        victim = _Counter()
+        port = reactor.listenUDP(0, victim, interface="127.0.0.1")
+        self.addCleanup(port.stopListening)
+        for node in (0, 7):
+            port.write(wire.encode(wire.Discover(node)), ("127.0.0.1", beacon.address.port))
+        port.write(wire.padded_discover(0), ("127.0.0.1", beacon.address.port))
+        while not victim.sizes:
+            yield _tick()
+        yield _settle()
+        self.assertEqual(victim.sizes, [8])  # the padded Discover's answer only
+        self.assertEqual(beacon.core.dropped["discover_unanswered_short"], 2)
+        self.assertIn(7, beacon.core.nodes)
+
+    @inlineCallbacks
+    def test_answering_five_byte_discovers_is_the_operators_choice(self):
+        beacon = self.start_beacon(core=BeaconCore(1, answer_short_discovers=True))
+        node = self.daemon()
+        self.send(node, beacon, wire.encode(wire.Discover(0)))
         reply, _ = yield node.inbox.get()
         self.assertEqual(reply, wire.DiscoverReply(node.endpoint))
 
@@ -70,7 +98,7 @@ class BeaconOverUDPTests(TestCase):
             raise self.skipTest("no IPv6 loopback on this machine")
         beacon = self.start_beacon("::1")
         node = self.daemon("::1")
-        self.send(node, beacon, wire.Discover(5))
+        self.send(node, beacon, wire.padded_discover(5))
         reply, _ = yield node.inbox.get()
         self.assertEqual(reply, wire.DiscoverReply(wire.Endpoint("::1", node.endpoint.port)))
 
@@ -210,7 +238,7 @@ class BeaconOverUDPTests(TestCase):
         port = reactor.listenUDP(0, flooder, interface="127.0.0.1")
         self.addCleanup(port.stopListening)
         for node in range(1, 2001):
-            port.write(wire.encode(wire.Discover(node)), ("127.0.0.1", beacon.address.port))
+            port.write(wire.padded_discover(node), ("127.0.0.1", beacon.address.port))
             if node % 200 == 0:
                 yield _tick()
         while sum(beacon.core.dropped.values()) + len(beacon.core.nodes) < 2000:

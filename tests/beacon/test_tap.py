@@ -42,3 +42,11 @@ class BeaconOptionsTests(SynchronousTestCase):
         options = tap.Options()
         options.parseOptions([])
         self.assertIsNone(options["peer-auth"])
+
+    def test_answering_short_discovers_is_off_unless_asked_for(self):
+        for command, flags, expected in ((tap.Options, [], False),
+                                         (rendezvous_tap.Options, ["--answer-short-discover"], True)):
+            options = command()
+            options.parseOptions(flags)
+            service = tap.make_beacon_service(None, options)
+            self.assertIs(service.core.answer_short_discovers, expected)

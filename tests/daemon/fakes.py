@@ -97,6 +97,3 @@ class StaticKeys:
 
     def forget(self, node):
         pass
-
-    def known_key(self, node):
-        return self.keys.get(node)

@@ -89,6 +89,9 @@ class _Transport:
         return self.bound
 
 
+COOKIE = bytes(range(1, 17))
+
+
 class _Tunnel:
     """Just what BeaconLink uses of the tunnel."""
 
@@ -96,6 +99,7 @@ class _Tunnel:
         self.transport = _Transport(host, port)
         self.node_id = 7
         self.beacon_address = ("198.51.100.10", 9001)
+        self.beacon_cookie = COOKIE
         self.on_beacon = None
         self.sent = []
         self._peers = []
@@ -122,7 +126,7 @@ class BeaconLinkTests(SynchronousTestCase):
         relayed.via_relay = True
         link.tunnel._peers = [relayed, direct]
         link.keepalive()
-        self.assertEqual(link.tunnel.sent, [beacon.Discover(7), beacon.PunchRequest(7, 8)])
+        self.assertEqual(link.tunnel.sent, [beacon.Discover(7, COOKIE), beacon.PunchRequest(7, 8)])
 
     def test_lan_address_behind_a_nat(self):
         self.assertEqual(self.link(("198.51.100.1", 47000)).lan_addresses(), ["10.200.1.11:47000"])

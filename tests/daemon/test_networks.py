@@ -232,7 +232,8 @@ class GateTests(NetworkCase):
         self.trust = TrustManager(
             clock=self.clock, state=TrustState.load(self.path), identity=Identity.generate(),
             registry=self.registry, courier=Courier(), peer_keys=StaticKeys({}), settings=Settings(),
-            abort_streams=self.aborted.append, drop_tunnel=self.dropped.append, networks=self.networks)
+            tunnel_key=lambda node: None, abort_streams=self.aborted.append, drop_tunnel=self.dropped.append,
+            networks=self.networks)
         self.trust.emitter = self.emitter
         self.networks.on_change = self.trust.network_changed
         self.successResultOf(self.trust.registered(ME))

@@ -8,16 +8,19 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from pilotnet.crypto.identity import Identity, b64encode
+from pilotnet.crypto.tunnel import TunnelKeyPair, TunnelSession, build_auth_key_offer
 from pilotnet.daemon.trust import MAX_PENDING, TrustState
 from pilotnet.daemon.asked_names import MAX_NAMES
 from pilotnet.daemon.trust_manager import FAST_POLL_INTERVAL, RELAY_HEAD_START, TrustManager
+from pilotnet.daemon.tunnel import Tunnel
 from pilotnet.errors import ALREADY_EXISTS, INVALID_ARGUMENT, NOT_FOUND, PilotError
 from pilotnet.wire import handshake
 from pilotnet.wire.address import Addr
 from pilotnet.wire.packet import FLAG_SYN, PROTO_DATAGRAM, PROTO_STREAM, Packet
-from tests.daemon.fakes import StaticKeys
+from tests.daemon.fakes import DatagramNetwork, StaticKeys
 
 ME, PEER = 5, 6
+OUR_ADDR, HER_ADDR = ("127.0.0.1", 1005), ("127.0.0.1", 1066)
 NOW = 1_700_000_000
 
 
@@ -78,6 +81,7 @@ class FakeCourier:
 
 class Settings:
     public = False
+    encrypt = True
     trust_auto_approve = False
 
 
@@ -91,13 +95,15 @@ class TrustCase(SynchronousTestCase):
         self.courier = FakeCourier()
         self.settings = Settings()
         self.aborted, self.dropped = [], []
+        #: The Ed25519 key each node's tunnel session was verified against.
+        self.tunnel_keys = {PEER: self.peer.public_key}
         self.trust = self.manager()
 
     def manager(self):
         trust = TrustManager(
             clock=self.clock, state=TrustState.load(self.path), identity=Identity.generate(),
             registry=self.registry, courier=self.courier, peer_keys=StaticKeys({PEER: self.peer.public_key}),
-            settings=self.settings, abort_streams=self.aborted.append, drop_tunnel=self.dropped.append)
+            tunnel_key=self.tunnel_keys.get, settings=self.settings, abort_streams=self.aborted.append, drop_tunnel=self.dropped.append)
         self.successResultOf(trust.registered(ME))
         return trust
 
@@ -230,7 +236,7 @@ class FlowTests(TrustCase):
         self.successResultOf(self.trust.approve(PEER))
         self.assertTrue(self.trust.admit(self.syn()))
         mallory = Identity.generate()
-        self.trust.peer_keys.keys[PEER] = mallory.public_key
+        self.trust.peer_keys.keys[PEER] = self.tunnel_keys[PEER] = mallory.public_key
         self.registry.trusted_pairs.add(PEER)  # the registry's pair is by ID: no help here
         self.assertFalse(self.trust.admit(self.syn()))
         self.assertFalse(self.trust.admit(self.syn()))
@@ -246,6 +252,16 @@ class FlowTests(TrustCase):
         self.successResultOf(self.trust.received(
             handshake.build_message(handshake.ACCEPT, mallory, PEER, ME, NOW)))
         self.assertEqual(self.trust.state.trusted[PEER].public_key, self.peer.public_key_b64)
+
+    def test_the_gate_checks_the_key_the_tunnel_verified_not_the_registry_cache(self):
+        """The registry shows our peer's key again, but the session was keyed by Mallory's."""
+        self.successResultOf(self.trust.received(self.from_peer(handshake.REQUEST)))
+        self.successResultOf(self.trust.approve(PEER))
+        self.tunnel_keys[PEER] = Identity.generate().public_key
+        self.assertFalse(self.trust.admit(self.syn()))
+        self.assertEqual(self.trust.key_mismatches, 1)
+        del self.tunnel_keys[PEER]  # no session: nothing verified, nothing admitted
+        self.assertFalse(self.trust.admit(self.syn()))
 
     def test_an_old_file_without_keys_is_bound_to_the_registry_key_at_registration(self):
         self.path.write_text(json.dumps({"trusted": [
@@ -396,3 +412,32 @@ class StateFileTests(SynchronousTestCase):
         for node in range(MAX_PENDING):
             self.assertTrue(state.add_pending(node + 10, "", "", NOW))
         self.assertFalse(state.add_pending(1, "", "", NOW))
+
+
+class TunnelKeyGateTests(TrustCase):
+    """The gate against a real :class:`Tunnel`: who keyed the session, not what the registry says now."""
+
+    def test_a_session_keyed_by_another_key_is_not_trusted_when_the_registry_shows_the_trusted_one(self):
+        self.successResultOf(self.trust.received(self.from_peer(handshake.REQUEST)))
+        self.successResultOf(self.trust.approve(PEER))
+        network, registry_keys, mallory = DatagramNetwork(), StaticKeys(), Identity.generate()
+        admitted = []
+        ours = Tunnel(identity=Identity.generate(), key_pair=TunnelKeyPair.generate(), peer_keys=registry_keys,
+                      clock=self.clock, on_packet=lambda packet, peer: admitted.append(self.trust.admit(packet)))
+        ours.node_id = ME
+        network.attach(ours, OUR_ADDR)
+        self.trust.tunnel_key = ours.verified_key
+        self.trust.peer_keys = registry_keys
+        # Mallory holds PEER's registration for a moment and keys a session with us...
+        registry_keys.keys[PEER] = mallory.public_key
+        her_key_pair = TunnelKeyPair.generate()
+        ours.datagramReceived(
+            build_auth_key_offer(mallory, PEER, her_key_pair).encode(), HER_ADDR)
+        self.assertEqual(ours.verified_key(PEER), mallory.public_key)
+        # ...then the registry holds the trusted peer's key again (and our cache follows).
+        registry_keys.keys[PEER] = self.peer.public_key
+        session = TunnelSession.with_peer(her_key_pair, PEER, ours.key_pair.public_key)
+        packet = Packet(PROTO_STREAM, Addr(0, PEER), Addr(0, ME), 49152, 7, flags=FLAG_SYN).encode()
+        ours.datagramReceived(session.seal(packet), HER_ADDR)
+        self.assertEqual(admitted, [False])
+        self.assertEqual(self.trust.key_mismatches, 1)

@@ -260,8 +260,8 @@ def sealed_frame(node, size):
     return MAGIC_SEALED + node.to_bytes(4, "big") + bytes(size - 8)
 
 
-class FloodTests(SynchronousTestCase):
-    """Unauthenticated floods buy a bounded amount of work per source, and no amplification."""
+class TwoNodesCase(SynchronousTestCase):
+    """Nodes 1 and 2 on an in-memory network, the clock at 1000 s."""
 
     def setUp(self):
         self.clock = Clock()
@@ -273,6 +273,10 @@ class FloodTests(SynchronousTestCase):
 
     def sent_to(self, address):
         return [data for _, destination, data in self.network.sent if destination == address]
+
+
+class FloodTests(TwoNodesCase):
+    """Unauthenticated floods buy a bounded amount of work per source, and no amplification."""
 
     def test_no_session_replies_are_limited_per_source_not_per_claimed_node(self):
         for node in range(1000, 6000):  # 5000 claimed nodes, one source
@@ -341,3 +345,48 @@ class FloodTests(SynchronousTestCase):
         for _ in range(100):
             self.b.tunnel.datagramReceived(command, BEACON)
         self.assertEqual(len(self.sent_to(ATTACKER)), PUNCH_BUDGET * (PUNCH_BURST + 1))
+
+
+class PunchBindingTests(TwoNodesCase):
+    """Once our beacon echoed our cookie, a punch command must carry it to make us send a PILA."""
+
+    def bind(self):
+        reply = beacon.DiscoverReply(beacon.Endpoint("127.0.0.1", 1002), self.b.tunnel.beacon_cookie)
+        self.b.tunnel.datagramReceived(beacon.encode(reply), BEACON)
+        self.assertTrue(self.b.tunnel.beacon_binds_punches)
+
+    def command(self, cookie=b""):
+        return beacon.encode(beacon.PunchCommand(beacon.Endpoint(*ATTACKER), cookie))
+
+    def test_before_the_beacon_echoed_a_cookie_commands_are_obeyed_as_the_reference_does(self):
+        self.b.tunnel.datagramReceived(self.command(), BEACON)
+        self.assertEqual(len(self.sent_to(ATTACKER)), PUNCH_BURST + 1)
+
+    def test_a_command_without_our_cookie_gets_no_more_bytes_than_it_has_and_no_pila(self):
+        self.bind()
+        for _ in range(3):
+            self.b.tunnel.datagramReceived(self.command(), BEACON)
+        sent = self.sent_to(ATTACKER)
+        self.assertEqual(sent, [b"PILP"] * 6)
+        self.assertLessEqual(sum(map(len, sent)), 3 * len(self.command()))
+
+    def test_a_command_with_another_cookie_gets_nothing(self):
+        self.bind()
+        self.b.tunnel.datagramReceived(self.command(bytes(range(1, 17))), BEACON)
+        self.assertEqual(self.sent_to(ATTACKER), [])
+        self.assertEqual(self.b.tunnel.counters.forged_beacon, 1)
+
+    def test_a_command_with_our_cookie_gets_the_full_punch(self):
+        self.bind()
+        self.b.tunnel.datagramReceived(self.command(self.b.tunnel.beacon_cookie), BEACON)
+        sent = self.sent_to(ATTACKER)
+        self.assertEqual((sent[:PUNCH_BURST], sent[-1][:4]), ([b"PILP"] * PUNCH_BURST, MAGIC_AUTH_KEY))
+
+    def test_a_discover_reply_without_our_cookie_is_ignored_once_bound(self):
+        heard = []
+        self.b.tunnel.on_beacon = heard.append
+        self.bind()
+        forged = beacon.DiscoverReply(beacon.Endpoint("203.0.113.9", 1))
+        self.b.tunnel.datagramReceived(beacon.encode(forged), BEACON)
+        self.assertEqual(len(heard), 1)
+        self.assertEqual(self.b.tunnel.counters.forged_beacon, 1)

@@ -54,7 +54,7 @@ class RendezvousProcessTests(TestCase):
         node = _Node()
         port = reactor.listenUDP(0, node, interface="127.0.0.1")
         self.addCleanup(port.stopListening)
-        node.transport.write(wire.encode(wire.Discover(registered["node_id"])),
+        node.transport.write(wire.padded_discover(registered["node_id"]),
                              server.beacon_address)
         reply = await node.inbox.get()
         self.assertEqual(reply, wire.DiscoverReply(wire.Endpoint("127.0.0.1",

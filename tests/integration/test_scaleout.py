@@ -157,6 +157,30 @@ class ScaleOutTests(PilotctlMixin, TestCase):
                                               "requester_id": winner})
             self.assertEqual(reply["node_id"], winner)
 
+    async def test_a_signed_request_replayed_to_another_registry_is_refused(self):
+        """Captured on plaintext: ``public: true`` sent to A, replayed to B after the node went private."""
+        a, b = await self.shared(2)
+        ca, cb = await self.client(a), await self.client(b)
+        owner = _new_identity(3)
+        node_id = (await ca.request(registration(3)))["node_id"]
+        captured = sign_fresh_request(owner, {"type": "set_visibility", "node_id": node_id, "public": True},
+                                      reactor.seconds())
+        await ca.request(captured)
+        await ca.request(sign_fresh_request(owner, {"type": "set_visibility", "node_id": node_id,
+                                                    "public": False}, reactor.seconds()))
+
+        async def private_on_b():
+            return await self.visible(cb, node_id) and not (
+                await cb.request({"type": "lookup", "node_id": node_id}))["public"]
+
+        await wait_until(private_on_b, "the node private on B")
+        with self.assertRaises(RegistryError) as refused:
+            await cb.request(captured)
+        self.assertIn("replayed request", refused.exception.message)
+        for connection in (ca, cb):
+            reply = await connection.request({"type": "lookup", "node_id": node_id})
+            self.assertFalse(reply["public"])
+
     async def test_handshake_and_trust_between_nodes_on_different_registries(self):
         a, b = await self.shared(2)
         base = self.mktemp()

@@ -6,28 +6,35 @@ follower, and the shell answering message bodies.
 """
 
 import json
+import os
 import socket
 
 import psycopg
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred, succeed
+from twisted.python import usage
 from twisted.trial.unittest import TestCase
 
 from pilotnet.errors import PilotError
 from pilotnet.registry.challenges import sign_fresh_request
 from pilotnet.registry.directory import Directory
+from pilotnet.registry.freshness import DEFAULT_WINDOW
 from pilotnet.registry.handlers import Registry
 from pilotnet.registry.pg_feed import ChangeFollower
 from pilotnet.registry.pg_schema import NODE_ID_BLOCK
-from pilotnet.registry.pg_store import IdBlocks, PostgresStore, read_snapshot
+from pilotnet.registry.pg_store import IdBlocks, PostgresStore, read_entity, read_snapshot
 from pilotnet.registry.requests import RequestError
 from pilotnet.registry.scaleout import SharedHousekeeping
+from pilotnet import registry_tap
 from pilotnet.registry.server import RegistryServer
+from pilotnet.registry.snapshot import import_go_snapshot, read_go_snapshot
+from pilotnet.registry.store import RegistryStore
 from pilotnet.ratelimit import RateLimiter
 from tests.integration.processes import pause, wait_until
 from tests.registry.fixtures import ADMIN_TOKEN, PEER, identity
 from tests.registry.network_scenario import network_state, run_network_changes
 from tests.registry.postgres import start_cluster
+from tests.registry.test_snapshot import _snapshot as go_snapshot
 
 VISIBLE_WITHIN = 1.0
 
@@ -292,6 +299,110 @@ class SharedDatabaseTests(TestCase):
             for shared in rounds:
                 await shared.round()
         self.assertEqual(sorted(r.registry.reaps_nodes for r in registries), [False, False, True])
+
+
+    async def test_changes_to_one_node_through_two_registries_both_last(self):
+        """B writes the node before it heard of A's change: B's write is redone on A's record."""
+        a, b = await self.registries(2)
+        who = identity(1)
+        node_id = await a.register(who)
+        await wait_until(lambda: succeed(node_id in b.directory.nodes), "the node on B",
+                         timeout=VISIBLE_WITHIN)
+        b.follower.stop()
+        tagged = await a.send({"type": "set_tags", "node_id": node_id, "tags": ["gpu"]}, signer=who)
+        made_public = await b.send({"type": "set_visibility", "node_id": node_id, "public": True},
+                                   signer=who)
+        self.assertEqual((tagged["type"], made_public["type"]), ("set_tags_ok", "set_visibility_ok"))
+        b.follower.start()
+
+        def both_everywhere():
+            nodes = [registry.directory.nodes[node_id] for registry in (a, b)]
+            return succeed(all(node.tags == ("gpu",) and node.public for node in nodes))
+
+        await wait_until(both_everywhere, "the tags and the visibility on both registries",
+                         timeout=VISIBLE_WITHIN)
+        stored = await a.store.run_reader(read_entity, "node", str(node_id))
+        self.assertEqual((stored["tags"], stored["public"]), (["gpu"], True))
+
+    async def test_nonces_of_signed_writes_are_kept_until_their_window_passed(self):
+        """The shared replay cache: one row per fresh-signed write, pruned by the reaper."""
+        a, b = await self.registries(2)
+        await a.register(identity(1))
+        await b.send({"type": "lookup", "node_id": 1})  # a read: no row
+
+        def count(conn):
+            return conn.execute("SELECT count(*) FROM pilot_nonces").fetchone()[0]
+
+        self.assertEqual(await a.store.run_reader(count), 1)
+        reaper = SharedHousekeeping(a.server, a.store, interval=10.0)
+        self.assertTrue(await a.store.run_reader(reaper._claim_lease, reactor.seconds()))
+        self.assertEqual(await a.store.run_reader(count), 1)
+        await a.store.run_reader(reaper._claim_lease, reactor.seconds() + 2 * DEFAULT_WINDOW + 1)
+        self.assertEqual(await a.store.run_reader(count), 0)
+
+
+class ImportTests(TestCase):
+    """A SQLite registry's store, or a Go snapshot, moved into a new PostgreSQL database."""
+
+    timeout = 120
+
+    def sqlite_store(self):
+        directory = self.mktemp()
+        os.makedirs(directory)
+        store = RegistryStore(os.path.join(directory, "registry.db"))
+        snapshot = os.path.join(directory, "go.json")
+        with open(snapshot, "w") as handle:
+            json.dump(go_snapshot(), handle)
+        import_go_snapshot(snapshot, store)
+        store.close()
+        return store.path, snapshot
+
+    @staticmethod
+    def state(directory, without_tokens=False):
+        """Every entity but the counters (and, if asked, the networks' tokens)."""
+        entities = []
+        for kind, key, value in directory.entities():
+            if kind == "network" and without_tokens:
+                value = dict(value, token="")
+            if kind != "counter":
+                entities.append((kind, key, json.dumps(value, sort_keys=True)))
+        return sorted(entities)
+
+    async def test_a_sqlite_store_moves_into_postgresql_and_the_registry_goes_on(self):
+        cluster = await start_cluster(self)
+        url = cluster.create_database("moved")
+        path, _ = self.sqlite_store()
+        registry_tap.Options().parseOptions(["--store", url, "--import-store", path])
+        before = Directory()
+        source = RegistryStore(path)
+        source.load_into(before)
+        source.close()
+        moved = SharedRegistry(self, url)
+        self.assertEqual(self.state(moved.directory), self.state(before))
+        self.assertGreaterEqual(await moved.register(identity(9)), before.next_node)
+        with self.assertRaises(usage.UsageError) as refused:
+            registry_tap.Options().parseOptions(["--store", url, "--import-store", path])
+        self.assertIn("already holds registry state", str(refused.exception))
+
+    async def test_a_go_snapshot_imports_into_postgresql(self):
+        cluster = await start_cluster(self)
+        url = cluster.create_database("imported")
+        _, snapshot = self.sqlite_store()
+        registry_tap.Options().parseOptions(["--store", url, "--import-snapshot", snapshot])
+        with open(snapshot, "rb") as handle:
+            expected = read_go_snapshot(handle.read())
+        imported = SharedRegistry(self, url)
+        # An invite network gets a random token at each reading of the snapshot.
+        self.assertEqual(self.state(imported.directory, without_tokens=True),
+                         self.state(expected, without_tokens=True))
+
+    def test_a_missing_store_is_refused_not_created(self):
+        missing = os.path.join(self.mktemp(), "nothing.db")
+        with self.assertRaises(usage.UsageError) as refused:
+            registry_tap.Options().parseOptions(["--store", "postgresql://pilot@127.0.0.1:1/none",
+                                                 "--import-store", missing])
+        self.assertIn("no registry store at", str(refused.exception))
+        self.assertFalse(os.path.exists(missing))
 
 
 class IdBlockTests(TestCase):

@@ -4,7 +4,7 @@ from hypothesis import given, settings, strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
 from pilotnet.registry.challenges import sign_fresh_request, sign_request, signature_valid
-from pilotnet.registry.freshness import ReplayCache
+from pilotnet.registry.freshness import MAX_UNTAKEN, ReplayCache
 from tests.registry.fixtures import DrivenRegistry, identity
 
 OTHER_PEER = ("203.0.113.66", 50000)
@@ -223,6 +223,15 @@ class ReplayCacheTests(SynchronousTestCase):
         self.assertRaises(Exception, cache.admit, "c", "n1", 100, 100)
         cache.admit("c", "n1", 111, 111)  # the first three expired and were purged
         self.assertEqual(len(cache), 1)
+
+    def test_admitted_nonces_are_handed_over_once_and_stay_bounded(self):
+        cache = ReplayCache(window=10, max_entries=1000, max_per_signer=1000)
+        cache.admit("a", "n1", 100, 100)
+        self.assertEqual(cache.take_admitted(), [("a", "n1", 110)])
+        self.assertEqual(cache.take_admitted(), [])
+        for index in range(MAX_UNTAKEN + 5):  # nobody takes them (no shell): the oldest go
+            cache.admit("a", f"m{index}", 100, 100)
+        self.assertEqual(len(cache.take_admitted()), MAX_UNTAKEN)
 
     @settings(max_examples=200, deadline=None)
     @given(st.dictionaries(st.text(max_size=8), st.one_of(st.text(max_size=20), st.integers(),

@@ -44,11 +44,15 @@ class OptionTests(TestCase):
         options = registry_tap.Options()
         options.parseOptions(["--store", url])
         self.assertIsNone(options["replication-token-file"])
-        for extra in (["--standby", "127.0.0.1:9000", "--replication-token", "t"],
-                      ["--import-snapshot", "go.json"]):
-            with self.assertRaises(usage.UsageError) as refused:
-                registry_tap.Options().parseOptions(["--store", url, *extra])
-            self.assertIn("needs a SQLite --store", str(refused.exception))
+        with self.assertRaises(usage.UsageError) as refused:
+            registry_tap.Options().parseOptions(["--store", url, "--standby", "127.0.0.1:9000",
+                                                 "--replication-token", "t"])
+        self.assertIn("needs a SQLite --store", str(refused.exception))
+
+    def test_moving_a_store_needs_a_postgresql_one_to_move_into(self):
+        with self.assertRaises(usage.UsageError) as refused:
+            registry_tap.Options().parseOptions(["--store", self.mktemp(), "--import-store", "old.db"])
+        self.assertIn("to copy a SQLite store, copy its file", str(refused.exception))
 
     def test_security_defaults_are_safe_and_options_change_them(self):
         defaults = registry_tap.Options()

@@ -17,11 +17,12 @@ endpoints = st.builds(Endpoint, st.ip_addresses().map(str), ports).filter(
     lambda e: not e.host.startswith("::ffff:")
 )
 frames = st.binary(min_size=4, max_size=300)
+cookies = st.one_of(st.just(b""), st.binary(min_size=beacon.COOKIE_SIZE, max_size=beacon.COOKIE_SIZE).filter(any))
 messages = st.one_of(
-    st.builds(Discover, u32),
-    st.builds(DiscoverReply, endpoints),
+    st.builds(Discover, u32, cookies),
+    st.builds(DiscoverReply, endpoints, cookies),
     st.builds(PunchRequest, u32, u32),
-    st.builds(PunchCommand, endpoints),
+    st.builds(PunchCommand, endpoints, cookies),
     st.builds(Relay, u32, u32, frames),
     st.builds(RelayDeliver, u32, frames),
     st.builds(Sync, u32, st.lists(u32, max_size=50).map(tuple)),
@@ -121,6 +122,9 @@ class PropertyTests(SynchronousTestCase):
         cut = data.draw(st.integers(0, len(raw) - 1))
         if isinstance(message, Discover) or (isinstance(message, Sync) and cut >= 7 + 4 * len(message.nodes)):
             return
+        if getattr(message, "cookie", b"") and cut >= len(raw) - beacon.COOKIE_SIZE:
+            self.assertEqual(beacon.decode(raw[:cut]), message._replace(cookie=b""))  # a cut cookie is none
+            return
         self.assertRaises(DecodeError, beacon.decode, raw[:cut])
 
     @settings(max_examples=600, deadline=None)
@@ -137,5 +141,18 @@ class PaddedDiscoverTests(SynchronousTestCase):
         padded = beacon.padded_discover(7)
         self.assertEqual(beacon.decode(padded), beacon.Discover(7))
         self.assertEqual(padded[:5], beacon.encode(beacon.Discover(7)))
-        widest = beacon.encode(beacon.DiscoverReply(beacon.Endpoint("2001:db8::1", 65535)))
-        self.assertEqual(len(padded), len(widest))
+        cookie = bytes(range(1, 17))
+        widest = [beacon.encode(kind(beacon.Endpoint("2001:db8::1", 65535), cookie))
+                  for kind in (beacon.DiscoverReply, beacon.PunchCommand)]
+        self.assertEqual({len(padded), len(beacon.padded_discover(7, cookie))} | set(map(len, widest)),
+                         {beacon.PADDED_REQUEST_SIZE})
+        self.assertEqual(beacon.decode(beacon.padded_discover(7, cookie)), beacon.Discover(7, cookie))
+        request = beacon.padded(beacon.PunchRequest(7, 8))
+        self.assertEqual((len(request), beacon.decode(request)), (len(widest[0]), beacon.PunchRequest(7, 8)))
+
+    def test_a_cookie_is_read_only_where_it_ends_the_datagram(self):
+        cookie = bytes(range(1, 17))
+        reply = beacon.encode(beacon.DiscoverReply(beacon.Endpoint("192.0.2.1", 9), cookie))
+        self.assertEqual(beacon.decode(reply).cookie, cookie)
+        self.assertEqual(beacon.decode(reply + b"x"), beacon.DiscoverReply(beacon.Endpoint("192.0.2.1", 9)))
+        self.assertRaises(ValueError, beacon.encode, beacon.PunchCommand(beacon.Endpoint("192.0.2.1", 9), b"short"))
