@@ -1,12 +1,12 @@
-"""The Twisted shell of the audit log: log lines, the registry webhook, the audit export, the store.
+"""The Twisted shell of the audit log: log lines, the registry webhook, the audit export.
 
 :class:`AuditService` observes the :class:`~pilotnet.registry.audit.AuditLog`:
-each entry is logged (``audit_action``), queued for the registry webhook and
-the audit export when they are configured, and its stored form is written to
-the registry's store after the current reactor turn (one commit for all the
-entries of a turn).  Configuration changes (``set_webhook``,
-``set_audit_export``, or their restored settings at start) replace the
-delivery queues; on stop what is queued drains for a few seconds.
+each entry is logged (``audit_action``) and queued for the registry webhook
+and the audit export when they are configured.  (Entries reach the store with
+the directory's changes: the log is one of its parts.)  Configuration changes
+(``set_webhook``, ``set_audit_export``, their restored settings at start, or
+their replicated ones) replace the delivery queues; on stop what is queued
+drains for a few seconds.
 """
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -23,19 +23,17 @@ log = Logger()
 
 
 class AuditService(Service):
-    def __init__(self, reactor, audit: AuditLog, store=None, *, allow_private: bool = False, resolver=None,
+    def __init__(self, reactor, audit: AuditLog, *, allow_private: bool = False, resolver=None,
                  delivery_options=None):
         """``delivery_options`` (``attempts``, ``backoff``, ...) tune both delivery queues (tests)."""
         self._reactor = reactor
         self._delivery = dict(delivery_options or {})
         self._audit = audit
-        self._store = store
         self._allow_private = allow_private
         self._options = {} if resolver is None else {"resolver": resolver}
         self.webhook: Webhook | None = None
         self.exporter: DeliveryQueue | None = None
         self._exporter_sender: Sender | None = None
-        self._flush_scheduled = None
         self.recorded = 0
         audit.observers.append(self._entry)
         audit.settings_observers.append(self._configure)
@@ -52,7 +50,6 @@ class AuditService(Service):
             self.webhook.enqueue(entry.document())
         if self.exporter is not None:
             self.exporter.enqueue(entry.stored())
-        self._schedule_flush()
 
     def _configure(self, name: str, settings: dict | None):
         if name == "webhook":
@@ -72,27 +69,10 @@ class AuditService(Service):
                     **self._options)
             if old_exporter is not None:
                 old_exporter.stop().addCallback(lambda _: _close(old_sender))
-        self._schedule_flush()
-
-    def _schedule_flush(self):
-        # Not once stopped: the store closes right after the final flush of stopService.
-        if self._store is not None and self.running and self._flush_scheduled is None:
-            self._flush_scheduled = self._reactor.callLater(0, self.flush)
-
-    def flush(self):
-        """Write the audit changes of this turn to the store; a Deferred of the commit."""
-        self._flush_scheduled = None
-        changes = self._audit.take_changes()
-        if self._store is None or not changes:
-            return defer.succeed(None)
-        return self._store.commit(changes).addErrback(
-            lambda failure: log.failure("audit entries not stored", failure))
 
     def stopService(self):
         super().stopService()
-        if self._flush_scheduled is not None and self._flush_scheduled.active():
-            self._flush_scheduled.cancel()
-        stopping = [self.flush()]
+        stopping = []
         if self.webhook is not None:
             stopping.append(self.webhook.stop())
         if self.exporter is not None:

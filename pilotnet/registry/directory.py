@@ -10,7 +10,7 @@ Stored entities are ``(kind, key) -> JSON value`` pairs; ``None`` means
 deleted.  Kinds: ``node``, ``key`` (public key -> node ID), ``owner`` (owner ->
 node ID), ``consent`` ("a:b": a consents to trust b), ``inbox`` (relayed
 handshake requests and responses waiting for a node), ``network``,
-``counter``.
+``counter``; the kinds of attached parts (:meth:`Directory.attach`) travel with them.
 """
 
 from dataclasses import dataclass, asdict
@@ -70,6 +70,8 @@ class HandshakeResponse:
 
 
 _NODE_FIELDS = tuple(Node.__dataclass_fields__)
+#: The directory's own entity kinds.
+_KINDS = frozenset({"node", "key", "owner", "consent", "inbox", "network", "counter"})
 
 
 def _node_value(node):
@@ -92,7 +94,19 @@ class Directory:
         # Where node and network IDs come from when several registries share a
         # database (its sequences); None: the counters below.
         self.ids = None
+        # kind -> the EntityPart (pilotnet.registry.entities) of a concern that owns it.
+        self._parts = {}
         self._clear()
+
+    def attach(self, part):
+        """Store, replicate and restore ``part``'s entities with the directory's."""
+        for kind in part.kinds:
+            if kind in self._parts or kind in _KINDS:
+                raise ValueError(f"entity kind {kind!r} has an owner already")
+            self._parts[kind] = part
+
+    def _attached(self):
+        return list(dict.fromkeys(self._parts.values()))
 
     def _clear(self):
         self.nodes = {}
@@ -117,6 +131,8 @@ class Directory:
         """The entities changed since the last call, as ``(kind, key, value or None)``."""
         changes = [(kind, key, self.entity(kind, key)) for kind, key in self._dirty]
         self._dirty.clear()
+        for part in self._attached():
+            changes.extend(part.take_changes())
         return changes
 
     def take_seen(self):
@@ -158,7 +174,9 @@ class Directory:
 
     def restore(self, kind, key, value):
         """Put back one entity read from the store (no change is recorded)."""
-        if kind == "node":
+        if kind in self._parts:
+            self._parts[kind].restore(kind, key, value)
+        elif kind == "node":
             node = Node(**dict(value, tags=tuple(value.get("tags", ())),
                                lan_addrs=tuple(value.get("lan_addrs", ()))))
             self.nodes[node.id] = node
@@ -194,16 +212,23 @@ class Directory:
         keys += [("network", str(network_id)) for network_id in self.networks]
         keys += [("counter", "next_node"), ("counter", "next_net")]
         snapshot = [(kind, key, self.entity(kind, key)) for kind, key in keys]
+        for part in self._attached():
+            snapshot.extend(part.entities())
         return [entity for entity in snapshot if entity[2] is not None]
 
     def replace(self, entities):
         """Drop all state and restore ``entities`` (a standby taking a primary's snapshot)."""
         self._clear()
+        for part in self._attached():
+            part.clear()
         for kind, key, value in entities:
             self.restore(kind, key, value)
 
     def apply(self, kind, key, value):
         """Put one changed entity in place, ``None`` deleting it (no change is recorded)."""
+        if kind in self._parts:
+            self._parts[kind].apply(kind, key, value)
+            return
         if kind == "node":
             old = self.nodes.pop(int(key), None)
             if old is not None and self.hostname_index.get(old.hostname) == old.id:
