@@ -217,7 +217,7 @@ class AuditLog:
                 return handler(request, now)
             return checked
 
-        return [Route("get_audit_log", admin(self._get_audit_log)),
+        return [Route("get_audit_log", admin(self._get_audit_log), on_standby=True),
                 Route("set_webhook", admin(self._set_webhook)),
                 Route("get_webhook", admin(self._get_webhook)),
                 Route("get_webhook_dlq", admin(self._get_webhook_dlq)),

@@ -99,11 +99,17 @@ class Directory:
         self._clear()
 
     def attach(self, part):
-        """Store, replicate and restore ``part``'s entities with the directory's."""
+        """Store, replicate and restore ``part``'s entities with the directory's.
+
+        Entities of its kinds restored before (the store is read before or
+        after the concerns are composed) are handed over to it.
+        """
         for kind in part.kinds:
             if kind in self._parts or kind in _KINDS:
                 raise ValueError(f"entity kind {kind!r} has an owner already")
             self._parts[kind] = part
+        for kind, key in [entity for entity in self._unowned if entity[0] in part.kinds]:
+            part.restore(kind, key, self._unowned.pop((kind, key)))
 
     def _attached(self):
         return list(dict.fromkeys(self._parts.values()))
@@ -121,6 +127,9 @@ class Directory:
         self.next_net = 1
         self._dirty = set()
         self._seen = set()
+        # Entities of kinds no attached part owns (yet): kept as they are, so a
+        # directory without its concerns (a tool, a test) carries them along.
+        self._unowned = {}
 
     # -- change tracking ---------------------------------------------------
 
@@ -199,7 +208,7 @@ class Directory:
         elif kind == "counter":
             setattr(self, key, value)
         else:
-            raise ValueError(f"unknown entity kind {kind!r}")
+            self._unowned[kind, key] = value
 
     def entities(self):
         """Every stored entity as ``(kind, key, value)``: a full snapshot of the state."""
@@ -214,6 +223,7 @@ class Directory:
         snapshot = [(kind, key, self.entity(kind, key)) for kind, key in keys]
         for part in self._attached():
             snapshot.extend(part.entities())
+        snapshot.extend((kind, key, value) for (kind, key), value in self._unowned.items())
         return [entity for entity in snapshot if entity[2] is not None]
 
     def replace(self, entities):
@@ -246,8 +256,10 @@ class Directory:
                 self.handshake_responses.pop(int(key), None)
             elif kind == "network":
                 self.networks.pop(int(key), None)
-            else:
+            elif kind in _KINDS:
                 raise ValueError(f"cannot delete entity kind {kind!r}")
+            else:
+                self._unowned.pop((kind, key), None)
         if value is not None:
             self.restore(kind, key, value)
 

@@ -27,6 +27,7 @@ from urllib.parse import urlsplit
 from pilotnet.errors import CONNECTION_FAILED, NOT_FOUND, UNAVAILABLE
 from pilotnet.registry import requests as fields
 from pilotnet.registry.audit import rfc3339, url_origin
+from pilotnet.registry.dispatch import Route
 from pilotnet.registry.entities import KeyedEntities
 from pilotnet.registry.requests import RequestError
 from pilotnet.webhooks.signing import new_secret
@@ -89,14 +90,13 @@ class Identities:
         #: Called with ``(node_id, external_id, now)`` when a node gets an external ID (directory sync listens).
         self.external_id_observers: list[Callable[[int, str, float], None]] = []
 
-    def handlers(self) -> dict:
-        """Message type -> handler; all need the admin token."""
-        return {"set_idp_config": self._set_idp_config, "get_idp_config": self._get_idp_config,
-                "set_identity_webhook": self._set_identity_webhook, "set_external_id": self._set_external_id,
-                "get_identity": self._get_identity}
-
-    #: The messages a standby answers (reads of replicated state).
-    STANDBY_READS = ("get_idp_config", "get_identity")
+    def routes(self) -> list[Route]:
+        """The admin messages (``validate_token`` is the shell's front: it waits for the webhook)."""
+        return [Route("set_idp_config", self._set_idp_config), Route("get_idp_config", self._get_idp_config,
+                                                                       on_standby=True),
+                Route("set_identity_webhook", self._set_identity_webhook),
+                Route("set_external_id", self._set_external_id),
+                Route("get_identity", self._get_identity, on_standby=True)]
 
     # -- what the shell verifies ---------------------------------------------------
 

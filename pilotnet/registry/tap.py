@@ -17,6 +17,7 @@ from pilotnet.registry.directory import Directory
 from pilotnet.registry.audit import AuditLog
 from pilotnet.registry.audit_service import AuditService
 from pilotnet.registry.handlers import DEFAULT_OFFLINE_AFTER, Registry
+from pilotnet.registry.identity_service import IdentityFront
 from pilotnet.plugin_options import PortsFile, ServerOptions, StreamListener
 from pilotnet.ratelimit import RateLimiter
 from pilotnet.registry.freshness import DEFAULT_WINDOW, ReplayCache
@@ -163,7 +164,6 @@ def make_registry_service(reactor, options, on_listening=lambda address: None):
     audit = AuditLog(allow_private_targets=options["webhooks-allow-private"])
     store = None
     shared = options["store"] and is_postgresql(options["store"])
-    directory.attach(audit)
     if shared:
         from pilotnet.registry.pg_store import PostgresStore
         store = PostgresStore(options["store"])
@@ -188,6 +188,8 @@ def make_registry_service(reactor, options, on_listening=lambda address: None):
         if options[unsafe]:
             log.warn("registry: --{option} is on (unsafe; see docs/security.md)", option=unsafe)
     server = RegistryServer(registry, reactor, store)
+    server.fronts.update(IdentityFront(reactor, registry.identities, read_only=lambda: registry.read_only,
+                                       allow_private=options["webhooks-allow-private"]).fronts())
     replicating = replication.replication_service(reactor, options, server)
     factory = RegistryFactory(
         server, max_connections=options["max-connections"],
