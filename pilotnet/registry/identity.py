@@ -3,14 +3,15 @@
 An operator ties nodes to the people or workloads of their own directory
 (reference §1.6, §1.9.2):
 
-* ``set_idp_config`` / ``get_idp_config``: the identity provider.  Type
+* ``set_idp_config`` / ``get_idp_config``: the identity provider (its type
+  in ``idp_type``: ``type`` names the message).  Type
   ``webhook`` is the one this registry talks to: a registration carrying an
   ``identity_token`` is verified by POSTing ``{"token": ...}`` to its URL (the
   answer ``{"verified", "external_id", "error"}`` decides), and
   ``validate_token`` asks it on the admin's behalf.  ``oidc``, ``saml``,
   ``entra_id`` and ``ldap`` are stored for the tools that read them, checked
   for shape only.  ``set_identity_webhook {url}`` is the reference's short form
-  of ``set_idp_config {type: "webhook", url}``.
+  of ``set_idp_config {idp_type: "webhook", url}``.
 * ``set_external_id`` / ``get_identity``: the external ID of a node, set by
   the admin or by a verified registration.
 
@@ -111,7 +112,7 @@ class Identities:
             return None
         token = _printable(fields.text(request, "identity_token", max_length=MAX_TOKEN), "identity_token")
         idp = self.idp()
-        if idp is None or idp["type"] != "webhook":
+        if idp is None or idp["idp_type"] != "webhook":
             return None
         return Verification(idp["url"], idp["secret"], token)
 
@@ -125,9 +126,9 @@ class Identities:
         if idp is None:
             raise RequestError("no identity provider configured", code=NOT_FOUND,
                                hint="pilotctl idp set --type webhook --url <verifier>")
-        if idp["type"] != "webhook":
+        if idp["idp_type"] != "webhook":
             raise RequestError(f"this registry verifies tokens only through a webhook identity provider, "
-                               f"not {idp['type']}", code=UNAVAILABLE,
+                               f"not {idp['idp_type']}", code=UNAVAILABLE,
                                hint="a webhook can front any provider: it receives {\"token\"} and answers "
                                     "{\"verified\", \"external_id\"} (docs/audit.md, Identity)")
         return Verification(idp["url"], idp["secret"], token)
@@ -165,14 +166,14 @@ class Identities:
 
     def _set_idp_config(self, request, peer, now):
         self.core.require_admin(request)
-        idp_type = fields.text(request, "type", max_length=32)
+        idp_type = fields.text(request, "idp_type", max_length=32)
         if not idp_type or idp_type == "none":
             self.state.delete(IDP_KIND, IDP_KEY)
-            self.core.audit.record("idp.configured", now, type="none")
+            self.core.audit.record("idp.configured", now, idp_type="none")
             return {"type": "set_idp_config_ok", "configured": False}
         if idp_type not in IDP_TYPES:
             raise RequestError(f'identity provider type must be one of {", ".join(IDP_TYPES)}, not "{idp_type}"')
-        config = {"type": idp_type, "url": self._url(idp_type, fields.text(request, "url", max_length=2048))}
+        config = {"idp_type": idp_type, "url": self._url(idp_type, fields.text(request, "url", max_length=2048))}
         for name in IDP_FIELDS:
             value = _printable(fields.text(request, name, max_length=MAX_SETTING), name)
             if value:
@@ -183,7 +184,7 @@ class Identities:
         if idp_type == "webhook":
             config["secret"] = fields.text(request, "secret", max_length=256) or new_secret()
         self.state.put(IDP_KIND, IDP_KEY, config)
-        self.core.audit.record("idp.configured", now, type=idp_type, url=url_origin(config["url"]))
+        self.core.audit.record("idp.configured", now, idp_type=idp_type, url=url_origin(config["url"]))
         reply = {"type": "set_idp_config_ok", "configured": True, **_shown(config)}
         if "secret" in config:
             # Shown once, to the admin who set it: the webhook checks X-Pilot-Signature with it.
@@ -217,16 +218,16 @@ class Identities:
         idp = self.idp()
         if idp is None:
             return {"type": "get_idp_config_ok", "configured": False}
-        return {"type": "get_idp_config_ok", "configured": True, "verifies_tokens": idp["type"] == "webhook",
+        return {"type": "get_idp_config_ok", "configured": True, "verifies_tokens": idp["idp_type"] == "webhook",
                 **_shown(idp)}
 
     def _set_identity_webhook(self, request, peer, now):
         url = fields.text(request, "url", max_length=2048)
         current = self.idp()
-        if not url and current is not None and current["type"] != "webhook":
-            raise RequestError(f"the identity provider is {current['type']}, not a webhook: nothing cleared",
+        if not url and current is not None and current["idp_type"] != "webhook":
+            raise RequestError(f"the identity provider is {current['idp_type']}, not a webhook: nothing cleared",
                                hint="pilotctl idp set --type none clears any provider")
-        reply = self._set_idp_config({**request, "type": "webhook" if url else ""}, peer, now)
+        reply = self._set_idp_config({**request, "idp_type": "webhook" if url else ""}, peer, now)
         return {**reply, "type": "set_identity_webhook_ok"}
 
     def _set_external_id(self, request, peer, now):

@@ -19,6 +19,8 @@ refused (retryable) before anything is sent.
 
 from typing import Callable
 
+from twisted.internet.error import ConnectError
+
 from pilotnet.errors import CONNECTION_FAILED, PilotError
 from pilotnet.ratelimit import RateLimiter
 from pilotnet.registry.identity import Identities, Verdict, Verification, verdict_from
@@ -85,6 +87,8 @@ class IdentityFront:
             raise RequestError(f"identity webhook refused: {error.message}", code=CONNECTION_FAILED) from None
         except PilotError as error:
             raise RequestError(f"identity webhook unreachable: {error.message}", code=CONNECTION_FAILED) from None
+        except ConnectError as error:
+            raise RequestError(f"identity webhook unreachable: {error}", code=CONNECTION_FAILED) from None
         finally:
             self._in_flight -= 1
         return verdict_from(status, answer)

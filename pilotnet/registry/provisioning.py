@@ -52,7 +52,7 @@ NETWORK_KEYS = frozenset({"name", "join_rule", "token", "enterprise", "owner", "
 POLICY_KEYS = frozenset({"max_members", "allowed_ports", "description"})
 WEBHOOK_KEYS = frozenset({"url", "secret"})
 EXPORT_KEYS = frozenset({"format", "endpoint", "splunk_token", "index", "source", "secret"})
-IDENTITY_KEYS = frozenset({"type", "url", "issuer", "client_id", "tenant_id", "domain", "secret"})
+IDENTITY_KEYS = frozenset({"idp_type", "url", "issuer", "client_id", "tenant_id", "domain", "secret"})
 
 
 class Dispatch:
@@ -316,7 +316,7 @@ class Provisioning:
         idp = self._identities.idp()
         return {"type": "get_provision_status_ok", "networks": listed,
                 "webhook": "webhook" in self.core.audit.settings, "audit_export": "export" in self.core.audit.settings,
-                "idp": idp["type"] if idp else ""}
+                "idp": idp["idp_type"] if idp else ""}
 
     # -- directory sync ------------------------------------------------------------
 
