@@ -17,6 +17,7 @@ from twisted.logger import Logger
 from pilotnet.registry.audit import AuditEntry, AuditLog
 from pilotnet.registry.audit_export import Sender, make_exporter
 from pilotnet.webhooks.queue import DeliveryQueue
+from pilotnet.webhooks.targets import TargetRefused
 from pilotnet.webhooks.webhook import Webhook
 
 log = Logger()
@@ -52,23 +53,38 @@ class AuditService(Service):
             self.exporter.enqueue(entry.stored())
 
     def _configure(self, name: str, settings: dict | None):
+        """Replace the delivery of ``name``.
+
+        A stored or replicated target this process refuses (it came from a
+        registry allowed private targets, and this one is not) leaves that
+        delivery off, logged: it must not stop the registry from starting or a
+        standby from following.
+        """
+        try:
+            self._replace(name, settings)
+        except TargetRefused as refused:
+            log.error("audit: the {name} target is refused by this registry, so nothing is delivered to it: "
+                      "{why}", name="registry webhook" if name == "webhook" else "audit export", why=refused.message)
+
+    def _replace(self, name: str, settings: dict | None):
+        """Stop the old delivery (what it queued still drains), then start the new one."""
         if name == "webhook":
             old, self.webhook = self.webhook, None
+            if old is not None:
+                old.stop()
             if settings is not None:
                 self.webhook = Webhook(self._reactor, settings["url"], settings["secret"],
                                        allow_private=self._allow_private, name="registry webhook",
                                        **self._options, **self._delivery)
-            if old is not None:
-                old.stop()
         elif name == "export":
             old_exporter, old_sender = self.exporter, self._exporter_sender
             self.exporter = self._exporter_sender = None
+            if old_exporter is not None:
+                old_exporter.stop().addCallback(lambda _: _close(old_sender))
             if settings is not None:
                 self.exporter, self._exporter_sender = make_exporter(
                     self._reactor, settings, allow_private=self._allow_private, delivery_options=self._delivery,
                     **self._options)
-            if old_exporter is not None:
-                old_exporter.stop().addCallback(lambda _: _close(old_sender))
 
     def stopService(self):
         super().stopService()

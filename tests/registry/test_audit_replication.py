@@ -107,3 +107,21 @@ class AuditReplicationTests(TestCase):
         composed = Registry(bare, admin_token=ADMIN_TOKEN, audit=AuditLog(capacity=CAPACITY))
         self.assertEqual(composed.identities.external_id(a), "alice")
         self.assertEqual([entry.action for entry in composed.audit.entries][-1], "identity.external_id_set")
+
+
+class RefusedTargetTests(TestCase):
+    def test_a_replicated_target_this_registry_refuses_delivers_nothing_and_breaks_nothing(self):
+        from twisted.internet.testing import MemoryReactorClock
+
+        from pilotnet.registry.audit import CONFIG_KIND
+        from pilotnet.registry.audit_service import AuditService
+
+        standby = _registry()
+        service = AuditService(MemoryReactorClock(), standby.audit)  # private targets not allowed here
+        standby.directory.apply(CONFIG_KIND, "export", {"format": "json", "endpoint": "http://127.0.0.1:9/in",
+                                                        "source": "pilot-registry", "secret": "s"})
+        standby.directory.apply(CONFIG_KIND, "webhook", {"url": "http://10.0.0.1/hook", "secret": "s"})
+        self.assertIsNone(service.exporter)
+        self.assertIsNone(service.webhook)
+        self.assertEqual(len(self.flushLoggedErrors()), 0)
+        self.assertIn("export", standby.audit.settings)  # kept: a promoted registry allowed them may use it
