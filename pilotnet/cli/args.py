@@ -10,12 +10,9 @@
 
 import re
 
-from pilotnet.errors import INVALID_ARGUMENT, PilotError
+from pilotnet.errors import INVALID_ARGUMENT, DecodeError, PilotError
+from pilotnet.wire.goduration import parse_go_duration
 
-# Patterns, not compiled regexes: ``re`` compiles (and caches) them on first use, so commands
-# without a duration do not pay for compiling them at start-up (the "µs" one costs milliseconds).
-_DURATION_PART = r"([0-9]+(?:\.[0-9]*)?|\.[0-9]+)(ns|us|µs|ms|s|m|h)"
-_UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 _NUMBER = r"[0-9]+(?:\.[0-9]*)?|\.[0-9]+"
 
 
@@ -43,13 +40,11 @@ def parse_duration(text, what):
     """Seconds from ``30s`` / ``2m`` / ``1h30m`` / ``1.5``; ``invalid_argument`` otherwise."""
     if re.fullmatch(_NUMBER, text):
         return float(text)
-    position, seconds = 0, 0.0
-    for match in re.finditer(_DURATION_PART, text):
-        if match.start() != position:
-            break
-        seconds += float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
-        position = match.end()
-    if position == 0 or position != len(text):
+    try:
+        seconds = parse_go_duration(text)
+    except DecodeError:
+        seconds = -1.0
+    if seconds < 0:
         raise invalid(f'invalid duration "{text}" for {what}: use e.g. 30s, 2m or a number of seconds')
     return seconds
 

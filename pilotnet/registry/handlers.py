@@ -41,6 +41,7 @@ from pilotnet.registry.directory import Directory
 from pilotnet.registry.dispatch import RouteTable
 from pilotnet.registry.freshness import MAX_NONCE_LENGTH, ReplayCache
 from pilotnet.registry.identity import Identities
+from pilotnet.registry.key_expiry import KeyExpiryHandlers
 from pilotnet.registry.networks import NetworkHandlers
 from pilotnet.registry.nodes import NodeHandlers, NodeProofs
 from pilotnet.registry.polo import PoloHandlers
@@ -106,7 +107,7 @@ class Registry:
         self.identities = Identities(self, allow_private=self.audit.allow_private_targets)
         self.routes = RouteTable()
         for concern in (self.nodes, TrustHandlers(self), self.polo, NetworkHandlers(self),
-                        self._beacons, self.identities,
+                        KeyExpiryHandlers(self), self._beacons, self.identities,
                         Provisioning(self, Dispatch(self), self.identities)):
             self.routes.add_all(concern.routes())
         self.routes.add_all(self.audit.routes(self.require_admin))

@@ -14,7 +14,8 @@
   entries of a directory (``{external_id, role?, disabled?}``) decide who is a
   member of a network.  Nodes whose external ID (:mod:`pilotnet.registry.identity`)
   is listed join it (with their role); listed IDs no node holds yet wait as
-  assignments, applied when a node gets that ID; disabled entries, and with
+  assignments, applied when a node gets that ID (on an invite-only network
+  they are invited: they join by accepting); disabled entries, and with
   ``remove_unlisted`` members whose external ID is not listed, are removed.
   Members without an external ID are not the directory's, and stay.
   ``directory_status {network_id}``.
@@ -264,14 +265,14 @@ class Provisioning:
             network_id = self._run(f'create network "{spec.name}"', create, now)["network_id"]
         else:
             network_id = existing.id
-        joined = []
+        joined, invited = [], []
         for node_id in dict.fromkeys(spec.members + spec.admins):
             if not self._member(network_id, node_id):
-                self._run(f"join node {node_id} to {spec.name}",
-                          {"type": "join_network", "node_id": node_id, "network_id": network_id}, now)
-                joined.append(node_id)
+                added = self._add(network_id, node_id, now)
+                (joined if added == "joined" else invited).append(node_id)
         for node_id in spec.admins:
-            self._promote(network_id, node_id, now)
+            if self._member(network_id, node_id):
+                self._promote(network_id, node_id, now)
         if spec.policy is not None:
             self._run(f"set the policy of {spec.name}",
                       {"type": "set_network_policy", "network_id": network_id, **spec.policy}, now)
@@ -282,7 +283,25 @@ class Provisioning:
                                                    "provisioned_at": now})
         self.core.audit.record("network.provisioned", now, network_id=network_id, name=spec.name,
                                blueprint=blueprint, created=existing is None)
-        return {"name": spec.name, "network_id": network_id, "created": existing is None, "joined": joined}
+        return {"name": spec.name, "network_id": network_id, "created": existing is None, "joined": joined,
+                "invited": invited}
+
+    def _add(self, network_id: int, node_id: int, now: float) -> str:
+        """Make ``node_id`` a member: joined, or, on an invite-only network, invited by its owner.
+
+        The invite rule means a node joins by accepting (``pilotctl network accept``):
+        not even the admin may put it in without its consent.
+        """
+        network = self.directory.networks[network_id]
+        if network.join_rule == "invite":
+            owner = self.directory.owner_of(network)
+            self._run(f"invite node {node_id} to {network.name}",
+                      {"type": "invite_to_network", "network_id": network_id, "inviter_id": owner,
+                       "target_node_id": node_id}, now)
+            return "invited"
+        self._run(f"join node {node_id} to {network.name}",
+                  {"type": "join_network", "node_id": node_id, "network_id": network_id}, now)
+        return "joined"
 
     def _promote(self, network_id: int, node_id: int, now: float) -> None:
         role = self._dispatch({"type": "get_member_role", "network_id": network_id, "target_node_id": node_id}, now)
@@ -363,10 +382,10 @@ class Provisioning:
         return {"type": "directory_sync_ok", **_sync_view(record), "pending": pending}
 
     def _assign(self, network_id: int, node_id: int, role: str, now: float, errors: list[str]) -> bool:
+        """Make the node a member with ``role``; False if it is only invited, or was refused (in ``errors``)."""
         try:
-            if not self._member(network_id, node_id):
-                self._run(f"join node {node_id}", {"type": "join_network", "node_id": node_id,
-                                                    "network_id": network_id}, now)
+            if not self._member(network_id, node_id) and self._add(network_id, node_id, now) == "invited":
+                return False
             if role == "admin":
                 self._promote(network_id, node_id, now)
         except StepFailed as error:
@@ -375,7 +394,8 @@ class Provisioning:
         return True
 
     def _remove(self, network_id: int, node_id: int, now: float, errors: list[str]) -> bool:
-        if self._dispatch.supports("kick_member"):
+        # Kicking is the enterprise way (roles, invitations); elsewhere the admin makes the node leave.
+        if self.directory.networks[network_id].enterprise:
             request = {"type": "kick_member", "network_id": network_id, "target_node_id": node_id}
         else:
             request = {"type": "leave_network", "node_id": node_id, "network_id": network_id}

@@ -46,4 +46,5 @@ class RegistryRoutesTests(unittest.TestCase):
     def test_the_admin_token_stands_in_only_where_the_route_says(self):
         overridable = {route.kind for route in Registry().routes if route.admin_override}
         self.assertEqual(overridable, {"set_visibility", "set_task_exec", "set_hostname",
-                                       "set_tags", "deregister", "join_network", "leave_network"})
+                                       "set_tags", "deregister", "join_network", "leave_network",
+                                       "invite_to_network", "set_key_expiry"})
