@@ -269,7 +269,7 @@ COMMANDS = [
              "pilotctl idp set --type webhook --url https://verify.example.com/pilot"),
     _command("provision", "<blueprint.json>",
              "networks, members, policies, the webhook, audit export and identity provider from one file",
-             "blueprint, networks[{name, network_id, created, joined}], webhook?, audit_export?, idp_config?",
+             "blueprint, networks[{name, network_id, created, joined, invited}], webhook?, audit_export?, idp_config?",
              "enterprise:provision", "pilotctl provision team.json"),
     _command("deprovision", "<network-name>", "delete a network a blueprint provisioned",
              "name, network_id, deleted", "enterprise:deprovision", "pilotctl deprovision ml-team"),

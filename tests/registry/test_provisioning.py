@@ -51,6 +51,26 @@ class BlueprintTests(SynchronousTestCase):
                        "audit_export.configured", "idp.configured"):
             self.assertIn(action, actions)
 
+    def test_enterprise_networks_with_roles_policies_and_invitations(self):
+        blueprint = {"networks": [
+            {"name": "secure", "enterprise": True, "owner": self.a, "members": [self.c], "admins": [self.b],
+             "policy": {"max_members": 10, "allowed_ports": [7, 1001], "description": "the lab"},
+             "expr_policy": ""},
+            {"name": "vault", "enterprise": True, "join_rule": "invite", "owner": self.a, "members": [self.b]},
+        ]}
+        reply = self.driven.admin({"type": "provision_network", "blueprint": blueprint})
+        secure, vault = reply["networks"]
+        self.assertEqual((secure["joined"], vault["joined"], vault["invited"]), ([self.c, self.b], [], [self.b]))
+        role = self.driven.admin({"type": "get_member_role", "network_id": secure["network_id"],
+                                  "target_node_id": self.b})
+        self.assertEqual(role["role"], "admin")
+        policy = self.driven.ok({"type": "get_network_policy", "network_id": secure["network_id"]})
+        self.assertEqual((policy["max_members"], policy["allowed_ports"], policy["description"]),
+                         (10, [7, 1001], "the lab"))
+        self.assertNotIn(self.b, self.driven.members("vault"))  # invited: it joins by accepting
+        again = self.driven.admin({"type": "provision_network", "blueprint": blueprint})
+        self.assertEqual(again["networks"][0]["joined"], [])  # promoted once, not twice
+
     def test_provisioning_again_converges(self):
         self.driven.admin({"type": "provision_network", "blueprint": self.blueprint()})
         self.driven.ok({"type": "leave_network", "node_id": self.b,
@@ -161,6 +181,19 @@ class DirectorySyncTests(SynchronousTestCase):
         reply = self.sync([], remove_unlisted=True)
         self.assertEqual(reply["removed"], [self.c])
         self.assertEqual(self.driven.members("eng"), {self.a})  # a has no external ID: not the directory's
+
+    def test_roles_on_an_enterprise_network_and_kicks(self):
+        network = self.driven.admin({"type": "create_network", "node_id": self.a, "name": "corp",
+                                     "enterprise": True})["network_id"]
+        reply = self.driven.admin({"type": "directory_sync", "network_id": network, "entries": [
+            {"external_id": "bob@example.com", "role": "admin"}, {"external_id": "carol@example.com"}]})
+        self.assertEqual(reply["matched"], [self.b, self.c])
+        role = self.driven.admin({"type": "get_member_role", "network_id": network, "target_node_id": self.b})
+        self.assertEqual(role["role"], "admin")
+        reply = self.driven.admin({"type": "directory_sync", "network_id": network, "remove_unlisted": True,
+                                   "entries": [{"external_id": "bob@example.com", "role": "admin"}]})
+        self.assertEqual(reply["removed"], [self.c])
+        self.assertIn("member.kicked", self.driven.actions())
 
     def test_network_by_name_and_refusals(self):
         reply = self.driven.admin({"type": "directory_sync", "network": "eng", "entries": []})

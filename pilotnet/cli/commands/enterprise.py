@@ -146,8 +146,9 @@ def provision(context, args):
     lines = [f"provisioned{' blueprint ' + reply['blueprint'] if reply.get('blueprint') else ''}:"]
     for network in reply.get("networks", []):
         state = "created" if network["created"] else "already there"
-        joined = f", joined {', '.join(map(str, network['joined']))}" if network["joined"] else ""
-        lines.append(f"  network {network['name']} (id {network['network_id']}): {state}{joined}")
+        added = "".join(f", {verb} {', '.join(map(str, network[verb]))}" for verb in ("joined", "invited")
+                        if network.get(verb))
+        lines.append(f"  network {network['name']} (id {network['network_id']}): {state}{added}")
     for setting, shown in (("idp_config", "identity provider"), ("webhook", "registry webhook"),
                            ("audit_export", "audit export")):
         if reply.get(setting):
