@@ -28,7 +28,7 @@ from urllib.parse import urlsplit
 from pilotnet.errors import CONNECTION_FAILED, NOT_FOUND, UNAVAILABLE
 from pilotnet.registry import requests as fields
 from pilotnet.registry.audit import rfc3339, url_origin
-from pilotnet.registry.dispatch import Route
+from pilotnet.registry.dispatch import Peer, Reply, Request, Route
 from pilotnet.registry.entities import KeyedEntities
 from pilotnet.registry.requests import RequestError
 from pilotnet.webhooks.signing import new_secret
@@ -83,7 +83,7 @@ class Identities:
     ``--webhooks-allow-private``).
     """
 
-    def __init__(self, core, *, allow_private: bool = False):
+    def __init__(self, core, *, allow_private: bool = False) -> None:
         self.core = core
         self.allow_private = allow_private
         self.state = KeyedEntities(IDENTITY_KIND, IDP_KIND)
@@ -164,7 +164,7 @@ class Identities:
 
     # -- admin messages --------------------------------------------------------------
 
-    def _set_idp_config(self, request, peer, now):
+    def _set_idp_config(self, request: Request, peer: Peer, now: float) -> Reply:
         self.core.require_admin(request)
         idp_type = fields.text(request, "idp_type", max_length=32)
         if not idp_type or idp_type == "none":
@@ -213,7 +213,7 @@ class Identities:
                                f'not "{url}"')
         return url
 
-    def _get_idp_config(self, request, peer, now):
+    def _get_idp_config(self, request: Request, peer: Peer, now: float) -> Reply:
         self.core.require_admin(request)
         idp = self.idp()
         if idp is None:
@@ -221,7 +221,7 @@ class Identities:
         return {"type": "get_idp_config_ok", "configured": True, "verifies_tokens": idp["idp_type"] == "webhook",
                 **_shown(idp)}
 
-    def _set_identity_webhook(self, request, peer, now):
+    def _set_identity_webhook(self, request: Request, peer: Peer, now: float) -> Reply:
         url = fields.text(request, "url", max_length=2048)
         current = self.idp()
         if not url and current is not None and current["idp_type"] != "webhook":
@@ -230,7 +230,7 @@ class Identities:
         reply = self._set_idp_config({**request, "idp_type": "webhook" if url else ""}, peer, now)
         return {**reply, "type": "set_identity_webhook_ok"}
 
-    def _set_external_id(self, request, peer, now):
+    def _set_external_id(self, request: Request, peer: Peer, now: float) -> Reply:
         self.core.require_admin(request)
         node_id = fields.uint(request, "node_id")
         external_id = _printable(fields.text(request, "external_id", max_length=MAX_EXTERNAL_ID), "external_id")
@@ -238,7 +238,7 @@ class Identities:
         self._set(node_id, external_id, "admin", now)
         return {"type": "set_external_id_ok", "node_id": node_id, "external_id": external_id}
 
-    def _get_identity(self, request, peer, now):
+    def _get_identity(self, request: Request, peer: Peer, now: float) -> Reply:
         self.core.require_admin(request)
         if request.get("external_id") is not None:
             external_id = fields.text(request, "external_id", max_length=MAX_EXTERNAL_ID)

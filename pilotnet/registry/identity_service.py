@@ -38,7 +38,7 @@ PER_SOURCE_WINDOW = 60.0
 
 class IdentityFront:
     def __init__(self, reactor, identities: Identities, *, read_only: Callable[[], bool],
-                 allow_private: bool = False, resolver=resolve, max_in_flight: int = MAX_IN_FLIGHT):
+                 allow_private: bool = False, resolver=resolve, max_in_flight: int = MAX_IN_FLIGHT) -> None:
         self._reactor = reactor
         self._identities = identities
         self._read_only = read_only

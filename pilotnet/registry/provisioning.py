@@ -30,7 +30,7 @@ from typing import Any, Callable
 from pilotnet.errors import NOT_FOUND, UNAVAILABLE
 from pilotnet.registry import requests as fields
 from pilotnet.registry.audit import rfc3339
-from pilotnet.registry.dispatch import Route
+from pilotnet.registry.dispatch import Peer, Reply, Request, Route
 from pilotnet.registry.entities import KeyedEntities
 from pilotnet.registry.identity import MAX_EXTERNAL_ID, Identities
 from pilotnet.registry.requests import RequestError
@@ -61,13 +61,13 @@ class Dispatch:
 
     PEER = ("provisioning", 0)
 
-    def __init__(self, registry):
+    def __init__(self, registry) -> None:
         self._registry = registry
 
     def supports(self, kind: str) -> bool:
         return self._registry.routes.get(kind) is not None
 
-    def __call__(self, request: dict, now: float) -> dict:
+    def __call__(self, request: Request, now: float) -> Reply:
         registry = self._registry
         return registry.handle({**request, "admin_token": registry.admin_token}, self.PEER, now)
 
@@ -186,7 +186,7 @@ class StepFailed(RequestError):
 class Provisioning:
     """Blueprints and directory sync over the registry's own messages."""
 
-    def __init__(self, core, dispatch: Dispatch, identities: Identities):
+    def __init__(self, core, dispatch: Dispatch, identities: Identities) -> None:
         self.core = core
         self.directory = core.directory
         self._dispatch = dispatch
@@ -203,7 +203,7 @@ class Provisioning:
                 Route("directory_status", self._admin(self._directory_status), on_standby=True)]
 
     def _admin(self, handler: Callable) -> Callable:
-        def checked(request, peer, now):
+        def checked(request: Request, peer: Peer, now: float) -> Reply:
             self.core.require_admin(request)
             return handler(request, now)
         return checked
@@ -219,7 +219,7 @@ class Provisioning:
 
     # -- blueprints ------------------------------------------------------------------
 
-    def _provision(self, request, now):
+    def _provision(self, request: Request, now: float) -> Reply:
         blueprint = read_blueprint(request.get("blueprint"))
         self._check_supported(blueprint)
         done: dict = {"networks": []}
@@ -265,7 +265,8 @@ class Provisioning:
             network_id = self._run(f'create network "{spec.name}"', create, now)["network_id"]
         else:
             network_id = existing.id
-        joined, invited = [], []
+        joined: list[int] = []
+        invited: list[int] = []
         for node_id in dict.fromkeys(spec.members + spec.admins):
             if not self._member(network_id, node_id):
                 added = self._add(network_id, node_id, now)
@@ -310,7 +311,7 @@ class Provisioning:
         self._run(f"make node {node_id} an admin of network {network_id}",
                   {"type": "promote_member", "network_id": network_id, "target_node_id": node_id}, now)
 
-    def _deprovision(self, request, now):
+    def _deprovision(self, request: Request, now: float) -> Reply:
         name = fields.text(request, "name", max_length=63)
         record = self.state.get(PROVISION_KIND, name)
         if record is None:
@@ -325,7 +326,7 @@ class Provisioning:
         return {"type": "deprovision_network_ok", "name": name, "network_id": record["network_id"],
                 "deleted": network is not None}
 
-    def _status(self, request, now):
+    def _status(self, request: Request, now: float) -> Reply:
         listed = []
         for name, record in sorted(self.state.items(PROVISION_KIND).items()):
             network = self.directory.network_by_name(name)
@@ -351,7 +352,7 @@ class Provisioning:
             raise RequestError(f"network {network_id}: network not found", code=NOT_FOUND)
         return network_id
 
-    def _directory_sync(self, request, now):
+    def _directory_sync(self, request: Request, now: float) -> Reply:
         network_id = self._sync_network(request)
         remove_unlisted = fields.flag(request, "remove_unlisted")
         assignments, disabled = read_directory(request.get("entries"))
@@ -419,7 +420,7 @@ class Provisioning:
             else:
                 self.state.put(SYNC_KIND, key, {**record, "errors": (record["errors"] + errors)[-MAX_ERRORS:]})
 
-    def _directory_status(self, request, now):
+    def _directory_status(self, request: Request, now: float) -> Reply:
         network_id = fields.uint(request, "network_id", fields.MAX_U16)
         record = self.state.get(SYNC_KIND, str(network_id))
         if record is None:

@@ -7,9 +7,10 @@ describes what they set.
 """
 
 import json
+from typing import Any
 
 from pilotnet.cli.admin import ask
-from pilotnet.cli.args import invalid, parse_number
+from pilotnet.cli.args import Args, invalid, parse_number
 from pilotnet.cli.output import Output
 from pilotnet.errors import NOT_FOUND, PilotError
 
@@ -23,7 +24,7 @@ def _data(reply: dict) -> dict:
     return {key: value for key, value in reply.items() if key != "type"}
 
 
-def _read_json(path: str, what: str):
+def _read_json(path: str, what: str) -> Any:
     try:
         with open(path, "rb") as handle:
             raw = handle.read(MAX_FILE + 1)
@@ -43,7 +44,7 @@ def _network_id(text: str) -> int:
     return parse_number(text, "network ID", 0xFFFF)
 
 
-def _require(args, name: str, usage: str) -> str:
+def _require(args: Args, name: str, usage: str) -> str:
     value = args.text(name)
     if not value or value == "true":
         raise invalid(f"--{name} is required", hint=f"usage: {usage}")
@@ -52,8 +53,8 @@ def _require(args, name: str, usage: str) -> str:
 
 # -- audit log and export ------------------------------------------------------------------
 
-def audit(context, args):
-    message = {"type": "get_audit_log"}
+def audit(context, args: Args) -> Output:
+    message: dict[str, Any] = {"type": "get_audit_log"}
     if args.has("network"):
         message["network_id"] = _network_id(args.text("network"))
     limit = args.integer("limit", 0, minimum=1)
@@ -71,7 +72,7 @@ def audit(context, args):
     return Output({"entries": entries, "total": len(entries)}, "\n".join(lines) or "no audit entries")
 
 
-def audit_export_get(context, args):
+def audit_export_get(context, args: Args) -> Output:
     reply = _data(ask(context, {"type": "get_audit_export"}))
     if not reply.get("enabled"):
         return Output(reply, "audit export disabled\n  set one: pilotctl audit-export set --format json --endpoint URL")
@@ -82,7 +83,7 @@ def audit_export_get(context, args):
     ]))
 
 
-def audit_export_set(context, args):
+def audit_export_set(context, args: Args) -> Output:
     usage = "pilotctl audit-export set --format json|splunk_hec|syslog_cef --endpoint URL"
     export_format = _require(args, "format", usage)
     if export_format not in EXPORT_FORMATS:
@@ -100,7 +101,7 @@ def audit_export_set(context, args):
     return Output(reply, text)
 
 
-def audit_export_disable(context, args):
+def audit_export_disable(context, args: Args) -> Output:
     return Output(_data(ask(context, {"type": "set_audit_export", "format": "disable"})), "audit export disabled")
 
 
@@ -110,7 +111,7 @@ IDP_FLAGS = (("url", "url"), ("issuer", "issuer"), ("client-id", "client_id"), (
              ("domain", "domain"))
 
 
-def idp_get(context, args):
+def idp_get(context, args: Args) -> Output:
     reply = _data(ask(context, {"type": "get_idp_config"}))
     if not reply.get("configured"):
         return Output(reply, "no identity provider\n  set one: pilotctl idp set --type webhook --url URL")
@@ -121,7 +122,7 @@ def idp_get(context, args):
     return Output(reply, "\n".join(lines))
 
 
-def idp_set(context, args):
+def idp_set(context, args: Args) -> Output:
     idp_type = _require(args, "type", "pilotctl idp set --type oidc|saml|entra_id|ldap|webhook --url URL")
     if idp_type not in IDP_TYPES:
         raise invalid(f'--type must be one of {", ".join(IDP_TYPES)}, not "{idp_type}"')
@@ -140,7 +141,7 @@ def idp_set(context, args):
 
 # -- blueprints -----------------------------------------------------------------------------------
 
-def provision(context, args):
+def provision(context, args: Args) -> Output:
     blueprint = _read_json(args.positional[0], "blueprint")
     reply = _data(ask(context, {"type": "provision_network", "blueprint": blueprint}))
     lines = [f"provisioned{' blueprint ' + reply['blueprint'] if reply.get('blueprint') else ''}:"]
@@ -156,13 +157,13 @@ def provision(context, args):
     return Output(reply, "\n".join(lines))
 
 
-def deprovision(context, args):
+def deprovision(context, args: Args) -> Output:
     name = args.positional[0]
     reply = _data(ask(context, {"type": "deprovision_network", "name": name}))
     return Output(reply, f"deprovisioned network {name} (id {reply['network_id']})")
 
 
-def provision_status(context, args):
+def provision_status(context, args: Args) -> Output:
     reply = _data(ask(context, {"type": "get_provision_status"}))
     networks = reply.get("networks", [])
     if networks:
@@ -178,7 +179,7 @@ def provision_status(context, args):
 
 # -- directory sync --------------------------------------------------------------------------------
 
-def directory_sync(context, args):
+def directory_sync(context, args: Args) -> Output:
     document = _read_json(args.positional[0], "directory file")
     if isinstance(document, list):
         document = {"entries": document}
@@ -201,7 +202,7 @@ def directory_sync(context, args):
     return Output(reply, text)
 
 
-def directory_status(context, args):
+def directory_status(context, args: Args) -> Output:
     network_id = _network_id(args.positional[0])
     reply = _data(ask(context, {"type": "directory_status", "network_id": network_id}))
     lines = [f"network {network_id}: last synchronised {reply['synced_at']} ({reply['entries']} entries)",
