@@ -149,6 +149,13 @@ class Directory:
     def _attached(self):
         return list(dict.fromkeys(self._parts.values()))
 
+    def _to_part(self, action, kind, key, value):
+        """Restore or apply a part's entity; one it cannot read is a ValueError, as an unknown kind is."""
+        try:
+            getattr(self._parts[kind], action)(kind, key, value)
+        except (KeyError, TypeError, AttributeError) as error:
+            raise ValueError(f"malformed {kind} entity {key!r}: {error}") from None
+
     def _clear(self):
         self.nodes = {}
         self.key_index = {}
@@ -236,7 +243,7 @@ class Directory:
     def restore(self, kind, key, value):
         """Put back one entity read from the store (no change is recorded)."""
         if kind in self._parts:
-            self._parts[kind].restore(kind, key, value)
+            self._to_part("restore", kind, key, value)
         elif kind == "node":
             node = Node(**dict(value, tags=tuple(value.get("tags", ())),
                                lan_addrs=tuple(value.get("lan_addrs", ()))))
@@ -302,7 +309,7 @@ class Directory:
     def apply(self, kind, key, value):
         """Put one changed entity in place, ``None`` deleting it (no change is recorded)."""
         if kind in self._parts:
-            self._parts[kind].apply(kind, key, value)
+            self._to_part("apply", kind, key, value)
             return
         if kind == "node":
             old = self.nodes.pop(int(key), None)

@@ -97,7 +97,7 @@ class RegistryServer:
                 return error_reply(RequestError("replication not configured"))
             return self.replication.subscribe(request, self.registry.directory, transport)
         label = self.metrics.label(kind)
-        front = self.fronts.get(kind)
+        front = self.fronts.get(kind) if isinstance(kind, str) else None
         if front is not None:
             return self._fronted(front, request, peer, over_tls, label, started)
         reply = self.registry.handle(request, peer, self.clock.seconds(), over_tls=over_tls)
