@@ -38,13 +38,15 @@ PER_SOURCE_WINDOW = 60.0
 
 class IdentityFront:
     def __init__(self, reactor, identities: Identities, *, read_only: Callable[[], bool],
-                 allow_private: bool = False, resolver=resolve, max_in_flight: int = MAX_IN_FLIGHT) -> None:
+                 allow_private: bool = False, resolver=resolve, max_in_flight: int = MAX_IN_FLIGHT,
+                 timeout: float = VERIFY_TIMEOUT) -> None:
         self._reactor = reactor
         self._identities = identities
         self._read_only = read_only
         self._allow_private = allow_private
         self._resolver = resolver
         self._max_in_flight = max_in_flight
+        self._timeout = timeout
         self._in_flight = 0
         self._per_source = RateLimiter(PER_SOURCE_BURST, PER_SOURCE_WINDOW, max_keys=10_000)
         self._senders: dict[tuple[str, str], HttpSender] = {}
@@ -106,7 +108,7 @@ class IdentityFront:
             target = check_url(verification.url, allow_private=self._allow_private)
             # One provider at a time: a new one replaces the sender of the old.
             self._senders = {key: HttpSender(self._reactor, target, encode, allow_private=self._allow_private,
-                                             timeout=VERIFY_TIMEOUT, resolver=self._resolver)}
+                                             timeout=self._timeout, resolver=self._resolver)}
             sender = self._senders[key]
         return sender
 

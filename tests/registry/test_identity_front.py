@@ -7,6 +7,8 @@ twisted.web server answering scripted verdicts, and it checks the signature.
 import json
 
 from twisted.internet import reactor
+from twisted.internet.defer import ensureDeferred
+from twisted.internet.protocol import Factory, Protocol
 from twisted.trial.unittest import TestCase
 
 from pilotnet.ratelimit import RateLimiter
@@ -31,7 +33,7 @@ class IdentityWebhookTests(TestCase):
                                  register_limiter=RateLimiter(burst=100, window=60.0))
         self.server = RegistryServer(self.registry, reactor)
         self.front = IdentityFront(reactor, self.registry.identities, read_only=lambda: self.registry.read_only,
-                                   allow_private=True, max_in_flight=2)
+                                   allow_private=True, max_in_flight=2, timeout=0.5)
         self.server.fronts.update(self.front.fronts())
 
     async def ask(self, request, peer=PEER):
@@ -107,3 +109,16 @@ class IdentityWebhookTests(TestCase):
         self.assertTrue(refused)
         self.assertIn("rate limited", refused[0]["error"])
         self.assertEqual(len(receiver.attempts), 25 - len(refused))
+
+    async def test_a_webhook_that_never_answers_holds_at_most_max_in_flight_registrations(self):
+        silent = reactor.listenTCP(0, Factory.forProtocol(Protocol), interface="127.0.0.1")
+        self.addCleanup(silent.stopListening)
+        await self.ask({"type": "set_idp_config", "idp_type": "webhook", "admin_token": ADMIN_TOKEN,
+                        "url": f"http://127.0.0.1:{silent.getHost().port}/verify"})
+        waiting = [ensureDeferred(self.register(1, "t")), ensureDeferred(self.register(2, "t"))]
+        busy = await self.register(3, "t")
+        self.assertEqual(busy["code"], "connection_failed")
+        self.assertIn("busy", busy["error"])
+        for reply in [await pending for pending in waiting]:
+            self.assertEqual((reply["code"], "no answer within 0.5s" in reply["error"]), ("connection_failed", True))
+        self.assertEqual(self.registry.directory.nodes, {})
