@@ -105,10 +105,10 @@ class Registry:
         # The audit log's entries and settings are stored and replicated with the directory.
         self.directory.attach(self.audit)
         self.identities = Identities(self, allow_private=self.audit.allow_private_targets)
+        self.provisioning = Provisioning(self, Dispatch(self), self.identities)
         self.routes = RouteTable()
         for concern in (self.nodes, TrustHandlers(self), self.polo, NetworkHandlers(self),
-                        KeyExpiryHandlers(self), self._beacons, self.identities,
-                        Provisioning(self, Dispatch(self), self.identities)):
+                        KeyExpiryHandlers(self), self._beacons, self.identities, self.provisioning):
             self.routes.add_all(concern.routes())
         self.routes.add_all(self.audit.routes(self.require_admin))
         self._standby_kinds = self.routes.standby_kinds()

@@ -19,11 +19,13 @@ refused (retryable) before anything is sent.
 
 from typing import Callable
 
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from twisted.internet.error import ConnectError
 
 from pilotnet.errors import CONNECTION_FAILED, PilotError
 from pilotnet.ratelimit import RateLimiter
 from pilotnet.registry.identity import Identities, Verdict, Verification, verdict_from
+from pilotnet.registry.provisioning import Provisioning
 from pilotnet.registry.requests import RequestError
 from pilotnet.webhooks.http import HttpSender, resolve
 from pilotnet.webhooks.signing import signed_headers
@@ -50,6 +52,8 @@ class IdentityFront:
         self._in_flight = 0
         self._per_source = RateLimiter(PER_SOURCE_BURST, PER_SOURCE_WINDOW, max_keys=10_000)
         self._senders: dict[tuple[str, str], HttpSender] = {}
+        #: Verifications by outcome: ``verified``, ``refused`` (the webhook said no), ``failed`` (no answer).
+        self.verifications = {"verified": 0, "refused": 0, "failed": 0}
 
     def fronts(self) -> dict:
         return {"register": self.register, "validate_token": self.validate_token}
@@ -84,6 +88,17 @@ class IdentityFront:
             raise RequestError(f"rate limited: too many identity tokens from {peer[0]}", code=CONNECTION_FAILED)
         self._in_flight += 1
         try:
+            verdict = await self._exchange(verification)
+        except RequestError:
+            self.verifications["failed"] += 1
+            raise
+        finally:
+            self._in_flight -= 1
+        self.verifications["verified" if verdict.verified else "refused"] += 1
+        return verdict
+
+    async def _exchange(self, verification: Verification) -> Verdict:
+        try:
             status, answer = await self._sender(verification).exchange({"token": verification.token})
         except TargetRefused as error:
             raise RequestError(f"identity webhook refused: {error.message}", code=CONNECTION_FAILED) from None
@@ -91,9 +106,11 @@ class IdentityFront:
             raise RequestError(f"identity webhook unreachable: {error.message}", code=CONNECTION_FAILED) from None
         except ConnectError as error:
             raise RequestError(f"identity webhook unreachable: {error}", code=CONNECTION_FAILED) from None
-        finally:
-            self._in_flight -= 1
         return verdict_from(status, answer)
+
+    def register_metrics(self, collectors, provisioning: Provisioning) -> None:
+        """Add the identity and provisioning families to a Prometheus ``CollectorRegistry`` (the registry's)."""
+        collectors.register(_IdentityMetrics(self, self._identities, provisioning))
 
     def _sender(self, verification: Verification) -> HttpSender:
         key = (verification.url, verification.secret)
@@ -112,3 +129,26 @@ class IdentityFront:
             sender = self._senders[key]
         return sender
 
+
+
+class _IdentityMetrics:
+    """The reference's identity and provisioning metrics, read when scraped."""
+
+    def __init__(self, front: IdentityFront, identities: Identities, provisioning: Provisioning) -> None:
+        self._front = front
+        self._identities = identities
+        self._provisioning = provisioning
+
+    def collect(self):
+        provisioned, synchronised = self._provisioning.counts()
+        yield GaugeMetricFamily("pilot_idp_configured", "1 while an identity provider is set.",
+                                value=int(self._identities.idp() is not None))
+        verifications = CounterMetricFamily("pilot_idp_verifications", "Identity tokens verified, by outcome.",
+                                            labels=["result"])
+        for result, count in self._front.verifications.items():
+            verifications.add_metric([result], count)
+        yield verifications
+        yield GaugeMetricFamily("pilot_provisioned_networks", "Networks provisioned from a blueprint.",
+                                value=provisioned)
+        yield GaugeMetricFamily("pilot_directory_synced_networks", "Networks synchronised with a directory.",
+                                value=synchronised)

@@ -195,6 +195,10 @@ class Provisioning:
         core.directory.attach(self.state)
         identities.external_id_observers.append(self._external_id_set)
 
+    def counts(self) -> tuple[int, int]:
+        """How many networks were provisioned, and how many are synchronised with a directory (metrics)."""
+        return len(self.state.items(PROVISION_KIND)), len(self.state.items(SYNC_KIND))
+
     def routes(self) -> list[Route]:
         return [Route("provision_network", self._admin(self._provision)),
                 Route("deprovision_network", self._admin(self._deprovision)),

@@ -188,8 +188,10 @@ def make_registry_service(reactor, options, on_listening=lambda address: None):
         if options[unsafe]:
             log.warn("registry: --{option} is on (unsafe; see docs/security.md)", option=unsafe)
     server = RegistryServer(registry, reactor, store)
-    server.fronts.update(IdentityFront(reactor, registry.identities, read_only=lambda: registry.read_only,
-                                       allow_private=options["webhooks-allow-private"]).fronts())
+    identity_front = IdentityFront(reactor, registry.identities, read_only=lambda: registry.read_only,
+                                   allow_private=options["webhooks-allow-private"])
+    server.fronts.update(identity_front.fronts())
+    identity_front.register_metrics(server.metrics.collectors, registry.provisioning)
     replicating = replication.replication_service(reactor, options, server)
     factory = RegistryFactory(
         server, max_connections=options["max-connections"],

@@ -122,3 +122,18 @@ class IdentityWebhookTests(TestCase):
         for reply in [await pending for pending in waiting]:
             self.assertEqual((reply["code"], "no answer within 0.5s" in reply["error"]), ("connection_failed", True))
         self.assertEqual(self.registry.directory.nodes, {})
+
+    async def test_the_identity_families_are_scraped(self):
+        from prometheus_client import CollectorRegistry, generate_latest
+
+        collectors = CollectorRegistry()
+        self.front.register_metrics(collectors, self.registry.provisioning)
+        receiver = HttpReceiver(self, answers=[VERIFIED, REFUSED])
+        await self.configure(receiver)
+        await self.register(1, "a")
+        await self.register(2, "b")
+        text = generate_latest(collectors).decode()
+        self.assertIn("pilot_idp_configured 1.0", text)
+        self.assertIn('pilot_idp_verifications_total{result="verified"} 1.0', text)
+        self.assertIn('pilot_idp_verifications_total{result="refused"} 1.0', text)
+        self.assertIn("pilot_directory_synced_networks 0.0", text)
