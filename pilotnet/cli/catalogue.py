@@ -86,6 +86,18 @@ FLAGS = {
     "subnet": "the gateway's IPv4 subnet for local IPs (default 10.4.0.0/16)",
     "ports": "the TCP ports each local IP listens on, comma-separated",
     "dns-port": "answer <agent>.pilot queries on 127.0.0.1 at this UDP port",
+    "admin-token": "the registry's admin token (else $PILOT_ADMIN_TOKEN or admin_token in config.json)",
+    "name": "the network's name (lowercase letters, digits and hyphens)",
+    "join-rule": "who may join: open, token or invite (invite needs --enterprise)",
+    "token": "the secret a node must present to join a token network",
+    "enterprise": "make it an enterprise network (roles, invitations, policies)",
+    "node-id": "the node that creates the network (default: the running daemon's)",
+    "network-admin-token": "a token that manages this network only",
+    "rules": "managed-network rules as JSON (links, cycle, prune, prune_by, fill, fill_how, grace)",
+    "rules-file": "a file holding the managed-network rules as JSON",
+    "max-members": "the most members the network takes (0: no limit, at most 10000)",
+    "description": "the network's description (at most 256 characters)",
+    "allowed-ports": "the only ports members may reach each other on, comma-separated (none: all)",
     "identity-token": "a token the registry's identity provider verifies (docs/audit.md, Identity)",
     "network": "a network, by ID (or by name where a name is accepted)",
     "limit": "at most this many entries, newest first (1-1000, default 100)",
@@ -386,6 +398,34 @@ COMMANDS = [
     _command("task queue", "", "received tasks waiting to be carried out",
              "queue[{task_id, description, from, created_at}], count", "tasks:queue",
              "pilotctl task queue"),
+    # networks, managed at the registry with the admin token (docs/networks.md)
+    _command("network create",
+             "--name NAME [--join-rule RULE] [--token T] [--enterprise] [--node-id N] "
+             "[--network-admin-token T] [--rules JSON] [--rules-file PATH] [--admin-token T]",
+             "create a network at the registry; its creator (this node by default) is the owner",
+             "the registry's reply: network_id, name, join_rule, enterprise [, managed]",
+             "network_admin:create",
+             "pilotctl network create --name team --join-rule token --token s3cret"),
+    _command("network delete", "<network_id> [--admin-token T]", "delete a network and its invitations",
+             "type, network_id", "network_admin:delete", "pilotctl network delete 3"),
+    _command("network rename", "<network_id> <name> [--admin-token T]", "rename a network",
+             "type, network_id, name", "network_admin:rename", "pilotctl network rename 3 research"),
+    _command("network promote", "<network_id> <node> [--admin-token T]",
+             "make a member an admin (enterprise networks)", "type, network_id, target_node_id, role",
+             "network_admin:promote", "pilotctl network promote 3 42"),
+    _command("network demote", "<network_id> <node> [--admin-token T]",
+             "make an admin a plain member again (enterprise networks)",
+             "type, network_id, target_node_id, role", "network_admin:demote", "pilotctl network demote 3 42"),
+    _command("network kick", "<network_id> <node> [--admin-token T]",
+             "remove a member (never the owner; enterprise networks)", "type, network_id, target_node_id",
+             "network_admin:kick", "pilotctl network kick 3 42"),
+    _command("network role", "<network_id> <node>", "a member's role: owner, admin or member",
+             "type, network_id, target_node_id, role", "network_admin:role", "pilotctl network role 3 42"),
+    _command("network policy",
+             "<network_id> [--max-members N] [--description TEXT] [--allowed-ports LIST] [--admin-token T]",
+             "show a network's policy, or set the given fields (enterprise networks)",
+             "type, network_id, max_members, allowed_ports, description", "network_admin:policy",
+             "pilotctl network policy 3 --allowed-ports 80,443 --max-members 50"),
     # about pilotctl itself
     _command("version", "", "pilotctl's version", "version", "bootstrap:version", "pilotctl version"),
     _command("help", "[command...]", "the usage screen, or one command's help (as <command> --help)",
@@ -411,7 +451,7 @@ COMMANDS = [
 
 BY_NAME = {command.name: command for command in COMMANDS}
 #: Commands with sub-commands (``daemon start``, ``task submit``).
-GROUPS = ("daemon", "task", "gateway", "audit-export", "idp")
+GROUPS = ("daemon", "task", "gateway", "network", "audit-export", "idp")
 
 
 def find(argv):

@@ -136,6 +136,10 @@ class NodeHandlers:
         proven = proven or known_id is None
 
         node = directory.nodes.get(known_id) if known_id is not None else None
+        if node is not None and key_expired(node, now):
+            # Registering again must not be a way around the expiry the heartbeats enforce.
+            raise RequestError(f"node {node.id}: key expired at {format_rfc3339(node.key_expires)}",
+                               hint="rotate the key: pilotctl rotate-key")
         if known_id is None and owner and owner in directory.owner_index \
                 and not self.allow_owner_recovery:
             # The owner string is no credential: the new key gets a new node

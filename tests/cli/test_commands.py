@@ -33,7 +33,10 @@ LOCAL = {"init", "config", "context", "daemon start", "daemon stop", "daemon sta
          "set-webhook", "clear-webhook"}
 # Commands that talk to the gateway's own control socket (tests/gateway covers them).
 LOCAL |= {"gateway start", "gateway stop", "gateway map", "gateway unmap", "gateway list"}
-# The registry admin's commands (tests/cli/test_enterprise.py covers them).
+# Commands that manage networks at the registry directly (tests/cli/test_network_admin.py covers them).
+LOCAL |= {"network create", "network delete", "network rename", "network promote", "network demote",
+          "network kick", "network role", "network policy"}
+# The registry admin's commands (tests/integration/test_provisioning.py covers them).
 LOCAL |= {"audit", "audit-export get", "audit-export set", "audit-export disable", "idp get", "idp set", "provision",
           "deprovision", "provision-status", "directory-sync", "directory-status"}
 

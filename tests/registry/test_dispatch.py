@@ -9,6 +9,7 @@ from pilotnet.registry.handlers import Registry
 REFERENCE_STANDBY_READS = {
     "lookup", "resolve", "resolve_hostname", "list_networks", "list_nodes", "heartbeat",
     "poll_handshakes", "beacon_list", "beacon_register", "get_polo_score", "check_trust",
+    "poll_invites", "get_key_info", "get_network_policy", "get_member_role",
 }
 
 

@@ -507,6 +507,8 @@ class KeyInfoTests(_Team):
         self.r.now += 3600
         self.assertEqual(self.r.signed(self.keys["member"], heartbeat)["error"],
                          f"node {self.ids['member']}: key expired at 2023-12-01T00:00:00Z")
+        again = {"type": "register", "public_key": self.keys["member"].public_key_b64}
+        self.assertIn("key expired", self.r.signed(self.keys["member"], again)["error"])
         self.assertEqual(self.as_node("member", dict(request, expires_at="never"))["expires_at"], "")
 
     def test_rotation_is_counted(self):
