@@ -101,6 +101,8 @@ class AdminCommandsTests(TestCase):
         no_token = await self.refused(self.home(primary, None), "audit")
         self.assertEqual(no_token["code"], "auth_required")
         self.assertIn("PILOT_ADMIN_TOKEN", no_token["hint"])
+        with_flag = await self.ok(self.home(primary, None), "idp", "get", "--admin-token", ADMIN_TOKEN)
+        self.assertEqual(with_flag["idp_type"], "webhook")
         wrong = await self.refused(self.home(primary, "guess"), "provision-status")
         self.assertEqual(wrong["message"], "registry: invalid admin token")
         self.assertEqual((await self.refused(admin, "audit-export", "set", "--format", "xml", "--endpoint", "x"))

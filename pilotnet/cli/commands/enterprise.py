@@ -62,7 +62,7 @@ def audit(context, args: Args) -> Output:
         if limit > 1000:
             raise invalid("--limit is at most 1000 (the log keeps the last 1000 entries)")
         message["limit"] = limit
-    entries = ask(context, message).get("entries", [])
+    entries = ask(context, args, message).get("entries", [])
     lines = []
     for entry in entries:
         where = "".join(f" {name}={entry[field]}" for name, field in (("node", "node_id"), ("network", "network_id"))
@@ -73,7 +73,7 @@ def audit(context, args: Args) -> Output:
 
 
 def audit_export_get(context, args: Args) -> Output:
-    reply = _data(ask(context, {"type": "get_audit_export"}))
+    reply = _data(ask(context, args, {"type": "get_audit_export"}))
     if not reply.get("enabled"):
         return Output(reply, "audit export disabled\n  set one: pilotctl audit-export set --format json --endpoint URL")
     return Output(reply, "\n".join([
@@ -94,7 +94,7 @@ def audit_export_set(context, args: Args) -> Output:
             message[field] = args.text(flag)
     if export_format == "splunk_hec" and "splunk_token" not in message:
         raise invalid("--splunk-token is required for splunk_hec (the HTTP Event Collector token)")
-    reply = _data(ask(context, message))
+    reply = _data(ask(context, args, message))
     text = f"audit export set: {reply['format']} -> {reply['endpoint']}"
     if reply.get("secret"):
         text += f"\n  signing secret (shown once; receivers check X-Pilot-Signature with it): {reply['secret']}"
@@ -102,7 +102,7 @@ def audit_export_set(context, args: Args) -> Output:
 
 
 def audit_export_disable(context, args: Args) -> Output:
-    return Output(_data(ask(context, {"type": "set_audit_export", "format": "disable"})), "audit export disabled")
+    return Output(_data(ask(context, args, {"type": "set_audit_export", "format": "disable"})), "audit export disabled")
 
 
 # -- identity provider -----------------------------------------------------------------------
@@ -112,7 +112,7 @@ IDP_FLAGS = (("url", "url"), ("issuer", "issuer"), ("client-id", "client_id"), (
 
 
 def idp_get(context, args: Args) -> Output:
-    reply = _data(ask(context, {"type": "get_idp_config"}))
+    reply = _data(ask(context, args, {"type": "get_idp_config"}))
     if not reply.get("configured"):
         return Output(reply, "no identity provider\n  set one: pilotctl idp set --type webhook --url URL")
     lines = [f"identity provider: {reply['idp_type']}"]
@@ -130,7 +130,7 @@ def idp_set(context, args: Args) -> Output:
     for flag, field in IDP_FLAGS:
         if args.has(flag):
             message[field] = args.text(flag)
-    reply = _data(ask(context, message))
+    reply = _data(ask(context, args, message))
     if not reply.get("configured"):
         return Output(reply, "identity provider cleared")
     text = f"identity provider set: {reply['idp_type']}" + (f" ({reply['url']})" if reply.get("url") else "")
@@ -143,7 +143,7 @@ def idp_set(context, args: Args) -> Output:
 
 def provision(context, args: Args) -> Output:
     blueprint = _read_json(args.positional[0], "blueprint")
-    reply = _data(ask(context, {"type": "provision_network", "blueprint": blueprint}))
+    reply = _data(ask(context, args, {"type": "provision_network", "blueprint": blueprint}))
     lines = [f"provisioned{' blueprint ' + reply['blueprint'] if reply.get('blueprint') else ''}:"]
     for network in reply.get("networks", []):
         state = "created" if network["created"] else "already there"
@@ -159,12 +159,12 @@ def provision(context, args: Args) -> Output:
 
 def deprovision(context, args: Args) -> Output:
     name = args.positional[0]
-    reply = _data(ask(context, {"type": "deprovision_network", "name": name}))
+    reply = _data(ask(context, args, {"type": "deprovision_network", "name": name}))
     return Output(reply, f"deprovisioned network {name} (id {reply['network_id']})")
 
 
 def provision_status(context, args: Args) -> Output:
-    reply = _data(ask(context, {"type": "get_provision_status"}))
+    reply = _data(ask(context, args, {"type": "get_provision_status"}))
     networks = reply.get("networks", [])
     if networks:
         lines = [f"{'NAME':<24}{'ID':<8}{'MEMBERS':<9}{'BLUEPRINT':<16}PROVISIONED"]
@@ -195,7 +195,7 @@ def directory_sync(context, args: Args) -> Output:
         message["network_id"] = _network_id(str(network))
     else:
         message["network"] = str(network)
-    reply = _data(ask(context, message))
+    reply = _data(ask(context, args, message))
     text = (f"synchronised network {reply['network_id']}: {len(reply['matched'])} matched, "
             f"{len(reply['pending'])} waiting for their node, {len(reply['removed'])} removed")
     text += "".join(f"\n  error: {error}" for error in reply.get("errors", []))
@@ -204,7 +204,7 @@ def directory_sync(context, args: Args) -> Output:
 
 def directory_status(context, args: Args) -> Output:
     network_id = _network_id(args.positional[0])
-    reply = _data(ask(context, {"type": "directory_status", "network_id": network_id}))
+    reply = _data(ask(context, args, {"type": "directory_status", "network_id": network_id}))
     lines = [f"network {network_id}: last synchronised {reply['synced_at']} ({reply['entries']} entries)",
              f"  members {reply['members']}, matched {len(reply['matched'])}, "
              f"waiting {len(reply['pending'])}, removed {len(reply['removed'])}"]
