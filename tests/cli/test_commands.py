@@ -38,7 +38,7 @@ LOCAL |= {"network create", "network delete", "network rename", "network promote
           "network kick", "network role", "network policy"}
 # The registry admin's commands (tests/integration/test_provisioning.py covers them).
 LOCAL |= {"audit", "audit-export get", "audit-export set", "audit-export disable", "idp get", "idp set", "provision",
-          "deprovision", "provision-status", "directory-sync", "directory-status"}
+          "deprovision", "provision-status", "directory-sync", "directory-status", "external-id"}
 
 
 class NoDaemonTests(PilotctlMixin, TestCase):

@@ -12,7 +12,7 @@ import os
 
 from twisted.trial.unittest import TestCase
 
-from tests.integration.processes import RendezvousProcess, pilotctl, wait_until
+from tests.integration.processes import DaemonProcess, RendezvousProcess, pilotctl, wait_until
 from tests.webhooks.receivers import HttpReceiver
 
 ADMIN_TOKEN = "integration-admin-token"
@@ -67,6 +67,19 @@ class AdminCommandsTests(TestCase):
         self.assertIn("identity verification failed: unknown token", mallory["message"])
         bob = await self.ok(self.home(primary, None), "register")
         self.assertNotIn("external_id", bob)
+        # A daemon registers with the token in its config.json.
+        verifier.answers.append(json.dumps({"verified": True, "external_id": "carol@example.com"}).encode())
+        carol = DaemonProcess(self, self.mktemp(), primary)
+        os.makedirs(carol.home, mode=0o700)
+        with open(os.path.join(carol.home, "config.json"), "w") as handle:
+            json.dump({"identity_token": "carol-token"}, handle)
+        await carol.start()
+        held = await self.ok(admin, "external-id", str(carol.node_id))
+        self.assertEqual((held["external_id"], held["verified"]), ("carol@example.com", True))
+        self.assertEqual(verifier.requests[-1].json(), {"token": "carol-token"})
+        await self.ok(admin, "external-id", str(bob["node_id"]), "bob@example.com")
+        self.assertEqual((await self.ok(admin, "external-id", str(bob["node_id"])))["source"], "admin")
+        await self.ok(admin, "external-id", str(bob["node_id"]), "--clear")
 
         # A blueprint: a network owned by bob, alice a member, and the audit export.
         exported = HttpReceiver(self)

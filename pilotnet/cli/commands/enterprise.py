@@ -139,6 +139,19 @@ def idp_set(context, args: Args) -> Output:
     return Output(reply, text)
 
 
+def external_id(context, args: Args) -> Output:
+    node_id = parse_number(args.positional[0], "node ID", 0xFFFFFFFF)
+    if len(args.positional) > 1 or args.boolean("clear"):
+        value = "" if args.boolean("clear") else args.positional[1]
+        reply = _data(ask(context, args, {"type": "set_external_id", "node_id": node_id, "external_id": value}))
+        return Output(reply, f"node {node_id}: external ID {value}" if value else f"node {node_id}: external ID cleared")
+    reply = _data(ask(context, args, {"type": "get_identity", "node_id": node_id}))
+    if not reply.get("external_id"):
+        return Output(reply, f"node {node_id} has no external ID")
+    how = "verified by the identity provider" if reply.get("verified") else "set by the admin"
+    return Output(reply, f"node {node_id}: {reply['external_id']} ({how}, {reply.get('set_at')})")
+
+
 # -- blueprints -----------------------------------------------------------------------------------
 
 def provision(context, args: Args) -> Output:
