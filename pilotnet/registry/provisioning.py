@@ -27,7 +27,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from pilotnet.errors import NOT_FOUND, UNAVAILABLE
+from pilotnet.errors import NOT_FOUND
 from pilotnet.registry import requests as fields
 from pilotnet.registry.audit import rfc3339
 from pilotnet.registry.dispatch import Peer, Reply, Request, Route
@@ -63,9 +63,6 @@ class Dispatch:
 
     def __init__(self, registry) -> None:
         self._registry = registry
-
-    def supports(self, kind: str) -> bool:
-        return self._registry.routes.get(kind) is not None
 
     def __call__(self, request: Request, now: float) -> Reply:
         registry = self._registry
@@ -225,7 +222,7 @@ class Provisioning:
 
     def _provision(self, request: Request, now: float) -> Reply:
         blueprint = read_blueprint(request.get("blueprint"))
-        self._check_supported(blueprint)
+        self._check(blueprint)
         done: dict = {"networks": []}
         try:
             for kind, settings in blueprint.settings:
@@ -239,23 +236,21 @@ class Provisioning:
                                   "(it converges)") from None
         return {"type": "provision_network_ok", "blueprint": blueprint.name, **done}
 
-    def _check_supported(self, blueprint: Blueprint) -> None:
-        """Refuse, before anything changes, a blueprint that needs what this registry cannot do."""
+    def _check(self, blueprint: Blueprint) -> None:
+        """Refuse, before anything changes, what a later step would refuse midway."""
         for spec in blueprint.networks:
-            needs = [("policy", spec.policy is not None, "set_network_policy"),
-                     ("expr_policy", spec.expr_policy is not None, "set_expr_policy"),
-                     ("admins", bool(spec.admins), "promote_member"),
-                     ("enterprise", spec.enterprise, "set_network_enterprise")]
-            for what, wanted, kind in needs:
-                if wanted and not self._dispatch.supports(kind):
-                    raise RequestError(f"blueprint: network {spec.name}: {what} is not supported by this registry "
-                                       f"(no {kind})", code=UNAVAILABLE)
             existing = self.directory.network_by_name(spec.name)
             if existing is None:
                 if spec.owner is None:
                     raise RequestError(f"blueprint: network {spec.name} does not exist yet, so it needs an owner "
                                        "(the node ID that creates it)")
                 self.core.node(spec.owner)
+            enterprise = spec.enterprise or (existing is not None and existing.enterprise)
+            for what, wanted in (("policy", spec.policy is not None), ("admins", bool(spec.admins)),
+                                 ('join_rule "invite"', spec.join_rule == "invite")):
+                if wanted and not enterprise:
+                    raise RequestError(f'blueprint: network {spec.name}: {what} needs an enterprise network '
+                                       '("enterprise": true)')
             for node_id in spec.members + spec.admins:
                 self.core.node(node_id)
 
@@ -269,6 +264,9 @@ class Provisioning:
             network_id = self._run(f'create network "{spec.name}"', create, now)["network_id"]
         else:
             network_id = existing.id
+            if spec.enterprise and not existing.enterprise:
+                self._run(f"make {spec.name} an enterprise network",
+                          {"type": "set_network_enterprise", "network_id": network_id, "enterprise": True}, now)
         joined: list[int] = []
         invited: list[int] = []
         for node_id in dict.fromkeys(spec.members + spec.admins):
@@ -323,8 +321,6 @@ class Provisioning:
                                hint="pilotctl provision-status lists what was")
         network = self.directory.network_by_name(name)
         if network is not None:
-            if not self._dispatch.supports("delete_network"):
-                raise RequestError("this registry cannot delete networks (no delete_network)", code=UNAVAILABLE)
             self._run(f'delete network "{name}"', {"type": "delete_network", "network_id": network.id}, now)
         self.state.delete(PROVISION_KIND, name)
         return {"type": "deprovision_network_ok", "name": name, "network_id": record["network_id"],
@@ -360,9 +356,8 @@ class Provisioning:
         network_id = self._sync_network(request)
         remove_unlisted = fields.flag(request, "remove_unlisted")
         assignments, disabled = read_directory(request.get("entries"))
-        if "admin" in assignments.values() and not self._dispatch.supports("promote_member"):
-            raise RequestError("directory role admin is not supported by this registry (no promote_member)",
-                               code=UNAVAILABLE)
+        if "admin" in assignments.values() and not self.directory.networks[network_id].enterprise:
+            raise RequestError(f"directory role admin needs an enterprise network (network {network_id} is not)")
         errors: list[str] = []
         matched, pending = [], []
         for external_id, role in assignments.items():

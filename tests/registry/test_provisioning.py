@@ -71,6 +71,13 @@ class BlueprintTests(SynchronousTestCase):
         again = self.driven.admin({"type": "provision_network", "blueprint": blueprint})
         self.assertEqual(again["networks"][0]["joined"], [])  # promoted once, not twice
 
+    def test_an_existing_network_becomes_enterprise_when_the_blueprint_says_so(self):
+        self.driven.admin({"type": "create_network", "node_id": self.a, "name": "grow"})
+        reply = self.driven.admin({"type": "provision_network", "blueprint": {"networks": [
+            {"name": "grow", "enterprise": True, "members": [self.b], "admins": [self.b]}]}})
+        self.assertEqual(reply["networks"][0]["created"], False)
+        self.assertTrue(self.driven.registry.directory.network_by_name("grow").enterprise)
+
     def test_provisioning_again_converges(self):
         self.driven.admin({"type": "provision_network", "blueprint": self.blueprint()})
         self.driven.ok({"type": "leave_network", "node_id": self.b,
@@ -85,11 +92,11 @@ class BlueprintTests(SynchronousTestCase):
         reply = self.driven.refused({"type": "provision_network", "blueprint": blueprint})
         self.assertEqual(reply["code"], "not_found")
         self.assertEqual(self.driven.registry.directory.networks, {})
-        unsupported = self.blueprint()
-        unsupported["networks"][0]["policy"] = {"allowed_ports": [80]}
-        if not self.driven.registry.routes.get("set_network_policy"):
-            reply = self.driven.refused({"type": "provision_network", "blueprint": unsupported})
-            self.assertEqual(reply["code"], "unavailable")
+        for feature in ({"policy": {"allowed_ports": [80]}}, {"admins": [self.b]}, {"join_rule": "invite"}):
+            blueprint = self.blueprint()
+            blueprint["networks"][1].update(feature)
+            reply = self.driven.refused({"type": "provision_network", "blueprint": blueprint})
+            self.assertIn("needs an enterprise network", reply["error"])
             self.assertEqual(self.driven.registry.directory.networks, {})
 
     def test_a_refused_step_stops_provisioning_and_says_where(self):
@@ -100,12 +107,12 @@ class BlueprintTests(SynchronousTestCase):
 
     def test_deprovision(self):
         self.driven.admin({"type": "provision_network", "blueprint": self.blueprint()})
-        reply = self.driven.send({"type": "deprovision_network", "name": "ml", "admin_token": ADMIN_TOKEN})
-        if self.driven.registry.routes.get("delete_network"):
-            self.assertEqual((reply["type"], reply["deleted"]), ("deprovision_network_ok", True))
-            self.assertIsNone(self.driven.registry.directory.network_by_name("ml"))
-        else:
-            self.assertEqual(reply["code"], "unavailable")
+        reply = self.driven.admin({"type": "deprovision_network", "name": "ml"})
+        self.assertEqual(reply["deleted"], True)
+        self.assertIsNone(self.driven.registry.directory.network_by_name("ml"))
+        self.assertIn("network.deleted", self.driven.actions())
+        self.assertEqual([n["name"] for n in self.driven.admin({"type": "get_provision_status"})["networks"]],
+                         ["ops"])
         missing = self.driven.refused({"type": "deprovision_network", "name": "never"})
         self.assertEqual(missing["code"], "not_found")
 
@@ -200,6 +207,8 @@ class DirectorySyncTests(SynchronousTestCase):
         self.assertEqual(reply["network_id"], self.network)
         for request, code in [({"network": "nope", "entries": []}, "not_found"),
                               ({"network_id": self.network, "entries": [{"external_id": "x", "role": "owner"}]},
+                               "invalid_argument"),
+                              ({"network_id": self.network, "entries": [{"external_id": "x", "role": "admin"}]},
                                "invalid_argument"),
                               ({"network_id": self.network, "entries": [{"external_id": "x"}] * 2},
                                "invalid_argument"),
