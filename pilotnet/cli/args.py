@@ -8,12 +8,13 @@
   (``30s``, ``1m30s``, ``250ms``) or a plain number of seconds.
 """
 
-import re
-
 from pilotnet.errors import INVALID_ARGUMENT, DecodeError, PilotError
-from pilotnet.wire.goduration import parse_go_duration
+# Scanned by hand, not with ``re`` (see the module): pilotctl starts once per agent action.
+from pilotnet.wire.goduration import decimal_end, parse_go_duration
 
-_NUMBER = r"[0-9]+(?:\.[0-9]*)?|\.[0-9]+"
+
+def _is_whole_number(text):
+    return text.isascii() and text.isdigit()
 
 
 def invalid(message, hint=None):
@@ -38,7 +39,7 @@ def split_globals(argv):
 
 def parse_duration(text, what):
     """Seconds from ``30s`` / ``2m`` / ``1h30m`` / ``1.5``; ``invalid_argument`` otherwise."""
-    if re.fullmatch(_NUMBER, text):
+    if text and decimal_end(text, 0) == len(text):
         return float(text)
     try:
         seconds = parse_go_duration(text)
@@ -51,7 +52,7 @@ def parse_duration(text, what):
 
 def parse_number(text, what, maximum):
     """A whole number from 0 to ``maximum`` written in ASCII digits; ``invalid_argument`` otherwise."""
-    if not re.fullmatch(r"[0-9]+", text) or int(text) > maximum:
+    if not _is_whole_number(text) or int(text) > maximum:
         raise invalid(f'invalid {what} "{text}": expected a number from 0 to {maximum}')
     return int(text)
 
@@ -91,7 +92,7 @@ class Args:
         if name not in self.flags:
             return default
         value = self.flags[name]
-        if not re.fullmatch(r"-?[0-9]+", value) or int(value) < minimum:
+        if not _is_whole_number(value.removeprefix("-")) or int(value) < minimum:
             raise invalid(f'invalid value "{value}" for --{name}: expected a whole number >= {minimum}')
         return int(value)
 

@@ -36,12 +36,28 @@ code back, not just text.
 
 from __future__ import annotations
 
-import json
 import math
 import struct
-from typing import Any, Generic, TypeVar, overload
 
 from pilotnet.errors import INTERNAL, INVALID_ARGUMENT, NOT_RUNNING, PilotError
+from pilotnet.wire import cjson
+
+# pilotctl imports this module for every command, and importing ``typing`` costs it about 5 ms:
+# the type machinery exists for the type checker only (``Value[int]`` is ``Value`` at run time).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Generic, TypeVar, overload
+
+    T = TypeVar("T")
+
+    class Parametrised(Generic[T]):
+        """A class generic in the Python type its values have."""
+else:
+    T = None
+
+    class Parametrised:
+        def __class_getitem__(cls, item):
+            return cls
 
 #: AMP's limit on one value (and on a key: :data:`MAX_KEY`).
 MAX_VALUE = 0xFFFF
@@ -62,12 +78,10 @@ COMMAND_FAILED = b"PILOT_COMMAND_FAILED"
 
 _LIST_ITEM = struct.Struct("!H")
 
-#: The Python type a :class:`Value` encodes and decodes.
-T = TypeVar("T")
-
-
-class Value(Generic[T]):
+class Value(Parametrised[T]):
     """How one argument travels: :meth:`encode` to bytes and :meth:`decode` back.
+
+    ``T`` is the Python type it encodes and decodes.
 
     :meth:`put` and :meth:`take` move it in and out of a box (a dict of bytes
     keys to bytes values); an ``optional`` value may be absent (``None``).
@@ -195,10 +209,10 @@ class JSON(Chunked[object]):
     """A JSON document of any length (split like every :class:`Chunked` value)."""
 
     def encode(self, value: object) -> bytes:
-        return json.dumps(value, separators=(",", ":")).encode("utf-8")
+        return cjson.dumps(value, separators=(",", ":")).encode("utf-8")
 
     def decode(self, data: bytes) -> object:
-        return json.loads(data.decode("utf-8"))
+        return cjson.loads(data.decode("utf-8"))
 
 
 class CommandFailed(PilotError):
@@ -221,14 +235,14 @@ class CommandFailed(PilotError):
         return cls(error.message, code=error.code, hint=error.hint)
 
     def __str__(self) -> str:
-        return json.dumps({"code": self.code, "message": self.message, "hint": self.hint})
+        return cjson.dumps({"code": self.code, "message": self.message, "hint": self.hint})
 
 
 def _parse_description(text: object) -> tuple | None:
     if not (isinstance(text, str) and text.startswith("{")):
         return None
     try:
-        fields = json.loads(text)
+        fields = cjson.loads(text)
         return str(fields["message"]), str(fields["code"]), fields.get("hint")
     except (ValueError, KeyError, TypeError):
         return None
@@ -239,12 +253,12 @@ def not_running_error() -> PilotError:
     return PilotError("daemon is not running", code=NOT_RUNNING, hint="start the daemon with: pilotctl daemon start")
 
 
-@overload
-def check_timeout(seconds: float) -> float: ...
+if TYPE_CHECKING:
+    @overload
+    def check_timeout(seconds: float) -> float: ...
 
-
-@overload
-def check_timeout(seconds: None) -> None: ...
+    @overload
+    def check_timeout(seconds: None) -> None: ...
 
 
 def check_timeout(seconds: float | None) -> float | None:

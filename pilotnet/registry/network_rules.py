@@ -49,6 +49,8 @@ def _document(value: Any, field: str, max_bytes: int) -> Any:
             value = json.loads(value)
         except ValueError as error:
             raise RequestError(f"{field}: invalid JSON: {error}") from None
+        except RecursionError:
+            raise RequestError(f"{field}: invalid JSON: nested too deeply") from None
         if value is None:
             return None
     elif len(json.dumps(value, separators=(",", ":"))) > max_bytes:

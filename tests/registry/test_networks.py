@@ -98,6 +98,10 @@ class CreateTests(_Team):
                          "invalid expr_policy: unsupported version 2 (want 1)")
         self.assertIn("rules required", self.create(expr_policy={"version": 1, "rules": []})["error"])
 
+    def test_deeply_nested_json_text_is_refused_not_an_internal_error(self):
+        deep = "[" * 30000 + "]" * 30000
+        self.assertIn("nested too deeply", self.create(expr_policy=deep)["error"])
+
     def test_network_admin_token_and_tokens_are_bounded(self):
         self.assertIn("too long", self.create(network_admin_token="x" * 300)["error"])
 

@@ -23,8 +23,10 @@ def _gateway_status(context):
     """The running gateway's status, asked only when its control socket exists (most nodes run none)."""
     from pilotnet.gateway.paths import control_path
 
+    import os
+
     path = control_path(context.home.socket_path())
-    if not path.exists():
+    if not os.path.exists(path):
         return None
     from pilotnet.cli.commands.gateway import status_now
 
