@@ -17,8 +17,7 @@ def admin_token(context, args) -> str:
     token = args.text("admin-token") or context.home.setting("admin_token", ENVIRONMENT_VARIABLE, "")
     if not token or token == "true":
         raise PilotError("this command needs the registry's admin token", code=AUTH_REQUIRED,
-                         hint=f"pass --admin-token, set {ENVIRONMENT_VARIABLE}, or admin_token in "
-                              f"{context.home.config_path}")
+                         hint=f"pass --admin-token, set {ENVIRONMENT_VARIABLE}, or admin_token in config.json")
     return token
 
 

@@ -7,7 +7,6 @@ describes what they set.
 """
 
 import json
-from typing import Any
 
 from pilotnet.cli.admin import ask
 from pilotnet.cli.args import Args, invalid, parse_number
@@ -24,7 +23,7 @@ def _data(reply: dict) -> dict:
     return {key: value for key, value in reply.items() if key != "type"}
 
 
-def _read_json(path: str, what: str) -> Any:
+def _read_json(path: str, what: str) -> object:
     try:
         with open(path, "rb") as handle:
             raw = handle.read(MAX_FILE + 1)
@@ -54,7 +53,7 @@ def _require(args: Args, name: str, usage: str) -> str:
 # -- audit log and export ------------------------------------------------------------------
 
 def audit(context, args: Args) -> Output:
-    message: dict[str, Any] = {"type": "get_audit_log"}
+    message: dict[str, object] = {"type": "get_audit_log"}
     if args.has("network"):
         message["network_id"] = _network_id(args.text("network"))
     limit = args.integer("limit", 0, minimum=1)
