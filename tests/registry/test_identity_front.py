@@ -15,8 +15,9 @@ from pilotnet.ratelimit import RateLimiter
 from pilotnet.registry.audit import AuditLog
 from pilotnet.registry.framing import go_json
 from pilotnet.registry.handlers import Registry
-from pilotnet.registry.identity_service import IdentityFront
-from pilotnet.registry.server import RegistryServer
+from pilotnet.registry.client import RegistryError, connect_registry
+from pilotnet.registry.identity_service import PER_SOURCE_BURST, IdentityFront
+from pilotnet.registry.server import RegistryFactory, RegistryServer
 from pilotnet.webhooks.signing import verify
 from tests.registry.fixtures import ADMIN_TOKEN, PEER, identity
 from tests.webhooks.receivers import HttpReceiver
@@ -101,14 +102,23 @@ class IdentityWebhookTests(TestCase):
         self.assertEqual(stranger["error"], "invalid admin token")
         self.assertEqual(len(receiver.attempts), 2)
 
-    async def test_a_flood_of_tokens_is_refused_before_anything_is_sent(self):
+    async def test_a_flood_of_tokens_over_a_socket_is_refused_before_anything_is_sent(self):
         receiver = HttpReceiver(self, answers=[VERIFIED] * 30)
         await self.configure(receiver)
-        replies = [await self.register(number, "t") for number in range(1, 26)]
-        refused = [reply for reply in replies if reply["type"] == "error"]
-        self.assertTrue(refused)
-        self.assertIn("rate limited", refused[0]["error"])
-        self.assertEqual(len(receiver.attempts), 25 - len(refused))
+        port = reactor.listenTCP(0, RegistryFactory(self.server), interface="127.0.0.1")
+        self.addCleanup(port.stopListening)
+        client = await connect_registry(reactor, f"tcp:127.0.0.1:{port.getHost().port}")
+        self.addCleanup(client.transport.loseConnection)
+        refused = []
+        for number in range(1, 26):
+            try:
+                await client.request({"type": "register", "public_key": identity(number).public_key_b64,
+                                      "listen_addr": "0.0.0.0:4000", "identity_token": "t"})
+            except RegistryError as error:
+                refused.append(error.message)
+        self.assertEqual(len(refused), 25 - PER_SOURCE_BURST)
+        self.assertIn("rate limited: too many identity tokens from 127.0.0.1", refused[0])
+        self.assertEqual(len(receiver.attempts), PER_SOURCE_BURST)
 
     async def test_a_webhook_that_never_answers_holds_at_most_max_in_flight_registrations(self):
         silent = reactor.listenTCP(0, Factory.forProtocol(Protocol), interface="127.0.0.1")
