@@ -64,6 +64,10 @@ class IdentityWebhookTests(TestCase):
         self.assertEqual((held["external_id"], held["verified"]), ("alice@example.com", True))
         actions = [entry.action for entry in self.registry.audit.entries]
         self.assertEqual(actions[-2:], ["node.registered", "identity.external_id_set"])
+        receiver.answers.append(VERIFIED)
+        again = await self.register(1, "token-of-alice")  # the daemon registers again: nothing new to record
+        self.assertEqual(again["external_id"], "alice@example.com")
+        self.assertEqual([entry.action for entry in self.registry.audit.entries][-1], "node.re_registered")
 
     async def test_a_refused_token_refuses_the_registration(self):
         receiver = HttpReceiver(self, answers=[REFUSED])
