@@ -154,7 +154,7 @@ class Identities:
         key = str(node_id)
         current = self.state.get(IDENTITY_KIND, key)
         held = (current["external_id"], current["source"]) if current is not None else ("", source)
-        if held == (external_id, source) or (current is None and not external_id):
+        if held == (external_id, source):
             return  # a daemon re-registering with its token changes nothing: no write, no entry
         if not external_id:
             self.state.delete(IDENTITY_KIND, key)
