@@ -21,6 +21,8 @@ NOT_TRUSTED = "not_trusted"
 REFUSED = "refused"
 #: What this version cannot do yet (the message says what is missing).
 UNAVAILABLE = "unavailable"
+#: An admin command without the registry's admin token (the reference's code).
+AUTH_REQUIRED = "auth_required"
 
 
 class PilotError(Exception):

@@ -10,8 +10,8 @@ command checks).  Handlers are named as ``module:function`` under
 
 from pilotnet.cli.args import invalid
 from pilotnet.errors import (
-    ALREADY_EXISTS, CONNECTION_FAILED, INTERNAL, INVALID_ARGUMENT, NOT_FOUND, NOT_RUNNING, NOT_TRUSTED, REFUSED,
-    TIMEOUT, UNAVAILABLE, UNREACHABLE,
+    ALREADY_EXISTS, AUTH_REQUIRED, CONNECTION_FAILED, INTERNAL, INVALID_ARGUMENT, NOT_FOUND, NOT_RUNNING, NOT_TRUSTED,
+    REFUSED, TIMEOUT, UNAVAILABLE, UNREACHABLE,
 )
 
 CATALOGUE_VERSION = "1.2"
@@ -28,12 +28,14 @@ ERROR_CODES = {
     INTERNAL: "an unexpected failure; see the daemon log",
     UNAVAILABLE: "the feature is not available in this version",
     REFUSED: "the remote node refused the request; the message gives its reason",
+    AUTH_REQUIRED: "an admin command without the registry's admin token; set PILOT_ADMIN_TOKEN",
 }
 
 ENVIRONMENT = {
     "PILOT_HOME": "the node's home directory (default ~/.pilot)",
     "PILOT_SOCKET": "the daemon's control socket (default <home>/pilot.sock)",
     "PILOT_REGISTRY": "the registry host:port (default 127.0.0.1:9000)",
+    "PILOT_ADMIN_TOKEN": "the registry's admin token, for admin commands (or admin_token in config.json)",
 }
 
 GLOBAL_FLAGS = {
@@ -50,7 +52,8 @@ FLAGS = {
     "socket": "the daemon's control socket path",
     "set": "store KEY=VALUE in config.json",
     "listen": "the UDP address the tunnel listens on (host:port)",
-    "endpoint": "a fixed public host:port to announce (skips discovery)",
+    "endpoint": "a fixed public host:port to announce, skipping discovery (daemon start); where audit entries go "
+                "(audit-export set: an http(s) URL, or udp:// or tcp://host:port for syslog)",
     "identity": "the identity file (default <home>/identity.json)",
     "owner": "an owner label kept by the registry",
     "config": "a daemon config file",
@@ -68,8 +71,9 @@ FLAGS = {
     "timeout": "give up after this long (30s, 2m, or seconds)",
     "message": "the text to send (else stdin)",
     "data": "the text to send",
-    "type": "the kind: text, json or binary (send-message); received or submitted (task list)",
-    "clear": "delete them instead of listing them",
+    "type": "the kind: text, json or binary (send-message); received or submitted (task list); "
+            "oidc, saml, entra_id, ldap, webhook or none (idp set)",
+    "clear": "delete them instead of listing them (inbox, received); clear the value (external-id)",
     "task": "the task's description",
     "id": "the task's ID",
     "justification": "why (sent to the submitter)",
@@ -101,6 +105,19 @@ FLAGS = {
     "node": "the member's node ID",
     "tags": "comma-separated tags (at most 10)",
     "networks": "network IDs to join at start-up, comma-separated",
+    "identity-token": "a token the registry's identity provider verifies (docs/audit.md, Identity)",
+    "network": "a network, by ID (or by name where a name is accepted)",
+    "limit": "at most this many entries, newest first (1-1000, default 100)",
+    "format": "the audit export format: json, splunk_hec or syslog_cef",
+    "splunk-token": "the Splunk HTTP Event Collector token",
+    "index": "the Splunk index",
+    "source": "the source named in exported entries (default pilot-registry)",
+    "url": "the identity provider's URL",
+    "issuer": "the identity provider's issuer (OIDC) or entity ID (SAML)",
+    "client-id": "the client (application) ID registered with the identity provider",
+    "tenant-id": "the Microsoft Entra ID tenant",
+    "domain": "the directory's domain (LDAP)",
+    "remove-unlisted": "also remove members whose external ID the directory no longer lists",
 }
 
 
@@ -263,7 +280,7 @@ COMMANDS = [
     _command("lookup", "<node_id>", "a node's registry record, asked of the registry directly",
              "the registry's lookup reply", "registry:lookup",
              "pilotctl lookup 42"),
-    _command("register", "[listen_addr] [--identity PATH]",
+    _command("register", "[listen_addr] [--identity PATH] [--identity-token TOKEN]",
              "register this node's identity with the registry directly (creates the identity if missing)",
              "the registry's register reply (node_id, address, ...)", "registry:register",
              "pilotctl register 203.0.113.7:4000"),
@@ -275,6 +292,54 @@ COMMANDS = [
              "remove this node from the registry directly (the node ID defaults to the running daemon's)",
              "type", "registry:deregister",
              "pilotctl deregister 42"),
+    # registry administration (straight to the registry, with the admin token; docs/audit.md)
+    _command("audit", "[--network ID] [--limit N] [--admin-token TOKEN]", "the registry's audit log, newest first",
+             "entries[{event_id, timestamp, action, network_id?, node_id?, details?}], total", "enterprise:audit",
+             "pilotctl audit --network 3"),
+    _command("audit-export get", "[--admin-token TOKEN]",
+             "where the registry exports its audit entries, with counters",
+             "enabled, format, endpoint, index?, source, exported, failed, dropped, queued",
+             "enterprise:audit_export_get", "pilotctl audit-export get"),
+    _command("audit-export set",
+             "--format FMT --endpoint URL [--splunk-token TOKEN] [--index NAME] [--source NAME] "
+             "[--admin-token TOKEN]",
+             "export every audit entry as signed JSON, to Splunk HEC, or to syslog as CEF",
+             "enabled, format, endpoint, index?, source [, secret]", "enterprise:audit_export_set",
+             "pilotctl audit-export set --format syslog_cef --endpoint tcp://siem.example.com:6514"),
+    _command("audit-export disable", "[--admin-token TOKEN]", "stop exporting audit entries", "enabled",
+             "enterprise:audit_export_disable",
+             "pilotctl audit-export disable"),
+    _command("idp get", "[--admin-token TOKEN]", "the registry's identity provider",
+             "configured, idp_type, url, issuer?, client_id?, tenant_id?, domain?, verifies_tokens",
+             "enterprise:idp_get",
+             "pilotctl idp get"),
+    _command("idp set", "--type TYPE [--url URL] [--issuer ISSUER] [--client-id ID] [--tenant-id ID] "
+             "[--domain DOMAIN] [--admin-token TOKEN]",
+             "set the identity provider; a webhook one verifies the identity tokens nodes register with",
+             "configured, idp_type, url, ... [, secret]", "enterprise:idp_set",
+             "pilotctl idp set --type webhook --url https://verify.example.com/pilot"),
+    _command("external-id", "<node_id> [external_id] [--clear] [--admin-token TOKEN]",
+             "a node's external ID (what directory-sync matches): show it, set it, or --clear it",
+             "node_id, external_id [, verified, source, set_at]", "enterprise:external_id",
+             "pilotctl external-id 42 alice@example.com"),
+    _command("provision", "<blueprint.json> [--admin-token TOKEN]",
+             "networks, members, policies, the webhook, audit export and identity provider from one file",
+             "blueprint, networks[{name, network_id, created, joined, invited}], webhook?, audit_export?, idp_config?",
+             "enterprise:provision", "pilotctl provision team.json"),
+    _command("deprovision", "<network-name> [--admin-token TOKEN]", "delete a network a blueprint provisioned",
+             "name, network_id, deleted", "enterprise:deprovision", "pilotctl deprovision ml-team"),
+    _command("provision-status", "[--admin-token TOKEN]",
+             "the networks blueprints provisioned, and the registry-wide settings",
+             "networks[{name, network_id, blueprint, provisioned_at, exists, members}], webhook, audit_export, idp",
+             "enterprise:provision_status", "pilotctl provision-status"),
+    _command("directory-sync", "<directory.json> [--network ID] [--remove-unlisted] [--admin-token TOKEN]",
+             "make a network's members those your directory lists (by the nodes' external IDs)",
+             "network_id, synced_at, entries, matched, pending, removed, remove_unlisted, errors",
+             "enterprise:directory_sync", "pilotctl directory-sync staff.json --network 3 --remove-unlisted"),
+    _command("directory-status", "<network_id> [--admin-token TOKEN]",
+             "a network's last directory sync and who still waits",
+             "network_id, synced_at, entries, matched, pending, removed, members, exists, errors",
+             "enterprise:directory_status", "pilotctl directory-status 3"),
     # webhooks
     _command("set-webhook", "<url>", "POST this node's events to an http(s) URL (kept in config.json)",
              "webhook, enabled, secret_file, sent, failed, dropped, queued", "webhooks:set_webhook",
@@ -485,7 +550,7 @@ COMMANDS = [
 
 BY_NAME = {command.name: command for command in COMMANDS}
 #: Commands with sub-commands (``daemon start``, ``task submit``).
-GROUPS = ("daemon", "task", "gateway", "network", "policy", "managed", "member-tags")
+GROUPS = ("daemon", "task", "gateway", "network", "policy", "managed", "member-tags", "audit-export", "idp")
 
 
 def find(argv):

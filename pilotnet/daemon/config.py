@@ -40,6 +40,9 @@ class DaemonConfig:
     identity: str = ""
     hostname: str = ""
     owner: str = ""
+    #: A token the registry's identity provider verifies at registration (docs/audit.md, Identity).
+    #: config.json only (created 0600), never a flag: a command line is readable by every local user.
+    identity_token: str = ""
     public: bool = False
     trust_auto_approve: bool = False
     encrypt: bool = True

@@ -283,6 +283,8 @@ class NodeService(service.MultiService):
             request["owner"] = self.config.owner
         if self.config.hostname:
             request["hostname"] = self.config.hostname
+        if self.config.identity_token:
+            request["identity_token"] = self.config.identity_token
         # Peers behind our NAT reach us on a LAN address (see Resolver), unless the
         # operator fixed the endpoint: then that is the one way in, as configured.
         lan_addrs = [] if self.config.endpoint else self.beacon.lan_addresses()

@@ -7,9 +7,11 @@ network_id?, node_id?, details}`` with the reference's action names.  Reaped
 nodes are entered by :meth:`AuditLog.reaped`.
 
 Entries go to the observers the shell registered (the registry webhook, the
-audit export, the store); they must be cheap (queue and return).  Nothing
-here does I/O: the shell in :mod:`pilotnet.registry.audit_service` delivers
-and persists.
+audit export); they must be cheap (queue and return).  The log is an entity
+part of the directory (:mod:`pilotnet.registry.entities`): its entries and
+settings are stored with the request that made them and replicated to
+standbys.  Nothing here does I/O: the shell in
+:mod:`pilotnet.registry.audit_service` delivers.
 
 The admin messages live here too (``get_audit_log``, ``set_webhook``,
 ``get_webhook``, ``get_webhook_dlq``, ``set_audit_export``,
@@ -142,6 +144,14 @@ class AuditLog:
         changes, self._changes = self._changes, []
         return changes
 
+    # The audit log is an EntityPart (pilotnet.registry.entities) of the directory: its
+    # entries and settings are stored with each request and replicated to standbys.
+    kinds = KINDS
+
+    def entities(self) -> list:
+        return [(ENTRY_KIND, _key(entry.event_id), entry.stored()) for entry in self.entries] + \
+            [(CONFIG_KIND, name, value) for name, value in self.settings.items()]
+
     def restore(self, kind: str, key: str, value):
         if kind == ENTRY_KIND:
             entry = AuditEntry(**value)
@@ -149,6 +159,33 @@ class AuditLog:
             self.next_id = max(self.next_id, entry.event_id + 1)
         elif key in ("webhook", "export"):
             self.settings[key] = value
+
+    def apply(self, kind: str, key: str, value):
+        """A change another registry made: an entry it recorded (or let go of), a setting.
+
+        Entries arrive in the order they were recorded, so appending keeps the
+        ring ordered; a changed setting is announced, so this registry's shell
+        delivers to it as well.
+        """
+        if kind == ENTRY_KIND:
+            if value is None:
+                for entry in self.entries:
+                    if _key(entry.event_id) == key:
+                        self.entries.remove(entry)
+                        break
+            elif not self.entries or self.entries[-1].event_id < value["event_id"]:
+                self.restore(kind, key, value)
+        elif key in ("webhook", "export"):
+            if value is None:
+                self.settings.pop(key, None)
+            else:
+                self.settings[key] = value
+            self._announce(key, value)
+
+    def clear(self):
+        self.entries.clear()
+        self.settings.clear()
+        self._changes = []
 
     def restored(self):
         """After a load: entries in order, and the settings announced to the shell."""
@@ -180,7 +217,7 @@ class AuditLog:
                 return handler(request, now)
             return checked
 
-        return [Route("get_audit_log", admin(self._get_audit_log)),
+        return [Route("get_audit_log", admin(self._get_audit_log), on_standby=True),
                 Route("set_webhook", admin(self._set_webhook)),
                 Route("get_webhook", admin(self._get_webhook)),
                 Route("get_webhook_dlq", admin(self._get_webhook_dlq)),
@@ -208,7 +245,7 @@ class AuditLog:
         self._check_url(url)
         secret = fields.text(request, "secret", max_length=256) or new_secret()
         self._configure("webhook", {"url": url, "secret": secret})
-        self.record("webhook.configured", now, enabled=True, url=_origin(url))
+        self.record("webhook.configured", now, enabled=True, url=url_origin(url))
         # The secret is shown once, to the admin who set it: receivers verify with it.
         return {"type": "set_webhook_ok", "status": "enabled", "enabled": True, "url": url, "secret": secret}
 
@@ -248,7 +285,7 @@ class AuditLog:
         if export_format == "json":
             settings["secret"] = fields.text(request, "secret", max_length=256) or new_secret()
         self._configure("export", settings)
-        self.record("audit_export.configured", now, enabled=True, format=export_format, endpoint=_origin(endpoint))
+        self.record("audit_export.configured", now, enabled=True, format=export_format, endpoint=url_origin(endpoint))
         return {"type": "set_audit_export_ok", "enabled": True, **_public(settings),
                 **({"secret": settings["secret"]} if "secret" in settings else {})}
 
@@ -291,7 +328,7 @@ def _public(settings: dict) -> dict:
     return {key: value for key, value in settings.items() if key not in ("secret", "splunk_token")}
 
 
-def _origin(url: str) -> str:
+def url_origin(url: str) -> str:
     """``scheme://host:port`` of a URL: paths and queries often carry tokens, which entries must not spread."""
     parts = urlsplit(url)
     return f"{parts.scheme}://{parts.netloc}"

@@ -1,12 +1,12 @@
-"""The Twisted shell of the audit log: log lines, the registry webhook, the audit export, the store.
+"""The Twisted shell of the audit log: log lines, the registry webhook, the audit export.
 
 :class:`AuditService` observes the :class:`~pilotnet.registry.audit.AuditLog`:
-each entry is logged (``audit_action``), queued for the registry webhook and
-the audit export when they are configured, and its stored form is written to
-the registry's store after the current reactor turn (one commit for all the
-entries of a turn).  Configuration changes (``set_webhook``,
-``set_audit_export``, or their restored settings at start) replace the
-delivery queues; on stop what is queued drains for a few seconds.
+each entry is logged (``audit_action``) and queued for the registry webhook
+and the audit export when they are configured.  (Entries reach the store with
+the directory's changes: the log is one of its parts.)  Configuration changes
+(``set_webhook``, ``set_audit_export``, their restored settings at start, or
+their replicated ones) replace the delivery queues; on stop what is queued
+drains for a few seconds.
 """
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -17,25 +17,24 @@ from twisted.logger import Logger
 from pilotnet.registry.audit import AuditEntry, AuditLog
 from pilotnet.registry.audit_export import Sender, make_exporter
 from pilotnet.webhooks.queue import DeliveryQueue
+from pilotnet.webhooks.targets import TargetRefused
 from pilotnet.webhooks.webhook import Webhook
 
 log = Logger()
 
 
 class AuditService(Service):
-    def __init__(self, reactor, audit: AuditLog, store=None, *, allow_private: bool = False, resolver=None,
+    def __init__(self, reactor, audit: AuditLog, *, allow_private: bool = False, resolver=None,
                  delivery_options=None):
         """``delivery_options`` (``attempts``, ``backoff``, ...) tune both delivery queues (tests)."""
         self._reactor = reactor
         self._delivery = dict(delivery_options or {})
         self._audit = audit
-        self._store = store
         self._allow_private = allow_private
         self._options = {} if resolver is None else {"resolver": resolver}
         self.webhook: Webhook | None = None
         self.exporter: DeliveryQueue | None = None
         self._exporter_sender: Sender | None = None
-        self._flush_scheduled = None
         self.recorded = 0
         audit.observers.append(self._entry)
         audit.settings_observers.append(self._configure)
@@ -52,47 +51,44 @@ class AuditService(Service):
             self.webhook.enqueue(entry.document())
         if self.exporter is not None:
             self.exporter.enqueue(entry.stored())
-        self._schedule_flush()
 
     def _configure(self, name: str, settings: dict | None):
+        """Replace the delivery of ``name``.
+
+        A stored or replicated target this process refuses (it came from a
+        registry allowed private targets, and this one is not) leaves that
+        delivery off, logged: it must not stop the registry from starting or a
+        standby from following.
+        """
+        try:
+            self._replace(name, settings)
+        except TargetRefused as refused:
+            log.error("audit: the {name} target is refused by this registry, so nothing is delivered to it: "
+                      "{why}", name="registry webhook" if name == "webhook" else "audit export", why=refused.message)
+
+    def _replace(self, name: str, settings: dict | None):
+        """Stop the old delivery (what it queued still drains), then start the new one."""
         if name == "webhook":
             old, self.webhook = self.webhook, None
+            if old is not None:
+                old.stop()
             if settings is not None:
                 self.webhook = Webhook(self._reactor, settings["url"], settings["secret"],
                                        allow_private=self._allow_private, name="registry webhook",
                                        **self._options, **self._delivery)
-            if old is not None:
-                old.stop()
         elif name == "export":
             old_exporter, old_sender = self.exporter, self._exporter_sender
             self.exporter = self._exporter_sender = None
+            if old_exporter is not None:
+                old_exporter.stop().addCallback(lambda _: _close(old_sender))
             if settings is not None:
                 self.exporter, self._exporter_sender = make_exporter(
                     self._reactor, settings, allow_private=self._allow_private, delivery_options=self._delivery,
                     **self._options)
-            if old_exporter is not None:
-                old_exporter.stop().addCallback(lambda _: _close(old_sender))
-        self._schedule_flush()
-
-    def _schedule_flush(self):
-        # Not once stopped: the store closes right after the final flush of stopService.
-        if self._store is not None and self.running and self._flush_scheduled is None:
-            self._flush_scheduled = self._reactor.callLater(0, self.flush)
-
-    def flush(self):
-        """Write the audit changes of this turn to the store; a Deferred of the commit."""
-        self._flush_scheduled = None
-        changes = self._audit.take_changes()
-        if self._store is None or not changes:
-            return defer.succeed(None)
-        return self._store.commit(changes).addErrback(
-            lambda failure: log.failure("audit entries not stored", failure))
 
     def stopService(self):
         super().stopService()
-        if self._flush_scheduled is not None and self._flush_scheduled.active():
-            self._flush_scheduled.cancel()
-        stopping = [self.flush()]
+        stopping = []
         if self.webhook is not None:
             stopping.append(self.webhook.stop())
         if self.exporter is not None:

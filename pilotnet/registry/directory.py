@@ -11,7 +11,8 @@ deleted.  Kinds: ``node``, ``key`` (public key -> node ID), ``owner`` (owner ->
 node ID), ``consent`` ("a:b": a consents to trust b), ``inbox`` (relayed
 handshake requests and responses waiting for a node), ``network``,
 ``member`` ("net:node": a member's role other than ``member`` and its member
-tags), ``invite`` ("target:net": a pending invitation), ``counter``.
+tags), ``invite`` ("target:net": a pending invitation), ``counter``; the kinds
+of attached parts (:meth:`Directory.attach`) travel with them.
 
 Roles and invitations are entities of their own rather than fields of the
 network, so that registries sharing a database (which merge network
@@ -99,6 +100,8 @@ class HandshakeResponse:
 
 
 _NODE_FIELDS = tuple(Node.__dataclass_fields__)
+#: The directory's own entity kinds.
+_KINDS = frozenset({"node", "key", "owner", "consent", "inbox", "network", "member", "invite", "counter"})
 
 
 def _node_value(node):
@@ -126,7 +129,32 @@ class Directory:
         # Where node and network IDs come from when several registries share a
         # database (its sequences); None: the counters below.
         self.ids = None
+        # kind -> the EntityPart (pilotnet.registry.entities) of a concern that owns it.
+        self._parts = {}
         self._clear()
+
+    def attach(self, part):
+        """Store, replicate and restore ``part``'s entities with the directory's.
+
+        Entities of its kinds restored before (the store is read before or
+        after the concerns are composed) are handed over to it.
+        """
+        for kind in part.kinds:
+            if kind in self._parts or kind in _KINDS:
+                raise ValueError(f"entity kind {kind!r} has an owner already")
+            self._parts[kind] = part
+        for kind, key in [entity for entity in self._unowned if entity[0] in part.kinds]:
+            part.restore(kind, key, self._unowned.pop((kind, key)))
+
+    def _attached(self):
+        return list(dict.fromkeys(self._parts.values()))
+
+    def _to_part(self, action, kind, key, value):
+        """Restore or apply a part's entity; one it cannot read is a ValueError, as an unknown kind is."""
+        try:
+            getattr(self._parts[kind], action)(kind, key, value)
+        except (KeyError, TypeError, AttributeError) as error:
+            raise ValueError(f"malformed {kind} entity {key!r}: {error}") from None
 
     def _clear(self):
         self.nodes = {}
@@ -146,6 +174,9 @@ class Directory:
         self.next_net = 1
         self._dirty = set()
         self._seen = set()
+        # Entities of kinds no attached part owns (yet): kept as they are, so a
+        # directory without its concerns (a tool, a test) carries them along.
+        self._unowned = {}
 
     # -- change tracking ---------------------------------------------------
 
@@ -156,6 +187,8 @@ class Directory:
         """The entities changed since the last call, as ``(kind, key, value or None)``."""
         changes = [(kind, key, self.entity(kind, key)) for kind, key in self._dirty]
         self._dirty.clear()
+        for part in self._attached():
+            changes.extend(part.take_changes())
         return changes
 
     def take_seen(self):
@@ -209,7 +242,9 @@ class Directory:
 
     def restore(self, kind, key, value):
         """Put back one entity read from the store (no change is recorded)."""
-        if kind == "node":
+        if kind in self._parts:
+            self._to_part("restore", kind, key, value)
+        elif kind == "node":
             node = Node(**dict(value, tags=tuple(value.get("tags", ())),
                                lan_addrs=tuple(value.get("lan_addrs", ()))))
             self.nodes[node.id] = node
@@ -242,7 +277,7 @@ class Directory:
         elif kind == "counter":
             setattr(self, key, value)
         else:
-            raise ValueError(f"unknown entity kind {kind!r}")
+            self._unowned[kind, key] = value
 
     def entities(self):
         """Every stored entity as ``(kind, key, value)``: a full snapshot of the state."""
@@ -258,16 +293,24 @@ class Directory:
                  for target, pending in self.invites.items() for network_id in pending]
         keys += [("counter", "next_node"), ("counter", "next_net")]
         snapshot = [(kind, key, self.entity(kind, key)) for kind, key in keys]
+        for part in self._attached():
+            snapshot.extend(part.entities())
+        snapshot.extend((kind, key, value) for (kind, key), value in self._unowned.items())
         return [entity for entity in snapshot if entity[2] is not None]
 
     def replace(self, entities):
         """Drop all state and restore ``entities`` (a standby taking a primary's snapshot)."""
         self._clear()
+        for part in self._attached():
+            part.clear()
         for kind, key, value in entities:
             self.restore(kind, key, value)
 
     def apply(self, kind, key, value):
         """Put one changed entity in place, ``None`` deleting it (no change is recorded)."""
+        if kind in self._parts:
+            self._to_part("apply", kind, key, value)
+            return
         if kind == "node":
             old = self.nodes.pop(int(key), None)
             if old is not None and self.hostname_index.get(old.hostname) == old.id:
@@ -290,8 +333,10 @@ class Directory:
                 self.member_tags.pop(_pair(key), None)
             elif kind == "invite":
                 self._drop_invite(*_pair(key))
-            else:
+            elif kind in _KINDS:
                 raise ValueError(f"cannot delete entity kind {kind!r}")
+            else:
+                self._unowned.pop((kind, key), None)
         if value is not None:
             if kind == "member":
                 # A value replaces both halves: a role back to MEMBER, tags cleared.

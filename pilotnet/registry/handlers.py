@@ -7,8 +7,8 @@ and persists the entities the request changed before it does so.
 :class:`Registry` holds the directory and the checks every concern shares
 (signatures, freshness, the admin token, visibility) and composes the
 concerns, each in its own module with its messages in the route table
-(:mod:`pilotnet.registry.dispatch`): nodes, trust, polo, networks, beacons and
-the audit log.
+(:mod:`pilotnet.registry.dispatch`): nodes, trust, polo, networks, beacons,
+the audit log, identities and provisioning.
 
 Where the reference trusts the caller more than it should, we ask for more
 (see docs/registry.md, "Differences from the reference"):
@@ -40,10 +40,12 @@ from pilotnet.registry.challenges import FRESH_FIELD, fresh_signature_valid, sig
 from pilotnet.registry.directory import Directory
 from pilotnet.registry.dispatch import RouteTable
 from pilotnet.registry.freshness import MAX_NONCE_LENGTH, ReplayCache
+from pilotnet.registry.identity import Identities
 from pilotnet.registry.key_expiry import KeyExpiryHandlers
 from pilotnet.registry.networks import NetworkHandlers
 from pilotnet.registry.nodes import NodeHandlers, NodeProofs
 from pilotnet.registry.polo import PoloHandlers
+from pilotnet.registry.provisioning import Dispatch, Provisioning
 from pilotnet.registry.requests import RequestError
 from pilotnet.registry.trust import TrustHandlers
 
@@ -100,9 +102,13 @@ class Registry:
                                   allow_owner_recovery=allow_owner_recovery)
         self.polo = PoloHandlers(self, limiter=polo_limiter)
         self._beacons = BeaconHandlers()
+        # The audit log's entries and settings are stored and replicated with the directory.
+        self.directory.attach(self.audit)
+        self.identities = Identities(self, allow_private=self.audit.allow_private_targets)
+        self.provisioning = Provisioning(self, Dispatch(self), self.identities)
         self.routes = RouteTable()
         for concern in (self.nodes, TrustHandlers(self), self.polo, NetworkHandlers(self),
-                        KeyExpiryHandlers(self), self._beacons):
+                        KeyExpiryHandlers(self), self._beacons, self.identities, self.provisioning):
             self.routes.add_all(concern.routes())
         self.routes.add_all(self.audit.routes(self.require_admin))
         self._standby_kinds = self.routes.standby_kinds()

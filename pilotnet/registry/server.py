@@ -15,7 +15,7 @@ is closed) and the message size limit.
 import time
 from collections import Counter
 
-from twisted.internet.defer import Deferred, gatherResults, maybeDeferred, succeed
+from twisted.internet.defer import Deferred, ensureDeferred, gatherResults, maybeDeferred, succeed
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -63,6 +63,10 @@ class RegistryServer:
         self._timer = timer
         # Called with each commit's changes (the dashboard watches the directory this way).
         self.commit_observers = []
+        #: Request type -> a coroutine ``front(request, peer, handle)`` answering it in place of
+        #: the plain handling, because it must wait for I/O first (identity tokens:
+        #: pilotnet.registry.identity_service); ``handle()`` handles the request at that point.
+        self.fronts = {}
 
     def answer(self, body, peer, transport=None, over_tls=False):
         """A Deferred of :meth:`respond`'s reply."""
@@ -93,8 +97,29 @@ class RegistryServer:
             if self.replication is None:
                 return error_reply(RequestError("replication not configured"))
             return self.replication.subscribe(request, self.registry.directory, transport)
-        reply = self.registry.handle(request, peer, self.clock.seconds(), over_tls=over_tls)
         label = self.metrics.label(kind)
+        front = self.fronts.get(kind) if isinstance(kind, str) else None
+        if front is not None:
+            return self._fronted(front, request, peer, over_tls, label, started)
+        reply = self.registry.handle(request, peer, self.clock.seconds(), over_tls=over_tls)
+        return self._settle(reply, request, peer, over_tls, label, started)
+
+    def _fronted(self, front, request, peer, over_tls, label, started):
+        """A request whose front waits for I/O (a token's verification) before, or instead of, handling it."""
+        def handle():
+            return self.registry.handle(request, peer, self.clock.seconds(), over_tls=over_tls)
+
+        def refused(failure):
+            if failure.check(PilotError):
+                return error_reply(failure.value)
+            self.log.failure("registry: {kind} request failed", failure, kind=request.get("type"))
+            return error_reply(PilotError("internal error", code=INTERNAL))
+
+        return ensureDeferred(front(request, peer, handle)).addErrback(refused).addCallback(
+            self._settle, request, peer, over_tls, label, started)
+
+    def _settle(self, reply, request, peer, over_tls, label, started):
+        """Store what handling ``request`` changed, then the reply (a Deferred of it while it commits)."""
         changes = self.registry.directory.take_changes()
         nonces = self._nonces()
         if not changes:

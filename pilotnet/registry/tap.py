@@ -15,9 +15,10 @@ from twisted.python import usage
 from pilotnet.errors import PilotError
 from pilotnet.registry import replication
 from pilotnet.registry.directory import Directory
-from pilotnet.registry.audit import KINDS as AUDIT_KINDS, AuditLog
+from pilotnet.registry.audit import AuditLog
 from pilotnet.registry.audit_service import AuditService
 from pilotnet.registry.handlers import DEFAULT_OFFLINE_AFTER, Registry
+from pilotnet.registry.identity_service import IdentityFront
 from pilotnet.plugin_options import PortsFile, ServerOptions, StreamListener
 from pilotnet.ratelimit import RateLimiter
 from pilotnet.registry.freshness import DEFAULT_WINDOW, ReplayCache
@@ -182,16 +183,15 @@ def make_registry_service(reactor, options, on_listening=lambda address: None):
     audit = AuditLog(allow_private_targets=options["webhooks-allow-private"])
     store = None
     shared = options["store"] and is_postgresql(options["store"])
-    audit_kinds = {kind: audit.restore for kind in AUDIT_KINDS}
     if shared:
         from pilotnet.registry.pg_store import PostgresStore
         store = PostgresStore(options["store"])
-        restored = store.load_into(directory, audit_kinds)
+        restored = store.load_into(directory)
         # Not the URL: it may hold a password.
         log.info("registry: restored {count} entities from PostgreSQL", count=restored)
     elif options["store"]:
         store = RegistryStore(options["store"])
-        restored = store.load_into(directory, audit_kinds)
+        restored = store.load_into(directory)
         log.info("registry: restored {count} entities from {path}",
                  count=restored, path=options["store"])
     else:
@@ -207,6 +207,10 @@ def make_registry_service(reactor, options, on_listening=lambda address: None):
         if options[unsafe]:
             log.warn("registry: --{option} is on (unsafe; see docs/security.md)", option=unsafe)
     server = RegistryServer(registry, reactor, store)
+    identity_front = IdentityFront(reactor, registry.identities, read_only=lambda: registry.read_only,
+                                   allow_private=options["webhooks-allow-private"])
+    server.fronts.update(identity_front.fronts())
+    identity_front.register_metrics(server.metrics.collectors, registry.provisioning)
     replicating = replication.replication_service(reactor, options, server)
     factory = RegistryFactory(
         server, max_connections=options["max-connections"],
@@ -225,7 +229,7 @@ def make_registry_service(reactor, options, on_listening=lambda address: None):
     # starts before the timer, so a port in use stops start-up early.
     if store is not None:
         _StoreWriter(server, reactor).setServiceParent(service)
-    auditing = AuditService(reactor, audit, store, allow_private=options["webhooks-allow-private"])
+    auditing = AuditService(reactor, audit, allow_private=options["webhooks-allow-private"])
     auditing.setServiceParent(service)
     auditing.register_metrics(server.metrics.collectors)
     audit.restored()

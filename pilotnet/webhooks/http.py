@@ -9,7 +9,8 @@ to the checked address; TLS still verifies the certificate against the host
 rebinding attacker could answer differently).  Redirects are not followed.
 
 2xx is success; 3xx and 4xx are permanent failures (not retried); 5xx,
-timeouts and network errors are retried by the queue.
+timeouts and network errors are retried by the queue.  :meth:`HttpSender.exchange`
+is one POST whose (bounded) answer the caller reads: the identity webhook's verdict.
 """
 
 from typing import Callable
@@ -127,7 +128,8 @@ class HttpSender:
     def __call__(self, payload: dict) -> defer.Deferred:
         return defer.ensureDeferred(self._post(payload))
 
-    async def _post(self, payload: dict):
+    async def exchange(self, payload: dict) -> tuple[int, bytes | None]:
+        """POST ``payload``: the status and the answer (``None`` if longer than ``MAX_RESPONSE``)."""
         body, headers = self._encode(payload)
         headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT, **headers}
         try:
@@ -135,9 +137,13 @@ class HttpSender:
                                                reactor=self._reactor, timeout=self._timeout, unbuffered=True)
         except _WRAPPED as error:
             raise _readable(error, self._timeout) from None
-        status = response.code
-        # The answer is not used; reading a bounded part of it lets the connection finish cleanly.
-        await treq.collect(response, _Bounded(MAX_RESPONSE)).addErrback(lambda _: None)
+        answer = _Bounded(MAX_RESPONSE)
+        # Reading the (bounded) answer also lets the connection finish cleanly.
+        await treq.collect(response, answer).addErrback(lambda _: None)
+        return response.code, b"".join(answer.chunks) if answer.left >= 0 else None
+
+    async def _post(self, payload: dict):
+        status, _ = await self.exchange(payload)
         if 200 <= status < 300:
             return
         if status >= 500:
@@ -162,8 +168,10 @@ class _Bounded:
 
     def __init__(self, limit: int):
         self.left = limit
+        self.chunks: list[bytes] = []
 
     def __call__(self, data: bytes):
         self.left -= len(data)
         if self.left < 0:
             raise PilotError("receiver answer too long")
+        self.chunks.append(data)

@@ -43,6 +43,9 @@ LOCAL |= {"gateway start", "gateway stop", "gateway map", "gateway unmap", "gate
 # Commands that manage networks at the registry directly (tests/cli/test_network_admin.py covers them).
 LOCAL |= {"network create", "network delete", "network rename", "network promote", "network demote",
           "network kick", "network role", "network policy"}
+# The registry admin's commands (tests/integration/test_provisioning.py covers them).
+LOCAL |= {"audit", "audit-export get", "audit-export set", "audit-export disable", "idp get", "idp set", "provision",
+          "deprovision", "provision-status", "directory-sync", "directory-status", "external-id"}
 
 
 class NoDaemonTests(PilotctlMixin, TestCase):

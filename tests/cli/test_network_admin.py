@@ -69,6 +69,7 @@ class NetworkAdminTests(PilotctlMixin, TestCase):
         self.assertIn("needs --token", no_rule.error["message"])
         self.token = ""
         missing = await self.pilotctl("network", "delete", "1", "--json")
+        self.assertEqual(missing.error["code"], "auth_required")
         self.assertEqual(missing.error["hint"],
                          "pass --admin-token, set PILOT_ADMIN_TOKEN, or admin_token in config.json")
         self.assertEqual(len(self.registry.directory.networks), 1)

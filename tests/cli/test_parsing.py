@@ -110,7 +110,7 @@ class CatalogueTests(SynchronousTestCase):
         document = catalogue.context_document()
         self.assertEqual(set(document["error_codes"]), {
             "invalid_argument", "not_found", "already_exists", "not_running", "connection_failed", "timeout",
-            "internal", "unreachable", "not_trusted", "unavailable", "refused",
+            "internal", "unreachable", "not_trusted", "unavailable", "refused", "auth_required",
         })
         self.assertEqual(document["commands"]["ping"]["args"], ["<address|hostname>", "[--count N]", "[--timeout D]"])
         self.assertIn("--json", document["global_flags"])

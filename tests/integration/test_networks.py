@@ -149,7 +149,7 @@ class NetworkProcessTests(TestCase):
             self.assertEqual(shown.code, 0, shown)
             self.assertIn(f"usage: pilotctl network {command}", shown.stdout)
         missing = await pilotctl(self, home, "network", "delete", "3", "--json")
-        self.assertEqual(missing.error()["code"], "invalid_argument")
+        self.assertEqual(missing.error()["code"], "auth_required")
         self.assertIn("admin token", missing.error()["message"])
         backbone = await pilotctl(self, home, "network", "role", "0", "5", "--json")
         self.assertIn("backbone", backbone.error()["message"])

@@ -39,7 +39,7 @@ class _Endpoint(resource.Resource):
             self.receiver.requests.append(Recorded(request, body))
         request.setResponseCode(status)
         self.receiver.arrived()
-        return b"{}"
+        return self.receiver.answers.pop(0) if self.receiver.answers else b"{}"
 
 
 class _Waiting:
@@ -64,11 +64,12 @@ class _Waiting:
 
 
 class HttpReceiver(_Waiting):
-    """Records POSTs; ``statuses`` are answered in turn (then 200)."""
+    """Records POSTs; ``statuses`` are answered in turn (then 200), with the bodies ``answers`` (then ``{}``)."""
 
-    def __init__(self, test, statuses=()):
+    def __init__(self, test, statuses=(), answers=()):
         super().__init__()
         self.statuses = list(statuses)
+        self.answers = list(answers)
         self.requests = []  # accepted (2xx)
         self.attempts = []  # every POST
         self.port = reactor.listenTCP(0, server.Site(_Endpoint(self)), interface="127.0.0.1")

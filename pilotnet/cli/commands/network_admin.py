@@ -28,11 +28,9 @@ def _registry():
 
 
 def _admin_token(context, args):
-    token = args.text("admin-token") or context.home.setting("admin_token", "PILOT_ADMIN_TOKEN", "")
-    if not token or token == "true":
-        raise invalid("this command needs the registry's admin token",
-                      hint="pass --admin-token, set PILOT_ADMIN_TOKEN, or admin_token in config.json")
-    return token
+    from pilotnet.cli.admin import admin_token
+
+    return admin_token(context, args)
 
 
 def _network_id(text):

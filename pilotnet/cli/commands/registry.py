@@ -123,6 +123,8 @@ def register(context, args):
     hostname = context.home.load_config().get("hostname")
     if isinstance(hostname, str) and hostname:
         message["hostname"] = hostname
+    if args.has("identity-token"):
+        message["identity_token"] = args.text("identity-token")
     reply = _registry().request(context.home.registry(), _registry().signed(identity, message))
     return Output(reply, f"registered node {reply.get('node_id')} ({reply.get('address')})")
 
