@@ -222,8 +222,16 @@ class CommandTests(PilotctlMixin, TestCase):
         self.assertEqual(result.code, 1)
         self.assertEqual(result.stdout.count("error: cannot connect to 0:0000.0000.0063 port 7: dial timeout"), 2)
         self.assertIn("error: no reply from 0:0000.0000.0063: all 2 probes failed", result.stderr)
+        # As ping(8), the statistics on total loss too, with the right count in every line.
+        self.assertIn("\n--- 0:0000.0000.0063 ping statistics ---\n2 probes sent, 0 received, 100% probe loss\n",
+                      result.stdout)
+        self.assertNotIn("rtt min/avg/max", result.stdout)
         four = await self.pilotctl("ping", "99", "--count", "4", "--json")
         self.assertEqual(four.error["message"], "no reply from 0:0000.0000.0063: all 4 probes failed")
+        self.assertEqual(four.stdout, "")
+        one = await self.pilotctl("ping", "99", "--count", "1")
+        self.assertIn("1 probe sent, 0 received, 100% probe loss", one.stdout)
+        self.assertIn("error: no reply from 0:0000.0000.0063: the probe failed", one.stderr)
 
     @run_async
     async def test_traceroute(self):

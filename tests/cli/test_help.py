@@ -65,6 +65,28 @@ class HelpTests(PilotctlMixin, TestCase):
         self.assertEqual((unknown.code, unknown.error["code"]), (1, "invalid_argument"))
 
     @run_async
+    async def test_help_for_each_group_of_commands(self):
+        for group in catalogue.GROUPS:
+            members = [command for command in catalogue.COMMANDS if command.name.startswith(group + " ")]
+            for argv in ([group, "--help"], [group, "-h"], ["help", group]):
+                result = await self.pilotctl(*argv)
+                self.assertEqual((result.code, result.stderr), (0, ""), (argv, result))
+                self.assertTrue(result.stdout.startswith(f"{catalogue.group_usage(group)}\n"), argv)
+                for command in members:
+                    self.assertIn(f"  {command.usage}\n      {command.description}\n", result.stdout)
+                self.assertIn(f"example:\n  {members[0].example}\n", result.stdout)
+            as_json = await self.pilotctl(group, "--help", "--json")
+            self.assertEqual(set(as_json.data["commands"]), {command.usage for command in members})
+        bare = await self.pilotctl("daemon", "--json")
+        self.assertEqual((bare.code, bare.error["message"]), (1, "usage: pilotctl daemon start|stop|status"))
+
+    def test_every_command_with_sub_commands_is_in_a_group(self):
+        """Completion, help and dispatch know sub-commands through GROUPS."""
+        for command in catalogue.COMMANDS:
+            if " " in command.name:
+                self.assertIn(command.name.split()[0], catalogue.GROUPS, command.name)
+
+    @run_async
     async def test_version(self):
         result = await self.pilotctl("version", "--json")
         self.assertEqual(result.data, {"version": pilotnet.__version__})
