@@ -136,6 +136,39 @@ class CompletionTests(PilotctlMixin, TestCase):
         self.assertEqual(self.complete("ping", "--c"), ["--count"])
         self.assertIn("--foreground", self.complete("daemon", "start", "--f"))
 
+    def test_bash_completes_every_sub_command_of_every_group(self):
+        for group in catalogue.GROUPS:
+            expected = sorted(c.name.split(" ", 1)[1] for c in catalogue.COMMANDS if c.name.startswith(group + " "))
+            self.assertEqual(sorted(self.complete(group, "")), expected, group)
+
+    def complete_zsh(self, *words):
+        """What the zsh function offers after ``pilotctl <words>``: completion's builtins replaced by printers."""
+        zsh = shutil.which("zsh")
+        if zsh is None:
+            self.skipTest("zsh is not installed (tools/run-tests installs it as root)")
+        line = ["pilotctl", *words]
+        script = ("compdef() { :; }\n"
+                  "_describe() { print -rl -- \"${(@P)2}\"; }\n"  # the items offered, as name:description
+                  "compadd() { shift; print -rl -- \"$@\"; }\n"
+                  "_files() { print -r -- '<files>'; }\n"
+                  + completion.zsh()
+                  + f"words=({' '.join(shlex.quote(w) for w in line)}); CURRENT={len(line)}; "
+                  + f"PREFIX={shlex.quote(line[-1])}; _pilotctl\n")
+        done = subprocess.run([zsh, "-f", "-c", script], capture_output=True, text=True, check=True)
+        return [item.split(":", 1)[0] for item in done.stdout.splitlines()]
+
+    def test_zsh_completes_commands_sub_commands_and_flags(self):
+        self.assertEqual(self.complete_zsh(""), sorted({c.name.split()[0] for c in catalogue.COMMANDS}))
+        for group in catalogue.GROUPS:
+            expected = [c.name.split(" ", 1)[1] for c in catalogue.COMMANDS if c.name.startswith(group + " ")]
+            self.assertEqual(self.complete_zsh(group, ""), expected, group)
+        self.assertEqual(self.complete_zsh("ping", "--c"), ["--count", "--timeout", "--json", "--help", "--home"])
+        self.assertIn("--join-rule", self.complete_zsh("network", "create", "--j"))
+        self.assertEqual(self.complete_zsh("send-file", "agent-b", "rep"), ["<files>"])
+        zsh = shutil.which("zsh")
+        check = subprocess.run([zsh, "-n"], input=completion.zsh(), capture_output=True, text=True)
+        self.assertEqual((check.returncode, check.stderr), (0, ""))
+
     def test_zsh_script_names_every_flag(self):
         script = completion.zsh()
         self.assertTrue(script.startswith("#compdef pilotctl\n"))
