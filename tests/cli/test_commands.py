@@ -199,6 +199,15 @@ class CommandTests(PilotctlMixin, TestCase):
         self.assertEqual(result.error["hint"], private_name_hint("ghost"))
 
     @run_async
+    async def test_health(self):
+        result = await self.pilotctl("health", "--json")
+        self.assertEqual(result.data, {"status": "ok", "uptime_seconds": 3725.5, "connections": 0, "peers": 2,
+                                       "bytes_sent": 1536, "bytes_recv": 2 * 1024 * 1024})
+        human = await self.pilotctl("health")
+        self.assertEqual(human.stdout, "Daemon Health\n  Status:      ok\n  Uptime:      01:02:05\n"
+                                       "  Connections: 0\n  Peers:       2\n  Traffic:     1.5 KB sent / 2.0 MB recv\n")
+
+    @run_async
     async def test_ping(self):
         result = await self.pilotctl("ping", "agent-b", "--count", "3")
         self.assertEqual(result.code, 0)
