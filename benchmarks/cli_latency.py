@@ -107,7 +107,8 @@ async def run(reactor, runs, as_json):
     baseline_wall = median_and_p99(samples[baseline_name])[0]
     for name in list(commands)[:3]:  # the baseline, a command with no daemon, and info
         p50, p99 = median_and_p99(samples[name])
-        rows.append((f"{name}, p50", p50, "ms", None if name == baseline_name else ("x interpreter", p50 / baseline_wall)))
+        ratio = None if name == baseline_name else ("x interpreter", p50 / baseline_wall)
+        rows.append((f"{name}, p50", p50, "ms", ratio))
         rows.append((f"{name}, p99", p99, "ms", None))
     medians = [(name, median_and_p99(samples[name])[0]) for name in list(commands)[2:]]
     rows += [(f"{name}, p50", p50, "ms", None) for name, p50 in medians[1:]]

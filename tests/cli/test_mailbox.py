@@ -81,8 +81,8 @@ class MailboxTests(PilotctlMixin, TestCase):
 
     @run_async
     async def test_a_refused_message_exits_non_zero_with_the_remote_reason(self):
-        service = await self.remote(lambda frame: "ERR refused: a TEXT message of 5 bytes is larger than this node accepts "
-                                        "(4 bytes)")
+        service = await self.remote(
+            lambda frame: "ERR refused: a TEXT message of 5 bytes is larger than this node accepts (4 bytes)")
         result = await self.pilotctl("send-message", "self", "--data", "hello", "--json")
         self.assertEqual(result.code, 1, result)
         self.assertEqual(result.stdout, "")
