@@ -16,6 +16,10 @@ LocalNetwork), then times ``--runs`` runs of each, one after the other:
   ``send`` included (one exchange with the other local daemon's echo port);
   the slowest of their medians is reported as its own figure.
 
+Each run is also measured in CPU time (the child's user + system time, from
+``getrusage``), which a loaded machine disturbs far less than wall time: the
+CPU a start costs is what pilotctl itself controls.
+
 ``pilotctl`` is the script installed next to this interpreter (what a
 virtualenv puts on PATH; wrappers such as version-manager shims add their own
 start-up time and are left out); ``python -m pilotnet.cli.main`` when there is
@@ -24,6 +28,7 @@ none, as in a checkout that was never installed.
 
 import argparse
 import os
+import resource
 import subprocess
 import sys
 import sysconfig
@@ -43,8 +48,9 @@ def pilotctl_command():
     return [sys.executable, "-m", "pilotnet.cli.main"]
 
 
-def wall_times(commands, runs, env):
-    """Milliseconds from spawn to exit of ``runs`` runs of each of ``commands`` (name -> argv; each must succeed).
+def timings(commands, runs, env):
+    """``(wall, cpu)``: for each of ``commands`` (name -> argv; each must succeed), the milliseconds from
+    spawn to exit of ``runs`` runs, and the CPU milliseconds (user + system) each run's process used.
 
     The commands take turns, one run of each per round, so a change in the
     machine's load during the measurement touches the baseline and the
@@ -52,16 +58,21 @@ def wall_times(commands, runs, env):
     the daemon's side (a first lookup, a first registry connection), so the
     figures are the steady state an agent calling ``pilotctl`` again and again sees.
     """
-    samples = {name: [] for name in commands}
+    wall = {name: [] for name in commands}
+    cpu = {name: [] for name in commands}
     for round_number in range(runs + 1):
         for name, command in commands.items():
+            before = resource.getrusage(resource.RUSAGE_CHILDREN)
             started = time.perf_counter()
             done = subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env, timeout=60)
+            elapsed = time.perf_counter() - started
+            after = resource.getrusage(resource.RUSAGE_CHILDREN)
             if done.returncode != 0:
                 raise RuntimeError(f"{' '.join(command)} failed: {done.stderr.decode(errors='replace')}")
             if round_number:
-                samples[name].append((time.perf_counter() - started) * 1000)
-    return samples
+                wall[name].append(elapsed * 1000)
+                cpu[name].append((after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime) * 1000)
+    return wall, cpu
 
 
 def daemon_commands(beta_address):
@@ -88,19 +99,27 @@ async def run(reactor, runs, as_json):
         for argv in daemon_commands(beta["info"]["address"]):
             name = " ".join(argv[:2] if argv[0] == "daemon" else argv[:1])
             commands[f"pilotctl {name} --json"] = pilotctl + argv + ["--json"]
-        samples = wall_times(commands, runs, env)
+        samples, cpu = timings(commands, runs, env)
     finally:
         network.stop()
     rows = []
+    baseline_name = list(commands)[0]
+    baseline_wall = median_and_p99(samples[baseline_name])[0]
     for name in list(commands)[:3]:  # the baseline, a command with no daemon, and info
         p50, p99 = median_and_p99(samples[name])
-        rows.append((f"{name}, p50", p50, "ms", None))
+        ratio = None if name == baseline_name else ("x interpreter", p50 / baseline_wall)
+        rows.append((f"{name}, p50", p50, "ms", ratio))
         rows.append((f"{name}, p99", p99, "ms", None))
     medians = [(name, median_and_p99(samples[name])[0]) for name in list(commands)[2:]]
     rows += [(f"{name}, p50", p50, "ms", None) for name, p50 in medians[1:]]
     slowest, worst = max(medians, key=lambda item: item[1])
     rows.append((f"slowest daemon command, p50 ({slowest.split()[1]})", worst, "ms", None))
     rows.append(("slowest daemon command, p50", worst, "ms", None))
+    baseline_cpu = median_and_p99(cpu[baseline_name])[0]
+    for name in list(commands)[:3]:
+        p50 = median_and_p99(cpu[name])[0]
+        ratio = None if name == baseline_name else ("x interpreter", p50 / baseline_cpu)
+        rows.append((f"{name}, CPU per start, p50", p50, "ms", ratio))
     report(rows, as_json)
 
 

@@ -179,6 +179,8 @@ FIGURES = (
            baseline=INTERPRETER, at_most=100),
     Figure("pilotctl context --json, p50", "cli_latency", "pilotctl context --json (no daemon), p50", "ms",
            baseline=INTERPRETER),
+    Figure("pilotctl info --json, CPU per start, p50", "cli_latency", "pilotctl info --json, CPU per start, p50",
+           "ms", baseline=("python -c pass", "python -c pass (interpreter start), CPU per start, p50")),
     Figure("tunnel seal+open, 1234 B packet", "wire_crypto", "PILS seal+open, 1234 B packet", "us",
            baseline=("bare AES-GCM", "bare AESGCM seal+open, 1234 B (baseline)")),
     Figure("stream engine, no loss", "transport_engine", ("results", 0, "mb_per_cpu_second"), "MB/CPU s",

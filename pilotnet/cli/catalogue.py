@@ -570,6 +570,23 @@ def group_usage(group):
     return f"usage: pilotctl {group} {'|'.join(subcommands)}"
 
 
+def group_help_document(group):
+    """``pilotctl daemon --help``: a group's sub-commands with what each does, and an example."""
+    members = [command for command in COMMANDS if command.name.startswith(group + " ")]
+    return {"usage": group_usage(group)[len("usage: "):], "example": members[0].example,
+            "commands": {command.usage: command.description for command in members}}
+
+
+def group_help_text(group):
+    document = group_help_document(group)
+    lines = [f"usage: {document['usage']}", "", "commands:"]
+    for usage, description in document["commands"].items():
+        lines += [f"  {usage}", f"      {description}"]
+    lines += ["", f"help on one of them: pilotctl {group} <command> --help", "", "example:",
+              f"  {document['example']}"]
+    return "\n".join(lines)
+
+
 def usage_screen():
     lines = ["usage: pilotctl [--json] [--home DIR] <command> [arguments]", "", "commands:"]
     lines += [f"  {command.usage[len('pilotctl '):]}" for command in COMMANDS]

@@ -46,6 +46,9 @@ def start(argv, environ=None, stdout=None, stderr=None, stdin=None, reactor=None
     command, rest = catalogue.find(argv)
     if command is None:
         if argv and argv[0] in catalogue.GROUPS:
+            if len(argv) > 1 and set(argv[1:]) <= {"--help", "-h"}:
+                return _report_result(context, Output(catalogue.group_help_document(argv[0]),
+                                                      catalogue.group_help_text(argv[0])))
             return _report_error(context, invalid(catalogue.group_usage(argv[0])))
         if argv and json_mode:
             return _report_error(context, invalid(

@@ -207,6 +207,15 @@ class CommandTests(PilotctlMixin, TestCase):
         self.assertEqual(result.error["hint"], private_name_hint("ghost"))
 
     @run_async
+    async def test_health(self):
+        result = await self.pilotctl("health", "--json")
+        self.assertEqual(result.data, {"status": "ok", "uptime_seconds": 3725.5, "connections": 0, "peers": 2,
+                                       "bytes_sent": 1536, "bytes_recv": 2 * 1024 * 1024})
+        human = await self.pilotctl("health")
+        self.assertEqual(human.stdout, "Daemon Health\n  Status:      ok\n  Uptime:      01:02:05\n"
+                                       "  Connections: 0\n  Peers:       2\n  Traffic:     1.5 KB sent / 2.0 MB recv\n")
+
+    @run_async
     async def test_ping(self):
         result = await self.pilotctl("ping", "agent-b", "--count", "3")
         self.assertEqual(result.code, 0)
@@ -230,8 +239,16 @@ class CommandTests(PilotctlMixin, TestCase):
         self.assertEqual(result.code, 1)
         self.assertEqual(result.stdout.count("error: cannot connect to 0:0000.0000.0063 port 7: dial timeout"), 2)
         self.assertIn("error: no reply from 0:0000.0000.0063: all 2 probes failed", result.stderr)
+        # As ping(8), the statistics on total loss too, with the right count in every line.
+        self.assertIn("\n--- 0:0000.0000.0063 ping statistics ---\n2 probes sent, 0 received, 100% probe loss\n",
+                      result.stdout)
+        self.assertNotIn("rtt min/avg/max", result.stdout)
         four = await self.pilotctl("ping", "99", "--count", "4", "--json")
         self.assertEqual(four.error["message"], "no reply from 0:0000.0000.0063: all 4 probes failed")
+        self.assertEqual(four.stdout, "")
+        one = await self.pilotctl("ping", "99", "--count", "1")
+        self.assertIn("1 probe sent, 0 received, 100% probe loss", one.stdout)
+        self.assertIn("error: no reply from 0:0000.0000.0063: the probe failed", one.stderr)
 
     @run_async
     async def test_traceroute(self):

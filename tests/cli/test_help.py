@@ -65,6 +65,28 @@ class HelpTests(PilotctlMixin, TestCase):
         self.assertEqual((unknown.code, unknown.error["code"]), (1, "invalid_argument"))
 
     @run_async
+    async def test_help_for_each_group_of_commands(self):
+        for group in catalogue.GROUPS:
+            members = [command for command in catalogue.COMMANDS if command.name.startswith(group + " ")]
+            for argv in ([group, "--help"], [group, "-h"], ["help", group]):
+                result = await self.pilotctl(*argv)
+                self.assertEqual((result.code, result.stderr), (0, ""), (argv, result))
+                self.assertTrue(result.stdout.startswith(f"{catalogue.group_usage(group)}\n"), argv)
+                for command in members:
+                    self.assertIn(f"  {command.usage}\n      {command.description}\n", result.stdout)
+                self.assertIn(f"example:\n  {members[0].example}\n", result.stdout)
+            as_json = await self.pilotctl(group, "--help", "--json")
+            self.assertEqual(set(as_json.data["commands"]), {command.usage for command in members})
+        bare = await self.pilotctl("daemon", "--json")
+        self.assertEqual((bare.code, bare.error["message"]), (1, "usage: pilotctl daemon start|stop|status"))
+
+    def test_every_command_with_sub_commands_is_in_a_group(self):
+        """Completion, help and dispatch know sub-commands through GROUPS."""
+        for command in catalogue.COMMANDS:
+            if " " in command.name:
+                self.assertIn(command.name.split()[0], catalogue.GROUPS, command.name)
+
+    @run_async
     async def test_version(self):
         result = await self.pilotctl("version", "--json")
         self.assertEqual(result.data, {"version": pilotnet.__version__})
@@ -113,6 +135,39 @@ class CompletionTests(PilotctlMixin, TestCase):
         self.assertEqual(sorted(self.complete("task", "s")), ["send-results", "submit"])
         self.assertEqual(self.complete("ping", "--c"), ["--count"])
         self.assertIn("--foreground", self.complete("daemon", "start", "--f"))
+
+    def test_bash_completes_every_sub_command_of_every_group(self):
+        for group in catalogue.GROUPS:
+            expected = sorted(c.name.split(" ", 1)[1] for c in catalogue.COMMANDS if c.name.startswith(group + " "))
+            self.assertEqual(sorted(self.complete(group, "")), expected, group)
+
+    def complete_zsh(self, *words):
+        """What the zsh function offers after ``pilotctl <words>``: completion's builtins replaced by printers."""
+        zsh = shutil.which("zsh")
+        if zsh is None:
+            self.skipTest("zsh is not installed (tools/run-tests installs it as root)")
+        line = ["pilotctl", *words]
+        script = ("compdef() { :; }\n"
+                  "_describe() { print -rl -- \"${(@P)2}\"; }\n"  # the items offered, as name:description
+                  "compadd() { shift; print -rl -- \"$@\"; }\n"
+                  "_files() { print -r -- '<files>'; }\n"
+                  + completion.zsh()
+                  + f"words=({' '.join(shlex.quote(w) for w in line)}); CURRENT={len(line)}; "
+                  + f"PREFIX={shlex.quote(line[-1])}; _pilotctl\n")
+        done = subprocess.run([zsh, "-f", "-c", script], capture_output=True, text=True, check=True)
+        return [item.split(":", 1)[0] for item in done.stdout.splitlines()]
+
+    def test_zsh_completes_commands_sub_commands_and_flags(self):
+        self.assertEqual(self.complete_zsh(""), sorted({c.name.split()[0] for c in catalogue.COMMANDS}))
+        for group in catalogue.GROUPS:
+            expected = [c.name.split(" ", 1)[1] for c in catalogue.COMMANDS if c.name.startswith(group + " ")]
+            self.assertEqual(self.complete_zsh(group, ""), expected, group)
+        self.assertEqual(self.complete_zsh("ping", "--c"), ["--count", "--timeout", "--json", "--help", "--home"])
+        self.assertIn("--join-rule", self.complete_zsh("network", "create", "--j"))
+        self.assertEqual(self.complete_zsh("send-file", "agent-b", "rep"), ["<files>"])
+        zsh = shutil.which("zsh")
+        check = subprocess.run([zsh, "-n"], input=completion.zsh(), capture_output=True, text=True)
+        self.assertEqual((check.returncode, check.stderr), (0, ""))
 
     def test_zsh_script_names_every_flag(self):
         script = completion.zsh()

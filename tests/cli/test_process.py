@@ -23,7 +23,7 @@ WITHOUT_THE_DAEMON = """
 import io, sys
 from pilotnet.cli.runner import start
 for argv in (["context"], ["--json", "context"], [], ["nope"], ["info", "--nope"], ["daemon"],
-             ["init", "--hostname", "quick"], ["config"]):
+             ["init", "--hostname", "quick"], ["config"], ["received"], ["inbox", "--clear"], ["daemon", "--help"]):
     start(argv, stdout=io.StringIO(), stderr=io.StringIO())
 print(sorted(name for name in sys.modules if name.partition(".")[0] == "twisted"))
 """
@@ -138,7 +138,7 @@ class ProcessTests(TestCase):
         code, out, err = await self.pilotctl("ping", "agent-b", "--count", "1")
         self.assertEqual(code, 0, err)
         self.assertTrue(out.startswith("PING 0:0000.0000.0009\n6 bytes from 0:0000.0000.0009: seq=0 time="), out)
-        self.assertIn("1 probes sent, 1 received, 0% probe loss", out)
+        self.assertIn("1 probe sent, 1 received, 0% probe loss", out)
         code, out, err = await self.pilotctl("bench", "agent-b", "1")
         self.assertEqual(code, 0, err)
         self.assertIn("  Echoed:   1.0 MB in ", out)

@@ -109,7 +109,7 @@ class ServiceTests(NetworkMixin, TestCase):
         for entry in received["files"]:
             self.assertTrue(entry["name"].startswith("report-") and entry["name"].endswith(".bin"), entry)
             self.assertEqual(Path(entry["path"]).read_bytes(), content)
-        self.assertEqual(await self.ok(beta, "inbox", "--clear"), {"cleared": 2})
+        self.assertEqual(await self.ok(beta, "inbox", "--clear"), {"cleared": 2, "in_transfer": 0})
         self.assertEqual((await self.ok(beta, "inbox"))["total"], 0)
 
     @run

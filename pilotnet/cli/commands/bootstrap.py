@@ -53,6 +53,9 @@ def version(context, args):
 def help(context, args):
     if not args.positional:
         return Output({"usage": catalogue.usage_screen()}, catalogue.usage_screen())
+    if args.positional[1:] == [] and args.positional[0] in catalogue.GROUPS:
+        group = args.positional[0]
+        return Output(catalogue.group_help_document(group), catalogue.group_help_text(group))
     command, rest = catalogue.find(args.positional)
     if command is None or rest:
         raise invalid(f"no command {' '.join(args.positional)!r}", hint="pilotctl help lists them all")

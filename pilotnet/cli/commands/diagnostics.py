@@ -68,12 +68,20 @@ async def ping(context, args):
     data = {"target": str(address), "results": results, "timeout": timed_out}
     summary = ping_summary(address, count, results, timed_out, timeout)
     if not any("rtt_ms" in result for result in results):
+        context.say(summary)  # as ping(8), the statistics on total loss too, before the error
         sent = len(results)
-        what = (f"all {count} probes failed" if sent == count else
-                f"{sent} of {count} probes sent within {go_duration(timeout)}, none answered")
+        if sent == count:
+            what = "the probe failed" if count == 1 else f"all {count} probes failed"
+        else:
+            what = f"{sent} of {_probes(count)} sent within {go_duration(timeout)}, none answered"
         raise PilotError(f"no reply from {address}: {what}", code=CONNECTION_FAILED,
                          hint=f"check the path and trust: pilotctl peers --search {address.node}")
     return Output(data, summary)
+
+
+def _probes(count):
+    """``1 probe``, ``4 probes``."""
+    return f"{count} probe{'s' * (count != 1)}"
 
 
 def ping_summary(address, count, results, timed_out, timeout):
@@ -82,7 +90,7 @@ def ping_summary(address, count, results, timed_out, timeout):
     sent = len(results)
     loss = 100 * (count - len(times)) // count
     lines = ["", f"--- {address} ping statistics ---",
-             f"{sent} probes sent, {len(times)} received, {loss}% probe loss"]
+             f"{_probes(sent)} sent, {len(times)} received, {loss}% probe loss"]
     if sent < count:
         lines[-1] += f", {count - sent} not sent within {go_duration(timeout)}" if timed_out else ""
     if times:

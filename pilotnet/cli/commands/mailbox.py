@@ -1,10 +1,12 @@
 """``send-message``, ``send-file``, ``received``, ``inbox``: the data exchange service (port 1001).
 
 Sending speaks the reference's typed frames to the peer's port 1001 and
-reads back the one ACK frame it answers each frame with.  Files are streamed
-from disk in control-sized chunks, never read whole.  ``received`` and
-``inbox`` list what this node's daemon stored under ``<home>/received`` and
-``<home>/inbox``.
+reads back the one frame it answers each frame with: ``ACK …`` when it stored
+it, ``ERR …`` with its reason when it did not (a limit, a full directory, a
+failed write), which is an error here (code ``refused``, exit 1), never a
+success.  Files are streamed from disk in control-sized chunks, never read
+whole.  ``received`` and ``inbox`` list what this node's daemon stored under
+``<home>/received`` and ``<home>/inbox``; they need no daemon.
 """
 
 import json
@@ -13,13 +15,16 @@ from pathlib import Path
 from pilotnet.cli.args import invalid
 from pilotnet.cli.output import Output, Progress, format_bytes, table
 from pilotnet.control.schema import MAX_CHUNK
-from pilotnet.errors import NOT_FOUND, PilotError
+from pilotnet.errors import NOT_FOUND, REFUSED, PilotError
 from pilotnet.wire.rfc3339 import format_rfc3339 as rfc3339
 from pilotnet.wire import dataexchange as wire
 from pilotnet.wire.address import PORT_DATA_EXCHANGE
 
 TIMEOUT = 30.0
 MESSAGE_TYPES = {"text": wire.TYPE_TEXT, "json": wire.TYPE_JSON, "binary": wire.TYPE_BINARY}
+#: How the data exchange service's reply to a frame it did not store begins (``ERR refused: …``,
+#: ``ERR FILE save failed: …``); a stored frame's reply begins with ``ACK``.
+REFUSAL = "ERR"
 
 
 async def _read_ack(context, stream):
@@ -32,6 +37,35 @@ async def _read_ack(context, stream):
         frames = reader.feed(data)
         if frames:
             return frames[0].payload.decode("utf-8", "replace")
+
+
+async def _deliver(context, address, stream, sending, what):
+    """Run ``sending`` (the writes of one frame), then the service's ``ACK`` for it.
+
+    A service that refuses answers ``ERR <reason>`` and closes as soon as it
+    knows, often at the frame's header while the rest is still being written:
+    a write failing then means the reason is waiting to be read, and it is
+    the reason that is reported (code ``refused``), not the closed stream.
+    """
+    try:
+        await sending
+    except PilotError as write_failure:
+        try:
+            reply = await _read_ack(context, stream)
+        except PilotError:
+            reply = ""
+        if not reply.startswith(REFUSAL):
+            raise write_failure from None
+    else:
+        reply = await _read_ack(context, stream)
+    if reply.startswith(REFUSAL):
+        reason = reply[len(REFUSAL):].strip()
+        reason = reason[len("refused:"):].strip() if reason.startswith("refused:") else reason
+        listing = "received" if what == "file" else "inbox"
+        raise PilotError(f"{address} refused the {what}: {reason}", code=REFUSED,
+                         hint=f"{address} stored none of it; if it is out of room, its operator makes some with "
+                              f"pilotctl {listing} --clear")
+    return reply
 
 
 async def send_message(context, args):
@@ -50,8 +84,7 @@ async def send_message(context, args):
     stream = await context.dial(address, PORT_DATA_EXCHANGE, TIMEOUT)
     try:
         header, body = wire.encode_frame(MESSAGE_TYPES[kind], payload)
-        await stream.write(header + body)
-        ack = await _read_ack(context, stream)
+        ack = await _deliver(context, address, stream, stream.write(header + body), "message")
     finally:
         await stream.close()
     return Output({"target": str(address), "type": kind, "bytes": len(payload), "ack": ack},
@@ -72,9 +105,10 @@ async def send_file(context, args):
     address = await context.resolve(args.positional[0])
     stream = await context.dial(address, PORT_DATA_EXCHANGE, TIMEOUT)
     progress = Progress(context, size)
-    try:
-        await stream.write(wire.encode_frame_header(wire.TYPE_FILE, size, name))
+
+    async def sending():
         sent = 0
+        await stream.write(wire.encode_frame_header(wire.TYPE_FILE, size, name))
         with path.open("rb") as handle:
             while chunk := handle.read(MAX_CHUNK):
                 await stream.write(chunk)
@@ -82,29 +116,49 @@ async def send_file(context, args):
                 progress.update(sent)
         progress.update(sent)  # an empty file has no chunk: its bar still shows 100% once
         progress.finish()
-        ack = await _read_ack(context, stream)
+
+    try:
+        ack = await _deliver(context, address, stream, sending(), "file")
     finally:
         progress.finish()
         await stream.close()
-    return Output({"filename": name, "bytes": sent, "destination": str(address), "ack": ack},
-                  f"sent {name} ({format_bytes(sent)}) to {address} ({ack or 'no acknowledgement'})")
+    return Output({"filename": name, "bytes": size, "destination": str(address), "ack": ack},
+                  f"sent {name} ({format_bytes(size)}) to {address} ({ack or 'no acknowledgement'})")
 
 
-def _clear(directory):
+def _clear(directory, what):
+    """Delete the completed files in ``directory``; those still arriving stay.
+
+    A file in transfer is a hidden partial file the service renames once it is
+    complete, and a completed file is never hidden: names from peers cannot
+    start with a dot (:mod:`pilotnet.wire.filenames`), and our own stamps do not.
+    So the hidden files are the ones left, and they are counted, not listed.
+    """
     if not directory.is_dir():
         raise PilotError(f"{directory} does not exist", code=NOT_FOUND)
-    cleared = 0
+    cleared = in_transfer = 0
     for entry in directory.iterdir():
-        if entry.is_file():
+        if not entry.is_file():
+            continue
+        if entry.name.startswith("."):
+            in_transfer += 1
+            continue
+        try:
             entry.unlink()
-            cleared += 1
-    return Output({"cleared": cleared}, f"cleared {cleared} items from {directory}")
+        except FileNotFoundError:
+            continue
+        cleared += 1
+    text = f"cleared {cleared} {what} from {directory}"
+    if in_transfer:
+        text += (f"\nleft {in_transfer} still being received (listed once complete; "
+                 "clear again afterwards to remove them)")
+    return Output({"cleared": cleared, "in_transfer": in_transfer}, text)
 
 
-async def received(context, args):
+def received(context, args):
     directory = context.home.path / "received"
     if args.boolean("clear"):
-        return _clear(directory)
+        return _clear(directory, "files")
     files = []
     if directory.is_dir():
         for entry in sorted(directory.iterdir()):
@@ -117,10 +171,10 @@ async def received(context, args):
     return Output({"files": files, "total": len(files), "dir": str(directory)}, text)
 
 
-async def inbox(context, args):
+def inbox(context, args):
     directory = context.home.path / "inbox"
     if args.boolean("clear"):
-        return _clear(directory)
+        return _clear(directory, "messages")
     messages = []
     if directory.is_dir():
         for entry in sorted(directory.glob("*.json")):
