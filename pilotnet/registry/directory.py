@@ -72,6 +72,19 @@ class HandshakeResponse:
 _NODE_FIELDS = tuple(Node.__dataclass_fields__)
 
 
+def _restored_node(value):
+    """The :class:`Node` of a stored value (fields it lacks keep their defaults).
+
+    Positional arguments: this runs once per node at start-up, a million
+    times for a big directory.
+    """
+    get = value.get
+    return Node(value["id"], value["public_key"], get("owner", ""), get("real_addr", ""),
+                get("public", False), get("hostname", ""), tuple(get("tags", ())),
+                get("polo_score", 0), get("task_exec", False), get("last_seen", 0.0),
+                tuple(get("lan_addrs", ())), get("version", ""))
+
+
 def _node_value(node):
     """A node's stored form (``dataclasses.asdict`` deep-copies; this runs per request)."""
     value = {name: getattr(node, name) for name in _NODE_FIELDS}
@@ -107,6 +120,9 @@ class Directory:
         self.next_net = 1
         self._dirty = set()
         self._seen = set()
+        # The IDs of the reaper's sweep in progress and how far it got (stale_nodes).
+        self._sweep = []
+        self._sweep_at = 0
 
     # -- change tracking ---------------------------------------------------
 
@@ -159,12 +175,16 @@ class Directory:
     def restore(self, kind, key, value):
         """Put back one entity read from the store (no change is recorded)."""
         if kind == "node":
-            node = Node(**dict(value, tags=tuple(value.get("tags", ())),
-                               lan_addrs=tuple(value.get("lan_addrs", ()))))
+            node = _restored_node(value)
             self.nodes[node.id] = node
             if node.hostname:
                 self.hostname_index[node.hostname] = node.id
         elif kind == "key":
+            # Stores list nodes first: the index then holds the node's own key
+            # text and ID instead of copies (about 120 bytes a node).
+            node = self.nodes.get(value)
+            if node is not None and node.public_key == key:
+                key, value = node.public_key, node.id
             self.key_index[key] = value
         elif kind == "owner":
             self.owner_index[key] = value
@@ -285,10 +305,31 @@ class Directory:
             self.hostname_index[hostname] = node.id
         self.save_node(node)
 
-    def stale_nodes(self, now, threshold):
-        """IDs of nodes not seen for longer than ``threshold`` seconds."""
+    def stale_nodes(self, now, threshold, budget=None):
+        """IDs of nodes not seen for longer than ``threshold`` seconds.
+
+        With a ``budget``, at most that many nodes are looked at: the call
+        goes on from where the previous one stopped, through a list of the
+        IDs taken when the sweep began, so that a big directory is swept over
+        several calls instead of holding up the reactor for one long scan.
+        A node registered during a sweep waits for the next one (it is not
+        stale yet anyway).
+        """
         cutoff = now - threshold
-        return [node.id for node in self.nodes.values() if node.last_seen < cutoff]
+        if budget is None:
+            return [node.id for node in self.nodes.values() if node.last_seen < cutoff]
+        if self._sweep_at >= len(self._sweep):
+            self._sweep, self._sweep_at = list(self.nodes), 0
+        start, self._sweep_at = self._sweep_at, self._sweep_at + budget
+        nodes = self.nodes
+        stale = []
+        for node_id in self._sweep[start:self._sweep_at]:
+            node = nodes.get(node_id)
+            if node is not None and node.last_seen < cutoff:
+                stale.append(node_id)
+        if self._sweep_at >= len(self._sweep):
+            self._sweep = []
+        return stale
 
     # -- trust ---------------------------------------------------------------
 

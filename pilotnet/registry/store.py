@@ -44,6 +44,9 @@ CREATE TABLE IF NOT EXISTS entities (
 """
 
 
+_NODES = "SELECT kind, key, value FROM entities WHERE kind = 'node'"
+_NOT_NODES = "SELECT kind, key, value FROM entities WHERE kind <> 'node'"
+
 # SQLite's companions of the database file (it creates them with the file's mode).
 _COMPANIONS = ("", "-wal", "-shm", "-journal")
 
@@ -157,10 +160,13 @@ class RegistryStore:
         ``others`` maps the kinds kept beside the directory (the audit log's) to what restores them.
         """
         count = 0
-        for kind, key, value in self._db.execute("SELECT kind, key, value FROM entities"):
-            restore = others.get(kind, directory.restore) if others else directory.restore
-            restore(kind, key, json.loads(value))
-            count += 1
+        loads = json.loads
+        # Nodes first: the entities naming them then share their strings (Directory.restore).
+        for query in (_NODES, _NOT_NODES):
+            for kind, key, value in self._db.execute(query):
+                restore = others.get(kind, directory.restore) if others else directory.restore
+                restore(kind, key, loads(value))
+                count += 1
         return count
 
     def count(self):
