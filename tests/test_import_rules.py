@@ -17,6 +17,8 @@ import pilotnet
 
 SANS_IO_PACKAGES = ("wire", "crypto", "transport")
 SANS_IO_MODULES = ("beacon/core.py", "registry/handlers.py", "registry/directory.py", "registry/audit.py",
+                   "registry/dispatch.py", "registry/nodes.py", "registry/trust.py",
+                   "registry/networks.py", "registry/polo.py", "registry/beacons.py",
                    "webhooks/targets.py", "webhooks/signing.py")
 FORBIDDEN = ("twisted.internet", "socket", "time", "asyncio", "select", "selectors", "threading")
 

@@ -23,6 +23,7 @@ from typing import Callable
 from urllib.parse import urlsplit
 
 from pilotnet.registry import requests as fields
+from pilotnet.registry.dispatch import Route
 from pilotnet.registry.requests import RequestError
 from pilotnet.webhooks.signing import new_secret
 from pilotnet.webhooks.targets import TargetRefused, check_address, check_url, literal_address
@@ -171,7 +172,7 @@ class AuditLog:
 
     # -- admin messages ------------------------------------------------------------------
 
-    def handlers(self, require_admin) -> dict:
+    def routes(self, require_admin) -> list:
         """The admin messages, each checking the admin token first."""
         def admin(handler):
             def checked(request, peer, now):
@@ -179,10 +180,12 @@ class AuditLog:
                 return handler(request, now)
             return checked
 
-        return {"get_audit_log": admin(self._get_audit_log), "set_webhook": admin(self._set_webhook),
-                "get_webhook": admin(self._get_webhook), "get_webhook_dlq": admin(self._get_webhook_dlq),
-                "set_audit_export": admin(self._set_audit_export),
-                "get_audit_export": admin(self._get_audit_export)}
+        return [Route("get_audit_log", admin(self._get_audit_log)),
+                Route("set_webhook", admin(self._set_webhook)),
+                Route("get_webhook", admin(self._get_webhook)),
+                Route("get_webhook_dlq", admin(self._get_webhook_dlq)),
+                Route("set_audit_export", admin(self._set_audit_export)),
+                Route("get_audit_export", admin(self._get_audit_export))]
 
     def _get_audit_log(self, request, now):
         limit = fields.uint(request, "limit", CAPACITY, default=DEFAULT_LIMIT) or DEFAULT_LIMIT

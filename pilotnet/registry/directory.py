@@ -285,6 +285,18 @@ class Directory:
         self.key_index.pop(public_key, None)
         self._mark("key", public_key)
 
+    def rekey(self, node, public_key):
+        """Give ``node`` a new key: the old one stops naming it, the new one does."""
+        self.unindex_key(node.public_key)
+        node.public_key = public_key
+        self.index_key(public_key, node.id)
+        self.save_node(node)
+
+    def unindex_keys_of(self, node_id):
+        """Forget every key that names ``node_id`` (its node is recovered under a new key)."""
+        for public_key in [k for k, v in self.key_index.items() if v == node_id]:
+            self.unindex_key(public_key)
+
     def index_owner(self, owner, node_id):
         self.owner_index[owner] = node_id
         self._mark("owner", owner)

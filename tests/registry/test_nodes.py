@@ -299,6 +299,6 @@ class DispatchTests(SynchronousTestCase):
 
     def test_unexpected_exception_is_an_internal_error(self):
         r = DrivenRegistry()
-        r.registry._handlers["lookup"] = lambda *a: 1 / 0
+        r.registry.routes.replace("lookup", lambda *a: 1 / 0)
         self.assertEqual(r.error({"type": "lookup"}), "internal error")
         self.flushLoggedErrors(ZeroDivisionError)
