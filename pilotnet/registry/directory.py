@@ -80,19 +80,23 @@ class HandshakeResponse:
 
 _NODE_FIELDS = tuple(name for name in Node.__dataclass_fields__
                      if name not in ("proven_at", "registered_from"))
+_STORED_NAMES = frozenset(_NODE_FIELDS)
 
 
 def _restored_node(value):
     """The :class:`Node` of a stored value (fields it lacks keep their defaults).
 
-    Positional arguments: this runs once per node at start-up, a million
-    times for a big directory.
+    This runs once per node at start-up, a million times for a big
+    directory: the stored fields go to the constructor as they are, and only
+    a value with fields this version does not store is filtered first.
     """
-    get = value.get
-    return Node(value["id"], value["public_key"], get("owner", ""), get("real_addr", ""),
-                get("public", False), get("hostname", ""), tuple(get("tags", ())),
-                get("polo_score", 0), get("task_exec", False), get("last_seen", 0.0),
-                tuple(get("lan_addrs", ())), get("version", ""))
+    if _STORED_NAMES.issuperset(value):
+        node = Node(**value)
+    else:
+        node = Node(**{name: value[name] for name in _NODE_FIELDS if name in value})
+    node.tags = tuple(node.tags)
+    node.lan_addrs = tuple(node.lan_addrs)
+    return node
 
 
 def _node_value(node):

@@ -28,6 +28,7 @@ from pilotnet.registry.metrics import MALFORMED, RegistryMetrics
 from pilotnet.registry.races import StoreConflict, handle_again
 from pilotnet.registry.replication import SUBSCRIBE
 from pilotnet.registry.requests import RequestError
+from pilotnet.registry.turns import WriteTurns
 from pilotnet.ratelimit import RateLimiter, TokenBucket
 
 IDLE_TIMEOUT = 300.0
@@ -62,7 +63,10 @@ class RegistryServer:
         self.replication = replication
         self.malformed = 0
         self.metrics = RegistryMetrics(registry, clock)
-        self._timer = timer
+        self.timer = timer
+        self._prompt_kinds = registry.routes.standby_kinds()
+        # Writes beyond a slice per reactor turn wait for the next turns.
+        self.turns = WriteTurns(clock)
         # Called with each commit's changes (the dashboard watches the directory this way).
         self.commit_observers = []
 
@@ -82,14 +86,31 @@ class RegistryServer:
         then on the primary only writes to it.  ``over_tls`` tells the handlers
         the request could not have been captured on the way.
         """
-        started = self._timer()
+        started = self.timer()
+        request, refusal = self.decode(body, started)
+        if request is None:
+            return refusal
+        return self.respond_to(request, peer, transport, over_tls, started)
+
+    def decode(self, body, started):
+        """``(request, None)``, or ``(None, the error reply)`` for a body that is no request."""
         try:
-            request = decode_body(body)
+            return decode_body(body), None
         except DecodeError as error:
             self.malformed += 1
             reply = error_reply(error)
-            self.metrics.observe(MALFORMED, reply, self._timer() - started)
-            return reply
+            self.metrics.observe(MALFORMED, reply, self.timer() - started)
+            return None, reply
+
+    def answered_at_once(self, request):
+        """Is ``request`` a read or a heartbeat (what a standby answers), handled ahead of
+        queued writes (:mod:`pilotnet.registry.turns`)?"""
+        return request.get("type") in self._prompt_kinds
+
+    def respond_to(self, request, peer, transport=None, over_tls=False, started=None):
+        """:meth:`respond` for a decoded ``request``, received at ``started`` (the timer's time)."""
+        if started is None:
+            started = self.timer()
         kind = request.get("type")
         if kind == SUBSCRIBE and not self.registry.read_only:
             if self.replication is None:
@@ -99,7 +120,7 @@ class RegistryServer:
         label = self.metrics.label(kind)
         changes = self.registry.directory.take_changes()
         if not changes:
-            self.metrics.observe(label, reply, self._timer() - started)
+            self.metrics.observe(label, reply, self.timer() - started)
             return reply
         if self.store is not None:
             return self.store.commit(changes).addCallback(self._stored, reply, changes).addErrback(
@@ -138,7 +159,7 @@ class RegistryServer:
         return error_reply(PilotError("internal error: change not stored", code=INTERNAL))
 
     def _observed(self, reply, label, started):
-        self.metrics.observe(label, reply, self._timer() - started)
+        self.metrics.observe(label, reply, self.timer() - started)
         return reply
 
     def commit(self):
@@ -222,6 +243,8 @@ class RegistryProtocol(Protocol, TimeoutMixin):
         # ones (even reads, ready at once) queue behind it on this chain.
         self._replies = succeed(None)
         self._waiting = 0
+        # Requests of this connection queued in the server's WriteTurns.
+        self._held = 0
 
     @property
     def peer(self):
@@ -256,8 +279,17 @@ class RegistryProtocol(Protocol, TimeoutMixin):
             self.transport.abortConnection()
             return
         throttled = self._soft.take(count, now) < count
+        server = self._server
         for body in bodies:
-            reply = self._server.respond(body, self._peer, self.transport, self._over_tls)
+            started = server.timer()
+            request, reply = server.decode(body, started)
+            if request is not None:
+                if self._held or not (server.answered_at_once(request) or server.turns.admit()):
+                    # Behind the writes queued before it, and this connection's order kept.
+                    self._hold(request, started)
+                    continue
+                reply = server.respond_to(request, self._peer, self.transport, self._over_tls,
+                                          started)
             if isinstance(reply, Deferred) or self._waiting:
                 self._reply_in_turn(reply)
             else:
@@ -267,6 +299,25 @@ class RegistryProtocol(Protocol, TimeoutMixin):
         if throttled:
             self.transport.pauseProducing()
             self.callLater(THROTTLE_DELAY, self._resume)
+
+    def _hold(self, request, started):
+        """Handle ``request`` in a later reactor turn; its reply keeps its place in line."""
+        self._held += 1
+        reply = Deferred()
+        self._reply_in_turn(reply)
+
+        def handle():
+            self._held -= 1
+            if self._following:
+                return
+            answer = self._server.respond_to(request, self._peer, self.transport,
+                                             self._over_tls, started)
+            if isinstance(answer, Deferred):
+                answer.chainDeferred(reply)
+            else:
+                reply.callback(answer)
+
+        self._server.turns.later(handle)
 
     def _track_partial(self):
         """Charge the partial request to the budget and time it; False if the connection was closed."""

@@ -1,20 +1,27 @@
 """What keeps a registry with a big directory responsive and small: a reaper with a
-budget per tick, collections kept short, start-up that shares strings."""
+budget per tick, collections kept short, start-up that shares strings, writes
+handled a slice per reactor turn."""
 
 import gc
+import json
 import os
+import struct
 
 from hypothesis import given, settings, strategies as st
+from twisted.internet.address import IPv4Address
 from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase
 
 from pilotnet.ratelimit import RateLimiter
 from pilotnet.registry import server as server_module
 from pilotnet.registry.collection import GrowthFreezer, collector_paused
 from pilotnet.registry.directory import Directory, Node
+from pilotnet.registry.framing import FrameDecoder
 from pilotnet.registry.handlers import Registry
-from pilotnet.registry.server import RegistryServer
+from pilotnet.registry.server import RegistryFactory, RegistryServer
 from pilotnet.registry.store import RegistryStore
+from pilotnet.registry.turns import WriteTurns
 from tests.registry.fixtures import DrivenRegistry, identity
 
 STALE_AFTER = 300.0
@@ -183,3 +190,92 @@ class CollectionTests(SynchronousTestCase):
             self.assertFalse(gc.isenabled())
         finally:
             gc.enable()
+
+
+class _Turns:
+    """A reactor's turns, one at a time: a ``callLater(0)`` made during a turn runs in the next.
+
+    (``task.Clock.advance(0)`` would run it in the same call.)
+    """
+
+    def __init__(self):
+        self.calls = []
+
+    def callLater(self, delay, function, *args):
+        call = lambda: function(*args)  # noqa: E731 (stands in for the IDelayedCall)
+        self.calls.append(call)
+        return call
+
+    def turn(self):
+        calls, self.calls = self.calls, []
+        for call in calls:
+            call()
+
+
+class WriteTurnsTests(SynchronousTestCase):
+    def test_a_slice_per_turn_then_the_rest_in_order(self):
+        reactor = _Turns()
+        turns = WriteTurns(reactor, per_turn=2)
+        ran = []
+        self.assertTrue(turns.admit())
+        self.assertTrue(turns.admit())
+        self.assertFalse(turns.admit())
+        for number in range(5):
+            turns.later(lambda number=number: ran.append(number))
+        reactor.turn()
+        self.assertEqual(ran, [0, 1])
+        # Nothing may overtake what waits.
+        self.assertFalse(turns.admit())
+        reactor.turn()
+        self.assertEqual(ran, [0, 1, 2, 3])
+        reactor.turn()
+        self.assertEqual((ran, turns.waiting), ([0, 1, 2, 3, 4], 0))
+        reactor.turn()
+        self.assertTrue(turns.admit())
+
+
+class HeldRequestTests(SynchronousTestCase):
+    """Over a slice of writes per turn, reads on other connections are answered at once,
+    and each connection's replies keep its order."""
+
+    def setUp(self):
+        self.clock = Clock()
+        self.clock.advance(1_700_000_000)
+        registry = Registry(register_limiter=RateLimiter(burst=100, window=60.0))
+        server = RegistryServer(registry, self.clock)
+        self.reactor = _Turns()
+        server.turns = WriteTurns(self.reactor, per_turn=1)
+        self.factory = RegistryFactory(server)
+
+    def connect(self, port):
+        protocol = self.factory.buildProtocol(IPv4Address("TCP", "127.0.0.1", port))
+        transport = StringTransport()
+        protocol.makeConnection(transport)
+        return protocol, transport
+
+    def test_reads_go_first_and_each_connection_keeps_its_order(self):
+        writer, written = self.connect(40001)
+        reader, read = self.connect(40002)
+        writer.dataReceived(b"".join(_frame(request) for request in [
+            {"type": "register", "public_key": identity(1).public_key_b64},
+            {"type": "register", "public_key": identity(2).public_key_b64},
+            {"type": "lookup", "node_id": 2}]))
+        reader.dataReceived(_frame({"type": "lookup", "node_id": 1}))
+        # The first registration fit this turn's slice; the second waits, and the
+        # writer's lookup behind it; the other connection's lookup did not wait.
+        self.assertEqual([r["type"] for r in _replies(written)], ["register_ok"])
+        self.assertEqual([r["type"] for r in _replies(read)], ["lookup_ok"])
+        # One queued request a turn (the lookup queued behind a write counts as one).
+        self.reactor.turn()
+        self.reactor.turn()
+        self.assertEqual([(r["type"], r.get("node_id")) for r in _replies(written)],
+                         [("register_ok", 1), ("register_ok", 2), ("lookup_ok", 2)])
+
+
+def _frame(request):
+    body = json.dumps(request).encode()
+    return struct.pack(">I", len(body)) + body
+
+
+def _replies(transport):
+    return [json.loads(body) for body in FrameDecoder().feed(transport.value())]
