@@ -150,10 +150,13 @@ class Directory:
         return changes
 
     def take_seen(self):
-        """Nodes whose ``last_seen`` moved (heartbeats) since the last call."""
-        changes = [("node", str(i), self.entity("node", str(i))) for i in self._seen]
-        self._seen.clear()
-        return changes
+        """IDs of the nodes whose ``last_seen`` moved (heartbeats) since the last call."""
+        seen, self._seen = list(self._seen), set()
+        return seen
+
+    def seen_changes(self, node_ids):
+        """The stored form of these nodes, as changes (``take_seen`` said which moved)."""
+        return [("node", str(i), self.entity("node", str(i))) for i in node_ids]
 
     def entity(self, kind, key):
         """The stored form of one entity, or ``None`` if it no longer exists."""

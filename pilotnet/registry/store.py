@@ -9,7 +9,7 @@ process crash cannot undo (only an operating-system crash or power loss can
 lose the last commits; ``durable=True`` adds an fsync per commit for that).
 
 Heartbeats only move ``last_seen``; those are written by the periodic
-:meth:`RegistryStore.commit` of :meth:`Directory.take_seen`, so after a crash a
+:meth:`RegistryStore.commit` of :meth:`Directory.seen_changes`, so after a crash a
 node's ``last_seen`` may lag by one flush interval.
 
 A commit (and the WAL checkpoint SQLite runs inside one) can take tens of

@@ -9,6 +9,7 @@ import struct
 
 from hypothesis import given, settings, strategies as st
 from twisted.internet.address import IPv4Address
+from twisted.internet.defer import succeed
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase
@@ -102,6 +103,37 @@ class HousekeepingTests(SynchronousTestCase):
             server.housekeeping()
             left.append(len(registry.directory.nodes))
         self.assertEqual(left, [5, 2, 0])
+
+
+class SeenFlushTests(SynchronousTestCase):
+    """The last-seen flush serialises a bounded number of nodes per reactor turn."""
+
+    def test_one_chunk_now_the_rest_a_chunk_per_turn(self):
+        self.patch(server_module, "SEEN_CHUNK", 2)
+        clock = Clock()
+        registry = Registry(register_limiter=RateLimiter(burst=100, window=60.0))
+        written = []
+
+        class Store:
+            def commit(self, changes):
+                return succeed(None)
+
+            def commit_seen(self, changes):
+                written.append(sorted(int(key) for _, key, _ in changes))
+                return succeed(None)
+
+        server = RegistryServer(registry, clock, Store())
+        directory = registry.directory
+        for number in range(1, 6):
+            directory.save_node(Node(number, f"key-{number}"))
+            directory.touch(directory.nodes[number], 10.0)
+        flushed = server.housekeeping()
+        self.assertEqual(len(written), 1)
+        self.assertNoResult(flushed)
+        clock.advance(0)
+        self.assertEqual(sorted(sum(written, [])), [1, 2, 3, 4, 5])
+        self.assertEqual([len(chunk) for chunk in written], [2, 2, 1])
+        self.successResultOf(flushed)
 
 
 class ProofTests(SynchronousTestCase):
