@@ -16,7 +16,7 @@ LocalNetwork), then times ``--runs`` runs of each, one after the other:
   ``send`` included (one exchange with the other local daemon's echo port);
   the slowest of their medians is reported as its own figure.
 
-``pilotctl`` is the console script installed next to this interpreter (what a
+``pilotctl`` is the script installed next to this interpreter (what a
 virtualenv puts on PATH; wrappers such as version-manager shims add their own
 start-up time and are left out); ``python -m pilotnet.cli.main`` when there is
 none, as in a checkout that was never installed.
@@ -36,7 +36,7 @@ from benchmarks.daemon_stream import LocalNetwork, median_and_p99, report
 
 
 def pilotctl_command():
-    """The console script beside this interpreter, else the module run by this interpreter."""
+    """The script beside this interpreter, else the module run by this interpreter."""
     script = os.path.join(sysconfig.get_path("scripts"), "pilotctl")
     if os.access(script, os.X_OK):
         return [script]
@@ -80,6 +80,8 @@ async def run(reactor, runs, as_json):
         daemon = await network.start_daemon("alpha")
         beta = await network.start_daemon("beta")
         env = dict(os.environ, PILOT_HOME=daemon["home"], PILOT_SOCKET=daemon["socket"])
+        # As on a user's machine: the warm-up round writes bytecode that later runs load.
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
         pilotctl = pilotctl_command()
         commands = {"python -c pass (interpreter start)": [sys.executable, "-c", "pass"],
                     "pilotctl context --json (no daemon)": pilotctl + ["context", "--json"]}

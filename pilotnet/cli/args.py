@@ -8,15 +8,13 @@
   (``30s``, ``1m30s``, ``250ms``) or a plain number of seconds.
 """
 
-import re
+from pilotnet.errors import INVALID_ARGUMENT, DecodeError, PilotError
+# Scanned by hand, not with ``re`` (see the module): pilotctl starts once per agent action.
+from pilotnet.wire.goduration import decimal_end, parse_go_duration
 
-from pilotnet.errors import INVALID_ARGUMENT, PilotError
 
-# Patterns, not compiled regexes: ``re`` compiles (and caches) them on first use, so commands
-# without a duration do not pay for compiling them at start-up (the "µs" one costs milliseconds).
-_DURATION_PART = r"([0-9]+(?:\.[0-9]*)?|\.[0-9]+)(ns|us|µs|ms|s|m|h)"
-_UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
-_NUMBER = r"[0-9]+(?:\.[0-9]*)?|\.[0-9]+"
+def _is_whole_number(text):
+    return text.isascii() and text.isdigit()
 
 
 def invalid(message, hint=None):
@@ -41,22 +39,20 @@ def split_globals(argv):
 
 def parse_duration(text, what):
     """Seconds from ``30s`` / ``2m`` / ``1h30m`` / ``1.5``; ``invalid_argument`` otherwise."""
-    if re.fullmatch(_NUMBER, text):
+    if text and decimal_end(text, 0) == len(text):
         return float(text)
-    position, seconds = 0, 0.0
-    for match in re.finditer(_DURATION_PART, text):
-        if match.start() != position:
-            break
-        seconds += float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
-        position = match.end()
-    if position == 0 or position != len(text):
+    try:
+        seconds = parse_go_duration(text)
+    except DecodeError:
+        seconds = -1.0
+    if seconds < 0:
         raise invalid(f'invalid duration "{text}" for {what}: use e.g. 30s, 2m or a number of seconds')
     return seconds
 
 
 def parse_number(text, what, maximum):
     """A whole number from 0 to ``maximum`` written in ASCII digits; ``invalid_argument`` otherwise."""
-    if not re.fullmatch(r"[0-9]+", text) or int(text) > maximum:
+    if not _is_whole_number(text) or int(text) > maximum:
         raise invalid(f'invalid {what} "{text}": expected a number from 0 to {maximum}')
     return int(text)
 
@@ -96,7 +92,7 @@ class Args:
         if name not in self.flags:
             return default
         value = self.flags[name]
-        if not re.fullmatch(r"-?[0-9]+", value) or int(value) < minimum:
+        if not _is_whole_number(value.removeprefix("-")) or int(value) < minimum:
             raise invalid(f'invalid value "{value}" for --{name}: expected a whole number >= {minimum}')
         return int(value)
 

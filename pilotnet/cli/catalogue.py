@@ -8,8 +8,6 @@ command checks).  Handlers are named as ``module:function`` under
 :mod:`pilotnet.cli.commands` and imported only when their command runs.
 """
 
-import re
-
 from pilotnet.cli.args import invalid
 from pilotnet.errors import (
     ALREADY_EXISTS, CONNECTION_FAILED, INTERNAL, INVALID_ARGUMENT, NOT_FOUND, NOT_RUNNING, NOT_TRUSTED, REFUSED,
@@ -76,12 +74,33 @@ FLAGS = {
     "id": "the task's ID",
     "justification": "why (sent to the submitter)",
     "results": "the results as text",
-    "file": "a file of results (a document or data file)",
+    "file": "a file: the results to send (task send-results) or the policy document (policy)",
     "webhook": "POST the node's events to this http(s) URL (docs/webhooks.md)",
     "webhook-allow-private": "let the webhook reach loopback and private addresses",
     "subnet": "the gateway's IPv4 subnet for local IPs (default 10.4.0.0/16)",
     "ports": "the TCP ports each local IP listens on, comma-separated",
     "dns-port": "answer <agent>.pilot queries on 127.0.0.1 at this UDP port",
+    "admin-token": "the registry's admin token (else $PILOT_ADMIN_TOKEN or admin_token in config.json)",
+    "name": "the network's name (lowercase letters, digits and hyphens)",
+    "join-rule": "who may join: open, token or invite (invite needs --enterprise)",
+    "token": "the secret a node must present to join a token network",
+    "enterprise": "make it an enterprise network (roles, invitations, policies)",
+    "node-id": "the node that creates the network (default: the running daemon's)",
+    "network-admin-token": "a token that manages this network only",
+    "rules": "managed-network rules as JSON (links, cycle, prune, prune_by, fill, fill_how, grace)",
+    "rules-file": "a file holding the managed-network rules as JSON",
+    "max-members": "the most members the network takes (0: no limit, at most 10000)",
+    "description": "the network's description (at most 256 characters)",
+    "allowed-ports": "the only ports members may reach each other on, comma-separated (none: all)",
+    "net": "the network ID (managed: 0 or absent means the first managed network)",
+    "inline": "the policy document as JSON text",
+    "event": 'the event as JSON: {"type": "connect", "port": 7, ...} (docs/networks.md)',
+    "topic": "the topic the score is about",
+    "delta": "how much to add to the score (negative lowers it; default 1)",
+    "force": "required: run a cycle now",
+    "node": "the member's node ID",
+    "tags": "comma-separated tags (at most 10)",
+    "networks": "network IDs to join at start-up, comma-separated",
 }
 
 
@@ -139,11 +158,39 @@ class Command:
         return getattr(__import__(f"pilotnet.cli.commands.{module}", fromlist=(function,)), function)
 
 
-_ARG = re.compile(r"\[[^\]]*\]|--\S+(?: [A-Z_=]+)?|\S+")
+_PLACEHOLDER = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZ_=")
+
+
+def usage_parts(usage):
+    """``"[--a B] --c D e"`` -> ``("[--a B]", "--c D", "e")``: bracketed groups, flags with their value, words.
+
+    Scanned by hand: ``re`` costs every pilotctl start about 7 ms (see :mod:`pilotnet.cli.args`).
+    """
+    parts, position = [], 0
+    while position < len(usage):
+        if usage[position].isspace():
+            position += 1
+            continue
+        closing = usage.find("]", position) if usage[position] == "[" else -1
+        if closing != -1:
+            end = closing + 1
+        else:
+            end = position
+            while end < len(usage) and not usage[end].isspace():
+                end += 1
+            value_end = end + 1
+            while value_end < len(usage) and usage[value_end] in _PLACEHOLDER:
+                value_end += 1
+            if usage.startswith("--", position) and end - position > 2 \
+                    and usage.startswith(" ", end) and value_end > end + 1:
+                end = value_end
+        parts.append(usage[position:end])
+        position = end
+    return tuple(parts)
 
 
 def _command(name, args, description, returns, handler, example):
-    return Command(name, tuple(_ARG.findall(args)), description, returns, handler, example)
+    return Command(name, usage_parts(args), description, returns, handler, example)
 
 
 _TIMEOUT = "[--timeout D]"
@@ -165,7 +212,7 @@ COMMANDS = [
              "[--registry ADDR] [--beacon ADDR] [--listen ADDR] [--endpoint ADDR] [--socket PATH] "
              "[--identity PATH] [--hostname NAME] [--owner NAME] [--config PATH] [--log-format FMT] "
              "[--mss BYTES] [--local-mss BYTES] [--public] [--trust-auto-approve] [--no-encrypt] [--no-echo] [--foreground] "
-             "[--webhook URL] [--webhook-allow-private]",
+             "[--webhook URL] [--webhook-allow-private] [--networks IDS]",
              "start the daemon in the background and wait until it answers",
              "pid, node_id, address, hostname, socket, log_file", "lifecycle:start",
              "pilotctl daemon start --hostname agent-a --public"),
@@ -331,6 +378,88 @@ COMMANDS = [
     _command("task queue", "", "received tasks waiting to be carried out",
              "queue[{task_id, description, from, created_at}], count", "tasks:queue",
              "pilotctl task queue"),
+    # networks, managed at the registry with the admin token (docs/networks.md)
+    _command("network create",
+             "--name NAME [--join-rule RULE] [--token T] [--enterprise] [--node-id N] "
+             "[--network-admin-token T] [--rules JSON] [--rules-file PATH] [--admin-token T]",
+             "create a network at the registry; its creator (this node by default) is the owner",
+             "the registry's reply: network_id, name, join_rule, enterprise [, managed]",
+             "network_admin:create",
+             "pilotctl network create --name team --join-rule token --token s3cret"),
+    _command("network delete", "<network_id> [--admin-token T]", "delete a network and its invitations",
+             "type, network_id", "network_admin:delete", "pilotctl network delete 3"),
+    _command("network rename", "<network_id> <name> [--admin-token T]", "rename a network",
+             "type, network_id, name", "network_admin:rename", "pilotctl network rename 3 research"),
+    _command("network promote", "<network_id> <node> [--admin-token T]",
+             "make a member an admin (enterprise networks)", "type, network_id, target_node_id, role",
+             "network_admin:promote", "pilotctl network promote 3 42"),
+    _command("network demote", "<network_id> <node> [--admin-token T]",
+             "make an admin a plain member again (enterprise networks)",
+             "type, network_id, target_node_id, role", "network_admin:demote", "pilotctl network demote 3 42"),
+    _command("network kick", "<network_id> <node> [--admin-token T]",
+             "remove a member (never the owner; enterprise networks)", "type, network_id, target_node_id",
+             "network_admin:kick", "pilotctl network kick 3 42"),
+    _command("network role", "<network_id> <node>", "a member's role: owner, admin or member",
+             "type, network_id, target_node_id, role", "network_admin:role", "pilotctl network role 3 42"),
+    _command("network policy",
+             "<network_id> [--max-members N] [--description TEXT] [--allowed-ports LIST] [--admin-token T]",
+             "show a network's policy, or set the given fields (enterprise networks)",
+             "type, network_id, max_members, allowed_ports, description", "network_admin:policy",
+             "pilotctl network policy 3 --allowed-ports 80,443 --max-members 50"),
+    # network policies and managed networks (docs/networks.md)
+    _command("policy get", "--net N", "a network's expression policy (from the registry, through the daemon)",
+             "network_id, expr_policy", "policy:get", "pilotctl policy get --net 3"),
+    _command("policy set", "--net N [--file PATH] [--inline JSON]",
+             "validate, store at the registry and apply a network's expression policy (owner, admin or admin token)",
+             "network_id, applied, rules", "policy:set_policy", "pilotctl policy set --net 3 --file policy.json"),
+    _command("policy validate", "[--file PATH] [--inline JSON]", "check a policy document here, without a daemon",
+             "valid, version, rules, events, default_verdict", "policy:validate",
+             "pilotctl policy validate --file policy.json"),
+    _command("policy test", "--file PATH --event JSON", "evaluate a policy document against one event, here",
+             "event_type, verdict (gate events), directives[{type, rule, params}]", "policy:test",
+             'pilotctl policy test --file policy.json --event \'{"type": "connect", "port": 7}\''),
+    _command("managed score", "<node_id> [--net N] [--topic T] [--delta N]", "raise or lower a managed peer's score",
+             "node_id, delta, topic, network_id", "managed:score", "pilotctl managed score 42 --delta 5"),
+    _command("managed status", "[--net N]", "a managed network's rules and state on this node",
+             "network_id, peers, max_links, cycle, prune, prune_by, fill, fill_how, grace, cycle_num, joined_at",
+             "managed:status", "pilotctl managed status --net 3"),
+    _command("managed rankings", "[--net N]", "the managed peers by score",
+             "network_id, rankings[{rank, node_id, score, added_at, last_seen, topics}]", "managed:rankings",
+             "pilotctl managed rankings"),
+    _command("managed cycle", "[--force] [--net N]", "run a prune/fill cycle now (needs --force)",
+             "network_id, pruned, filled, peers, cycle_num, pruned_ids, filled_ids", "managed:cycle",
+             "pilotctl managed cycle --force --net 3"),
+    _command("member-tags set", "--net N --node ID --tags LIST", "set a member's admin-assigned tags in a network",
+             "network_id, node_id, tags", "managed:tags_set",
+             "pilotctl member-tags set --net 3 --node 42 --tags gpu,eu"),
+    _command("member-tags get", "--net N [--node ID]", "a member's tags, or every member's",
+             "tags, or members{node_id: [tags]}", "managed:tags_get", "pilotctl member-tags get --net 3"),
+    # networks, through the daemon (docs/networks.md)
+    _command("network list", "", "every network the registry lists, with its join rule and member count",
+             "networks[{id, name, join_rule, members, created}]", "network_membership:list_networks",
+             "pilotctl network list"),
+    _command("network join", "<network_id> [--token T]", "join a network (its members trust each other)",
+             "type, network_id, address", "network_membership:join",
+             "pilotctl network join 3 --token s3cret"),
+    _command("network leave", "<network_id>", "leave a network: the trust it gave ends at once",
+             "type, network_id", "network_membership:leave",
+             "pilotctl network leave 3"),
+    _command("network members", "<network_id>", "a network's members",
+             "network_id, nodes[{node_id, address, hostname, version, public, offline}]",
+             "network_membership:members",
+             "pilotctl network members 3"),
+    _command("network invite", "<network_id> <node>", "invite a node to an invite-only network",
+             "type, network_id [, status]", "network_invites:invite",
+             "pilotctl network invite 3 agent-b"),
+    _command("network invites", "", "invitations waiting for this node",
+             "invites[{network_id, inviter_id, timestamp}]", "network_invites:invites",
+             "pilotctl network invites"),
+    _command("network accept", "<network_id>", "accept an invitation (join the network)",
+             "type, accepted, network_id", "network_invites:accept",
+             "pilotctl network accept 3"),
+    _command("network reject", "<network_id>", "reject an invitation", "type, accepted, network_id",
+             "network_invites:reject",
+             "pilotctl network reject 3"),
     # about pilotctl itself
     _command("version", "", "pilotctl's version", "version", "bootstrap:version", "pilotctl version"),
     _command("help", "[command...]", "the usage screen, or one command's help (as <command> --help)",
@@ -356,7 +485,7 @@ COMMANDS = [
 
 BY_NAME = {command.name: command for command in COMMANDS}
 #: Commands with sub-commands (``daemon start``, ``task submit``).
-GROUPS = ("daemon", "task", "gateway")
+GROUPS = ("daemon", "task", "gateway", "network", "policy", "managed", "member-tags")
 
 
 def find(argv):

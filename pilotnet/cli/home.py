@@ -10,12 +10,11 @@ The rules for the home and socket paths are the SDK's
 only paths start without Twisted.
 """
 
-import json
 import os
-from functools import cached_property
 
 from pilotnet.driver.paths import default_socket_path, home_directory
 from pilotnet.errors import INVALID_ARGUMENT, PilotError
+from pilotnet.wire import cjson
 
 # Defaults point at this machine, never at the reference's public servers.
 DEFAULT_REGISTRY = "127.0.0.1:9000"
@@ -24,19 +23,19 @@ DEFAULT_BEACON = "127.0.0.1:9001"
 
 class Home:
     def __init__(self, path, environ):
-        self._path = path
         self.environ = environ
+        # The home directory as a string: what a fast command needs, without ``pathlib``
+        # (and without ``functools.cached_property``, whose import costs a start ~3 ms).
+        self.directory = os.path.expanduser(path) if path else home_directory(environ)
+        self._path = None
 
-    @cached_property
-    def directory(self):
-        """The home directory as a string (what a fast command needs, without ``pathlib``)."""
-        return os.path.expanduser(self._path) if self._path else home_directory(self.environ)
-
-    @cached_property
+    @property
     def path(self):
-        from pathlib import Path
+        if self._path is None:
+            from pathlib import Path
 
-        return Path(self.directory)
+            self._path = Path(self.directory)
+        return self._path
 
     @property
     def config_path(self):
@@ -63,7 +62,7 @@ class Home:
         except OSError as error:
             raise PilotError(f"cannot read {self.config_path}: {error.strerror}", code=INVALID_ARGUMENT) from None
         try:
-            config = json.loads(text)
+            config = cjson.loads(text)
         except ValueError:
             config = None
         if not isinstance(config, dict):
@@ -78,7 +77,7 @@ class Home:
         temporary = self.config_path.with_suffix(".tmp")
         descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(descriptor, "w") as file:
-            json.dump(config, file, indent=2, sort_keys=True)
+            file.write(cjson.dumps(config, indent=2, sort_keys=True))
             file.write("\n")
         os.replace(temporary, self.config_path)
 

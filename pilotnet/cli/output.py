@@ -6,8 +6,7 @@ without a fractional part, so scripts comparing output byte for byte keep
 working.
 """
 
-import json
-
+from pilotnet.wire.cjson import dumps
 from pilotnet.wire.gojson import GO_ESCAPES
 
 
@@ -45,7 +44,7 @@ def _go_numbers(value):
 def go_json(value, indent=None):
     """``value`` as Go's ``json.Marshal`` (or ``MarshalIndent`` with ``indent``) writes a map."""
     separators = (",", ": ") if indent else (",", ":")
-    text = json.dumps(_go_numbers(value), sort_keys=True, ensure_ascii=False, indent=indent, separators=separators)
+    text = dumps(_go_numbers(value), sort_keys=True, ensure_ascii=False, indent=indent, separators=separators)
     return text.translate(GO_ESCAPES)
 
 

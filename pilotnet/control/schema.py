@@ -36,12 +36,28 @@ code back, not just text.
 
 from __future__ import annotations
 
-import json
 import math
 import struct
-from typing import Any, Generic, TypeVar, overload
 
 from pilotnet.errors import INTERNAL, INVALID_ARGUMENT, NOT_RUNNING, PilotError
+from pilotnet.wire import cjson
+
+# pilotctl imports this module for every command, and importing ``typing`` costs it about 5 ms:
+# the type machinery exists for the type checker only (``Value[int]`` is ``Value`` at run time).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Generic, TypeVar, overload
+
+    T = TypeVar("T")
+
+    class Parametrised(Generic[T]):
+        """A class generic in the Python type its values have."""
+else:
+    T = None
+
+    class Parametrised:
+        def __class_getitem__(cls, item):
+            return cls
 
 #: AMP's limit on one value (and on a key: :data:`MAX_KEY`).
 MAX_VALUE = 0xFFFF
@@ -62,12 +78,10 @@ COMMAND_FAILED = b"PILOT_COMMAND_FAILED"
 
 _LIST_ITEM = struct.Struct("!H")
 
-#: The Python type a :class:`Value` encodes and decodes.
-T = TypeVar("T")
-
-
-class Value(Generic[T]):
+class Value(Parametrised[T]):
     """How one argument travels: :meth:`encode` to bytes and :meth:`decode` back.
+
+    ``T`` is the Python type it encodes and decodes.
 
     :meth:`put` and :meth:`take` move it in and out of a box (a dict of bytes
     keys to bytes values); an ``optional`` value may be absent (``None``).
@@ -195,10 +209,10 @@ class JSON(Chunked[object]):
     """A JSON document of any length (split like every :class:`Chunked` value)."""
 
     def encode(self, value: object) -> bytes:
-        return json.dumps(value, separators=(",", ":")).encode("utf-8")
+        return cjson.dumps(value, separators=(",", ":")).encode("utf-8")
 
     def decode(self, data: bytes) -> object:
-        return json.loads(data.decode("utf-8"))
+        return cjson.loads(data.decode("utf-8"))
 
 
 class CommandFailed(PilotError):
@@ -221,14 +235,14 @@ class CommandFailed(PilotError):
         return cls(error.message, code=error.code, hint=error.hint)
 
     def __str__(self) -> str:
-        return json.dumps({"code": self.code, "message": self.message, "hint": self.hint})
+        return cjson.dumps({"code": self.code, "message": self.message, "hint": self.hint})
 
 
 def _parse_description(text: object) -> tuple | None:
     if not (isinstance(text, str) and text.startswith("{")):
         return None
     try:
-        fields = json.loads(text)
+        fields = cjson.loads(text)
         return str(fields["message"]), str(fields["code"]), fields.get("hint")
     except (ValueError, KeyError, TypeError):
         return None
@@ -239,12 +253,12 @@ def not_running_error() -> PilotError:
     return PilotError("daemon is not running", code=NOT_RUNNING, hint="start the daemon with: pilotctl daemon start")
 
 
-@overload
-def check_timeout(seconds: float) -> float: ...
+if TYPE_CHECKING:
+    @overload
+    def check_timeout(seconds: float) -> float: ...
 
-
-@overload
-def check_timeout(seconds: None) -> None: ...
+    @overload
+    def check_timeout(seconds: None) -> None: ...
 
 
 def check_timeout(seconds: float | None) -> float | None:
@@ -335,6 +349,49 @@ PENDING = _spec("Pending", response=[("result", JSON())],
 TRUSTED = _spec("Trusted", response=[("result", JSON())],
                 doc='``{"trusted": [{node_id, public_key, approved_at, mutual, network}]}``.')
 
+# -- managed networks, expression policies, member tags (reference IPC 0x23; docs/networks.md) ---------
+
+MANAGED_SCORE = _spec("ManagedScore", [("network_id", Integer()), ("node_id", Integer()), ("delta", Integer()),
+                                       ("topic", Text())], [("result", JSON())],
+                      doc="Add ``delta`` to a managed peer's score (network 0: the first managed network).")
+MANAGED_STATUS = _spec("ManagedStatus", [("network_id", Integer())], [("result", JSON())],
+                       doc="A managed network's rules, peer count and cycle number.")
+MANAGED_RANKINGS = _spec("ManagedRankings", [("network_id", Integer())], [("result", JSON())],
+                         doc='``{"network_id", "rankings": [{rank, node_id, score, added_at, last_seen, topics}]}``.')
+MANAGED_CYCLE = _spec("ManagedCycle", [("network_id", Integer())], [("result", JSON())],
+                      doc="Run a prune/fill cycle now: ``{network_id, pruned, filled, peers, cycle_num}``.")
+POLICY_GET = _spec("PolicyGet", [("network_id", Integer())], [("result", JSON())],
+                   doc="The network's expression policy, from the registry (``get_expr_policy``).")
+POLICY_SET = _spec("PolicySet", [("network_id", Integer()), ("policy", Text()), ("admin_token", Text(optional=True))],
+                   [("result", JSON())],
+                   doc="Store a policy document at the registry and apply it (``\"\"`` clears); the registry "
+                       "takes the admin token, or this node's signature from an owner or admin.")
+MEMBER_TAGS_GET = _spec("MemberTagsGet", [("network_id", Integer()), ("node_id", Integer())], [("result", JSON())],
+                        doc="A member's admin-assigned tags, or every member's with node 0.")
+MEMBER_TAGS_SET = _spec("MemberTagsSet", [("network_id", Integer()), ("node_id", Integer()), ("tags", TextList()),
+                                         ("admin_token", Text(optional=True))], [("result", JSON())],
+                        doc="Set a member's tags (with the admin token, or as this node: an owner or admin).")
+NETWORK_POLICY_COMMANDS = (MANAGED_SCORE, MANAGED_STATUS, MANAGED_RANKINGS, MANAGED_CYCLE, POLICY_GET, POLICY_SET,
+                           MEMBER_TAGS_GET, MEMBER_TAGS_SET)
+
+# -- networks (reference IPC 0x1F sub-commands; docs/networks.md) --------------------
+
+NETWORK_LIST = _spec("NetworkList", response=[("result", JSON())],
+                     doc="The registry's ``list_networks`` reply: every network, not only ours.")
+NETWORK_JOIN = _spec("NetworkJoin", [("network_id", Integer()), ("token", Text(optional=True))],
+                     [("result", JSON())], doc="Join a network (``token`` for a token network); "
+                                               "``join_network_ok`` with our ``address`` on it.")
+NETWORK_LEAVE = _spec("NetworkLeave", [("network_id", Integer())], [("result", JSON())],
+                      doc="Leave a network: its members lose the trust it gave them at once.")
+NETWORK_MEMBERS = _spec("NetworkMembers", [("network_id", Integer())], [("result", JSON())],
+                        doc="The registry's ``list_nodes`` reply for the network.")
+NETWORK_INVITE = _spec("NetworkInvite", [("network_id", Integer()), ("node_id", Integer())], [("result", JSON())],
+                       doc="Invite ``node_id`` to an invite-only network (we must be its owner or an admin).")
+NETWORK_INVITES = _spec("NetworkInvites", response=[("result", JSON())],
+                        doc='Invitations waiting for us: ``{"invites": [{network_id, inviter_id, timestamp}]}``.')
+NETWORK_RESPOND_INVITE = _spec("NetworkRespondInvite", [("network_id", Integer()), ("accept", Boolean())],
+                               [("result", JSON())], doc="Accept (join) or reject an invitation.")
+
 # -- ports, streams and datagrams -------------------------------------------------
 
 BIND = _spec("Bind", [("port", Integer())], [("port", Integer())],
@@ -395,7 +452,9 @@ GATEWAY_COMMANDS = (GATEWAY_MAP, GATEWAY_UNMAP, GATEWAY_STATUS)
 
 COMMANDS = (
     INFO, PEERS, CONNECTIONS, RESOLVE_HOSTNAME, LOOKUP, SET_HOSTNAME, SET_VISIBILITY, SET_TAGS, SET_TASK_EXEC,
-    DEREGISTER, SET_WEBHOOK, CLEAR_WEBHOOK, HANDSHAKE, HANDSHAKE_BY_NAME, APPROVE, REJECT, REVOKE, PENDING, TRUSTED, BIND, UNBIND, DIAL, WRITE, CONSUMED, CLOSE,
+    DEREGISTER, SET_WEBHOOK, CLEAR_WEBHOOK, HANDSHAKE, HANDSHAKE_BY_NAME, APPROVE, REJECT, REVOKE, PENDING, TRUSTED,
+    NETWORK_LIST, NETWORK_JOIN, NETWORK_LEAVE, NETWORK_MEMBERS, NETWORK_INVITE, NETWORK_INVITES,
+    NETWORK_RESPOND_INVITE, BIND, UNBIND, DIAL, WRITE, CONSUMED, CLOSE,
     SEND_DATAGRAM, ACCEPTED, RECEIVED, WRITTEN, STREAM_CLOSED, DATAGRAM_RECEIVED, SUBSCRIBE, UNSUBSCRIBE, PUBLISH,
-    EVENT_RECEIVED, EVENT_STATS, PUBLISH_BATCH, EVENTS_RECEIVED,
+    EVENT_RECEIVED, EVENT_STATS, PUBLISH_BATCH, EVENTS_RECEIVED, *NETWORK_POLICY_COMMANDS,
 )

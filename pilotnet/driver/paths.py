@@ -6,8 +6,9 @@ Kept apart from the SDK so that ``pilotctl`` commands that only need paths
 several milliseconds.
 """
 
-import json
 import os
+
+from pilotnet.wire import cjson
 
 
 def home_directory(environ=None):
@@ -36,7 +37,7 @@ def default_socket_path(environ=None, home=None):
     home = home_directory(environ) if home is None else os.fspath(home)
     try:
         with open(os.path.join(home, "config.json"), "rb") as config:
-            configured = json.loads(config.read()).get("socket")
+            configured = cjson.loads(config.read().decode("utf-8")).get("socket")
     except (OSError, ValueError, AttributeError):
         configured = None
     if isinstance(configured, str) and configured:

@@ -83,7 +83,7 @@ def makeService(options):
     os.makedirs(options["home"], mode=0o700, exist_ok=True)
     return Gateway(
         reactor, DaemonLink(reactor, options["socket"], keep=True), MappingTable(options["subnet"]),
-        options["ports"], aliases_for(options["subnet"]), control_path=str(control_path(options["socket"])),
+        options["ports"], aliases_for(options["subnet"]), control_path=control_path(options["socket"]),
         targets=options["targets"], dns_port=options["dns-port"],
         dns_bound=PortsFile(options["ports-file"], ["dns"]).reporter("dns") if options["ports-file"] else None,
     )

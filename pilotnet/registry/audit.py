@@ -332,6 +332,22 @@ class _Simple(_Derivation):
         return [(self.action, where, details)]
 
 
+class _SetOrCleared(_Simple):
+    """A setting that is either set or cleared: two actions in the reference (``key.expiry_set`` /
+    ``key.expiry_cleared``)."""
+
+    def __init__(self, action, cleared_action, cleared, **options):
+        super().__init__(action, **options)
+        self.cleared_action = cleared_action
+        self.cleared = cleared
+
+    def after(self, registry, request, reply, before):
+        entries = super().after(registry, request, reply, before)
+        if self.cleared(reply):
+            return [(self.cleared_action, where, details) for _, where, details in entries]
+        return entries
+
+
 class _Register(_Derivation):
     def before(self, registry, request):
         key = request.get("public_key")
@@ -415,5 +431,28 @@ _AUDITED: dict[str, _Derivation] = {
     "create_network": _Simple("network.created", network_field="network_id", name="name", join_rule="join_rule"),
     "join_network": _Simple("network.joined", network_field="network_id"),
     "leave_network": _Simple("network.left", network_field="network_id"),
+    "delete_network": _Simple("network.deleted", node_field=None, network_field="network_id"),
+    "rename_network": _Simple("network.renamed", node_field=None, network_field="network_id", name="name"),
+    "set_network_enterprise": _Simple("network.enterprise_changed", node_field=None,
+                                      network_field="network_id", enterprise="enterprise"),
+    "invite_to_network": _Simple("invite.created", node_field="inviter_id", network_field="network_id",
+                                 target_node_id="target_node_id", status="status"),
+    "respond_invite": _Simple("invite.responded", network_field="network_id", accepted="accepted"),
+    "kick_member": _Simple("member.kicked", node_field="target_node_id", network_field="network_id"),
+    "promote_member": _Simple("member.promoted", node_field="target_node_id", network_field="network_id",
+                              role="role"),
+    "demote_member": _Simple("member.demoted", node_field="target_node_id", network_field="network_id",
+                             role="role"),
+    "transfer_ownership": _Simple("network.ownership_transferred", node_field=None, network_field="network_id",
+                                  old_owner="old_owner", new_owner="new_owner"),
+    "set_network_policy": _Simple("network.policy_changed", node_field=None, network_field="network_id",
+                                  max_members="max_members", allowed_ports="allowed_ports"),
+    "set_expr_policy": _SetOrCleared("network.expr_policy_set", "network.expr_policy_cleared",
+                                     lambda reply: reply.get("cleared"), node_field=None,
+                                     network_field="network_id"),
+    "set_member_tags": _Simple("member_tags.changed", node_field="target_node_id", network_field="network_id",
+                               tags="tags"),
+    "set_key_expiry": _SetOrCleared("key.expiry_set", "key.expiry_cleared",
+                                    lambda reply: not reply.get("expires_at"), expires_at="expires_at"),
     "beacon_register": _BeaconRegister(),
 }

@@ -66,6 +66,11 @@ CHALLENGES = {
     "rotate_key": ("node_id", lambda r: f"rotate:{r['node_id']}"),
     "join_network": ("node_id", lambda r: f"join_network:{r['node_id']}:{r['network_id']}"),
     "leave_network": ("node_id", lambda r: f"leave_network:{r['node_id']}:{r['network_id']}"),
+    "invite_to_network": ("inviter_id",
+                          lambda r: f"invite:{r['inviter_id']}:{r['network_id']}:{r['target_node_id']}"),
+    "poll_invites": ("node_id", lambda r: f"poll_invites:{r['node_id']}"),
+    "respond_invite": ("node_id", lambda r: f"respond_invite:{r['node_id']}:{r['network_id']}"),
+    "set_key_expiry": ("node_id", lambda r: f"set_key_expiry:{r['node_id']}"),
 }
 
 

@@ -10,7 +10,12 @@ Stored entities are ``(kind, key) -> JSON value`` pairs; ``None`` means
 deleted.  Kinds: ``node``, ``key`` (public key -> node ID), ``owner`` (owner ->
 node ID), ``consent`` ("a:b": a consents to trust b), ``inbox`` (relayed
 handshake requests and responses waiting for a node), ``network``,
-``counter``.
+``member`` ("net:node": a member's role other than ``member`` and its member
+tags), ``invite`` ("target:net": a pending invitation), ``counter``.
+
+Roles and invitations are entities of their own rather than fields of the
+network, so that registries sharing a database (which merge network
+memberships) never overwrite one member's role with another's.
 """
 
 from dataclasses import dataclass, asdict, field
@@ -50,18 +55,42 @@ class Node:
     last_seen: float = 0.0
     lan_addrs: tuple = ()
     version: str = ""
+    # Key lifecycle (reference get_key_info): Unix seconds, 0 = unknown / never.
+    key_created: float = 0.0
+    key_rotated: float = 0.0
+    key_rotations: int = 0
+    key_expires: float = 0.0
     proven_at: float | None = field(default=None, compare=False)
     registered_from: str | None = field(default=None, compare=False)
 
 
 @dataclass(slots=True)
 class Network:
+    """A network other than the backbone, with its settings (controlplane §1.9.2)."""
+
     id: int
     name: str
     join_rule: str
     token: str
     members: set
     created: float
+    enterprise: bool = False
+    # A token that manages this network only (the global admin token manages all).
+    admin_token: str = ""
+    max_members: int = 0  # 0: no limit
+    allowed_ports: tuple = ()  # empty: every port
+    description: str = ""
+    rules: dict | None = None  # managed-network rules (network_rules.parse_rules)
+    expr_policy: dict | None = None  # expression policy document
+
+
+OWNER, ADMIN, MEMBER = "owner", "admin", "member"
+
+
+@dataclass(slots=True)
+class Invite:
+    inviter_id: int
+    timestamp: float
 
 
 @dataclass(slots=True)
@@ -111,6 +140,11 @@ def address_text(network, node_id):
     return str(Addr(network, node_id))
 
 
+def _pair(key):
+    first, second = (int(part) for part in key.split(":"))
+    return first, second
+
+
 class Directory:
     """All registry state, in memory; the store holds a copy of every acknowledged change."""
 
@@ -130,6 +164,11 @@ class Directory:
         self.handshake_requests = {}
         self.handshake_responses = {}
         self.networks = {}
+        # (network, node) -> role, for roles other than MEMBER; (network, node) -> member tags.
+        self.member_roles = {}
+        self.member_tags = {}
+        # target node -> {network: Invite}
+        self.invites = {}
         self.next_node = 1
         self.next_net = 1
         self._dirty = set()
@@ -184,7 +223,19 @@ class Directory:
                 return None
             stored = asdict(network)
             stored["members"] = sorted(network.members)
+            stored["allowed_ports"] = list(network.allowed_ports)
             return stored
+        if kind == "member":
+            pair = _pair(key)
+            role = self.member_roles.get(pair)
+            tags = self.member_tags.get(pair)
+            if role is None and not tags:
+                return None
+            return {"role": role or MEMBER, "tags": list(tags or ())}
+        if kind == "invite":
+            target, network_id = _pair(key)
+            invite = self.invites.get(target, {}).get(network_id)
+            return None if invite is None else asdict(invite)
         if kind == "counter":
             return getattr(self, key)
         raise ValueError(f"unknown entity kind {kind!r}")
@@ -213,8 +264,18 @@ class Directory:
             self.handshake_requests[node_id] = [HandshakeRequest(**r) for r in value["requests"]]
             self.handshake_responses[node_id] = [HandshakeResponse(**r) for r in value["responses"]]
         elif kind == "network":
-            value = dict(value, members=set(value["members"]))
+            value = dict(value, members=set(value["members"]),
+                         allowed_ports=tuple(value.get("allowed_ports", ())))
             self.networks[value["id"]] = Network(**value)
+        elif kind == "member":
+            pair = _pair(key)
+            if value["role"] != MEMBER:
+                self.member_roles[pair] = value["role"]
+            if value["tags"]:
+                self.member_tags[pair] = tuple(value["tags"])
+        elif kind == "invite":
+            target, network_id = _pair(key)
+            self.invites.setdefault(target, {})[network_id] = Invite(**value)
         elif kind == "counter":
             setattr(self, key, value)
         else:
@@ -229,6 +290,9 @@ class Directory:
         keys += [("inbox", str(node_id))
                  for node_id in set(self.handshake_requests) | set(self.handshake_responses)]
         keys += [("network", str(network_id)) for network_id in self.networks]
+        keys += [("member", f"{n}:{m}") for n, m in set(self.member_roles) | set(self.member_tags)]
+        keys += [("invite", f"{target}:{network_id}")
+                 for target, pending in self.invites.items() for network_id in pending]
         keys += [("counter", "next_node"), ("counter", "next_net")]
         snapshot = [(kind, key, self.entity(kind, key)) for kind, key in keys]
         return [entity for entity in snapshot if entity[2] is not None]
@@ -264,9 +328,18 @@ class Directory:
                 self.handshake_responses.pop(int(key), None)
             elif kind == "network":
                 self.networks.pop(int(key), None)
+            elif kind == "member":
+                self.member_roles.pop(_pair(key), None)
+                self.member_tags.pop(_pair(key), None)
+            elif kind == "invite":
+                self._drop_invite(*_pair(key))
             else:
                 raise ValueError(f"cannot delete entity kind {kind!r}")
         if value is not None:
+            if kind == "member":
+                # A value replaces both halves: a role back to MEMBER, tags cleared.
+                self.member_roles.pop(_pair(key), None)
+                self.member_tags.pop(_pair(key), None)
             self.restore(kind, key, value)
 
     # -- nodes ---------------------------------------------------------------
@@ -435,7 +508,99 @@ class Directory:
         return any(a in n.members and b in n.members for n in self.networks.values())
 
     def leave_all_networks(self, node_id):
-        for network in self.networks.values():
+        """A deregistered node leaves every network; its invitations, sent and received, go too."""
+        for network in list(self.networks.values()):
             if node_id in network.members:
-                network.members.discard(node_id)
-                self._mark("network", str(network.id))
+                self.remove_member(network, node_id)
+        for network_id in list(self.invites.get(node_id, {})):
+            self.remove_invite(node_id, network_id)
+        for target, pending in list(self.invites.items()):
+            for network_id, invite in list(pending.items()):
+                if invite.inviter_id == node_id:
+                    self.remove_invite(target, network_id)
+
+    def add_member(self, network, node_id, role=MEMBER):
+        network.members.add(node_id)
+        self.save_network(network)
+        self.set_role(network.id, node_id, role)
+
+    def remove_member(self, network, node_id):
+        """``node_id`` leaves ``network`` with its role and member tags."""
+        network.members.discard(node_id)
+        self.save_network(network)
+        pair = (network.id, node_id)
+        if pair in self.member_roles or pair in self.member_tags:
+            self.member_roles.pop(pair, None)
+            self.member_tags.pop(pair, None)
+            self._mark("member", f"{network.id}:{node_id}")
+
+    def role_of(self, network, node_id):
+        """The member's role, or None if it is not a member."""
+        if node_id not in network.members:
+            return None
+        return self.member_roles.get((network.id, node_id), MEMBER)
+
+    def set_role(self, network_id, node_id, role):
+        pair = (network_id, node_id)
+        if self.member_roles.get(pair, MEMBER) == role:
+            return
+        if role == MEMBER:
+            del self.member_roles[pair]
+        else:
+            self.member_roles[pair] = role
+        self._mark("member", f"{network_id}:{node_id}")
+
+    def owner_of(self, network):
+        """The owner's node ID, or None."""
+        owners = [node_id for node_id in network.members
+                  if self.member_roles.get((network.id, node_id)) == OWNER]
+        return min(owners) if owners else None
+
+    def tags_of(self, network_id, node_id):
+        return self.member_tags.get((network_id, node_id), ())
+
+    def set_member_tags(self, network_id, node_id, tags):
+        pair = (network_id, node_id)
+        if tags:
+            self.member_tags[pair] = tuple(tags)
+        else:
+            self.member_tags.pop(pair, None)
+        self._mark("member", f"{network_id}:{node_id}")
+
+    def delete_network(self, network):
+        """Remove ``network``, its members' roles and tags and every invitation to it."""
+        for node_id in list(network.members):
+            self.remove_member(network, node_id)
+        for target in list(self.invites):
+            self.remove_invite(target, network.id)
+        del self.networks[network.id]
+        self._mark("network", str(network.id))
+
+    # -- invitations -----------------------------------------------------------
+
+    def invites_of(self, target):
+        """``{network_id: Invite}`` pending for ``target`` (do not modify)."""
+        return self.invites.get(target, {})
+
+    def add_invite(self, target, network_id, inviter_id, now):
+        self.invites.setdefault(target, {})[network_id] = Invite(inviter_id, now)
+        self._mark("invite", f"{target}:{network_id}")
+
+    def remove_invite(self, target, network_id):
+        if network_id in self.invites.get(target, {}):
+            self._drop_invite(target, network_id)
+            self._mark("invite", f"{target}:{network_id}")
+
+    def _drop_invite(self, target, network_id):
+        pending = self.invites.get(target)
+        if pending is not None:
+            pending.pop(network_id, None)
+            if not pending:
+                del self.invites[target]
+
+    def revoke_invites_from(self, inviter_id, network_id):
+        """Invitations to ``network_id`` that ``inviter_id`` sent (a member who leaves takes them back)."""
+        for target, pending in list(self.invites.items()):
+            invite = pending.get(network_id)
+            if invite is not None and invite.inviter_id == inviter_id:
+                self.remove_invite(target, network_id)

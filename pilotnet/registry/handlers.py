@@ -40,6 +40,7 @@ from pilotnet.registry.challenges import FRESH_FIELD, fresh_signature_valid, sig
 from pilotnet.registry.directory import Directory
 from pilotnet.registry.dispatch import RouteTable
 from pilotnet.registry.freshness import MAX_NONCE_LENGTH, ReplayCache
+from pilotnet.registry.key_expiry import KeyExpiryHandlers
 from pilotnet.registry.networks import NetworkHandlers
 from pilotnet.registry.nodes import NodeHandlers, NodeProofs
 from pilotnet.registry.polo import PoloHandlers
@@ -101,7 +102,7 @@ class Registry:
         self._beacons = BeaconHandlers()
         self.routes = RouteTable()
         for concern in (self.nodes, TrustHandlers(self), self.polo, NetworkHandlers(self),
-                        self._beacons):
+                        KeyExpiryHandlers(self), self._beacons):
             self.routes.add_all(concern.routes())
         self.routes.add_all(self.audit.routes(self.require_admin))
         self._standby_kinds = self.routes.standby_kinds()

@@ -120,6 +120,10 @@ class RegistryMetrics:
                     lambda: sum(1 for node in directory.nodes.values() if node.task_exec))
         self._gauge("pilot_networks_total", "Networks other than the backbone.",
                     lambda: len(directory.networks))
+        self._gauge("pilot_networks_enterprise", "Enterprise networks.",
+                    lambda: sum(1 for network in directory.networks.values() if network.enterprise))
+        self._gauge("pilot_invites_pending", "Network invitations waiting for an answer.",
+                    lambda: sum(len(pending) for pending in directory.invites.values()))
         self._gauge("pilot_uptime_seconds", "Seconds since the registry started.",
                     lambda: clock.seconds() - self.started)
         self.replication_subscribers = Gauge(

@@ -17,9 +17,11 @@ from pilotnet.registry import requests as fields
 from pilotnet.registry.challenges import FRESH_FIELD
 from pilotnet.registry.directory import BACKBONE, Node, address_text
 from pilotnet.registry.dispatch import RegistryCore, Route
+from pilotnet.registry.key_expiry import KEY_EXPIRY_WARNING, key_expired
 from pilotnet.registry.requests import RequestError
 from pilotnet.registry.validation import check_hostname, normalize_tags
 from pilotnet.wire.hostport import join_host_port, split_host_port
+from pilotnet.wire.rfc3339 import format_rfc3339
 
 PROTOCOL_VERSION = 1
 MAX_ADDR_LENGTH = 262
@@ -127,6 +129,10 @@ class NodeHandlers:
         proven = proven or known_id is None
 
         node = directory.nodes.get(known_id) if known_id is not None else None
+        if node is not None and key_expired(node, now):
+            # Registering again must not be a way around the expiry the heartbeats enforce.
+            raise RequestError(f"node {node.id}: key expired at {format_rfc3339(node.key_expires)}",
+                               hint="rotate the key: pilotctl rotate-key")
         if known_id is None and owner and owner in directory.owner_index \
                 and not self.allow_owner_recovery:
             # The owner string is no credential: the new key gets a new node
@@ -150,7 +156,7 @@ class NodeHandlers:
         if known_id is None:
             known_id = directory.allocate_node_id()
         if node is None:
-            node = Node(id=known_id, public_key=public_key)
+            node = Node(id=known_id, public_key=public_key, key_created=now)
         if directory.key_index.get(public_key) != known_id:
             directory.index_key(public_key, known_id)
         if owner and not node.owner:
@@ -233,8 +239,14 @@ class NodeHandlers:
         if listen_addr:
             node.real_addr = observed_endpoint(listen_addr, peer)
             self.directory.save_node(node)
+        if key_expired(node, now):
+            raise RequestError(f"node {node_id}: key expired at {format_rfc3339(node.key_expires)}",
+                               hint="rotate the key: pilotctl rotate-key")
         self.directory.touch(node, now)
-        return {"type": "heartbeat_ok", "time": int(now)}
+        reply = {"type": "heartbeat_ok", "time": int(now)}
+        if node.key_expires and node.key_expires - now < KEY_EXPIRY_WARNING:
+            reply["key_expiry_warning"] = True
+        return reply
 
     def _deregister(self, request, peer, now):
         node_id = fields.uint(request, "node_id")
@@ -262,6 +274,8 @@ class NodeHandlers:
         if holder is not None and holder != node_id:
             raise RequestError(f"public key already registered to node {holder}",
                                code=ALREADY_EXISTS)
+        # A new key starts a new lifetime: the old one's expiry does not carry over.
+        node.key_rotated, node.key_rotations, node.key_expires = now, node.key_rotations + 1, 0.0
         self.directory.rekey(node, new_key)
         return {"type": "rotate_key_ok", "node_id": node_id,
                 "address": address_text(BACKBONE, node_id), "public_key": new_key}
@@ -349,6 +363,11 @@ class NodeHandlers:
                     entry["task_exec"] = True
                 if node.public and node.real_addr:
                     entry["real_addr"] = node.real_addr
+            if network_id != BACKBONE:
+                entry["role"] = directory.role_of(network, node_id)
+                member_tags = directory.tags_of(network_id, node_id)
+                if member_tags:
+                    entry["member_tags"] = list(member_tags)
             listed.append(entry)
         return {"type": "list_nodes_ok", "network_id": network_id, "nodes": listed}
 

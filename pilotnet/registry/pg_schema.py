@@ -55,6 +55,9 @@ SCHEMA = (
         join_rule TEXT NOT NULL,
         token TEXT NOT NULL,
         created DOUBLE PRECISION NOT NULL)""",
+    # A network's settings beyond its name and join rule (enterprise flag, policies, rules), as
+    # JSON; added to tables created before networks had them.
+    "ALTER TABLE pilot_networks ADD COLUMN IF NOT EXISTS attributes TEXT NOT NULL DEFAULT '{}'",
     """CREATE TABLE IF NOT EXISTS pilot_network_members (
         network_id BIGINT NOT NULL,
         node_id BIGINT NOT NULL,
@@ -125,7 +128,22 @@ def inbox_value(items: list):
     return value if value["requests"] or value["responses"] else None
 
 
+# The network fields with a column of their own (members have their table); the others
+# travel in ``attributes``.
+NETWORK_COLUMNS = ("id", "name", "join_rule", "token", "created", "members")
+NETWORK_SELECT = "SELECT id, name, join_rule, token, created, attributes FROM pilot_networks"
+
+
+def network_row(value: dict) -> tuple:
+    """The ``pilot_networks`` row of a network entity."""
+    attributes = {name: field for name, field in value.items() if name not in NETWORK_COLUMNS}
+    return (int(value["id"]), value["name"], value["join_rule"], value["token"],
+            float(value["created"]), compact(attributes))
+
+
 def network_value(row: tuple, members) -> dict:
-    network_id, name, join_rule, token, created = row
-    return {"id": network_id, "name": name, "join_rule": join_rule, "token": token,
-            "members": sorted(members), "created": created}
+    network_id, name, join_rule, token, created, attributes = row
+    value = json.loads(attributes)
+    value.update(id=network_id, name=name, join_rule=join_rule, token=token,
+                 members=sorted(members), created=created)
+    return value

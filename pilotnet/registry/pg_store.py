@@ -516,10 +516,10 @@ def _write(conn, op, claims: list) -> tuple:
             conn.execute("DELETE FROM pilot_networks WHERE id = %s", (network_id,))
             return kind, key, None
         conn.execute(
-            "INSERT INTO pilot_networks (id, name, join_rule, token, created) "
-            "VALUES (%s, %s, %s, %s, %s) ON CONFLICT (id) DO UPDATE SET name = excluded.name, "
-            "join_rule = excluded.join_rule, token = excluded.token",
-            (network_id, value["name"], value["join_rule"], value["token"], value["created"]))
+            "INSERT INTO pilot_networks (id, name, join_rule, token, created, attributes) "
+            "VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (id) DO UPDATE SET name = excluded.name, "
+            "join_rule = excluded.join_rule, token = excluded.token, "
+            "attributes = excluded.attributes", schema.network_row(value))
         for node_id in removed:
             conn.execute("DELETE FROM pilot_network_members WHERE network_id = %s AND node_id = %s",
                          (network_id, node_id))
@@ -557,8 +557,7 @@ def read_entity(conn, kind: str, key: str):
                             (int(key),)).fetchall()
         return schema.inbox_value(rows)
     if kind == "network":
-        row = conn.execute("SELECT id, name, join_rule, token, created FROM pilot_networks "
-                           "WHERE id = %s", (int(key),)).fetchone()
+        row = conn.execute(schema.NETWORK_SELECT + " WHERE id = %s", (int(key),)).fetchone()
         if row is None:
             return None
         members = [member for (member,) in conn.execute(
@@ -600,7 +599,7 @@ def _read_all(conn) -> tuple:
     for network_id, node_id in conn.execute(
             "SELECT network_id, node_id FROM pilot_network_members"):
         members.setdefault(network_id, []).append(node_id)
-    for row in conn.execute("SELECT id, name, join_rule, token, created FROM pilot_networks"):
+    for row in conn.execute(schema.NETWORK_SELECT):
         entities.append(("network", str(row[0]), schema.network_value(row, members.get(row[0], ()))))
     for kind, key, value in conn.execute("SELECT kind, key, value FROM pilot_entities"):
         entities.append((kind, key, json.loads(value)))

@@ -3,9 +3,10 @@
 The Go registry keeps its whole state in one JSON object (``-store`` file):
 ``next_node``, ``next_net``, ``nodes``, ``networks``, ``trust_pairs``,
 ``pub_key_idx``, ``handshake_inbox``, ``handshake_responses``; the FK line
-adds fields we either map (``lan_addrs``, ``version``) or have no use for
-(enterprise settings, dashboard history, audit log, ``checksum``), which are
-ignored.  The import turns it into our :class:`Directory` and writes that to
+adds fields we either map (``lan_addrs``, ``version``, key lifecycle, network
+roles, member tags, admin tokens, policies, managed rules, expression
+policies, the enterprise flag, ``invite_inbox``) or have no use for (dashboard
+history, audit log, identity settings, ``checksum``), which are ignored.  The import turns it into our :class:`Directory` and writes that to
 an *empty* SQLite store in one transaction, so a failed import leaves nothing
 half done and an import can never overwrite live state.
 
@@ -13,9 +14,9 @@ Mapping decisions:
 
 * a reference trust pair was created by one side's word; it was nonetheless a
   working pair, so it becomes both nodes' consent (the pair keeps working);
-* the backbone (network 0) is implicit here and skipped; an ``invite`` network
-  (FK enterprise) becomes a ``token`` network with a random token nobody holds,
-  so it stays closed to newcomers while its members keep their membership;
+* the backbone (network 0) is implicit here and skipped;
+* a network without roles (written before the reference had them) gets the
+  reference's backfill: its lowest member ID is the owner;
 * the owner index is rebuilt from the nodes, as the reference does on load.
 """
 
@@ -25,9 +26,13 @@ import json
 import secrets
 
 from pilotnet.errors import DecodeError, PilotError, INVALID_ARGUMENT
+from pilotnet.registry import network_rules
 from pilotnet.registry.directory import (
-    BACKBONE, Directory, HandshakeRequest, HandshakeResponse, Network, Node,
+    ADMIN, BACKBONE, MEMBER, OWNER, Directory, HandshakeRequest, HandshakeResponse, Invite,
+    Network, Node,
 )
+from pilotnet.registry.requests import RequestError
+from pilotnet.registry.validation import normalize_tags
 from pilotnet.wire.rfc3339 import parse_rfc3339
 
 
@@ -69,17 +74,52 @@ def _node(raw, where):
         tags=tuple(raw.get("tags") or ()), polo_score=int(raw.get("polo_score") or 0),
         task_exec=bool(raw.get("task_exec")),
         last_seen=_time(raw.get("last_seen"), f"{where}.last_seen"),
-        lan_addrs=tuple(raw.get("lan_addrs") or ()), version=raw.get("version") or "")
+        lan_addrs=tuple(raw.get("lan_addrs") or ()), version=raw.get("version") or "",
+        key_created=_time(raw.get("key_created"), f"{where}.key_created"),
+        key_rotated=_time(raw.get("key_rotated"), f"{where}.key_rotated"),
+        key_rotations=int(raw.get("key_rot_count") or 0),
+        key_expires=_time(raw.get("key_expires"), f"{where}.key_expires"))
 
 
 def _network(raw, where):
     join_rule, token = raw.get("join_rule") or "open", raw.get("token") or ""
-    if join_rule not in ("open", "token"):
+    if join_rule not in ("open", "token", "invite"):
+        # A rule we do not know: closed to newcomers (a token nobody holds), members stay.
         join_rule, token = "token", secrets.token_urlsafe(32)
-    return Network(id=_int(raw.get("id"), f"{where}.id"), name=raw.get("name") or "",
-                   join_rule=join_rule, token=token,
-                   members={_int(m, f"{where}.members") for m in raw.get("members") or []},
-                   created=_time(raw.get("created"), f"{where}.created"))
+    policy = raw.get("policy") or {}
+    try:
+        return Network(
+            id=_int(raw.get("id"), f"{where}.id"), name=raw.get("name") or "",
+            join_rule=join_rule, token=token,
+            members={_int(m, f"{where}.members") for m in raw.get("members") or []},
+            created=_time(raw.get("created"), f"{where}.created"),
+            enterprise=bool(raw.get("enterprise")), admin_token=raw.get("admin_token") or "",
+            max_members=network_rules.parse_max_members(policy.get("max_members") or 0),
+            allowed_ports=network_rules.parse_allowed_ports(policy.get("allowed_ports") or []),
+            description=network_rules.parse_description(policy.get("description") or ""),
+            rules=network_rules.parse_rules(raw.get("rules")),
+            expr_policy=network_rules.parse_expr_policy(raw.get("expr_policy")))
+    except RequestError as error:
+        raise SnapshotError(f"{where}: {error.message}") from None
+
+
+def _memberships(directory, network, raw, where):
+    """The network's roles (backfilled as the reference does) and member tags."""
+    roles = {int(node_id): role for node_id, role in (raw.get("member_roles") or {}).items()}
+    if not roles and network.members:
+        roles = {min(network.members): OWNER}
+    for node_id, role in roles.items():
+        if role not in (OWNER, ADMIN, MEMBER):
+            raise SnapshotError(f"{where}.member_roles: unknown role {role!r}")
+        if node_id in network.members and role != MEMBER:
+            directory.member_roles[network.id, node_id] = role
+    for node_id, tags in (raw.get("member_tags") or {}).items():
+        try:
+            checked = normalize_tags(list(tags))
+        except (RequestError, TypeError, AttributeError):
+            raise SnapshotError(f"{where}.member_tags: invalid tags for node {node_id}") from None
+        if checked and int(node_id) in network.members:
+            directory.member_tags[network.id, int(node_id)] = tuple(checked)
 
 
 def read_go_snapshot(data):
@@ -106,6 +146,12 @@ def read_go_snapshot(data):
             network = _network(item, f"networks[{network_id}]")
             if network.id != BACKBONE:
                 directory.networks[network.id] = network
+                _memberships(directory, network, item, f"networks[{network_id}]")
+        for target, items in (raw.get("invite_inbox") or {}).items():
+            for i in items:
+                directory.invites.setdefault(_int(int(target), "invite_inbox"), {})[
+                    _int(i["network_id"], "invite_inbox")] = Invite(
+                        _int(i["inviter_id"], "invite_inbox"), _time(i.get("timestamp"), "invite_inbox"))
         for pair in raw.get("trust_pairs") or []:
             a, b = (int(part) for part in pair.split(":"))
             directory.consents.update({(a, b), (b, a)})

@@ -18,10 +18,14 @@ On the reading side every failure (bad UTF-8, bad JSON, ``NaN``, nesting too
 deep, wrong field type) becomes a :class:`DecodeError` naming the field.
 """
 
-import json
-from typing import Any, NoReturn
+from __future__ import annotations
 
 from pilotnet.errors import DecodeError
+from pilotnet.wire import cjson
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, NoReturn
 
 GO_ESCAPES = str.maketrans({
     "<": "\\u003c",
@@ -32,9 +36,6 @@ GO_ESCAPES = str.maketrans({
 })
 # Lone surrogates cannot be UTF-8; Go writes U+FFFD for invalid text.
 _SURROGATES = {code: "\ufffd" for code in range(0xD800, 0xE000)}
-
-_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
-
 
 def _refuse_floats(value: object) -> None:
     if isinstance(value, float):
@@ -50,7 +51,8 @@ def _refuse_floats(value: object) -> None:
 def dumps(value: object) -> bytes:
     """``value`` (dicts keep their key order) as the bytes Go's json.Marshal writes."""
     _refuse_floats(value)
-    text = _ENCODER.encode(value).translate(GO_ESCAPES)
+    text = cjson.dumps(value, ensure_ascii=False, separators=(",", ":"),
+                       allow_nan=False).translate(GO_ESCAPES)
     return text.translate(_SURROGATES).encode("utf-8")
 
 
@@ -58,16 +60,15 @@ def _refuse_constant(name: str) -> NoReturn:
     raise ValueError(f"{name} is not JSON")
 
 
-# Built once: ``json.loads`` with a keyword argument builds a new decoder on every call,
-# and this runs for every registry request.
-_DECODER = json.JSONDecoder(parse_constant=_refuse_constant)
+# Built once: it runs for every registry request.
+_decode = cjson.make_loads(_refuse_constant)
 
 
 def loads_object(data: bytes | bytearray | memoryview, what: str) -> dict[str, Any]:
     """Parse ``data`` (bytes) as one JSON object; :class:`DecodeError` naming ``what``."""
     try:
         text = bytes(data).decode("utf-8")
-        value = _DECODER.decode(text)
+        value = _decode(text)
     except UnicodeDecodeError:
         raise DecodeError(f"{what}: not valid UTF-8") from None
     except (ValueError, RecursionError) as exc:

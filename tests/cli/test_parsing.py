@@ -1,5 +1,6 @@
 """pilotctl's argument rules, command table checks and output formats (no I/O)."""
 
+from hypothesis import given, strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
 from pilotnet.cli import catalogue
@@ -146,3 +147,47 @@ class OutputTests(SynchronousTestCase):
 
     def test_table(self):
         self.assertEqual(table(["A", "LONG"], [[1, "x"], [22, "yy"]]), "A   LONG\n1   x\n22  yy")
+
+
+class HandScannedTests(SynchronousTestCase):
+    """The scanners that replaced regular expressions (``re`` costs each pilotctl start ~7 ms) agree with them."""
+
+    @staticmethod
+    def _duration_by_regex(text):
+        import re
+
+        if re.fullmatch(r"[0-9]+(?:\.[0-9]*)?|\.[0-9]+", text):
+            return float(text)
+        position, seconds = 0, 0.0
+        units = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+        for match in re.finditer(r"([0-9]+(?:\.[0-9]*)?|\.[0-9]+)(ns|us|µs|ms|s|m|h)", text):
+            if match.start() != position:
+                break
+            seconds += float(match.group(1)) * units[match.group(2)]
+            position = match.end()
+        return seconds if position and position == len(text) else None
+
+    @given(st.text(alphabet="0123456789.nsuµmh -x", max_size=12))
+    def test_durations_as_the_regular_expression_read_them(self, text):
+        expected = self._duration_by_regex(text)
+        if expected is None:
+            self.assertRaises(PilotError, parse_duration, text, "--timeout")
+        else:
+            self.assertAlmostEqual(parse_duration(text, "--timeout"), expected)
+
+    @given(st.text(alphabet="[]-- ABZ_=az.", max_size=30))
+    def test_usage_parts_as_the_regular_expression_split_them(self, usage):
+        import re
+
+        expected = tuple(re.findall(r"\[[^\]]*\]|--\S+(?: [A-Z_=]+)?|\S+", usage))
+        self.assertEqual(catalogue.usage_parts(usage), expected)
+
+    @given(st.text(alphabet="0123456789-+ ٣x", max_size=8))
+    def test_integers_are_ascii_digits_only(self, value):
+        import re
+
+        args = Args(["--n=" + value])
+        if re.fullmatch(r"-?[0-9]+", value):
+            self.assertEqual(args.integer("n", 0, minimum=-(10 ** 9)), int(value))
+        else:
+            self.assertRaises(PilotError, args.integer, "n", 0, -(10 ** 9))

@@ -5,6 +5,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from pilotnet.registry.audit import AuditLog
 from tests.registry.fixtures import ADMIN_TOKEN, DrivenRegistry, identity
+from tests.registry.network_scenario import run_network_changes, run_sync
 
 
 class AuditedRegistry(DrivenRegistry):
@@ -72,6 +73,25 @@ class AuditEntriesTests(SynchronousTestCase):
         self.assertIn("handshake.responded", driven.actions())
         network_entries = [e for e in driven.audit.entries if e.action.startswith("network.")]
         self.assertEqual({e.network_id for e in network_entries}, {1})
+
+    def test_network_management_is_audited_with_the_reference_actions(self):
+        driven = self.driven
+        ids = run_sync(run_network_changes(lambda request, signer=None: driven.ok(request, signer=signer),
+                                           driven.register))
+        driven.ok({"type": "set_key_expiry", "node_id": ids["member"], "expires_at": "never"},
+                  signer=identity(12))
+        driven.admin({"type": "set_expr_policy", "network_id": 1, "expr_policy": ""})
+        driven.admin({"type": "kick_member", "network_id": 1, "target_node_id": ids["member"]})
+        driven.ok({"type": "transfer_ownership", "network_id": 1, "new_owner_id": ids["admin"],
+                   "node_id": ids["owner"]}, signer=identity(10))
+        actions = set(driven.actions())
+        for action in ("network.created", "invite.created", "invite.responded", "member.promoted",
+                       "network.policy_changed", "network.expr_policy_set", "network.expr_policy_cleared",
+                       "member_tags.changed", "key.expiry_set", "key.expiry_cleared", "network.deleted",
+                       "network.renamed", "member.kicked", "network.ownership_transferred"):
+            self.assertIn(action, actions)
+        kicked = [e for e in driven.audit.entries if e.action == "member.kicked"][0]
+        self.assertEqual((kicked.network_id, kicked.node_id), (1, ids["member"]))
 
     def test_reads_refusals_and_repeated_beacon_announcements_are_not_entries(self):
         before = len(self.driven.audit.entries)

@@ -9,6 +9,7 @@ from pilotnet.registry.handlers import Registry
 REFERENCE_STANDBY_READS = {
     "lookup", "resolve", "resolve_hostname", "list_networks", "list_nodes", "heartbeat",
     "poll_handshakes", "beacon_list", "beacon_register", "get_polo_score", "check_trust",
+    "poll_invites", "get_key_info", "get_network_policy", "get_member_role",
 }
 
 
@@ -46,4 +47,5 @@ class RegistryRoutesTests(unittest.TestCase):
     def test_the_admin_token_stands_in_only_where_the_route_says(self):
         overridable = {route.kind for route in Registry().routes if route.admin_override}
         self.assertEqual(overridable, {"set_visibility", "set_task_exec", "set_hostname",
-                                       "set_tags", "deregister", "join_network", "leave_network"})
+                                       "set_tags", "deregister", "join_network", "leave_network",
+                                       "invite_to_network", "set_key_expiry"})

@@ -24,8 +24,9 @@ from pilotnet.registry.requests import RequestError
 from pilotnet.registry.scaleout import SharedHousekeeping
 from pilotnet.registry.server import RegistryServer
 from pilotnet.ratelimit import RateLimiter
-from tests.integration.processes import wait_until
+from tests.integration.processes import pause, wait_until
 from tests.registry.fixtures import ADMIN_TOKEN, PEER, identity
+from tests.registry.network_scenario import network_state, run_network_changes
 from tests.registry.postgres import start_cluster
 
 VISIBLE_WITHIN = 1.0
@@ -213,6 +214,50 @@ class SharedDatabaseTests(TestCase):
         again = SharedRegistry(self, url)
         self.assertEqual(again.directory.nodes[node_id].hostname, "kept")
         self.assertNotEqual(await again.register(identity(2)), node_id)
+
+    async def test_networks_roles_invites_and_policies_are_shared_and_survive_a_restart(self):
+        cluster = await start_cluster(self)
+        url = cluster.create_database("registry")
+        a, b = SharedRegistry(self, url), SharedRegistry(self, url)
+
+        async def ask(request, signer=None):
+            reply = await a.send(request, signer)
+            while "fetching network IDs" in reply.get("error", ""):
+                # Two network IDs are kept in hand; the scenario creates four in a row.
+                await pause(0.05)
+                reply = await a.send(request, signer)
+            self.assertNotEqual(reply["type"], "error", reply)
+            return reply
+
+        ids = await run_network_changes(ask, a.register)
+        made = network_state(a.directory)
+        await wait_until(lambda: network_state(b.directory) == made, "the networks on B")
+        await a.stop()
+        again = SharedRegistry(self, url)
+        self.assertEqual(network_state(again.directory), made)
+        # A role taken away on one registry is gone on the other.
+        reply = await again.send({"type": "kick_member", "network_id": 1, "target_node_id": ids["admin"],
+                                  "admin_token": ADMIN_TOKEN})
+        self.assertEqual(reply["type"], "kick_member_ok")
+        await wait_until(lambda: network_state(b.directory) == network_state(again.directory),
+                         "the kick on B")
+        self.assertNotIn(("member", f"1:{ids['admin']}"), network_state(b.directory))
+
+    async def test_networks_made_before_settings_existed_load_and_gain_them(self):
+        cluster = await start_cluster(self)
+        url = cluster.create_database("registry")
+        with psycopg.connect(url, autocommit=True) as conn:
+            # The table as earlier versions made it, with one network in it.
+            conn.execute("CREATE TABLE pilot_networks (id BIGINT PRIMARY KEY, name TEXT NOT NULL UNIQUE, "
+                         "join_rule TEXT NOT NULL, token TEXT NOT NULL, created DOUBLE PRECISION NOT NULL)")
+            conn.execute("INSERT INTO pilot_networks VALUES (5, 'old', 'open', '', 1.0)")
+        a = SharedRegistry(self, url)
+        self.assertEqual((a.directory.networks[5].name, a.directory.networks[5].enterprise), ("old", False))
+        reply = await a.send({"type": "set_network_enterprise", "network_id": 5, "enterprise": True,
+                              "admin_token": ADMIN_TOKEN})
+        self.assertEqual(reply["type"], "set_network_enterprise_ok")
+        await a.stop()
+        self.assertIs(SharedRegistry(self, url).directory.networks[5].enterprise, True)
 
     async def test_entity_kinds_without_a_table_are_kept_as_json(self):
         cluster = await start_cluster(self)

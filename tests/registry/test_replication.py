@@ -18,7 +18,8 @@ from pilotnet.ratelimit import RateLimiter
 from pilotnet.registry.server import RegistryServer
 from pilotnet.registry.store import RegistryStore
 from pilotnet.registry.tap import RegistryOptions
-from tests.registry.fixtures import identity
+from tests.registry.fixtures import ADMIN_TOKEN, identity
+from tests.registry.network_scenario import network_state, run_network_changes, run_sync
 
 TOKEN = "s3cret"
 PEER = ("127.0.0.1", 5000)
@@ -35,7 +36,8 @@ class _Pair:
         self.test = test
         self.clock = Clock()
         self.clock.advance(1_700_000_000)
-        registry = Registry(register_limiter=RateLimiter(burst=1000, window=60.0))
+        registry = Registry(register_limiter=RateLimiter(burst=1000, window=60.0),
+                            admin_token=ADMIN_TOKEN)
         self.source = replication.ReplicationSource(token, self.clock)
         self.primary = RegistryServer(registry, self.clock, replication=self.source)
         self.standby = Directory()
@@ -88,6 +90,32 @@ class ReplicationTests(TestCase):
         self.assertEqual(_state(pair.standby), _state(pair.primary.registry.directory))
         self.assertEqual(pair.standby.hostname_index, {"alice2": a})
         self.assertNotIn(b, pair.standby.nodes)
+
+    def test_networks_roles_invites_and_policies_reach_the_standby(self):
+        pair = _Pair(self)
+        pair.register(identity(1))
+        pair.subscribe()
+        pair.deliver()
+
+        def ask(request, signer=None):
+            reply = pair.send(request, signer)
+            self.assertNotEqual(reply["type"], "error", reply)
+            return reply
+
+        ids = run_sync(run_network_changes(ask, pair.register))
+        self.assertEqual(set(pair.deliver()), {"replication_changes"})
+        self.assertEqual(network_state(pair.standby), network_state(pair.primary.registry.directory))
+        # A standby answers the reference's network reads from what it was sent.
+        standby = Registry(pair.standby)
+        standby.read_only = True
+        reply = standby.handle({"type": "get_member_role", "network_id": 1,
+                                "target_node_id": ids["admin"]}, PEER, pair.clock.seconds())
+        self.assertEqual(reply["role"], "admin")
+        reply = standby.handle({"type": "get_network_policy", "network_id": 1}, PEER, pair.clock.seconds())
+        self.assertEqual(reply["allowed_ports"], [80, 443])
+        refused = standby.handle({"type": "kick_member", "network_id": 1, "target_node_id": ids["member"],
+                                  "admin_token": ADMIN_TOKEN}, PEER, pair.clock.seconds())
+        self.assertEqual(refused["error"], STANDBY_REFUSAL)
 
     def test_large_snapshot_in_chunks(self):
         pair = _Pair(self)

@@ -38,8 +38,11 @@ def _snapshot():
                   "created": "2026-01-01T00:00:00Z"},
             "1": {"id": 1, "name": "lab", "join_rule": "token", "token": "lab-token",
                   "members": [1], "created": "2026-02-01T00:00:00Z"},
-            "2": {"id": 2, "name": "corp", "join_rule": "invite", "members": [3],
-                  "created": "2026-03-01T00:00:00Z", "enterprise": True},
+            "2": {"id": 2, "name": "corp", "join_rule": "invite", "members": [1, 3],
+                  "created": "2026-03-01T00:00:00Z", "enterprise": True,
+                  "member_roles": {"3": "owner", "1": "admin"}, "admin_token": "corp-key",
+                  "policy": {"max_members": 50, "allowed_ports": [80, 443], "description": "corp"},
+                  "member_tags": {"1": ["gpu"]}},
         },
         "trust_pairs": ["1:2"],
         "pub_key_idx": {ALICE.public_key_b64: 1, BOB.public_key_b64: 2,
@@ -48,6 +51,8 @@ def _snapshot():
                                    "timestamp": "2026-05-26T09:59:00.000000001Z"}]},
         "handshake_responses": {"1": [{"from_node_id": 3, "accept": False,
                                        "timestamp": "2026-05-26T09:59:30Z"}]},
+        "invite_inbox": {"2": [{"network_id": 2, "inviter_id": 3,
+                                "timestamp": "2026-05-26T09:58:00Z"}]},
         "audit_log": [], "checksum": "0" * 64,
     }
 
@@ -87,7 +92,7 @@ class SnapshotImportTests(TestCase):
             {k: alice[k] for k in ("hostname", "tags", "polo_score", "task_exec", "real_addr",
                                    "public", "networks", "version")},
             {"hostname": "alice", "tags": ["gpu", "eu"], "polo_score": 42, "task_exec": True,
-             "real_addr": "203.0.113.1:4000", "public": True, "networks": [0, 1],
+             "real_addr": "203.0.113.1:4000", "public": True, "networks": [0, 1, 2],
              "version": "1.9.0"})
         node = registry.directory.nodes[1]
         self.assertAlmostEqual(node.last_seen, 1779789600.123456, places=5)
@@ -116,12 +121,23 @@ class SnapshotImportTests(TestCase):
         self.assertEqual(responses["responses"][0]["accept"], False)
         networks = self.ok(registry, {"type": "list_networks"})["networks"]
         self.assertEqual([(n["id"], n["name"], n["join_rule"]) for n in networks],
-                         [(0, "backbone", "open"), (1, "lab", "token"), (2, "corp", "token")])
-        # The invite-only network stays closed; its member stays in it.
+                         [(0, "backbone", "open"), (1, "lab", "token"), (2, "corp", "invite")])
+        # The invite-only network keeps its roles, settings and pending invitation.
         refused = registry.handle(sign_fresh_request(BOB, {"type": "join_network", "node_id": 2,
                                                            "network_id": 2, "token": ""}, NOW),
                                   PEER, NOW)
-        self.assertIn("invalid token", refused["error"])
+        self.assertIn("invite-only", refused["error"])
+        roles = [self.ok(registry, {"type": "get_member_role", "network_id": 2,
+                                    "target_node_id": node_id})["role"] for node_id in (1, 3)]
+        self.assertEqual(roles, ["admin", "owner"])
+        policy = self.ok(registry, {"type": "get_network_policy", "network_id": 2})
+        self.assertEqual((policy["max_members"], policy["allowed_ports"]), (50, [80, 443]))
+        self.assertEqual(self.ok(registry, {"type": "get_member_tags", "network_id": 2,
+                                            "target_node_id": 1})["tags"], ["gpu"])
+        self.assertEqual(registry.directory.owner_of(registry.directory.networks[1]), 1)
+        accepted = self.ok(registry, {"type": "respond_invite", "node_id": 2, "network_id": 2,
+                                      "accept": True}, BOB)
+        self.assertEqual(accepted["address"], "2:0002.0000.0002")
         self.ok(registry, {"type": "check_trust", "node_id": 3, "peer_id": 3})
         self.ok(registry, {"type": "join_network", "node_id": 2, "network_id": 1,
                            "token": "lab-token"}, BOB)

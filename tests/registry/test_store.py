@@ -13,6 +13,7 @@ from pilotnet.ratelimit import RateLimiter
 from pilotnet.registry.server import RegistryServer
 from pilotnet.registry.store import RegistryStore
 from tests.registry.fixtures import ADMIN_TOKEN, PEER, identity
+from tests.registry.network_scenario import network_state, run_network_changes, run_sync
 
 
 class StoreTests(SynchronousTestCase):
@@ -71,6 +72,23 @@ class StoreTests(SynchronousTestCase):
         # The destructive poll was stored too.
         restarted.store.close()
         self.assertEqual(self.open().registry.directory.pending_requests(a), [])
+
+    def test_networks_roles_invites_and_policies_survive_a_restart(self):
+        server = self.open()
+
+        def register(who):
+            return self.ask(server, {"type": "register", "public_key": who.public_key_b64})["node_id"]
+
+        ids = run_sync(run_network_changes(
+            lambda request, signer=None: self.ask(server, request, signer), register))
+        before = network_state(server.registry.directory)
+        server.store.close()
+        restarted = self.open()
+        self.assertEqual(network_state(restarted.registry.directory), before)
+        self.assertEqual(self.ask(restarted, {"type": "get_member_role", "network_id": 1,
+                                              "target_node_id": ids["admin"]})["role"], "admin")
+        self.assertEqual(len(self.ask(restarted, {"type": "poll_invites", "node_id": ids["guest"]},
+                                      identity(13))["invites"]), 1)
 
     def test_deletions_and_lazy_last_seen(self):
         alice = identity(1)

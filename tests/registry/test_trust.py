@@ -220,10 +220,11 @@ class NetworkTests(_TwoNodes):
     def test_create_validation(self):
         self.assertIn("reserved", self.create(name="backbone")["error"])
         self.assertIn("invalid network name", self.create(name="Lab")["error"])
-        self.assertIn("invalid join_rule", self.create(join_rule="invite")["error"])
+        self.assertIn("invalid join_rule", self.create(join_rule="secret")["error"])
+        self.assertIn("enterprise feature", self.create(join_rule="invite")["error"])
         self.assertIn("token required", self.create(join_rule="token")["error"])
         self.assertEqual(self.create()["network_id"], 1)
-        self.assertEqual(self.create()["error"], 'network name "lab" already exists')
+        self.assertEqual(self.create()["error"], 'network "lab" already exists')
 
     def test_shared_network_unlocks_resolve_and_membership_flow(self):
         network_id = self.create()["network_id"]
@@ -233,7 +234,8 @@ class NetworkTests(_TwoNodes):
         self.assertEqual(self.resolve(self.alice, self.a, self.b)["type"], "resolve_ok")
         self.assertEqual(self.r.ok({"type": "lookup", "node_id": self.b})["networks"],
                          [0, network_id])
-        self.assertIn("already a member", self.join(self.bob, self.b, network_id)["error"])
+        self.assertEqual(self.join(self.bob, self.b, network_id)["error"],
+                         f"node {self.b} already in network {network_id}")
         listed = self.r.ok({"type": "list_nodes", "network_id": network_id})["nodes"]
         self.assertEqual([n["node_id"] for n in listed], [self.a, self.b])
         self.r.ok({"type": "leave_network", "node_id": self.b, "network_id": network_id},
@@ -271,7 +273,7 @@ class NetworkTests(_TwoNodes):
         self.r.registry.reap(self.r.now)
         listed = self.r.ok({"type": "list_nodes", "network_id": network_id})["nodes"]
         self.assertEqual(listed[1], {"node_id": self.b, "address": f"1:0001.0000.000{self.b}",
-                                     "offline": True})
+                                     "offline": True, "role": "member"})
         self.r.register(self.bob)
         self.assertEqual(self.r.ok({"type": "lookup", "node_id": self.b})["networks"], [0, 1])
 

@@ -44,7 +44,7 @@ async def _call(context, command, **arguments):
 
 async def status(context):
     """The running gateway's status (pid, subnet, ports, mappings [, dns]), or ``None``."""
-    if not _paths(context)[2].exists():
+    if not os.path.exists(_paths(context)[2]):
         return None
     try:
         return (await _call(context, "Status"))["status"]

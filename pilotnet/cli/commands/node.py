@@ -23,8 +23,10 @@ def _gateway_status(context):
     """The running gateway's status, asked only when its control socket exists (most nodes run none)."""
     from pilotnet.gateway.paths import control_path
 
+    import os
+
     path = control_path(context.home.socket_path())
-    if not path.exists():
+    if not os.path.exists(path):
         return None
     from pilotnet.cli.commands.gateway import status_now
 
@@ -79,6 +81,14 @@ def _info_text(info):
         f"  Traffic:     {format_bytes(info.get('bytes_sent', 0))} sent / {format_bytes(info.get('bytes_recv', 0))} recv",
         f"  Packets:     {info.get('pkts_sent', 0)} sent / {info.get('pkts_recv', 0)} recv",
     ]
+    networks = info.get("networks") or []
+    if networks:
+        refused = info.get("trust") or {}
+        lines += ["", "Networks:", _indent(table(["ID", "ADDRESS", "MEMBERS", "ALLOWED PORTS"], [
+            [n.get("network_id"), n.get("address"), n.get("members"),
+             ",".join(map(str, n.get("allowed_ports") or [])) or "all"] for n in networks[:MAX_ROWS]])),
+            f"  Refused by allowed ports: {refused.get('port_refused_syns', 0)} SYNs, "
+            f"{refused.get('port_refused_datagrams', 0)} datagrams"]
     connections = info.get("conn_list") or []
     if connections:
         lines += ["", "Active connections:"]
