@@ -15,8 +15,9 @@ A benchmark that fails, times out, or no longer prints a figure under the
 name read here shows as an error row, the others still run, and the exit
 status is 1.  Targets not met are results, not errors.  ``--quick`` uses
 smaller transfers, fewer events and repeats and shorter load phases (the
-directory sizes stay at the 100,000 nodes the targets name), so the whole run
-takes a few minutes.  ``--json FILE`` writes the rows, the machine and every
+100,000-node directories stay; the million-node registry and dashboard runs
+use 300,000 nodes), so the whole run takes some ten minutes instead of about
+forty.  ``--json FILE`` writes the rows, the machine and every
 benchmark's own output there too.  See docs/performance.md.
 """
 
@@ -37,12 +38,17 @@ ROOT = Path(__file__).resolve().parent.parent
 
 @dataclass(frozen=True)
 class Benchmark:
-    """A module under benchmarks/, its arguments for a full and a quick run, and how long it may take."""
+    """A module under benchmarks/, its arguments for a full and a quick run, and how long it may take.
+
+    ``module`` is the module's name when it differs from ``name`` (one module run twice with
+    different arguments).
+    """
 
     name: str
     full: tuple = ()
     quick: tuple = ()
     timeout: float = 900.0
+    module: str = None
 
 
 BENCHMARKS = (
@@ -52,6 +58,11 @@ BENCHMARKS = (
     Benchmark("event_stream", quick=("--events", "2000")),
     Benchmark("registry_load", quick=("--nodes", "100000", "--seconds", "1"), timeout=1800),
     Benchmark("dashboard", quick=("--repeat", "10")),
+    Benchmark("registry_million", ("--nodes", "100000,1000000", "--postgresql", ""),
+              ("--nodes", "100000,300000", "--seconds", "1", "--postgresql", ""), timeout=3600,
+              module="registry_load"),
+    Benchmark("dashboard_million", ("--nodes", "1000000"), ("--nodes", "300000", "--repeat", "10"),
+              timeout=1800, module="dashboard"),
     Benchmark("cli_latency", quick=("--runs", "10"), timeout=300),
     Benchmark("gateway", quick=("--megabytes", "20"), timeout=600),
     Benchmark("pg_async", quick=("--requests", "1000", "--rounds", "1"), timeout=900),
@@ -173,6 +184,28 @@ FIGURES = (
            expect=("directory size", 100_000)),
     Figure("dashboard uncached query, indexed", "dashboard", "uncached directory query, indexed", "ms",
            baseline=("scan-and-sort", "uncached directory query, scan-and-sort")),
+    Figure("registry 1M nodes (quick 300k): lookups/s", "registry_million", ("sizes", -1, "lookup", "per_second"), "/s",
+           baseline=("at 100k", ("sizes", 0, "lookup", "per_second")), at_least=60_000),
+    Figure("registry 1M nodes (quick 300k): heartbeats/s", "registry_million", ("sizes", -1, "heartbeat", "per_second"), "/s",
+           baseline=("at 100k", ("sizes", 0, "heartbeat", "per_second")), at_least=60_000),
+    Figure("registry 1M nodes (quick 300k): registrations/s", "registry_million", ("sizes", -1, "register", "per_second"), "/s",
+           baseline=("at 100k", ("sizes", 0, "register", "per_second"))),
+    Figure("registry 1M nodes (quick 300k): heartbeat p99 while registering", "registry_million",
+           ("sizes", -1, "heartbeat_while_registering", "p99_ms"), "ms",
+           baseline=("idle", ("heartbeat_idle", "p99_ms")), at_most=20),
+    Figure("registry 1M nodes (quick 300k): heartbeat max while registering", "registry_million",
+           ("sizes", -1, "heartbeat_while_registering", "max_ms"), "ms",
+           baseline=("idle", ("heartbeat_idle", "max_ms"))),
+    Figure("registry 1M nodes (quick 300k): RSS", "registry_million", ("sizes", -1, "rss_mib"), "MiB",
+           baseline=("idle", ("rss_idle_mib",)), at_most=400),
+    Figure("registry RSS per 100k nodes", "registry_million", ("rss_per_100k_nodes_mib",), "MiB", at_most=40),
+    Figure("registry 1M nodes (quick 300k): start from its store", "registry_million", ("restart", "seconds"), "s",
+           baseline=("empty store", ("restart", "empty_store_seconds")), at_most=10),
+    Figure("dashboard 1M nodes (quick 300k): tag search, first", "dashboard_million", f"GET {SEARCH}, first", "ms", at_most=50),
+    Figure("dashboard 1M nodes (quick 300k): search after a heartbeat, max", "dashboard_million",
+           f"GET {SEARCH}, first after a heartbeat, max", "ms", at_most=50),
+    Figure("dashboard 1M nodes (quick 300k): search after a registration, max", "dashboard_million",
+           f"GET {SEARCH}, first after a registration, max", "ms", at_most=50),
     Figure("pilotctl info --json, p50", "cli_latency", "pilotctl info --json, p50", "ms",
            baseline=INTERPRETER, at_most=60, ratio_at_most=1.8),
     Figure("pilotctl slowest daemon command, p50", "cli_latency", "slowest daemon command, p50", "ms",
@@ -328,7 +361,7 @@ def run_benchmark(benchmark, quick):
     The benchmark gets its own process group, so a timeout also ends the
     daemons and load processes it started.
     """
-    command = [sys.executable, "-m", f"benchmarks.{benchmark.name}",
+    command = [sys.executable, "-m", f"benchmarks.{benchmark.module or benchmark.name}",
                *(benchmark.quick if quick else benchmark.full), "--json"]
     started = time.monotonic()
     process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,

@@ -20,5 +20,5 @@ def makeService(options):
         # Imported only when asked for: a registry without --http never loads Klein.
         from pilotnet.dashboard.service import serve_dashboard
         serve_dashboard(reactor, service, options, ports.reporter("http"))
-    freeze_loaded_state()
+    freeze_loaded_state(service)
     return service

@@ -38,5 +38,5 @@ def makeService(options):
 
     make_beacon_service(reactor, options, ask_registry,
                         ports.reporter("beacon")).setServiceParent(service)
-    freeze_loaded_state()
+    freeze_loaded_state(registry)
     return service

@@ -19,7 +19,7 @@ network, so that registries sharing a database (which merge network
 memberships) never overwrite one member's role with another's.
 """
 
-from dataclasses import dataclass, asdict
+from dataclasses import dataclass, asdict, field
 
 from pilotnet.errors import ALREADY_EXISTS
 from pilotnet.registry.requests import RequestError
@@ -35,6 +35,13 @@ class Node:
     ``tags`` and ``lan_addrs`` are tuples, not lists: a tuple of strings is
     untracked by the garbage collector, so with 100k nodes a full collection
     visits one object per node instead of three (about half the pause).
+
+    The last two fields are not stored: when the node last proved possession
+    of its key (a verified signature, or the first registration of a key
+    nobody held) and the source IP of its last accepted registration, kept
+    in memory only (after a restart the next heartbeat proves the node
+    again).  Two slots here cost 16 bytes a node; two dicts keyed by node ID
+    cost about 90.
     """
 
     id: int
@@ -54,6 +61,8 @@ class Node:
     key_rotated: float = 0.0
     key_rotations: int = 0
     key_expires: float = 0.0
+    proven_at: float | None = field(default=None, compare=False)
+    registered_from: str | None = field(default=None, compare=False)
 
 
 @dataclass(slots=True)
@@ -99,9 +108,27 @@ class HandshakeResponse:
     timestamp: float
 
 
-_NODE_FIELDS = tuple(Node.__dataclass_fields__)
+_NODE_FIELDS = tuple(name for name in Node.__dataclass_fields__
+                     if name not in ("proven_at", "registered_from"))
+_STORED_NAMES = frozenset(_NODE_FIELDS)
 #: The directory's own entity kinds.
 _KINDS = frozenset({"node", "key", "owner", "consent", "inbox", "network", "member", "invite", "counter"})
+
+
+def _restored_node(value):
+    """The :class:`Node` of a stored value (fields it lacks keep their defaults).
+
+    This runs once per node at start-up, a million times for a big
+    directory: the stored fields go to the constructor as they are, and only
+    a value with fields this version does not store is filtered first.
+    """
+    if _STORED_NAMES.issuperset(value):
+        node = Node(**value)
+    else:
+        node = Node(**{name: value[name] for name in _NODE_FIELDS if name in value})
+    node.tags = tuple(node.tags)
+    node.lan_addrs = tuple(node.lan_addrs)
+    return node
 
 
 def _node_value(node):
@@ -177,6 +204,9 @@ class Directory:
         # Entities of kinds no attached part owns (yet): kept as they are, so a
         # directory without its concerns (a tool, a test) carries them along.
         self._unowned = {}
+        # The IDs of the reaper's sweep in progress and how far it got (stale_nodes).
+        self._sweep = []
+        self._sweep_at = 0
 
     # -- change tracking ---------------------------------------------------
 
@@ -192,10 +222,13 @@ class Directory:
         return changes
 
     def take_seen(self):
-        """Nodes whose ``last_seen`` moved (heartbeats) since the last call."""
-        changes = [("node", str(i), self.entity("node", str(i))) for i in self._seen]
-        self._seen.clear()
-        return changes
+        """IDs of the nodes whose ``last_seen`` moved (heartbeats) since the last call."""
+        seen, self._seen = list(self._seen), set()
+        return seen
+
+    def seen_changes(self, node_ids):
+        """The stored form of these nodes, as changes (``take_seen`` said which moved)."""
+        return [("node", str(i), self.entity("node", str(i))) for i in node_ids]
 
     def entity(self, kind, key):
         """The stored form of one entity, or ``None`` if it no longer exists."""
@@ -245,12 +278,16 @@ class Directory:
         if kind in self._parts:
             self._to_part("restore", kind, key, value)
         elif kind == "node":
-            node = Node(**dict(value, tags=tuple(value.get("tags", ())),
-                               lan_addrs=tuple(value.get("lan_addrs", ()))))
+            node = _restored_node(value)
             self.nodes[node.id] = node
             if node.hostname:
                 self.hostname_index[node.hostname] = node.id
         elif kind == "key":
+            # Stores list nodes first: the index then holds the node's own key
+            # text and ID instead of copies (about 120 bytes a node).
+            node = self.nodes.get(value)
+            if node is not None and node.public_key == key:
+                key, value = node.public_key, node.id
             self.key_index[key] = value
         elif kind == "owner":
             self.owner_index[key] = value
@@ -315,6 +352,12 @@ class Directory:
             old = self.nodes.pop(int(key), None)
             if old is not None and self.hostname_index.get(old.hostname) == old.id:
                 del self.hostname_index[old.hostname]
+            if old is not None and value is not None:
+                self.restore(kind, key, value)
+                # What this registry saw the node prove is not in the stored value.
+                new = self.nodes[old.id]
+                new.proven_at, new.registered_from = old.proven_at, old.registered_from
+                return
         elif value is None:
             if kind == "key":
                 self.key_index.pop(key, None)
@@ -415,10 +458,31 @@ class Directory:
             self.hostname_index[hostname] = node.id
         self.save_node(node)
 
-    def stale_nodes(self, now, threshold):
-        """IDs of nodes not seen for longer than ``threshold`` seconds."""
+    def stale_nodes(self, now, threshold, budget=None):
+        """IDs of nodes not seen for longer than ``threshold`` seconds.
+
+        With a ``budget``, at most that many nodes are looked at: the call
+        goes on from where the previous one stopped, through a list of the
+        IDs taken when the sweep began, so that a big directory is swept over
+        several calls instead of holding up the reactor for one long scan.
+        A node registered during a sweep waits for the next one (it is not
+        stale yet anyway).
+        """
         cutoff = now - threshold
-        return [node.id for node in self.nodes.values() if node.last_seen < cutoff]
+        if budget is None:
+            return [node.id for node in self.nodes.values() if node.last_seen < cutoff]
+        if self._sweep_at >= len(self._sweep):
+            self._sweep, self._sweep_at = list(self.nodes), 0
+        start, self._sweep_at = self._sweep_at, self._sweep_at + budget
+        nodes = self.nodes
+        stale = []
+        for node_id in self._sweep[start:self._sweep_at]:
+            node = nodes.get(node_id)
+            if node is not None and node.last_seen < cutoff:
+                stale.append(node_id)
+        if self._sweep_at >= len(self._sweep):
+            self._sweep = []
+        return stale
 
     # -- trust ---------------------------------------------------------------
 

@@ -190,7 +190,7 @@ class Registry:
                     hint="pilotnet clients sign with timestamp and nonce; see docs/security.md")
             if not self._signature_ok(node, kind, values, signature):
                 raise RequestError("signature verification failed")
-        self.proofs.proven_at[node.id] = now
+        node.proven_at = now
         return node
 
     def check_fresh(self, public_key, request, now):
@@ -231,13 +231,16 @@ class Registry:
 
     # -- housekeeping ---------------------------------------------------------------
 
-    def reap(self, now):
+    def reap(self, now, budget=None):
         """Remove nodes silent for longer than ``stale_after``; returns their IDs.
 
         A reaped node keeps its key (same ID when it comes back), its
         non-backbone memberships, trust consents and inbox; its hostname is freed.
+        With a ``budget``, only that many nodes are looked at, the sweep going
+        on at the next call (:meth:`Directory.stale_nodes`).
         """
-        reaped = self.directory.stale_nodes(now, self.stale_after) if self.reaps_nodes else []
+        reaped = (self.directory.stale_nodes(now, self.stale_after, budget)
+                  if self.reaps_nodes else [])
         for node_id in reaped:
             self.directory.remove_node(node_id)
             self.proofs.forget(node_id)

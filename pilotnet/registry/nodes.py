@@ -62,23 +62,16 @@ def observed_endpoint(listen_addr, peer):
 
 
 class NodeProofs:
-    """What the registry remembers of each node's proof of its key.
+    """Each node's last verified heartbeat signature, in memory only.
 
-    Per node: when it last proved possession of its key (a verified
-    signature, or the first registration of a key nobody held), the source
-    IP of its last accepted registration, and its last verified heartbeat
-    signature.  In memory only: after a restart the next heartbeat proves
-    the node again.
+    When a node last proved its key and where it registered from are kept
+    in its :class:`Node` record (``proven_at``, ``registered_from``).
     """
 
     def __init__(self) -> None:
-        self.proven_at: dict = {}
-        self.registered_from: dict = {}
         self.heartbeats_verified: dict = {}
 
     def forget(self, node_id: int) -> None:
-        self.proven_at.pop(node_id, None)
-        self.registered_from.pop(node_id, None)
         self.heartbeats_verified.pop(node_id, None)
 
 
@@ -174,9 +167,9 @@ class NodeHandlers:
         node.version = version
         node.last_seen = now
         directory.save_node(node)
-        self.proofs.registered_from[node.id] = host
+        node.registered_from = host
         if proven:
-            self.proofs.proven_at[node.id] = now
+            node.proven_at = now
 
         reply = {
             "type": "register_ok", "node_id": node.id, "network_id": BACKBONE,
@@ -215,12 +208,10 @@ class NodeHandlers:
         Go daemon re-registering after failed heartbeats).  Refused otherwise:
         the public key is public, so an unsigned registration proves nothing.
         """
-        if node_id not in self.directory.nodes:
+        node = self.directory.nodes.get(node_id)
+        if node is None or node.proven_at is None or now - node.proven_at > self.stale_after:
             return
-        proven_at = self.proofs.proven_at.get(node_id)
-        if proven_at is None or now - proven_at > self.stale_after:
-            return
-        if self.proofs.registered_from.get(node_id) == host:
+        if node.registered_from == host:
             return
         raise RequestError(
             f"register refused: node {node_id} is online; an unsigned re-registration of its key "

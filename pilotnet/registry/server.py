@@ -17,6 +17,7 @@ from collections import Counter
 
 from twisted.internet.defer import Deferred, ensureDeferred, gatherResults, maybeDeferred, succeed
 from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.task import Cooperator
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.protocols.policies import TimeoutMixin
@@ -29,6 +30,7 @@ from pilotnet.registry.freshness import replayed
 from pilotnet.registry.races import ReplayedElsewhere, StoreConflict, handle_again
 from pilotnet.registry.replication import SUBSCRIBE
 from pilotnet.registry.requests import RequestError
+from pilotnet.registry.turns import WriteTurns
 from pilotnet.ratelimit import RateLimiter, TokenBucket
 
 IDLE_TIMEOUT = 300.0
@@ -40,6 +42,11 @@ SOFT_REQUEST_RATE = 100
 HARD_REQUEST_RATE = 500
 THROTTLE_DELAY = 0.01
 REFUSAL_LOG_INTERVAL = 60.0
+# Nodes the reaper looks at per housekeeping tick (a few ms of the reactor): a
+# million nodes are swept in 40 ticks, about 7 minutes at the 10-second tick.
+REAP_BUDGET = 25_000
+# Last-seen times serialised per reactor turn by the housekeeping flush (a few ms).
+SEEN_CHUNK = 5_000
 
 
 class RegistryServer:
@@ -60,7 +67,13 @@ class RegistryServer:
         self.replication = replication
         self.malformed = 0
         self.metrics = RegistryMetrics(registry, clock)
-        self._timer = timer
+        self.timer = timer
+        self._prompt_kinds = registry.routes.standby_kinds()
+        # Writes beyond a slice per reactor turn wait for the next turns.
+        self.turns = WriteTurns(clock)
+        # Long jobs of housekeeping, one step per reactor turn.
+        self._turns = Cooperator(scheduler=lambda step: clock.callLater(0, step),
+                                 terminationPredicateFactory=lambda: lambda: True)
         # Called with each commit's changes (the dashboard watches the directory this way).
         self.commit_observers = []
         #: Request type -> a coroutine ``front(request, peer, handle)`` answering it in place of
@@ -84,14 +97,31 @@ class RegistryServer:
         then on the primary only writes to it.  ``over_tls`` tells the handlers
         the request could not have been captured on the way.
         """
-        started = self._timer()
+        started = self.timer()
+        request, refusal = self.decode(body, started)
+        if request is None:
+            return refusal
+        return self.respond_to(request, peer, transport, over_tls, started)
+
+    def decode(self, body, started):
+        """``(request, None)``, or ``(None, the error reply)`` for a body that is no request."""
         try:
-            request = decode_body(body)
+            return decode_body(body), None
         except DecodeError as error:
             self.malformed += 1
             reply = error_reply(error)
-            self.metrics.observe(MALFORMED, reply, self._timer() - started)
-            return reply
+            self.metrics.observe(MALFORMED, reply, self.timer() - started)
+            return None, reply
+
+    def answered_at_once(self, request):
+        """Is ``request`` a read or a heartbeat (what a standby answers), handled ahead of
+        queued writes (:mod:`pilotnet.registry.turns`)?"""
+        return request.get("type") in self._prompt_kinds
+
+    def respond_to(self, request, peer, transport=None, over_tls=False, started=None):
+        """:meth:`respond` for a decoded ``request``, received at ``started`` (the timer's time)."""
+        if started is None:
+            started = self.timer()
         kind = request.get("type")
         if kind == SUBSCRIBE and not self.registry.read_only:
             if self.replication is None:
@@ -123,7 +153,7 @@ class RegistryServer:
         changes = self.registry.directory.take_changes()
         nonces = self._nonces()
         if not changes:
-            self.metrics.observe(label, reply, self._timer() - started)
+            self.metrics.observe(label, reply, self.timer() - started)
             return reply
         if self.store is not None:
             return self.store.commit(changes + nonces).addCallback(self._stored, reply, changes).addErrback(
@@ -174,7 +204,7 @@ class RegistryServer:
         return error_reply(PilotError("internal error: change not stored", code=INTERNAL))
 
     def _observed(self, reply, label, started):
-        self.metrics.observe(label, reply, self._timer() - started)
+        self.metrics.observe(label, reply, self.timer() - started)
         return reply
 
     def commit(self):
@@ -206,13 +236,38 @@ class RegistryServer:
         both are committed (so a timer never overlaps two flushes).
         """
         if not self.registry.read_only:
-            self.registry.reap(self.clock.seconds())
+            self.registry.reap(self.clock.seconds(), REAP_BUDGET)
         committed = self.commit()
-        seen = self.registry.directory.take_seen()
-        flushed = (self.store.commit_seen(seen) if self.store is not None and seen
-                   else succeed(None)).addCallback(lambda _: self._publish(seen))
-        return gatherResults([committed, flushed], consumeErrors=True).addErrback(
+        return gatherResults([committed, self._flush_seen()], consumeErrors=True).addErrback(
             lambda failure: self.log.failure("registry: housekeeping not stored", failure))
+
+    def _flush_seen(self):
+        """Write the last-seen times heartbeats moved, ``SEEN_CHUNK`` nodes per reactor turn.
+
+        A million nodes heartbeating once a minute move some 170,000 of them
+        between two ticks: their stored forms, built at once, would hold the
+        reactor for a tenth of a second or more.
+        """
+        directory = self.registry.directory
+        seen = directory.take_seen()
+        # The first chunk at once (all of it, in a directory of fewer nodes).
+        stored = [self._write_seen(directory.seen_changes(seen[:SEEN_CHUNK]))]
+        if len(seen) <= SEEN_CHUNK:
+            return gatherResults(stored, consumeErrors=True)
+
+        def later_chunks():
+            for start in range(SEEN_CHUNK, len(seen), SEEN_CHUNK):
+                stored.append(self._write_seen(
+                    directory.seen_changes(seen[start:start + SEEN_CHUNK])))
+                yield
+
+        return self._turns.coiterate(later_chunks()).addCallback(
+            lambda _: gatherResults(stored, consumeErrors=True))
+
+    def _write_seen(self, changes):
+        written = (self.store.commit_seen(changes) if self.store is not None and changes
+                   else succeed(None))
+        return written.addCallback(lambda _: self._publish(changes))
 
 
 class BufferBudget:
@@ -258,6 +313,8 @@ class RegistryProtocol(Protocol, TimeoutMixin):
         # ones (even reads, ready at once) queue behind it on this chain.
         self._replies = succeed(None)
         self._waiting = 0
+        # Requests of this connection queued in the server's WriteTurns.
+        self._held = 0
 
     @property
     def peer(self):
@@ -292,8 +349,17 @@ class RegistryProtocol(Protocol, TimeoutMixin):
             self.transport.abortConnection()
             return
         throttled = self._soft.take(count, now) < count
+        server = self._server
         for body in bodies:
-            reply = self._server.respond(body, self._peer, self.transport, self._over_tls)
+            started = server.timer()
+            request, reply = server.decode(body, started)
+            if request is not None:
+                if self._held or not (server.answered_at_once(request) or server.turns.admit()):
+                    # Behind the writes queued before it, and this connection's order kept.
+                    self._hold(request, started)
+                    continue
+                reply = server.respond_to(request, self._peer, self.transport, self._over_tls,
+                                          started)
             if isinstance(reply, Deferred) or self._waiting:
                 self._reply_in_turn(reply)
             else:
@@ -303,6 +369,25 @@ class RegistryProtocol(Protocol, TimeoutMixin):
         if throttled:
             self.transport.pauseProducing()
             self.callLater(THROTTLE_DELAY, self._resume)
+
+    def _hold(self, request, started):
+        """Handle ``request`` in a later reactor turn; its reply keeps its place in line."""
+        self._held += 1
+        reply = Deferred()
+        self._reply_in_turn(reply)
+
+        def handle():
+            self._held -= 1
+            if self._following:
+                return
+            answer = self._server.respond_to(request, self._peer, self.transport,
+                                             self._over_tls, started)
+            if isinstance(answer, Deferred):
+                answer.chainDeferred(reply)
+            else:
+                reply.callback(answer)
+
+        self._server.turns.later(handle)
 
     def _track_partial(self):
         """Charge the partial request to the budget and time it; False if the connection was closed."""

@@ -9,7 +9,7 @@ process crash cannot undo (only an operating-system crash or power loss can
 lose the last commits; ``durable=True`` adds an fsync per commit for that).
 
 Heartbeats only move ``last_seen``; those are written by the periodic
-:meth:`RegistryStore.commit` of :meth:`Directory.take_seen`, so after a crash a
+:meth:`RegistryStore.commit` of :meth:`Directory.seen_changes`, so after a crash a
 node's ``last_seen`` may lag by one flush interval.
 
 A commit (and the WAL checkpoint SQLite runs inside one) can take tens of
@@ -43,6 +43,12 @@ CREATE TABLE IF NOT EXISTS entities (
 ) WITHOUT ROWID
 """
 
+
+_NODES = "SELECT kind, key, value FROM entities WHERE kind = 'node'"
+# A key's value is a node ID: SQLite reads the number itself (one JSON decode less per node).
+_NOT_NODES = ("SELECT kind, key, CASE kind WHEN 'key' THEN CAST(value AS INTEGER) ELSE value END "
+              "FROM entities WHERE kind <> 'node'")
+_DECODER = json.JSONDecoder()
 
 # SQLite's companions of the database file (it creates them with the file's mode).
 _COMPANIONS = ("", "-wal", "-shm", "-journal")
@@ -160,10 +166,15 @@ class RegistryStore:
         ``others`` maps the kinds kept beside the directory (the audit log's) to what restores them.
         """
         count = 0
-        for kind, key, value in self._db.execute("SELECT kind, key, value FROM entities"):
-            restore = others.get(kind, directory.restore) if others else directory.restore
-            restore(kind, key, json.loads(value))
-            count += 1
+        # Our own compact JSON, one value per row: the C scanner alone, without
+        # json.loads' wrapper and whitespace checks (a third of the load time).
+        decode = _DECODER.raw_decode
+        # Nodes first: the entities naming them then share their strings (Directory.restore).
+        for query in (_NODES, _NOT_NODES):
+            for kind, key, value in self._db.execute(query):
+                restore = others.get(kind, directory.restore) if others else directory.restore
+                restore(kind, key, decode(value)[0] if isinstance(value, str) else value)
+                count += 1
         return count
 
     def entities(self):

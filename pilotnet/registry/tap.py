@@ -17,6 +17,7 @@ from pilotnet.registry import replication
 from pilotnet.registry.directory import Directory
 from pilotnet.registry.audit import AuditLog
 from pilotnet.registry.audit_service import AuditService
+from pilotnet.registry.collection import GrowthFreezer, collector_paused
 from pilotnet.registry.handlers import DEFAULT_OFFLINE_AFTER, Registry
 from pilotnet.registry.identity_service import IdentityFront
 from pilotnet.plugin_options import PortsFile, ServerOptions, StreamListener
@@ -186,12 +187,14 @@ def make_registry_service(reactor, options, on_listening=lambda address: None):
     if shared:
         from pilotnet.registry.pg_store import PostgresStore
         store = PostgresStore(options["store"])
-        restored = store.load_into(directory)
+        with collector_paused():
+            restored = store.load_into(directory)
         # Not the URL: it may hold a password.
         log.info("registry: restored {count} entities from PostgreSQL", count=restored)
     elif options["store"]:
         store = RegistryStore(options["store"])
-        restored = store.load_into(directory)
+        with collector_paused():
+            restored = store.load_into(directory)
         log.info("registry: restored {count} entities from {path}",
                  count=restored, path=options["store"])
     else:
@@ -257,17 +260,24 @@ def is_postgresql(location):
     return location.startswith(("postgresql://", "postgres://"))
 
 
-def freeze_loaded_state():
+def freeze_loaded_state(service=None):
     """Keep everything loaded so far (the restored directory above all) out of future
-    garbage collections.
+    garbage collections; given the registry ``service``, the nodes registered
+    later too, as the directory grows.
 
     Those objects live as long as the process, yet every full collection would
     walk them on the reactor (about 60 ms with 100k nodes).  Called once by the
-    twistd plugins after building the service, not by library code: objects
-    frozen here that later become cyclic garbage are never collected.
+    twistd plugins after building the registry ``service``, not by library
+    code: objects frozen here that later become cyclic garbage are never
+    collected (:mod:`pilotnet.registry.collection` bounds how often).
     """
     gc.collect()
     gc.freeze()
+    if service is None:
+        return
+    server = service.registry_server
+    directory = server.registry.directory
+    GrowthFreezer(lambda: len(directory.nodes)).service(server.clock).setServiceParent(service)
 
 
 def _with_tls(factory, options):

@@ -7,7 +7,7 @@ from unittest import mock
 from hypothesis import given, settings, strategies as st
 from twisted.trial.unittest import TestCase
 
-from pilotnet.dashboard import order as order_module
+from pilotnet.dashboard import index as index_module, order as order_module
 from pilotnet.dashboard.index import ONLINE_CHECK, DirectoryIndex
 from pilotnet.dashboard.order import KEYS, SortOrder
 from pilotnet.dashboard.query import PAGE_SIZE, SORTS, NodeQuery
@@ -115,6 +115,27 @@ class IndexMatchesBruteForceTests(TestCase):
             directory.consent(node_id, rest[0])
         elif operation == "withdraw":
             directory.withdraw(node_id, rest[0])
+
+
+class OnlineSweepTests(TestCase):
+    def test_each_check_looks_at_the_budget_and_a_sweep_reaches_every_node(self):
+        directory = Directory()
+        for node_id in range(1, 6):
+            _save(directory, node_id, START, 0.0)
+        directory.take_changes()
+        registry = SimpleNamespace(directory=directory, offline_after=STALE_AFTER)
+        with mock.patch.object(index_module, "ONLINE_BUDGET", 2):
+            index = DirectoryIndex(registry, START)
+            self.assertEqual(index.counts()["active_nodes"], 5)
+            now = START + STALE_AFTER + 1
+            online = []
+            for _ in range(3):
+                index.refresh(now)
+                online.append(index.counts()["active_nodes"])
+                now += ONLINE_CHECK
+        # The build's own check took nodes 1 and 2 (online then); 3 and 4, then 5, then
+        # a new sweep's 1 and 2 turn offline.
+        self.assertEqual(online, [3, 2, 0])
 
 
 class SortOrderTests(TestCase):

@@ -101,9 +101,9 @@ class ServiceTests(TestCase):
                               "127.0.0.1:0", "--ports-file", ports_file,
                               "--store", os.path.join(directory, "r.db")])
         frozen = []
-        self.patch(rendezvous_tap, "freeze_loaded_state", lambda: frozen.append(True))
+        self.patch(rendezvous_tap, "freeze_loaded_state", lambda service: frozen.append(service))
         service = rendezvous_tap.makeService(options)
-        self.assertEqual(frozen, [True])
+        self.assertEqual(len(frozen), 1)
         self.assertTrue(IServiceCollection.providedBy(service))
         service.startService()
         self.addCleanup(service.stopService)
@@ -118,7 +118,7 @@ class ServiceTests(TestCase):
         self.addCleanup(taken.stopListening)
         options = registry_tap.Options()
         options.parseOptions(["--registry", f"tcp:{taken.getHost().port}:interface=127.0.0.1"])
-        self.patch(registry_tap, "freeze_loaded_state", lambda: None)
+        self.patch(registry_tap, "freeze_loaded_state", lambda service: None)
         service = registry_tap.makeService(options)
         self.assertRaises(CannotListenError, service.startService)
 
