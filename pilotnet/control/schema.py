@@ -364,7 +364,13 @@ WRITE = _spec("Write", [("conn_id", Integer()), ("data", Bytes())], answered=Fal
 CONSUMED = _spec("Consumed", [("conn_id", Integer()), ("size", Integer())], answered=False,
                  doc="The client took ``size`` more bytes of ``Received`` data: the daemon reopens that much window.")
 CLOSE = _spec("Close", [("conn_id", Integer())], doc="Close a stream gracefully (FIN after the queued data).")
-SEND_DATAGRAM = _spec("SendDatagram", [("address", Text()), ("port", Integer()), ("data", Bytes())])
+SEND_DATAGRAM = _spec(
+    "SendDatagram", [("address", Text()), ("port", Integer()), ("data", Bytes())],
+    [("sent", Integer(optional=True)), ("unreachable", Integer(optional=True))],
+    doc="Send one datagram; to ``N:NNNN.FFFF.FFFF``, one copy to every other member of network N "
+        "(docs/networks.md#broadcast). ``sent``: datagrams handed to the tunnel; ``unreachable``: members "
+        "whose copy could not be sent.",
+)
 
 # -- pushes: the daemon calls these on the client -----------------------------------
 

@@ -24,6 +24,7 @@ from pilotnet import __version__
 from pilotnet.crypto.identity import Identity
 from pilotnet.crypto.tunnel import TunnelKeyPair
 from pilotnet.daemon.beacon_link import BeaconLink
+from pilotnet.daemon.broadcast import Broadcaster
 from pilotnet.daemon.control import ControlFactory, prepare_socket_path
 from pilotnet.daemon.echo import EchoService
 from pilotnet.daemon.handshake import HandshakeCourier, HandshakePort, Verifier
@@ -159,6 +160,8 @@ class NodeService(service.MultiService):
             settings=config, abort_streams=self.streams.abort_peer, drop_tunnel=self._drop_tunnel,
         )
         self.streams.admit = self.trust.admit
+        self.broadcasts = Broadcaster(clock=reactor, registry=self.registry, node_id=lambda: self.node_id,
+                                      source_port=self._datagram_port, send_copy=self.send_datagram_from)
         self.handshakes = Verifier(reactor, self.peer_keys, lambda: self.node_id)
         HandshakePort(self.streams, reactor, self.handshakes, self.trust.received)
         self._start_services(config, reactor)
@@ -519,12 +522,22 @@ class NodeService(service.MultiService):
             raise PilotError(f"dial {remote}:{port} timed out after {timeout:g}s", code=TIMEOUT) from None
         return stream
 
-    @defer.inlineCallbacks
-    def send_datagram(self, remote, port, data):
+    def send_datagram(self, remote, port, data, client=None):
+        """Send one datagram, or a broadcast's copies (see pilotnet.daemon.broadcast) from ``client``.
+
+        The result is ``(sent, unreachable)``: ``(1, 0)`` for a unicast datagram.
+        """
+        if remote.is_broadcast:
+            return self.broadcasts.send(remote.network, port, data, client)
         if not data:
-            raise PilotError("a datagram needs a payload", code=INVALID_ARGUMENT)
+            return defer.fail(PilotError("a datagram needs a payload", code=INVALID_ARGUMENT))
+        return self.send_datagram_from(remote, self._datagram_port(), port, data).addCallback(lambda _: (1, 0))
+
+    @defer.inlineCallbacks
+    def send_datagram_from(self, remote, src_port, port, data):
+        """Send one datagram from our ``src_port`` on the unicast path (tunnel set up first)."""
         yield self.ensure_tunnel(remote.node)
-        packet = Packet(PROTO_DATAGRAM, Addr(remote.network, self.node_id), remote, self._datagram_port(),
+        packet = Packet(PROTO_DATAGRAM, Addr(remote.network, self.node_id), remote, src_port,
                         port, payload=data)
         try:
             wire = packet.encode()
@@ -645,6 +658,7 @@ class NodeService(service.MultiService):
             "handshake_pending_count": len(self.trust.state.pending),
             "trust": {**self.trust.describe(), "refused_messages": dict(self.handshakes.rejected)},
             "webhook": self.webhooks.stats(),
+            "broadcast": self.broadcasts.stats(),
             "peer_list": self.peer_list(),
             "conn_list": connections[:200],
         }
