@@ -93,6 +93,7 @@ FLAGS = {
     "max-members": "the most members the network takes (0: no limit, at most 10000)",
     "description": "the network's description (at most 256 characters)",
     "allowed-ports": "the only ports members may reach each other on, comma-separated (none: all)",
+    "networks": "network IDs to join at start-up, comma-separated",
 }
 
 
@@ -204,7 +205,7 @@ COMMANDS = [
              "[--registry ADDR] [--beacon ADDR] [--listen ADDR] [--endpoint ADDR] [--socket PATH] "
              "[--identity PATH] [--hostname NAME] [--owner NAME] [--config PATH] [--log-format FMT] "
              "[--mss BYTES] [--local-mss BYTES] [--public] [--trust-auto-approve] [--no-encrypt] [--no-echo] [--foreground] "
-             "[--webhook URL] [--webhook-allow-private]",
+             "[--webhook URL] [--webhook-allow-private] [--networks IDS]",
              "start the daemon in the background and wait until it answers",
              "pid, node_id, address, hostname, socket, log_file", "lifecycle:start",
              "pilotctl daemon start --hostname agent-a --public"),
@@ -399,6 +400,32 @@ COMMANDS = [
              "show a network's policy, or set the given fields (enterprise networks)",
              "type, network_id, max_members, allowed_ports, description", "network_admin:policy",
              "pilotctl network policy 3 --allowed-ports 80,443 --max-members 50"),
+    # networks, through the daemon (docs/networks.md)
+    _command("network list", "", "every network the registry lists, with its join rule and member count",
+             "networks[{id, name, join_rule, members, created}]", "network_membership:list_networks",
+             "pilotctl network list"),
+    _command("network join", "<network_id> [--token T]", "join a network (its members trust each other)",
+             "type, network_id, address", "network_membership:join",
+             "pilotctl network join 3 --token s3cret"),
+    _command("network leave", "<network_id>", "leave a network: the trust it gave ends at once",
+             "type, network_id", "network_membership:leave",
+             "pilotctl network leave 3"),
+    _command("network members", "<network_id>", "a network's members",
+             "network_id, nodes[{node_id, address, hostname, version, public, offline}]",
+             "network_membership:members",
+             "pilotctl network members 3"),
+    _command("network invite", "<network_id> <node>", "invite a node to an invite-only network",
+             "type, network_id [, status]", "network_invites:invite",
+             "pilotctl network invite 3 agent-b"),
+    _command("network invites", "", "invitations waiting for this node",
+             "invites[{network_id, inviter_id, timestamp}]", "network_invites:invites",
+             "pilotctl network invites"),
+    _command("network accept", "<network_id>", "accept an invitation (join the network)",
+             "type, accepted, network_id", "network_invites:accept",
+             "pilotctl network accept 3"),
+    _command("network reject", "<network_id>", "reject an invitation", "type, accepted, network_id",
+             "network_invites:reject",
+             "pilotctl network reject 3"),
     # about pilotctl itself
     _command("version", "", "pilotctl's version", "version", "bootstrap:version", "pilotctl version"),
     _command("help", "[command...]", "the usage screen, or one command's help (as <command> --help)",

@@ -349,6 +349,24 @@ PENDING = _spec("Pending", response=[("result", JSON())],
 TRUSTED = _spec("Trusted", response=[("result", JSON())],
                 doc='``{"trusted": [{node_id, public_key, approved_at, mutual, network}]}``.')
 
+# -- networks (reference IPC 0x1F sub-commands; docs/networks.md) --------------------
+
+NETWORK_LIST = _spec("NetworkList", response=[("result", JSON())],
+                     doc="The registry's ``list_networks`` reply: every network, not only ours.")
+NETWORK_JOIN = _spec("NetworkJoin", [("network_id", Integer()), ("token", Text(optional=True))],
+                     [("result", JSON())], doc="Join a network (``token`` for a token network); "
+                                               "``join_network_ok`` with our ``address`` on it.")
+NETWORK_LEAVE = _spec("NetworkLeave", [("network_id", Integer())], [("result", JSON())],
+                      doc="Leave a network: its members lose the trust it gave them at once.")
+NETWORK_MEMBERS = _spec("NetworkMembers", [("network_id", Integer())], [("result", JSON())],
+                        doc="The registry's ``list_nodes`` reply for the network.")
+NETWORK_INVITE = _spec("NetworkInvite", [("network_id", Integer()), ("node_id", Integer())], [("result", JSON())],
+                       doc="Invite ``node_id`` to an invite-only network (we must be its owner or an admin).")
+NETWORK_INVITES = _spec("NetworkInvites", response=[("result", JSON())],
+                        doc='Invitations waiting for us: ``{"invites": [{network_id, inviter_id, timestamp}]}``.')
+NETWORK_RESPOND_INVITE = _spec("NetworkRespondInvite", [("network_id", Integer()), ("accept", Boolean())],
+                               [("result", JSON())], doc="Accept (join) or reject an invitation.")
+
 # -- ports, streams and datagrams -------------------------------------------------
 
 BIND = _spec("Bind", [("port", Integer())], [("port", Integer())],
@@ -415,7 +433,9 @@ GATEWAY_COMMANDS = (GATEWAY_MAP, GATEWAY_UNMAP, GATEWAY_STATUS)
 
 COMMANDS = (
     INFO, PEERS, CONNECTIONS, RESOLVE_HOSTNAME, LOOKUP, SET_HOSTNAME, SET_VISIBILITY, SET_TAGS, SET_TASK_EXEC,
-    DEREGISTER, SET_WEBHOOK, CLEAR_WEBHOOK, HANDSHAKE, HANDSHAKE_BY_NAME, APPROVE, REJECT, REVOKE, PENDING, TRUSTED, BIND, UNBIND, DIAL, WRITE, CONSUMED, CLOSE,
+    DEREGISTER, SET_WEBHOOK, CLEAR_WEBHOOK, HANDSHAKE, HANDSHAKE_BY_NAME, APPROVE, REJECT, REVOKE, PENDING, TRUSTED,
+    NETWORK_LIST, NETWORK_JOIN, NETWORK_LEAVE, NETWORK_MEMBERS, NETWORK_INVITE, NETWORK_INVITES,
+    NETWORK_RESPOND_INVITE, BIND, UNBIND, DIAL, WRITE, CONSUMED, CLOSE,
     SEND_DATAGRAM, ACCEPTED, RECEIVED, WRITTEN, STREAM_CLOSED, DATAGRAM_RECEIVED, SUBSCRIBE, UNSUBSCRIBE, PUBLISH,
     EVENT_RECEIVED, EVENT_STATS, PUBLISH_BATCH, EVENTS_RECEIVED,
 )

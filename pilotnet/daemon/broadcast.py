@@ -25,21 +25,18 @@ What happened is counted in ``info`` (:meth:`Broadcaster.stats`).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from twisted.internet import defer
 
+from pilotnet.daemon.networks import BACKBONE, NetworkMembers, members_of
 from pilotnet.errors import CONNECTION_FAILED, INVALID_ARGUMENT, NOT_FOUND, NOT_RUNNING, PilotError
 from pilotnet.ratelimit import RateLimiter
-from pilotnet.wire.address import BROADCAST_NODE, Addr
+from pilotnet.wire.address import Addr
 
-BACKBONE = 0
 #: Seconds a network's member list is reused before ``list_nodes`` is asked again.
 MEMBERS_TTL = 5.0
 #: Networks whose member lists are kept at once.
 MAX_CACHED_NETWORKS = 64
-#: Entries read from one ``list_nodes`` reply; a registry sending more is cut off here.
-MAX_LISTED = 100_000
 #: Other members one broadcast may reach.
 MAX_BROADCAST_MEMBERS = 256
 #: Broadcasts one control client may send at once, refilled over BROADCAST_WINDOW seconds.
@@ -47,29 +44,6 @@ BROADCAST_BURST = 10
 BROADCAST_WINDOW = 10.0
 #: Control clients whose broadcast budgets are remembered (least recently used go first).
 MAX_CLIENTS = 1024
-
-
-@dataclass(frozen=True)
-class NetworkMembers:
-    """A network's members as ``list_nodes`` named them: all of them, and those not marked offline."""
-
-    members: frozenset[int]
-    online: frozenset[int]
-
-
-def members_of(reply: dict) -> NetworkMembers:
-    """The members a ``list_nodes_ok`` reply names; malformed entries are skipped."""
-    nodes = reply.get("nodes")
-    if not isinstance(nodes, list):
-        raise PilotError("registry sent a list_nodes reply without nodes")
-    members, online = set(), set()
-    for entry in nodes[:MAX_LISTED]:
-        node = entry.get("node_id") if isinstance(entry, dict) else None
-        if isinstance(node, int) and not isinstance(node, bool) and 0 < node < BROADCAST_NODE:
-            members.add(node)
-            if entry.get("offline") is not True:
-                online.add(node)
-    return NetworkMembers(frozenset(members), frozenset(online))
 
 
 class MemberCache:

@@ -72,6 +72,20 @@ class DaemonConfig:
     #: URL the node's events are POSTed to ("" = none); see docs/webhooks.md.
     webhook: str = ""
     webhook_allow_private: bool = False
+    #: Networks to join at start-up, comma-separated IDs ("" = none); see docs/networks.md.
+    networks: str = ""
+    #: Seconds between refreshes of the networks we are in (members, allowed ports).
+    network_sync: float = 30.0
+
+    @property
+    def network_ids(self):
+        """:attr:`networks` as a list of IDs (``invalid_argument`` for anything but IDs 1-65535)."""
+        ids = []
+        for part in filter(None, (text.strip() for text in self.networks.split(","))):
+            if not part.isdigit() or not 0 < int(part) <= 0xFFFF:
+                raise ConfigError(f"networks: {part!r} is not a network ID (1-65535)")
+            ids.append(int(part))
+        return ids
 
     @property
     def socket_path(self):

@@ -283,6 +283,43 @@ class ControlProtocol(commands.UnansweredFastPath, amp.AMP):
     def trusted(self):
         return {"result": self.node.trust.trusted()}
 
+    # -- networks --------------------------------------------------------------------
+
+    @commands.NetworkList.responder
+    @translating_errors
+    def network_list(self):
+        return self._result(self.node.networks.list_networks())
+
+    @commands.NetworkJoin.responder
+    @translating_errors
+    def network_join(self, network_id, token=None):
+        return self._result(self.node.networks.join(network_id, token or ""))
+
+    @commands.NetworkLeave.responder
+    @translating_errors
+    def network_leave(self, network_id):
+        return self._result(self.node.networks.leave(network_id))
+
+    @commands.NetworkMembers.responder
+    @translating_errors
+    def network_members(self, network_id):
+        return self._result(self.node.networks.members(network_id))
+
+    @commands.NetworkInvite.responder
+    @translating_errors
+    def network_invite(self, network_id, node_id):
+        return self._result(self.node.networks.invite(network_id, _node(node_id)))
+
+    @commands.NetworkInvites.responder
+    @translating_errors
+    def network_invites(self):
+        return self._result(self.node.networks.invites())
+
+    @commands.NetworkRespondInvite.responder
+    @translating_errors
+    def network_respond_invite(self, network_id, accept):
+        return self._result(self.node.networks.respond(network_id, accept))
+
     # -- ports, streams, datagrams ----------------------------------------------
 
     @commands.Bind.responder

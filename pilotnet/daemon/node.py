@@ -28,6 +28,7 @@ from pilotnet.daemon.broadcast import Broadcaster
 from pilotnet.daemon.control import ControlFactory, prepare_socket_path
 from pilotnet.daemon.echo import EchoService
 from pilotnet.daemon.handshake import HandshakeCourier, HandshakePort, Verifier
+from pilotnet.daemon.networks import Networks
 from pilotnet.daemon.paths import SegmentSizes
 from pilotnet.daemon.reachability import DialWatch, IReachabilityProbe, RegistryView
 from pilotnet.daemon.registry_link import (
@@ -153,19 +154,23 @@ class NodeService(service.MultiService):
             TimerService(interval, job).setServiceParent(self)
         if config.echo:
             EchoService(self.streams, PORT_ECHO, reactor)
+        self.networks = Networks(clock=reactor, registry=self.registry, node_id=lambda: self.node_id)
+        TimerService(config.network_sync, self._refresh_networks).setServiceParent(self)
         self.trust = TrustManager(
             clock=reactor, state=TrustState.load(config.identity_path.parent / TRUST_FILE),
             identity=self.identity, registry=self.registry,
             courier=HandshakeCourier(self.dial, self.streams, reactor), peer_keys=self.peer_keys,
             settings=config, abort_streams=self.streams.abort_peer, drop_tunnel=self._drop_tunnel,
+            networks=self.networks,
         )
+        self.networks.on_change = self.trust.network_changed
         self.streams.admit = self.trust.admit
         self.broadcasts = Broadcaster(clock=reactor, registry=self.registry, node_id=lambda: self.node_id,
                                       source_port=self._datagram_port, send_copy=self.send_datagram_from)
         self.handshakes = Verifier(reactor, self.peer_keys, lambda: self.node_id)
         HandshakePort(self.streams, reactor, self.handshakes, self.trust.received)
         self._start_services(config, reactor)
-        for part in (self.tunnel, self.streams, self.trust, *self._services):
+        for part in (self.tunnel, self.streams, self.trust, self.networks, *self._services):
             part.emitter = self.webhooks
 
     def _start_services(self, config, reactor):
@@ -272,6 +277,8 @@ class NodeService(service.MultiService):
         self.beacon.keepalive()
         yield self._reapply_settings()
         yield self.trust.registered(self.node_id)
+        yield self._refresh_networks()
+        yield self.networks.auto_join(self.config.network_ids)
         if self.registered.called:
             self.webhooks.emit("node.reregistered", address=self.address)
         else:
@@ -328,6 +335,10 @@ class NodeService(service.MultiService):
         self.heartbeat_failures = 0
         self.beacon.keepalive()
         yield self.trust.poll()
+
+    def _refresh_networks(self):
+        """Refresh the view of our networks (a failure keeps the last view; see pilotnet.daemon.networks)."""
+        return self.networks.refresh().addErrback(lambda failure: log.failure("network refresh", failure))
 
     @defer.inlineCallbacks
     def _try_register(self):
@@ -656,6 +667,7 @@ class NodeService(service.MultiService):
             "pkts_recv": counters.pkts_recv,
             "tunnel": counters.as_dict(),
             "handshake_pending_count": len(self.trust.state.pending),
+            "networks": self.networks.describe(),
             "trust": {**self.trust.describe(), "refused_messages": dict(self.handshakes.rejected)},
             "webhook": self.webhooks.stats(),
             "broadcast": self.broadcasts.stats(),

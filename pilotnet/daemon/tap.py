@@ -82,6 +82,8 @@ class Options(usage.Options):
         ["task-queue-max", None, None, "tasks waiting in the queue before new ones are refused [100]"],
         ["log-format", None, None, "text or json [text]"],
         ["webhook", None, None, "http(s) URL to POST this node's events to (docs/webhooks.md)"],
+        ["networks", None, None, "network IDs to join at start-up, comma-separated (docs/networks.md)"],
+        ["network-sync", None, None, "seconds between refreshes of our networks' members and allowed ports [30]"],
     ]
 
     def postOptions(self):
@@ -109,6 +111,12 @@ class Options(usage.Options):
             raise usage.UsageError(f"--mss must be between {MIN_MSS} and {MAX_MSS} bytes")
         if self.config.local_mss and not MIN_MSS <= self.config.local_mss <= MAX_MSS:
             raise usage.UsageError(f"--local-mss must be 0 or between {MIN_MSS} and {MAX_MSS} bytes")
+        try:
+            self.config.network_ids
+        except PilotError as error:
+            raise usage.UsageError(f"--networks: {error.message}") from None
+        if self.config.network_sync <= 0:
+            raise usage.UsageError("--network-sync must be above 0 seconds")
         if self.config.webhook:
             try:
                 check_url(self.config.webhook, allow_private=self.config.webhook_allow_private)

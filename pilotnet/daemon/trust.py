@@ -107,6 +107,13 @@ class TrustState:
         self.save()
         return previous is None
 
+    def rehome(self, node, network):
+        """Mark ``node``'s trust as implied by ``network`` (another network it still shares with us)."""
+        peer = self.trusted.get(node)
+        if peer is not None and peer.network != network:
+            self.trusted[node] = peer._replace(network=network)
+            self.save()
+
     def add_pending(self, node, public_key, justification, now):
         """Keep a request for the operator; False when the table is full (the request is dropped)."""
         if node not in self.pending and len(self.pending) >= MAX_PENDING:

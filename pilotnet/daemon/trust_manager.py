@@ -28,10 +28,16 @@ Reference controlplane §5.3, with these choices:
   the peer even if the direct message was lost, and a refusal from a peer we
   trust is taken as its revocation.
 * **The gate** (:meth:`TrustManager.admit`): a private node takes SYNs and
-  datagrams only from peers it trusts, from the registry's ``check_trust``
-  (shared network, trust pair; cached briefly and asked in the background, so
-  the peer's retransmitted SYN gets in), and port-444 messages from nodes it
-  is waiting to hear from.  Everything else is dropped silently and counted.
+  datagrams only from peers it trusts, from members of a network it shares
+  with them (:mod:`pilotnet.daemon.networks`) on the ports that network
+  allows, from the registry's ``check_trust`` (trust pair; cached briefly and
+  asked in the background, so the peer's retransmitted SYN gets in), and
+  port-444 messages from nodes it is waiting to hear from.  Everything else
+  is dropped silently and counted.
+* **Network trust ends with the membership.**  A member's trust (with or
+  without a ``same_network`` handshake) is the network's: when the network
+  view shows it, or us, gone from every network we shared, its trust entry,
+  registry consent, cached verdict and streams go.
 * **Trust is bound to keys, not node IDs.**  We trust the key a peer had when
   we approved it (kept in ``trust.json``).  A peer presenting another key
   under a trusted ID (its ID taken over at a registry, say) is a stranger: the
@@ -49,6 +55,7 @@ from twisted.python.failure import Failure
 from pilotnet.crypto.identity import b64encode
 from pilotnet.daemon.asked_names import AskedNames
 from pilotnet.daemon.handshake import GO_SEGMENT, PORT
+from pilotnet.daemon.networks import NetworkView
 from pilotnet.daemon.racing import race_with_head_start
 from pilotnet.ratelimit import RateLimiter
 from pilotnet.errors import ALREADY_EXISTS, INVALID_ARGUMENT, NOT_FOUND, NOT_RUNNING, PilotError
@@ -89,13 +96,15 @@ class TrustManager:
     ``courier`` (:class:`pilotnet.daemon.handshake.HandshakeCourier`),
     ``peer_keys`` (registry keys), ``abort_streams(node)`` and
     ``drop_tunnel(node)``; ``settings`` has ``public`` and
-    ``trust_auto_approve`` (read live: visibility can change at run time).
+    ``trust_auto_approve`` (read live: visibility can change at run time);
+    ``networks`` (:class:`pilotnet.daemon.networks.Networks`, optional) holds
+    the view of our networks.
     """
 
     emitter = NO_EVENTS
 
     def __init__(self, *, clock, state, identity, registry, courier, peer_keys, settings,
-                 abort_streams, drop_tunnel):
+                 abort_streams, drop_tunnel, networks=None):
         self.clock = clock
         self.state = state
         self.identity = identity
@@ -105,8 +114,12 @@ class TrustManager:
         self.settings = settings
         self.abort_streams = abort_streams
         self.drop_tunnel = drop_tunnel
+        self.networks = networks
         self.node_id = None
         self.refused = {"syn": 0, "datagram": 0}
+        #: SYNs and datagrams from members refused by their network's allowed ports.
+        self.port_refused = {"syn": 0, "datagram": 0}
+        self._port_refusal_log = RateLimiter(burst=1, window=60.0)
         self.unsolicited = 0
         self.key_mismatches = 0
         self._mismatch_log = RateLimiter(burst=1, window=60.0)
@@ -549,18 +562,39 @@ class TrustManager:
         if self.settings.public:
             return True
         node = packet.src.node
-        if self.state.is_trusted(node):
+        peer = self.state.trusted.get(node)
+        if peer is not None and not peer.network:
             if self._gate_key_matches(node):
                 return True
         elif packet.dst_port == PORT and node in self.state.outgoing:
             return True
-        elif self._registry_trusts(node):
-            return True
+        else:
+            shared = self.networks.view.shared_with(node) if self.networks is not None else ()
+            if shared:
+                return self._network_admits(packet, shared)
+            if self._registry_trusts(node):
+                return True
         kind = "datagram" if packet.protocol == PROTO_DATAGRAM else "syn"
         self.refused[kind] += 1
         log.info("trust: {trust_event} node {peer} port {port}", trust_event=f"{kind}.rejected", peer=node,
                  port=packet.dst_port)
         self.emitter.emit(f"{kind}.rejected", src_node_id=node, src_addr=packet.src, dst_port=packet.dst_port)
+        return False
+
+    def _network_admits(self, packet, shared):
+        """A member's SYN or datagram: in if any network we share with it allows the port."""
+        port = packet.dst_port
+        for network in shared:
+            if network.allows(port):
+                return True
+        node = packet.src.node
+        network = shared[0].network_id
+        kind = "datagram" if packet.protocol == PROTO_DATAGRAM else "syn"
+        self.port_refused[kind] += 1
+        if self._port_refusal_log.allow(node, self._now()):
+            log.info("trust: {trust_event} node {peer} port {port} network {network}",
+                     trust_event=f"{kind}.port_rejected", peer=node, port=port, network=network)
+        self.emitter.emit(f"{kind}.port_rejected", src_node_id=node, dst_port=port, network=network)
         return False
 
     def _gate_key_matches(self, node):
@@ -587,8 +621,49 @@ class TrustManager:
             self._asking.add(node)
             asking = self.registry.request({"type": "check_trust", "node_id": self.node_id, "peer_id": node})
             asking.addCallbacks(lambda reply: bool(reply.get("trusted")), lambda failure: False)
+            asking.addCallback(self._networks_first)
             asking.addCallback(self._remember_verdict, node)
         return False
+
+    def _networks_first(self, trusted):
+        """Before a "trusted" from the registry is believed, let the network view catch up.
+
+        The registry counts shared networks as trust; if the view has not seen
+        that network yet, the verdict alone would let a member past its
+        network's allowed ports.  With the view refreshed, the gate sees the
+        membership and checks the port first.
+        """
+        if not trusted or self.networks is None:
+            return trusted
+        return self.networks.refresh_soon().addBoth(lambda _: trusted)
+
+    def network_changed(self, old: NetworkView, new: NetworkView) -> None:
+        """The network view changed: end the trust that only the old one implied.
+
+        Members gone from every network we share lose their cached verdict and
+        their streams with us; a trust entry a ``same_network`` approval made
+        goes too (with its registry consent and tunnel), or moves to another
+        network we still share.  Directly trusted peers keep everything.
+        """
+        gone = old.members() - new.members() - {self.node_id}
+        entries = {node: peer.network for node, peer in self.state.trusted.items() if peer.network}
+        for node, network in entries.items():
+            shared = [n.network_id for n in new.shared_with(node)]
+            if shared and network not in shared:
+                self.state.rehome(node, shared[0])
+        lost_entries = [node for node in entries if not new.shared_with(node)]
+        for node in gone | set(lost_entries):
+            self._verdicts.pop(node, None)
+            if node in self.state.trusted and node not in entries:
+                continue  # trusted directly: the network never was its reason
+            if node in entries:
+                self.state.forget(node)
+                self._event("trust.revoked", node, reason="network_left", network=entries[node])
+            self.abort_streams(node)
+            if node in entries:
+                self.drop_tunnel(node)
+                # The same_network approval gave our consent at the registry; it goes with the membership.
+                self._withdraw(node, notify=False)
 
     def _remember_verdict(self, trusted, node):
         self._asking.discard(node)
@@ -610,5 +685,7 @@ class TrustManager:
     def describe(self):
         return {"trusted": len(self.state.trusted), "pending": len(self.state.pending),
                 "outgoing": len(self.state.outgoing), "refused_syns": self.refused["syn"],
-                "refused_datagrams": self.refused["datagram"], "unsolicited_accepts": self.unsolicited,
+                "refused_datagrams": self.refused["datagram"],
+                "port_refused_syns": self.port_refused["syn"],
+                "port_refused_datagrams": self.port_refused["datagram"], "unsolicited_accepts": self.unsolicited,
                 "key_mismatches": self.key_mismatches}

@@ -93,7 +93,9 @@ class DashboardApp:
         return NodeQuery.from_args(request.args)
 
     def _directory_context(self, query):
-        return {"query": query, "page": self.dashboard.index().select(query), "sorts": SORTS}
+        index = self.dashboard.index()
+        return {"query": query, "page": index.select(query), "sorts": SORTS,
+                "network_name": index.network_name(query.network) if query.network else None}
 
     def _overview_context(self):
         self.dashboard.notice_changes()  # the charts end with the figures the cards show
@@ -157,7 +159,7 @@ class DashboardApp:
             "nodes": [row.public() for row in page.rows], "total": page.total,
             "page": page.number, "pages": page.pages, "page_size": PAGE_SIZE,
             "query": {"tag": query.tag, "online": query.online, "tasks": query.tasks,
-                      "sort": query.sort}}, separators=(",", ":"))
+                      "sort": query.sort, "network": query.network}}, separators=(",", ":"))
 
     @app.route("/api/badge/<string:name>", methods=["GET"])
     @_respond(SVG, cache="no-cache, no-store, must-revalidate", public=True)

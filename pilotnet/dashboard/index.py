@@ -118,6 +118,8 @@ class DirectoryIndex:
                 self._changed_nodes.add(int(key))
             elif kind == "consent":
                 self._changed_pairs.add(consent_pair(key))
+            elif kind == "network":
+                self._cache.clear()  # a membership filter's results
 
     def refresh(self, now):
         """Bring the indexes up to date with the noted changes and, now and then, the clock."""
@@ -225,14 +227,20 @@ class DirectoryIndex:
 
     @property
     def networks(self):
-        """The backbone and every network, with members online/total."""
+        """The backbone and every network, with members online/total and join rule (no token, ever)."""
         networks = [{"id": BACKBONE, "name": "backbone", "members": len(self.rows),
-                     "online_members": len(self.online)}]
+                     "online_members": len(self.online), "join_rule": ""}]
         for network in sorted(self._directory.networks.values(), key=lambda n: n.id):
             networks.append({
                 "id": network.id, "name": network.name, "members": len(network.members),
-                "online_members": len(self.online.intersection(network.members))})
+                "online_members": len(self.online.intersection(network.members)),
+                "join_rule": network.join_rule or "open"})
         return networks
+
+    def network_name(self, network_id):
+        """The name of network ``network_id`` (``None`` when there is no such network)."""
+        network = self._directory.networks.get(network_id)
+        return None if network is None else network.name
 
     @property
     def edges(self):
@@ -256,11 +264,12 @@ class DirectoryIndex:
         """The :class:`~pilotnet.dashboard.order.SortOrder` of ``sort``."""
         return self._orders[sort]
 
-    def matching(self, tag, online, tasks):
+    def matching(self, tag, online, tasks, network=0):
         """IDs of nodes passing the filters (``None`` for no filter).
 
         ``tag`` (lower case, no ``#``) matches any tag containing it: the
-        distinct tags are scanned, not the nodes.
+        distinct tags are scanned, not the nodes.  ``network`` keeps the
+        members of that network in the directory (an unknown one: nobody).
         """
         def make():
             found = None
@@ -272,8 +281,12 @@ class DirectoryIndex:
             for wanted, chosen in ((online, self.online), (tasks, self.executors)):
                 if wanted:
                     found = chosen if found is None else found & chosen
+            if network:
+                record = self._directory.networks.get(network)
+                members = {i for i in record.members if i in self.rows} if record is not None else set()
+                found = members if found is None else found & members
             return found
-        return self._cached((tag, online, tasks), make)
+        return self._cached((tag, online, tasks, network), make)
 
     def _page_ids(self, matches, sort, start):
         """The IDs of one page: a slice, a sort of a small result, or a walk of the order."""
@@ -288,7 +301,7 @@ class DirectoryIndex:
 
     def select(self, query):
         """The page of rows ``query`` asks for (a page past the end shows the last one)."""
-        matches = self.matching(query.tag, query.online, query.tasks)
+        matches = self.matching(query.tag, query.online, query.tasks, query.network)
         total = len(self.rows) if matches is None else len(matches)
         pages = max(1, -(-total // PAGE_SIZE))
         number = min(query.page, pages)

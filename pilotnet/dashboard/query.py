@@ -13,6 +13,7 @@ from pilotnet.errors import PilotError, INVALID_ARGUMENT
 PAGE_SIZE = 25
 MAX_TAG_QUERY = 64
 MAX_PAGE = 1_000_000
+MAX_NETWORK = 0xFFFF
 # Sort key -> label, in the order the page offers them (the reference's five).
 SORTS = {
     "address": "Address",
@@ -35,6 +36,8 @@ class NodeQuery:
     tasks: bool = False
     sort: str = "address"
     page: int = 1
+    #: Only the members of this network (0: every node).
+    network: int = 0
 
     @classmethod
     def from_args(cls, args):
@@ -52,8 +55,11 @@ class NodeQuery:
         page = value("page") or "1"
         if not page.isdigit() or not 1 <= int(page) <= MAX_PAGE:
             raise QueryError(f'invalid page "{page}": a whole number from 1')
+        network = value("network") or "0"
+        if not network.isdigit() or int(network) > MAX_NETWORK:
+            raise QueryError(f'invalid network "{network[:16]}": a network ID from 0 to {MAX_NETWORK}')
         return cls(tag=tag, online=value("online").lower() in _TRUE,
-                   tasks=value("tasks").lower() in _TRUE, sort=sort, page=int(page))
+                   tasks=value("tasks").lower() in _TRUE, sort=sort, page=int(page), network=int(network))
 
     def link(self, **changes):
         """The query string of this query with ``changes`` (defaults left out)."""
@@ -61,9 +67,10 @@ class NodeQuery:
         pairs = [("tag", query.tag), ("online", "1" if query.online else ""),
                  ("tasks", "1" if query.tasks else ""),
                  ("sort", "" if query.sort == "address" else query.sort),
+                 ("network", str(query.network) if query.network else ""),
                  ("page", "" if query.page == 1 else str(query.page))]
         return urlencode([(name, text) for name, text in pairs if text])
 
     @property
     def filtered(self):
-        return bool(self.tag or self.online or self.tasks)
+        return bool(self.tag or self.online or self.tasks or self.network)

@@ -178,6 +178,29 @@ class Daemon:
     def trusted(self):
         return self._run("trusted", self._handle.trusted)
 
+    def networks(self):
+        return self._run("listing networks", self._handle.networks)
+
+    def join_network(self, network_id, token=None):
+        return self._run(f"joining network {network_id}", self._handle.join_network, network_id, token)
+
+    def leave_network(self, network_id):
+        return self._run(f"leaving network {network_id}", self._handle.leave_network, network_id)
+
+    def network_members(self, network_id):
+        return self._run(f"listing network {network_id}", self._handle.network_members, network_id)
+
+    def invite_to_network(self, network_id, node_id):
+        return self._run(f"inviting node {node_id} to network {network_id}", self._handle.invite_to_network,
+                         network_id, node_id)
+
+    def network_invites(self):
+        return self._run("listing invites", self._handle.network_invites)
+
+    def respond_to_invite(self, network_id, accept):
+        return self._run(f"answering the invite to network {network_id}", self._handle.respond_to_invite,
+                         network_id, accept)
+
     def close_connection(self, conn_id):
         return self._run(f"closing connection {conn_id}", self._handle.close_connection, conn_id)
 

@@ -247,6 +247,36 @@ class Daemon:
         """Trusted peers: a list of ``{node_id, public_key, approved_at, mutual, network}``."""
         return self._result(commands.Trusted, "result").addCallback(lambda result: result["trusted"])
 
+    # -- networks (docs/networks.md) ------------------------------------------------
+
+    def networks(self):
+        """Every network the registry lists: ``[{id, name, join_rule, members, ...}]``."""
+        return self._result(commands.NetworkList, "result").addCallback(lambda result: result["networks"])
+
+    def join_network(self, network_id, token=None):
+        """Join a network; the registry's ``join_network_ok`` (``address`` is ours on that network)."""
+        return self._result(commands.NetworkJoin, "result", network_id=int(network_id), token=token or None)
+
+    def leave_network(self, network_id):
+        return self._result(commands.NetworkLeave, "result", network_id=int(network_id))
+
+    def network_members(self, network_id):
+        """The members: ``[{node_id, address, hostname?, public, ...}]``."""
+        return self._result(commands.NetworkMembers, "result",
+                            network_id=int(network_id)).addCallback(lambda result: result["nodes"])
+
+    def invite_to_network(self, network_id, node_id):
+        return self._result(commands.NetworkInvite, "result", network_id=int(network_id), node_id=int(node_id))
+
+    def network_invites(self):
+        """Invitations waiting for this node: ``[{network_id, inviter_id, timestamp}]``."""
+        return self._result(commands.NetworkInvites, "result").addCallback(
+            lambda result: result.get("invites") or [])
+
+    def respond_to_invite(self, network_id, accept):
+        return self._result(commands.NetworkRespondInvite, "result", network_id=int(network_id),
+                            accept=bool(accept))
+
     # -- streams, ports, datagrams ---------------------------------------------------
 
     def dial(self, target, port, timeout=None):

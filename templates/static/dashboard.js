@@ -51,6 +51,8 @@
     var link = event.target.closest("a[data-query]");
     if (!link) { return; }
     event.preventDefault();
+    // A link may change the network filter ("all nodes"): the form follows, so its next change keeps it.
+    form.elements.network.value = new URLSearchParams(link.getAttribute("data-query")).get("network") || "";
     showDirectory(link.getAttribute("data-query")).then(function () {
       document.getElementById("directory-count").focus();
     });

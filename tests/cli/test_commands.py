@@ -25,6 +25,8 @@ NEEDS_DAEMON = [
     ["handshake", "5", "why"], ["approve", "5"], ["reject", "5"], ["pending"], ["trust"], ["untrust", "5"],
     ["send-message", "5", "--data", "d"], ["send-file", "5", __file__], ["publish", "t", "--data", "d"],
     ["subscribe", "5", "t"], ["task", "submit", "5", "--task", "t"], ["broadcast", "3", "m"],
+    ["network", "list"], ["network", "join", "3"], ["network", "leave", "3"], ["network", "members", "3"],
+    ["network", "invite", "3", "5"], ["network", "invites"], ["network", "accept", "3"], ["network", "reject", "3"],
 ]
 # Commands that only read or write files in the home directory, describe pilotctl, or ask the registry.
 LOCAL = {"init", "config", "context", "daemon start", "daemon stop", "daemon status", "received", "inbox",

@@ -5,9 +5,8 @@ from twisted.internet import defer
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from pilotnet.daemon.broadcast import (
-    BROADCAST_BURST, BROADCAST_WINDOW, MAX_CACHED_NETWORKS, MEMBERS_TTL, Broadcaster, members_of,
-)
+from pilotnet.daemon.broadcast import BROADCAST_BURST, BROADCAST_WINDOW, MAX_CACHED_NETWORKS, MEMBERS_TTL, Broadcaster
+from pilotnet.daemon.networks import members_of
 from pilotnet.errors import CONNECTION_FAILED, INVALID_ARGUMENT, NOT_FOUND, NOT_RUNNING, PilotError
 from pilotnet.wire.address import Addr
 

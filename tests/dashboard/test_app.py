@@ -240,7 +240,7 @@ class ApiTests(TestCase):
         self.assertEqual(stats["uptime_secs"], int(self.polo.clock.seconds() - self.polo.directory.started))
         self.assertEqual(stats["versions"], {"unknown": 30, "v1.9.0": 30})
         self.assertEqual(stats["networks"], [{"id": 0, "name": "backbone", "members": 60,
-                                              "online_members": 50}])
+                                              "online_members": 50, "join_rule": ""}])
         self.assertEqual(len(stats["nodes"]), 60)
         self.assertEqual(stats["nodes"][0], {
             "address": "0:0000.0000.0001", "hostname": "", "online": True, "polo_score": -3,

@@ -25,7 +25,7 @@ PROBE_TIMEOUT = 3.0
 
 # pilotctl flags handed to the daemon unchanged: value options, then switches.
 PASSED_OPTIONS = ("listen", "endpoint", "identity", "owner", "config", "log-format", "mss",
-                  "local-mss", "webhook")
+                  "local-mss", "webhook", "networks")
 PASSED_SWITCHES = ("public", "trust-auto-approve", "no-encrypt", "no-echo", "webhook-allow-private")
 
 

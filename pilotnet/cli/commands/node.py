@@ -81,6 +81,14 @@ def _info_text(info):
         f"  Traffic:     {format_bytes(info.get('bytes_sent', 0))} sent / {format_bytes(info.get('bytes_recv', 0))} recv",
         f"  Packets:     {info.get('pkts_sent', 0)} sent / {info.get('pkts_recv', 0)} recv",
     ]
+    networks = info.get("networks") or []
+    if networks:
+        refused = info.get("trust") or {}
+        lines += ["", "Networks:", _indent(table(["ID", "ADDRESS", "MEMBERS", "ALLOWED PORTS"], [
+            [n.get("network_id"), n.get("address"), n.get("members"),
+             ",".join(map(str, n.get("allowed_ports") or [])) or "all"] for n in networks[:MAX_ROWS]])),
+            f"  Refused by allowed ports: {refused.get('port_refused_syns', 0)} SYNs, "
+            f"{refused.get('port_refused_datagrams', 0)} datagrams"]
     connections = info.get("conn_list") or []
     if connections:
         lines += ["", "Active connections:"]
