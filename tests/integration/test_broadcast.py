@@ -47,8 +47,7 @@ class BroadcastTests(PilotctlMixin, TestCase):
                                           "join_rule": "open", "admin_token": ADMIN_TOKEN})
         network = created["network_id"]
         for member in (beta, gamma):  # alpha, the creator, is a member already
-            await registry.request({"type": "join_network", "node_id": member.node_id, "network_id": network,
-                                    "admin_token": ADMIN_TOKEN})
+            await self.ok(member, "network", "join", str(network))
 
         # Refusals first: the backbone, a network that does not exist, a node outside the network.
         backbone = await self.on(alpha, "broadcast", "0", "hello", "--json")
@@ -62,12 +61,12 @@ class BroadcastTests(PilotctlMixin, TestCase):
         self.assertEqual(outsider.error()["message"], f"node {delta.node_id} is not a member of network {network}")
         self.assertIn(f"pilotctl network join {network}", outsider.error()["hint"])
 
-        # Datagrams are unreliable, and a private receiver may drop the first copies from a member it has
-        # not yet checked with the registry, so the broadcast is repeated until both members heard one.
+        # Datagrams are unreliable and the first copies to a member wait for its tunnel (a private member
+        # learns alpha's key from the registry first), so the broadcast is repeated until both heard one.
         first = await self.hear(alpha, network, "all hands", {beta: "60s", gamma: "60s"})
         self.assertEqual(first.stdout, f"broadcast 9 bytes to network {network} port {PORT}: sent to 2 members\n")
-        # Once the members' gates know alpha, a broadcast while all four listen: the members hear it,
-        # the sender and the outsider do not.
+        # With the tunnels up, a broadcast while all four listen: the members hear it, the sender and the
+        # outsider do not.
         await self.hear(alpha, network, "once more", {beta: "30s", gamma: "30s", alpha: "10s", delta: "10s"},
                         silent=(alpha, delta))
 
