@@ -17,7 +17,8 @@ The bounds, which the reference does not have:
 * a broadcast reaches at most :data:`MAX_BROADCAST_MEMBERS` other members; a
   larger network is refused rather than reached in part;
 * each control client may broadcast :data:`BROADCAST_BURST` times at once,
-  refilled over :data:`BROADCAST_WINDOW` seconds.
+  refilled over :data:`BROADCAST_WINDOW` seconds, and all of them together
+  :data:`TOTAL_BURST` times (each ``pilotctl`` run is a client of its own).
 
 What happened is counted in ``info`` (:meth:`Broadcaster.stats`).
 """
@@ -35,6 +36,8 @@ from pilotnet.wire.address import Addr
 
 #: Seconds a network's member list is reused before ``list_nodes`` is asked again.
 MEMBERS_TTL = 5.0
+#: A list asked for afresh (it did not name us) is still reused if it is younger than this.
+MIN_REFETCH_GAP = 1.0
 #: Networks whose member lists are kept at once.
 MAX_CACHED_NETWORKS = 64
 #: Other members one broadcast may reach.
@@ -44,6 +47,8 @@ BROADCAST_BURST = 10
 BROADCAST_WINDOW = 10.0
 #: Control clients whose broadcast budgets are remembered (least recently used go first).
 MAX_CLIENTS = 1024
+#: Broadcasts from all clients together (each ``pilotctl`` run is a client of its own).
+TOTAL_BURST = 50
 
 
 class MemberCache:
@@ -54,14 +59,20 @@ class MemberCache:
         self.registry = registry
         self.ttl = ttl
         self.fetches = 0
-        self._cached: dict[int, tuple[NetworkMembers, float]] = {}
+        self._cached: dict[int, tuple[NetworkMembers, float]] = {}  # network -> (members, fetched at)
         self._waiting: dict[int, list[defer.Deferred]] = {}
 
     def members(self, network_id: int, *, fresh: bool = False) -> defer.Deferred:
-        """The members of ``network_id``: from the cache unless it expired or ``fresh`` is asked."""
+        """The members of ``network_id``: from the cache unless it expired or ``fresh`` is asked.
+
+        ``fresh`` still takes a list fetched within :data:`MIN_REFETCH_GAP`
+        seconds, so asking afresh cannot turn into a registry request per call.
+        """
         cached = self._cached.get(network_id)
-        if cached is not None and not fresh and cached[1] > self.clock.seconds():
-            return defer.succeed(cached[0])
+        if cached is not None:
+            age = self.clock.seconds() - cached[1]
+            if age < (MIN_REFETCH_GAP if fresh else self.ttl):
+                return defer.succeed(cached[0])
         waiter: defer.Deferred = defer.Deferred()
         waiting = self._waiting.get(network_id)
         if waiting is not None:
@@ -87,11 +98,11 @@ class MemberCache:
         cached.pop(network_id, None)
         if len(cached) >= MAX_CACHED_NETWORKS:
             now = self.clock.seconds()
-            for stale in [n for n, (_, expires) in cached.items() if expires <= now]:
+            for stale in [n for n, (_, fetched) in cached.items() if now - fetched >= self.ttl]:
                 del cached[stale]
             if len(cached) >= MAX_CACHED_NETWORKS:
                 del cached[next(iter(cached))]  # the longest kept
-        cached[network_id] = (members, self.clock.seconds() + self.ttl)
+        cached[network_id] = (members, self.clock.seconds())
 
 
 class Broadcaster:
@@ -113,6 +124,7 @@ class Broadcaster:
         self.max_members = max_members
         self.cache = MemberCache(clock=clock, registry=registry)
         self.limiter = RateLimiter(BROADCAST_BURST, BROADCAST_WINDOW, max_keys=MAX_CLIENTS)
+        self.total_limiter = RateLimiter(TOTAL_BURST, BROADCAST_WINDOW)
         self.counts = {"broadcasts": 0, "copies": 0, "unreachable": 0, "rate_limited": 0, "refused": 0}
 
     def stats(self) -> dict:
@@ -136,10 +148,15 @@ class Broadcaster:
             raise PilotError("the daemon is not registered with the registry yet", code=NOT_RUNNING)
         if not data:
             raise PilotError("a datagram needs a payload", code=INVALID_ARGUMENT)
-        if not self.limiter.allow(id(client), self.clock.seconds()):
+        now = self.clock.seconds()
+        if not self.limiter.allow(id(client), now):
             self.counts["rate_limited"] += 1
             raise PilotError(f"too many broadcasts: at most {BROADCAST_BURST} per {BROADCAST_WINDOW:g}s "
                              "from one client", code=CONNECTION_FAILED, hint="retry in a few seconds")
+        if not self.total_limiter.allow(None, now):
+            self.counts["rate_limited"] += 1
+            raise PilotError(f"too many broadcasts: at most {TOTAL_BURST} per {BROADCAST_WINDOW:g}s "
+                             "from all clients", code=CONNECTION_FAILED, hint="retry in a few seconds")
         members = yield self._members(network_id, me)
         others = sorted(members.online - {me})
         if len(others) > self.max_members:
@@ -166,8 +183,8 @@ class Broadcaster:
             if me not in members.members:
                 members = yield self.cache.members(network_id, fresh=True)
         except PilotError as error:
-            self.counts["refused"] += 1
             if error.code == NOT_FOUND or "network not found" in error.message:  # a Go registry sends no code
+                self.counts["refused"] += 1
                 raise PilotError(f"network {network_id} not found", code=NOT_FOUND,
                                  hint="list the networks: pilotctl network list") from None
             raise

@@ -5,9 +5,12 @@ from twisted.internet import defer
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from pilotnet.daemon.broadcast import BROADCAST_BURST, BROADCAST_WINDOW, MAX_CACHED_NETWORKS, MEMBERS_TTL, Broadcaster
+from pilotnet.daemon.broadcast import (
+    BROADCAST_BURST, BROADCAST_WINDOW, MAX_CACHED_NETWORKS, MEMBERS_TTL, MIN_REFETCH_GAP, TOTAL_BURST, Broadcaster,
+)
 from pilotnet.daemon.networks import members_of
 from pilotnet.errors import CONNECTION_FAILED, INVALID_ARGUMENT, NOT_FOUND, NOT_RUNNING, PilotError
+from pilotnet.ratelimit import RateLimiter
 from pilotnet.wire.address import Addr
 
 ME = 5
@@ -144,7 +147,18 @@ class BroadcasterTests(SynchronousTestCase):
         self.registry.networks[NETWORK] = [6, 7]
         self.refused()
         self.registry.networks[NETWORK] = [ME, 6, 7]
+        self.clock.advance(MIN_REFETCH_GAP)
         self.assertEqual(self.send(), (2, 0))
+        self.assertEqual(self.registry.asked, [NETWORK, NETWORK])
+
+    def test_a_non_member_asking_again_and_again_costs_one_list_nodes_per_gap(self):
+        self.registry.networks[NETWORK] = [6, 7]
+        for _ in range(5):
+            self.refused(client=object())
+        self.assertEqual(self.registry.asked, [NETWORK])
+        self.clock.advance(MIN_REFETCH_GAP)
+        self.refused(client=object())
+        self.assertEqual(self.registry.asked, [NETWORK, NETWORK])
 
     def test_offline_members_get_no_copy(self):
         self.registry.offline = {7}
@@ -183,7 +197,16 @@ class BroadcasterTests(SynchronousTestCase):
         self.clock.advance(BROADCAST_WINDOW / BROADCAST_BURST)
         self.assertEqual(self.send(), (2, 0))
 
+    def test_all_clients_together_are_rate_limited(self):
+        """Each pilotctl run is a new client: a loop of them meets the daemon-wide limit."""
+        clients = [object() for _ in range(TOTAL_BURST + 1)]
+        for client in clients[:-1]:
+            self.send(client=client)
+        self.assertIn("from all clients", self.refused(client=clients[-1]).message)
+        self.assertEqual(self.broadcaster.stats()["rate_limited"], 1)
+
     def test_the_cache_keeps_a_bounded_number_of_networks(self):
+        self.broadcaster.total_limiter = RateLimiter(10 * MAX_CACHED_NETWORKS, BROADCAST_WINDOW)
         for network in range(1, MAX_CACHED_NETWORKS + 10):
             self.registry.networks[network] = [ME, 6]
             self.send(network=network, client=object())
