@@ -75,7 +75,7 @@ FLAGS = {
     "id": "the task's ID",
     "justification": "why (sent to the submitter)",
     "results": "the results as text",
-    "file": "a file of results (a document or data file)",
+    "file": "a file: the results to send (task send-results) or the policy document (policy)",
     "webhook": "POST the node's events to this http(s) URL (docs/webhooks.md)",
     "webhook-allow-private": "let the webhook reach loopback and private addresses",
     "subnet": "the gateway's IPv4 subnet for local IPs (default 10.4.0.0/16)",
@@ -93,6 +93,14 @@ FLAGS = {
     "max-members": "the most members the network takes (0: no limit, at most 10000)",
     "description": "the network's description (at most 256 characters)",
     "allowed-ports": "the only ports members may reach each other on, comma-separated (none: all)",
+    "net": "the network ID (managed: 0 or absent means the first managed network)",
+    "inline": "the policy document as JSON text",
+    "event": 'the event as JSON: {"type": "connect", "port": 7, ...} (docs/networks.md)',
+    "topic": "the topic the score is about",
+    "delta": "how much to add to the score (negative lowers it; default 1)",
+    "force": "required: run a cycle now",
+    "node": "the member's node ID",
+    "tags": "comma-separated tags (at most 10)",
     "networks": "network IDs to join at start-up, comma-separated",
 }
 
@@ -400,6 +408,34 @@ COMMANDS = [
              "show a network's policy, or set the given fields (enterprise networks)",
              "type, network_id, max_members, allowed_ports, description", "network_admin:policy",
              "pilotctl network policy 3 --allowed-ports 80,443 --max-members 50"),
+    # network policies and managed networks (docs/networks.md)
+    _command("policy get", "--net N", "a network's expression policy (from the registry, through the daemon)",
+             "network_id, expr_policy", "policy:get", "pilotctl policy get --net 3"),
+    _command("policy set", "--net N [--file PATH] [--inline JSON]",
+             "validate, store at the registry and apply a network's expression policy (owner, admin or admin token)",
+             "network_id, applied, rules", "policy:set_policy", "pilotctl policy set --net 3 --file policy.json"),
+    _command("policy validate", "[--file PATH] [--inline JSON]", "check a policy document here, without a daemon",
+             "valid, version, rules, events, default_verdict", "policy:validate",
+             "pilotctl policy validate --file policy.json"),
+    _command("policy test", "--file PATH --event JSON", "evaluate a policy document against one event, here",
+             "event_type, verdict (gate events), directives[{type, rule, params}]", "policy:test",
+             'pilotctl policy test --file policy.json --event \'{"type": "connect", "port": 7}\''),
+    _command("managed score", "<node_id> [--net N] [--topic T] [--delta N]", "raise or lower a managed peer's score",
+             "node_id, delta, topic, network_id", "managed:score", "pilotctl managed score 42 --delta 5"),
+    _command("managed status", "[--net N]", "a managed network's rules and state on this node",
+             "network_id, peers, max_links, cycle, prune, prune_by, fill, fill_how, grace, cycle_num, joined_at",
+             "managed:status", "pilotctl managed status --net 3"),
+    _command("managed rankings", "[--net N]", "the managed peers by score",
+             "network_id, rankings[{rank, node_id, score, added_at, last_seen, topics}]", "managed:rankings",
+             "pilotctl managed rankings"),
+    _command("managed cycle", "[--force] [--net N]", "run a prune/fill cycle now (needs --force)",
+             "network_id, pruned, filled, peers, cycle_num, pruned_ids, filled_ids", "managed:cycle",
+             "pilotctl managed cycle --force --net 3"),
+    _command("member-tags set", "--net N --node ID --tags LIST", "set a member's admin-assigned tags in a network",
+             "network_id, node_id, tags", "managed:tags_set",
+             "pilotctl member-tags set --net 3 --node 42 --tags gpu,eu"),
+    _command("member-tags get", "--net N [--node ID]", "a member's tags, or every member's",
+             "tags, or members{node_id: [tags]}", "managed:tags_get", "pilotctl member-tags get --net 3"),
     # networks, through the daemon (docs/networks.md)
     _command("network list", "", "every network the registry lists, with its join rule and member count",
              "networks[{id, name, join_rule, members, created}]", "network_membership:list_networks",
@@ -451,7 +487,7 @@ COMMANDS = [
 
 BY_NAME = {command.name: command for command in COMMANDS}
 #: Commands with sub-commands (``daemon start``, ``task submit``).
-GROUPS = ("daemon", "task", "gateway", "network")
+GROUPS = ("daemon", "task", "gateway", "network", "policy", "managed", "member-tags")
 
 
 def find(argv):

@@ -15,11 +15,13 @@ import time
 
 from pilotnet.control.schema import DIAL, RESOLVE_HOSTNAME, CommandSpec
 from pilotnet.errors import (
-    CONNECTION_FAILED, INVALID_ARGUMENT, NOT_FOUND, NOT_RUNNING, NOT_TRUSTED, TIMEOUT, UNREACHABLE, PilotError,
+    CONNECTION_FAILED, INVALID_ARGUMENT, NOT_FOUND, NOT_RUNNING, NOT_TRUSTED, REFUSED, TIMEOUT, UNREACHABLE,
+    PilotError,
 )
 
-#: Dial failures whose cause the daemon diagnosed (see pilotnet.daemon.reachability).
-DIAGNOSED = (NOT_FOUND, UNREACHABLE, NOT_TRUSTED)
+#: Dial failures whose cause the daemon diagnosed (see pilotnet.daemon.reachability), or that a network's
+#: policy refused (docs/networks.md).
+DIAGNOSED = (NOT_FOUND, UNREACHABLE, NOT_TRUSTED, REFUSED)
 
 #: Seconds the blocking client waits for a Dial's answer beyond the dial's own timeout.
 DIAL_GRACE = 5.0

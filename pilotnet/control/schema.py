@@ -349,6 +349,31 @@ PENDING = _spec("Pending", response=[("result", JSON())],
 TRUSTED = _spec("Trusted", response=[("result", JSON())],
                 doc='``{"trusted": [{node_id, public_key, approved_at, mutual, network}]}``.')
 
+# -- managed networks, expression policies, member tags (reference IPC 0x23; docs/networks.md) ---------
+
+MANAGED_SCORE = _spec("ManagedScore", [("network_id", Integer()), ("node_id", Integer()), ("delta", Integer()),
+                                       ("topic", Text())], [("result", JSON())],
+                      doc="Add ``delta`` to a managed peer's score (network 0: the first managed network).")
+MANAGED_STATUS = _spec("ManagedStatus", [("network_id", Integer())], [("result", JSON())],
+                       doc="A managed network's rules, peer count and cycle number.")
+MANAGED_RANKINGS = _spec("ManagedRankings", [("network_id", Integer())], [("result", JSON())],
+                         doc='``{"network_id", "rankings": [{rank, node_id, score, added_at, last_seen, topics}]}``.')
+MANAGED_CYCLE = _spec("ManagedCycle", [("network_id", Integer())], [("result", JSON())],
+                      doc="Run a prune/fill cycle now: ``{network_id, pruned, filled, peers, cycle_num}``.")
+POLICY_GET = _spec("PolicyGet", [("network_id", Integer())], [("result", JSON())],
+                   doc="The network's expression policy, from the registry (``get_expr_policy``).")
+POLICY_SET = _spec("PolicySet", [("network_id", Integer()), ("policy", Text()), ("admin_token", Text(optional=True))],
+                   [("result", JSON())],
+                   doc="Store a policy document at the registry and apply it (``\"\"`` clears); the registry "
+                       "takes the admin token, or this node's signature from an owner or admin.")
+MEMBER_TAGS_GET = _spec("MemberTagsGet", [("network_id", Integer()), ("node_id", Integer())], [("result", JSON())],
+                        doc="A member's admin-assigned tags, or every member's with node 0.")
+MEMBER_TAGS_SET = _spec("MemberTagsSet", [("network_id", Integer()), ("node_id", Integer()), ("tags", TextList()),
+                                         ("admin_token", Text(optional=True))], [("result", JSON())],
+                        doc="Set a member's tags (with the admin token, or as this node: an owner or admin).")
+NETWORK_POLICY_COMMANDS = (MANAGED_SCORE, MANAGED_STATUS, MANAGED_RANKINGS, MANAGED_CYCLE, POLICY_GET, POLICY_SET,
+                           MEMBER_TAGS_GET, MEMBER_TAGS_SET)
+
 # -- networks (reference IPC 0x1F sub-commands; docs/networks.md) --------------------
 
 NETWORK_LIST = _spec("NetworkList", response=[("result", JSON())],
@@ -437,5 +462,5 @@ COMMANDS = (
     NETWORK_LIST, NETWORK_JOIN, NETWORK_LEAVE, NETWORK_MEMBERS, NETWORK_INVITE, NETWORK_INVITES,
     NETWORK_RESPOND_INVITE, BIND, UNBIND, DIAL, WRITE, CONSUMED, CLOSE,
     SEND_DATAGRAM, ACCEPTED, RECEIVED, WRITTEN, STREAM_CLOSED, DATAGRAM_RECEIVED, SUBSCRIBE, UNSUBSCRIBE, PUBLISH,
-    EVENT_RECEIVED, EVENT_STATS, PUBLISH_BATCH, EVENTS_RECEIVED,
+    EVENT_RECEIVED, EVENT_STATS, PUBLISH_BATCH, EVENTS_RECEIVED, *NETWORK_POLICY_COMMANDS,
 )

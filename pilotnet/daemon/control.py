@@ -109,7 +109,7 @@ def translating_errors(function):
 class ControlProtocol(commands.UnansweredFastPath, amp.AMP):
     fast_commands = commands.fast_path((commands.Write, "write"), (commands.Consumed, "consumed"))
 
-    def __init__(self, node, clock=None):
+    def __init__(self, node, clock):
         super().__init__()
         self.node = node
         self._subscriptions = {}
@@ -118,7 +118,7 @@ class ControlProtocol(commands.UnansweredFastPath, amp.AMP):
         #: Subscription number -> :class:`_PushBatch` of events not yet pushed.
         self._outgoing = {}
         self._push_scheduled = False
-        #: What schedules the coalesced event pushes (the global reactor if none is given).
+        #: What schedules the coalesced event pushes.
         self.clock = clock
         #: Bytes queued for the client since its socket stopped draining (see :meth:`connectionMade`).
         self.backlog = 0
@@ -283,6 +283,48 @@ class ControlProtocol(commands.UnansweredFastPath, amp.AMP):
     def trusted(self):
         return {"result": self.node.trust.trusted()}
 
+    # -- managed networks, expression policies, member tags (docs/networks.md) ------------
+
+    @commands.ManagedScore.responder
+    @translating_errors
+    def managed_score(self, network_id, node_id, delta, topic):
+        return {"result": self.node.managed.score(network_id, _node(node_id), delta, topic)}
+
+    @commands.ManagedStatus.responder
+    @translating_errors
+    def managed_status(self, network_id):
+        return {"result": self.node.managed.status(network_id)}
+
+    @commands.ManagedRankings.responder
+    @translating_errors
+    def managed_rankings(self, network_id):
+        return {"result": self.node.managed.rankings(network_id)}
+
+    @commands.ManagedCycle.responder
+    @translating_errors
+    def managed_cycle(self, network_id):
+        return self._result(self.node.managed.force_cycle(network_id))
+
+    @commands.PolicyGet.responder
+    @translating_errors
+    def policy_get(self, network_id):
+        return self._result(self.node.managed.get_policy(network_id))
+
+    @commands.PolicySet.responder
+    @translating_errors
+    def policy_set(self, network_id, policy, admin_token=None):
+        return self._result(self.node.managed.set_policy(network_id, policy, admin_token))
+
+    @commands.MemberTagsGet.responder
+    @translating_errors
+    def member_tags_get(self, network_id, node_id):
+        return self._result(self.node.managed.get_member_tags(network_id, node_id))
+
+    @commands.MemberTagsSet.responder
+    @translating_errors
+    def member_tags_set(self, network_id, node_id, tags, admin_token=None):
+        return self._result(self.node.managed.set_member_tags(network_id, _node(node_id), tags, admin_token))
+
     # -- networks --------------------------------------------------------------------
 
     @commands.NetworkList.responder
@@ -325,7 +367,10 @@ class ControlProtocol(commands.UnansweredFastPath, amp.AMP):
     @commands.Bind.responder
     @translating_errors
     def bind(self, port):
-        self.node.streams.bind(_port(port), self)
+        # Also when this client holds it: a second Listener for the port would orphan the first.
+        if _port(port) in self.node.streams.bound_ports():
+            raise PilotError(f"port {port} already bound", code=ALREADY_EXISTS)
+        self.node.streams.bind(port, self)
         return {"port": port}
 
     @commands.Unbind.responder
@@ -471,9 +516,6 @@ class ControlProtocol(commands.UnansweredFastPath, amp.AMP):
         batch = self._outgoing[number] = _PushBatch()
         if not self._push_scheduled:
             self._push_scheduled = True
-            if self.clock is None:
-                from twisted.internet import reactor
-                self.clock = reactor
             self.clock.callLater(0, self._push_pending)
         return batch
 
@@ -537,7 +579,9 @@ class _PushBatch:
 
 
 class ControlFactory(Factory):
-    def __init__(self, node, clock=None):
+    """One :class:`ControlProtocol` per client, all for one node (an ``IControlledNode``) and one clock."""
+
+    def __init__(self, node, clock):
         self.node = node
         self.clock = clock
 

@@ -3,15 +3,19 @@
 Start-up order matters and is the reference's: open the tunnel socket, ask the
 beacon which endpoint it sees, register that endpoint and our Ed25519 key with
 the registry (which assigns or returns our node ID), then keep all of it fresh:
-heartbeats (re-registering after three failures, re-applying hostname,
-visibility and tags), beacon keepalives that hold our NAT mapping open, and
-keepalive pings to peers.  The control socket opens once the first
-registration attempt has finished, so a client that can talk to the daemon
-finds it registered (or learns why not).
+heartbeats and re-registration (:mod:`pilotnet.daemon.registration`, which
+re-applies hostname, visibility and tags here), beacon keepalives that hold our
+NAT mapping open, and keepalive pings to peers.  The control socket opens once
+the first registration attempt has finished, so a client that can talk to the
+daemon finds it registered (or learns why not).
+
+This module composes the parts and demultiplexes the packets addressed to the
+node; the relay/direct policy is :mod:`pilotnet.daemon.path_manager`'s, and
+what clients of the control socket may ask is :mod:`pilotnet.daemon.facade`'s.
+Every timer runs on the reactor given to :class:`NodeService`.
 """
 
 import os
-import time
 
 from twisted.application import service
 from twisted.application.internet import TimerService
@@ -27,13 +31,15 @@ from pilotnet.daemon.beacon_link import BeaconLink
 from pilotnet.daemon.broadcast import Broadcaster
 from pilotnet.daemon.control import ControlFactory, prepare_socket_path
 from pilotnet.daemon.echo import EchoService
+from pilotnet.daemon.facade import ControlFacade
 from pilotnet.daemon.handshake import HandshakeCourier, HandshakePort, Verifier
+from pilotnet.daemon.managed import ManagedNetworks
 from pilotnet.daemon.networks import Networks
+from pilotnet.daemon.path_manager import DIRECT_RETRY, PathManager
 from pilotnet.daemon.paths import SegmentSizes
 from pilotnet.daemon.reachability import DialWatch, IReachabilityProbe, RegistryView
-from pilotnet.daemon.registry_link import (
-    INBOUND_LOOKUP_RATE, RegistryKeys, RegistryLink, Resolver, split_host_port,
-)
+from pilotnet.daemon.registration import Registration
+from pilotnet.daemon.registry_link import INBOUND_LOOKUP_RATE, RegistryKeys, RegistryLink, Resolver
 from pilotnet.daemon.source_limits import PER_SOURCE_RATE, TOTAL_RATE, SourceLimits
 from pilotnet.daemon.streams import Streams
 from pilotnet.daemon.trust import FILE_NAME as TRUST_FILE, TrustState
@@ -50,6 +56,7 @@ from pilotnet.services.storage import ByteBudget, FileWriter
 from pilotnet.services.tasks import TaskService
 from pilotnet.transport.config import StreamConfig
 from pilotnet.wire.address import EPHEMERAL_PORT_MIN, MAX_PORT, PORT_ECHO, Addr
+from pilotnet.wire.hostport import join_host_port, split_host_port
 from pilotnet.wire.packet import FLAG_ACK, PROTO_CONTROL, PROTO_DATAGRAM, PROTO_STREAM, Packet
 from pilotnet.webhooks.emitter import SECRET_FILE as WEBHOOK_SECRET_FILE, WebhookEmitter
 
@@ -57,7 +64,6 @@ log = Logger()
 
 BEACON_KEEPALIVE = 25.0
 PEER_KEEPALIVE = 25.0
-DIRECT_RETRY = 60.0
 # Event subscriptions at trusted peers are reconciled this often (and on every change).
 FEDERATION_REFRESH = 15.0
 TASK_HOUSEKEEPING = 10.0
@@ -67,8 +73,6 @@ PEER_SILENCE = 2.5 * PEER_KEEPALIVE
 # ... and for this long (three unanswered keepalive rounds, no key exchange tried since), its
 # tunnel is dropped: `pilotctl peers` lists live tunnels only; the next use resolves it afresh.
 PEER_DEAD = 3 * PEER_KEEPALIVE
-HEARTBEAT_FAILURES_BEFORE_REREGISTER = 3
-MAX_TAGS = 3
 
 
 def _unresolved(node, error):
@@ -94,23 +98,24 @@ class NodeProbes:
         return float("-inf") if peer is None else peer.last_heard
 
     def probe(self, node, silent):
-        self._node._probe_path(node, silent)
+        self._node.paths.dial_unanswered(node, silent)
 
     def registry_view(self, node):
         return self._node._registry_view(node)
 
 
 class NodeService(service.MultiService):
+    """The composition root: builds the node's parts, starts them in order, routes packets to them."""
+
     def __init__(self, config, reactor):
         super().__init__()
         self.config = config
         self.reactor = reactor
         self.started_at = None
-        self.node_id = None
         self.address = None
         self.registered = defer.Deferred()
-        self.heartbeat_failures = 0
         self.tags = []
+        self._registered_endpoint = None
         self._next_datagram_port = EPHEMERAL_PORT_MIN
         self._udp_port = None
         self._control_port = None
@@ -126,6 +131,10 @@ class NodeService(service.MultiService):
         self.registry = RegistryLink(reactor, config.registry, self.identity,
                                      config.registry_fingerprint)
         self.registry.setServiceParent(self)
+        self.registration = Registration(reactor, config.keepalive, register=self._register,
+                                         registered=self._registered, heartbeat=self._heartbeat,
+                                         alive=self._alive)
+        self.registration.setServiceParent(self)
         self.resolver = Resolver(self.registry, reactor, public_host=lambda: self.beacon.public_host())
         #: Registry requests that frames from the network cause (key lookups, re-keying resolves).
         self.inbound_lookups = TokenBucket(INBOUND_LOOKUP_RATE, INBOUND_LOOKUP_RATE)
@@ -138,6 +147,8 @@ class NodeService(service.MultiService):
             limits=limits, on_unknown_session=self._offer_key_at_registered_endpoint,
         )
         self.beacon = BeaconLink(self.tunnel, reactor)
+        self.paths = PathManager(tunnel=self.tunnel, resolver=self.resolver, beacon=self.beacon, clock=reactor,
+                                 ping=self._send_ping)
         stream_config = StreamConfig(mss=config.mss, idle_timeout=config.idle_timeout or None,
                                      keepalive_interval=config.keepalive or None,
                                      close_timeout=config.close_timeout or StreamConfig.close_timeout)
@@ -146,16 +157,16 @@ class NodeService(service.MultiService):
             clock=reactor, transmit=self._transmit, transmit_burst=self._transmit_burst, config=stream_config,
             config_for=self.segment_sizes.config_for,
             max_per_port=config.max_conns_per_port, max_connections=config.max_conns_total,
-            syn_rate=config.syn_rate_limit, on_relay_hint=self._direct_path_failed,
+            syn_rate=config.syn_rate_limit, on_relay_hint=self.paths.direct_failed,
         )
         self.tunnel.burst_listener = self.streams
-        for interval, job in ((config.keepalive, self._heartbeat), (BEACON_KEEPALIVE, self.beacon.keepalive),
-                              (PEER_KEEPALIVE, self._ping_peers), (DIRECT_RETRY, self._retry_direct)):
-            TimerService(interval, job).setServiceParent(self)
+        for interval, job in ((BEACON_KEEPALIVE, self.beacon.keepalive), (PEER_KEEPALIVE, self._ping_peers),
+                              (DIRECT_RETRY, self.paths.retry_direct)):
+            self._every(interval, job)
         if config.echo:
             EchoService(self.streams, PORT_ECHO, reactor)
         self.networks = Networks(clock=reactor, registry=self.registry, node_id=lambda: self.node_id)
-        TimerService(config.network_sync, self._refresh_networks).setServiceParent(self)
+        self._every(config.network_sync, self._refresh_networks)
         self.trust = TrustManager(
             clock=reactor, state=TrustState.load(config.identity_path.parent / TRUST_FILE),
             identity=self.identity, registry=self.registry,
@@ -163,15 +174,29 @@ class NodeService(service.MultiService):
             settings=config, abort_streams=self.streams.abort_peer, drop_tunnel=self._drop_tunnel,
             networks=self.networks,
         )
-        self.networks.on_change = self.trust.network_changed
-        self.streams.admit = self.trust.admit
-        self.broadcasts = Broadcaster(clock=reactor, registry=self.registry, node_id=lambda: self.node_id,
-                                      source_port=self._datagram_port, send_copy=self.send_datagram_from)
         self.handshakes = Verifier(reactor, self.peer_keys, lambda: self.node_id)
         HandshakePort(self.streams, reactor, self.handshakes, self.trust.received)
+        self.managed = ManagedNetworks(
+            reactor, self.registry, config.home, own_id=lambda: self.node_id,
+            link=lambda node, network: self.trust.request(node, f"managed network {network}"),
+            unlink=self.trust.revoke, emit=self.webhooks.emit,
+            shared_with=lambda node: self.networks.view.shared_with(node))
+        self.managed.setServiceParent(self)
+        self.streams.admit = self.managed.gate(self.trust.admit)
+        self.networks.on_change = self._networks_changed
+        self.broadcasts = Broadcaster(clock=reactor, registry=self.registry, node_id=lambda: self.node_id,
+                                      source_port=self._datagram_port, send_copy=self.send_datagram_from)
         self._start_services(config, reactor)
         for part in (self.tunnel, self.streams, self.trust, self.networks, *self._services):
             part.emitter = self.webhooks
+        #: What the control socket's clients may ask of this node.
+        self.control = ControlFacade(self)
+
+    def _every(self, interval, job):
+        """Run ``job`` every ``interval`` seconds on the node's reactor while the node runs."""
+        timer = TimerService(interval, job)
+        timer.clock = self.reactor
+        timer.setServiceParent(self)
 
     def _start_services(self, config, reactor):
         """The built-in services on ports 53 and 1001-1003 (echo is started above, before trust)."""
@@ -191,21 +216,32 @@ class NodeService(service.MultiService):
                 self.events, self.streams,
                 dial=lambda node, port, owner: self.dial(Addr(0, node), port, owner),
                 peers=lambda: list(self.trust.state.trusted))
-            TimerService(FEDERATION_REFRESH, self.federation.refresh).setServiceParent(self)
+            self._every(FEDERATION_REFRESH, self.federation.refresh)
         if config.tasksubmit:
             self.tasks = TaskService(self.streams, config.home, reactor, polo_score=self.polo_score,
                                      adjust_polo=self.adjust_polo, local_node=lambda: self.node_id,
                                      max_queued=config.task_queue_max, budget=budget, writer=writer)
-            TimerService(TASK_HOUSEKEEPING, self.tasks.housekeeping).setServiceParent(self)
+            self._every(TASK_HOUSEKEEPING, self.tasks.housekeeping)
         if config.nameserver:
             self.nameserver = NameserverService(self.streams, reactor)
-            TimerService(NAMESERVER_REAP, self.nameserver.housekeeping).setServiceParent(self)
+            self._every(NAMESERVER_REAP, self.nameserver.housekeeping)
+
+    @property
+    def node_id(self):
+        """Our node ID once the registry assigned it; None before."""
+        return self.registration.node_id
+
+    @property
+    def listening(self):
+        """Whether the tunnel's UDP socket is open."""
+        return self._udp_port is not None
 
     # -- lifecycle -------------------------------------------------------------
 
     def startService(self):
-        self.started_at = time.monotonic()
-        host, port = split_host_port(self.config.listen)
+        self.started_at = self.reactor.seconds()
+        host, port = split_host_port(self.config.listen, what="--listen address", allow_empty_host=True,
+                                     allow_port_zero=True)
         self._udp_port = BurstPort(port, self.tunnel, interface=host, maxPacketSize=MAX_DATAGRAM,
                                     reactor=self.reactor)
         self._udp_port.startListening()
@@ -216,17 +252,14 @@ class NodeService(service.MultiService):
     @defer.inlineCallbacks
     def _bring_up(self):
         yield self._locate_beacon()
-        try:
-            yield self._register()
-        except PilotError as error:
-            log.warn("registration failed: {reason}; retrying with the heartbeat", reason=error.message)
+        yield self.registration.start()
         yield self._open_control_socket()
 
     @defer.inlineCallbacks
     def _locate_beacon(self):
         if not self.config.beacon:
             return
-        host, port = split_host_port(self.config.beacon)
+        host, port = split_host_port(self.config.beacon, what="--beacon address")
         try:
             address = yield self.reactor.resolve(host)
         except internet_error.DNSLookupError:
@@ -236,13 +269,14 @@ class NodeService(service.MultiService):
 
     @defer.inlineCallbacks
     def _register(self):
+        """Send our registration (see :class:`Registration`); the node ID the registry answers."""
         listen_addr = self.config.endpoint
         if not listen_addr:
             observed = yield self.beacon.discover()
             if observed is not None:
                 listen_addr = str(observed)
             else:
-                listen_addr = f"0.0.0.0:{self.tunnel.local_port()}"
+                listen_addr = join_host_port("0.0.0.0", self.tunnel.local_port())
         request = {"type": "register", "public_key": self.identity.public_key_b64,
                    "listen_addr": listen_addr, "version": f"pilotnet/{__version__}"}
         if self.config.owner:
@@ -266,24 +300,28 @@ class NodeService(service.MultiService):
             log.warn("registry refused our signed registration ({reason}); registering unsigned",
                      reason=error.message)
             reply = yield self.registry.request(request)
-        self.node_id = reply["node_id"]
-        self.address = Addr(0, self.node_id)
-        self.registry.node_id = self.node_id
-        self.tunnel.node_id = self.node_id
-        self.heartbeat_failures = 0
         if reply.get("hostname_error"):
             log.warn("hostname not registered: {reason}", reason=reply["hostname_error"])
-        log.info("registered as {address} (node {node})", address=str(self.address), node=self.node_id)
+        self._registered_endpoint = listen_addr
+        return reply["node_id"]
+
+    @defer.inlineCallbacks
+    def _registered(self, node_id):
+        """The registry (re)assigned ``node_id``: hand it to the parts, re-apply what it forgot."""
+        self.address = Addr(0, node_id)
+        self.registry.node_id = node_id
+        self.tunnel.node_id = node_id
+        log.info("registered as {address} (node {node})", address=str(self.address), node=node_id)
         self.beacon.keepalive()
         yield self._reapply_settings()
-        yield self.trust.registered(self.node_id)
+        yield self.trust.registered(node_id)
         yield self._refresh_networks()
         yield self.networks.auto_join(self.config.network_ids)
         if self.registered.called:
             self.webhooks.emit("node.reregistered", address=self.address)
         else:
-            self.webhooks.emit("node.registered", address=self.address, endpoint=listen_addr)
-            self.registered.callback(self.node_id)
+            self.webhooks.emit("node.registered", address=self.address, endpoint=self._registered_endpoint)
+            self.registered.callback(node_id)
 
     @defer.inlineCallbacks
     def _reapply_settings(self):
@@ -292,12 +330,20 @@ class NodeService(service.MultiService):
         if self.tags:
             yield self.registry.signed({"type": "set_tags", "node_id": self.node_id, "tags": self.tags})
 
+    def _heartbeat(self, node_id):
+        return self.registry.signed({"type": "heartbeat", "node_id": node_id})
+
+    def _alive(self):
+        """A heartbeat was answered: refresh the beacon's entry, and poll for trust news."""
+        self.beacon.keepalive()
+        return self.trust.poll()
+
     @defer.inlineCallbacks
     def _open_control_socket(self):
         path = self.config.socket_path
         prepare_socket_path(path)
         endpoint = UNIXServerEndpoint(self.reactor, str(path), mode=0o600, wantPID=False)
-        self._control_port = yield endpoint.listen(ControlFactory(self, self.reactor))
+        self._control_port = yield endpoint.listen(ControlFactory(self.control, self.reactor))
         os.chmod(path, 0o600)
         log.info("control socket at {path}", path=str(path))
 
@@ -316,36 +362,14 @@ class NodeService(service.MultiService):
 
     # -- housekeeping --------------------------------------------------------------
 
-    @defer.inlineCallbacks
-    def _heartbeat(self):
-        if self.node_id is None:
-            if self.started_at is not None and self._control_port is not None:
-                yield self._try_register()
-            return
-        try:
-            yield self.registry.signed({"type": "heartbeat", "node_id": self.node_id})
-        except PilotError as error:
-            self.heartbeat_failures += 1
-            log.warn("heartbeat failed ({count}): {reason}", count=self.heartbeat_failures, reason=error.message)
-            # A registry that no longer knows us (it restarted without its store, or
-            # reaped us) gets our registration back at once, not three beats later.
-            if error.code == NOT_FOUND or self.heartbeat_failures >= HEARTBEAT_FAILURES_BEFORE_REREGISTER:
-                yield self._try_register()
-            return
-        self.heartbeat_failures = 0
-        self.beacon.keepalive()
-        yield self.trust.poll()
+    def _networks_changed(self, old, new):
+        """Our networks changed: trust follows membership, managed engines and policies follow the networks."""
+        self.trust.network_changed(old, new)
+        self.managed.view_changed(old, new)
 
     def _refresh_networks(self):
         """Refresh the view of our networks (a failure keeps the last view; see pilotnet.daemon.networks)."""
         return self.networks.refresh().addErrback(lambda failure: log.failure("network refresh", failure))
-
-    @defer.inlineCallbacks
-    def _try_register(self):
-        try:
-            yield self._register()
-        except PilotError as error:
-            log.warn("re-registration failed: {reason}", reason=error.message)
 
     def _ping_peers(self):
         """Keep NAT mappings open and peers' dead-peer detectors quiet; drop dead tunnels."""
@@ -362,47 +386,6 @@ class NodeService(service.MultiService):
             elif peer.session is not None or not self.config.encrypt:
                 self._send_ping(peer.node)
 
-    @defer.inlineCallbacks
-    def _direct_path_failed(self, node):
-        """A dial got no answer on the direct path (third SYN expiry).
-
-        The peer may have restarted on a new port: ask the registry again and
-        retry directly if its endpoint moved; otherwise go through the relay.
-        """
-        moved = yield self._refresh_endpoint(node)
-        if not moved:
-            self.tunnel.use_relay(node)
-
-    @defer.inlineCallbacks
-    def _refresh_endpoint(self, node):
-        """Re-resolve ``node``; True when its endpoint changed and the tunnel now uses the new one."""
-        self.resolver.forget(node)
-        try:
-            endpoint = yield self.resolver.endpoint(node)
-        except PilotError:
-            return False
-        peer = self.tunnel.peer(node)
-        if peer is None or (peer.endpoint is not None and tuple(peer.endpoint[:2]) == endpoint):
-            return False
-        log.info("node {node} moved to {endpoint}", node=node, endpoint=f"{endpoint[0]}:{endpoint[1]}")
-        peer.endpoint = endpoint
-        self.tunnel.try_direct(node)
-        self.beacon.request_punch(node)
-        self.tunnel.add_peer(node, endpoint)
-        return True
-
-    @defer.inlineCallbacks
-    def _retry_direct(self):
-        """Peers on the relay get a direct probe; a direct answer moves them back."""
-        for peer in self.tunnel.peers():
-            if not peer.via_relay:
-                continue
-            yield self._refresh_endpoint(peer.node)
-            if peer.endpoint is not None:
-                self.tunnel.try_direct(peer.node)
-                self._send_ping(peer.node)
-                self.reactor.callLater(3.0, self._settle_path, peer)
-
     def _offer_key_at_registered_endpoint(self, node):
         """A node sent a frame we hold no session for (we restarted): offer our key where it registered.
 
@@ -414,27 +397,6 @@ class NodeService(service.MultiService):
         resolving = self.resolver.endpoint(node)
         resolving.addCallback(lambda endpoint: self.tunnel.add_peer(node, endpoint, ask_back=True))
         resolving.addErrback(lambda failure: failure.trap(PilotError))
-
-    def _settle_path(self, peer):
-        if self.tunnel.peer(peer.node) is peer and self.reactor.seconds() - peer.last_direct > 3.0:
-            self.tunnel.use_relay(peer.node)
-
-    @defer.inlineCallbacks
-    def _probe_path(self, node, silent):
-        """A dial is unanswered: ping ``node``; if it has been silent, re-resolve it or try the relay first.
-
-        The relay is chosen only if the peer stayed silent on the direct path while the
-        registry was asked: a retransmitted SYN may have been answered meanwhile, and a
-        peer that cannot be reached through the relay would then be cut off for good.
-        """
-        if silent:
-            asked_at = self.reactor.seconds()
-            moved = yield self._refresh_endpoint(node)
-            peer = self.tunnel.peer(node)
-            if not moved and peer is not None and peer.last_direct < asked_at:
-                self.tunnel.use_relay(node)
-        if self.tunnel.peer(node):
-            self._send_ping(node)
 
     @defer.inlineCallbacks
     def _registry_view(self, node):
@@ -493,9 +455,9 @@ class NodeService(service.MultiService):
         self._next_datagram_port = EPHEMERAL_PORT_MIN if port >= MAX_PORT else port + 1
         return port
 
-    # -- what clients ask for ------------------------------------------------------------
+    # -- what the node's parts (and, through the facade, clients) ask for ------------------
 
-    def _require_registered(self):
+    def require_registered(self):
         if self.node_id is None:
             raise PilotError("the daemon is not registered with the registry yet", code=NOT_RUNNING,
                              hint=f"check that the registry at {self.config.registry} is reachable")
@@ -503,14 +465,14 @@ class NodeService(service.MultiService):
     @defer.inlineCallbacks
     def ensure_tunnel(self, node):
         """Make sure ``node`` can be reached: resolve its endpoint and start the key exchange."""
-        self._require_registered()
+        self.require_registered()
         if node == self.node_id:
             raise PilotError("cannot connect to our own node", code=INVALID_ARGUMENT)
         peer = self.tunnel.peer(node)
         if peer is not None and peer.session is not None:
             if self.reactor.seconds() - peer.last_heard > PEER_SILENCE:
                 # Quiet for long enough to have restarted elsewhere: check before dialing.
-                yield self._refresh_endpoint(node)
+                yield self.paths.refresh_endpoint(node)
             return peer
         try:
             endpoint = yield self.resolver.endpoint(node)
@@ -521,6 +483,7 @@ class NodeService(service.MultiService):
 
     @defer.inlineCallbacks
     def dial(self, remote, port, owner, timeout=None):
+        self.managed.check_outbound(remote.node, port)
         yield self.ensure_tunnel(remote.node)
         local = Addr(remote.network, self.node_id)
         dialing = DialWatch(self.reactor, self.streams.dial(local, remote, port, owner), remote.node,
@@ -546,7 +509,8 @@ class NodeService(service.MultiService):
 
     @defer.inlineCallbacks
     def send_datagram_from(self, remote, src_port, port, data):
-        """Send one datagram from our ``src_port`` on the unicast path (tunnel set up first)."""
+        """Send one datagram from our ``src_port`` on the unicast path (outbound policy, tunnel set up first)."""
+        self.managed.check_outbound(remote.node, port, len(data))
         yield self.ensure_tunnel(remote.node)
         packet = Packet(PROTO_DATAGRAM, Addr(remote.network, self.node_id), remote, src_port,
                         port, payload=data)
@@ -555,14 +519,6 @@ class NodeService(service.MultiService):
         except ValueError as error:
             raise PilotError(str(error), code=INVALID_ARGUMENT) from None
         self.tunnel.send(remote.node, wire)
-
-    def resolve_hostname(self, hostname):
-        if not hostname:
-            raise PilotError("resolve_hostname: missing hostname", code=INVALID_ARGUMENT)
-        request = {"type": "resolve_hostname", "hostname": hostname}
-        if self.node_id is not None:
-            request["requester_id"] = self.node_id
-        return self.registry.request(request)
 
     def lookup(self, node_id):
         return self.registry.request({"type": "lookup", "node_id": node_id})
@@ -577,100 +533,3 @@ class NodeService(service.MultiService):
         changing = self.registry.request({"type": "update_polo_score", "node_id": node_id, "delta": delta})
         changing.addErrback(lambda failure: log.warn("polo score update for node {node} failed: {reason}",
                                                      node=node_id, reason=failure.getErrorMessage()))
-
-    @defer.inlineCallbacks
-    def set_hostname(self, hostname):
-        self._require_registered()
-        reply = yield self.registry.signed({"type": "set_hostname", "node_id": self.node_id, "hostname": hostname})
-        self.config.hostname = hostname
-        return reply
-
-    @defer.inlineCallbacks
-    def set_visibility(self, public):
-        self._require_registered()
-        reply = yield self.registry.signed({"type": "set_visibility", "node_id": self.node_id, "public": public})
-        self.config.public = public
-        return reply
-
-    @defer.inlineCallbacks
-    def set_tags(self, tags):
-        self._require_registered()
-        if len(tags) > MAX_TAGS:
-            raise PilotError(f"set_tags: maximum {MAX_TAGS} tags allowed", code=INVALID_ARGUMENT)
-        reply = yield self.registry.signed({"type": "set_tags", "node_id": self.node_id, "tags": list(tags)})
-        self.tags = list(reply.get("tags", tags))
-        return reply
-
-    def set_task_exec(self, enabled):
-        self._require_registered()
-        return self.registry.signed({"type": "set_task_exec", "node_id": self.node_id, "enabled": enabled})
-
-    def deregister(self):
-        self._require_registered()
-        return self.registry.signed({"type": "deregister", "node_id": self.node_id})
-
-    def set_webhook(self, url):
-        """POST this node's events to ``url`` from now on (``invalid_argument`` if it is not allowed)."""
-        self.webhooks.set_url(url)
-        self.config.webhook = url
-        return self.webhooks.stats()
-
-    def clear_webhook(self):
-        self.webhooks.clear()
-        self.config.webhook = ""
-        return self.webhooks.stats()
-
-    # -- observation --------------------------------------------------------------------
-
-    def peer_list(self):
-        rows = []
-        now = self.reactor.seconds()
-        for peer in self.tunnel.peers():
-            row = peer.describe()
-            row["address"] = str(Addr(0, peer.node))
-            heard = peer.last_heard != float("-inf")
-            row["last_heard_secs"] = round(now - peer.last_heard, 1) if heard else None
-            rows.append(row)
-        return rows
-
-    def info(self):
-        peers = self.tunnel.peers()
-        counters = self.tunnel.counters
-        connections = self.streams.describe()
-        return {
-            "node_id": self.node_id,
-            "address": str(self.address) if self.address else None,
-            "hostname": self.config.hostname,
-            "public": self.config.public,
-            "tags": self.tags,
-            "uptime_secs": round(time.monotonic() - self.started_at, 3) if self.started_at else 0.0,
-            "connections": sum(1 for c in connections if c["state"] in ("ESTABLISHED", "SYN_SENT", "SYN_RECV")),
-            "ports": len(self.streams.bound_ports()),
-            "bound_ports": self.streams.bound_ports(),
-            "peers": len(peers),
-            "encrypted_peers": sum(1 for p in peers if p.session is not None),
-            "authenticated_peers": sum(1 for p in peers if p.authenticated),
-            "encrypt": self.config.encrypt,
-            "identity": True,
-            "identity_path": str(self.config.identity_path),
-            "public_key": self.identity.public_key_b64,
-            "owner": self.config.owner,
-            "registry": self.config.registry,
-            "beacon": self.config.beacon,
-            "socket": str(self.config.socket_path),
-            "tunnel_port": self.tunnel.local_port() if self._udp_port is not None else None,
-            "endpoint": str(self.beacon.observed) if self.beacon.observed else None,
-            "version": __version__,
-            "bytes_sent": counters.bytes_sent,
-            "bytes_recv": counters.bytes_recv,
-            "pkts_sent": counters.pkts_sent,
-            "pkts_recv": counters.pkts_recv,
-            "tunnel": counters.as_dict(),
-            "handshake_pending_count": len(self.trust.state.pending),
-            "networks": self.networks.describe(),
-            "trust": {**self.trust.describe(), "refused_messages": dict(self.handshakes.rejected)},
-            "webhook": self.webhooks.stats(),
-            "broadcast": self.broadcasts.stats(),
-            "peer_list": self.peer_list(),
-            "conn_list": connections[:200],
-        }

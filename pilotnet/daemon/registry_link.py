@@ -37,6 +37,7 @@ from pilotnet.errors import CONNECTION_FAILED, NOT_FOUND, PilotError
 from pilotnet.ratelimit import TokenBucket
 from pilotnet.registry.challenges import sign_fresh_request, sign_request
 from pilotnet.registry.client import RegistryClientProtocol, RegistryError
+from pilotnet.wire.hostport import split_host_port
 
 log = Logger()
 
@@ -57,17 +58,9 @@ def registry_endpoint(address):
     """``host:port`` (or a full endpoint string) to a client endpoint description."""
     if address.startswith(("tcp:", "unix:", "tls:", "ssl:")):
         return address
-    host, _, port = address.rpartition(":")
-    escaped_host = host.strip("[]").replace(":", "\\:")  # endpoint strings escape colons
+    host, port = split_host_port(address, what="registry address")
+    escaped_host = host.replace(":", "\\:")  # endpoint strings escape colons
     return f"tcp:host={escaped_host}:port={port}:timeout=5"
-
-
-def split_host_port(text):
-    """``("1.2.3.4", 5)`` from ``"1.2.3.4:5"`` or ``"[::1]:5"``."""
-    host, colon, port = text.rpartition(":")
-    if not colon or not port.isdigit():
-        raise PilotError(f"invalid endpoint {text!r}: expected host:port")
-    return host.strip("[]"), int(port)
 
 
 def registry_client_endpoint(reactor, address, fingerprint=""):
@@ -265,11 +258,11 @@ def choose_endpoint(reply, own_public_host):
     where the public endpoint would need a hairpin most routers refuse; the
     node's registered LAN address reaches it directly.
     """
-    real = split_host_port(reply.get("real_addr") or "")
+    real = split_host_port(reply.get("real_addr") or "", what="registered endpoint")
     lan_addrs = reply.get("lan_addrs") or []
     if own_public_host is not None and real[0] == own_public_host and lan_addrs:
         try:
-            return split_host_port(str(lan_addrs[0]))
+            return split_host_port(str(lan_addrs[0]), what="LAN address")
         except PilotError:
             pass
     return real

@@ -18,12 +18,13 @@ This module has no I/O other than that file and no clock: callers pass ``now``.
 """
 
 import json
-from datetime import datetime, timezone
 from typing import NamedTuple
 
 from twisted.logger import Logger
 
 from pilotnet.crypto.identity import write_private_file
+from pilotnet.errors import DecodeError
+from pilotnet.wire.rfc3339 import format_rfc3339, parse_rfc3339
 
 log = Logger()
 
@@ -53,22 +54,6 @@ class PendingRequest(NamedTuple):
     def describe(self):
         return {"node_id": self.node_id, "public_key": self.public_key, "justification": self.justification,
                 "received_at": int(self.received_at)}
-
-
-def _rfc3339(seconds):
-    return datetime.fromtimestamp(seconds, timezone.utc).isoformat().replace("+00:00", "Z")
-
-
-def _from_rfc3339(text):
-    text = str(text)
-    if text.endswith("Z"):
-        text = text[:-1] + "+00:00"
-    if "." in text:  # Go writes nanoseconds; Python parses at most microseconds
-        head, _, rest = text.partition(".")
-        digits = "".join(c for c in rest if c.isdigit())
-        zone = rest[len(digits):]
-        text = f"{head}.{digits[:6]}{zone}"
-    return datetime.fromisoformat(text).timestamp()
 
 
 class TrustState:
@@ -152,7 +137,7 @@ class TrustState:
 
     def to_json(self):
         document = {"trusted": [
-            {"node_id": p.node_id, "public_key": p.public_key, "approved_at": _rfc3339(p.approved_at),
+            {"node_id": p.node_id, "public_key": p.public_key, "approved_at": format_rfc3339(p.approved_at),
              "mutual": p.mutual, **({"network": p.network} if p.network else {})}
             for p in sorted(self.trusted.values())
         ]}
@@ -160,7 +145,7 @@ class TrustState:
             document["pending"] = [
                 {"node_id": r.node_id, **({"public_key": r.public_key} if r.public_key else {}),
                  **({"justification": r.justification} if r.justification else {}),
-                 "received_at": _rfc3339(r.received_at)}
+                 "received_at": format_rfc3339(r.received_at)}
                 for r in sorted(self.pending.values())
             ]
         if self.outgoing:
@@ -180,17 +165,17 @@ class TrustState:
             for row in document.get("trusted") or []:
                 node = int(row["node_id"])
                 state.trusted[node] = TrustedPeer(node, str(row.get("public_key") or ""),
-                                                  _from_rfc3339(row["approved_at"]), bool(row.get("mutual")),
+                                                  parse_rfc3339(row["approved_at"], "approved_at"), bool(row.get("mutual")),
                                                   int(row.get("network") or 0))
             for row in (document.get("pending") or [])[:MAX_PENDING]:
                 node = int(row["node_id"])
                 state.pending[node] = PendingRequest(node, str(row.get("public_key") or ""),
                                                      str(row.get("justification") or ""),
-                                                     _from_rfc3339(row["received_at"]))
+                                                     parse_rfc3339(row["received_at"], "received_at"))
             state.outgoing = {int(node) for node in document.get("outgoing") or []}
         except FileNotFoundError:
             return state
-        except (OSError, ValueError, TypeError, KeyError, AttributeError) as error:
+        except (OSError, ValueError, TypeError, KeyError, AttributeError, DecodeError) as error:
             damaged = path.with_name(path.name + ".damaged")
             log.error("trust file {path} is unreadable ({error}); moved to {damaged}, starting empty",
                       path=str(path), error=str(error), damaged=str(damaged))

@@ -259,6 +259,18 @@ class Tunnel(DatagramProtocol):
             if self.encrypt and peer.session is None:
                 self._offer_key(peer, force=True)
 
+    def probe_relay(self, node):
+        """Offer our key to ``node`` through the beacon, asking for its own back the same way.
+
+        Only an answer proves that the relay reaches the peer (a beacon relays to
+        nodes it knows, and drops the rest); when it arrives, relayed, the peer
+        moves to the relay by the ingress rule (see the module's docstring).
+        """
+        if self.node_id is not None and self.beacon_address is not None:
+            self.counters.key_exchanges += 1
+            self.send_to_address(beacon.relay_envelope(self.node_id, node, self._our_offer(FLAG_REQUEST)),
+                                 self.beacon_address)
+
     def try_direct(self, node):
         """Go back to the direct endpoint (a probe will tell whether it works)."""
         peer = self._peers.get(node)
@@ -606,8 +618,9 @@ class Tunnel(DatagramProtocol):
         now = self.clock.seconds()
         peer.last_heard = now
         if via_relay:
-            if now - peer.last_direct > DIRECT_PATH_GRACE:
+            if not peer.via_relay and now - peer.last_direct > DIRECT_PATH_GRACE:
                 peer.via_relay = True
+                self.emitter.emit("tunnel.relay_activated", peer_node_id=peer.node)
         else:
             peer.last_direct = now
             if peer.endpoint != address:

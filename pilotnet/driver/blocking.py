@@ -201,6 +201,33 @@ class Daemon:
         return self._run(f"answering the invite to network {network_id}", self._handle.respond_to_invite,
                          network_id, accept)
 
+    def managed_score(self, node_id, delta=1, topic="", network_id=0):
+        return self._run(f"scoring node {node_id}", self._handle.managed_score, node_id, delta, topic, network_id)
+
+    def managed_status(self, network_id=0):
+        return self._run("reading the managed status", self._handle.managed_status, network_id)
+
+    def managed_rankings(self, network_id=0):
+        return self._run("reading the managed rankings", self._handle.managed_rankings, network_id)
+
+    def managed_cycle(self, network_id=0):
+        return self._run("running a managed cycle", self._handle.managed_cycle, network_id)
+
+    def get_policy(self, network_id):
+        return self._run(f"reading the policy of network {network_id}", self._handle.get_policy, network_id)
+
+    def set_policy(self, network_id, document, admin_token=None):
+        return self._run(f"setting the policy of network {network_id}", self._handle.set_policy, network_id,
+                         document, admin_token)
+
+    def member_tags(self, network_id, node_id=0):
+        return self._run(f"reading member tags of network {network_id}", self._handle.member_tags, network_id,
+                         node_id)
+
+    def set_member_tags(self, network_id, node_id, tags, admin_token=None):
+        return self._run(f"setting member tags in network {network_id}", self._handle.set_member_tags,
+                         network_id, node_id, tags, admin_token)
+
     def close_connection(self, conn_id):
         return self._run(f"closing connection {conn_id}", self._handle.close_connection, conn_id)
 

@@ -29,6 +29,8 @@ daemon's own codes (carried by :class:`~pilotnet.driver.commands.CommandFailed`)
 for refused commands.
 """
 
+import json
+
 from twisted.internet.defer import fail, succeed
 from twisted.internet.error import ConnectError
 from twisted.protocols import amp
@@ -276,6 +278,44 @@ class Daemon:
     def respond_to_invite(self, network_id, accept):
         return self._result(commands.NetworkRespondInvite, "result", network_id=int(network_id),
                             accept=bool(accept))
+
+    # -- managed networks, expression policies, member tags (docs/networks.md) --------------
+
+    def managed_score(self, node_id, delta=1, topic="", network_id=0):
+        """Add ``delta`` to a managed peer's score (network 0: the first managed network)."""
+        return self._result(commands.ManagedScore, "result", network_id=int(network_id), node_id=int(node_id),
+                            delta=int(delta), topic=topic)
+
+    def managed_status(self, network_id=0):
+        return self._result(commands.ManagedStatus, "result", network_id=int(network_id))
+
+    def managed_rankings(self, network_id=0):
+        """The managed peers, best score first: ``[{rank, node_id, score, added_at, ...}]``."""
+        return self._result(commands.ManagedRankings, "result", network_id=int(network_id)).addCallback(
+            lambda result: result["rankings"])
+
+    def managed_cycle(self, network_id=0):
+        """Run a prune/fill cycle now: ``{network_id, pruned, filled, peers, ...}``."""
+        return self._result(commands.ManagedCycle, "result", network_id=int(network_id))
+
+    def get_policy(self, network_id):
+        """The network's expression policy document (None when it has none)."""
+        return self._result(commands.PolicyGet, "result", network_id=int(network_id)).addCallback(
+            lambda result: result.get("expr_policy") or None)
+
+    def set_policy(self, network_id, document, admin_token=None):
+        """Store a policy document (a dict or its JSON) at the registry and apply it on the daemon."""
+        text = document if isinstance(document, str) else json.dumps(document)
+        return self._result(commands.PolicySet, "result", network_id=int(network_id), policy=text,
+                            admin_token=admin_token)
+
+    def member_tags(self, network_id, node_id=0):
+        """A member's tags (``{"tags": [...]}``), or every member's (``{"members": {id: [...]}}``) for 0."""
+        return self._result(commands.MemberTagsGet, "result", network_id=int(network_id), node_id=int(node_id))
+
+    def set_member_tags(self, network_id, node_id, tags, admin_token=None):
+        return self._result(commands.MemberTagsSet, "result", network_id=int(network_id), node_id=int(node_id),
+                            tags=list(tags), admin_token=admin_token)
 
     # -- streams, ports, datagrams ---------------------------------------------------
 

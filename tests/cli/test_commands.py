@@ -27,12 +27,17 @@ NEEDS_DAEMON = [
     ["subscribe", "5", "t"], ["task", "submit", "5", "--task", "t"], ["broadcast", "3", "m"],
     ["network", "list"], ["network", "join", "3"], ["network", "leave", "3"], ["network", "members", "3"],
     ["network", "invite", "3", "5"], ["network", "invites"], ["network", "accept", "3"], ["network", "reject", "3"],
+    ["policy", "get", "--net", "3"], ["managed", "score", "5"], ["managed", "status"], ["managed", "rankings"],
+    ["managed", "cycle", "--force"], ["member-tags", "get", "--net", "3"],
+    ["member-tags", "set", "--net", "3", "--node", "5", "--tags", "gpu"],
+    ["policy", "set", "--net", "3", "--inline",
+     '{"version": 1, "rules": [{"name": "a", "on": "connect", "match": "true", "actions": [{"type": "allow"}]}]}'],
 ]
 # Commands that only read or write files in the home directory, describe pilotctl, or ask the registry.
 LOCAL = {"init", "config", "context", "daemon start", "daemon stop", "daemon status", "received", "inbox",
          "task accept", "task decline", "task execute", "task send-results", "task list", "task queue",
          "version", "help", "completion", "lookup", "register", "rotate-key", "deregister",
-         "set-webhook", "clear-webhook"}
+         "set-webhook", "clear-webhook", "policy validate", "policy test"}
 # Commands that talk to the gateway's own control socket (tests/gateway covers them).
 LOCAL |= {"gateway start", "gateway stop", "gateway map", "gateway unmap", "gateway list"}
 # Commands that manage networks at the registry directly (tests/cli/test_network_admin.py covers them).

@@ -60,7 +60,7 @@ class TenThousandConnectionsTests(TestCase):
         self.socket_path = os.path.join(self.directory, "pilot.sock")
 
     async def listen(self):
-        port = await UNIXServerEndpoint(reactor, self.socket_path).listen(ControlFactory(BusyNode()))
+        port = await UNIXServerEndpoint(reactor, self.socket_path).listen(ControlFactory(BusyNode(), reactor))
         self.addCleanup(port.stopListening)
 
     def in_thread(self, function, *args):

@@ -7,6 +7,7 @@ let those tests pass against something the real daemon does not do.
 
 from types import SimpleNamespace
 
+from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from pilotnet.control import client, schema
@@ -17,10 +18,12 @@ from tests.driver.fakedaemon import FakeDaemonProtocol, FakeNode
 REQUESTS = [spec for spec in schema.COMMANDS if spec.name.encode() not in client.PUSHES]
 #: Requests the fake does not answer: their tests run against the real protocol (events:
 #: tests.driver.test_events, over ControlProtocol and a real broker) or real daemons (trust:
-#: tests.integration).  A new command must be answered by the fake or named here.
+#: tests.integration; managed networks and policies: tests.daemon.test_managed and
+#: tests.integration.test_policy).  A new command must be answered by the fake or named here.
 LEFT_TO_THE_REAL_DAEMON = {
     "SetWebhook", "ClearWebhook", "Handshake", "HandshakeByName", "Approve", "Reject", "Revoke", "Pending", "Trusted",
     "Subscribe", "Unsubscribe", "Publish", "EventStats", "PublishBatch",
+    *(spec.name for spec in schema.NETWORK_POLICY_COMMANDS),
     # networks: tests.integration.test_network_members, over a real registry
     "NetworkList", "NetworkJoin", "NetworkLeave", "NetworkMembers", "NetworkInvite", "NetworkInvites",
     "NetworkRespondInvite",
@@ -33,7 +36,7 @@ class ContractTests(SynchronousTestCase):
         self.assertGreater(len(REQUESTS), 20)
 
     def test_the_daemon_answers_every_request(self):
-        protocol = ControlProtocol(SimpleNamespace())
+        protocol = ControlProtocol(SimpleNamespace(), Clock())
         missing = [spec.name for spec in REQUESTS if protocol.locateResponder(spec.name.encode()) is None]
         self.assertEqual(missing, [])
 

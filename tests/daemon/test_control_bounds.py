@@ -2,6 +2,7 @@
 
 from types import SimpleNamespace
 
+from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.protocols import amp
 from twisted.trial.unittest import SynchronousTestCase
@@ -49,7 +50,7 @@ def info_requests(count):
 class BoundsTests(SynchronousTestCase):
     def setUp(self):
         self.node = BigInfoNode()
-        self.control = ControlProtocol(SimpleNamespace(info=self.node.info, streams=None, events=None))
+        self.control = ControlProtocol(SimpleNamespace(info=self.node.info, streams=None, events=None), Clock())
         self.transport = BufferingTransport()
         self.control.makeConnection(self.transport)
 

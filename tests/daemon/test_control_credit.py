@@ -2,6 +2,7 @@
 
 from types import SimpleNamespace
 
+from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -15,7 +16,7 @@ class WriteCreditTests(SynchronousTestCase):
         self.pair = Pair()
         self.pair.nodes[2].bind(1000, RecordingOwner())
         node = SimpleNamespace(streams=self.pair.nodes[1], events=None)
-        self.control = ControlProtocol(node)
+        self.control = ControlProtocol(node, Clock())
         self.transport = StringTransport()
         self.control.makeConnection(self.transport)
         dialing = self.pair.nodes[1].dial(A, B, 1000, self.control)

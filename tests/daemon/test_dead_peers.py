@@ -5,15 +5,18 @@ from types import SimpleNamespace
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
+from pilotnet.daemon.facade import ControlFacade
 from pilotnet.daemon.node import PEER_DEAD, PEER_KEEPALIVE, NodeService
 from pilotnet.daemon.tunnel import Peer
 
 
 class _Node(SimpleNamespace):
-    """What ``_ping_peers`` and ``peer_list`` use of a :class:`NodeService`, recording."""
+    """What ``_ping_peers`` and the facade's ``peer_list`` use of a :class:`NodeService`, recording."""
 
     _ping_peers = NodeService._ping_peers
-    peer_list = NodeService.peer_list
+
+    def peer_list(self):
+        return ControlFacade(self).peer_list()
 
     def __init__(self, clock, peers):
         self._table = {peer.node: peer for peer in peers}

@@ -19,7 +19,7 @@ class ControlPacketTests(SynchronousTestCase):
     def setUp(self):
         config = DaemonConfig(home=Path(self.mktemp()), echo=False)
         self.node = NodeService(config, Clock())
-        self.node.node_id = ME.node
+        self.node.registration.node_id = ME.node
         self.sent = []
         self.node.tunnel.send = lambda node, data: self.sent.append((node, Packet.decode(data)))
         self.peer = Peer(PEER.node)

@@ -110,14 +110,16 @@ class FakeDaemonProtocol(amp.AMP):
     def __init__(self, node):
         super().__init__()
         self.node = node
+        self._lost = False
 
     def push(self, command, **arguments):
-        if self.transport is not None and self.transport.connected:
+        if self.transport is not None and not self._lost:
             answer = self.callRemote(command, **arguments)
             if answer is not None:
                 answer.addErrback(lambda _: None)
 
     def connectionLost(self, reason):
+        self._lost = True
         super().connectionLost(reason)
         for port, owner in list(self.node.ports.items()):
             if owner is self:

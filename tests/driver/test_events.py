@@ -49,7 +49,7 @@ class ControlSocketMixin:
         self.addCleanup(shutil.rmtree, directory, True)
         self.socket_path = os.path.join(directory, "pilot.sock")
         self.node = _Node(self.queue_limit)
-        self.factory = ControlFactory(self.node)
+        self.factory = ControlFactory(self.node, reactor)
         self.port = await UNIXServerEndpoint(reactor, self.socket_path).listen(self.factory)
         self.addCleanup(self.port.stopListening)
 

@@ -213,40 +213,59 @@ class FloodTests(TestCase):
 
 
 class LossyPathTests(TestCase):
+    """Streams across a lossy path to beta, which no beacon knows: the beacon's relay is a dead end.
+
+    beta registers a lossy relay's address as its endpoint and has no beacon, so every
+    datagram to it crosses the relay; alpha has the rendezvous' beacon, whose relay
+    cannot reach beta.  A daemon that gave up on the direct path for that relay would
+    strand the stream (the relay answers no probe, so it must not).
+    """
+
     timeout = 120
+
+    async def _start(self, loss):
+        base = self.mktemp()
+        rendezvous = await RendezvousProcess(self, os.path.join(base, "rendezvous")).start()
+        # beta's tunnel port is only known once it runs, so the relay is pointed at it afterwards.
+        self.relay = LossyRelay(None, loss=loss, seed=7)
+        port = reactor.listenUDP(0, self.relay, interface="127.0.0.1")
+        self.addCleanup(port.stopListening)
+        # The relay stands for a network: network-sized segments, as between two machines.
+        network = ("--local-mss", "0")
+        self.beta = await DaemonProcess(self, os.path.join(base, "beta"), rendezvous, *network,
+                                        "--endpoint", f"127.0.0.1:{port.getHost().port}", "--beacon", "").start()
+        self.relay.target = ("127.0.0.1", self.beta.info["tunnel_port"])
+        alpha = await DaemonProcess(self, os.path.join(base, "alpha"), rendezvous, *network).start()
+        return await alpha.connect()
 
     def test_data_arrives_intact_across_ten_percent_loss(self):
         return ensureDeferred(self._lossy())
 
     async def _lossy(self):
-        base = self.mktemp()
-        rendezvous = await RendezvousProcess(self, os.path.join(base, "rendezvous")).start()
-        # beta's tunnel port is only known once it runs, so the relay is pointed at it afterwards:
-        # beta registers the relay's address as its endpoint from the start.
-        relay = LossyRelay(None, loss=0.10, seed=7)
-        port = reactor.listenUDP(0, relay, interface="127.0.0.1")
-        self.addCleanup(port.stopListening)
-        # No beacon for beta: nobody learns its real address, so every datagram to it
-        # crosses the relay (a beacon would have the peers punch a direct path).
-        # The relay stands for a network: network-sized segments, as between two machines.
-        network = ("--local-mss", "0")
-        beta = await DaemonProcess(self, os.path.join(base, "beta"), rendezvous, *network,
-                                   "--endpoint", f"127.0.0.1:{port.getHost().port}", "--beacon", "").start()
-        relay.target = ("127.0.0.1", beta.info["tunnel_port"])
-        # Nor for alpha: this test is about the stream across a lossy path, and a beacon relay
-        # alpha might fall back to could not reach beta anyway.
-        alpha = await DaemonProcess(self, os.path.join(base, "alpha"), rendezvous, *network,
-                                    "--beacon", "").start()
-        client = await alpha.connect()
-        stream = await client.dial(beta.address, 7, timeout=60)
+        client = await self._start(loss=0.10)
+        stream = await client.dial(self.beta.address, 7, timeout=60)
         payload = pattern(3_000_000)
         writing = stream.write(payload)  # read while writing: the echo must drain
         echoed = await read_all(stream, len(payload))
         await writing
         self.assertEqual(hashlib.sha256(echoed).digest(), hashlib.sha256(payload).digest())
-        self.assertGreater(relay.dropped, 50)
+        self.assertGreater(self.relay.dropped, 50)
         [connection] = [c for c in await client.connections() if c["remote_port"] == 7]
         self.assertGreater(connection["retransmits"], 0)
+
+    def test_a_dial_through_a_burst_of_loss_keeps_to_the_direct_path(self):
+        return ensureDeferred(self._burst())
+
+    async def _burst(self):
+        """Everything is lost for the dial's first seconds: its relay probe finds the relay dead,
+        so the key offer and the SYN go direct again and are answered once the burst ends."""
+        client = await self._start(loss=1.0)
+        reactor.callLater(2.5, setattr, self.relay, "loss", 0.0)
+        stream = await client.dial(self.beta.address, 7, timeout=30)
+        await stream.write(b"after the burst")
+        self.assertEqual(await read_all(stream, 15), b"after the burst")
+        [peer] = [p for p in await client.peers() if p["node_id"] == self.beta.node_id]
+        self.assertEqual(peer["path"], "direct")
 
 
 class SecureChannelTests(TestCase):
