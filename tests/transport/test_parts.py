@@ -126,7 +126,7 @@ class SendQueueTests(SynchronousTestCase):
         self.assertEqual(q.apply_sack([(5, 12)]), 4)  # [5,9) inside, [9,13) is not
         self.assertEqual([s.sacked for s in segs], [False, True, False, False])
         self.assertEqual(q.high_sacked, 12)
-        self.assertEqual(q.lost_segments(1, q.high_sacked), [segs[0], segs[2]])
+        self.assertEqual(q.lost_segments(1, q.high_sacked, 0.0, 1.0), [segs[0], segs[2]])
         q.acknowledge(9, 0)
         self.assertEqual(q.sacked_bytes, 0)
 
