@@ -249,7 +249,7 @@ class LossRecoveryTests(SynchronousTestCase):
         self.assertEqual(resent.seq, 1)
         stats = conn.stats()
         self.assertEqual((stats["fast_retransmits"], stats["duplicate_acks"]), (1, 3))
-        self.assertEqual(stats["ssthresh"], 2560)
+        self.assertEqual(stats["ssthresh"], 3584)  # 0.7 of the 5 KiB in flight
 
     def test_sack_drives_retransmission_of_the_holes_only(self):
         conn = established()
@@ -547,12 +547,12 @@ class LossDetectionTests(SynchronousTestCase):
         conn.send(b"x" * 10240, 0.02)
         conn.take_packets()
         conn.receive(ack(1025, payload=encode_sack([(2049, 5121)])), 0.03)
-        # Half of the 10 KiB in flight, SACKed bytes included (RFC 6675 FlightSize).
-        self.assertEqual(conn.stats()["ssthresh"], 5120)
+        # 0.7 of the 10 KiB in flight, SACKed bytes included (FlightSize, RFC 6675).
+        self.assertEqual(conn.stats()["ssthresh"], 7168)
         conn.receive(ack(1025, payload=encode_sack([(2049, 5121), (6145, 11265)])), 0.031)
         conn.receive(ack(5121, payload=encode_sack([(6145, 11265)])), 0.04)
         stats = conn.stats()
-        self.assertEqual((stats["ssthresh"], stats["fast_retransmits"]), (5120, 1))
+        self.assertEqual((stats["ssthresh"], stats["fast_retransmits"]), (7168, 1))
         self.assertGreaterEqual(stats["cwnd"], 2 * 1024)
 
     def test_reordering_within_the_allowance_is_not_loss(self):
