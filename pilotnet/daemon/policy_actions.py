@@ -83,9 +83,10 @@ class PolicyActions:
             trigger: str, now: float) -> int:
         """Carry out ``directives`` (from ``trigger``, about ``node`` if any); the number of actions taken."""
         taken = 0
+        dropped: set[int] = set()  # a peer one directive drops, a later one of the same event does not re-add
         for directive in directives:
             try:
-                taken += self._one(policy, network_id, node, directive, trigger, now)
+                taken += self._one(policy, network_id, node, directive, trigger, now, dropped)
             except PilotError as error:
                 self._warn(("error", network_id, directive.rule), now,
                            "network {network} policy rule {rule}: {error}", error=error.message,
@@ -93,7 +94,7 @@ class PolicyActions:
         return taken
 
     def _one(self, policy: Policy, network_id: int, node: int | None, directive: Directive, trigger: str,
-             now: float) -> int:
+             now: float, dropped: set[int]) -> int:
         kind, params = directive.type, directive.params
         if kind == "score":
             engine = self.engines.get(network_id)
@@ -111,7 +112,7 @@ class PolicyActions:
         if kind == "webhook":
             return self._webhook(network_id, node, directive, trigger, now)
         if kind in SET_ACTIONS:
-            return self._change_set(policy, network_id, node, directive, now)
+            return self._change_set(policy, network_id, node, directive, now, dropped)
         return 0  # allow and deny: the gate's own business
 
     def _tag(self, network_id: int, node: int | None, params: dict[str, Any]) -> int:
@@ -146,7 +147,7 @@ class PolicyActions:
         return 1
 
     def _change_set(self, policy: Policy, network_id: int, node: int | None, directive: Directive,
-                    now: float) -> int:
+                    now: float, dropped: set[int]) -> int:
         engine = self.engines.get(network_id)
         if engine is None:
             self.skipped["unmanaged"] += 1
@@ -171,7 +172,9 @@ class PolicyActions:
         else:
             wanted = _count(params.get("count"), ACTION_BURST) if kind == "fill" else \
                 _count(params.get("target"), engine.rules.links) - len(engine.peers)
-            filled = engine.fill_random(self.members(network_id), self._grant(network_id, wanted, now), now)
+            filled = engine.fill_random(self.members(network_id), self._grant(network_id, wanted, now), now,
+                                        exclude=dropped)
+        dropped.update(pruned)
         for peer in pruned:
             _quietly(self.unlink, peer, network_id=network_id)
         for peer in filled:

@@ -158,9 +158,9 @@ class ManagedEngine:
             pruned.append(peer.node_id)
         return pruned
 
-    def fill_random(self, members: Iterable[int], count: int, now: float) -> list[int]:
-        """Add up to ``count`` members not yet in the set, at random, never over ``links``; the IDs added."""
-        return self._add(self._candidates(members), min(count, self.rules.links - len(self.peers)), now)
+    def fill_random(self, members: Iterable[int], count: int, now: float, exclude: Iterable[int] = ()) -> list[int]:
+        """Add up to ``count`` members not in the set nor ``exclude``, at random, never over ``links``; the IDs added."""
+        return self._add(self._candidates(members, exclude), min(count, self.rules.links - len(self.peers)), now)
 
     def forget(self, node_id: int) -> bool:
         """Drop a peer that left the network; whether it was in the set."""
