@@ -159,7 +159,7 @@ class ManagedEngine:
         return pruned
 
     def fill_random(self, members: Iterable[int], count: int, now: float, exclude: Iterable[int] = ()) -> list[int]:
-        """Add up to ``count`` members not in the set nor ``exclude``, at random, never over ``links``; the IDs added."""
+        """Add up to ``count`` members not in the set nor ``exclude``, at random, within ``links``; the IDs added."""
         return self._add(self._candidates(members, exclude), min(count, self.rules.links - len(self.peers)), now)
 
     def forget(self, node_id: int) -> bool:
