@@ -14,18 +14,21 @@
   later evaluations on this node only (the registry's member tags are the
   owners' to set);
 * ``webhook`` sends ``policy.<event>`` through the node's webhook emitter;
-* ``score`` and ``log`` as before.
+* ``score`` scores a peer of the managed set, ``log`` logs (once a rule per
+  ten minutes).
 
 The peer-set actions need the network's managed set (a network created with
-managed rules); elsewhere they do nothing, logged once.  Every trust change
-and webhook costs one token of the network's bucket
-(:data:`ACTION_BURST`, refilled at that many a :data:`ACTION_WINDOW`), so a
-policy that fires on every packet cannot churn trust or flood a webhook: the
-actions past the budget are skipped and counted.
+managed rules); elsewhere they do nothing, logged once.  Every trust change,
+every webhook and every ``evict_where`` (which judges the whole set) costs
+one token of the network's bucket (:data:`ACTION_BURST`, refilled at that
+many a :data:`ACTION_WINDOW`), so a policy that fires on every packet cannot
+churn trust or flood a webhook: the actions past the budget are skipped and
+counted.
 """
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -99,7 +102,8 @@ class PolicyActions:
         if kind == "score":
             engine = self.engines.get(network_id)
             delta = params.get("delta")
-            if engine is None or node not in engine.peers or not _integer(delta):
+            if engine is None or node is None or node not in engine.peers or not isinstance(delta, int) \
+                    or isinstance(delta, bool):
                 return 0
             engine.score(node, delta, str(params.get("topic") or ""), now)
             return 1
@@ -158,11 +162,14 @@ class PolicyActions:
         kind, params = directive.type, directive.params
         pruned: list[int] = []
         filled: list[int] = []
-        if kind in ("evict", "evict_where"):
-            chosen = [node] if kind == "evict" and node in engine.peers else [] if kind == "evict" else [
-                peer.node_id for peer in list(engine.peers.values())
-                if policy.peer_matches(directive, _peer_variables(peer, self.tags(network_id, peer.node_id), now),
-                                       now)]
+        if kind == "evict":
+            chosen = [node] if node in engine.peers else []
+            pruned = [peer for peer in chosen[:self._grant(network_id, len(chosen), now)] if engine.forget(peer)]
+        elif kind == "evict_where":
+            if not self._grant(network_id, 1, now):  # judging every peer is work: one token, so it is bounded too
+                return 0
+            chosen = [peer.node_id for peer in list(engine.peers.values()) if policy.peer_matches(
+                directive, _peer_variables(peer, self.tags(network_id, peer.node_id), now), now)]
             pruned = [peer for peer in chosen[:self._grant(network_id, len(chosen), now)] if engine.forget(peer)]
         elif kind in ("prune", "prune_trust"):
             wanted = _count(params.get("count"), ACTION_BURST) if kind == "prune" else min(
@@ -196,8 +203,9 @@ class PolicyActions:
         granted = bucket.take(wanted, now)
         if granted < wanted:
             self.skipped["budget"] += wanted - granted
-            self._warn(("budget", network_id), now, "network {network}: policy actions over budget ({burst} a "
-                   "{window:.0f}s), some skipped", network=network_id, burst=ACTION_BURST, window=ACTION_WINDOW)
+            self._warn(("budget", network_id), now,
+                       "network {network}: policy actions over budget ({burst} a {window:.0f}s), some skipped",
+                       network=network_id, burst=ACTION_BURST, window=ACTION_WINDOW)
         return granted
 
     def _warn(self, key: object, now: float, text: str, **fields: Any) -> None:
@@ -205,13 +213,11 @@ class PolicyActions:
             log.warn(text, **fields)
 
 
-def _integer(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
 def _count(value: object, most: int) -> int:
     """A count parameter, clamped to 0..``most`` (anything not a number counts as 0)."""
-    if isinstance(value, (int, float)) and not isinstance(value, bool) and value == value:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return max(0, min(most, value))
+    if isinstance(value, float) and math.isfinite(value):
         return max(0, min(most, int(value)))
     return 0
 
@@ -219,7 +225,7 @@ def _count(value: object, most: int) -> int:
 def _tag_list(value: object) -> list[str]:
     """``add``/``remove``: one tag or a list; tags the registry would refuse are ignored."""
     values = [value] if isinstance(value, str) else value if isinstance(value, list) else []
-    tags = []
+    tags: list[str] = []
     for value in values[:MAX_LOCAL_TAGS]:
         try:
             tags += normalize_tags([value]) if isinstance(value, str) else []

@@ -148,7 +148,7 @@ class ManagedEngine:
 
     def prune_lowest(self, count: int, now: float) -> list[int]:
         """Drop up to ``count`` peers, lowest ranked first, sparing those within ``grace``; the IDs dropped."""
-        pruned = []
+        pruned: list[int] = []
         for peer in self._ranked():
             if len(pruned) >= count:
                 break

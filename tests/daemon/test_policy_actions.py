@@ -4,12 +4,15 @@ import json
 import random
 from pathlib import Path
 
+from hypothesis import HealthCheck, example, given, settings, strategies as st
 from twisted.internet import task
 from twisted.trial.unittest import SynchronousTestCase
 
 from pilotnet.daemon import policy_actions
 from pilotnet.daemon.managed import ManagedNetworks
 from pilotnet.daemon.networks import NetworkView
+from pilotnet.policy.document import ACTIONS, Directive, Policy
+from pilotnet.policy.managed import ManagedEngine, ManagedRules
 from tests.daemon.test_managed import RULES, FakeRegistry, packet, view
 
 EVERYONE = frozenset(range(1, 9))
@@ -172,3 +175,32 @@ class PolicyActionTests(SynchronousTestCase):
         self.clock.advance(10)
         self.clock.advance(10)
         self.assertEqual((self.managed.policy_errors, self.unlinked), (2, []))
+
+
+PARAM_VALUES = st.one_of(st.none(), st.booleans(), st.integers(-2**70, 2**70), st.floats(allow_nan=True),
+                         st.text(max_size=20), st.lists(st.text(max_size=40), max_size=20),
+                         st.dictionaries(st.text(max_size=5), st.integers(), max_size=3))
+
+
+class HostileParameterTests(SynchronousTestCase):
+    """Parameters of any shape (a policy is written by a network's admin, not by us) never crash or overrun."""
+
+    @example(kind="fill", params={"count": float("inf")}, node=None)
+    @example(kind="prune_trust", params={"percent": float("-inf"), "min": float("nan")}, node=None)
+    @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(kind=st.sampled_from(sorted(ACTIONS)), params=st.dictionaries(
+        st.sampled_from(["count", "percent", "min", "target", "add", "remove", "event", "delta", "topic",
+                         "message"]), PARAM_VALUES, max_size=4), node=st.one_of(st.none(), st.integers(0, 12)))
+    def test_any_parameters(self, kind, params, node):
+        linked, unlinked = [], []
+        engine = ManagedEngine(5, ManagedRules.from_checked(RULES), 1, 0.0, random.Random(1))
+        engine.bootstrap(range(1, 9), 0.0)
+        actions = policy_actions.PolicyActions(
+            engines={5: engine}, members=lambda network: range(1, 9), link=lambda *a: linked.append(a),
+            unlink=unlinked.append, emit=lambda event, **fields: None, save=lambda engine: None)
+        document = Policy({}, [], "allow", None, 0)
+        directive = Directive(kind, "r", params)
+        actions.act(document, 5, node, [directive] * 3, "connect", 10.0)
+        self.assertLessEqual(len(engine.peers), engine.rules.links)
+        self.assertLessEqual(len(linked) + len(unlinked), policy_actions.ACTION_BURST)
+        self.assertLessEqual(len(actions.tags(5, node or 0)), policy_actions.MAX_LOCAL_TAGS)
