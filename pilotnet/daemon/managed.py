@@ -320,6 +320,7 @@ class ManagedNetworks(service.Service):
         if old is not None and policy is not None and old.cycle == wanted and network_id in self._policy_loops:
             return
         self._stop_policy_cycle(network_id)
+        self.policy_cycles.pop(network_id, None)
         if wanted is not None:
             loop = task.LoopingCall(_logging_failures(self.run_policy_cycle, f"policy cycle of network {network_id}"),
                                     network_id)

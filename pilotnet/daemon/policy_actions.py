@@ -108,8 +108,9 @@ class PolicyActions:
             engine.score(node, delta, str(params.get("topic") or ""), now)
             return 1
         if kind == "log":
-            self._warn(("log", network_id, directive.rule), now, "network {network} policy rule {rule}: {message}",
-                       network=network_id, rule=directive.rule, message=str(params.get("message"))[:200])
+            if self._warnings.allow(("log", network_id, directive.rule), now):
+                log.info("network {network} policy rule {rule}: {message}", network=network_id,
+                         rule=directive.rule, message=str(params.get("message"))[:200])
             return 1
         if kind == "tag":
             return self._tag(network_id, node, params)

@@ -161,6 +161,7 @@ class PolicyActionTests(SynchronousTestCase):
         self.assertEqual(len(self.events_named("policy.tick")), 1)
         self.clock.advance(1)
         self.assertEqual(len(self.events_named("policy.tick")), 2)
+        self.assertEqual([e["cycle_num"] for e in self.events_named("policy.cycle")], [1, 1])  # a new cycle: anew
         self.managed.view_changed(self.current, NetworkView())
         self.clock.advance(600)
         self.assertEqual(len(self.events_named("policy.tick")), 2)
