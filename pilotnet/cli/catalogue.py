@@ -90,7 +90,8 @@ FLAGS = {
     "join-rule": "who may join: open, token or invite (invite needs --enterprise)",
     "token": "the secret a node must present to join a token network",
     "enterprise": "make it an enterprise network (roles, invitations, policies)",
-    "node-id": "the node that creates the network (default: the running daemon's)",
+    "node-id": "the node that creates (network create) or joins (network join, with the admin token) "
+               "the network (default: the running daemon's)",
     "network-admin-token": "a token that manages this network only",
     "rules": "managed-network rules as JSON (links, cycle, prune, prune_by, fill, fill_how, grace)",
     "rules-file": "a file holding the managed-network rules as JSON",
@@ -505,7 +506,9 @@ COMMANDS = [
     _command("network list", "", "every network the registry lists, with its join rule and member count",
              "networks[{id, name, join_rule, members, created}]", "network_membership:list_networks",
              "pilotctl network list"),
-    _command("network join", "<network_id> [--token T]", "join a network (its members trust each other)",
+    _command("network join", "<network_id> [--token T] [--node-id N] [--admin-token T]",
+             "join a network (its members trust each other); --node-id joins that node at the registry "
+             "with the admin token, no daemon needed",
              "type, network_id, address", "network_membership:join",
              "pilotctl network join 3 --token s3cret"),
     _command("network leave", "<network_id>", "leave a network: the trust it gave ends at once",

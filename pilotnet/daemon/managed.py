@@ -30,6 +30,7 @@ from twisted.logger import Logger
 from pilotnet.crypto.identity import write_private_file
 from pilotnet.daemon.networks import JoinedNetwork, NetworkView
 from pilotnet.daemon.handshake import PORT as HANDSHAKE_PORT
+from pilotnet.daemon.policy_actions import PolicyActions
 from pilotnet.errors import INVALID_ARGUMENT, NOT_FOUND, REFUSED, PilotError
 from pilotnet.policy import document as policy_document
 from pilotnet.policy.managed import ManagedEngine, ManagedRules
@@ -47,6 +48,8 @@ MAX_ENGINES = 64
 #: Member tags kept per network (the registry allows 10 a member).
 MAX_TAGGED_MEMBERS = 100_000
 MAX_MEMBER_TAGS = 10
+#: ``join`` / ``leave`` events one view change evaluates per network (the rest are not judged).
+MAX_MEMBERSHIP_EVENTS = 256
 
 
 def _not_managed(network_id: int) -> PilotError:
@@ -80,6 +83,13 @@ class ManagedNetworks(service.Service):
         self._loops: dict[int, task.LoopingCall] = {}
         self._joined: set[int] = set()
         self._refresher: task.LoopingCall | None = None
+        #: The last network view (members for the ``fill`` actions and the ``join``/``leave`` events).
+        self.view = NetworkView()
+        self.actions = PolicyActions(engines=self.engines, members=self._view_members, link=link, unlink=unlink,
+                                     emit=emit, save=self._save)
+        #: Each network's ``config.cycle`` runner and its count of cycles.
+        self._policy_loops: dict[int, task.LoopingCall] = {}
+        self.policy_cycles: dict[int, int] = {}
 
     # -- lifecycle ---------------------------------------------------------------
 
@@ -95,6 +105,8 @@ class ManagedNetworks(service.Service):
             self._refresher.stop()
         for network_id in list(self._loops):
             self._stop(network_id)
+        for network_id in list(self._policy_loops):
+            self._stop_policy_cycle(network_id)
 
     @defer.inlineCallbacks
     def refresh(self):
@@ -107,8 +119,10 @@ class ManagedNetworks(service.Service):
 
     def view_changed(self, old: NetworkView, new: NetworkView) -> None:
         """The node's networks changed (:class:`~pilotnet.daemon.networks.Networks` refreshed its view)."""
+        self.view = new
         for network_id in set(old.networks) - set(new.networks):
             self.left(network_id)
+        self._membership_events(old, new)
         for network_id, engine in self.engines.items():
             if network_id in new.networks:
                 gone = [node for node in engine.peers if node not in new.networks[network_id].members]
@@ -182,14 +196,14 @@ class ManagedNetworks(service.Service):
     def _apply_policy(self, network_id: int, expr_policy: object) -> None:
         """Compile and keep a network's policy (none: the network has none); one that fails is not applied."""
         if expr_policy in (None, "", "null"):
-            self.policies.pop(network_id, None)
+            self._install_policy(network_id, None)
             return
         source = expr_policy if isinstance(expr_policy, str) else json.dumps(expr_policy)
         current = self.policies.get(network_id)
         if current is not None and current.source == source:
             return
         try:
-            self.policies[network_id] = policy_document.load(source)
+            self._install_policy(network_id, policy_document.load(source))
         except PilotError as error:
             log.warn("network {network}: expression policy not applied: {error}", network=network_id,
                      error=error.message)
@@ -197,7 +211,8 @@ class ManagedNetworks(service.Service):
     def left(self, network_id: int) -> None:
         """This node left ``network_id``: its engine stops and its policy is dropped."""
         self._joined.discard(network_id)
-        self.policies.pop(network_id, None)
+        self._install_policy(network_id, None)
+        self.actions.forget_network(network_id)
         self.member_tags.pop(network_id, None)
         self._stop(network_id)
         self.engines.pop(network_id, None)
@@ -277,7 +292,8 @@ class ManagedNetworks(service.Service):
         tags = self.member_tags.get(network.network_id, {})
         variables: dict[str, Any] = {
             "peer_id": node, "port": port, "network_id": network.network_id,
-            "members": len(network.members), "peer_tags": tags.get(node, []),
+            "members": len(network.members),
+            "peer_tags": tags.get(node, []) + self.actions.tags(network.network_id, node),
             "local_tags": tags.get(self.own_id() or 0, []),
         }
         engine = self.engines.get(network.network_id)
@@ -288,20 +304,82 @@ class ManagedNetworks(service.Service):
 
     def _side_effects(self, network_id: int, node: int, directives: list[policy_document.Directive],
                       now: float) -> None:
-        """What a gate rule asks besides its verdict: ``score`` a managed peer, ``log``."""
-        for directive in directives:
-            if directive.type == "score":
-                engine = self.engines.get(network_id)
-                delta = directive.params.get("delta")
-                if engine is not None and node in engine.peers and isinstance(delta, int) \
-                        and not isinstance(delta, bool):
-                    try:
-                        engine.score(node, delta, str(directive.params.get("topic") or ""), now)
-                    except PilotError:
-                        pass
-            elif directive.type == "log" and self._refusal_log.allow(("log", directive.rule), now):
-                log.info("network {network} policy rule {rule}: {message}", network=network_id,
-                         rule=directive.rule, message=str(directive.params.get("message"))[:200])
+        """What a gate rule asks besides its verdict (score, tag, webhook, evict, ...): see PolicyActions."""
+        policy = self.policies.get(network_id)
+        if policy is not None and any(d.type not in policy_document.VERDICTS for d in directives):
+            self.actions.act(policy, network_id, node, directives, "gate", now)
+
+    # -- the policy's own events: join, leave and its config.cycle ----------------------
+
+    def _install_policy(self, network_id: int, policy: policy_document.Policy | None) -> None:
+        """Keep ``policy`` (None: none) for ``network_id`` and run its ``config.cycle`` when it has cycle rules."""
+        old = self.policies.pop(network_id, None)
+        if policy is not None:
+            self.policies[network_id] = policy
+        wanted = policy.cycle if policy is not None and "cycle" in policy.events() else None
+        if old is not None and policy is not None and old.cycle == wanted and network_id in self._policy_loops:
+            return
+        self._stop_policy_cycle(network_id)
+        self.policy_cycles.pop(network_id, None)
+        if wanted is not None:
+            loop = task.LoopingCall(_logging_failures(self.run_policy_cycle, f"policy cycle of network {network_id}"),
+                                    network_id)
+            loop.clock = self.clock
+            self._policy_loops[network_id] = loop
+            loop.start(wanted, now=False)
+
+    def _stop_policy_cycle(self, network_id: int) -> None:
+        loop = self._policy_loops.pop(network_id, None)
+        if loop is not None and loop.running:
+            loop.stop()
+
+    def _view_members(self, network_id: int) -> frozenset[int]:
+        network = self.view.networks.get(network_id)
+        return network.members if network is not None else frozenset()
+
+    def run_policy_cycle(self, network_id: int) -> int:
+        """One ``cycle`` event of ``network_id``'s policy; the number of actions it took."""
+        policy = self.policies.get(network_id)
+        if policy is None:
+            return 0
+        now = self.clock.seconds()
+        cycle_num = self.policy_cycles[network_id] = self.policy_cycles.get(network_id, 0) + 1
+        engine = self.engines.get(network_id)
+        peers = len(engine.peers) if engine is not None else 0
+        variables = {"network_id": network_id, "members": len(self._view_members(network_id)),
+                     "peer_count": peers, "trusted_count": peers, "cycle_num": cycle_num}
+        taken = self._fire(policy, "cycle", network_id, None, variables, now)
+        self.emit("policy.cycle", network_id=network_id, cycle_num=cycle_num, actions=taken)
+        return taken
+
+    def _membership_events(self, old: NetworkView, new: NetworkView) -> None:
+        """``join`` and ``leave`` events for the members that came and went in networks we stay in."""
+        me, now = self.own_id(), self.clock.seconds()
+        for network_id, network in new.networks.items():
+            policy = self.policies.get(network_id)
+            before = old.networks.get(network_id)
+            if policy is None or before is None or not {"join", "leave"} & set(policy.events()):
+                continue
+            came = sorted(network.members - before.members - {me})[:MAX_MEMBERSHIP_EVENTS]
+            went = sorted(before.members - network.members - {me})[:MAX_MEMBERSHIP_EVENTS]
+            for node in came:
+                self._fire(policy, "join", network_id, node,
+                           {"peer_id": node, "network_id": network_id, "members": len(network.members)}, now)
+            for node in went:
+                self._fire(policy, "leave", network_id, node, {"peer_id": node, "network_id": network_id}, now)
+
+    def _fire(self, policy: policy_document.Policy, event: str, network_id: int, node: int | None,
+              variables: dict[str, Any], now: float) -> int:
+        """Evaluate one action event and carry out its directives; a failing rule is counted and logged."""
+        try:
+            directives = policy.evaluate(event, variables, now)
+        except PilotError as error:
+            self.policy_errors += 1
+            if self._refusal_log.allow(("error", network_id), now):
+                log.warn("network {network}: policy {event} event failed: {error}", network=network_id,
+                         event=event, error=error.message)
+            return 0
+        return self.actions.act(policy, network_id, node, directives, event, now)
 
     # -- the cycle -----------------------------------------------------------------
 
@@ -434,10 +512,7 @@ class ManagedNetworks(service.Service):
         compiled = None if cleared else policy_document.load(text)
         reply = yield self._store({"type": "set_expr_policy", "network_id": network_id,
                                    "expr_policy": "" if cleared else text}, admin_token)
-        if compiled is None:
-            self.policies.pop(network_id, None)
-        else:
-            self.policies[network_id] = compiled
+        self._install_policy(network_id, compiled)
         return dict(reply, applied=True, rules=0 if compiled is None else len(compiled.rules))
 
     def get_member_tags(self, network_id: int, node_id: int):

@@ -146,6 +146,22 @@ class ManagedEngine:
             filled = self._add(self._candidates(members, exclude=pruned), room, now)
         return CycleResult(self.network_id, pruned, filled, len(self.peers), self.cycle_num)
 
+    def prune_lowest(self, count: int, now: float) -> list[int]:
+        """Drop up to ``count`` peers, lowest ranked first, sparing those within ``grace``; the IDs dropped."""
+        pruned: list[int] = []
+        for peer in self._ranked():
+            if len(pruned) >= count:
+                break
+            if self.rules.grace > 0 and now - peer.added_at < self.rules.grace:
+                continue
+            del self.peers[peer.node_id]
+            pruned.append(peer.node_id)
+        return pruned
+
+    def fill_random(self, members: Iterable[int], count: int, now: float, exclude: Iterable[int] = ()) -> list[int]:
+        """Add up to ``count`` members not in the set nor ``exclude``, at random, within ``links``; the IDs added."""
+        return self._add(self._candidates(members, exclude), min(count, self.rules.links - len(self.peers)), now)
+
     def forget(self, node_id: int) -> bool:
         """Drop a peer that left the network; whether it was in the set."""
         return self.peers.pop(node_id, None) is not None

@@ -25,6 +25,7 @@ from typing import Callable
 from urllib.parse import urlsplit
 
 from pilotnet.registry import requests as fields
+from pilotnet.registry.directory import OWNER
 from pilotnet.registry.dispatch import Route
 from pilotnet.registry.requests import RequestError
 from pilotnet.webhooks.signing import new_secret
@@ -398,11 +399,50 @@ class _Register(_Derivation):
 
 
 class _Deregister(_Derivation):
-    def before(self, registry, request):
-        return request.get("node_id") in registry.directory.nodes
+    """``node.deregistered``, then ``network.owner_lost`` for each network the node owned (the reference's)."""
 
-    def after(self, registry, request, reply, existed):
-        return [("node.deregistered", {"node_id": request.get("node_id")}, {})] if existed else []
+    def before(self, registry, request):
+        node_id = request.get("node_id")
+        return (node_id in registry.directory.nodes, _owned(registry, node_id))
+
+    def after(self, registry, request, reply, before):
+        existed, owned = before
+        if not existed:
+            return []
+        node_id = request.get("node_id")
+        return [("node.deregistered", {"node_id": node_id}, {})] + _owners_lost(registry, node_id, owned)
+
+
+class _Leave(_Simple):
+    """``network.left``, then ``network.owner_lost`` when the owner of a (non-enterprise) network left it."""
+
+    def __init__(self):
+        super().__init__("network.left", network_field="network_id")
+
+    def before(self, registry, request):
+        return _owned(registry, request.get("node_id"), request.get("network_id"))
+
+    def after(self, registry, request, reply, owned):
+        return super().after(registry, request, reply, owned) + \
+            _owners_lost(registry, request.get("node_id"), owned)
+
+
+def _owned(registry, node_id, only=None) -> list:
+    """The networks ``node_id`` owns (only ``only`` when given)."""
+    directory = registry.directory
+    if _int(node_id) is None:
+        return []
+    candidates = [directory.networks.get(only)] if only is not None else \
+        [directory.networks.get(n) for n in directory.networks_of(node_id)]
+    return [network.id for network in candidates
+            if network is not None and directory.role_of(network, node_id) == OWNER]
+
+
+def _owners_lost(registry, node_id, owned) -> list:
+    """A ``network.owner_lost`` entry for each of ``owned`` that ``node_id`` no longer owns."""
+    directory = registry.directory
+    return [("network.owner_lost", {"network_id": n}, {"former_owner": node_id}) for n in owned
+            if n in directory.networks and directory.role_of(directory.networks[n], node_id) != OWNER]
 
 
 class _Trust(_Derivation):
@@ -467,7 +507,7 @@ _AUDITED: dict[str, _Derivation] = {
     "respond_handshake": _Trust("handshake.responded", accept="accept"),
     "create_network": _Simple("network.created", network_field="network_id", name="name", join_rule="join_rule"),
     "join_network": _Simple("network.joined", network_field="network_id"),
-    "leave_network": _Simple("network.left", network_field="network_id"),
+    "leave_network": _Leave(),
     "delete_network": _Simple("network.deleted", node_field=None, network_field="network_id"),
     "rename_network": _Simple("network.renamed", node_field=None, network_field="network_id", name="name"),
     "set_network_enterprise": _Simple("network.enterprise_changed", node_field=None,

@@ -73,3 +73,21 @@ class NetworkAdminTests(PilotctlMixin, TestCase):
         self.assertEqual(missing.error["hint"],
                          "pass --admin-token, set PILOT_ADMIN_TOKEN, or admin_token in config.json")
         self.assertEqual(len(self.registry.directory.networks), 1)
+
+    @run_async
+    async def test_join_for_another_node_with_the_admin_token(self):
+        await self.pilotctl("network", "create", "--name", "vault", "--join-rule", "token", "--token", "s3cret")
+        joined = await self.pilotctl("network", "join", "1", "--node-id", "2")  # the token stands in for s3cret
+        self.assertEqual((joined.code, joined.stdout), (0, "joined network 1\n  address on it: 1:0001.0000.0002\n"))
+        self.assertIn(2, self.registry.directory.networks[1].members)
+        by_address = await self.pilotctl("network", "join", "1", "--node-id", "0:0000.0000.0003", "--json",
+                                         "--token", "s3cret")
+        self.assertEqual((by_address.data["type"], by_address.data["network_id"]), ("join_network_ok", 1))
+        wrong = await self.pilotctl("network", "join", "1", "--node-id", "4", "--admin-token", "nope", "--json")
+        self.assertEqual(wrong.error["message"], "registry: signature required for authenticated node")
+        unknown = await self.pilotctl("network", "join", "9", "--node-id", "4", "--json")
+        self.assertEqual(unknown.code, 1)
+        self.token = ""
+        missing = await self.pilotctl("network", "join", "1", "--node-id", "4", "--json")
+        self.assertEqual(missing.error["code"], "auth_required")
+        self.assertNotIn(4, self.registry.directory.networks[1].members)

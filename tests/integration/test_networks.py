@@ -73,6 +73,8 @@ class NetworkProcessTests(TestCase):
         self.assertEqual(vault["network_id"], 2)
         human = await pilotctl(self, home, "network", "create", "--name", "spare", "--node-id", str(first))
         self.assertEqual(human.stdout, "created network 3: spare (join_rule=open, enterprise=false)\n")
+        by_admin = await self.ok(home, "network", "join", "3", "--node-id", str(second))  # no daemon: the token
+        self.assertEqual((by_admin["network_id"], by_admin["address"]), (3, f"3:0003.0000.000{second}"))
 
         async def join(node_id, network_id, **fields):
             request = self.signed(nodes.get(node_id) or _identity(node_id),

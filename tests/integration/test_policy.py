@@ -16,6 +16,7 @@ from twisted.trial.unittest import SkipTest, TestCase
 
 from pilotnet.registry.client import RegistryError, connect_registry
 from tests.integration.processes import DaemonProcess, PilotctlMixin, RendezvousProcess, pilotctl, wait_until
+from tests.webhooks.receivers import HttpReceiver
 
 ADMIN_TOKEN = "policy-admin-token"
 
@@ -235,3 +236,48 @@ class PolicyAtTheGateTests(PilotctlMixin, TestCase):
         self.assertEqual(dialing.error()["code"], "refused")
         self.assertIn(f"the policy of network {network} denies dialing node {beta.node_id} port 2000",
                       dialing.error()["message"])
+
+
+class PolicyEventTests(PilotctlMixin, TestCase):
+    """A policy's ``join`` rule, run by a real daemon when a member joins, sends its webhook."""
+
+    timeout = 180
+
+    def test_a_join_rule_sends_its_webhook(self):
+        return ensureDeferred(self._join())
+
+    async def _join(self):
+        base = self.mktemp()
+        receiver = HttpReceiver(self)
+        rendezvous = await RendezvousProcess(self, os.path.join(base, "rendezvous"),
+                                             "--admin-token", ADMIN_TOKEN).start()
+        alpha = await DaemonProcess(self, os.path.join(base, "alpha"), rendezvous, "--network-sync", "1",
+                                    "--webhook", receiver.url, "--webhook-allow-private", hostname="alpha").start()
+        beta = await DaemonProcess(self, os.path.join(base, "beta"), rendezvous, hostname="beta").start()
+        registry = await connect_registry(reactor, rendezvous.registry_endpoint)
+        self.addCleanup(registry.transport.abortConnection)
+        created = await registry.request({"type": "create_network", "node_id": alpha.node_id, "name": "greeters",
+                                          "admin_token": ADMIN_TOKEN})
+        network = created["network_id"]
+        greet = {"version": 1, "rules": [{"name": "greet", "on": "join", "match": "members >= 2", "actions": [
+            {"type": "tag", "params": {"add": "newcomer"}},
+            {"type": "webhook", "params": {"event": "member-joined"}}]}]}
+        stored = await self.on(alpha, "--json", "policy", "set", "--net", str(network), "--inline", json.dumps(greet))
+        self.assertEqual(stored.code, 0, stored)
+
+        async def alpha_sees(members):
+            info = await self.ok(alpha, "info")
+            return any(n["network_id"] == network and n["members"] == members for n in info["networks"])
+
+        await wait_until(lambda: alpha_sees(1), "alpha to see its network", timeout=30, interval=0.5)
+        joined = await self.on(beta, "network", "join", str(network))
+        self.assertEqual(joined.code, 0, joined)
+        await wait_until(lambda: alpha_sees(2), "alpha to see beta join", timeout=30, interval=0.5)
+
+        def greeted():
+            return [r.json() for r in receiver.requests if r.json()["event"] == "policy.member-joined"]
+
+        await wait_until(lambda: bool(greeted()), "the policy's webhook", timeout=30, interval=0.5)
+        [event] = greeted()
+        self.assertEqual(event["data"], {"network_id": network, "rule": "greet", "trigger": "join",
+                                         "peer_id": beta.node_id})

@@ -93,6 +93,23 @@ class AuditEntriesTests(SynchronousTestCase):
         kicked = [e for e in driven.audit.entries if e.action == "member.kicked"][0]
         self.assertEqual((kicked.network_id, kicked.node_id), (1, ids["member"]))
 
+    def test_a_network_whose_owner_deregisters_or_leaves_is_entered_as_owner_lost(self):
+        driven = self.driven
+        driven.admin({"type": "create_network", "node_id": self.a, "name": "lab"})
+        driven.admin({"type": "create_network", "node_id": self.b, "name": "shop"})
+        driven.ok({"type": "join_network", "node_id": self.b, "network_id": 1}, signer=self.bob)
+        driven.ok({"type": "join_network", "node_id": self.a, "network_id": 2}, signer=self.alice)
+        driven.ok({"type": "leave_network", "node_id": self.b, "network_id": 1}, signer=self.bob)
+        self.assertNotIn("network.owner_lost", driven.actions())  # a member left, not the owner
+        driven.ok({"type": "leave_network", "node_id": self.a, "network_id": 1}, signer=self.alice)
+        self.assertEqual(driven.actions()[-2:], ["network.left", "network.owner_lost"])
+        self.assertEqual((self.last().network_id, self.last().details), (1, {"former_owner": self.a}))
+        driven.ok({"type": "deregister", "node_id": self.b}, signer=self.bob)
+        self.assertEqual(driven.actions()[-2:], ["node.deregistered", "network.owner_lost"])
+        self.assertEqual(self.last().network_id, 2)
+        driven.registry.reap(driven.now + 10_000)  # a reaped owner keeps its memberships: nothing lost
+        self.assertEqual(driven.actions().count("network.owner_lost"), 2)
+
     def test_reads_refusals_and_repeated_beacon_announcements_are_not_entries(self):
         before = len(self.driven.audit.entries)
         self.driven.ok({"type": "lookup", "node_id": self.a})

@@ -125,6 +125,16 @@ def create(context, args):
                          f"enterprise={str(bool(reply.get('enterprise'))).lower()})")
 
 
+def join_for(context, args, network_id):
+    """``network join <id> --node-id N``: the reference's admin path, straight to the registry with the
+    admin token (for a node whose daemon is not running, or that is not this one)."""
+    message = {"type": "join_network", "network_id": network_id, "node_id": _node_id(args.text("node-id")),
+               "admin_token": _admin_token(context, args)}
+    if args.has("token"):
+        message["token"] = args.text("token")
+    return _ask(context, message)
+
+
 def delete(context, args):
     network_id = _network_id(args.positional[0])
     reply = _ask(context, {"type": "delete_network", "network_id": network_id,

@@ -59,7 +59,12 @@ def join(context, args):
     network = network_id(args.positional[0])
     token = args.text("token")
     try:
-        reply = ask_registry(context, schema.NETWORK_JOIN, network_id=network, token=token)
+        if args.has("node-id"):
+            from pilotnet.cli.commands.network_admin import join_for
+
+            reply = join_for(context, args, network)
+        else:
+            reply = ask_registry(context, schema.NETWORK_JOIN, network_id=network, token=token)
     except PilotError as error:
         if "invalid token" in error.message or "token required" in error.message:
             raise PilotError(error.message, code=error.code,
