@@ -97,14 +97,15 @@ class Registry:
         self.reaps_nodes = True
         # Every mutation is audited (pilotnet.registry.audit), which also answers the audit admin messages.
         self.audit = audit if audit is not None else AuditLog()
-        self.nodes = NodeHandlers(self, proofs=self.proofs, register_limiter=register_limiter,
-                                  stale_after=stale_after,
-                                  allow_owner_recovery=allow_owner_recovery)
-        self.polo = PoloHandlers(self, limiter=polo_limiter)
-        self._beacons = BeaconHandlers()
         # The audit log's entries and settings are stored and replicated with the directory.
         self.directory.attach(self.audit)
         self.identities = Identities(self, allow_private=self.audit.allow_private_targets)
+        self.nodes = NodeHandlers(self, proofs=self.proofs, register_limiter=register_limiter,
+                                  stale_after=stale_after,
+                                  allow_owner_recovery=allow_owner_recovery,
+                                  external_id_of=self.identities.external_id)
+        self.polo = PoloHandlers(self, limiter=polo_limiter)
+        self._beacons = BeaconHandlers()
         self.provisioning = Provisioning(self, Dispatch(self), self.identities)
         self.routes = RouteTable()
         for concern in (self.nodes, TrustHandlers(self), self.polo, NetworkHandlers(self),
