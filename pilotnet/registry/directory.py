@@ -389,6 +389,10 @@ class Directory:
 
     # -- nodes ---------------------------------------------------------------
 
+    def allocate_event_id(self):
+        """An audit event ID unique among the registries on a shared database; None for a registry alone."""
+        return self.ids.event_id() if self.ids is not None else None
+
     def allocate_node_id(self):
         if self.ids is not None:
             return self.ids.node_id()

@@ -99,6 +99,7 @@ class Registry:
         self.audit = audit if audit is not None else AuditLog()
         # The audit log's entries and settings are stored and replicated with the directory.
         self.directory.attach(self.audit)
+        self.audit.shared_event_id = self.directory.allocate_event_id
         self.identities = Identities(self, allow_private=self.audit.allow_private_targets)
         self.nodes = NodeHandlers(self, proofs=self.proofs, register_limiter=register_limiter,
                                   stale_after=stale_after,
