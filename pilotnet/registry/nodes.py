@@ -62,33 +62,18 @@ def observed_endpoint(listen_addr, peer):
     return join_host_port(host, port if port is not None else source_port)
 
 
-class NodeProofs:
-    """Each node's last verified heartbeat signature, in memory only.
-
-    When a node last proved its key and where it registered from are kept
-    in its :class:`Node` record (``proven_at``, ``registered_from``).
-    """
-
-    def __init__(self) -> None:
-        self.heartbeats_verified: dict = {}
-
-    def forget(self, node_id: int) -> None:
-        self.heartbeats_verified.pop(node_id, None)
-
-
 class NodeHandlers:
     """register, heartbeat, deregister, rotate_key, lookup, resolve, list_nodes and the node settings."""
 
     log = Logger()
 
-    def __init__(self, registry: RegistryCore, *, proofs: NodeProofs, register_limiter=None,
+    def __init__(self, registry: RegistryCore, *, register_limiter=None,
                  stale_after: float = 300.0, allow_owner_recovery: bool = False,
                  external_id_of: Callable[[int], str] = lambda node_id: "") -> None:
         self.registry = registry
         # The node's external ID (pilotnet.registry.identity), shown where the reference shows it.
         self.external_id_of = external_id_of
         self.directory = registry.directory
-        self.proofs = proofs
         self.register_limiter = (register_limiter if register_limiter is not None
                                  else RateLimiter(burst=10, window=60.0))
         self.stale_after = stale_after
@@ -259,7 +244,6 @@ class NodeHandlers:
         self.registry.authenticate(request, "deregister", {"node_id": node_id}, node_id, now)
         self.directory.leave_all_networks(node_id)
         self.directory.remove_node(node_id)
-        self.proofs.forget(node_id)
         return {"type": "deregister_ok"}
 
     def _rotate_key(self, request, peer, now):
