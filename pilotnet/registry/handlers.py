@@ -44,6 +44,7 @@ from pilotnet.registry.identity import Identities
 from pilotnet.registry.key_expiry import KeyExpiryHandlers
 from pilotnet.registry.networks import NetworkHandlers
 from pilotnet.registry.nodes import NodeHandlers
+from pilotnet.registry.online import OnlineCount
 from pilotnet.registry.polo import PoloHandlers
 from pilotnet.registry.provisioning import Dispatch, Provisioning
 from pilotnet.registry.requests import RequestError
@@ -84,6 +85,7 @@ class Registry:
         # Silent for offline_after: shown offline; silent for stale_after: reaped.
         self.stale_after = stale_after
         self.offline_after = offline_after
+        self._online = OnlineCount(self.directory)
         self.replays = replays if replays is not None else ReplayCache()
         # Compatibility options, both unsafe (docs/security.md says what they open).
         self.allow_legacy_signatures = allow_legacy_signatures
@@ -254,5 +256,5 @@ class Registry:
         return reaped
 
     def online_count(self, now):
-        cutoff = now - self.offline_after
-        return sum(1 for node in self.directory.nodes.values() if node.last_seen >= cutoff)
+        """Nodes heard from within ``offline_after``; a bounded part of the directory checked per call."""
+        return self._online(now - self.offline_after)
