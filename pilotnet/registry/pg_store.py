@@ -49,7 +49,7 @@ import secrets
 import uuid
 from collections import Counter, deque
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, Iterator
 
 import psycopg
 from psycopg_pool import ConnectionPool
@@ -103,7 +103,7 @@ class IdBlocks:
         self._fetch = fetch  # (sequence, count) -> Deferred of a list of next values
         self._nodes: deque = deque()
         self._networks: deque = deque()
-        self._events = iter(())
+        self._events: Iterator[int] = iter(())
         self._reserve_blocks = INITIAL_RESERVE_BLOCKS
         self._refilling: set = set()
 
