@@ -1,6 +1,6 @@
 """Two real daemons on loopback: throughput, round trips, memory and start-up, next to the ceiling.
 
-    python -m benchmarks.daemon_stream [--megabytes 40] [--json]
+    python -m benchmarks.daemon_stream [--megabytes 40] [--json] [--network-only]
 
 Starts a rendezvous and two daemons (every port 0, homes in a temporary
 directory), then measures in one run:
@@ -18,6 +18,10 @@ directory), then measures in one run:
 - each daemon's resident memory while idle and after everything above, and
   its start-up time (process spawn until its control socket answers with a
   registered node) next to the bare ``import twisted.internet.reactor``.
+
+``--network-only`` measures just the ceiling and the two 1 KiB-segment
+streams (without and with loss): the figures loss recovery moves, taken
+close together so that the machine's load weighs on them alike.
 """
 
 import argparse
@@ -190,18 +194,22 @@ async def round_trips(reactor, network, count=1000, data_sockets=True):
     return median_and_p99(samples)
 
 
-async def lossy_throughput(reactor, network, megabytes):
-    """One-way SDK throughput from zeta to epsilon, 1 KiB segments, every datagram to epsilon via a lossy relay."""
-    relay = subprocess.Popen([sys.executable, "-m", "benchmarks.lossy_relay", "--loss", str(LOSS)],
+async def lossy_throughput(reactor, network, megabytes, loss=LOSS, names=("epsilon", "zeta")):
+    """One-way SDK throughput between two new daemons, 1 KiB segments, every datagram via a lossy relay.
+
+    ``names``: the receiver, reached only through the relay, and the sender.
+    """
+    receiver_name, sender_name = names
+    relay = subprocess.Popen([sys.executable, "-m", "benchmarks.lossy_relay", "--loss", str(loss)],
                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     network.processes.append(relay)
     relay_port = int(relay.stdout.readline())
     no_beacon = ("--local-mss", "0", "--beacon", "")
-    epsilon = await network.start_daemon("epsilon", *no_beacon, "--endpoint", f"127.0.0.1:{relay_port}")
-    relay.stdin.write(f"127.0.0.1 {epsilon['info']['tunnel_port']}\n")
+    receiver = await network.start_daemon(receiver_name, *no_beacon, "--endpoint", f"127.0.0.1:{relay_port}")
+    relay.stdin.write(f"127.0.0.1 {receiver['info']['tunnel_port']}\n")
     relay.stdin.flush()
-    await network.start_daemon("zeta", *no_beacon)
-    return await one_way_throughput(reactor, network, megabytes, "zeta", "epsilon")
+    await network.start_daemon(sender_name, *no_beacon)
+    return await one_way_throughput(reactor, network, megabytes, sender_name, receiver_name)
 
 
 async def start_up_times(network, runs=5):
@@ -234,56 +242,78 @@ async def start_pair(network, *options):
         await network.start_daemon(name, *options)
 
 
-async def run(reactor, megabytes, as_json):
+async def network_streams(reactor, network, megabytes, rows, ceiling):
+    """The 1 KiB-segment stream without and with loss, as ratios to the 1 KiB ``ceiling``."""
+    # The segments a network path gets (--local-mss 0).
+    for name in ("gamma", "delta"):
+        await network.start_daemon(name, "--local-mss", "0")
+    networked = await one_way_throughput(reactor, network, megabytes, "gamma", "delta")
+    rows.append(("stream via SDK, one way, 1024-byte segments", networked, "MB/s",
+                 ("ratio to ceiling", networked / ceiling)))
+    # The same across a lossy network: epsilon is reached only through the relay (no beacon
+    # tells anyone its real address), zeta has no beacon to fall back to either.
+    lossy = await lossy_throughput(reactor, network, max(1, megabytes // 2))
+    # The relay is a hop of its own (a Python process on the same cores): the same path
+    # without loss is what loss recovery can at best reach.
+    relayed = await lossy_throughput(reactor, network, max(1, megabytes // 2), 0.0, ("eta", "theta"))
+    rows.append(("stream via SDK, one way, 1024-byte segments, via the relay, no loss", relayed, "MB/s",
+                 ("ratio to ceiling", relayed / ceiling)))
+    rows.append((f"stream via SDK, one way, 1024-byte segments, {LOSS:.0%} loss", lossy, "MB/s",
+                 ("ratio to ceiling", lossy / ceiling)))
+    rows.append((f"{LOSS:.0%} loss stream, share of the same relay without loss", lossy / relayed, "", None))
+
+
+async def run(reactor, megabytes, as_json, network_only=False):
     rows = []
     network = LocalNetwork(reactor)
     try:
-        await start_pair(network)
-        await task.deferLater(reactor, 1.0)
-        rows.append(("daemon idle RSS (alpha)", network.rss_megabytes("alpha"), "MB", None))
-        startup, floor = await start_up_times(network)
-        rows.append(("daemon start to ready, median", startup, "s", None))
-        rows.append((f"bare {IMPORT_REACTOR}, median", floor, "s", None))
-
-        # Two ceilings: 1024-byte payloads are what a stream sends across a network;
-        # daemons on one host send LOCAL_MSS segments (pilotnet.daemon.paths).
-        ceiling, _ = udp_ceiling.measure(3.0)
-        local_ceiling, _ = udp_ceiling.measure(3.0, payload=LOCAL_MSS)
-        sdk = await one_way_throughput(reactor, network, megabytes)
-        rows.append(("raw encrypted UDP, one way (ceiling)", ceiling, "MB/s", None))
-        rows.append((f"raw encrypted UDP, one way, {LOCAL_MSS}-byte payloads", local_ceiling, "MB/s", None))
-        rows.append(("stream via SDK, one way", sdk, "MB/s", ("ratio to ceiling", sdk / ceiling)))
-        rows.append(("stream via SDK, one way, share of the same-size ceiling", sdk / local_ceiling, "", None))
-        bench = network.pilotctl("alpha", "bench", "beta", str(min(megabytes, 20)))
-        rows.append(("pilotctl bench (echo), send rate", bench["send_mbps"], "MB/s", None))
-        rows.append(("pilotctl bench (echo), round trip", bench["total_mbps"], "MB/s", None))
-        p50, p99 = await round_trips(reactor, network)
-        amp_p50, amp_p99 = await round_trips(reactor, network, data_sockets=False)
-        rows.append(("64-byte round trip on an open stream, p50", p50, "ms", None))
-        rows.append(("64-byte round trip on an open stream, p99", p99, "ms", None))
-        rows.append(("64-byte round trip on an open stream in AMP boxes, p50", amp_p50, "ms", None))
-        rows.append(("64-byte round trip on an open stream in AMP boxes, p99", amp_p99, "ms", None))
-        ping = network.pilotctl("alpha", "ping", "beta", "--count", "10")
-        rtts = sorted(r["rtt_ms"] for r in ping["results"] if "rtt_ms" in r)
-        rows.append(("pilotctl ping (new connection each), p50", statistics.median(rtts), "ms", None))
-        alpha_done = time.monotonic()
-        # The same stream with the segments a network path gets (--local-mss 0).
-        for name in ("gamma", "delta"):
-            await network.start_daemon(name, "--local-mss", "0")
-        networked = await one_way_throughput(reactor, network, megabytes, "gamma", "delta")
-        rows.append(("stream via SDK, one way, 1024-byte segments", networked, "MB/s",
-                     ("ratio to ceiling", networked / ceiling)))
-        # The same across a lossy network: epsilon is reached only through the relay (no beacon
-        # tells anyone its real address), zeta has no beacon to fall back to either.
-        lossy = await lossy_throughput(reactor, network, max(1, megabytes // 2))
-        rows.append((f"stream via SDK, one way, 1024-byte segments, {LOSS:.0%} loss", lossy, "MB/s",
-                     ("ratio to ceiling", lossy / ceiling)))
-        # Alpha's part ended with the ping; once it has been quiet for a while it has trimmed its heap.
-        await task.deferLater(reactor, max(0.0, alpha_done + SETTLE - time.monotonic()))
-        rows.append(("daemon RSS after the run (alpha)", network.rss_megabytes("alpha"), "MB", None))
+        if network_only:
+            await network.start_rendezvous()
+            ceiling, _ = udp_ceiling.measure(3.0)
+            rows.append(("raw encrypted UDP, one way (ceiling)", ceiling, "MB/s", None))
+            await network_streams(reactor, network, megabytes, rows, ceiling)
+        else:
+            await full_run(reactor, network, megabytes, rows)
     finally:
         network.stop()
     report(rows, as_json)
+
+
+async def full_run(reactor, network, megabytes, rows):
+    """Every figure of the module docstring."""
+    await start_pair(network)
+    await task.deferLater(reactor, 1.0)
+    rows.append(("daemon idle RSS (alpha)", network.rss_megabytes("alpha"), "MB", None))
+    startup, floor = await start_up_times(network)
+    rows.append(("daemon start to ready, median", startup, "s", None))
+    rows.append((f"bare {IMPORT_REACTOR}, median", floor, "s", None))
+
+    # Two ceilings: 1024-byte payloads are what a stream sends across a network;
+    # daemons on one host send LOCAL_MSS segments (pilotnet.daemon.paths).
+    ceiling, _ = udp_ceiling.measure(3.0)
+    local_ceiling, _ = udp_ceiling.measure(3.0, payload=LOCAL_MSS)
+    sdk = await one_way_throughput(reactor, network, megabytes)
+    rows.append(("raw encrypted UDP, one way (ceiling)", ceiling, "MB/s", None))
+    rows.append((f"raw encrypted UDP, one way, {LOCAL_MSS}-byte payloads", local_ceiling, "MB/s", None))
+    rows.append(("stream via SDK, one way", sdk, "MB/s", ("ratio to ceiling", sdk / ceiling)))
+    rows.append(("stream via SDK, one way, share of the same-size ceiling", sdk / local_ceiling, "", None))
+    bench = network.pilotctl("alpha", "bench", "beta", str(min(megabytes, 20)))
+    rows.append(("pilotctl bench (echo), send rate", bench["send_mbps"], "MB/s", None))
+    rows.append(("pilotctl bench (echo), round trip", bench["total_mbps"], "MB/s", None))
+    p50, p99 = await round_trips(reactor, network)
+    amp_p50, amp_p99 = await round_trips(reactor, network, data_sockets=False)
+    rows.append(("64-byte round trip on an open stream, p50", p50, "ms", None))
+    rows.append(("64-byte round trip on an open stream, p99", p99, "ms", None))
+    rows.append(("64-byte round trip on an open stream in AMP boxes, p50", amp_p50, "ms", None))
+    rows.append(("64-byte round trip on an open stream in AMP boxes, p99", amp_p99, "ms", None))
+    ping = network.pilotctl("alpha", "ping", "beta", "--count", "10")
+    rtts = sorted(r["rtt_ms"] for r in ping["results"] if "rtt_ms" in r)
+    rows.append(("pilotctl ping (new connection each), p50", statistics.median(rtts), "ms", None))
+    alpha_done = time.monotonic()
+    await network_streams(reactor, network, megabytes, rows, ceiling)
+    # Alpha's part ended with the ping; once it has been quiet for a while it has trimmed its heap.
+    await task.deferLater(reactor, max(0.0, alpha_done + SETTLE - time.monotonic()))
+    rows.append(("daemon RSS after the run (alpha)", network.rss_megabytes("alpha"), "MB", None))
 
 
 def report(rows, as_json):
@@ -302,8 +332,10 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--megabytes", type=positive_int, default=40)
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--network-only", action="store_true",
+                        help="only the 1 KiB ceiling and the 1 KiB-segment streams without and with loss")
     args = parser.parse_args()
-    task.react(lambda reactor: defer.ensureDeferred(run(reactor, args.megabytes, args.json)))
+    task.react(lambda reactor: defer.ensureDeferred(run(reactor, args.megabytes, args.json, args.network_only)))
 
 
 if __name__ == "__main__":

@@ -42,7 +42,8 @@ def parse_duration(text, what):
     if text and decimal_end(text, 0) == len(text):
         return float(text)
     try:
-        seconds = parse_go_duration(text)
+        # Go's syntax allows a sign; a duration given to pilotctl never has one (not even "-0s").
+        seconds = -1.0 if text.startswith(("-", "+")) else parse_go_duration(text)
     except DecodeError:
         seconds = -1.0
     if seconds < 0:

@@ -71,6 +71,7 @@ FLAGS = {
     "timeout": "give up after this long (30s, 2m, or seconds)",
     "message": "the text to send (else stdin)",
     "data": "the text to send",
+    "port": "the virtual port to send to",
     "type": "the kind: text, json or binary (send-message); received or submitted (task list); "
             "oidc, saml, entra_id, ldap, webhook or none (idp set)",
     "clear": "delete them instead of listing them (inbox, received); clear the value (external-id)",
@@ -417,8 +418,9 @@ COMMANDS = [
              "print events matching a topic pattern (metrics.* matches metrics.cpu and metrics.cpu.load)",
              "events[{topic, data, bytes}], timeout (NDJSON lines when --count is 0)", "events:subscribe",
              "pilotctl subscribe 'metrics.*' --count 10"),
-    _command("broadcast", "<network_id> <message>", "send a message to every member of a network",
-             "(not available: networks have no broadcast service yet)", "messaging:broadcast",
+    _command("broadcast", "<network_id> <message> [--port P]",
+             "send a datagram to every other member of a network (default port 1000; receive with listen)",
+             "network_id, address, port, bytes, sent, unreachable", "messaging:broadcast",
              'pilotctl broadcast 3 "maintenance at noon"'),
     # tasks
     _command("task submit", '<address|hostname> --task TEXT', "ask a node to carry out a task",

@@ -430,7 +430,13 @@ ATTACH_SOCKET = _spec(
     doc="Carry stream ``conn_id``'s data over ``data_socket`` (a connected Unix stream socket) from now on, "
         "raw both ways; answered once the daemon reads it.")
 CLOSE = _spec("Close", [("conn_id", Integer())], doc="Close a stream gracefully (FIN after the queued data).")
-SEND_DATAGRAM = _spec("SendDatagram", [("address", Text()), ("port", Integer()), ("data", Bytes())])
+SEND_DATAGRAM = _spec(
+    "SendDatagram", [("address", Text()), ("port", Integer()), ("data", Bytes())],
+    [("sent", Integer(optional=True)), ("unreachable", Integer(optional=True))],
+    doc="Send one datagram; to ``N:NNNN.FFFF.FFFF``, one copy to every other member of network N "
+        "(docs/networks.md#broadcast). ``sent``: datagrams handed to the tunnel; ``unreachable``: members "
+        "whose copy could not be sent.",
+)
 
 # -- pushes: the daemon calls these on the client -----------------------------------
 

@@ -487,7 +487,8 @@ class ControlProtocol(commands.UnansweredFastPath, amp.AMP):
     @commands.SendDatagram.responder
     @translating_errors
     def send_datagram(self, address, port, data):
-        return self.node.send_datagram(_parse_address(address), _port(port), data).addCallback(lambda _: {})
+        sending = self.node.send_datagram(_parse_address(address), _port(port), data, client=self)
+        return sending.addCallback(lambda counts: {"sent": counts[0], "unreachable": counts[1]})
 
     # -- events ------------------------------------------------------------------------
 

@@ -30,8 +30,9 @@ class IControlledNode(Interface):
     def dial(remote, port, owner, timeout=None):
         """Deferred stream to ``remote``:``port``, owned by ``owner``."""
 
-    def send_datagram(remote, port, data):
-        """Deferred that fires once ``data`` went out to ``remote``:``port``."""
+    def send_datagram(remote, port, data, client=None):
+        """Deferred of ``(sent, unreachable)`` once ``data`` went out to ``remote``:``port`` (a broadcast
+        address: to each other member of its network, rate-limited per ``client``)."""
 
     def lookup(node_id):
         """Deferred of the registry's record of ``node_id``."""
@@ -97,8 +98,8 @@ class ControlFacade:
     def dial(self, remote, port, owner, timeout=None):
         return self._node.dial(remote, port, owner, timeout)
 
-    def send_datagram(self, remote, port, data):
-        return self._node.send_datagram(remote, port, data)
+    def send_datagram(self, remote, port, data, client=None):
+        return self._node.send_datagram(remote, port, data, client)
 
     def lookup(self, node_id):
         return self._node.lookup(node_id)
@@ -209,6 +210,7 @@ class ControlFacade:
             "networks": node.networks.describe(),
             "trust": {**node.trust.describe(), "refused_messages": dict(node.handshakes.rejected)},
             "webhook": node.webhooks.stats(),
+            "broadcast": node.broadcasts.stats(),
             "peer_list": self.peer_list(),
             "conn_list": connections[:200],
         }

@@ -30,7 +30,7 @@ from twisted.logger import Logger
 
 from pilotnet.errors import INVALID_ARGUMENT, NOT_RUNNING, PilotError
 from pilotnet.interfaces import NO_EVENTS
-from pilotnet.wire.address import Addr
+from pilotnet.wire.address import BROADCAST_NODE, Addr
 
 log = Logger()
 
@@ -104,17 +104,28 @@ def _network_id(value: int) -> int:
     return value
 
 
-def _node_ids(reply: dict) -> frozenset[int]:
-    """The members a ``list_nodes_ok`` names (reaped ones too: they are members still)."""
+@dataclass(frozen=True)
+class NetworkMembers:
+    """A network's members as ``list_nodes`` names them (reaped ones too: they are members still),
+    and those of them it does not mark offline."""
+
+    members: frozenset[int]
+    online: frozenset[int]
+
+
+def members_of(reply: dict) -> NetworkMembers:
+    """The members a ``list_nodes_ok`` names; malformed entries (and the broadcast node) are skipped."""
     nodes = reply.get("nodes")
     if not isinstance(nodes, list):
         raise PilotError("registry sent a list_nodes reply without nodes")
-    members = set()
+    members, online = set(), set()
     for entry in nodes[:MAX_MEMBERS]:
         node = entry.get("node_id") if isinstance(entry, dict) else None
-        if isinstance(node, int) and not isinstance(node, bool) and 0 < node <= 0xFFFFFFFF:
+        if isinstance(node, int) and not isinstance(node, bool) and 0 < node < BROADCAST_NODE:
             members.add(node)
-    return frozenset(members)
+            if entry.get("offline") is not True:
+                online.add(node)
+    return NetworkMembers(frozenset(members), frozenset(online))
 
 
 def _allowed_ports(reply: dict) -> frozenset[int]:
@@ -275,7 +286,7 @@ class Networks:
             if not _unsupported(error):
                 raise
             policy = {}
-        return JoinedNetwork(network_id, _node_ids(listing), _allowed_ports(policy))
+        return JoinedNetwork(network_id, members_of(listing).members, _allowed_ports(policy))
 
     def _install(self, view: NetworkView) -> None:
         old, self.view = self.view, view

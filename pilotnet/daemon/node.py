@@ -28,6 +28,7 @@ from pilotnet import __version__
 from pilotnet.crypto.identity import Identity
 from pilotnet.crypto.tunnel import TunnelKeyPair
 from pilotnet.daemon.beacon_link import BeaconLink
+from pilotnet.daemon.broadcast import Broadcaster
 from pilotnet.daemon.control import ControlFactory, prepare_socket_path
 from pilotnet.daemon.echo import EchoService
 from pilotnet.daemon.facade import ControlFacade
@@ -186,6 +187,8 @@ class NodeService(service.MultiService):
         self.managed.setServiceParent(self)
         self.streams.admit = self.managed.gate(self.trust.admit)
         self.networks.on_change = self._networks_changed
+        self.broadcasts = Broadcaster(clock=reactor, registry=self.registry, node_id=lambda: self.node_id,
+                                      source_port=self._datagram_port, send_copy=self.send_datagram_from)
         self._start_services(config, reactor)
         for part in (self.tunnel, self.streams, self.trust, self.networks, *self._services):
             part.emitter = self.webhooks
@@ -498,13 +501,23 @@ class NodeService(service.MultiService):
             raise PilotError(f"dial {remote}:{port} timed out after {timeout:g}s", code=TIMEOUT) from None
         return stream
 
-    @defer.inlineCallbacks
-    def send_datagram(self, remote, port, data):
+    def send_datagram(self, remote, port, data, client=None):
+        """Send one datagram, or a broadcast's copies (see pilotnet.daemon.broadcast) from ``client``.
+
+        The result is ``(sent, unreachable)``: ``(1, 0)`` for a unicast datagram.
+        """
+        if remote.is_broadcast:
+            return self.broadcasts.send(remote.network, port, data, client)
         if not data:
-            raise PilotError("a datagram needs a payload", code=INVALID_ARGUMENT)
+            return defer.fail(PilotError("a datagram needs a payload", code=INVALID_ARGUMENT))
+        return self.send_datagram_from(remote, self._datagram_port(), port, data).addCallback(lambda _: (1, 0))
+
+    @defer.inlineCallbacks
+    def send_datagram_from(self, remote, src_port, port, data):
+        """Send one datagram from our ``src_port`` on the unicast path (outbound policy, tunnel set up first)."""
         self.managed.check_outbound(remote.node, port, len(data))
         yield self.ensure_tunnel(remote.node)
-        packet = Packet(PROTO_DATAGRAM, Addr(remote.network, self.node_id), remote, self._datagram_port(),
+        packet = Packet(PROTO_DATAGRAM, Addr(remote.network, self.node_id), remote, src_port,
                         port, payload=data)
         try:
             wire = packet.encode()

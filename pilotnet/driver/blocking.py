@@ -248,7 +248,8 @@ class Daemon:
         return Listener(self._run(f"binding port {port}", self._handle.listen, port), self)
 
     def send_datagram(self, target, port, data):
-        self._run(f"sending a datagram to {target} port {port}", self._handle.send_datagram, target, port, data)
+        return self._run(f"sending a datagram to {target} port {port}", self._handle.send_datagram,
+                         target, port, data)
 
 
 class Stream:

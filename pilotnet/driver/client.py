@@ -74,6 +74,12 @@ def connect(reactor=None, socket_path=None, timeout=5.0, data_sockets=True):
     return connecting.addCallbacks(lambda _: Daemon(protocol, reactor, data_sockets), refused)
 
 
+def _datagrams_sent(answer):
+    """``SendDatagram``'s count; a daemon that does not report one sent the single datagram."""
+    sent = answer.get("sent")
+    return 1 if sent is None else sent
+
+
 class Daemon:
     """A connection to the local daemon: queries, registry operations, streams, ports, datagrams."""
 
@@ -357,7 +363,13 @@ class Daemon:
         return self._call(commands.Bind, port=port).addCallback(bound)
 
     def send_datagram(self, target, port, data):
-        """Send one datagram (unreliable, at most one chunk) to ``port`` on ``target``."""
+        """Send one datagram (unreliable, at most one chunk) to ``port`` on ``target``.
+
+        ``target`` may be a network's broadcast address (``N:NNNN.FFFF.FFFF``,
+        :func:`pilotnet.wire.address.broadcast`): the daemon sends one copy to
+        every other member of network N.  The result is how many datagrams went
+        out: 1, or the broadcast's copies.
+        """
         try:
             port = parse_port(port)
         except PilotError as error:
@@ -372,7 +384,7 @@ class Daemon:
         def send(address):
             return self._call(commands.SendDatagram, address=str(address), port=port, data=bytes(data))
 
-        return self.resolve(target).addCallback(send).addCallback(lambda _: None)
+        return self.resolve(target).addCallback(send).addCallback(_datagrams_sent)
 
     def open_event_stream(self):
         """An :class:`EventStream`: publish and subscribe through this daemon's broker."""

@@ -20,7 +20,7 @@ from pilotnet.registry.audit_service import AuditService
 from pilotnet.registry.collection import GrowthFreezer, collector_paused
 from pilotnet.registry.handlers import DEFAULT_OFFLINE_AFTER, Registry
 from pilotnet.registry.identity_service import IdentityFront
-from pilotnet.plugin_options import PortsFile, ServerOptions, StreamListener
+from pilotnet.plugin_options import ServerOptions, StreamListener
 from pilotnet.ratelimit import RateLimiter
 from pilotnet.registry.freshness import DEFAULT_WINDOW, ReplayCache
 from pilotnet.registry.server import (

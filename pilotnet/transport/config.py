@@ -28,6 +28,9 @@ class StreamConfig:
     #: A segment sent this many times without being acknowledged resets the connection.
     max_transmissions: int = 8
     dupack_threshold: int = 3
+    #: Floor of the tail-loss probe timeout (otherwise twice the smoothed RTT): a
+    #: loaded host's scheduling jitter must not read as loss.
+    tail_probe_min: float = 0.010
 
     initial_window_segments: int = 10
     initial_ssthresh: int = 512 * 1024

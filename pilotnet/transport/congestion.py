@@ -6,16 +6,23 @@ module only owns the numbers:
 
 * slow start while ``cwnd < ssthresh`` (cwnd += bytes acked), then congestion
   avoidance by appropriate byte counting (cwnd += MSS * acked / cwnd), capped;
-* fast recovery (duplicate ACKs or SACK evidence): ``ssthresh = max(flight / 2,
-  2 MSS)``, cwnd = ssthresh and held there until the recovery point is
-  acknowledged, however many segments of the episode were lost -- one cut per
-  loss episode, so a burst loss costs one halving, not one per segment;
+* fast recovery (duplicate ACKs, SACK or RACK evidence): ``ssthresh =
+  max(0.7 * FlightSize, 2 MSS)``, cwnd = ssthresh and held there until the
+  recovery point is acknowledged, however many segments of the episode were
+  lost -- one cut per loss episode, so a burst loss costs one reduction, not
+  one per segment.  The factor is CUBIC's (RFC 9438 section 4.6) rather than
+  Reno's one half: on a path with random loss a halving every few dozen
+  segments keeps the window near its floor, and the reference's receivers
+  see nothing of the difference (the sender's choice alone);
 * timeout: ssthresh halves (unless already recovering from this episode's loss)
   and cwnd restarts at ``min(initial window, ssthresh)`` then slow-starts; the
   reference restarts at the initial window rather than 1 MSS, and so do we.
 """
 
 from pilotnet.transport.config import StreamConfig
+
+#: What a fast-recovery episode keeps of FlightSize, in tenths (integer arithmetic on the ACK path).
+_KEEP_TENTHS = 7
 
 
 class CongestionControl:
@@ -49,8 +56,8 @@ class CongestionControl:
         self.in_recovery = True
         self.after_timeout = False
         self.recovery_point = recovery_point
-        half = flight // 2
-        self.ssthresh = half if half > 2 * self._mss else 2 * self._mss
+        kept = flight * _KEEP_TENTHS // 10
+        self.ssthresh = kept if kept > 2 * self._mss else 2 * self._mss
         self.cwnd = self.ssthresh
 
     def enter_timeout_recovery(self, flight: int, recovery_point: int) -> None:

@@ -103,6 +103,10 @@ class StreamConnection:
         self._syn_at: float | None = None
         self._state_at: float | None = None
         self._fin_hold_at: float | None = None
+        #: Loss detection between RTOs: the tail-loss probe, and RACK's re-check in recovery.
+        self._loss_at: float | None = None
+        #: A tail-loss probe went out and no ACK has come since: no second one.
+        self._tail_probed = False
 
         # Counters (see stats()).
         self.bytes_sent = 0
@@ -111,6 +115,7 @@ class StreamConnection:
         self.segments_received = 0
         self.retransmissions = 0
         self.fast_retransmits = 0
+        self.tail_probes = 0
         self.timeouts = 0
         self.sacked_total = 0
         self.duplicate_acks = 0
@@ -390,7 +395,7 @@ class StreamConnection:
 
     def _enter_time_wait(self, now: float) -> None:
         self._state_at = now + self.config.time_wait
-        self._rto_at = self._ack_at = self._nagle_at = self._fin_hold_at = None
+        self._rto_at = self._loss_at = self._ack_at = self._nagle_at = self._fin_hold_at = None
 
     # -- acknowledgments ----------------------------------------------------------
 
@@ -435,14 +440,82 @@ class StreamConnection:
                 self.sacked_total += newly
                 if ack == una:
                     self._dupacks += 1
+        if ack > una or newly:
+            self._tail_probed = False
         if cc.in_recovery:
             self._recover(now)
-        elif (self._dupacks >= self.config.dupack_threshold
-              or snd.sacked_bytes > (self.config.dupack_threshold - 1) * self._mss) and snd.nxt > snd.una:
-            self.fast_retransmits += 1
-            cc.enter_fast_recovery(snd.nxt - snd.una - snd.sacked_bytes, snd.nxt)
-            self._recover(now, force_first=True)
+        elif snd.nxt > snd.una and (self._dupacks >= self.config.dupack_threshold
+                                    or snd.sacked_bytes > (self.config.dupack_threshold - 1) * self._mss
+                                    or self._head_overtaken(now)):
+            self._enter_fast_recovery(now)
+        self._arm_loss_timer(now)
         return True
+
+    def _enter_fast_recovery(self, now: float) -> None:
+        snd = self._send
+        self.fast_retransmits += 1
+        # RFC 6675 halves FlightSize (all unacknowledged bytes), not the pipe: the
+        # SACKed bytes left the network because of this very loss.
+        self._cc.enter_fast_recovery(snd.nxt - snd.una, snd.nxt)
+        self._recover(now, force_first=True)
+
+    def _reorder_wait(self) -> float:
+        """How long a segment overtaken by a later one may still be merely reordered: 5/4 SRTT."""
+        srtt = self._rtt.srtt
+        return 1.25 * srtt if srtt is not None else self._rtt.rto
+
+    def _head_overtaken(self, now: float) -> bool:
+        head = self._send.first_unacked()
+        return head is not None and not head.sacked and self._send.overtaken(head, now, self._reorder_wait())
+
+    def _arm_loss_timer(self, now: float) -> None:
+        """Schedule the tail-loss probe (RFC 8985): twice the SRTT after the last ACK.
+
+        Plus the delayed-ACK time when a single segment is out (its ACK may be
+        held), at least ``tail_probe_min``, and never later than the RTO would fire.
+        """
+        snd = self._send
+        srtt = self._rtt.srtt
+        if (srtt is None or snd.nxt <= snd.una or self._tail_probed or self.state is not _ESTABLISHED
+                or self._peer_window_field == 1):  # a full receiver gets window probes instead
+            self._loss_at = None
+            return
+        config = self.config
+        timeout = 2 * srtt
+        if snd.nxt - snd.una <= self._mss:
+            timeout += config.delayed_ack_delay
+        if timeout < config.tail_probe_min:
+            timeout = config.tail_probe_min
+        at = now + timeout
+        rto_at = self._rto_at
+        self._loss_at = at if rto_at is None or at < rto_at else None
+
+    def _on_loss_timer(self, now: float) -> None:
+        """No ACK for a while: let RACK judge with the time that passed, or probe the tail."""
+        self._loss_at = None
+        snd = self._send
+        cc = self._cc
+        if snd.nxt <= snd.una or self.state is not _ESTABLISHED:
+            return
+        if cc.in_recovery:
+            sent = self.retransmissions
+            self._recover(now)
+            if self.retransmissions != sent:
+                self._arm_loss_timer(now)
+                return
+        elif self._head_overtaken(now):
+            self._enter_fast_recovery(now)
+            self._arm_loss_timer(now)
+            return
+        segment = snd.last_unsacked()
+        if segment is None or segment.transmissions >= self.config.max_transmissions:
+            return
+        # Resend the newest segment: its SACK shows the receiver's holes, and the
+        # overtaken ones are then lost by RACK without waiting for the RTO.
+        self.tail_probes += 1
+        self._tail_probed = True
+        snd.mark_resent(segment, segment.episode, now)
+        self._resend(segment)
 
     def _on_new_ack(self, ack: int, now: float) -> None:
         snd = self._send
@@ -491,7 +564,7 @@ class StreamConnection:
             limit = cc.recovery_point
         if head.end > limit:
             limit = head.end
-        lost = snd.lost_segments(cc.episode, limit)
+        lost = snd.lost_segments(cc.episode, limit, now, self._reorder_wait())
         pending = 0
         for segment in lost:
             pending += segment.end - segment.start
@@ -642,8 +715,11 @@ class StreamConnection:
                         self._nagle_at = None
         if snd.fin_queued and not snd.fin_sent and not snd.unsent:
             self._send_fin(snd.cut_fin(now))
-        if self._rto_at is None and snd.nxt > snd.una:
-            self._rto_at = now + self._rtt.rto
+        if snd.nxt > snd.una:
+            if self._rto_at is None:
+                self._rto_at = now + self._rtt.rto
+            if self._loss_at is None:
+                self._arm_loss_timer(now)
 
     # -- timers ---------------------------------------------------------------------
 
@@ -653,7 +729,8 @@ class StreamConnection:
         if state is State.CLOSED:
             return None
         deadline = None
-        for at in (self._rto_at, self._ack_at, self._nagle_at, self._syn_at, self._state_at, self._fin_hold_at):
+        for at in (self._rto_at, self._loss_at, self._ack_at, self._nagle_at, self._syn_at, self._state_at,
+                   self._fin_hold_at):
             if at is not None and (deadline is None or at < deadline):
                 deadline = at
         at = self._liveness_deadline()
@@ -695,6 +772,8 @@ class StreamConnection:
                 self._close_timed_out()
         if self._rto_at is not None and now >= self._rto_at:
             self._on_rto(now)
+        if self._loss_at is not None and now >= self._loss_at:
+            self._on_loss_timer(now)
         if self._fin_hold_at is not None and now >= self._fin_hold_at and self.state in RECEIVING:
             self._accept_peer_fin(now)  # the bytes the FIN overtook never came
         if self._nagle_at is not None and now >= self._nagle_at:
@@ -782,7 +861,7 @@ class StreamConnection:
             snd.mark_resent(segment, cc.episode, now)
             self._resend(segment)
         else:
-            cc.enter_timeout_recovery(snd.nxt - snd.una - snd.sacked_bytes, snd.nxt)
+            cc.enter_timeout_recovery(snd.nxt - snd.una, snd.nxt)
             self._rtt.back_off()
             self._recover(now, force_first=True)
             if segment.episode != cc.episode:
@@ -829,7 +908,8 @@ class StreamConnection:
         if not transitioned:
             self._set_state(Trigger.FAIL)
         self.error = error
-        self._rto_at = self._ack_at = self._nagle_at = self._syn_at = self._state_at = self._fin_hold_at = None
+        self._rto_at = self._loss_at = self._ack_at = self._nagle_at = self._syn_at = self._state_at = None
+        self._fin_hold_at = None
         if error is not None:
             timed_out = error.code == TIMEOUT
             self.events.append(StreamEvent.TIMED_OUT if timed_out else StreamEvent.RESET)
@@ -851,6 +931,7 @@ class StreamConnection:
             "segments_received": self.segments_received,
             "retransmissions": self.retransmissions,
             "fast_retransmits": self.fast_retransmits,
+            "tail_probes": self.tail_probes,
             "timeouts": self.timeouts,
             "sacked_bytes": self.sacked_total,
             "duplicate_acks": self.duplicate_acks,

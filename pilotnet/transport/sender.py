@@ -59,6 +59,11 @@ class SendQueue:
         self.sacked_bytes = 0
         #: The highest position any SACK block reached.
         self.high_sacked = first_seq
+        #: Send time and end of the most recently sent segment the peer confirmed (by
+        #: SACK or cumulative ACK): whatever we sent before it and is still missing
+        #: after a reordering allowance was lost (RACK, RFC 8985).
+        self.delivered_sent_at = float("-inf")
+        self.delivered_end = first_seq
         #: Bytes written and not yet segmented.
         self.unsent = 0
         self.fin_queued = False
@@ -161,8 +166,10 @@ class SendQueue:
                 break
             if segment.sacked:
                 self.sacked_bytes -= segment.end - segment.start
-            elif segment.transmissions == 1:
-                rtt = now - segment.sent_at
+            else:
+                if segment.transmissions == 1:
+                    rtt = now - segment.sent_at
+                self._delivered(segment)
             index += 1
         if index > _COMPACT_AFTER and index * 2 > count:
             del segments[:index]
@@ -195,17 +202,34 @@ class SendQueue:
                 if not segment.sacked:
                     segment.sacked = True
                     newly += segment.end - segment.start
+                    self._delivered(segment)
                 index += 1
             if right > self.high_sacked:
                 self.high_sacked = right
         self.sacked_bytes += newly
         return newly
 
-    def lost_segments(self, episode: int, limit: int) -> list[Segment]:
+    def _delivered(self, segment: Segment) -> None:
+        sent_at = segment.sent_at
+        if sent_at > self.delivered_sent_at or (sent_at == self.delivered_sent_at
+                                                and segment.end > self.delivered_end):
+            self.delivered_sent_at = sent_at
+            self.delivered_end = segment.end
+
+    def overtaken(self, segment: Segment, now: float, reorder_wait: float) -> bool:
+        """RACK's verdict: a segment sent after ``segment`` arrived, and ``reorder_wait`` has passed since."""
+        delivered = self.delivered_sent_at
+        sent_at = segment.sent_at
+        return ((sent_at < delivered or (sent_at == delivered and segment.end < self.delivered_end))
+                and now - sent_at >= reorder_wait)
+
+    def lost_segments(self, episode: int, limit: int, now: float, reorder_wait: float) -> list[Segment]:
         """Segments presumed lost in recovery ``episode``, oldest first.
 
         Every unSACKed segment below ``limit`` not yet resent in this episode,
-        plus those resent in it whose resend was itself overtaken by SACKed data.
+        plus those resent in it whose resend was itself lost: overtaken by
+        SACKed new data (sequence evidence), or by any segment sent after it,
+        resends included, once ``reorder_wait`` has passed (time evidence).
         """
         lost: list[Segment] = []
         high = self.high_sacked
@@ -214,10 +238,19 @@ class SendQueue:
             segment = segments[index]
             if segment.start >= limit:
                 break
-            if segment.sacked or (segment.episode == episode and high <= segment.mark):
+            if segment.sacked or (segment.episode == episode and high <= segment.mark
+                                  and not self.overtaken(segment, now, reorder_wait)):
                 continue
             lost.append(segment)
         return lost
+
+    def last_unsacked(self) -> Segment | None:
+        """The newest segment still unconfirmed: what a tail-loss probe resends."""
+        segments = self.segments
+        for index in range(len(segments) - 1, self.head - 1, -1):
+            if not segments[index].sacked:
+                return segments[index]
+        return None
 
     def mark_resent(self, segment: Segment, episode: int, now: float) -> None:
         segment.transmissions += 1

@@ -24,7 +24,7 @@ NEEDS_DAEMON = [
     ["connect", "a", "--message", "m"], ["send", "a", "1", "--data", "d"], ["recv", "1"], ["listen", "1"],
     ["handshake", "5", "why"], ["approve", "5"], ["reject", "5"], ["pending"], ["trust"], ["untrust", "5"],
     ["send-message", "5", "--data", "d"], ["send-file", "5", __file__], ["publish", "t", "--data", "d"],
-    ["subscribe", "5", "t"], ["task", "submit", "5", "--task", "t"],
+    ["subscribe", "5", "t"], ["task", "submit", "5", "--task", "t"], ["broadcast", "3", "m"],
     ["network", "list"], ["network", "join", "3"], ["network", "leave", "3"], ["network", "members", "3"],
     ["network", "invite", "3", "5"], ["network", "invites"], ["network", "accept", "3"], ["network", "reject", "3"],
     ["policy", "get", "--net", "3"], ["managed", "score", "5"], ["managed", "status"], ["managed", "rankings"],
@@ -36,7 +36,7 @@ NEEDS_DAEMON = [
 # Commands that only read or write files in the home directory, describe pilotctl, or ask the registry.
 LOCAL = {"init", "config", "context", "daemon start", "daemon stop", "daemon status", "received", "inbox",
          "task accept", "task decline", "task execute", "task send-results", "task list", "task queue",
-         "version", "help", "completion", "broadcast", "lookup", "register", "rotate-key", "deregister",
+         "version", "help", "completion", "lookup", "register", "rotate-key", "deregister",
          "set-webhook", "clear-webhook", "policy validate", "policy test"}
 # Commands that talk to the gateway's own control socket (tests/gateway covers them).
 LOCAL |= {"gateway start", "gateway stop", "gateway map", "gateway unmap", "gateway list"}
@@ -345,6 +345,29 @@ class CommandTests(PilotctlMixin, TestCase):
         result = await listening
         self.assertEqual(result.code, 0)
         self.assertEqual(json.loads(result.stdout.splitlines()[0])["data"], "one")
+
+    @run_async
+    async def test_broadcast_says_how_many_members_it_reached(self):
+        result = await self.pilotctl("broadcast", "3", "maintenance at noon", "--json")
+        self.assertEqual(result.data, {"network_id": 3, "address": "3:0003.FFFF.FFFF", "port": 1000,
+                                       "bytes": 19, "sent": 2, "unreachable": 0})
+        self.assertEqual(self.fake.node.calls[-1], ("broadcast", 3, 1000, b"maintenance at noon"))
+        self.fake.node.broadcast_reach = (1, 1)
+        human = await self.pilotctl("broadcast", "3", "hi", "--port", "4000")
+        self.assertEqual(human.stdout, "broadcast 2 bytes to network 3 port 4000: sent to 1 member, "
+                                       "1 member unreachable\n")
+        self.assertEqual(self.fake.node.calls[-1], ("broadcast", 3, 4000, b"hi"))
+        self.fake.node.broadcast_reach = (0, 0)
+        alone = await self.pilotctl("broadcast", "3", "hi")
+        self.assertEqual(alone.stdout, "broadcast 2 bytes to network 3 port 1000: sent to 0 members\n")
+        self.assertIn("no other member of network 3 is online", alone.stderr)
+
+    @run_async
+    async def test_broadcast_refuses_bad_input_before_the_daemon(self):
+        for argv in (["x", "m"], ["70000", "m"], ["3", ""], ["3", "m", "--port", "port"], ["3"]):
+            result = await self.pilotctl("broadcast", *argv, "--json")
+            self.assertEqual((result.code, result.error["code"]), (1, "invalid_argument"), argv)
+        self.assertNotIn("broadcast", [call[0] for call in self.fake.node.calls])
 
     async def bound(self, port):
         """Wait (bounded) until the command under test has bound ``port`` at the fake daemon."""

@@ -98,11 +98,6 @@ class HelpTests(PilotctlMixin, TestCase):
         self.assertEqual((result.code, result.error["code"]), (1, "invalid_argument"))
         self.assertIn("is a directory", result.error["message"])
 
-    @run_async
-    async def test_broadcast_is_unavailable_as_in_the_reference(self):
-        result = await self.pilotctl("broadcast", "3", "hello", "--json")
-        self.assertEqual((result.code, result.error["code"]), (1, "unavailable"))
-
 
 class CompletionTests(PilotctlMixin, TestCase):
     def setUp(self):

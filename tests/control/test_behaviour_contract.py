@@ -164,10 +164,10 @@ class MemoryNode:
     def dial(self, remote, port, owner, timeout=None):
         return self.streams.dial(Addr(0, self.node_id), remote, port, owner)
 
-    def send_datagram(self, remote, port, data):
+    def send_datagram(self, remote, port, data, client=None):
         self._wire.append(Packet(PROTO_DATAGRAM, Addr(0, self.node_id), remote, EPHEMERAL_PORT_MIN, port,
                                  payload=data))
-        return defer.succeed(None)
+        return defer.succeed((1, 0))
 
     def info(self):
         return {"node_id": self.node_id, "address": str(Addr(0, self.node_id))}

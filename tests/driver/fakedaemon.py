@@ -69,6 +69,8 @@ class FakeNode:
         self.ids = count(1)
         self.ephemeral = count(49152)
         self.calls = []
+        #: What a broadcast answers: copies sent, members unreachable.
+        self.broadcast_reach = (2, 0)
 
     def peer_list(self):
         return [{
@@ -251,7 +253,10 @@ class FakeDaemonProtocol(amp.AMP):
 
     @commands.SendDatagram.responder
     def send_datagram(self, address, port, data):
-        Addr.parse(address)
+        target = Addr.parse(address)
+        if target.is_broadcast:  # the real rules are the daemon's (tests/daemon/test_broadcast.py)
+            self.node.calls.append(("broadcast", target.network, port, data))
+            return {"sent": self.node.broadcast_reach[0], "unreachable": self.node.broadcast_reach[1]}
         listener = self.node.ports.get(port)
         if listener is not None:
             listener.push(

@@ -11,7 +11,7 @@ from pilotnet.driver.commands import CREDIT_BATCH, MAX_CHUNK, WRITE_CREDIT
 from pilotnet.errors import (
     ALREADY_EXISTS, CONNECTION_FAILED, INVALID_ARGUMENT, NOT_FOUND, NOT_RUNNING, TIMEOUT, PilotError,
 )
-from pilotnet.wire.address import Addr
+from pilotnet.wire.address import Addr, broadcast
 from tests.driver.fakedaemon import AGENT_B, NODE
 from tests.driver.support import FakeDaemonMixin, bounded
 
@@ -231,9 +231,17 @@ class DatagramTests(DaemonTestCase):
         async def check():
             daemon = await self.connected()
             listener = await daemon.listen(6000)
-            await daemon.send_datagram("agent-b", 6000, b"ping")
+            self.assertEqual(await daemon.send_datagram("agent-b", 6000, b"ping"), 1)
             datagram = await bounded(listener.receive_datagram())
             self.assertEqual((datagram.src_address, datagram.dst_port, datagram.data), (NODE, 6000, b"ping"))
+        return self.run_async(check)
+
+    def test_a_broadcast_address_answers_with_the_copies_sent(self):
+        async def check():
+            daemon = await self.connected()
+            self.assertEqual(await daemon.send_datagram(broadcast(3), 6000, b"all"), 2)
+            self.assertEqual(await daemon.send_datagram("3:0003.FFFF.FFFF", 6000, b"all"), 2)
+            self.assertEqual(self.fake.node.calls[-1], ("broadcast", 3, 6000, b"all"))
         return self.run_async(check)
 
     def test_bad_datagrams(self):

@@ -249,7 +249,7 @@ class LossRecoveryTests(SynchronousTestCase):
         self.assertEqual(resent.seq, 1)
         stats = conn.stats()
         self.assertEqual((stats["fast_retransmits"], stats["duplicate_acks"]), (1, 3))
-        self.assertEqual(stats["ssthresh"], 2560)
+        self.assertEqual(stats["ssthresh"], 3584)  # 0.7 of the 5 KiB in flight
 
     def test_sack_drives_retransmission_of_the_holes_only(self):
         conn = established()
@@ -475,3 +475,91 @@ class CloseTimeoutTests(SynchronousTestCase):
         self.assertIs(conn.state, State.FIN_WAIT)
         conn.tick(199.0 + config.close_timeout)  # then the peer goes quiet without closing
         self.assertIs(conn.state, State.CLOSED)
+
+
+def measured(srtt=0.01):
+    """An established dialer whose first segment came back after ``srtt``: a 10 ms smoothed RTT."""
+    conn = established()
+    conn.send(b"x" * 1024, 0.0)
+    conn.take_packets()
+    conn.receive(ack(1025), srtt)
+    return conn
+
+
+class LossDetectionTests(SynchronousTestCase):
+    """RACK-style detection of lost retransmissions, the tail-loss probe, one cut per episode."""
+
+    def test_lost_retransmission_is_resent_once_a_later_resend_arrives(self):
+        conn = measured()
+        conn.send(b"x" * 10240, 0.02)
+        conn.take_packets()
+        # Segments 0 and 2 of the burst lost: both are resent, in that order.
+        conn.receive(ack(1025, payload=encode_sack([(2049, 3073), (4097, 11265)])), 0.03)
+        self.assertEqual([p.seq for p in conn.take_packets()], [1025, 3073])
+        # Only the resend of segment 2 arrives: segment 0's resend, sent before it, was lost.
+        conn.receive(ack(1025, payload=encode_sack([(2049, 11265)])), 0.035)
+        self.assertEqual(conn.take_packets(), [])  # within the reordering allowance (5/4 SRTT)
+        deadline = conn.next_deadline()
+        self.assertLess(deadline, 0.2)  # long before any RTO
+        conn.tick(deadline)
+        self.assertEqual([p.seq for p in conn.take_packets()], [1025])
+        conn.receive(ack(11265), deadline + 0.01)
+        stats = conn.stats()
+        self.assertEqual((stats["timeouts"], stats["flight"]), (0, 0))
+
+    def test_tail_loss_probe_turns_a_lost_tail_into_fast_recovery(self):
+        conn = measured()
+        conn.send(b"x" * 10240, 0.02)
+        conn.take_packets()
+        conn.receive(ack(8193), 0.03)  # the last three segments were lost
+        deadline = conn.next_deadline()
+        self.assertAlmostEqual(deadline, 0.03 + 2 * conn.stats()["srtt"])
+        conn.tick(deadline)
+        (probe,) = conn.take_packets()
+        self.assertEqual(probe.seq, 10241)  # the newest segment
+        self.assertEqual(conn.stats()["tail_probes"], 1)
+        conn.receive(ack(8193, payload=encode_sack([(10241, 11265)])), deadline + 0.01)
+        self.assertEqual([p.seq for p in conn.take_packets()], [8193, 9217])
+        conn.receive(ack(11265), deadline + 0.02)
+        stats = conn.stats()
+        self.assertEqual((stats["timeouts"], stats["fast_retransmits"], stats["flight"]), (0, 1, 0))
+
+    def test_one_probe_until_an_ack_then_the_rto_decides(self):
+        conn = measured()
+        conn.send(b"x" * 4096, 0.02)
+        conn.take_packets()
+        conn.tick(conn.next_deadline())
+        self.assertEqual(len(conn.take_packets()), 1)
+        deadline = conn.next_deadline()
+        self.assertGreaterEqual(deadline, 0.2)  # no second probe: the retransmission timer is next
+        conn.tick(deadline)
+        self.assertEqual(conn.stats()["timeouts"], 1)
+
+    def test_a_lone_segment_probe_leaves_room_for_the_delayed_ack(self):
+        conn = measured()
+        conn.send(b"x" * 100, 0.02)
+        conn.take_packets()
+        srtt = conn.stats()["srtt"]
+        self.assertAlmostEqual(conn.next_deadline(), 0.02 + 2 * srtt + QUIET.delayed_ack_delay)
+
+    def test_the_window_is_cut_once_per_episode_from_the_flight(self):
+        conn = measured()
+        conn.send(b"x" * 10240, 0.02)
+        conn.take_packets()
+        conn.receive(ack(1025, payload=encode_sack([(2049, 5121)])), 0.03)
+        # 0.7 of the 10 KiB in flight, SACKed bytes included (FlightSize, RFC 6675).
+        self.assertEqual(conn.stats()["ssthresh"], 7168)
+        conn.receive(ack(1025, payload=encode_sack([(2049, 5121), (6145, 11265)])), 0.031)
+        conn.receive(ack(5121, payload=encode_sack([(6145, 11265)])), 0.04)
+        stats = conn.stats()
+        self.assertEqual((stats["ssthresh"], stats["fast_retransmits"]), (7168, 1))
+        self.assertGreaterEqual(stats["cwnd"], 2 * 1024)
+
+    def test_reordering_within_the_allowance_is_not_loss(self):
+        conn = measured()
+        conn.send(b"x" * 2048, 0.02)
+        conn.take_packets()
+        conn.receive(ack(1025, payload=encode_sack([(2049, 3073)])), 0.021)  # one segment overtook one
+        conn.receive(ack(3073), 0.022)
+        stats = conn.stats()
+        self.assertEqual((stats["retransmissions"], stats["fast_retransmits"]), (0, 0))

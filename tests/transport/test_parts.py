@@ -70,14 +70,14 @@ class CongestionTests(SynchronousTestCase):
             cc.on_ack(cc.cwnd)
         self.assertEqual(cc.cwnd, 1024 * 1024)
 
-    def test_fast_recovery_halves_once(self):
+    def test_fast_recovery_keeps_seven_tenths_once(self):
         cc = CongestionControl(CONFIG)
         cc.enter_fast_recovery(100 * 1024, 5000)
-        self.assertEqual((cc.ssthresh, cc.cwnd, cc.in_recovery), (50 * 1024, 50 * 1024, True))
+        self.assertEqual((cc.ssthresh, cc.cwnd, cc.in_recovery), (70 * 1024, 70 * 1024, True))
         cc.on_extra_dupack()
-        self.assertEqual(cc.cwnd, 51 * 1024)
+        self.assertEqual(cc.cwnd, 71 * 1024)
         cc.exit_recovery()
-        self.assertEqual((cc.cwnd, cc.in_recovery), (50 * 1024, False))
+        self.assertEqual((cc.cwnd, cc.in_recovery), (70 * 1024, False))
         cc.enter_fast_recovery(1000, 9000)
         self.assertEqual(cc.ssthresh, 2048)
 
@@ -126,7 +126,7 @@ class SendQueueTests(SynchronousTestCase):
         self.assertEqual(q.apply_sack([(5, 12)]), 4)  # [5,9) inside, [9,13) is not
         self.assertEqual([s.sacked for s in segs], [False, True, False, False])
         self.assertEqual(q.high_sacked, 12)
-        self.assertEqual(q.lost_segments(1, q.high_sacked), [segs[0], segs[2]])
+        self.assertEqual(q.lost_segments(1, q.high_sacked, 0.0, 1.0), [segs[0], segs[2]])
         q.acknowledge(9, 0)
         self.assertEqual(q.sacked_bytes, 0)
 

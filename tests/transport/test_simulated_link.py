@@ -71,6 +71,23 @@ class SimulatedLinkTests(SynchronousTestCase):
             self.assertNotIn(StreamEvent.RESET, link.events[side])
             self.assertIsNone(link.conn(side).error)
 
+    @settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(loss=st.floats(0, 0.1), reorder=st.floats(0, 0.3), jitter=st.floats(0, 0.005),
+           size=st.integers(1, 400_000), seed=st.integers(0, 2**32 - 1))
+    def test_random_loss_never_drops_the_window_below_two_segments(self, loss, reorder, jitter, size, seed):
+        """Loss detection and recovery keep every byte exactly once, and the window off the floor's underside."""
+        link = SimLink(Impairment(loss=loss, reorder=reorder, delay=0.002, jitter=jitter), seed=seed)
+        link.open()
+        self.assertTrue(link.run(lambda: link.a.state is State.ESTABLISHED, 10))
+        data = random.Random(seed).randbytes(size)
+        link.send("a", data)
+        floor = 2 * link.a.config.mss
+        while len(link.received["b"]) < size and link.now < 600:
+            self.assertTrue(link.step())
+            self.assertGreaterEqual(link.a._cc.cwnd, floor)
+        self.assertEqual(bytes(link.received["b"]), data)
+        self.assertIsNone(link.a.error)
+
     def test_sequence_numbers_wrap(self):
         config = StreamConfig(initial_sequence=(1 << 32) - 50_000)
         link = SimLink(Impairment(loss=0.1, reorder=0.1), config=config, seed=3, wire=True)

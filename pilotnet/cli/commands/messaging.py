@@ -1,4 +1,4 @@
-"""``connect``, ``send``, ``recv``, ``listen``: one-shot messages on streams, and datagrams.
+"""``connect``, ``send``, ``recv``, ``listen``, ``broadcast``: one-shot messages on streams, and datagrams.
 
 ``connect`` and ``send`` are one exchange (dial, write, one reply, close), done
 over the blocking control client so they answer without importing Twisted;
@@ -7,13 +7,19 @@ over the blocking control client so they answer without importing Twisted;
 
 import time
 
-from pilotnet.cli.args import invalid
+from pilotnet.cli.args import invalid, parse_number
 from pilotnet.cli.output import Output, go_duration, stream_or_collect
 from pilotnet.control import schema
 from pilotnet.driver.targets import parse_port
-from pilotnet.errors import CONNECTION_FAILED, TIMEOUT, UNAVAILABLE, PilotError
+from pilotnet.wire.address import broadcast as broadcast_address
+from pilotnet.errors import CONNECTION_FAILED, TIMEOUT, PilotError
 
 DEFAULT_CONNECT_PORT = 1000
+#: The reference names no port for broadcasts.  1000 is its documented plain-text port
+#: (``connect``'s default) and no built-in service holds it, so ``pilotctl listen 1000``
+#: on the members can receive (1001, data exchange, is the daemon's own and takes no datagrams).
+DEFAULT_BROADCAST_PORT = 1000
+MAX_NETWORK = 0xFFFF
 MAX_RESPONSE = 64 * 1024
 
 
@@ -187,6 +193,25 @@ async def listen(context, args):
 
 
 def broadcast(context, args):
-    """The reference's ``broadcast``: refused the same way, since networks carry no broadcast service yet."""
-    raise PilotError("broadcast is not available yet: networks have no broadcast service", code=UNAVAILABLE,
-                     hint="send to each member: pilotctl send-message <node> --data TEXT")
+    """One datagram to every other member of a network, through the daemon (docs/networks.md#broadcast)."""
+    network_id = parse_number(args.positional[0], "network ID", MAX_NETWORK)
+    message = args.positional[1]
+    port = parse_port(args.text("port")) if args.has("port") else DEFAULT_BROADCAST_PORT
+    data = message.encode("utf-8")
+    if not data:
+        raise invalid("the message is empty", hint='usage: pilotctl broadcast <network_id> "<message>"')
+    address = str(broadcast_address(network_id))
+    answer = context.ask(schema.SEND_DATAGRAM, address=address, port=port, data=data)
+    sent, unreachable = answer.get("sent") or 0, answer.get("unreachable") or 0
+    result = {"network_id": network_id, "address": address, "port": port, "bytes": len(data),
+              "sent": sent, "unreachable": unreachable}
+    text = f"broadcast {len(data)} bytes to network {network_id} port {port}: sent to {_members(sent)}"
+    if unreachable:
+        text += f", {_members(unreachable)} unreachable"
+    if not sent and not unreachable:
+        context.note(f"no other member of network {network_id} is online; see pilotctl network members {network_id}")
+    return Output(result, text)
+
+
+def _members(count):
+    return f"{count} member" if count == 1 else f"{count} members"
