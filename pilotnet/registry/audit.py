@@ -95,6 +95,11 @@ class AuditLog:
     def __init__(self, capacity: int = CAPACITY, *, allow_private_targets: bool = False):
         self.entries: deque[AuditEntry] = deque(maxlen=capacity)
         self.next_id = 1
+        #: An event ID from the shared database's sequence, or None: then ``next_id`` counts
+        #: (several registries on one database must not hand out the same IDs).
+        self.shared_event_id: Callable[[], int | None] = lambda: None
+        # The IDs of the entries in the ring: what the change feed brings back is added once.
+        self._held: set[int] = set()
         self.allow_private_targets = allow_private_targets
         #: ``webhook``: {url, secret}; ``export``: {format, endpoint, ...}.
         self.settings: dict[str, dict] = {}
@@ -111,12 +116,14 @@ class AuditLog:
     # -- recording ---------------------------------------------------------------
 
     def record(self, action: str, now: float, *, network_id=None, node_id=None, **details) -> AuditEntry:
-        entry = AuditEntry(self.next_id, now, action, network_id, node_id,
+        event_id = self.shared_event_id()
+        if event_id is None:
+            event_id, self.next_id = self.next_id, self.next_id + 1
+        entry = AuditEntry(event_id, now, action, network_id, node_id,
                            {key: _short(value) for key, value in details.items() if value is not None})
-        self.next_id += 1
-        if len(self.entries) == self.entries.maxlen:
-            self._changes.append((ENTRY_KIND, _key(self.entries[0].event_id), None))
-        self.entries.append(entry)
+        evicted = self._append(entry)
+        if evicted is not None:
+            self._changes.append((ENTRY_KIND, _key(evicted.event_id), None))
         self._changes.append((ENTRY_KIND, _key(entry.event_id), entry.stored()))
         for observer in self.observers:
             observer(entry)
@@ -156,7 +163,7 @@ class AuditLog:
     def restore(self, kind: str, key: str, value):
         if kind == ENTRY_KIND:
             entry = AuditEntry(**value)
-            self.entries.append(entry)
+            self._append(entry)
             self.next_id = max(self.next_id, entry.event_id + 1)
         elif key in ("webhook", "export"):
             self.settings[key] = value
@@ -173,8 +180,9 @@ class AuditLog:
                 for entry in self.entries:
                     if _key(entry.event_id) == key:
                         self.entries.remove(entry)
+                        self._held.discard(entry.event_id)
                         break
-            elif not self.entries or self.entries[-1].event_id < value["event_id"]:
+            elif value["event_id"] not in self._held:
                 self.restore(kind, key, value)
         elif key in ("webhook", "export"):
             if value is None:
@@ -183,14 +191,25 @@ class AuditLog:
                 self.settings[key] = value
             self._announce(key, value)
 
+    def _append(self, entry: AuditEntry) -> AuditEntry | None:
+        """Append ``entry`` to the ring; the entry it pushed out, if it was full."""
+        evicted = self.entries[0] if len(self.entries) == self.entries.maxlen else None
+        if evicted is not None:
+            self._held.discard(evicted.event_id)
+        self.entries.append(entry)
+        self._held.add(entry.event_id)
+        return evicted
+
     def clear(self):
         self.entries.clear()
+        self._held.clear()
         self.settings.clear()
         self._changes = []
 
     def restored(self):
         """After a load: entries in order, and the settings announced to the shell."""
-        ordered = sorted(self.entries, key=lambda entry: entry.event_id)
+        # In the order they were recorded (IDs of registries sharing a database are not).
+        ordered = sorted(self.entries, key=lambda entry: (entry.timestamp, entry.event_id))
         self.entries.clear()
         self.entries.extend(ordered)
         for name, value in self.settings.items():

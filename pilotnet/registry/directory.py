@@ -36,12 +36,13 @@ class Node:
     untracked by the garbage collector, so with 100k nodes a full collection
     visits one object per node instead of three (about half the pause).
 
-    The last two fields are not stored: when the node last proved possession
+    The last three fields are not stored: when the node last proved possession
     of its key (a verified signature, or the first registration of a key
-    nobody held) and the source IP of its last accepted registration, kept
-    in memory only (after a restart the next heartbeat proves the node
-    again).  Two slots here cost 16 bytes a node; two dicts keyed by node ID
-    cost about 90.
+    nobody held), the source IP of its last accepted registration, and the
+    digest of its last verified legacy heartbeat
+    (:func:`~pilotnet.registry.challenges.heartbeat_proof`), kept in memory
+    only (after a restart the next heartbeat proves the node again).  Slots
+    here cost 8 bytes a node each; dicts keyed by node ID cost about 90.
     """
 
     id: int
@@ -63,6 +64,7 @@ class Node:
     key_expires: float = 0.0
     proven_at: float | None = field(default=None, compare=False)
     registered_from: str | None = field(default=None, compare=False)
+    heartbeat_proof: bytes | None = field(default=None, compare=False)
 
 
 @dataclass(slots=True)
@@ -109,7 +111,7 @@ class HandshakeResponse:
 
 
 _NODE_FIELDS = tuple(name for name in Node.__dataclass_fields__
-                     if name not in ("proven_at", "registered_from"))
+                     if name not in ("proven_at", "registered_from", "heartbeat_proof"))
 _STORED_NAMES = frozenset(_NODE_FIELDS)
 #: The directory's own entity kinds.
 _KINDS = frozenset({"node", "key", "owner", "consent", "inbox", "network", "member", "invite", "counter"})
@@ -357,6 +359,7 @@ class Directory:
                 # What this registry saw the node prove is not in the stored value.
                 new = self.nodes[old.id]
                 new.proven_at, new.registered_from = old.proven_at, old.registered_from
+                new.heartbeat_proof = old.heartbeat_proof
                 return
         elif value is None:
             if kind == "key":
@@ -388,6 +391,10 @@ class Directory:
             self.restore(kind, key, value)
 
     # -- nodes ---------------------------------------------------------------
+
+    def allocate_event_id(self):
+        """An audit event ID unique among the registries on a shared database; None for a registry alone."""
+        return self.ids.event_id() if self.ids is not None else None
 
     def allocate_node_id(self):
         if self.ids is not None:

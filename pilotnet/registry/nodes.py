@@ -8,6 +8,7 @@ may not take a live node from another address -- see docs/security.md,
 
 import base64
 import binascii
+from typing import Callable
 
 from twisted.logger import Logger
 
@@ -61,30 +62,18 @@ def observed_endpoint(listen_addr, peer):
     return join_host_port(host, port if port is not None else source_port)
 
 
-class NodeProofs:
-    """Each node's last verified heartbeat signature, in memory only.
-
-    When a node last proved its key and where it registered from are kept
-    in its :class:`Node` record (``proven_at``, ``registered_from``).
-    """
-
-    def __init__(self) -> None:
-        self.heartbeats_verified: dict = {}
-
-    def forget(self, node_id: int) -> None:
-        self.heartbeats_verified.pop(node_id, None)
-
-
 class NodeHandlers:
     """register, heartbeat, deregister, rotate_key, lookup, resolve, list_nodes and the node settings."""
 
     log = Logger()
 
-    def __init__(self, registry: RegistryCore, *, proofs: NodeProofs, register_limiter=None,
-                 stale_after: float = 300.0, allow_owner_recovery: bool = False) -> None:
+    def __init__(self, registry: RegistryCore, *, register_limiter=None,
+                 stale_after: float = 300.0, allow_owner_recovery: bool = False,
+                 external_id_of: Callable[[int], str] = lambda node_id: "") -> None:
         self.registry = registry
+        # The node's external ID (pilotnet.registry.identity), shown where the reference shows it.
+        self.external_id_of = external_id_of
         self.directory = registry.directory
-        self.proofs = proofs
         self.register_limiter = (register_limiter if register_limiter is not None
                                  else RateLimiter(burst=10, window=60.0))
         self.stale_after = stale_after
@@ -255,7 +244,6 @@ class NodeHandlers:
         self.registry.authenticate(request, "deregister", {"node_id": node_id}, node_id, now)
         self.directory.leave_all_networks(node_id)
         self.directory.remove_node(node_id)
-        self.proofs.forget(node_id)
         return {"type": "deregister_ok"}
 
     def _rotate_key(self, request, peer, now):
@@ -299,7 +287,14 @@ class NodeHandlers:
             reply["real_addr"] = node.real_addr
         if node.version:
             reply["version"] = node.version
+        self._add_external_id(reply, node.id)
         return reply
+
+    def _add_external_id(self, shown: dict, node_id: int) -> None:
+        """The node's external ID, if it has one, in a reply that shows a live node."""
+        external_id = self.external_id_of(node_id)
+        if external_id:
+            shown["external_id"] = external_id
 
     def _resolve(self, request, peer, now):
         node_id = fields.uint(request, "node_id")
@@ -363,6 +358,7 @@ class NodeHandlers:
                     entry["task_exec"] = True
                 if node.public and node.real_addr:
                     entry["real_addr"] = node.real_addr
+                self._add_external_id(entry, node_id)
             if network_id != BACKBONE:
                 entry["role"] = directory.role_of(network, node_id)
                 member_tags = directory.tags_of(network_id, node_id)

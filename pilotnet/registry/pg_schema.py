@@ -22,10 +22,15 @@ import json
 
 # Node IDs are taken from the sequence in blocks of this many (one round trip per block).
 NODE_ID_BLOCK = 256
+# Each registry takes one block of audit event IDs (2^32 of them) when it loads, so the entries of
+# registries on one database never share an ID.  The first block starts above any ID a registry
+# counted alone (SQLite, or a database from before the sequence), so imported entries keep theirs.
+EVENT_ID_BLOCK = 1 << 32
 
 SCHEMA = (
     f"CREATE SEQUENCE IF NOT EXISTS pilot_node_ids START 1 INCREMENT {NODE_ID_BLOCK}",
     "CREATE SEQUENCE IF NOT EXISTS pilot_network_ids START 1 INCREMENT 1",
+    f"CREATE SEQUENCE IF NOT EXISTS pilot_audit_event_ids START {EVENT_ID_BLOCK} INCREMENT {EVENT_ID_BLOCK}",
     """CREATE TABLE IF NOT EXISTS pilot_nodes (
         id BIGINT PRIMARY KEY,
         public_key TEXT NOT NULL,

@@ -49,7 +49,7 @@ import secrets
 import uuid
 from collections import Counter, deque
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, Iterator
 
 import psycopg
 from psycopg_pool import ConnectionPool
@@ -103,13 +103,19 @@ class IdBlocks:
         self._fetch = fetch  # (sequence, count) -> Deferred of a list of next values
         self._nodes: deque = deque()
         self._networks: deque = deque()
+        self._events: Iterator[int] = iter(())
         self._reserve_blocks = INITIAL_RESERVE_BLOCKS
         self._refilling: set = set()
 
-    def prime(self, node_starts, network_ids) -> None:
+    def prime(self, node_starts, network_ids, event_start: int) -> None:
         for start in node_starts:
             self._nodes.extend(range(start, start + schema.NODE_ID_BLOCK))
         self._networks.extend(network_ids)
+        self._events = iter(range(event_start, event_start + schema.EVENT_ID_BLOCK))
+
+    def event_id(self) -> int:
+        """An audit event ID of this registry's block (never runs dry: one block is 2^32 events)."""
+        return next(self._events)
 
     def node_id(self) -> int:
         if not self._nodes:
@@ -227,6 +233,7 @@ class PostgresStore:
                 self.learn_versions(entities)
                 node_starts = next_values(conn, "pilot_node_ids", INITIAL_RESERVE_BLOCKS)
                 network_ids = next_values(conn, "pilot_network_ids", 2)
+                [event_start] = next_values(conn, "pilot_audit_event_ids", 1)
         except psycopg.OperationalError as error:
             raise PilotError(f"cannot use the PostgreSQL store: {error}".strip(),
                              code=CONNECTION_FAILED,
@@ -234,7 +241,7 @@ class PostgresStore:
                                   "(and PGPASSWORD or ~/.pgpass) are right") from None
         for kind, key, value in restore_known(directory, entities, others):
             self.remember(kind, key, value)
-        self.ids.prime(node_starts, network_ids)
+        self.ids.prime(node_starts, network_ids, event_start)
         directory.ids = self.ids
         return len(entities)
 

@@ -6,7 +6,7 @@ accepting ``respond_handshake`` on the other), not one side's word; ``punch``
 applies the same visibility gate as ``resolve``.
 """
 
-from pilotnet.errors import ALREADY_EXISTS, NOT_FOUND
+from pilotnet.errors import ALREADY_EXISTS, NOT_FOUND, REFUSED
 from pilotnet.registry import requests as fields
 from pilotnet.registry.directory import HandshakeRequest, HandshakeResponse
 from pilotnet.registry.dispatch import RegistryCore, Route
@@ -18,7 +18,10 @@ MAX_JUSTIFICATION = 1024
 
 def _inbox_room(node_id, pending):
     if len(pending) >= MAX_INBOX:
-        raise RequestError(f"handshake inbox full for node {node_id}")
+        # The reference's message; the code says the other side's inbox refused it, not our argument.
+        raise RequestError(f"handshake inbox full for node {node_id}", code=REFUSED,
+                           hint=f"node {node_id} has {MAX_INBOX} handshakes waiting until its daemon "
+                                "polls them; retry later")
 
 
 class TrustHandlers:

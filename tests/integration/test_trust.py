@@ -16,7 +16,9 @@ from pilotnet.crypto.identity import Identity
 from pilotnet.daemon.handshake import PORT
 from pilotnet.daemon.registry_link import KEY_REFETCH_AFTER
 from pilotnet.errors import PilotError
+from pilotnet.registry.challenges import sign_fresh_request
 from pilotnet.registry.client import connect_registry
+from pilotnet.registry.trust import MAX_INBOX
 from pilotnet.wire import handshake
 from tests.integration.processes import DaemonProcess, PilotctlMixin, RendezvousProcess, pause, wait_until
 
@@ -225,6 +227,31 @@ class TrustTests(PilotctlMixin, TestCase):
         refused = await self.on(mallory, "ping", alpha.address, "--count", "2", "--timeout", "3s", "--json")
         self.assertNotEqual(refused.code, 0, refused)
         self.assertGreaterEqual((await self.trust_info(alpha))["key_mismatches"], 1)
+
+    @run
+    async def test_a_full_handshake_inbox_is_refused_with_its_code(self):
+        """The registry refuses to relay into a full inbox: pilotctl exits 1 with ``refused``, not a bad argument."""
+        from twisted.internet import reactor
+        base = self.mktemp()
+        self.rendezvous = await RendezvousProcess(self, os.path.join(base, "rendezvous"),
+                                                  "--registrations-per-minute", "1000").start()
+        alpha = await DaemonProcess(self, os.path.join(base, "alpha"), self.rendezvous, hostname="alpha").start()
+        target = await self.register(Identity.generate())  # private, and nobody polls its inbox
+        registry = await connect_registry(reactor, self.rendezvous.registry_endpoint)
+        try:
+            for _ in range(MAX_INBOX):
+                sender = Identity.generate()
+                sender_id = (await registry.request({"type": "register", "public_key": sender.public_key_b64,
+                                                     "listen_addr": "127.0.0.1:9"}))["node_id"]
+                await registry.request(sign_fresh_request(sender, {
+                    "type": "request_handshake", "from_node_id": sender_id, "to_node_id": target},
+                    reactor.seconds()))
+        finally:
+            registry.close()
+        refused = await self.on(alpha, "handshake", str(target), "hi", "--json")
+        self.assertEqual(refused.code, 1, refused)
+        self.assertEqual(refused.error()["code"], "refused")
+        self.assertIn(f"handshake inbox full for node {target}", refused.error()["message"])
 
     async def _refused(self, daemon):
         trust = await self.trust_info(daemon)

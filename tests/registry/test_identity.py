@@ -95,6 +95,27 @@ class ExternalIdTests(SynchronousTestCase):
                                   "admin_token": "admin-secret"})
         self.assertIn("too long", reply["error"])
 
+    def test_lookup_and_list_nodes_show_the_external_id_as_the_reference_does(self):
+        self.assertNotIn("external_id", self.driven.ok({"type": "lookup", "node_id": self.a}))
+        self.driven.admin({"type": "set_external_id", "node_id": self.a, "external_id": "alice@example.com"})
+        self.assertEqual(self.driven.ok({"type": "lookup", "node_id": self.a})["external_id"], "alice@example.com")
+        listed = self.driven.admin({"type": "list_nodes", "network_id": 0})["nodes"]
+        self.assertEqual([entry.get("external_id") for entry in listed], ["alice@example.com"])
+        network_id = self.driven.admin({"type": "create_network", "node_id": self.a, "name": "team",
+                                        "join_rule": "open"})["network_id"]
+        listed = self.driven.ok({"type": "list_nodes", "network_id": network_id})["nodes"]
+        self.assertEqual(listed[0]["external_id"], "alice@example.com")
+
+    def test_a_reaped_member_is_listed_without_its_external_id(self):
+        self.driven.admin({"type": "set_external_id", "node_id": self.a, "external_id": "alice@example.com"})
+        network_id = self.driven.admin({"type": "create_network", "node_id": self.a, "name": "team",
+                                        "join_rule": "open"})["network_id"]
+        self.driven.now += 3600
+        self.assertEqual(self.driven.registry.reap(self.driven.now), [self.a])
+        listed = self.driven.ok({"type": "list_nodes", "network_id": network_id})["nodes"]
+        self.assertEqual((listed[0]["offline"], "external_id" in listed[0]), (True, False))
+        self.assertEqual(self.driven.send({"type": "lookup", "node_id": self.a})["code"], "not_found")
+
     def test_identities_are_stored_entities(self):
         self.driven.registry.directory.take_changes()
         self.driven.admin({"type": "set_external_id", "node_id": self.a, "external_id": "alice"})

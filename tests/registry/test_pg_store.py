@@ -103,6 +103,26 @@ class SharedDatabaseTests(TestCase):
                for number, registry in zip(range(1, 9), [a, b] * 4)]
         self.assertEqual(len(set(ids)), len(ids))
 
+    async def test_audit_event_ids_are_unique_across_registries(self):
+        a, b = await self.registries(2)
+        await a.register(identity(1))
+        await b.register(identity(2))
+        await a.register(identity(3))
+
+        def every_entry_everywhere():
+            return all(len(registry.registry.audit.entries) == 3 for registry in (a, b))
+
+        await wait_until(every_entry_everywhere, "every audit entry on both registries", timeout=VISIBLE_WITHIN)
+        for registry in (a, b):
+            entries = registry.registry.audit.entries
+            self.assertEqual(len({entry.event_id for entry in entries}), 3)
+            self.assertEqual(sorted(entry.node_id for entry in entries),
+                             sorted(entry.node_id for entry in a.registry.audit.entries))
+        stored = await a.store.run_reader(
+            lambda conn: conn.execute("SELECT count(*) FROM pilot_entities WHERE kind = 'audit'"
+                                      ).fetchone()[0])
+        self.assertEqual(stored, 3)
+
     async def test_hostname_race_one_wins_the_other_gets_the_reference_error(self):
         a, b = await self.registries(2)
         first = await a.register(identity(1))
@@ -415,7 +435,7 @@ class IdBlockTests(TestCase):
     def test_blocks_are_used_in_order_and_more_fetched_before_they_run_out(self):
         ids = IdBlocks(self.fetcher(lambda count: succeed([5000 + i * 1000
                                                              for i in range(count)])))
-        ids.prime([1, 1001, 2001, 3001], [5])
+        ids.prime([1, 1001, 2001, 3001], [5], 1)
         block = NODE_ID_BLOCK
         first = [ids.node_id() for _ in range(2 * block)]
         self.assertEqual(first, list(range(1, 1 + block)) + list(range(1001, 1001 + block)))
@@ -426,7 +446,7 @@ class IdBlockTests(TestCase):
 
     def test_a_burst_that_empties_the_reserve_doubles_it(self):
         ids = IdBlocks(self.fetcher(lambda count: Deferred()))
-        ids.prime([1], [5])
+        ids.prime([1], [5], 1)
         for _ in range(NODE_ID_BLOCK):
             ids.node_id()
         with self.assertRaises(RequestError) as refused:
@@ -436,7 +456,7 @@ class IdBlockTests(TestCase):
 
     def test_network_ids_stay_within_16_bits(self):
         ids = IdBlocks(self.fetcher(lambda count: Deferred()))
-        ids.prime([1], [0x10000])
+        ids.prime([1], [0x10000], 1)
         with self.assertRaises(RequestError):
             ids.network_id()
 

@@ -15,7 +15,8 @@ from twisted.internet.testing import StringTransport
 from twisted.trial.unittest import SynchronousTestCase
 
 from pilotnet.ratelimit import RateLimiter
-from pilotnet.registry import server as server_module
+from pilotnet.registry import handlers, server as server_module
+from pilotnet.registry.challenges import signature_valid
 from pilotnet.registry.collection import GrowthFreezer, collector_paused
 from pilotnet.registry.directory import Directory, Node
 from pilotnet.registry.framing import FrameDecoder
@@ -155,6 +156,38 @@ class ProofTests(SynchronousTestCase):
         error = driven.error({"type": "register", "public_key": alice.public_key_b64},
                              peer=("203.0.113.5", 4000))
         self.assertIn("register refused", error)
+
+
+class HeartbeatProofTests(SynchronousTestCase):
+    """A Go daemon's repeated heartbeat signature is verified once and remembered as 16 bytes on its record."""
+
+    def setUp(self):
+        self.driven = DrivenRegistry()
+        self.alice = identity(1)
+        self.node_id = self.driven.register(self.alice)
+        self.node = self.driven.registry.directory.nodes[self.node_id]
+        self.verified = []
+
+        def counting(*args):
+            self.verified.append(args)
+            return signature_valid(*args)
+
+        self.patch(handlers, "signature_valid", counting)
+
+    def beat(self, who):
+        return self.driven.signed_legacy(who, {"type": "heartbeat", "node_id": self.node_id})["type"]
+
+    def test_a_repeat_is_not_verified_again_and_a_forgery_is(self):
+        self.assertEqual([self.beat(self.alice), self.beat(self.alice)], ["heartbeat_ok", "heartbeat_ok"])
+        self.assertEqual(len(self.verified), 1)
+        self.assertEqual(len(self.node.heartbeat_proof), 16)
+        self.assertEqual(self.beat(identity(2)), "error")
+        self.assertEqual(len(self.verified), 2)
+
+    def test_a_new_key_is_verified_again(self):
+        self.beat(self.alice)
+        self.driven.registry.directory.rekey(self.node, identity(2).public_key_b64)
+        self.assertEqual(self.beat(self.alice), "error")
 
 
 class LoadTests(SynchronousTestCase):

@@ -149,7 +149,9 @@ class HandshakeTests(_TwoNodes):
             sender_id = self.r.register(sender)
             self.r.ok({"type": "request_handshake", "from_node_id": sender_id,
                        "to_node_id": self.b}, signer=sender)
-        self.assertEqual(self.request()["error"], f"handshake inbox full for node {self.b}")
+        refused = self.request()
+        self.assertEqual((refused["error"], refused["code"]),
+                         (f"handshake inbox full for node {self.b}", "refused"))
 
 
 class HandshakeByNameTests(_TwoNodes):
