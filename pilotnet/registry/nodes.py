@@ -275,24 +275,25 @@ class NodeHandlers:
         reply = {
             "type": "lookup_ok", "node_id": node.id, "address": address_text(BACKBONE, node.id),
             "networks": self.directory.networks_of(node.id), "public_key": node.public_key,
-            "public": node.public, "polo_score": node.polo_score,
         }
-        if node.hostname:
-            reply["hostname"] = node.hostname
-        if node.tags:
-            reply["tags"] = list(node.tags)
-        if node.task_exec:
-            reply["task_exec"] = True
-        if node.public and node.real_addr:
-            reply["real_addr"] = node.real_addr
+        self._describe(node, reply)
         if node.version:
             reply["version"] = node.version
-        self._add_external_id(reply, node.id)
         return reply
 
-    def _add_external_id(self, shown: dict, node_id: int) -> None:
-        """The node's external ID, if it has one, in a reply that shows a live node."""
-        external_id = self.external_id_of(node_id)
+    def _describe(self, node, shown: dict) -> None:
+        """What ``lookup`` and ``list_nodes`` both show of a live node, each field only when set."""
+        shown["public"] = node.public
+        shown["polo_score"] = node.polo_score
+        if node.hostname:
+            shown["hostname"] = node.hostname
+        if node.tags:
+            shown["tags"] = list(node.tags)
+        if node.task_exec:
+            shown["task_exec"] = True
+        if node.public and node.real_addr:
+            shown["real_addr"] = node.real_addr
+        external_id = self.external_id_of(node.id)
         if external_id:
             shown["external_id"] = external_id
 
@@ -349,16 +350,7 @@ class NodeHandlers:
             if node is None:
                 entry["offline"] = True
             else:
-                entry.update(public=node.public, polo_score=node.polo_score)
-                if node.hostname:
-                    entry["hostname"] = node.hostname
-                if node.tags:
-                    entry["tags"] = list(node.tags)
-                if node.task_exec:
-                    entry["task_exec"] = True
-                if node.public and node.real_addr:
-                    entry["real_addr"] = node.real_addr
-                self._add_external_id(entry, node_id)
+                self._describe(node, entry)
             if network_id != BACKBONE:
                 entry["role"] = directory.role_of(network, node_id)
                 member_tags = directory.tags_of(network_id, node_id)

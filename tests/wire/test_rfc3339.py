@@ -1,8 +1,9 @@
 """RFC 3339 times: the one formatter (Go's time.RFC3339 in UTC) and the one parser (every Go layout)."""
 
+import math
 from datetime import datetime, timezone
 
-from hypothesis import given, strategies as st
+from hypothesis import assume, given, strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
 from pilotnet.errors import DecodeError
@@ -46,7 +47,10 @@ class PropertyTests(SynchronousTestCase):
 
     @given(seconds, st.integers(0, 999999))
     def test_format_drops_the_fraction(self, value, micros):
-        self.assertEqual(format_rfc3339(value + micros / 1e6), format_rfc3339(value))
+        moment = value + micros / 1e6
+        # Far in the future a float has no room for microseconds: the sum rounds up to the next second.
+        assume(math.floor(moment) == value)
+        self.assertEqual(format_rfc3339(moment), format_rfc3339(value))
 
     @given(st.datetimes(timezones=st.just(timezone.utc)))
     def test_reads_what_isoformat_writes(self, moment):
