@@ -7,7 +7,6 @@ import tempfile
 
 from twisted.internet import reactor
 from twisted.internet.defer import ensureDeferred
-from twisted.internet.task import deferLater
 from twisted.trial.unittest import TestCase
 
 from pilotnet.cli import catalogue
@@ -15,6 +14,7 @@ from pilotnet.cli.commands import node
 from pilotnet.driver import client
 from pilotnet.driver.targets import private_name_hint
 from tests.cli.support import ImmediateClock, PilotctlMixin, run_async
+from tests.driver.support import bounded
 from tests.driver.fakedaemon import AGENT_B, NODE
 
 NEEDS_DAEMON = [
@@ -348,11 +348,7 @@ class CommandTests(PilotctlMixin, TestCase):
 
     async def bound(self, port):
         """Wait (bounded) until the command under test has bound ``port`` at the fake daemon."""
-        for _ in range(500):
-            if port in self.fake.node.ports:
-                return
-            await deferLater(reactor, 0.01, lambda: None)
-        self.fail(f"port {port} was never bound")
+        await bounded(self.fake.node.bound(port))
 
 
 class ConnectionRowTests(TestCase):
