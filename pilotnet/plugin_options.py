@@ -21,21 +21,36 @@ def json_log_observer():
     return jsonFileLogObserver(sys.stdout, recordSeparator="")
 
 
-class ServerOptions(usage.Options):
-    """Base of the plugins' options: logging format and the ports file."""
+class LogFormatOptions(usage.Options):
+    """Base of every plugin's options: ``--log-format``.
+
+    Its default is None (meaning text) rather than "text" so that a plugin with a config file
+    (the daemon) can tell a flag that was given from one that was not.
+    """
 
     optParameters = [
-        ["log-format", None, "text", "Log output format: text or json (JSON lines)."],
-        ["ports-file", None, None,
-         "Write the bound addresses to this JSON file once listening (useful with port 0)."],
+        ["log-format", None, None, "Log output format: text or json (JSON lines) [text]."],
     ]
 
     def postOptions(self):
-        if self["log-format"] not in ("text", "json"):
+        self.use_log_format(self["log-format"] or "text")
+
+    def use_log_format(self, log_format: str) -> None:
+        """Check ``log_format`` and, for json, have twistd log through :func:`json_log_observer`."""
+        if log_format not in ("text", "json"):
             raise usage.UsageError("--log-format must be text or json")
-        if self["log-format"] == "json" and self.parent is not None:
+        if log_format == "json" and self.parent is not None:
             # twistd builds its logger from its own options after parsing ours.
             self.parent["logger"] = f"{__name__}.json_log_observer"
+
+
+class ServerOptions(LogFormatOptions):
+    """Base of the servers' options: ``--log-format`` and the ports file."""
+
+    optParameters = [
+        ["ports-file", None, None,
+         "Write the bound addresses to this JSON file once listening (useful with port 0)."],
+    ]
 
     @staticmethod
     def positive_number(text, name):

@@ -6,6 +6,7 @@ from twisted.python import usage
 
 from pilotnet.daemon.config import DaemonConfig
 from pilotnet.errors import PilotError
+from pilotnet.plugin_options import LogFormatOptions
 from pilotnet.webhooks.targets import check_url
 
 # sun_path holds 108 bytes including the terminating NUL.
@@ -28,7 +29,7 @@ SWITCHES = {
 }
 
 
-class Options(usage.Options):
+class Options(LogFormatOptions):
     synopsis = "[options]"
     longdesc = (
         "Run a Pilot node: register with the registry, keep encrypted tunnels to peers, carry "
@@ -80,7 +81,6 @@ class Options(usage.Options):
         ["inbox-max-bytes", None, None, "bytes of messages kept in <home>/inbox [67108864]"],
         ["inbox-max-messages", None, None, "messages kept in <home>/inbox [1000]"],
         ["task-queue-max", None, None, "tasks waiting in the queue before new ones are refused [100]"],
-        ["log-format", None, None, "text or json [text]"],
         ["webhook", None, None, "http(s) URL to POST this node's events to (docs/webhooks.md)"],
         ["networks", None, None, "network IDs to join at start-up, comma-separated (docs/networks.md)"],
         ["network-sync", None, None, "seconds between refreshes of our networks' members and allowed ports [30]"],
@@ -95,8 +95,8 @@ class Options(usage.Options):
         for switch, (setting, value) in SWITCHES.items():
             if self[switch]:
                 flags[setting] = value
-        if flags.get("log_format") not in (None, "text", "json"):
-            raise usage.UsageError("--log-format must be text or json")
+        if flags.get("log_format") is not None:
+            self.use_log_format(flags["log_format"])
         try:
             self.config = DaemonConfig.build(flags, self["config"])
         except PilotError as error:
@@ -131,9 +131,8 @@ class Options(usage.Options):
             check_socket_path(self.config.socket_path)
         except PilotError as error:
             raise usage.UsageError(str(error)) from None
-        if self.config.log_format == "json" and self.parent is not None:
-            # twistd builds its log observer from its own options after parsing ours.
-            self.parent["logger"] = "pilotnet.plugin_options.json_log_observer"
+        if self.config.log_format == "json":  # from the flag (checked above) or the config file
+            self.use_log_format("json")
 
 
 def makeService(options):

@@ -6,23 +6,12 @@ import os
 from inspect import iscoroutinefunction
 
 from twisted.internet import reactor
-from twisted.internet.defer import ensureDeferred
 from twisted.internet.threads import deferToThreadPool
 
 from pilotnet.cli import catalogue
 from pilotnet.cli.args import split_globals
 from pilotnet.cli.runner import run, start
 from tests.driver.support import FakeDaemonMixin, bounded
-
-
-def run_async(test):
-    """An ``async def`` test method as a trial test whose whole run is bounded."""
-
-    def wrapper(self):
-        return bounded(ensureDeferred(test(self)), 30)
-
-    wrapper.__name__ = test.__name__
-    return wrapper
 
 
 class ImmediateClock:
@@ -73,6 +62,7 @@ class PilotctlMixin(FakeDaemonMixin):
     """``self.pilotctl(*argv)`` runs a command line; ``self.home`` has the fake daemon's socket."""
 
     clock = None
+    timeout = 30  # trial fails a test still running after this many seconds
 
     def environment(self):
         return {"PILOT_HOME": self.home}

@@ -7,14 +7,14 @@ import tempfile
 
 from twisted.internet import reactor
 from twisted.internet.defer import ensureDeferred
-from twisted.internet.task import deferLater
 from twisted.trial.unittest import TestCase
 
 from pilotnet.cli import catalogue
 from pilotnet.cli.commands import node
 from pilotnet.driver import client
 from pilotnet.driver.targets import private_name_hint
-from tests.cli.support import ImmediateClock, PilotctlMixin, run_async
+from tests.cli.support import ImmediateClock, PilotctlMixin
+from tests.driver.support import bounded
 from tests.driver.fakedaemon import AGENT_B, NODE
 
 NEEDS_DAEMON = [
@@ -53,7 +53,6 @@ class NoDaemonTests(PilotctlMixin, TestCase):
         self.home = tempfile.mkdtemp(prefix="pilot-test-")
         self.addCleanup(shutil.rmtree, self.home, True)
 
-    @run_async
     async def test_every_daemon_command_says_not_running(self):
         covered = {catalogue.find(argv)[0].name for argv in NEEDS_DAEMON}
         self.assertEqual(covered, {c.name for c in catalogue.COMMANDS} - LOCAL)
@@ -66,7 +65,6 @@ class NoDaemonTests(PilotctlMixin, TestCase):
         human = await self.pilotctl("info")
         self.assertEqual(human.stderr, "error: daemon is not running\nhint:  start the daemon with: pilotctl daemon start\n")
 
-    @run_async
     async def test_usage_and_unknown_commands(self):
         bare = await self.pilotctl()
         self.assertEqual((bare.code, bare.stdout), (2, ""))
@@ -82,7 +80,6 @@ class NoDaemonTests(PilotctlMixin, TestCase):
         daemon = await self.pilotctl("daemon", "restart", "--json")
         self.assertEqual((daemon.code, daemon.error["code"]), (1, "invalid_argument"))
 
-    @run_async
     async def test_bad_input_is_invalid_argument_before_any_daemon_call(self):
         for argv in (["ping"], ["ping", "a", "--count", "x"], ["ping", "a", "--timeout", "soon"],
                      ["connect", "a", "99999", "--message", "m"], ["send", "a", "port", "--data", "x"],
@@ -94,7 +91,6 @@ class NoDaemonTests(PilotctlMixin, TestCase):
             self.assertEqual(result.code, 1, argv)
             self.assertEqual(result.error["code"], "invalid_argument", (argv, result))
 
-    @run_async
     async def test_set_webhook_without_a_daemon_is_kept_for_the_next_start(self):
         refused = await self.pilotctl("set-webhook", "ftp://example.com/", "--json")
         self.assertEqual((refused.code, refused.error["code"]), (1, "invalid_argument"))
@@ -107,7 +103,6 @@ class NoDaemonTests(PilotctlMixin, TestCase):
         with open(self.home_file("config.json")) as config:
             self.assertNotIn("webhook", json.load(config))
 
-    @run_async
     async def test_init_config_context(self):
         init = await self.pilotctl("init", "--registry", "10.0.0.1:9000", "--hostname=alpha", "--json")
         self.assertEqual(init.code, 0)
@@ -125,7 +120,6 @@ class NoDaemonTests(PilotctlMixin, TestCase):
         self.assertEqual(context.data["version"], "1.2")
         self.assertIn("daemon start", context.data["commands"])
 
-    @run_async
     async def test_a_broken_config_is_a_clear_error(self):
         with open(self.home_file("config.json"), "w") as config:
             config.write("[]")
@@ -140,7 +134,6 @@ class CommandTests(PilotctlMixin, TestCase):
     def setUp(self):
         self.start_fake_daemon()
 
-    @run_async
     async def test_info(self):
         result = await self.pilotctl("info", "--json")
         self.assertEqual(result.code, 0)
@@ -153,7 +146,6 @@ class CommandTests(PilotctlMixin, TestCase):
                       human.stdout)
         self.assertIn("  Traffic:     1.5 KB sent / 2.0 MB recv\n", human.stdout)
 
-    @run_async
     async def test_peers_show_the_path(self):
         result = await self.pilotctl("peers", "--json")
         self.assertEqual(result.data["total"], 2)
@@ -164,14 +156,12 @@ class CommandTests(PilotctlMixin, TestCase):
         self.assertIn("PATH", human.stdout.splitlines()[0])
         self.assertIn("relay", human.stdout)
 
-    @run_async
     async def test_connections_and_disconnect(self):
         empty = await self.pilotctl("connections")
         self.assertEqual(empty.stdout, "no connections\n")
         listening = await self.pilotctl("disconnect", "77", "--json")
         self.assertEqual(listening.data, {"conn_id": 77})
 
-    @run_async
     async def test_hostname_tags_visibility_tasks(self):
         result = await self.pilotctl("set-hostname", "alpha")
         self.assertEqual(result.stdout, "hostname set: alpha\n")
@@ -187,7 +177,6 @@ class CommandTests(PilotctlMixin, TestCase):
         too_many = await self.pilotctl("set-tags", "a", "b", "c", "d")
         self.assertEqual(too_many.stderr, "error: set-tags: maximum 3 tags allowed, got 4\n")
 
-    @run_async
     async def test_find(self):
         found = await self.pilotctl("find", "agent-b")
         self.assertEqual(found.stdout, "Hostname:  agent-b\nNode ID:   9\nAddress:   0:0000.0000.0009\nVisible:   public\n")
@@ -197,7 +186,6 @@ class CommandTests(PilotctlMixin, TestCase):
             "message": 'cannot find "ghost" — hostname not found or no mutual trust', "status": "error"})
         self.assertIn('pilotctl handshake ghost "reason"', missing.error["hint"])
 
-    @run_async
     async def test_unknown_hostname_target(self):
         result = await self.pilotctl("ping", "ghost", "--json")
         self.assertEqual(result.code, 1)
@@ -206,7 +194,6 @@ class CommandTests(PilotctlMixin, TestCase):
                                                   "mutual trust?")
         self.assertEqual(result.error["hint"], private_name_hint("ghost"))
 
-    @run_async
     async def test_health(self):
         result = await self.pilotctl("health", "--json")
         self.assertEqual(result.data, {"status": "ok", "uptime_seconds": 3725.5, "connections": 0, "peers": 2,
@@ -215,7 +202,6 @@ class CommandTests(PilotctlMixin, TestCase):
         self.assertEqual(human.stdout, "Daemon Health\n  Status:      ok\n  Uptime:      01:02:05\n"
                                        "  Connections: 0\n  Peers:       2\n  Traffic:     1.5 KB sent / 2.0 MB recv\n")
 
-    @run_async
     async def test_ping(self):
         result = await self.pilotctl("ping", "agent-b", "--count", "3")
         self.assertEqual(result.code, 0)
@@ -233,7 +219,6 @@ class CommandTests(PilotctlMixin, TestCase):
         self.assertEqual([r["bytes"] for r in as_json.data["results"]], [6, 6])
         self.assertFalse(as_json.data["timeout"])
 
-    @run_async
     async def test_ping_fails_when_every_probe_fails(self):
         result = await self.pilotctl("ping", "99", "--count", "2")
         self.assertEqual(result.code, 1)
@@ -250,7 +235,6 @@ class CommandTests(PilotctlMixin, TestCase):
         self.assertIn("1 probe sent, 0 received, 100% probe loss", one.stdout)
         self.assertIn("error: no reply from 0:0000.0000.0063: the probe failed", one.stderr)
 
-    @run_async
     async def test_traceroute(self):
         result = await self.pilotctl("traceroute", "0:0000.0000.0009", "--json")
         self.assertEqual(len(result.data["rtt_samples"]), 3)
@@ -258,7 +242,6 @@ class CommandTests(PilotctlMixin, TestCase):
         human = await self.pilotctl("traceroute", "9")
         self.assertTrue(human.stdout.startswith("TRACEROUTE 0:0000.0000.0009\n  1  0:0000.0000.0009  setup="))
 
-    @run_async
     async def test_bench_checks_the_data(self):
         result = await self.pilotctl("bench", "agent-b", "0.5", "--json")
         self.assertEqual(result.code, 0, result)
@@ -272,7 +255,6 @@ class CommandTests(PilotctlMixin, TestCase):
         self.assertNotIn("\r", piped.stderr)  # no progress bar into a file or a pipe
         self.assertIn("  Echoed:   256.0 KB in ", human.stdout)
 
-    @run_async
     async def test_connect_and_send(self):
         result = await self.pilotctl("connect", "agent-b", "7", "--message", "hello", "--json")
         self.assertEqual(result.data, {"target": str(AGENT_B), "port": 7, "sent": 5, "response": "hello"})
@@ -287,7 +269,6 @@ class CommandTests(PilotctlMixin, TestCase):
         interactive = await self.pilotctl("connect", "agent-b", "--json")
         self.assertEqual(interactive.error["message"], "--message is required (interactive mode not supported)")
 
-    @run_async
     async def test_connect_times_out_without_a_response(self):
         listener = await self.pilotctl_listener(2000)
         result = await self.pilotctl("connect", "self", "2000", "--message", "hi", "--timeout", "0.05", "--json")
@@ -304,7 +285,6 @@ class CommandTests(PilotctlMixin, TestCase):
         self.addCleanup(daemon.close)
         return daemon
 
-    @run_async
     async def test_recv(self):
         daemon = await self.sdk()
         receiving = ensureDeferred(self.pilotctl("recv", "3000", "--count", "2", "--json"))
@@ -318,14 +298,12 @@ class CommandTests(PilotctlMixin, TestCase):
             {"seq": 0, "port": 3000, "data": "first", "bytes": 5},
             {"seq": 1, "port": 3000, "data": "second", "bytes": 6}], "timeout": False})
 
-    @run_async
     async def test_recv_and_listen_time_out(self):
         recv = await self.pilotctl("recv", "3001", "--timeout", "0.05", "--json")
         self.assertEqual(recv.data, {"messages": [], "timeout": True})
         human = await self.pilotctl("listen", "3001", "--count", "1", "--timeout", "0.05")
         self.assertEqual((human.code, human.stdout), (0, ""))
 
-    @run_async
     async def test_listen_for_datagrams(self):
         daemon = await self.sdk()
         listening = ensureDeferred(self.pilotctl("listen", "4000", "--count", "2", "--json"))
@@ -336,7 +314,6 @@ class CommandTests(PilotctlMixin, TestCase):
         self.assertEqual([m["data"] for m in result.data["messages"]], ["one", "two"])
         self.assertEqual(result.data["messages"][0]["src_addr"], str(NODE))
 
-    @run_async
     async def test_listen_unbounded_prints_ndjson(self):
         daemon = await self.sdk()
         listening = ensureDeferred(self.pilotctl("listen", "4001", "--timeout", "0.5", "--json"))
@@ -346,7 +323,6 @@ class CommandTests(PilotctlMixin, TestCase):
         self.assertEqual(result.code, 0)
         self.assertEqual(json.loads(result.stdout.splitlines()[0])["data"], "one")
 
-    @run_async
     async def test_broadcast_says_how_many_members_it_reached(self):
         result = await self.pilotctl("broadcast", "3", "maintenance at noon", "--json")
         self.assertEqual(result.data, {"network_id": 3, "address": "3:0003.FFFF.FFFF", "port": 1000,
@@ -362,7 +338,6 @@ class CommandTests(PilotctlMixin, TestCase):
         self.assertEqual(alone.stdout, "broadcast 2 bytes to network 3 port 1000: sent to 0 members\n")
         self.assertIn("no other member of network 3 is online", alone.stderr)
 
-    @run_async
     async def test_broadcast_refuses_bad_input_before_the_daemon(self):
         for argv in (["x", "m"], ["70000", "m"], ["3", ""], ["3", "m", "--port", "port"], ["3"]):
             result = await self.pilotctl("broadcast", *argv, "--json")
@@ -371,11 +346,7 @@ class CommandTests(PilotctlMixin, TestCase):
 
     async def bound(self, port):
         """Wait (bounded) until the command under test has bound ``port`` at the fake daemon."""
-        for _ in range(500):
-            if port in self.fake.node.ports:
-                return
-            await deferLater(reactor, 0.01, lambda: None)
-        self.fail(f"port {port} was never bound")
+        await bounded(self.fake.node.bound(port))
 
 
 class ConnectionRowTests(TestCase):

@@ -19,7 +19,7 @@ from pilotnet.gateway.control import ControlServer
 from pilotnet.gateway.paths import control_path
 from pilotnet.gateway.mappings import Mapping, MappingTable, parse_subnet
 from pilotnet.wire.address import Addr
-from tests.cli.support import PilotctlMixin, run_async
+from tests.cli.support import PilotctlMixin
 
 AGENT = Addr(0, 4)
 
@@ -57,7 +57,6 @@ class GatewayCommandTests(PilotctlMixin, TestCase):
             Factory.forProtocol(lambda: ControlServer(self.gateway)))
         self.addCleanup(listening.stopListening)
 
-    @run_async
     async def test_commands_without_a_gateway_say_it_is_not_running(self):
         for argv in (["list"], ["map", "agent-b"], ["unmap", "10.4.0.1"], ["stop"]):
             result = await self.pilotctl("gateway", *argv, "--json")
@@ -68,7 +67,6 @@ class GatewayCommandTests(PilotctlMixin, TestCase):
                                        "hint:  start it with: sudo pilotctl gateway start [--ports 80,...] "
                                        "<address|hostname>\n")
 
-    @run_async
     async def test_start_checks_its_arguments_and_root_before_starting_anything(self):
         for argv, message in (
             (["--subnet", "nonsense"], "invalid subnet 'nonsense'"),
@@ -85,7 +83,6 @@ class GatewayCommandTests(PilotctlMixin, TestCase):
         self.assertTrue(result.error["message"].startswith("pilotctl gateway start needs root: it adds an address"))
         self.assertFalse(os.path.exists(self.home_file("gateway.pid")))
 
-    @run_async
     async def test_start_refuses_when_a_gateway_already_answers(self):
         await self.run_gateway()
         self.patch(os, "geteuid", lambda: 0)
@@ -93,7 +90,6 @@ class GatewayCommandTests(PilotctlMixin, TestCase):
         self.assertEqual((result.error["code"], result.error["message"]),
                          (ALREADY_EXISTS, f"a gateway (pid 4242) already answers on {control_path(self.socket_path)}"))
 
-    @run_async
     async def test_map_unmap_list_on_the_running_gateway(self):
         await self.run_gateway()
         mapped = await self.pilotctl("gateway", "map", "agent-b")
@@ -122,7 +118,6 @@ class GatewayCommandTests(PilotctlMixin, TestCase):
         await self.pilotctl("gateway", "unmap", "10.4.0.1")
         self.assertEqual((await self.pilotctl("gateway", "list")).stdout, "no mappings\n")
 
-    @run_async
     async def test_info_without_a_gateway_has_no_gateway_field(self):
         info = await self.pilotctl("info", "--json")
         self.assertNotIn("gateway", info.data)

@@ -10,7 +10,7 @@ from twisted.trial.unittest import TestCase
 import pilotnet
 from pilotnet.cli import catalogue, completion
 from pilotnet.cli.args import Args
-from tests.cli.support import PilotctlMixin, run_async
+from tests.cli.support import PilotctlMixin
 
 
 def example_argv(command):
@@ -28,7 +28,6 @@ class HelpTests(PilotctlMixin, TestCase):
         self.home = tempfile.mkdtemp(prefix="pilot-test-")
         self.addCleanup(shutil.rmtree, self.home, True)
 
-    @run_async
     async def test_every_command_has_help_with_usage_flags_and_an_example(self):
         for command in catalogue.COMMANDS:
             words = command.name.split()
@@ -50,7 +49,6 @@ class HelpTests(PilotctlMixin, TestCase):
             args = Args([word for word in rest if word != "--json"])
             found.check(args)
 
-    @run_async
     async def test_help_for_pilotctl_itself(self):
         for argv in (["-h"], ["--help"], ["help"]):
             result = await self.pilotctl(*argv)
@@ -64,7 +62,6 @@ class HelpTests(PilotctlMixin, TestCase):
         unknown = await self.pilotctl("help", "frobnicate", "--json")
         self.assertEqual((unknown.code, unknown.error["code"]), (1, "invalid_argument"))
 
-    @run_async
     async def test_help_for_each_group_of_commands(self):
         for group in catalogue.GROUPS:
             members = [command for command in catalogue.COMMANDS if command.name.startswith(group + " ")]
@@ -86,13 +83,11 @@ class HelpTests(PilotctlMixin, TestCase):
             if " " in command.name:
                 self.assertIn(command.name.split()[0], catalogue.GROUPS, command.name)
 
-    @run_async
     async def test_version(self):
         result = await self.pilotctl("version", "--json")
         self.assertEqual(result.data, {"version": pilotnet.__version__})
         self.assertEqual((await self.pilotctl("version")).stdout, f"pilotctl {pilotnet.__version__} (pilotnet)\n")
 
-    @run_async
     async def test_send_file_refuses_a_directory_by_name(self):
         result = await self.pilotctl("send-file", "5", self.home, "--json")
         self.assertEqual((result.code, result.error["code"]), (1, "invalid_argument"))
@@ -104,7 +99,6 @@ class CompletionTests(PilotctlMixin, TestCase):
         self.home = tempfile.mkdtemp(prefix="pilot-test-")
         self.addCleanup(shutil.rmtree, self.home, True)
 
-    @run_async
     async def test_scripts_come_from_the_catalogue(self):
         for shell in ("bash", "zsh"):
             result = await self.pilotctl("completion", shell)

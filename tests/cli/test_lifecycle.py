@@ -18,7 +18,7 @@ from twisted.trial.unittest import TestCase
 
 import pilotnet
 from pilotnet.cli.commands import lifecycle
-from tests.cli.support import PilotctlMixin, run_async
+from tests.cli.support import PilotctlMixin
 
 ROOT = str(Path(pilotnet.__file__).resolve().parent.parent)
 
@@ -52,7 +52,6 @@ class LifecycleTests(PilotctlMixin, TestCase):
         except (OSError, ValueError):
             pass
 
-    @run_async
     async def test_daemon_flags_are_passed_on(self):
         seen = []
 
@@ -68,7 +67,6 @@ class LifecycleTests(PilotctlMixin, TestCase):
         self.assertEqual((seen[0]["mss"], seen[0]["local-mss"], seen[0]["listen"]), ("4096", "0", "127.0.0.1:0"))
         self.assertEqual((seen[0]["webhook"], seen[0]["webhook-allow-private"]), ("http://127.0.0.1:9/h", True))
 
-    @run_async
     async def test_start_status_stop(self):
         started = await self.pilotctl("daemon", "start", "--json")
         self.assertEqual(started.code, 0, started)
@@ -98,7 +96,6 @@ class LifecycleTests(PilotctlMixin, TestCase):
         stop_again = await self.pilotctl("daemon", "stop", "--json")
         self.assertEqual(stop_again.error["message"], "daemon is not running")
 
-    @run_async
     async def test_human_start_output(self):
         started = await self.pilotctl("daemon", "start", "--hostname", "alpha")
         self.assertEqual(started.code, 0, started)
@@ -108,7 +105,6 @@ class LifecycleTests(PilotctlMixin, TestCase):
                                      f"  Logs:     {self.home_file('pilot.log')}"])
         self.assertTrue(started.stderr.startswith("starting daemon (pid "))
 
-    @run_async
     async def test_a_daemon_that_exits_early(self):
         self.patch(lifecycle, "daemon_command",
                    lambda options: [sys.executable, "-c", "import sys; print('bad option'); sys.exit(3)"])
@@ -119,7 +115,6 @@ class LifecycleTests(PilotctlMixin, TestCase):
         self.assertIn("bad option", Path(self.home_file("pilot.log")).read_text())
         self.assertFalse(os.path.exists(self.home_file("pilot.pid")))
 
-    @run_async
     async def test_a_live_pid_file_refuses_start(self):
         Path(self.home_file("pilot.pid")).write_text(f"{os.getpid()}\n")
         self.addCleanup(os.remove, self.home_file("pilot.pid"))
@@ -127,7 +122,6 @@ class LifecycleTests(PilotctlMixin, TestCase):
         self.assertEqual(result.error["code"], "already_exists")
         self.assertEqual(result.error["message"], f"daemon is already running (pid {os.getpid()})")
 
-    @run_async
     async def test_stale_pid_file(self):
         finished = subprocess.Popen([sys.executable, "-c", "pass"])
         finished.wait()
@@ -142,7 +136,6 @@ class UnmanagedDaemonTests(PilotctlMixin, TestCase):
     def setUp(self):
         self.start_fake_daemon()
 
-    @run_async
     async def test_a_daemon_without_pid_file(self):
         start = await self.pilotctl("daemon", "start", "--json")
         self.assertEqual(start.error["code"], "already_exists")

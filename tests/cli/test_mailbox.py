@@ -17,7 +17,7 @@ from twisted.trial.unittest import TestCase
 from pilotnet.driver import client
 from pilotnet.wire import dataexchange as wire
 from pilotnet.wire.address import PORT_DATA_EXCHANGE
-from tests.cli.support import ImmediateClock, PilotctlMixin, run_async
+from tests.cli.support import ImmediateClock, PilotctlMixin
 
 
 class RemoteService:
@@ -73,13 +73,11 @@ class MailboxTests(PilotctlMixin, TestCase):
         path.write_bytes(os.urandom(size))
         return path
 
-    @run_async
     async def test_an_acknowledged_message_is_a_success(self):
         await self.remote(lambda frame: "ACK TEXT 5 bytes")
         result = await self.pilotctl("send-message", "self", "--data", "hello", "--json")
         self.assertEqual((result.code, result.data["ack"]), (0, "ACK TEXT 5 bytes"), result)
 
-    @run_async
     async def test_a_refused_message_exits_non_zero_with_the_remote_reason(self):
         service = await self.remote(
             lambda frame: "ERR refused: a TEXT message of 5 bytes is larger than this node accepts (4 bytes)")
@@ -96,7 +94,6 @@ class MailboxTests(PilotctlMixin, TestCase):
         self.assertTrue(result.stderr.startswith(
             "error: 0:0000.0000.0005 refused the message: TEXT save failed: disk full\nhint:  "), result)
 
-    @run_async
     async def test_a_file_refused_at_its_header_while_still_being_sent(self):
         """The service refuses before the content arrives and closes: the reason wins over the failed write."""
         await self.remote(lambda frame: "ERR refused: received files are full (256 MiB)", at_header=True)
@@ -106,14 +103,12 @@ class MailboxTests(PilotctlMixin, TestCase):
                          ("refused", "0:0000.0000.0005 refused the file: received files are full (256 MiB)"))
         self.assertIn("pilotctl received --clear", result.error["hint"])
 
-    @run_async
     async def test_a_file_refused_after_its_content(self):
         await self.remote(lambda frame: "ERR FILE save failed: no space left on device")
         result = await self.pilotctl("send-file", "self", str(self.a_file(1000)), "--json")
         self.assertEqual((result.code, result.error["code"]), (1, "refused"), result)
         self.assertIn("FILE save failed: no space left on device", result.error["message"])
 
-    @run_async
     async def test_send_file_prints_its_final_line_once_and_its_bar_only_on_a_terminal(self):
         path = self.a_file(300 * 1024)
         await self.remote(lambda frame: f"ACK FILE {300 * 1024} bytes")
@@ -140,7 +135,6 @@ class ClearTests(PilotctlMixin, TestCase):
             (directory / file).write_bytes(b"content")
         return directory
 
-    @run_async
     async def test_received_clear_leaves_files_in_transfer(self):
         directory = self.fill("received", "report-20261207-101500.000.pdf", "notes-20261207-101501.000.txt",
                               ".partial-k2j4h1")
@@ -153,7 +147,6 @@ class ClearTests(PilotctlMixin, TestCase):
             f"cleared 1 files from {directory}",
             "left 1 still being received (listed once complete; clear again afterwards to remove them)"])
 
-    @run_async
     async def test_inbox_clear_leaves_messages_being_written(self):
         directory = self.fill("inbox", "TEXT-20261207-101500.000.json", ".partial-a8d7")
         result = await self.pilotctl("inbox", "--clear", "--json")

@@ -6,7 +6,7 @@ from twisted.trial.unittest import TestCase
 from pilotnet.ratelimit import RateLimiter
 from pilotnet.registry.handlers import Registry
 from pilotnet.registry.server import RegistryFactory, RegistryServer
-from tests.cli.support import PilotctlMixin, run_async
+from tests.cli.support import PilotctlMixin
 from tests.driver.fakedaemon import NODE
 from tests.registry.fixtures import ADMIN_TOKEN, identity
 
@@ -29,7 +29,6 @@ class NetworkAdminTests(PilotctlMixin, TestCase):
             environment["PILOT_ADMIN_TOKEN"] = self.token
         return environment
 
-    @run_async
     async def test_create_by_the_daemons_node_then_manage(self):
         created = await self.pilotctl("network", "create", "--name", "team", "--enterprise")
         self.assertEqual((created.code, created.stdout), (0, "created network 1: team (join_rule=open, enterprise=true)\n"))
@@ -53,7 +52,6 @@ class NetworkAdminTests(PilotctlMixin, TestCase):
                          "renamed network 1 to crew\n")
         self.assertEqual((await self.pilotctl("network", "delete", "1")).stdout, "deleted network 1\n")
 
-    @run_async
     async def test_rules_and_refusals(self):
         rules = '{"links":3,"cycle":"1h","prune":1,"prune_by":"age","fill":1,"fill_how":"random"}'
         managed = await self.pilotctl("network", "create", "--name", "ring", "--rules", rules, "--node-id", "3",
@@ -74,7 +72,6 @@ class NetworkAdminTests(PilotctlMixin, TestCase):
                          "pass --admin-token, set PILOT_ADMIN_TOKEN, or admin_token in config.json")
         self.assertEqual(len(self.registry.directory.networks), 1)
 
-    @run_async
     async def test_join_for_another_node_with_the_admin_token(self):
         await self.pilotctl("network", "create", "--name", "vault", "--join-rule", "token", "--token", "s3cret")
         joined = await self.pilotctl("network", "join", "1", "--node-id", "2")  # the token stands in for s3cret

@@ -7,7 +7,7 @@ import tempfile
 
 from twisted.trial.unittest import TestCase
 
-from tests.cli.support import PilotctlMixin, run_async
+from tests.cli.support import PilotctlMixin
 
 DOCUMENT = {"version": 1, "rules": [
     {"name": "echo", "on": "connect", "match": "port == 7", "actions": [{"type": "allow"}]},
@@ -24,7 +24,6 @@ class PolicyCommandTests(PilotctlMixin, TestCase):
         with open(self.file, "w") as handle:
             json.dump(DOCUMENT, handle)
 
-    @run_async
     async def test_validate_human_and_json(self):
         human = await self.pilotctl("policy", "validate", "--file", self.file)
         self.assertEqual(human.stdout, "valid policy: 3 rules\n  - echo (on connect): 1 actions\n"
@@ -32,7 +31,6 @@ class PolicyCommandTests(PilotctlMixin, TestCase):
         data = (await self.pilotctl("--json", "policy", "validate", "--inline", json.dumps(DOCUMENT))).data
         self.assertEqual(data["events"], ["connect", "cycle"])
 
-    @run_async
     async def test_test_gate_and_action_events(self):
         gate = (await self.pilotctl("--json", "policy", "test", "--file", self.file, "--event",
                                     '{"type": "connect", "port": 7}')).data
@@ -43,7 +41,6 @@ class PolicyCommandTests(PilotctlMixin, TestCase):
         self.assertEqual(action, {"event_type": "cycle", "verdict": None,
                                   "directives": [{"type": "prune", "rule": "sweep", "params": {"count": 1}}]})
 
-    @run_async
     async def test_argument_errors(self):
         for argv, fragment in [
             (["policy", "validate"], "provide --file or --inline"),

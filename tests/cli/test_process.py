@@ -13,7 +13,6 @@ from twisted.internet.protocol import ProcessProtocol
 from twisted.trial.unittest import TestCase
 
 import pilotnet
-from tests.cli.support import run_async
 from tests.driver.support import bounded
 
 ROOT = str(Path(pilotnet.__file__).resolve().parent.parent)
@@ -70,6 +69,8 @@ class Collect(ProcessProtocol):
 
 
 class ProcessTests(TestCase):
+    timeout = 30  # trial fails a test still running after this many seconds
+
     def setUp(self):
         self.home = tempfile.mkdtemp(prefix="pilot-test-")
         self.addCleanup(shutil.rmtree, self.home, True)
@@ -99,7 +100,6 @@ class ProcessTests(TestCase):
         code = await bounded(protocol.ended, 30)
         return code, protocol.out.decode(), protocol.err.decode()
 
-    @run_async
     async def test_without_a_daemon(self):
         code, out, err = await self.pilotctl("info", "--json")
         self.assertEqual((code, out), (1, ""))
@@ -109,7 +109,6 @@ class ProcessTests(TestCase):
         self.assertEqual(code, 2)
         self.assertIn("usage: pilotctl", err)
 
-    @run_async
     async def test_commands_without_the_daemon_do_not_import_twisted(self):
         """Importing Twisted is most of a command's start-up time; these commands finish before it."""
         protocol = Collect()
@@ -117,7 +116,6 @@ class ProcessTests(TestCase):
         self.assertEqual(await bounded(protocol.ended, 30), 0, protocol.err)
         self.assertEqual(protocol.out, b"[]\n")
 
-    @run_async
     async def test_the_script_imports_nothing_costly(self):
         """``pilotctl context`` and ``pilotctl info`` start as little as the interpreter can (issue: quick as a builtin)."""
         script = SCRIPT_IMPORTS.format(script=os.path.join(ROOT, "bin", "pilotctl"), costly=COSTLY_MODULES)
@@ -129,7 +127,6 @@ class ProcessTests(TestCase):
             self.assertEqual(protocol.err, b"[]", argv)
             self.assertEqual(json.loads(protocol.out)["status"], "ok")
 
-    @run_async
     async def test_against_the_fake_daemon(self):
         await self.start_fake_daemon()
         code, out, err = await self.pilotctl("--json", "info")

@@ -15,7 +15,6 @@ import tempfile
 from types import SimpleNamespace
 
 from twisted.internet import reactor
-from twisted.internet.defer import ensureDeferred
 from twisted.internet.endpoints import UNIXServerEndpoint
 from twisted.internet.threads import deferToThreadPool
 from twisted.trial.unittest import TestCase
@@ -72,32 +71,28 @@ class TenThousandConnectionsTests(TestCase):
                      stdout=out, stderr=err)
         return code, out.getvalue(), err.getvalue()
 
-    def test_the_blocking_client_reads_answers_of_megabytes(self):
-        async def run():
-            await self.listen()
+    async def test_the_blocking_client_reads_answers_of_megabytes(self):
+        await self.listen()
 
-            def ask():
-                with ControlClient(self.socket_path) as client:
-                    return client.call(schema.CONNECTIONS)["connections"], client.call(schema.INFO)["info"]
+        def ask():
+            with ControlClient(self.socket_path) as client:
+                return client.call(schema.CONNECTIONS)["connections"], client.call(schema.INFO)["info"]
 
-            connections, info = await self.in_thread(ask)
-            self.assertEqual(len(connections), CONNECTIONS)
-            self.assertEqual(connections[-1], connection(CONNECTIONS))
-            self.assertGreater(len(json.dumps(connections)), 75 * 65535)  # 5 MB: 80 AMP values
-            self.assertEqual(info["connections"], CONNECTIONS)
-            self.assertGreater(len(json.dumps(info)), 65535)
-        return ensureDeferred(run())
+        connections, info = await self.in_thread(ask)
+        self.assertEqual(len(connections), CONNECTIONS)
+        self.assertEqual(connections[-1], connection(CONNECTIONS))
+        self.assertGreater(len(json.dumps(connections)), 75 * 65535)  # 5 MB: 80 AMP values
+        self.assertEqual(info["connections"], CONNECTIONS)
+        self.assertGreater(len(json.dumps(info)), 65535)
 
-    def test_info_connections_and_daemon_status_answer(self):
-        async def run():
-            await self.listen()
-            for argv, check in ((["info", "--json"], lambda data: data["connections"]),
-                                (["connections", "--json"], lambda data: data["total"]),
-                                (["daemon", "status", "--json"], lambda data: data["connections"])):
-                code, out, err = await self.in_thread(self.pilotctl, *argv)
-                self.assertEqual((code, err), (0, ""), argv)
-                self.assertEqual(check(json.loads(out)["data"]), CONNECTIONS, argv)
-            code, out, err = await self.in_thread(self.pilotctl, "connections")
-            self.assertEqual(code, 0, err)
-            self.assertIn(f"... and {CONNECTIONS - 50} more (see --json)", out)
-        return ensureDeferred(run())
+    async def test_info_connections_and_daemon_status_answer(self):
+        await self.listen()
+        for argv, check in ((["info", "--json"], lambda data: data["connections"]),
+                            (["connections", "--json"], lambda data: data["total"]),
+                            (["daemon", "status", "--json"], lambda data: data["connections"])):
+            code, out, err = await self.in_thread(self.pilotctl, *argv)
+            self.assertEqual((code, err), (0, ""), argv)
+            self.assertEqual(check(json.loads(out)["data"]), CONNECTIONS, argv)
+        code, out, err = await self.in_thread(self.pilotctl, "connections")
+        self.assertEqual(code, 0, err)
+        self.assertIn(f"... and {CONNECTIONS - 50} more (see --json)", out)

@@ -21,6 +21,7 @@ SOCKET_PATH`` prints ``ready`` once listening.
 import sys
 from itertools import count
 
+from twisted.internet.defer import Deferred, succeed
 from twisted.internet.protocol import Factory
 from twisted.protocols import amp
 
@@ -71,6 +72,20 @@ class FakeNode:
         self.calls = []
         #: What a broadcast answers: copies sent, members unreachable.
         self.broadcast_reach = (2, 0)
+        self._bind_waiters = {}
+
+    def bound(self, port):
+        """Fires once a client has bound ``port`` (at once if one has), so tests wait on the bind itself."""
+        if port in self.ports:
+            return succeed(None)
+        waiter = Deferred()
+        self._bind_waiters.setdefault(port, []).append(waiter)
+        return waiter
+
+    def take_port(self, port, owner):
+        self.ports[port] = owner
+        for waiter in self._bind_waiters.pop(port, []):
+            waiter.callback(None)
 
     def peer_list(self):
         return [{
@@ -197,7 +212,7 @@ class FakeDaemonProtocol(amp.AMP):
             port = next(self.node.ephemeral)
         if port in self.node.ports:
             raise CommandFailed(f"port {port} already bound", code=ALREADY_EXISTS)
-        self.node.ports[port] = self
+        self.node.take_port(port, self)
         return {"port": port}
 
     @commands.Unbind.responder

@@ -3,7 +3,7 @@
 import os
 
 from twisted.internet import reactor
-from twisted.internet.defer import Deferred, ensureDeferred
+from twisted.internet.defer import Deferred
 from twisted.trial.unittest import TestCase
 
 from pilotnet.driver import client, streams
@@ -13,7 +13,7 @@ from pilotnet.errors import (
 )
 from pilotnet.wire.address import Addr, broadcast
 from tests.driver.fakedaemon import AGENT_B, NODE
-from tests.driver.support import FakeDaemonMixin, bounded
+from tests.driver.support import WAIT, FakeDaemonMixin, bounded
 
 
 class ConnectTests(TestCase):
@@ -53,14 +53,13 @@ class DefaultSocketPathTests(TestCase):
 
 
 class DaemonTestCase(FakeDaemonMixin, TestCase):
+    timeout = WAIT  # trial fails a test still running after this many seconds
+
     async def connected(self):
         self.start_fake_daemon()
         daemon = await bounded(client.connect(reactor, socket_path=self.socket_path))
         self.addCleanup(daemon.close)
         return daemon
-
-    def run_async(self, function):
-        return bounded(ensureDeferred(function()))
 
     async def assert_fails(self, deferred, code):
         try:
@@ -72,204 +71,168 @@ class DaemonTestCase(FakeDaemonMixin, TestCase):
 
 
 class QueryTests(DaemonTestCase):
-    def test_info_peers_connections(self):
-        async def check():
-            daemon = await self.connected()
-            info = await daemon.info()
-            self.assertEqual(info["address"], str(NODE))
-            peers = await daemon.peers()
-            self.assertEqual([p["path"] for p in peers], ["direct", "relay"])
-            self.assertEqual(await daemon.connections(), [])
-        return self.run_async(check)
+    async def test_info_peers_connections(self):
+        daemon = await self.connected()
+        info = await daemon.info()
+        self.assertEqual(info["address"], str(NODE))
+        peers = await daemon.peers()
+        self.assertEqual([p["path"] for p in peers], ["direct", "relay"])
+        self.assertEqual(await daemon.connections(), [])
 
-    def test_registry_operations(self):
-        async def check():
-            daemon = await self.connected()
-            self.assertEqual((await daemon.set_hostname("alpha"))["hostname"], "alpha")
-            self.assertEqual((await daemon.info())["hostname"], "alpha")
-            self.assertEqual((await daemon.set_visibility(True))["visibility"], "public")
-            self.assertEqual((await daemon.set_tags(["a", "b"]))["tags"], ["a", "b"])
-            self.assertEqual((await daemon.set_task_exec(True))["task_exec"], True)
-            self.assertEqual((await daemon.lookup(9))["address"], str(AGENT_B))
-            self.assertEqual((await daemon.deregister())["type"], "deregister_ok")
-            error = await self.assert_fails(daemon.set_tags(["a", "b", "c", "d"]), INVALID_ARGUMENT)
-            self.assertIn("maximum 3 tags", error.message)
-            await self.assert_fails(daemon.lookup(77), NOT_FOUND)
-        return self.run_async(check)
+    async def test_registry_operations(self):
+        daemon = await self.connected()
+        self.assertEqual((await daemon.set_hostname("alpha"))["hostname"], "alpha")
+        self.assertEqual((await daemon.info())["hostname"], "alpha")
+        self.assertEqual((await daemon.set_visibility(True))["visibility"], "public")
+        self.assertEqual((await daemon.set_tags(["a", "b"]))["tags"], ["a", "b"])
+        self.assertEqual((await daemon.set_task_exec(True))["task_exec"], True)
+        self.assertEqual((await daemon.lookup(9))["address"], str(AGENT_B))
+        self.assertEqual((await daemon.deregister())["type"], "deregister_ok")
+        error = await self.assert_fails(daemon.set_tags(["a", "b", "c", "d"]), INVALID_ARGUMENT)
+        self.assertIn("maximum 3 tags", error.message)
+        await self.assert_fails(daemon.lookup(77), NOT_FOUND)
 
 
 class ResolveTests(DaemonTestCase):
-    def test_every_spelling(self):
-        async def check():
-            daemon = await self.connected()
-            self.assertEqual(await daemon.resolve("0:0000.0000.0009"), AGENT_B)
-            self.assertEqual(await daemon.resolve("9"), AGENT_B)
-            self.assertEqual(await daemon.resolve("agent-b"), AGENT_B)
-            self.assertEqual(await daemon.resolve(Addr(1, 2)), Addr(1, 2))
-        return self.run_async(check)
+    async def test_every_spelling(self):
+        daemon = await self.connected()
+        self.assertEqual(await daemon.resolve("0:0000.0000.0009"), AGENT_B)
+        self.assertEqual(await daemon.resolve("9"), AGENT_B)
+        self.assertEqual(await daemon.resolve("agent-b"), AGENT_B)
+        self.assertEqual(await daemon.resolve(Addr(1, 2)), Addr(1, 2))
 
-    def test_unknown_hostname(self):
-        async def check():
-            daemon = await self.connected()
-            error = await self.assert_fails(daemon.resolve("nobody"), NOT_FOUND)
-            self.assertEqual(
-                error.message, 'cannot resolve "nobody" — is the hostname correct and is there mutual trust?')
-            # The way to a private name: a handshake by that name, which the registry relays.
-            self.assertIn('pilotctl handshake nobody "reason"', error.hint)
-        return self.run_async(check)
+    async def test_unknown_hostname(self):
+        daemon = await self.connected()
+        error = await self.assert_fails(daemon.resolve("nobody"), NOT_FOUND)
+        self.assertEqual(
+            error.message, 'cannot resolve "nobody" — is the hostname correct and is there mutual trust?')
+        # The way to a private name: a handshake by that name, which the registry relays.
+        self.assertIn('pilotctl handshake nobody "reason"', error.hint)
 
-    def test_malformed_targets(self):
-        async def check():
-            daemon = await self.connected()
-            for target in ("1:0002.0000.0001", "0:zz", "", "99999999999", 5):
-                await self.assert_fails(daemon.resolve(target), INVALID_ARGUMENT)
-        return self.run_async(check)
+    async def test_malformed_targets(self):
+        daemon = await self.connected()
+        for target in ("1:0002.0000.0001", "0:zz", "", "99999999999", 5):
+            await self.assert_fails(daemon.resolve(target), INVALID_ARGUMENT)
 
 
 class StreamTests(DaemonTestCase):
-    def test_echo_round_trip_of_many_chunks(self):
+    async def test_echo_round_trip_of_many_chunks(self):
         payload = bytes(range(256)) * (5 * MAX_CHUNK // 256 + 7)
+        daemon = await self.connected()
+        stream = await daemon.dial("agent-b", 7)
+        self.assertEqual((stream.remote_address, stream.remote_port), (AGENT_B, 7))
+        await stream.write(payload)
+        self.assertEqual(await stream.read_exactly(len(payload)), payload)
+        await stream.close()
+        self.assertIsNone(await stream.closed)
+        self.assertEqual(await stream.read(), b"")
 
-        async def check():
-            daemon = await self.connected()
-            stream = await daemon.dial("agent-b", 7)
-            self.assertEqual((stream.remote_address, stream.remote_port), (AGENT_B, 7))
-            await stream.write(payload)
-            self.assertEqual(await stream.read_exactly(len(payload)), payload)
-            await stream.close()
-            self.assertIsNone(await stream.closed)
-            self.assertEqual(await stream.read(), b"")
-        return self.run_async(check)
-
-    def test_write_everything_then_read_under_backpressure(self):
+    async def test_write_everything_then_read_under_backpressure(self):
         payload = bytes(range(256)) * (3 * streams.RECEIVE_BUFFER_LIMIT // 256)
+        daemon = await self.connected()
+        stream = await daemon.dial("agent-b", 7)
+        await stream.write(payload)
+        self.assertEqual(await stream.read_exactly(len(payload)), payload)
+        await stream.write(payload)
+        received = b"".join([await stream.read(streams.RECEIVE_BUFFER_LIMIT) for _ in range(3)])
+        received += await stream.read_exactly(len(payload) - len(received))
+        self.assertEqual(received, payload)
 
-        async def check():
-            daemon = await self.connected()
-            stream = await daemon.dial("agent-b", 7)
-            await stream.write(payload)
-            self.assertEqual(await stream.read_exactly(len(payload)), payload)
-            await stream.write(payload)
-            received = b"".join([await stream.read(streams.RECEIVE_BUFFER_LIMIT) for _ in range(3)])
-            received += await stream.read_exactly(len(payload) - len(received))
-            self.assertEqual(received, payload)
-        return self.run_async(check)
+    async def test_dial_errors(self):
+        daemon = await self.connected()
+        await self.assert_fails(daemon.dial("agent-b", 1234), CONNECTION_FAILED)
+        await self.assert_fails(daemon.dial("99", 7), TIMEOUT)
+        await self.assert_fails(daemon.dial("agent-b", 70000), INVALID_ARGUMENT)
+        await self.assert_fails(daemon.dial("agent-b", "seven"), INVALID_ARGUMENT)
+        await self.assert_fails(daemon.dial("ghost", 7), NOT_FOUND)
+        for timeout in (float("nan"), float("inf"), -1, 0):
+            await self.assert_fails(daemon.dial("agent-b", 7, timeout), INVALID_ARGUMENT)
 
-    def test_dial_errors(self):
-        async def check():
-            daemon = await self.connected()
-            await self.assert_fails(daemon.dial("agent-b", 1234), CONNECTION_FAILED)
-            await self.assert_fails(daemon.dial("99", 7), TIMEOUT)
-            await self.assert_fails(daemon.dial("agent-b", 70000), INVALID_ARGUMENT)
-            await self.assert_fails(daemon.dial("agent-b", "seven"), INVALID_ARGUMENT)
-            await self.assert_fails(daemon.dial("ghost", 7), NOT_FOUND)
-            for timeout in (float("nan"), float("inf"), -1, 0):
-                await self.assert_fails(daemon.dial("agent-b", 7, timeout), INVALID_ARGUMENT)
-        return self.run_async(check)
+    async def test_write_needs_bytes_and_an_open_stream(self):
+        daemon = await self.connected()
+        stream = await daemon.dial("agent-b", 7)
+        await self.assert_fails(stream.write("text"), INVALID_ARGUMENT)
+        await stream.close()
+        await self.assert_fails(stream.write(b"late"), CONNECTION_FAILED)
 
-    def test_write_needs_bytes_and_an_open_stream(self):
-        async def check():
-            daemon = await self.connected()
-            stream = await daemon.dial("agent-b", 7)
-            await self.assert_fails(stream.write("text"), INVALID_ARGUMENT)
-            await stream.close()
-            await self.assert_fails(stream.write(b"late"), CONNECTION_FAILED)
-        return self.run_async(check)
+    async def test_listener_accepts_and_peer_close_ends_the_stream(self):
+        daemon = await self.connected()
+        listener = await daemon.listen(5000)
+        dialled = await daemon.dial(str(NODE), 5000)
+        accepted = await bounded(listener.accept())
+        self.assertEqual(accepted.local_port, 5000)
+        await dialled.write(b"question")
+        self.assertEqual(await accepted.read_exactly(8), b"question")
+        await accepted.write(b"answer")
+        self.assertEqual(await dialled.read(), b"answer")
+        await dialled.close()
+        chunks = [chunk async for chunk in accepted]
+        self.assertEqual(chunks, [])
+        self.assertIsNone(await accepted.closed)
+        await self.assert_fails(accepted.read_exactly(1), CONNECTION_FAILED)
 
-    def test_listener_accepts_and_peer_close_ends_the_stream(self):
-        async def check():
-            daemon = await self.connected()
-            listener = await daemon.listen(5000)
-            dialled = await daemon.dial(str(NODE), 5000)
-            accepted = await bounded(listener.accept())
-            self.assertEqual(accepted.local_port, 5000)
-            await dialled.write(b"question")
-            self.assertEqual(await accepted.read_exactly(8), b"question")
-            await accepted.write(b"answer")
-            self.assertEqual(await dialled.read(), b"answer")
-            await dialled.close()
-            chunks = [chunk async for chunk in accepted]
-            self.assertEqual(chunks, [])
-            self.assertIsNone(await accepted.closed)
-            await self.assert_fails(accepted.read_exactly(1), CONNECTION_FAILED)
-        return self.run_async(check)
+    async def test_async_iteration_over_a_listener(self):
+        daemon = await self.connected()
+        listener = await daemon.listen(5001)
+        await daemon.dial("self", 5001)
+        async for stream in listener:
+            self.assertEqual(stream.local_port, 5001)
+            break
 
-    def test_async_iteration_over_a_listener(self):
-        async def check():
-            daemon = await self.connected()
-            listener = await daemon.listen(5001)
-            await daemon.dial("self", 5001)
-            async for stream in listener:
-                self.assertEqual(stream.local_port, 5001)
-                break
-        return self.run_async(check)
+    async def test_binding_twice_and_closing_a_listener(self):
+        daemon = await self.connected()
+        listener = await daemon.listen(5002)
+        await self.assert_fails(daemon.listen(5002), ALREADY_EXISTS)
+        waiting = listener.accept()
+        await listener.close()
+        await self.assert_fails(waiting, CONNECTION_FAILED)
+        again = await daemon.listen(5002)
+        self.assertEqual(again.port, 5002)
 
-    def test_binding_twice_and_closing_a_listener(self):
-        async def check():
-            daemon = await self.connected()
-            listener = await daemon.listen(5002)
-            await self.assert_fails(daemon.listen(5002), ALREADY_EXISTS)
-            waiting = listener.accept()
-            await listener.close()
-            await self.assert_fails(waiting, CONNECTION_FAILED)
-            again = await daemon.listen(5002)
-            self.assertEqual(again.port, 5002)
-        return self.run_async(check)
-
-    def test_disconnect_by_id(self):
-        async def check():
-            daemon = await self.connected()
-            stream = await daemon.dial("agent-b", 7)
-            await daemon.close_connection(stream.conn_id)
-            self.assertIsNone(await stream.closed)
-            await daemon.close_connection(12345)
-        return self.run_async(check)
+    async def test_disconnect_by_id(self):
+        daemon = await self.connected()
+        stream = await daemon.dial("agent-b", 7)
+        await daemon.close_connection(stream.conn_id)
+        self.assertIsNone(await stream.closed)
+        await daemon.close_connection(12345)
 
 
 class DatagramTests(DaemonTestCase):
-    def test_datagram_reaches_the_bound_port(self):
-        async def check():
-            daemon = await self.connected()
-            listener = await daemon.listen(6000)
-            self.assertEqual(await daemon.send_datagram("agent-b", 6000, b"ping"), 1)
-            datagram = await bounded(listener.receive_datagram())
-            self.assertEqual((datagram.src_address, datagram.dst_port, datagram.data), (NODE, 6000, b"ping"))
-        return self.run_async(check)
+    async def test_datagram_reaches_the_bound_port(self):
+        daemon = await self.connected()
+        listener = await daemon.listen(6000)
+        self.assertEqual(await daemon.send_datagram("agent-b", 6000, b"ping"), 1)
+        datagram = await bounded(listener.receive_datagram())
+        self.assertEqual((datagram.src_address, datagram.dst_port, datagram.data), (NODE, 6000, b"ping"))
 
-    def test_a_broadcast_address_answers_with_the_copies_sent(self):
-        async def check():
-            daemon = await self.connected()
-            self.assertEqual(await daemon.send_datagram(broadcast(3), 6000, b"all"), 2)
-            self.assertEqual(await daemon.send_datagram("3:0003.FFFF.FFFF", 6000, b"all"), 2)
-            self.assertEqual(self.fake.node.calls[-1], ("broadcast", 3, 6000, b"all"))
-        return self.run_async(check)
+    async def test_a_broadcast_address_answers_with_the_copies_sent(self):
+        daemon = await self.connected()
+        self.assertEqual(await daemon.send_datagram(broadcast(3), 6000, b"all"), 2)
+        self.assertEqual(await daemon.send_datagram("3:0003.FFFF.FFFF", 6000, b"all"), 2)
+        self.assertEqual(self.fake.node.calls[-1], ("broadcast", 3, 6000, b"all"))
 
-    def test_bad_datagrams(self):
-        async def check():
-            daemon = await self.connected()
-            await self.assert_fails(daemon.send_datagram("agent-b", 6000, "text"), INVALID_ARGUMENT)
-            await self.assert_fails(daemon.send_datagram("agent-b", 6000, b"x" * (MAX_CHUNK + 1)), INVALID_ARGUMENT)
-            await self.assert_fails(daemon.send_datagram("agent-b", -1, b"x"), INVALID_ARGUMENT)
-        return self.run_async(check)
+    async def test_bad_datagrams(self):
+        daemon = await self.connected()
+        await self.assert_fails(daemon.send_datagram("agent-b", 6000, "text"), INVALID_ARGUMENT)
+        await self.assert_fails(daemon.send_datagram("agent-b", 6000, b"x" * (MAX_CHUNK + 1)), INVALID_ARGUMENT)
+        await self.assert_fails(daemon.send_datagram("agent-b", -1, b"x"), INVALID_ARGUMENT)
 
 
 class DaemonDeathTests(DaemonTestCase):
-    def test_everything_ends_with_not_running(self):
-        async def check():
-            daemon = await self.connected()
-            stream = await daemon.dial("agent-b", 7)
-            listener = await daemon.listen(7000)
-            reading = stream.read()
-            accepting = listener.accept()
-            self.fake.disconnect_everyone()
-            await bounded(daemon.disconnected)
-            self.assertEqual((await stream.closed).code, NOT_RUNNING)
-            await self.assert_fails(reading, NOT_RUNNING)
-            await self.assert_fails(accepting, NOT_RUNNING)
-            await self.assert_fails(daemon.info(), NOT_RUNNING)
-            await self.assert_fails(stream.write(b"x"), NOT_RUNNING)
-            await stream.close()
-        return self.run_async(check)
+    async def test_everything_ends_with_not_running(self):
+        daemon = await self.connected()
+        stream = await daemon.dial("agent-b", 7)
+        listener = await daemon.listen(7000)
+        reading = stream.read()
+        accepting = listener.accept()
+        self.fake.disconnect_everyone()
+        await bounded(daemon.disconnected)
+        self.assertEqual((await stream.closed).code, NOT_RUNNING)
+        await self.assert_fails(reading, NOT_RUNNING)
+        await self.assert_fails(accepting, NOT_RUNNING)
+        await self.assert_fails(daemon.info(), NOT_RUNNING)
+        await self.assert_fails(stream.write(b"x"), NOT_RUNNING)
+        await stream.close()
 
 
 class RecordingDaemon:
