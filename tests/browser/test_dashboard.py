@@ -44,6 +44,15 @@ def _seed_hostile_node(path, public_key):
     store.close()
 
 
+
+class ChromiumTestCase(TestCase):
+    """A test that drives the dashboard in Chromium (skipped where it is not installed; CI installs it)."""
+
+    def setUp(self):
+        if not os.path.exists(CHROMIUM):
+            raise SkipTest(f"Chromium is not installed at {CHROMIUM} (apt-get install chromium)")
+
+
 class Fleet:
     """Nodes registered over the registry protocol (runs in the reactor thread)."""
 
@@ -76,12 +85,8 @@ class Fleet:
             "accept": True}, time.time()))
 
 
-class DashboardInBrowserTests(TestCase):
+class DashboardInBrowserTests(ChromiumTestCase):
     timeout = 90
-
-    def setUp(self):
-        if not os.path.exists(CHROMIUM):
-            raise SkipTest(f"Chromium is not installed at {CHROMIUM} (apt-get install chromium)")
 
     def test_live_directory_search_filters_sort_pages_graph_and_hostile_text(self):
         return ensureDeferred(self._live_directory())
@@ -191,14 +196,10 @@ class DashboardInBrowserTests(TestCase):
         return {"errors": errors}
 
 
-class ReconnectTests(TestCase):
+class ReconnectTests(ChromiumTestCase):
     """The live feed survives a registry restart: the page reconnects and keeps following."""
 
     timeout = 90
-
-    def setUp(self):
-        if not os.path.exists(CHROMIUM):
-            raise SkipTest(f"Chromium is not installed at {CHROMIUM} (apt-get install chromium)")
 
     def test_page_follows_the_registry_across_a_restart(self):
         return ensureDeferred(self._reconnect())

@@ -9,11 +9,10 @@ import time
 
 from twisted.internet import reactor, threads
 from twisted.internet.defer import ensureDeferred
-from twisted.trial.unittest import SkipTest, TestCase
 
 from pilotnet.registry.challenges import sign_fresh_request
 from pilotnet.registry.client import connect_registry
-from tests.browser.test_dashboard import CHROMIUM, CHROMIUM_ARGS, WAIT_MS, Fleet, _identity
+from tests.browser.test_dashboard import CHROMIUM, CHROMIUM_ARGS, WAIT_MS, ChromiumTestCase, Fleet, _identity
 from tests.integration.processes import RendezvousProcess
 
 ADMIN_TOKEN = "browser-networks-admin"
@@ -37,12 +36,8 @@ class Team:
             "type": "join_network", "node_id": self.fleet.ids[number], "network_id": network}, time.time()))
 
 
-class NetworksPanelInBrowserTests(TestCase):
+class NetworksPanelInBrowserTests(ChromiumTestCase):
     timeout = 90
-
-    def setUp(self):
-        if not os.path.exists(CHROMIUM):
-            raise SkipTest(f"Chromium is not installed at {CHROMIUM} (apt-get install chromium)")
 
     def test_networks_panel_and_the_directory_of_one_network(self):
         return ensureDeferred(self._panel())

@@ -5,10 +5,9 @@ import os
 
 from twisted.internet import reactor, threads
 from twisted.internet.defer import ensureDeferred
-from twisted.trial.unittest import SkipTest, TestCase
 
 from pilotnet.registry.client import connect_registry
-from tests.browser.test_dashboard import CHROMIUM, CHROMIUM_ARGS, WAIT_MS, Fleet
+from tests.browser.test_dashboard import CHROMIUM, CHROMIUM_ARGS, WAIT_MS, ChromiumTestCase, Fleet
 from tests.integration.processes import DaemonProcess, RendezvousProcess
 
 # Daemons heartbeat every second here, so a node is offline after three silent seconds.
@@ -23,12 +22,8 @@ LABELS_OUTSIDE = """() => {
 }"""
 
 
-class StatusInBrowserTests(TestCase):
+class StatusInBrowserTests(ChromiumTestCase):
     timeout = 120
-
-    def setUp(self):
-        if not os.path.exists(CHROMIUM):
-            raise SkipTest(f"Chromium is not installed at {CHROMIUM} (apt-get install chromium)")
 
     def test_a_stopped_node_turns_offline_and_the_overview_looks_right(self):
         return ensureDeferred(self._status())
