@@ -290,10 +290,14 @@ class Stream:
             self._write_shut = True
 
     def _send_end(self, _):
-        """Our end of data: the data socket's half-close (after what was written on it), or ``Close``."""
+        """Our end of data: ``Close``, after the data socket's half-close if there is one.
+
+        With a data socket the half-close is what ends the stream (after what
+        was written on it); ``Close`` is answered once the daemon has read it,
+        so a program that exits once closed loses nothing it wrote.
+        """
         if self._socket is not None:
             end_writing(self._socket.transport, both_ways=False)
-            return None
         return self._daemon._call(commands.Close, conn_id=self.conn_id)
 
     def _peer_ended(self, code, message):
