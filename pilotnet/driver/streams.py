@@ -242,14 +242,22 @@ class Stream:
                 done.errback(error)
         self._check_flushed()
 
+    def _settled(self):
+        """Nothing written waits, and the data socket is attached or refused: our end may go now.
+
+        Our end waits for the attachment too: the daemon answers ``Close`` for a stream with a
+        data socket only once it read the socket's end, which must then come.
+        """
+        return not self._chunks and (not self._attaching or self._ended)
+
     def _check_flushed(self):
-        if not self._chunks:
+        if self._settled():
             waiters, self._flushed = self._flushed, []
             for waiter in waiters:
                 waiter.callback(None)
 
     def _wait_flushed(self):
-        if not self._chunks:
+        if self._settled():
             return succeed(None)
         waiter = Deferred()
         self._flushed.append(waiter)

@@ -247,6 +247,17 @@ class DataPathTests(DataSocketMixin, TestCase):
         self.assertEqual(await bounded(accepted.read()), b"")
         self.assertIsNone(await bounded(accepted.closed))
 
+    async def test_a_stream_closed_before_its_data_socket_is_attached_ends(self):
+        await self.start()
+        alpha, beta = await self.connect(A), await self.connect(B)
+        listener = await beta.listen(PORT)
+        dialled = await bounded(alpha.dial(str(B), PORT))
+        self.assertTrue(dialled._attaching)
+        await bounded(dialled.close())
+        accepted = await bounded(listener.accept())
+        self.assertEqual(await bounded(accepted.read()), b"")
+        self.assertIsNone(await bounded(dialled.closed))
+
     async def test_a_failed_stream_fails_its_reader_after_the_data_before_it(self):
         dialled, accepted = await self.pair()
         await accepted.write(b"last words")
