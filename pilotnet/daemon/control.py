@@ -481,6 +481,12 @@ class ControlProtocol(commands.UnansweredFastPath, amp.AMP):
     @commands.Close.responder
     @translating_errors
     def close(self, conn_id):
+        data_socket = self._sockets.get(conn_id)
+        if data_socket is not None:
+            # The client half-closed the data socket first: that end closes the stream, after what
+            # preceded it on the socket; answer once it has been read, as a Close on AMP is answered
+            # after the Writes before it.
+            return data_socket.client_ended().addCallback(lambda _: {})
         self.node.streams.close(conn_id)
         return {}
 

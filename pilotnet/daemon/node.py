@@ -33,6 +33,7 @@ from pilotnet.daemon.control import ControlFactory, prepare_socket_path
 from pilotnet.daemon.echo import EchoService
 from pilotnet.daemon.facade import ControlFacade
 from pilotnet.daemon.handshake import HandshakeCourier, HandshakePort, Verifier
+from pilotnet.daemon.in_flight import InFlight
 from pilotnet.daemon.managed import ManagedNetworks
 from pilotnet.daemon.networks import Networks
 from pilotnet.daemon.path_manager import DIRECT_RETRY, PathManager
@@ -89,20 +90,27 @@ def _unresolved(node, error):
 
 @implementer(IReachabilityProbe)
 class NodeProbes:
-    """What a :class:`DialWatch` asks of the node."""
+    """What a :class:`DialWatch` asks of the node, shared by all its dials.
+
+    The dials of a burst to one peer all probe it at once: one probe and one
+    registry question per peer at a time answer them all (see
+    :mod:`pilotnet.daemon.in_flight`).
+    """
 
     def __init__(self, node):
         self._node = node
+        self._probing = InFlight()
+        self._viewing = InFlight()
 
     def last_heard(self, node):
         peer = self._node.tunnel.peer(node)
         return float("-inf") if peer is None else peer.last_heard
 
     def probe(self, node, silent):
-        self._node.paths.dial_unanswered(node, silent)
+        self._probing.call(node, lambda: self._node.paths.dial_unanswered(node, silent))
 
     def registry_view(self, node):
-        return self._node._registry_view(node)
+        return self._viewing.call(node, lambda: self._node._registry_view(node))
 
 
 class NodeService(service.MultiService):
@@ -120,6 +128,7 @@ class NodeService(service.MultiService):
         self._next_datagram_port = EPHEMERAL_PORT_MIN
         self._udp_port = None
         self._control_port = None
+        self._dial_probes = NodeProbes(self)
 
         config.home.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.identity = Identity.load_or_create(config.identity_path)
@@ -492,7 +501,7 @@ class NodeService(service.MultiService):
         yield self.ensure_tunnel(remote.node)
         local = Addr(remote.network, self.node_id)
         dialing = DialWatch(self.reactor, self.streams.dial(local, remote, port, owner), remote.node,
-                            NodeProbes(self)).result
+                            self._dial_probes).result
         if timeout:
             dialing.addTimeout(timeout, self.reactor)
         try:

@@ -32,6 +32,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from pilotnet.daemon.in_flight import InFlight
 from pilotnet.daemon.tunnel import IPeerKeys
 from pilotnet.errors import CONNECTION_FAILED, NOT_FOUND, PilotError
 from pilotnet.ratelimit import TokenBucket
@@ -274,13 +275,18 @@ class Resolver:
         self.clock = clock
         self.public_host = public_host
         self._cache = {}
+        self._resolving = InFlight()
+
+    def endpoint(self, node):
+        """A Deferred of ``node``'s endpoint; concurrent askers share one registry request."""
+        cached = self._cache.get(node)
+        if cached is not None and self.clock.seconds() - cached[1] < RESOLVE_CACHE_SECONDS:
+            return defer.succeed(cached[0])
+        return self._resolving.call(node, lambda: self._resolve(node))
 
     @defer.inlineCallbacks
-    def endpoint(self, node):
-        cached = self._cache.get(node)
+    def _resolve(self, node):
         now = self.clock.seconds()
-        if cached is not None and now - cached[1] < RESOLVE_CACHE_SECONDS:
-            return cached[0]
         reply = yield self.registry.signed(
             {"type": "resolve", "node_id": node, "requester_id": self.registry.node_id})
         endpoint = choose_endpoint(reply, self.public_host())

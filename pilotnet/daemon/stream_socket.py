@@ -14,7 +14,10 @@ reactor as a :class:`StreamSocket`, and from then on:
   producer), the pushes stay unanswered, so their bytes keep the stream's
   receive window consumed and the peer's sender slows down;
 - the client's half-close (end of data) is the stream's FIN, after all that
-  it wrote; losing the socket does the same;
+  it wrote; losing the socket does the same; the client then sends ``Close``
+  on the control socket, answered once the daemon has read that end (a client
+  that exits as soon as it is answered loses nothing: the control socket's
+  end, which aborts the data socket, could otherwise be seen first);
 - the daemon half-closes the socket after the last byte the peer sent, and
   closes it once both directions are over or the stream failed; how it ended
   goes to the client as ``StreamClosed`` on the control socket.
@@ -65,6 +68,8 @@ class StreamSocket(Protocol):
         self._client_done = False
         self._peer_done = False
         self._lost = False
+        #: Deferreds of :meth:`client_ended` callers.
+        self._ending: list[defer.Deferred] = []
 
     def connectionMade(self) -> None:
         self.transport.registerProducer(self, True)
@@ -92,11 +97,22 @@ class StreamSocket(Protocol):
         if self._peer_done:
             end_writing(self.transport, both_ways=True)
 
+    def client_ended(self) -> defer.Deferred:
+        """Fires once all that the client wrote is the stream's (its end of data, or the socket's loss)."""
+        if self._client_done:
+            return defer.succeed(None)
+        ending: defer.Deferred = defer.Deferred()
+        self._ending.append(ending)
+        return ending
+
     def _finish_writing(self) -> None:
         try:
             self._close()
         except PilotError:
             pass  # already closed
+        ending, self._ending = self._ending, []
+        for deferred in ending:
+            deferred.callback(None)
 
     def writeConnectionLost(self) -> None:
         pass

@@ -242,14 +242,22 @@ class Stream:
                 done.errback(error)
         self._check_flushed()
 
+    def _settled(self):
+        """Nothing written waits, and the data socket is attached or refused: our end may go now.
+
+        Our end waits for the attachment too: the daemon answers ``Close`` for a stream with a
+        data socket only once it read the socket's end, which must then come.
+        """
+        return not self._chunks and (not self._attaching or self._ended)
+
     def _check_flushed(self):
-        if not self._chunks:
+        if self._settled():
             waiters, self._flushed = self._flushed, []
             for waiter in waiters:
                 waiter.callback(None)
 
     def _wait_flushed(self):
-        if not self._chunks:
+        if self._settled():
             return succeed(None)
         waiter = Deferred()
         self._flushed.append(waiter)
@@ -290,10 +298,14 @@ class Stream:
             self._write_shut = True
 
     def _send_end(self, _):
-        """Our end of data: the data socket's half-close (after what was written on it), or ``Close``."""
+        """Our end of data: ``Close``, after the data socket's half-close if there is one.
+
+        With a data socket the half-close is what ends the stream (after what
+        was written on it); ``Close`` is answered once the daemon has read it,
+        so a program that exits once closed loses nothing it wrote.
+        """
         if self._socket is not None:
             end_writing(self._socket.transport, both_ways=False)
-            return None
         return self._daemon._call(commands.Close, conn_id=self.conn_id)
 
     def _peer_ended(self, code, message):

@@ -1,11 +1,14 @@
 """The dial watch: a dial nobody answers is diagnosed at VERDICT_AFTER, on a fake clock."""
 
+from types import SimpleNamespace
+
 from twisted.internet import defer
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
+from pilotnet.daemon.node import NodeProbes
 from pilotnet.daemon.reachability import (
     PROBE_AFTER, VERDICT_AFTER, DialWatch, IReachabilityProbe, RegistryView,
 )
@@ -126,3 +129,31 @@ class DialWatchTests(SynchronousTestCase):
         self.assertEqual(self.cancelled, [True])
         self.failureResultOf(result, defer.CancelledError)
         self.assertEqual(self.clock.getDelayedCalls(), [])
+
+
+class SharedProbeTests(SynchronousTestCase):
+    """The node's probes: a burst of dials to one peer probes it, and asks the registry about it, once."""
+
+    def setUp(self):
+        self.probing, self.viewing = [], []
+        paths = SimpleNamespace(dial_unanswered=lambda node, silent: self._held(self.probing))
+        self.node = SimpleNamespace(paths=paths, _registry_view=lambda node: self._held(self.viewing))
+        self.probes = NodeProbes(self.node)
+
+    def _held(self, calls):
+        answer = defer.Deferred()
+        calls.append(answer)
+        return answer
+
+    def test_a_burst_of_dials_probes_a_peer_once_at_a_time(self):
+        views = []
+        for _ in range(50):
+            self.probes.probe(2, silent=True)
+            views.append(self.probes.registry_view(2))
+        self.assertEqual((len(self.probing), len(self.viewing)), (1, 1))
+        self.viewing[0].callback(RegistryView(registered=True, public=True))
+        self.assertEqual({self.successResultOf(view) for view in views}, {RegistryView(True, True)})
+        self.probing[0].callback(None)
+        self.probes.probe(2, silent=True)  # a later dial's probe is a new one
+        self.probes.probe(3, silent=True)  # and another peer's its own
+        self.assertEqual(len(self.probing), 3)

@@ -9,6 +9,7 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from pilotnet.daemon.registry_link import (
     INBOUND_LOOKUP_RATE, KEY_REFETCH_AFTER, KEY_TTL, MISSING_KEY_TTL, REQUEST_RATE, RegistryKeys, RegistryLink,
+    Resolver,
 )
 from pilotnet.errors import CONNECTION_FAILED, NOT_FOUND, PilotError
 from pilotnet.registry.client import RegistryError
@@ -93,6 +94,44 @@ class RegistryKeysTests(SynchronousTestCase):
             refused += failure.value.code == CONNECTION_FAILED
         self.assertEqual(self.registry.requests, INBOUND_LOOKUP_RATE)
         self.assertEqual(refused, 5000 - INBOUND_LOOKUP_RATE)
+
+
+class HeldResolves:
+    """A registry whose signed ``resolve`` requests wait until the test answers them."""
+
+    node_id = 1
+
+    def __init__(self):
+        self.asked = []
+
+    def signed(self, message):
+        answer = defer.Deferred()
+        self.asked.append(answer)
+        return answer
+
+
+class ResolverTests(SynchronousTestCase):
+    def setUp(self):
+        self.registry = HeldResolves()
+        self.resolver = Resolver(self.registry, Clock())
+
+    def test_a_burst_of_dials_to_one_peer_resolves_it_once(self):
+        # Each dial of a burst to a new peer used to resolve it: more requests than the link's budget
+        # (REQUEST_RATE), refused, and none left for the key lookup that keys the tunnel they wait for.
+        asked = [self.resolver.endpoint(2) for _ in range(int(REQUEST_RATE) * 2)]
+        self.assertEqual(len(self.registry.asked), 1)
+        self.registry.asked[0].callback({"real_addr": "127.0.0.1:4000"})
+        self.assertEqual({self.successResultOf(d) for d in asked}, {("127.0.0.1", 4000)})
+        self.successResultOf(self.resolver.endpoint(2))  # then from the cache
+        self.assertEqual(len(self.registry.asked), 1)
+
+    def test_a_shared_failure_reaches_every_asker_and_is_not_kept(self):
+        asked = [self.resolver.endpoint(2) for _ in range(3)]
+        self.registry.asked[0].errback(RegistryError("node not found", code=NOT_FOUND))
+        for answer in asked:
+            self.failureResultOf(answer, RegistryError)
+        self.resolver.endpoint(2)
+        self.assertEqual(len(self.registry.asked), 2)
 
 
 class RegistryLinkBudgetTests(SynchronousTestCase):

@@ -234,6 +234,30 @@ class DataPathTests(DataSocketMixin, TestCase):
         self.assertEqual(await bounded(accepted.read()), b"")
         self.assertIsNone(await bounded(accepted.closed))
 
+    async def test_a_client_that_exits_once_closed_loses_nothing_it_wrote(self):
+        # The daemon aborts a client's data sockets when its control socket ends: a close answered
+        # before the daemon read the socket's end (as `pilotctl publish` does before it exits) lost
+        # whatever of the data was still in the socket.
+        dialled, accepted = await self.pair()
+        data = os.urandom(2 * 1024 * 1024)
+        dialled.write(data)
+        await bounded(dialled.close())
+        self.alpha._protocol.transport.abortConnection()  # the program exits
+        self.assertEqual(await bounded(accepted.read_exactly(len(data))), data)
+        self.assertEqual(await bounded(accepted.read()), b"")
+        self.assertIsNone(await bounded(accepted.closed))
+
+    async def test_a_stream_closed_before_its_data_socket_is_attached_ends(self):
+        await self.start()
+        alpha, beta = await self.connect(A), await self.connect(B)
+        listener = await beta.listen(PORT)
+        dialled = await bounded(alpha.dial(str(B), PORT))
+        self.assertTrue(dialled._attaching)
+        await bounded(dialled.close())
+        accepted = await bounded(listener.accept())
+        self.assertEqual(await bounded(accepted.read()), b"")
+        self.assertIsNone(await bounded(dialled.closed))
+
     async def test_a_failed_stream_fails_its_reader_after_the_data_before_it(self):
         dialled, accepted = await self.pair()
         await accepted.write(b"last words")

@@ -114,8 +114,15 @@ class TwistdProcess:
     def kill(self):
         if self.running:
             self._process.signalProcess("KILL")
-            return self._output.ended.addErrback(lambda failure: None)
+            return self._output.ended.addErrback(lambda failure: None).addBoth(self._keep_output)
+        self._keep_output(None)
         return None
+
+    def _keep_output(self, _):
+        """Leave the process's output beside its files (trial keeps them), to read after a failure."""
+        if self._output is not None:
+            with open(os.path.join(self.directory, "output.log"), "wb") as handle:
+                handle.write(self._output.output)
 
     async def spawn_and_read_ports(self, ports_file):
         """Start the process and wait for the ports file it writes once listening; its contents."""
