@@ -147,6 +147,15 @@ class LocalNetwork:
         shutil.rmtree(self.directory, ignore_errors=True)
 
 
+
+async def write_all(stream, chunk, total):
+    """Write ``total`` bytes of ``chunk`` (repeated) to ``stream``, waiting for each write to be taken."""
+    sent = 0
+    while sent < total:
+        piece = chunk[: total - sent]
+        await stream.write(piece)
+        sent += len(piece)
+
 async def one_way_throughput(reactor, network, megabytes, source="alpha", destination="beta"):
     sender = await connect(reactor, network.daemons[source]["socket"])
     receiver = await connect(reactor, network.daemons[destination]["socket"])
@@ -157,14 +166,7 @@ async def one_way_throughput(reactor, network, megabytes, source="alpha", destin
     chunk = os.urandom(60 * 1024)
     started = time.perf_counter()
 
-    async def write_all():
-        sent = 0
-        while sent < total:
-            piece = chunk[: total - sent]
-            await stream.write(piece)
-            sent += len(piece)
-
-    writing = defer.ensureDeferred(write_all())
+    writing = defer.ensureDeferred(write_all(stream, chunk, total))
     received = 0
     while received < total:
         data = await incoming.read()

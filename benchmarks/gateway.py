@@ -26,7 +26,7 @@ from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.internet.protocol import Protocol
 
 from benchmarks import positive_int
-from benchmarks.daemon_stream import LocalNetwork, one_way_throughput, report, start_pair
+from benchmarks.daemon_stream import LocalNetwork, one_way_throughput, report, start_pair, write_all
 from pilotnet.driver.client import connect
 from pilotnet.gateway import control
 from pilotnet.gateway.paths import control_path
@@ -111,14 +111,7 @@ async def through_gateway(reactor, network, tcp_port, megabytes, upload):
                 raise RuntimeError(f"stream ended after {received} bytes")
             received += len(data)
     else:
-        async def write_all():
-            sent = 0
-            while sent < total:
-                piece = chunk[: total - sent]
-                await incoming.write(piece)
-                sent += len(piece)
-
-        writing = defer.ensureDeferred(write_all())
+        writing = defer.ensureDeferred(write_all(incoming, chunk, total))
         await tcp.done
         await writing
     elapsed = time.perf_counter() - started

@@ -29,7 +29,7 @@ expired invitation neither blocks a new one nor counts against the inbox.
 
 import hmac
 
-from pilotnet.errors import ALREADY_EXISTS, NOT_FOUND
+from pilotnet.errors import ALREADY_EXISTS, NOT_FOUND, REFUSED
 from pilotnet.registry import network_rules
 from pilotnet.registry import requests as fields
 from pilotnet.registry.challenges import FRESH_FIELD
@@ -344,7 +344,9 @@ class NetworkHandlers:
         if network_id in pending:
             return dict(reply, status="already_invited")
         if len(pending) >= MAX_INVITES:
-            raise RequestError(f"invite inbox full for node {target_id}")
+            # The reference's message; as for a full handshake inbox, the code says the target's
+            # inbox refused it, not that the request was malformed.
+            raise RequestError(f"invite inbox full for node {target_id}", code=REFUSED)
         self.directory.add_invite(target_id, network_id, inviter_id, now)
         return reply
 

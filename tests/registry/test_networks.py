@@ -236,8 +236,9 @@ class InviteTests(_Team):
         for network_id in range(1, MAX_INVITES + 1):
             directory.add_invite(self.ids["member"], 1000 + network_id, self.ids["owner"], self.r.now)
         network_id = self.create(join_rule="invite", enterprise=True)["network_id"]
-        self.assertEqual(self.admin_invite(network_id, "member")["error"],
-                         f"invite inbox full for node {self.ids['member']}")
+        refused = self.admin_invite(network_id, "member")
+        self.assertEqual((refused["error"], refused["code"]),
+                         (f"invite inbox full for node {self.ids['member']}", "refused"))
 
     def test_invites_expire_after_thirty_days(self):
         network_id = self.create(join_rule="invite", enterprise=True)["network_id"]
