@@ -158,7 +158,7 @@ class TrustManager:
         return message
 
     def _send_quietly(self, node, kind, reason=""):
-        """A best-effort direct message (the relay carries the same news)."""
+        """A best-effort direct message (the relay carries the same news); fires once it is settled."""
         sending = self.courier.send(node, self._message(kind, node, reason=reason))
         sending.addErrback(lambda failure: log.debug(
             "direct {kind} to node {peer} not delivered: {why}", kind=kind, peer=node,
@@ -339,7 +339,10 @@ class TrustManager:
         self.state.trust(node, request.public_key, self._now(), mutual=False)
         self._event("handshake.approved", node)
         yield self._consent(node)
-        self._send_quietly(node, handshake.ACCEPT)
+        # Wait (up to the courier's timeout) for the requester to read our answer: then it trusts
+        # us by the time approve returns, as what a user does next assumes (the README's quickstart
+        # does). A requester that cannot be reached learns it from the registry's relay instead.
+        yield self._send_quietly(node, handshake.ACCEPT)
         return self._answer("approved", node)
 
     @defer.inlineCallbacks

@@ -152,6 +152,16 @@ class FlowTests(TrustCase):
         self.assertIn((PEER, handshake.ACCEPT), self.courier.sent)
         self.assertTrue(self.trust.admit(self.syn()))
 
+    def test_approve_returns_once_the_requester_has_our_answer(self):
+        """What a user does next (the requester lists the trust) must not race the answer's delivery."""
+        self.successResultOf(self.trust.received(self.from_peer(handshake.REQUEST)))
+        self.courier.reachable = None  # the answer is on its way
+        approving = self.trust.approve(PEER)
+        self.assertNoResult(approving)
+        self.assertIn((PEER, handshake.ACCEPT), self.courier.sent)
+        approving.cancel()  # a requester that never reads it: the courier's own timeout ends the wait
+        self.assertEqual(self.successResultOf(approving)["status"], "approved")
+
     def test_reject_clears_the_request_and_answers_with_a_refusal(self):
         self.successResultOf(self.trust.received(self.from_peer(handshake.REQUEST)))
         self.successResultOf(self.trust.reject(PEER, "no"))
