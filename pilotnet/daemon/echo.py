@@ -23,7 +23,9 @@ class EchoService:
         pass
 
     def stream_data(self, conn_id, data):
-        return self.streams.write(conn_id, data, self)
+        written = self.streams.write(conn_id, data, self)
+        # Taken at once (the usual case): answer the push now rather than through the Deferred.
+        return None if written.called else written
 
     def stream_closed(self, conn_id, code, message):
         if not code:

@@ -375,14 +375,25 @@ class Streams:
         self.bytes_moved += len(data)
         for start in range(0, len(data), MAX_CHUNK):
             piece = data[start:start + MAX_CHUNK]
-            pushed = defer.maybeDeferred(stream.owner.stream_data, stream.conn_id, piece)
-            pushed.addBoth(self._pushed, stream, len(piece))
+            try:
+                pushed = stream.owner.stream_data(stream.conn_id, piece)
+            except Exception:
+                log.failure("stream owner failed to take data")
+                pushed = None
+            # Most pushes are taken at once (a data socket, the echo service): no Deferred for those,
+            # which are most of what a round trip on an open stream costs beyond the engine.
+            if pushed is None:
+                self._pushed(None, stream, len(piece))
+            else:
+                pushed.addBoth(self._pushed, stream, len(piece))
 
     def _pushed(self, result, stream, size):
+        """The owner took ``size`` bytes: they leave the receive window, which may reopen it."""
         conn = stream.conn
         if conn.state is not State.CLOSED:
             conn.consumed(size)
-            self._service(stream)
+            if conn.outbox:  # the window update consumed() sent; nothing else about the stream moved
+                self._service(stream)
 
     def _handle_events(self, stream, events):
         """The owner hears of a stream before its data, and of the data before its end.

@@ -35,6 +35,8 @@ _UNSUPPORTED = {errno.EINVAL, errno.EIO, errno.ENOPROTOOPT, errno.EOPNOTSUPP}
 #: Reading errors that only mean "nothing more now" (an ICMP error on an unconnected socket included).
 _NOTHING_TO_READ = {errno.EAGAIN, errno.EWOULDBLOCK, errno.EINTR, errno.ECONNREFUSED}
 _GRO_SPACE = socket.CMSG_SPACE(4)
+#: A plain int: ``flags & socket.MSG_TRUNC`` would go through ``IntFlag``'s Python-level operator per datagram.
+_TRUNCATED = int(socket.MSG_TRUNC)
 
 log = Logger()
 
@@ -145,7 +147,7 @@ class BurstPort(udp.Port):
                     return
                 raise
             read += len(data)
-            if flags & socket.MSG_TRUNC:
+            if flags & _TRUNCATED:
                 continue  # larger than any datagram we send: not ours
             size = _segment_size(ancillary) or len(data)
             address = address[:2]

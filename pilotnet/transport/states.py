@@ -14,6 +14,10 @@ import enum
 
 
 class State(enum.Enum):
+    #: Members are singletons compared by identity: hashing them so is equivalent, and C-level,
+    #: where ``Enum.__hash__`` runs Python code for every ``state in SOME_SET`` of the per-packet path.
+    __hash__ = object.__hash__
+
     CLOSED = "CLOSED"
     SYN_SENT = "SYN_SENT"
     SYN_RECV = "SYN_RECV"
