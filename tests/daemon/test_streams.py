@@ -240,6 +240,65 @@ class StreamsTests(SynchronousTestCase):
         self.pair.pump()
         self.assertGreater(accepted.conn.stats()["receive_window"], held_window)
 
+    def test_a_push_taken_at_once_frees_its_window_within_the_burst(self):
+        """An owner that answers a push with None (a data socket, the echo service) has taken it."""
+        server = RecordingOwner()
+        self.b.bind(1000, server)
+        client = RecordingOwner()
+        stream = self.dial(client)
+        [accepted] = [s for _, s in server.accepted]
+        open_window = accepted.conn.stats()["receive_window"]
+        stream.conn.nodelay = True
+        self.a.write(stream.conn_id, b"z" * 3000, client)
+        packets, self.pair.wire[:] = list(self.pair.wire), []
+        self.b.burst_started()
+        for packet in packets:
+            self.b.stream_packet(packet)
+        self.b.burst_ended()
+        self.assertEqual(b"".join(d for _, d in server.data), b"z" * 3000)
+        self.assertEqual(accepted.conn.stats()["receive_window"], open_window)
+
+    def test_an_owner_that_fails_a_push_does_not_hold_the_window(self):
+        class Failing(RecordingOwner):
+            def stream_data(self, conn_id, data):
+                raise ValueError("broken owner")
+
+        server = Failing()
+        self.b.bind(1000, server)
+        client = RecordingOwner()
+        stream = self.dial(client)
+        [accepted] = [s for _, s in server.accepted]
+        open_window = accepted.conn.stats()["receive_window"]
+        self.a.write(stream.conn_id, b"w" * 3000, client)
+        self.pair.pump()
+        self.assertTrue(self.flushLoggedErrors(ValueError))
+        self.assertEqual(accepted.conn.stats()["receive_window"], open_window)
+
+    def test_window_updates_leave_without_a_timer_whenever_pushes_are_answered(self):
+        """A transfer several receive windows long completes without any timer firing.
+
+        Answering a push services the stream only when the window update it
+        makes is due; that update must still leave at once, whether the owner
+        took the push at once or answers it later, or the sender stalls until
+        a timer fires.
+        """
+        for hold in (False, True):
+            pair = Pair(config=StreamConfig(receive_buffer=16 * 1024))
+            a, b = pair.nodes[1], pair.nodes[2]
+            server = RecordingOwner(hold=hold)
+            b.bind(1000, server)
+            client = RecordingOwner()
+            dialing = a.dial(A, B, 1000, client)
+            pair.pump()
+            stream = self.successResultOf(dialing)
+            a.write(stream.conn_id, b"v" * 200_000, client)
+            for _ in range(500):
+                pair.pump()
+                held, server.held[:] = list(server.held), []
+                for waiting in held:
+                    waiting.callback(None)
+            self.assertEqual(sum(len(d) for _, d in server.data), 200_000, f"hold={hold}")
+
     def test_write_waits_above_the_high_water_mark(self):
         server = RecordingOwner(hold=True)
         self.b.bind(1000, server)

@@ -98,8 +98,8 @@ class Recording(DatagramProtocol):
 
 
 class BurstPortTests(SynchronousTestCase):
-    def listen(self, protocol):
-        port = BurstPort(0, protocol, interface="127.0.0.1", maxPacketSize=65535, reactor=reactor)
+    def listen(self, protocol, max_packet_size=65535):
+        port = BurstPort(0, protocol, interface="127.0.0.1", maxPacketSize=max_packet_size, reactor=reactor)
         port.startListening()
         self.addCleanup(port.stopListening)
         self.sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -121,3 +121,11 @@ class BurstPortTests(SynchronousTestCase):
         self.sender.sendto(b"one", address)
         port.doRead()
         self.assertEqual(protocol.events, [b"one"])
+
+    def test_a_datagram_larger_than_the_port_reads_is_dropped_and_the_next_still_arrives(self):
+        protocol = Recording()
+        port, address = self.listen(protocol, max_packet_size=100)
+        self.sender.sendto(b"x" * 500, address)
+        self.sender.sendto(b"fits", address)
+        port.doRead()
+        self.assertEqual(protocol.events, ["start", b"fits", "end"])
