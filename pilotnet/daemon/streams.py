@@ -380,8 +380,8 @@ class Streams:
             except Exception:
                 log.failure("stream owner failed to take data")
                 pushed = None
-            # Most pushes are taken at once (a data socket, the echo service): no Deferred for those,
-            # which are most of what a round trip on an open stream costs beyond the engine.
+            # Most pushes are taken at once (a data socket, the echo service): those are answered
+            # here, without the Deferred and callback a round trip would pay for at each daemon.
             if pushed is None:
                 self._pushed(None, stream, len(piece))
             else:
