@@ -138,5 +138,7 @@ class Options(LogFormatOptions):
 def makeService(options):
     from twisted.internet import reactor
 
-    from pilotnet.daemon.node import NodeService
-    return NodeService(options.config, reactor)
+    from pilotnet.daemon.start_collection import paused_then_frozen
+    with paused_then_frozen():
+        from pilotnet.daemon.node import NodeService
+        return NodeService(options.config, reactor)

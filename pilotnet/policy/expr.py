@@ -42,8 +42,6 @@ import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import re2  # google-re2 ships no type information: mypy reads it as Any (ignore_missing_imports)
-
 from pilotnet.errors import INVALID_ARGUMENT, PilotError
 from pilotnet.wire.goduration import parse_go_duration
 
@@ -551,18 +549,26 @@ def _matches(scope: _Scope, left: object, right: object) -> object:
 
 
 _PATTERNS: dict[str, Any] = {}
-_RE2_OPTIONS = re2.Options()
-_RE2_OPTIONS.log_errors = False  # a bad pattern is the user's error, reported as such, not logged by RE2
 
 
 def _regex(pattern: str) -> Any:
-    """The compiled RE2 pattern, from a small cache (a pattern built at run time is compiled once)."""
+    """The compiled RE2 pattern, from a small cache (a pattern built at run time is compiled once).
+
+    RE2 is imported at the first pattern, not with this module: every daemon
+    loads the policy engine at start, few evaluate a ``matches``, and the
+    import is about 1% of a daemon's start (docs/performance.md).
+    """
     compiled = _PATTERNS.get(pattern)
     if compiled is None:
         if len(pattern) > MAX_PATTERN:
             raise ExpressionError(f"regular expression longer than {MAX_PATTERN} characters")
+        # google-re2 ships no type information: mypy reads it as Any (ignore_missing_imports).
+        import re2
+
+        options = re2.Options()
+        options.log_errors = False  # a bad pattern is the user's error, reported as such, not logged by RE2
         try:
-            compiled = re2.compile(pattern, _RE2_OPTIONS)
+            compiled = re2.compile(pattern, options)
         except re2.error as error:
             raise ExpressionError(f"invalid regular expression {_show(pattern)}: {error}") from None
         if len(_PATTERNS) >= 256:

@@ -19,6 +19,10 @@ from pilotnet.control.client import ControlClient
 from pilotnet.errors import ALREADY_EXISTS, NOT_RUNNING, TIMEOUT, PilotError
 
 POLL_INTERVAL = 0.2
+#: How often ``start`` probes for the daemon it launched: a daemon is ready in about a quarter of a
+#: second, so polling every POLL_INTERVAL would add up to that much again.  A probe before the
+#: socket exists fails at once (connect: no such file).
+READY_POLL_INTERVAL = 0.02
 START_TIMEOUT = 15.0
 STOP_TIMEOUT = 10.0
 PROBE_TIMEOUT = 3.0
@@ -166,9 +170,9 @@ def _wait_ready(context, process, socket_path, log_path):
         if info is not None:
             return info
         polls += 1
-        if polls % round(1 / POLL_INTERVAL) == 0:
+        if polls % round(1 / READY_POLL_INTERVAL) == 0:
             context.note(".", end="")
-        context.sleep(POLL_INTERVAL)
+        context.sleep(READY_POLL_INTERVAL)
     context.note("")
     raise PilotError(
         f"daemon started (pid {process.pid}) but did not become ready within {START_TIMEOUT:g}s",
