@@ -458,7 +458,7 @@ class TaskService:
         finally:
             self._results_pending.discard(task_id)
         if stored is None or stored.get("result_file") != path.name:
-            return
+            return  # no such task any more, or complete() found it ended meanwhile
         log.info("results of task {task} stored as {name}", task=task_id, name=path.name)
         reward = polo_reward(results.time_cpu_ms, results.time_idle_ms, results.time_staged_ms)
         self.adjust_polo(self.local_node(), -1)
