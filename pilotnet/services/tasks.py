@@ -336,8 +336,8 @@ class TaskService:
             self._refuse(conn_id, error.message)
             return
         except Exception:
-            log.failure("{frame} from {peer} for task {task} not handled", frame=wire.TYPE_NAMES[frame_type],
-                        peer=str(remote), task=request.task_id)
+            self._log_failure("{frame} from {peer} for task {task} not handled", frame=wire.TYPE_NAMES[frame_type],
+                              peer=str(remote), task=request.task_id)
         self._finish(conn_id)
 
     async def _executors_task(self, remote, task_id):
@@ -398,10 +398,11 @@ class TaskService:
             return refusal
         try:
             await self._accept_new(request, submitter)
+        except PilotError:
+            raise  # busy: answered as such
         except Exception as error:
-            log.failure("task {task} from {peer} not stored", task=request.task_id, peer=str(submitter))
-            return wire.SubmitResponse(request.task_id, wire.STATUS_REJECTED,
-                                       f"Task not stored: {getattr(error, 'message', None) or error}")
+            self._log_failure("task {task} from {peer} not stored", task=request.task_id, peer=str(submitter))
+            return wire.SubmitResponse(request.task_id, wire.STATUS_REJECTED, f"Task not stored: {error}")
         return wire.SubmitResponse(request.task_id, wire.STATUS_ACCEPTED, "Task received with status NEW")
 
     async def _accept_new(self, request, submitter):
@@ -452,8 +453,10 @@ class TaskService:
                 return True
 
             stored = await self.records.update("submitted", task_id, complete)
+        except PilotError:
+            raise  # busy: refused as such
         except Exception:
-            log.failure("results of task {task} not stored", task=task_id)
+            self._log_failure("results of task {task} not stored", task=task_id)
             return
         finally:
             self._results_pending.discard(task_id)
@@ -463,6 +466,11 @@ class TaskService:
         reward = polo_reward(results.time_cpu_ms, results.time_idle_ms, results.time_staged_ms)
         self.adjust_polo(self.local_node(), -1)
         self.adjust_polo(stored["to_node"], reward)
+
+    def _log_failure(self, message, **fields):
+        """Log the exception being handled, within the refusals' rate (peers can repeat what fails)."""
+        if self._refusal_log.take(1, self.clock.seconds()):
+            log.failure(message, **fields)
 
     def _finish(self, conn_id):
         self._readers.pop(conn_id, None)
