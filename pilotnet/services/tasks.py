@@ -358,8 +358,9 @@ class TaskService:
             response = await self._refusal_before_scores(request)
             if response is None:
                 response = await self._judge(request, submitter)
-        except PilotError as error:  # the file thread is too far behind
-            response = wire.SubmitResponse(request.task_id, wire.STATUS_REJECTED, f"Receiver busy: {error.message}")
+        except PilotError as error:  # the file thread is too far behind (busy), or the ID names no file
+            reason = f"Receiver busy: {error.message}" if error.code == storage.BUSY else error.message
+            response = wire.SubmitResponse(request.task_id, wire.STATUS_REJECTED, reason)
         header, body = encode_frame(wire.TYPE_SUBMIT, wire.encode_submit_response(response))
         try:
             self.streams.write(conn_id, header + body, self)
