@@ -27,7 +27,6 @@ from twisted.application import service
 from twisted.internet import defer, task
 from twisted.logger import Logger
 
-from pilotnet.crypto.identity import write_private_file
 from pilotnet.daemon.networks import JoinedNetwork, NetworkView
 from pilotnet.daemon.handshake import PORT as HANDSHAKE_PORT
 from pilotnet.daemon.policy_actions import PolicyActions
@@ -36,6 +35,7 @@ from pilotnet.policy import document as policy_document
 from pilotnet.policy.managed import ManagedEngine, ManagedRules
 from pilotnet.ratelimit import RateLimiter
 from pilotnet.registry.network_rules import parse_rules
+from pilotnet.services.storage import FileWriter, SnapshotFile
 from pilotnet.wire.packet import PROTO_DATAGRAM
 
 log = Logger()
@@ -62,7 +62,8 @@ class ManagedNetworks(service.Service):
     def __init__(self, clock, registry, home: Path, own_id: Callable[[], int | None],
                  link: Callable[[int, int], Any], unlink: Callable[[int], Any],
                  emit: Callable[..., None], rng: random.Random | None = None,
-                 shared_with: Callable[[int], list[JoinedNetwork]] = lambda node: []) -> None:
+                 shared_with: Callable[[int], list[JoinedNetwork]] = lambda node: [],
+                 writer: FileWriter | None = None) -> None:
         self.clock = clock
         self.registry = registry
         self.home = home
@@ -90,6 +91,9 @@ class ManagedNetworks(service.Service):
         #: Each network's ``config.cycle`` runner and its count of cycles.
         self._policy_loops: dict[int, task.LoopingCall] = {}
         self.policy_cycles: dict[int, int] = {}
+        #: Where each network's state is written, off the reactor thread by ``writer`` (None: inline).
+        self._writer = writer
+        self._files: dict[int, SnapshotFile] = {}
 
     # -- lifecycle ---------------------------------------------------------------
 
@@ -444,12 +448,11 @@ class ManagedNetworks(service.Service):
         return self.home / f"managed_{network_id}.json"
 
     def _save(self, engine: ManagedEngine) -> None:
-        data = json.dumps(engine.snapshot(), indent=2).encode("utf-8") + b"\n"
-        try:
-            write_private_file(self._path(engine.network_id), data)
-        except OSError as error:
-            log.warn("managed network {network}: state not saved: {error}", network=engine.network_id,
-                     error=error)
+        """Hand the engine's state to its file's writer (the newest wins; a failure is logged there)."""
+        file = self._files.get(engine.network_id)
+        if file is None:
+            file = self._files[engine.network_id] = SnapshotFile(self._path(engine.network_id), self._writer)
+        file.write(json.dumps(engine.snapshot(), indent=2).encode("utf-8") + b"\n")
 
     def _load(self, engine: ManagedEngine) -> None:
         path = self._path(engine.network_id)

@@ -178,8 +178,12 @@ class NodeService(service.MultiService):
             EchoService(self.streams, PORT_ECHO, reactor)
         self.networks = Networks(clock=reactor, registry=self.registry, node_id=lambda: self.node_id)
         self._every(config.network_sync, self._refresh_networks)
+        # The thread for the node's file writes (trust, managed networks, the services' files); it
+        # stops after the parts added later, so what they write while stopping is written too.
+        self.files = FileWriter(reactor)
+        self.files.setServiceParent(self)
         self.trust = TrustManager(
-            clock=reactor, state=TrustState.load(config.identity_path.parent / TRUST_FILE),
+            clock=reactor, state=TrustState.load(config.identity_path.parent / TRUST_FILE, self.files),
             identity=self.identity, registry=self.registry,
             courier=HandshakeCourier(self.dial, self.streams, reactor), peer_keys=self.peer_keys,
             tunnel_key=self.tunnel.verified_key,
@@ -192,7 +196,7 @@ class NodeService(service.MultiService):
             reactor, self.registry, config.home, own_id=lambda: self.node_id,
             link=lambda node, network: self.trust.request(node, f"managed network {network}"),
             unlink=self.trust.revoke, emit=self.webhooks.emit,
-            shared_with=lambda node: self.networks.view.shared_with(node))
+            shared_with=lambda node: self.networks.view.shared_with(node), writer=self.files)
         self.managed.setServiceParent(self)
         self.streams.admit = self.managed.gate(self.trust.admit)
         self.networks.on_change = self._networks_changed
@@ -214,8 +218,7 @@ class NodeService(service.MultiService):
         """The built-in services on ports 53 and 1001-1003 (echo is started above, before trust)."""
         self.events = EventBroker()
         self._services = []
-        writer = FileWriter(reactor)
-        writer.setServiceParent(self)
+        writer = self.files
         budget = ByteBudget(config.inflight_max_bytes)
         if config.dataexchange:
             limits = DataExchangeLimits(config.message_max_bytes, config.received_max_bytes,

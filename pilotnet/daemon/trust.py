@@ -10,7 +10,10 @@ Reference controlplane §5.1/§5.5.  Three tables:
 
 Everything is written to ``trust.json`` beside the identity after every change,
 atomically (temporary file, fsync, rename), so a crash leaves the old file or
-the new one.  The file is the reference's (a Go daemon's ``trust.json`` loads
+the new one.  The daemon writes it off the reactor thread (a
+:class:`~pilotnet.services.storage.SnapshotFile`: the newest table wins, so a
+peer repeating its request costs no more than one write waiting), and its
+answers that promise a change wait for :meth:`TrustState.flushed`.  The file is the reference's (a Go daemon's ``trust.json`` loads
 here, ours loads there); we add ``outgoing`` — Go ignores unknown keys — so
 an answer that arrives after a restart is still recognised as one we asked for.
 
@@ -20,10 +23,11 @@ This module has no I/O other than that file and no clock: callers pass ``now``.
 import json
 from typing import NamedTuple
 
+from twisted.internet import defer
 from twisted.logger import Logger
 
-from pilotnet.crypto.identity import write_private_file
 from pilotnet.errors import DecodeError
+from pilotnet.services.storage import SnapshotFile
 from pilotnet.wire.rfc3339 import format_rfc3339, parse_rfc3339
 
 log = Logger()
@@ -57,10 +61,15 @@ class PendingRequest(NamedTuple):
 
 
 class TrustState:
-    """The three tables, persisted to ``path`` (``None``: kept in memory only)."""
+    """The three tables, persisted to ``path`` (``None``: kept in memory only).
 
-    def __init__(self, path=None):
+    ``writer`` is the :class:`~pilotnet.services.storage.FileWriter` that
+    writes the file (None: written inline, before each change returns).
+    """
+
+    def __init__(self, path=None, writer=None):
         self.path = path
+        self._file = SnapshotFile(path, writer) if path is not None else None
         self.trusted = {}
         self.pending = {}
         self.outgoing = set()
@@ -153,13 +162,17 @@ class TrustState:
         return document
 
     def save(self):
-        if self.path is not None:
-            write_private_file(self.path, json.dumps(self.to_json(), indent=2).encode("utf-8") + b"\n")
+        if self._file is not None:
+            self._file.write(json.dumps(self.to_json(), indent=2).encode("utf-8") + b"\n")
+
+    def flushed(self):
+        """A Deferred that fires once every change made so far is in the file."""
+        return self._file.flushed() if self._file is not None else defer.succeed(None)
 
     @classmethod
-    def load(cls, path):
+    def load(cls, path, writer=None):
         """The state saved at ``path``; empty when there is none; a damaged file is logged and set aside."""
-        state = cls(path)
+        state = cls(path, writer)
         try:
             document = json.loads(path.read_text())
             for row in document.get("trusted") or []:
@@ -180,5 +193,5 @@ class TrustState:
             log.error("trust file {path} is unreadable ({error}); moved to {damaged}, starting empty",
                       path=str(path), error=str(error), damaged=str(damaged))
             path.replace(damaged)
-            return cls(path)
+            return cls(path, writer)
         return state

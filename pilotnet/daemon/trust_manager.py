@@ -48,6 +48,8 @@ Reference controlplane §5.3, with these choices:
 Every change is a structured log event (``trust_event``, ``peer``, ``reason``).
 """
 
+import functools
+
 from twisted.internet import defer
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -86,6 +88,15 @@ def _already_relayed(failure):
 
 def _b64_key(key):
     return b64encode(key) if key else ""
+
+
+def _answered_once_saved(command):
+    """The operator's answer waits until the trust file holds what ``command`` changed."""
+    @functools.wraps(command)
+    def answering(self, *args, **kwargs):
+        return command(self, *args, **kwargs).addCallback(
+            lambda answer: self.state.flushed().addCallback(lambda _: answer))
+    return answering
 
 
 class TrustManager:
@@ -227,6 +238,7 @@ class TrustManager:
 
     # -- operator commands ---------------------------------------------------------------
 
+    @_answered_once_saved
     @defer.inlineCallbacks
     def request(self, node, justification=""):
         """Ask ``node`` for mutual trust; the reply's ``status`` says what really happened.
@@ -319,6 +331,7 @@ class TrustManager:
             answer["mutual"] = peer.mutual
         return answer
 
+    @_answered_once_saved
     @defer.inlineCallbacks
     def approve(self, node):
         """Trust a node that asked us: ``{"status": "approved", "node_id", "mutual"}``.
@@ -338,6 +351,7 @@ class TrustManager:
                              hint="requests waiting for approval are listed by: pilotctl pending")
         self.state.trust(node, request.public_key, self._now(), mutual=False)
         self._event("handshake.approved", node)
+        yield self.state.flushed()  # on disk before the registry and the requester hear of it
         yield self._consent(node)
         # Wait (up to the courier's timeout) for the requester to read our answer: then it trusts
         # us by the time approve returns, as what a user does next assumes (the README's quickstart
@@ -345,6 +359,7 @@ class TrustManager:
         yield self._send_quietly(node, handshake.ACCEPT)
         return self._answer("approved", node)
 
+    @_answered_once_saved
     @defer.inlineCallbacks
     def reject(self, node, reason=""):
         self._check_peer(node)
@@ -356,6 +371,7 @@ class TrustManager:
             self._send_quietly(node, handshake.REJECT, reason=reason)
         return {"status": "rejected", "node_id": node}
 
+    @_answered_once_saved
     @defer.inlineCallbacks
     def revoke(self, node):
         self._check_peer(node)
@@ -423,6 +439,7 @@ class TrustManager:
             state.trust(node, key, self._now(), mutual=reason == "mutual",
                         network=network if reason == "same_network" else 0)
             self._event("handshake.auto_approved", node, reason=reason, path=path)
+            yield state.flushed()  # the requester trusts us on our ACCEPT: we must not forget it in a crash
         yield self._consent(node)
         self._send_quietly(node, handshake.ACCEPT)
 

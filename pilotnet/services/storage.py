@@ -12,20 +12,30 @@
   every connection of the services;
 * :class:`FileWriter`: the services' file work, in order, in one thread, so a
   16 MiB result or a slow disk never stalls the reactor (the registry store's
-  pattern: inline until :meth:`FileWriter.startService`, which tests skip).
+  pattern: inline until :meth:`FileWriter.startService`, which tests skip);
+* :class:`SnapshotFile`: a file rewritten whole with a state's newest
+  snapshot (the daemon's trust table, a managed network's state) by that
+  writer, the newest snapshot winning, so a state that changes at a peer's
+  pace costs at most one write running and one waiting.
 """
 
 import os
 import tempfile
+import threading
 from pathlib import Path
 from typing import Callable
 
 from twisted.application import service
-from twisted.internet.defer import Deferred, maybeDeferred
+from twisted.internet.defer import Deferred, maybeDeferred, succeed
 from twisted.internet.threads import deferToThreadPool
+from twisted.logger import Logger
+from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 
-from pilotnet.errors import PilotError
+from pilotnet.crypto.identity import write_private_file
+from pilotnet.errors import INTERNAL, PilotError
+
+log = Logger()
 
 FILE_MODE = 0o600
 DIRECTORY_MODE = 0o700
@@ -215,3 +225,80 @@ class FileWriter(service.Service):
         self._run = maybeDeferred
         if pool is not None:
             pool.stop()
+
+
+class SnapshotFile:
+    """A file rewritten whole, atomically, with the newest snapshot of a state, by a :class:`FileWriter`.
+
+    :meth:`write` hands over a snapshot and returns at once; the writer's
+    thread writes the newest one it has (``write_private_file``: fsync, then
+    rename), so however fast snapshots come, at most one write runs and one
+    snapshot waits.  The thread takes the newest snapshot itself, so one handed
+    over before the writer stops is written before its thread ends.
+    :meth:`flushed` fires once every snapshot handed over before it is on disk:
+    what an answer promising durability waits for.  Without a writer the
+    file is written inline (tests, tools).
+    """
+
+    def __init__(self, path: os.PathLike[str] | str, writer: "FileWriter | None" = None):
+        self.path = path
+        self.writer = writer if writer is not None else FileWriter()
+        self._lock = threading.Lock()
+        self._newest: tuple[int, bytes] | None = None  # guarded by _lock, like _scheduled
+        self._scheduled = False
+        self._given = 0
+        self._on_disk = 0  # set by the thread; read on the reactor once its work has reported back
+        self._waiting: list[tuple[int, Deferred]] = []
+
+    def write(self, data: bytes) -> None:
+        self._given += 1
+        with self._lock:
+            self._newest = (self._given, data)
+            if self._scheduled:
+                return
+            self._scheduled = True
+        self.writer.run(self._write_newest).addBoth(self._written)
+
+    def flushed(self) -> Deferred:
+        """Fires once what was handed to :meth:`write` so far is on disk; fails if writing it failed."""
+        if self._on_disk >= self._given:
+            return succeed(None)
+        done: Deferred = Deferred()
+        self._waiting.append((self._given, done))
+        return done
+
+    def _write_newest(self) -> None:
+        """On the writer's thread: write the newest snapshot until there is none newer than the file."""
+        while True:
+            with self._lock:
+                newest, self._newest = self._newest, None
+                if newest is None:
+                    self._scheduled = False
+                    return
+            generation, data = newest
+            try:
+                write_private_file(self.path, data)
+            except BaseException:
+                with self._lock:
+                    self._scheduled = False
+                raise
+            self._on_disk = generation
+
+    def _written(self, result: object) -> None:
+        failed = result if isinstance(result, Failure) else None
+        if failed is not None:
+            log.failure("{path} not written", failed, path=str(self.path))
+        waiting, self._waiting = self._waiting, []
+        for generation, done in waiting:
+            if generation <= self._on_disk:
+                done.callback(None)
+            elif failed is not None:
+                done.errback(PilotError(f"{self.path} could not be written: {failed.getErrorMessage()}",
+                                        code=INTERNAL))
+            else:
+                self._waiting.append((generation, done))
+        with self._lock:
+            again = self._newest is not None and not self._scheduled
+            self._scheduled = self._scheduled or again
+        if again:  # a snapshot came while a failed write was ending: nobody else will write it
+            self.writer.run(self._write_newest).addBoth(self._written)

@@ -21,14 +21,23 @@ are taken only from the node the task was submitted to, and results only while
 the task still expects them (NEW, ACCEPTED or EXECUTING: once, so a replay
 cannot move polo twice).  A result file keeps its sender's name only as a
 checked base name, under ``results/`` as ``<id>_<name>``, never replacing a
-file, and is written off the reactor thread.
+file.
+
+The daemon reads and writes every task file off the reactor thread, through
+:class:`TaskRecords` (the services' one file thread, in order): a SUBMIT is
+answered "accepted" only once its file is on disk (written, fsynced and
+renamed into place), so an accepted task survives a crash or restart; a
+status update or results that arrive while the file thread is
+``MAX_RECORD_WORK`` operations behind are refused like any malformed frame.
 """
 
 import functools
 import json
 import math
 import os
+from collections import Counter
 from pathlib import Path
+from typing import Any, Callable
 
 from twisted.internet import defer
 from twisted.logger import Logger
@@ -49,6 +58,8 @@ log = Logger()
 ACCEPT_DEADLINE = 60.0
 QUEUE_HEAD_LIMIT = 3600.0
 MAX_QUEUED = 100
+# Task-file reads and writes waiting for the file thread at once; beyond it peers are refused (busy).
+MAX_RECORD_WORK = 64
 BOXES = ("received", "submitted", "results")
 # The submitter's copy of a task expects results until they arrive (or the task ends otherwise).
 AWAITING_RESULTS = frozenset((wire.NEW, wire.ACCEPTED, wire.EXECUTING))
@@ -134,6 +145,92 @@ class TaskStore:
         return sum(storage.remove_leftovers(self.root / box) for box in BOXES)
 
 
+class TaskRecords:
+    """The daemon's task files, read and written on the services' file thread (a :class:`TaskStore` in it).
+
+    The file thread runs its work in the order it was asked for, so a read
+    sees every write asked for before it: a listing or a status read right
+    after a submit finds the task, without the reactor waiting on the disk.
+    :attr:`saving` is the in-memory record of the writes not yet on disk,
+    which a duplicate check consults in the same reactor turn that decides.
+    At most ``limit`` operations wait at once; beyond that :meth:`run`
+    refuses with ``busy``.
+    """
+
+    def __init__(self, store: TaskStore, writer: Any, limit: int = MAX_RECORD_WORK):
+        self.store = store
+        self.writer = writer
+        self.limit = limit
+        self.waiting = 0
+        #: ``(box, task_id)`` of each write asked for and not yet done (a count per file).
+        self.saving: Counter[tuple[str, str]] = Counter()
+
+    def run(self, work: Callable[..., Any], *args: Any) -> defer.Deferred:
+        """``work(*args)`` on the file thread after everything asked before; ``busy`` when too much waits."""
+        if self.waiting >= self.limit:
+            raise PilotError(f"{self.waiting} task-file operations are waiting for the disk",
+                             code=storage.BUSY, hint="try again in a moment")
+        self.waiting += 1
+
+        def done(result: Any) -> Any:
+            self.waiting -= 1
+            return result
+
+        return self.writer.run(work, *args).addBoth(done)
+
+    def save(self, box: str, task: dict) -> defer.Deferred:
+        """Write ``task`` to ``box``; fires once the file is on disk."""
+        key = (box, task["task_id"])
+        self.store.path(*key)  # a malformed ID is refused here, not on the thread
+        saving = self.run(self.store.save, box, dict(task))
+        self.saving[key] += 1
+
+        def saved(result: Any) -> Any:
+            self.saving[key] -= 1
+            if not self.saving[key]:
+                del self.saving[key]
+            return result
+
+        return saving.addBoth(saved)
+
+    def load(self, box: str, task_id: str) -> defer.Deferred:
+        """The task ``task_id`` of ``box`` (a ``not_found`` failure when there is none)."""
+        return self.run(self.store.load, box, task_id)
+
+    def list(self, box: str) -> defer.Deferred:
+        return self.run(self.store.list, box)
+
+    def exists(self, box: str, task_id: str) -> defer.Deferred:
+        """Whether ``box`` holds ``task_id`` or a write of it is under way.
+
+        Asked again of :attr:`saving` when the answer arrives: a write asked for
+        after this read was queued is not in the file the read looked at.
+        """
+        if (box, task_id) in self.saving:
+            return defer.succeed(True)
+        checking = self.run(lambda: self.store.path(box, task_id).exists())
+        return checking.addCallback(lambda on_disk: on_disk or (box, task_id) in self.saving)
+
+    def update(self, box: str, task_id: str, change: Callable[[dict], bool]) -> defer.Deferred:
+        """Read, ``change`` and write back ``task_id`` in one turn of the file thread.
+
+        ``change(task)`` runs on that thread, so it may only look at the task;
+        it returns whether it changed it (only then is the file written).  Fires
+        with the task as it now is, or None if there is no such task.  Done in
+        one piece there, two updates of one task cannot lose each other's change.
+        """
+        def read_change_write() -> dict | None:
+            try:
+                task = self.store.load(box, task_id)
+            except PilotError:
+                return None
+            if change(task):
+                self.store.save(box, task)
+            return task
+
+        return self.run(read_change_write)
+
+
 @implementer(IStreamOwner)
 class TaskService:
     """The port-1003 service.
@@ -150,12 +247,13 @@ class TaskService:
         self.accept_deadline = accept_deadline
         self.max_queued = max_queued
         self.store = TaskStore(home)
-        self.store.remove_leftovers()
+        self.store.remove_leftovers()  # at construction, before the reactor serves anything
         self.polo_score = polo_score
         self.adjust_polo = adjust_polo
         self.local_node = local_node
         self.budget = budget if budget is not None else storage.ByteBudget(2 * wire.typedframe.MAX_PAYLOAD)
         self.writer = writer if writer is not None else storage.FileWriter()
+        self.records = TaskRecords(self.store, self.writer)
         self.queue = []
         self.refused = 0
         self._refusal_log = TokenBucket(*storage.REFUSAL_LOG_RATE)
@@ -164,6 +262,7 @@ class TaskService:
         self._held = {}  # conn_id -> bytes of the budget its frame holds
         self._results_pending = set()
         self._head_since = None
+        self._sweeping = False
         streams.bind(port, self)
 
     # -- IStreamOwner ------------------------------------------------------------------
@@ -219,25 +318,35 @@ class TaskService:
     def _handle(self, conn_id, frame_type, request):
         if frame_type == wire.TYPE_SUBMIT:
             return defer.ensureDeferred(self._submit(conn_id, request))
-        remote = self._remotes.get(conn_id)
-        task = self._executors_task(remote, request.task_id)
-        if task is None:
-            self._refuse(conn_id, f"{wire.TYPE_NAMES[frame_type]} for task {request.task_id}, "
-                                  f"which is not a task of ours that {remote} was given")
-            return None
-        done = None
-        if frame_type == wire.TYPE_STATUS_UPDATE:
-            self._status_update(task, request)
-        else:
-            done = self._results(conn_id, task, request)
-        self._finish(conn_id)
-        return done
+        return defer.ensureDeferred(self._from_executor(conn_id, frame_type, request))
 
-    def _executors_task(self, remote, task_id):
+    async def _from_executor(self, conn_id, frame_type, request):
+        """A STATUS_UPDATE or SEND_RESULTS: taken only from the node the task was submitted to."""
+        remote = self._remotes.get(conn_id)
+        try:
+            task = await self._executors_task(remote, request.task_id)
+            if task is None:
+                raise PilotError(f"{wire.TYPE_NAMES[frame_type]} for task {request.task_id}, "
+                                 f"which is not a task of ours that {remote} was given")
+            if frame_type == wire.TYPE_STATUS_UPDATE:
+                await self._status_update(request)
+            else:
+                await self._results(task, request)
+        except PilotError as error:
+            self._refuse(conn_id, error.message)
+            return
+        except Exception:
+            self._log_failure("{frame} from {peer} for task {task} not handled", frame=wire.TYPE_NAMES[frame_type],
+                              peer=str(remote), task=request.task_id)
+        self._finish(conn_id)
+
+    async def _executors_task(self, remote, task_id):
         """Our submitted task ``task_id`` if ``remote`` is the node it was submitted to, else None."""
         try:
-            task = self.store.load("submitted", task_id)
-        except PilotError:
+            task = await self.records.load("submitted", task_id)
+        except PilotError as error:
+            if error.code != NOT_FOUND:
+                raise
             return None
         if remote is None or task.get("to_node") != remote.node:
             return None
@@ -245,9 +354,13 @@ class TaskService:
 
     async def _submit(self, conn_id, request):
         submitter = self._remotes.get(conn_id)
-        response = self._refusal_before_scores(request)
-        if response is None:
-            response = await self._judge(request, submitter)
+        try:
+            response = await self._refusal_before_scores(request)
+            if response is None:
+                response = await self._judge(request, submitter)
+        except PilotError as error:  # the file thread is too far behind (busy), or the ID names no file
+            reason = f"Receiver busy: {error.message}" if error.code == storage.BUSY else error.message
+            response = wire.SubmitResponse(request.task_id, wire.STATUS_REJECTED, reason)
         header, body = encode_frame(wire.TYPE_SUBMIT, wire.encode_submit_response(response))
         try:
             self.streams.write(conn_id, header + body, self)
@@ -255,9 +368,14 @@ class TaskService:
             pass
         self._finish(conn_id)
 
-    def _refusal_before_scores(self, request):
-        """A response refusing ``request`` for what needs no registry: a reused ID, a full queue."""
-        if self.store.path("received", request.task_id).exists():
+    async def _refusal_before_scores(self, request):
+        """A response refusing ``request`` for what needs no registry: a reused ID, a full queue.
+
+        No refusal means none in the reactor turn this returns in (nothing else runs between
+        the answer of :meth:`TaskRecords.exists` and here), so a caller that saves then
+        cannot save a task twice.
+        """
+        if await self.records.exists("received", request.task_id):
             return wire.SubmitResponse(request.task_id, wire.STATUS_REJECTED, "Task ID already in use")
         if len(self.queue) >= self.max_queued:
             return wire.SubmitResponse(request.task_id, wire.STATUS_REJECTED,
@@ -276,61 +394,84 @@ class TaskService:
         if theirs < ours:
             return wire.SubmitResponse(request.task_id, wire.STATUS_REJECTED,
                                        f"Polo score too low: submitter={theirs}, receiver={ours}")
-        refusal = self._refusal_before_scores(request)  # the same ID or more tasks may have come meanwhile
+        refusal = await self._refusal_before_scores(request)  # the same ID or more tasks may have come meanwhile
         if refusal is not None:
             return refusal
-        self._accept_new(request, submitter)
+        try:
+            await self._accept_new(request, submitter)
+        except PilotError:
+            raise  # busy: answered as such
+        except Exception as error:
+            self._log_failure("task {task} from {peer} not stored", task=request.task_id, peer=str(submitter))
+            return wire.SubmitResponse(request.task_id, wire.STATUS_REJECTED, f"Task not stored: {error}")
         return wire.SubmitResponse(request.task_id, wire.STATUS_ACCEPTED, "Task received with status NEW")
 
-    def _accept_new(self, request, submitter):
+    async def _accept_new(self, request, submitter):
+        """Queue the task and write its file; returns once the file is on disk (the submitter's answer waits)."""
         now = self.clock.seconds()
-        self.store.save("received", {
+        saving = self.records.save("received", {
             "task_id": request.task_id, "task_description": request.task_description,
             "created_at": format_rfc3339(now), "status": wire.NEW, "status_justification": "",
             "from": str(submitter), "to": request.to_addr, "created_ts": now,
         })
-        self.queue.append(request.task_id)
+        self.queue.append(request.task_id)  # counted against max_queued from this turn on
         if len(self.queue) == 1:
             self._head_since = now
+        try:
+            await saving
+        except BaseException:
+            self._dequeue(request.task_id, self.clock.seconds())
+            raise
         log.info("task {task} received from {peer}", task=request.task_id, peer=str(submitter))
 
-    def _status_update(self, task, update):
-        if task.get("status") == wire.COMPLETED:
-            return  # results are in: nothing the executor says changes that
-        task["status"] = update.status
-        task["status_justification"] = update.justification
-        self.store.save("submitted", task)
+    async def _status_update(self, update):
+        def apply(task):
+            if task.get("status") == wire.COMPLETED:
+                return False  # results are in: nothing the executor says changes that
+            task["status"] = update.status
+            task["status_justification"] = update.justification
+            return True
 
-    def _results(self, conn_id, task, results):
-        """Store the results of a task that expects them; a Deferred that fires once they are on disk."""
+        await self.records.update("submitted", update.task_id, apply)
+
+    async def _results(self, task, results):
+        """Store the results of a task that expects them; returns once they and the task's new status are on disk."""
         task_id = results.task_id
         if task.get("status") not in AWAITING_RESULTS or task_id in self._results_pending:
-            self._refuse(conn_id, f"results for task {task_id}, which is {task.get('status')}, not awaiting results")
-            return None
+            raise PilotError(f"results for task {task_id}, which is {task.get('status')}, not awaiting results")
         if results.result_type == wire.RESULT_FILE:
-            try:
-                name, data = check_result_file_name(results.filename), results.file_data
-            except PilotError as error:
-                self._refuse(conn_id, error.message)
-                return None
+            name, data = check_result_file_name(results.filename), results.file_data
         else:
             name, data = "result.txt", results.result_text.encode("utf-8")
         self._results_pending.add(task_id)
-        saving = self.writer.run(self.store.save_result, task_id, name, data)
-        saving.addCallback(self._results_saved, results)
-        saving.addErrback(lambda failure: log.failure("results of task {task} not stored", failure, task=task_id))
-        return saving.addBoth(lambda _: self._results_pending.discard(task_id))
+        try:
+            path = await self.records.run(self.store.save_result, task_id, name, data)
 
-    def _results_saved(self, path, results):
-        task = self.store.load("submitted", results.task_id)
-        task["status"] = wire.COMPLETED
-        task["completed_at"] = results.completed_at
-        task["result_file"] = path.name
-        self.store.save("submitted", task)
-        log.info("results of task {task} stored as {name}", task=results.task_id, name=path.name)
+            def complete(stored):
+                if stored.get("status") not in AWAITING_RESULTS:
+                    return False  # pilotctl or a timer ended it meanwhile: no polo for it
+                stored.update(status=wire.COMPLETED, completed_at=results.completed_at, result_file=path.name)
+                return True
+
+            stored = await self.records.update("submitted", task_id, complete)
+        except PilotError:
+            raise  # busy: refused as such
+        except Exception:
+            self._log_failure("results of task {task} not stored", task=task_id)
+            return
+        finally:
+            self._results_pending.discard(task_id)
+        if stored is None or stored.get("result_file") != path.name:
+            return  # no such task any more, or complete() found it ended meanwhile
+        log.info("results of task {task} stored as {name}", task=task_id, name=path.name)
         reward = polo_reward(results.time_cpu_ms, results.time_idle_ms, results.time_staged_ms)
         self.adjust_polo(self.local_node(), -1)
-        self.adjust_polo(task["to_node"], reward)
+        self.adjust_polo(stored["to_node"], reward)
+
+    def _log_failure(self, message, **fields):
+        """Log the exception being handled, within the refusals' rate (peers can repeat what fails)."""
+        if self._refusal_log.take(1, self.clock.seconds()):
+            log.failure(message, **fields)
 
     def _finish(self, conn_id):
         self._readers.pop(conn_id, None)
@@ -344,23 +485,65 @@ class TaskService:
     # -- housekeeping (every few seconds) ------------------------------------------------
 
     def housekeeping(self):
+        """Cancel and expire what waited too long: one turn of the file thread; a Deferred of its end.
+
+        Never fails (a failure would stop the daemon's timer); a round still
+        running when the next is due makes that one a no-op.
+        """
+        if self._sweeping:
+            return defer.succeed(None)
         now = self.clock.seconds()
+        overdue_head = None
+        if self.queue and self._head_since is not None and now - self._head_since > QUEUE_HEAD_LIMIT:
+            overdue_head = self.queue[0]
+        try:
+            sweeping = self.records.run(self._sweep, now, self.accept_deadline, overdue_head)
+        except PilotError:
+            return defer.succeed(None)  # the file thread is busy: next round
+        self._sweeping = True
+        sweeping.addCallback(self._swept)
+        sweeping.addErrback(lambda failure: log.failure("task housekeeping", failure))
+        return sweeping.addBoth(self._sweep_done)
+
+    def _sweep(self, now, accept_deadline, overdue_head):
+        """On the file thread: cancel NEW tasks past the accept deadline and expire ``overdue_head``.
+
+        Returns ``(no_longer_waiting, expired)``: the IDs that left the queue
+        (cancelled, or moved on by pilotctl: executing, done, declined, which
+        then can never expire) and ``overdue_head`` if it expired.  It expires
+        only if it still waits; had it left, the next head's hour starts now.
+        """
+        left = []
         for task in self.store.list("received"):
-            if task.get("status") == wire.NEW and now - task.get("created_ts", now) > self.accept_deadline:
+            status = task.get("status")
+            if status == wire.NEW and now - task.get("created_ts", now) > accept_deadline:
                 task["status"] = wire.CANCELLED
                 task["status_justification"] = "no response within 1 minute"
                 self.store.save("received", task)
-                self._dequeue(task["task_id"], now)
-            elif task.get("status") not in (wire.NEW, wire.ACCEPTED):
-                # pilotctl moved it on (executing, done, declined): it no longer waits, so it cannot expire.
-                self._dequeue(task["task_id"], now)
-        if self.queue and self._head_since is not None and now - self._head_since > QUEUE_HEAD_LIMIT:
-            task_id = self.queue[0]
-            task = self.store.load("received", task_id)
-            task["status"] = wire.EXPIRED
-            self.store.save("received", task)
+                left.append(task["task_id"])
+            elif status not in (wire.NEW, wire.ACCEPTED):
+                left.append(task["task_id"])
+        if overdue_head is None or overdue_head in left:
+            return left, None
+        try:
+            task = self.store.load("received", overdue_head)
+        except PilotError:
+            return left + [overdue_head], None  # its file is gone: it waits no more
+        task["status"] = wire.EXPIRED
+        self.store.save("received", task)
+        return left, overdue_head
+
+    def _swept(self, outcome):
+        left, expired = outcome
+        now = self.clock.seconds()
+        for task_id in left:
             self._dequeue(task_id, now)
+        if expired is not None:
+            self._dequeue(expired, now)
             self.adjust_polo(self.local_node(), -1)
+
+    def _sweep_done(self, _):
+        self._sweeping = False
 
     def _dequeue(self, task_id, now):
         if task_id in self.queue:

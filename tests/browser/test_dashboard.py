@@ -88,10 +88,7 @@ class Fleet:
 class DashboardInBrowserTests(ChromiumTestCase):
     timeout = 90
 
-    def test_live_directory_search_filters_sort_pages_graph_and_hostile_text(self):
-        return ensureDeferred(self._live_directory())
-
-    async def _live_directory(self):
+    async def test_live_directory_search_filters_sort_pages_graph_and_hostile_text(self):
         directory = os.path.abspath(self.mktemp())
         os.makedirs(directory)
         _seed_hostile_node(os.path.join(directory, "registry.db"), _identity(999).public_key_b64)
@@ -201,10 +198,7 @@ class ReconnectTests(ChromiumTestCase):
 
     timeout = 90
 
-    def test_page_follows_the_registry_across_a_restart(self):
-        return ensureDeferred(self._reconnect())
-
-    async def _reconnect(self):
+    async def test_page_follows_the_registry_across_a_restart(self):
         directory = os.path.abspath(self.mktemp())
         server = await RendezvousProcess(self, directory, "--store", "registry.db",
                                          "--http", "tcp:0:interface=127.0.0.1").start()

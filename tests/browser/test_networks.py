@@ -39,10 +39,7 @@ class Team:
 class NetworksPanelInBrowserTests(ChromiumTestCase):
     timeout = 90
 
-    def test_networks_panel_and_the_directory_of_one_network(self):
-        return ensureDeferred(self._panel())
-
-    async def _panel(self):
+    async def test_networks_panel_and_the_directory_of_one_network(self):
         directory = os.path.abspath(self.mktemp())
         server = await RendezvousProcess(self, directory, "--admin-token", ADMIN_TOKEN,
                                          "--registrations-per-minute", "1000",

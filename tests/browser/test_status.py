@@ -25,10 +25,7 @@ LABELS_OUTSIDE = """() => {
 class StatusInBrowserTests(ChromiumTestCase):
     timeout = 120
 
-    def test_a_stopped_node_turns_offline_and_the_overview_looks_right(self):
-        return ensureDeferred(self._status())
-
-    async def _status(self):
+    async def test_a_stopped_node_turns_offline_and_the_overview_looks_right(self):
         directory = os.path.abspath(self.mktemp())
         server = await RendezvousProcess(
             self, directory, "--registrations-per-minute", "1000", "--offline-after", OFFLINE_AFTER,

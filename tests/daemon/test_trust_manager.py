@@ -18,6 +18,7 @@ from pilotnet.wire import handshake
 from pilotnet.wire.address import Addr
 from pilotnet.wire.packet import FLAG_SYN, PROTO_DATAGRAM, PROTO_STREAM, Packet
 from tests.daemon.fakes import DatagramNetwork, StaticKeys
+from tests.services.test_dataexchange import QueuedWriter
 
 ME, PEER = 5, 6
 OUR_ADDR, HER_ADDR = ("127.0.0.1", 1005), ("127.0.0.1", 1066)
@@ -161,6 +162,21 @@ class FlowTests(TrustCase):
         self.assertIn((PEER, handshake.ACCEPT), self.courier.sent)
         approving.cancel()  # a requester that never reads it: the courier's own timeout ends the wait
         self.assertEqual(self.successResultOf(approving)["status"], "approved")
+
+    def test_trust_json_is_written_off_the_reactor_and_approve_waits_for_it(self):
+        writer = QueuedWriter()
+        self.trust.state = TrustState(self.path, writer)
+        for _ in range(5):  # a peer repeating its request: one write waits, whatever the count
+            self.successResultOf(self.trust.received(self.from_peer(handshake.REQUEST)))
+        self.assertEqual(len(writer.queue), 1)
+        self.assertFalse(self.path.exists())
+        approving = self.trust.approve(PEER)
+        self.assertNoResult(approving)
+        self.assertNotIn((PEER, handshake.ACCEPT), self.courier.sent)  # not before the file holds the trust
+        writer.run_all()
+        self.assertEqual(self.successResultOf(approving)["status"], "approved")
+        self.assertIn((PEER, handshake.ACCEPT), self.courier.sent)
+        self.assertTrue(TrustState.load(self.path).is_trusted(PEER))
 
     def test_reject_clears_the_request_and_answers_with_a_refusal(self):
         self.successResultOf(self.trust.received(self.from_peer(handshake.REQUEST)))

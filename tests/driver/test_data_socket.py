@@ -6,6 +6,10 @@ next reactor turn (and can be held, to stall a stream); each node serves a
 real control socket on a Unix socket.  So the stream's bytes cross
 SDK -> data socket -> daemon A -> engine -> daemon B -> data socket -> SDK,
 the path of two real daemons without their tunnel.
+
+Nothing polls: a test waits with :func:`once` for the calls that can make
+its condition true (a producer paused by its transport, bytes received, a
+connection lost), which the objects on the path make anyway.
 """
 
 import os
@@ -16,7 +20,6 @@ from types import SimpleNamespace
 
 from twisted.internet import defer, reactor
 from twisted.internet.endpoints import UNIXServerEndpoint
-from twisted.internet.task import deferLater
 from twisted.trial.unittest import TestCase
 
 from pilotnet.daemon.control import MAX_PENDING_DESCRIPTORS, ControlFactory
@@ -76,20 +79,51 @@ class RecordingControlFactory(ControlFactory):
     def __init__(self, node):
         super().__init__(node, reactor)
         self.built = []
+        #: Each protocol, once its connection is lost (and it has closed what it held).
+        self.lost = defer.DeferredQueue()
 
     def buildProtocol(self, addr):
         protocol = super().buildProtocol(addr)
         self.built.append(protocol)
+        lose = protocol.connectionLost
+
+        def connectionLost(reason):
+            lose(reason)
+            self.lost.put(protocol)
+
+        protocol.connectionLost = connectionLost
         return protocol
 
 
-async def until(condition, what):
-    """Wait, a reactor turn at a time and at most WAIT seconds, for ``condition()``."""
-    for _ in range(WAIT * 100):
-        if condition():
-            return
-        await deferLater(reactor, 0.01)
-    raise AssertionError(f"timed out waiting for {what}")
+def once(condition, *calls):
+    """A Deferred that fires once ``condition()`` holds, checked now and after each of ``calls``.
+
+    ``calls`` are ``(object, method name)`` pairs: the only calls after which
+    ``condition`` can have become true (a buffer grew, a transport paused its
+    producer).  Each is wrapped on that one object, so the wait follows those
+    events instead of polling the reactor; the wrappers stay, inert, once
+    the Deferred has fired.  Bounded by :func:`bounded`.
+    """
+    done = defer.Deferred()
+
+    def check():
+        if not done.called and condition():
+            done.callback(None)
+
+    def watch(target, name):
+        call = getattr(target, name)
+
+        def watched(*args, **kwargs):
+            result = call(*args, **kwargs)
+            check()
+            return result
+
+        setattr(target, name, watched)
+
+    for target, name in calls:
+        watch(target, name)
+    check()
+    return bounded(done)
 
 
 def copies_of(sock):
@@ -139,7 +173,8 @@ class DataSocketMixin:
         dialled = await bounded(self.alpha.dial(str(B), PORT))
         accepted = await bounded(listener.accept())
         if self.data_sockets:
-            await until(lambda: dialled._socket is not None and accepted._socket is not None, "the data sockets")
+            await once(lambda: dialled._socket is not None and accepted._socket is not None,
+                       (dialled, "_socket_attached"), (accepted, "_socket_attached"))
         return dialled, accepted
 
 
@@ -190,10 +225,14 @@ class DataPathTests(DataSocketMixin, TestCase):
         dialled, accepted = await self.pair()
         data = os.urandom(24 * 1024 * 1024)
         writing = dialled.write(data)
-        alpha_stream = self.nodes[A].streams._streams[dialled.conn_id]
+        alpha_streams = self.nodes[A].streams
+        alpha_stream = alpha_streams._streams[dialled.conn_id]
         # The reader reads nothing: its buffer fills to its limit, then everything behind it stops.
-        await until(lambda: len(accepted._buffer) >= RECEIVE_BUFFER_LIMIT, "the reader's buffer to fill")
-        await until(lambda: not self._moving(accepted, alpha_stream), "the stream to stall")
+        await once(lambda: len(accepted._buffer) >= RECEIVE_BUFFER_LIMIT, (accepted, "_received"))
+        # Stopped: the reader does not read its socket, daemon A does not read the writer's (its send
+        # buffer is over the high-water mark), and the writer's transport has paused its producer.
+        await once(lambda: not accepted._socket._reading and alpha_stream.writers and dialled._socket.paused,
+                   (accepted._socket, "read_while"), (alpha_streams, "write"), (dialled._socket, "pauseProducing"))
         self.assertFalse(writing.called)
         self.assertLess(len(accepted._buffer), RECEIVE_BUFFER_LIMIT + 256 * 1024)
         self.assertLess(alpha_stream.conn.send_buffered, SEND_HIGH_WATER + 256 * 1024)
@@ -202,11 +241,6 @@ class DataPathTests(DataSocketMixin, TestCase):
         received = await bounded(accepted.read_exactly(len(data)), WAIT * 3)
         await bounded(writing)
         self.assertEqual(received, data)
-
-    def _moving(self, accepted, alpha_stream):
-        now = (len(accepted._buffer), alpha_stream.conn.send_buffered, alpha_stream.conn.stats()["bytes_sent"])
-        moving, self._last = now != getattr(self, "_last", None), now
-        return moving
 
     async def test_half_close_ends_one_direction_only(self):
         dialled, accepted = await self.pair()
@@ -261,7 +295,7 @@ class DataPathTests(DataSocketMixin, TestCase):
     async def test_a_failed_stream_fails_its_reader_after_the_data_before_it(self):
         dialled, accepted = await self.pair()
         await accepted.write(b"last words")
-        await until(lambda: len(dialled._buffer) == 10, "the data to arrive")
+        await once(lambda: len(dialled._buffer) == 10, (dialled, "_received"))
         self.nodes[B].streams.abort_peer(A.node)  # B's trust in A ended: B resets the stream
         self.assertEqual(await bounded(dialled.read()), b"last words")
         with self.assertRaises(PilotError) as raised:
@@ -274,10 +308,11 @@ class DataPathTests(DataSocketMixin, TestCase):
         await dialled.write(b"before vanishing")
         self.assertEqual(await bounded(accepted.read_exactly(16)), b"before vanishing")
         [control] = [p for p in self._protocols(A) if p._sockets]
+        [data_socket] = control._sockets.values()
         self.alpha._protocol.transport.abortConnection()  # as when the process is killed
         self.assertEqual(await bounded(accepted.read()), b"")
         self.assertIsNone(await bounded(accepted.closed))
-        await until(lambda: not control._sockets, "the daemon to drop the data socket")
+        await once(lambda: not control._sockets, (data_socket, "connectionLost"))
 
     async def test_a_data_socket_closed_alone_is_the_streams_end(self):
         dialled, accepted = await self.pair()
@@ -360,16 +395,12 @@ class AttachRefusalTests(DataSocketMixin, TestCase):
         start = b"\x00\x01x\xff\xff" + b"a" * 100
         for offset in range(MAX_PENDING_DESCRIPTORS * 4):
             socket.send_fds(raw, [start[offset:offset + 1]], [theirs.fileno()])
+        # The daemon drops the client: its socket is closed before its protocol hears the loss.
+        await bounded(self.factories[A].lost.get())
         raw.setblocking(False)
-
-        def dropped():
-            try:
-                return raw.recv(1) == b""
-            except BlockingIOError:
-                return False
-            except OSError:
-                return True
-
-        await until(dropped, "the daemon to drop the client")
+        try:
+            self.assertEqual(raw.recv(1), b"")
+        except ConnectionResetError:
+            pass  # closed with bytes unread: as much a drop
         # The daemon runs in this process: no copy of what it was passed may stay open in it.
-        await until(lambda: copies_of(theirs) == 1, "the daemon to close what it was passed")
+        self.assertEqual(copies_of(theirs), 1)

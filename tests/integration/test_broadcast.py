@@ -18,19 +18,7 @@ PORT = 1000  # pilotctl broadcast's default port
 class BroadcastTests(PilotctlMixin, TestCase):
     timeout = 180
 
-    def test_members_hear_a_broadcast_and_the_sender_and_an_outsider_do_not(self):
-        return ensureDeferred(self._broadcast())
-
-    async def wait_bound(self, daemon, port):
-        async def bound():
-            info = await daemon.query_info()
-            return info is not None and port in info["bound_ports"]
-        await wait_until(bound, f"port {port} bound on {daemon.hostname}")
-
-    def listen(self, daemon, timeout):
-        return ensureDeferred(self.on(daemon, "listen", str(PORT), "--count", "1", "--timeout", timeout, "--json"))
-
-    async def _broadcast(self):
+    async def test_members_hear_a_broadcast_and_the_sender_and_an_outsider_do_not(self):
         base = self.mktemp()
         rendezvous = await RendezvousProcess(self, os.path.join(base, "rendezvous"),
                                              "--admin-token", ADMIN_TOKEN).start()
@@ -78,6 +66,15 @@ class BroadcastTests(PilotctlMixin, TestCase):
         self.assertEqual(as_json, {"network_id": network, "address": f"{network}:{network:04X}.FFFF.FFFF",
                                    "port": 4000, "bytes": 5, "sent": 2, "unreachable": 0})
 
+    async def wait_bound(self, daemon, port):
+        async def bound():
+            info = await daemon.query_info()
+            return info is not None and port in info["bound_ports"]
+        await wait_until(bound, f"port {port} bound on {daemon.hostname}")
+
+    def listen(self, daemon, timeout):
+        return ensureDeferred(self.on(daemon, "listen", str(PORT), "--count", "1", "--timeout", timeout, "--json"))
+
     async def hear(self, sender, network, text, listeners, silent=()):
         """Broadcast ``text`` until every listener not in ``silent`` heard it once; check what each heard."""
         listening = {daemon: self.listen(daemon, timeout) for daemon, timeout in listeners.items()}
@@ -105,10 +102,7 @@ class BroadcastTests(PilotctlMixin, TestCase):
                                  daemon.hostname)
         return first
 
-    def test_help(self):
-        return ensureDeferred(self._help())
-
-    async def _help(self):
+    async def test_help(self):
         home = self.mktemp()
         os.makedirs(home)
         shown = await pilotctl(self, home, "broadcast", "--help")

@@ -13,7 +13,7 @@ import subprocess
 import sys
 import tempfile
 
-from twisted.internet.defer import ensureDeferred, gatherResults
+from twisted.internet.defer import gatherResults
 from twisted.internet.threads import deferToThread
 from twisted.trial.unittest import TestCase
 
@@ -47,10 +47,7 @@ class ControlSocketTests(PilotctlMixin, TestCase):
         self.addCleanup(client.close)
         return client
 
-    def test_the_blocking_client_against_the_real_daemon(self):
-        return ensureDeferred(self._blocking_client())
-
-    async def _blocking_client(self):
+    async def test_the_blocking_client_against_the_real_daemon(self):
         await self.network()
         client = self.client()
         info = await deferToThread(lambda: client.call(schema.INFO)["info"])
@@ -78,10 +75,7 @@ class ControlSocketTests(PilotctlMixin, TestCase):
                 for reply in reader.feed(raw.recv(65536)):
                     return json.loads(reply[b"_error_description"])
 
-    def test_pilotctl_info_imports_no_twisted(self):
-        return ensureDeferred(self._no_twisted())
-
-    async def _no_twisted(self):
+    async def test_pilotctl_info_imports_no_twisted(self):
         await self.network([])
         script = ("import atexit, sys\n"
                   "atexit.register(lambda: sys.stderr.write('\\nTWISTED=%s\\n' % "
@@ -96,10 +90,7 @@ class ControlSocketTests(PilotctlMixin, TestCase):
             self.assertEqual(done.returncode, 0, (argv, done.stderr))
             self.assertIn("TWISTED=False", done.stderr, argv)
 
-    def test_info_connections_and_status_answer_with_hundreds_of_connections(self):
-        return ensureDeferred(self._many_connections())
-
-    async def _many_connections(self):
+    async def test_info_connections_and_status_answer_with_hundreds_of_connections(self):
         await self.network(["--syn-rate-limit", "10000"])
         sdk = await self.alpha.connect()
         streams = []
@@ -119,10 +110,7 @@ class ControlSocketTests(PilotctlMixin, TestCase):
         for stream in streams:
             stream.close()
 
-    def test_a_client_that_never_reads_is_not_buffered_without_bound(self):
-        return ensureDeferred(self._never_reads())
-
-    async def _never_reads(self):
+    async def test_a_client_that_never_reads_is_not_buffered_without_bound(self):
         await self.network()
         sent = await deferToThread(self._flood_without_reading, 40000)
         # The daemon stopped reading this client once its answers stopped draining, so the flood stalled
@@ -154,10 +142,7 @@ class ControlSocketTests(PilotctlMixin, TestCase):
                     sent += 1
             return sent
 
-    def test_a_live_socket_is_refused_and_kept_a_stale_one_replaced(self):
-        return ensureDeferred(self._socket_path())
-
-    async def _socket_path(self):
+    async def test_a_live_socket_is_refused_and_kept_a_stale_one_replaced(self):
         await self.network()
         second = DaemonProcess(self, self.mktemp(), self.rendezvous, hostname="second")
         second.socket_path = self.alpha.socket_path
@@ -211,10 +196,7 @@ class NoDaemonTests(TestCase):
         self.assertEqual(result.code, 0, result)
         return result.json()["data"]
 
-    def test_register_lookup_rotate_deregister_without_a_daemon(self):
-        return ensureDeferred(self._registry_direct())
-
-    async def _registry_direct(self):
+    async def test_register_lookup_rotate_deregister_without_a_daemon(self):
         rendezvous = await RendezvousProcess(self, os.path.join(self.mktemp(), "rendezvous")).start()
         home = self.home(rendezvous.registry_address)
         registered = await self.ok(home, "register", "127.0.0.1:4000")
@@ -234,10 +216,7 @@ class NoDaemonTests(TestCase):
         gone = await pilotctl(self, home, "lookup", str(node_id), "--json")
         self.assertEqual((gone.code, gone.error()["code"]), (1, "not_found"))
 
-    def test_an_unreachable_registry_is_connection_failed(self):
-        return ensureDeferred(self._unreachable())
-
-    async def _unreachable(self):
+    async def test_an_unreachable_registry_is_connection_failed(self):
         with socket.socket() as closed:
             closed.bind(("127.0.0.1", 0))
             port = closed.getsockname()[1]

@@ -47,10 +47,7 @@ class TwoDaemonsTests(TestCase):
         self.beta = await DaemonProcess(self, os.path.join(base, "beta"), self.rendezvous, *extra,
                                         hostname="beta").start()
 
-    def test_echo_through_an_encrypted_tunnel(self):
-        return ensureDeferred(self._echo())
-
-    async def _echo(self):
+    async def test_echo_through_an_encrypted_tunnel(self):
         await self.network()
         daemon = await self.alpha.connect()
         stream = await daemon.dial(self.beta.address, 7)
@@ -72,10 +69,7 @@ class TwoDaemonsTests(TestCase):
         self.assertTrue(peer["encrypted"])
         self.assertTrue(peer["authenticated"])
 
-    def test_stream_between_two_clients_both_ways(self):
-        return ensureDeferred(self._both_ways())
-
-    async def _both_ways(self):
+    async def test_stream_between_two_clients_both_ways(self):
         await self.network()
         server = await self.beta.connect()
         listener = await server.listen(1000)
@@ -90,10 +84,7 @@ class TwoDaemonsTests(TestCase):
         await outgoing.close()
         self.assertEqual(await incoming.read(), b"")
 
-    def test_datagrams_reach_only_the_bound_port(self):
-        return ensureDeferred(self._datagrams())
-
-    async def _datagrams(self):
+    async def test_datagrams_reach_only_the_bound_port(self):
         await self.network()
         receiver = await self.beta.connect()
         listener = await receiver.listen(4000)
@@ -108,10 +99,7 @@ class TwoDaemonsTests(TestCase):
         self.assertFalse(elsewhere.called)
         elsewhere.addErrback(lambda failure: None)  # fails when the client disconnects
 
-    def test_a_restarted_daemon_keeps_its_address_and_peers_reconnect(self):
-        return ensureDeferred(self._restart())
-
-    async def _restart(self):
+    async def test_a_restarted_daemon_keeps_its_address_and_peers_reconnect(self):
         await self.network()
         client = await self.alpha.connect()
         stream = await client.dial(self.beta.address, 7)
@@ -125,11 +113,8 @@ class TwoDaemonsTests(TestCase):
         await stream.write(b"after")
         self.assertEqual(await stream.read_exactly(5), b"after")
 
-    def test_daemons_survive_a_registry_restart(self):
+    async def test_daemons_survive_a_registry_restart(self):
         """The registry restarts from its store; the daemons reconnect and carry on."""
-        return ensureDeferred(self._registry_restart())
-
-    async def _registry_restart(self):
         await self.network(extra=("--keepalive", "1"))
         await self.rendezvous.stop()
         await self.rendezvous.start()
@@ -165,10 +150,7 @@ class FloodTests(TestCase):
 
     timeout = 120
 
-    def test_a_flood_buys_bounded_replies_and_the_daemon_keeps_working(self):
-        return ensureDeferred(self._flood())
-
-    async def _flood(self):
+    async def test_a_flood_buys_bounded_replies_and_the_daemon_keeps_working(self):
         base = self.mktemp()
         self.rendezvous = await RendezvousProcess(self, os.path.join(base, "rendezvous")).start()
         alpha = await DaemonProcess(self, os.path.join(base, "alpha"), self.rendezvous, hostname="alpha").start()
@@ -238,10 +220,7 @@ class LossyPathTests(TestCase):
         alpha = await DaemonProcess(self, os.path.join(base, "alpha"), rendezvous, *network).start()
         return await alpha.connect()
 
-    def test_data_arrives_intact_across_ten_percent_loss(self):
-        return ensureDeferred(self._lossy())
-
-    async def _lossy(self):
+    async def test_data_arrives_intact_across_ten_percent_loss(self):
         client = await self._start(loss=0.10)
         stream = await client.dial(self.beta.address, 7, timeout=60)
         payload = pattern(3_000_000)
@@ -253,10 +232,7 @@ class LossyPathTests(TestCase):
         [connection] = [c for c in await client.connections() if c["remote_port"] == 7]
         self.assertGreater(connection["retransmits"], 0)
 
-    def test_a_dial_through_a_burst_of_loss_keeps_to_the_direct_path(self):
-        return ensureDeferred(self._burst())
-
-    async def _burst(self):
+    async def test_a_dial_through_a_burst_of_loss_keeps_to_the_direct_path(self):
         """Everything is lost for the dial's first seconds: its relay probe finds the relay dead,
         so the key offer and the SYN go direct again and are answered once the burst ends."""
         client = await self._start(loss=1.0)
@@ -271,10 +247,7 @@ class LossyPathTests(TestCase):
 class SecureChannelTests(TestCase):
     timeout = 60
 
-    def test_secure_channel_round_trip_between_two_programs(self):
-        return ensureDeferred(self._secure())
-
-    async def _secure(self):
+    async def test_secure_channel_round_trip_between_two_programs(self):
         base = self.mktemp()
         rendezvous = await RendezvousProcess(self, os.path.join(base, "rendezvous")).start()
         alpha = await DaemonProcess(self, os.path.join(base, "alpha"), rendezvous).start()

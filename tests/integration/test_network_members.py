@@ -9,7 +9,6 @@ private, so nothing but the network lets them talk.
 import os
 
 from twisted.internet import reactor
-from twisted.internet.defer import ensureDeferred
 from twisted.trial.unittest import TestCase
 
 from pilotnet.errors import PilotError
@@ -22,14 +21,6 @@ ADMIN_TOKEN = "network-tests-admin"
 SYNC = "1"
 #: How long a daemon may take to notice a membership change on a loaded machine.
 SYNC_DEADLINE = 30.0
-
-
-def run(test):
-    def wrapper(self):
-        return ensureDeferred(test(self))
-
-    wrapper.__name__ = test.__name__
-    return wrapper
 
 
 class NetworkTests(PilotctlMixin, TestCase):
@@ -70,7 +61,6 @@ class NetworkTests(PilotctlMixin, TestCase):
             return await self.reaches(source, target) == expected
         await wait_until(settled, what, timeout=SYNC_DEADLINE, interval=0.5)
 
-    @run
     async def test_open_and_token_networks_trust_members_until_they_leave(self):
         alpha, beta, gamma = await self.start("alpha", "beta", "gamma")
         self.assertFalse(await self.reaches(beta, alpha))  # private strangers
@@ -130,7 +120,6 @@ class NetworkTests(PilotctlMixin, TestCase):
         self.assertEqual(unknown.error()["code"], "not_found", unknown)
         self.assertEqual(unknown.error()["hint"], "list the networks with: pilotctl network list")
 
-    @run
     async def test_allowed_ports_kick_and_invites(self):
         receiver = HttpReceiver(self)
         alpha, beta, gamma = await self.start("alpha", "beta", "gamma", webhook=receiver)

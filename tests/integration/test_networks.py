@@ -8,7 +8,6 @@ import tempfile
 import time
 
 from twisted.internet import reactor
-from twisted.internet.defer import ensureDeferred
 from twisted.trial.unittest import TestCase
 
 from pilotnet.crypto.identity import Identity
@@ -51,10 +50,7 @@ class NetworkProcessTests(TestCase):
     def signed(identity, request):
         return sign_fresh_request(identity, request, time.time())
 
-    def test_open_and_token_networks_three_nodes_and_kill_9(self):
-        return ensureDeferred(self._networks())
-
-    async def _networks(self):
+    async def test_open_and_token_networks_three_nodes_and_kill_9(self):
         directory = self.mktemp()
         server = await RendezvousProcess(self, directory, *STORE).start()
         client = await self.connect(server)
@@ -140,10 +136,7 @@ class NetworkProcessTests(TestCase):
                                                                          "network_id": 3})
         await restarted.stop()
 
-    def test_help_and_refusals_before_any_request(self):
-        return ensureDeferred(self._help())
-
-    async def _help(self):
+    async def test_help_and_refusals_before_any_request(self):
         home = tempfile.mkdtemp(prefix="pilot-home-")
         self.addCleanup(shutil.rmtree, home, True)
         for command in ("create", "delete", "rename", "promote", "demote", "kick", "role", "policy"):

@@ -25,10 +25,7 @@ class PilotctlTests(PilotctlMixin, TestCase):
             return info is not None and port in info["bound_ports"]
         await wait_until(bound, f"port {port} to be bound")
 
-    def test_node_and_diagnostics_commands(self):
-        return ensureDeferred(self._diagnostics())
-
-    async def _diagnostics(self):
+    async def test_node_and_diagnostics_commands(self):
         await self.network()
         info = await self.ok(self.alpha, "info")
         self.assertEqual((info["node_id"], info["address"], info["hostname"]),
@@ -51,10 +48,7 @@ class PilotctlTests(PilotctlMixin, TestCase):
         self.assertEqual(human.code, 0, human)
         self.assertIn(f"PING {self.beta.address}", human.stdout)
 
-    def test_messages_streams_and_datagrams(self):
-        return ensureDeferred(self._messages())
-
-    async def _messages(self):
+    async def test_messages_streams_and_datagrams(self):
         await self.network()
         receiving = ensureDeferred(self.on(self.beta, "recv", "3000", "--count", "1", "--json", "--timeout", "60s"))
         await self.wait_bound(self.beta, 3000)
@@ -77,10 +71,7 @@ class PilotctlTests(PilotctlMixin, TestCase):
         [datagram] = heard.json()["data"]["messages"]
         self.assertEqual((datagram["data"], datagram["src_addr"]), ("datagram!", self.alpha.address))
 
-    def test_bad_input_gets_a_code_a_message_and_an_exit_status(self):
-        return ensureDeferred(self._bad_input())
-
-    async def _bad_input(self):
+    async def test_bad_input_gets_a_code_a_message_and_an_exit_status(self):
         await self.network()
         cases = [
             (("ping", "no-such-host", "--count", "1"), "not_found"),

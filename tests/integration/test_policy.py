@@ -47,10 +47,7 @@ class PolicyFileTests(TestCase):
     def run_pilotctl(self, *args):
         return pilotctl(self, self.home, *args)
 
-    def test_policy_test_gives_the_documented_decisions(self):
-        return ensureDeferred(self._decisions())
-
-    async def _decisions(self):
+    async def test_policy_test_gives_the_documented_decisions(self):
         cases = [({"type": "connect", "port": 7}, "allow", [("allow", "allow-echo")]),
                  ({"type": "connect", "port": 1000, "peer_tags": ["service"]}, "allow",
                   [("score", "services"), ("allow", "services")]),
@@ -69,10 +66,7 @@ class PolicyFileTests(TestCase):
         self.assertIn("deny (from rule 'deny-rest')", human.stdout)
         self.assertIn("verdict: deny", human.stdout)
 
-    def test_validate_and_its_refusals(self):
-        return ensureDeferred(self._validate())
-
-    async def _validate(self):
+    async def test_validate_and_its_refusals(self):
         result = await self.run_pilotctl("--json", "policy", "validate", "--file", self.file)
         self.assertEqual(result.code, 0, result)
         self.assertEqual(result.json()["data"], {"valid": True, "version": 1, "rules": 3, "events": ["connect"],
@@ -117,10 +111,7 @@ class PolicyThroughTheRegistryTests(PilotctlMixin, TestCase):
                 raise SkipTest(f"this registry does not answer {message['type']} yet: {error.message}")
             raise
 
-    def test_policy_set_then_get_round_trips(self):
-        return ensureDeferred(self._round_trip())
-
-    async def _round_trip(self):
+    async def test_policy_set_then_get_round_trips(self):
         [alpha] = await self.start()
         created = await self.admin({"type": "create_network", "node_id": alpha.node_id, "name": "policed"})
         network = created["network_id"]
@@ -142,10 +133,7 @@ class PolicyThroughTheRegistryTests(PilotctlMixin, TestCase):
         cleared = await self.on(alpha, "--json", "policy", "set", "--net", str(network), "--inline", "null")
         self.assertEqual(cleared.error()["code"], "invalid_argument")  # validated here before anything is sent
 
-    def test_a_managed_network_cycles_in_the_daemon(self):
-        return ensureDeferred(self._managed())
-
-    async def _managed(self):
+    async def test_a_managed_network_cycles_in_the_daemon(self):
         alpha, beta, gamma = await self.start(("alpha", "beta", "gamma"))
         rules = {"links": 2, "cycle": "1h", "prune": 1, "prune_by": "score", "fill": 1, "fill_how": "random"}
         created = await self.admin({"type": "create_network", "node_id": alpha.node_id, "name": "managed",
@@ -196,10 +184,7 @@ class PolicyAtTheGateTests(PilotctlMixin, TestCase):
 
     timeout = 180
 
-    def test_a_member_is_refused_what_the_policy_denies(self):
-        return ensureDeferred(self._gate())
-
-    async def _gate(self):
+    async def test_a_member_is_refused_what_the_policy_denies(self):
         base = self.mktemp()
         rendezvous = await RendezvousProcess(self, os.path.join(base, "rendezvous"),
                                              "--admin-token", ADMIN_TOKEN).start()
@@ -243,10 +228,7 @@ class PolicyEventTests(PilotctlMixin, TestCase):
 
     timeout = 180
 
-    def test_a_join_rule_sends_its_webhook(self):
-        return ensureDeferred(self._join())
-
-    async def _join(self):
+    async def test_a_join_rule_sends_its_webhook(self):
         base = self.mktemp()
         receiver = HttpReceiver(self)
         rendezvous = await RendezvousProcess(self, os.path.join(base, "rendezvous"),

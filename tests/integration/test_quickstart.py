@@ -81,10 +81,7 @@ class QuickstartTests(TestCase):
         if os.getuid() != 0 and subprocess.run([base, "-c", "import ensurepip, venv"]).returncode:
             raise SkipTest(f"{base} cannot make virtual environments (apt-get install python3-venv)")
 
-    def test_the_readme_quickstart_works_as_written(self):
-        return ensureDeferred(self._quickstart())
-
-    async def _quickstart(self):
+    async def test_the_readme_quickstart_works_as_written(self):
         setup, try_next = readme_quickstart()
         self.assertEqual(len(setup), 2)
         start_command = setup[0].split("#")[0].strip()

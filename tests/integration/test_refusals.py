@@ -8,11 +8,10 @@ from pathlib import Path
 
 from twisted.trial.unittest import TestCase
 
-from tests.integration.test_services import NetworkMixin, run
+from tests.integration.test_services import NetworkMixin
 
 
 class RefusalTests(NetworkMixin, TestCase):
-    @run
     async def test_the_data_exchange_refusing_a_message_or_a_file(self):
         alpha, beta = await self.start("alpha", "beta", options={
             "beta": ["--message-max-bytes", "1000", "--received-max-bytes", "100000"]})

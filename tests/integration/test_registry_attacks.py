@@ -3,7 +3,6 @@
 import os
 
 from twisted.internet import reactor
-from twisted.internet.defer import ensureDeferred
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.trial.unittest import TestCase
 
@@ -24,10 +23,7 @@ class RegistryAttackTests(PilotctlMixin, TestCase):
         self.addCleanup(client.transport.abortConnection)
         return client
 
-    def test_a_live_daemon_cannot_be_re_registered_or_replayed_by_others(self):
-        return ensureDeferred(self._attack())
-
-    async def _attack(self):
+    async def test_a_live_daemon_cannot_be_re_registered_or_replayed_by_others(self):
         base = self.mktemp()
         rendezvous = await RendezvousProcess(self, os.path.join(base, "rendezvous")).start()
         daemon = await DaemonProcess(self, os.path.join(base, "alpha"), rendezvous, hostname="alpha",

@@ -5,7 +5,7 @@ import signal
 import time
 
 from twisted.internet import reactor
-from twisted.internet.defer import DeferredQueue, ensureDeferred
+from twisted.internet.defer import DeferredQueue
 from twisted.internet.error import ProcessDone, ProcessTerminated
 from twisted.internet.protocol import DatagramProtocol
 from twisted.trial.unittest import TestCase
@@ -37,10 +37,7 @@ class RendezvousProcessTests(TestCase):
         self.addCleanup(client.transport.abortConnection)
         return client
 
-    def test_register_over_tcp_discover_over_udp_then_stop(self):
-        return ensureDeferred(self._register_discover_stop())
-
-    async def _register_discover_stop(self):
+    async def test_register_over_tcp_discover_over_udp_then_stop(self):
         server = await RendezvousProcess(self, self.mktemp(), "--log-format", "json").start()
         client = await self.connect(server)
         alice = _identity(1)
@@ -69,10 +66,7 @@ class RendezvousProcessTests(TestCase):
         self.assertIn("Main loop terminated.", server.output)
         self.assertIn('"log_namespace": "pilotnet.registry.tap"', server.output)
 
-    def test_acknowledged_state_survives_kill_9(self):
-        return ensureDeferred(self._survives_kill_9())
-
-    async def _survives_kill_9(self):
+    async def test_acknowledged_state_survives_kill_9(self):
         directory = self.mktemp()
         store = ["--store", "registry.db", "--registrations-per-minute", "100000"]
         server = await RendezvousProcess(self, directory, *store).start()
@@ -145,10 +139,7 @@ class DaemonizedRendezvous(RendezvousProcess):
 class DaemonizedRendezvousTests(TestCase):
     timeout = 60
 
-    def test_a_forked_rendezvous_stores_and_answers(self):
-        return ensureDeferred(self._forked())
-
-    async def _forked(self):
+    async def test_a_forked_rendezvous_stores_and_answers(self):
         server = await DaemonizedRendezvous(self, self.mktemp(), "--store", "registry.db").start()
         client = await connect_registry(reactor, server.registry_endpoint)
         self.addCleanup(client.transport.abortConnection)

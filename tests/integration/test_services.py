@@ -24,14 +24,6 @@ from pilotnet.wire.address import PORT_DATA_EXCHANGE, PORT_TASK_SUBMIT
 from tests.integration.processes import DaemonProcess, PilotctlMixin, RendezvousProcess, _Collect, wait_until
 
 
-def run(test):
-    def wrapper(self):
-        return ensureDeferred(test(self))
-
-    wrapper.__name__ = test.__name__
-    return wrapper
-
-
 async def read_replies(stream):
     """The data exchange service's TEXT replies until it closes the connection."""
     data = b""
@@ -80,7 +72,6 @@ class NetworkMixin(PilotctlMixin):
 class ServiceTests(NetworkMixin, TestCase):
     # -- data exchange -------------------------------------------------------------------
 
-    @run
     async def test_messages_and_files_arrive_with_their_content(self):
         alpha, beta = await self.start("alpha", "beta")
         sent = await self.ok(alpha, "send-message", beta.address, "--data", "hello beta")
@@ -112,7 +103,6 @@ class ServiceTests(NetworkMixin, TestCase):
         self.assertEqual(await self.ok(beta, "inbox", "--clear"), {"cleared": 2, "in_transfer": 0})
         self.assertEqual((await self.ok(beta, "inbox"))["total"], 0)
 
-    @run
     async def test_hostile_file_names_are_neutralised(self):
         alpha, beta = await self.start("alpha", "beta")
         client = await alpha.connect()
@@ -137,7 +127,6 @@ class ServiceTests(NetworkMixin, TestCase):
         self.assertEqual(Path(entry["path"]).parent, received)
         self.assertEqual(Path(entry["path"]).read_text(), "fine")
 
-    @run
     async def test_a_good_file_sent_with_a_refused_one_is_kept_and_quotas_hold(self):
         alpha, beta = await self.start("alpha", "beta", options={
             "beta": ["--received-max-files", "2", "--message-max-bytes", "1000"]})
@@ -178,7 +167,6 @@ class ServiceTests(NetworkMixin, TestCase):
 
         await wait_until(linked, f"federation links for {patterns}")
 
-    @run
     async def test_pubsub_across_three_daemons(self):
         alpha, beta, gamma = await self.start("alpha", "beta", "gamma")
         clients = await self.trust_each_other(alpha, beta, gamma)
@@ -232,7 +220,6 @@ class ServiceTests(NetworkMixin, TestCase):
                                                {"topic": "metrics.disk.io", "data": "b", "bytes": 1}],
                                     "timeout": False})
 
-    @run
     async def test_a_stalled_subscriber_stalls_nobody_else(self):
         alpha, beta = await self.start("alpha", "beta")
         clients = await self.trust_each_other(alpha, beta)
@@ -253,7 +240,6 @@ class ServiceTests(NetworkMixin, TestCase):
         self.assertGreater(records[f"local subscription {stalled.id}"]["dropped"], 0)
         self.assertEqual(records[f"local subscription {healthy.id}"]["dropped"], 0)
 
-    @run
     async def test_pilotctl_at_a_named_node_speaks_port_1002(self):
         alpha, beta = await self.start("alpha", "beta")
         alpha_client = await alpha.connect()
@@ -273,7 +259,6 @@ class ServiceTests(NetworkMixin, TestCase):
 
     # -- tasks --------------------------------------------------------------------------------
 
-    @run
     async def test_task_life_cycle(self):
         alpha, beta = await self.start("alpha", "beta")
         client = await alpha.connect()
@@ -323,7 +308,6 @@ class ServiceTests(NetworkMixin, TestCase):
         self.assertEqual((refused_task.code, refused_task.error()["code"]), (1, "refused"), refused_task)
         self.assertIn("Polo score too low", refused_task.error()["message"])
 
-    @run
     async def test_the_task_demo_twice_from_a_new_node(self):
         """docs/services.md: two tasks in a row, then the executor works through them; then polo says no."""
         alpha, beta = await self.start("alpha", "beta")
@@ -354,7 +338,6 @@ class ServiceTests(NetworkMixin, TestCase):
         self.assertNotEqual(human.code, 0)
         self.assertIn("Polo score too low", human.stderr)
 
-    @run
     async def test_results_only_from_the_executor_and_only_into_results(self):
         alpha, beta, gamma = await self.start("alpha", "beta", "gamma")
         task_id = (await self.ok(alpha, "task", "submit", "beta", "--task", "t"))["task_id"]
@@ -387,7 +370,6 @@ class ServiceTests(NetworkMixin, TestCase):
         await send_results(beta, {"result_type": "text", "result_text": "replayed"})  # once only
         self.assertEqual((home / "tasks" / "results" / f"{task_id}_result.txt").read_text(), "the real ones")
 
-    @run
     async def test_a_task_not_accepted_in_time_expires(self):
         alpha, beta = await self.start("alpha", "beta")
         task_id = (await self.ok(alpha, "task", "submit", beta.address, "--task", "late"))["task_id"]
@@ -439,7 +421,6 @@ class ExampleTests(NetworkMixin, TestCase):
 
         await wait_until(held, f"federation links for {patterns}")
 
-    @run
     async def test_monitoring_pipeline(self):
         alpha, beta = await self.start("alpha", "beta")
         clients = await self.trust_each_other(alpha, beta)
@@ -460,7 +441,6 @@ class ExampleTests(NetworkMixin, TestCase):
         self.assertEqual(sorted(out.splitlines()), [
             "ALERT cpu at 95 (threshold 80)", "ALERT memory at 93 (threshold 90)", "alerter ready"])
 
-    @run
     async def test_workflow_pipeline(self):
         alpha, beta = await self.start("alpha", "beta")
         clients = await self.trust_each_other(alpha, beta)

@@ -6,7 +6,6 @@ import os
 import time
 
 from twisted.internet import reactor
-from twisted.internet.defer import ensureDeferred
 from twisted.trial.unittest import TestCase
 
 from pilotnet.crypto.identity import Identity
@@ -53,10 +52,7 @@ class StandbyProcessTests(TestCase):
             return reply.get("hostname") == hostname
         await wait_until(present, f"the standby to replicate node {node_id}")
 
-    def test_standby_follows_refuses_writes_and_is_promoted_by_restart(self):
-        return ensureDeferred(self._standby())
-
-    async def _standby(self):
+    async def test_standby_follows_refuses_writes_and_is_promoted_by_restart(self):
         primary_directory = self.mktemp()
         primary = await RendezvousProcess(self, primary_directory, *STORE).start()
         token_file = os.path.join(primary.directory, "registry.db.replication-token")

@@ -9,7 +9,6 @@ import os
 import signal
 import time
 
-from twisted.internet.defer import ensureDeferred
 from twisted.trial.unittest import TestCase
 
 from pilotnet.crypto.identity import Identity
@@ -25,14 +24,6 @@ from tests.integration.processes import DaemonProcess, PilotctlMixin, Rendezvous
 # Relayed handshakes must complete well before the next heartbeat (60 s) would
 # pick them up; the bound leaves room for a loaded machine.
 RELAY_DEADLINE = 30.0
-
-
-def run(test):
-    def wrapper(self):
-        return ensureDeferred(test(self))
-
-    wrapper.__name__ = test.__name__
-    return wrapper
 
 
 class TrustTests(PilotctlMixin, TestCase):
@@ -54,7 +45,6 @@ class TrustTests(PilotctlMixin, TestCase):
     async def trust_info(self, daemon):
         return (await daemon.query_info())["trust"]
 
-    @run
     async def test_private_nodes_handshake_approve_use_and_revoke(self):
         alpha, beta = await self.start("alpha", "beta")
         # Before trust: no ping, no connection, no hostname, either way.
@@ -118,7 +108,6 @@ class TrustTests(PilotctlMixin, TestCase):
         self.assertIn(f"trust: trust.revoked node {alpha.node_id}", beta.output)
         self.assertIn(f"trust: trust.revoked_by_peer node {beta.node_id}", alpha.output)
 
-    @run
     async def test_mutual_relayed_requests_approve_themselves_within_seconds(self):
         alpha, beta = await self.start("alpha", "beta")
         await self.ok(alpha, "handshake", str(beta.node_id), "hello")
@@ -139,7 +128,6 @@ class TrustTests(PilotctlMixin, TestCase):
         ping = await self.ok(alpha, "ping", "beta", "--count", "1", "--timeout", "10s")
         self.assertIn("rtt_ms", ping["results"][0], ping)
 
-    @run
     async def test_gate_and_forged_messages_are_refused_and_counted(self):
         """A public node and a private one: the private drops what the untrusted public one sends;
         the public node's port 444 refuses every forged message and creates no trust."""
@@ -181,7 +169,6 @@ class TrustTests(PilotctlMixin, TestCase):
         self.assertEqual([r["node_id"] for r in (await self.ok(public, "pending"))["pending"]], [me])
         self.assertEqual(await self.trusted(private), {})
 
-    @run
     async def test_a_new_key_under_a_trusted_node_id_is_refused(self):
         """The owner takeover, with the unsafe recovery switched on: Mallory registers a new key
         with beta's owner string once beta is gone and gets beta's node ID; alpha, which trusted
@@ -228,7 +215,6 @@ class TrustTests(PilotctlMixin, TestCase):
         self.assertNotEqual(refused.code, 0, refused)
         self.assertGreaterEqual((await self.trust_info(alpha))["key_mismatches"], 1)
 
-    @run
     async def test_a_full_handshake_inbox_is_refused_with_its_code(self):
         """The registry refuses to relay into a full inbox: pilotctl exits 1 with ``refused``, not a bad argument."""
         from twisted.internet import reactor
@@ -291,7 +277,6 @@ class TrustAnswerTests(PilotctlMixin, TestCase):
 
         await wait_until(alpha_trusts_beta, "alpha to learn of the approval", timeout=RELAY_DEADLINE)
 
-    @run
     async def test_a_private_name_hint_leads_to_a_handshake_that_works(self):
         """find/ping of a private node's name advise a handshake by that name, and that handshake works:
         relayed by the registry to the name, approved, and then the name resolves."""
@@ -322,7 +307,6 @@ class TrustAnswerTests(PilotctlMixin, TestCase):
         ping = await self.ok(alpha, "ping", "gamma", "--count", "1", "--timeout", "10s")
         self.assertIn("rtt_ms", ping["results"][0], ping)
 
-    @run
     async def test_missing_revoked_and_stopped_peers_are_named_within_five_seconds(self):
         alpha, beta = await self.start("alpha", "beta")
         await self.establish(alpha, beta)
@@ -353,7 +337,6 @@ class TrustAnswerTests(PilotctlMixin, TestCase):
         message = await self.on(alpha, "send-message", str(beta.node_id), "--data", "hi", "--json", timeout=8.0)
         self.assertEqual((message.code, message.error()["code"]), (1, "unreachable"), message)
 
-    @run
     async def test_asking_back_says_it_approved_and_both_sides_agree_on_mutual(self):
         alpha, beta = await self.start("alpha", "beta")
         first = await self.ok(alpha, "handshake", str(beta.node_id), "first")
@@ -386,7 +369,6 @@ class TrustAnswerTests(PilotctlMixin, TestCase):
         nothing = await self.on(gamma, "approve", str(beta.node_id), "--json")
         self.assertEqual(nothing.error()["code"], "not_found")
 
-    @run
     async def test_a_direct_path_that_never_answers_does_not_hold_up_the_relayed_request(self):
         """The direct request to a node that went silent loses to the relay after its head start, instead
         of keeping the user waiting for the direct dial's 5 s timeout before the relay is even tried."""
@@ -401,7 +383,6 @@ class TrustAnswerTests(PilotctlMixin, TestCase):
         await delta.start()
         self.assertEqual([r["node_id"] for r in (await self.ok(delta, "pending"))["pending"]], [alpha.node_id])
 
-    @run
     async def test_a_peer_that_revoked_while_we_were_not_listening_is_named_not_trusted(self):
         """beta revokes while alpha's daemon is frozen (SIGSTOP), so alpha still trusts beta and holds a
         tunnel to it; beta now drops alpha's SYNs silently. alpha's dial is diagnosed, not left to time out."""

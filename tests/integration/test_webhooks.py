@@ -8,7 +8,6 @@ import os
 from pathlib import Path
 
 from twisted.internet import reactor
-from twisted.internet.defer import ensureDeferred
 from twisted.trial.unittest import TestCase
 
 from pilotnet.registry.client import RegistryError, connect_registry
@@ -17,14 +16,6 @@ from tests.integration.processes import DaemonProcess, PilotctlMixin, Rendezvous
 from tests.webhooks.receivers import HttpReceiver
 
 IDLE_TIMEOUT = 4
-
-
-def run(test):
-    def wrapper(self):
-        return ensureDeferred(test(self))
-
-    wrapper.__name__ = test.__name__
-    return wrapper
 
 
 class DaemonWebhookTests(PilotctlMixin, TestCase):
@@ -46,7 +37,6 @@ class DaemonWebhookTests(PilotctlMixin, TestCase):
         await wait_until(lambda: len(self.events(receiver, name)) >= count, f"webhook event {name}", timeout=40)
         return self.events(receiver, name)[count - 1]
 
-    @run
     async def test_each_event_arrives_once_with_its_fields(self):
         receiver = HttpReceiver(self)
         alpha, beta = await self.start(receiver, "--idle-timeout", str(IDLE_TIMEOUT))
@@ -190,7 +180,6 @@ class DaemonWebhookTests(PilotctlMixin, TestCase):
             conn_ids = [event["data"]["conn_id"] for event in self.events(receiver, name)]
             self.assertEqual(len(conn_ids), len(set(conn_ids)), name)
 
-    @run
     async def test_a_registry_that_forgot_the_node_gets_it_back(self):
         receiver = HttpReceiver(self)
         base = self.mktemp()
@@ -204,7 +193,6 @@ class DaemonWebhookTests(PilotctlMixin, TestCase):
         self.assertEqual(again["data"], {"address": beta.address})
         self.assertEqual(len(self.events(receiver, "node.registered")), 1)
 
-    @run
     async def test_set_and_clear_at_run_time_and_forbidden_targets(self):
         receiver = HttpReceiver(self)
         base = self.mktemp()
@@ -236,7 +224,6 @@ class DaemonWebhookTests(PilotctlMixin, TestCase):
 class RegistryAuditTests(PilotctlMixin, TestCase):
     timeout = 120
 
-    @run
     async def test_a_rendezvous_audits_posts_and_keeps_its_log_and_webhook_across_a_restart(self):
         receiver = HttpReceiver(self)
         base = self.mktemp()

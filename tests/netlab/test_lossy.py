@@ -8,7 +8,6 @@ Throughput is printed, not asserted.
 import hashlib
 
 from twisted.internet import reactor
-from twisted.internet.defer import ensureDeferred
 
 from tests.netlab import nat
 from tests.netlab.lab import LabTestCase
@@ -48,8 +47,8 @@ class LossyLinkTests(LabTestCase):
                                           f"({connection['retransmits']} retransmits)")
         self.assertGreater(connection["retransmits"], 0)
 
-    def test_twenty_megabytes_across_five_percent_loss(self):
-        return ensureDeferred(self.transfer(0.05))
+    async def test_twenty_megabytes_across_five_percent_loss(self):
+        await self.transfer(0.05)
 
-    def test_twenty_megabytes_across_fifteen_percent_loss(self):
-        return ensureDeferred(self.transfer(0.15))
+    async def test_twenty_megabytes_across_fifteen_percent_loss(self):
+        await self.transfer(0.15)

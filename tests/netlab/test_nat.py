@@ -7,7 +7,6 @@ checks the path both daemons report through ``pilotctl peers --json``.
 """
 
 from twisted.internet import reactor
-from twisted.internet.defer import ensureDeferred
 
 from tests.netlab import nat
 from tests.netlab.lab import LabTestCase
@@ -29,30 +28,27 @@ class NATScenarioTests(LabTestCase):
         self.assertEqual(((await a.peers())[b.node_id]["path"], (await b.peers())[a.node_id]["path"]),
                          (path, path))
 
-    def test_same_lan_behind_one_nat(self):
+    async def test_same_lan_behind_one_nat(self):
         """Two hosts behind the same router reach each other on the LAN (no hairpin NAT)."""
-        return ensureDeferred(self.scenario({"r1": nat.CONE}, ["h1", "h2"], DIRECT))
+        await self.scenario({"r1": nat.CONE}, ["h1", "h2"], DIRECT)
 
-    def test_cone_to_cone_punches_through(self):
-        return ensureDeferred(self.scenario({"r1": nat.CONE, "r2": nat.CONE}, ["h1", "h3"], DIRECT))
+    async def test_cone_to_cone_punches_through(self):
+        await self.scenario({"r1": nat.CONE, "r2": nat.CONE}, ["h1", "h3"], DIRECT)
 
-    def test_full_cone_to_symmetric_is_direct(self):
+    async def test_full_cone_to_symmetric_is_direct(self):
         """The full-cone side dials: the symmetric side's punch is what opens the path."""
-        return ensureDeferred(self.scenario({"r1": nat.FULL_CONE, "r2": nat.SYMMETRIC}, ["h1", "h3"], DIRECT))
+        await self.scenario({"r1": nat.FULL_CONE, "r2": nat.SYMMETRIC}, ["h1", "h3"], DIRECT)
 
-    def test_symmetric_to_full_cone_is_direct(self):
-        return ensureDeferred(self.scenario({"r1": nat.SYMMETRIC, "r2": nat.FULL_CONE}, ["h1", "h3"], DIRECT))
+    async def test_symmetric_to_full_cone_is_direct(self):
+        await self.scenario({"r1": nat.SYMMETRIC, "r2": nat.FULL_CONE}, ["h1", "h3"], DIRECT)
 
-    def test_cone_to_symmetric_is_relayed(self):
-        return ensureDeferred(self.scenario({"r1": nat.CONE, "r2": nat.SYMMETRIC}, ["h1", "h3"], RELAY))
+    async def test_cone_to_symmetric_is_relayed(self):
+        await self.scenario({"r1": nat.CONE, "r2": nat.SYMMETRIC}, ["h1", "h3"], RELAY)
 
-    def test_symmetric_to_symmetric_is_relayed(self):
-        return ensureDeferred(self.scenario({"r1": nat.SYMMETRIC, "r2": nat.SYMMETRIC}, ["h1", "h3"], RELAY))
+    async def test_symmetric_to_symmetric_is_relayed(self):
+        await self.scenario({"r1": nat.SYMMETRIC, "r2": nat.SYMMETRIC}, ["h1", "h3"], RELAY)
 
-    def test_relayed_path_turns_direct_when_the_nat_allows_it(self):
-        return ensureDeferred(self._relay_then_direct())
-
-    async def _relay_then_direct(self):
+    async def test_relayed_path_turns_direct_when_the_nat_allows_it(self):
         a, b = await self.start({"r1": nat.CONE, "r2": nat.SYMMETRIC}, ["h1", "h3"])
         outgoing, incoming = await prove_both_ways(self, a, b)
         await self.assert_path(a, b, RELAY)
@@ -64,10 +60,7 @@ class NATScenarioTests(LabTestCase):
         await stream_both_ways(self, outgoing, incoming, b"after the switch")
         await self.assert_path(a, b, DIRECT)
 
-    def test_tunnel_recovers_when_the_nat_forgets_its_mappings(self):
-        return ensureDeferred(self._mapping_changes())
-
-    async def _mapping_changes(self):
+    async def test_tunnel_recovers_when_the_nat_forgets_its_mappings(self):
         """A symmetric router's flush gives the host a new public port; the open stream carries on."""
         a, b = await self.start({"r1": nat.SYMMETRIC, "r2": nat.FULL_CONE}, ["h1", "h3"])
         outgoing, incoming = await prove_both_ways(self, a, b)

@@ -254,7 +254,10 @@ class QueuedWriter:
         self.queue.append((work, args, done))
         return done
 
+    def run_next(self):
+        work, args, done = self.queue.pop(0)
+        maybeDeferred(work, *args).chainDeferred(done)
+
     def run_all(self):
         while self.queue:
-            work, args, done = self.queue.pop(0)
-            maybeDeferred(work, *args).chainDeferred(done)
+            self.run_next()

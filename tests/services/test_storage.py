@@ -10,6 +10,7 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from pilotnet.errors import PilotError
 from pilotnet.services import storage
+from tests.services.test_dataexchange import QueuedWriter
 
 
 class FileTests(SynchronousTestCase):
@@ -91,3 +92,72 @@ class WriterTests(TestCase):
             self.assertNotEqual(threads[0], threading.get_ident())
 
         return gatherResults(runs).addCallback(check)
+
+
+class SnapshotFileTests(SynchronousTestCase):
+    """A state's file, written by the writer with the newest snapshot; flushed() fires once it is on disk."""
+
+    def setUp(self):
+        self.path = Path(self.mktemp()) / "state.json"
+        self.writer = QueuedWriter()
+        self.file = storage.SnapshotFile(self.path, self.writer)
+
+    def test_without_a_writer_each_snapshot_is_written_at_once(self):
+        inline = storage.SnapshotFile(self.path)
+        inline.write(b"one")
+        self.assertEqual(self.path.read_bytes(), b"one")
+        self.successResultOf(inline.flushed())
+        self.assertEqual(self.path.stat().st_mode & 0o777, 0o600)
+
+    def test_snapshots_that_come_faster_than_the_disk_cost_one_write(self):
+        for number in range(100):
+            self.file.write(b"%d" % number)
+        flushed = self.file.flushed()
+        self.assertEqual(len(self.writer.queue), 1)
+        self.assertNoResult(flushed)
+        self.assertFalse(self.path.exists())
+        self.writer.run_all()
+        self.assertEqual(self.path.read_bytes(), b"99")
+        self.successResultOf(flushed)
+        self.successResultOf(self.file.flushed())
+
+    def test_flushed_waits_for_what_came_before_it_only(self):
+        self.file.write(b"first")
+        first = self.file.flushed()
+        self.writer.run_all()
+        self.successResultOf(first)
+        self.file.write(b"second")
+        second = self.file.flushed()
+        self.assertNoResult(second)
+        self.writer.run_all()
+        self.successResultOf(second)
+        self.assertEqual(self.path.read_bytes(), b"second")
+
+    def test_a_failed_write_fails_its_waiters_and_the_next_snapshot_is_written(self):
+        self.path.parent.parent.mkdir(parents=True, exist_ok=True)
+        self.path.parent.write_bytes(b"a file where the directory goes")
+        self.file.write(b"lost")
+        failed = self.file.flushed()
+        self.writer.run_all()
+        self.assertEqual(self.failureResultOf(failed, PilotError).value.code, "internal")
+        self.flushLoggedErrors(OSError)
+        self.path.parent.unlink()
+        self.file.write(b"kept")
+        self.writer.run_all()
+        self.successResultOf(self.file.flushed())
+        self.assertEqual(self.path.read_bytes(), b"kept")
+
+
+class SnapshotFileOnAThreadTests(TestCase):
+    async def test_the_newest_snapshot_is_written_before_the_writer_stops(self):
+        path = Path(self.mktemp()) / "state.json"
+        writer = storage.FileWriter(reactor)
+        writer.startService()
+        file = storage.SnapshotFile(path, writer)
+        for number in range(50):
+            file.write(b"%d" % number)
+        await file.flushed()
+        self.assertEqual(path.read_bytes(), b"49")
+        file.write(b"last words")
+        writer.stopService()  # its thread writes what it was handed before it ends
+        self.assertEqual(path.read_bytes(), b"last words")

@@ -5,22 +5,26 @@ import json
 import struct
 from pathlib import Path
 
-from twisted.internet import defer
+from twisted.internet import defer, reactor
 from twisted.internet.task import Clock
-from twisted.trial.unittest import SynchronousTestCase
+from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from pilotnet.errors import PilotError
-from pilotnet.services.storage import ByteBudget
+from pilotnet.services.storage import ByteBudget, FileWriter
 from pilotnet.services.tasks import TaskService, polo_reward
 from pilotnet.wire import tasksubmit as wire
 from pilotnet.wire.typedframe import FrameReader, encode_frame
-from tests.services.test_dataexchange import PEER, FakeStream, FakeStreams
+from tests.services.test_dataexchange import PEER, FakeStream, FakeStreams, QueuedWriter
 
 TASK = "0123abcd-4567-89ef-0123-456789abcdef"
+OTHER_TASK = "11111111-2222-3333-4444-555555555555"
 
 
 class TaskServiceFixture:
     """A task service on a fake stream table, scores from a dict, polo changes recorded."""
+
+    #: Where the service's file work runs (None: its own FileWriter, inline).
+    writer = None
 
     def setUp(self):
         self.clock = Clock()
@@ -31,7 +35,8 @@ class TaskServiceFixture:
         self.home = Path(self.mktemp())
         self.service = TaskService(
             self.streams, self.home, self.clock, polo_score=self.score,
-            adjust_polo=lambda node, delta: self.adjusted.append((node, delta)), local_node=lambda: 5)
+            adjust_polo=lambda node, delta: self.adjusted.append((node, delta)), local_node=lambda: 5,
+            writer=self.writer)
 
     def score(self, node):
         if node not in self.scores:
@@ -247,3 +252,125 @@ class TaskAttackTests(TaskServiceFixture, SynchronousTestCase):
         TaskService(FakeStreams(), self.home, self.clock, polo_score=self.score, adjust_polo=None,
                     local_node=lambda: 5)
         self.assertEqual([p for p in (self.home / "tasks").rglob("*") if p.is_file()], [])
+
+
+class TaskFilesOffTheReactorTests(TaskServiceFixture, SynchronousTestCase):
+    """Task files are read and written by the file writer, in order; the reactor never waits on the disk."""
+
+    def setUp(self):
+        self.writer = QueuedWriter()
+        super().setUp()
+
+    def submit_request(self, conn_id=1, task_id=TASK, description="summarise"):
+        request = wire.SubmitRequest(task_id, description, str(PEER), "0:0000.0000.0005")
+        return self.send(wire.TYPE_SUBMIT, wire.encode_submit_request(request), conn_id)
+
+    def reply(self, conn_id):
+        frames = FrameReader().feed(bytes(self.streams.written.get(conn_id, b"")))
+        return wire.decode_submit_response(frames[0].payload) if frames else None
+
+    def task_file(self):
+        return self.home / "tasks" / "received" / f"{TASK}.json"
+
+    def accept_without_writing(self):
+        """Run the file work of a submit until the task is accepted and its file's write is queued."""
+        while self.service.queue != [TASK]:
+            self.writer.run_next()
+        self.assertFalse(self.task_file().exists())
+
+    def test_accepted_is_answered_only_once_the_task_file_is_on_disk(self):
+        self.submit_request()
+        self.assertEqual(len(self.writer.queue), 1)  # even the duplicate check waits for the file thread
+        self.accept_without_writing()
+        self.assertIsNone(self.reply(1))
+        self.assertEqual(self.streams.closed, [])
+        self.writer.run_all()
+        self.assertEqual(json.loads(self.task_file().read_text())["status"], "NEW")
+        self.assertEqual(self.reply(1).status, wire.STATUS_ACCEPTED)
+        self.assertEqual(self.streams.closed, [1])
+
+    def test_a_task_whose_file_cannot_be_written_is_refused_and_not_queued(self):
+        (self.home / "tasks").mkdir(parents=True)
+        (self.home / "tasks" / "received").write_bytes(b"a file where the directory goes")
+        self.submit_request()
+        self.writer.run_all()
+        self.assertEqual(self.reply(1).status, wire.STATUS_REJECTED)
+        self.assertTrue(self.reply(1).message.startswith("Task not stored"), self.reply(1).message)
+        self.assertEqual(self.service.queue, [])
+        self.flushLoggedErrors(OSError)
+
+    def test_one_id_submitted_twice_at_once_is_stored_once(self):
+        self.submit_request(1, description="first")
+        self.submit_request(2, description="second")
+        self.writer.run_all()
+        self.assertEqual(self.reply(1).status, wire.STATUS_ACCEPTED)
+        self.assertEqual((self.reply(2).status, self.reply(2).message), (wire.STATUS_REJECTED, "Task ID already in use"))
+        self.assertEqual(json.loads(self.task_file().read_text())["task_description"], "first")
+        self.assertEqual(self.service.queue, [TASK])
+
+    def test_a_duplicate_is_refused_while_the_first_is_still_being_written(self):
+        self.submit_request(1, description="first")
+        self.accept_without_writing()
+        self.submit_request(2, description="second")
+        self.assertEqual(self.reply(2).message, "Task ID already in use")  # at once, from the writes in flight
+        self.writer.run_all()
+        self.assertEqual(json.loads(self.task_file().read_text())["task_description"], "first")
+
+    def test_reads_right_after_a_submit_see_its_task(self):
+        self.submit_request()
+        self.accept_without_writing()
+        status = self.service.records.load("received", TASK)
+        listing = self.service.records.list("received")
+        self.clock.advance(61)
+        self.service.housekeeping()
+        self.writer.run_all()
+        self.assertEqual(self.successResultOf(status)["status"], "NEW")
+        self.assertEqual([task["task_id"] for task in self.successResultOf(listing)], [TASK])
+        # The sweep, asked for after the write, found the task and cancelled it.
+        self.assertEqual(json.loads(self.task_file().read_text())["status"], "CANCELLED")
+        self.assertEqual(self.service.queue, [])
+
+    def test_beyond_the_limit_of_waiting_file_work_peers_are_refused_busy(self):
+        self.service.records.limit = 1
+        self.submit_request(1)
+        self.submit_request(2, task_id=OTHER_TASK)
+        self.assertEqual(self.reply(2).status, wire.STATUS_REJECTED)
+        self.assertTrue(self.reply(2).message.startswith("Receiver busy"), self.reply(2).message)
+        self.send(wire.TYPE_STATUS_UPDATE, wire.encode_status_update(wire.StatusUpdate(TASK, "ACCEPTED", "ok")), 3)
+        self.assertEqual((self.service.refused, self.streams.closed), (1, [2, 3]))
+        self.assertTrue(self.service.housekeeping().called)  # skipped: the next round tries again
+        self.assertEqual(len(self.writer.queue), 1)
+        self.writer.run_all()
+        self.assertEqual(self.reply(1).status, wire.STATUS_ACCEPTED)
+        self.assertEqual(self.service.records.waiting, 0)
+
+    def test_housekeeping_rounds_do_not_overlap(self):
+        self.service.housekeeping()
+        self.service.housekeeping()
+        self.assertEqual(len(self.writer.queue), 1)
+        self.writer.run_all()
+        self.service.housekeeping()
+        self.assertEqual(len(self.writer.queue), 1)
+
+
+class TaskFilesOnAThreadTests(TaskServiceFixture, TestCase):
+    """The same service with the daemon's FileWriter running its thread."""
+
+    def setUp(self):
+        self.writer = FileWriter(reactor)
+        self.writer.startService()
+        self.addCleanup(self.writer.stopService)
+        super().setUp()
+
+    async def test_a_submit_is_answered_once_its_file_is_written_by_the_thread(self):
+        request = wire.SubmitRequest(TASK, "summarise", str(PEER), "0:0000.0000.0005")
+        self.service.stream_accepted(1003, FakeStream(1))
+        header, payload = encode_frame(wire.TYPE_SUBMIT, wire.encode_submit_request(request))
+        await self.service.stream_data(1, header + payload)
+        [frame] = FrameReader().feed(bytes(self.streams.written[1]))
+        self.assertEqual(wire.decode_submit_response(frame.payload).status, wire.STATUS_ACCEPTED)
+        stored = await self.service.records.load("received", TASK)
+        self.assertEqual(stored["status"], "NEW")
+        self.clock.advance(61)
+        await self.service.housekeeping()
+        self.assertEqual((await self.service.records.load("received", TASK))["status"], "CANCELLED")

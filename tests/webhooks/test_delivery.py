@@ -116,11 +116,11 @@ class SyslogDeliveryTests(TestCase):
         await receiver.wait_for(2)
         self.assertEqual([json.loads(m) for m in receiver.messages], [{"n": 1}, {"n": 2}])
 
-    def test_udp(self):
-        return defer.ensureDeferred(self.check("udp"))
+    async def test_udp(self):
+        await self.check("udp")
 
-    def test_tcp(self):
-        return defer.ensureDeferred(self.check("tcp"))
+    async def test_tcp(self):
+        await self.check("tcp")
 
     async def test_refused_addresses_are_not_sent_to(self):
         sender = SyslogSender(reactor, "169.254.169.254", 514, "udp", lambda payload: b"x", allow_private=True)
