@@ -75,6 +75,11 @@ PEER_SILENCE = 2.5 * PEER_KEEPALIVE
 # ... and for this long (three unanswered keepalive rounds, no key exchange tried since), its
 # tunnel is dropped: `pilotctl peers` lists live tunnels only; the next use resolves it afresh.
 PEER_DEAD = 3 * PEER_KEEPALIVE
+# Bytes a stream holds for its client: the window it advertises (1,024 slots of 1 KiB segments,
+# twice the engine's default and the reference's 512).  A read burst (up to 256 KiB) reaches the
+# client at its end, so until then the window shrinks by the burst: with 512 slots a burst took
+# half of it, and the sender stalled waiting for room.
+RECEIVE_BUFFER = 1024 * 1024
 
 
 def _unresolved(node, error):
@@ -160,6 +165,7 @@ class NodeService(service.MultiService):
         self.paths = PathManager(tunnel=self.tunnel, resolver=self.resolver, beacon=self.beacon, clock=reactor,
                                  ping=self._send_ping)
         stream_config = StreamConfig(mss=config.mss, idle_timeout=config.idle_timeout or None,
+                                     receive_buffer=RECEIVE_BUFFER,
                                      keepalive_interval=config.keepalive or None,
                                      close_timeout=config.close_timeout or StreamConfig.close_timeout)
         self.segment_sizes = SegmentSizes(stream_config, config.local_mss, self.tunnel.direct_endpoint)

@@ -575,20 +575,49 @@ class Tunnel(DatagramProtocol):
     # -- receiving ---------------------------------------------------------------
 
     def datagramReceived(self, data, address):
+        """One datagram; returns the peer whose sealed frame it was, if that opened (see below)."""
         if not data:
-            return
+            return None
         counters = self.counters
         counters.pkts_recv += 1
         counters.bytes_recv += len(data)
         if data[0] < beacon.BEACON_TYPE_LIMIT:
             self._beacon_datagram(data, address)
-        else:
-            self._frame(data, address, False, None)
+            return None
+        return self._frame(data, address, False, None)
+
+    def datagrams_received(self, datagrams, address):
+        """A run of datagrams from one address, read at once (see :class:`~pilotnet.daemon.udp_batch.BurstPort`).
+
+        A run is one peer's burst of sealed frames, a stream's segments: once
+        one of them has opened, the next ones from the same node (its session
+        unchanged) are opened without the per-datagram dispatch, peer lookup
+        and path bookkeeping, which the first did for them all.
+        """
+        counters = self.counters
+        peer = session = head = None
+        for data in datagrams:
+            try:
+                if peer is not None and data.startswith(head) and peer.session is session \
+                        and self._peers.get(peer.node) is peer:
+                    counters.pkts_recv += 1
+                    counters.bytes_recv += len(data)
+                    packet = self._open_sealed(session, peer.node, data)
+                    if packet is not None:
+                        peer.frames_received += 1
+                        self.on_packet(packet, peer)
+                    continue
+                peer = self.datagramReceived(data, address)
+                if peer is not None:
+                    session, head = peer.session, data[:8]
+            except Exception:
+                peer = None
+                log.failure("datagram handler failed")
 
     def _frame(self, data, address, via_relay, relay_sender):
         magic = data[:4]
         if magic == MAGIC_SEALED:
-            self._on_sealed(data, address, via_relay, relay_sender)
+            return self._on_sealed(data, address, via_relay, relay_sender)
         elif magic == MAGIC_AUTH_KEY:
             if self.encrypt:
                 self._on_auth_offer(data, address, via_relay, relay_sender)
@@ -614,24 +643,32 @@ class Tunnel(DatagramProtocol):
             if self.encrypt:
                 self._answer_unknown(node, address, via_relay, relay_sender, len(data), FLAG_REQUEST)
             return
-        try:
-            packet = Packet.decode(session.open(data))
-        except ReplayedFrame:
-            self.counters.replays += 1
-            self.emitter.emit("security.nonce_replay", peer_node_id=node, counter=int.from_bytes(data[12:20], "big"))
-            return
-        except CryptoError:
-            self.counters.auth_failures += 1
-            return
-        except DecodeError:
-            self.counters.malformed += 1
-            return
-        if packet.src.node != node:
-            self.counters.spoofed_source += 1
-            return
+        packet = self._open_sealed(session, node, data)
+        if packet is None:
+            return None
         self._note_ingress(peer, address, via_relay)
         peer.frames_received += 1
         self.on_packet(packet, peer)
+        return None if via_relay else peer
+
+    def _open_sealed(self, session, node, data):
+        """The packet in ``node``'s sealed frame, or None (counted) if it does not open or lies about its source."""
+        try:
+            packet = Packet.decode(session.open(data), verify_checksum=False)  # the AEAD tag vouches for it
+        except ReplayedFrame:
+            self.counters.replays += 1
+            self.emitter.emit("security.nonce_replay", peer_node_id=node, counter=int.from_bytes(data[12:20], "big"))
+            return None
+        except CryptoError:
+            self.counters.auth_failures += 1
+            return None
+        except DecodeError:
+            self.counters.malformed += 1
+            return None
+        if packet.src.node != node:
+            self.counters.spoofed_source += 1
+            return None
+        return packet
 
     def _on_plaintext(self, data, address, via_relay):
         if self.encrypt:

@@ -11,7 +11,8 @@ one ``sendto`` per datagram for good.
 
 On the receiving side ``UDP_GRO`` lets the kernel hand over such a run (and
 runs it coalesced itself) as one buffer with the segment size beside it;
-:class:`BurstPort` cuts it apart again before the protocol sees it.
+:class:`BurstPort` cuts it apart again, and hands the datagrams of a run to the
+protocol together where it can take them (``datagrams_received``).
 """
 
 import errno
@@ -109,7 +110,9 @@ class BurstPort(udp.Port):
     the burst ends, in the same reactor iteration, through the protocol's
     ``burst_listener`` (an :class:`IBurstListener`, or None).  Where the
     kernel offers ``UDP_GRO``, each read may return a run of datagrams, which
-    is split at the segment size the kernel reports.
+    is split at the segment size the kernel reports; a protocol with a
+    ``datagrams_received(datagrams, address)`` method gets such a run's
+    datagrams (all from one address) in one call, others one by one.
     """
 
     coalescing = False
@@ -138,6 +141,7 @@ class BurstPort(udp.Port):
     def _read_runs(self):
         """``udp.Port.doRead`` with ``recvmsg``, so that a coalesced run is cut back into datagrams."""
         received = self.protocol.datagramReceived
+        received_run = getattr(self.protocol, "datagrams_received", None)
         read = 0
         while read < self.maxThroughput:
             try:
@@ -151,6 +155,12 @@ class BurstPort(udp.Port):
                 continue  # larger than any datagram we send: not ours
             size = _segment_size(ancillary) or len(data)
             address = address[:2]
+            if size < len(data) and received_run is not None:
+                try:
+                    received_run([data[start:start + size] for start in range(0, len(data), size)], address)
+                except Exception:
+                    log.failure("datagram handler failed")
+                continue
             for start in range(0, len(data), size):
                 try:
                     received(data[start:start + size] if size < len(data) else data, address)

@@ -588,7 +588,8 @@ class StreamConnection:
 
     def _on_data(self, wire_seq: int, payload: bytes, now: float) -> None:
         recv = self._recv
-        if self.state not in RECEIVING:
+        state = self.state
+        if state is not _ESTABLISHED and state not in RECEIVING:  # an Enum's hash is a Python call
             self.dropped += 1
             self._send_ack()
             self._linger(now)

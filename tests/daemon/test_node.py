@@ -6,7 +6,7 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from pilotnet.daemon.config import DaemonConfig
-from pilotnet.daemon.node import NodeService
+from pilotnet.daemon.node import RECEIVE_BUFFER, NodeService
 from pilotnet.daemon.tunnel import Peer
 from pilotnet.wire.address import Addr
 from pilotnet.wire.packet import FLAG_ACK, PROTO_CONTROL, Packet
@@ -43,3 +43,20 @@ class ControlPacketTests(SynchronousTestCase):
     def test_packets_for_another_node_are_dropped(self):
         self.ping(49154, dst=Addr(0, 99))
         self.assertEqual(self.sent, [])
+
+
+class StreamWindowTests(SynchronousTestCase):
+    def test_streams_advertise_room_for_a_read_burst_beyond_the_reference_window(self):
+        """A read burst reaches the client at its end, so the window must outgrow the reference's 512 slots.
+
+        The SYN a dial sends advertises the whole receive buffer, in 1 KiB segments.
+        """
+        config = DaemonConfig(home=Path(self.mktemp()), echo=False)
+        node = NodeService(config, Clock())
+        self.assertEqual(node.streams.config.receive_buffer, RECEIVE_BUFFER)
+        sent = []
+        node.streams.transmit = sent.append
+        node.streams.dial(ME, PEER, 1000, owner=None)
+        [syn] = sent
+        self.assertEqual(syn.window, RECEIVE_BUFFER // config.mss)
+        self.assertEqual(syn.window, 1024)

@@ -67,6 +67,67 @@ class TunnelTests(SynchronousTestCase):
         self.assertTrue(peer.authenticated)
         self.assertEqual(peer.endpoint, A_ADDR)
 
+    def test_a_sealed_packet_is_vouched_for_by_its_tag_not_its_checksum(self):
+        """The CRC inside a sealed frame is not checked (the AEAD tag covers every byte); a forged frame still fails."""
+        self.a.tunnel.add_peer(2, B_ADDR)
+        self.a.tunnel.send(2, datagram(1, 2, b"first"))
+        self.network.deliver()
+        wrong_checksum = bytearray(datagram(1, 2, b"second"))
+        wrong_checksum[30] ^= 0xFF
+        self.a.tunnel.send(2, bytes(wrong_checksum))
+        self.network.deliver()
+        self.assertEqual([p.payload for p in self.b.received], [b"first", b"second"])
+        self.a.tunnel.send(2, datagram(1, 2, b"third"))
+        forged = bytearray(self.network.sent[-1][2])
+        forged[-20] ^= 0x01
+        self.network.sent[-1] = (*self.network.sent[-1][:2], bytes(forged))
+        self.network.deliver()
+        self.assertEqual(len(self.b.received), 2)
+        self.assertEqual(self.b.tunnel.counters.auth_failures, 1)
+
+    def sealed_run(self, payloads):
+        """Frames A sealed for B (the tunnel keyed), as a coalesced run would bring them."""
+        self.a.tunnel.add_peer(2, B_ADDR)
+        self.a.tunnel.send(2, datagram(1, 2, b"key"))
+        self.network.deliver()
+        del self.b.received[:]
+        seal = self.a.tunnel.peer(2).session.seal
+        return [seal(datagram(1, 2, payload)) for payload in payloads]
+
+    def test_a_run_of_sealed_frames_arrives_in_order_and_counted(self):
+        run = self.sealed_run([b"%d" % index for index in range(5)])
+        before = self.b.tunnel.counters.pkts_recv
+        self.b.tunnel.datagrams_received(run, A_ADDR)
+        self.assertEqual([p.payload for p in self.b.received], [b"%d" % index for index in range(5)])
+        self.assertEqual(self.b.tunnel.counters.pkts_recv - before, 5)
+        self.assertEqual(self.b.tunnel.peer(1).frames_received, 6)
+
+    def test_a_run_refuses_its_bad_frames_one_by_one(self):
+        """A forged, a replayed and a spoofed frame inside a run are each refused; the others arrive."""
+        run = self.sealed_run([b"0", b"1", b"2", b"3"])
+        forged = bytearray(run[1])
+        forged[-1] ^= 0x01
+        spoofed = self.a.tunnel.peer(2).session.seal(datagram(7, 2, b"spoofed"))
+        self.b.tunnel.datagrams_received([run[0], bytes(forged), run[0], spoofed, run[2], b"PILP", run[3]], A_ADDR)
+        self.assertEqual([p.payload for p in self.b.received], [b"0", b"2", b"3"])
+        counters = self.b.tunnel.counters
+        self.assertEqual((counters.auth_failures, counters.replays, counters.spoofed_source), (1, 1, 1))
+
+    def test_a_run_stops_opening_frames_for_a_peer_dropped_midway(self):
+        """Trust in the peer ended while its run was being read: the rest of the run finds no session."""
+        run = self.sealed_run([b"0", b"1", b"2", b"3"])
+        tunnel = self.b.tunnel
+
+        def received(packet, peer):
+            self.b.received.append(packet)
+            if packet.payload == b"1":
+                tunnel.drop_peer(1)
+
+        tunnel.on_packet = received
+        tunnel.datagrams_received(run, A_ADDR)
+        self.assertEqual([p.payload for p in self.b.received], [b"0", b"1"])
+        self.assertEqual(tunnel.counters.no_session, 2)
+
     def test_a_peer_that_lost_our_session_gets_it_back_from_a_small_frame(self):
         """B dropped A's session (A's key offer was lost, or B let the tunnel go); A still seals.
 

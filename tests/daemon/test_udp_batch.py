@@ -5,7 +5,7 @@ import socket
 
 from twisted.internet import reactor
 from twisted.internet.protocol import DatagramProtocol
-from twisted.trial.unittest import SynchronousTestCase
+from twisted.trial.unittest import SkipTest, SynchronousTestCase
 
 from pilotnet.daemon.udp_batch import MAX_BYTES, MAX_SEGMENTS, BatchSender, BurstPort
 
@@ -114,6 +114,21 @@ class BurstPortTests(SynchronousTestCase):
         self.sender.sendto(b"single", address)
         port.doRead()
         self.assertEqual(protocol.events, ["start", *run, b"single", "end"])
+
+    def test_a_protocol_that_takes_runs_gets_each_coalesced_run_in_one_call(self):
+        class RunRecording(Recording):
+            def datagrams_received(self, datagrams, address):
+                self.events.append(("run", tuple(datagrams), address[0]))
+
+        protocol = RunRecording()
+        port, address = self.listen(protocol)
+        if not port.coalescing:
+            raise SkipTest("this kernel does not coalesce received datagrams (UDP_GRO)")
+        run = [bytes([index]) * 1000 for index in range(20)] + [b"tail"]
+        BatchSender(self.sender).send(run, address)
+        self.sender.sendto(b"single", address)
+        port.doRead()
+        self.assertEqual(protocol.events, ["start", ("run", tuple(run), "127.0.0.1"), b"single", "end"])
 
     def test_without_a_listener_datagrams_still_arrive(self):
         protocol = Recording(with_listener=False)

@@ -108,6 +108,21 @@ class DecodeErrorTests(SynchronousTestCase):
         self.assertEqual(Packet.decode(b"PILT" + self.wire, 4), Packet.decode(self.wire))
         self.assertRejected(b"PILT" + self.wire[:-1], "truncated", 4)
 
+    def test_an_authenticated_packet_skips_only_the_checksum(self):
+        """Bytes a tunnel frame's tag vouched for: no CRC check, every other rule still holds."""
+        corrupt = bytearray(self.wire)
+        corrupt[30] ^= 0x01  # the checksum field alone
+        self.assertEqual(Packet.decode(bytes(corrupt), verify_checksum=False), Packet.decode(self.wire))
+        for cut, fragment in ((HEADER_SIZE - 1, "too short"), (len(self.wire) - 1, "truncated")):
+            with self.assertRaises(DecodeError) as caught:
+                Packet.decode(self.wire[:cut], verify_checksum=False)
+            self.assertIn(fragment, str(caught.exception))
+        raw = bytearray(self.wire)
+        raw[0] = (2 << 4) | (raw[0] & 0x0F)
+        with self.assertRaises(DecodeError) as caught:
+            Packet.decode(bytes(raw), verify_checksum=False)
+        self.assertIn("version", str(caught.exception))
+
     def test_encode_refuses_oversized_payload(self):
         packet = Packet(PROTO_DATAGRAM, Addr(0, 1), Addr(0, 2), 1, 2, payload=b"x" * (MAX_PAYLOAD + 1))
         self.assertRaises(ValueError, packet.encode)
@@ -147,10 +162,16 @@ class PropertyTests(SynchronousTestCase):
     @settings(max_examples=500, deadline=None)
     @given(st.binary(max_size=200))
     def test_random_bytes_only_raise_decode_error(self, raw):
-        try:
-            Packet.decode(raw)
-        except DecodeError:
-            pass
+        for verify in (True, False):
+            try:
+                Packet.decode(raw, verify_checksum=verify)
+            except DecodeError:
+                pass
+
+    @settings(max_examples=300, deadline=None)
+    @given(packets)
+    def test_round_trip_without_the_checksum_check(self, packet):
+        self.assertEqual(Packet.decode(packet.encode(), verify_checksum=False), packet)
 
     def test_flag_names(self):
         self.assertEqual(flag_names(0x3), "SYN|ACK")
