@@ -72,14 +72,56 @@ class CongestionTests(SynchronousTestCase):
 
     def test_fast_recovery_keeps_seven_tenths_once(self):
         cc = CongestionControl(CONFIG)
-        cc.enter_fast_recovery(100 * 1024, 5000)
+        cc.enter_fast_recovery(100 * 1024, 5000, None)
         self.assertEqual((cc.ssthresh, cc.cwnd, cc.in_recovery), (70 * 1024, 70 * 1024, True))
         cc.on_extra_dupack()
         self.assertEqual(cc.cwnd, 71 * 1024)
         cc.exit_recovery()
         self.assertEqual((cc.cwnd, cc.in_recovery), (70 * 1024, False))
-        cc.enter_fast_recovery(1000, 9000)
+        cc.enter_fast_recovery(1000, 9000, None)
         self.assertEqual(cc.ssthresh, 2048)
+
+    def delivering(self, rates, started=1.0, round_trip=0.01):
+        """A controller that saw one round trip at each of ``rates`` (bytes/s), ``round_trip`` apart."""
+        cc = CongestionControl(CONFIG)
+        now, delivered, sent = started, 0, 1
+        cc.on_delivered(delivered, sent, now)  # the first round starts
+        for rate in rates:
+            now += round_trip
+            delivered += int(rate * round_trip)
+            sent = delivered + 1
+            cc.on_delivered(delivered, sent, now)
+        return cc
+
+    def test_a_cut_keeps_the_path_full_at_the_lowest_round_trip(self):
+        # 10 MB/s delivered at best, 4 ms round trips at the least: a 40 kB pipe.
+        cc = self.delivering([5e6, 10e6, 8e6])
+        cc.enter_fast_recovery(50_000, 1, 0.004)
+        self.assertEqual(cc.ssthresh, 40_000)  # not 0.7 x 50,000 = 35,000: random loss keeps the pipe full
+        cc = self.delivering([5e6, 10e6, 8e6])
+        cc.enter_fast_recovery(200_000, 1, 0.004)
+        self.assertEqual(cc.ssthresh, 140_000)  # a queue four pipes long still loses 0.3 of the flight
+        cc = self.delivering([10e6])
+        cc.enter_fast_recovery(30_000, 1, 0.004)
+        self.assertEqual(cc.ssthresh, 30_000)  # never more than the flight
+
+    def test_the_rate_is_the_best_of_the_last_ten_round_trips(self):
+        cc = self.delivering([20e6] + [5e6] * 10)
+        cc.enter_fast_recovery(100_000, 1, 0.004)
+        self.assertEqual(cc.ssthresh, 70_000)  # 20 MB/s is forgotten: 5 MB/s x 4 ms = 20 kB < 0.7 x flight
+        cc = self.delivering([20e6] + [5e6] * 9)
+        cc.enter_fast_recovery(100_000, 1, 0.004)
+        self.assertEqual(cc.ssthresh, 80_000)
+
+    def test_a_round_lasts_until_what_was_sent_at_its_start_is_delivered(self):
+        cc = CongestionControl(CONFIG)
+        cc.on_delivered(0, 10_000, 1.0)
+        cc.on_delivered(5_000, 20_000, 1.5)  # half-way: no sample yet
+        cc.enter_fast_recovery(100_000, 1, 1.0)
+        self.assertEqual(cc.ssthresh, 70_000)
+        cc.on_delivered(10_000, 20_000, 2.0)  # 10 kB in one second
+        cc.enter_fast_recovery(100_000, 1, 9.0)
+        self.assertEqual(cc.ssthresh, 90_000)
 
     def test_timeout_restarts_at_initial_window(self):
         cc = CongestionControl(CONFIG)
@@ -142,6 +184,18 @@ class ReceiveBufferTests(SynchronousTestCase):
         rb = ReceiveBuffer(StreamConfig(**kw))
         rb.nxt = 1
         return rb
+
+    def test_it_keeps_out_of_order_whatever_its_window_let_the_sender_send(self):
+        # A hole at the front and the rest of the advertised window behind it: kept, not dropped
+        # for want of slots (the reference keeps 128, so a sender's window beyond that lost them).
+        rb = self.buffer()
+        mss = rb.unit
+        slots = rb.window()
+        self.assertEqual(slots, 512)
+        outcomes = {rb.accept(1 + index * mss, b"x" * mss) for index in range(1, slots)}
+        self.assertEqual(outcomes, {OUT_OF_ORDER})
+        self.assertEqual(rb.accept(1, b"x" * mss), IN_ORDER)
+        self.assertEqual(rb.nxt, 1 + slots * mss)
 
     def test_in_order_out_of_order_and_drain(self):
         rb = self.buffer()
