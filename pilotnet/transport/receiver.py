@@ -12,7 +12,7 @@ we really hold: delivered-but-unconsumed plus out-of-order.  A window field of
 last slot is honoured with one segment of slack beyond the buffer.
 """
 
-from bisect import insort
+from bisect import bisect_left, bisect_right, insort
 
 from pilotnet.transport.config import StreamConfig
 from pilotnet.transport.seqnum import SEQ_MASK
@@ -43,6 +43,11 @@ class ReceiveBuffer:
         self.ooo_bytes = 0
         self._ooo: dict[int, bytes] = {}
         self._starts: list[int] = []
+        #: The out-of-order data as merged ranges, lowest first (left edges and right edges):
+        #: kept up to date as segments come and go, so that an ACK's SACK blocks do not
+        #: walk every segment held (hundreds while a hole is open in a large window).
+        self._lefts: list[int] = []
+        self._rights: list[int] = []
 
     @property
     def out_of_order_count(self) -> int:
@@ -96,7 +101,21 @@ class ReceiveBuffer:
             insort(self._starts, seq)
         self._ooo[seq] = payload
         self.ooo_bytes += growth
+        self._cover(seq, seq + size)
         return OUT_OF_ORDER
+
+    def _cover(self, left: int, right: int) -> None:
+        """Merge [left, right) into the ranges: with those it touches or overlaps."""
+        lefts, rights = self._lefts, self._rights
+        first = bisect_left(rights, left)  # the first range ending at or after ``left``
+        last = bisect_right(lefts, right)  # past the last range starting at or before ``right``
+        if first < last:
+            if lefts[first] < left:
+                left = lefts[first]
+            if rights[last - 1] > right:
+                right = rights[last - 1]
+        lefts[first:last] = [left]
+        rights[first:last] = [right]
 
     def _drain(self) -> None:
         starts = self._starts
@@ -113,27 +132,14 @@ class ReceiveBuffer:
                 self.unconsumed += len(piece)
                 nxt = end
         self.nxt = nxt
+        # What was delivered was the whole of the lowest ranges.
+        gone = bisect_right(self._lefts, nxt)
+        del self._lefts[:gone], self._rights[:gone]
 
     def sack_blocks(self) -> list[tuple[int, int]]:
         """Up to 4 merged (left, right) wire ranges of out-of-order data, lowest first."""
-        blocks: list[tuple[int, int]] = []
-        ooo = self._ooo
-        left = 0  # read only once right is set: the two are set together
-        right: int | None = None
-        for start in self._starts:
-            end = start + len(ooo[start])
-            if right is not None and start <= right:
-                if end > right:
-                    right = end
-                continue
-            if right is not None:
-                blocks.append((left & SEQ_MASK, right & SEQ_MASK))
-                if len(blocks) == MAX_BLOCKS:
-                    return blocks
-            left, right = start, end
-        if right is not None:
-            blocks.append((left & SEQ_MASK, right & SEQ_MASK))
-        return blocks
+        return [(left & SEQ_MASK, right & SEQ_MASK)
+                for left, right in zip(self._lefts[:MAX_BLOCKS], self._rights[:MAX_BLOCKS])]
 
     def take(self) -> list[bytes]:
         """Hand the delivered chunks to the application."""

@@ -1,5 +1,7 @@
 """The engine's parts on their own: RTO estimation, congestion window, send queue, reassembly."""
 
+from hypothesis import given
+from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
 from pilotnet.transport.config import StreamConfig
@@ -220,6 +222,21 @@ class ReceiveBufferTests(SynchronousTestCase):
         self.assertEqual(rb.sack_blocks(), [(5, 11)])
         rb.accept(1, b"abcd")
         self.assertEqual(b"".join(rb.take()), b"abcdefghij")
+
+    @given(st.lists(st.tuples(st.integers(1, 200), st.integers(1, 30)), max_size=60))
+    def test_sack_blocks_are_the_merged_ranges_of_what_is_held(self, arrivals):
+        """The ranges kept as segments come and go say what a walk over every held segment says."""
+        rb = self.buffer(max_out_of_order=40)
+        for seq, size in arrivals:
+            rb.accept(seq, bytes(size))
+            merged: list[list[int]] = []
+            for start in rb._starts:
+                end = start + len(rb._ooo[start])
+                if merged and start <= merged[-1][1]:
+                    merged[-1][1] = max(merged[-1][1], end)
+                else:
+                    merged.append([start, end])
+            self.assertEqual(rb.sack_blocks(), [tuple(block) for block in merged[:4]])
 
     def test_at_most_four_sack_blocks_lowest_first(self):
         rb = self.buffer()
