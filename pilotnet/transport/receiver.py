@@ -12,9 +12,10 @@ we really hold: delivered-but-unconsumed plus out-of-order.  A window field of
 last slot is honoured with one segment of slack beyond the buffer.
 """
 
-from bisect import bisect_left, bisect_right, insort
+from bisect import insort
 
 from pilotnet.transport.config import StreamConfig
+from pilotnet.transport.ranges import Ranges
 from pilotnet.transport.seqnum import SEQ_MASK
 from pilotnet.wire.sack import MAX_BLOCKS
 
@@ -43,11 +44,9 @@ class ReceiveBuffer:
         self.ooo_bytes = 0
         self._ooo: dict[int, bytes] = {}
         self._starts: list[int] = []
-        #: The out-of-order data as merged ranges, lowest first (left edges and right edges):
-        #: kept up to date as segments come and go, so that an ACK's SACK blocks do not
-        #: walk every segment held (hundreds while a hole is open in a large window).
-        self._lefts: list[int] = []
-        self._rights: list[int] = []
+        #: The out-of-order data as merged ranges, kept up to date as segments come and go,
+        #: so that an ACK's SACK blocks do not walk every segment held.
+        self._ranges = Ranges()
 
     @property
     def out_of_order_count(self) -> int:
@@ -101,21 +100,8 @@ class ReceiveBuffer:
             insort(self._starts, seq)
         self._ooo[seq] = payload
         self.ooo_bytes += growth
-        self._cover(seq, seq + size)
+        self._ranges.cover(seq, seq + size)
         return OUT_OF_ORDER
-
-    def _cover(self, left: int, right: int) -> None:
-        """Merge [left, right) into the ranges: with those it touches or overlaps."""
-        lefts, rights = self._lefts, self._rights
-        first = bisect_left(rights, left)  # the first range ending at or after ``left``
-        last = bisect_right(lefts, right)  # past the last range starting at or before ``right``
-        if first < last:
-            if lefts[first] < left:
-                left = lefts[first]
-            if rights[last - 1] > right:
-                right = rights[last - 1]
-        lefts[first:last] = [left]
-        rights[first:last] = [right]
 
     def _drain(self) -> None:
         starts = self._starts
@@ -132,14 +118,13 @@ class ReceiveBuffer:
                 self.unconsumed += len(piece)
                 nxt = end
         self.nxt = nxt
-        # What was delivered was the whole of the lowest ranges.
-        gone = bisect_right(self._lefts, nxt)
-        del self._lefts[:gone], self._rights[:gone]
+        self._ranges.trim(nxt)  # what was delivered was the whole of the lowest ranges
 
     def sack_blocks(self) -> list[tuple[int, int]]:
         """Up to 4 merged (left, right) wire ranges of out-of-order data, lowest first."""
+        ranges = self._ranges
         return [(left & SEQ_MASK, right & SEQ_MASK)
-                for left, right in zip(self._lefts[:MAX_BLOCKS], self._rights[:MAX_BLOCKS])]
+                for left, right in zip(ranges.lefts[:MAX_BLOCKS], ranges.rights[:MAX_BLOCKS])]
 
     def take(self) -> list[bytes]:
         """Hand the delivered chunks to the application."""
