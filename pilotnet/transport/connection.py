@@ -450,16 +450,19 @@ class StreamConnection:
         elif snd.nxt > snd.una and (self._dupacks >= self.config.dupack_threshold
                                     or snd.sacked_bytes > (self.config.dupack_threshold - 1) * self._mss
                                     or self._head_overtaken(now)):
-            self._enter_fast_recovery(now)
+            # FlightSize when the loss was found: what was out before this ACK took its bytes
+            # off (one ACK for a whole burst, as the daemon batches them, takes many).
+            self._enter_fast_recovery(now, snd.nxt - una)
         self._arm_loss_timer(now)
         return True
 
-    def _enter_fast_recovery(self, now: float) -> None:
+    def _enter_fast_recovery(self, now: float, flight: int | None = None) -> None:
         snd = self._send
         self.fast_retransmits += 1
         # RFC 6675 halves FlightSize (all unacknowledged bytes), not the pipe: the
         # SACKed bytes left the network because of this very loss.
-        self._cc.enter_fast_recovery(snd.nxt - snd.una, snd.nxt, self._rtt.min_rtt)
+        self._cc.enter_fast_recovery(snd.nxt - snd.una if flight is None else flight, snd.nxt,
+                                     self._rtt.min_rtt)
         self._recover(now, force_first=True)
 
     def _reorder_wait(self) -> float:

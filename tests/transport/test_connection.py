@@ -598,6 +598,15 @@ class LossDetectionTests(SynchronousTestCase):
         self.assertEqual((stats["ssthresh"], stats["fast_retransmits"]), (7168, 1))
         self.assertGreaterEqual(stats["cwnd"], 2 * 1024)
 
+    def test_the_cut_is_from_the_flight_before_the_ack_that_found_the_loss(self):
+        conn = measured()
+        conn.send(b"x" * 10240, 0.02)
+        conn.take_packets()
+        # One ACK for a whole burst, as a batching receiver sends: four segments acknowledged,
+        # the fifth lost, the rest SACKed. 10 KiB were out when it came, 6 KiB after it.
+        conn.receive(ack(5121, payload=encode_sack([(6145, 11265)])), 0.03)
+        self.assertEqual(conn.stats()["ssthresh"], 7168)  # 0.7 x 10 KiB, not 0.7 x 6 KiB
+
     def test_reordering_within_the_allowance_is_not_loss(self):
         conn = measured()
         conn.send(b"x" * 2048, 0.02)
