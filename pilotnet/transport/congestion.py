@@ -7,19 +7,23 @@ module only owns the numbers:
 * slow start while ``cwnd < ssthresh`` (cwnd += bytes acked), then congestion
   avoidance by appropriate byte counting (cwnd += MSS * acked / cwnd), capped;
 * fast recovery (duplicate ACKs, SACK or RACK evidence): ``ssthresh =
-  max(0.7 * FlightSize, min(FlightSize, BDP), 2 MSS)``, cwnd = ssthresh and
-  held there until the recovery point is acknowledged, however many segments
-  of the episode were lost -- one cut per loss episode, so a burst loss costs
-  one reduction, not one per segment.  The factor is CUBIC's (RFC 9438
-  section 4.6) rather than Reno's one half; BDP is the highest delivery rate
-  of the last 10 round trips times the lowest RTT seen, the window that
-  keeps the path full with no queue (TCP Westwood+'s rule).  A loss that
-  comes with a queue (the flight well above BDP) still cuts 0.3 of the
-  flight; a random loss on a path without one costs the window little,
-  where a cut of 0.3 at every loss would hold a window-based sender at
-  about ``1.2 / sqrt(loss)`` segments (a dozen at 2%) whatever the path
-  could carry.  The reference's receivers see nothing of this (the
-  sender's choice alone);
+  max(0.7 * FlightSize, min(FlightSize, floor), 2 MSS)``, cwnd = ssthresh
+  and held there until the recovery point is acknowledged, however many
+  segments of the episode were lost -- one cut per loss episode, so a burst
+  loss costs one reduction, not one per segment.  The factor is CUBIC's
+  (RFC 9438 section 4.6) rather than Reno's one half.  The floor is the
+  highest delivery rate of the last 10 round trips times (the lowest RTT
+  seen + 5 ms): the window that keeps the path full (TCP Westwood+'s rule,
+  rate x lowest RTT) plus a standing queue of CoDel's 5 ms target.  A loss
+  that comes with a longer queue than that still cuts 0.3 of the flight; a
+  loss with less costs the window nothing, where a cut of 0.3 at every
+  loss holds a window-based sender at about ``1.2 / sqrt(loss)`` segments
+  (a dozen at 2% random loss) whatever the path could carry.  The price: at
+  a bottleneck whose buffer holds less than 5 ms, overflow losses do not
+  shrink the window either, so a flow there keeps losing about a segment
+  per round trip (repaired by SACK) and takes more than a Reno flow's share,
+  as BBR's first version does.  The reference's receivers see nothing of
+  this (the sender's choice alone);
 * timeout: ssthresh halves (unless already recovering from this episode's loss)
   and cwnd restarts at ``min(initial window, ssthresh)`` then slow-starts; the
   reference restarts at the initial window rather than 1 MSS, and so do we.
@@ -33,6 +37,8 @@ from pilotnet.transport.config import StreamConfig
 _KEEP_TENTHS = 7
 #: Round trips over which the highest delivery rate is remembered (as BBR's bandwidth filter).
 _RATE_ROUNDS = 10
+#: Seconds of standing queue a loss episode leaves the window: CoDel's target (RFC 8289).
+_TOLERATED_QUEUE = 0.005
 
 
 class CongestionControl:
@@ -85,7 +91,7 @@ class CongestionControl:
         self.recovery_point = recovery_point
         kept = flight * _KEEP_TENTHS // 10
         if min_rtt is not None and self._rates:
-            floor = round(max(self._rates) * min_rtt)
+            floor = round(max(self._rates) * (min_rtt + _TOLERATED_QUEUE))
             if floor > flight:
                 floor = flight
             if floor > kept:

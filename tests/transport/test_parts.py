@@ -95,25 +95,25 @@ class CongestionTests(SynchronousTestCase):
             cc.on_delivered(delivered, sent, now)
         return cc
 
-    def test_a_cut_keeps_the_path_full_at_the_lowest_round_trip(self):
-        # 10 MB/s delivered at best, 4 ms round trips at the least: a 40 kB pipe.
+    def test_a_cut_keeps_the_path_full_and_5_ms_of_queue(self):
+        # 10 MB/s delivered at best, 4 ms round trips at the least: a 40 kB pipe, 50 kB of queue in 5 ms.
         cc = self.delivering([5e6, 10e6, 8e6])
-        cc.enter_fast_recovery(50_000, 1, 0.004)
-        self.assertEqual(cc.ssthresh, 40_000)  # not 0.7 x 50,000 = 35,000: random loss keeps the pipe full
+        cc.enter_fast_recovery(100_000, 1, 0.004)
+        self.assertEqual(cc.ssthresh, 90_000)  # not 0.7 x 100,000: the queue was short
         cc = self.delivering([5e6, 10e6, 8e6])
         cc.enter_fast_recovery(200_000, 1, 0.004)
-        self.assertEqual(cc.ssthresh, 140_000)  # a queue four pipes long still loses 0.3 of the flight
+        self.assertEqual(cc.ssthresh, 140_000)  # a 16 ms queue still loses 0.3 of the flight
         cc = self.delivering([10e6])
         cc.enter_fast_recovery(30_000, 1, 0.004)
         self.assertEqual(cc.ssthresh, 30_000)  # never more than the flight
 
     def test_the_rate_is_the_best_of_the_last_ten_round_trips(self):
         cc = self.delivering([20e6] + [5e6] * 10)
-        cc.enter_fast_recovery(100_000, 1, 0.004)
-        self.assertEqual(cc.ssthresh, 70_000)  # 20 MB/s is forgotten: 5 MB/s x 4 ms = 20 kB < 0.7 x flight
+        cc.enter_fast_recovery(150_000, 1, 0.001)
+        self.assertEqual(cc.ssthresh, 105_000)  # 20 MB/s is forgotten: 5 MB/s x 6 ms = 30 kB < 0.7 x flight
         cc = self.delivering([20e6] + [5e6] * 9)
-        cc.enter_fast_recovery(100_000, 1, 0.004)
-        self.assertEqual(cc.ssthresh, 80_000)
+        cc.enter_fast_recovery(150_000, 1, 0.001)
+        self.assertEqual(cc.ssthresh, 120_000)
 
     def test_a_round_lasts_until_what_was_sent_at_its_start_is_delivered(self):
         cc = CongestionControl(CONFIG)
@@ -122,7 +122,7 @@ class CongestionTests(SynchronousTestCase):
         cc.enter_fast_recovery(100_000, 1, 1.0)
         self.assertEqual(cc.ssthresh, 70_000)
         cc.on_delivered(10_000, 20_000, 2.0)  # 10 kB in one second
-        cc.enter_fast_recovery(100_000, 1, 9.0)
+        cc.enter_fast_recovery(100_000, 1, 8.995)
         self.assertEqual(cc.ssthresh, 90_000)
 
     def test_timeout_restarts_at_initial_window(self):
