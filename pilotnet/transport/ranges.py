@@ -34,6 +34,11 @@ class Ranges:
         lefts[first:last] = [left]
         rights[first:last] = [right]
 
+    def covers(self, left: int, right: int) -> bool:
+        """Whether one range holds all of [left, right)."""
+        index = bisect_right(self.lefts, left) - 1
+        return index >= 0 and self.rights[index] >= right
+
     def trim(self, below: int) -> None:
         """Forget everything below ``below``."""
         lefts, rights = self.lefts, self.rights

@@ -198,9 +198,9 @@ class SendQueue:
                 left = una
             if right > nxt:
                 right = nxt
-            if left >= right:
-                continue
             ranges = self.sacked_ranges
+            if left >= right or ranges.covers(left, right):
+                continue  # most blocks of an ACK repeat what the last one said
             walked = head = self.head
             for gap_left, gap_right in ranges.gaps(left, right):
                 # From the segment holding the gap's start: one that began under an earlier block counts too.

@@ -32,6 +32,7 @@ class RangesTests(SynchronousTestCase):
             # Lowest first, disjoint and not touching (touching ranges are merged).
             edges = [edge for pair in zip(ranges.lefts, ranges.rights) for edge in pair]
             self.assertTrue(all(a < b for a, b in zip(edges, edges[1:])), edges)
+        self.assertEqual(ranges.covers(*window), set(range(*window)) <= positions)
         gaps = list(ranges.gaps(*window))
         self.assertEqual({p for left, right in gaps for p in range(left, right)}, set(range(*window)) - positions)
         self.assertTrue(all(left < right for left, right in gaps))
