@@ -200,6 +200,10 @@ async def lossy_throughput(reactor, network, megabytes, loss=LOSS, names=("epsil
     """One-way SDK throughput between two new daemons, 1 KiB segments, every datagram via a lossy relay.
 
     ``names``: the receiver, reached only through the relay, and the sender.
+    Returns the MB/s, the share of datagrams the relay dropped on purpose and
+    the datagrams the kernel dropped for want of buffer at the relay or at
+    either daemon during the transfer (loss beyond what was asked; None
+    where ``/proc/net/udp`` does not say).
     """
     receiver_name, sender_name = names
     relay = subprocess.Popen([sys.executable, "-m", "benchmarks.lossy_relay", "--loss", str(loss)],
@@ -210,8 +214,29 @@ async def lossy_throughput(reactor, network, megabytes, loss=LOSS, names=("epsil
     receiver = await network.start_daemon(receiver_name, *no_beacon, "--endpoint", f"127.0.0.1:{relay_port}")
     relay.stdin.write(f"127.0.0.1 {receiver['info']['tunnel_port']}\n")
     relay.stdin.flush()
-    await network.start_daemon(sender_name, *no_beacon)
-    return await one_way_throughput(reactor, network, megabytes, sender_name, receiver_name)
+    sender = await network.start_daemon(sender_name, *no_beacon)
+    ports = (relay_port, receiver["info"]["tunnel_port"], sender["info"]["tunnel_port"])
+    drops_before = kernel_receive_drops(ports)
+    rate = await one_way_throughput(reactor, network, megabytes, sender_name, receiver_name)
+    drops_after = kernel_receive_drops(ports)
+    relay.stdin.write("counts\n")
+    relay.stdin.flush()
+    counts = json.loads(relay.stdout.readline())
+    dropped_share = counts["dropped"] / max(1, counts["dropped"] + counts["forwarded"])
+    kernel_drops = None if drops_before is None else drops_after - drops_before + counts["send_failures"]
+    return rate, dropped_share, kernel_drops
+
+
+def kernel_receive_drops(ports):
+    """Datagrams the kernel has dropped so far at the 127.0.0.1 UDP sockets bound to ``ports``, or None (not Linux)."""
+    try:
+        with open("/proc/net/udp") as table:
+            lines = table.readlines()[1:]
+    except OSError:
+        return None
+    wanted = {f"0100007F:{port:04X}" for port in ports}
+    # Columns: slot, local address, remote address, ..., drops (the last).
+    return sum(int(fields[-1]) for fields in map(str.split, lines) if fields[1] in wanted)
 
 
 async def start_up_times(network, runs=5):
@@ -254,15 +279,21 @@ async def network_streams(reactor, network, megabytes, rows, ceiling):
                  ("ratio to ceiling", networked / ceiling)))
     # The same across a lossy network: epsilon is reached only through the relay (no beacon
     # tells anyone its real address), zeta has no beacon to fall back to either.
-    lossy = await lossy_throughput(reactor, network, max(1, megabytes // 2))
+    lossy, dropped_share, lossy_kernel_drops = await lossy_throughput(reactor, network, max(1, megabytes // 2))
     # The relay is a hop of its own (a Python process on the same cores): the same path
     # without loss is what loss recovery can at best reach.
-    relayed = await lossy_throughput(reactor, network, max(1, megabytes // 2), 0.0, ("eta", "theta"))
+    relayed, _, relayed_kernel_drops = await lossy_throughput(reactor, network, max(1, megabytes // 2), 0.0,
+                                                              ("eta", "theta"))
     rows.append(("stream via SDK, one way, 1024-byte segments, via the relay, no loss", relayed, "MB/s",
                  ("ratio to ceiling", relayed / ceiling)))
     rows.append((f"stream via SDK, one way, 1024-byte segments, {LOSS:.0%} loss", lossy, "MB/s",
                  ("ratio to ceiling", lossy / ceiling)))
     rows.append((f"{LOSS:.0%} loss stream, share of the same relay without loss", lossy / relayed, "", None))
+    # The loss the figures carry: what the relay dropped on purpose, and what the kernel dropped besides.
+    rows.append((f"{LOSS:.0%} loss relay, share of datagrams it dropped", dropped_share * 100, "%", None))
+    for label, drops in (("no loss", relayed_kernel_drops), (f"{LOSS:.0%} loss", lossy_kernel_drops)):
+        if drops is not None:
+            rows.append((f"via the relay, {label}: datagrams dropped by the kernel", drops, "", None))
 
 
 async def run(reactor, megabytes, as_json, network_only=False):

@@ -80,6 +80,9 @@ PEER_DEAD = 3 * PEER_KEEPALIVE
 # client at its end, so until then the window shrinks by the burst: with 512 slots a burst took
 # half of it, and the sender stalled waiting for room.
 RECEIVE_BUFFER = 1024 * 1024
+# Out-of-order segments a stream keeps: every slot of that window, so one loss does not make the
+# receiver drop (and the sender resend) what arrives behind it.  The bytes stay bounded by the window.
+MAX_OUT_OF_ORDER = RECEIVE_BUFFER // 1024
 
 
 def _unresolved(node, error):
@@ -165,7 +168,7 @@ class NodeService(service.MultiService):
         self.paths = PathManager(tunnel=self.tunnel, resolver=self.resolver, beacon=self.beacon, clock=reactor,
                                  ping=self._send_ping)
         stream_config = StreamConfig(mss=config.mss, idle_timeout=config.idle_timeout or None,
-                                     receive_buffer=RECEIVE_BUFFER,
+                                     receive_buffer=RECEIVE_BUFFER, max_out_of_order=MAX_OUT_OF_ORDER,
                                      keepalive_interval=config.keepalive or None,
                                      close_timeout=config.close_timeout or StreamConfig.close_timeout)
         self.segment_sizes = SegmentSizes(stream_config, config.local_mss, self.tunnel.direct_endpoint)

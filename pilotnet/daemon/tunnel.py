@@ -43,7 +43,6 @@ recently, so one racing relayed frame does not demote a working direct path.
 """
 
 import os
-import socket
 from collections import OrderedDict, deque
 
 from twisted.internet.protocol import DatagramProtocol
@@ -52,7 +51,7 @@ from zope.interface import Interface
 
 from pilotnet.crypto.tunnel import ReplayedFrame, TunnelSession, build_auth_key_offer, check_auth_key_offer
 from pilotnet.daemon.source_limits import SourceLimits
-from pilotnet.daemon.udp_batch import BatchSender
+from pilotnet.daemon.udp_batch import BatchSender, enlarge_buffers
 from pilotnet.errors import CryptoError, DecodeError, PilotError
 from pilotnet.interfaces import NO_EVENTS
 from pilotnet.ratelimit import TokenBucket
@@ -212,17 +211,7 @@ class Tunnel(DatagramProtocol):
         # the encryption.  A full buffer or an ICMP error surfaces as OSError.
         self._sendto = getattr(handle, "sendto", self.transport.write)
         self._batch = BatchSender(handle) if hasattr(handle, "sendmsg") else None
-        for option in (socket.SO_RCVBUF, socket.SO_SNDBUF):
-            try:
-                handle.setsockopt(socket.SOL_SOCKET, option, SOCKET_BUFFER)
-            except OSError:
-                pass
-        force = getattr(socket, "SO_RCVBUFFORCE", None)
-        if force is not None:
-            try:  # beyond the system limit, when we are allowed to
-                handle.setsockopt(socket.SOL_SOCKET, force, SOCKET_BUFFER)
-            except OSError:
-                pass
+        enlarge_buffers(handle, SOCKET_BUFFER)
 
     def local_port(self):
         return self.transport.getHost().port

@@ -42,6 +42,22 @@ _TRUNCATED = int(socket.MSG_TRUNC)
 log = Logger()
 
 
+def enlarge_buffers(sock, size):
+    """Ask for ``size`` bytes of receive and send buffer on ``sock``: room for bursts that arrive faster than one read.
+
+    The kernel caps the plain options at its system limit; the forced
+    receive buffer goes beyond it where the process may (``CAP_NET_ADMIN``).
+    A refusal leaves the kernel's sizes, which still work, only with drops sooner.
+    """
+    for option in (socket.SO_RCVBUF, socket.SO_SNDBUF, getattr(socket, "SO_RCVBUFFORCE", None)):
+        if option is None:
+            continue
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, option, size)
+        except OSError:
+            pass
+
+
 class BatchSender:
     """Sends lists of datagrams to one destination with as few system calls as the kernel allows."""
 

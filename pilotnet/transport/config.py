@@ -38,8 +38,10 @@ class StreamConfig:
 
     #: Bytes we hold for the application (delivered but not consumed, plus out of order).
     receive_buffer: int = 512 * 1024
-    #: Out-of-order segments kept at most; more are dropped (the sender retransmits them).
-    max_out_of_order: int = 128
+    #: Out-of-order segments kept at most; more are dropped (the sender retransmits them).  As many
+    #: as the default window advertises (receive_buffer / mss): the reference keeps 128, and a
+    #: loss in a window larger than that made it drop, and the sender resend, the rest.
+    max_out_of_order: int = 512
 
     #: Interval of the first window probe while the peer's window stays shut; doubles up to the max.
     window_probe_initial: float = 0.5

@@ -85,6 +85,8 @@ class StreamConnection:
         self._peer_window = _UNLIMITED
         self._advertised = 0
         self._ack_owed = 0
+        #: Batching: news of holes (out-of-order data) waits for the end of the batch (flush_acks).
+        self._sack_owed = False
         self._dupacks = 0
         self._lost_pending = 0
         self._peer_fin_seq: int | None = None
@@ -105,8 +107,8 @@ class StreamConnection:
         self._fin_hold_at: float | None = None
         #: Loss detection between RTOs: the tail-loss probe, and RACK's re-check in recovery.
         self._loss_at: float | None = None
-        #: A tail-loss probe went out and no ACK has come since: no second one.
-        self._tail_probed = False
+        #: Tail-loss probes sent since the last ACK that brought news: each doubles the wait for the next.
+        self._unanswered_probes = 0
 
         # Counters (see stats()).
         self.bytes_sent = 0
@@ -441,22 +443,26 @@ class StreamConnection:
                 if ack == una:
                     self._dupacks += 1
         if ack > una or newly:
-            self._tail_probed = False
+            self._unanswered_probes = 0
+            cc.on_delivered(snd.una + snd.sacked_bytes, snd.nxt, now)
         if cc.in_recovery:
             self._recover(now)
         elif snd.nxt > snd.una and (self._dupacks >= self.config.dupack_threshold
                                     or snd.sacked_bytes > (self.config.dupack_threshold - 1) * self._mss
                                     or self._head_overtaken(now)):
-            self._enter_fast_recovery(now)
+            # FlightSize when the loss was found: what was out before this ACK took its bytes
+            # off (one ACK for a whole burst, as the daemon batches them, takes many).
+            self._enter_fast_recovery(now, snd.nxt - una)
         self._arm_loss_timer(now)
         return True
 
-    def _enter_fast_recovery(self, now: float) -> None:
+    def _enter_fast_recovery(self, now: float, flight: int | None = None) -> None:
         snd = self._send
         self.fast_retransmits += 1
         # RFC 6675 halves FlightSize (all unacknowledged bytes), not the pipe: the
         # SACKed bytes left the network because of this very loss.
-        self._cc.enter_fast_recovery(snd.nxt - snd.una, snd.nxt)
+        self._cc.enter_fast_recovery(snd.nxt - snd.una if flight is None else flight, snd.nxt,
+                                     self._rtt.min_rtt)
         self._recover(now, force_first=True)
 
     def _reorder_wait(self) -> float:
@@ -472,11 +478,16 @@ class StreamConnection:
         """Schedule the tail-loss probe (RFC 8985): twice the SRTT after the last ACK.
 
         Plus the delayed-ACK time when a single segment is out (its ACK may be
-        held), at least ``tail_probe_min``, and never later than the RTO would fire.
+        held), at least ``tail_probe_min``, doubled for each probe still
+        unanswered, and never later than the RTO would fire.  RFC 8985 sends
+        one probe and then waits for the RTO; with the RTO's 200 ms floor (the
+        reference's) against round trips of a millisecond, a lost probe or
+        its lost ACK would stall the stream a hundred round trips, so probes
+        repeat, backing off, until the RTO.
         """
         snd = self._send
         srtt = self._rtt.srtt
-        if (srtt is None or snd.nxt <= snd.una or self._tail_probed or self.state is not _ESTABLISHED
+        if (srtt is None or snd.nxt <= snd.una or self.state is not _ESTABLISHED
                 or self._peer_window_field == 1):  # a full receiver gets window probes instead
             self._loss_at = None
             return
@@ -486,7 +497,7 @@ class StreamConnection:
             timeout += config.delayed_ack_delay
         if timeout < config.tail_probe_min:
             timeout = config.tail_probe_min
-        at = now + timeout
+        at = now + (timeout * (1 << self._unanswered_probes) if self._unanswered_probes else timeout)
         rto_at = self._rto_at
         self._loss_at = at if rto_at is None or at < rto_at else None
 
@@ -513,9 +524,14 @@ class StreamConnection:
         # Resend the newest segment: its SACK shows the receiver's holes, and the
         # overtaken ones are then lost by RACK without waiting for the RTO.
         self.tail_probes += 1
-        self._tail_probed = True
         snd.mark_resent(segment, segment.episode, now)
+        if self._unanswered_probes:
+            # Only the first probe counts towards giving up: the retransmission
+            # timer, not how often we probed, decides when the peer is gone.
+            segment.transmissions -= 1
+        self._unanswered_probes += 1
         self._resend(segment)
+        self._arm_loss_timer(now)
 
     def _on_new_ack(self, ack: int, now: float) -> None:
         snd = self._send
@@ -611,7 +627,7 @@ class StreamConnection:
                     return
                 self._fin_hold_at = now + self.config.fin_reorder_wait
             if had_holes:
-                self._send_ack()
+                self._ack_holes()
                 return
             owed = self._ack_owed = self._ack_owed + 1
             if owed >= self.config.delayed_ack_segments and not self.batch_acks:
@@ -621,17 +637,31 @@ class StreamConnection:
             return
         if outcome != OUT_OF_ORDER:
             self.dropped += 1 if outcome == NO_SPACE else 0
-        self._send_ack()
+        self._ack_holes()
+
+    def _ack_holes(self) -> None:
+        """Tell the sender about holes without delay: out-of-order data, a hole filled, a duplicate.
+
+        Batching (:attr:`batch_acks`), one ACK at the end of the batch says it
+        all: its SACK blocks cover every segment of the batch, where an ACK per
+        segment costs both ends and the path a packet each while a hole is
+        open.  Our sender reads SACK blocks, and Go senders never count a
+        SACK-carrying ACK as a duplicate, so neither loses a signal.
+        """
+        if self.batch_acks:
+            self._sack_owed = True
+        else:
+            self._send_ack()
 
     def flush_acks(self) -> None:
         """The end of a batch of received packets (see :attr:`batch_acks`): one ACK for all of it.
 
         Sent when the every-second-segment rule asked for one during the
-        batch; a lone segment still waits for the delayed-ACK timer or data to
-        ride on, as without batching.  Out-of-order arrivals were acknowledged
-        at once regardless (duplicate ACKs drive the sender's fast retransmit).
+        batch, or when the batch brought news of holes; a lone in-order
+        segment still waits for the delayed-ACK timer or data to ride on, as
+        without batching.
         """
-        if self._ack_owed >= self.config.delayed_ack_segments and self.state in RECEIVING:
+        if (self._sack_owed or self._ack_owed >= self.config.delayed_ack_segments) and self.state in RECEIVING:
             self._send_ack()
 
     # -- packets out ----------------------------------------------------------------
@@ -648,6 +678,7 @@ class StreamConnection:
         self.outbox.append(self._packet(FLAG_ACK, self._send.nxt & SEQ_MASK, recv.nxt & SEQ_MASK,
                                         window, payload))
         self._ack_owed = 0
+        self._sack_owed = False
         self._ack_at = None
 
     def _send_fin(self, segment: Segment) -> None:

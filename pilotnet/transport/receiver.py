@@ -15,6 +15,7 @@ last slot is honoured with one segment of slack beyond the buffer.
 from bisect import insort
 
 from pilotnet.transport.config import StreamConfig
+from pilotnet.transport.ranges import Ranges
 from pilotnet.transport.seqnum import SEQ_MASK
 from pilotnet.wire.sack import MAX_BLOCKS
 
@@ -43,6 +44,9 @@ class ReceiveBuffer:
         self.ooo_bytes = 0
         self._ooo: dict[int, bytes] = {}
         self._starts: list[int] = []
+        #: The out-of-order data as merged ranges, kept up to date as segments come and go,
+        #: so that an ACK's SACK blocks do not walk every segment held.
+        self._ranges = Ranges()
 
     @property
     def out_of_order_count(self) -> int:
@@ -96,6 +100,7 @@ class ReceiveBuffer:
             insort(self._starts, seq)
         self._ooo[seq] = payload
         self.ooo_bytes += growth
+        self._ranges.cover(seq, seq + size)
         return OUT_OF_ORDER
 
     def _drain(self) -> None:
@@ -113,27 +118,13 @@ class ReceiveBuffer:
                 self.unconsumed += len(piece)
                 nxt = end
         self.nxt = nxt
+        self._ranges.trim(nxt)  # what was delivered was the whole of the lowest ranges
 
     def sack_blocks(self) -> list[tuple[int, int]]:
         """Up to 4 merged (left, right) wire ranges of out-of-order data, lowest first."""
-        blocks: list[tuple[int, int]] = []
-        ooo = self._ooo
-        left = 0  # read only once right is set: the two are set together
-        right: int | None = None
-        for start in self._starts:
-            end = start + len(ooo[start])
-            if right is not None and start <= right:
-                if end > right:
-                    right = end
-                continue
-            if right is not None:
-                blocks.append((left & SEQ_MASK, right & SEQ_MASK))
-                if len(blocks) == MAX_BLOCKS:
-                    return blocks
-            left, right = start, end
-        if right is not None:
-            blocks.append((left & SEQ_MASK, right & SEQ_MASK))
-        return blocks
+        ranges = self._ranges
+        return [(left & SEQ_MASK, right & SEQ_MASK)
+                for left, right in zip(ranges.lefts[:MAX_BLOCKS], ranges.rights[:MAX_BLOCKS])]
 
     def take(self) -> list[bytes]:
         """Hand the delivered chunks to the application."""

@@ -14,7 +14,7 @@ _GRANULARITY = 0.010
 
 
 class RtoEstimator:
-    __slots__ = ("srtt", "rttvar", "base", "backed_off", "_min", "_max")
+    __slots__ = ("srtt", "rttvar", "min_rtt", "base", "backed_off", "_min", "_max")
 
     #: Both None until the first sample.
     srtt: float | None
@@ -23,6 +23,8 @@ class RtoEstimator:
     def __init__(self, config: StreamConfig) -> None:
         self.srtt = None
         self.rttvar = None
+        #: The lowest sample: the path's round trip without queues.
+        self.min_rtt: float | None = None
         self.base = config.initial_rto
         self.backed_off = False
         self._min = config.min_rto
@@ -38,12 +40,14 @@ class RtoEstimator:
     def sample(self, rtt: float) -> None:
         srtt = self.srtt
         if srtt is None:
-            self.srtt = srtt = rtt
+            self.srtt = self.min_rtt = srtt = rtt
             self.rttvar = rttvar = rtt / 2
         else:
             # rttvar is set whenever srtt is.
             rttvar = self.rttvar = 0.75 * self.rttvar + 0.25 * abs(srtt - rtt)  # type: ignore[operator]
             self.srtt = srtt = 0.875 * srtt + 0.125 * rtt
+            if rtt < self.min_rtt:  # type: ignore[operator]  # set with srtt
+                self.min_rtt = rtt
         variance = 4 * rttvar
         rto = srtt + (variance if variance > _GRANULARITY else _GRANULARITY)
         self.base = self._min if rto < self._min else (self._max if rto > self._max else rto)

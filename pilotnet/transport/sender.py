@@ -10,11 +10,12 @@ blocks can be located by bisection; acknowledged entries are sliced off in
 batches, which keeps the per-segment cost constant.
 """
 
-from bisect import bisect_left
+from bisect import bisect_right
 from collections import deque
 from collections.abc import Iterable
 from operator import attrgetter
 
+from pilotnet.transport.ranges import Ranges
 from pilotnet.wire.sack import MAGIC as SACK_MAGIC
 from pilotnet.wire.sack import looks_like_sack
 
@@ -59,6 +60,9 @@ class SendQueue:
         self.sacked_bytes = 0
         #: The highest position any SACK block reached.
         self.high_sacked = first_seq
+        #: What SACK blocks covered, above ``una``: a new block walks only the segments
+        #: in what it adds, and the search for lost segments only those outside it.
+        self.sacked_ranges = Ranges()
         #: Send time and end of the most recently sent segment the peer confirmed (by
         #: SACK or cumulative ACK): whatever we sent before it and is still missing
         #: after a reordering allowance was lost (RACK, RFC 8985).
@@ -178,6 +182,8 @@ class SendQueue:
         self.una = ack
         if self.high_sacked < ack:
             self.high_sacked = ack
+        if self.sacked_ranges.lefts:
+            self.sacked_ranges.trim(ack)
         return rtt
 
     def apply_sack(self, blocks: Iterable[tuple[int, int]]) -> int:
@@ -192,18 +198,32 @@ class SendQueue:
                 left = una
             if right > nxt:
                 right = nxt
-            if left >= right:
-                continue
-            index = bisect_left(segments, left, self.head, count, key=_segment_start)
-            while index < count:
-                segment = segments[index]
-                if segment.end > right:
-                    break
-                if not segment.sacked:
-                    segment.sacked = True
-                    newly += segment.end - segment.start
-                    self._delivered(segment)
-                index += 1
+            ranges = self.sacked_ranges
+            if left >= right or ranges.covers(left, right):
+                continue  # most blocks of an ACK repeat what the last one said
+            walked = head = self.head
+            for gap_left, gap_right in ranges.gaps(left, right):
+                # From the segment holding the gap's start: one that began under an earlier block counts too.
+                index = bisect_right(segments, gap_left, head, count, key=_segment_start) - 1
+                index = index if index > walked else walked
+                while index < count:
+                    segment = segments[index]
+                    if segment.start >= gap_right or segment.end > right:
+                        break
+                    if not segment.sacked and segment.start >= left:
+                        segment.sacked = True
+                        newly += segment.end - segment.start
+                        self._delivered(segment)
+                    index += 1
+                walked = index
+            # Record the whole segments inside the block (every one of them is marked now): a
+            # segment the block's edge cuts is not SACKed, and must stay where lost_segments looks.
+            first = bisect_right(segments, left - 1, head, count, key=_segment_start)
+            last = bisect_right(segments, right - 1, first, count, key=_segment_start) - 1
+            if last >= first and segments[last].end > right:
+                last -= 1
+            if last >= first:
+                ranges.cover(segments[first].start, segments[last].end)
             if right > self.high_sacked:
                 self.high_sacked = right
         self.sacked_bytes += newly
@@ -234,14 +254,21 @@ class SendQueue:
         lost: list[Segment] = []
         high = self.high_sacked
         segments = self.segments
-        for index in range(self.head, len(segments)):
-            segment = segments[index]
-            if segment.start >= limit:
-                break
-            if segment.sacked or (segment.episode == episode and high <= segment.mark
-                                  and not self.overtaken(segment, now, reorder_wait)):
-                continue
-            lost.append(segment)
+        count = len(segments)
+        walked = head = self.head
+        for gap_left, gap_right in self.sacked_ranges.gaps(self.una, limit):
+            index = bisect_right(segments, gap_left, head, count, key=_segment_start) - 1
+            index = index if index > walked else walked
+            while index < count:
+                segment = segments[index]
+                if segment.start >= gap_right:
+                    break
+                index += 1
+                if segment.sacked or (segment.episode == episode and high <= segment.mark
+                                      and not self.overtaken(segment, now, reorder_wait)):
+                    continue
+                lost.append(segment)
+            walked = index
         return lost
 
     def last_unsacked(self) -> Segment | None:

@@ -54,6 +54,8 @@ class StreamWindowTests(SynchronousTestCase):
         config = DaemonConfig(home=Path(self.mktemp()), echo=False)
         node = NodeService(config, Clock())
         self.assertEqual(node.streams.config.receive_buffer, RECEIVE_BUFFER)
+        # Every slot of that window may arrive behind a loss and must be kept, not dropped.
+        self.assertEqual(node.streams.config.max_out_of_order, RECEIVE_BUFFER // 1024)
         sent = []
         node.streams.transmit = sent.append
         node.streams.dial(ME, PEER, 1000, owner=None)

@@ -13,7 +13,7 @@ from pilotnet.crypto.tunnel import TunnelKeyPair, build_auth_key_offer
 from pilotnet.daemon.source_limits import PER_SOURCE_BURST, PER_SOURCE_RATE
 from pilotnet.driver.secure import secure_client, secure_server
 from pilotnet.wire.tunnel import MAGIC_SEALED
-from tests.integration.lossy_relay import LossyRelay
+from tests.integration.lossy_relay import LossyRelay, listen_relay
 from tests.integration.processes import DaemonProcess, RendezvousProcess, pause, wait_until
 
 
@@ -210,7 +210,7 @@ class LossyPathTests(TestCase):
         rendezvous = await RendezvousProcess(self, os.path.join(base, "rendezvous")).start()
         # beta's tunnel port is only known once it runs, so the relay is pointed at it afterwards.
         self.relay = LossyRelay(None, loss=loss, seed=7)
-        port = reactor.listenUDP(0, self.relay, interface="127.0.0.1")
+        port = listen_relay(reactor, self.relay)
         self.addCleanup(port.stopListening)
         # The relay stands for a network: network-sized segments, as between two machines.
         network = ("--local-mss", "0")

@@ -177,12 +177,29 @@ class ReceivingTests(SynchronousTestCase):
         conn.tick(1.04)
         self.assertEqual([p.ack for p in conn.take_packets()], [2])
 
-    def test_batched_acks_still_answer_a_gap_at_once(self):
+    def test_batched_acks_answer_a_batch_of_gaps_once_at_its_end(self):
         conn = established()
         conn.batch_acks = True
         conn.receive(data(11, b"k" * 10), 1.0)
-        (dupack,) = conn.take_packets()
-        self.assertEqual((dupack.ack, decode_sack(dupack.payload)), (1, [(11, 21)]))
+        conn.receive(data(31, b"m" * 10), 1.0)
+        self.assertEqual(conn.take_packets(), [])  # not one ACK per segment
+        conn.flush_acks()
+        (sack,) = conn.take_packets()
+        self.assertEqual((sack.ack, decode_sack(sack.payload)), (1, [(11, 21), (31, 41)]))
+        conn.receive(data(1, b"a" * 10), 1.001)  # the first hole filled: said at the batch's end too
+        conn.flush_acks()
+        (filled,) = conn.take_packets()
+        self.assertEqual((filled.ack, decode_sack(filled.payload)), (21, [(31, 41)]))
+
+    def test_batched_gap_news_is_not_swallowed_by_outgoing_data(self):
+        conn = established()
+        conn.batch_acks = True
+        conn.receive(data(11, b"k" * 10), 1.0)
+        conn.send(b"reply", 1.0)  # our data carries the cumulative ACK, but no SACK blocks
+        self.assertEqual(payloads(conn.take_packets()), [b"reply"])
+        conn.flush_acks()
+        (sack,) = conn.take_packets()
+        self.assertEqual(decode_sack(sack.payload), [(11, 21)])
 
     def test_delayed_ack_timer(self):
         conn = established()
@@ -524,16 +541,42 @@ class LossDetectionTests(SynchronousTestCase):
         stats = conn.stats()
         self.assertEqual((stats["timeouts"], stats["fast_retransmits"], stats["flight"]), (0, 1, 0))
 
-    def test_one_probe_until_an_ack_then_the_rto_decides(self):
+    def test_unanswered_probes_repeat_backing_off_until_the_rto(self):
         conn = measured()
         conn.send(b"x" * 4096, 0.02)
         conn.take_packets()
-        conn.tick(conn.next_deadline())
-        self.assertEqual(len(conn.take_packets()), 1)
-        deadline = conn.next_deadline()
-        self.assertGreaterEqual(deadline, 0.2)  # no second probe: the retransmission timer is next
-        conn.tick(deadline)
-        self.assertEqual(conn.stats()["timeouts"], 1)
+        probes = []
+        while conn.stats()["timeouts"] == 0:
+            deadline = conn.next_deadline()
+            conn.tick(deadline)
+            probes += [(round(deadline, 6), p.seq) for p in conn.take_packets()]
+        # 2·SRTT after the last news, then twice as long after each unanswered probe; the RTO (200 ms) ends it.
+        self.assertEqual(probes[:4], [(0.04, 4097), (0.08, 4097), (0.16, 4097), (0.22, 1025)])
+        self.assertEqual(conn.stats()["tail_probes"], 3)
+
+    def test_repeated_probes_do_not_hasten_giving_up(self):
+        conn = measured()
+        conn.send(b"x" * 1024, 0.02)
+        conn.take_packets()
+        now = 0.02
+        while conn.state is not State.CLOSED:
+            now = conn.next_deadline()
+            conn.tick(now)
+            conn.take_packets()
+        # The peer vanished with one segment out: the RTO schedule decides, as with a single
+        # probe (the first RTO, then 6 doubled ones, 400 ms each), not how often we probed.
+        self.assertEqual((conn.stats()["timeouts"], conn.stats()["tail_probes"]), (6, 2))
+        self.assertAlmostEqual(now, 0.02 + 0.2 + 6 * 0.4)
+
+    def test_an_answer_to_a_probe_restarts_the_backoff(self):
+        conn = measured()
+        conn.send(b"x" * 4096, 0.02)
+        conn.take_packets()
+        conn.tick(0.04)
+        conn.tick(0.08)
+        conn.take_packets()
+        conn.receive(ack(2049), 0.09)  # news: the first segment arrived
+        self.assertAlmostEqual(conn.next_deadline(), 0.09 + 2 * conn.stats()["srtt"])
 
     def test_a_lone_segment_probe_leaves_room_for_the_delayed_ack(self):
         conn = measured()
@@ -554,6 +597,15 @@ class LossDetectionTests(SynchronousTestCase):
         stats = conn.stats()
         self.assertEqual((stats["ssthresh"], stats["fast_retransmits"]), (7168, 1))
         self.assertGreaterEqual(stats["cwnd"], 2 * 1024)
+
+    def test_the_cut_is_from_the_flight_before_the_ack_that_found_the_loss(self):
+        conn = measured()
+        conn.send(b"x" * 10240, 0.02)
+        conn.take_packets()
+        # One ACK for a whole burst, as a batching receiver sends: four segments acknowledged,
+        # the fifth lost, the rest SACKed. 10 KiB were out when it came, 6 KiB after it.
+        conn.receive(ack(5121, payload=encode_sack([(6145, 11265)])), 0.03)
+        self.assertEqual(conn.stats()["ssthresh"], 7168)  # 0.7 x 10 KiB, not 0.7 x 6 KiB
 
     def test_reordering_within_the_allowance_is_not_loss(self):
         conn = measured()

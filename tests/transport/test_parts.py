@@ -1,5 +1,7 @@
 """The engine's parts on their own: RTO estimation, congestion window, send queue, reassembly."""
 
+from hypothesis import given
+from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
 from pilotnet.transport.config import StreamConfig
@@ -72,14 +74,56 @@ class CongestionTests(SynchronousTestCase):
 
     def test_fast_recovery_keeps_seven_tenths_once(self):
         cc = CongestionControl(CONFIG)
-        cc.enter_fast_recovery(100 * 1024, 5000)
+        cc.enter_fast_recovery(100 * 1024, 5000, None)
         self.assertEqual((cc.ssthresh, cc.cwnd, cc.in_recovery), (70 * 1024, 70 * 1024, True))
         cc.on_extra_dupack()
         self.assertEqual(cc.cwnd, 71 * 1024)
         cc.exit_recovery()
         self.assertEqual((cc.cwnd, cc.in_recovery), (70 * 1024, False))
-        cc.enter_fast_recovery(1000, 9000)
+        cc.enter_fast_recovery(1000, 9000, None)
         self.assertEqual(cc.ssthresh, 2048)
+
+    def delivering(self, rates, started=1.0, round_trip=0.01):
+        """A controller that saw one round trip at each of ``rates`` (bytes/s), ``round_trip`` apart."""
+        cc = CongestionControl(CONFIG)
+        now, delivered, sent = started, 0, 1
+        cc.on_delivered(delivered, sent, now)  # the first round starts
+        for rate in rates:
+            now += round_trip
+            delivered += int(rate * round_trip)
+            sent = delivered + 1
+            cc.on_delivered(delivered, sent, now)
+        return cc
+
+    def test_a_cut_keeps_the_path_full_and_5_ms_of_queue(self):
+        # 10 MB/s delivered at best, 4 ms round trips at the least: a 40 kB pipe, 50 kB of queue in 5 ms.
+        cc = self.delivering([5e6, 10e6, 8e6])
+        cc.enter_fast_recovery(100_000, 1, 0.004)
+        self.assertEqual(cc.ssthresh, 90_000)  # not 0.7 x 100,000: the queue was short
+        cc = self.delivering([5e6, 10e6, 8e6])
+        cc.enter_fast_recovery(200_000, 1, 0.004)
+        self.assertEqual(cc.ssthresh, 140_000)  # a 16 ms queue still loses 0.3 of the flight
+        cc = self.delivering([10e6])
+        cc.enter_fast_recovery(30_000, 1, 0.004)
+        self.assertEqual(cc.ssthresh, 30_000)  # never more than the flight
+
+    def test_the_rate_is_the_best_of_the_last_ten_round_trips(self):
+        cc = self.delivering([20e6] + [5e6] * 10)
+        cc.enter_fast_recovery(150_000, 1, 0.001)
+        self.assertEqual(cc.ssthresh, 105_000)  # 20 MB/s is forgotten: 5 MB/s x 6 ms = 30 kB < 0.7 x flight
+        cc = self.delivering([20e6] + [5e6] * 9)
+        cc.enter_fast_recovery(150_000, 1, 0.001)
+        self.assertEqual(cc.ssthresh, 120_000)
+
+    def test_a_round_lasts_until_what_was_sent_at_its_start_is_delivered(self):
+        cc = CongestionControl(CONFIG)
+        cc.on_delivered(0, 10_000, 1.0)
+        cc.on_delivered(5_000, 20_000, 1.5)  # half-way: no sample yet
+        cc.enter_fast_recovery(100_000, 1, 1.0)
+        self.assertEqual(cc.ssthresh, 70_000)
+        cc.on_delivered(10_000, 20_000, 2.0)  # 10 kB in one second
+        cc.enter_fast_recovery(100_000, 1, 8.995)
+        self.assertEqual(cc.ssthresh, 90_000)
 
     def test_timeout_restarts_at_initial_window(self):
         cc = CongestionControl(CONFIG)
@@ -143,6 +187,18 @@ class ReceiveBufferTests(SynchronousTestCase):
         rb.nxt = 1
         return rb
 
+    def test_it_keeps_out_of_order_whatever_its_window_let_the_sender_send(self):
+        # A hole at the front and the rest of the advertised window behind it: kept, not dropped
+        # for want of slots (the reference keeps 128, so a sender's window beyond that lost them).
+        rb = self.buffer()
+        mss = rb.unit
+        slots = rb.window()
+        self.assertEqual(slots, 512)
+        outcomes = {rb.accept(1 + index * mss, b"x" * mss) for index in range(1, slots)}
+        self.assertEqual(outcomes, {OUT_OF_ORDER})
+        self.assertEqual(rb.accept(1, b"x" * mss), IN_ORDER)
+        self.assertEqual(rb.nxt, 1 + slots * mss)
+
     def test_in_order_out_of_order_and_drain(self):
         rb = self.buffer()
         self.assertEqual(rb.accept(5, b"efgh"), OUT_OF_ORDER)
@@ -166,6 +222,21 @@ class ReceiveBufferTests(SynchronousTestCase):
         self.assertEqual(rb.sack_blocks(), [(5, 11)])
         rb.accept(1, b"abcd")
         self.assertEqual(b"".join(rb.take()), b"abcdefghij")
+
+    @given(st.lists(st.tuples(st.integers(1, 200), st.integers(1, 30)), max_size=60))
+    def test_sack_blocks_are_the_merged_ranges_of_what_is_held(self, arrivals):
+        """The ranges kept as segments come and go say what a walk over every held segment says."""
+        rb = self.buffer(max_out_of_order=40)
+        for seq, size in arrivals:
+            rb.accept(seq, bytes(size))
+            merged: list[list[int]] = []
+            for start in rb._starts:
+                end = start + len(rb._ooo[start])
+                if merged and start <= merged[-1][1]:
+                    merged[-1][1] = max(merged[-1][1], end)
+                else:
+                    merged.append([start, end])
+            self.assertEqual(rb.sack_blocks(), [tuple(block) for block in merged[:4]])
 
     def test_at_most_four_sack_blocks_lowest_first(self):
         rb = self.buffer()

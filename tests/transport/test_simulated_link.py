@@ -88,6 +88,25 @@ class SimulatedLinkTests(SynchronousTestCase):
         self.assertEqual(bytes(link.received["b"]), data)
         self.assertIsNone(link.a.error)
 
+    def test_random_loss_on_a_path_without_queue_costs_little_window(self):
+        """Each loss episode keeps the path full (delivery rate x lowest round trip), not 0.7 of the flight.
+
+        2% random loss, 10 ms round trips, no bottleneck queue: before the
+        delivery-rate floor these transfers took 11 times the lossless time.
+        """
+        def transfer_time(loss, seed, size=2_000_000):
+            link = SimLink(Impairment(loss=loss, delay=0.005), seed=seed)
+            link.open()
+            self.assertTrue(link.run(lambda: link.a.state is State.ESTABLISHED, 10))
+            started = link.now
+            link.send("a", bytes(size))
+            self.assertTrue(link.run(lambda: len(link.received["b"]) >= size, 600))
+            return link.now - started
+
+        lossless = transfer_time(0.0, 1)
+        lossy = sum(transfer_time(0.02, seed) for seed in (1, 2, 3)) / 3
+        self.assertLess(lossy, 6 * lossless)
+
     def test_sequence_numbers_wrap(self):
         config = StreamConfig(initial_sequence=(1 << 32) - 50_000)
         link = SimLink(Impairment(loss=0.1, reorder=0.1), config=config, seed=3, wire=True)
