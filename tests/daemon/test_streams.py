@@ -240,14 +240,18 @@ class StreamsTests(SynchronousTestCase):
         self.pair.pump()
         self.assertGreater(accepted.conn.stats()["receive_window"], held_window)
 
-    def test_a_push_taken_at_once_frees_its_window_within_the_burst(self):
-        """An owner that answers a push with None (a data socket, the echo service) has taken it."""
-        server = RecordingOwner()
+    def accepted_stream(self, server):
+        """A stream dialled to ``server`` on port 1000: its client, both ends, and the window it opened with."""
         self.b.bind(1000, server)
         client = RecordingOwner()
         stream = self.dial(client)
         [accepted] = [s for _, s in server.accepted]
-        open_window = accepted.conn.stats()["receive_window"]
+        return client, stream, accepted, accepted.conn.stats()["receive_window"]
+
+    def test_a_push_taken_at_once_frees_its_window_within_the_burst(self):
+        """An owner that answers a push with None (a data socket, the echo service) has taken it."""
+        server = RecordingOwner()
+        client, stream, accepted, open_window = self.accepted_stream(server)
         stream.conn.nodelay = True
         self.a.write(stream.conn_id, b"z" * 3000, client)
         packets, self.pair.wire[:] = list(self.pair.wire), []
@@ -263,12 +267,7 @@ class StreamsTests(SynchronousTestCase):
             def stream_data(self, conn_id, data):
                 raise ValueError("broken owner")
 
-        server = Failing()
-        self.b.bind(1000, server)
-        client = RecordingOwner()
-        stream = self.dial(client)
-        [accepted] = [s for _, s in server.accepted]
-        open_window = accepted.conn.stats()["receive_window"]
+        client, stream, accepted, open_window = self.accepted_stream(Failing())
         self.a.write(stream.conn_id, b"w" * 3000, client)
         self.pair.pump()
         self.assertTrue(self.flushLoggedErrors(ValueError))
