@@ -144,8 +144,9 @@ class NodeHandlers:
             directory.unindex_keys_of(known_id)
         if known_id is None:
             known_id = directory.allocate_node_id()
+        stamp = directory.second(now)
         if node is None:
-            node = Node(id=known_id, public_key=public_key, key_created=now)
+            node = Node(id=known_id, public_key=public_key, key_created=stamp)
         if directory.key_index.get(public_key) != known_id:
             directory.index_key(public_key, known_id)
         if owner and not node.owner:
@@ -154,11 +155,11 @@ class NodeHandlers:
         node.real_addr = observed_endpoint(listen_addr, peer)
         node.lan_addrs = tuple(lan_addrs)
         node.version = version
-        node.last_seen = now
+        node.last_seen = stamp
         directory.save_node(node)
         node.registered_from = host
         if proven:
-            node.proven_at = now
+            node.proven_at = stamp
 
         reply = {
             "type": "register_ok", "node_id": node.id, "network_id": BACKBONE,
