@@ -130,12 +130,10 @@ class Node:
         self.version = version
         self.key_created = key_created
         self.seldom = UNSET
-        self.owner = owner
-        self.polo_score = polo_score
-        self.task_exec = task_exec
-        self.key_rotated = key_rotated
-        self.key_rotations = key_rotations
-        self.key_expires = key_expires
+        # A million of these are built at start: the usual all-default case costs six tests.
+        if owner or polo_score or task_exec or key_rotated or key_rotations or key_expires:
+            self.seldom = SeldomSet(owner, polo_score, task_exec, key_rotated, key_rotations,
+                                    key_expires)
         self.proven_at = proven_at
         self.registered_from = registered_from
         self.heartbeat_proof = heartbeat_proof
