@@ -20,6 +20,7 @@ memberships) never overwrite one member's role with another's.
 """
 
 import math
+import sys
 from array import array
 from dataclasses import dataclass, asdict, field
 
@@ -204,6 +205,8 @@ def _restored_node(value):
         node = Node(**{name: value[name] for name in _NODE_FIELDS if name in value})
     node.tags = tuple(node.tags)
     node.lan_addrs = tuple(node.lan_addrs)
+    if type(node.version) is str:  # the same few versions on every node: one string each
+        node.version = sys.intern(node.version)
     return node
 
 

@@ -8,6 +8,7 @@ may not take a live node from another address -- see docs/security.md,
 
 import base64
 import binascii
+import sys
 from typing import Callable
 
 from twisted.logger import Logger
@@ -154,7 +155,8 @@ class NodeHandlers:
             directory.index_owner(owner, known_id)
         node.real_addr = observed_endpoint(listen_addr, peer)
         node.lan_addrs = tuple(lan_addrs)
-        node.version = version
+        # A handful of versions among a million nodes: one string each, not one per node (~64 bytes).
+        node.version = sys.intern(version)
         node.last_seen = stamp
         directory.save_node(node)
         node.registered_from = host

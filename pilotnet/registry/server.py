@@ -368,10 +368,7 @@ class RegistryProtocol(Protocol, TimeoutMixin):
                 ready.append(encode_message(reply))
                 continue
             self._write(ready)
-            if self._waiting or isinstance(reply, Deferred):
-                self._reply_in_turn(reply)
-            else:
-                self._send(reply)
+            self._answer(reply)
             if self._following:
                 return
         self._write(ready)
@@ -385,22 +382,30 @@ class RegistryProtocol(Protocol, TimeoutMixin):
             self.transport.write(encoded[0] if len(encoded) == 1 else b"".join(encoded))
             encoded.clear()
 
+    def _answer(self, reply):
+        """Send ``reply`` now, or after the replies still waiting for their commits."""
+        if self._waiting or isinstance(reply, Deferred):
+            self._reply_in_turn(reply)
+        else:
+            self._send(reply)
+
     def _hold(self, request, started):
-        """Handle ``request`` in a later reactor turn; its reply keeps its place in line."""
+        """Handle ``request`` in a later reactor turn; its reply keeps its place in line.
+
+        Nothing of this connection can be answered in between (its later
+        requests are held behind this one), so the reply's place is taken
+        when it is handled.  Holding is cheap on purpose: one reactor turn
+        may read hundreds of registrations and hold all but a slice of them
+        (a Deferred chained per held request cost about 14 µs each, 13 ms
+        of the turn for 900 of them).
+        """
         self._held += 1
-        reply = Deferred()
-        self._reply_in_turn(reply)
 
         def handle():
             self._held -= 1
-            if self._following:
-                return
-            answer = self._server.respond_to(request, self._peer, self.transport,
-                                             self._over_tls, started)
-            if isinstance(answer, Deferred):
-                answer.chainDeferred(reply)
-            else:
-                reply.callback(answer)
+            if not self._following:
+                self._answer(self._server.respond_to(request, self._peer, self.transport,
+                                                     self._over_tls, started))
 
         self._server.turns.later(handle)
 
