@@ -66,6 +66,8 @@ class KeyedEntities:
             self._dirty[kind, key] = None
 
     def take_changes(self) -> list[Change]:
+        if not self._dirty:
+            return []
         changes = [(kind, key, self._values[kind].get(key)) for kind, key in self._dirty]
         self._dirty.clear()
         return changes

@@ -75,6 +75,8 @@ class ReplayCache:
 
     def take_admitted(self) -> List[Tuple[str, str, float]]:
         """``(signer, nonce, expiry)`` admitted since the last call (the request just handled)."""
+        if not self._admitted:
+            return []
         admitted = list(self._admitted)
         self._admitted.clear()
         return admitted

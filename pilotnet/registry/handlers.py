@@ -193,7 +193,7 @@ class Registry:
                     hint="pilotnet clients sign with timestamp and nonce; see docs/security.md")
             if not self._signature_ok(node, kind, values, signature):
                 raise RequestError("signature verification failed")
-        node.proven_at = now
+        node.proven_at = self.directory.second(now)
         return node
 
     def check_fresh(self, public_key, request, now):

@@ -143,7 +143,9 @@ class Identities:
         return self.state.get(IDP_KIND, IDP_KEY)
 
     def external_id(self, node_id: int) -> str:
-        record = self.state.get(IDENTITY_KIND, str(node_id))
+        records = self.state.items(IDENTITY_KIND)
+        # Asked for every lookup: without identities, no key text is built.
+        record = records.get(str(node_id)) if records else None
         return record["external_id"] if record else ""
 
     def nodes_with(self, external_id: str) -> list[int]:

@@ -8,6 +8,7 @@ may not take a live node from another address -- see docs/security.md,
 
 import base64
 import binascii
+import sys
 from typing import Callable
 
 from twisted.logger import Logger
@@ -144,8 +145,9 @@ class NodeHandlers:
             directory.unindex_keys_of(known_id)
         if known_id is None:
             known_id = directory.allocate_node_id()
+        stamp = directory.second(now)
         if node is None:
-            node = Node(id=known_id, public_key=public_key, key_created=now)
+            node = Node(id=known_id, public_key=public_key, key_created=stamp)
         if directory.key_index.get(public_key) != known_id:
             directory.index_key(public_key, known_id)
         if owner and not node.owner:
@@ -153,12 +155,13 @@ class NodeHandlers:
             directory.index_owner(owner, known_id)
         node.real_addr = observed_endpoint(listen_addr, peer)
         node.lan_addrs = tuple(lan_addrs)
-        node.version = version
-        node.last_seen = now
+        # A handful of versions among a million nodes: one string each, not one per node (~64 bytes).
+        node.version = sys.intern(version)
+        node.last_seen = stamp
         directory.save_node(node)
         node.registered_from = host
         if proven:
-            node.proven_at = now
+            node.proven_at = stamp
 
         reply = {
             "type": "register_ok", "node_id": node.id, "network_id": BACKBONE,

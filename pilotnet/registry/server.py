@@ -45,8 +45,9 @@ REFUSAL_LOG_INTERVAL = 60.0
 # Nodes the reaper looks at per housekeeping tick (a few ms of the reactor): a
 # million nodes are swept in 40 ticks, about 7 minutes at the 10-second tick.
 REAP_BUDGET = 25_000
-# Last-seen times serialised per reactor turn by the housekeeping flush (a few ms).
-SEEN_CHUNK = 5_000
+# Last-seen times serialised per reactor turn by the housekeeping flush: about
+# 4 µs each on a busy machine, so 2 ms a turn (5,000 held the reactor 19 ms).
+SEEN_CHUNK = 500
 
 
 class RegistryServer:
@@ -350,42 +351,61 @@ class RegistryProtocol(Protocol, TimeoutMixin):
             return
         throttled = self._soft.take(count, now) < count
         server = self._server
+        # Replies ready at once leave in one write per read, not one per request.
+        ready = []
         for body in bodies:
             started = server.timer()
             request, reply = server.decode(body, started)
             if request is not None:
                 if self._held or not (server.answered_at_once(request) or server.turns.admit()):
                     # Behind the writes queued before it, and this connection's order kept.
+                    self._write(ready)
                     self._hold(request, started)
                     continue
                 reply = server.respond_to(request, self._peer, self.transport, self._over_tls,
                                           started)
-            if isinstance(reply, Deferred) or self._waiting:
-                self._reply_in_turn(reply)
-            else:
-                self._send(reply)
+            if reply is not None and not self._waiting and not isinstance(reply, Deferred):
+                ready.append(encode_message(reply))
+                continue
+            self._write(ready)
+            self._answer(reply)
             if self._following:
                 return
+        self._write(ready)
         if throttled:
             self.transport.pauseProducing()
             self.callLater(THROTTLE_DELAY, self._resume)
 
+    def _write(self, encoded):
+        """Write the replies ``encoded`` so far, and empty the list."""
+        if encoded:
+            self.transport.write(encoded[0] if len(encoded) == 1 else b"".join(encoded))
+            encoded.clear()
+
+    def _answer(self, reply):
+        """Send ``reply`` now, or after the replies still waiting for their commits."""
+        if self._waiting or isinstance(reply, Deferred):
+            self._reply_in_turn(reply)
+        else:
+            self._send(reply)
+
     def _hold(self, request, started):
-        """Handle ``request`` in a later reactor turn; its reply keeps its place in line."""
+        """Handle ``request`` in a later reactor turn; its reply keeps its place in line.
+
+        Nothing of this connection can be answered in between (its later
+        requests are held behind this one), so the reply's place is taken
+        when it is handled.  Holding is cheap on purpose: one reactor turn
+        may read hundreds of registrations and hold all but a slice of them
+        (a Deferred chained per held request cost about 14 µs each, 13 ms
+        of the turn for 900 of them).
+        """
         self._held += 1
-        reply = Deferred()
-        self._reply_in_turn(reply)
 
         def handle():
             self._held -= 1
-            if self._following:
-                return
-            answer = self._server.respond_to(request, self._peer, self.transport,
-                                             self._over_tls, started)
-            if isinstance(answer, Deferred):
-                answer.chainDeferred(reply)
-            else:
-                reply.callback(answer)
+            if not self._following:
+                self._answer(self._server.respond_to(request, self._peer, self.transport,
+                                                     self._over_tls, started))
 
         self._server.turns.later(handle)
 

@@ -25,6 +25,7 @@ same code runs inline.
 import json
 import os
 import sqlite3
+from collections import deque
 
 from twisted.internet.defer import Deferred, maybeDeferred, succeed
 from twisted.internet.threads import deferToThreadPool
@@ -49,6 +50,10 @@ _NODES = "SELECT kind, key, value FROM entities WHERE kind = 'node'"
 _NOT_NODES = ("SELECT kind, key, CASE kind WHEN 'key' THEN CAST(value AS INTEGER) ELSE value END "
               "FROM entities WHERE kind <> 'node'")
 _DECODER = json.JSONDecoder()
+# Commits acknowledged per reactor turn once the writer thread is used: each
+# runs its request's reply chain (tens of µs), and one transaction may carry
+# a thousand of them, tens of milliseconds in which no heartbeat is answered.
+ACKNOWLEDGED_PER_TURN = 64
 
 # SQLite's companions of the database file (it creates them with the file's mode).
 _COMPANIONS = ("", "-wal", "-shm", "-journal")
@@ -77,10 +82,12 @@ class RegistryStore:
     #: One registry per file: its replay cache alone sees every request.
     shares_replays = False
 
-    def __init__(self, path, *, durable=False, run=maybeDeferred):
+    def __init__(self, path, *, durable=False, run=maybeDeferred, call_later=None):
         """``run(work)`` is where commits execute, returning a Deferred of
         ``work()``: inline by default, the writer thread after :meth:`use_thread`
-        (tests inject one that runs when they say)."""
+        (tests inject one that runs when they say).  ``call_later`` is the
+        reactor's (set by :meth:`use_thread`): with it, committed changes are
+        acknowledged :data:`ACKNOWLEDGED_PER_TURN` per reactor turn."""
         self.path = os.fspath(path)
         directory = os.path.dirname(os.path.abspath(self.path))
         os.makedirs(directory, mode=0o700, exist_ok=True)
@@ -93,6 +100,9 @@ class RegistryStore:
         self._pool = None
         self._queue = []  # [(changes, replace, deferred)] waiting for the running commit
         self._busy = False
+        # (deferred, result) of committed transactions, fired in order a slice per turn.
+        self._committed = deque()
+        self._call_later = call_later
 
     def use_thread(self, reactor):
         """Run commits from now on in a single writer thread owned by this store.
@@ -103,6 +113,7 @@ class RegistryStore:
         self._pool = ThreadPool(minthreads=1, maxthreads=1, name="registry-store")
         self._pool.start()
         self._run = lambda work: deferToThreadPool(reactor, self._pool, work)
+        self._call_later = reactor.callLater
 
     def commit(self, changes):
         """Store ``(kind, key, value or None)`` changes; a Deferred that fires once committed."""
@@ -138,14 +149,30 @@ class RegistryStore:
         rows = [(kind, key, value) for (kind, key), value in merged.items()]
 
         def finished(result):
-            for _, _, done in batch:
-                if isinstance(result, Failure):
-                    done.errback(result)
-                else:
-                    done.callback(None)
+            firing = bool(self._committed)
+            self._committed.extend((done, result) for _, _, done in batch)
+            if not firing:
+                self._acknowledge()
             self._next()
 
         self._run(lambda: self._transaction(rows, replace)).addBoth(finished)
+
+    def _acknowledge(self):
+        """Fire the Deferreds of committed changes, in commit order; a slice per reactor turn."""
+        committed = self._committed
+        # Without the writer thread (tests, tools) everything at once.
+        left = ACKNOWLEDGED_PER_TURN if self._call_later is not None else float("inf")
+        while committed and left:
+            done, result = committed[0]
+            left -= 1
+            if isinstance(result, Failure):
+                done.errback(result)
+            else:
+                done.callback(None)
+            # Taken off only now: a commit finishing meanwhile must not start a second slicer.
+            committed.popleft()
+        if committed:
+            self._call_later(0, self._acknowledge)
 
     def shutdown(self):
         """Commit what is queued, then close the file and stop the writer thread."""

@@ -9,7 +9,6 @@ registry client keep running while the browser waits.
 
 import os
 import time
-from dataclasses import asdict
 
 from twisted.internet import reactor, threads
 from twisted.internet.defer import ensureDeferred
@@ -18,7 +17,7 @@ from twisted.trial.unittest import SkipTest, TestCase
 from pilotnet.crypto.identity import Identity
 from pilotnet.registry.challenges import sign_fresh_request
 from pilotnet.registry.client import connect_registry
-from pilotnet.registry.directory import Node
+from pilotnet.registry.directory import Node, stored_node
 from pilotnet.registry.store import RegistryStore
 from tests.integration.processes import RendezvousProcess
 
@@ -40,7 +39,7 @@ def _seed_hostile_node(path, public_key):
     node = Node(id=SEEDED_ID, public_key=public_key, tags=[HOSTILE_TAG], public=True,
                 last_seen=time.time() + 3600)
     store = RegistryStore(path)
-    store.write([("node", str(SEEDED_ID), asdict(node)), ("key", public_key, SEEDED_ID)])
+    store.write([("node", str(SEEDED_ID), stored_node(node)), ("key", public_key, SEEDED_ID)])
     store.close()
 
 

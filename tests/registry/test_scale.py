@@ -18,7 +18,7 @@ from pilotnet.ratelimit import RateLimiter
 from pilotnet.registry import handlers, server as server_module
 from pilotnet.registry.challenges import signature_valid
 from pilotnet.registry.collection import GrowthFreezer, collector_paused
-from pilotnet.registry.directory import Directory, Node
+from pilotnet.registry.directory import UNSET, Directory, Node
 from pilotnet.registry.framing import FrameDecoder
 from pilotnet.registry.handlers import Registry
 from pilotnet.registry.server import RegistryFactory, RegistryServer
@@ -206,6 +206,64 @@ class LoadTests(SynchronousTestCase):
         [(key, indexed)] = directory.key_index.items()
         self.assertIs(key, node.public_key)
         self.assertIs(indexed, node.id)
+
+
+class SharingTests(SynchronousTestCase):
+    """What a million node records share instead of holding each their own."""
+
+    def setUp(self):
+        self.driven = DrivenRegistry()
+        self.nodes = self.driven.registry.directory.nodes
+
+    def test_nodes_stamped_within_one_second_share_one_time(self):
+        self.driven.now = 1_700_000_000.25
+        first = self.nodes[self.driven.register(identity(1))]
+        self.driven.now = 1_700_000_000.75
+        second = self.nodes[self.driven.register(identity(2))]
+        self.driven.now = 1_700_000_001.5
+        third = self.nodes[self.driven.register(identity(3))]
+        self.assertEqual(first.last_seen, 1_700_000_000.0)
+        self.assertIs(first.last_seen, second.last_seen)
+        self.assertIs(first.key_created, second.last_seen)
+        self.assertIs(first.proven_at, second.proven_at)
+        self.assertEqual(third.last_seen, 1_700_000_001.0)
+
+    def test_a_heartbeat_stamps_the_shared_second(self):
+        node = self.nodes[self.driven.register(identity(1))]
+        other = self.nodes[self.driven.register(identity(2))]
+        self.driven.now += 30.5
+        reply = self.driven.signed_legacy(identity(1), {"type": "heartbeat", "node_id": node.id})
+        self.assertEqual(reply["type"], "heartbeat_ok")
+        self.driven.signed_legacy(identity(2), {"type": "heartbeat", "node_id": other.id})
+        self.assertEqual(node.last_seen, 1_700_000_030.0)
+        self.assertIs(node.last_seen, other.last_seen)
+        self.assertIs(node.proven_at, other.last_seen)
+
+    def test_nodes_of_one_version_share_its_text(self):
+        first = self.nodes[self.driven.register(identity(1), version="".join(["pilotnet/", "1.0"]))]
+        second = self.nodes[self.driven.register(identity(2), version="".join(["pilotnet/", "1.0"]))]
+        self.assertIs(first.version, second.version)
+        restored = Directory()
+        for kind, key, value in self.driven.registry.directory.entities():
+            restored.restore(kind, key, json.loads(json.dumps(value)))
+        self.assertIs(restored.nodes[first.id].version, second.version)
+
+    def test_seldom_set_fields_are_shared_until_one_is_set(self):
+        plain = Node(1, "key-1")
+        scored = Node(2, "key-2")
+        scored.polo_score = 5
+        self.assertIs(plain.seldom, UNSET)
+        self.assertIsNot(scored.seldom, UNSET)
+        self.assertEqual((scored.polo_score, plain.polo_score, UNSET.polo_score), (5, 0, 0))
+        # Writing a default keeps the shared one; a value of another type is kept as given.
+        plain.task_exec = False
+        self.assertIs(plain.seldom, UNSET)
+        plain.key_expires = 0
+        self.assertIsNot(plain.seldom, UNSET)
+        self.assertIs(type(plain.key_expires), int)
+        self.assertEqual(Node(3, "key-3", owner="o", key_rotations=2),
+                         Node(3, "key-3", owner="o", key_rotations=2))
+        self.assertNotEqual(Node(3, "key-3", owner="o"), Node(3, "key-3"))
 
 
 class CollectionTests(SynchronousTestCase):

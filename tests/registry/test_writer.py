@@ -14,7 +14,7 @@ from pilotnet.registry.framing import FrameDecoder, encode_message
 from pilotnet.registry.handlers import Registry
 from pilotnet.ratelimit import RateLimiter
 from pilotnet.registry.server import RegistryFactory, RegistryServer
-from pilotnet.registry.store import RegistryStore
+from pilotnet.registry.store import ACKNOWLEDGED_PER_TURN, RegistryStore
 from tests.registry.fixtures import PEER, identity
 
 
@@ -51,6 +51,26 @@ class WriterTests(TestCase):
         self.path = os.path.join(self.mktemp(), "registry.db")
         self.store = RegistryStore(self.path, run=self.writer)
         self.addCleanup(self.store.close)
+
+    def test_a_big_transaction_is_acknowledged_a_slice_per_reactor_turn(self):
+        # A thousand registrations in one transaction must not hold the reactor for all
+        # their replies at once: heartbeats are answered between the slices.
+        clock = Clock()
+        store = RegistryStore(os.path.join(self.mktemp(), "registry.db"), run=self.writer,
+                              call_later=clock.callLater)
+        self.addCleanup(store.close)
+        fired = []
+        store.commit([("key", "first", 0)]).addCallback(lambda _: fired.append(0))
+        for number in range(1, ACKNOWLEDGED_PER_TURN * 2 + 1):
+            store.commit([("key", str(number), number)]).addCallback(
+                lambda _, number=number: fired.append(number))
+        self.writer.finish()
+        self.writer.finish()
+        # The first transaction's one, then a slice of the second's.
+        self.assertEqual(fired, list(range(ACKNOWLEDGED_PER_TURN + 1)))
+        clock.advance(0)
+        self.assertEqual(fired, list(range(ACKNOWLEDGED_PER_TURN * 2 + 1)))
+        self.assertEqual(clock.getDelayedCalls(), [])
 
     def test_changes_arriving_during_a_commit_share_the_next_transaction(self):
         first = self.store.commit([("key", "a", 1)])
