@@ -168,16 +168,22 @@ class DirectoryIndex:
         return len(self.rows), len(self.rows) + len(self._unbuilt_nodes)
 
     def build_step(self, budget):
-        """Index up to ``budget`` more of the directory's nodes, then of its consents; done yet?"""
-        if self._unbuilt_nodes:
+        """Index up to ``budget`` more of the directory's consents, then of its nodes; done yet?
+
+        Consents go first: while no row exists, a mutual pair only counts a
+        link and adds its nodes' rows, where later it would move each node's
+        key in every sort order.
+        """
+        if self._unbuilt_pairs:
+            chunk = self._unbuilt_pairs[-budget:]
+            del self._unbuilt_pairs[-len(chunk):]
+            self._changed_pairs.update(chunk)
+            self._update_rows(self._update_pairs())
+            budget -= len(chunk)
+        if budget > 0 and self._unbuilt_nodes:
             chunk = self._unbuilt_nodes[-budget:]
             del self._unbuilt_nodes[-budget:]
             self._update_rows(chunk)
-            budget -= len(chunk)
-        if budget > 0 and self._unbuilt_pairs:
-            self._changed_pairs.update(self._unbuilt_pairs[-budget:])
-            del self._unbuilt_pairs[-budget:]
-            self._update_rows(self._update_pairs())
         return not self.building
 
     # -- keeping up ------------------------------------------------------------
