@@ -86,7 +86,7 @@ class Row:
         return address_text(BACKBONE, self.id)
 
     @property
-    def flags(self):
+    def flags(self) -> int:
         return self.online * ONLINE | self.task_exec * TASKS
 
     def public(self):
@@ -125,7 +125,7 @@ class DirectoryIndex:
     must not be queried or refreshed, only told of changes (:meth:`note`).
     """
 
-    def __init__(self, registry, now, build=True):
+    def __init__(self, registry, now: float, build: bool = True) -> None:
         self._registry = registry
         self._directory = registry.directory
         self.nodes = self._directory.nodes
@@ -159,15 +159,15 @@ class DirectoryIndex:
             self.build_step(len(self._unbuilt_nodes) + len(self._unbuilt_pairs))
 
     @property
-    def building(self):
+    def building(self) -> bool:
         return bool(self._unbuilt_nodes or self._unbuilt_pairs)
 
     @property
-    def progress(self):
+    def progress(self) -> tuple[int, int]:
         """``(nodes indexed, nodes to index)`` of a build."""
         return len(self.rows), len(self.rows) + len(self._unbuilt_nodes)
 
-    def build_step(self, budget):
+    def build_step(self, budget: int) -> bool:
         """Index up to ``budget`` more of the directory's consents, then of its nodes; done yet?
 
         Consents go first: while no row exists, a mutual pair only counts a
@@ -369,7 +369,7 @@ class DirectoryIndex:
         """The :class:`~pilotnet.dashboard.order.SortOrder` of ``sort``."""
         return self._orders[sort]
 
-    def _tag_names(self, tag):
+    def _tag_names(self, tag: str) -> tuple[str, ...]:
         """The tags containing ``tag`` (the distinct tags are scanned, not the nodes)."""
         names = self._names.get(tag)
         if names is None:
@@ -378,7 +378,7 @@ class DirectoryIndex:
             names = self._names[tag] = tuple(name for name in self.tag_index if tag in name)
         return names
 
-    def _passes(self, row, tag, flags, network):
+    def _passes(self, row: Row, tag: str, flags: int, network: int) -> bool:
         """Whether ``row`` matches a search (the test a kept match set applies to changed rows)."""
         if tag and not any(tag in name for name in row.tags):
             return False
@@ -389,7 +389,7 @@ class DirectoryIndex:
             return record is not None and row.id in record.members
         return True
 
-    def _match_set(self, tag, flags, network):
+    def _match_set(self, tag: str, flags: int, network: int) -> set[int]:
         """The IDs matching a search, built once and then kept up to date by :meth:`_update_rows`."""
         key = (tag, flags, network)
         found = self._match_sets.get(key)
@@ -409,7 +409,7 @@ class DirectoryIndex:
         self._match_sets[key] = found
         return found
 
-    def _filter(self, tag, flags, network):
+    def _filter(self, tag: str, flags: int, network: int) -> tuple[int, list[set[int]]]:
         """``(total, sets)``: how many nodes match, and sets whose intersection they are,
         smallest first (empty for no filter)."""
         names = self._tag_names(tag) if tag else ()
@@ -428,7 +428,7 @@ class DirectoryIndex:
                     if combination & flags == flags)
         return total, sorted(sets, key=len)
 
-    def _page_ids(self, sort, start, total, sets):
+    def _page_ids(self, sort: str, start: int, total: int, sets: list[set[int]]) -> list[int]:
         """The IDs of one page: a slice, a walk of the order, or a sort of the smallest set."""
         stop = start + PAGE_SIZE
         order = self.order(sort)

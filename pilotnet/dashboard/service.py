@@ -84,16 +84,16 @@ class Dashboard(MultiService):
         self.history.save(self.total_requests())
         return super().stopService()
 
-    def _new_index(self):
+    def _new_index(self) -> DirectoryIndex:
         directory = self.server.registry.directory
         small = len(directory.nodes) + len(directory.consents) <= BUILD_STEP
         return DirectoryIndex(self.server.registry, self.clock.seconds(), build=small)
 
-    def _continue_build(self):
+    def _continue_build(self) -> None:
         if self.running and self._index.building and not self._builder.running:
             self._builder.start(0, now=False)
 
-    def _build_step(self):
+    def _build_step(self) -> None:
         if self._index.build_step(BUILD_STEP):
             self._builder.stop()
             self.live.changed()
@@ -101,7 +101,7 @@ class Dashboard(MultiService):
             self._freeze()
 
     @property
-    def ready(self):
+    def ready(self) -> bool:
         """Whether the index is complete (the dashboard answers only then)."""
         return not self._index.building
 
