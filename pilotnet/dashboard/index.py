@@ -16,7 +16,7 @@ re-reads only those nodes and moves only their entries:
 Online status also follows the clock and heartbeats, which the registry does
 not commit one by one: at most every ``ONLINE_CHECK`` seconds a refresh
 compares ``last_seen`` with the cutoff for the next ``ONLINE_BUDGET`` nodes
-of a sweep over the directory (every node up to 100,000 nodes, a few ms; a
+of a sweep over the indexed nodes in address order (every node up to 100,000 nodes, a few ms; a
 tenth of a million-node directory, so that no refresh holds the reactor for
 the 100 ms a whole scan takes) and updates the nodes that crossed it.
 
@@ -147,8 +147,7 @@ class DirectoryIndex:
         self._match_sets = {}
         self._checked = now
         self._cutoff = now - registry.offline_after
-        # The node IDs of the online sweep under way and how far it got.
-        self._sweep = []
+        # How far the online sweep got (a position in the address order).
         self._sweep_at = 0
         self._changed_nodes = set()
         self._changed_pairs = set()
@@ -212,12 +211,15 @@ class DirectoryIndex:
 
     def _crossed(self, cutoff):
         """IDs, among the sweep's next ``ONLINE_BUDGET`` nodes, whose online status changed."""
-        if self._sweep_at >= len(self._sweep):
-            self._sweep, self._sweep_at = list(self.nodes), 0
+        addresses = self._orders["address"]
+        if self._sweep_at >= len(addresses):
+            self._sweep_at = 0
         start, self._sweep_at = self._sweep_at, self._sweep_at + ONLINE_BUDGET
         nodes, online = self.nodes, self.online
         crossed = set()
-        for node_id in self._sweep[start:self._sweep_at]:
+        # By position in the address order rather than over a copy of the node IDs (8 MB
+        # at a million): a node added or gone during a sweep may shift the others by one.
+        for node_id in addresses.ids(start, self._sweep_at):
             node = nodes.get(node_id)
             if node is not None and (node.last_seen >= cutoff) != (node_id in online):
                 crossed.add(node_id)
