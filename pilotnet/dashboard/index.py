@@ -129,28 +129,28 @@ class DirectoryIndex:
         self._registry = registry
         self._directory = registry.directory
         self.nodes = self._directory.nodes
-        self.rows = {}
-        self.online = set()
-        self.executors = set()
-        self.tag_index = {}
+        self.rows: dict[int, Row] = {}
+        self.online: set[int] = set()
+        self.executors: set[int] = set()
+        self.tag_index: dict[str, set[int]] = {}
         # Tag -> how many of its nodes have each combination of flags (Row.flags).
-        self._tag_counts = {}
+        self._tag_counts: dict[str, list[int]] = {}
         self._flag_counts = [0, 0, 0, 0]
-        self.pairs = set()
-        self._links = Counter()
-        self._versions = Counter()
+        self.pairs: set[tuple[int, int]] = set()
+        self._links: Counter[int] = Counter()
+        self._versions: Counter[str] = Counter()
         self._orders = {sort: SortOrder(sort) for sort in KEYS}
-        self._cache = {}
+        self._cache: dict[str, object] = {}
         # Search text -> the tags containing it; dropped when a tag appears or goes.
-        self._names = {}
+        self._names: dict[str, tuple[str, ...]] = {}
         # (tag, flags, network) -> the IDs matching it, kept up to date.
-        self._match_sets = {}
+        self._match_sets: dict[tuple[str, int, int], set[int]] = {}
         self._checked = now
         self._cutoff = now - registry.offline_after
         # How far the online sweep got (a position in the address order).
         self._sweep_at = 0
-        self._changed_nodes = set()
-        self._changed_pairs = set()
+        self._changed_nodes: set[int] = set()
+        self._changed_pairs: set[tuple[int, int]] = set()
         # What a build has yet to index (taken from the end of each list).
         self._unbuilt_nodes = list(self.nodes)
         self._unbuilt_pairs = list(self._directory.consents)
@@ -394,18 +394,20 @@ class DirectoryIndex:
     def _match_set(self, tag: str, flags: int, network: int) -> set[int]:
         """The IDs matching a search, built once and then kept up to date by :meth:`_update_rows`."""
         key = (tag, flags, network)
-        found = self._match_sets.get(key)
-        if found is not None:
-            return found
-        found = set().union(*(self.tag_index[name] for name in self._tag_names(tag))) if tag else None
-        if network:
-            record = self._directory.networks.get(network)
-            members = record.members if record is not None else ()
-            found = ({i for i in members if i in self.rows} if found is None
-                     else found.intersection(members))
+        kept = self._match_sets.get(key)
+        if kept is not None:
+            return kept
+        record = self._directory.networks.get(network) if network else None
+        members = record.members if record is not None else set()
+        if tag:
+            found = set().union(*(self.tag_index[name] for name in self._tag_names(tag)))
+            if network:
+                found.intersection_update(members)
+        else:  # a network's members (only a tag or a network search keeps a set)
+            found = {i for i in members if i in self.rows}
         for flag, chosen in ((ONLINE, self.online), (TASKS, self.executors)):
             if flags & flag:
-                found = chosen.copy() if found is None else found & chosen
+                found &= chosen
         if len(self._match_sets) >= MAX_MATCH_SETS:
             del self._match_sets[next(iter(self._match_sets))]
         self._match_sets[key] = found
