@@ -17,6 +17,7 @@ from werkzeug.exceptions import HTTPException
 
 from pilotnet import __version__
 from pilotnet.dashboard import drawing
+from pilotnet.dashboard.index import Indexing
 from pilotnet.dashboard.query import SORTS, NodeQuery, QueryError, PAGE_SIZE
 from pilotnet.dashboard.rendering import load_static, make_environment
 from pilotnet.errors import INTERNAL, INVALID_ARGUMENT, NOT_FOUND
@@ -43,6 +44,8 @@ BADGES = {
     "task-executors": ("task executors", "task_executors", "#4c1", True),
 }
 GREY = "#9f9f9f"
+# Seconds a client is asked to wait while the directory is being indexed.
+RETRY_AFTER = 5
 
 
 def is_loopback(request):
@@ -200,6 +203,12 @@ class DashboardApp:
     def bad_query(self, request, failure):
         return self._error(request, 400, "Bad request", failure.value.message)
 
+    @app.handle_errors(Indexing)
+    @_respond(HTML)
+    def indexing(self, request, failure):
+        request.setHeader("Retry-After", str(RETRY_AFTER))
+        return self._error(request, 503, "Starting", str(failure.value), failure.value.code)
+
     @app.handle_errors(HTTPException)
     @_respond(HTML)
     def http_error(self, request, failure):
@@ -209,12 +218,12 @@ class DashboardApp:
     def _not_found(self, request):
         return self._error(request, 404, "Not found", "There is nothing at this address.")
 
-    def _error(self, request, code, title, message):
+    def _error(self, request, code, title, message, error_code=None):
         """An error as JSON under /api/ (and /metrics), as a page elsewhere."""
         request.setResponseCode(code)
         if request.path.startswith((b"/api/", b"/metrics", b"/healthz")):
             request.setHeader("Content-Type", JSON)
-            return json.dumps({"error": message, "code": _code(code)})
+            return json.dumps({"error": message, "code": error_code or _code(code)})
         request.setHeader("Content-Type", HTML)
         return self._render("error.html", code=code, title=title, message=message)
 

@@ -16,32 +16,56 @@ re-reads only those nodes and moves only their entries:
 Online status also follows the clock and heartbeats, which the registry does
 not commit one by one: at most every ``ONLINE_CHECK`` seconds a refresh
 compares ``last_seen`` with the cutoff for the next ``ONLINE_BUDGET`` nodes
-of a sweep over the directory (every node up to 100,000 nodes, a few ms; a
+of a sweep over the indexed nodes in address order (every node up to 100,000 nodes, a few ms; a
 tenth of a million-node directory, so that no refresh holds the reactor for
 the 100 ms a whole scan takes) and updates the nodes that crossed it.
 
-A query then costs a look-up, a set intersection and a walk of the sort order
-that stops at the requested page.  Nothing here exposes an IP, a key or an
-endpoint: :class:`Row` has no field for them, and a hostname only for public
-nodes.
+A query is answered without building its set of matches (a set intersection
+of hundreds of thousands of IDs at a million nodes, and gone at the next
+change): each tag keeps how many of its nodes are online, task executors,
+both or neither, so the total of a search naming one tag (or none) is a sum of
+counters, and its page comes from a walk of the sort order that tests each key
+against the filter sets (smallest first) and stops at the page, or, when the
+walk would be longer, from sorting the smallest filter set alone.  A search
+whose text is part of several tags, or that keeps one network's members,
+builds its set of matches once and keeps it up to date change by change.
+
+A large directory is indexed in steps (:meth:`DirectoryIndex.build_step`), so
+that the registry keeps answering while a million nodes are indexed.
+
+Nothing here exposes an IP, a key or an endpoint: :class:`Row` has no field
+for them, and a hostname only for public nodes.
 """
 
 import json
 from collections import Counter
 from dataclasses import dataclass
+from heapq import nsmallest
 from itertools import islice
 
 from pilotnet.dashboard.order import ID_MASK, KEYS, SortOrder
 from pilotnet.dashboard.query import PAGE_SIZE
+from pilotnet.errors import NOT_RUNNING, PilotError
 from pilotnet.registry.directory import BACKBONE, address_text
 
 ONLINE_CHECK = 1.0
 ONLINE_BUDGET = 100_000
-# A result smaller than 1/SMALL_RESULT of the directory is sorted on its own;
-# a larger one is taken by walking the maintained order.
-SMALL_RESULT = 8
+# A page is taken from a walk of the sort order when the walk visits fewer keys
+# than SORT_COST times the smallest filter set (sorting costs a key, a test
+# and a comparison per candidate); otherwise that set is sorted on its own.
+SORT_COST = 4
 MAX_CACHED = 256
+# Match sets kept up to date (searches matching several tags, or a network's).
+MAX_MATCH_SETS = 16
+# A row's filter flags: an index into each tag's counters.
+ONLINE, TASKS = 1, 2
 UNKNOWN_VERSION = "unknown"
+
+
+class Indexing(PilotError):
+    """The directory is still being indexed (after start, or a directory replaced wholesale)."""
+
+    code = NOT_RUNNING
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +84,10 @@ class Row:
     @property
     def address(self):
         return address_text(BACKBONE, self.id)
+
+    @property
+    def flags(self) -> int:
+        return self.online * ONLINE | self.task_exec * TASKS
 
     def public(self):
         """The node as ``/api/nodes`` and ``/api/stats`` show it."""
@@ -90,30 +118,72 @@ def consent_pair(key):
 
 
 class DirectoryIndex:
-    """Indexes over ``registry``'s directory as of the last :meth:`refresh`."""
+    """Indexes over ``registry``'s directory as of the last :meth:`refresh`.
 
-    def __init__(self, registry, now):
+    With ``build=False`` the index starts empty and :meth:`build_step` indexes
+    the directory a step at a time; until it is done (``building``) the index
+    must not be queried or refreshed, only told of changes (:meth:`note`).
+    """
+
+    def __init__(self, registry, now: float, build: bool = True) -> None:
         self._registry = registry
         self._directory = registry.directory
         self.nodes = self._directory.nodes
-        self.rows = {}
-        self.online = set()
-        self.executors = set()
-        self.tag_index = {}
-        self.pairs = set()
-        self._links = Counter()
-        self._versions = Counter()
-        self._orders = {}
-        self._cache = {}
-        self._checked = None
-        self._cutoff = None
-        # The node IDs of the online sweep under way and how far it got.
-        self._sweep = []
+        self.rows: dict[int, Row] = {}
+        self.online: set[int] = set()
+        self.executors: set[int] = set()
+        self.tag_index: dict[str, set[int]] = {}
+        # Tag -> how many of its nodes have each combination of flags (Row.flags).
+        self._tag_counts: dict[str, list[int]] = {}
+        self._flag_counts = [0, 0, 0, 0]
+        self.pairs: set[tuple[int, int]] = set()
+        self._links: Counter[int] = Counter()
+        self._versions: Counter[str] = Counter()
+        self._orders = {sort: SortOrder(sort) for sort in KEYS}
+        self._cache: dict[str, object] = {}
+        # Search text -> the tags containing it; dropped when a tag appears or goes.
+        self._names: dict[str, tuple[str, ...]] = {}
+        # (tag, flags, network) -> the IDs matching it, kept up to date.
+        self._match_sets: dict[tuple[str, int, int], set[int]] = {}
+        self._checked = now
+        self._cutoff = now - registry.offline_after
+        # How far the online sweep got (a position in the address order).
         self._sweep_at = 0
-        self._changed_nodes = set(self.nodes)
-        self._changed_pairs = set(self._directory.consents)
-        self.refresh(now)
-        self._orders = {sort: SortOrder(sort, self.rows.values()) for sort in KEYS}
+        self._changed_nodes: set[int] = set()
+        self._changed_pairs: set[tuple[int, int]] = set()
+        # What a build has yet to index (taken from the end of each list).
+        self._unbuilt_nodes = list(self.nodes)
+        self._unbuilt_pairs = list(self._directory.consents)
+        if build:
+            self.build_step(len(self._unbuilt_nodes) + len(self._unbuilt_pairs))
+
+    @property
+    def building(self) -> bool:
+        return bool(self._unbuilt_nodes or self._unbuilt_pairs)
+
+    @property
+    def progress(self) -> tuple[int, int]:
+        """``(nodes indexed, nodes to index)`` of a build."""
+        return len(self.rows), len(self.rows) + len(self._unbuilt_nodes)
+
+    def build_step(self, budget: int) -> bool:
+        """Index up to ``budget`` more of the directory's consents, then of its nodes; done yet?
+
+        Consents go first: while no row exists, a mutual pair only counts a
+        link and adds its nodes' rows, where later it would move each node's
+        key in every sort order.
+        """
+        if self._unbuilt_pairs:
+            chunk = self._unbuilt_pairs[-budget:]
+            del self._unbuilt_pairs[-len(chunk):]
+            self._changed_pairs.update(chunk)
+            self._update_rows(self._update_pairs())
+            budget -= len(chunk)
+        if budget > 0 and self._unbuilt_nodes:
+            chunk = self._unbuilt_nodes[-budget:]
+            del self._unbuilt_nodes[-budget:]
+            self._update_rows(chunk)
+        return not self.building
 
     # -- keeping up ------------------------------------------------------------
 
@@ -125,12 +195,14 @@ class DirectoryIndex:
             elif kind == "consent":
                 self._changed_pairs.add(consent_pair(key))
             elif kind == "network":
-                self._cache.clear()  # a membership filter's results
+                # A membership filter's results.
+                for key in [key for key in self._match_sets if key[2]]:
+                    del self._match_sets[key]
 
     def refresh(self, now):
         """Bring the indexes up to date with the noted changes and, now and then, the clock."""
         changed, self._changed_nodes = self._changed_nodes, set()
-        if self._checked is None or now - self._checked >= ONLINE_CHECK:
+        if now - self._checked >= ONLINE_CHECK:
             self._checked = now
             self._cutoff = now - self._registry.offline_after
             changed |= self._crossed(self._cutoff)
@@ -139,12 +211,15 @@ class DirectoryIndex:
 
     def _crossed(self, cutoff):
         """IDs, among the sweep's next ``ONLINE_BUDGET`` nodes, whose online status changed."""
-        if self._sweep_at >= len(self._sweep):
-            self._sweep, self._sweep_at = list(self.nodes), 0
+        addresses = self._orders["address"]
+        if self._sweep_at >= len(addresses):
+            self._sweep_at = 0
         start, self._sweep_at = self._sweep_at, self._sweep_at + ONLINE_BUDGET
         nodes, online = self.nodes, self.online
         crossed = set()
-        for node_id in self._sweep[start:self._sweep_at]:
+        # By position in the address order rather than over a copy of the node IDs (8 MB
+        # at a million): a node added or gone during a sweep may shift the others by one.
+        for node_id in addresses.ids(start, self._sweep_at):
             node = nodes.get(node_id)
             if node is not None and (node.last_seen >= cutoff) != (node_id in online):
                 crossed.add(node_id)
@@ -192,6 +267,9 @@ class DirectoryIndex:
         if removed or added:
             for order in self._orders.values():
                 order.update(removed, added)
+            for key, ids in self._match_sets.items():
+                ids.difference_update(row.id for row in removed)
+                ids.update(row.id for row in added if self._passes(row, *key))
             self._cache.clear()
 
     def _remember(self, row):
@@ -200,19 +278,31 @@ class DirectoryIndex:
             self.online.add(row.id)
         if row.task_exec:
             self.executors.add(row.id)
+        flags = row.flags
+        self._flag_counts[flags] += 1
         for tag in row.tags:
-            self.tag_index.setdefault(tag, set()).add(row.id)
+            ids = self.tag_index.get(tag)
+            if ids is None:
+                ids = self.tag_index[tag] = set()
+                self._tag_counts[tag] = [0, 0, 0, 0]
+                self._names.clear()
+            ids.add(row.id)
+            self._tag_counts[tag][flags] += 1
         self._versions[row.version] += 1
 
     def _forget(self, row):
         del self.rows[row.id]
         self.online.discard(row.id)
         self.executors.discard(row.id)
+        flags = row.flags
+        self._flag_counts[flags] -= 1
         for tag in row.tags:
             ids = self.tag_index[tag]
             ids.discard(row.id)
+            self._tag_counts[tag][flags] -= 1
             if not ids:
-                del self.tag_index[tag]
+                del self.tag_index[tag], self._tag_counts[tag]
+                self._names.clear()
         self._versions[row.version] -= 1
         if not self._versions[row.version]:
             del self._versions[row.version]
@@ -281,46 +371,92 @@ class DirectoryIndex:
         """The :class:`~pilotnet.dashboard.order.SortOrder` of ``sort``."""
         return self._orders[sort]
 
-    def matching(self, tag, online, tasks, network=0):
-        """IDs of nodes passing the filters (``None`` for no filter).
+    def _tag_names(self, tag: str) -> tuple[str, ...]:
+        """The tags containing ``tag`` (the distinct tags are scanned, not the nodes)."""
+        names = self._names.get(tag)
+        if names is None:
+            if len(self._names) >= MAX_CACHED:
+                self._names.clear()
+            names = self._names[tag] = tuple(name for name in self.tag_index if tag in name)
+        return names
 
-        ``tag`` (lower case, no ``#``) matches any tag containing it: the
-        distinct tags are scanned, not the nodes.  ``network`` keeps the
-        members of that network in the directory (an unknown one: nobody).
-        """
-        def make():
-            found = None
-            if tag:
-                found = set()
-                for name, ids in self.tag_index.items():
-                    if tag in name:
-                        found |= ids
-            for wanted, chosen in ((online, self.online), (tasks, self.executors)):
-                if wanted:
-                    found = chosen if found is None else found & chosen
+    def _passes(self, row: Row, tag: str, flags: int, network: int) -> bool:
+        """Whether ``row`` matches a search (the test a kept match set applies to changed rows)."""
+        if tag and not any(tag in name for name in row.tags):
+            return False
+        if row.flags & flags != flags:
+            return False
+        if network:
+            record = self._directory.networks.get(network)
+            return record is not None and row.id in record.members
+        return True
+
+    def _match_set(self, tag: str, flags: int, network: int) -> set[int]:
+        """The IDs matching a search, built once and then kept up to date by :meth:`_update_rows`."""
+        key = (tag, flags, network)
+        kept = self._match_sets.get(key)
+        if kept is not None:
+            return kept
+        record = self._directory.networks.get(network) if network else None
+        members = record.members if record is not None else set()
+        if tag:
+            found = set().union(*(self.tag_index[name] for name in self._tag_names(tag)))
             if network:
-                record = self._directory.networks.get(network)
-                members = {i for i in record.members if i in self.rows} if record is not None else set()
-                found = members if found is None else found & members
-            return found
-        return self._cached((tag, online, tasks, network), make)
+                found.intersection_update(members)
+        else:  # a network's members (only a tag or a network search keeps a set)
+            found = {i for i in members if i in self.rows}
+        for flag, chosen in ((ONLINE, self.online), (TASKS, self.executors)):
+            if flags & flag:
+                found &= chosen
+        if len(self._match_sets) >= MAX_MATCH_SETS:
+            del self._match_sets[next(iter(self._match_sets))]
+        self._match_sets[key] = found
+        return found
 
-    def _page_ids(self, matches, sort, start):
-        """The IDs of one page: a slice, a sort of a small result, or a walk of the order."""
+    def _filter(self, tag: str, flags: int, network: int) -> tuple[int, list[set[int]]]:
+        """``(total, sets)``: how many nodes match, and sets whose intersection they are,
+        smallest first (empty for no filter)."""
+        names = self._tag_names(tag) if tag else ()
+        if network or len(names) > 1:
+            found = self._match_set(tag, flags, network)
+            return len(found), [found]
+        if tag and not names:
+            return 0, [set()]
+        sets = [self.tag_index[name] for name in names]
+        sets += [chosen for flag, chosen in ((ONLINE, self.online), (TASKS, self.executors))
+                 if flags & flag]
+        if not sets:
+            return len(self.rows), []
+        counts = self._tag_counts[names[0]] if names else self._flag_counts
+        total = sum(count for combination, count in enumerate(counts)
+                    if combination & flags == flags)
+        return total, sorted(sets, key=len)
+
+    def _page_ids(self, sort: str, start: int, total: int, sets: list[set[int]]) -> list[int]:
+        """The IDs of one page: a slice, a walk of the order, or a sort of the smallest set."""
         stop = start + PAGE_SIZE
         order = self.order(sort)
-        if matches is None:
+        if not sets:
             return list(order.ids(start, stop))
-        if len(matches) * SMALL_RESULT < len(order):
-            key, rows = KEYS[sort], self.rows
-            return [k & ID_MASK for k in sorted(key(rows[i]) for i in matches)[start:stop]]
-        return list(islice(filter(matches.__contains__, order.ids()), start, stop))
+        if not total:
+            return []
+        smallest, *others = sets
+        if stop * len(order) <= SORT_COST * len(smallest) * total:
+            ids = order.ids()
+            for chosen in sets:
+                ids = filter(chosen.__contains__, ids)
+            return list(islice(ids, start, stop))
+        ids = iter(smallest)
+        for chosen in others:
+            ids = filter(chosen.__contains__, ids)
+        keys = nsmallest(stop, map(KEYS[sort], map(self.rows.__getitem__, ids)))
+        return [key & ID_MASK for key in keys[start:]]
 
     def select(self, query):
         """The page of rows ``query`` asks for (a page past the end shows the last one)."""
-        matches = self.matching(query.tag, query.online, query.tasks, query.network)
-        total = len(self.rows) if matches is None else len(matches)
+        flags = query.online * ONLINE | query.tasks * TASKS
+        total, sets = self._filter(query.tag, flags, query.network)
         pages = max(1, -(-total // PAGE_SIZE))
         number = min(query.page, pages)
-        ids = self._page_ids(matches, query.sort, (number - 1) * PAGE_SIZE)
+        ids = self._page_ids(query.sort, (number - 1) * PAGE_SIZE, total, sets)
         return Page([self.rows[i] for i in ids], total, number, pages)
