@@ -15,7 +15,7 @@ from twisted.internet.defer import ensureDeferred
 from twisted.trial.unittest import SkipTest, TestCase
 
 from pilotnet.crypto.identity import Identity
-from pilotnet.registry.challenges import sign_fresh_request
+from pilotnet.registry.challenges import sign_fresh_request, sign_request
 from pilotnet.registry.client import connect_registry
 from pilotnet.registry.directory import Node, stored_node
 from pilotnet.registry.store import RegistryStore
@@ -74,6 +74,11 @@ class Fleet:
             await self.client.request({"type": "set_polo_score", "node_id": node_id,
                                        "polo_score": polo})
         return reply["address"]
+
+    async def heartbeat(self, number):
+        """One heartbeat of node ``number``, signed as a daemon signs it."""
+        await self.client.request(sign_request(_identity(number), {
+            "type": "heartbeat", "node_id": self.ids[number]}))
 
     async def handshake(self, a, b):
         await self.client.request(sign_fresh_request(_identity(a), {

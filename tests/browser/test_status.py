@@ -3,7 +3,7 @@ and stays listed; the charts, the trust graph, the versions and the request figu
 
 import os
 
-from twisted.internet import reactor, threads
+from twisted.internet import reactor, task, threads
 from twisted.internet.defer import ensureDeferred
 
 from pilotnet.registry.client import connect_registry
@@ -41,6 +41,19 @@ class StatusInBrowserTests(ChromiumTestCase):
             await fleet.add(number, ["graph"], version="1.2.0")
         await fleet.handshake(1, 2)
         await fleet.handshake(2, 3)
+        # The three keep heartbeating until the page has counted them: a browser that starts slowly on a
+        # busy machine must not see them offline already.  They stop before beta does.
+        async def beat_fleet():
+            for number in (1, 2, 3):
+                await fleet.heartbeat(number)
+
+        beating = task.LoopingCall(lambda: ensureDeferred(beat_fleet()))
+        beating.start(1.0)
+        self.addCleanup(lambda: beating.running and beating.stop())
+
+        def stop_fleet():
+            threads.blockingCallFromThread(reactor, beating.stop)
+
         url = f"http://127.0.0.1:{server.ports['http']['port']}/"
         screenshot = os.path.join(directory, "status.png")
 
@@ -55,12 +68,12 @@ class StatusInBrowserTests(ChromiumTestCase):
         def grow_graph():
             return threads.blockingCallFromThread(reactor, lambda: ensureDeferred(chain_more()))
 
-        errors = await threads.deferToThread(self._drive, url, daemons["beta"].address, stop_beta, grow_graph,
-                                             screenshot)
+        errors = await threads.deferToThread(self._drive, url, daemons["beta"].address, stop_fleet, stop_beta,
+                                             grow_graph, screenshot)
         self.assertEqual(errors, [])
         self.assertGreater(os.path.getsize(screenshot), 10_000)
 
-    def _drive(self, url, beta, stop_beta, grow_graph, screenshot):
+    def _drive(self, url, beta, stop_fleet, stop_beta, grow_graph, screenshot):
         from playwright.sync_api import expect, sync_playwright
         expect.set_options(timeout=WAIT_MS)
         errors = []
@@ -99,10 +112,12 @@ class StatusInBrowserTests(ChromiumTestCase):
                 assert box["width"] < 400 and box["height"] < 300, box
                 assert page.evaluate(LABELS_OUTSIDE) == 0, "labels cut off"
 
-                # beta stops: its row turns offline without a reload, and stays listed.
+                # The three stop heartbeating, then beta stops: its row turns offline without a reload,
+                # and stays listed.
+                stop_fleet()
                 stop_beta()
                 expect(beta_row.locator("td").nth(2)).to_have_text("Offline")
-                # Only alpha still heartbeats (the three registered above never do).
+                # Only alpha still heartbeats.
                 expect(page.locator("#stat-active_nodes")).to_have_text("1")
                 expect(page.locator("#stat-total_nodes")).to_have_text("5")
                 page.get_by_label("Online only").check()
