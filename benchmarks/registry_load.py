@@ -190,7 +190,10 @@ async def _probe(address, seconds, until=None, rate=50.0):
     who = _identity(10**9)
     reader, writer = await asyncio.open_connection(*address)
     writer.write(_frame({"type": "register", "public_key": who.public_key_b64}))
-    node_id = json.loads(await _read(reader))["node_id"]
+    reply = json.loads(await _read(reader))
+    if "node_id" not in reply:
+        raise RuntimeError(f"the probe's registration was refused: {reply}")
+    node_id = reply["node_id"]
     beat = _frame(sign_request(who, {"type": "heartbeat", "node_id": node_id}))
     latencies = []
     deadline = time.perf_counter() + seconds
