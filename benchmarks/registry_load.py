@@ -189,7 +189,10 @@ async def _probe(address, seconds, until=None, rate=50.0):
     for ``seconds`` or until the event ``until`` is set."""
     who = _identity(10**9)
     reader, writer = await asyncio.open_connection(*address)
-    writer.write(_frame({"type": "register", "public_key": who.public_key_b64}))
+    # Signed, as our daemon registers: each phase's probe is a new connection, and the registry
+    # refuses an unsigned re-registration of an online node's key from another address.
+    writer.write(_frame(sign_fresh_request(who, {"type": "register", "public_key": who.public_key_b64},
+                                           time.time())))
     reply = json.loads(await _read(reader))
     if "node_id" not in reply:
         raise RuntimeError(f"the probe's registration was refused: {reply}")
