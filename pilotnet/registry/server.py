@@ -79,7 +79,7 @@ class RegistryServer:
         self.timer = timer
         self._prompt_kinds = registry.routes.standby_kinds()
         # Writes beyond a time budget per reactor turn wait for the next turns.
-        self.turns = WriteTurns(clock, timer=timer)
+        self.turns = WriteTurns(clock)
         # Long jobs of housekeeping, one step per reactor turn.
         self._turns = Cooperator(scheduler=lambda step: clock.callLater(0, step),
                                  terminationPredicateFactory=lambda: lambda: True)

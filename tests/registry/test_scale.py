@@ -408,7 +408,7 @@ class HeldRequestTests(SynchronousTestCase):
         server = RegistryServer(registry, self.clock)
         self.reactor = _Turns()
         # No budget: one write a turn.
-        server.turns = WriteTurns(self.reactor, budget=0.0)
+        server.turns = WriteTurns(self.reactor, budget=0.0, timer=self.clock.seconds)
         self.server = server
         self.factory = RegistryFactory(server)
 
