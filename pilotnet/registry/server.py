@@ -48,6 +48,14 @@ REAP_BUDGET = 25_000
 # Last-seen times serialised per reactor turn by the housekeeping flush: about
 # 4 µs each on a busy machine, so 2 ms a turn (5,000 held the reactor 19 ms).
 SEEN_CHUNK = 500
+# A connection with this many requests waiting in the server's WriteTurns is not
+# read again until they are all handled (a client pipelining faster than writes
+# are handled is held back instead of queued without end).
+MAX_HELD_PER_CONNECTION = 32
+# Nor is any connection with requests waiting while this many wait in all: with
+# at most one read's requests over either bound per connection (the hard
+# request rate closes it beyond that), the queue stays bounded.
+MAX_HELD = 10_000
 
 
 class RegistryServer:
@@ -70,7 +78,7 @@ class RegistryServer:
         self.metrics = RegistryMetrics(registry, clock)
         self.timer = timer
         self._prompt_kinds = registry.routes.standby_kinds()
-        # Writes beyond a slice per reactor turn wait for the next turns.
+        # Writes beyond a time budget per reactor turn wait for the next turns.
         self.turns = WriteTurns(clock)
         # Long jobs of housekeeping, one step per reactor turn.
         self._turns = Cooperator(scheduler=lambda step: clock.callLater(0, step),
@@ -316,6 +324,9 @@ class RegistryProtocol(Protocol, TimeoutMixin):
         self._waiting = 0
         # Requests of this connection queued in the server's WriteTurns.
         self._held = 0
+        # Reading is paused: over the soft request rate, or until its held requests are handled.
+        self._throttled = False
+        self._held_back = False
 
     @property
     def peer(self):
@@ -372,7 +383,12 @@ class RegistryProtocol(Protocol, TimeoutMixin):
             if self._following:
                 return
         self._write(ready)
+        if self._held and (self._held >= MAX_HELD_PER_CONNECTION
+                           or server.turns.waiting >= MAX_HELD) and not self._held_back:
+            self._held_back = True
+            self.transport.pauseProducing()
         if throttled:
+            self._throttled = True
             self.transport.pauseProducing()
             self.callLater(THROTTLE_DELAY, self._resume)
 
@@ -406,6 +422,9 @@ class RegistryProtocol(Protocol, TimeoutMixin):
             if not self._following:
                 self._answer(self._server.respond_to(request, self._peer, self.transport,
                                                      self._over_tls, started))
+            if self._held_back and not self._held:
+                self._held_back = False
+                self._resume_reading()
 
         self._server.turns.later(handle)
 
@@ -453,7 +472,11 @@ class RegistryProtocol(Protocol, TimeoutMixin):
         self.log.failure("registry: could not answer {peer}", failure, peer=self._peer)
 
     def _resume(self):
-        if self.transport.connected:
+        self._throttled = False
+        self._resume_reading()
+
+    def _resume_reading(self):
+        if self.transport.connected and not (self._throttled or self._held_back):
             self.transport.resumeProducing()
 
     def timeoutConnection(self):

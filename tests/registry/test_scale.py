@@ -335,31 +335,71 @@ class _Turns:
             call()
 
 
+class _Timer:
+    """A monotonic timer the test moves: what the handled writes took."""
+
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        return self.now
+
+
 class WriteTurnsTests(SynchronousTestCase):
-    def test_a_slice_per_turn_then_the_rest_in_order(self):
-        reactor = _Turns()
-        turns = WriteTurns(reactor, per_turn=2)
-        ran = []
-        self.assertTrue(turns.admit())
-        self.assertTrue(turns.admit())
-        self.assertFalse(turns.admit())
+    def setUp(self):
+        self.reactor = _Turns()
+        self.timer = _Timer()
+        self.turns = WriteTurns(self.reactor, budget=0.005, timer=self.timer)
+        self.ran = []
+
+    def write(self, number, cost=0.002):
+        """A queued write that takes ``cost`` seconds of the timer."""
+        def handle():
+            self.ran.append(number)
+            self.timer.now += cost
+        self.turns.later(handle)
+
+    def test_writes_at_once_until_the_budget_is_spent(self):
+        self.assertTrue(self.turns.admit())
+        self.timer.now += 0.003
+        self.assertTrue(self.turns.admit())
+        self.timer.now += 0.003
+        self.assertFalse(self.turns.admit())
+
+    def test_queued_writes_a_budget_per_turn_in_order(self):
+        self.assertTrue(self.turns.admit())
+        self.timer.now += 0.006
         for number in range(5):
-            turns.later(lambda number=number: ran.append(number))
-        reactor.turn()
-        self.assertEqual(ran, [0, 1])
+            self.write(number)
+        self.reactor.turn()
+        # 2 ms each: the third takes the turn's writes past 5 ms, and ends the turn.
+        self.assertEqual(self.ran, [0, 1, 2])
         # Nothing may overtake what waits.
-        self.assertFalse(turns.admit())
-        reactor.turn()
-        self.assertEqual(ran, [0, 1, 2, 3])
-        reactor.turn()
-        self.assertEqual((ran, turns.waiting), ([0, 1, 2, 3, 4], 0))
-        reactor.turn()
-        self.assertTrue(turns.admit())
+        self.assertFalse(self.turns.admit())
+        self.reactor.turn()
+        self.assertEqual((self.ran, self.turns.waiting), ([0, 1, 2, 3, 4], 0))
+        # The writes read after that turn share its budget (4 of 5 ms spent)...
+        self.assertTrue(self.turns.admit())
+        self.timer.now += 0.001
+        self.assertFalse(self.turns.admit())
+        # ...and the next turn starts a new one.
+        self.reactor.turn()
+        self.assertTrue(self.turns.admit())
+
+    def test_one_write_per_turn_however_long_it_takes(self):
+        self.assertTrue(self.turns.admit())
+        self.timer.now += 0.006
+        for number in range(3):
+            self.write(number, cost=0.010)
+        for expected in ([0], [0, 1], [0, 1, 2]):
+            self.reactor.turn()
+            self.assertEqual(self.ran, expected)
 
 
 class HeldRequestTests(SynchronousTestCase):
-    """Over a slice of writes per turn, reads on other connections are answered at once,
-    and each connection's replies keep its order."""
+    """Over a budget of writes per turn, reads and heartbeats on other connections are
+    answered at once, each connection's replies keep its order, and a connection with
+    too many requests waiting is not read until they are handled."""
 
     def setUp(self):
         self.clock = Clock()
@@ -367,7 +407,9 @@ class HeldRequestTests(SynchronousTestCase):
         registry = Registry(register_limiter=RateLimiter(burst=100, window=60.0))
         server = RegistryServer(registry, self.clock)
         self.reactor = _Turns()
-        server.turns = WriteTurns(self.reactor, per_turn=1)
+        # No budget: one write a turn.
+        server.turns = WriteTurns(self.reactor, budget=0.0, timer=self.clock.seconds)
+        self.server = server
         self.factory = RegistryFactory(server)
 
     def connect(self, port):
@@ -393,6 +435,55 @@ class HeldRequestTests(SynchronousTestCase):
         self.reactor.turn()
         self.assertEqual([(r["type"], r.get("node_id")) for r in _replies(written)],
                          [("register_ok", 1), ("register_ok", 2), ("lookup_ok", 2)])
+
+    def test_heartbeats_are_answered_at_once_registrations_may_wait(self):
+        self.assertTrue(self.server.answered_at_once({"type": "heartbeat"}))
+        self.assertFalse(self.server.answered_at_once({"type": "register"}))
+
+    def register(self, protocol, first, count):
+        protocol.dataReceived(b"".join(
+            _frame({"type": "register", "public_key": identity(number).public_key_b64})
+            for number in range(first, first + count)))
+
+    def test_a_connection_with_too_many_waiting_is_not_read_until_they_are_handled(self):
+        writer, written = self.connect(40001)
+        limit = server_module.MAX_HELD_PER_CONNECTION
+        self.register(writer, 1, limit)
+        # One handled at once, limit - 1 waiting: still read.
+        self.assertEqual(written.producerState, "producing")
+        self.register(writer, limit + 1, 1)
+        self.assertEqual(written.producerState, "paused")
+        for _ in range(limit - 1):
+            self.reactor.turn()
+        self.assertEqual(written.producerState, "paused")
+        self.reactor.turn()
+        self.assertEqual(written.producerState, "producing")
+        self.assertEqual(len(_replies(written)), limit + 1)
+
+    def test_no_connection_adds_to_a_full_queue_unpaused(self):
+        self.patch(server_module, "MAX_HELD", 2)
+        first, first_written = self.connect(40001)
+        second, second_written = self.connect(40002)
+        self.register(first, 1, 2)
+        self.assertEqual(first_written.producerState, "producing")
+        self.register(second, 3, 1)
+        self.assertEqual((first_written.producerState, second_written.producerState),
+                         ("producing", "paused"))
+        self.reactor.turn()
+        self.reactor.turn()
+        self.assertEqual((self.server.turns.waiting, second_written.producerState),
+                         (0, "producing"))
+
+    def test_the_rate_throttle_does_not_resume_a_connection_held_back(self):
+        writer, written = self.connect(40001)
+        writer._soft = server_module.TokenBucket(1, 1)
+        self.register(writer, 1, server_module.MAX_HELD_PER_CONNECTION + 1)
+        self.assertEqual(written.producerState, "paused")
+        self.clock.advance(server_module.THROTTLE_DELAY)
+        self.assertEqual(written.producerState, "paused")
+        for _ in range(server_module.MAX_HELD_PER_CONNECTION):
+            self.reactor.turn()
+        self.assertEqual(written.producerState, "producing")
 
 
 def _frame(request):
