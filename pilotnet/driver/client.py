@@ -40,7 +40,8 @@ from pilotnet.control.schema import check_timeout
 from pilotnet.driver.events import Event, EventStream, Publisher, Subscription
 from pilotnet.driver.failures import not_running_error, translate_failure
 from pilotnet.driver.paths import default_socket_path, pilot_home
-from pilotnet.driver.stream_socket import attach as attach_data_socket
+from pilotnet.driver.stream_socket import attach as attach_data_socket, socket_pair as data_socket_pair
+from pilotnet.driver.stream_socket import use as use_data_socket
 from pilotnet.driver.streams import Datagram, Listener, Stream
 from pilotnet.driver.targets import parse_port, parse_target, unresolvable
 from pilotnet.driver.waiting import OneShot
@@ -335,18 +336,35 @@ class Daemon:
         arguments = {} if timeout is None else {"timeout": timeout}
 
         def dial(address):
-            return self._call(commands.Dial, address=str(address), port=port, **arguments)
+            pair = data_socket_pair(self)
+            if pair is None:
+                return self._call(commands.Dial, address=str(address), port=port, **arguments).addCallback(
+                    opened, None)
+            ours, theirs = pair
+            dialing = self._call(commands.Dial, address=str(address), port=port, data_socket=theirs.fileno(),
+                                 **arguments)
+            dialing.addBoth(lambda result: theirs.close() or result)  # AMP sent its own duplicate
+            dialing.addErrback(lambda failure: ours.close() or failure)
+            return dialing.addCallback(opened, ours)
 
-        def opened(answer):
+        def opened(answer, ours):
             stream = Stream(
                 self, answer["conn_id"], answer["local_port"],
                 Addr.parse(answer["remote_address"]), answer["remote_port"],
             )
             self._streams[stream.conn_id] = stream
-            attach_data_socket(self, stream)
+            if ours is None:
+                return stream  # no data socket: the stream stays on AMP
+            attached = answer.get("attached")
+            if attached:
+                use_data_socket(self, stream, ours)
+                return stream
+            ours.close()  # refused (the stream stays on AMP), or a daemon that knows only AttachSocket
+            if attached is None:
+                attach_data_socket(self, stream)
             return stream
 
-        return self.resolve(target).addCallback(dial).addCallback(opened)
+        return self.resolve(target).addCallback(dial)
 
     def listen(self, port):
         """Bind ``port``: a :class:`Listener` for the streams and datagrams sent to it."""
