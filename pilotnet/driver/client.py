@@ -49,6 +49,12 @@ from pilotnet.errors import CONNECTION_FAILED, INVALID_ARGUMENT, NOT_FOUND, NOT_
 from pilotnet.wire.address import Addr
 from pilotnet.wire.eventstream import split_events
 
+#: Dials in flight that carry their stream's data socket.  The daemon drops a client that has
+#: passed more than 16 descriptors no box has claimed yet, and a burst of dials passes its
+#: descriptors ahead of its boxes (Twisted sends each with one byte of what is queued); dials
+#: beyond this many get their socket with ``AttachSocket`` once answered.
+MAX_DIALS_WITH_SOCKETS = 8
+
 
 def connect(reactor=None, socket_path=None, timeout=5.0, data_sockets=True):
     """Connect to the daemon's control socket; a Deferred of a :class:`Daemon`.
@@ -88,6 +94,8 @@ class Daemon:
         self._protocol = protocol
         self.reactor = reactor
         self._data_sockets = data_sockets
+        #: Dials sent with a data socket and not answered yet (see MAX_DIALS_WITH_SOCKETS).
+        self._dials_with_sockets = 0
         self._streams = {}
         self._listeners = {}
         self._subscriptions = {}
@@ -336,16 +344,20 @@ class Daemon:
         arguments = {} if timeout is None else {"timeout": timeout}
 
         def dial(address):
-            pair = data_socket_pair(self)
+            pair = data_socket_pair(self) if self._dials_with_sockets < MAX_DIALS_WITH_SOCKETS else None
             if pair is None:
                 return self._call(commands.Dial, address=str(address), port=port, **arguments).addCallback(
                     opened, None)
             ours, theirs = pair
+            self._dials_with_sockets += 1
             dialing = self._call(commands.Dial, address=str(address), port=port, data_socket=theirs.fileno(),
                                  **arguments)
-            dialing.addBoth(lambda result: theirs.close() or result)  # AMP sent its own duplicate
+            dialing.addBoth(lambda result: dialed() or theirs.close() or result)  # AMP sent its own duplicate
             dialing.addErrback(lambda failure: ours.close() or failure)
             return dialing.addCallback(opened, ours)
+
+        def dialed():
+            self._dials_with_sockets -= 1
 
         def opened(answer, ours):
             stream = Stream(
@@ -354,7 +366,8 @@ class Daemon:
             )
             self._streams[stream.conn_id] = stream
             if ours is None:
-                return stream  # no data socket: the stream stays on AMP
+                attach_data_socket(self, stream)  # over the bound (or no data sockets at all: it stays on AMP)
+                return stream
             attached = answer.get("attached")
             if attached:
                 use_data_socket(self, stream, ours)

@@ -214,6 +214,20 @@ class DataPathTests(DataSocketMixin, TestCase):
         [control] = [p for p in self._protocols(A) if p._sockets]
         self.assertEqual(list(control._sockets), [dialled.conn_id])
 
+    async def test_a_burst_of_dials_stays_within_the_daemons_bound_on_passed_descriptors(self):
+        # Twisted passes a burst's descriptors ahead of its boxes: with every Dial carrying one, the
+        # daemon would see more than it lets a client have unclaimed, and drop the client.
+        await self.start()
+        alpha, beta = await self.connect(A), await self.connect(B)
+        ports = [PORT + offset for offset in range(3)]
+        for port in ports:
+            await beta.listen(port)
+        burst = [alpha.dial(str(B), port) for port in ports for _ in range(10)]
+        self.assertGreater(len(burst), MAX_PENDING_DESCRIPTORS)
+        dialled = await bounded(defer.gatherResults(burst))
+        for stream in dialled:  # those past the bound get theirs with AttachSocket
+            await once(lambda: stream._socket is not None, (stream, "_socket_attached"))
+
     async def test_what_is_written_while_the_data_sockets_are_attached_keeps_its_order(self):
         await self.start()
         alpha, beta = await self.connect(A), await self.connect(B)
