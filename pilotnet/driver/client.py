@@ -30,6 +30,7 @@ for refused commands.
 """
 
 import json
+from collections import deque
 
 from twisted.internet.defer import fail, succeed
 from twisted.internet.error import ConnectError
@@ -41,6 +42,7 @@ from pilotnet.driver.events import Event, EventStream, Publisher, Subscription
 from pilotnet.driver.failures import not_running_error, translate_failure
 from pilotnet.driver.paths import default_socket_path, pilot_home
 from pilotnet.driver.stream_socket import attach as attach_data_socket, socket_pair as data_socket_pair
+from pilotnet.driver.stream_socket import MAX_IN_FLIGHT as MAX_SOCKETS_IN_FLIGHT, answered as socket_answered
 from pilotnet.driver.stream_socket import use as use_data_socket
 from pilotnet.driver.streams import Datagram, Listener, Stream
 from pilotnet.driver.targets import parse_port, parse_target, unresolvable
@@ -48,12 +50,6 @@ from pilotnet.driver.waiting import OneShot
 from pilotnet.errors import CONNECTION_FAILED, INVALID_ARGUMENT, NOT_FOUND, NOT_RUNNING, PilotError
 from pilotnet.wire.address import Addr
 from pilotnet.wire.eventstream import split_events
-
-#: Dials in flight that carry their stream's data socket.  The daemon drops a client that has
-#: passed more than 16 descriptors no box has claimed yet, and a burst of dials passes its
-#: descriptors ahead of its boxes (Twisted sends each with one byte of what is queued); dials
-#: beyond this many get their socket with ``AttachSocket`` once answered.
-MAX_DIALS_WITH_SOCKETS = 8
 
 
 def connect(reactor=None, socket_path=None, timeout=5.0, data_sockets=True):
@@ -94,8 +90,10 @@ class Daemon:
         self._protocol = protocol
         self.reactor = reactor
         self._data_sockets = data_sockets
-        #: Dials sent with a data socket and not answered yet (see MAX_DIALS_WITH_SOCKETS).
-        self._dials_with_sockets = 0
+        #: Data sockets passed (with Dial or AttachSocket) and not answered yet, and the
+        #: AttachSockets waiting for room (see :data:`stream_socket.MAX_IN_FLIGHT`).
+        self._sockets_in_flight = 0
+        self._attaches_waiting = deque()
         self._streams = {}
         self._listeners = {}
         self._subscriptions = {}
@@ -129,6 +127,10 @@ class Daemon:
         )
         for stream in list(self._streams.values()):
             stream._end(self._lost_error)
+        for _, ours, theirs in self._attaches_waiting:
+            ours.close()
+            theirs.close()
+        self._attaches_waiting.clear()
         for listener in list(self._listeners.values()):
             listener._stop(self._lost_error)
         for subscription in list(self._subscriptions.values()):
@@ -344,20 +346,17 @@ class Daemon:
         arguments = {} if timeout is None else {"timeout": timeout}
 
         def dial(address):
-            pair = data_socket_pair(self) if self._dials_with_sockets < MAX_DIALS_WITH_SOCKETS else None
+            pair = data_socket_pair(self) if self._sockets_in_flight < MAX_SOCKETS_IN_FLIGHT else None
             if pair is None:
                 return self._call(commands.Dial, address=str(address), port=port, **arguments).addCallback(
                     opened, None)
             ours, theirs = pair
-            self._dials_with_sockets += 1
+            self._sockets_in_flight += 1
             dialing = self._call(commands.Dial, address=str(address), port=port, data_socket=theirs.fileno(),
                                  **arguments)
-            dialing.addBoth(lambda result: dialed() or theirs.close() or result)  # AMP sent its own duplicate
+            dialing.addBoth(lambda result: socket_answered(self) or theirs.close() or result)  # AMP sent its own duplicate
             dialing.addErrback(lambda failure: ours.close() or failure)
             return dialing.addCallback(opened, ours)
-
-        def dialed():
-            self._dials_with_sockets -= 1
 
         def opened(answer, ours):
             stream = Stream(

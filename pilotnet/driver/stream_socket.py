@@ -27,6 +27,12 @@ from pilotnet.errors import INTERNAL, PilotError
 if TYPE_CHECKING:
     from pilotnet.driver.streams import Stream
 
+#: Data sockets a client has passed (with ``Dial`` or ``AttachSocket``) and not had answered.  The
+#: daemon drops a client with more than 16 passed descriptors no box has claimed yet, and a burst of
+#: calls passes its descriptors ahead of its boxes (Twisted sends each with one byte of what is
+#: queued): past this many, a dial goes without one and an ``AttachSocket`` waits its turn.
+MAX_IN_FLIGHT = 8
+
 
 @implementer(IHalfCloseableProtocol, IPushProducer)
 class DataSocket(Protocol):
@@ -115,14 +121,26 @@ def use(daemon: Any, stream: Stream, ours: socket.socket) -> None:
         ours.close()  # the reactor holds its own duplicate (or, on failure, the daemon sees the end)
 
 
+def answered(daemon: Any) -> None:
+    """A call that passed a data socket was answered: the next waiting ``AttachSocket`` may go."""
+    daemon._sockets_in_flight -= 1
+    while daemon._attaches_waiting and daemon._sockets_in_flight < MAX_IN_FLIGHT:
+        _send_attach(daemon, *daemon._attaches_waiting.popleft())
+
+
 def attach(daemon: Any, stream: Stream) -> None:
     """Give ``stream`` a data socket if the control connection can pass one; else it stays on AMP."""
     pair = socket_pair(daemon)
     if pair is None:
         return
-    ours, theirs = pair
     stream._attaching = True
+    if daemon._sockets_in_flight < MAX_IN_FLIGHT:
+        _send_attach(daemon, stream, *pair)
+    else:
+        daemon._attaches_waiting.append((stream, *pair))
 
+
+def _send_attach(daemon: Any, stream: Stream, ours: socket.socket, theirs: socket.socket) -> None:
     def attached(_: object) -> None:
         theirs.close()
         use(daemon, stream, ours)
@@ -132,5 +150,7 @@ def attach(daemon: Any, stream: Stream) -> None:
         ours.close()
         stream._socket_refused()
 
+    daemon._sockets_in_flight += 1
     attaching = daemon._call(commands.AttachSocket, conn_id=stream.conn_id, data_socket=theirs.fileno())
+    attaching.addBoth(lambda result: answered(daemon) or result)
     attaching.addCallbacks(attached, refused)

@@ -220,12 +220,13 @@ class DataPathTests(DataSocketMixin, TestCase):
         await self.start()
         alpha, beta = await self.connect(A), await self.connect(B)
         ports = [PORT + offset for offset in range(3)]
-        for port in ports:
-            await beta.listen(port)
+        listeners = [await beta.listen(port) for port in ports]
         burst = [alpha.dial(str(B), port) for port in ports for _ in range(10)]
         self.assertGreater(len(burst), MAX_PENDING_DESCRIPTORS)
         dialled = await bounded(defer.gatherResults(burst))
-        for stream in dialled:  # those past the bound get theirs with AttachSocket
+        # Those past the bound get theirs with AttachSocket, as the accepted streams (a burst too) do.
+        accepted = [await bounded(listener.accept()) for listener in listeners for _ in range(10)]
+        for stream in dialled + accepted:
             await once(lambda: stream._socket is not None, (stream, "_socket_attached"))
 
     async def test_what_is_written_while_the_data_sockets_are_attached_keeps_its_order(self):
