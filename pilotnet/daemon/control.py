@@ -482,7 +482,7 @@ class ControlProtocol(commands.UnansweredFastPath, amp.AMP):
         return {}
 
     def _attach(self, conn_id, data_socket):
-        """Carry ``conn_id``'s bytes on ``data_socket`` from now on; refused (and the descriptor closed) if it cannot."""
+        """Carry ``conn_id``'s bytes on ``data_socket`` from now on; refused (the descriptor closed) if it cannot."""
         streams = self.node.streams
         try:
             if not streams.owns(conn_id, self):

@@ -354,7 +354,8 @@ class Daemon:
             self._sockets_in_flight += 1
             dialing = self._call(commands.Dial, address=str(address), port=port, data_socket=theirs.fileno(),
                                  **arguments)
-            dialing.addBoth(lambda result: socket_answered(self) or theirs.close() or result)  # AMP sent its own duplicate
+            # AMP passed its own duplicate of theirs: ours is the only end left here.
+            dialing.addBoth(lambda result: socket_answered(self) or theirs.close() or result)
             dialing.addErrback(lambda failure: ours.close() or failure)
             return dialing.addCallback(opened, ours)
 

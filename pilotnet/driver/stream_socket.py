@@ -4,9 +4,10 @@ For each :class:`~pilotnet.driver.streams.Stream` the SDK makes a
 socketpair, keeps one end and passes the other to the daemon: with the
 ``Dial`` that opens the stream, which spares the first write a round trip
 to the daemon, or with ``AttachSocket`` once an accepted stream is open.
-Once that is answered the stream's bytes travel raw over the pair: writes go straight to the socket while Twisted's buffer for it has
-room (we are its producer, so we hear when it is full), received bytes go to
-the stream's buffer, and reading stops while that buffer is over its limit,
+Once that is answered the stream's bytes travel raw over the pair: writes
+go straight to the socket while Twisted's buffer for it has room (we are
+its producer, so we hear when it is full), received bytes go to the
+stream's buffer, and reading stops while that buffer is over its limit,
 which lets the kernel's buffers fill and the daemon hold the stream's
 receive window.  Until the answer (or if the daemon refuses), the stream
 stays on the AMP boxes of :mod:`pilotnet.control.commands`.
