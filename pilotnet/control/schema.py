@@ -417,9 +417,13 @@ BIND = _spec("Bind", [("port", Integer())], [("port", Integer())],
              doc="Listen on a virtual port: its streams are accepted and its datagrams delivered to this client.")
 UNBIND = _spec("Unbind", [("port", Integer())])
 DIAL = _spec(
-    "Dial", [("address", Text()), ("port", Integer()), ("timeout", Float(optional=True))],
-    [("conn_id", Integer()), ("local_port", Integer()), ("remote_address", Text()), ("remote_port", Integer())],
-    doc="Open a stream to ``address`` (``N:XXXX.XXXX.XXXX``) and ``port``; ``timeout`` seconds, finite and positive.",
+    "Dial", [("address", Text()), ("port", Integer()), ("timeout", Float(optional=True)),
+             ("data_socket", Descriptor(optional=True))],
+    [("conn_id", Integer()), ("local_port", Integer()), ("remote_address", Text()), ("remote_port", Integer()),
+     ("attached", Boolean(optional=True))],
+    doc="Open a stream to ``address`` (``N:XXXX.XXXX.XXXX``) and ``port``; ``timeout`` seconds, finite and positive. "
+        "A ``data_socket`` is attached to the new stream as ``AttachSocket`` would (``attached``), which saves "
+        "that round trip before the first write.",
 )
 WRITE = _spec("Write", [("conn_id", Integer()), ("data", Bytes())], answered=False,
               doc="Queue ``data`` (at most MAX_CHUNK bytes) on a stream; unanswered (see ``Written``).")

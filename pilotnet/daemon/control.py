@@ -405,13 +405,33 @@ class ControlProtocol(commands.UnansweredFastPath, amp.AMP):
 
     @commands.Dial.responder
     @translating_errors
-    def dial(self, address, port, timeout=None):
-        timeout = check_timeout(timeout)
-        dialing = self.node.dial(_parse_address(address), _port(port), self, timeout=timeout)
-        return dialing.addCallback(lambda conn: {
-            "conn_id": conn.conn_id, "local_port": conn.local_port,
-            "remote_address": str(conn.remote), "remote_port": conn.remote_port,
-        })
+    def dial(self, address, port, timeout=None, data_socket=None):
+        try:
+            timeout = check_timeout(timeout)
+            dialing = self.node.dial(_parse_address(address), _port(port), self, timeout=timeout)
+        except BaseException:
+            if data_socket is not None:
+                os.close(data_socket)
+            raise
+
+        def opened(conn):
+            answer = {"conn_id": conn.conn_id, "local_port": conn.local_port,
+                      "remote_address": str(conn.remote), "remote_port": conn.remote_port}
+            if data_socket is not None:
+                try:
+                    self._attach(conn.conn_id, data_socket)
+                except PilotError:
+                    answer["attached"] = False  # an unfit socket, or the stream ended already: it stays on AMP
+                else:
+                    answer["attached"] = True
+            return answer
+
+        def failed(failure):
+            if data_socket is not None:
+                os.close(data_socket)
+            return failure
+
+        return dialing.addCallbacks(opened, failed)
 
     @commands.Write.responder
     def write(self, conn_id, data):
@@ -458,6 +478,11 @@ class ControlProtocol(commands.UnansweredFastPath, amp.AMP):
     @commands.AttachSocket.responder
     @translating_errors
     def attach_socket(self, conn_id, data_socket):
+        self._attach(conn_id, data_socket)
+        return {}
+
+    def _attach(self, conn_id, data_socket):
+        """Carry ``conn_id``'s bytes on ``data_socket`` from now on; refused (the descriptor closed) if it cannot."""
         streams = self.node.streams
         try:
             if not streams.owns(conn_id, self):
@@ -472,7 +497,6 @@ class ControlProtocol(commands.UnansweredFastPath, amp.AMP):
             self._forget_socket)
         stream_socket.adopt(self.clock, data_socket, attached)
         self._sockets[conn_id] = attached
-        return {}
 
     def _forget_socket(self, data_socket):
         if self._sockets.get(data_socket.conn_id) is data_socket:

@@ -30,6 +30,7 @@ for refused commands.
 """
 
 import json
+from collections import deque
 
 from twisted.internet.defer import fail, succeed
 from twisted.internet.error import ConnectError
@@ -40,7 +41,9 @@ from pilotnet.control.schema import check_timeout
 from pilotnet.driver.events import Event, EventStream, Publisher, Subscription
 from pilotnet.driver.failures import not_running_error, translate_failure
 from pilotnet.driver.paths import default_socket_path, pilot_home
-from pilotnet.driver.stream_socket import attach as attach_data_socket
+from pilotnet.driver.stream_socket import attach as attach_data_socket, socket_pair as data_socket_pair
+from pilotnet.driver.stream_socket import MAX_IN_FLIGHT as MAX_SOCKETS_IN_FLIGHT, answered as socket_answered
+from pilotnet.driver.stream_socket import use as use_data_socket
 from pilotnet.driver.streams import Datagram, Listener, Stream
 from pilotnet.driver.targets import parse_port, parse_target, unresolvable
 from pilotnet.driver.waiting import OneShot
@@ -87,6 +90,10 @@ class Daemon:
         self._protocol = protocol
         self.reactor = reactor
         self._data_sockets = data_sockets
+        #: Data sockets passed (with Dial or AttachSocket) and not answered yet, and the
+        #: AttachSockets waiting for room (see :data:`stream_socket.MAX_IN_FLIGHT`).
+        self._sockets_in_flight = 0
+        self._attaches_waiting = deque()
         self._streams = {}
         self._listeners = {}
         self._subscriptions = {}
@@ -120,6 +127,10 @@ class Daemon:
         )
         for stream in list(self._streams.values()):
             stream._end(self._lost_error)
+        for _, ours, theirs in self._attaches_waiting:
+            ours.close()
+            theirs.close()
+        self._attaches_waiting.clear()
         for listener in list(self._listeners.values()):
             listener._stop(self._lost_error)
         for subscription in list(self._subscriptions.values()):
@@ -335,18 +346,38 @@ class Daemon:
         arguments = {} if timeout is None else {"timeout": timeout}
 
         def dial(address):
-            return self._call(commands.Dial, address=str(address), port=port, **arguments)
+            pair = data_socket_pair(self) if self._sockets_in_flight < MAX_SOCKETS_IN_FLIGHT else None
+            if pair is None:
+                return self._call(commands.Dial, address=str(address), port=port, **arguments).addCallback(
+                    opened, None)
+            ours, theirs = pair
+            self._sockets_in_flight += 1
+            dialing = self._call(commands.Dial, address=str(address), port=port, data_socket=theirs.fileno(),
+                                 **arguments)
+            # AMP passed its own duplicate of theirs: ours is the only end left here.
+            dialing.addBoth(lambda result: socket_answered(self) or theirs.close() or result)
+            dialing.addErrback(lambda failure: ours.close() or failure)
+            return dialing.addCallback(opened, ours)
 
-        def opened(answer):
+        def opened(answer, ours):
             stream = Stream(
                 self, answer["conn_id"], answer["local_port"],
                 Addr.parse(answer["remote_address"]), answer["remote_port"],
             )
             self._streams[stream.conn_id] = stream
-            attach_data_socket(self, stream)
+            if ours is None:
+                attach_data_socket(self, stream)  # over the bound (or no data sockets at all: it stays on AMP)
+                return stream
+            attached = answer.get("attached")
+            if attached:
+                use_data_socket(self, stream, ours)
+                return stream
+            ours.close()  # refused (the stream stays on AMP), or a daemon that knows only AttachSocket
+            if attached is None:
+                attach_data_socket(self, stream)
             return stream
 
-        return self.resolve(target).addCallback(dial).addCallback(opened)
+        return self.resolve(target).addCallback(dial)
 
     def listen(self, port):
         """Bind ``port``: a :class:`Listener` for the streams and datagrams sent to it."""

@@ -18,6 +18,7 @@ Run it on its own for subprocess tests: ``python -m tests.driver.fakedaemon
 SOCKET_PATH`` prints ``ready`` once listening.
 """
 
+import os
 import sys
 from itertools import count
 
@@ -222,7 +223,9 @@ class FakeDaemonProtocol(amp.AMP):
         return {}
 
     @commands.Dial.responder
-    def dial(self, address, port, timeout=None):
+    def dial(self, address, port, timeout=None, data_socket=None):
+        if data_socket is not None:
+            os.close(data_socket)  # as a daemon that only knows AttachSocket: the SDK falls back to it
         target = Addr.parse(address)
         if target == SILENT:
             raise CommandFailed("dial timeout", code=TIMEOUT)

@@ -203,15 +203,41 @@ class DataPathTests(DataSocketMixin, TestCase):
         expected = b"".join(b"%d," % index for index in range(500))
         self.assertEqual(await bounded(accepted.read_exactly(len(expected))), expected)
 
+    async def test_a_dialled_stream_has_its_data_socket_from_the_start(self):
+        # The Dial carried it: the first write needs no AttachSocket round trip first.
+        await self.start()
+        alpha, beta = await self.connect(A), await self.connect(B)
+        await beta.listen(PORT)
+        dialled = await bounded(alpha.dial(str(B), PORT))
+        self.assertIsNotNone(dialled._socket)
+        self.assertFalse(dialled._attaching)
+        [control] = [p for p in self._protocols(A) if p._sockets]
+        self.assertEqual(list(control._sockets), [dialled.conn_id])
+
+    async def test_a_burst_of_dials_stays_within_the_daemons_bound_on_passed_descriptors(self):
+        # Twisted passes a burst's descriptors ahead of its boxes: with every Dial carrying one, the
+        # daemon would see more than it lets a client have unclaimed, and drop the client.
+        await self.start()
+        alpha, beta = await self.connect(A), await self.connect(B)
+        ports = [PORT + offset for offset in range(3)]
+        listeners = [await beta.listen(port) for port in ports]
+        burst = [alpha.dial(str(B), port) for port in ports for _ in range(10)]
+        self.assertGreater(len(burst), MAX_PENDING_DESCRIPTORS)
+        dialled = await bounded(defer.gatherResults(burst))
+        # Those past the bound get theirs with AttachSocket, as the accepted streams (a burst too) do.
+        accepted = [await bounded(listener.accept()) for listener in listeners for _ in range(10)]
+        for stream in dialled + accepted:
+            await once(lambda: stream._socket is not None, (stream, "_socket_attached"))
+
     async def test_what_is_written_while_the_data_sockets_are_attached_keeps_its_order(self):
         await self.start()
         alpha, beta = await self.connect(A), await self.connect(B)
         listener = await beta.listen(PORT)
         dialled = await bounded(alpha.dial(str(B), PORT))
-        self.assertTrue(dialled._attaching)  # the daemon has not taken the socket yet
         for index in range(300):
             dialled.write(b"%d," % index)
         accepted = await bounded(listener.accept())
+        self.assertTrue(accepted._attaching)  # the daemon has not taken the accepted stream's socket yet
         for index in range(300):
             accepted.write(b"%d;" % index)
         out = b"".join(b"%d," % index for index in range(300))
@@ -286,11 +312,11 @@ class DataPathTests(DataSocketMixin, TestCase):
         alpha, beta = await self.connect(A), await self.connect(B)
         listener = await beta.listen(PORT)
         dialled = await bounded(alpha.dial(str(B), PORT))
-        self.assertTrue(dialled._attaching)
-        await bounded(dialled.close())
         accepted = await bounded(listener.accept())
-        self.assertEqual(await bounded(accepted.read()), b"")
-        self.assertIsNone(await bounded(dialled.closed))
+        self.assertTrue(accepted._attaching)
+        await bounded(accepted.close())
+        self.assertEqual(await bounded(dialled.read()), b"")
+        self.assertIsNone(await bounded(accepted.closed))
 
     async def test_a_failed_stream_fails_its_reader_after_the_data_before_it(self):
         dialled, accepted = await self.pair()
@@ -366,6 +392,57 @@ class AttachRefusalTests(DataSocketMixin, TestCase):
         self.addCleanup(ours.close)
         self.addCleanup(theirs.close)
         return ours.fileno(), theirs.fileno()
+
+    async def _call_dial(self, daemon, descriptor, port=PORT):
+        return await bounded(daemon._call(commands.Dial, address=str(B), port=port, data_socket=descriptor))
+
+    async def test_a_socket_passed_with_a_dial_carries_the_stream(self):
+        await self.start()
+        self.alpha, beta = await self.connect(A), await self.connect(B)
+        listener = await beta.listen(PORT)
+        ours, theirs = socket.socketpair()
+        self.addCleanup(ours.close)
+        with theirs:
+            answer = await self._call_dial(self.alpha, theirs.fileno())
+        self.assertTrue(answer["attached"])
+        ours.sendall(b"over the dial's socket")
+        accepted = await bounded(listener.accept())
+        self.assertEqual(await bounded(accepted.read_exactly(22)), b"over the dial's socket")
+
+    async def test_a_failed_dial_closes_the_socket_passed_with_it(self):
+        await self.start()
+        self.alpha = await self.connect(A)
+        ours, theirs = socket.socketpair()
+        self.addCleanup(ours.close)
+        self.addCleanup(theirs.close)
+        with self.assertRaises(PilotError) as raised:
+            await self._call_dial(self.alpha, theirs.fileno(), port=PORT + 1)  # nobody listens there
+        self.assertEqual(raised.exception.code, CONNECTION_FAILED)
+        self.assertEqual(copies_of(theirs), 1)  # the daemon (in this process) kept no copy
+
+    async def test_an_invalid_dial_closes_the_socket_passed_with_it(self):
+        await self.start()
+        self.alpha = await self.connect(A)
+        ours, theirs = socket.socketpair()
+        self.addCleanup(ours.close)
+        self.addCleanup(theirs.close)
+        with self.assertRaises(PilotError) as raised:
+            await bounded(self.alpha._call(commands.Dial, address="not an address", port=PORT,
+                                           data_socket=theirs.fileno()))
+        self.assertEqual(raised.exception.code, INVALID_ARGUMENT)
+        self.assertEqual(copies_of(theirs), 1)
+
+    async def test_a_datagram_socket_passed_with_a_dial_leaves_the_stream_on_amp(self):
+        await self.start()
+        self.alpha, beta = await self.connect(A), await self.connect(B)
+        await beta.listen(PORT)
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.addCleanup(ours.close)
+        self.addCleanup(theirs.close)
+        answer = await self._call_dial(self.alpha, theirs.fileno())
+        self.assertFalse(answer["attached"])
+        self.assertEqual(copies_of(theirs), 1)
+        self.assertFalse(any(p._sockets for p in self.factories[A].built))
 
     async def test_a_file_is_refused(self):
         dialled, _ = await self.pair()
