@@ -153,5 +153,9 @@ def _send_attach(daemon: Any, stream: Stream, ours: socket.socket, theirs: socke
 
     daemon._sockets_in_flight += 1
     attaching = daemon._call(commands.AttachSocket, conn_id=stream.conn_id, data_socket=theirs.fileno())
-    attaching.addBoth(lambda result: answered(daemon) or result)
+    def settled(result: object) -> object:
+        answered(daemon)
+        return result
+
+    attaching.addBoth(settled)
     attaching.addCallbacks(attached, refused)
