@@ -409,23 +409,24 @@ class AttachRefusalTests(DataSocketMixin, TestCase):
         accepted = await bounded(listener.accept())
         self.assertEqual(await bounded(accepted.read_exactly(22)), b"over the dial's socket")
 
-    async def test_a_failed_dial_closes_the_socket_passed_with_it(self):
+    async def _alpha_and_a_socket_to_pass(self):
+        """Alpha's client, and one end of a socket pair to pass with a call (both ends closed at cleanup)."""
         await self.start()
         self.alpha = await self.connect(A)
         ours, theirs = socket.socketpair()
         self.addCleanup(ours.close)
         self.addCleanup(theirs.close)
+        return theirs
+
+    async def test_a_failed_dial_closes_the_socket_passed_with_it(self):
+        theirs = await self._alpha_and_a_socket_to_pass()
         with self.assertRaises(PilotError) as raised:
             await self._call_dial(self.alpha, theirs.fileno(), port=PORT + 1)  # nobody listens there
         self.assertEqual(raised.exception.code, CONNECTION_FAILED)
         self.assertEqual(copies_of(theirs), 1)  # the daemon (in this process) kept no copy
 
     async def test_an_invalid_dial_closes_the_socket_passed_with_it(self):
-        await self.start()
-        self.alpha = await self.connect(A)
-        ours, theirs = socket.socketpair()
-        self.addCleanup(ours.close)
-        self.addCleanup(theirs.close)
+        theirs = await self._alpha_and_a_socket_to_pass()
         with self.assertRaises(PilotError) as raised:
             await bounded(self.alpha._call(commands.Dial, address="not an address", port=PORT,
                                            data_socket=theirs.fileno()))
