@@ -415,14 +415,22 @@ class Bench:
         return results, _latency(self.pipes[-1].recv())
 
     def stop(self):
-        for pipe in self.pipes:
-            pipe.send(("stop",))
-        for process in self.processes:
-            process.join(10)
-        for server in self.servers:
-            server.terminate()
-            server.wait(10)
-        shutil.rmtree(self.directory, ignore_errors=True)
+        """Workers, then registries, then their directory: all of them, also after a worker has died."""
+        try:
+            for pipe in self.pipes:
+                try:
+                    pipe.send(("stop",))
+                except (BrokenPipeError, EOFError):
+                    pass  # that worker has failed already; its error is the run's error
+            for process in self.processes:
+                process.join(10)
+                if process.is_alive():
+                    process.terminate()
+        finally:
+            for server in self.servers:
+                server.terminate()
+                server.wait(10)
+            shutil.rmtree(self.directory, ignore_errors=True)
 
 
 def database_cpu_seconds(postmaster):
